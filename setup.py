@@ -1,0 +1,98 @@
+"""Build script: only the list of compiled kernels lives here; metadata is in pyproject.toml.
+
+The extensions are required. A machine without a C compiler fails the install with a message
+that says what to install, instead of producing a package that would run without its kernels.
+
+Environment:
+  RAFTCORE_DEBUG=1   compile with extra checks (bounds checks on, assertions, -O0 -g),
+                     the equivalent of asyncpg's PG_DEBUG / uvloop's UVLOOP_DEBUG.
+"""
+
+import os
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("RAFTCORE_DEBUG", "") not in ("", "0")
+
+# compiled modules are private (raftcore._crc, ...); raftcore.crc etc. are the public facades
+KERNELS = ["_crc", "_framing", "_index", "_phi"]
+# RAFTCORE_ONLY=_phi,_index builds a subset (a developer's shortcut; releases build all)
+if os.environ.get("RAFTCORE_ONLY"):
+    KERNELS = [k for k in KERNELS if k in os.environ["RAFTCORE_ONLY"].split(",")]
+
+
+def _flags():
+    if sys.platform == "win32":
+        return ["/O2"], []
+    if DEBUG:
+        return ["-O0", "-g3", "-Wall", "-UNDEBUG", "-DRAFTCORE_DEBUG=1"], []
+    return ["-O2", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"], []
+
+
+compile_args, link_args = _flags()
+
+extensions = [
+    Extension(
+        f"raftcore.{name}",
+        [f"src/raftcore/{name}.pyx"],
+        include_dirs=["src/raftcore/include", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name in KERNELS
+]
+
+directives = {
+    "language_level": "3",
+    "embedsignature": True,
+    "cdivision": True,
+    # bounds checks stay on by default; kernels turn them off per function where proven safe
+    "boundscheck": True,
+    "wraparound": True,
+    "initializedcheck": DEBUG,
+}
+
+
+class RequiredBuildExt(build_ext):
+    """Turn a compiler failure into an instruction rather than a stack of distutils output."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise SystemExit(_NO_COMPILER.format(exc=exc)) from exc
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise SystemExit(_NO_COMPILER.format(exc=exc)) from exc
+
+
+_NO_COMPILER = """
+raftcore: building the compiled kernels failed: {exc}
+
+raftcore's CRC32C, framing, index and phi-accrual kernels are required (a slow fallback would
+show up later as missed heartbeats and spurious elections). Install a C compiler and the Python
+headers, then retry:
+  Debian/Ubuntu:  apt-get install build-essential python3-dev
+  Fedora/RHEL:    dnf install gcc python3-devel
+  macOS:          xcode-select --install
+or install a prebuilt wheel for your platform.
+"""
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        gdb_debug=False,
+        annotate=False,
+    ),
+    cmdclass={"build_ext": RequiredBuildExt},
+    zip_safe=False,
+)

@@ -1,0 +1,3 @@
+from pyraft.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Typed errors of pyraft, and the invariant check.
+
+Two kinds of failure (see STYLE.md):
+- operating errors (bad input, a peer gone, not the leader, a limit reached) are the typed
+  exceptions below, each also subclassing the matching builtin;
+- broken invariants are programmer errors: ``invariant(condition, message)`` raises
+  ``InvariantError`` (unlike ``assert`` it survives ``python -O``), and the runtime stops the
+  node rather than continue with corrupt state.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PyraftError",
+    "InvariantError",
+    "invariant",
+    "ConfigError",
+    "NotLeaderError",
+    "ProposalDroppedError",
+    "LogCompactedError",
+    "LogUnavailableError",
+]
+
+
+class PyraftError(Exception):
+    """Base class of every pyraft error."""
+
+
+class InvariantError(PyraftError, AssertionError):
+    """An internal invariant does not hold: a bug, never an operating condition."""
+
+
+def invariant(condition: object, message: str) -> None:
+    """Raise :class:`InvariantError` with ``message`` when ``condition`` is false."""
+    if not condition:
+        raise InvariantError(message)
+
+
+class ConfigError(PyraftError, ValueError):
+    """A configuration value is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotLeaderError(PyraftError, RuntimeError):
+    """This member is not the leader; ``leader_id`` / ``leader_address`` say who is, if known."""
+
+    def __init__(self, leader_id: int | None = None, leader_address: str | None = None) -> None:
+        where = f"member {leader_id}" if leader_id is not None else "unknown"
+        if leader_address:
+            where += f" at {leader_address}"
+        super().__init__(f"not the leader; the leader is {where}")
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+
+
+class ProposalDroppedError(PyraftError, RuntimeError):
+    """A proposal was refused: a limit was reached, or a change is already in flight."""
+
+
+class LogCompactedError(PyraftError, LookupError):
+    """The requested log entries were replaced by a snapshot."""
+
+
+class LogUnavailableError(PyraftError, LookupError):
+    """The requested log entries do not exist (yet)."""

@@ -1,0 +1,34 @@
+"""raftcore: the compiled kernels of pyraft.
+
+Byte-level work of the Raft data path: CRC32C, log-entry and transport framing, index tables,
+phi-accrual statistics. Nothing here knows about Raft roles or asyncio.
+"""
+
+from raftcore._select import USE_TWINS
+from raftcore.crc import crc32c, crc32c_implementation
+from raftcore.errors import (
+    CorruptFrameError,
+    CorruptRecordError,
+    FramingError,
+    IndexLookupError,
+    OversizedFrameError,
+    OversizedRecordError,
+    RaftcoreError,
+    TruncatedRecordError,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "USE_TWINS",
+    "crc32c",
+    "crc32c_implementation",
+    "CorruptFrameError",
+    "CorruptRecordError",
+    "FramingError",
+    "IndexLookupError",
+    "OversizedFrameError",
+    "OversizedRecordError",
+    "RaftcoreError",
+    "TruncatedRecordError",
+]

@@ -1,0 +1,4 @@
+# C-level interface of the CRC32C kernel, for other kernels to cimport.
+from libc.stdint cimport uint32_t
+
+cdef uint32_t crc32c_update(uint32_t crc, const unsigned char *data, size_t size) noexcept nogil

@@ -1,0 +1,9 @@
+from typing import Literal
+
+from typing_extensions import Buffer
+
+IMPLEMENTATION: Literal["compiled", "python"]
+
+def crc32c(data: Buffer, value: int = 0) -> int: ...
+def crc32c_portable(data: Buffer, value: int = 0) -> int: ...
+def crc32c_implementation() -> str: ...

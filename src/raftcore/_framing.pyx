@@ -1,0 +1,617 @@
+# cython: language_level=3
+"""Log-entry records, entry batches and transport frames (format: docs/format.md).
+
+A batch of entries is ONE contiguous buffer of self-describing records. Encoding writes the
+buffer and the index (terms, kinds, offsets as numpy arrays) in the same pass; decoding
+validates every record and builds the same index without copying payloads. The bytes a
+leader writes to its log are the bytes it sends and the bytes a follower appends.
+
+Every defect in input raises a typed error carrying the byte offset of the offending record:
+``CorruptRecordError`` (damaged), ``TruncatedRecordError`` (the buffer ends inside a record),
+``OversizedRecordError`` (a length beyond the configured maximum). Decoding never reads past
+the buffer: each read is preceded by a bounds check against the remaining size.
+"""
+
+cimport cython
+cimport numpy as cnp
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from raftcore._crc cimport crc32c_update
+from raftcore.errors import (
+    CorruptFrameError,
+    CorruptRecordError,
+    OversizedFrameError,
+    OversizedRecordError,
+    TruncatedRecordError,
+)
+
+cnp.import_array()
+
+
+cdef extern from "rc_endian.h":
+    uint16_t rc_le16(const unsigned char *p) nogil
+    uint32_t rc_le32(const unsigned char *p) nogil
+    uint64_t rc_le64(const unsigned char *p) nogil
+    void rc_put16(unsigned char *p, uint16_t v) nogil
+    void rc_put32(unsigned char *p, uint32_t v) nogil
+    void rc_put64(unsigned char *p, uint64_t v) nogil
+
+
+IMPLEMENTATION = "compiled"
+
+RECORD_HEADER_BYTES = 32
+RECORD_VERSION = 1
+KIND_COMMAND = 0
+KIND_CONFIGURATION = 1
+KIND_NOOP = 2
+#: Default bound on one record's payload (the transport and WAL may set their own, lower).
+RECORD_PAYLOAD_BYTES_MAX = 64 * 1024 * 1024
+
+FRAME_HEADER_BYTES = 16
+FRAME_MAGIC = 0x5246
+FRAME_VERSION = 1
+#: Default bound on one frame's body.
+FRAME_BYTES_MAX = 64 * 1024 * 1024
+
+cdef enum:
+    HDR = 32
+    FHDR = 16
+    KIND_MAX = 2
+    VERSION = 1
+    FMAGIC = 0x5246
+    FVERSION = 1
+
+# Error codes of the scanner, in the order the checks run.
+cdef enum ScanError:
+    SCAN_OK = 0
+    SCAN_TRUNCATED_HEADER
+    SCAN_HEADER_CRC
+    SCAN_VERSION
+    SCAN_FLAGS
+    SCAN_KIND
+    SCAN_OVERSIZED
+    SCAN_TRUNCATED_PAYLOAD
+    SCAN_PAYLOAD_CRC
+    SCAN_INDEX
+    SCAN_TERM
+
+_SCAN_MESSAGES = {
+    SCAN_TRUNCATED_HEADER: (TruncatedRecordError, "buffer ends inside a record header"),
+    SCAN_HEADER_CRC: (CorruptRecordError, "record header checksum mismatch"),
+    SCAN_VERSION: (CorruptRecordError, "unknown record format version"),
+    SCAN_FLAGS: (CorruptRecordError, "reserved record flags are set"),
+    SCAN_KIND: (CorruptRecordError, "unknown record kind"),
+    SCAN_OVERSIZED: (OversizedRecordError, "record payload length exceeds the maximum"),
+    SCAN_TRUNCATED_PAYLOAD: (TruncatedRecordError, "buffer ends inside a record payload"),
+    SCAN_PAYLOAD_CRC: (CorruptRecordError, "record payload checksum mismatch"),
+    SCAN_INDEX: (CorruptRecordError, "record index out of sequence"),
+    SCAN_TERM: (CorruptRecordError, "record term is zero or lower than the previous one"),
+}
+
+
+cdef struct Scan:
+    Py_ssize_t count        # valid records
+    Py_ssize_t end          # byte offset just past the last valid record
+    int error               # ScanError of the first invalid record, SCAN_OK if none
+    uint64_t first_index    # index of the first record (or the expected one)
+    uint64_t last_term
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Scan _scan(const unsigned char *p, Py_ssize_t size, uint64_t expected_first,
+                uint64_t payload_max, uint64_t prev_term) noexcept nogil:
+    """Validate records from the start of ``p`` until the first defect or the end."""
+    cdef Scan s
+    cdef Py_ssize_t pos = 0
+    cdef uint64_t length, index, term
+    cdef const unsigned char *h
+    s.count = 0
+    s.end = 0
+    s.error = SCAN_OK
+    s.first_index = expected_first
+    s.last_term = prev_term
+    while pos < size:
+        if size - pos < HDR:
+            s.error = SCAN_TRUNCATED_HEADER
+            break
+        h = p + pos
+        if crc32c_update(0, h + 4, HDR - 4) != rc_le32(h):
+            s.error = SCAN_HEADER_CRC
+            break
+        if h[13] != VERSION:
+            s.error = SCAN_VERSION
+            break
+        if rc_le16(h + 14) != 0:
+            s.error = SCAN_FLAGS
+            break
+        if h[12] > KIND_MAX:
+            s.error = SCAN_KIND
+            break
+        length = rc_le32(h + 8)
+        if length > payload_max:
+            s.error = SCAN_OVERSIZED
+            break
+        if <uint64_t>(size - pos - HDR) < length:
+            s.error = SCAN_TRUNCATED_PAYLOAD
+            break
+        if crc32c_update(0, h + HDR, <size_t>length) != rc_le32(h + 4):
+            s.error = SCAN_PAYLOAD_CRC
+            break
+        index = rc_le64(h + 24)
+        term = rc_le64(h + 16)
+        if s.count == 0 and expected_first == 0:
+            if index == 0:
+                s.error = SCAN_INDEX
+                break
+            s.first_index = index
+        elif index != s.first_index + <uint64_t>s.count:
+            s.error = SCAN_INDEX
+            break
+        if term == 0 or term < s.last_term:
+            s.error = SCAN_TERM
+            break
+        s.last_term = term
+        s.count += 1
+        pos += HDR + <Py_ssize_t>length
+        s.end = pos
+    return s
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _fill_index(const unsigned char *p, Py_ssize_t count, uint64_t *terms, uint8_t *kinds,
+                      uint64_t *offsets) noexcept nogil:
+    """Second pass over records already validated by _scan: copy out terms, kinds, offsets."""
+    cdef Py_ssize_t i
+    cdef uint64_t pos = 0
+    for i in range(count):
+        offsets[i] = pos
+        terms[i] = rc_le64(p + pos + 16)
+        kinds[i] = p[pos + 12]
+        pos += HDR + rc_le32(p + pos + 8)
+    offsets[count] = pos
+
+
+cdef inline void _write_header(unsigned char *h, uint32_t length, uint8_t kind, uint64_t term,
+                               uint64_t index) noexcept nogil:
+    rc_put32(h + 4, crc32c_update(0, h + HDR, length))
+    rc_put32(h + 8, length)
+    h[12] = kind
+    h[13] = VERSION
+    rc_put16(h + 14, 0)
+    rc_put64(h + 16, term)
+    rc_put64(h + 24, index)
+    rc_put32(h, crc32c_update(0, h + 4, HDR - 4))
+
+
+cdef class EntryBatch:
+    """A validated, contiguous run of log entries stored as one buffer of records.
+
+    Attributes:
+      buffer       the object holding the bytes (usually ``bytes``); never mutate it.
+      base         byte offset of the first record inside ``buffer``.
+      nbytes       size in bytes of the records (``data`` is ``buffer[base:base + nbytes]``).
+      first_index  index of the first entry; for an empty batch, the index the next one would have.
+      terms        uint64 array, one term per entry (non-decreasing).
+      kinds        uint8 array, one kind per entry (KIND_COMMAND / KIND_CONFIGURATION / KIND_NOOP).
+      offsets      uint64 array of ``len + 1`` record boundaries relative to ``base``:
+                   record ``i`` spans ``offsets[i]:offsets[i + 1]``, ``offsets[0] == 0``.
+    """
+
+    def __cinit__(self, buffer, Py_ssize_t base, Py_ssize_t nbytes, uint64_t first_index,
+                  terms, kinds, offsets):
+        self.buffer = buffer
+        self.base = base
+        self.nbytes = nbytes
+        self.first_index = first_index
+        self.terms = terms
+        self.kinds = kinds
+        self.offsets = offsets
+        self._n = len(terms)
+        self._view = None
+
+    def __len__(self):
+        return self._n
+
+    def __repr__(self):
+        return (f"EntryBatch(first_index={self.first_index}, last_index={self.last_index}, "
+                f"entries={self._n}, nbytes={self.nbytes})")
+
+    @property
+    def last_index(self):
+        """Index of the last entry; ``first_index - 1`` when empty."""
+        return self.first_index + <uint64_t>self._n - 1
+
+    @property
+    def last_term(self):
+        """Term of the last entry; 0 when empty."""
+        if self._n == 0:
+            return 0
+        return int(self.terms[self._n - 1])
+
+    cdef object _memoryview(self):
+        if self._view is None:
+            self._view = memoryview(self.buffer).cast("B")
+        return self._view
+
+    @property
+    def data(self):
+        """The records as a memoryview (zero-copy): what goes into a WAL segment or a message."""
+        if self.base == 0 and self.nbytes == len(self._memoryview()):
+            return self._memoryview()
+        return self._memoryview()[self.base:self.base + self.nbytes]
+
+    def tobytes(self):
+        """The records as ``bytes`` (no copy when the batch spans all of a ``bytes`` buffer)."""
+        if type(self.buffer) is bytes and self.base == 0 and self.nbytes == len(self.buffer):
+            return self.buffer
+        return bytes(self.data)
+
+    cdef Py_ssize_t _position(self, index) except -1:
+        cdef Py_ssize_t i
+        if index < self.first_index or index >= self.first_index + <uint64_t>self._n:
+            raise IndexError(f"log index {index} is not in this batch "
+                             f"[{self.first_index}, {self.first_index + self._n - 1}]")
+        i = <Py_ssize_t>(index - self.first_index)
+        return i
+
+    def term_at(self, index):
+        """Term of the entry at log ``index``."""
+        return int(self.terms[self._position(index)])
+
+    def kind_at(self, index):
+        """Kind of the entry at log ``index``."""
+        return int(self.kinds[self._position(index)])
+
+    def payload(self, Py_ssize_t i):
+        """Payload of the ``i``-th entry of the batch (position, not log index), zero-copy."""
+        if i < 0 or i >= self._n:
+            raise IndexError(f"entry position {i} out of range for a batch of {self._n}")
+        start = self.base + <Py_ssize_t>self.offsets[i] + HDR
+        end = self.base + <Py_ssize_t>self.offsets[i + 1]
+        return self._memoryview()[start:end]
+
+    def payload_at(self, index):
+        """Payload of the entry at log ``index``, zero-copy."""
+        return self.payload(self._position(index))
+
+    def payloads(self):
+        """Every payload, as a list of zero-copy memoryviews."""
+        view = self._memoryview()
+        base = self.base
+        offs = self.offsets.tolist()
+        return [view[base + offs[i] + HDR:base + offs[i + 1]] for i in range(self._n)]
+
+    @property
+    def config_positions(self):
+        """Positions (not indexes) of configuration entries, as an int64 array."""
+        return np.flatnonzero(self.kinds == KIND_CONFIGURATION)
+
+    def slice(self, lo, hi):
+        """The entries with log indexes in ``[lo, hi)`` as a new batch over the same buffer."""
+        cdef Py_ssize_t a, b
+        first = self.first_index
+        if lo < first:
+            lo = first
+        if hi > first + self._n:
+            hi = first + self._n
+        if hi <= lo:
+            return EntryBatch(b"", 0, 0, lo if lo >= first else first,
+                              _EMPTY_U64, _EMPTY_U8, _ZERO_OFFSET)
+        a = lo - first
+        b = hi - first
+        if a == 0 and b == self._n:
+            return self
+        start = self.offsets[a]
+        offsets = self.offsets[a:b + 1] - start
+        return EntryBatch(self.buffer, self.base + <Py_ssize_t>start,
+                          <Py_ssize_t>(self.offsets[b] - start), lo,
+                          self.terms[a:b], self.kinds[a:b], offsets)
+
+    def byte_size(self, lo, hi):
+        """Bytes the records of log indexes ``[lo, hi)`` occupy (clamped to the batch)."""
+        first = self.first_index
+        a = max(lo, first) - first
+        b = min(hi, first + self._n) - first
+        if b <= a:
+            return 0
+        return int(self.offsets[b] - self.offsets[a])
+
+    def __iter__(self):
+        """Yield ``(index, term, kind, payload)`` per entry; payloads are zero-copy memoryviews."""
+        view = self._memoryview()
+        base = self.base
+        offs = self.offsets.tolist()
+        terms = self.terms.tolist()
+        kinds = self.kinds.tolist()
+        first = self.first_index
+        for i in range(self._n):
+            yield first + i, terms[i], kinds[i], view[base + offs[i] + HDR:base + offs[i + 1]]
+
+    def __reduce__(self):
+        return (decode_entries, (self.tobytes(),))
+
+
+cdef object _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
+cdef object _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
+cdef object _ZERO_OFFSET = np.zeros(1, dtype=np.uint64)
+_EMPTY_U64.flags.writeable = False
+_EMPTY_U8.flags.writeable = False
+_ZERO_OFFSET.flags.writeable = False
+
+
+def empty_batch(uint64_t next_index=1):
+    """An empty batch positioned at ``next_index``."""
+    return EntryBatch(b"", 0, 0, next_index, _EMPTY_U64, _EMPTY_U8, _ZERO_OFFSET)
+
+
+cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_bytes_max,
+                         uint64_t prev_term, bint strict):
+    cdef Py_buffer view
+    cdef Scan s
+    cdef cnp.ndarray terms, kinds, offsets
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        with nogil:
+            s = _scan(<const unsigned char *>view.buf, view.len, expected_first_index,
+                      payload_bytes_max, prev_term)
+        error = None
+        if s.error != SCAN_OK:
+            cls, message = _SCAN_MESSAGES[s.error]
+            error = cls(message, s.end)
+            if strict:
+                raise error
+        terms = np.empty(s.count, dtype=np.uint64)
+        kinds = np.empty(s.count, dtype=np.uint8)
+        offsets = np.empty(s.count + 1, dtype=np.uint64)
+        with nogil:
+            _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>terms.data,
+                        <uint8_t *>kinds.data, <uint64_t *>offsets.data)
+        first = s.first_index if s.count or expected_first_index else 1
+        batch = EntryBatch(data, 0, s.end, first, terms, kinds, offsets)
+        return batch, s.end, error
+    finally:
+        PyBuffer_Release(&view)
+
+
+def decode_entries(data, uint64_t expected_first_index=0, *,
+                   uint64_t payload_bytes_max=RECORD_PAYLOAD_BYTES_MAX,
+                   uint64_t prev_term=0):
+    """Validate ``data`` (any contiguous buffer) as a batch of records and index it, zero-copy.
+
+    ``expected_first_index`` (0: any) is the index the first record must carry; ``prev_term``
+    is a lower bound for the first term. Raises CorruptRecordError, TruncatedRecordError or
+    OversizedRecordError with the byte offset of the first bad record. Do not mutate ``data``
+    while the batch is alive: its payloads are views into it.
+    """
+    return _scan_buffer(data, expected_first_index, payload_bytes_max, prev_term, True)[0]
+
+
+def scan_entries(data, uint64_t expected_first_index=0, *,
+                 uint64_t payload_bytes_max=RECORD_PAYLOAD_BYTES_MAX, uint64_t prev_term=0):
+    """Like ``decode_entries`` but tolerant: return ``(batch, end, error)``.
+
+    ``batch`` holds the valid prefix, ``end`` is the byte offset just past it, ``error`` is the
+    typed error describing the record at ``end`` (None when the whole buffer is valid). WAL
+    recovery uses this to tell a torn tail (TruncatedRecordError) from corruption.
+    """
+    return _scan_buffer(data, expected_first_index, payload_bytes_max, prev_term, False)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
+                   uint64_t payload_bytes_max=RECORD_PAYLOAD_BYTES_MAX):
+    """Encode entries ``first_index, first_index + 1, ...`` into one buffer and index it.
+
+    ``terms`` and ``kinds`` are an int (the same for every entry) or a sequence with one value
+    per payload; ``payloads`` is a sequence of buffers. Returns an :class:`EntryBatch` whose
+    ``buffer`` is a new ``bytes`` object. Raises ValueError on an index of 0, a term of 0 or a
+    decreasing term, an unknown kind, or a payload over ``payload_bytes_max``.
+    """
+    cdef Py_ssize_t n = len(payloads)
+    cdef Py_ssize_t i, total = 0
+    cdef Py_ssize_t plen
+    cdef Py_buffer view
+    cdef cnp.ndarray[cnp.uint64_t, ndim=1] t_arr
+    cdef cnp.ndarray[cnp.uint8_t, ndim=1] k_arr
+    cdef cnp.ndarray[cnp.uint64_t, ndim=1] o_arr
+    cdef uint64_t *tp
+    cdef uint8_t *kp
+    cdef uint64_t *op
+    cdef unsigned char *out
+    cdef unsigned char *h
+    cdef uint64_t prev = 0
+    cdef bytes result
+    if first_index == 0:
+        raise ValueError("first_index must be >= 1 (Raft log indexes start at 1)")
+    if isinstance(terms, int):
+        if terms <= 0:
+            raise ValueError("terms must be >= 1")
+        t_arr = np.full(n, terms, dtype=np.uint64)
+    else:
+        t_arr = np.array(terms, dtype=np.uint64)
+        if t_arr.ndim != 1 or t_arr.shape[0] != n:
+            raise ValueError(f"terms has {t_arr.size} values for {n} payloads")
+    if isinstance(kinds, int):
+        if kinds < 0 or kinds > KIND_MAX:
+            raise ValueError(f"unknown entry kind {kinds}")
+        k_arr = np.full(n, kinds, dtype=np.uint8)
+    else:
+        k_arr = np.array(kinds, dtype=np.int64).astype(np.uint8) if len(kinds) else \
+            np.zeros(0, dtype=np.uint8)
+        if k_arr.ndim != 1 or k_arr.shape[0] != n:
+            raise ValueError(f"kinds has {k_arr.size} values for {n} payloads")
+        if n and (np.asarray(kinds).min() < 0 or np.asarray(kinds).max() > KIND_MAX):
+            raise ValueError("unknown entry kind in kinds")
+    tp = <uint64_t *>t_arr.data
+    kp = <uint8_t *>k_arr.data
+    for i in range(n):
+        if tp[i] == 0 or tp[i] < prev:
+            raise ValueError(f"term of entry {i} is zero or lower than the previous one")
+        prev = tp[i]
+    o_arr = np.empty(n + 1, dtype=np.uint64)
+    op = <uint64_t *>o_arr.data
+    # Pass 1: sizes.
+    for i in range(n):
+        p = payloads[i]
+        if type(p) is bytes:
+            plen = PyBytes_GET_SIZE(p)
+        else:
+            PyObject_GetBuffer(p, &view, PyBUF_SIMPLE)
+            plen = view.len
+            PyBuffer_Release(&view)
+        if <uint64_t>plen > payload_bytes_max or plen > 0xFFFFFFFF:
+            raise ValueError(f"payload {i} has {plen} bytes, over the maximum "
+                             f"of {payload_bytes_max}")
+        op[i] = total
+        total += HDR + plen
+    op[n] = total
+    result = PyBytes_FromStringAndSize(NULL, total)
+    out = <unsigned char *>PyBytes_AS_STRING(result)
+    # Pass 2: payloads and headers.
+    for i in range(n):
+        p = payloads[i]
+        h = out + op[i]
+        plen = <Py_ssize_t>(op[i + 1] - op[i]) - HDR
+        if type(p) is bytes:
+            memcpy(h + HDR, PyBytes_AS_STRING(p), plen)
+        else:
+            PyObject_GetBuffer(p, &view, PyBUF_SIMPLE)
+            try:
+                if view.len != plen:
+                    raise ValueError(f"payload {i} changed size during encoding")
+                memcpy(h + HDR, view.buf, plen)
+            finally:
+                PyBuffer_Release(&view)
+        _write_header(h, <uint32_t>plen, kp[i], tp[i], first_index + <uint64_t>i)
+    return EntryBatch(result, 0, total, first_index, t_arr, k_arr, o_arr)
+
+
+def concat_batches(batches):
+    """Join contiguous batches into one (one copy of the bytes). An empty list gives an empty batch."""
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return empty_batch()
+    if len(batches) == 1:
+        return batches[0]
+    for left, right in zip(batches, batches[1:]):
+        if right.first_index != left.last_index + 1:
+            raise ValueError(f"batches are not contiguous: {left.last_index} then "
+                             f"{right.first_index}")
+        if right.terms[0] < left.terms[-1]:
+            raise ValueError("terms decrease between batches")
+    data = b"".join([b.data for b in batches])
+    shifts = np.cumsum([0] + [b.nbytes for b in batches[:-1]], dtype=np.uint64)
+    offsets = np.concatenate([b.offsets[:-1] + s for b, s in zip(batches, shifts)]
+                             + [np.array([len(data)], dtype=np.uint64)])
+    return EntryBatch(data, 0, len(data), batches[0].first_index,
+                      np.concatenate([b.terms for b in batches]),
+                      np.concatenate([b.kinds for b in batches]), offsets)
+
+
+# ---- transport frames ------------------------------------------------------------------------
+
+def frame_header(unsigned int message_type, body):
+    """The 16-byte header that precedes ``body`` on the wire (write both with writelines)."""
+    cdef Py_buffer view
+    cdef unsigned char h[FHDR]
+    if message_type > 255:
+        raise ValueError(f"message type {message_type} does not fit in a byte")
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        if view.len > 0xFFFFFFFF:
+            raise ValueError("frame body over 4 GiB")
+        rc_put32(h + 4, crc32c_update(0, <const unsigned char *>view.buf, <size_t>view.len))
+        rc_put32(h + 8, <uint32_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    rc_put16(h + 12, FMAGIC)
+    h[14] = FVERSION
+    h[15] = <unsigned char>message_type
+    rc_put32(h, crc32c_update(0, h + 4, FHDR - 4))
+    return PyBytes_FromStringAndSize(<char *>h, FHDR)
+
+
+def encode_frame(unsigned int message_type, body):
+    """Header and body as one ``bytes`` (copies the body; prefer frame_header for large bodies)."""
+    return frame_header(message_type, body) + bytes(body)
+
+
+cdef class FrameDecoder:
+    """Incremental decoder of a stream of frames (one per connection).
+
+    ``feed(data)`` returns the complete frames now available as ``(type, body)`` pairs, bodies
+    as ``bytes``. Errors are typed and carry the offset from the start of the stream; after
+    an error the decoder stays failed (the connection must be closed).
+    """
+
+    cdef bytearray _buffer
+    cdef Py_ssize_t _consumed  # stream offset of _buffer[0]
+    cdef readonly Py_ssize_t frame_bytes_max
+    cdef object _error
+
+    def __init__(self, Py_ssize_t frame_bytes_max=FRAME_BYTES_MAX):
+        if frame_bytes_max <= 0 or frame_bytes_max > 0xFFFFFFFF:
+            raise ValueError("frame_bytes_max must be in [1, 2**32 - 1]")
+        self._buffer = bytearray()
+        self._consumed = 0
+        self.frame_bytes_max = frame_bytes_max
+        self._error = None
+
+    @property
+    def buffered(self):
+        """Bytes received but not yet returned as frames."""
+        return len(self._buffer)
+
+    @property
+    def stream_offset(self):
+        """Bytes of the stream consumed as complete frames so far."""
+        return self._consumed
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def feed(self, data):
+        cdef list frames = []
+        cdef Py_ssize_t pos = 0, size
+        cdef const unsigned char *p
+        cdef uint32_t length
+        if self._error is not None:
+            raise self._error
+        self._buffer += data
+        size = len(self._buffer)
+        p = <const unsigned char *>(<char *>self._buffer)
+        try:
+            while size - pos >= FHDR:
+                if crc32c_update(0, p + pos + 4, FHDR - 4) != rc_le32(p + pos):
+                    raise CorruptFrameError("frame header checksum mismatch", self._consumed + pos)
+                if rc_le16(p + pos + 12) != FMAGIC or p[pos + 14] != FVERSION:
+                    raise CorruptFrameError("bad frame magic or version", self._consumed + pos)
+                length = rc_le32(p + pos + 8)
+                if length > <uint64_t>self.frame_bytes_max:
+                    raise OversizedFrameError(
+                        f"frame body of {length} bytes exceeds frame_bytes_max "
+                        f"{self.frame_bytes_max}", self._consumed + pos)
+                if size - pos - FHDR < length:
+                    break
+                if crc32c_update(0, p + pos + FHDR, length) != rc_le32(p + pos + 4):
+                    raise CorruptFrameError("frame body checksum mismatch", self._consumed + pos)
+                frames.append((p[pos + 15],
+                               PyBytes_FromStringAndSize(<char *>p + pos + FHDR, length)))
+                pos += FHDR + length
+        except Exception as exc:
+            # Frames decoded before the defect are delivered; the error comes on the next call.
+            self._error = exc
+            if not frames:
+                raise
+        finally:
+            if pos:
+                del self._buffer[:pos]
+                self._consumed += pos
+        return frames

@@ -1,0 +1,308 @@
+"""Framing kernel: entry batches and transport frames, against an independent encoder.
+
+The independent encoder below is written from docs/format.md with `struct` and the `crc32c`
+package, so a shared misunderstanding between the kernel and its twin cannot hide.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import crc32c as reference
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import raftcore.framing
+from raftcore import (
+    CorruptFrameError,
+    CorruptRecordError,
+    FramingError,
+    OversizedFrameError,
+    OversizedRecordError,
+    TruncatedRecordError,
+)
+from raftcore._select import USE_TWINS
+
+from ._impls import implementation_id, implementations
+
+
+@pytest.fixture(params=implementations("framing"), ids=implementation_id)
+def fr(request):
+    return request.param
+
+
+def spec_record(index, term, kind, payload, *, version=1, flags=0, fix_crc=True):
+    """One record exactly as docs/format.md describes it."""
+    rest = struct.pack("<IIBBHQQ", reference.crc32c(payload), len(payload), kind, version, flags,
+                       term, index)
+    header_crc = reference.crc32c(rest) if fix_crc else 0
+    return struct.pack("<I", header_crc) + rest + payload
+
+
+def spec_frame(message_type, body):
+    rest = struct.pack("<IIHBB", reference.crc32c(body), len(body), 0x5246, 1, message_type)
+    return struct.pack("<I", reference.crc32c(rest)) + rest + body
+
+
+@st.composite
+def batches(draw, max_entries=40):
+    n = draw(st.integers(0, max_entries))
+    first = draw(st.integers(1, 2**40))
+    steps = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    start = draw(st.integers(1, 1000))
+    terms = list(np.cumsum([start] + steps[1:])) if n else []
+    kinds = draw(st.lists(st.sampled_from([0, 1, 2]), min_size=n, max_size=n))
+    payloads = draw(st.lists(st.binary(max_size=64), min_size=n, max_size=n))
+    return first, [int(t) for t in terms], kinds, payloads
+
+
+@given(batches())
+def test_encode_matches_the_spec_and_round_trips(case):
+    first, terms, kinds, payloads = case
+    spec = b"".join(spec_record(first + i, t, k, p)
+                    for i, (t, k, p) in enumerate(zip(terms, kinds, payloads)))
+    for fr in implementations("framing"):
+        batch = fr.encode_entries(first, terms, payloads, kinds)
+        assert batch.tobytes() == spec
+        decoded = fr.decode_entries(spec, first if payloads else 0)
+        assert len(decoded) == len(payloads)
+        if payloads:
+            assert decoded.first_index == first
+            assert decoded.last_index == first + len(payloads) - 1
+            assert decoded.last_term == terms[-1]
+        assert decoded.terms.tolist() == terms
+        assert decoded.kinds.tolist() == kinds
+        assert [bytes(p) for p in decoded.payloads()] == payloads
+        assert [(i, t, k, bytes(p)) for i, t, k, p in decoded] == [
+            (first + i, t, k, p) for i, (t, k, p) in enumerate(zip(terms, kinds, payloads))
+        ]
+        assert decoded.offsets.tolist() == batch.offsets.tolist()
+        assert decoded.offsets[-1] == decoded.nbytes == len(spec)
+        assert decoded.config_positions.tolist() == [i for i, k in enumerate(kinds) if k == 1]
+
+
+def small_batch(fr):
+    return fr.encode_entries(7, [2, 2, 3], [b"alpha", b"", b"gamma-gamma"], [0, 2, 1])
+
+
+def test_every_single_bit_flip_is_detected_as_corruption(fr):
+    batch = small_batch(fr)
+    data = batch.tobytes()
+    starts = batch.offsets.tolist()
+    for byte in range(len(data)):
+        record_start = max(s for s in starts[:-1] if s <= byte)
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[byte] ^= 1 << bit
+            with pytest.raises(CorruptRecordError) as info:
+                fr.decode_entries(bytes(damaged))
+            assert info.value.offset == record_start, (byte, bit)
+
+
+def test_every_truncation_is_typed_at_the_right_offset(fr):
+    batch = small_batch(fr)
+    data = batch.tobytes()
+    starts = batch.offsets.tolist()
+    for cut in range(len(data)):
+        prefix = data[:cut]
+        if cut in starts:
+            assert len(fr.decode_entries(prefix)) == starts.index(cut)
+            continue
+        record_start = max(s for s in starts if s <= cut)
+        with pytest.raises(TruncatedRecordError) as info:
+            fr.decode_entries(prefix)
+        assert info.value.offset == record_start
+        valid, end, error = fr.scan_entries(prefix)
+        assert end == record_start
+        assert len(valid) == starts.index(record_start)
+        assert isinstance(error, TruncatedRecordError) and error.offset == record_start
+
+
+@given(st.binary(max_size=400))
+def test_garbage_is_a_typed_error_or_a_valid_batch(garbage):
+    for fr in implementations("framing"):
+        try:
+            batch = fr.decode_entries(garbage)
+        except FramingError as exc:
+            assert 0 <= exc.offset <= len(garbage)
+        else:
+            assert batch.nbytes == len(garbage)
+        valid, end, error = fr.scan_entries(garbage)
+        assert 0 <= end <= len(garbage)
+        assert (error is None) == (end == len(garbage))
+
+
+@given(batches(max_entries=5), st.binary(min_size=1, max_size=100))
+def test_garbage_after_valid_records(case, garbage):
+    first, terms, kinds, payloads = case
+    if not payloads:
+        return
+    for fr in implementations("framing"):
+        data = fr.encode_entries(first, terms, payloads, kinds).tobytes()
+        valid, end, error = fr.scan_entries(data + garbage)
+        assert end >= len(data) or error is not None
+        assert len(valid) >= len(payloads) or error is not None
+        assert [bytes(p) for p in valid.payloads()][: len(payloads)] == payloads[: len(valid)]
+
+
+@pytest.mark.parametrize(
+    "records,message",
+    [
+        ([spec_record(1, 1, 0, b"x", version=2)], "version"),
+        ([spec_record(1, 1, 0, b"x", flags=1)], "flags"),
+        ([spec_record(1, 1, 3, b"x")], "kind"),
+        ([spec_record(1, 1, 0, b"x"), spec_record(3, 1, 0, b"y")], "out of sequence"),
+        ([spec_record(0, 1, 0, b"x")], "out of sequence"),
+        ([spec_record(1, 2, 0, b"x"), spec_record(2, 1, 0, b"y")], "term"),
+        ([spec_record(1, 0, 0, b"x")], "term"),
+        ([spec_record(1, 1, 0, b"x", fix_crc=False)], "header checksum"),
+    ],
+)
+def test_well_checksummed_but_invalid_records(fr, records, message):
+    data = b"".join(records)
+    with pytest.raises(CorruptRecordError, match=message) as info:
+        fr.decode_entries(data)
+    assert info.value.offset == (len(records[0]) if len(records) == 2 else 0)
+
+
+def test_expected_first_index_and_prev_term(fr):
+    data = fr.encode_entries(10, 5, [b"a", b"b"]).tobytes()
+    assert fr.decode_entries(data, 10).first_index == 10
+    with pytest.raises(CorruptRecordError, match="out of sequence"):
+        fr.decode_entries(data, 11)
+    with pytest.raises(CorruptRecordError, match="term"):
+        fr.decode_entries(data, 10, prev_term=6)
+    assert fr.decode_entries(b"", 42).first_index == 42
+
+
+def test_oversized_record(fr):
+    data = fr.encode_entries(1, 1, [b"x" * 100]).tobytes()
+    with pytest.raises(OversizedRecordError) as info:
+        fr.decode_entries(data, payload_bytes_max=99)
+    assert info.value.offset == 0
+    assert isinstance(info.value, CorruptRecordError) and isinstance(info.value, ValueError)
+    with pytest.raises(ValueError, match="maximum"):
+        fr.encode_entries(1, 1, [b"x" * 100], payload_bytes_max=99)
+
+
+def test_encode_rejects_bad_input(fr):
+    with pytest.raises(ValueError, match="first_index"):
+        fr.encode_entries(0, 1, [b"a"])
+    with pytest.raises(ValueError, match="term"):
+        fr.encode_entries(1, 0, [b"a"])
+    with pytest.raises(ValueError, match="term"):
+        fr.encode_entries(1, [2, 1], [b"a", b"b"])
+    with pytest.raises(ValueError, match="kind"):
+        fr.encode_entries(1, 1, [b"a"], 3)
+    with pytest.raises(ValueError, match="kind"):
+        fr.encode_entries(1, 1, [b"a", b"b"], [0, 9])
+    with pytest.raises(ValueError, match="terms"):
+        fr.encode_entries(1, [1], [b"a", b"b"])
+    with pytest.raises(TypeError):
+        fr.encode_entries(1, 1, ["text"])
+
+
+def test_payloads_from_any_buffer(fr):
+    payloads = [bytearray(b"ab"), memoryview(b"cde"), np.arange(3, dtype=np.uint8)]
+    batch = fr.encode_entries(1, 1, payloads)
+    assert [bytes(p) for p in batch.payloads()] == [b"ab", b"cde", b"\x00\x01\x02"]
+
+
+def test_slice_concat_and_lookup(fr):
+    payloads = [bytes([i]) * i for i in range(20)]
+    batch = fr.encode_entries(100, [1] * 10 + [2] * 10, payloads)
+    part = batch.slice(105, 112)
+    assert (part.first_index, part.last_index, len(part)) == (105, 111, 7)
+    assert bytes(part.payload(0)) == payloads[5]
+    assert part.term_at(110) == 2 and part.term_at(109) == 1
+    assert bytes(part.payload_at(111)) == payloads[11]
+    assert fr.decode_entries(part.tobytes(), 105).terms.tolist() == part.terms.tolist()
+    assert part.byte_size(105, 112) == part.nbytes == batch.byte_size(105, 112)
+    assert len(batch.slice(50, 100)) == 0 and batch.slice(50, 100).first_index == 100
+    assert batch.slice(0, 10**9) is batch
+    with pytest.raises(IndexError):
+        part.term_at(104)
+    with pytest.raises(IndexError):
+        part.payload(7)
+    joined = fr.concat_batches([batch.slice(100, 103), batch.slice(103, 120)])
+    assert joined.tobytes() == batch.tobytes()
+    assert joined.offsets.tolist() == batch.offsets.tolist()
+    with pytest.raises(ValueError, match="contiguous"):
+        fr.concat_batches([batch.slice(100, 103), batch.slice(104, 120)])
+    assert len(fr.concat_batches([])) == 0
+    assert len(fr.empty_batch(5)) == 0 and fr.empty_batch(5).last_index == 4
+
+
+def test_batches_pickle(fr):
+    batch = small_batch(fr)
+    copy = pickle.loads(pickle.dumps(batch.slice(8, 10)))
+    assert (copy.first_index, len(copy), bytes(copy.payload(1))) == (8, 2, b"gamma-gamma")
+
+
+def test_errors_pickle_with_offset():
+    err = pickle.loads(pickle.dumps(CorruptRecordError("bad", 12)))
+    assert err.offset == 12 and isinstance(err, ValueError)
+
+
+# ---- frames ------------------------------------------------------------------------------------
+
+@given(st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=300)), max_size=8),
+       st.lists(st.integers(1, 50), min_size=1, max_size=20))
+def test_frames_round_trip_in_any_chunking(messages, chunks):
+    stream = b"".join(spec_frame(t, b) for t, b in messages)
+    for fr in implementations("framing"):
+        assert b"".join(fr.encode_frame(t, b) for t, b in messages) == stream
+        decoder = fr.FrameDecoder()
+        got, pos, i = [], 0, 0
+        while pos < len(stream):
+            step = chunks[i % len(chunks)]
+            got += decoder.feed(stream[pos : pos + step])
+            pos += step
+            i += 1
+        assert got == messages
+        assert decoder.buffered == 0 and decoder.stream_offset == len(stream)
+
+
+def test_frame_defects_are_typed_with_stream_offsets(fr):
+    good = spec_frame(1, b"hello")
+    for byte in range(len(good)):
+        for bit in range(8):
+            damaged = bytearray(good)
+            damaged[byte] ^= 1 << bit
+            decoder = fr.FrameDecoder()
+            assert decoder.feed(good) == [(1, b"hello")]
+            # the valid frame before the damaged one is delivered first, then the error
+            with pytest.raises(CorruptFrameError) as info:
+                decoder.feed(bytes(damaged) + good)
+            assert info.value.offset == len(good)
+            with pytest.raises(CorruptFrameError):  # a failed decoder stays failed
+                decoder.feed(good)
+
+
+def test_frames_before_a_defect_are_delivered(fr):
+    decoder = fr.FrameDecoder()
+    frames = decoder.feed(spec_frame(1, b"a") + spec_frame(2, b"b") + b"\x00" * 16)
+    assert frames == [(1, b"a"), (2, b"b")]
+    with pytest.raises(CorruptFrameError) as info:
+        decoder.feed(b"")
+    assert info.value.offset == 2 * (16 + 1)
+
+
+def test_oversized_frame_is_refused_before_its_body_arrives(fr):
+    decoder = fr.FrameDecoder(frame_bytes_max=1000)
+    header = spec_frame(3, b"x" * 1001)[:16]
+    with pytest.raises(OversizedFrameError) as info:
+        decoder.feed(header)
+    assert info.value.offset == 0 and isinstance(info.value, CorruptFrameError)
+    assert fr.FrameDecoder(1000).feed(spec_frame(3, b"x" * 1000)) == [(3, b"x" * 1000)]
+    with pytest.raises(ValueError):
+        fr.FrameDecoder(0)
+    with pytest.raises(ValueError):
+        fr.frame_header(256, b"")
+
+
+def test_compiled_kernel_is_loaded():
+    assert raftcore.framing.IMPLEMENTATION == ("python" if USE_TWINS else "compiled")
