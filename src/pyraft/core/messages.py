@@ -1,0 +1,191 @@
+"""Messages, hard/soft state and the Ready handed from the core to its runtime.
+
+Every input to the core is a :class:`Message` passed to ``RaftNode.step``; local events
+(campaign, propose, read index, transfer) are messages too, with ``src == dst == node id``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from raftcore.framing import EntryBatch
+
+
+class MessageType(enum.IntEnum):
+    # local events
+    HUP = 0  # start an election (pre-vote first when enabled)
+    PROPOSE = 1  # append commands (leader) or forward (follower)
+    READ_INDEX = 2  # ask for a read barrier; context identifies the request
+    TRANSFER_LEADER = 3  # hand leadership to ``src`` of ... see RaftNode.transfer_leadership
+    CHECK_QUORUM = 4  # leader: step down unless a quorum was recently active
+    # between members
+    APPEND = 10
+    APPEND_RESPONSE = 11
+    HEARTBEAT = 12
+    HEARTBEAT_RESPONSE = 13
+    VOTE = 14
+    VOTE_RESPONSE = 15
+    PRE_VOTE = 16
+    PRE_VOTE_RESPONSE = 17
+    SNAPSHOT = 18
+    SNAPSHOT_STATUS = 19  # local: the runtime reports a snapshot send finished or failed
+    TIMEOUT_NOW = 20
+    READ_INDEX_RESPONSE = 21
+
+
+LOCAL_TYPES = frozenset(
+    {
+        MessageType.HUP,
+        MessageType.PROPOSE,
+        MessageType.READ_INDEX,
+        MessageType.TRANSFER_LEADER,
+        MessageType.CHECK_QUORUM,
+        MessageType.SNAPSHOT_STATUS,
+    }
+)
+
+RESPONSE_TYPES = frozenset(
+    {
+        MessageType.APPEND_RESPONSE,
+        MessageType.HEARTBEAT_RESPONSE,
+        MessageType.VOTE_RESPONSE,
+        MessageType.PRE_VOTE_RESPONSE,
+        MessageType.READ_INDEX_RESPONSE,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """What a snapshot covers: entries up to ``index`` (of ``term``) and the membership then."""
+
+    index: int
+    term: int
+    voters: tuple[int, ...]
+    learners: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes
+
+
+@dataclass(slots=True)
+class Message:
+    """One protocol message. Fields not used by a type keep their defaults.
+
+    - ``term``: the sender's term (0 for local messages);
+    - ``index`` / ``log_term``: for APPEND the index and term of the entry before ``entries``;
+      for VOTE / PRE_VOTE the candidate's last index and term; for APPEND_RESPONSE the highest
+      index the follower now matches (or, when ``reject``, the index that was rejected);
+    - ``commit``: the sender's commit index (leader -> follower: min(commit, what it sent));
+    - ``reject`` / ``reject_hint`` / ``hint_term``: fast backtracking (Raft thesis 5.3 note,
+      etcd's findConflictByTerm): the follower's last index or the last index of a term not
+      after ``hint_term``;
+    - ``context``: opaque read-index request identity, echoed in heartbeats and responses;
+    - ``payloads``: PROPOSE only, the commands to append (a list of buffers);
+    - ``kind``: PROPOSE only, the entry kind of the payloads.
+    """
+
+    type: MessageType
+    src: int
+    dst: int
+    term: int = 0
+    log_term: int = 0
+    index: int = 0
+    commit: int = 0
+    entries: EntryBatch | None = None
+    reject: bool = False
+    reject_hint: int = 0
+    hint_term: int = 0
+    context: bytes = b""
+    snapshot: Snapshot | None = None
+    payloads: list | None = None
+    kind: int = 0
+    transfer: bool = False  # VOTE caused by TIMEOUT_NOW: voters skip their leader-lease check
+
+    def describe(self) -> str:
+        parts = [f"{self.type.name} {self.src}->{self.dst} t{self.term}"]
+        if self.type in (MessageType.APPEND, MessageType.VOTE, MessageType.PRE_VOTE):
+            parts.append(f"i{self.index}/lt{self.log_term}")
+        if self.entries is not None and len(self.entries):
+            parts.append(f"entries[{self.entries.first_index}..{self.entries.last_index}]")
+        if self.type in (MessageType.APPEND, MessageType.HEARTBEAT):
+            parts.append(f"c{self.commit}")
+        if self.type == MessageType.APPEND_RESPONSE:
+            parts.append(
+                f"i{self.index}" + (f" reject hint {self.reject_hint}" if self.reject else "")
+            )
+        if self.type in (MessageType.VOTE_RESPONSE, MessageType.PRE_VOTE_RESPONSE):
+            parts.append("reject" if self.reject else "grant")
+        if self.snapshot is not None:
+            parts.append(f"snapshot@{self.snapshot.meta.index}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class HardState:
+    """What must be durable before a message that depends on it leaves (Raft figure 2)."""
+
+    term: int = 0
+    vote: int = 0  # 0: voted for nobody in ``term``
+    commit: int = 0  # a hint; safe to lose, never decreases
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class SoftState:
+    leader: int  # 0 when unknown
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A read barrier is reached once the applied index is >= ``index``."""
+
+    index: int
+    context: bytes
+
+
+@dataclass(slots=True)
+class Ready:
+    """Everything the runtime must do, in this order, then acknowledge with ``advance(ready)``.
+
+    1. persist ``hard_state`` (if set), ``snapshot`` (if set), then ``entries`` (each batch
+       replaces every stored entry with an index >= its first index) - one sync when ``must_sync``;
+    2. send ``messages`` (they may go before persistence; the leader's own replication);
+    3. send ``persisted_messages`` (only after step 1 is durable: votes and acknowledgements);
+    4. apply ``committed`` in order; ``read_states`` become answerable once applied;
+    5. call ``RaftNode.advance(ready)``.
+    """
+
+    number: int
+    soft_state: SoftState | None = None
+    hard_state: HardState | None = None
+    snapshot: Snapshot | None = None
+    entries: list[EntryBatch] = field(default_factory=list)
+    committed: list[EntryBatch] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    persisted_messages: list[Message] = field(default_factory=list)
+    read_states: list[ReadState] = field(default_factory=list)
+    must_sync: bool = False
+
+    def empty(self) -> bool:
+        return not (
+            self.soft_state
+            or self.hard_state
+            or self.snapshot
+            or self.entries
+            or self.committed
+            or self.messages
+            or self.persisted_messages
+            or self.read_states
+        )

@@ -1,0 +1,971 @@
+"""The Raft protocol as a pure, deterministic state machine.
+
+No I/O, clock, asyncio or global randomness: time is ``tick()``, every input is
+``step(message)`` (local events included), and the output is a numbered :class:`Ready`
+that the runtime persists, sends and applies before calling ``advance(ready)``. Given the
+same inputs and the same seeded ``rng`` the node makes the same decisions, which is what the
+deterministic simulator (``pyraft.testing.sim``) relies on.
+
+Sections cited: "Raft" is the extended paper (Ongaro & Ousterhout 2014), "thesis" is
+Ongaro's dissertation (2014).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pyraft.core.log import RaftLog
+from pyraft.core.membership import Configuration, majority_index
+from pyraft.core.messages import (
+    LOCAL_TYPES,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+    SoftState,
+)
+from pyraft.core.progress import Progress, ProgressState
+from pyraft.core.storage import LogStorage
+from pyraft.errors import (
+    ConfigError,
+    LogCompactedError,
+    LogUnavailableError,
+    NotLeaderError,
+    ProposalDroppedError,
+    invariant,
+)
+from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
+
+T = MessageType
+
+
+class RandomSource(Protocol):
+    """What the core needs of its (seeded) random number generator."""
+
+    def randrange(self, start: int, stop: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RaftOptions:
+    """Protocol parameters, in ticks and bytes. ``pyraft.config`` derives them from times."""
+
+    id: int
+    election_ticks_lower: int = 10
+    election_ticks_upper: int = 20
+    heartbeat_ticks: int = 3
+    pre_vote: bool = True
+    check_quorum: bool = True
+    #: a standby member replicates and serves reads but never becomes a candidate
+    standby: bool = False
+    #: a leader lease lasts this many ticks after a quorum acknowledged a heartbeat
+    #: (election_ticks_lower / clock_drift_bound, rounded down)
+    lease_ticks: int = 9
+    inflight_messages_max: int = 256
+    inflight_bytes_max: int = 16 * 1024 * 1024
+    append_bytes_max: int = 1024 * 1024
+    uncommitted_bytes_max: int = 64 * 1024 * 1024
+    apply_bytes_max: int = 16 * 1024 * 1024
+    #: a learner is promoted once it is within this many entries after warmup
+    warmup_rounds: int = 10
+
+    def validate(self) -> RaftOptions:
+        if self.id <= 0:
+            raise ConfigError("id", "must be a positive integer")
+        if not 1 <= self.heartbeat_ticks < self.election_ticks_lower:
+            raise ConfigError("heartbeat_ticks", "must be in [1, election_ticks_lower)")
+        if self.election_ticks_upper <= self.election_ticks_lower:
+            raise ConfigError("election_ticks_upper", "must exceed election_ticks_lower")
+        if not 0 <= self.lease_ticks < self.election_ticks_lower:
+            raise ConfigError("lease_ticks", "must be in [0, election_ticks_lower)")
+        for name in (
+            "inflight_messages_max",
+            "inflight_bytes_max",
+            "append_bytes_max",
+            "uncommitted_bytes_max",
+            "apply_bytes_max",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, "must be positive")
+        return self
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    context: bytes
+    index: int
+    requester: int
+    acks: set[int]
+
+
+class RaftNode:
+    """One member's Raft state. See the module docstring for how it is driven."""
+
+    def __init__(self, options: RaftOptions, storage: LogStorage, rng: RandomSource) -> None:
+        self.options = options.validate()
+        self.id = options.id
+        self.rng = rng
+        hard_state, configuration = storage.initial_state()
+        if configuration is None:
+            raise ConfigError(
+                "configuration", "storage has neither a snapshot nor a bootstrap configuration"
+            )
+        self.log = RaftLog(storage, hard_state.commit)
+        #: current term (Raft figure 2), persisted
+        self.term = hard_state.term
+        #: candidate voted for in ``term``, 0 for none, persisted
+        self.vote = hard_state.vote
+        #: leader of ``term`` as far as we know, 0 for unknown
+        self.lead = 0
+        self.role = Role.FOLLOWER
+        #: configurations appended to the log after the snapshot, (index, configuration)
+        self._base_configuration = configuration
+        self._configurations: list[tuple[int, Configuration]] = []
+        self.configuration = configuration
+        self._scan_configurations(self.log.first_index(), self.log.last_index() + 1)
+        #: leader: progress of every member; empty otherwise
+        self.progress: dict[int, Progress] = {}
+        self.votes: dict[int, bool] = {}
+        self.ticks = 0
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = 0
+        #: leader: the member leadership is being handed to, 0 for none
+        self.lead_transferee = 0
+        #: leader: index of the newest configuration entry (no second change until committed)
+        self.pending_conf_index = 0
+        #: leader: bytes of entries appended in this term and not yet committed
+        self.uncommitted_bytes = 0
+        self._pending_reads: list[_PendingRead] = []
+        self._reads_before_commit: list[Message] = []
+        self.read_states: list[ReadState] = []
+        self._messages: list[Message] = []
+        self._ready_number = 0
+        self._outstanding: Ready | None = None
+        self._previous_soft = SoftState(0, Role.FOLLOWER)
+        self._previous_hard = hard_state
+        self.become_follower(self.term, 0)
+
+    # ---- public API --------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One unit of logical time."""
+        self.ticks += 1
+        self._tick()
+
+    def step(self, m: Message) -> None:
+        """Feed one message (from a peer or a local event)."""
+        if m.type in LOCAL_TYPES:
+            if m.type is T.HUP:
+                self._hup(transfer=False)
+            else:
+                self._step(m)
+            return
+        if m.term > self.term:
+            if m.type in (T.VOTE, T.PRE_VOTE) and not m.transfer and self._in_lease():
+                # Raft thesis 4.2.3: a member that heard from a leader within the minimum
+                # election timeout ignores vote requests, so a removed or partitioned member
+                # cannot disrupt a healthy cluster.
+                return
+            if m.type is T.PRE_VOTE or (m.type is T.PRE_VOTE_RESPONSE and not m.reject):
+                pass  # a pre-vote never changes terms (thesis 9.6)
+            elif m.type in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
+                self.become_follower(m.term, m.src)
+            else:
+                self.become_follower(m.term, 0)
+        elif m.term < self.term:
+            if m.type in (T.APPEND, T.HEARTBEAT) and (
+                self.options.check_quorum or self.options.pre_vote
+            ):
+                # A stale leader: tell it our term so it steps down (it may otherwise keep a
+                # pre-voting cluster from electing anyone it does not hear from).
+                self._send(Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term))
+            elif m.type is T.PRE_VOTE:
+                self._send(
+                    Message(T.PRE_VOTE_RESPONSE, self.id, m.src, term=self.term, reject=True)
+                )
+            return
+        if m.type in (T.VOTE, T.PRE_VOTE):
+            self._handle_vote_request(m)
+            return
+        self._step(m)
+
+    def propose(self, payloads: list, kind: int = KIND_COMMAND) -> tuple[int, int]:
+        """Append commands as the leader; returns the (first, last) indexes they received.
+
+        Raises NotLeaderError (with the leader known to this member) or ProposalDroppedError
+        (a leadership transfer is under way, or the uncommitted bytes bound is reached).
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeaderError(self.lead or None)
+        if self.lead_transferee:
+            raise ProposalDroppedError(f"leadership is being transferred to {self.lead_transferee}")
+        if not payloads:
+            last = self.log.last_index()
+            return last + 1, last
+        first = self.log.last_index() + 1
+        batch = encode_entries(
+            first, self.term, payloads, kind, payload_bytes_max=self.options.append_bytes_max
+        )
+        bound = self.options.uncommitted_bytes_max
+        if self.uncommitted_bytes and self.uncommitted_bytes + batch.nbytes > bound:
+            raise ProposalDroppedError(
+                f"{self.uncommitted_bytes} uncommitted bytes; the bound is {bound}"
+            )
+        self._append_as_leader(batch)
+        return first, batch.last_index
+
+    def propose_configuration(self, configuration: Configuration) -> int:
+        """Append a configuration entry; returns its index. One change at a time (thesis 4.1)."""
+        if self.role is not Role.LEADER:
+            raise NotLeaderError(self.lead or None)
+        if self.pending_conf_index > self.log.committed:
+            raise ProposalDroppedError("a configuration change is already in progress")
+        if not self.configuration.differs_by_at_most_one(configuration):
+            raise ProposalDroppedError("only one voter may be added or removed at a time")
+        first, _ = self.propose([configuration.encode()], KIND_CONFIGURATION)
+        return first
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a read barrier; a ReadState with ``context`` appears in a later Ready."""
+        self.step(Message(T.READ_INDEX, self.id, self.id, context=context))
+
+    def transfer_leadership(self, target: int) -> None:
+        """Hand leadership to ``target`` (thesis 3.10): catch it up, then send TIMEOUT_NOW."""
+        self.step(Message(T.TRANSFER_LEADER, self.id, self.id, index=target))
+
+    def campaign(self) -> None:
+        self.step(Message(T.HUP, self.id, self.id))
+
+    def report_unreachable(self, member: int) -> None:
+        """The runtime could not deliver to ``member``: stop pipelining, probe again."""
+        pr = self.progress.get(member) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ProgressState.REPLICATE:
+            pr.become_probe()
+
+    def report_snapshot(self, member: int, ok: bool) -> None:
+        self.step(Message(T.SNAPSHOT_STATUS, self.id, self.id, index=member, reject=not ok))
+
+    def lease_valid(self) -> bool:
+        """True while this leader holds a lease: no other leader can exist (thesis 6.4.1)."""
+        if self.role is not Role.LEADER:
+            return False
+        return self.ticks < self._quorum_lease_tick() + self.options.lease_ticks
+
+    def lease_remaining_ticks(self) -> int:
+        if self.role is not Role.LEADER:
+            return 0
+        return max(0, self._quorum_lease_tick() + self.options.lease_ticks - self.ticks)
+
+    def committed_in_current_term(self) -> bool:
+        return self.log.term_or_none(self.log.committed) == self.term
+
+    @property
+    def promotable(self) -> bool:
+        """May this member become a candidate? Voters that are not standby, without a pending
+        snapshot to persist."""
+        return (
+            not self.options.standby
+            and self.id in self.configuration.voters
+            and self.log.unstable_snapshot is None
+        )
+
+    # ---- Ready -------------------------------------------------------------------------------
+    def has_ready(self) -> bool:
+        if self._outstanding is not None:
+            return False
+        return bool(
+            self._messages
+            or self.read_states
+            or self.log.unstable_snapshot is not None
+            and not self.log.snapshot_in_progress
+            or self.log.in_progress <= self.log.last_index()
+            or self.log.committed > self.log.applying
+            or self._hard_state() != self._previous_hard
+            or self._soft_state() != self._previous_soft
+        )
+
+    def ready(self) -> Ready:
+        """Collect the work for the runtime. At most one Ready is outstanding at a time."""
+        invariant(self._outstanding is None, "ready() called before advance() of the previous")
+        self._ready_number += 1
+        rd = Ready(self._ready_number)
+        soft = self._soft_state()
+        if soft != self._previous_soft:
+            rd.soft_state = soft
+            self._previous_soft = soft
+        hard = self._hard_state()
+        if hard != self._previous_hard:
+            rd.hard_state = hard
+            rd.must_sync = (
+                hard.term != self._previous_hard.term or hard.vote != self._previous_hard.vote
+            )
+            self._previous_hard = hard
+        if self.log.unstable_snapshot is not None and not self.log.snapshot_in_progress:
+            rd.snapshot = self.log.unstable_snapshot
+            self.log.snapshot_in_progress = True
+            rd.must_sync = True
+        rd.entries = self.log.take_unstable()
+        if rd.entries:
+            rd.must_sync = True
+        rd.committed = self.log.take_committed(self.options.apply_bytes_max)
+        leader_traffic = (T.APPEND, T.HEARTBEAT, T.SNAPSHOT, T.TIMEOUT_NOW)
+        for m in self._messages:
+            if self.role is Role.LEADER and m.type in leader_traffic and m.term == self.term:
+                rd.messages.append(m)
+            else:
+                rd.persisted_messages.append(m)
+        self._messages = []
+        rd.read_states, self.read_states = self.read_states, []
+        self._outstanding = rd
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The runtime persisted, sent and applied ``rd``."""
+        invariant(rd is self._outstanding, f"advance of Ready {rd.number} that is not outstanding")
+        self._outstanding = None
+        if rd.snapshot is not None:
+            self.log.stable_snapshot_to(rd.snapshot.meta.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            self.log.stable_to(last.last_index, last.last_term)
+        if rd.committed:
+            self.log.applied_to(rd.committed[-1].last_index)
+        if self.role is Role.LEADER and self.id in self.progress:
+            # The leader counts itself only for what it has made durable (thesis 10.2.1).
+            if self.progress[self.id].maybe_update(self.log.unstable_offset - 1):
+                if self._maybe_commit():
+                    self._broadcast_append()
+
+    # ---- roles -------------------------------------------------------------------------------
+    def become_follower(self, term: int, lead: int) -> None:
+        self._reset(term)
+        self.lead = lead
+        self.role = Role.FOLLOWER
+        self._step = self._step_follower
+        self._tick = self._tick_election
+
+    def _become_pre_candidate(self) -> None:
+        invariant(self.role is not Role.LEADER, "leader cannot become pre-candidate")
+        # A pre-candidate keeps its term and vote (thesis 9.6).
+        self._step = self._step_candidate
+        self._tick = self._tick_election
+        self.votes = {}
+        self.lead = 0
+        self.role = Role.PRE_CANDIDATE
+
+    def _become_candidate(self) -> None:
+        invariant(self.role is not Role.LEADER, "leader cannot become candidate")
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+        self._step = self._step_candidate
+        self._tick = self._tick_election
+
+    def _become_leader(self) -> None:
+        invariant(self.role is Role.CANDIDATE, "only a candidate becomes leader")
+        self._reset(self.term)
+        self.lead = self.id
+        self.role = Role.LEADER
+        self._step = self._step_leader
+        self._tick = self._tick_heartbeat
+        last = self.log.last_index()
+        for member in self.configuration.members | {self.id}:
+            if member in self.configuration.members or member == self.id:
+                self.progress[member] = self._new_progress(last + 1)
+        me = self.progress[self.id]
+        me.become_replicate()
+        me.match = self.log.unstable_offset - 1
+        me.next = last + 1
+        me.recent_active = True
+        # Conservatively treat any configuration entry in the log as pending (thesis 4.1).
+        self.pending_conf_index = last
+        # Raft 8 / thesis 6.4: a no-op at the start of the term commits earlier entries.
+        self._append_as_leader(encode_entries(last + 1, self.term, [b""], KIND_NOOP))
+        self.uncommitted_bytes = 0
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = 0
+        self.lead = 0
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = self.rng.randrange(
+            self.options.election_ticks_lower, self.options.election_ticks_upper
+        )
+        self.votes = {}
+        self.progress = {}
+        self.lead_transferee = 0
+        self.pending_conf_index = 0
+        self.uncommitted_bytes = 0
+        self._pending_reads = []
+        self._reads_before_commit = []
+
+    def _new_progress(self, next_index: int) -> Progress:
+        return Progress(
+            next_index, self.options.inflight_messages_max, self.options.inflight_bytes_max
+        )
+
+    # ---- ticks -------------------------------------------------------------------------------
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.promotable and self.election_elapsed >= self.randomized_election_timeout:
+            self.election_elapsed = 0
+            self.step(Message(T.HUP, self.id, self.id))
+
+    def _tick_heartbeat(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.options.election_ticks_lower:
+            self.election_elapsed = 0
+            if self.options.check_quorum:
+                self.step(Message(T.CHECK_QUORUM, self.id, self.id))
+            if self.role is Role.LEADER and self.lead_transferee:
+                self.lead_transferee = 0  # thesis 3.10: abort a transfer after a timeout
+        if self.role is not Role.LEADER:
+            return
+        if self.heartbeat_elapsed >= self.options.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat(b"")
+
+    # ---- elections ---------------------------------------------------------------------------
+    def _hup(self, transfer: bool) -> None:
+        if self.role is Role.LEADER or not self.promotable:
+            return
+        if self.log.committed > self.log.applied and self._pending_configuration_after_applied():
+            return  # etcd: do not campaign with an unapplied configuration change
+        if self.options.pre_vote and not transfer:
+            self._campaign(pre=True, transfer=False)
+        else:
+            self._campaign(pre=False, transfer=transfer)
+
+    def _pending_configuration_after_applied(self) -> bool:
+        return any(
+            self.log.applied < index <= self.log.committed for index, _ in self._configurations
+        )
+
+    def _campaign(self, pre: bool, transfer: bool) -> None:
+        if pre:
+            self._become_pre_candidate()
+            vote_term, kind = self.term + 1, T.PRE_VOTE
+        else:
+            self._become_candidate()
+            vote_term, kind = self.term, T.VOTE
+        if self._poll(self.id, True):
+            return
+        last_index, last_term = self.log.last_index(), self.log.last_term()
+        for member in sorted(self.configuration.voters):
+            if member != self.id:
+                self._send(
+                    Message(
+                        kind,
+                        self.id,
+                        member,
+                        term=vote_term,
+                        index=last_index,
+                        log_term=last_term,
+                        transfer=transfer,
+                    )
+                )
+
+    def _poll(self, member: int, granted: bool) -> bool:
+        """Record a vote; returns True when the election is decided."""
+        if member in self.configuration.voters:
+            self.votes.setdefault(member, granted)
+        yes = sum(1 for v in self.votes.values() if v)
+        no = len(self.votes) - yes
+        quorum = self.configuration.quorum()
+        if yes >= quorum:
+            if self.role is Role.PRE_CANDIDATE:
+                self._campaign(pre=False, transfer=False)
+            else:
+                self._become_leader()
+            return True
+        if no >= quorum:
+            self.become_follower(self.term, 0)
+            return True
+        return False
+
+    def _handle_vote_request(self, m: Message) -> None:
+        response = T.PRE_VOTE_RESPONSE if m.type is T.PRE_VOTE else T.VOTE_RESPONSE
+        can_vote = (
+            self.vote == m.src
+            or (self.vote == 0 and self.lead == 0)
+            or (m.type is T.PRE_VOTE and m.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+            # Raft 5.2 / 5.4.1. A pre-vote grant answers in the term asked about.
+            self._send(Message(response, self.id, m.src, term=m.term))
+            if m.type is T.VOTE:
+                self.election_elapsed = 0
+                self.vote = m.src
+        else:
+            self._send(Message(response, self.id, m.src, term=self.term, reject=True))
+
+    def _in_lease(self) -> bool:
+        return (
+            self.options.check_quorum
+            and self.lead != 0
+            and self.election_elapsed < self.options.election_ticks_lower
+        )
+
+    # ---- role step functions -----------------------------------------------------------------
+    def _step_follower(self, m: Message) -> None:
+        t = m.type
+        if t is T.PROPOSE:
+            raise NotLeaderError(self.lead or None)
+        if t is T.APPEND:
+            self.election_elapsed = 0
+            self.lead = m.src
+            self._handle_append(m)
+        elif t is T.HEARTBEAT:
+            self.election_elapsed = 0
+            self.lead = m.src
+            self._handle_heartbeat(m)
+        elif t is T.SNAPSHOT:
+            self.election_elapsed = 0
+            self.lead = m.src
+            self._handle_snapshot(m)
+        elif t is T.TIMEOUT_NOW:
+            if self.promotable:
+                self._hup(transfer=True)
+        elif t is T.READ_INDEX:
+            if self.lead:
+                self._send(Message(T.READ_INDEX, self.id, self.lead, context=m.context))
+        elif t is T.READ_INDEX_RESPONSE:
+            self.read_states.append(ReadState(m.index, m.context))
+        elif t is T.TRANSFER_LEADER:
+            if self.lead:
+                self._send(Message(T.TRANSFER_LEADER, self.id, self.lead, index=m.index))
+
+    def _step_candidate(self, m: Message) -> None:
+        t = m.type
+        if t is T.PROPOSE:
+            raise NotLeaderError(None)
+        if t in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
+            self.become_follower(m.term, m.src)  # Raft 5.2: a leader of our term exists
+            self._step_follower(m)
+        elif (t is T.VOTE_RESPONSE and self.role is Role.CANDIDATE) or (
+            t is T.PRE_VOTE_RESPONSE and self.role is Role.PRE_CANDIDATE
+        ):
+            self._poll(m.src, not m.reject)
+
+    def _step_leader(self, m: Message) -> None:
+        t = m.type
+        if t is T.CHECK_QUORUM:
+            if not self._quorum_active():
+                self.become_follower(self.term, 0)  # thesis 6.2
+            return
+        if t is T.READ_INDEX:
+            self._leader_read_index(m)
+            return
+        if t is T.TRANSFER_LEADER:
+            self._leader_transfer(m.index)
+            return
+        if t is T.SNAPSHOT_STATUS:
+            pr = self.progress.get(m.index)
+            if pr is not None and pr.state is ProgressState.SNAPSHOT:
+                if m.reject:
+                    pr.pending_snapshot = 0
+                pr.become_probe()
+                pr.probe_sent = True  # wait for a heartbeat response before probing again
+            return
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        if t is T.APPEND_RESPONSE:
+            pr.recent_active = True
+            pr.response_tick = self.ticks
+            self._handle_append_response(m, pr)
+        elif t is T.HEARTBEAT_RESPONSE:
+            pr.recent_active = True
+            pr.lease_tick = max(pr.lease_tick, m.index)
+            pr.probe_sent = False
+            if (
+                pr.state is ProgressState.REPLICATE
+                and len(pr.inflights)
+                and self.ticks - pr.response_tick >= 2 * self.options.heartbeat_ticks
+            ):
+                # Appends in flight but no answer for two heartbeat rounds while heartbeats
+                # are answered: they were lost. Probe again from the match index.
+                pr.become_probe()
+            if pr.match < self.log.last_index():
+                self._send_append(m.src)
+            if m.context:
+                self._ack_read(m.src, m.context)
+
+    # ---- replication (leader) ----------------------------------------------------------------
+    def _append_as_leader(self, batch) -> None:
+        self.log.append(batch)
+        self.uncommitted_bytes += batch.nbytes
+        configs = batch.config_positions
+        if len(configs):
+            self._scan_configurations(batch.first_index, batch.last_index + 1)
+            self.pending_conf_index = batch.last_index
+        self.progress[self.id].next = batch.last_index + 1
+        self._broadcast_append()
+
+    def _broadcast_append(self) -> None:
+        for member in sorted(self.progress):
+            if member != self.id:
+                self._send_append(member)
+
+    def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
+        pr = self.progress[to]
+        if pr.is_paused():
+            return False
+        prev = pr.next - 1
+        prev_term = self.log.term_or_none(prev)
+        try:
+            if prev_term is None:
+                raise LogCompactedError(f"term at {prev} is compacted")
+            entries = self.log.entries(
+                pr.next, self.log.last_index() + 1, self.options.append_bytes_max
+            )
+        except LogCompactedError:
+            return self._send_snapshot(to, pr)
+        except LogUnavailableError:
+            return False
+        if not len(entries) and not send_if_empty:
+            return False
+        self._send(
+            Message(
+                T.APPEND,
+                self.id,
+                to,
+                term=self.term,
+                index=prev,
+                log_term=prev_term,
+                commit=self.log.committed,
+                entries=entries,
+            )
+        )
+        if len(entries):
+            if pr.state is ProgressState.REPLICATE:
+                pr.next = entries.last_index + 1
+                pr.inflights.add(entries.last_index, entries.nbytes)
+            else:
+                pr.probe_sent = True
+        elif pr.state is ProgressState.PROBE:
+            pr.probe_sent = True
+        return True
+
+    def _send_snapshot(self, to: int, pr: Progress) -> bool:
+        if not pr.recent_active:
+            return False  # do not ship a snapshot to a member we have not heard from
+        snapshot = self.log.storage.snapshot()
+        invariant(snapshot.meta.index > 0, "log compacted without a snapshot")
+        pr.become_snapshot(snapshot.meta.index)
+        self._send(Message(T.SNAPSHOT, self.id, to, term=self.term, snapshot=snapshot))
+        return True
+
+    def _handle_append_response(self, m: Message, pr: Progress) -> None:
+        if m.reject:
+            hint = m.reject_hint
+            if m.hint_term > 0:
+                hint = self.log.find_conflict_by_term(m.reject_hint, m.hint_term)
+            if pr.maybe_decrease_to(m.index, hint):
+                if pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+                self._send_append(m.src)
+            return
+        if pr.maybe_update(m.index):
+            if pr.state is ProgressState.PROBE:
+                pr.become_replicate()
+            elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+                pr.become_probe()
+                pr.become_replicate()
+            elif pr.state is ProgressState.REPLICATE:
+                pr.inflights.free_to(m.index)
+            if self._maybe_commit():
+                self._broadcast_append()
+            elif m.src != self.id:
+                while self._send_append(m.src, send_if_empty=False):
+                    pass
+            if m.src == self.lead_transferee and pr.match == self.log.last_index():
+                self._send(Message(T.TIMEOUT_NOW, self.id, m.src, term=self.term))
+        elif pr.state is ProgressState.REPLICATE:
+            pr.inflights.free_to(m.index)
+
+    def _maybe_commit(self) -> bool:
+        """Raft 5.3/5.4.2: commit the majority-matched index if it is from the current term."""
+        voters = self.configuration.voters
+        matches = [self.progress[v].match if v in self.progress else 0 for v in voters]
+        index = majority_index(matches)
+        if index <= self.log.committed or self.log.term_or_none(index) != self.term:
+            return False
+        self.log.commit_to(index)
+        self.uncommitted_bytes = max(0, self.uncommitted_bytes - self._committed_bytes_estimate())
+        self._release_reads_waiting_for_commit()
+        if self.id not in self.configuration.members and self.pending_conf_index <= index:
+            # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
+            self.become_follower(self.term, 0)
+        return True
+
+    def _committed_bytes_estimate(self) -> int:
+        # Uncommitted entries are exactly those after the commit index.
+        lo, hi = self.log.committed + 1, self.log.last_index() + 1
+        remaining = 0
+        if hi > lo:
+            try:
+                remaining = self.log.entries(lo, hi).nbytes
+            except (LogCompactedError, LogUnavailableError):
+                remaining = 0
+        return max(0, self.uncommitted_bytes - remaining)
+
+    def _broadcast_heartbeat(self, context: bytes) -> None:
+        for member in sorted(self.progress):
+            if member == self.id:
+                continue
+            pr = self.progress[member]
+            self._send(
+                Message(
+                    T.HEARTBEAT,
+                    self.id,
+                    member,
+                    term=self.term,
+                    commit=min(pr.match, self.log.committed),
+                    index=self.ticks,
+                    context=context,
+                )
+            )
+
+    def _quorum_active(self) -> bool:
+        active = 0
+        for member in self.configuration.voters:
+            pr = self.progress.get(member)
+            if member == self.id or (pr is not None and pr.recent_active):
+                active += 1
+        for member, pr in self.progress.items():
+            if member != self.id:
+                pr.recent_active = False
+        return active >= self.configuration.quorum()
+
+    def _quorum_lease_tick(self) -> int:
+        ticks = []
+        for member in self.configuration.voters:
+            pr = self.progress.get(member)
+            if member == self.id:
+                ticks.append(self.ticks)
+            elif pr is not None:
+                ticks.append(pr.lease_tick)
+            else:
+                ticks.append(-(2**62))
+        return majority_index(ticks)
+
+    # ---- read index (thesis 6.4) -------------------------------------------------------------
+    def _leader_read_index(self, m: Message) -> None:
+        requester = m.src
+        if self.configuration.voters == {self.id}:
+            self._answer_read(requester, self.log.committed, m.context)
+            return
+        if not self.committed_in_current_term():
+            # Thesis 6.4 step 1: the commit index is only known once an entry of this term
+            # commits (the no-op); queue until then.
+            self._reads_before_commit.append(m)
+            return
+        self._pending_reads.append(
+            _PendingRead(m.context, self.log.committed, requester, {self.id})
+        )
+        self._broadcast_heartbeat(m.context)
+
+    def _release_reads_waiting_for_commit(self) -> None:
+        if self._reads_before_commit and self.committed_in_current_term():
+            waiting, self._reads_before_commit = self._reads_before_commit, []
+            for m in waiting:
+                self._leader_read_index(m)
+
+    def _ack_read(self, member: int, context: bytes) -> None:
+        position = next(
+            (i for i, r in enumerate(self._pending_reads) if r.context == context), None
+        )
+        if position is None:
+            return
+        read = self._pending_reads[position]
+        read.acks.add(member)
+        if len(read.acks & self.configuration.voters) < self.configuration.quorum():
+            return
+        done, self._pending_reads = (
+            self._pending_reads[: position + 1],
+            self._pending_reads[position + 1 :],
+        )
+        for r in done:  # an acknowledged heartbeat confirms every earlier request too
+            self._answer_read(r.requester, r.index, r.context)
+
+    def _answer_read(self, requester: int, index: int, context: bytes) -> None:
+        if requester == self.id:
+            self.read_states.append(ReadState(index, context))
+        else:
+            self._send(
+                Message(
+                    T.READ_INDEX_RESPONSE,
+                    self.id,
+                    requester,
+                    term=self.term,
+                    index=index,
+                    context=context,
+                )
+            )
+
+    # ---- leadership transfer (thesis 3.10) ---------------------------------------------------
+    def _leader_transfer(self, target: int) -> None:
+        if target == self.id or target not in self.configuration.voters:
+            return
+        if self.lead_transferee == target:
+            return
+        self.lead_transferee = target
+        self.election_elapsed = 0
+        pr = self.progress[target]
+        if pr.match == self.log.last_index():
+            self._send(Message(T.TIMEOUT_NOW, self.id, target, term=self.term))
+        else:
+            self._send_append(target)
+
+    # ---- follower handlers -------------------------------------------------------------------
+    def _handle_append(self, m: Message) -> None:
+        if m.index < self.log.committed:
+            self._send(
+                Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=self.log.committed)
+            )
+            return
+        entries = m.entries
+        if entries is not None and len(entries) and entries.first_index != m.index + 1:
+            return  # malformed: entries must follow the previous index
+        before = self.log.last_index() + 1
+        last_new = self.log.maybe_append(
+            m.index, m.log_term, m.commit, entries if entries is not None else _EMPTY
+        )
+        if last_new is not None:
+            if entries is not None and len(entries):
+                self._after_append(min(before, entries.first_index))
+            self._send(Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=last_new))
+            return
+        hint = min(m.index, self.log.last_index())
+        hint = self.log.find_conflict_by_term(hint, m.log_term)
+        self._send(
+            Message(
+                T.APPEND_RESPONSE,
+                self.id,
+                m.src,
+                term=self.term,
+                index=m.index,
+                reject=True,
+                reject_hint=hint,
+                hint_term=self.log.term_or_none(hint) or 0,
+            )
+        )
+
+    def _after_append(self, from_index: int) -> None:
+        """Configuration entries take effect when appended; truncation reverts them."""
+        self._drop_configurations_from(from_index)
+        self._scan_configurations(from_index, self.log.last_index() + 1)
+
+    def _handle_heartbeat(self, m: Message) -> None:
+        self.log.commit_to(min(m.commit, self.log.last_index()))
+        self._send(
+            Message(
+                T.HEARTBEAT_RESPONSE,
+                self.id,
+                m.src,
+                term=self.term,
+                index=m.index,
+                context=m.context,
+            )
+        )
+
+    def _handle_snapshot(self, m: Message) -> None:
+        snapshot = m.snapshot
+        if snapshot is None:
+            return
+        meta = snapshot.meta
+        if meta.index <= self.log.committed:
+            self._send(
+                Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=self.log.committed)
+            )
+            return
+        if self.log.match_term(meta.index, meta.term):
+            self.log.commit_to(meta.index)  # we have the entries already: fast-forward
+        else:
+            self._restore(snapshot)
+        self._send(
+            Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=self.log.last_index())
+        )
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        meta = snapshot.meta
+        self.log.restore(snapshot)
+        self._base_configuration = Configuration(frozenset(meta.voters), frozenset(meta.learners))
+        self._configurations = []
+        self.configuration = self._base_configuration
+
+    # ---- configurations ----------------------------------------------------------------------
+    def _scan_configurations(self, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        try:
+            batch = self.log.entries(lo, hi)
+        except (LogCompactedError, LogUnavailableError):
+            return
+        for position in batch.config_positions.tolist():
+            index = batch.first_index + position
+            self._configurations.append((index, Configuration.decode(batch.payload(position))))
+        self._refresh_configuration()
+
+    def _drop_configurations_from(self, index: int) -> None:
+        self._configurations = [(i, c) for i, c in self._configurations if i < index]
+        self._refresh_configuration()
+
+    def _refresh_configuration(self) -> None:
+        first = self.log.first_index()
+        self._configurations = [(i, c) for i, c in self._configurations if i >= first - 1]
+        previous = self.configuration
+        self.configuration = (
+            self._configurations[-1][1] if self._configurations else self._base_configuration
+        )
+        if self.role is Role.LEADER and self.configuration != previous:
+            last = self.log.last_index()
+            for member in self.configuration.members:
+                if member not in self.progress:
+                    self.progress[member] = self._new_progress(last + 1)
+                    self.progress[member].recent_active = True
+            for member in list(self.progress):
+                if member not in self.configuration.members and member != self.id:
+                    del self.progress[member]
+
+    def compacted_to(self, index: int) -> None:
+        """The runtime compacted storage up to ``index``; forget configurations before it."""
+        kept = [(i, c) for i, c in self._configurations if i <= index]
+        if kept:
+            self._base_configuration = kept[-1][1]
+        self._configurations = [(i, c) for i, c in self._configurations if i > index]
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _send(self, m: Message) -> None:
+        self._messages.append(m)
+
+    def _hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.committed)
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(self.lead, self.role)
+
+    def status(self) -> dict:
+        return {
+            "id": self.id,
+            "term": self.term,
+            "vote": self.vote,
+            "role": self.role.value,
+            "leader": self.lead,
+            "commit": self.log.committed,
+            "applied": self.log.applied,
+            "last_index": self.log.last_index(),
+            "voters": sorted(self.configuration.voters),
+            "learners": sorted(self.configuration.learners),
+            "progress": {m: repr(p) for m, p in sorted(self.progress.items())},
+        }
+
+
+_EMPTY = encode_entries(1, 1, [])

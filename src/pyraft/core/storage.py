@@ -1,0 +1,157 @@
+"""The storage protocol the core reads through, and an in-memory implementation of it.
+
+The core never writes storage: the runtime persists what a ``Ready`` hands it and then calls
+``advance``. The core reads only through the small protocol below (etcd's ``Storage``,
+raft-rs's ``Storage``), which raises ``LogCompactedError`` below the first index and
+``LogUnavailableError`` past the last one.
+
+``MemoryLogStorage`` is the reference implementation: the simulator persists into it (so a
+crash loses exactly what was not persisted), and ``ConsensusOnlyState`` builds on it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Protocol
+
+import numpy as np
+
+from pyraft.core.membership import Configuration
+from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
+from pyraft.errors import LogCompactedError, LogUnavailableError, invariant
+from raftcore.framing import EntryBatch, concat_batches, empty_batch
+
+
+class LogStorage(Protocol):
+    def initial_state(self) -> tuple[HardState, Configuration | None]: ...
+    def first_index(self) -> int: ...
+    def last_index(self) -> int: ...
+    def term(self, index: int) -> int: ...
+    def terms(self, lo: int, hi: int) -> np.ndarray: ...
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch: ...
+    def snapshot(self) -> Snapshot: ...
+
+
+class MemoryLogStorage:
+    """Entries kept as the batches they arrived in; ``first_index - 1`` is the snapshot point.
+
+    Invariants: batches are contiguous and start at ``snapshot.meta.index + 1``; ``_starts[i]``
+    is the first index of ``_batches[i]``.
+    """
+
+    def __init__(self, configuration: Configuration | None = None) -> None:
+        self.hard_state = HardState()
+        voters = tuple(sorted(configuration.voters)) if configuration else ()
+        learners = tuple(sorted(configuration.learners)) if configuration else ()
+        self._snapshot = Snapshot(SnapshotMeta(0, 0, voters, learners), b"")
+        self._batches: list[EntryBatch] = []
+        self._starts: list[int] = []
+        self.bootstrap_configuration = configuration
+
+    # ---- the protocol --------------------------------------------------------------------
+    def initial_state(self) -> tuple[HardState, Configuration | None]:
+        meta = self._snapshot.meta
+        if meta.voters:
+            return self.hard_state, Configuration(frozenset(meta.voters), frozenset(meta.learners))
+        return self.hard_state, self.bootstrap_configuration
+
+    def first_index(self) -> int:
+        return self._snapshot.meta.index + 1
+
+    def last_index(self) -> int:
+        return self._batches[-1].last_index if self._batches else self._snapshot.meta.index
+
+    def term(self, index: int) -> int:
+        meta = self._snapshot.meta
+        if index == meta.index:
+            return meta.term
+        if index < meta.index:
+            raise LogCompactedError(f"index {index} is compacted (snapshot at {meta.index})")
+        if index > self.last_index():
+            raise LogUnavailableError(f"index {index} is past the last index {self.last_index()}")
+        return self._batch_of(index).term_at(index)
+
+    def terms(self, lo: int, hi: int) -> np.ndarray:
+        return self.entries(lo, hi).terms
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch:
+        if lo < self.first_index():
+            raise LogCompactedError(f"index {lo} is compacted (first index {self.first_index()})")
+        if hi > self.last_index() + 1:
+            raise LogUnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
+        if hi <= lo:
+            return empty_batch(lo)
+        parts, size = [], 0
+        position = bisect.bisect_right(self._starts, lo) - 1
+        while position < len(self._batches) and self._starts[position] < hi:
+            part = self._batches[position].slice(lo, hi)
+            if max_bytes is not None and parts and size + part.nbytes > max_bytes:
+                break
+            parts.append(part)
+            size += part.nbytes
+            position += 1
+        batch = concat_batches(parts)
+        if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
+            batch = _limit(batch, max_bytes)
+        return batch
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # ---- writes (the runtime's side) -----------------------------------------------------
+    def set_hard_state(self, hard_state: HardState) -> None:
+        self.hard_state = hard_state
+
+    def append(self, batch: EntryBatch) -> None:
+        """Store ``batch``, replacing every entry with an index >= its first index."""
+        if not len(batch):
+            return
+        first = batch.first_index
+        invariant(first >= self.first_index(), f"append at {first} below the first index")
+        invariant(first <= self.last_index() + 1, f"append at {first} leaves a gap")
+        self._truncate_from(first)
+        self._batches.append(batch)
+        self._starts.append(first)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Replace the whole log by ``snapshot`` (a follower installing the leader's)."""
+        self._snapshot = snapshot
+        self._batches, self._starts = [], []
+
+    def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
+        """Record a state-machine snapshot at ``index`` (<= last index) and drop the prefix."""
+        invariant(index >= self._snapshot.meta.index, "snapshot older than the current one")
+        meta = SnapshotMeta(
+            index,
+            self.term(index),
+            tuple(sorted(configuration.voters)),
+            tuple(sorted(configuration.learners)),
+        )
+        self._snapshot = Snapshot(meta, data)
+        self.compact(index)
+        return self._snapshot
+
+    def compact(self, index: int) -> None:
+        """Release entries up to ``index`` (covered by the snapshot)."""
+        while self._batches and self._batches[0].last_index <= index:
+            self._batches.pop(0)
+            self._starts.pop(0)
+        if self._batches and self._starts[0] <= index:
+            self._batches[0] = self._batches[0].slice(index + 1, self._batches[0].last_index + 1)
+            self._starts[0] = index + 1
+
+    def _truncate_from(self, index: int) -> None:
+        while self._batches and self._starts[-1] >= index:
+            self._batches.pop()
+            self._starts.pop()
+        if self._batches and self._batches[-1].last_index >= index:
+            self._batches[-1] = self._batches[-1].slice(self._starts[-1], index)
+
+    def _batch_of(self, index: int) -> EntryBatch:
+        return self._batches[bisect.bisect_right(self._starts, index) - 1]
+
+
+def _limit(batch: EntryBatch, max_bytes: int) -> EntryBatch:
+    """The longest prefix of ``batch`` within ``max_bytes`` (always at least one entry)."""
+    count = int(np.searchsorted(batch.offsets, max_bytes, side="right")) - 1
+    return batch.slice(batch.first_index, batch.first_index + max(count, 1))

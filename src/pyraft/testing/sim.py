@@ -1,0 +1,649 @@
+"""Deterministic simulation of a cluster of ``pyraft.core`` nodes.
+
+One seed drives every choice: message drops, duplicates, delays and reordering; partitions
+(random splits, an isolated leader, one-way links); crashes that lose everything not yet
+persisted, and restarts; slow disks; client operations. Time is virtual (ticks). The same
+seed replays the same run exactly.
+
+Fault model: the network may lose, duplicate, delay and reorder any message, and partition
+members in any pattern (including one direction only). A crash discards the node's memory
+and any persistence that had not completed; storage that completed is never lost or damaged
+(damaged storage is the WAL's concern, tested with the WAL). Clocks advance at the same rate.
+
+A run has a safety phase (faults on) and a liveness phase (faults off, every member up): a
+leader must emerge and a final write must commit on every member within the tick budget.
+After every step the checkers verify election safety, state-machine safety (no two members
+apply different entries at one index), commit monotonicity, and that every acknowledged write
+is in every later leader's log; log matching and leader completeness are checked on every
+leader change and periodically. At the end the client history is checked for
+linearizability.
+
+Usage: ``python -m pyraft.testing.sim --seeds 0:100 --nodes 3 --faults all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+
+from pyraft.core import (
+    Configuration,
+    MemoryLogStorage,
+    Message,
+    RaftNode,
+    RaftOptions,
+    Ready,
+    Role,
+)
+from pyraft.errors import (
+    InvariantError,
+    LogCompactedError,
+    NotLeaderError,
+    ProposalDroppedError,
+)
+from pyraft.testing.linearizability import KVModel, Operation, check_history
+from raftcore.framing import KIND_COMMAND
+
+FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk")
+
+
+class SafetyViolation(Exception):
+    """A checked property does not hold. ``prop`` names it."""
+
+    def __init__(self, prop: str, detail: str) -> None:
+        super().__init__(f"{prop}: {detail}")
+        self.prop = prop
+        self.detail = detail
+
+
+@dataclass
+class SimConfig:
+    nodes: int = 3
+    faults: frozenset[str] = frozenset(FAULTS)
+    safety_ticks: int = 400
+    liveness_ticks: int = 400
+    clients: int = 3
+    keys: int = 3
+    drop_rate: float = 0.05
+    duplicate_rate: float = 0.02
+    delay_ticks_max: int = 3
+    crash_rate: float = 0.004
+    restart_ticks: tuple[int, int] = (5, 40)
+    partition_rate: float = 0.01
+    heal_ticks: tuple[int, int] = (10, 60)
+    disk_ticks_max: int = 2
+    snapshot_entries: int = 60
+    client_timeout_ticks: int = 60
+    op_rate: float = 0.5
+    #: members that replicate but must never lead
+    standby: frozenset[int] = frozenset()
+
+
+@dataclass
+class SimResult:
+    seed: int
+    ok: bool
+    prop: str = ""
+    detail: str = ""
+    trace: list[str] = field(default_factory=list)
+    ticks: int = 0
+    commits: int = 0
+    operations: int = 0
+    elections: int = 0
+
+    def line(self) -> str:
+        state = "ok" if self.ok else f"FAILED {self.prop}"
+        return (
+            f"seed {self.seed}: {state} ticks={self.ticks} commits={self.commits} "
+            f"operations={self.operations} leaders={self.elections}"
+        )
+
+
+class StateMachine:
+    """The replicated key-value model, with results per applied index."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+        self.applied = 0
+
+    def apply(self, index: int, payload: bytes):
+        op = tuple(msgpack.unpackb(payload)[2])
+        value = self.data.get(op[1])
+        new, result = KVModel.step(value, op)
+        if new is None:
+            self.data.pop(op[1], None)
+        else:
+            self.data[op[1]] = new
+        self.applied = index
+        return result
+
+    def snapshot(self) -> bytes:
+        return msgpack.packb([self.applied, sorted(self.data.items())])
+
+    def restore(self, data: bytes) -> None:
+        if not data:
+            self.data, self.applied = {}, 0
+            return
+        applied, items = msgpack.unpackb(data)
+        self.data = dict((k, v) for k, v in items)
+        self.applied = applied
+
+
+class SimNode:
+    """One member: the core, its durable storage, its state machine, and a disk queue."""
+
+    def __init__(self, sim: Simulation, member: int, storage: MemoryLogStorage) -> None:
+        self.sim = sim
+        self.id = member
+        self.storage = storage  # what survives a crash
+        options = RaftOptions(
+            id=member,
+            election_ticks_lower=10,
+            election_ticks_upper=20,
+            heartbeat_ticks=2,
+            lease_ticks=8,
+            standby=member in sim.config.standby,
+            append_bytes_max=4096,
+            inflight_messages_max=8,
+        )
+        self.core = RaftNode(options, storage, random.Random(sim.rng.getrandbits(64)))
+        self.sm = StateMachine()
+        self.sm.restore(storage.snapshot().data)
+        self.core.log.applied = self.core.log.applying = storage.snapshot().meta.index
+        self.pending: tuple[int, Ready] | None = None  # Ready being persisted, done at tick
+        self.commit_seen = self.core.log.committed
+        self.proposals: dict[int, tuple[int, int]] = {}  # index -> (term, op id)
+        self.reads: dict[bytes, int] = {}  # context -> op id
+        self.ready_reads: list = []
+
+    def handle_ready(self) -> None:
+        core = self.core
+        if self.pending is not None or not core.has_ready():
+            return
+        rd = core.ready()
+        for m in rd.messages:
+            self.sim.send(m)
+        delay = 0
+        if "slow-disk" in self.sim.active_faults and (rd.must_sync or rd.entries):
+            delay = self.sim.rng.randint(0, self.sim.config.disk_ticks_max)
+        self.pending = (self.sim.now + delay, rd)
+        if delay == 0:
+            self.finish_persist()
+
+    def finish_persist(self) -> None:
+        _, rd = self.pending
+        self.pending = None
+        st = self.storage
+        if rd.hard_state is not None:
+            if rd.hard_state.commit < st.hard_state.commit:
+                raise SafetyViolation(
+                    "commit monotonicity",
+                    f"node {self.id} persisted commit {rd.hard_state.commit} "
+                    f"after {st.hard_state.commit}",
+                )
+            st.set_hard_state(rd.hard_state)
+        if rd.snapshot is not None:
+            st.apply_snapshot(rd.snapshot)
+            self.sm.restore(rd.snapshot.data)
+        for batch in rd.entries:
+            st.append(batch)
+        for m in rd.persisted_messages:
+            self.sim.send(m)
+        for batch in rd.committed:
+            for index, term, kind, payload in batch:
+                self.sim.check_apply(self.id, index, term, bytes(payload))
+                result = None
+                if kind == KIND_COMMAND and len(payload):
+                    result = self.sm.apply(index, bytes(payload))
+                else:
+                    self.sm.applied = index
+                waiting = self.proposals.pop(index, None)
+                if waiting is not None:
+                    proposed_term, op_id = waiting
+                    if proposed_term == term:
+                        self.sim.complete(op_id, result)
+        self.ready_reads += rd.read_states
+        self.core.advance(rd)
+        self.serve_reads()
+        self.maybe_snapshot()
+
+    def serve_reads(self) -> None:
+        keep = []
+        for rs in self.ready_reads:
+            if self.sm.applied >= rs.index:
+                op_id = self.reads.pop(rs.context, None)
+                if op_id is not None:
+                    op = self.sim.ops[op_id].op
+                    self.sim.complete(op_id, self.sm.data.get(op[1]))
+            else:
+                keep.append(rs)
+        self.ready_reads = keep
+
+    def maybe_snapshot(self) -> None:
+        """Snapshot the state machine at its applied index once enough log has accumulated."""
+        st = self.storage
+        index = self.sm.applied
+        if (
+            index > st.last_index()
+            or index - st.first_index() + 1 < self.sim.config.snapshot_entries
+        ):
+            return
+        st.create_snapshot(index, self.sm.snapshot(), self.core.configuration)
+        self.core.compacted_to(index)
+        self.sim.trace.append(f"t{self.sim.now} node {self.id} snapshot at {index}")
+
+
+class Simulation:
+    def __init__(self, seed: int, config: SimConfig) -> None:
+        self.seed = seed
+        self.config = config
+        self.rng = random.Random(seed)
+        self.now = 0
+        self.active_faults: frozenset[str] = config.faults
+        members = list(range(1, config.nodes + 1))
+        self.members = members
+        configuration = Configuration(frozenset(members))
+        self.storages = {m: MemoryLogStorage(configuration) for m in members}
+        self.nodes: dict[int, SimNode | None] = {
+            m: SimNode(self, m, self.storages[m]) for m in members
+        }
+        self.restart_at: dict[int, int] = {}
+        self.queue: list = []  # (deliver_at, seq, message)
+        self.seq = 0
+        self.blocked: set[tuple[int, int]] = set()  # (src, dst) links that drop everything
+        self.heal_at = 0
+        self.trace: deque[str] = deque(maxlen=200)
+        # checkers' state
+        self.leaders: dict[int, int] = {}  # term -> leader
+        self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, payload)
+        self.acknowledged: dict[int, int] = {}  # index -> term of acknowledged writes
+        self.ops: list[Operation] = []
+        self.client_busy: dict[int, tuple[int, int]] = {}  # client -> (op id, deadline)
+        self.next_value = 0
+
+    # ---- network -----------------------------------------------------------------------------
+    def send(self, m: Message) -> None:
+        faults = self.active_faults
+        if (m.src, m.dst) in self.blocked or (
+            "drop" in faults and self.rng.random() < self.config.drop_rate
+        ):
+            self._report_snapshot(m, ok=False)
+            return
+        copies = (
+            2 if "duplicate" in faults and self.rng.random() < self.config.duplicate_rate else 1
+        )
+        for _ in range(copies):
+            delay = 1
+            if "delay" in faults:
+                delay += self.rng.randint(0, self.config.delay_ticks_max)
+            self.seq += 1
+            heapq.heappush(self.queue, (self.now + delay, self.seq, m))
+
+    def deliver(self) -> None:
+        while self.queue and self.queue[0][0] <= self.now:
+            _, _, m = heapq.heappop(self.queue)
+            node = self.nodes.get(m.dst)
+            if node is None or (m.src, m.dst) in self.blocked:
+                self._report_snapshot(m, ok=False)
+                continue
+            self.trace.append(f"t{self.now} deliver {m.describe()}")
+            node.core.step(m)
+            self._report_snapshot(m, ok=True)
+
+    def _report_snapshot(self, m: Message, ok: bool) -> None:
+        """The transport tells the sender whether a snapshot reached its destination."""
+        if m.snapshot is None:
+            return
+        sender = self.nodes.get(m.src)
+        if sender is not None and sender.core.term == m.term:
+            sender.core.report_snapshot(m.dst, ok)
+
+    # ---- faults ------------------------------------------------------------------------------
+    def inject_faults(self) -> None:
+        faults, rng, cfg = self.active_faults, self.rng, self.config
+        if "partition" in faults:
+            if self.blocked and self.now >= self.heal_at:
+                self.blocked = set()
+                self.trace.append(f"t{self.now} heal")
+            elif not self.blocked and rng.random() < cfg.partition_rate:
+                self._partition()
+        if "crash" in faults:
+            live = [m for m, n in self.nodes.items() if n is not None]
+            if live and rng.random() < cfg.crash_rate * len(live):
+                victim = rng.choice(live)
+                self.crash(victim)
+        for member, at in list(self.restart_at.items()):
+            if self.now >= at:
+                self.restart(member)
+
+    def _partition(self) -> None:
+        rng, members = self.rng, self.members
+        kind = rng.choice(["split", "isolate-leader", "one-way"])
+        leader = self.current_leader()
+        if kind == "isolate-leader" and leader:
+            side = {leader}
+        elif kind == "one-way":
+            a, b = rng.sample(members, 2)
+            self.blocked = {(a, b)}
+            self.heal_at = self.now + rng.randint(*self.config.heal_ticks)
+            self.trace.append(f"t{self.now} partition one-way {a}->{b}")
+            return
+        else:
+            side = set(rng.sample(members, rng.randint(1, len(members) - 1)))
+        other = set(members) - side
+        self.blocked = {(a, b) for a in side for b in other} | {(b, a) for a in side for b in other}
+        self.heal_at = self.now + rng.randint(*self.config.heal_ticks)
+        self.trace.append(f"t{self.now} partition {sorted(side)} | {sorted(other)}")
+
+    def crash(self, member: int) -> None:
+        self.nodes[member] = None
+        self.restart_at[member] = self.now + self.rng.randint(*self.config.restart_ticks)
+        for client, (op_id, _) in list(self.client_busy.items()):
+            if self.ops[op_id].id == member:  # the op was sent to this node: outcome unknown
+                del self.client_busy[client]
+        self.trace.append(f"t{self.now} crash {member}")
+
+    def restart(self, member: int) -> None:
+        del self.restart_at[member]
+        self.nodes[member] = SimNode(self, member, self.storages[member])
+        self.trace.append(f"t{self.now} restart {member}")
+
+    # ---- clients -----------------------------------------------------------------------------
+    def current_leader(self) -> int:
+        best, best_term = 0, -1
+        for member, node in self.nodes.items():
+            if node is not None and node.core.role is Role.LEADER and node.core.term > best_term:
+                best, best_term = member, node.core.term
+        return best
+
+    def run_clients(self) -> None:
+        cfg = self.config
+        for client in range(cfg.clients):
+            busy = self.client_busy.get(client)
+            if busy is not None:
+                if self.now < busy[1]:
+                    continue
+                del self.client_busy[client]  # timed out: the outcome stays unknown
+            if self.rng.random() >= cfg.op_rate:
+                continue
+            self.submit(client)
+
+    def submit(self, client: int, op: tuple | None = None, force_log: bool = False) -> int | None:
+        rng = self.rng
+        if op is None:
+            key = f"k{rng.randrange(self.config.keys)}"
+            choice = rng.random()
+            self.next_value += 1
+            if choice < 0.35:
+                op = ("put", key, self.next_value)
+            elif choice < 0.7:
+                op = ("get", key)
+            elif choice < 0.8:
+                op = ("delete", key)
+            else:
+                op = (
+                    "cas",
+                    key,
+                    rng.choice([None, self.next_value - 1, self.next_value - 2]),
+                    self.next_value,
+                )
+        live = [m for m, n in self.nodes.items() if n is not None]
+        if not live:
+            return None
+        leader = self.current_leader()
+        via_read_index = op[0] == "get" and not force_log and rng.random() < 0.5
+        target = rng.choice(live) if via_read_index else (leader or rng.choice(live))
+        node = self.nodes[target]
+        op_id = len(self.ops)
+        if via_read_index:
+            context = msgpack.packb([client, op_id])
+            self.ops.append(Operation(client, op, self.now, None, None, target))
+            node.reads[context] = op_id
+            node.core.read_index(context)
+        else:
+            payload = msgpack.packb([client, op_id, list(op)])
+            try:
+                first, _ = node.core.propose([payload])
+            except (NotLeaderError, ProposalDroppedError):
+                return None  # refused before it could take effect: not part of the history
+            self.ops.append(Operation(client, op, self.now, None, None, target))
+            node.proposals[first] = (node.core.term, op_id)
+        self.client_busy[client] = (op_id, self.now + self.config.client_timeout_ticks)
+        return op_id
+
+    def complete(self, op_id: int, result) -> None:
+        op = self.ops[op_id]
+        if op.ret is not None:
+            return
+        self.ops[op_id] = Operation(op.client, op.op, op.call, self.now, result, op.id)
+        busy = self.client_busy.get(op.client)
+        if busy is not None and busy[0] == op_id:
+            del self.client_busy[op.client]
+
+    # ---- checks ------------------------------------------------------------------------------
+    def check_apply(self, member: int, index: int, term: int, payload: bytes) -> None:
+        seen = self.applied.get(index)
+        if seen is None:
+            self.applied[index] = (term, payload)
+            self.acknowledged[index] = term
+        elif seen != (term, payload):
+            raise SafetyViolation(
+                "state-machine safety",
+                f"node {member} applied (t{term}) at {index}, another node applied (t{seen[0]})",
+            )
+
+    def check_step(self) -> None:
+        for member, node in self.nodes.items():
+            if node is None:
+                continue
+            core = node.core
+            if core.role is Role.LEADER:
+                if member in self.config.standby:
+                    raise SafetyViolation("standby", f"standby member {member} became leader")
+                other = self.leaders.setdefault(core.term, member)
+                if other != member:
+                    raise SafetyViolation(
+                        "election safety", f"nodes {other} and {member} both lead term {core.term}"
+                    )
+                if getattr(node, "checked_term", None) != core.term:
+                    node.checked_term = core.term
+                    self.check_leader_completeness(member)
+            if core.log.committed < node.commit_seen:
+                raise SafetyViolation(
+                    "commit monotonicity",
+                    f"node {member} commit went {node.commit_seen} -> {core.log.committed}",
+                )
+            node.commit_seen = core.log.committed
+
+    def check_leader_completeness(self, member: int) -> None:
+        log = self.nodes[member].core.log
+        first = log.first_index()
+        for index, term in self.acknowledged.items():
+            if index < first:
+                continue
+            have = log.term_or_none(index)
+            if have != term:
+                raise SafetyViolation(
+                    "leader completeness",
+                    f"leader {member} of term {self.nodes[member].core.term} has term {have} at "
+                    f"{index}, where an entry of term {term} was committed",
+                )
+
+    def check_log_matching(self) -> None:
+        logs = {}
+        for member, node in self.nodes.items():
+            if node is None:
+                continue
+            log = node.core.log
+            lo = log.first_index()
+            try:
+                logs[member] = (lo, log.terms(lo, log.last_index() + 1))
+            except LogCompactedError:
+                continue
+        members = sorted(logs)
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                (lo_a, ta), (lo_b, tb) = logs[a], logs[b]
+                lo = max(lo_a, lo_b)
+                hi = min(lo_a + len(ta), lo_b + len(tb))
+                if hi <= lo:
+                    continue
+                x, y = ta[lo - lo_a : hi - lo_a], tb[lo - lo_b : hi - lo_b]
+                same = np.flatnonzero(x == y)
+                differ = np.flatnonzero(x != y)
+                if len(same) and len(differ) and differ[0] < same[-1]:
+                    raise SafetyViolation(
+                        "log matching",
+                        f"nodes {a} and {b} agree at index {lo + int(same[-1])} but differ at "
+                        f"{lo + int(differ[0])}",
+                    )
+
+    # ---- the run -----------------------------------------------------------------------------
+    def step_once(self) -> None:
+        self.now += 1
+        self.inject_faults()
+        for node in self.nodes.values():
+            if node is not None:
+                node.core.tick()
+        self.deliver()
+        for node in list(self.nodes.values()):
+            if node is None:
+                continue
+            if node.pending is not None and node.pending[0] <= self.now:
+                node.finish_persist()
+            node.handle_ready()
+        self.check_step()
+        if self.now % 10 == 0:
+            self.check_log_matching()
+
+    def run(self) -> SimResult:
+        result = SimResult(self.seed, True)
+        cfg = self.config
+        try:
+            for _ in range(cfg.safety_ticks):
+                self.run_clients()
+                self.step_once()
+            self.heal_all()
+            self.liveness()
+            self.check_log_matching()
+            verdict = check_history(self.ops, max_states=500_000)
+            if not verdict.ok:
+                raise SafetyViolation("linearizability", verdict.explanation)
+        except SafetyViolation as exc:
+            result.ok, result.prop, result.detail = False, exc.prop, exc.detail
+        except InvariantError as exc:
+            result.ok, result.prop, result.detail = False, "core invariant", str(exc)
+        if not result.ok:
+            result.trace = list(self.trace)
+        result.ticks = self.now
+        result.commits = len(self.applied)
+        result.operations = len(self.ops)
+        result.elections = len(self.leaders)
+        return result
+
+    def heal_all(self) -> None:
+        self.active_faults = frozenset()
+        self.blocked = set()
+        for member in list(self.restart_at):
+            self.restart(member)
+        self.trace.append(f"t{self.now} faults off, all members up")
+
+    def liveness(self) -> None:
+        """With faults off, a leader emerges and a final write commits everywhere."""
+        deadline = self.now + self.config.liveness_ticks
+        final, retry_at = None, 0
+        while self.now < deadline:
+            self.step_once()
+            if (final is None or self.now >= retry_at) and self.current_leader():
+                # like a client: (re)try the final write until one is acknowledged
+                if final is None or self.ops[final].ret is None:
+                    self.client_busy.clear()
+                    final = self.submit(self.config.clients, ("put", "final", -1), force_log=True)
+                    retry_at = self.now + self.config.client_timeout_ticks
+            if final is not None and self.ops[final].ret is not None:
+                target = max(self.applied)
+                if all(n.sm.applied >= target for n in self.nodes.values() if n is not None):
+                    return
+        raise SafetyViolation(
+            "liveness",
+            f"no leader committed a write everywhere within "
+            f"{self.config.liveness_ticks} ticks after faults stopped "
+            f"(leader {self.current_leader()}, final op {final})",
+        )
+
+
+def run_seed(seed: int, config: SimConfig) -> SimResult:
+    return Simulation(seed, config).run()
+
+
+def _parse_seeds(text: str) -> range:
+    if ":" in text:
+        a, b = text.split(":", 1)
+        return range(int(a), int(b))
+    return range(int(text), int(text) + 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pyraft.testing.sim", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--seeds", default="0:100", help="A:B runs seeds A..B-1; S runs S")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--faults",
+        default="all",
+        help=f"comma-separated subset of {','.join(FAULTS)}, 'all' or 'none'",
+    )
+    parser.add_argument(
+        "--ticks", type=int, default=SimConfig.safety_ticks, help="ticks of the safety phase"
+    )
+    parser.add_argument("--verbose", action="store_true", help="one line per seed")
+    args = parser.parse_args(argv)
+    if args.faults == "all":
+        faults = frozenset(FAULTS)
+    elif args.faults == "none":
+        faults = frozenset()
+    else:
+        faults = frozenset(f.strip() for f in args.faults.split(","))
+        unknown = faults - set(FAULTS)
+        if unknown:
+            parser.error(f"unknown faults: {sorted(unknown)}")
+    config = SimConfig(nodes=args.nodes, faults=faults, safety_ticks=args.ticks)
+    seeds = _parse_seeds(args.seeds)
+    started = time.process_time()
+    failed = []
+    commits = 0
+    for seed in seeds:
+        result = run_seed(seed, config)
+        commits += result.commits
+        if args.verbose or not result.ok:
+            print(result.line())
+        if not result.ok:
+            failed.append(seed)
+            print(f"  violated: {result.prop}: {result.detail}")
+            print(
+                f"  replay:   python -m pyraft.testing.sim --seeds {seed} --nodes {args.nodes} "
+                f"--faults {args.faults} --ticks {args.ticks}"
+            )
+            print("  last events:")
+            for line in result.trace[-40:]:
+                print(f"    {line}")
+    cpu = time.process_time() - started
+    print(
+        f"{len(seeds)} seeds, {len(seeds) - len(failed)} passed, {len(failed)} failed "
+        f"(nodes={args.nodes} faults={args.faults} committed={commits} cpu={cpu:.1f}s)"
+        + (f" failing seeds: {failed[:20]}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

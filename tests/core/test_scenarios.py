@@ -1,0 +1,220 @@
+"""Named scenarios of the Raft paper and dissertation, run in the simulator without random
+faults: the faults here are placed by hand (partitions, crashes) so each test checks one rule.
+The simulator's checkers (election safety, state-machine safety, log matching, leader
+completeness) run after every step of each scenario as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pyraft.core import Configuration, Role
+from pyraft.testing.sim import SimConfig, Simulation
+
+QUIET = SimConfig(faults=frozenset(), op_rate=0.0)
+
+
+def sim(nodes=3, seed=1, **changes):
+    return Simulation(seed, replace(QUIET, nodes=nodes, **changes))
+
+
+def run(s, ticks, until=None):
+    for _ in range(ticks):
+        s.step_once()
+        if until is not None and until():
+            return True
+    return until is None
+
+
+def leaders(s):
+    return [m for m, n in s.nodes.items() if n is not None and n.core.role is Role.LEADER]
+
+
+def isolate(s, member):
+    others = [m for m in s.members if m != member]
+    s.blocked = {(member, o) for o in others} | {(o, member) for o in others}
+
+
+def write(s, key, value, ticks=200):
+    op_id = s.submit(0, ("put", key, value), force_log=True)
+    assert op_id is not None
+    assert run(s, ticks, lambda: s.ops[op_id].ret is not None), "write did not commit"
+    return op_id
+
+
+@pytest.mark.parametrize("nodes", [3, 5, 7, 9])
+def test_members_starting_together_elect_one_leader_quickly(nodes):
+    """Randomized timeouts (Raft 5.2) spread candidates out: one leader, few terms."""
+    for seed in range(10):
+        s = sim(nodes, seed)
+        assert run(s, 200, lambda s=s: len(leaders(s)) == 1)
+        assert s.now <= 60, f"seed {seed}: first leader only at tick {s.now}"
+        assert max(n.core.term for n in s.nodes.values()) <= 3, "election storm"
+
+
+def test_pre_vote_keeps_a_rejoining_member_from_raising_terms():
+    """Thesis 9.6: 'a server first asks whether its log is up to date enough to get votes'
+    - a partitioned member does not increase its term, so it cannot unseat the leader."""
+    s = sim(3)
+    run(s, 100, lambda: leaders(s))
+    leader = leaders(s)[0]
+    follower = next(m for m in s.members if m != leader)
+    term = s.nodes[leader].core.term
+    isolate(s, follower)
+    run(s, 300)
+    assert s.nodes[follower].core.term == term
+    s.blocked = set()
+    run(s, 100)
+    assert leaders(s) == [leader] and s.nodes[leader].core.term == term
+
+
+def test_check_quorum_isolated_leader_steps_down_and_majority_elects():
+    """Thesis 6.2: a leader that cannot reach a majority within an election timeout steps
+    down; the majority side elects a new leader in a higher term."""
+    s = sim(5)
+    run(s, 100, lambda: leaders(s))
+    old = leaders(s)[0]
+    isolate(s, old)
+    run(s, 2 * 10 + 2)  # two minimum election timeouts
+    assert s.nodes[old].core.role is not Role.LEADER
+    assert run(s, 200, lambda: any(m != old for m in leaders(s)))
+    s.blocked = set()
+    assert run(s, 100, lambda: s.nodes[old].core.lead not in (0, old))
+
+
+def test_leader_lease_expires_before_another_leader_can_exist():
+    """Thesis 6.4.1: while the lease is valid no other leader can be elected."""
+    s = sim(3)
+    run(s, 100, lambda: leaders(s))
+    old = leaders(s)[0]
+    run(s, 20)
+    assert s.nodes[old].core.lease_valid()
+    isolate(s, old)
+    while not any(m != old for m in leaders(s)):
+        s.step_once()
+        assert s.now < 1000
+    assert not s.nodes[old].core.lease_valid()
+
+
+def test_read_index_from_a_follower_sees_the_latest_write():
+    s = sim(3)
+    run(s, 100, lambda: leaders(s))
+    write(s, "x", 1)
+    leader = leaders(s)[0]
+    follower = next(m for m in s.members if m != leader)
+    node = s.nodes[follower]
+    context = b"read-1"
+    s.ops.append(type(s.ops[0])(5, ("get", "x"), s.now, None, None, follower))
+    node.reads[context] = len(s.ops) - 1
+    node.core.read_index(context)
+    assert run(s, 50, lambda: s.ops[-1].ret is not None)
+    assert s.ops[-1].result == 1
+
+
+def test_leadership_transfer_under_load():
+    """Thesis 3.10: the leader catches the target up, then sends TimeoutNow."""
+    s = sim(3, op_rate=0.8)
+    run(s, 100, lambda: leaders(s))
+    old = leaders(s)[0]
+    target = max(m for m in s.members if m != old)
+    term = s.nodes[old].core.term
+    s.nodes[old].core.transfer_leadership(target)
+    assert run(s, 60, lambda: leaders(s) == [target])
+    assert s.nodes[target].core.term == term + 1
+    write(s, "after-transfer", 1)
+
+
+def test_standby_members_never_lead():
+    """A standby member replicates and votes but never campaigns, even when it is the only
+    one left that could (the simulator fails the run if a standby member leads)."""
+    s = Simulation(3, SimConfig(nodes=3, standby=frozenset({3})))
+    result = s.run()
+    assert result.ok, result.detail
+    s = sim(3, standby=frozenset({1, 2}))
+    run(s, 200)
+    assert leaders(s) == [3]
+
+
+def test_removing_the_leader():
+    """Thesis 4.2.2: the leader replicates the configuration without itself, steps down once
+    it is committed, and the remaining members elect a leader among themselves."""
+    s = sim(3)
+    run(s, 100, lambda: leaders(s))
+    old = leaders(s)[0]
+    core = s.nodes[old].core
+    core.propose_configuration(Configuration(frozenset(m for m in s.members if m != old)))
+    assert run(s, 200, lambda: any(m != old for m in leaders(s)))
+    new = next(m for m in leaders(s) if m != old)
+    assert s.nodes[new].core.configuration.voters == frozenset(s.members) - {old}
+    write(s, "after-removal", 1)
+
+
+def test_adding_a_member_as_learner_then_voter():
+    """One member at a time (thesis 4.1): learner first, promoted once caught up."""
+    s = sim(3)
+    # start member 3 outside the configuration: the other two form the cluster
+    for member in (1, 2):
+        s.nodes[member].core.configuration = Configuration(frozenset({1, 2}))
+        s.nodes[member].core._base_configuration = Configuration(frozenset({1, 2}))
+    s.nodes[3].core.configuration = Configuration(frozenset({1, 2}), frozenset({3}))
+    s.nodes[3].core._base_configuration = s.nodes[3].core.configuration
+    run(s, 100, lambda: leaders(s))
+    leader = s.nodes[leaders(s)[0]].core
+    for i in range(5):
+        write(s, f"k{i}", i)
+    leader.propose_configuration(Configuration(frozenset({1, 2}), frozenset({3})))
+    run(s, 50)
+    assert 3 in leader.progress
+    assert run(s, 100, lambda: leader.progress[3].match == leader.log.last_index())
+    with pytest.raises(Exception, match="already a voter|in progress"):
+        leader.propose_configuration(Configuration(frozenset({1, 2}), frozenset({3})))
+        leader.propose_configuration(Configuration(frozenset({1, 2, 3})))
+    run(s, 20)
+    leader.propose_configuration(Configuration(frozenset({1, 2, 3})))
+    assert run(s, 50, lambda: s.nodes[3].core.configuration.voters == frozenset({1, 2, 3}))
+    write(s, "three-voters", 1)
+
+
+def test_a_far_behind_follower_is_sent_a_snapshot():
+    s = sim(3, snapshot_entries=30)
+    run(s, 100, lambda: leaders(s))
+    leader = leaders(s)[0]
+    lagging = next(m for m in s.members if m != leader)
+    s.crash(lagging)
+    s.restart_at[lagging] = 10**9
+    for i in range(100):
+        s.submit(0, ("put", f"k{i % 5}", i), force_log=True)
+        s.client_busy.clear()
+        s.step_once()
+    run(s, 100)
+    assert s.storages[leader].first_index() > s.storages[lagging].last_index() + 1
+    s.restart(lagging)
+    target = max(s.applied)
+    assert run(s, 300, lambda: s.nodes[lagging].sm.applied >= target)
+    assert any("snapshot@" in line for line in s.trace)
+    assert s.nodes[lagging].sm.data == s.nodes[leader].sm.data
+
+
+def test_figure_7_divergent_logs_are_repaired():
+    """Raft figure 7: followers with missing and extra uncommitted entries converge to the
+    leader's log. Built by cutting the leader off while it appends, several times."""
+    s = sim(5, seed=3)
+    run(s, 100, lambda: leaders(s))
+    for round_ in range(4):
+        leader = leaders(s)[0]
+        isolate(s, leader)
+        for i in range(5):  # appended by the isolated leader, never committed
+            try:
+                s.nodes[leader].core.propose([f"orphan-{round_}-{i}".encode()])
+            except Exception:
+                break
+        run(s, 200, lambda leader=leader: any(m != leader for m in leaders(s)))
+        s.blocked = set()
+        write(s, f"round-{round_}", round_)
+    run(s, 100)
+    s.check_log_matching()
+    lasts = {n.core.log.last_index() for n in s.nodes.values()}
+    terms = {n.core.log.last_term() for n in s.nodes.values()}
+    assert len(lasts) == 1 and len(terms) == 1

@@ -1,0 +1,116 @@
+"""The deterministic simulator over many faulty seeds, and proof that its checkers can fail.
+
+Default run: 300 seeds of 3 members and 200 of 5, every fault on. ``pytest --soak`` runs
+thousands more (``SIM_SOAK_SEEDS`` sets how many).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pyraft.core.log import RaftLog
+from pyraft.testing import sim
+from pyraft.testing.sim import FAULTS, SimConfig, Simulation, run_seed
+
+
+def _run(seeds, nodes):
+    config = SimConfig(nodes=nodes)
+    failures = []
+    for seed in seeds:
+        result = run_seed(seed, config)
+        if not result.ok:
+            failures.append(
+                f"{result.line()}: {result.detail}\n  " + "\n  ".join(result.trace[-30:])
+            )
+        assert result.commits > 0, f"seed {seed} committed nothing"
+    assert not failures, "\n".join(failures[:3])
+
+
+@pytest.mark.parametrize("block", range(6))
+def test_three_members_all_faults(block):
+    _run(range(block * 50, block * 50 + 50), nodes=3)
+
+
+@pytest.mark.parametrize("block", range(4))
+def test_five_members_all_faults(block):
+    _run(range(10_000 + block * 50, 10_000 + block * 50 + 50), nodes=5)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("nodes", [3, 5, 7])
+def test_soak(nodes):
+    count = int(os.environ.get("SIM_SOAK_SEEDS", "3000"))
+    _run(range(100_000, 100_000 + count), nodes=nodes)
+
+
+def test_a_seed_replays_exactly():
+    a = Simulation(1234, SimConfig(nodes=5)).run()
+    b = Simulation(1234, SimConfig(nodes=5)).run()
+    assert (a.ok, a.ticks, a.commits, a.operations, a.elections) == (
+        b.ok,
+        b.ticks,
+        b.commits,
+        b.operations,
+        b.elections,
+    )
+    first, second = Simulation(77, SimConfig()), Simulation(77, SimConfig())
+    first.run()
+    second.run()
+    assert first.ops == second.ops
+    assert list(first.trace) == list(second.trace)
+
+
+def test_faults_actually_happen():
+    """The fault injector is not idle: crashes, partitions and drops occur in a run."""
+    s = Simulation(5, SimConfig(nodes=5))
+    s.run()
+    events = " ".join(s.trace) + " ".join(str(x) for x in s.leaders.items())
+    crashes = partitions = 0
+    for seed in range(20):
+        t = Simulation(seed, SimConfig())
+        t.run()
+        crashes += sum("crash" in line for line in t.trace)
+        partitions += sum("partition" in line for line in t.trace)
+    assert events
+    assert crashes > 0 and partitions > 0
+
+
+def _failures_with(monkeypatch, target, name, replacement, seeds=range(80)):
+    monkeypatch.setattr(target, name, replacement)
+    return [r for r in (run_seed(s, SimConfig()) for s in seeds) if not r.ok]
+
+
+def test_checkers_catch_a_broken_vote_rule(monkeypatch):
+    """Granting votes to candidates with stale logs (Raft 5.4.1 removed) must be caught."""
+    failures = _failures_with(monkeypatch, RaftLog, "is_up_to_date", lambda self, i, t: True)
+    assert failures, "the simulator did not notice votes for out-of-date candidates"
+    assert {f.prop for f in failures} <= {
+        "leader completeness",
+        "state-machine safety",
+        "linearizability",
+        "log matching",
+        "core invariant",
+    }
+
+
+def test_cli_summary_and_exit_status(capsys):
+    assert sim.main(["--seeds", "0:3", "--nodes", "3", "--faults", "all"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("3 seeds, 3 passed, 0 failed")
+    assert sim.main(["--seeds", "4", "--faults", "drop,partition", "--verbose"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("seed 4: ok") and out[-1].startswith("1 seeds, 1 passed")
+    with pytest.raises(SystemExit):
+        sim.main(["--faults", "meteor"])
+    assert set(FAULTS) >= {"drop", "duplicate", "delay", "partition", "crash", "slow-disk"}
+
+
+def test_cli_reports_a_failing_seed(monkeypatch, capsys):
+    monkeypatch.setattr(RaftLog, "is_up_to_date", lambda self, i, t: True)
+    failing = next(s for s in range(200) if not run_seed(s, SimConfig()).ok)
+    assert sim.main(["--seeds", f"{failing}:{failing + 1}"]) == 1
+    out = capsys.readouterr().out
+    assert f"seed {failing}: FAILED" in out and "replay:" in out and "last events:" in out
+    assert out.strip().splitlines()[-1].startswith("1 seeds, 0 passed, 1 failed")
