@@ -14,9 +14,12 @@
  * shift_ms is a constant close to the mean: subtracting it before squaring keeps the variance
  * formula sum_sq/n - (sum/n)^2 from cancelling catastrophically when the intervals are large
  * and nearly equal. Removing an interval from a running sum leaves rounding residue behind,
- * so after every `capacity` replacements both sums are rebuilt from the ring (re-centred on
- * the current mean): O(1) amortised per interval, and the error never accumulates beyond one
- * window's worth of updates. A variance made slightly negative by rounding is clamped to 0.
+ * so after every `capacity` pushes (once the window is full: every `capacity` replacements)
+ * both sums are rebuilt from the ring and re-centred on the current mean: O(1) amortised per
+ * interval, and rounding error never accumulates beyond one window's worth of updates. The
+ * first rebuild, when the window first fills, also replaces the initial shift (the first
+ * heartbeat estimate) by the observed mean. A variance made slightly negative by rounding is
+ * clamped to 0.
  *
  * The pure-Python twin raftcore/_phi_py.py performs the same operations in the same order,
  * so on IEEE-754 hardware without fused multiply-add contraction the two agree bit for bit.
@@ -41,7 +44,7 @@ typedef struct {
     size_t count;           /* intervals held: 0 <= count <= capacity */
     size_t next;            /* slot the next interval is written to: 0 <= next < capacity;
                                while count < capacity, next == count */
-    size_t replaced;        /* intervals overwritten since the sums were rebuilt: < capacity */
+    size_t since_rebuild;   /* intervals pushed since the sums were rebuilt: < capacity */
     double shift_ms;        /* constant subtracted from every interval before accumulating */
     double sum_ms;          /* sum over the held intervals of (interval - shift_ms) */
     double sum_squares_ms2; /* sum over the held intervals of (interval - shift_ms)^2 */
@@ -51,7 +54,7 @@ typedef struct {
 static inline void rc_phi_window_clear(rc_phi_window *w, double shift_ms) {
     w->count = 0;
     w->next = 0;
-    w->replaced = 0;
+    w->since_rebuild = 0;
     w->shift_ms = shift_ms;
     w->sum_ms = 0.0;
     w->sum_squares_ms2 = 0.0;
@@ -95,7 +98,7 @@ static void rc_phi_window_rebuild(rc_phi_window *w) {
     w->shift_ms = shift_ms;
     w->sum_ms = sum_ms;
     w->sum_squares_ms2 = sum_squares_ms2;
-    w->replaced = 0;
+    w->since_rebuild = 0;
 }
 
 /* Append an interval, evicting the oldest one when the window is full. */
@@ -115,10 +118,9 @@ static inline void rc_phi_window_push(rc_phi_window *w, double interval_ms) {
         w->sum_ms += d;
         w->sum_squares_ms2 -= old * old;
         w->sum_squares_ms2 += d * d;
-        w->replaced++;
     }
     w->next = slot + 1 == w->capacity ? 0 : slot + 1;
-    if (w->replaced == w->capacity) rc_phi_window_rebuild(w);
+    if (++w->since_rebuild == w->capacity) rc_phi_window_rebuild(w);
 }
 
 /*
