@@ -37,3 +37,5 @@ cdef class IndexTable:
     cdef void _reclaim(self) noexcept
     cdef object _lookup_error(self, int64_t index)
     cdef int _range(self, object lo, object hi, Py_ssize_t *start, Py_ssize_t *n) except -1
+    cdef object _copy_range(self, object lo, object hi, const void *column, size_t itemsize,
+                            int typenum)

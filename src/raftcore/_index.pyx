@@ -509,41 +509,30 @@ cdef class IndexTable:
             raise self._lookup_error(i)
         return self._terms[self._head + p]
 
-    def terms(self, lo, hi):
-        """A uint64 copy of the terms of indexes [lo, hi)."""
+    cdef object _copy_range(self, object lo, object hi, const void *column, size_t itemsize,
+                            int typenum):
+        """A numpy copy of one column's values for indexes [lo, hi)."""
         cdef Py_ssize_t start, n
         cdef cnp.npy_intp dim
         self._range(lo, hi, &start, &n)
         dim = n
-        out = cnp.PyArray_SimpleNew(1, &dim, cnp.NPY_UINT64)
+        out = cnp.PyArray_SimpleNew(1, &dim, typenum)
         if n:
-            memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), self._terms + start,
-                   <size_t>n * sizeof(uint64_t))
+            memcpy(cnp.PyArray_DATA(<cnp.ndarray>out),
+                   <const char *>column + <size_t>start * itemsize, <size_t>n * itemsize)
         return out
+
+    def terms(self, lo, hi):
+        """A uint64 copy of the terms of indexes [lo, hi)."""
+        return self._copy_range(lo, hi, self._terms, sizeof(uint64_t), cnp.NPY_UINT64)
 
     def offsets(self, lo, hi):
         """A uint64 copy of the offsets of indexes [lo, hi)."""
-        cdef Py_ssize_t start, n
-        cdef cnp.npy_intp dim
-        self._range(lo, hi, &start, &n)
-        dim = n
-        out = cnp.PyArray_SimpleNew(1, &dim, cnp.NPY_UINT64)
-        if n:
-            memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), self._offsets + start,
-                   <size_t>n * sizeof(uint64_t))
-        return out
+        return self._copy_range(lo, hi, self._offsets, sizeof(uint64_t), cnp.NPY_UINT64)
 
     def segments(self, lo, hi):
         """An int32 copy of the segments of indexes [lo, hi)."""
-        cdef Py_ssize_t start, n
-        cdef cnp.npy_intp dim
-        self._range(lo, hi, &start, &n)
-        dim = n
-        out = cnp.PyArray_SimpleNew(1, &dim, cnp.NPY_INT32)
-        if n:
-            memcpy(cnp.PyArray_DATA(<cnp.ndarray>out), self._segments + start,
-                   <size_t>n * sizeof(int32_t))
-        return out
+        return self._copy_range(lo, hi, self._segments, sizeof(int32_t), cnp.NPY_INT32)
 
     def find_conflict(self, first_index, terms):
         """The first index of [first_index, first_index + len(terms)) that this table lacks or

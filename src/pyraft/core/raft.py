@@ -12,6 +12,7 @@ Ongaro's dissertation (2014).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -137,8 +138,10 @@ class RaftNode:
         self.lead_transferee = 0
         #: leader: index of the newest configuration entry (no second change until committed)
         self.pending_conf_index = 0
-        #: leader: bytes of entries appended in this term and not yet committed
+        #: leader: bytes of entries appended in this term and not yet committed, and the
+        #: (last index, bytes) of each such batch, oldest first
         self.uncommitted_bytes = 0
+        self._uncommitted_batches: deque[tuple[int, int]] = deque()
         self._pending_reads: list[_PendingRead] = []
         self._reads_before_commit: list[Message] = []
         self.read_states: list[ReadState] = []
@@ -181,11 +184,9 @@ class RaftNode:
             ):
                 # A stale leader: tell it our term so it steps down (it may otherwise keep a
                 # pre-voting cluster from electing anyone it does not hear from).
-                self._send(Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term))
+                self._send(T.APPEND_RESPONSE, m.src)
             elif m.type is T.PRE_VOTE:
-                self._send(
-                    Message(T.PRE_VOTE_RESPONSE, self.id, m.src, term=self.term, reject=True)
-                )
+                self._send(T.PRE_VOTE_RESPONSE, m.src, reject=True)
             return
         if m.type in (T.VOTE, T.PRE_VOTE):
             self._handle_vote_request(m)
@@ -384,7 +385,8 @@ class RaftNode:
         self.pending_conf_index = last
         # Raft 8 / thesis 6.4: a no-op at the start of the term commits earlier entries.
         self._append_as_leader(encode_entries(last + 1, self.term, [b""], KIND_NOOP))
-        self.uncommitted_bytes = 0
+        self.uncommitted_bytes = 0  # the no-op does not count against the bound
+        self._uncommitted_batches.clear()
 
     def _reset(self, term: int) -> None:
         if term != self.term:
@@ -401,6 +403,7 @@ class RaftNode:
         self.lead_transferee = 0
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
+        self._uncommitted_batches.clear()
         self._pending_reads = []
         self._reads_before_commit = []
 
@@ -460,15 +463,12 @@ class RaftNode:
         for member in sorted(self.configuration.voters):
             if member != self.id:
                 self._send(
-                    Message(
-                        kind,
-                        self.id,
-                        member,
-                        term=vote_term,
-                        index=last_index,
-                        log_term=last_term,
-                        transfer=transfer,
-                    )
+                    kind,
+                    member,
+                    term=vote_term,
+                    index=last_index,
+                    log_term=last_term,
+                    transfer=transfer,
                 )
 
     def _poll(self, member: int, granted: bool) -> bool:
@@ -498,12 +498,12 @@ class RaftNode:
         )
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # Raft 5.2 / 5.4.1. A pre-vote grant answers in the term asked about.
-            self._send(Message(response, self.id, m.src, term=m.term))
+            self._send(response, m.src, term=m.term)
             if m.type is T.VOTE:
                 self.election_elapsed = 0
                 self.vote = m.src
         else:
-            self._send(Message(response, self.id, m.src, term=self.term, reject=True))
+            self._send(response, m.src, reject=True)
 
     def _in_lease(self) -> bool:
         return (
@@ -534,12 +534,12 @@ class RaftNode:
                 self._hup(transfer=True)
         elif t is T.READ_INDEX:
             if self.lead:
-                self._send(Message(T.READ_INDEX, self.id, self.lead, context=m.context))
+                self._send(T.READ_INDEX, self.lead, context=m.context, term=0)
         elif t is T.READ_INDEX_RESPONSE:
             self.read_states.append(ReadState(m.index, m.context))
         elif t is T.TRANSFER_LEADER:
             if self.lead:
-                self._send(Message(T.TRANSFER_LEADER, self.id, self.lead, index=m.index))
+                self._send(T.TRANSFER_LEADER, self.lead, index=m.index, term=0)
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
@@ -601,6 +601,7 @@ class RaftNode:
     def _append_as_leader(self, batch) -> None:
         self.log.append(batch)
         self.uncommitted_bytes += batch.nbytes
+        self._uncommitted_batches.append((batch.last_index, batch.nbytes))
         configs = batch.config_positions
         if len(configs):
             self._scan_configurations(batch.first_index, batch.last_index + 1)
@@ -632,16 +633,7 @@ class RaftNode:
         if not len(entries) and not send_if_empty:
             return False
         self._send(
-            Message(
-                T.APPEND,
-                self.id,
-                to,
-                term=self.term,
-                index=prev,
-                log_term=prev_term,
-                commit=self.log.committed,
-                entries=entries,
-            )
+            T.APPEND, to, index=prev, log_term=prev_term, commit=self.log.committed, entries=entries
         )
         if len(entries):
             if pr.state is ProgressState.REPLICATE:
@@ -659,7 +651,7 @@ class RaftNode:
         snapshot = self.log.storage.snapshot()
         invariant(snapshot.meta.index > 0, "log compacted without a snapshot")
         pr.become_snapshot(snapshot.meta.index)
-        self._send(Message(T.SNAPSHOT, self.id, to, term=self.term, snapshot=snapshot))
+        self._send(T.SNAPSHOT, to, snapshot=snapshot)
         return True
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
@@ -686,7 +678,7 @@ class RaftNode:
                 while self._send_append(m.src, send_if_empty=False):
                     pass
             if m.src == self.lead_transferee and pr.match == self.log.last_index():
-                self._send(Message(T.TIMEOUT_NOW, self.id, m.src, term=self.term))
+                self._send(T.TIMEOUT_NOW, m.src)
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_to(m.index)
 
@@ -698,23 +690,14 @@ class RaftNode:
         if index <= self.log.committed or self.log.term_or_none(index) != self.term:
             return False
         self.log.commit_to(index)
-        self.uncommitted_bytes = max(0, self.uncommitted_bytes - self._committed_bytes_estimate())
+        uncommitted = self._uncommitted_batches
+        while uncommitted and uncommitted[0][0] <= index:
+            self.uncommitted_bytes -= uncommitted.popleft()[1]
         self._release_reads_waiting_for_commit()
         if self.id not in self.configuration.members and self.pending_conf_index <= index:
             # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
             self.become_follower(self.term, 0)
         return True
-
-    def _committed_bytes_estimate(self) -> int:
-        # Uncommitted entries are exactly those after the commit index.
-        lo, hi = self.log.committed + 1, self.log.last_index() + 1
-        remaining = 0
-        if hi > lo:
-            try:
-                remaining = self.log.entries(lo, hi).nbytes
-            except (LogCompactedError, LogUnavailableError):
-                remaining = 0
-        return max(0, self.uncommitted_bytes - remaining)
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
         for member in sorted(self.progress):
@@ -722,15 +705,11 @@ class RaftNode:
                 continue
             pr = self.progress[member]
             self._send(
-                Message(
-                    T.HEARTBEAT,
-                    self.id,
-                    member,
-                    term=self.term,
-                    commit=min(pr.match, self.log.committed),
-                    index=self.ticks,
-                    context=context,
-                )
+                T.HEARTBEAT,
+                member,
+                commit=min(pr.match, self.log.committed),
+                index=self.ticks,
+                context=context,
             )
 
     def _quorum_active(self) -> bool:
@@ -799,16 +778,7 @@ class RaftNode:
         if requester == self.id:
             self.read_states.append(ReadState(index, context))
         else:
-            self._send(
-                Message(
-                    T.READ_INDEX_RESPONSE,
-                    self.id,
-                    requester,
-                    term=self.term,
-                    index=index,
-                    context=context,
-                )
-            )
+            self._send(T.READ_INDEX_RESPONSE, requester, index=index, context=context)
 
     # ---- leadership transfer (thesis 3.10) ---------------------------------------------------
     def _leader_transfer(self, target: int) -> None:
@@ -820,16 +790,14 @@ class RaftNode:
         self.election_elapsed = 0
         pr = self.progress[target]
         if pr.match == self.log.last_index():
-            self._send(Message(T.TIMEOUT_NOW, self.id, target, term=self.term))
+            self._send(T.TIMEOUT_NOW, target)
         else:
             self._send_append(target)
 
     # ---- follower handlers -------------------------------------------------------------------
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
-            self._send(
-                Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=self.log.committed)
-            )
+            self._send(T.APPEND_RESPONSE, m.src, index=self.log.committed)
             return
         entries = m.entries
         if entries is not None and len(entries) and entries.first_index != m.index + 1:
@@ -841,21 +809,17 @@ class RaftNode:
         if last_new is not None:
             if entries is not None and len(entries):
                 self._after_append(min(before, entries.first_index))
-            self._send(Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=last_new))
+            self._send(T.APPEND_RESPONSE, m.src, index=last_new)
             return
         hint = min(m.index, self.log.last_index())
         hint = self.log.find_conflict_by_term(hint, m.log_term)
         self._send(
-            Message(
-                T.APPEND_RESPONSE,
-                self.id,
-                m.src,
-                term=self.term,
-                index=m.index,
-                reject=True,
-                reject_hint=hint,
-                hint_term=self.log.term_or_none(hint) or 0,
-            )
+            T.APPEND_RESPONSE,
+            m.src,
+            index=m.index,
+            reject=True,
+            reject_hint=hint,
+            hint_term=self.log.term_or_none(hint) or 0,
         )
 
     def _after_append(self, from_index: int) -> None:
@@ -865,16 +829,7 @@ class RaftNode:
 
     def _handle_heartbeat(self, m: Message) -> None:
         self.log.commit_to(min(m.commit, self.log.last_index()))
-        self._send(
-            Message(
-                T.HEARTBEAT_RESPONSE,
-                self.id,
-                m.src,
-                term=self.term,
-                index=m.index,
-                context=m.context,
-            )
-        )
+        self._send(T.HEARTBEAT_RESPONSE, m.src, index=m.index, context=m.context)
 
     def _handle_snapshot(self, m: Message) -> None:
         snapshot = m.snapshot
@@ -882,17 +837,13 @@ class RaftNode:
             return
         meta = snapshot.meta
         if meta.index <= self.log.committed:
-            self._send(
-                Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=self.log.committed)
-            )
+            self._send(T.APPEND_RESPONSE, m.src, index=self.log.committed)
             return
         if self.log.match_term(meta.index, meta.term):
             self.log.commit_to(meta.index)  # we have the entries already: fast-forward
         else:
             self._restore(snapshot)
-        self._send(
-            Message(T.APPEND_RESPONSE, self.id, m.src, term=self.term, index=self.log.last_index())
-        )
+        self._send(T.APPEND_RESPONSE, m.src, index=self.log.last_index())
 
     def _restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.meta
@@ -943,8 +894,10 @@ class RaftNode:
         self._configurations = [(i, c) for i, c in self._configurations if i > index]
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _send(self, m: Message) -> None:
-        self._messages.append(m)
+    def _send(self, message_type: MessageType, to: int, **fields) -> None:
+        """Queue a message from this member; ``term`` defaults to the current term."""
+        fields.setdefault("term", self.term)
+        self._messages.append(Message(message_type, self.id, to, **fields))
 
     def _hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
