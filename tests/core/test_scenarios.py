@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from pyraft.core import Configuration, Role
+from pyraft.errors import ProposalDroppedError
 from pyraft.testing.sim import SimConfig, Simulation
 
 QUIET = SimConfig(faults=frozenset(), op_rate=0.0)
@@ -151,30 +152,43 @@ def test_removing_the_leader():
     write(s, "after-removal", 1)
 
 
-def test_adding_a_member_as_learner_then_voter():
-    """One member at a time (thesis 4.1): learner first, promoted once caught up."""
-    s = sim(3)
-    # start member 3 outside the configuration: the other two form the cluster
-    for member in (1, 2):
-        s.nodes[member].core.configuration = Configuration(frozenset({1, 2}))
-        s.nodes[member].core._base_configuration = Configuration(frozenset({1, 2}))
-    s.nodes[3].core.configuration = Configuration(frozenset({1, 2}), frozenset({3}))
-    s.nodes[3].core._base_configuration = s.nodes[3].core.configuration
+def _events(s):
+    return [line for line in s.trace if "promoted" in line or "catch-up-failed" in line]
+
+
+def test_adding_a_member_warms_it_up_then_promotes_it():
+    """Thesis 4.1/4.2.1: a new member joins as a learner (no vote, no quorum weight), is
+    caught up in rounds, and is promoted once a round is shorter than an election timeout."""
+    s = sim(3, initial_voters=2)
     run(s, 100, lambda: leaders(s))
     leader = s.nodes[leaders(s)[0]].core
-    for i in range(5):
+    assert leader.configuration.voters == frozenset({1, 2})
+    for i in range(20):
         write(s, f"k{i}", i)
-    leader.propose_configuration(Configuration(frozenset({1, 2}), frozenset({3})))
-    run(s, 50)
-    assert 3 in leader.progress
-    assert run(s, 100, lambda: leader.progress[3].match == leader.log.last_index())
-    with pytest.raises(Exception, match="already a voter|in progress"):
-        leader.propose_configuration(Configuration(frozenset({1, 2}), frozenset({3})))
-        leader.propose_configuration(Configuration(frozenset({1, 2, 3})))
-    run(s, 20)
-    leader.propose_configuration(Configuration(frozenset({1, 2, 3})))
+    leader.add_member(3)
+    assert leader.configuration.learners == frozenset({3})
+    with pytest.raises(ProposalDroppedError, match="in progress"):
+        leader.remove_member(1)  # one change at a time
+    assert run(s, 200, lambda: leader.configuration.voters == frozenset({1, 2, 3}))
+    assert any("promoted 3" in line for line in _events(s))
     assert run(s, 50, lambda: s.nodes[3].core.configuration.voters == frozenset({1, 2, 3}))
     write(s, "three-voters", 1)
+    assert run(s, 20, lambda: s.nodes[3].sm.data == s.nodes[leader.id].sm.data)
+
+
+def test_a_learner_that_never_catches_up_is_removed():
+    """The leader gives up on a new member that makes no progress: it proposes the removal
+    and reports it, leaving the cluster as it was."""
+    s = sim(3, initial_voters=2)
+    run(s, 100, lambda: leaders(s))
+    leader = s.nodes[leaders(s)[0]].core
+    s.crash(3)
+    s.restart_at[3] = 10**9
+    leader.add_member(3)
+    limit = leader.options.warmup_rounds * leader.options.election_ticks_upper
+    assert run(s, limit + 100, lambda: leader.configuration.members == frozenset({1, 2}))
+    assert any("catch-up-failed 3" in line for line in _events(s))
+    write(s, "still-works", 1)
 
 
 def test_a_far_behind_follower_is_sent_a_snapshot():

@@ -155,6 +155,18 @@ class ReadState:
     context: bytes
 
 
+class MembershipEventKind(enum.Enum):
+    PROMOTED = "promoted"  # a learner caught up and its promotion to voter was proposed
+    CATCH_UP_FAILED = "catch-up-failed"  # a learner was too slow; its removal was proposed
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipEvent:
+    kind: MembershipEventKind
+    member: int
+    index: int  # log index of the configuration entry proposed for it
+
+
 @dataclass(slots=True)
 class Ready:
     """Everything the runtime must do, in this order, then acknowledge with ``advance(ready)``.
@@ -176,6 +188,7 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     persisted_messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
+    events: list[MembershipEvent] = field(default_factory=list)
     must_sync: bool = False
 
     def empty(self) -> bool:
@@ -188,4 +201,5 @@ class Ready:
             or self.messages
             or self.persisted_messages
             or self.read_states
+            or self.events
         )

@@ -21,6 +21,8 @@ from pyraft.core.membership import Configuration, majority_index
 from pyraft.core.messages import (
     LOCAL_TYPES,
     HardState,
+    MembershipEvent,
+    MembershipEventKind,
     Message,
     MessageType,
     ReadState,
@@ -95,6 +97,20 @@ class RaftOptions:
 
 
 @dataclass(slots=True)
+class _CatchUp:
+    """A learner being warmed up (thesis 4.2.1): replication proceeds in rounds, each ending
+    when the learner holds everything the leader had when the round began. Once a round
+    takes less than an election timeout the learner is promoted; after ``warmup_rounds``
+    slow rounds, or no progress for ``warmup_rounds`` election timeouts, it is removed."""
+
+    round_end: int
+    round_start_tick: int
+    started_tick: int
+    rounds: int = 0
+    promote: bool = False  # caught up; promotion waits for the pending change to commit
+
+
+@dataclass(slots=True)
 class _PendingRead:
     context: bytes
     index: int
@@ -142,6 +158,9 @@ class RaftNode:
         #: (last index, bytes) of each such batch, oldest first
         self.uncommitted_bytes = 0
         self._uncommitted_batches: deque[tuple[int, int]] = deque()
+        #: leader: learners being caught up before promotion
+        self._catch_ups: dict[int, _CatchUp] = {}
+        self.events: list[MembershipEvent] = []
         self._pending_reads: list[_PendingRead] = []
         self._reads_before_commit: list[Message] = []
         self.read_states: list[ReadState] = []
@@ -229,6 +248,21 @@ class RaftNode:
         first, _ = self.propose([configuration.encode()], KIND_CONFIGURATION)
         return first
 
+    def add_member(self, member: int) -> int:
+        """Start adding ``member``: propose it as a learner; the leader warms it up for up to
+        ``warmup_rounds`` rounds and then proposes its promotion to voter by itself. A
+        MembershipEvent in a later Ready reports the promotion or the failure. Returns the
+        index of the learner configuration entry."""
+        if member in self.configuration.members:
+            raise ProposalDroppedError(f"member {member} is already in the configuration")
+        return self.propose_configuration(self.configuration.add_learner(member))
+
+    def remove_member(self, member: int) -> int:
+        """Propose the configuration without ``member`` (the leader itself included)."""
+        index = self.propose_configuration(self.configuration.remove(member))
+        self._catch_ups.pop(member, None)
+        return index
+
     def read_index(self, context: bytes) -> None:
         """Ask for a read barrier; a ReadState with ``context`` appears in a later Ready."""
         self.step(Message(T.READ_INDEX, self.id, self.id, context=context))
@@ -280,6 +314,7 @@ class RaftNode:
         return bool(
             self._messages
             or self.read_states
+            or self.events
             or self.log.unstable_snapshot is not None
             and not self.log.snapshot_in_progress
             or self.log.in_progress <= self.log.last_index()
@@ -320,6 +355,7 @@ class RaftNode:
                 rd.persisted_messages.append(m)
         self._messages = []
         rd.read_states, self.read_states = self.read_states, []
+        rd.events, self.events = self.events, []
         self._outstanding = rd
         return rd
 
@@ -381,6 +417,7 @@ class RaftNode:
         me.match = self.log.unstable_offset - 1
         me.next = last + 1
         me.recent_active = True
+        self._sync_catch_ups()
         # Conservatively treat any configuration entry in the log as pending (thesis 4.1).
         self.pending_conf_index = last
         # Raft 8 / thesis 6.4: a no-op at the start of the term commits earlier entries.
@@ -404,6 +441,7 @@ class RaftNode:
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self._uncommitted_batches.clear()
+        self._catch_ups = {}
         self._pending_reads = []
         self._reads_before_commit = []
 
@@ -428,6 +466,8 @@ class RaftNode:
                 self.step(Message(T.CHECK_QUORUM, self.id, self.id))
             if self.role is Role.LEADER and self.lead_transferee:
                 self.lead_transferee = 0  # thesis 3.10: abort a transfer after a timeout
+            if self.role is Role.LEADER and self._catch_ups:
+                self._check_catch_ups()
         if self.role is not Role.LEADER:
             return
         if self.heartbeat_elapsed >= self.options.heartbeat_ticks:
@@ -665,6 +705,8 @@ class RaftNode:
                 self._send_append(m.src)
             return
         if pr.maybe_update(m.index):
+            if m.src in self._catch_ups:
+                self._advance_catch_up(m.src, pr)
             if pr.state is ProgressState.PROBE:
                 pr.become_replicate()
             elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
@@ -694,6 +736,7 @@ class RaftNode:
         while uncommitted and uncommitted[0][0] <= index:
             self.uncommitted_bytes -= uncommitted.popleft()[1]
         self._release_reads_waiting_for_commit()
+        self._maybe_promote()
         if self.id not in self.configuration.members and self.pending_conf_index <= index:
             # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
             self.become_follower(self.term, 0)
@@ -885,6 +928,60 @@ class RaftNode:
             for member in list(self.progress):
                 if member not in self.configuration.members and member != self.id:
                     del self.progress[member]
+            self._sync_catch_ups()
+
+    # ---- warming up new members (thesis 4.2.1) -----------------------------------------------
+    def _sync_catch_ups(self) -> None:
+        """Track exactly the learners of the configuration in force (a new leader resumes)."""
+        learners = self.configuration.learners
+        for member in list(self._catch_ups):
+            if member not in learners:
+                del self._catch_ups[member]
+        for member in sorted(learners - self._catch_ups.keys()):
+            self._catch_ups[member] = _CatchUp(self.log.last_index(), self.ticks, self.ticks)
+
+    def _advance_catch_up(self, member: int, pr: Progress) -> None:
+        catch_up = self._catch_ups[member]
+        if catch_up.promote or pr.match < catch_up.round_end:
+            return
+        catch_up.rounds += 1
+        if self.ticks - catch_up.round_start_tick < self.options.election_ticks_lower:
+            # "If the last round lasts less than an election timeout, the leader adds the new
+            # server to the cluster" (thesis 4.2.1).
+            catch_up.promote = True
+            self._maybe_promote()
+        elif catch_up.rounds >= self.options.warmup_rounds:
+            self._give_up_catch_up(member)
+        else:
+            catch_up.round_end = self.log.last_index()
+            catch_up.round_start_tick = self.ticks
+
+    def _check_catch_ups(self) -> None:
+        """Abort warmups that made no round in ``warmup_rounds`` election timeouts."""
+        limit = self.options.warmup_rounds * self.options.election_ticks_upper
+        for member, catch_up in list(self._catch_ups.items()):
+            if not catch_up.promote and self.ticks - catch_up.round_start_tick > limit:
+                self._give_up_catch_up(member)
+
+    def _give_up_catch_up(self, member: int) -> None:
+        if self.pending_conf_index > self.log.committed:
+            return  # one change at a time: retry once the pending one commits
+        try:
+            index = self.remove_member(member)
+        except ProposalDroppedError:
+            return
+        self.events.append(MembershipEvent(MembershipEventKind.CATCH_UP_FAILED, member, index))
+
+    def _maybe_promote(self) -> None:
+        for member, catch_up in sorted(self._catch_ups.items()):
+            if not catch_up.promote or self.pending_conf_index > self.log.committed:
+                continue
+            try:
+                index = self.propose_configuration(self.configuration.promote(member))
+            except ProposalDroppedError:
+                return  # a transfer is under way, or the bound is reached: retry later
+            self.events.append(MembershipEvent(MembershipEventKind.PROMOTED, member, index))
+            return
 
     def compacted_to(self, index: int) -> None:
         """The runtime compacted storage up to ``index``; forget configurations before it."""

@@ -52,7 +52,7 @@ from pyraft.errors import (
 from pyraft.testing.linearizability import KVModel, Operation, check_history
 from raftcore.framing import KIND_COMMAND
 
-FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk")
+FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk", "membership")
 
 
 class SafetyViolation(Exception):
@@ -83,8 +83,12 @@ class SimConfig:
     snapshot_entries: int = 60
     client_timeout_ticks: int = 60
     op_rate: float = 0.5
+    #: chance per tick that the leader starts a membership change (add or remove one member)
+    membership_rate: float = 0.01
     #: members that replicate but must never lead
     standby: frozenset[int] = frozenset()
+    #: how many of the members start as voters (0: all); the others start outside
+    initial_voters: int = 0
 
 
 @dataclass
@@ -211,6 +215,10 @@ class SimNode:
                     if proposed_term == term:
                         self.sim.complete(op_id, result)
         self.ready_reads += rd.read_states
+        for event in rd.events:
+            self.sim.trace.append(
+                f"t{self.sim.now} node {self.id} {event.kind.value} {event.member}"
+            )
         self.core.advance(rd)
         self.serve_reads()
         self.maybe_snapshot()
@@ -250,7 +258,7 @@ class Simulation:
         self.active_faults: frozenset[str] = config.faults
         members = list(range(1, config.nodes + 1))
         self.members = members
-        configuration = Configuration(frozenset(members))
+        configuration = Configuration(frozenset(members[: config.initial_voters or None]))
         self.storages = {m: MemoryLogStorage(configuration) for m in members}
         self.nodes: dict[int, SimNode | None] = {
             m: SimNode(self, m, self.storages[m]) for m in members
@@ -320,9 +328,35 @@ class Simulation:
             if live and rng.random() < cfg.crash_rate * len(live):
                 victim = rng.choice(live)
                 self.crash(victim)
+        if "membership" in faults and rng.random() < cfg.membership_rate:
+            self._change_membership()
         for member, at in list(self.restart_at.items()):
             if self.now >= at:
                 self.restart(member)
+
+    def _change_membership(self) -> None:
+        """The leader adds a member that is out (learner, warmup, promotion) or removes one
+        (the leader itself included), one change at a time and never below two voters."""
+        leader = self.current_leader()
+        if not leader:
+            return
+        core = self.nodes[leader].core
+        configuration = core.configuration
+        if core.pending_conf_index > core.log.committed or configuration.learners:
+            return
+        outside = sorted(set(self.members) - configuration.members)
+        voters = sorted(configuration.voters)
+        try:
+            if outside and (len(voters) <= 2 or self.rng.random() < 0.5):
+                member = self.rng.choice(outside)
+                core.add_member(member)
+                self.trace.append(f"t{self.now} leader {leader} adds {member}")
+            elif len(voters) > 2:
+                member = self.rng.choice(voters)
+                core.remove_member(member)
+                self.trace.append(f"t{self.now} leader {leader} removes {member}")
+        except ProposalDroppedError:
+            pass
 
     def _partition(self) -> None:
         rng, members = self.rng, self.members
@@ -570,7 +604,9 @@ class Simulation:
                     retry_at = self.now + self.config.client_timeout_ticks
             if final is not None and self.ops[final].ret is not None:
                 target = max(self.applied)
-                if all(n.sm.applied >= target for n in self.nodes.values() if n is not None):
+                members = self.nodes[self.current_leader() or self.ops[final].id].core
+                members = members.configuration.members
+                if all(self.nodes[m].sm.applied >= target for m in members):
                     return
         raise SafetyViolation(
             "liveness",
