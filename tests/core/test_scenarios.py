@@ -207,7 +207,9 @@ def test_a_far_behind_follower_is_sent_a_snapshot():
     s.restart(lagging)
     target = max(s.applied)
     assert run(s, 300, lambda: s.nodes[lagging].sm.applied >= target)
-    assert any("snapshot@" in line for line in s.trace)
+    chunks = [line for line in s.trace if f"deliver SNAPSHOT {leader}->{lagging}" in line]
+    assert len(chunks) > 1 and "done" in chunks[-1], "the snapshot was not sent in chunks"
+    assert any(f"deliver SNAPSHOT_RESPONSE {lagging}->{leader}" in line for line in s.trace)
     assert s.nodes[lagging].sm.data == s.nodes[leader].sm.data
 
 

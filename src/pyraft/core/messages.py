@@ -32,6 +32,7 @@ class MessageType(enum.IntEnum):
     SNAPSHOT_STATUS = 19  # local: the runtime reports a snapshot send finished or failed
     TIMEOUT_NOW = 20
     READ_INDEX_RESPONSE = 21
+    SNAPSHOT_RESPONSE = 22  # a snapshot chunk arrived; ``snapshot_offset`` is the next wanted
 
 
 LOCAL_TYPES = frozenset(
@@ -52,6 +53,7 @@ RESPONSE_TYPES = frozenset(
         MessageType.VOTE_RESPONSE,
         MessageType.PRE_VOTE_RESPONSE,
         MessageType.READ_INDEX_RESPONSE,
+        MessageType.SNAPSHOT_RESPONSE,
     }
 )
 
@@ -105,6 +107,11 @@ class Message:
     payloads: list | None = None
     kind: int = 0
     transfer: bool = False  # VOTE caused by TIMEOUT_NOW: voters skip their leader-lease check
+    #: SNAPSHOT: byte offset of this chunk in the snapshot data; SNAPSHOT_RESPONSE: the next
+    #: offset the follower wants
+    snapshot_offset: int = 0
+    #: SNAPSHOT: this chunk is the last one
+    snapshot_done: bool = True
 
     def describe(self) -> str:
         parts = [f"{self.type.name} {self.src}->{self.dst} t{self.term}"]
@@ -121,7 +128,12 @@ class Message:
         if self.type in (MessageType.VOTE_RESPONSE, MessageType.PRE_VOTE_RESPONSE):
             parts.append("reject" if self.reject else "grant")
         if self.snapshot is not None:
-            parts.append(f"snapshot@{self.snapshot.meta.index}")
+            parts.append(
+                f"snapshot@{self.snapshot.meta.index} bytes {self.snapshot_offset}+"
+                f"{len(self.snapshot.data)}{' done' if self.snapshot_done else ''}"
+            )
+        if self.type is MessageType.SNAPSHOT_RESPONSE:
+            parts.append(f"snapshot@{self.index} next {self.snapshot_offset}")
         return " ".join(parts)
 
 

@@ -65,6 +65,7 @@ class Progress:
         "state",
         "probe_sent",
         "pending_snapshot",
+        "snapshot_offset",
         "recent_active",
         "lease_tick",
         "response_tick",
@@ -81,6 +82,8 @@ class Progress:
         self.probe_sent = False
         #: SNAPSHOT only: the index of the snapshot being sent
         self.pending_snapshot = 0
+        #: SNAPSHOT only: bytes of the snapshot the follower has confirmed
+        self.snapshot_offset = 0
         #: heard from since the last check-quorum round
         self.recent_active = False
         #: tick at which the leader sent the newest heartbeat this follower acknowledged
@@ -111,6 +114,7 @@ class Progress:
     def become_snapshot(self, index: int) -> None:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
+        self.snapshot_offset = 0
         self.probe_sent = False
         self.inflights.reset()
 

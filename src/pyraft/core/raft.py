@@ -29,6 +29,7 @@ from pyraft.core.messages import (
     Ready,
     Role,
     Snapshot,
+    SnapshotMeta,
     SoftState,
 )
 from pyraft.core.progress import Progress, ProgressState
@@ -72,6 +73,8 @@ class RaftOptions:
     append_bytes_max: int = 1024 * 1024
     uncommitted_bytes_max: int = 64 * 1024 * 1024
     apply_bytes_max: int = 16 * 1024 * 1024
+    #: InstallSnapshot sends the snapshot in chunks of this size, one at a time
+    snapshot_chunk_bytes: int = 1024 * 1024
     #: a learner is promoted once it is within this many entries after warmup
     warmup_rounds: int = 10
 
@@ -90,6 +93,7 @@ class RaftOptions:
             "append_bytes_max",
             "uncommitted_bytes_max",
             "apply_bytes_max",
+            "snapshot_chunk_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")
@@ -161,6 +165,8 @@ class RaftNode:
         #: leader: learners being caught up before promotion
         self._catch_ups: dict[int, _CatchUp] = {}
         self.events: list[MembershipEvent] = []
+        #: follower: the snapshot being received in chunks, and the bytes so far
+        self._snapshot_receiving: tuple[SnapshotMeta, bytearray] | None = None
         self._pending_reads: list[_PendingRead] = []
         self._reads_before_commit: list[Message] = []
         self.read_states: list[ReadState] = []
@@ -606,10 +612,10 @@ class RaftNode:
             self._leader_transfer(m.index)
             return
         if t is T.SNAPSHOT_STATUS:
+            # Only failures matter: success is the follower's own APPEND_RESPONSE.
             pr = self.progress.get(m.index)
-            if pr is not None and pr.state is ProgressState.SNAPSHOT:
-                if m.reject:
-                    pr.pending_snapshot = 0
+            if m.reject and pr is not None and pr.state is ProgressState.SNAPSHOT:
+                pr.pending_snapshot = 0
                 pr.become_probe()
                 pr.probe_sent = True  # wait for a heartbeat response before probing again
             return
@@ -620,8 +626,23 @@ class RaftNode:
             pr.recent_active = True
             pr.response_tick = self.ticks
             self._handle_append_response(m, pr)
+        elif t is T.SNAPSHOT_RESPONSE:
+            pr.recent_active = True
+            pr.response_tick = self.ticks
+            if pr.state is ProgressState.SNAPSHOT and m.index == pr.pending_snapshot:
+                # the follower knows what it holds: continue from the offset it names
+                if m.snapshot_offset < len(self.log.storage.snapshot().data):
+                    pr.snapshot_offset = m.snapshot_offset
+                    self._send_snapshot_chunk(m.src, pr)
         elif t is T.HEARTBEAT_RESPONSE:
             pr.recent_active = True
+            if (
+                pr.state is ProgressState.SNAPSHOT
+                and self.ticks - pr.response_tick >= 2 * self.options.heartbeat_ticks
+            ):
+                # a chunk or its answer was lost: send the unconfirmed chunk again
+                pr.response_tick = self.ticks
+                self._send_snapshot_chunk(m.src, pr)
             pr.lease_tick = max(pr.lease_tick, m.index)
             pr.probe_sent = False
             if (
@@ -691,8 +712,23 @@ class RaftNode:
         snapshot = self.log.storage.snapshot()
         invariant(snapshot.meta.index > 0, "log compacted without a snapshot")
         pr.become_snapshot(snapshot.meta.index)
-        self._send(T.SNAPSHOT, to, snapshot=snapshot)
+        pr.response_tick = self.ticks
+        self._send_snapshot_chunk(to, pr)
         return True
+
+    def _send_snapshot_chunk(self, to: int, pr: Progress) -> None:
+        """Send the chunk at ``pr.snapshot_offset``; chunks go one at a time, each answered
+        by a SNAPSHOT_RESPONSE naming the next offset wanted."""
+        snapshot = self.log.storage.snapshot()
+        if snapshot.meta.index != pr.pending_snapshot:
+            pr.become_snapshot(snapshot.meta.index)  # a newer snapshot replaced it: restart
+        data = snapshot.data
+        offset = pr.snapshot_offset
+        end = min(len(data), offset + self.options.snapshot_chunk_bytes)
+        chunk = Snapshot(snapshot.meta, bytes(data[offset:end]))
+        self._send(
+            T.SNAPSHOT, to, snapshot=chunk, snapshot_offset=offset, snapshot_done=end == len(data)
+        )
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         if m.reject:
@@ -875,13 +911,32 @@ class RaftNode:
         self._send(T.HEARTBEAT_RESPONSE, m.src, index=m.index, context=m.context)
 
     def _handle_snapshot(self, m: Message) -> None:
-        snapshot = m.snapshot
-        if snapshot is None:
+        chunk = m.snapshot
+        if chunk is None:
             return
-        meta = snapshot.meta
+        meta = chunk.meta
         if meta.index <= self.log.committed:
+            self._snapshot_receiving = None
             self._send(T.APPEND_RESPONSE, m.src, index=self.log.committed)
             return
+        receiving = self._snapshot_receiving
+        if m.snapshot_offset == 0 and (receiving is None or receiving[0] != meta):
+            # the first chunk of a snapshot (a repeated first chunk of the one being received
+            # is a duplicate: the answer below says how far we are)
+            receiving = self._snapshot_receiving = (meta, bytearray())
+        if receiving is None or receiving[0] != meta or m.snapshot_offset != len(receiving[1]):
+            # a duplicate, a chunk of another snapshot, or a gap: say what we need
+            wanted = len(receiving[1]) if receiving is not None and receiving[0] == meta else 0
+            self._send(T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=wanted)
+            return
+        receiving[1].extend(chunk.data)
+        if not m.snapshot_done:
+            self._send(
+                T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=len(receiving[1])
+            )
+            return
+        self._snapshot_receiving = None
+        snapshot = Snapshot(meta, bytes(receiving[1]))
         if self.log.match_term(meta.index, meta.term):
             self.log.commit_to(meta.index)  # we have the entries already: fast-forward
         else:

@@ -80,7 +80,7 @@ class SimConfig:
     partition_rate: float = 0.01
     heal_ticks: tuple[int, int] = (10, 60)
     disk_ticks_max: int = 2
-    snapshot_entries: int = 60
+    snapshot_entries: int = 25
     client_timeout_ticks: int = 60
     op_rate: float = 0.5
     #: chance per tick that the leader starts a membership change (add or remove one member)
@@ -157,6 +157,7 @@ class SimNode:
             standby=member in sim.config.standby,
             append_bytes_max=4096,
             inflight_messages_max=8,
+            snapshot_chunk_bytes=8,  # several chunks per snapshot: chunking is exercised
         )
         self.core = RaftNode(options, storage, random.Random(sim.rng.getrandbits(64)))
         self.sm = StateMachine()
