@@ -234,3 +234,89 @@ def test_figure_7_divergent_logs_are_repaired():
     lasts = {n.core.log.last_index() for n in s.nodes.values()}
     terms = {n.core.log.last_term() for n in s.nodes.values()}
     assert len(lasts) == 1 and len(terms) == 1
+
+
+def test_membership_change_during_a_partition_is_rolled_back():
+    """Thesis 4.1: a configuration takes effect when appended, before it commits; so a
+    minority leader's uncommitted change must be undone when a majority leader overwrites
+    its log, and every member ends up with the majority's configuration."""
+    s = sim(5, seed=2)
+    run(s, 100, lambda: leaders(s))
+    old = leaders(s)[0]
+    others = [m for m in s.members if m != old]
+    minority = {old, others[0]}
+    majority = set(others[1:])
+    s.blocked = {(a, b) for a in minority for b in majority} | {
+        (b, a) for a in minority for b in majority
+    }
+    removed = others[1]
+    s.nodes[old].core.remove_member(removed)
+    assert removed not in s.nodes[old].core.configuration.voters  # in force once appended
+    assert run(s, 300, lambda: any(m in majority for m in leaders(s)))
+    s.blocked = set()
+    write(s, "after-heal", 1)
+    run(s, 50)
+    for node in s.nodes.values():
+        assert node.core.configuration.voters == frozenset(s.members), node.id
+    new = leaders(s)[0]
+    s.nodes[new].core.remove_member(removed)  # the cluster can change again afterwards
+    assert run(s, 100, lambda: all(
+        n.core.configuration.voters == frozenset(s.members) - {removed}
+        for m, n in s.nodes.items() if m != removed))
+
+
+def test_leader_memory_stays_bounded_while_a_follower_is_down():
+    """A follower that is down for long costs the leader a probe state and nothing that
+    grows: no queued appends, an empty in-flight window, and the log still compacts."""
+    s = sim(3, snapshot_entries=50)
+    run(s, 100, lambda: leaders(s))
+    leader = leaders(s)[0]
+    down = next(m for m in s.members if m != leader)
+    s.crash(down)
+    s.restart_at[down] = 10**9
+    core = s.nodes[leader].core
+    sent_to_down = 0
+    original_send = s.send
+
+    def counting_send(m):
+        nonlocal sent_to_down
+        sent_to_down += m.dst == down
+        original_send(m)
+
+    s.send = counting_send
+    ticks = 0
+    for i in range(2000):
+        s.submit(0, ("put", f"k{i % 7}", i), force_log=True)
+        s.client_busy.clear()
+        s.step_once()
+        ticks += 1
+    pr = core.progress[down]
+    assert len(pr.inflights) <= 1 and pr.inflights.bytes <= core.options.append_bytes_max
+    # heartbeats plus at most one probe per heartbeat round reach the dead member
+    assert sent_to_down <= 2 * ticks // core.options.heartbeat_ticks + 10
+    assert len(core.log.unstable) <= 2
+    assert s.storages[leader].first_index() > 1500  # compaction was not held back
+
+
+def test_proposals_are_refused_past_the_uncommitted_bound():
+    """Without a quorum nothing commits; the leader refuses proposals once the uncommitted
+    bytes reach their bound (a typed error) instead of growing without limit."""
+    s = sim(3, snapshot_entries=10**6)
+    run(s, 100, lambda: leaders(s))
+    leader = leaders(s)[0]
+    core = s.nodes[leader].core
+    core.options = replace(core.options, uncommitted_bytes_max=10_000)
+    for member in s.members:
+        if member != leader:
+            s.crash(member)
+            s.restart_at[member] = 10**9
+    refused = 0
+    for _ in range(5):  # within one election timeout (check-quorum would end the term)
+        for _ in range(50):
+            try:
+                core.propose([b"x" * 100])
+            except ProposalDroppedError:
+                refused += 1
+        s.step_once()
+    assert core.role is Role.LEADER and refused > 0
+    assert core.uncommitted_bytes <= 10_000 + 200

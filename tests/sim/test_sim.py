@@ -95,6 +95,25 @@ def test_checkers_catch_a_broken_vote_rule(monkeypatch):
     }
 
 
+def test_checkers_catch_messages_sent_before_persistence(monkeypatch):
+    """Sending votes and acknowledgements before the Ready is durable must be caught."""
+
+    def send_everything_at_once(self):
+        if self.pending is not None or not self.core.has_ready():
+            return
+        rd = self.core.ready()
+        rd.messages += rd.persisted_messages
+        rd.persisted_messages = []
+        for m in rd.messages:
+            self.sim.send(m)
+        self.pending = (self.sim.now, rd)
+        self.finish_persist()
+
+    failures = _failures_with(monkeypatch, sim.SimNode, "handle_ready", send_everything_at_once,
+                              seeds=range(10))
+    assert failures and {f.prop for f in failures} == {"persistence contract"}
+
+
 def test_cli_summary_and_exit_status(capsys):
     assert sim.main(["--seeds", "0:3", "--nodes", "3", "--faults", "all"]) == 0
     out = capsys.readouterr().out.strip().splitlines()

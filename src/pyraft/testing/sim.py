@@ -38,6 +38,7 @@ from pyraft.core import (
     Configuration,
     MemoryLogStorage,
     Message,
+    MessageType,
     RaftNode,
     RaftOptions,
     Ready,
@@ -280,6 +281,7 @@ class Simulation:
 
     # ---- network -----------------------------------------------------------------------------
     def send(self, m: Message) -> None:
+        self.check_persisted_before_send(m)
         faults = self.active_faults
         if (m.src, m.dst) in self.blocked or (
             "drop" in faults and self.rng.random() < self.config.drop_rate
@@ -497,6 +499,31 @@ class Simulation:
                     f"node {member} commit went {node.commit_seen} -> {core.log.committed}",
                 )
             node.commit_seen = core.log.committed
+
+    def check_persisted_before_send(self, m: Message) -> None:
+        """The persistence contract: what a message promises is durable before it leaves."""
+        stored = self.storages[m.src]
+        hard = stored.hard_state
+        if m.type in (MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESPONSE):
+            return  # pre-votes ask about term + 1 and promise nothing (thesis 9.6)
+        if m.term > hard.term:
+            raise SafetyViolation(
+                "persistence contract",
+                f"node {m.src} sent {m.describe()} before persisting term {m.term} "
+                f"(durable term {hard.term})",
+            )
+        if m.type is MessageType.VOTE_RESPONSE and not m.reject and hard.vote != m.dst:
+            raise SafetyViolation(
+                "persistence contract",
+                f"node {m.src} granted its vote to {m.dst} before persisting it",
+            )
+        if m.type is MessageType.APPEND_RESPONSE and not m.reject and m.index:
+            durable = stored.last_index()
+            if durable < m.index:
+                raise SafetyViolation(
+                    "persistence contract",
+                    f"node {m.src} acknowledged index {m.index} with only {durable} durable",
+                )
 
     def check_leader_completeness(self, member: int) -> None:
         log = self.nodes[member].core.log
