@@ -39,6 +39,9 @@ class RaftLog:
         self.applied = first - 1
         #: highest index handed to the state machine in a Ready (applied <= applying)
         self.applying = first - 1
+        #: index of the last entry (unstable, snapshot or stored): kept, not recomputed, as
+        #: the leader's and followers' hot paths ask for it many times per batch
+        self._last = last
 
     # ---- positions ---------------------------------------------------------------------------
     def first_index(self) -> int:
@@ -47,11 +50,7 @@ class RaftLog:
         return self.storage.first_index()
 
     def last_index(self) -> int:
-        if self.unstable:
-            return self.unstable[-1].last_index
-        if self.unstable_snapshot is not None:
-            return self.unstable_snapshot.meta.index
-        return self.storage.last_index()
+        return self._last
 
     def last_term(self) -> int:
         return self.term(self.last_index())
@@ -115,8 +114,10 @@ class RaftLog:
             return
         first = batch.first_index
         invariant(first > self.committed, f"append at {first} would overwrite committed entries")
-        invariant(first <= self.last_index() + 1, f"append at {first} leaves a gap")
-        if first == self.last_index() + 1:
+        last = self._last
+        invariant(first <= last + 1, f"append at {first} leaves a gap")
+        self._last = batch.last_index
+        if first == last + 1:
             self.unstable.append(batch)
         elif first <= self.unstable_offset:
             self.unstable = [batch]
@@ -205,6 +206,7 @@ class RaftLog:
         self.unstable_offset = snapshot.meta.index + 1
         self.in_progress = self.unstable_offset
         self.committed = snapshot.meta.index
+        self._last = snapshot.meta.index
 
     def stable_snapshot_to(self, index: int) -> None:
         if self.unstable_snapshot is not None and self.unstable_snapshot.meta.index == index:

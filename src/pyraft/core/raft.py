@@ -325,8 +325,17 @@ class RaftNode:
             and not self.log.snapshot_in_progress
             or self.log.in_progress <= self.log.last_index()
             or self.log.committed > self.log.applying
-            or self._hard_state() != self._previous_hard
-            or self._soft_state() != self._previous_soft
+            or self._state_changed()
+        )
+
+    def _state_changed(self) -> bool:
+        hard, soft = self._previous_hard, self._previous_soft
+        return (
+            self.term != hard.term
+            or self.vote != hard.vote
+            or self.log.committed != hard.commit
+            or self.lead != soft.leader
+            or self.role is not soft.role
         )
 
     def ready(self) -> Ready:
@@ -334,17 +343,15 @@ class RaftNode:
         invariant(self._outstanding is None, "ready() called before advance() of the previous")
         self._ready_number += 1
         rd = Ready(self._ready_number)
-        soft = self._soft_state()
-        if soft != self._previous_soft:
-            rd.soft_state = soft
-            self._previous_soft = soft
-        hard = self._hard_state()
-        if hard != self._previous_hard:
-            rd.hard_state = hard
-            rd.must_sync = (
-                hard.term != self._previous_hard.term or hard.vote != self._previous_hard.vote
-            )
-            self._previous_hard = hard
+        if self._state_changed():
+            soft = SoftState(self.lead, self.role)
+            if soft != self._previous_soft:
+                rd.soft_state = self._previous_soft = soft
+            hard = self._hard_state()
+            if hard != self._previous_hard:
+                previous = self._previous_hard
+                rd.hard_state = self._previous_hard = hard
+                rd.must_sync = hard.term != previous.term or hard.vote != previous.vote
         if self.log.unstable_snapshot is not None and not self.log.snapshot_in_progress:
             rd.snapshot = self.log.unstable_snapshot
             self.log.snapshot_in_progress = True
@@ -353,12 +360,15 @@ class RaftNode:
         if rd.entries:
             rd.must_sync = True
         rd.committed = self.log.take_committed(self.options.apply_bytes_max)
-        leader_traffic = (T.APPEND, T.HEARTBEAT, T.SNAPSHOT, T.TIMEOUT_NOW)
-        for m in self._messages:
-            if self.role is Role.LEADER and m.type in leader_traffic and m.term == self.term:
-                rd.messages.append(m)
-            else:
-                rd.persisted_messages.append(m)
+        if self.role is Role.LEADER:
+            term = self.term
+            for m in self._messages:
+                if m.type in _LEADER_TRAFFIC and m.term == term:
+                    rd.messages.append(m)
+                else:
+                    rd.persisted_messages.append(m)
+        else:
+            rd.persisted_messages = self._messages
         self._messages = []
         rd.read_states, self.read_states = self.read_states, []
         rd.events, self.events = self.events, []
@@ -1054,8 +1064,6 @@ class RaftNode:
     def _hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
 
-    def _soft_state(self) -> SoftState:
-        return SoftState(self.lead, self.role)
 
     def status(self) -> dict:
         return {
@@ -1074,3 +1082,5 @@ class RaftNode:
 
 
 _EMPTY = encode_entries(1, 1, [])
+#: what a leader may send before its Ready is durable: its own replication traffic
+_LEADER_TRAFFIC = frozenset({T.APPEND, T.HEARTBEAT, T.SNAPSHOT, T.TIMEOUT_NOW})
