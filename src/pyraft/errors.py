@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "NotLeaderError",
     "ProposalDroppedError",
+    "ProposalTooLargeError",
     "LogCompactedError",
     "LogUnavailableError",
 ]
@@ -58,6 +59,10 @@ class NotLeaderError(PyraftError, RuntimeError):
 
 class ProposalDroppedError(PyraftError, RuntimeError):
     """A proposal was refused: a limit was reached, or a change is already in flight."""
+
+
+class ProposalTooLargeError(ProposalDroppedError, ValueError):
+    """A command is larger than ``append_bytes_max``: it can never be replicated."""
 
 
 class LogCompactedError(PyraftError, LookupError):

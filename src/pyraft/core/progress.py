@@ -25,14 +25,14 @@ class ProgressState(enum.Enum):
 
 
 class Inflights:
-    """A bounded window of appends sent and not yet acknowledged: (last index, bytes)."""
+    """A bounded window of appends sent and not yet acknowledged: (last index, bytes, tick)."""
 
     __slots__ = ("capacity", "bytes_max", "_items", "bytes")
 
     def __init__(self, capacity: int, bytes_max: int) -> None:
         self.capacity = capacity
         self.bytes_max = bytes_max
-        self._items: deque[tuple[int, int]] = deque()
+        self._items: deque[tuple[int, int, int]] = deque()
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -41,11 +41,16 @@ class Inflights:
     def full(self) -> bool:
         return len(self._items) >= self.capacity or self.bytes >= self.bytes_max
 
-    def add(self, last_index: int, size: int) -> None:
+    def add(self, last_index: int, size: int, tick: int = 0) -> None:
+        """Record an append ending at ``last_index`` of ``size`` bytes, sent at ``tick``."""
         invariant(not self.full(), "adding to a full in-flight window")
         invariant(not self._items or last_index > self._items[-1][0], "in-flight out of order")
-        self._items.append((last_index, size))
+        self._items.append((last_index, size, tick))
         self.bytes += size
+
+    def oldest_tick(self) -> int | None:
+        """When the oldest unacknowledged append was sent (None when none is in flight)."""
+        return self._items[0][2] if self._items else None
 
     def free_to(self, index: int) -> None:
         """Forget every append whose last index is <= ``index`` (acknowledged)."""

@@ -40,6 +40,7 @@ from pyraft.errors import (
     LogUnavailableError,
     NotLeaderError,
     ProposalDroppedError,
+    ProposalTooLargeError,
     invariant,
 )
 from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
@@ -221,8 +222,9 @@ class RaftNode:
     def propose(self, payloads: list, kind: int = KIND_COMMAND) -> tuple[int, int]:
         """Append commands as the leader; returns the (first, last) indexes they received.
 
-        Raises NotLeaderError (with the leader known to this member) or ProposalDroppedError
-        (a leadership transfer is under way, or the uncommitted bytes bound is reached).
+        Raises NotLeaderError (with the leader known to this member), ProposalDroppedError
+        (a leadership transfer is under way, or the uncommitted bytes bound is reached) or
+        ProposalTooLargeError (a payload over ``append_bytes_max``).
         """
         if self.role is not Role.LEADER:
             raise NotLeaderError(self.lead or None)
@@ -232,9 +234,12 @@ class RaftNode:
             last = self.log.last_index()
             return last + 1, last
         first = self.log.last_index() + 1
-        batch = encode_entries(
-            first, self.term, payloads, kind, payload_bytes_max=self.options.append_bytes_max
-        )
+        try:
+            batch = encode_entries(
+                first, self.term, payloads, kind, payload_bytes_max=self.options.append_bytes_max
+            )
+        except ValueError as exc:  # a payload over append_bytes_max
+            raise ProposalTooLargeError(str(exc)) from exc
         bound = self.options.uncommitted_bytes_max
         if self.uncommitted_bytes and self.uncommitted_bytes + batch.nbytes > bound:
             raise ProposalDroppedError(
@@ -290,13 +295,16 @@ class RaftNode:
         self.step(Message(T.SNAPSHOT_STATUS, self.id, self.id, index=member, reject=not ok))
 
     def lease_valid(self) -> bool:
-        """True while this leader holds a lease: no other leader can exist (thesis 6.4.1)."""
-        if self.role is not Role.LEADER:
+        """True while this leader holds a lease: no other leader can exist (thesis 6.4.1).
+
+        Only under check-quorum: it is what makes followers refuse votes while they hear from
+        this leader."""
+        if self.role is not Role.LEADER or not self.options.check_quorum:
             return False
         return self.ticks < self._quorum_lease_tick() + self.options.lease_ticks
 
     def lease_remaining_ticks(self) -> int:
-        if self.role is not Role.LEADER:
+        if self.role is not Role.LEADER or not self.options.check_quorum:
             return 0
         return max(0, self._quorum_lease_tick() + self.options.lease_ticks - self.ticks)
 
@@ -657,13 +665,16 @@ class RaftNode:
             pr.probe_sent = False
             if (
                 pr.state is ProgressState.REPLICATE
-                and len(pr.inflights)
-                and self.ticks - pr.response_tick >= 2 * self.options.heartbeat_ticks
+                and pr.inflights.oldest_tick() is not None
+                and m.index - pr.inflights.oldest_tick() >= 2 * self.options.heartbeat_ticks
             ):
-                # Appends in flight but no answer for two heartbeat rounds while heartbeats
-                # are answered: they were lost. Probe again from the match index.
+                # This heartbeat left two heartbeat intervals after an append that is still
+                # unanswered, and came back: the append (or its answer) was lost. Probe again
+                # from the match index.
                 pr.become_probe()
-            if pr.match < self.log.last_index():
+            last = self.log.last_index()
+            if pr.match < last and (pr.state is not ProgressState.REPLICATE or pr.next <= last):
+                # behind, and not merely waiting for answers to appends already in flight
                 self._send_append(m.src)
             if m.context:
                 self._ack_read(m.src, m.context)
@@ -709,7 +720,7 @@ class RaftNode:
         if len(entries):
             if pr.state is ProgressState.REPLICATE:
                 pr.next = entries.last_index + 1
-                pr.inflights.add(entries.last_index, entries.nbytes)
+                pr.inflights.add(entries.last_index, entries.nbytes, self.ticks)
             else:
                 pr.probe_sent = True
         elif pr.state is ProgressState.PROBE:
@@ -751,8 +762,6 @@ class RaftNode:
                 self._send_append(m.src)
             return
         if pr.maybe_update(m.index):
-            if m.src in self._catch_ups:
-                self._advance_catch_up(m.src, pr)
             if pr.state is ProgressState.PROBE:
                 pr.become_replicate()
             elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
@@ -760,6 +769,8 @@ class RaftNode:
                 pr.become_replicate()
             elif pr.state is ProgressState.REPLICATE:
                 pr.inflights.free_to(m.index)
+            if m.src in self._catch_ups:  # after the state change: a promotion sends appends
+                self._advance_catch_up(m.src, pr)
             if self._maybe_commit():
                 self._broadcast_append()
             elif m.src != self.id:

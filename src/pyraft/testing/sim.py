@@ -41,6 +41,7 @@ from pyraft.core import (
     MessageType,
     RaftNode,
     RaftOptions,
+    ReadState,
     Ready,
     Role,
 )
@@ -436,11 +437,22 @@ class Simulation:
         if not live:
             return None
         leader = self.current_leader()
-        via_read_index = op[0] == "get" and not force_log and rng.random() < 0.5
+        read_path = rng.random() if op[0] == "get" and not force_log else 1.0
+        via_read_index = read_path < 0.7  # 0.35 lease (when held), 0.35 read index, 0.3 log
         target = rng.choice(live) if via_read_index else (leader or rng.choice(live))
         node = self.nodes[target]
         op_id = len(self.ops)
-        if via_read_index:
+        core = node.core
+        if read_path < 0.35 and core.lease_valid() and core.committed_in_current_term():
+            # Lease read (thesis 6.4.1): no message at all; the read point is the commit index
+            # now. Any member that believes it leads and holds a lease is asked, stale ones
+            # included: the lease must make that safe.
+            context = msgpack.packb([client, op_id])
+            self.ops.append(Operation(client, op, self.now, None, None, target))
+            node.reads[context] = op_id
+            node.ready_reads.append(ReadState(core.log.committed, context))
+            node.serve_reads()
+        elif via_read_index:
             context = msgpack.packb([client, op_id])
             self.ops.append(Operation(client, op, self.now, None, None, target))
             node.reads[context] = op_id
@@ -512,7 +524,13 @@ class Simulation:
                 f"node {m.src} sent {m.describe()} before persisting term {m.term} "
                 f"(durable term {hard.term})",
             )
-        if m.type is MessageType.VOTE_RESPONSE and not m.reject and hard.vote != m.dst:
+        if (
+            m.type is MessageType.VOTE_RESPONSE
+            and not m.reject
+            and hard.term == m.term
+            and hard.vote != m.dst
+        ):
+            # (a durable later term also rules out a second vote in m.term: that is safe)
             raise SafetyViolation(
                 "persistence contract",
                 f"node {m.src} granted its vote to {m.dst} before persisting it",
