@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from pyraft.core import Configuration, Role
-from pyraft.errors import ProposalDroppedError
+from pyraft.errors import NotLeaderError, ProposalDroppedError
 from pyraft.testing.sim import SimConfig, Simulation
 
 QUIET = SimConfig(faults=frozenset(), op_rate=0.0)
@@ -338,3 +338,20 @@ def test_proposals_are_refused_past_the_uncommitted_bound():
         s.step_once()
     assert core.role is Role.LEADER and refused > 0
     assert core.uncommitted_bytes <= 10_000 + 200
+
+
+def test_resign_hands_leadership_to_the_most_caught_up_voter():
+    s = sim(3, op_rate=0.5)
+    run(s, 100, lambda: leaders(s))
+    old = leaders(s)[0]
+    term = s.nodes[old].core.term
+    target = s.nodes[old].core.resign()
+    assert target != old
+    assert run(s, 60, lambda: leaders(s) == [target])
+    assert s.nodes[target].core.term == term + 1
+    with pytest.raises(NotLeaderError):
+        s.nodes[old].core.resign()
+    single = sim(1)
+    run(single, 100, lambda: leaders(single))
+    with pytest.raises(ProposalDroppedError, match="no other voter"):
+        single.nodes[1].core.resign()

@@ -282,6 +282,23 @@ class RaftNode:
         """Hand leadership to ``target`` (thesis 3.10): catch it up, then send TIMEOUT_NOW."""
         self.step(Message(T.TRANSFER_LEADER, self.id, self.id, index=target))
 
+    def resign(self) -> int:
+        """Give up leadership without a gap: hand it to the most caught-up other voter
+        (leadership transfer, thesis 3.10). Returns that member. Raises NotLeaderError, or
+        ProposalDroppedError when no other voter exists."""
+        if self.role is not Role.LEADER:
+            raise NotLeaderError(self.lead or None)
+        candidates = [
+            (-self.progress[m].match, m)
+            for m in self.configuration.voters
+            if m != self.id and m in self.progress
+        ]
+        if not candidates:
+            raise ProposalDroppedError("no other voter to hand leadership to")
+        target = min(candidates)[1]
+        self.transfer_leadership(target)
+        return target
+
     def campaign(self) -> None:
         self.step(Message(T.HUP, self.id, self.id))
 
