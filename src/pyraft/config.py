@@ -23,7 +23,8 @@ from pyraft.errors import ConfigError
 
 __all__ = ["RaftConfig"]
 
-_MIB = 1024 * 1024
+#: the core's defaults for the bounds it shares with this class (one source of truth)
+_CORE = {f.name: f.default for f in fields(RaftOptions)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +35,16 @@ class RaftConfig:
     heartbeat_threshold: float = 0.5
     clock_drift_bound: float = 1.0
     tick_ms: float = 10.0
-    pre_vote: bool = True
-    check_quorum: bool = True
-    standby: bool = False
-    inflight_messages_max: int = 256
-    inflight_bytes_max: int = 16 * _MIB
-    append_bytes_max: int = 1 * _MIB
-    uncommitted_bytes_max: int = 64 * _MIB
-    apply_bytes_max: int = 16 * _MIB
-    snapshot_chunk_bytes: int = 1 * _MIB
-    warmup_rounds: int = 10
+    pre_vote: bool = _CORE["pre_vote"]
+    check_quorum: bool = _CORE["check_quorum"]
+    standby: bool = _CORE["standby"]
+    inflight_messages_max: int = _CORE["inflight_messages_max"]
+    inflight_bytes_max: int = _CORE["inflight_bytes_max"]
+    append_bytes_max: int = _CORE["append_bytes_max"]
+    uncommitted_bytes_max: int = _CORE["uncommitted_bytes_max"]
+    apply_bytes_max: int = _CORE["apply_bytes_max"]
+    snapshot_chunk_bytes: int = _CORE["snapshot_chunk_bytes"]
+    warmup_rounds: int = _CORE["warmup_rounds"]
 
     def validate(self) -> RaftConfig:
         if not isinstance(self.member_id, int) or self.member_id <= 0:
