@@ -20,6 +20,9 @@ __all__ = [
     "ProposalTooLargeError",
     "LogCompactedError",
     "LogUnavailableError",
+    "StorageError",
+    "StorageFullError",
+    "CorruptStateError",
 ]
 
 
@@ -71,3 +74,36 @@ class LogCompactedError(PyraftError, LookupError):
 
 class LogUnavailableError(PyraftError, LookupError):
     """The requested log entries do not exist (yet)."""
+
+
+class StorageError(PyraftError, OSError):
+    """Durable storage failed (an I/O error). The node stops accepting writes and says why;
+    nothing already acknowledged is lost. ``path`` names the file when known."""
+
+    def __init__(self, message: str, path: str | None = None, errno: int | None = None) -> None:
+        super().__init__(f"{message}" + (f" ({path})" if path else ""))
+        self.path = path
+        self.errno = errno
+        self.reason = message
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.path, self.errno))
+
+
+class StorageFullError(StorageError):
+    """The disk is full (ENOSPC). Writes resume once space returns; nothing durable is lost."""
+
+
+class CorruptStateError(PyraftError, ValueError):
+    """A stored file (hard state, configuration, snapshot, segment) failed its checks.
+    ``path`` names the file and ``offset`` the byte where the defect is, when known."""
+
+    def __init__(self, message: str, path: str, offset: int | None = None) -> None:
+        where = path + (f" at byte offset {offset}" if offset is not None else "")
+        super().__init__(f"{message}: {where}")
+        self.path = path
+        self.offset = offset
+        self.reason = message
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.path, self.offset))
