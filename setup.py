@@ -19,7 +19,7 @@ from setuptools.command.build_ext import build_ext
 DEBUG = os.environ.get("RAFTCORE_DEBUG", "") not in ("", "0")
 
 # compiled modules are private (raftcore._crc, ...); raftcore.crc etc. are the public facades
-KERNELS = ["_crc", "_framing", "_index", "_phi"]
+KERNELS = ["_crc", "_framing", "_index", "_phi", "_wal"]
 # RAFTCORE_ONLY=_phi,_index builds a subset (a developer's shortcut; releases build all)
 if os.environ.get("RAFTCORE_ONLY"):
     KERNELS = [k for k in KERNELS if k in os.environ["RAFTCORE_ONLY"].split(",")]

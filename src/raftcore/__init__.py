@@ -15,6 +15,8 @@ from raftcore.errors import (
     OversizedRecordError,
     RaftcoreError,
     TruncatedRecordError,
+    WalClusterMismatchError,
+    WalCorruptionError,
 )
 
 __version__ = "0.1.0.dev0"
@@ -31,4 +33,6 @@ __all__ = [
     "OversizedRecordError",
     "RaftcoreError",
     "TruncatedRecordError",
+    "WalClusterMismatchError",
+    "WalCorruptionError",
 ]

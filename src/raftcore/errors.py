@@ -16,6 +16,8 @@ __all__ = [
     "CorruptFrameError",
     "OversizedFrameError",
     "IndexLookupError",
+    "WalCorruptionError",
+    "WalClusterMismatchError",
 ]
 
 
@@ -70,3 +72,26 @@ class IndexLookupError(RaftcoreError, LookupError):
 
     def __reduce__(self):
         return (type(self), (self.index, self.first, self.last))
+
+
+class WalCorruptionError(RaftcoreError, ValueError):
+    """A write-ahead log segment is damaged where a torn write cannot explain it: a bad
+    record with valid records after it, a bad sealed segment, a bad segment header or a gap
+    between segments. ``path`` names the segment file and ``offset`` the byte in it.
+
+    The log refuses to open; ``WriteAheadLog(..., repair=True)`` truncates at the damage
+    (losing what follows) once an operator decided so.
+    """
+
+    def __init__(self, message: str, path: str, offset: int) -> None:
+        super().__init__(f"{message}: {path} at byte offset {offset}")
+        self.reason = message
+        self.path = path
+        self.offset = offset
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.path, self.offset))
+
+
+class WalClusterMismatchError(WalCorruptionError):
+    """A segment belongs to another cluster (its header carries another cluster id)."""

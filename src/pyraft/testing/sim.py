@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import random
 import sys
 import time
@@ -92,6 +93,9 @@ class SimConfig:
     standby: frozenset[int] = frozenset()
     #: how many of the members start as voters (0: all); the others start outside
     initial_voters: int = 0
+    #: run every member on ``pyraft.storage.log.DurableLogStorage`` in this directory (a
+    #: crash closes the files without saving anything and the restart recovers from disk)
+    storage_dir: str | None = None
 
 
 @dataclass
@@ -263,7 +267,8 @@ class Simulation:
         members = list(range(1, config.nodes + 1))
         self.members = members
         configuration = Configuration(frozenset(members[: config.initial_voters or None]))
-        self.storages = {m: MemoryLogStorage(configuration) for m in members}
+        self.configuration = configuration
+        self.storages = {m: self._open_storage(m) for m in members}
         self.nodes: dict[int, SimNode | None] = {
             m: SimNode(self, m, self.storages[m]) for m in members
         }
@@ -382,8 +387,24 @@ class Simulation:
         self.heal_at = self.now + rng.randint(*self.config.heal_ticks)
         self.trace.append(f"t{self.now} partition {sorted(side)} | {sorted(other)}")
 
+    def _open_storage(self, member: int):
+        if self.config.storage_dir is None:
+            return MemoryLogStorage(self.configuration)
+        from pyraft.storage.log import DurableLogStorage
+
+        return DurableLogStorage(
+            os.path.join(self.config.storage_dir, f"seed{self.seed}", f"member{member}"),
+            self.configuration,
+            sync="never",  # the process "crashes", the machine does not: written data stays
+            segment_bytes_max=2048,
+            commit_hint_interval_entries=7,
+        )
+
     def crash(self, member: int) -> None:
         self.nodes[member] = None
+        if self.config.storage_dir is not None:
+            self.storages[member].wal.close()  # no hard-state save: what was saved stays
+            self.storages[member] = None
         self.restart_at[member] = self.now + self.rng.randint(*self.config.restart_ticks)
         for client, (op_id, _) in list(self.client_busy.items()):
             if self.ops[op_id].id == member:  # the op was sent to this node: outcome unknown
@@ -392,6 +413,8 @@ class Simulation:
 
     def restart(self, member: int) -> None:
         del self.restart_at[member]
+        if self.storages[member] is None:
+            self.storages[member] = self._open_storage(member)
         self.nodes[member] = SimNode(self, member, self.storages[member])
         self.trace.append(f"t{self.now} restart {member}")
 
@@ -623,11 +646,17 @@ class Simulation:
             result.ok, result.prop, result.detail = False, "core invariant", str(exc)
         if not result.ok:
             result.trace = list(self.trace)
+        self.close()
         result.ticks = self.now
         result.commits = len(self.applied)
         result.operations = len(self.ops)
         result.elections = len(self.leaders)
         return result
+
+    def close(self) -> None:
+        for storage in self.storages.values():
+            if storage is not None and hasattr(storage, "close"):
+                storage.close()
 
     def heal_all(self) -> None:
         self.active_faults = frozenset()

@@ -1,0 +1,27 @@
+"""The write-ahead log (compiled kernel ``raftcore._wal``; it has no pure-Python twin).
+
+See ``raftcore._wal`` for the segment format, the sync policies and recovery.
+"""
+
+from raftcore._select import _MISSING
+
+try:
+    from raftcore._wal import (
+        SEGMENT_HEADER_BYTES,
+        SEGMENT_MAGIC,
+        SEGMENT_VERSION,
+        SYNC_POLICIES,
+        RecoveryReport,
+        WriteAheadLog,
+    )
+except ImportError as exc:  # loud, with build instructions: there is no slow fallback
+    raise ImportError(_MISSING.format(name="wal", exc=exc)) from exc
+
+__all__ = [
+    "SEGMENT_HEADER_BYTES",
+    "SEGMENT_MAGIC",
+    "SEGMENT_VERSION",
+    "SYNC_POLICIES",
+    "RecoveryReport",
+    "WriteAheadLog",
+]
