@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftcore import WalClusterMismatchError, WalCorruptionError
-from raftcore.wal import SEGMENT_HEADER_BYTES, WriteAheadLog
 from raftcore.framing import encode_entries
+from raftcore.wal import SEGMENT_HEADER_BYTES, WriteAheadLog
 
 SEGMENT = 700
 
@@ -187,7 +187,7 @@ def test_a_bit_flip_in_a_sealed_segment_is_corruption_with_its_location(tmp_path
 
 def test_corruption_before_valid_records_in_the_newest_segment(tmp_path):
     log = open_log(tmp_path, segment_bytes_max=1 << 16)
-    for b in range(6):
+    for _ in range(6):
         append(log, 1, 2)
     log.sync()
     log.close()
