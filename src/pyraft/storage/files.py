@@ -1,0 +1,335 @@
+"""Durable small files: atomic replacement, directory fsync, a checked container, and the one
+mapping from ``OSError`` to the storage errors that every store uses.
+
+Atomic replacement (the pattern every store relies on): write the new content to a temporary
+file in the same directory, fsync it, ``os.replace`` it over the old name, then fsync the
+directory so the rename itself survives a power loss. A crash at any point leaves either the
+old file or the new one under the name, never a mixture; a crash before the rename can leave
+a temporary file behind, which the stores remove when they open (``remove_temp_files``).
+
+Checked container (hard state, configuration): a fixed header then the payload::
+
+    offset  size  field
+    0       4     magic  b"PYRF"
+    4       4     kind   (which store wrote it, e.g. b"HARD")
+    8       2     version (big endian, currently 1)
+    10      4     payload length in bytes (big endian)
+    14      4     crc32c of bytes 0..13 followed by the payload
+    18      n     payload
+
+The checksum covers the header fields as well as the payload, so any single flipped bit is
+detected; the length must match the file size exactly, so truncation and trailing bytes are
+detected too. Every defect is a ``CorruptStateError`` naming the file and the byte offset.
+
+Errors: ``ENOSPC`` (and ``EDQUOT``, a full quota) become ``StorageFullError``, other
+``OSError`` become ``StorageError``; both keep ``errno`` and the path (``storage_error``,
+``translate_os_errors``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import struct
+import sys
+from collections.abc import Iterator
+
+from pyraft.errors import CorruptStateError, StorageError, StorageFullError, invariant
+from raftcore.crc import crc32c
+
+__all__ = [
+    "CHECKED_HEADER_BYTES",
+    "CHECKED_PAYLOAD_BYTES_MAX",
+    "CHECKED_VERSION",
+    "TEMP_SUFFIX",
+    "atomic_write",
+    "ensure_directory",
+    "fsync_directory",
+    "pack_checked",
+    "read_checked",
+    "read_file",
+    "remove_temp_files",
+    "storage_error",
+    "sync_file",
+    "temp_path",
+    "translate_os_errors",
+    "unpack_checked",
+    "write_all",
+]
+
+PathLike = str | os.PathLike[str]
+
+#: Error numbers that mean "no space left": the disk, or the user's quota.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+_MAGIC = b"PYRF"
+#: Version of the checked container layout (not of the payloads inside it).
+CHECKED_VERSION = 1
+_HEADER = struct.Struct(">4s4sHI")  # magic, kind, version, payload length
+_CRC = struct.Struct(">I")
+#: Size of the checked container header, checksum included.
+CHECKED_HEADER_BYTES = _HEADER.size + _CRC.size
+#: Largest payload a checked file may hold. The stores keep small records (a hard state, a
+#: membership list); a larger length field can only come from corruption.
+CHECKED_PAYLOAD_BYTES_MAX = 16 * 1024 * 1024
+
+#: Temporary files are named ``<final name>.<random hex>.tmp`` in the final file's directory.
+TEMP_SUFFIX = ".tmp"
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def storage_error(error: OSError, action: str, path: PathLike) -> StorageError:
+    """The storage error for ``error`` raised while doing ``action`` on ``path``.
+
+    ``StorageFullError`` for a full disk or quota, ``StorageError`` otherwise; both keep the
+    errno and the path. A ``StorageError`` is returned unchanged (it already says where).
+    """
+    if isinstance(error, StorageError):
+        return error
+    code = error.errno
+    kind = StorageFullError if code in _FULL_ERRNOS else StorageError
+    detail = error.strerror or str(error) or type(error).__name__
+    return kind(f"{action}: {detail}", path=os.fspath(path), errno=code)
+
+
+@contextlib.contextmanager
+def translate_os_errors(action: str, path: PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into ``storage_error(error, action, path)``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as error:
+        raise storage_error(error, action, path) from error
+
+
+# -- low-level helpers (raise OSError; callers translate) ----------------------------------------
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte of ``data`` to ``fd``, continuing after short writes."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # a regular file never does this; guard against a busy loop
+            raise OSError(errno.EIO, "write made no progress")
+        view = view[written:]
+
+
+def sync_file(fd: int) -> None:
+    """Flush ``fd`` to stable storage (``F_FULLFSYNC`` on macOS, where fsync is not enough)."""
+    if sys.platform == "darwin":  # pragma: no cover - exercised on macOS only
+        import fcntl
+
+        full_fsync = getattr(fcntl, "F_FULLFSYNC", None)
+        if full_fsync is not None:
+            try:
+                fcntl.fcntl(fd, full_fsync)
+                return
+            except OSError:
+                pass  # not supported by this file system: plain fsync below
+    os.fsync(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def temp_path(path: PathLike) -> str:
+    """A fresh temporary name next to ``path``, recognised by ``remove_temp_files``."""
+    path = os.fspath(path)
+    return f"{path}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+
+
+# -- public operations (raise StorageError / StorageFullError) --------------------------------
+
+
+def fsync_directory(path: PathLike) -> None:
+    """Make the directory entries of ``path`` (created, renamed, removed files) durable."""
+    path = os.fspath(path)
+    with translate_os_errors("cannot sync directory", path):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            sync_file(fd)
+        finally:
+            os.close(fd)
+
+
+def ensure_directory(path: PathLike) -> str:
+    """Create the directory ``path`` (and missing parents) if needed, durably; return its
+    absolute path."""
+    path = os.path.abspath(os.fspath(path))
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):  # outermost first
+        with translate_os_errors("cannot create directory", directory):
+            os.mkdir(directory)
+        fsync_directory(os.path.dirname(directory))
+    return path
+
+
+def atomic_write(path: PathLike, data: bytes | bytearray | memoryview) -> None:
+    """Replace the file ``path`` by ``data`` atomically and durably.
+
+    When this returns, ``path`` holds ``data`` and that survives a crash. When it raises, the
+    old content (or the absence of a file) is untouched and the temporary file is removed.
+    """
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    temporary = temp_path(path)
+    with translate_os_errors("cannot write", path):
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                write_all(fd, data)
+                sync_file(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, path)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+    fsync_directory(directory)
+
+
+def remove_temp_files(directory: PathLike, prefix: str = "") -> list[str]:
+    """Remove temporary files left in ``directory`` by a crash; return their names.
+
+    Only names starting with ``prefix`` and ending with ``TEMP_SUFFIX`` are removed. Call it
+    when a store opens, before anything else writes in the directory.
+    """
+    directory = os.fspath(directory)
+    with translate_os_errors("cannot list directory", directory):
+        names = sorted(
+            name
+            for name in os.listdir(directory)
+            if name.startswith(prefix) and name.endswith(TEMP_SUFFIX)
+        )
+    for name in names:
+        path = os.path.join(directory, name)
+        with translate_os_errors("cannot remove temporary file", path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    if names:
+        fsync_directory(directory)
+    return names
+
+
+def read_file(path: PathLike, bytes_max: int) -> bytes | None:
+    """The content of ``path``, or None when it does not exist.
+
+    A file larger than ``bytes_max`` is a ``CorruptStateError`` (reading it would be unbounded).
+    """
+    path = os.fspath(path)
+    with translate_os_errors("cannot read", path):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if size > bytes_max:
+                raise CorruptStateError(
+                    f"file is {size} bytes, more than the {bytes_max} a valid one can hold",
+                    path,
+                    bytes_max,
+                )
+            pieces: list[bytes] = []
+            total = 0
+            while True:
+                want = min(bytes_max + 1 - total, max(size - total, 0) + 4096, 1 << 20)
+                piece = os.read(fd, want)
+                if not piece:
+                    break
+                pieces.append(piece)
+                total += len(piece)
+                if total > bytes_max:
+                    raise CorruptStateError("file grew while being read", path, bytes_max)
+            return b"".join(pieces)
+        finally:
+            os.close(fd)
+
+
+# -- checked container ----------------------------------------------------------------------------
+
+
+def pack_checked(kind: bytes, payload: bytes | bytearray | memoryview) -> bytes:
+    """``payload`` wrapped in the checked container of type ``kind`` (4 bytes)."""
+    invariant(isinstance(kind, bytes) and len(kind) == 4, f"kind must be 4 bytes, not {kind!r}")
+    length = memoryview(payload).nbytes
+    invariant(
+        length <= CHECKED_PAYLOAD_BYTES_MAX,
+        f"payload of {length} bytes exceeds {CHECKED_PAYLOAD_BYTES_MAX}",
+    )
+    header = _HEADER.pack(_MAGIC, kind, CHECKED_VERSION, length)
+    checksum = crc32c(payload, crc32c(header))
+    return header + _CRC.pack(checksum) + bytes(payload)
+
+
+def unpack_checked(path: PathLike, data: bytes | bytearray | memoryview, kind: bytes) -> bytes:
+    """The payload of a checked container read from ``path``, after checking every field.
+
+    Raises ``CorruptStateError`` (with ``path`` and the offset of the defect) on a bad magic,
+    kind, version, length or checksum, on truncation and on trailing bytes.
+    """
+    invariant(isinstance(kind, bytes) and len(kind) == 4, f"kind must be 4 bytes, not {kind!r}")
+    path = os.fspath(path)
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if size < CHECKED_HEADER_BYTES:
+        raise CorruptStateError(
+            f"truncated: {size} bytes, shorter than the {CHECKED_HEADER_BYTES}-byte header",
+            path,
+            size,
+        )
+    magic, stored_kind, version, length = _HEADER.unpack_from(view, 0)
+    if magic != _MAGIC:
+        raise CorruptStateError(f"bad magic {magic!r}, expected {_MAGIC!r}", path, 0)
+    if stored_kind != kind:
+        raise CorruptStateError(f"kind {stored_kind!r}, expected {kind!r}", path, 4)
+    if version != CHECKED_VERSION:
+        raise CorruptStateError(
+            f"unsupported version {version}, expected {CHECKED_VERSION}", path, 8
+        )
+    if length > CHECKED_PAYLOAD_BYTES_MAX:
+        raise CorruptStateError(
+            f"payload length {length} exceeds {CHECKED_PAYLOAD_BYTES_MAX}", path, 10
+        )
+    end = CHECKED_HEADER_BYTES + length
+    if size < end:
+        raise CorruptStateError(f"truncated: {size} bytes, the header announces {end}", path, size)
+    if size > end:
+        raise CorruptStateError(
+            f"{size - end} trailing bytes after the {end} the header announces", path, end
+        )
+    (stored_crc,) = _CRC.unpack_from(view, _HEADER.size)
+    payload = view[CHECKED_HEADER_BYTES:]
+    computed = crc32c(payload, crc32c(view[: _HEADER.size]))
+    if computed != stored_crc:
+        raise CorruptStateError(
+            f"checksum mismatch: stored {stored_crc:#010x}, computed {computed:#010x}",
+            path,
+            _HEADER.size,
+        )
+    return bytes(payload)
+
+
+def read_checked(path: PathLike, kind: bytes) -> bytes | None:
+    """The verified payload of the checked file ``path``, or None when it does not exist."""
+    data = read_file(path, CHECKED_HEADER_BYTES + CHECKED_PAYLOAD_BYTES_MAX)
+    if data is None:
+        return None
+    return unpack_checked(path, data, kind)

@@ -1,0 +1,227 @@
+"""``DurableLogStorage``: the core's log on disk.
+
+It implements the ``pyraft.core.storage.LogStorage`` protocol the core reads through, and
+the write side the runtime calls after each Ready, exactly like ``MemoryLogStorage`` (so the
+simulator runs on either): ``set_hard_state``, ``append``, ``sync``, ``apply_snapshot``,
+``create_snapshot``, ``compact``.
+
+Layout under ``directory``: ``wal/`` (``raftcore.wal`` segments), ``snapshots/``
+(``SnapshotStore``) and ``state/`` (``FileHardStateStore``).
+
+Durability: term and vote are saved (atomically, fsynced) as soon as they change, before the
+runtime sends anything that depends on them. The commit index in the hard state is only a
+hint (safe to lose: it is recomputed from the leader), so it is saved with the next term or
+vote change, on ``close()``, and at most every ``commit_hint_interval_entries`` entries.
+Log entries are durable after ``sync()`` (one fdatasync for every append since the last).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pyraft.core.membership import Configuration
+from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
+from pyraft.errors import (
+    CorruptStateError,
+    LogCompactedError,
+    LogUnavailableError,
+    StorageError,
+    invariant,
+)
+from pyraft.storage.files import storage_error
+from pyraft.storage.hardstate import FileHardStateStore
+from pyraft.storage.snapshots import SnapshotStore
+from raftcore import WalCorruptionError
+from raftcore.framing import EntryBatch, empty_batch
+from raftcore.wal import WriteAheadLog
+
+
+def _storage_error(exc: OSError, what: str) -> StorageError:
+    return storage_error(exc, what, exc.filename or "write-ahead log")
+
+
+class DurableLogStorage:
+    """The log, hard state and snapshots of one member, on disk."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        configuration: Configuration | None = None,
+        *,
+        cluster_id: int = 0,
+        sync: str = "always",
+        segment_bytes_max: int = 64 << 20,
+        snapshots_kept: int = 2,
+        commit_hint_interval_entries: int = 10_000,
+        repair: bool = False,
+    ) -> None:
+        self.directory = os.fspath(directory)
+        self.bootstrap_configuration = configuration
+        self.commit_hint_interval_entries = commit_hint_interval_entries
+        try:
+            self.wal = WriteAheadLog(
+                os.path.join(self.directory, "wal"),
+                cluster_id=cluster_id,
+                sync=sync,
+                segment_bytes_max=segment_bytes_max,
+                repair=repair,
+            )
+        except WalCorruptionError as exc:
+            raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
+        except OSError as exc:
+            raise _storage_error(exc, "cannot open the write-ahead log") from exc
+        self.snapshots = SnapshotStore(os.path.join(self.directory, "snapshots"),
+                                       keep=snapshots_kept)
+        self.state = FileHardStateStore(os.path.join(self.directory, "state"))
+        self.hard_state = self.state.load()
+        self._saved = self.hard_state
+        self._snapshot_meta = self.snapshots.latest()
+        self._snapshot_cache: Snapshot | None = None
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Make the log and the newest snapshot agree after a restart."""
+        meta = self._snapshot_meta
+        if meta is None or meta.index == 0:
+            return
+        wal = self.wal
+        if wal.last_index < meta.index or (
+            len(wal) and wal.first_index <= meta.index and wal.term_at(meta.index) != meta.term
+        ):
+            # the snapshot is newer than the log (installed from the leader): start after it
+            wal.reset(meta.index + 1, meta.term)
+        elif wal.first_index > meta.index + 1:
+            raise CorruptStateError(
+                f"the log starts at {wal.first_index} but the snapshot ends at {meta.index}",
+                wal.segments[0] if wal.segments else self.directory,
+            )
+        else:
+            wal.release_prefix(meta.index)
+
+    # ---- the LogStorage protocol -------------------------------------------------------------
+    def initial_state(self) -> tuple[HardState, Configuration | None]:
+        meta = self._snapshot_meta
+        if meta is not None and meta.voters:
+            return self.hard_state, Configuration(frozenset(meta.voters), frozenset(meta.learners))
+        return self.hard_state, self.bootstrap_configuration
+
+    def first_index(self) -> int:
+        meta = self._snapshot_meta
+        return max(self.wal.first_index, meta.index + 1 if meta else 1)
+
+    def last_index(self) -> int:
+        meta = self._snapshot_meta
+        return max(self.wal.last_index, meta.index if meta else 0)
+
+    def term(self, index: int) -> int:
+        meta = self._snapshot_meta
+        if meta is not None and index == meta.index:
+            return meta.term
+        first = self.first_index()
+        if index < first - 1 or (index == first - 1 and meta is None and index > 0):
+            raise LogCompactedError(f"index {index} is compacted (first index {first})")
+        if index == 0:
+            return 0
+        if index > self.last_index():
+            raise LogUnavailableError(f"index {index} is past the last index {self.last_index()}")
+        return self.wal.term_at(index)
+
+    def terms(self, lo: int, hi: int) -> np.ndarray:
+        self._check_range(lo, hi)
+        return self.wal.terms(lo, hi) if hi > lo else np.zeros(0, dtype=np.uint64)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch:
+        self._check_range(lo, hi)
+        if hi <= lo:
+            return empty_batch(lo)
+        try:
+            return self.wal.read(lo, hi, max_bytes)
+        except OSError as exc:
+            raise _storage_error(exc, "cannot read the log") from exc
+
+    def snapshot(self) -> Snapshot:
+        meta = self._snapshot_meta
+        if meta is None:
+            voters = tuple(sorted(self.bootstrap_configuration.voters)) \
+                if self.bootstrap_configuration else ()
+            return Snapshot(SnapshotMeta(0, 0, voters), b"")
+        cached = self._snapshot_cache
+        if cached is None or cached.meta != meta:
+            cached = self._snapshot_cache = self.snapshots.snapshot(meta)
+        return cached
+
+    def _check_range(self, lo: int, hi: int) -> None:
+        if lo < self.first_index():
+            raise LogCompactedError(f"index {lo} is compacted (first index {self.first_index()})")
+        if hi > self.last_index() + 1:
+            raise LogUnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
+
+    # ---- writes (the runtime's side) ---------------------------------------------------------
+    def set_hard_state(self, hard_state: HardState) -> None:
+        saved = self._saved
+        self.hard_state = hard_state
+        if (
+            hard_state.term != saved.term
+            or hard_state.vote != saved.vote
+            or hard_state.commit - saved.commit >= self.commit_hint_interval_entries
+        ):
+            self.state.save(hard_state)
+            self._saved = hard_state
+
+    def append(self, batch: EntryBatch) -> None:
+        """Store ``batch``, replacing every entry with an index >= its first index."""
+        if not len(batch):
+            return
+        first = batch.first_index
+        invariant(first >= self.first_index(), f"append at {first} below the first index")
+        try:
+            if first <= self.wal.last_index:
+                self.wal.truncate_suffix(first)
+            self.wal.append(batch)
+        except OSError as exc:
+            raise _storage_error(exc, "cannot append to the log") from exc
+
+    def sync(self) -> int:
+        """Make every append durable; returns the durable index."""
+        try:
+            return self.wal.sync()
+        except OSError as exc:
+            raise _storage_error(exc, "cannot sync the log") from exc
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Install the leader's snapshot: it replaces the whole log."""
+        meta = snapshot.meta
+        with self.snapshots.begin(meta) as writer:
+            writer.write(snapshot.data)
+            writer.commit()
+        self._snapshot_meta = meta
+        self._snapshot_cache = snapshot
+        self.wal.reset(meta.index + 1, meta.term)
+
+    def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
+        """Record a state-machine snapshot at ``index`` (<= last index) and release the log
+        segments it covers."""
+        meta = SnapshotMeta(
+            index,
+            self.term(index),
+            tuple(sorted(configuration.voters)),
+            tuple(sorted(configuration.learners)),
+        )
+        with self.snapshots.begin(meta) as writer:
+            writer.write(data)
+            writer.commit()
+        self._snapshot_meta = meta
+        self._snapshot_cache = Snapshot(meta, bytes(data))
+        self.compact(index)
+        return self._snapshot_cache
+
+    def compact(self, index: int) -> None:
+        self.wal.release_prefix(min(index, self.wal.last_index))
+
+    def close(self) -> None:
+        if self.hard_state != self._saved:
+            self.state.save(self.hard_state)
+            self._saved = self.hard_state
+        self.wal.close()
