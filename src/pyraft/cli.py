@@ -1,6 +1,7 @@
 """The ``pyraft`` command.
 
-Subcommands grow with the project; today: ``pyraft info`` (versions and which kernels run).
+Subcommands grow with the project; today: ``pyraft info`` (versions and which kernels run)
+and ``pyraft wal inspect|repair DIR`` (an operator's tools for a write-ahead log).
 """
 
 from __future__ import annotations
@@ -35,12 +36,79 @@ def _info() -> dict[str, object]:
     }
 
 
+def _wal_inspect(directory: str) -> int:
+    """List the segments of a write-ahead log and validate them, changing nothing."""
+    import os
+
+    from raftcore._wal import decode_segment_header
+
+    from raftcore.framing import scan_entries
+    from raftcore.wal import SEGMENT_HEADER_BYTES
+
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".wal"))
+    if not names:
+        print(f"{directory}: no segments")
+        return 0
+    problems = 0
+    for name in names:
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            cluster_id, first = decode_segment_header(data[:SEGMENT_HEADER_BYTES], path)
+        except ValueError as exc:
+            print(f"{name}: {exc}")
+            problems += 1
+            continue
+        batch, end, error = scan_entries(memoryview(data)[SEGMENT_HEADER_BYTES:], first)
+        rest = data[SEGMENT_HEADER_BYTES + end:]
+        state = "ok" if error is None or not rest.strip(b"\0") else f"stops: {error}"
+        problems += state != "ok"
+        print(f"{name}: cluster {cluster_id}, entries {len(batch)} "
+              f"[{batch.first_index}, {batch.last_index}], {end} bytes, {state}")
+    return 1 if problems else 0
+
+
+def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
+    from raftcore import WalCorruptionError
+    from raftcore.wal import WriteAheadLog
+
+    try:
+        with WriteAheadLog(directory, cluster_id=cluster_id) as log:
+            print(f"{directory}: opens cleanly, entries [{log.first_index}, {log.last_index}]; "
+                  f"torn tail cut: {log.recovery.torn_bytes} bytes")
+            return 0
+    except WalCorruptionError as exc:
+        print(f"{directory}: {exc}")
+        if not yes:
+            print("Repairing truncates the log at that point and loses every entry after it "
+                  "(other members can send them again). Run again with --yes to do it.")
+            return 1
+    with WriteAheadLog(directory, cluster_id=cluster_id, repair=True) as log:
+        for line in log.recovery.repaired:
+            print(f"repaired: {line}")
+        print(f"{directory}: entries [{log.first_index}, {log.last_index}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyraft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="versions and the kernels in use")
     info.add_argument("--json", action="store_true", help="print JSON")
+    wal = commands.add_parser("wal", help="inspect or repair a write-ahead log directory")
+    wal_commands = wal.add_subparsers(dest="wal_command", required=True)
+    inspect = wal_commands.add_parser("inspect", help="list and validate segments (read only)")
+    inspect.add_argument("directory")
+    repair = wal_commands.add_parser("repair", help="truncate a damaged log at the damage")
+    repair.add_argument("directory")
+    repair.add_argument("--cluster-id", type=int, default=0)
+    repair.add_argument("--yes", action="store_true", help="really truncate")
     args = parser.parse_args(argv)
+    if args.command == "wal":
+        if args.wal_command == "inspect":
+            return _wal_inspect(args.directory)
+        return _wal_repair(args.directory, args.cluster_id, args.yes)
     if args.command == "info":
         facts = _info()
         if args.json:

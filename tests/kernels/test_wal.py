@@ -275,3 +275,25 @@ def test_random_operation_sequences_survive_reopen(tmp_path):
                 model = {i: t for i, t in model.items() if i < at}
             log.sync()
             assert round_ >= 0
+
+
+def test_the_operator_commands(tmp_path, capsys):
+    from pyraft.cli import main
+
+    log = build(tmp_path, batches=20)
+    segments = list(log.segments)
+    log.close()
+    assert main(["wal", "inspect", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count(": cluster 0, entries") == len(segments)
+    with open(segments[1], "r+b") as f:
+        f.seek(SEGMENT_HEADER_BYTES + 40)
+        f.write(b"\xaa\xbb")
+    assert main(["wal", "inspect", str(tmp_path)]) == 1
+    assert "stops:" in capsys.readouterr().out
+    assert main(["wal", "repair", str(tmp_path)]) == 1  # asks before losing anything
+    out = capsys.readouterr().out
+    assert "--yes" in out and os.path.exists(segments[-1])
+    assert main(["wal", "repair", str(tmp_path), "--yes"]) == 0
+    assert "repaired:" in capsys.readouterr().out
+    with open_log(tmp_path) as repaired:
+        assert repaired.last_index == int(os.path.basename(segments[1]).split(".")[0]) - 1
