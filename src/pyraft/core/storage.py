@@ -132,7 +132,8 @@ class MemoryLogStorage:
         return self._snapshot
 
     def compact(self, index: int) -> None:
-        """Release entries up to ``index`` (covered by the snapshot)."""
+        """Release entries up to ``index``; never past the snapshot, which must cover them."""
+        index = min(index, self._snapshot.meta.index)
         while self._batches and self._batches[0].last_index <= index:
             self._batches.pop(0)
             self._starts.pop(0)
