@@ -20,6 +20,10 @@ from pyraft.errors import ProposalDroppedError
 class Configuration:
     voters: frozenset[int]
     learners: frozenset[int] = frozenset()
+    #: where members are and what they say about themselves: ``(id, address, metadata)``
+    #: with metadata a sorted tuple of (key, value) strings. Carried by the log so that every
+    #: member learns every address with the configuration; the protocol itself ignores it.
+    members_info: tuple[tuple[int, str, tuple[tuple[str, str], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.voters & self.learners:
@@ -37,32 +41,72 @@ class Configuration:
     def add_learner(self, member: int) -> Configuration:
         if member in self.members:
             raise ProposalDroppedError(f"member {member} is already in the configuration")
-        return Configuration(self.voters, self.learners | {member})
+        return Configuration(self.voters, self.learners | {member}, self.members_info)
 
     def promote(self, member: int) -> Configuration:
         if member not in self.learners:
             raise ProposalDroppedError(f"member {member} is not a learner")
-        return Configuration(self.voters | {member}, self.learners - {member})
+        return Configuration(self.voters | {member}, self.learners - {member}, self.members_info)
 
     def add_voter(self, member: int) -> Configuration:
         if member in self.voters:
             raise ProposalDroppedError(f"member {member} is already a voter")
-        return Configuration(self.voters | {member}, self.learners - {member})
+        return Configuration(self.voters | {member}, self.learners - {member}, self.members_info)
 
     def remove(self, member: int) -> Configuration:
         if member not in self.members:
             raise ProposalDroppedError(f"member {member} is not in the configuration")
         if self.voters == {member}:
             raise ProposalDroppedError("cannot remove the last voter")
-        return Configuration(self.voters - {member}, self.learners - {member})
+        info = tuple(entry for entry in self.members_info if entry[0] != member)
+        return Configuration(self.voters - {member}, self.learners - {member}, info)
+
+    def with_info(self, member: int, address: str, metadata=None) -> Configuration:
+        """The same configuration, recording where ``member`` is (and its metadata)."""
+        pairs = tuple(sorted((str(k), str(v)) for k, v in (metadata or {}).items()))
+        info = tuple(entry for entry in self.members_info if entry[0] != member)
+        info = tuple(sorted(info + ((member, address, pairs),)))
+        return Configuration(self.voters, self.learners, info)
+
+    def address_of(self, member: int) -> str | None:
+        for entry in self.members_info:
+            if entry[0] == member:
+                return entry[1]
+        return None
+
+    def metadata_of(self, member: int) -> dict[str, str]:
+        for entry in self.members_info:
+            if entry[0] == member:
+                return dict(entry[2])
+        return {}
 
     def encode(self) -> bytes:
-        return msgpack.packb({"v": sorted(self.voters), "l": sorted(self.learners)})
+        data = {"v": sorted(self.voters), "l": sorted(self.learners)}
+        if self.members_info:
+            data["m"] = [[m, a, dict(md)] for m, a, md in self.members_info]
+        return msgpack.packb(data)
 
     @classmethod
     def decode(cls, payload) -> Configuration:
         data = msgpack.unpackb(bytes(payload))
-        return cls(frozenset(data["v"]), frozenset(data.get("l", ())))
+        info = tuple(
+            sorted((int(m), str(a), tuple(sorted(dict(md).items())))
+                   for m, a, md in data.get("m", ()))
+        )
+        return cls(frozenset(data["v"]), frozenset(data.get("l", ())), info)
+
+    @classmethod
+    def from_snapshot(cls, meta) -> Configuration:
+        """The configuration a ``SnapshotMeta`` records."""
+        return cls(frozenset(meta.voters), frozenset(meta.learners), tuple(meta.members_info))
+
+    def snapshot_fields(self) -> dict:
+        """Keyword arguments of ``SnapshotMeta`` that record this configuration."""
+        return {
+            "voters": tuple(sorted(self.voters)),
+            "learners": tuple(sorted(self.learners)),
+            "members_info": self.members_info,
+        }
 
     def differs_by_at_most_one(self, other: Configuration) -> bool:
         """True when ``other`` is reachable by one single-member change (thesis 4.1)."""

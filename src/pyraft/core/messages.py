@@ -66,6 +66,8 @@ class SnapshotMeta:
     term: int
     voters: tuple[int, ...]
     learners: tuple[int, ...] = ()
+    #: addresses and metadata of the members (see ``Configuration.members_info``)
+    members_info: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)

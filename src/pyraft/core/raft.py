@@ -984,7 +984,7 @@ class RaftNode:
     def _restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.meta
         self.log.restore(snapshot)
-        self._base_configuration = Configuration(frozenset(meta.voters), frozenset(meta.learners))
+        self._base_configuration = Configuration.from_snapshot(meta)
         self._configurations = []
         self.configuration = self._base_configuration
 

@@ -41,9 +41,8 @@ class MemoryLogStorage:
 
     def __init__(self, configuration: Configuration | None = None) -> None:
         self.hard_state = HardState()
-        voters = tuple(sorted(configuration.voters)) if configuration else ()
-        learners = tuple(sorted(configuration.learners)) if configuration else ()
-        self._snapshot = Snapshot(SnapshotMeta(0, 0, voters, learners), b"")
+        fields = configuration.snapshot_fields() if configuration else {"voters": ()}
+        self._snapshot = Snapshot(SnapshotMeta(0, 0, **fields), b"")
         self._batches: list[EntryBatch] = []
         self._starts: list[int] = []
         self.bootstrap_configuration = configuration
@@ -52,7 +51,7 @@ class MemoryLogStorage:
     def initial_state(self) -> tuple[HardState, Configuration | None]:
         meta = self._snapshot.meta
         if meta.voters:
-            return self.hard_state, Configuration(frozenset(meta.voters), frozenset(meta.learners))
+            return self.hard_state, Configuration.from_snapshot(meta)
         return self.hard_state, self.bootstrap_configuration
 
     def first_index(self) -> int:
@@ -121,12 +120,7 @@ class MemoryLogStorage:
     def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
         """Record a state-machine snapshot at ``index`` (<= last index) and drop the prefix."""
         invariant(index >= self._snapshot.meta.index, "snapshot older than the current one")
-        meta = SnapshotMeta(
-            index,
-            self.term(index),
-            tuple(sorted(configuration.voters)),
-            tuple(sorted(configuration.learners)),
-        )
+        meta = SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
         self._snapshot = Snapshot(meta, data)
         self.compact(index)
         return self._snapshot

@@ -104,7 +104,7 @@ class DurableLogStorage:
     def initial_state(self) -> tuple[HardState, Configuration | None]:
         meta = self._snapshot_meta
         if meta is not None and meta.voters:
-            return self.hard_state, Configuration(frozenset(meta.voters), frozenset(meta.learners))
+            return self.hard_state, Configuration.from_snapshot(meta)
         return self.hard_state, self.bootstrap_configuration
 
     def first_index(self) -> int:
@@ -144,9 +144,9 @@ class DurableLogStorage:
     def snapshot(self) -> Snapshot:
         meta = self._snapshot_meta
         if meta is None:
-            voters = tuple(sorted(self.bootstrap_configuration.voters)) \
-                if self.bootstrap_configuration else ()
-            return Snapshot(SnapshotMeta(0, 0, voters), b"")
+            bootstrap = self.bootstrap_configuration
+            fields = bootstrap.snapshot_fields() if bootstrap else {"voters": ()}
+            return Snapshot(SnapshotMeta(0, 0, **fields), b"")
         cached = self._snapshot_cache
         if cached is None or cached.meta != meta:
             cached = self._snapshot_cache = self.snapshots.snapshot(meta)
@@ -203,12 +203,7 @@ class DurableLogStorage:
     def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
         """Record a state-machine snapshot at ``index`` (<= last index) and release the log
         segments it covers."""
-        meta = SnapshotMeta(
-            index,
-            self.term(index),
-            tuple(sorted(configuration.voters)),
-            tuple(sorted(configuration.learners)),
-        )
+        meta = SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
         with self.snapshots.begin(meta) as writer:
             writer.write(data)
             writer.commit()

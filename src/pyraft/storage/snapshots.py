@@ -164,6 +164,7 @@ def _encode_meta(meta: SnapshotMeta) -> bytes:
             "term": meta.term,
             "voters": list(meta.voters),
             "learners": list(meta.learners),
+            "members": [[m, a, dict(md)] for m, a, md in meta.members_info],
         }
     )
     invariant(len(encoded) <= SNAPSHOT_META_BYTES_MAX, "snapshot metadata is too large")
@@ -173,7 +174,8 @@ def _encode_meta(meta: SnapshotMeta) -> bytes:
 def _decode_meta(path: str, payload: bytes) -> SnapshotMeta:
     try:
         record = msgpack.unpackb(payload)
-        if not isinstance(record, dict) or set(record) != {"index", "term", "voters", "learners"}:
+        fields = {"index", "term", "voters", "learners"}
+        if not isinstance(record, dict) or not fields <= set(record) <= fields | {"members"}:
             raise ValueError("unexpected fields")
         voters, learners = record["voters"], record["learners"]
         if not isinstance(voters, list) or not isinstance(learners, list):
@@ -182,7 +184,13 @@ def _decode_meta(path: str, payload: bytes) -> SnapshotMeta:
             raise ValueError("index and term must be non-negative integers")
         if not all(_is_count(m) and m > 0 for m in voters + learners):
             raise ValueError("member ids must be positive integers")
-        return SnapshotMeta(record["index"], record["term"], tuple(voters), tuple(learners))
+        members = tuple(
+            sorted((int(m), str(a), tuple(sorted((str(k), str(v)) for k, v in md.items())))
+                   for m, a, md in record.get("members", ()))
+        )
+        return SnapshotMeta(
+            record["index"], record["term"], tuple(voters), tuple(learners), members
+        )
     except Exception as error:  # msgpack raises several unrelated types
         raise CorruptStateError(
             f"invalid snapshot metadata ({error})", path, _PREFIX.size

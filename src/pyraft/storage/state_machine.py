@@ -772,7 +772,7 @@ class ConsensusOnlyState(StateMachine):
                 f"snapshot at {meta.index} is older than the applied index {self._applied_index}",
             )
             self._configurations = [
-                (meta.index, Configuration(frozenset(meta.voters), frozenset(meta.learners)))
+                (meta.index, Configuration.from_snapshot(meta))
             ]
             self._applied_index = self._snapshot_index = meta.index
 
@@ -786,7 +786,7 @@ class ConsensusOnlyState(StateMachine):
         if snapshot is not None and snapshot.meta.index > 0:
             meta = snapshot.meta
             if meta.voters or meta.learners:
-                configuration = Configuration(frozenset(meta.voters), frozenset(meta.learners))
+                configuration = Configuration.from_snapshot(meta)
                 self._configurations = [(meta.index, configuration)]
             self._applied_index = self._snapshot_index = meta.index
 
