@@ -5,3 +5,12 @@ The protocol core (``pyraft.core``) is pure and deterministic; the compiled kern
 """
 
 __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str):
+    # ``pyraft.RaftCluster`` without importing the runtime for every ``import pyraft``
+    if name == "RaftCluster":
+        from pyraft.cluster import RaftCluster
+
+        return RaftCluster
+    raise AttributeError(name)

@@ -299,6 +299,15 @@ class RaftNode:
         self.transfer_leadership(target)
         return target
 
+    def restore_applied(self, index: int) -> None:
+        """At start: the state machine already holds every entry up to ``index`` (it recovered
+        from a snapshot and the log); committed entries are handed out from ``index + 1``."""
+        log = self.log
+        invariant(log.first_index() - 1 <= index <= log.last_index(),
+                  f"applied {index} outside the log [{log.first_index() - 1}, {log.last_index()}]")
+        log.committed = max(log.committed, index)  # what was applied was committed
+        log.applied = log.applying = index
+
     def campaign(self) -> None:
         self.step(Message(T.HUP, self.id, self.id))
 
@@ -1075,6 +1084,15 @@ class RaftNode:
                 return  # a transfer is under way, or the bound is reached: retry later
             self.events.append(MembershipEvent(MembershipEventKind.PROMOTED, member, index))
             return
+
+    def configuration_at(self, index: int) -> Configuration:
+        """The configuration in force at log ``index`` (the newest entry at or before it)."""
+        in_force = self._base_configuration
+        for entry_index, configuration in self._configurations:
+            if entry_index > index:
+                break
+            in_force = configuration
+        return in_force
 
     def compacted_to(self, index: int) -> None:
         """The runtime compacted storage up to ``index``; forget configurations before it."""

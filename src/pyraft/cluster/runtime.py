@@ -1,0 +1,746 @@
+"""``RaftCluster``: one member of a cluster, running inside the user's asyncio program.
+
+The runtime is the only layer that owns time and I/O. It drives the pure core
+(``pyraft.core.RaftNode``):
+
+- a tick task calls ``core.tick()`` every ``tick_ms``;
+- messages from the transport go to ``core.step`` as they arrive;
+- one processing task handles each ``Ready`` in order: entries are written to the log on the
+  loop (a positional write into the page cache), then the fdatasync and the hard-state save
+  run in one worker thread while the loop keeps serving; the leader's replication messages
+  leave before its own sync (thesis 10.2.1: it counts itself only once durable), every
+  other message (votes, acknowledgements) only after; committed entries are applied to the
+  state machine and the waiting futures resolve with the results;
+- ``replicate`` calls that arrive during one loop turn become one batch (one write, one
+  sync, one AppendEntries per follower).
+
+Disk failures stop writes: ``replicate`` raises the ``StorageError`` (``StorageFullError``
+for a full disk) and the runtime retries persisting the same Ready every second, so the node
+resumes by itself when space returns and nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+
+from pyraft.config import RaftConfig
+from pyraft.core import (
+    Configuration,
+    MemoryLogStorage,
+    Message,
+    RaftNode,
+    Ready,
+    Role,
+    SoftState,
+)
+from pyraft.core.messages import MembershipEventKind
+from pyraft.errors import (
+    NotLeaderError,
+    ProposalDroppedError,
+    PyraftError,
+    StorageError,
+)
+from pyraft.transport.base import Transport
+from raftcore.framing import KIND_COMMAND
+
+log = logging.getLogger("pyraft.cluster")
+
+__all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
+           "ClusterStoppedError", "CommandLostError"]
+
+
+class ClusterStoppedError(PyraftError, RuntimeError):
+    """The member was stopped (or never started)."""
+
+
+class CommandLostError(PyraftError, RuntimeError):
+    """Another leader's entry replaced the command at its index: it was not applied."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaderChange:
+    leader: int | None  # None while no leader is known
+    term: int
+    address: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    valid: bool
+    expires_in_ms: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberStatus:
+    id: int
+    address: str | None
+    metadata: dict
+    voter: bool
+    is_self: bool
+    is_leader: bool
+    match_index: int | None  # known on the leader only
+
+
+class LeadershipToken:
+    """Valid while this member leads the term it was issued in; cancelled when it stops.
+
+    ``cancelled`` tells the state now; ``await token.wait_cancelled()`` returns when
+    leadership is lost; ``token.add_callback(fn)`` calls ``fn()`` then. Use it to abort work
+    that only the leader may do.
+    """
+
+    def __init__(self, term: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.term = term
+        self._future: asyncio.Future = loop.create_future()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._future.done()
+
+    async def wait_cancelled(self) -> None:
+        await asyncio.shield(self._future)
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        self._future.add_done_callback(lambda _future: callback())
+
+    def _cancel(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+
+class RaftCluster:
+    """A member of a Raft cluster. See the module docstring for how it runs.
+
+    ``peers`` maps every initial member id (this one included) to its "host:port"; a member
+    alone in ``peers`` cold-starts a one-member cluster. With ``join=True`` this member is
+    not part of the starting configuration: it serves as a non-voter until the leader's
+    ``add_member`` brings it in (warmed up, then promoted). ``storage`` is a log storage with
+    the write side the runtime needs (``pyraft.storage.log.DurableLogStorage`` for durable
+    members; in-memory ``MemoryLogStorage`` by default). ``state_machine`` is a
+    ``pyraft.storage.state_machine.StateMachine`` (``None``: consensus only, results None).
+    """
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        *,
+        transport: Transport,
+        peers: Mapping[int, str],
+        state_machine=None,
+        storage=None,
+        metadata: Mapping[str, str] | None = None,
+        proposal_queue_max: int = 65536,
+        proposal_queue_full: str = "wait",
+        graceful_shutdown_timeout_ms: float = 1000.0,
+        on_start: Callable[[RaftCluster], None] | None = None,
+        on_stop: Callable[[RaftCluster], None] | None = None,
+        join: bool = False,
+    ) -> None:
+        config.validate()
+        if config.member_id not in peers:
+            raise ValueError(f"peers must include this member ({config.member_id})")
+        if proposal_queue_full not in ("wait", "raise"):
+            raise ValueError("proposal_queue_full must be 'wait' or 'raise'")
+        self.config = config
+        self.id = config.member_id
+        self.transport = transport
+        self._static_peers = dict(peers)
+        # A joining member is not in the configuration it starts from: it waits (never
+        # campaigning) until the leader adds it and the log tells it so.
+        voters = frozenset(peers) - {self.id} if join else frozenset(peers)
+        if not voters:
+            raise ValueError("a joining member needs the addresses of existing members")
+        bootstrap = Configuration(voters)
+        for member, address in peers.items():
+            if member in voters:
+                bootstrap = bootstrap.with_info(
+                    member, address, metadata if member == self.id else None
+                )
+        self.storage = storage if storage is not None else MemoryLogStorage(bootstrap)
+        if getattr(self.storage, "bootstrap_configuration", None) is None:
+            self.storage.bootstrap_configuration = bootstrap
+        self.state_machine = state_machine
+        self.proposal_queue_max = proposal_queue_max
+        self.proposal_queue_full = proposal_queue_full
+        self.graceful_shutdown_timeout_ms = graceful_shutdown_timeout_ms
+        self._on_start, self._on_stop = on_start, on_stop
+        self.core: RaftNode | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._wake: asyncio.Event | None = None
+        self._queue: collections.deque = collections.deque()  # (payload, future)
+        self._queue_space: asyncio.Condition | None = None
+        self._proposals: dict[int, tuple[int, asyncio.Future]] = {}
+        self._reads: dict[bytes, asyncio.Future] = {}
+        self._ready_reads: list[tuple[int, asyncio.Future]] = []
+        self._commit_waiters: list[tuple[int, asyncio.Future]] = []
+        self._membership_waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
+        self._failed_catch_up: dict[int, asyncio.Future] = {}
+        self._read_ids = itertools.count(1)
+        self._token: LeadershipToken | None = None
+        self._callbacks: list[Callable[[LeaderChange], None]] = []
+        self._subscribers: list[asyncio.Queue] = []
+        self._failed: StorageError | None = None
+        self._running = False
+        self._stopped = False
+        self._peers_snapshot: dict[int, str] = {}
+        self.applied_index = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> RaftCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        loop = self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._queue_space = asyncio.Condition()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
+        )
+        options = self.config.core_options()
+        seed = int.from_bytes(os.urandom(8), "little")
+        self.core = core = RaftNode(options, self.storage, random.Random(seed))
+        applied = self._recover_state_machine()
+        if applied > core.log.first_index() - 1:
+            core.restore_applied(applied)
+        self.applied_index = core.log.applied
+        self.transport.on_unreachable = self._on_unreachable
+        await self.transport.start(self._on_message)
+        self._update_peers()
+        self._running = True
+        self._tasks = [
+            loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
+            loop.create_task(self._process_loop(), name=f"pyraft-{self.id}-ready"),
+        ]
+        if self.state_machine is not None and hasattr(self.state_machine, "start"):
+            self.state_machine.start()
+        log.info("member %d started: term %d, commit %d, applied %d, last index %d",
+                 self.id, core.term, core.log.committed, core.log.applied,
+                 core.log.last_index())
+        if self._on_start is not None:
+            self._on_start(self)
+
+    def _recover_state_machine(self) -> int:
+        machine = self.state_machine
+        snapshot = self.storage.snapshot()
+        if machine is None:
+            return snapshot.meta.index
+        hard, _ = self.storage.initial_state()
+        commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
+        if hasattr(machine, "snapshot_sink") and machine.snapshot_sink is None:
+            machine.snapshot_sink = self._snapshot_sink
+        return machine.recover(self.storage, commit,
+                               snapshot if snapshot.meta.index else None)
+
+    async def stop(self) -> None:
+        """Stop gracefully: refuse new commands, let in-flight ones finish within
+        ``graceful_shutdown_timeout_ms``, then close everything this member started."""
+        if self._stopped or not self._running:
+            self._stopped = True
+            return
+        self._stopped = True
+        pending = [f for _, f in self._proposals.values() if not f.done()]
+        if pending:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*pending, return_exceptions=True),
+                    self.graceful_shutdown_timeout_ms / 1000.0,
+                )
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.transport.stop()
+        error = ClusterStoppedError(f"member {self.id} stopped")
+        self._fail_all(error)
+        if self._token is not None:
+            self._token._cancel()
+        if self.state_machine is not None and hasattr(self.state_machine, "close"):
+            self.state_machine.close()
+        if hasattr(self.storage, "close"):
+            await self._loop.run_in_executor(self._executor, self.storage.close)
+        self._executor.shutdown(wait=True)
+        log.info("member %d stopped", self.id)
+        if self._on_stop is not None:
+            self._on_stop(self)
+
+    # ---- state -------------------------------------------------------------------------------
+    @property
+    def leader(self) -> int | None:
+        return self.core.lead or None if self.core else None
+
+    @property
+    def leader_address(self) -> str | None:
+        leader = self.leader
+        return self._address_of(leader) if leader else None
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def role(self) -> Role:
+        return self.core.role
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core is not None and self.core.role is Role.LEADER
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.log.committed
+
+    @property
+    def leadership_token(self) -> LeadershipToken | None:
+        """The token of the current leadership of this member, or None when not leading."""
+        if not self.is_leader:
+            return None
+        return self._token_for_term()
+
+    def _token_for_term(self) -> LeadershipToken:
+        token = self._token
+        if token is None or token.term != self.core.term or token.cancelled:
+            if token is not None:
+                token._cancel()
+            token = self._token = LeadershipToken(self.core.term, self._loop)
+        return token
+
+    @property
+    def lease(self) -> LeaseStatus:
+        ticks = self.core.lease_remaining_ticks()
+        return LeaseStatus(ticks > 0, ticks * self.config.tick_ms)
+
+    @property
+    def members(self) -> list[MemberStatus]:
+        core = self.core
+        configuration = core.configuration
+        out = []
+        for member in sorted(configuration.members):
+            pr = core.progress.get(member)
+            out.append(MemberStatus(
+                id=member,
+                address=self._address_of(member),
+                metadata=configuration.metadata_of(member),
+                voter=member in configuration.voters,
+                is_self=member == self.id,
+                is_leader=member == core.lead,
+                match_index=pr.match if pr is not None else None,
+            ))
+        return out
+
+    def on_leader_changed(self, callback: Callable[[LeaderChange], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def leader_changes(self) -> AsyncIterator[LeaderChange]:
+        """Every change of leader from now on (a bounded queue per subscriber: a slow reader
+        misses intermediate changes, never the latest)."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=64)
+        self._subscribers.append(queue)
+        try:
+            while self._running:
+                yield await queue.get()
+        finally:
+            self._subscribers.remove(queue)
+
+    # ---- writes ------------------------------------------------------------------------------
+    async def replicate(self, command: bytes, timeout: float | None = None):
+        """Replicate ``command``; returns the state machine's result once committed and
+        applied. Raises NotLeaderError (with the leader's id and address) on a follower."""
+        future = await self._enqueue(command)
+        if timeout is None:
+            return await future
+        return await asyncio.wait_for(future, timeout)
+
+    async def replicate_many(self, commands: Iterable[bytes], timeout: float | None = None):
+        """Replicate several commands as one batch; returns their results in order."""
+        futures = [await self._enqueue(command) for command in commands]
+        gathered = asyncio.gather(*futures)
+        return await (gathered if timeout is None else asyncio.wait_for(gathered, timeout))
+
+    async def _enqueue(self, command) -> asyncio.Future:
+        self._check_writable()
+        if len(self._queue) >= self.proposal_queue_max:
+            if self.proposal_queue_full == "raise":
+                raise ProposalDroppedError(
+                    f"the proposal queue holds {len(self._queue)} commands (the bound)")
+            async with self._queue_space:
+                await self._queue_space.wait_for(
+                    lambda: len(self._queue) < self.proposal_queue_max or not self._running)
+            self._check_writable()
+        future = self._loop.create_future()
+        self._queue.append((bytes(command), future))
+        self._wake.set()
+        return future
+
+    def _check_writable(self) -> None:
+        if not self._running:
+            raise ClusterStoppedError(f"member {self.id} is not running")
+        if self._failed is not None:
+            raise self._failed
+        if not self.is_leader:
+            raise NotLeaderError(self.leader, self.leader_address)
+
+    # ---- reads and consistency ---------------------------------------------------------------
+    async def apply_read_barrier(self, timeout: float | None = None) -> int:
+        """Wait until this member's state machine reflects every write committed before the
+        call (read index, thesis 6.4; works on followers). Returns the read index."""
+        if not self._running:
+            raise ClusterStoppedError(f"member {self.id} is not running")
+        context = b"r%d:%d" % (self.id, next(self._read_ids))
+        future = self._loop.create_future()
+        self._reads[context] = future
+        self.core.read_index(context)
+        self._wake.set()
+        try:
+            return await (future if timeout is None else asyncio.wait_for(future, timeout))
+        finally:
+            self._reads.pop(context, None)
+
+    async def force_replication(self, timeout: float | None = None) -> None:
+        """A heartbeat round acknowledged by a majority (on the leader)."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader, self.leader_address)
+        await self.apply_read_barrier(timeout)
+
+    async def wait_for_commit(self, index: int, timeout: float | None = None) -> None:
+        if self.core.log.committed >= index:
+            return
+        future = self._loop.create_future()
+        self._commit_waiters.append((index, future))
+        await (future if timeout is None else asyncio.wait_for(future, timeout))
+
+    async def ensure_consistency(self, timeout: float | None = None) -> None:
+        """Wait until the last committed entry is from the leader's current term (the
+        leader's no-op committed): the commit index is then up to date."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader, self.leader_address)
+        await self._wait_until(self.core.committed_in_current_term, timeout)
+
+    # ---- leadership --------------------------------------------------------------------------
+    async def resign(self) -> int:
+        if not self.is_leader:
+            raise NotLeaderError(self.leader, self.leader_address)
+        target = self.core.resign()
+        self._wake.set()
+        return target
+
+    async def transfer_leadership(self, member: int, timeout: float | None = None) -> None:
+        """Hand leadership to ``member``; returns once it leads (or raises on timeout)."""
+        self.core.transfer_leadership(member)
+        self._wake.set()
+        await self._wait_until(lambda: self.core.lead == member and self.core.term > 0, timeout)
+
+    # ---- membership --------------------------------------------------------------------------
+    async def add_member(self, member: int, address: str, metadata=None,
+                         timeout: float | None = None) -> None:
+        """Add ``member`` at ``address``: it joins as a learner, is warmed up, then promoted;
+        returns once the configuration with it as a voter is committed."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader, self.leader_address)
+        core = self.core
+        if member in core.configuration.members:
+            raise ProposalDroppedError(f"member {member} is already in the configuration")
+        configuration = core.configuration.add_learner(member).with_info(member, address,
+                                                                         metadata)
+        self._static_peers.setdefault(member, address)
+        core.propose_configuration(configuration)
+        self._update_peers()
+        self._wake.set()
+        failed = self._loop.create_future()
+        self._failed_catch_up[member] = failed
+
+        def done() -> bool:
+            if failed.done():
+                raise ProposalDroppedError(f"member {member} could not catch up; removed")
+            return member in core.configuration.voters and self._configuration_committed()
+
+        try:
+            await self._wait_until(done, timeout)
+        finally:
+            self._failed_catch_up.pop(member, None)
+
+    async def remove_member(self, member: int, timeout: float | None = None) -> None:
+        if not self.is_leader:
+            raise NotLeaderError(self.leader, self.leader_address)
+        core = self.core
+        core.remove_member(member)
+        self._wake.set()
+        await self._wait_until(
+            lambda: member not in core.configuration.members and self._configuration_committed()
+            or (self.id == member and self.core.role is not Role.LEADER),
+            timeout,
+        )
+
+    def _configuration_committed(self) -> bool:
+        return self.core.pending_conf_index <= self.core.log.committed or not self.is_leader
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
+        if condition():
+            return
+        future = self._loop.create_future()
+        self._membership_waiters.append((condition, future))
+        await (future if timeout is None else asyncio.wait_for(future, timeout))
+
+    # ---- the engine --------------------------------------------------------------------------
+    def _on_message(self, message: Message) -> None:
+        if not self._running or message.dst != self.id:
+            return
+        self.core.step(message)
+        self._wake.set()
+
+    def _on_unreachable(self, member: int) -> None:
+        if self._running:
+            self.core.report_unreachable(member)
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.tick_ms / 1000.0
+        loop = self._loop
+        next_at = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += interval
+            if loop.time() - next_at > 10 * interval:  # the loop was blocked: do not burst
+                next_at = loop.time() + interval
+            self.core.tick()
+            self._wake.set()
+
+    async def _process_loop(self) -> None:
+        core = self.core
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._propose_queued()
+            while core.has_ready():
+                await self._handle_ready(core.ready())
+                self._propose_queued()
+
+    def _propose_queued(self) -> None:
+        if not self._queue:
+            return
+        queue, self._queue = self._queue, collections.deque()
+        payloads = [payload for payload, _ in queue]
+        try:
+            first, _last = self.core.propose(payloads, KIND_COMMAND)
+        except (NotLeaderError, ProposalDroppedError) as error:
+            if isinstance(error, NotLeaderError):
+                error = NotLeaderError(self.leader, self.leader_address)
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            term = self.core.term
+            for offset, (_, future) in enumerate(queue):
+                self._proposals[first + offset] = (term, future)
+        self._loop.create_task(self._notify_queue_space())
+
+    async def _notify_queue_space(self) -> None:
+        async with self._queue_space:
+            self._queue_space.notify_all()
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        for message in rd.messages:
+            self.transport.send(message)
+        await self._persist(rd)
+        for message in rd.persisted_messages:
+            self.transport.send(message)
+        if rd.committed:
+            self._apply(rd)
+        for state in rd.read_states:
+            future = self._reads.get(state.context)
+            if future is not None and not future.done():
+                self._ready_reads.append((state.index, future))
+        for event in rd.events:
+            if event.kind is MembershipEventKind.CATCH_UP_FAILED:
+                failed = self._failed_catch_up.get(event.member)
+                if failed is not None and not failed.done():
+                    failed.set_result(None)
+            log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
+                     event.index)
+        self.core.advance(rd)
+        if rd.soft_state is not None:
+            self._leader_changed(rd.soft_state)
+        self._update_peers()
+        self._resolve_waiters()
+
+    async def _persist(self, rd: Ready) -> None:
+        storage = self.storage
+        while True:
+            try:
+                if rd.snapshot is not None:
+                    await self._loop.run_in_executor(self._executor, storage.apply_snapshot,
+                                                     rd.snapshot)
+                    if self.state_machine is not None:
+                        self.state_machine.install_snapshot(rd.snapshot)
+                    self.applied_index = rd.snapshot.meta.index
+                for batch in rd.entries:
+                    storage.append(batch)
+                if rd.hard_state is not None or rd.must_sync:
+                    await self._loop.run_in_executor(self._executor, self._sync, rd.hard_state,
+                                                     bool(rd.entries))
+                if self._failed is not None:
+                    log.warning("member %d: storage works again", self.id)
+                    self._failed = None
+                return
+            except StorageError as error:
+                if self._failed is None:
+                    log.error("member %d: cannot persist (%s); refusing writes and retrying",
+                              self.id, error)
+                self._failed = error
+                await asyncio.sleep(1.0)
+
+    def _sync(self, hard_state, entries: bool) -> None:
+        if entries and hasattr(self.storage, "sync"):
+            self.storage.sync()
+        if hard_state is not None:
+            self.storage.set_hard_state(hard_state)
+
+    def _apply(self, rd: Ready) -> None:
+        machine = self.state_machine
+        for batch in rd.committed:
+            results = machine.apply_batch(batch) if machine is not None else None
+            proposals = self._proposals
+            if proposals:
+                terms = batch.terms
+                for position in range(len(batch)):
+                    index = batch.first_index + position
+                    waiting = proposals.pop(index, None)
+                    if waiting is None:
+                        continue
+                    term, future = waiting
+                    if future.done():
+                        continue
+                    if int(terms[position]) == term:
+                        future.set_result(results[position] if results is not None else None)
+                    else:
+                        future.set_exception(CommandLostError(
+                            f"the command at index {index} was replaced by a later leader"))
+            self.applied_index = batch.last_index
+
+    def _snapshot_sink(self, index: int, data) -> None:
+        """The state machine took a snapshot at ``index``: store it and release the log."""
+        payload = data if isinstance(data, (bytes, bytearray)) or data is None \
+            else b"".join(data)
+        configuration = self.core.configuration_at(index)
+        if payload is None:
+            self.storage.compact(index)
+        else:
+            self.storage.create_snapshot(index, bytes(payload), configuration)
+        self.core.compacted_to(index)
+        log.info("member %d: snapshot at %d", self.id, index)
+
+    def _leader_changed(self, soft: SoftState) -> None:
+        core = self.core
+        if soft.role is Role.LEADER:
+            self._token_for_term()
+            log.info("member %d leads term %d", self.id, core.term)
+        elif self._token is not None:
+            self._token._cancel()
+        if soft.role is not Role.LEADER:
+            # proposals waiting in the queue can no longer be appended by this member
+            error = NotLeaderError(self.leader, self.leader_address)
+            queue, self._queue = self._queue, collections.deque()
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(error)
+        change = LeaderChange(soft.leader or None, core.term,
+                              self._address_of(soft.leader) if soft.leader else None)
+        for callback in list(self._callbacks):
+            try:
+                callback(change)
+            except Exception:  # a user's callback must not stop the member
+                log.exception("leader-changed callback failed")
+        for queue in self._subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(change)
+
+    def _resolve_waiters(self) -> None:
+        core = self.core
+        applied = core.log.applied
+        if self._ready_reads:
+            keep = []
+            for index, future in self._ready_reads:
+                if future.done():
+                    continue
+                if applied >= index:
+                    future.set_result(index)
+                else:
+                    keep.append((index, future))
+            self._ready_reads = keep
+        if self._commit_waiters:
+            keep = []
+            for index, future in self._commit_waiters:
+                if future.done():
+                    continue
+                if core.log.committed >= index:
+                    future.set_result(None)
+                else:
+                    keep.append((index, future))
+            self._commit_waiters = keep
+        if self._membership_waiters:
+            keep = []
+            for condition, future in self._membership_waiters:
+                if future.done():
+                    continue
+                try:
+                    satisfied = condition()
+                except Exception as error:  # the condition reports a failure
+                    future.set_exception(error)
+                    continue
+                if satisfied:
+                    future.set_result(None)
+                else:
+                    keep.append((condition, future))
+            self._membership_waiters = keep
+
+    def _fail_all(self, error: Exception) -> None:
+        for _, future in self._proposals.values():
+            if not future.done():
+                future.set_exception(error)
+        self._proposals.clear()
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(error)
+        self._queue.clear()
+        for future in list(self._reads.values()) + [f for _, f in self._ready_reads] + [
+            f for _, f in self._commit_waiters
+        ] + [f for _, f in self._membership_waiters]:
+            if not future.done():
+                future.set_exception(error)
+
+    def _address_of(self, member: int | None) -> str | None:
+        if member is None:
+            return None
+        address = self.core.configuration.address_of(member) if self.core else None
+        return address or self._static_peers.get(member)
+
+    def _update_peers(self) -> None:
+        configuration = self.core.configuration
+        peers = {}
+        for member in configuration.members | set(self._static_peers):
+            if member == self.id:
+                continue
+            address = self._address_of(member)
+            if address:
+                peers[member] = address
+        if peers != self._peers_snapshot:
+            self._peers_snapshot = peers
+            self.transport.set_peers(peers)
