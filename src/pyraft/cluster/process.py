@@ -1,0 +1,232 @@
+"""Run one member as a process: ``python -m pyraft.cluster.process --id 1 --listen ...``.
+
+Used by the integration tests and the cluster benchmarks (real processes on 127.0.0.1).
+The member runs a small replicated log of items (``ItemLog``) and answers a line-based
+JSON control protocol on ``--control HOST:PORT`` (one request per line, one answer per line):
+
+    {"op": "status"}                       -> role, leader, term, commit, applied, members
+    {"op": "replicate", "data": "text"}    -> {"ok": true, "result": <index of the item>}
+    {"op": "barrier"}                      -> {"ok": true, "index": <read index>}
+    {"op": "items", "barrier": true}       -> every item applied here (after a read barrier)
+    {"op": "lease"}                        -> {"valid": ..., "expires_in_ms": ...}
+    {"op": "add_member", "id": 4, "address": "127.0.0.1:7004"}
+    {"op": "remove_member", "id": 4}   {"op": "transfer", "id": 2}   {"op": "resign"}
+    {"op": "bench", "count": 20000, "inflight": 256, "size": 16}
+                                            -> committed writes/s and latency percentiles,
+                                               measured inside this (leader) process
+
+Errors answer ``{"ok": false, "error": "<type>", "message": ..., "leader": ..., "address": ...}``.
+The process prints ``ready <control address>`` on stdout once it serves, and stops cleanly on
+SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import ssl
+import statistics
+import sys
+import time
+
+import msgpack
+
+from pyraft.cluster.runtime import RaftCluster
+from pyraft.config import RaftConfig
+from pyraft.errors import NotLeaderError, PyraftError
+from pyraft.storage.log import DurableLogStorage
+from pyraft.storage.state_machine import MemoryStateMachine
+from pyraft.transport.tcp import TcpTransport
+
+log = logging.getLogger("pyraft.process")
+
+
+class ItemLog(MemoryStateMachine):
+    """The replicated state: the list of every item appended; apply returns its position."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.items: list[str] = []
+
+    def apply(self, index, command):
+        self.items.append(bytes(command).decode())
+        return len(self.items) - 1
+
+    def build_snapshot(self):
+        return msgpack.packb(self.items)
+
+    def restore_snapshot(self, data):
+        self.items = list(msgpack.unpackb(data)) if data else []
+
+
+def parse_peers(text: str) -> dict[int, str]:
+    peers = {}
+    for part in filter(None, text.split(",")):
+        member, _, address = part.partition("=")
+        peers[int(member)] = address
+    return peers
+
+
+def ssl_contexts(args) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    if not args.cert:
+        return None, None
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.ca)
+    server.load_cert_chain(args.cert, args.key)
+    server.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: members prove who they are
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.ca)
+    client.load_cert_chain(args.cert, args.key)
+    client.check_hostname = False  # members are addressed by IP; the CA is what is trusted
+    return server, client
+
+
+async def bench(cluster: RaftCluster, count: int, inflight: int, size: int) -> dict:
+    payload = b"x" * size
+    latencies: list[float] = []
+    done = 0
+    started = time.perf_counter()
+
+    async def worker(n: int) -> None:
+        nonlocal done
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await cluster.replicate(payload)
+            latencies.append(time.perf_counter() - t0)
+            done += 1
+
+    per = count // inflight
+    await asyncio.gather(*[worker(per) for _ in range(inflight)])
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return {
+        "ok": True,
+        "writes": done,
+        "seconds": elapsed,
+        "writes_per_s": done / elapsed,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "max_ms": latencies[-1] * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+    }
+
+
+async def handle(cluster: RaftCluster, request: dict) -> dict:
+    op = request.get("op")
+    if op == "status":
+        return {
+            "ok": True, "id": cluster.id, "role": cluster.role.value, "leader": cluster.leader,
+            "term": cluster.term, "commit": cluster.commit_index,
+            "applied": cluster.applied_index,
+            "members": [[m.id, m.address, m.voter, m.match_index] for m in cluster.members],
+        }
+    if op == "replicate":
+        result = await cluster.replicate(request["data"].encode(), timeout=request.get("timeout"))
+        return {"ok": True, "result": result}
+    if op == "barrier":
+        return {"ok": True, "index": await cluster.apply_read_barrier(timeout=5)}
+    if op == "items":
+        if request.get("barrier"):
+            await cluster.apply_read_barrier(timeout=5)
+        return {"ok": True, "items": cluster.state_machine.items}
+    if op == "lease":
+        lease = cluster.lease
+        return {"ok": True, "valid": lease.valid, "expires_in_ms": lease.expires_in_ms}
+    if op == "add_member":
+        await cluster.add_member(request["id"], request["address"], timeout=10)
+        return {"ok": True}
+    if op == "remove_member":
+        await cluster.remove_member(request["id"], timeout=10)
+        return {"ok": True}
+    if op == "transfer":
+        await cluster.transfer_leadership(request["id"], timeout=5)
+        return {"ok": True}
+    if op == "resign":
+        return {"ok": True, "to": await cluster.resign()}
+    if op == "bench":
+        return await bench(cluster, request["count"], request["inflight"], request["size"])
+    return {"ok": False, "error": "BadRequest", "message": f"unknown op {op!r}"}
+
+
+async def serve(args) -> None:
+    peers = parse_peers(args.peers)
+    peers.setdefault(args.id, args.listen)
+    server_ssl, client_ssl = ssl_contexts(args)
+    transport = TcpTransport(args.id, args.listen, cluster_id=args.cluster_id,
+                             ssl_server=server_ssl, ssl_client=client_ssl)
+    storage = DurableLogStorage(args.data, cluster_id=args.cluster_id, sync=args.sync) \
+        if args.data else None
+    config = RaftConfig(member_id=args.id, tick_ms=args.tick_ms,
+                        election_timeout_ms_lower=args.election_ms,
+                        election_timeout_ms_upper=args.election_ms * 2)
+    cluster = RaftCluster(config, transport=transport, peers=peers, storage=storage,
+                          state_machine=ItemLog(compaction="sequential", snapshot_entries=50_000),
+                          join=args.join)
+    await cluster.start()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    answer = await handle(cluster, json.loads(line))
+                except NotLeaderError as error:
+                    answer = {"ok": False, "error": "NotLeaderError", "message": str(error),
+                              "leader": error.leader_id, "address": error.leader_address}
+                except (PyraftError, asyncio.TimeoutError, ValueError, KeyError) as error:
+                    answer = {"ok": False, "error": type(error).__name__, "message": str(error)}
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass  # shutting down: the connection closes below
+        finally:
+            writer.close()
+
+    host, _, port = args.control.rpartition(":")
+    server = await asyncio.start_server(client, host, int(port))
+    bound = server.sockets[0].getsockname()
+    print(f"ready {bound[0]}:{bound[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+    await cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyraft.cluster.process")
+    parser.add_argument("--id", type=int, required=True)
+    parser.add_argument("--listen", required=True, help="HOST:PORT for members")
+    parser.add_argument("--control", default="127.0.0.1:0", help="HOST:PORT for the control")
+    parser.add_argument("--peers", default="", help="ID=HOST:PORT,... of the initial members")
+    parser.add_argument("--data", default=None, help="data directory (default: in memory)")
+    parser.add_argument("--sync", default="always", choices=["always", "interval", "never"])
+    parser.add_argument("--cluster-id", type=int, default=1)
+    parser.add_argument("--tick-ms", type=float, default=10.0)
+    parser.add_argument("--election-ms", type=float, default=150.0)
+    parser.add_argument("--join", action="store_true", help="wait to be added by the leader")
+    parser.add_argument("--cert"), parser.add_argument("--key"), parser.add_argument("--ca")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format=f"%(asctime)s member {args.id} %(name)s %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(args))
+    else:
+        uvloop.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

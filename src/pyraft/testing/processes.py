@@ -1,0 +1,114 @@
+"""Member processes on 127.0.0.1 for integration tests and benchmarks.
+
+``Member`` starts ``python -m pyraft.cluster.process`` and talks to it over its JSON-lines
+control port; ``start_cluster`` starts several; ``leader`` and ``write`` find the leader and
+write through it, retrying across elections. Only processes started here are signalled,
+by their own pid.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Member:
+    def __init__(self, member_id, listen, peers, data, tls=None, join=False, extra_args=()):
+        self.id, self.listen, self.peers, self.data = member_id, listen, peers, data
+        self.tls, self.join, self.extra_args = tls, join, list(extra_args)
+        self.process = None
+        self.control = None
+
+    def start(self, timeout=15.0):
+        args = [sys.executable, "-m", "pyraft.cluster.process", "--id", str(self.id),
+                "--listen", self.listen, "--data", str(self.data), "--peers",
+                ",".join(f"{m}={a}" for m, a in self.peers.items()), "--tick-ms", "10"]
+        if self.join:
+            args.append("--join")
+        args += self.extra_args
+        if self.tls:
+            args += ["--cert", self.tls[0], "--key", self.tls[1], "--ca", self.tls[2]]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        line = self.process.stdout.readline()
+        assert line.startswith("ready"), self.process.stderr.read()
+        host, _, port = line.split()[1].rpartition(":")
+        self.control = socket.create_connection((host, int(port)), timeout=timeout)
+        self.reader = self.control.makefile("r")
+        return self
+
+    def call(self, op, **fields):
+        self.control.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+        return json.loads(self.reader.readline())
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self._close()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGKILL)
+                self.process.wait(10)
+        self._close()
+
+    def _close(self):
+        if self.control is not None:
+            self.reader.close()
+            self.control.close()
+            self.control = None
+        for stream in (self.process.stdout, self.process.stderr):
+            stream.close()
+
+
+def wait_for(condition, timeout=10.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def leader(members):
+    def find():
+        statuses = [(m, m.call("status")) for m in members if m.control is not None]
+        leaders = [(s["term"], m) for m, s in statuses if s["role"] == "leader"]
+        return max(leaders, key=lambda pair: pair[0])[1] if leaders else None
+
+    return wait_for(find)
+
+
+def write(members, text, attempts=200):
+    """Write through whoever leads, retrying across elections; returns once acknowledged."""
+    for _ in range(attempts):
+        current = leader(members)
+        answer = current.call("replicate", data=text, timeout=2)
+        if answer["ok"]:
+            return answer["result"]
+        time.sleep(0.02)
+    raise AssertionError(f"could not write {text!r}")
+
+
+
+
+def start_cluster(directory, size, tls=None, extra_args=()):
+    peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, size + 1)}
+    members = [Member(m, peers[m], peers, f"{directory}/m{m}", tls, extra_args=extra_args).start()
+               for m in peers]
+    return peers, members

@@ -1,0 +1,839 @@
+"""TCP and TLS transport: Raft messages as ``raftcore.framing`` frames over persistent connections.
+
+Connections. Each member keeps at most one OUTBOUND connection per peer, opened lazily by the
+first message to that peer, and serves INBOUND connections on ``listen``. A member writes only
+on its outbound connections and reads Raft messages only on its inbound ones, so two members
+talking to each other use two connections, one per direction; each carries messages in order.
+
+Handshake (on every new connection, after TLS when TLS is on). The connecting side sends HELLO
+{protocol version, cluster id, its member id, the member id it expects}; the accepting side
+answers ACCEPT {the same about itself} or REFUSE {reason} and closes. A refusal is logged on
+both sides (``logging.getLogger("pyraft.transport")``, WARNING) and the connecting side backs
+off. Raft frames are read only after ACCEPT; every message must come from the member named in
+HELLO, and messages for another member id are dropped.
+
+TLS. ``ssl_server`` (server side) and ``ssl_client`` (connecting side) are ``ssl.SSLContext``
+objects. When ``ssl_server`` requires client certificates (``verify_mode = CERT_REQUIRED``)
+the connection is mutually authenticated: a peer without a valid certificate fails the TLS
+handshake, which is logged, and no byte it sent is ever decoded as a frame. The connecting
+side checks the server's certificate against the host part of the peer's address.
+
+Sending. ``send`` encodes at once (so a message that cannot travel raises there, in the
+caller) and queues the frame; all frames queued for one connection during one event-loop turn
+leave in one ``writelines``. Each peer's queue holds at most ``send_queue_messages_max``
+messages; a message that finds the queue full, or its peer unreachable (in backoff after a
+failed connection, or not a known peer), is dropped, counted and reported through
+``on_unreachable``, which Raft tolerates: the leader probes again later.
+
+Failures, each closing only the connection concerned, logged once:
+- connect, TLS or handshake not done within ``connect_timeout_s``;
+- a corrupt, oversized (``frame_bytes_max``, checked from the header before reading the body)
+  or malformed frame, or a frame not allowed in the connection's state;
+- a peer that stops sending in the middle of a frame for ``request_timeout_s``, or closes the
+  connection there (a truncated frame);
+- an outbound connection whose peer stops reading: its write buffer makes no progress for
+  ``request_timeout_s``.
+After a failed connection attempt the next one waits a jittered exponential backoff drawn from
+``backoff_s = (first, cap)``; after an established connection breaks, the next message
+reconnects at once. ``stop()`` flushes what it can (for at most ``request_timeout_s``), closes
+every connection and the listener, and cancels and awaits every task the transport started.
+
+Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout; the
+runtime derives both from its configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pyraft.core.messages import Message
+from pyraft.errors import ConfigError
+from pyraft.transport.base import Deliver, Transport
+from pyraft.transport.codec import (
+    FRAME_ACCEPT,
+    FRAME_HELLO,
+    FRAME_RAFT,
+    FRAME_REFUSE,
+    PROTOCOL_VERSION,
+    Hello,
+    MalformedMessageError,
+    decode_body,
+    decode_hello,
+    decode_refuse,
+    encode_accept,
+    encode_hello,
+    encode_message,
+    encode_refuse,
+)
+from raftcore.errors import FramingError
+from raftcore.framing import FRAME_BYTES_MAX, FrameDecoder
+
+__all__ = [
+    "TcpTransport",
+    "TransportCounters",
+    "HandshakeRefusedError",
+    "HandshakeError",
+    "parse_address",
+    "format_address",
+]
+
+log = logging.getLogger("pyraft.transport")
+
+#: frames of the handshake are tiny: a peer that announces more before ACCEPT is refused
+_HANDSHAKE_FRAME_BYTES_MAX = 4096
+#: write buffer above which a connection stops taking frames (the peer's queue then fills)
+_WRITE_BUFFER_HIGH = 1 << 20
+_WRITE_BUFFER_LOW = 1 << 18
+
+
+class HandshakeError(ConnectionError):
+    """A connection failed before ACCEPT: a bad or missing answer, or the peer closed it."""
+
+
+class HandshakeRefusedError(HandshakeError):
+    """The peer answered REFUSE; ``reason`` is its explanation (already safe to log)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refused: {reason}")
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class TransportCounters:
+    """Totals since the transport was created (for metrics)."""
+
+    sent: int = 0  # messages handed to a connection
+    received: int = 0  # messages delivered to the runtime
+    dropped: int = 0  # messages dropped: queue full, peer unreachable or unknown, wrong dst
+    connections: int = 0  # handshakes completed, outbound and inbound
+    refused: int = 0  # handshakes refused (TLS included), by us or by the peer
+    errors: int = 0  # connections closed for a frame or protocol error, a stall or a timeout
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6 address]:port"``) -> ``(host, port)``; ValueError if bad."""
+    host, sep, port_text = str(address).rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"address {address!r} is not host:port")
+    return host, int(port_text)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _peername(transport: asyncio.BaseTransport) -> str:
+    name = transport.get_extra_info("peername")
+    if isinstance(name, tuple) and len(name) >= 2:
+        return format_address(str(name[0]), int(name[1]))
+    return str(name)
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+
+
+def _quiet(future: asyncio.Future) -> None:
+    """Done callback: mark an exception as retrieved (nobody may be awaiting any more)."""
+    if not future.cancelled():
+        future.exception()
+
+
+_IDLE = "idle"  # no connection, none being opened: the next message opens one
+_CONNECTING = "connecting"  # connect + TLS + handshake in progress: messages queue
+_CONNECTED = "connected"
+_BACKOFF = "backoff"  # the last attempt failed: messages are dropped until the delay ends
+
+
+class _Peer:
+    """The outbound side towards one member: state, queue, connection, dial task.
+
+    Invariants: ``connection is not None`` iff ``state == _CONNECTED``;
+    ``0 <= queued <= send_queue_messages_max`` and ``pending`` holds exactly the buffers of the
+    ``queued`` messages, in send order.
+    """
+
+    __slots__ = (
+        "owner", "member_id", "address", "host", "port", "state", "pending", "queued",
+        "connection", "task", "failures", "flush_handle", "closed",
+    )
+
+    def __init__(self, owner: TcpTransport, member_id: int, address: str) -> None:
+        self.owner = owner
+        self.member_id = member_id
+        self.address = address
+        self.host, self.port = parse_address(address)
+        self.state = _IDLE
+        self.pending: list = []
+        self.queued = 0
+        self.connection: _Outbound | None = None
+        self.task: asyncio.Task | None = None
+        self.failures = 0  # failed attempts since the last successful handshake
+        self.flush_handle: asyncio.Handle | None = None
+        self.closed = False
+
+    def enqueue(self, parts: list) -> None:
+        owner = self.owner
+        state = self.state
+        if state is _BACKOFF or self.queued >= owner.send_queue_messages_max:
+            owner._drop(self.member_id, 1)
+            return
+        self.pending += parts
+        self.queued += 1
+        if state is _CONNECTED:
+            if self.flush_handle is None and not self.connection.paused:
+                self.flush_handle = owner._loop.call_soon(self.flush)
+        elif state is _IDLE:
+            self.state = _CONNECTING
+            self.task = owner._spawn(self._dial(), f"pyraft-dial-{self.member_id}")
+
+    def flush(self) -> None:
+        self.flush_handle = None
+        connection = self.connection
+        if connection is None or connection.paused or not self.queued:
+            return
+        connection.transport.writelines(self.pending)
+        self.owner.counters.sent += self.queued
+        self.pending = []
+        self.queued = 0
+
+    def _discard_queue(self) -> int:
+        dropped = self.queued
+        self.pending = []
+        self.queued = 0
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        return dropped
+
+    async def _dial(self) -> None:
+        owner = self.owner
+        try:
+            connection = await asyncio.wait_for(self._open(), owner.connect_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncio.TimeoutError, MalformedMessageError) as exc:
+            await self._failed(exc)
+            return
+        if self.closed or owner._closing:
+            connection.transport.abort()
+            return
+        self.failures = 0
+        self.connection = connection
+        self.state = _CONNECTED
+        owner.counters.connections += 1
+        log.info("connected to member %d at %s", self.member_id, self.address)
+        self.flush()
+
+    async def _open(self) -> _Outbound:
+        owner = self.owner
+        extra: dict = {}
+        if owner.ssl_client is not None:
+            extra = dict(
+                ssl=owner.ssl_client,
+                server_hostname=self.host,
+                ssl_handshake_timeout=owner.connect_timeout_s,
+            )
+        transport, connection = await owner._loop.create_connection(
+            lambda: _Outbound(owner, self), self.host, self.port, **extra
+        )
+        try:
+            await connection.accepted
+        except BaseException:
+            transport.abort()
+            raise
+        return connection
+
+    async def _failed(self, exc: BaseException) -> None:
+        owner = self.owner
+        self.failures += 1
+        first, cap = owner.backoff_s
+        delay = min(cap, first * 2 ** min(self.failures - 1, 32))
+        delay *= 0.5 + 0.5 * owner._rng.random()
+        if isinstance(exc, HandshakeRefusedError):
+            owner.counters.refused += 1
+            log.warning(
+                "member %d at %s refused our connection: %s (retry in %.3f s)",
+                self.member_id, self.address, exc.reason, delay,
+            )
+        else:
+            if isinstance(exc, asyncio.TimeoutError):
+                what = f"no connection and handshake within {owner.connect_timeout_s} s"
+            else:
+                what = f"{type(exc).__name__}: {exc}"
+            level = logging.WARNING if self.failures == 1 else logging.DEBUG
+            log.log(
+                level, "cannot connect to member %d at %s: %s (retry in %.3f s)",
+                self.member_id, self.address, what, delay,
+            )
+        self.state = _BACKOFF
+        dropped = self._discard_queue()
+        if dropped:
+            owner._drop(self.member_id, dropped)
+        await asyncio.sleep(delay)
+        if self.state is _BACKOFF:
+            self.state = _IDLE
+
+    def connection_lost(self, connection: _Outbound, exc: BaseException | None) -> None:
+        if self.connection is not connection:
+            return
+        self.connection = None
+        if self.state is _CONNECTED:
+            self.state = _IDLE
+        dropped = self._discard_queue()
+        owner = self.owner
+        if self.closed or owner._closing:
+            return
+        log.info(
+            "connection to member %d at %s closed%s", self.member_id, self.address,
+            f": {exc}" if exc else "",
+        )
+        owner.counters.dropped += dropped
+        owner._report_unreachable(self.member_id)
+
+    def close(self) -> None:
+        """Stop using this peer: what is queued leaves if connected, the rest is dropped."""
+        self.closed = True
+        self.flush()
+        self._discard_queue()
+        if self.task is not None:
+            self.task.cancel()
+        if self.connection is not None:
+            self.connection.transport.close()
+
+
+class _Connection(asyncio.Protocol):
+    """What outbound and inbound connections share: the decoder, timers and closing."""
+
+    def __init__(self, owner: TcpTransport) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.decoder = FrameDecoder(min(owner.frame_bytes_max, _HANDSHAKE_FRAME_BYTES_MAX))
+        self.timer: asyncio.TimerHandle | None = None
+        self.progress_at = 0.0
+        self.closed = owner._loop.create_future()
+        self.failed = False  # an error was logged for this connection already
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.peer = _peername(transport)
+        self.owner._connections.add(self)
+        _set_nodelay(transport)
+
+    def _feed(self, data) -> list | None:
+        """Frames in ``data``; None (and the connection aborted) on a frame error."""
+        decoder = self.decoder
+        try:
+            frames = decoder.feed(data)
+            if frames and decoder.buffered:
+                decoder.feed(b"")  # a defect after the returned frames surfaces now
+        except FramingError as exc:
+            self._fail(f"bad frame: {exc}")
+            return None
+        if decoder.buffered and self.timer is None:
+            self.progress_at = self.owner._loop.time()
+            self._arm(self.owner.request_timeout_s)
+        elif decoder.buffered:
+            self.progress_at = self.owner._loop.time()
+        return frames
+
+    def _arm(self, delay: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.owner._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.decoder.buffered:
+            timeout = self.owner.request_timeout_s
+            idle = self.owner._loop.time() - self.progress_at
+            if idle >= timeout:
+                self._fail(
+                    f"stalled for {idle:.3f} s in the middle of a frame "
+                    f"({self.decoder.buffered} bytes of it received)"
+                )
+            else:
+                self._arm(timeout - idle)
+
+    def _fail(self, why: str) -> None:
+        """Log once, count, and abort this connection (the node keeps serving)."""
+        if not self.failed:
+            self.failed = True
+            self.owner.counters.errors += 1
+            log.warning("closing connection %s: %s", self.describe(), why)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def describe(self) -> str:
+        return self.peer
+
+    def eof_received(self) -> bool | None:
+        if self.decoder.buffered:
+            self._fail(
+                f"peer closed in the middle of a frame ({self.decoder.buffered} bytes of it "
+                "received)"
+            )
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.owner._connections.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Outbound(_Connection):
+    """The connecting side: HELLO, wait for ACCEPT, then only writes."""
+
+    def __init__(self, owner: TcpTransport, peer: _Peer) -> None:
+        super().__init__(owner)
+        self.target = peer
+        self.accepted = owner._loop.create_future()
+        self.accepted.add_done_callback(_quiet)
+        self.open = False
+        self.paused = False
+        self.stall_size = 0
+
+    def describe(self) -> str:
+        return f"to member {self.target.member_id} at {self.target.address}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._attach(transport)
+        transport.set_write_buffer_limits(high=_WRITE_BUFFER_HIGH, low=_WRITE_BUFFER_LOW)
+        owner = self.owner
+        transport.write(
+            encode_hello(
+                Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.target.member_id)
+            )
+        )
+
+    def data_received(self, data) -> None:
+        frames = self._feed(data)
+        if frames is None:
+            self._handshake_failed(HandshakeError("bad frame during the handshake"))
+            return
+        for frame_type, body in frames:
+            if self.open or self.accepted.done():
+                self._fail(f"unexpected frame of type {frame_type} after the handshake")
+                return
+            try:
+                if frame_type == FRAME_ACCEPT:
+                    self._on_accept(decode_hello(body))
+                elif frame_type == FRAME_REFUSE:
+                    self._handshake_failed(HandshakeRefusedError(decode_refuse(body)))
+                    self.transport.abort()
+                    return
+                else:
+                    raise MalformedMessageError(f"frame type {frame_type} instead of ACCEPT")
+            except MalformedMessageError as exc:
+                self._handshake_failed(HandshakeError(f"bad handshake answer: {exc}"))
+                self.transport.abort()
+                return
+
+    def _on_accept(self, hello: Hello) -> None:
+        owner = self.owner
+        expected = self.target.member_id
+        if hello.protocol_version != PROTOCOL_VERSION:
+            raise MalformedMessageError(f"answer in protocol version {hello.protocol_version}")
+        if hello.cluster_id != owner.cluster_id:
+            raise MalformedMessageError(f"peer is in cluster {hello.cluster_id}")
+        if hello.member_id != expected:
+            raise MalformedMessageError(f"peer is member {hello.member_id}, not {expected}")
+        self.open = True
+        self.decoder = FrameDecoder(_HANDSHAKE_FRAME_BYTES_MAX)  # nothing more is expected
+        self.accepted.set_result(self)
+
+    def _handshake_failed(self, exc: BaseException) -> None:
+        if not self.accepted.done():
+            self.accepted.set_exception(exc)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.stall_size = self.transport.get_write_buffer_size()
+        if self.timer is None:
+            self._arm(self.owner.request_timeout_s)
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.timer is not None and not self.decoder.buffered:
+            self.timer.cancel()
+            self.timer = None
+        self.target.flush()
+
+    def _on_timer(self) -> None:
+        if not self.paused:
+            super()._on_timer()
+            return
+        self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        size = self.transport.get_write_buffer_size()
+        if size >= self.stall_size:
+            self._fail(
+                f"peer has not read for {self.owner.request_timeout_s} s "
+                f"({size} bytes waiting)"
+            )
+        else:
+            self.stall_size = size
+            self._arm(self.owner.request_timeout_s)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        why = f": {exc}" if exc else ""
+        self._handshake_failed(HandshakeError(f"connection closed during the handshake{why}"))
+        if self.open:
+            self.target.connection_lost(self, exc)
+
+
+_HELLO = "hello"  # waiting for HELLO
+_OPEN = "open"  # accepted: Raft messages flow
+_DONE = "done"  # refused or failed: closing
+
+
+class _Inbound(_Connection):
+    """The accepting side (TLS already done): HELLO -> ACCEPT or REFUSE, then Raft messages."""
+
+    def __init__(self, owner: TcpTransport) -> None:
+        super().__init__(owner)
+        self.state = _HELLO
+        self.member = 0  # the peer's member id, once it said HELLO
+
+    def describe(self) -> str:
+        return f"from {self.peer}" + (f" (member {self.member})" if self.member else "")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._attach(transport)
+        if self.owner._closing:
+            transport.abort()
+        else:
+            self._await_hello()
+
+    def _await_hello(self) -> None:
+        self.state = _HELLO
+        self._arm(self.owner.connect_timeout_s)
+
+    def _on_timer(self) -> None:
+        if self.state is _HELLO:
+            self.timer = None
+            self._fail(f"no handshake within {self.owner.connect_timeout_s} s")
+        elif self.state is _OPEN:
+            super()._on_timer()
+
+    def data_received(self, data) -> None:
+        frames = self._feed(data)
+        if not frames:
+            return
+        owner = self.owner
+        received = 0
+        try:
+            for frame_type, body in frames:
+                state = self.state
+                if state is _OPEN:
+                    if frame_type != FRAME_RAFT:
+                        self._fail(f"unexpected frame of type {frame_type}")
+                        return
+                    message = decode_body(body)
+                    if message.src != self.member:
+                        self._fail(
+                            f"message from member {message.src} on member {self.member}'s "
+                            "connection"
+                        )
+                        return
+                    deliver = owner._deliver
+                    if message.dst != owner.member_id or deliver is None:
+                        owner.counters.dropped += 1
+                        continue
+                    received += 1
+                    deliver(message)
+                elif state is _HELLO:
+                    if frame_type != FRAME_HELLO:
+                        self._fail(f"frame of type {frame_type} instead of HELLO")
+                        return
+                    self._on_hello(decode_hello(body))
+                else:
+                    return
+        except MalformedMessageError as exc:
+            self._fail(f"malformed message: {exc}")
+        finally:
+            owner.counters.received += received
+
+    def _on_hello(self, hello: Hello) -> None:
+        owner = self.owner
+        reason = owner._check_hello(hello)
+        if reason is not None:
+            self.state = _DONE
+            owner.counters.refused += 1
+            who = f" (member {hello.member_id})" if hello.member_id else ""
+            log.warning("refused connection from %s%s: %s", self.peer, who, reason)
+            self.transport.write(encode_refuse(reason))
+            self.transport.close()
+            return
+        self.state = _OPEN
+        self.member = hello.member_id
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.decoder = FrameDecoder(owner.frame_bytes_max)
+        self.transport.write(
+            encode_accept(Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.member))
+        )
+        owner.counters.connections += 1
+        previous = owner._inbound.get(self.member)
+        owner._inbound[self.member] = self
+        if previous is not None and previous.transport is not None:
+            log.info("member %d reconnected from %s: closing its older connection",
+                     self.member, self.peer)
+            previous.transport.abort()
+        log.info("accepted connection from member %d at %s", self.member, self.peer)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self.state = _DONE
+        if self.member and self.owner._inbound.get(self.member) is self:
+            del self.owner._inbound[self.member]
+
+
+class TcpTransport(Transport):
+    """The production transport (TCP, optionally TLS): see the module docstring.
+
+    ``member_id``: this member; ``listen``: ``"host:port"`` to serve on (port 0 picks a free
+    port; read it back from :attr:`address` after ``start``); ``cluster_id``: an unsigned 64-bit
+    integer every member of the cluster shares. Parameters are validated (``ConfigError``).
+    """
+
+    def __init__(
+        self,
+        member_id: int,
+        listen: str,
+        *,
+        cluster_id: int,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
+        connect_timeout_s: float = 0.1,
+        request_timeout_s: float = 0.125,
+        frame_bytes_max: int = FRAME_BYTES_MAX,
+        send_queue_messages_max: int = 1024,
+        backoff_s: tuple[float, float] = (0.05, 2.0),
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(member_id, int) or not 0 < member_id < 2**64:
+            raise ConfigError("member_id", "must be a positive 64-bit integer")
+        if not isinstance(cluster_id, int) or not 0 <= cluster_id < 2**64:
+            raise ConfigError("cluster_id", "must be an unsigned 64-bit integer")
+        try:
+            self._listen = parse_address(listen)
+        except ValueError as exc:
+            raise ConfigError("listen", str(exc)) from None
+        for name, value in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
+            if value is not None and not isinstance(value, ssl.SSLContext):
+                raise ConfigError(name, "must be an ssl.SSLContext")
+        if not connect_timeout_s > 0:
+            raise ConfigError("connect_timeout_s", "must be positive")
+        if not request_timeout_s > 0:
+            raise ConfigError("request_timeout_s", "must be positive")
+        if not isinstance(frame_bytes_max, int) or not 0 < frame_bytes_max <= 0xFFFFFFFF:
+            raise ConfigError("frame_bytes_max", "must be in [1, 2**32 - 1]")
+        if not isinstance(send_queue_messages_max, int) or send_queue_messages_max <= 0:
+            raise ConfigError("send_queue_messages_max", "must be a positive integer")
+        if len(backoff_s) != 2 or not 0 < backoff_s[0] <= backoff_s[1]:
+            raise ConfigError("backoff_s", "must be (first, cap) with 0 < first <= cap")
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.ssl_server = ssl_server
+        self.ssl_client = ssl_client
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.request_timeout_s = float(request_timeout_s)
+        self.frame_bytes_max = frame_bytes_max
+        self.send_queue_messages_max = send_queue_messages_max
+        self.backoff_s = (float(backoff_s[0]), float(backoff_s[1]))
+        self.counters = TransportCounters()
+        self._rng = rng if rng is not None else random.Random()
+        self._address = format_address(*self._listen)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: socket.socket | None = None
+        self._deliver: Deliver | None = None
+        self._peers: dict[int, _Peer] = {}
+        self._inbound: dict[int, _Inbound] = {}
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._closing = False
+
+    @property
+    def address(self) -> str:
+        """``host:port`` served on (the bound port once started)."""
+        return self._address
+
+    @property
+    def peers(self) -> dict[int, str]:
+        return {member: peer.address for member, peer in self._peers.items()}
+
+    def peer_state(self, member: int) -> str | None:
+        """``"idle"``, ``"connecting"``, ``"connected"``, ``"backoff"``; None if not a peer."""
+        peer = self._peers.get(member)
+        return None if peer is None else peer.state
+
+    async def start(self, deliver: Deliver) -> None:
+        if self._loop is not None:
+            raise RuntimeError("transport already started")
+        self._loop = asyncio.get_running_loop()
+        self._deliver = deliver
+        host, port = self._listen
+        infos = await self._loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _type, _proto, _name, sockaddr = infos[0]
+        self._listener = socket.create_server(sockaddr[:2], family=family, backlog=128)
+        self._listener.setblocking(False)
+        sockname = self._listener.getsockname()
+        self._address = format_address(str(sockname[0]), int(sockname[1]))
+        self._spawn(self._accept_loop(), "pyraft-accept")
+        log.info("member %d serving on %s%s", self.member_id, self._address,
+                 " (TLS)" if self.ssl_server is not None else "")
+
+    def set_peers(self, peers: Mapping[int, str]) -> None:
+        wanted = {int(m): str(a) for m, a in peers.items() if int(m) != self.member_id}
+        for address in wanted.values():
+            try:
+                parse_address(address)
+            except ValueError as exc:
+                raise ConfigError("peers", str(exc)) from None
+        for member, peer in list(self._peers.items()):
+            if wanted.get(member) != peer.address:
+                peer.close()
+                del self._peers[member]
+                if member not in wanted:
+                    connection = self._inbound.get(member)
+                    if connection is not None and connection.transport is not None:
+                        connection.transport.close()
+        for member, address in wanted.items():
+            if member not in self._peers:
+                self._peers[member] = _Peer(self, member, address)
+
+    def send(self, message: Message) -> None:
+        parts = encode_message(message, frame_bytes_max=self.frame_bytes_max)
+        peer = self._peers.get(message.dst)
+        if peer is None or self._loop is None or self._closing:
+            self._drop(message.dst, 1)
+            return
+        peer.enqueue(parts)
+
+    async def stop(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._deliver = None
+        for peer in self._peers.values():
+            peer.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        connections = list(self._connections)
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.close()  # flushes what is buffered
+        if connections:
+            closed = [connection.closed for connection in connections]
+            _done, waiting = await asyncio.wait(closed, timeout=self.request_timeout_s)
+            for connection in connections:
+                if not connection.closed.done() and connection.transport is not None:
+                    connection.transport.abort()
+            if waiting:
+                await asyncio.wait(waiting, timeout=1.0)
+        if self._listener is not None:
+            self._listener.close()
+        log.info("member %d transport stopped", self.member_id)
+
+    # ---- internals -------------------------------------------------------------------------
+
+    async def _accept_loop(self) -> None:
+        """Accept connections for ever (until ``stop`` cancels this task)."""
+        while True:
+            try:
+                sock, _address = await self._loop.sock_accept(self._listener)
+            except OSError as exc:  # out of file descriptors, an aborted connection, ...
+                log.warning("accepting a connection on %s failed: %s", self._address, exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._spawn(self._accept(sock), "pyraft-accept-connection")
+
+    async def _accept(self, sock: socket.socket) -> None:
+        """Wrap an accepted socket (TLS handshake first, when on); log a failed handshake.
+
+        ``connect_accepted_socket`` does the TLS handshake before the protocol sees a byte, so
+        a peer without a valid certificate never reaches frame decoding.
+        """
+        try:
+            peer = format_address(*[str(part) for part in sock.getpeername()[:2]])
+        except OSError:
+            peer = "?"
+        extra: dict = {}
+        if self.ssl_server is not None:
+            extra = dict(ssl=self.ssl_server, ssl_handshake_timeout=self.connect_timeout_s)
+        try:
+            await self._loop.connect_accepted_socket(lambda: _Inbound(self), sock, **extra)
+        except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+            if self.ssl_server is not None:
+                self.counters.refused += 1
+                log.warning("refused connection from %s: TLS handshake failed: %s", peer,
+                            exc or type(exc).__name__)
+            else:
+                log.info("connection from %s failed: %r", peer, exc)
+            sock.close()
+
+    def _spawn(self, coroutine, name: str) -> asyncio.Task:
+        task = self._loop.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._loop.call_exception_handler(
+                {"message": f"pyraft transport task {task.get_name()} failed",
+                 "exception": exc, "task": task}
+            )
+
+    def _drop(self, member: int, count: int) -> None:
+        self.counters.dropped += count
+        self._report_unreachable(member)
+
+    def _check_hello(self, hello: Hello) -> str | None:
+        """Why a HELLO is refused, or None to accept it."""
+        if hello.protocol_version != PROTOCOL_VERSION:
+            return (
+                f"protocol version {hello.protocol_version} is not supported "
+                f"(member {self.member_id} speaks version {PROTOCOL_VERSION})"
+            )
+        if hello.cluster_id != self.cluster_id:
+            return (
+                f"cluster id {hello.cluster_id} is not this cluster's id {self.cluster_id}"
+            )
+        if hello.member_id == 0 or hello.member_id == self.member_id:
+            return f"member id {hello.member_id} cannot connect to member {self.member_id}"
+        if hello.peer_id not in (0, self.member_id):
+            return f"this is member {self.member_id}, not member {hello.peer_id}"
+        return None

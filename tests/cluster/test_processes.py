@@ -1,0 +1,127 @@
+"""Real member processes on 127.0.0.1 over TCP and TLS: election, replication, SIGKILL of the
+leader with no acknowledged write lost, restart with WAL recovery, membership changes under
+load, leadership transfer, read barriers on followers, lease status.
+
+Each member is ``python -m pyraft.cluster.process`` with a durable data directory; the test
+talks to it through its JSON-lines control port. Only processes this test started are
+signalled, by their own pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for, write
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = [tmp_path / "member.pem", tmp_path / "member.key", tmp_path / "ca.pem"]
+    cert.cert_chain_pems[0].write_to_path(paths[0])
+    cert.private_key_pem.write_to_path(paths[1])
+    ca.cert_pem.write_to_path(paths[2])
+    return tuple(str(p) for p in paths)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_sigkill_of_the_leader_loses_no_acknowledged_write(tmp_path, transport, request):
+    tls = request.getfixturevalue("tls_files") if transport == "tls" else None
+    peers, members = start_cluster(tmp_path, 3, tls)
+    try:
+        acknowledged = [f"w{i}" for i in range(30)]
+        for text in acknowledged:
+            write(members, text)
+        old = leader(members)
+        old.kill()
+        survivors = [m for m in members if m is not old]
+        new = leader(survivors)
+        assert new is not old
+        more = [f"after{i}" for i in range(20)]
+        for text in more:
+            write(survivors, text)
+        # restart the killed member from its data directory: WAL recovery, then catch-up
+        old.start()
+        items = wait_for(lambda: (a := old.call("items", barrier=True))["ok"] and
+                         len(a["items"]) >= 50 and a["items"])
+        assert items[:50] == acknowledged + more
+        for member in members:
+            answer = member.call("items", barrier=True)
+            assert answer["items"][:50] == acknowledged + more
+    finally:
+        for member in members:
+            member.stop()
+
+
+def test_five_members_transfer_barrier_lease_and_membership(tmp_path):
+    peers, members = start_cluster(tmp_path, 5)
+    joining = None
+    try:
+        for i in range(20):
+            write(members, f"x{i}")
+        current = leader(members)
+        assert current.call("lease")["valid"] in (True, False)
+        wait_for(lambda: current.call("lease")["valid"])
+        follower = next(m for m in members if m is not current)
+        assert follower.call("barrier")["ok"]
+        assert len(follower.call("items")["items"]) == 20
+        target = next(m for m in members if m is not current and m is not follower)
+        assert current.call("transfer", id=target.id)["ok"]
+        assert leader(members) is target
+        # add a sixth member under write load, then remove another one
+        peers[6] = f"127.0.0.1:{free_port()}"
+        joining = Member(6, peers[6], peers, tmp_path / "m6", join=True).start()
+        adding = target.call("add_member", id=6, address=peers[6])
+        assert adding["ok"], adding
+        for i in range(10):
+            write(members, f"y{i}")
+        assert wait_for(lambda: len(joining.call("items", barrier=True)["items"]) == 30)
+        removed = next(m for m in members if m is not target)
+        assert target.call("remove_member", id=removed.id)["ok"]
+        status = target.call("status")
+        assert removed.id not in [m[0] for m in status["members"]]
+        assert 6 in [m[0] for m in status["members"] if m[2]]
+        write([m for m in members if m is not removed] + [joining], "after-removal")
+    finally:
+        for member in members + ([joining] if joining else []):
+            member.stop()
+
+
+def test_a_member_of_another_cluster_is_refused(tmp_path):
+    peers, members = start_cluster(tmp_path, 3)
+    stranger = None
+    try:
+        write(members, "ours")
+        # a member configured for cluster 99 that believes it belongs here
+        port = free_port()
+        stranger_peers = dict(peers)
+        stranger_peers[9] = f"127.0.0.1:{port}"
+        args = [sys.executable, "-m", "pyraft.cluster.process", "--id", "9", "--listen",
+                stranger_peers[9], "--peers", ",".join(f"{m}={a}" for m, a in
+                                                       stranger_peers.items()),
+                "--cluster-id", "99", "--election-ms", "60"]
+        stranger = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        assert stranger.stdout.readline().startswith("ready")
+        time.sleep(1.0)  # it campaigns and sends to our members, who must refuse it
+        current = leader(members)
+        assert current.call("status")["term"] == leader(members).call("status")["term"]
+        write(members, "still-ours")
+        items = current.call("items", barrier=True)["items"]
+        assert items == ["ours", "still-ours"]
+    finally:
+        if stranger is not None:
+            stranger.send_signal(signal.SIGKILL)
+            stranger.wait(10)
+            stranger.stdout.close()
+            stranger.stderr.close()
+        for member in members:
+            member.stop()

@@ -1,0 +1,258 @@
+"""RaftCluster on the in-memory transport: the public API end to end, on asyncio and uvloop.
+
+Every test fails on an unhandled exception in the event loop and on tasks left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgpack
+import pytest
+
+from pyraft.cluster import ClusterStoppedError, LeaderChange, RaftCluster
+from pyraft.config import RaftConfig
+from pyraft.errors import NotLeaderError
+from pyraft.storage.interpreter import Command, CommandInterpreter, handles
+from pyraft.storage.log import DurableLogStorage
+from pyraft.storage.state_machine import MemoryStateMachine
+from pyraft.transport.memory import MemoryNetwork
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+class Ops(Command):
+    pass
+
+
+class Put(Ops, id=1):
+    key: str
+    value: int
+
+
+class Get(Ops, id=2):
+    key: str
+
+
+class KV(MemoryStateMachine, CommandInterpreter):
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.data: dict[str, int] = {}
+
+    def apply(self, index, command):
+        return self.dispatch(command, index)
+
+    @handles(Put)
+    def put(self, command, index):
+        previous = self.data.get(command.key)
+        self.data[command.key] = command.value
+        return previous
+
+    @handles(Get)
+    def get(self, command, index):
+        return self.data.get(command.key)
+
+    def build_snapshot(self):
+        return msgpack.packb(self.data)
+
+    def restore_snapshot(self, data):
+        self.data = msgpack.unpackb(data) if data else {}
+
+
+def run(loop_kind: str, coroutine_function) -> None:
+    """Run a test body on a fresh loop; fail on unhandled loop errors and leaked tasks."""
+    errors: list = []
+
+    async def body():
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        await coroutine_function()
+        current = asyncio.current_task()
+        leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        assert not leaked, leaked
+
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(body())
+    else:
+        asyncio.run(body())
+    assert not errors, errors
+
+
+PEERS = {m: f"127.0.0.1:{7100 + m}" for m in (1, 2, 3)}
+
+
+@contextlib.asynccontextmanager
+async def cluster(network, peers=PEERS, storage=None, machine=KV, **options):
+    members = [
+        RaftCluster(RaftConfig(member_id=m, tick_ms=5), transport=network.transport(m),
+                    peers=peers, state_machine=machine() if machine else None,
+                    storage=storage(m) if storage else None, **options)
+        for m in peers
+    ]
+    for member in members:
+        await member.start()
+    try:
+        yield members
+    finally:
+        for member in members:
+            await member.stop()
+
+
+async def leader_of(members, timeout=5.0):
+    async def wait():
+        while True:
+            leaders = [m for m in members if m.is_leader and m._running]
+            if leaders:
+                return max(leaders, key=lambda m: m.term)
+            await asyncio.sleep(0.005)
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_replicate_returns_results_and_followers_catch_up(loop_kind):
+    async def body():
+        network = MemoryNetwork(through_codec=True)
+        async with cluster(network) as members:
+            leader = await leader_of(members)
+            results = await asyncio.gather(
+                *[leader.replicate(KV.encode(Put(key=f"k{i % 5}", value=i))) for i in range(200)]
+            )
+            assert results[:5] == [None] * 5 and results[5] == 0  # previous values
+            assert await leader.replicate(KV.encode(Get(key="k1"))) == 196
+            follower = next(m for m in members if m is not leader)
+            with pytest.raises(NotLeaderError) as info:
+                await follower.replicate(KV.encode(Get(key="k1")))
+            assert info.value.leader_id == leader.id
+            assert info.value.leader_address == PEERS[leader.id]
+            index = await follower.apply_read_barrier(timeout=2)
+            assert follower.applied_index >= index and follower.state_machine.data["k1"] == 196
+            many = await leader.replicate_many([KV.encode(Put(key="m", value=v)) for v in (1, 2)])
+            assert many == [None, 1]
+            await leader.wait_for_commit(leader.commit_index)
+            await leader.ensure_consistency(timeout=2)
+            await leader.force_replication(timeout=2)
+
+    run(loop_kind, body)
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_leadership_token_changes_and_transfer(loop_kind):
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, machine=None) as members:
+            leader = await leader_of(members)
+            token = leader.leadership_token
+            assert token is not None and not token.cancelled
+            seen: list[LeaderChange] = []
+            for member in members:
+                member.on_leader_changed(seen.append)
+            await asyncio.sleep(0.1)
+            assert leader.lease.valid and leader.lease.expires_in_ms > 0
+            target = next(m for m in members if m is not leader)
+            await leader.transfer_leadership(target.id, timeout=3)
+            await asyncio.wait_for(token.wait_cancelled(), 3)
+            assert token.cancelled and not leader.lease.valid
+            new = await leader_of(members)
+            assert new is target
+            await asyncio.wait_for(until(lambda: any(c.leader == target.id for c in seen)), 3)
+            resigned_to = await new.resign()
+            await asyncio.wait_for(leader_settles(members, resigned_to), 3)
+
+    async def until(condition):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    async def leader_settles(members, expected):
+        while not any(m.id == expected and m.is_leader for m in members):
+            await asyncio.sleep(0.005)
+
+    run(loop_kind, body)
+
+
+def test_leader_changes_iterator_and_isolation():
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, machine=None) as members:
+            leader = await leader_of(members)
+            follower = next(m for m in members if m is not leader)
+            changes = follower.leader_changes()
+            network.isolate(leader.id)
+
+            async def next_other_leader():
+                async for change in changes:  # earlier changes may still be queued
+                    if change.leader not in (None, leader.id):
+                        return change
+
+            change = await asyncio.wait_for(next_other_leader(), 5)
+            assert change.leader != leader.id and change.term > leader.term - 1
+            new = await leader_of([m for m in members if m is not leader])
+            assert new.term > leader.term or not leader.is_leader
+            network.heal()
+            await changes.aclose()
+
+    run("asyncio", body)
+
+
+def test_add_and_remove_members():
+    async def body():
+        network = MemoryNetwork()
+        peers4 = {**PEERS, 4: "127.0.0.1:7104"}
+        async with cluster(network) as members:
+            leader = await leader_of(members)
+            for i in range(50):
+                await leader.replicate(KV.encode(Put(key="a", value=i)))
+            joining = RaftCluster(RaftConfig(member_id=4, tick_ms=5),
+                                  transport=network.transport(4), peers=peers4,
+                                  state_machine=KV(), join=True)
+            await joining.start()
+            try:
+                await leader.add_member(4, peers4[4], {"zone": "b"}, timeout=5)
+                assert 4 in {m.id for m in leader.members if m.voter}
+                status = {m.id: m for m in leader.members}
+                assert status[4].metadata == {"zone": "b"} and status[4].address == peers4[4]
+                await leader.replicate(KV.encode(Put(key="a", value=99)))
+                await joining.apply_read_barrier(timeout=3)
+                assert joining.state_machine.data["a"] == 99
+                await leader.remove_member(4, timeout=5)
+                assert 4 not in {m.id for m in leader.members}
+            finally:
+                await joining.stop()
+
+    run("asyncio", body)
+
+
+def test_restart_recovers_from_durable_storage(tmp_path):
+    async def body():
+        network = MemoryNetwork()
+
+        def storage(member):
+            return DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=64 * 1024)
+
+        async with cluster(network, storage=storage) as members:
+            leader = await leader_of(members)
+            for i in range(100):
+                await leader.replicate(KV.encode(Put(key=f"k{i % 3}", value=i)))
+        network = MemoryNetwork()
+        async with cluster(network, storage=storage) as members:
+            leader = await leader_of(members)
+            assert await leader.replicate(KV.encode(Get(key="k0"))) == 99
+            for member in members:
+                await member.apply_read_barrier(timeout=3)
+                assert member.state_machine.data == {"k0": 99, "k1": 97, "k2": 98}
+
+    run("asyncio", body)
+
+
+def test_stopped_member_refuses_work():
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, peers={1: "127.0.0.1:7101"}, machine=None) as members:
+            (single,) = members
+            await leader_of(members)  # a member alone cold-starts a one-member cluster
+            assert await single.replicate(b"x") is None
+        with pytest.raises(ClusterStoppedError):
+            await single.replicate(b"y")
+
+    run("asyncio", body)
