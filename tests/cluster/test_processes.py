@@ -22,7 +22,7 @@ from pyraft.testing.processes import Member, free_port, leader, start_cluster, w
 
 @pytest.fixture
 def tls_files(tmp_path):
-    trustme = pytest.importorskip("trustme")
+    import trustme
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     paths = [tmp_path / "member.pem", tmp_path / "member.key", tmp_path / "ca.pem"]
