@@ -256,3 +256,82 @@ def test_stopped_member_refuses_work():
             await single.replicate(b"y")
 
     run("asyncio", body)
+
+
+def test_a_joining_member_announces_itself_and_becomes_ready():
+    async def body():
+        network = MemoryNetwork()
+        peers4 = {**PEERS, 4: "127.0.0.1:7104"}
+        async with cluster(network) as members:
+            leader = await leader_of(members)
+            await leader.replicate(KV.encode(Put(key="before", value=1)))
+            announced = []
+
+            async def announcer(member, address, metadata):
+                announced.append((member, address, metadata))
+                current = await leader_of(members)
+                with contextlib.suppress(Exception):  # "already a member" on a retry
+                    await current.add_member(member, address, metadata, timeout=3)
+
+            joining = RaftCluster(RaftConfig(member_id=4, tick_ms=5),
+                                  transport=network.transport(4), peers=peers4,
+                                  state_machine=KV(), join=True, announcer=announcer,
+                                  metadata={"rack": "r4"})
+            await joining.start()
+            try:
+                await asyncio.wait_for(joining.readiness, 5)
+                assert announced[0] == (4, peers4[4], {"rack": "r4"})
+                await joining.apply_read_barrier(timeout=3)
+                assert joining.state_machine.data["before"] == 1
+                assert {m.id: m.metadata for m in leader.members}[4] == {"rack": "r4"}
+            finally:
+                await joining.stop()
+            for member in members:  # starting members are ready from the start
+                assert member.readiness.done()
+
+    run("asyncio", body)
+
+
+def test_standby_members_never_lead():
+    async def body():
+        network = MemoryNetwork()
+        members = [
+            RaftCluster(RaftConfig(member_id=m, tick_ms=5, standby=m == 3),
+                        transport=network.transport(m), peers=PEERS)
+            for m in PEERS
+        ]
+        for member in members:
+            await member.start()
+        try:
+            for _ in range(3):  # take the leader away repeatedly
+                leader = await leader_of(members)
+                assert leader.id != 3
+                network.isolate(leader.id)
+                await asyncio.sleep(0.3)
+                assert not members[2].is_leader
+                network.heal()
+                await asyncio.sleep(0.2)
+            assert not members[2].is_leader
+            assert await (await leader_of(members)).replicate(b"ok") is None
+        finally:
+            for member in members:
+                await member.stop()
+
+    run("asyncio", body)
+
+
+def test_from_config_with_tcp_and_durable_storage(tmp_path):
+    from pyraft.config import ClusterConfig
+
+    async def body():
+        config = ClusterConfig(member_id=1, listen="127.0.0.1:0", data_dir=str(tmp_path / "d"),
+                               tick_ms=5).validate()
+        for round_ in range(2):
+            async with RaftCluster.from_config(config, state_machine=KV()) as member:
+                await leader_of([member])
+                if round_ == 0:
+                    await member.replicate(KV.encode(Put(key="kept", value=7)))
+                else:
+                    assert await member.replicate(KV.encode(Get(key="kept"))) == 7
+
+    run("asyncio", body)

@@ -30,7 +30,7 @@ import itertools
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from pyraft.config import RaftConfig
 from pyraft.core import (
@@ -144,6 +144,7 @@ class RaftCluster:
         on_start: Callable[[RaftCluster], None] | None = None,
         on_stop: Callable[[RaftCluster], None] | None = None,
         join: bool = False,
+        announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
     ) -> None:
         config.validate()
         if config.member_id not in peers:
@@ -173,6 +174,10 @@ class RaftCluster:
         self.proposal_queue_full = proposal_queue_full
         self.graceful_shutdown_timeout_ms = graceful_shutdown_timeout_ms
         self._on_start, self._on_stop = on_start, on_stop
+        self._join = join
+        self._announcer = announcer
+        self._metadata = dict(metadata or {})
+        self.readiness: asyncio.Future | None = None
         self.core: RaftNode | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -195,6 +200,41 @@ class RaftCluster:
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
         self.applied_index = 0
+
+    @classmethod
+    def from_config(cls, config, *, state_machine=None, transport: Transport | None = None,
+                    **options) -> RaftCluster:
+        """A member built from a ``pyraft.config.ClusterConfig``: TCP (or TLS) transport on
+        ``listen``, durable storage in ``data_dir`` (in memory when None), the configured
+        queue bounds and shutdown timeout; ``cold_start=False`` joins an existing cluster."""
+        from pyraft.storage.log import DurableLogStorage
+        from pyraft.transport.tcp import TcpTransport
+
+        config.validate()
+        if transport is None:
+            server_ssl = client_ssl = None
+            if config.tls is not None:
+                server_ssl, client_ssl = _ssl_contexts(config.tls)
+            transport = TcpTransport(
+                config.member_id, config.listen, cluster_id=config.cluster_id,
+                ssl_server=server_ssl, ssl_client=client_ssl,
+                connect_timeout_s=config.connect_timeout_ms / 1000.0,
+                request_timeout_s=config.request_timeout_ms / 1000.0,
+                frame_bytes_max=config.frame_bytes_max,
+                send_queue_messages_max=config.send_queue_messages_max,
+            )
+        storage = None
+        if config.data_dir is not None:
+            storage = DurableLogStorage(config.data_dir, cluster_id=config.cluster_id,
+                                        sync=config.sync)
+        peers = dict(config.peers) or {config.member_id: config.endpoint}
+        peers.setdefault(config.member_id, config.endpoint)
+        return cls(config, transport=transport, peers=peers, state_machine=state_machine,
+                   storage=storage, metadata=config.metadata,
+                   proposal_queue_max=config.proposal_queue_max,
+                   proposal_queue_full=config.proposal_queue_full,
+                   graceful_shutdown_timeout_ms=config.graceful_shutdown_timeout_ms,
+                   join=not config.cold_start, **options)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> RaftCluster:
@@ -230,6 +270,13 @@ class RaftCluster:
         ]
         if self.state_machine is not None and hasattr(self.state_machine, "start"):
             self.state_machine.start()
+        # ``readiness`` resolves once a committed configuration makes this member a voter
+        # (at once for a member of the starting configuration)
+        self.readiness = loop.create_future()
+        self._membership_waiters.append((self._is_active_voter, self.readiness))
+        self._resolve_waiters()
+        if self._join and self._announcer is not None:
+            self._tasks.append(loop.create_task(self._announce(), name=f"pyraft-{self.id}-join"))
         log.info("member %d started: term %d, commit %d, applied %d, last index %d",
                  self.id, core.term, core.log.committed, core.log.applied,
                  core.log.last_index())
@@ -247,6 +294,29 @@ class RaftCluster:
             machine.snapshot_sink = self._snapshot_sink
         return machine.recover(self.storage, commit,
                                snapshot if snapshot.meta.index else None)
+
+    def _is_active_voter(self) -> bool:
+        core = self.core
+        return (self.id in core.configuration.voters
+                and core.log.committed >= self._configuration_index())
+
+    def _configuration_index(self) -> int:
+        """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
+        entries = self.core._configurations
+        return entries[-1][0] if entries else 0
+
+    async def _announce(self) -> None:
+        """A joining member tells the cluster about itself (through the user's announcer, e.g.
+        a call to the leader's ``add_member``), retrying until it is an active voter."""
+        delay = 0.1
+        address = self._static_peers[self.id]
+        while not self.readiness.done():
+            try:
+                await self._announcer(self.id, address, dict(self._metadata))
+            except Exception as error:  # the announcer's failure is retried, and logged
+                log.warning("member %d: announcement failed (%s); retrying", self.id, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new commands, let in-flight ones finish within
@@ -269,6 +339,8 @@ class RaftCluster:
         self._tasks = []
         await self.transport.stop()
         error = ClusterStoppedError(f"member {self.id} stopped")
+        if self.readiness is not None and not self.readiness.done():
+            self.readiness.cancel()  # nobody may be waiting: cancel rather than fail
         self._fail_all(error)
         if self._token is not None:
             self._token._cancel()
@@ -744,3 +816,17 @@ class RaftCluster:
         if peers != self._peers_snapshot:
             self._peers_snapshot = peers
             self.transport.set_peers(peers)
+
+
+def _ssl_contexts(tls) -> tuple:
+    """Server and client SSL contexts from a ``pyraft.config.TlsConfig``."""
+    import ssl
+
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca_file)
+    server.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.require_client_cert:
+        server.verify_mode = ssl.CERT_REQUIRED
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    client.load_cert_chain(tls.cert_file, tls.key_file)
+    client.check_hostname = False  # members are addressed by IP; the CA is what is trusted
+    return server, client
