@@ -125,3 +125,79 @@ def test_a_member_of_another_cluster_is_refused(tmp_path):
             stranger.stderr.close()
         for member in members:
             member.stop()
+
+
+def test_standby_member_never_leads_after_leader_kills(tmp_path):
+    peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
+    members = [Member(m, peers[m], peers, tmp_path / f"m{m}",
+                      extra_args=["--standby"] if m == 3 else []).start() for m in peers]
+    try:
+        write(members, "a")
+        for _ in range(2):
+            current = leader(members)
+            assert current.id != 3
+            current.kill()
+            survivors = [m for m in members if m.control is not None]
+            write(survivors, "after-kill")  # member 3 votes but never leads
+            assert leader(survivors).id != 3
+            current.start()
+            # let it catch up: with a standby member, the next election needs its log
+            commit = leader(survivors).call("status")["commit"]
+            wait_for(lambda m=current, c=commit: m.call("status")["applied"] >= c)
+        assert leader(members).id != 3
+    finally:
+        for member in members:
+            member.stop()
+
+
+def test_membership_changes_under_concurrent_writes(tmp_path):
+    import threading
+
+    peers, members = start_cluster(tmp_path, 3)
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def writer():
+        for i in range(2000):
+            if stop.is_set():
+                return
+            try:
+                write(members, f"load{i}", attempts=50)
+                acknowledged.append(f"load{i}")
+            except (AssertionError, OSError):
+                pass  # not acknowledged: it may or may not be in the log
+
+    joining = None
+    try:
+        write(members, "start")
+        lock = threading.Lock()
+        original_call = Member.call
+
+        def locked_call(self, op, **fields):  # the writer and the test share connections
+            with lock:
+                return original_call(self, op, **fields)
+
+        Member.call = locked_call
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            peers[4] = f"127.0.0.1:{free_port()}"
+            joining = Member(4, peers[4], peers, tmp_path / "m4", join=True).start()
+            assert leader(members).call("add_member", id=4, address=peers[4])["ok"]
+            removed = next(m for m in members if m is not leader(members))
+            assert leader(members).call("remove_member", id=removed.id)["ok"]
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            thread.join(60)
+            Member.call = original_call
+        assert len(acknowledged) > 20
+        remaining = [m for m in members if m is not removed] + [joining]
+        items = leader(remaining).call("items", barrier=True)["items"]
+        assert set(acknowledged) <= set(items)
+        joined = wait_for(lambda: (a := joining.call("items", barrier=True))["ok"] and
+                          set(acknowledged) <= set(a["items"]))
+        assert joined
+    finally:
+        for member in members + ([joining] if joining else []):
+            member.stop()

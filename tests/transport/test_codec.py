@@ -153,6 +153,7 @@ def test_local_events_a_follower_forwards_to_its_leader_travel(mtype):
         (Message(T.HEARTBEAT, 1, 2, term=2**64), "out of range"),
         (Message(T.HEARTBEAT, 1, -2), "out of range"),
         (Message(T.HEARTBEAT, 1, 2, kind=3), "entry kind"),
+        (Message(T.HEARTBEAT, 1, 2, context="text"), "context must be bytes"),
     ],
 )
 def test_messages_that_cannot_travel_are_refused_when_encoding(message, match):
@@ -309,3 +310,15 @@ def test_wire_types_are_all_but_the_purely_local_events():
     assert T.READ_INDEX in WIRE_TYPES and T.TRANSFER_LEADER in WIRE_TYPES
     for mtype in (T.HUP, T.PROPOSE, T.CHECK_QUORUM, T.SNAPSHOT_STATUS):
         assert mtype not in WIRE_TYPES
+
+
+def test_messages_are_built_positionally_while_the_field_order_allows_it():
+    assert codec.POSITIONAL_MESSAGE, "Message fields were reordered: update codec._MESSAGE_FIELDS"
+
+
+def test_the_keyword_fallback_builds_the_same_messages(monkeypatch):
+    message = Message(T.APPEND_RESPONSE, 2, 1, term=3, index=9, reject=True, reject_hint=4,
+                      hint_term=2, context=b"r")
+    fast = decode_body(body_of(message))
+    monkeypatch.setattr(codec, "POSITIONAL_MESSAGE", False)
+    assert normalized(decode_body(body_of(message))) == normalized(fast) == normalized(message)

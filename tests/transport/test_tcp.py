@@ -566,6 +566,11 @@ ATTACKS = {
     "raft before hello": (False, raft_frame(heartbeat(3, 2, 0)), "instead of HELLO"),
     "malformed body": (True, encode_frame(FRAME_RAFT, b"junk" * 30), "malformed message"),
     "impersonation": (True, raft_frame(heartbeat(4, 2, 0)), "message from member 4"),
+    "pipelined after hello": (
+        False,
+        encode_hello(Hello(1, CLUSTER, 3, 0)) + raft_frame(heartbeat(3, 2, 0))[:20],
+        "bytes after HELLO",
+    ),
     "second hello": (True, encode_hello(Hello(1, CLUSTER, 3, 0)), "unexpected frame"),
     "truncated at eof": (True, raft_frame(heartbeat(3, 2, 0))[:40], "middle of a frame"),
 }

@@ -231,6 +231,9 @@ class _Peer:
         if self.closed or owner._closing:
             connection.transport.abort()
             return
+        if connection.closed.done():  # lost between ACCEPT and this task resuming
+            await self._failed(HandshakeError("connection closed right after the handshake"))
+            return
         self.failures = 0
         self.connection = connection
         self.state = _CONNECTED
@@ -263,10 +266,12 @@ class _Peer:
         first, cap = owner.backoff_s
         delay = min(cap, first * 2 ** min(self.failures - 1, 32))
         delay *= 0.5 + 0.5 * owner._rng.random()
+        # the first failure after a success is a WARNING, its repetitions DEBUG
+        level = logging.WARNING if self.failures == 1 else logging.DEBUG
         if isinstance(exc, HandshakeRefusedError):
             owner.counters.refused += 1
-            log.warning(
-                "member %d at %s refused our connection: %s (retry in %.3f s)",
+            log.log(
+                level, "member %d at %s refused our connection: %s (retry in %.3f s)",
                 self.member_id, self.address, exc.reason, delay,
             )
         else:
@@ -274,7 +279,6 @@ class _Peer:
                 what = f"no connection and handshake within {owner.connect_timeout_s} s"
             else:
                 what = f"{type(exc).__name__}: {exc}"
-            level = logging.WARNING if self.failures == 1 else logging.DEBUG
             log.log(
                 level, "cannot connect to member %d at %s: %s (retry in %.3f s)",
                 self.member_id, self.address, what, delay,
@@ -457,8 +461,7 @@ class _Outbound(_Connection):
             raise MalformedMessageError(f"peer is in cluster {hello.cluster_id}")
         if hello.member_id != expected:
             raise MalformedMessageError(f"peer is member {hello.member_id}, not {expected}")
-        self.open = True
-        self.decoder = FrameDecoder(_HANDSHAKE_FRAME_BYTES_MAX)  # nothing more is expected
+        self.open = True  # nothing more is expected on this connection
         self.accepted.set_result(self)
 
     def _handshake_failed(self, exc: BaseException) -> None:
@@ -566,6 +569,11 @@ class _Inbound(_Connection):
                 elif state is _HELLO:
                     if frame_type != FRAME_HELLO:
                         self._fail(f"frame of type {frame_type} instead of HELLO")
+                        return
+                    if len(frames) > 1 or self.decoder.buffered:
+                        # the connecting side waits for ACCEPT; the handshake decoder (small
+                        # frame limit) must not be left holding bytes of the message stream
+                        self._fail("bytes after HELLO before the answer")
                         return
                     self._on_hello(decode_hello(body))
                 else:
@@ -795,7 +803,7 @@ class TcpTransport(Transport):
             if self.ssl_server is not None:
                 self.counters.refused += 1
                 log.warning("refused connection from %s: TLS handshake failed: %s", peer,
-                            exc or type(exc).__name__)
+                            str(exc) or type(exc).__name__)
             else:
                 log.info("connection from %s failed: %r", peer, exc)
             sock.close()
