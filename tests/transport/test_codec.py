@@ -322,3 +322,13 @@ def test_the_keyword_fallback_builds_the_same_messages(monkeypatch):
     fast = decode_body(body_of(message))
     monkeypatch.setattr(codec, "POSITIONAL_MESSAGE", False)
     assert normalized(decode_body(body_of(message))) == normalized(fast) == normalized(message)
+
+
+def test_snapshot_meta_carries_member_addresses():
+    info = ((1, "127.0.0.1:7001", (("zone", "a"),)), (4, "[::1]:7004", ()))
+    meta = SnapshotMeta(9, 3, (1, 2), (4,), info)
+    message = Message(MessageType.SNAPSHOT, 1, 2, term=3,
+                      snapshot=Snapshot(meta, b"chunk"), snapshot_offset=0)
+    frame = b"".join(bytes(part) for part in codec.encode_message(message))
+    decoded = codec.decode_message(frame)
+    assert decoded.snapshot.meta == meta and decoded.snapshot.data == b"chunk"

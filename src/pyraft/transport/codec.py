@@ -24,7 +24,8 @@ Raft message body, version 1 (all integers little-endian)::
     16     72   src, dst, term, log_term, index, commit, reject_hint, hint_term,
                 snapshot_offset: nine unsigned 64-bit integers
     88     ...  SNAPSHOT only: meta index u64, meta term u64, voter count u32, learner
-                count u32, then that many member ids (u64 each), voters first
+                count u32, then that many member ids (u64 each), voters first, then a u32
+                length and that many bytes of msgpack: [[id, "host:port", {metadata}], ...]
     ...    C    context bytes
     ...    E    log-entry records, exactly as the WAL stores them (docs/format.md)
     ...    D    the snapshot chunk
@@ -56,6 +57,8 @@ from __future__ import annotations
 import dataclasses
 import struct
 from dataclasses import dataclass
+
+import msgpack
 
 from pyraft.core.messages import LOCAL_TYPES, Message, MessageType, Snapshot, SnapshotMeta
 from raftcore.crc import crc32c
@@ -205,6 +208,8 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
         try:
             meta_part = _META.pack(meta.index, meta.term, len(meta.voters), len(meta.learners))
             meta_part += struct.pack(f"<{len(members)}Q", *members)
+            info = msgpack.packb([[m, a, dict(md)] for m, a, md in meta.members_info])
+            meta_part += struct.pack("<I", len(info)) + info
         except struct.error as exc:
             raise MalformedMessageError(f"snapshot metadata out of range: {exc}") from None
         chunk = memoryview(snapshot.data).cast("B") if len(snapshot.data) else None
@@ -365,13 +370,29 @@ def _decode_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int]:
         raise MalformedMessageError("member id 0 in the snapshot configuration", pos)
     if len(set(members)) != count:
         raise MalformedMessageError("a member appears twice in the snapshot configuration", pos)
+    pos += count * _ID.size
+    if size - pos < 4:
+        raise MalformedMessageError("body ends before the snapshot members' addresses", pos)
+    (info_length,) = struct.unpack_from("<I", view, pos)
+    pos += 4
+    if info_length > size - pos:
+        raise MalformedMessageError("snapshot members' addresses run past the body", pos)
+    try:
+        records = msgpack.unpackb(bytes(view[pos : pos + info_length]))
+        info = tuple(sorted(
+            (int(m), str(a), tuple(sorted((str(k), str(v)) for k, v in md.items())))
+            for m, a, md in records
+        ))
+    except Exception as exc:  # msgpack and the shape checks raise several types
+        raise MalformedMessageError(f"bad snapshot members' addresses ({exc})", pos) from None
     meta = SnapshotMeta(
         index=meta_index,
         term=meta_term,
         voters=tuple(members[:voter_count]),
         learners=tuple(members[voter_count:]),
+        members_info=info,
     )
-    return meta, pos + count * _ID.size
+    return meta, pos + info_length
 
 
 def decode_message(frame, *, frame_bytes_max: int = FRAME_BYTES_MAX) -> Message:
