@@ -783,3 +783,44 @@ def test_decode_hello_of_an_accept_names_the_acceptor():
     frame = encode_accept(Hello(PROTOCOL_VERSION, CLUSTER, 2, 1))
     [(frame_type, body)] = FrameDecoder().feed(frame)
     assert frame_type == FRAME_ACCEPT and decode_hello(body).member_id == 2
+
+
+def test_backlog_and_linger_are_applied_and_validated():
+    import socket as socket_module
+    import struct as struct_module
+
+    from pyraft.core.messages import Message, MessageType
+    from pyraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backlog"):
+        TcpTransport(1, "127.0.0.1:0", cluster_id=1, backlog=0)
+    with pytest.raises(ConfigError, match="linger_s"):
+        TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=-1)
+
+    async def body():
+        server = TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=2.0, backlog=7)
+        received = []
+        await server.start(received.append)
+        try:
+            client = TcpTransport(2, "127.0.0.1:0", cluster_id=1, linger_s=2.0)
+            await client.start(lambda m: None)
+            try:
+                client.set_peers({1: server.address})
+                client.send(Message(MessageType.HEARTBEAT, 2, 1, term=1))
+                for _ in range(200):
+                    if received:
+                        break
+                    await asyncio.sleep(0.01)
+                assert received
+                lingers = [
+                    struct_module.unpack("ii", c.transport.get_extra_info("socket").getsockopt(
+                        socket_module.SOL_SOCKET, socket_module.SO_LINGER, 8))
+                    for c in server._connections
+                ]
+                assert lingers and all(value == (1, 2) for value in lingers)
+            finally:
+                await client.stop()
+        finally:
+            await server.stop()
+
+    asyncio.run(body())

@@ -222,6 +222,8 @@ class RaftCluster:
                 request_timeout_s=config.request_timeout_ms / 1000.0,
                 frame_bytes_max=config.frame_bytes_max,
                 send_queue_messages_max=config.send_queue_messages_max,
+                backlog=config.server_backlog,
+                linger_s=None if config.linger_ms is None else config.linger_ms / 1000.0,
             )
         storage = None
         if config.data_dir is not None:

@@ -49,6 +49,7 @@ import logging
 import random
 import socket
 import ssl
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -137,11 +138,14 @@ def _peername(transport: asyncio.BaseTransport) -> str:
     return str(name)
 
 
-def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+def _set_nodelay(transport: asyncio.BaseTransport, linger_s: float | None = None) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if linger_s is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                struct.pack("ii", 1, int(round(linger_s))))
         except (OSError, AttributeError):
             pass
 
@@ -336,7 +340,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = _peername(transport)
         self.owner._connections.add(self)
-        _set_nodelay(transport)
+        _set_nodelay(transport, self.owner.linger_s)
 
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
@@ -641,11 +645,21 @@ class TcpTransport(Transport):
         send_queue_messages_max: int = 1024,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         rng: random.Random | None = None,
+        backlog: int = 128,
+        linger_s: float | None = None,
     ) -> None:
         if not isinstance(member_id, int) or not 0 < member_id < 2**64:
             raise ConfigError("member_id", "must be a positive 64-bit integer")
         if not isinstance(cluster_id, int) or not 0 <= cluster_id < 2**64:
             raise ConfigError("cluster_id", "must be an unsigned 64-bit integer")
+        if not isinstance(backlog, int) or not 1 <= backlog <= 65535:
+            raise ConfigError("backlog", "must be in [1, 65535]")
+        if linger_s is not None and not 0 <= linger_s <= 60:
+            raise ConfigError("linger_s", "must be None or in [0, 60] seconds")
+        #: listen() backlog of the server socket
+        self.backlog = backlog
+        #: SO_LINGER of every connection (None: the system default)
+        self.linger_s = linger_s
         try:
             self._listen = parse_address(listen)
         except ValueError as exc:
@@ -708,7 +722,7 @@ class TcpTransport(Transport):
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, _type, _proto, _name, sockaddr = infos[0]
-        self._listener = socket.create_server(sockaddr[:2], family=family, backlog=128)
+        self._listener = socket.create_server(sockaddr[:2], family=family, backlog=self.backlog)
         self._listener.setblocking(False)
         sockname = self._listener.getsockname()
         self._address = format_address(str(sockname[0]), int(sockname[1]))
