@@ -1,7 +1,8 @@
 """The ``pyraft`` command.
 
 Subcommands grow with the project; today: ``pyraft info`` (versions and which kernels run)
-and ``pyraft wal inspect|repair DIR`` (an operator's tools for a write-ahead log).
+``pyraft playground`` (a local cluster to watch) and ``pyraft wal inspect|repair DIR`` (an
+operator's tools for a write-ahead log).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="versions and the kernels in use")
     info.add_argument("--json", action="store_true", help="print JSON")
+    playground = commands.add_parser(
+        "playground", help="a local cluster on 127.0.0.1 that shows elections and commits")
+    from pyraft.playground import add_arguments as playground_arguments
+
+    playground_arguments(playground)
     wal = commands.add_parser("wal", help="inspect or repair a write-ahead log directory")
     wal_commands = wal.add_subparsers(dest="wal_command", required=True)
     inspect = wal_commands.add_parser("inspect", help="list and validate segments (read only)")
@@ -105,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("--cluster-id", type=int, default=0)
     repair.add_argument("--yes", action="store_true", help="really truncate")
     args = parser.parse_args(argv)
+    if args.command == "playground":
+        from pyraft.playground import run as run_playground
+
+        return run_playground(args)
     if args.command == "wal":
         if args.wal_command == "inspect":
             return _wal_inspect(args.directory)

@@ -31,8 +31,10 @@ class Member:
 
     def start(self, timeout=15.0):
         args = [sys.executable, "-m", "pyraft.cluster.process", "--id", str(self.id),
-                "--listen", self.listen, "--data", str(self.data), "--peers",
+                "--listen", self.listen, "--peers",
                 ",".join(f"{m}={a}" for m, a in self.peers.items()), "--tick-ms", "10"]
+        if self.data is not None:
+            args += ["--data", str(self.data)]
         if self.join:
             args.append("--join")
         args += self.extra_args
@@ -108,7 +110,11 @@ def write(members, text, attempts=200):
 
 
 def start_cluster(directory, size, tls=None, extra_args=()):
+    """Start ``size`` members; ``directory`` None keeps their logs in memory."""
     peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, size + 1)}
-    members = [Member(m, peers[m], peers, f"{directory}/m{m}", tls, extra_args=extra_args).start()
-               for m in peers]
+    members = [
+        Member(m, peers[m], peers, None if directory is None else f"{directory}/m{m}", tls,
+               extra_args=extra_args).start()
+        for m in peers
+    ]
     return peers, members

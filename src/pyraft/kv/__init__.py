@@ -1,0 +1,48 @@
+"""A replicated key-value store on the memory state machine, with exactly-once client
+sessions (Raft thesis chapter 6); see :mod:`pyraft.kv.machine`."""
+
+from pyraft.kv.machine import (
+    SESSION_TTL_ENTRIES_DEFAULT,
+    SESSIONS_MAX_DEFAULT,
+    CasResult,
+    CompareAndSet,
+    Delete,
+    Get,
+    KeepAlive,
+    KVClientSession,
+    KVCommand,
+    KVStateMachine,
+    MalformedRequest,
+    OpenSession,
+    Put,
+    Rejected,
+    RequestPendingError,
+    SessionExpired,
+    SessionInfo,
+    SessionOpened,
+    SnapshotFormatError,
+    StaleRequest,
+)
+
+__all__ = [
+    "SESSIONS_MAX_DEFAULT",
+    "SESSION_TTL_ENTRIES_DEFAULT",
+    "CasResult",
+    "CompareAndSet",
+    "Delete",
+    "Get",
+    "KVClientSession",
+    "KVCommand",
+    "KVStateMachine",
+    "KeepAlive",
+    "MalformedRequest",
+    "OpenSession",
+    "Put",
+    "Rejected",
+    "RequestPendingError",
+    "SessionExpired",
+    "SessionInfo",
+    "SessionOpened",
+    "SnapshotFormatError",
+    "StaleRequest",
+]
