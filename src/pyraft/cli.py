@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from pyraft.playground import add_arguments as playground_arguments
 
     playground_arguments(playground)
+    node = commands.add_parser("node", help="run one member of the key-value service")
+    from pyraft.kv.node import add_arguments as node_arguments
+
+    node_arguments(node)
     wal = commands.add_parser("wal", help="inspect or repair a write-ahead log directory")
     wal_commands = wal.add_subparsers(dest="wal_command", required=True)
     inspect = wal_commands.add_parser("inspect", help="list and validate segments (read only)")
@@ -111,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("--cluster-id", type=int, default=0)
     repair.add_argument("--yes", action="store_true", help="really truncate")
     args = parser.parse_args(argv)
+    if args.command == "node":
+        from pyraft.kv.node import run as run_node
+
+        return run_node(args)
     if args.command == "playground":
         from pyraft.playground import run as run_playground
 

@@ -1,0 +1,111 @@
+"""``pyraft node``: one member of a replicated key-value service.
+
+Runs a ``RaftCluster`` (TCP or TLS between members, durable log in ``--data``) with the
+``KVStateMachine`` and serves the HTTP API (``pyraft.kv.http``) on ``--http``. Every member
+publishes its HTTP address in its metadata (key ``http``), so followers can redirect clients
+to the leader. Start three in three terminals; kill one; restart it: its state recovers from
+its data directory::
+
+    pyraft node --id 1 --listen 127.0.0.1:7001 --http 127.0.0.1:8001 \\
+        --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data /tmp/node1
+
+``--config FILE`` (JSON or TOML, see ``pyraft.config.ClusterConfig``) supplies any setting;
+command-line options override it. SIGTERM or Ctrl+C stops the member gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+
+from pyraft.cluster.runtime import RaftCluster
+from pyraft.config import ClusterConfig, TlsConfig
+from pyraft.kv.machine import KVStateMachine
+
+log = logging.getLogger("pyraft.node")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", type=int, required=True, help="this member's id")
+    parser.add_argument("--listen", required=True, help="HOST:PORT for the other members")
+    parser.add_argument("--http", required=True, help="HOST:PORT of the key-value HTTP API")
+    parser.add_argument("--peers", default="", help="ID=HOST:PORT,... of the initial members")
+    parser.add_argument("--http-peers", default="",
+                        help="ID=HOST:PORT,... of the members' HTTP APIs (for redirects before "
+                             "their addresses arrive through the log)")
+    parser.add_argument("--data", default=None, help="data directory (default: in memory)")
+    parser.add_argument("--config", default=None, help="a JSON or TOML ClusterConfig file")
+    parser.add_argument("--cluster-id", type=int, default=None)
+    parser.add_argument("--sync", choices=["always", "interval", "never"], default=None)
+    parser.add_argument("--transport", choices=["tcp", "tls"], default="tcp")
+    parser.add_argument("--cert"), parser.add_argument("--key"), parser.add_argument("--ca")
+    parser.add_argument("--standby", action="store_true", help="replicate, never lead")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def build_config(args: argparse.Namespace) -> ClusterConfig:
+    base = ClusterConfig.from_file(args.config) if args.config else ClusterConfig(
+        member_id=args.id)
+    peers = parse_members(args.peers)
+    changes = {"member_id": args.id, "listen": args.listen,
+               "metadata": {**dict(base.metadata), "http": args.http}}
+    if peers:
+        changes["peers"] = peers
+    if args.data is not None:
+        changes["data_dir"] = args.data
+    if args.cluster_id is not None:
+        changes["cluster_id"] = args.cluster_id
+    if args.sync is not None:
+        changes["sync"] = args.sync
+    if args.standby:
+        changes["standby"] = True
+    if args.transport == "tls":
+        if not (args.cert and args.key and args.ca):
+            raise SystemExit("--transport tls needs --cert, --key and --ca")
+        changes["tls"] = TlsConfig(args.cert, args.key, args.ca, require_client_cert=True)
+    return dataclasses.replace(base, **changes).validate()
+
+
+def parse_members(text: str) -> dict[int, str]:
+    members = {}
+    for part in filter(None, text.split(",")):
+        member, _, address = part.partition("=")
+        members[int(member)] = address
+    return members
+
+
+async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str]) -> None:
+    from pyraft.kv.http import serve as serve_http
+
+    machine = KVStateMachine(snapshot_entries=50_000)
+    cluster = RaftCluster.from_config(config, state_machine=machine)
+    await cluster.start()
+    host, _, port = http.rpartition(":")
+    runner = await serve_http(cluster, machine, host, int(port),
+                              http_addresses={**http_peers, config.member_id: http})
+    log.info("member %d serves the key-value API on http://%s", config.member_id, http)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await cluster.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level,
+                        format=f"%(asctime)s member {args.id} %(name)s: %(message)s")
+    config = build_config(args)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config, args.http, parse_members(args.http_peers)))
+    else:
+        uvloop.run(serve(config, args.http, parse_members(args.http_peers)))
+    return 0
