@@ -1,0 +1,235 @@
+"""``KVClient``: an asyncio client of the key-value HTTP API (:mod:`pyraft.kv.http`).
+
+Needs ``aiohttp`` (the ``http`` extra). Use it as an async context manager::
+
+    async with KVClient(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]) as kv:
+        await kv.put("greeting", b"hello")
+        assert await kv.get("greeting") == b"hello"
+
+Writes are exactly-once: the client opens a session (``POST /v1/sessions``) before its first
+write, numbers its writes (``X-Client-Id`` / ``X-Request-Seq``) and sends a retry with the
+same number, so a retried write is never applied twice. Writes run one at a time per client
+(the server keeps the result of the last request only); reads run concurrently.
+
+The client follows ``307`` redirects itself and remembers the leader; it retries ``503``,
+``504`` and connection failures with a growing delay, ``retries`` times, on the next URL.
+
+Errors: :class:`KVClientError` is the base; :class:`UnavailableError` when the retries are
+used up (a write's outcome is then unknown); :class:`SessionExpiredError` when the session
+expired (the write was not applied; the next write opens a new session, but an earlier write
+that got no answer may or may not have been applied); :class:`RequestError` (also a
+``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.parse
+
+import aiohttp
+
+__all__ = ["KVClient", "KVClientError", "RequestError", "SessionExpiredError",
+           "UnavailableError"]
+
+_RETRIED = (503, 504)
+
+
+class KVClientError(Exception):
+    """Base of the errors of :class:`KVClient`."""
+
+
+class UnavailableError(KVClientError):
+    """No member answered within the retries (a write's outcome is unknown)."""
+
+
+class SessionExpiredError(KVClientError):
+    """The client's session expired; the write was not applied."""
+
+
+class RequestError(KVClientError, ValueError):
+    """The server refused the request (4xx); ``status`` and ``kind`` (its error type)."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(f"{status} {kind}: {message}")
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+def _base(url: str) -> str:
+    if "://" not in url:
+        url = "http://" + url
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _key_path(key: str | bytes) -> str:
+    if isinstance(key, bytes):
+        key = key.decode("utf-8")
+    if not key or "/" in key:
+        raise ValueError(f"a key is a non-empty string without '/', not {key!r}")
+    return "/v1/kv/" + urllib.parse.quote(key, safe="")
+
+
+def _value(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+class KVClient:
+    """A client of the members at ``urls`` (``http://host:port`` or ``host:port``).
+
+    ``timeout_s`` bounds each HTTP exchange; ``retries`` is how many times a request is sent
+    again after a ``503``, ``504``, a connection failure or a redirect.
+    """
+
+    def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10) -> None:
+        if not urls:
+            raise ValueError("give at least one URL")
+        self.urls = [_base(url) for url in urls]
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.leader_url: str | None = None
+        self.client_id: int | None = None
+        self.sequence = 0
+        self._next = 0
+        self._http: aiohttp.ClientSession | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> KVClient:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # ---- the API -------------------------------------------------------------------------
+    async def get(self, key: str | bytes, consistency: str = "barrier") -> bytes | None:
+        """The value of ``key`` (``None`` when absent) read at ``consistency``: ``barrier``
+        (linearizable, any member), ``lease`` (linearizable, the leader) or ``local``."""
+        status, body = await self._request("GET", _key_path(key),
+                                           params={"consistency": consistency})
+        return None if status == 404 else body
+
+    async def put(self, key: str | bytes, value: str | bytes) -> bytes | None:
+        """Set ``key`` to ``value`` (``str`` is sent as UTF-8); returns the previous value
+        (``None`` when the key was absent)."""
+        status, body = await self._write("PUT", _key_path(key), data=_value(value))
+        return None if status == 204 else body
+
+    async def delete(self, key: str | bytes) -> bytes | None:
+        """Remove ``key``; returns the removed value (``None`` when it was absent)."""
+        status, body = await self._write("DELETE", _key_path(key))
+        return None if status == 204 else body
+
+    async def cas(self, key: str | bytes, expected: str | bytes | None,
+                  new: str | bytes) -> tuple[bool, bytes | None]:
+        """Set ``key`` to ``new`` if it holds ``expected`` (``None``: if it is absent);
+        returns ``(ok, current)``, ``current`` being the value afterwards."""
+        document = {
+            "encoding": "base64",
+            "expected": None if expected is None
+            else base64.b64encode(_value(expected)).decode("ascii"),
+            "new": base64.b64encode(_value(new)).decode("ascii"),
+        }
+        _, body = await self._write("POST", _key_path(key) + "/cas", json=document)
+        answer = _json(body)
+        value = answer.get("value")
+        if value is not None:
+            value = base64.b64decode(value) if answer.get("encoding") == "base64" \
+                else value.encode("utf-8")
+        return bool(answer["ok"]), value
+
+    async def status(self, url: str | None = None) -> dict:
+        """The status of the member at ``url`` (by default the first that answers)."""
+        _, body = await self._request("GET", "/v1/status", url=url and _base(url),
+                                      follow=False)
+        return _json(body)
+
+    async def open_session(self) -> int:
+        """Open a new session (done by the first write); returns its client id."""
+        _, body = await self._request("POST", "/v1/sessions", leader=True)
+        self.client_id, self.sequence = int(_json(body)["client_id"]), 0
+        return self.client_id
+
+    # ---- the machinery -------------------------------------------------------------------
+    async def _write(self, method: str, path: str, **kwargs) -> tuple[int, bytes]:
+        async with self._write_lock:
+            if self.client_id is None:
+                await self.open_session()
+            self.sequence += 1
+            headers = {"X-Client-Id": str(self.client_id), "X-Request-Seq": str(self.sequence)}
+            try:
+                return await self._request(method, path, headers=headers, leader=True,
+                                           **kwargs)
+            except SessionExpiredError:
+                self.client_id = None
+                raise
+
+    async def _request(self, method: str, path: str, *, url: str | None = None,
+                       leader: bool = False, follow: bool = True,
+                       **kwargs) -> tuple[int, bytes]:
+        """Send until a final answer; the same request (same sequence) on every attempt."""
+        if self._http is None:
+            raise KVClientError("use the client as 'async with KVClient(...)'")
+        delay, last, redirected = 0.02, "no attempt", None
+        for attempt in range(self.retries + 1):
+            base = url or redirected or (
+                self.leader_url if leader and self.leader_url else self._pick())
+            redirected = None
+            try:
+                async with self._http.request(method, base + path, allow_redirects=False,
+                                              **kwargs) as response:
+                    status, body = response.status, await response.read()
+                    location = response.headers.get("Location")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                last = f"{base}: {type(exc).__name__}: {exc}"
+                self._failed(base)
+            else:
+                if status == 307 and location and follow:
+                    self.leader_url = redirected = _base(location)
+                    last = f"{base}: redirected to {self.leader_url}"
+                    continue
+                if status not in _RETRIED:
+                    return self._final(status, body)
+                last = f"{base}: {status} {_json(body).get('message', '')}"
+                if status == 503:
+                    self._failed(base)
+            if attempt < self.retries:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise UnavailableError(f"{method} {path}: no answer after {self.retries} retries "
+                               f"(last: {last})")
+
+    def _pick(self) -> str:
+        return self.urls[self._next % len(self.urls)]
+
+    def _failed(self, base: str) -> None:
+        if base == self.leader_url:
+            self.leader_url = None
+        if base == self._pick():
+            self._next += 1
+
+    @staticmethod
+    def _final(status: int, body: bytes) -> tuple[int, bytes]:
+        if status < 400 or status == 404:
+            return status, body
+        answer = _json(body)
+        kind, message = answer.get("error", "unknown"), answer.get("message", "")
+        if status == 410:
+            raise SessionExpiredError(message)
+        raise RequestError(status, kind, message)
+
+
+def _json(body: bytes) -> dict:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}

@@ -1,0 +1,438 @@
+"""An HTTP API for the replicated key-value store (needs ``aiohttp``: the ``http`` extra).
+
+One application serves one member (:func:`create_app`; :func:`serve` starts it on a socket).
+
+Keys are one URL path segment, UTF-8 (so a key cannot hold ``/``); values are raw bytes.
+
+- ``GET /v1/kv/{key}?consistency=barrier|lease|local`` (``barrier`` by default):
+
+  - ``barrier``: a read index round (``apply_read_barrier``) then a read of this member's
+    state: linearizable, served by followers too;
+  - ``lease``: the leader only (followers redirect), with a valid lease, after its no-op
+    committed and applied: linearizable as long as clocks drift within the lease's bound;
+  - ``local``: this member's state as applied: may be stale.
+
+  ``200`` with the value (``application/octet-stream``), ``404`` when the key is absent.
+- ``PUT /v1/kv/{key}`` (body: the value): ``200`` with the previous value as body, or ``204``
+  when the key was absent.
+- ``DELETE /v1/kv/{key}``: ``200`` with the removed value, or ``204`` when it was absent.
+- ``POST /v1/kv/{key}/cas`` with JSON ``{"expected": str | null, "new": str}``: writes ``new``
+  when the key holds ``expected`` (``null``: the key is absent). The strings are the values
+  as UTF-8 text; with ``"encoding": "base64"`` they are base64 instead. The answer is
+  ``{"ok": bool, "value": str | null, "encoding": ...}``: the value after the command, in the
+  request's encoding, or in ``base64`` (said by ``encoding``) when it is not UTF-8 text.
+- ``POST /v1/sessions``: opens a client session; ``{"client_id": n}``.
+- ``GET /v1/status``: this member's view (see :meth:`_Api.status`).
+
+Exactly-once writes: a client with a session sends ``X-Client-Id`` and ``X-Request-Seq``
+(both integers >= 1, both or neither) and reuses the sequence when it retries a request; the
+state machine answers a retry of the last sequence from its cache, without applying it again.
+Without the headers the member uses a session of its own (opened through the log on the first
+such write), numbering requests itself: such a write is applied at most once, but a client
+that retries it after a timeout may apply it twice.
+
+Errors have a JSON body ``{"error": type, "message": text}``:
+
+- ``307`` + ``Location``: a write (or a lease read) reached a follower; the location is the
+  leader's HTTP address, its member metadata key ``"http"`` (or ``http_addresses``);
+- ``503`` + ``Retry-After: 1``: no leader known (or its HTTP address unknown), no valid lease,
+  the member stopped, the command was dropped or lost (not applied: safe to retry);
+- ``504``: the timeout passed; a write's outcome is unknown (retry it with the same sequence);
+- ``400`` (bad consistency, JSON, headers or encoding), ``413`` (value over
+  ``value_bytes_max``): nothing was proposed;
+- ``409``: ``X-Request-Seq`` is below the session's last one (its result is gone);
+- ``410``: the client's session expired (or never existed): open a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import socket
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from pyraft.cluster.runtime import ClusterStoppedError, CommandLostError, RaftCluster
+from pyraft.errors import NotLeaderError, ProposalDroppedError, StorageError
+from pyraft.kv.machine import (
+    CasResult,
+    CompareAndSet,
+    Delete,
+    KVStateMachine,
+    MalformedRequest,
+    OpenSession,
+    Put,
+    SessionExpired,
+    SessionOpened,
+    StaleRequest,
+)
+
+__all__ = ["VALUE_BYTES_MAX_DEFAULT", "bound_port", "create_app", "serve"]
+
+#: the largest value accepted, unless configured
+VALUE_BYTES_MAX_DEFAULT = 1024 * 1024
+
+_CONSISTENCIES = ("barrier", "lease", "local")
+_ENCODINGS = ("utf-8", "base64")
+
+
+class _Abort(Exception):
+    """A finished error answer, raised from deep inside a handler."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None):
+    return web.json_response({"error": kind, "message": message}, status=status,
+                             headers=headers)
+
+
+def _unavailable(kind: str, message: str) -> _Abort:
+    return _Abort(_error(503, kind, message, {"Retry-After": "1"}))
+
+
+def _bad_request(kind: str, message: str) -> _Abort:
+    return _Abort(_error(400, kind, message))
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler):
+    """Every error answer has a JSON body, aiohttp's own (404 route, 405) included."""
+    try:
+        return await handler(request)
+    except _Abort as abort:
+        return abort.response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = exc.reason.lower().replace(" ", "_")
+        return _error(exc.status, kind, exc.text or exc.reason, headers=None)
+
+
+class _Api:
+    """The handlers of one member; the state is the member's own session (see module doc)."""
+
+    def __init__(self, cluster: RaftCluster, machine: KVStateMachine, value_bytes_max: int,
+                 request_timeout_s: float, http_addresses: Mapping[int, str]) -> None:
+        self.cluster = cluster
+        self.machine = machine
+        self.value_bytes_max = value_bytes_max
+        self.timeout = request_timeout_s
+        self.http_addresses = dict(http_addresses)
+        self._own_client: int | None = None
+        self._own_sequence = 0
+        self._own_lock = asyncio.Lock()
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _leader_http(self) -> str | None:
+        leader = self.cluster.leader
+        if leader is None:
+            return None
+        for member in self.cluster.members:
+            if member.id == leader and member.metadata.get("http"):
+                return member.metadata["http"]
+        return self.http_addresses.get(leader)
+
+    def _not_leader(self, request: web.Request) -> _Abort:
+        """A redirect to the leader's HTTP address, or 503 when it is not known."""
+        leader = self.cluster.leader
+        if leader is None or leader == self.cluster.id:
+            return _unavailable("no_leader", "no leader is known; retry later")
+        address = self._leader_http()
+        if address is None:
+            return _unavailable("no_leader_address",
+                                f"the leader is member {leader}; its HTTP address is unknown")
+        location = f"{request.scheme}://{address}{request.rel_url}"
+        return _Abort(_error(307, "not_leader", f"the leader is member {leader}",
+                             {"Location": location}))
+
+    def _key(self, request: web.Request) -> bytes:
+        return request.match_info["key"].encode("utf-8")
+
+    async def _body(self, request: web.Request, limit: int) -> bytes:
+        """The request body, 413 beyond ``limit`` bytes (checked before reading when known)."""
+        if request.content_length is not None and request.content_length > limit:
+            raise _Abort(_error(413, "too_large", f"the body exceeds {limit} bytes"))
+        chunks, size = [], 0
+        while True:
+            chunk = await request.content.read(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise _Abort(_error(413, "too_large", f"the body exceeds {limit} bytes"))
+            chunks.append(chunk)
+
+    def _session_headers(self, request: web.Request) -> tuple[int, int] | None:
+        client, sequence = request.headers.get("X-Client-Id"), request.headers.get("X-Request-Seq")
+        if client is None and sequence is None:
+            return None
+        if client is None or sequence is None:
+            raise _bad_request("bad_header", "send X-Client-Id and X-Request-Seq together")
+        try:
+            parsed = int(client), int(sequence)
+        except ValueError:
+            raise _bad_request("bad_header", "X-Client-Id and X-Request-Seq are integers") \
+                from None
+        if parsed[0] < 1 or parsed[1] < 1:
+            raise _bad_request("bad_header", "X-Client-Id and X-Request-Seq must be >= 1")
+        return parsed
+
+    async def _replicate(self, request: web.Request, payload: bytes) -> object:
+        """Propose ``payload`` and return its result, or raise the answer for a failure."""
+        if not self.cluster.is_leader:
+            raise self._not_leader(request)
+        try:
+            return await self.cluster.replicate(payload, timeout=self.timeout)
+        except NotLeaderError:
+            raise self._not_leader(request) from None
+        except asyncio.TimeoutError:
+            raise _Abort(_error(504, "timeout", "no answer within the timeout: the write may or "
+                                "may not be applied; retry it with the same X-Request-Seq")) \
+                from None
+        except (ClusterStoppedError, CommandLostError, ProposalDroppedError,
+                StorageError) as exc:
+            raise _unavailable(type(exc).__name__, f"not applied: {exc}") from None
+
+    async def _open_session(self, request: web.Request) -> int:
+        result = await self._replicate(request, KVStateMachine.encode(OpenSession(None)))
+        if not isinstance(result, SessionOpened):
+            raise _Abort(_error(500, "internal", f"unexpected result {result!r}"))
+        return result.client
+
+    async def _write(self, request: web.Request, build) -> object:
+        """Run a session write; ``build(client, sequence)`` makes the command."""
+        given = self._session_headers(request)
+        if given is not None:
+            return self._check(await self._replicate(request, KVStateMachine.encode(
+                build(*given))))
+        # the member's own session: a fresh sequence per request; a rejected request was not
+        # applied, so it is sent again once with a new sequence (or a new session)
+        for attempt in range(2):
+            async with self._own_lock:
+                if self._own_client is None:
+                    self._own_client, self._own_sequence = await self._open_session(request), 0
+                client = self._own_client
+                self._own_sequence += 1
+                sequence = self._own_sequence
+            result = await self._replicate(request, KVStateMachine.encode(
+                build(client, sequence)))
+            if isinstance(result, SessionExpired) and self._own_client == client:
+                self._own_client = None
+            if not isinstance(result, (SessionExpired, StaleRequest)) or attempt:
+                return self._check(result)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check(result: object) -> object:
+        if isinstance(result, SessionExpired):
+            raise _Abort(_error(410, "session_expired",
+                                f"client {result.client} has no session: open a new one"))
+        if isinstance(result, StaleRequest):
+            raise _Abort(_error(409, "stale_request",
+                                f"sequence {result.sequence} is below the last one "
+                                f"({result.last_sequence}) of client {result.client}"))
+        if isinstance(result, MalformedRequest):
+            raise _bad_request("malformed", result.reason)
+        return result
+
+    @staticmethod
+    def _previous(result: object) -> web.Response:
+        if result is None:
+            return web.Response(status=204)
+        return web.Response(body=result, content_type="application/octet-stream")
+
+    # ---- handlers ------------------------------------------------------------------------
+    async def get(self, request: web.Request) -> web.Response:
+        consistency = request.query.get("consistency", "barrier")
+        if consistency not in _CONSISTENCIES:
+            raise _bad_request("bad_consistency",
+                               f"consistency must be one of {', '.join(_CONSISTENCIES)}")
+        key = self._key(request)
+        cluster = self.cluster
+        try:
+            if consistency == "barrier":
+                if cluster.leader is None:
+                    raise _unavailable("no_leader", "no leader is known; retry later")
+                await cluster.apply_read_barrier(timeout=self.timeout)
+            elif consistency == "lease":
+                await self._lease_ready(request)
+        except asyncio.TimeoutError:
+            raise _Abort(_error(504, "timeout", "the read barrier timed out (a read is safe "
+                                "to retry)")) from None
+        except NotLeaderError:
+            raise self._not_leader(request) from None
+        except ClusterStoppedError as exc:
+            raise _unavailable("stopped", str(exc)) from None
+        value = self.machine.data.get(key)
+        if value is None:
+            return _error(404, "not_found", "no such key")
+        return web.Response(body=value, content_type="application/octet-stream")
+
+    async def _lease_ready(self, request: web.Request) -> None:
+        cluster = self.cluster
+        if not cluster.is_leader:
+            raise self._not_leader(request)
+        await cluster.ensure_consistency(timeout=self.timeout)  # the no-op of the term
+        target = cluster.commit_index
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while cluster.applied_index < target:  # committed entries are applied promptly
+            if loop.time() > deadline:
+                raise asyncio.TimeoutError
+            await asyncio.sleep(0.001)
+        if not cluster.is_leader:
+            raise self._not_leader(request)
+        if not cluster.lease.valid:
+            raise _unavailable("no_lease", "the leader holds no valid lease; retry later")
+
+    async def put(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        value = await self._body(request, self.value_bytes_max)
+        return self._previous(await self._write(
+            request, lambda client, sequence: Put(client, sequence, key, value)))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        return self._previous(await self._write(
+            request, lambda client, sequence: Delete(client, sequence, key)))
+
+    async def cas(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        body = await self._body(request, 4 * self.value_bytes_max + 4096)
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _bad_request("bad_json", f"the body is not JSON: {exc}") from None
+        if type(document) is not dict:
+            raise _bad_request("bad_json", "the body must be a JSON object")
+        encoding = document.get("encoding", "utf-8")
+        if encoding not in _ENCODINGS:
+            raise _bad_request("bad_encoding", f"encoding must be one of {_ENCODINGS}")
+        expected, new = document.get("expected"), document.get("new")
+        if "new" not in document or type(new) is not str:
+            raise _bad_request("bad_json", '"new" must be a string')
+        if expected is not None and type(expected) is not str:
+            raise _bad_request("bad_json", '"expected" must be a string or null')
+        expected_bytes = None if expected is None else self._decode(expected, encoding)
+        new_bytes = self._decode(new, encoding)
+        if len(new_bytes) > self.value_bytes_max:
+            raise _Abort(_error(413, "too_large", f"the value exceeds {self.value_bytes_max} "
+                                "bytes"))
+        result = await self._write(request, lambda client, sequence: CompareAndSet(
+            client, sequence, key, expected_bytes, new_bytes))
+        if not isinstance(result, CasResult):
+            raise _Abort(_error(500, "internal", f"unexpected result {result!r}"))
+        value, used = result.current, encoding
+        if value is not None:
+            value, used = self._encode(value, encoding)
+        return web.json_response({"ok": result.ok, "value": value, "encoding": used})
+
+    @staticmethod
+    def _decode(text: str, encoding: str) -> bytes:
+        try:
+            if encoding == "base64":
+                return base64.b64decode(text, validate=True)
+            return text.encode("utf-8")
+        except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+            raise _bad_request("bad_encoding", f"cannot decode a value: {exc}") from None
+
+    @staticmethod
+    def _encode(value: bytes, encoding: str) -> tuple[str, str]:
+        if encoding == "utf-8":
+            try:
+                return value.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                pass
+        return base64.b64encode(value).decode("ascii"), "base64"
+
+    async def open_session(self, request: web.Request) -> web.Response:
+        return web.json_response({"client_id": await self._open_session(request)})
+
+    async def status(self, request: web.Request) -> web.Response:
+        """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``
+        and ``members``: ``id``, ``address``, ``voter``, ``http`` and, on the leader,
+        ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``)."""
+        cluster = self.cluster
+        leading = cluster.is_leader
+        last = cluster.core.log.last_index()
+        members = []
+        for member in cluster.members:
+            entry = {
+                "id": member.id,
+                "address": member.address,
+                "voter": member.voter,
+                "http": member.metadata.get("http") or self.http_addresses.get(member.id),
+            }
+            if leading:
+                match = last if member.is_self else member.match_index
+                entry["match"] = match
+                entry["lag"] = None if match is None else last - match
+            members.append(entry)
+        return web.json_response({
+            "id": cluster.id,
+            "role": cluster.role.value,
+            "leader": cluster.leader,
+            "leader_http": self._leader_http(),
+            "term": cluster.term,
+            "commit": cluster.commit_index,
+            "applied": cluster.applied_index,
+            "members": members,
+        })
+
+
+def create_app(
+    cluster: RaftCluster,
+    machine: KVStateMachine,
+    *,
+    value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT,
+    request_timeout_s: float = 5.0,
+    http_addresses: Mapping[int, str] | None = None,
+) -> web.Application:
+    """The HTTP API of ``cluster`` (whose state machine is ``machine``); see the module doc.
+
+    ``http_addresses`` maps member ids to ``"host:port"`` HTTP addresses, used for a member
+    whose configuration metadata has no ``"http"`` key: a member knows the metadata of the
+    starting members other than itself only once a configuration entry carrying it is
+    committed (a member added with ``add_member(..., metadata)`` is known at once).
+    """
+    if value_bytes_max < 0 or request_timeout_s <= 0:
+        raise ValueError("value_bytes_max must be >= 0 and request_timeout_s > 0")
+    api = _Api(cluster, machine, value_bytes_max, request_timeout_s, http_addresses or {})
+    # bodies are read by the handlers with their own bound; this only has to be larger
+    app = web.Application(middlewares=[_json_errors],
+                          client_max_size=4 * value_bytes_max + 8192)
+    app.router.add_get("/v1/kv/{key}", api.get, allow_head=False)
+    app.router.add_put("/v1/kv/{key}", api.put)
+    app.router.add_delete("/v1/kv/{key}", api.delete)
+    app.router.add_post("/v1/kv/{key}/cas", api.cas)
+    app.router.add_post("/v1/sessions", api.open_session)
+    app.router.add_get("/v1/status", api.status, allow_head=False)
+    return app
+
+
+async def serve(cluster: RaftCluster, machine: KVStateMachine, host: str = "127.0.0.1",
+                port: int = 0, *, sock: socket.socket | None = None,
+                **options) -> web.AppRunner:
+    """Serve the API on ``host:port`` (``0``: any free port) or on a bound ``sock``; returns
+    the started runner (the caller ends it with ``await runner.cleanup()``). The bound port
+    is :func:`bound_port` ``(runner)``. ``options`` go to :func:`create_app`."""
+    runner = web.AppRunner(create_app(cluster, machine, **options), access_log=None)
+    await runner.setup()
+    try:
+        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the first site of ``runner`` listens on."""
+    return runner.addresses[0][1]
