@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     from pyraft.kv.node import add_arguments as node_arguments
 
     node_arguments(node)
+    from pyraft.kv.cli import add_kv_arguments, add_status_arguments
+
+    add_kv_arguments(commands.add_parser("kv", help="get, put, delete, cas on the service"))
+    add_status_arguments(commands.add_parser("status", help="members, leader, indexes, lag"))
     wal = commands.add_parser("wal", help="inspect or repair a write-ahead log directory")
     wal_commands = wal.add_subparsers(dest="wal_command", required=True)
     inspect = wal_commands.add_parser("inspect", help="list and validate segments (read only)")
@@ -115,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("--cluster-id", type=int, default=0)
     repair.add_argument("--yes", action="store_true", help="really truncate")
     args = parser.parse_args(argv)
+    if args.command == "kv":
+        from pyraft.kv.cli import run_kv
+
+        return run_kv(args)
+    if args.command == "status":
+        from pyraft.kv.cli import run_status
+
+        return run_status(args)
     if args.command == "node":
         from pyraft.kv.node import run as run_node
 

@@ -105,3 +105,34 @@ async def scenario(urls, consistency, processes, peers, http, tmp_path):
                 await asyncio.sleep(0.1)
             assert await direct.get("after9") == b"9"
             assert await direct.get("counter") == b"20"
+
+
+def test_the_command_line_client(tmp_path):
+    peers = {1: f"127.0.0.1:{free_port()}"}
+    http = {1: f"127.0.0.1:{free_port()}"}
+    process = start_node(1, peers, http, tmp_path / "n1")
+    url = f"http://{http[1]}"
+    try:
+        asyncio.run(wait_ready([url]))
+
+        def cli(*args):
+            return subprocess.run([sys.executable, "-m", "pyraft", *args], capture_output=True,
+                                  text=True, timeout=60)
+
+        assert cli("kv", "--cluster", url, "put", "color", "blue").returncode == 0
+        got = cli("kv", "--cluster", url, "get", "color")
+        assert (got.returncode, got.stdout.strip()) == (0, "blue")
+        missing = cli("kv", "--cluster", url, "--json", "get", "nothing")
+        assert missing.returncode == 1 and '"value": null' in missing.stdout
+        assert cli("kv", "--cluster", url, "cas", "color", "red", "green").returncode == 1
+        assert cli("kv", "--cluster", url, "cas", "color", "blue", "green").returncode == 0
+        assert cli("kv", "--cluster", url, "cas", "shape", "-", "round").returncode == 0
+        assert cli("kv", "--cluster", url, "delete", "shape").returncode == 0
+        status = cli("status", "--cluster", url, "--json")
+        assert status.returncode == 0 and '"role": "leader"' in status.stdout
+        human = cli("status", "--cluster", url)
+        assert "member 1 (leader)" in human.stdout
+        bad = cli("kv", "--cluster", "http://127.0.0.1:1", "--timeout", "0.2", "get", "x")
+        assert bad.returncode == 2 and "error" in bad.stderr
+    finally:
+        stop(process)
