@@ -1,23 +1,28 @@
-"""``pyraft playground``: a local cluster on 127.0.0.1 in one command, to watch Raft work.
+"""``pyraft playground``: a local key-value cluster on 127.0.0.1 in one command.
 
-Starts N member processes (``python -m pyraft.cluster.process``) with durable logs in a
-temporary directory (or in memory with ``--memory``), over TCP or TLS (``--transport tls``
-makes throw-away certificates), then writes a small item every ``--interval`` seconds and
-prints what happens: elections, the leader, commit and applied indexes per member. With
-``--chaos S`` it kills the leader with SIGKILL every S seconds and restarts it from its data
-directory, so failover and recovery can be watched. Ctrl+C (or ``--duration``) stops every
-member it started and removes the temporary directory.
+Starts N ``pyraft node`` processes (Raft between them over TCP, or TLS with ``--transport
+tls`` and throw-away certificates; durable logs in a temporary directory, or in memory with
+``--memory``), each serving the key-value HTTP API. It then writes a key every
+``--interval`` seconds through the Python client and prints what happens: elections, the
+leader, commit and applied indexes per member, and the URLs to try ``pyraft kv`` or curl on.
+With ``--chaos S`` it kills the leader with SIGKILL every S seconds and restarts it from its
+data directory, so failover and recovery can be watched. Ctrl+C (or ``--duration``) stops
+every process it started and removes the temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 
-from pyraft.testing.processes import Member, free_port, leader
+from pyraft.client import KVClient, KVClientError
+from pyraft.testing.processes import free_port
 
 
 def _tls_files(directory: str) -> tuple[str, str, str]:
@@ -35,68 +40,140 @@ def _tls_files(directory: str) -> tuple[str, str, str]:
     return paths
 
 
-def run(args: argparse.Namespace) -> int:
-    workdir = tempfile.mkdtemp(prefix="pyraft-playground-")
-    stopping = {"now": False}
+class Node:
+    """One ``pyraft node`` process started (and ended, by its pid) by the playground."""
 
-    def request_stop(_signum, _frame):
-        stopping["now"] = True
+    def __init__(self, member, peers, http, data, tls):
+        self.id, self.peers, self.http, self.data, self.tls = member, peers, http, data, tls
+        self.process: subprocess.Popen | None = None
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    members: list[Member] = []
+    @property
+    def url(self) -> str:
+        return f"http://{self.http[self.id]}"
+
+    def start(self) -> None:
+        args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.id), "--listen",
+                self.peers[self.id], "--http", self.http[self.id],
+                "--peers", ",".join(f"{m}={a}" for m, a in self.peers.items()),
+                "--http-peers", ",".join(f"{m}={a}" for m, a in self.http.items()),
+                "--log-level", "WARNING"]
+        if self.data is not None:
+            args += ["--data", self.data]
+        if self.tls is not None:
+            args += ["--transport", "tls", "--cert", self.tls[0], "--key", self.tls[1],
+                     "--ca", self.tls[2]]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+async def _status(client: KVClient, node: Node) -> dict | None:
+    if not node.alive:
+        return None
     try:
-        tls = _tls_files(workdir) if args.transport == "tls" else None
-        peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, args.members + 1)}
-        for member_id, address in peers.items():
-            data = None if args.memory else f"{workdir}/member{member_id}"
-            members.append(Member(member_id, address, peers, data, tls).start())
-            print(f"member {member_id} listening on {address}"
-                  + ("" if data is None else f", data in {data}"), flush=True)
-        started = time.monotonic()
-        current = leader(members)
-        term = current.call("status")["term"]
-        print(f"member {current.id} won the election for term {term} "
-              f"(seen {(time.monotonic() - started) * 1000:.0f} ms after the last member "
-              "started)", flush=True)
+        return await asyncio.wait_for(client.status(node.url), 1.0)
+    except (KVClientError, OSError, asyncio.TimeoutError, ValueError):
+        return None
+
+
+async def _leader(client: KVClient, nodes: list[Node], timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for node in nodes:
+            status = await _status(client, node)
+            if status is not None and status["role"] == "leader":
+                return status
+        await asyncio.sleep(0.05)
+    raise SystemExit("no leader was elected in time")
+
+
+async def _run(args: argparse.Namespace, nodes: list[Node], stopping: asyncio.Event) -> int:
+    started = time.monotonic()
+    async with KVClient([n.url for n in nodes], timeout_s=2.0, retries=40) as client:
+        status = await _leader(client, nodes)
+        leader, term = status["id"], status["term"]
+        print(f"member {leader} won the election for term {term} "
+              f"({(time.monotonic() - started) * 1000:.0f} ms after the members started)",
+              flush=True)
+        print("try: python3 -m pyraft kv --cluster " + ",".join(n.url for n in nodes)
+              + " get playground", flush=True)
         written = 0
         next_chaos = time.monotonic() + args.chaos if args.chaos else None
         deadline = time.monotonic() + args.duration if args.duration else None
-        while not stopping["now"] and (deadline is None or time.monotonic() < deadline):
-            live = [m for m in members if m.control is not None]
-            now_leader = leader(live)
-            status = now_leader.call("status")
-            if now_leader is not current or status["term"] != term:
-                print(f"leader is now member {now_leader.id} (term {status['term']})",
-                      flush=True)
-                current, term = now_leader, status["term"]
-            answer = current.call("replicate", data=f"item {written}", timeout=2)
-            if answer["ok"]:
-                written += 1
-            indexes = ", ".join(
-                f"{m.id}:{m.call('status')['applied']}" if m.control else f"{m.id}:down"
-                for m in members
-            )
-            print(f"wrote 'item {written - 1}' via member {current.id}: "
-                  f"commit {current.call('status')['commit']}, applied per member [{indexes}]",
-                  flush=True)
-            if next_chaos is not None and time.monotonic() >= next_chaos:
-                victim = current
+        while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+            await client.put("playground", f"write {written}")
+            written += 1
+            statuses = {n.id: await _status(client, n) for n in nodes}
+            current = next((s for s in statuses.values() if s and s["role"] == "leader"), None)
+            if current is not None and (current["id"], current["term"]) != (leader, term):
+                leader, term = current["id"], current["term"]
+                print(f"leader is now member {leader} (term {term})", flush=True)
+            applied = ", ".join(
+                f"{m}:{s['applied']}" if s else f"{m}:down" for m, s in statuses.items())
+            commit = current["commit"] if current else "?"
+            print(f"put playground='write {written - 1}': commit {commit}, "
+                  f"applied per member [{applied}]", flush=True)
+            if next_chaos is not None and time.monotonic() >= next_chaos and current:
+                victim = next(n for n in nodes if n.id == current["id"])
                 print(f"chaos: SIGKILL member {victim.id} (the leader)", flush=True)
-                victim.kill()
                 killed_at = time.monotonic()
-                survivors = [m for m in members if m.control is not None]
-                new = leader(survivors)
-                print(f"member {new.id} leads after {(time.monotonic() - killed_at) * 1000:.0f}"
-                      " ms; restarting the killed member from its log", flush=True)
+                victim.kill()
+                new = await _leader(client, [n for n in nodes if n is not victim])
+                print(f"member {new['id']} leads after "
+                      f"{(time.monotonic() - killed_at) * 1000:.0f} ms; restarting member "
+                      f"{victim.id} from its log", flush=True)
                 victim.start()
                 next_chaos = time.monotonic() + args.chaos
-            time.sleep(args.interval)
-        print(f"stopping: {written} items written", flush=True)
-        return 0
+            try:
+                await asyncio.wait_for(stopping.wait(), args.interval)
+            except asyncio.TimeoutError:
+                pass
+        value = await client.get("playground")
+        print(f"stopping: {written} writes, last value {value!r}", flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir = tempfile.mkdtemp(prefix="pyraft-playground-")
+    nodes: list[Node] = []
+    try:
+        tls = _tls_files(workdir) if args.transport == "tls" else None
+        peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, args.members + 1)}
+        http = {m: f"127.0.0.1:{free_port()}" for m in peers}
+        for member in peers:
+            data = None if args.memory else f"{workdir}/member{member}"
+            node = Node(member, peers, http, data, tls)
+            node.start()
+            nodes.append(node)
+            print(f"member {member}: raft on {peers[member]}, key-value API on {node.url}"
+                  + ("" if data is None else f", data in {data}"), flush=True)
+
+        async def main() -> int:
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stopping.set)
+            return await _run(args, nodes, stopping)
+
+        return asyncio.run(main())
     finally:
-        for member in members:
-            member.stop()
+        for node in nodes:
+            node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
