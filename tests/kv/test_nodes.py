@@ -136,3 +136,40 @@ def test_the_command_line_client(tmp_path):
         assert bad.returncode == 2 and "error" in bad.stderr
     finally:
         stop(process)
+
+
+def test_a_node_joins_a_running_cluster(tmp_path):
+    peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
+    http = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3, 4)}
+    processes = {m: start_node(m, peers, http, tmp_path / f"n{m}") for m in peers}
+    urls = [f"http://{http[m]}" for m in peers]
+    try:
+        asyncio.run(wait_ready(urls))
+        joiner_peers = {**peers, 4: f"127.0.0.1:{free_port()}"}
+        args = [sys.executable, "-m", "pyraft", "node", "--id", "4", "--listen",
+                joiner_peers[4], "--http", http[4], "--data", str(tmp_path / "n4"),
+                "--peers", ",".join(f"{m}={a}" for m, a in peers.items()),
+                "--http-peers", ",".join(f"{m}={a}" for m, a in http.items()),
+                "--join", urls[2], "--log-level", "WARNING"]
+        processes[4] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        async def check():
+            async with KVClient(urls, timeout_s=2.0, retries=40) as client:
+                await client.put("before-join", "1")
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    status = await client.status()
+                    voters = {m["id"] for m in status["members"] if m["voter"]}
+                    if 4 in voters:
+                        break
+                    await asyncio.sleep(0.1)
+                assert 4 in voters
+                await client.put("after-join", "2")
+            async with KVClient([f"http://{http[4]}"], timeout_s=2.0, retries=40) as direct:
+                assert await direct.get("before-join") == b"1"
+                assert await direct.get("after-join") == b"2"
+
+        asyncio.run(check())
+    finally:
+        for process in processes.values():
+            stop(process)

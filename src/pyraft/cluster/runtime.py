@@ -199,6 +199,7 @@ class RaftCluster:
         self._running = False
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
+        self._configuration_logged: tuple | None = None
         self.applied_index = 0
 
     @classmethod
@@ -279,9 +280,13 @@ class RaftCluster:
         self._resolve_waiters()
         if self._join and self._announcer is not None:
             self._tasks.append(loop.create_task(self._announce(), name=f"pyraft-{self.id}-join"))
-        log.info("member %d started: term %d, commit %d, applied %d, last index %d",
+        recovery = getattr(getattr(self.storage, "wal", None), "recovery", None)
+        log.info("member %d started: term %d, commit %d, applied %d, log [%d, %d]%s",
                  self.id, core.term, core.log.committed, core.log.applied,
-                 core.log.last_index())
+                 core.log.first_index(), core.log.last_index(),
+                 f"; recovery read {recovery.records} entries in {recovery.segments} segments"
+                 f", cut a torn tail of {recovery.torn_bytes} bytes"
+                 if recovery is not None else "")
         if self._on_start is not None:
             self._on_start(self)
 
@@ -723,9 +728,12 @@ class RaftCluster:
         core = self.core
         if soft.role is Role.LEADER:
             self._token_for_term()
-            log.info("member %d leads term %d", self.id, core.term)
-        elif self._token is not None:
-            self._token._cancel()
+            log.info("member %d won the election: it leads term %d", self.id, core.term)
+        else:
+            log.info("member %d: the leader is now %s (term %d)", self.id,
+                     soft.leader or "unknown", core.term)
+            if self._token is not None:
+                self._token._cancel()
         if soft.role is not Role.LEADER:
             # proposals waiting in the queue can no longer be appended by this member
             error = NotLeaderError(self.leader, self.leader_address)
@@ -808,6 +816,12 @@ class RaftCluster:
 
     def _update_peers(self) -> None:
         configuration = self.core.configuration
+        shape = (configuration.voters, configuration.learners)
+        if shape != self._configuration_logged:
+            if self._configuration_logged is not None:
+                log.info("member %d: configuration is now voters %s, learners %s", self.id,
+                         sorted(configuration.voters), sorted(configuration.learners))
+            self._configuration_logged = shape
         peers = {}
         for member in configuration.members | set(self._static_peers):
             if member == self.id:

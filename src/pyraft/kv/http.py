@@ -351,6 +351,46 @@ class _Api:
                 pass
         return base64.b64encode(value).decode("ascii"), "base64"
 
+    async def add_member(self, request: web.Request) -> web.Response:
+        """``POST /v1/members`` {"id", "address", "metadata"}: the leader warms the new member
+        up and promotes it (``RaftCluster.add_member``); 200 once it is a voter."""
+        if not self.cluster.is_leader:
+            raise self._not_leader(request)
+        try:
+            body = json.loads(await self._body(request, 64 * 1024))
+            member, address = int(body["id"]), str(body["address"])
+            metadata = {str(k): str(v) for k, v in dict(body.get("metadata") or {}).items()}
+        except (ValueError, KeyError, TypeError) as error:
+            raise _bad_request("bad_member",
+                               f"expected {{id, address, metadata}}: {error}") from None
+        if member in {m.id for m in self.cluster.members if m.voter}:
+            return web.json_response({"ok": True, "already": True})
+        try:
+            await self.cluster.add_member(member, address, metadata, timeout=self.timeout * 4)
+        except asyncio.TimeoutError:
+            raise _Abort(_error(504, "timeout", "the member did not catch up in time; "
+                                "the change may still complete")) from None
+        except ProposalDroppedError as error:
+            raise _Abort(_error(409, "membership", str(error))) from None
+        return web.json_response({"ok": True})
+
+    async def remove_member(self, request: web.Request) -> web.Response:
+        """``DELETE /v1/members/{id}``: remove a member (the leader itself included)."""
+        if not self.cluster.is_leader:
+            raise self._not_leader(request)
+        try:
+            member = int(request.match_info["id"])
+        except ValueError:
+            raise _bad_request("bad_member", "the member id must be an integer") from None
+        try:
+            await self.cluster.remove_member(member, timeout=self.timeout)
+        except asyncio.TimeoutError:
+            raise _Abort(_error(504, "timeout", "the removal did not commit in time; "
+                                "the outcome is unknown")) from None
+        except ProposalDroppedError as error:
+            raise _Abort(_error(409, "membership", str(error))) from None
+        return web.json_response({"ok": True})
+
     async def open_session(self, request: web.Request) -> web.Response:
         return web.json_response({"client_id": await self._open_session(request)})
 
@@ -412,6 +452,8 @@ def create_app(
     app.router.add_delete("/v1/kv/{key}", api.delete)
     app.router.add_post("/v1/kv/{key}/cas", api.cas)
     app.router.add_post("/v1/sessions", api.open_session)
+    app.router.add_post("/v1/members", api.add_member)
+    app.router.add_delete("/v1/members/{id}", api.remove_member)
     app.router.add_get("/v1/status", api.status, allow_head=False)
     return app
 

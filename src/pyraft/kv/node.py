@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=["tcp", "tls"], default="tcp")
     parser.add_argument("--cert"), parser.add_argument("--key"), parser.add_argument("--ca")
     parser.add_argument("--standby", action="store_true", help="replicate, never lead")
+    parser.add_argument("--join", default=None, metavar="URL",
+                        help="join a running cluster: announce this member to the HTTP API at "
+                             "URL (any member; followers redirect to the leader), which adds "
+                             "it (warm-up, then promotion); --peers lists existing members")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -62,6 +66,8 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
         changes["sync"] = args.sync
     if args.standby:
         changes["standby"] = True
+    if args.join:
+        changes["cold_start"] = False
     if args.transport == "tls":
         if not (args.cert and args.key and args.ca):
             raise SystemExit("--transport tls needs --cert, --key and --ca")
@@ -77,11 +83,38 @@ def parse_members(text: str) -> dict[int, str]:
     return members
 
 
-async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str]) -> None:
+def _http_announcer(join_url: str):
+    """Announce a joining member with ``POST /v1/members`` (following the leader redirect)."""
+    import aiohttp
+
+    async def announce(member: int, address: str, metadata: dict) -> None:
+        url = join_url.rstrip("/") + "/v1/members"
+        body = {"id": member, "address": address, "metadata": metadata}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(5):
+                async with session.post(url, json=body, allow_redirects=False) as response:
+                    if response.status == 307:
+                        url = response.headers["Location"]
+                        continue
+                    if response.status != 200:
+                        raise RuntimeError(f"{url} answered {response.status}: "
+                                           f"{await response.text()}")
+                    log.info("member %d joined through %s", member, url)
+                    return
+        raise RuntimeError("too many redirects")
+
+    return announce
+
+
+async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
+                join_url: str | None = None) -> None:
     from pyraft.kv.http import serve as serve_http
 
     machine = KVStateMachine(snapshot_entries=50_000)
-    cluster = RaftCluster.from_config(config, state_machine=machine)
+    options = {}
+    if join_url:
+        options["announcer"] = _http_announcer(join_url)
+    cluster = RaftCluster.from_config(config, state_machine=machine, **options)
     await cluster.start()
     host, _, port = http.rpartition(":")
     runner = await serve_http(cluster, machine, host, int(port),
@@ -105,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config, args.http, parse_members(args.http_peers)))
+        asyncio.run(serve(config, args.http, parse_members(args.http_peers), args.join))
     else:
-        uvloop.run(serve(config, args.http, parse_members(args.http_peers)))
+        uvloop.run(serve(config, args.http, parse_members(args.http_peers), args.join))
     return 0
