@@ -6,6 +6,7 @@ completeness) run after every step of each scenario as well.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import replace
 
 import pytest
@@ -355,3 +356,39 @@ def test_resign_hands_leadership_to_the_most_caught_up_voter():
     run(single, 100, lambda: leaders(single))
     with pytest.raises(ProposalDroppedError, match="no other voter"):
         single.nodes[1].core.resign()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_failure_detection_shrinks_seven_members_step_by_step(seed):
+    """The seed's scenario: members die one after another; the leader's phi-accrual detector
+    removes each dead voter through a configuration change, so the cluster keeps a live
+    majority of its current configuration and stays available down to the floor of 3."""
+    s = sim(7, seed=seed, failure_dead_ticks=30, failure_voters_min=3)
+    s.trace = collections.deque(maxlen=100_000)  # keep every event of the run
+    run(s, 200, lambda: leaders(s))
+    dead: set[int] = set()
+    for step in range(4):
+        current = leaders(s)[0]
+        # kill a follower, and once the leader itself
+        victim = current if step == 1 else max(m for m in s.members
+                                               if m not in dead and m != current)
+        s.crash(victim)
+        s.restart_at[victim] = 10**9
+        dead.add(victim)
+        assert run(s, 600, lambda v=victim: leaders(s) and
+                   v not in s.nodes[leaders(s)[0]].core.configuration.voters), f"step {step}"
+        write(s, f"after-{step}", step)
+    leader = s.nodes[leaders(s)[0]].core
+    assert leader.configuration.voters == frozenset(s.members) - dead
+    assert len(leader.configuration.voters) == 3
+    assert sum("removed-dead" in line for line in s.trace) >= 3  # by the detector
+
+
+def test_failure_detection_keeps_the_floor():
+    s = sim(3, failure_dead_ticks=20, failure_voters_min=3)
+    run(s, 100, lambda: leaders(s))
+    follower = next(m for m in s.members if m != leaders(s)[0])
+    s.crash(follower)
+    s.restart_at[follower] = 10**9
+    run(s, 300)
+    assert len(s.nodes[leaders(s)[0]].core.configuration.voters) == 3  # never below the floor

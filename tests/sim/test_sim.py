@@ -6,6 +6,7 @@ thousands more (``SIM_SOAK_SEEDS`` sets how many).
 
 from __future__ import annotations
 
+import collections
 import os
 
 import pytest
@@ -36,6 +37,20 @@ def test_three_members_all_faults(block):
 @pytest.mark.parametrize("block", range(4))
 def test_five_members_all_faults(block):
     _run(range(10_000 + block * 50, 10_000 + block * 50 + 50), nodes=5)
+
+
+def test_five_members_with_automatic_failure_detection():
+    """Every fault on, and the leader removes members its phi-accrual detector judges dead
+    (crashed members then come back outside the configuration): safety and liveness hold."""
+    config = SimConfig(nodes=5, failure_dead_ticks=40)
+    removals = 0
+    for seed in range(20_000, 20_100):
+        simulation = Simulation(seed, config)
+        simulation.trace = collections.deque(maxlen=100_000)
+        result = simulation.run()
+        assert result.ok, f"{result.line()}: {result.detail}"
+        removals += sum("removed-dead" in line for line in simulation.trace)
+    assert removals > 0  # the detector did act
 
 
 @pytest.mark.soak

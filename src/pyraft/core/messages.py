@@ -172,6 +172,7 @@ class ReadState:
 class MembershipEventKind(enum.Enum):
     PROMOTED = "promoted"  # a learner caught up and its promotion to voter was proposed
     CATCH_UP_FAILED = "catch-up-failed"  # a learner was too slow; its removal was proposed
+    REMOVED_DEAD = "removed-dead"  # the failure detector judged a voter dead; removal proposed
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ class Progress:
         "recent_active",
         "lease_tick",
         "response_tick",
+        "heard_tick",
         "inflights",
     )
 
@@ -95,6 +96,8 @@ class Progress:
         self.lease_tick = -(2**62)
         #: tick of the newest append response (lost appends are detected by its age)
         self.response_tick = 0
+        #: tick of the newest answer of any kind (failure detection)
+        self.heard_tick = 0
         self.inflights = Inflights(inflight_messages, inflight_bytes)
 
     def __repr__(self) -> str:

@@ -44,6 +44,7 @@ from pyraft.errors import (
     invariant,
 )
 from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
+from raftcore.phi import PhiAccrualDetector
 
 T = MessageType
 
@@ -78,6 +79,13 @@ class RaftOptions:
     snapshot_chunk_bytes: int = 1024 * 1024
     #: a learner is promoted once it is within this many entries after warmup
     warmup_rounds: int = 10
+    #: automatic failure detection (off when 0): the leader keeps a phi-accrual detector per
+    #: voter, fed by its answers; a voter whose phi stays above ``failure_phi_threshold`` for
+    #: ``failure_dead_ticks`` is removed by a configuration change, never below
+    #: ``failure_voters_min`` voters and never while another change is in flight
+    failure_dead_ticks: int = 0
+    failure_phi_threshold: float = 8.0
+    failure_voters_min: int = 3
 
     def validate(self) -> RaftOptions:
         if self.id <= 0:
@@ -165,6 +173,8 @@ class RaftNode:
         self._uncommitted_batches: deque[tuple[int, int]] = deque()
         #: leader: learners being caught up before promotion
         self._catch_ups: dict[int, _CatchUp] = {}
+        #: leader, with failure detection: member -> [detector, last tick fed, dead since]
+        self._detectors: dict[int, list] = {}
         self.events: list[MembershipEvent] = []
         #: follower: the snapshot being received in chunks, and the bytes so far
         self._snapshot_receiving: tuple[SnapshotMeta, bytearray] | None = None
@@ -492,6 +502,7 @@ class RaftNode:
         self.uncommitted_bytes = 0
         self._uncommitted_batches.clear()
         self._catch_ups = {}
+        self._detectors = {}
         self._pending_reads = []
         self._reads_before_commit = []
 
@@ -518,6 +529,8 @@ class RaftNode:
                 self.lead_transferee = 0  # thesis 3.10: abort a transfer after a timeout
             if self.role is Role.LEADER and self._catch_ups:
                 self._check_catch_ups()
+        if self.role is Role.LEADER and self.options.failure_dead_ticks:
+            self._detect_failures()
         if self.role is not Role.LEADER:
             return
         if self.heartbeat_elapsed >= self.options.heartbeat_ticks:
@@ -666,6 +679,7 @@ class RaftNode:
         pr = self.progress.get(m.src)
         if pr is None:
             return
+        pr.heard_tick = self.ticks
         if t is T.APPEND_RESPONSE:
             pr.recent_active = True
             pr.response_tick = self.ticks
@@ -1031,6 +1045,49 @@ class RaftNode:
                 if member not in self.configuration.members and member != self.id:
                     del self.progress[member]
             self._sync_catch_ups()
+
+    # ---- automatic failure detection (phi accrual, Hayashibara et al.) -------------------------
+    def _detect_failures(self) -> None:
+        """Feed each voter's detector with the ticks at which it answered; remove a voter that
+        has looked dead for ``failure_dead_ticks`` (one at a time, above the floor)."""
+        detectors = self._detectors
+        now = float(self.ticks)
+        for member in self.configuration.voters:
+            pr = self.progress.get(member)
+            if member == self.id or pr is None:
+                continue
+            entry = detectors.get(member)
+            if entry is None:  # [detector, last tick fed, tick it started looking dead]
+                entry = detectors[member] = [PhiAccrualDetector(
+                    window_size=100,
+                    min_std_deviation_ms=float(self.options.heartbeat_ticks),
+                    acceptable_heartbeat_pause_ms=float(self.options.heartbeat_ticks),
+                    first_heartbeat_estimate_ms=float(self.options.heartbeat_ticks),
+                ), self.ticks, None]
+                entry[0].heartbeat(now)
+            if pr.heard_tick > entry[1]:
+                entry[1] = pr.heard_tick
+                entry[0].heartbeat(float(pr.heard_tick))
+            if entry[0].is_available(now, self.options.failure_phi_threshold):
+                entry[2] = None
+            elif entry[2] is None:
+                entry[2] = self.ticks
+        for member in list(detectors):
+            if member not in self.configuration.voters:
+                del detectors[member]
+        if self.pending_conf_index > self.log.committed:
+            return  # one change at a time
+        if len(self.configuration.voters) <= self.options.failure_voters_min:
+            return  # never below the floor
+        for member, (_, _, dead_since) in sorted(detectors.items()):
+            if dead_since is None or self.ticks - dead_since < self.options.failure_dead_ticks:
+                continue
+            try:
+                index = self.remove_member(member)
+            except ProposalDroppedError:
+                return
+            self.events.append(MembershipEvent(MembershipEventKind.REMOVED_DEAD, member, index))
+            return
 
     # ---- warming up new members (thesis 4.2.1) -----------------------------------------------
     def _sync_catch_ups(self) -> None:

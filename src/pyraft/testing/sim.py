@@ -91,6 +91,9 @@ class SimConfig:
     membership_rate: float = 0.01
     #: members that replicate but must never lead
     standby: frozenset[int] = frozenset()
+    #: automatic removal of dead voters (0: off; see RaftOptions.failure_dead_ticks)
+    failure_dead_ticks: int = 0
+    failure_voters_min: int = 3
     #: how many of the members start as voters (0: all); the others start outside
     initial_voters: int = 0
     #: run every member on ``pyraft.storage.log.DurableLogStorage`` in this directory (a
@@ -162,6 +165,8 @@ class SimNode:
             heartbeat_ticks=2,
             lease_ticks=8,
             standby=member in sim.config.standby,
+            failure_dead_ticks=sim.config.failure_dead_ticks,
+            failure_voters_min=sim.config.failure_voters_min,
             append_bytes_max=4096,
             inflight_messages_max=8,
             snapshot_chunk_bytes=8,  # several chunks per snapshot: chunking is exercised
