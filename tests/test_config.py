@@ -672,3 +672,28 @@ def test_raft_config_round_trips(member, lower, threshold):
     config.validate()
     assert RaftConfig.from_dict(config.to_dict()) == config
     assert RaftConfig.from_env(environ=config.to_env()) == config
+
+
+@pytest.mark.parametrize(
+    "field,bad,good",
+    [
+        ("failure_dead_ms", -1.0, 0.0),
+        ("failure_dead_ms", 3_600_001.0, 3_600_000.0),
+        ("failure_dead_ms", 299.0, 300.0),  # shorter than an election could take
+        ("failure_phi_threshold", 0.5, 1.0),
+        ("failure_phi_threshold", 101.0, 100.0),
+        ("failure_voters_min", 0, 1),
+        ("failure_voters_min", 1025, 1024),
+    ],
+)
+def test_failure_detection_limits(field, bad, good):
+    with pytest.raises(ConfigError) as info:
+        RaftConfig(**{"member_id": 1, field: bad}).validate()
+    assert info.value.field == field
+    RaftConfig(**{"member_id": 1, field: good}).core_options()
+
+
+def test_failure_detection_translates_into_ticks():
+    options = RaftConfig(member_id=1, failure_dead_ms=1000, failure_voters_min=5).core_options()
+    assert (options.failure_dead_ticks, options.failure_voters_min) == (100, 5)
+    assert RaftConfig(member_id=1).core_options().failure_dead_ticks == 0  # off by default

@@ -437,6 +437,12 @@ class RaftConfig:
     apply_bytes_max: int = _CORE["apply_bytes_max"]
     snapshot_chunk_bytes: int = _CORE["snapshot_chunk_bytes"]
     warmup_rounds: int = _CORE["warmup_rounds"]
+    #: automatic failure detection: remove a voter the leader's phi-accrual detector has
+    #: judged dead (phi above ``failure_phi_threshold``) for this long; 0 turns it off
+    failure_dead_ms: float = 0.0
+    failure_phi_threshold: float = _CORE["failure_phi_threshold"]
+    #: never remove below this many voters
+    failure_voters_min: int = _CORE["failure_voters_min"]
 
     def validate(self: _C) -> _C:
         for f in fields(self):
@@ -476,6 +482,19 @@ class RaftConfig:
                 raise ConfigError(name, "must be a positive integer")
         if self.append_bytes_max > self.uncommitted_bytes_max:
             raise ConfigError("append_bytes_max", "must not exceed uncommitted_bytes_max")
+        if not isinstance(self.failure_dead_ms, (int, float)) or not (
+            0 <= self.failure_dead_ms <= 3_600_000
+        ):
+            raise ConfigError("failure_dead_ms", "must be in [0, 3600000] ms (0: off)")
+        if self.failure_dead_ms and self.failure_dead_ms < self.election_timeout_ms_upper:
+            raise ConfigError("failure_dead_ms", "must be at least election_timeout_ms_upper: "
+                              "a member is not dead before an election could have happened")
+        if not isinstance(self.failure_phi_threshold, (int, float)) or not (
+            1.0 <= self.failure_phi_threshold <= 100.0
+        ):
+            raise ConfigError("failure_phi_threshold", "must be in [1, 100]")
+        if not isinstance(self.failure_voters_min, int) or not 1 <= self.failure_voters_min <= 1024:
+            raise ConfigError("failure_voters_min", "must be in [1, 1024]")
         return self
 
     def _lower_ticks(self) -> int:
@@ -498,6 +517,7 @@ class RaftConfig:
             election_ticks_upper=upper,
             heartbeat_ticks=self._heartbeat_ticks(),
             lease_ticks=lease,
+            failure_dead_ticks=math.ceil(self.failure_dead_ms / self.tick_ms),
             **{name: getattr(self, name) for name in sorted(same)},
         ).validate()
 

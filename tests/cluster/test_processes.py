@@ -201,3 +201,25 @@ def test_membership_changes_under_concurrent_writes(tmp_path):
     finally:
         for member in members + ([joining] if joining else []):
             member.stop()
+
+
+def test_dead_members_are_removed_automatically(tmp_path):
+    peers, members = start_cluster(tmp_path, 5, extra_args=["--failure-dead-ms", "600"])
+    try:
+        write(members, "before")
+        current = leader(members)
+        dead = [m for m in members if m is not current][:2]
+        for member in dead:
+            member.kill()
+        alive = [m for m in members if m not in dead]
+
+        def voters():
+            status = leader(alive).call("status")
+            return {m[0] for m in status["members"] if m[2]}
+
+        assert wait_for(lambda: voters() == {m.id for m in alive}, timeout=20)
+        write(alive, "after")  # a majority of the new configuration: still available
+        assert leader(alive).call("items", barrier=True)["items"] == ["before", "after"]
+    finally:
+        for member in members:
+            member.stop()

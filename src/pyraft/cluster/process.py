@@ -163,7 +163,8 @@ async def serve(args) -> None:
         if args.data else None
     config = RaftConfig(member_id=args.id, tick_ms=args.tick_ms,
                         election_timeout_ms_lower=args.election_ms,
-                        election_timeout_ms_upper=args.election_ms * 2, standby=args.standby)
+                        election_timeout_ms_upper=args.election_ms * 2, standby=args.standby,
+                        failure_dead_ms=args.failure_dead_ms)
     cluster = RaftCluster(config, transport=transport, peers=peers, storage=storage,
                           state_machine=ItemLog(compaction="sequential", snapshot_entries=50_000),
                           join=args.join)
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--election-ms", type=float, default=150.0)
     parser.add_argument("--join", action="store_true", help="wait to be added by the leader")
     parser.add_argument("--standby", action="store_true", help="replicate, never lead")
+    parser.add_argument("--failure-dead-ms", type=float, default=0.0,
+                        help="remove voters judged dead this long (0: off)")
     parser.add_argument("--cert"), parser.add_argument("--key"), parser.add_argument("--ca")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
