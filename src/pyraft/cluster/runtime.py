@@ -30,6 +30,7 @@ import itertools
 import logging
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from pyraft.config import RaftConfig
@@ -49,6 +50,7 @@ from pyraft.errors import (
     PyraftError,
     StorageError,
 )
+from pyraft.metrics import Metrics
 from pyraft.transport.base import Transport
 from raftcore.framing import KIND_COMMAND
 
@@ -201,6 +203,7 @@ class RaftCluster:
         self._peers_snapshot: dict[int, str] = {}
         self._configuration_logged: tuple | None = None
         self.applied_index = 0
+        self.metrics = Metrics(self.id)
 
     @classmethod
     def from_config(cls, config, *, state_machine=None, transport: Transport | None = None,
@@ -581,6 +584,7 @@ class RaftCluster:
     def _on_message(self, message: Message) -> None:
         if not self._running or message.dst != self.id:
             return
+        self.metrics.messages_received.inc(1, (message.src,))
         self.core.step(message)
         self._wake.set()
 
@@ -615,6 +619,7 @@ class RaftCluster:
             return
         queue, self._queue = self._queue, collections.deque()
         payloads = [payload for payload, _ in queue]
+        self.metrics.proposal_batch.observe(len(payloads))
         try:
             first, _last = self.core.propose(payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
@@ -634,10 +639,14 @@ class RaftCluster:
             self._queue_space.notify_all()
 
     async def _handle_ready(self, rd: Ready) -> None:
+        started = time.perf_counter()
+        sent = self.metrics.messages_sent
         for message in rd.messages:
+            sent.inc(1, (message.dst,))
             self.transport.send(message)
         await self._persist(rd)
         for message in rd.persisted_messages:
+            sent.inc(1, (message.dst,))
             self.transport.send(message)
         if rd.committed:
             self._apply(rd)
@@ -657,22 +666,35 @@ class RaftCluster:
             self._leader_changed(rd.soft_state)
         self._update_peers()
         self._resolve_waiters()
+        self.metrics.after_ready(self, time.perf_counter() - started)
 
     async def _persist(self, rd: Ready) -> None:
         storage = self.storage
+        metrics = self.metrics
         while True:
             try:
                 if rd.snapshot is not None:
+                    started = time.perf_counter()
                     await self._loop.run_in_executor(self._executor, storage.apply_snapshot,
                                                      rd.snapshot)
                     if self.state_machine is not None:
                         self.state_machine.install_snapshot(rd.snapshot)
                     self.applied_index = rd.snapshot.meta.index
-                for batch in rd.entries:
-                    storage.append(batch)
+                    metrics.snapshots.inc(1, ("installed",))
+                    metrics.snapshot_seconds.observe(time.perf_counter() - started,
+                                                     ("installed",))
+                    metrics.snapshot_bytes.observe(len(rd.snapshot.data or b""), ("installed",))
+                if rd.entries:
+                    started = time.perf_counter()
+                    for batch in rd.entries:
+                        storage.append(batch)
+                    metrics.append_seconds.observe(time.perf_counter() - started)
+                    metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
                 if rd.hard_state is not None or rd.must_sync:
+                    started = time.perf_counter()
                     await self._loop.run_in_executor(self._executor, self._sync, rd.hard_state,
                                                      bool(rd.entries))
+                    metrics.fsync_seconds.observe(time.perf_counter() - started)
                 if self._failed is not None:
                     log.warning("member %d: storage works again", self.id)
                     self._failed = None
@@ -682,6 +704,7 @@ class RaftCluster:
                     log.error("member %d: cannot persist (%s); refusing writes and retrying",
                               self.id, error)
                 self._failed = error
+                metrics.storage_failures.inc()
                 await asyncio.sleep(1.0)
 
     def _sync(self, hard_state, entries: bool) -> None:
@@ -717,15 +740,20 @@ class RaftCluster:
         payload = data if isinstance(data, (bytes, bytearray)) or data is None \
             else b"".join(data)
         configuration = self.core.configuration_at(index)
+        started = time.perf_counter()
         if payload is None:
             self.storage.compact(index)
         else:
             self.storage.create_snapshot(index, bytes(payload), configuration)
+            self.metrics.snapshots.inc(1, ("created",))
+            self.metrics.snapshot_bytes.observe(len(payload), ("created",))
+            self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))
         self.core.compacted_to(index)
         log.info("member %d: snapshot at %d", self.id, index)
 
     def _leader_changed(self, soft: SoftState) -> None:
         core = self.core
+        self.metrics.role_changed(soft.role.value)
         if soft.role is Role.LEADER:
             self._token_for_term()
             log.info("member %d won the election: it leads term %d", self.id, core.term)

@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="join a running cluster: announce this member to the HTTP API at "
                              "URL (any member; followers redirect to the leader), which adds "
                              "it (warm-up, then promotion); --peers lists existing members")
+    parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                        help="serve Prometheus metrics on http://HOST:PORT/metrics")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -107,7 +109,7 @@ def _http_announcer(join_url: str):
 
 
 async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
-                join_url: str | None = None) -> None:
+                join_url: str | None = None, metrics: str | None = None) -> None:
     from pyraft.kv.http import serve as serve_http
 
     machine = KVStateMachine(snapshot_entries=50_000)
@@ -120,6 +122,13 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
     runner = await serve_http(cluster, machine, host, int(port),
                               http_addresses={**http_peers, config.member_id: http})
     log.info("member %d serves the key-value API on http://%s", config.member_id, http)
+    metrics_runner = None
+    if metrics:
+        from pyraft.metrics import serve_metrics
+
+        host, _, port = metrics.rpartition(":")
+        metrics_runner = await serve_metrics(cluster, host, int(port))
+        log.info("member %d serves metrics on http://%s/metrics", config.member_id, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -127,6 +136,8 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
     try:
         await stop.wait()
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
         await cluster.stop()
 
@@ -138,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config, args.http, parse_members(args.http_peers), args.join))
+        asyncio.run(serve(config, args.http, parse_members(args.http_peers), args.join,
+                          args.metrics))
     else:
-        uvloop.run(serve(config, args.http, parse_members(args.http_peers), args.join))
+        uvloop.run(serve(config, args.http, parse_members(args.http_peers), args.join,
+                         args.metrics))
     return 0

@@ -1,0 +1,360 @@
+"""Server-side metrics of a ``RaftCluster``: a small registry, Prometheus text, OpenTelemetry.
+
+Each ``RaftCluster`` owns one ``Metrics`` (``cluster.metrics``). The runtime records events
+as they happen (elections, Ready handling, fsync latency, entries per append, snapshots,
+proposal batches, messages per peer); values that are cheaper to read than to track (term,
+role, commit and applied index, replication lag, queue depth, transport counters) are read
+from the cluster when metrics are collected (``Metrics.refresh``).
+
+Everything is plain Python without locks: every recording happens on the event loop thread
+(the fsync runs in a worker thread, but its latency is recorded on the loop after the await).
+
+When the ``opentelemetry`` API package is importable, the instruments are mirrored to
+``opentelemetry.metrics.get_meter("pyraft")``; without it the mirror is a no-op (the package
+is not a dependency). ``render_prometheus`` produces the Prometheus text exposition format
+and ``serve_metrics`` serves it on ``GET /metrics`` (``pyraft node --metrics HOST:PORT``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections.abc import Iterable, Iterator
+
+log = logging.getLogger("pyraft.metrics")
+
+__all__ = ["Counter", "Gauge", "Histogram", "Metrics", "render_prometheus", "serve_metrics",
+           "SECONDS_BUCKETS", "SIZE_BUCKETS"]
+
+SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = tuple(float(4 ** i) for i in range(10))  # 1 .. 262144
+BYTES_BUCKETS = tuple(float(1 << (10 + 2 * i)) for i in range(12))  # 1 KiB .. 4 TiB
+
+ROLES = ("follower", "pre-candidate", "candidate", "leader")
+
+
+class _Instrument:
+    kind = ""
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
+                 pulled: bool = False) -> None:
+        self.name = name
+        self.help = help
+        self.labels = labels
+        self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
+        self.otel = None  # the mirrored OpenTelemetry instrument, if any
+
+    def _attributes(self, values: tuple) -> dict:
+        return {label: str(value) for label, value in zip(self.labels, values)}
+
+
+class Counter(_Instrument):
+    """A monotonic total per label-value tuple (``pulled``: copied from a total kept
+    elsewhere with ``set``)."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
+                 pulled: bool = False) -> None:
+        super().__init__(name, help, labels, pulled=pulled)
+        self.values: dict[tuple, float] = {} if labels else {(): 0}
+
+    def inc(self, amount: float = 1, labels: tuple = ()) -> None:
+        self.values[labels] = self.values.get(labels, 0) + amount
+        if self.otel is not None:
+            self.otel.add(amount, self._attributes(labels))
+
+    def set(self, value: float, labels: tuple = ()) -> None:
+        self.values[labels] = value
+
+    def value(self, labels: tuple = ()) -> float:
+        return self.values.get(labels, 0)
+
+
+class Gauge(_Instrument):
+    """The latest value per label-value tuple (mirrored as an observable gauge)."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
+        super().__init__(name, help, labels, pulled=True)
+        self.values: dict[tuple, float] = {} if labels else {(): 0}
+
+    def set(self, value: float, labels: tuple = ()) -> None:
+        self.values[labels] = value
+
+    def value(self, labels: tuple = ()) -> float:
+        return self.values.get(labels, 0)
+
+
+class Histogram(_Instrument):
+    """Observations counted in fixed cumulative buckets, with their sum and count."""
+
+    kind = "histogram"
+
+    def __init__(self, name: str, help: str, buckets: Iterable[float],
+                 labels: tuple[str, ...] = ()) -> None:
+        super().__init__(name, help, labels)
+        self.buckets = tuple(sorted(buckets))
+        # per label-value tuple: [per-bucket counts (non-cumulative, +Inf last), sum, count]
+        self.series: dict[tuple, list] = {}
+
+    def observe(self, value: float, labels: tuple = ()) -> None:
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
+        series[0][bisect.bisect_left(self.buckets, value)] += 1
+        series[1] += value
+        series[2] += 1
+        if self.otel is not None:
+            self.otel.record(value, self._attributes(labels))
+
+    def count(self, labels: tuple = ()) -> int:
+        series = self.series.get(labels)
+        return series[2] if series is not None else 0
+
+    def total(self, labels: tuple = ()) -> float:
+        series = self.series.get(labels)
+        return series[1] if series is not None else 0.0
+
+
+class Metrics:
+    """The instruments of one member; ``refresh(cluster)`` reads the pulled values."""
+
+    def __init__(self, member: int | None = None, *, opentelemetry: bool = True) -> None:
+        self.member = member
+        self.instruments: list[_Instrument] = []
+        add = self._add
+        # elections and state
+        self.elections_started = add(Counter(
+            "pyraft_elections_started_total", "Elections this member started (as candidate)."))
+        self.elections_won = add(Counter(
+            "pyraft_elections_won_total", "Elections this member won (became leader)."))
+        self.term = add(Gauge("pyraft_term", "The current term."))
+        self.role = add(Gauge(
+            "pyraft_role", "1 for the role this member has now, 0 for the others.", ("role",)))
+        for role in ROLES:
+            self.role.set(0, (role,))
+        self.commit_index = add(Gauge("pyraft_commit_index", "The highest committed index."))
+        self.applied_index = add(Gauge(
+            "pyraft_applied_index", "The highest index applied to the state machine."))
+        self.last_index = add(Gauge("pyraft_last_index", "The last index in the local log."))
+        self.replication_lag = add(Gauge(
+            "pyraft_replication_lag_entries",
+            "On the leader: entries a follower lacks (last index minus its match index).",
+            ("follower",)))
+        # the Ready pipeline and the disk
+        self.ready_seconds = add(Histogram(
+            "pyraft_ready_seconds", "Time to handle one Ready (persist, send, apply).",
+            SECONDS_BUCKETS))
+        self.append_seconds = add(Histogram(
+            "pyraft_append_seconds", "Time to write one Ready's entries to the log (no sync).",
+            SECONDS_BUCKETS))
+        self.append_entries = add(Histogram(
+            "pyraft_append_entries", "Entries written to the log per Ready (the sync batch).",
+            SIZE_BUCKETS))
+        self.fsync_seconds = add(Histogram(
+            "pyraft_fsync_seconds", "Time of the sync and hard-state save per Ready.",
+            SECONDS_BUCKETS))
+        self.storage_failures = add(Counter(
+            "pyraft_storage_failures_total", "Failed attempts to persist a Ready."))
+        # snapshots
+        self.snapshots = add(Counter(
+            "pyraft_snapshots_total", "Snapshots created locally or installed from the leader.",
+            ("kind",)))
+        self.snapshot_bytes = add(Histogram(
+            "pyraft_snapshot_bytes", "Sizes of snapshots created or installed.", BYTES_BUCKETS,
+            ("kind",)))
+        self.snapshot_seconds = add(Histogram(
+            "pyraft_snapshot_seconds", "Time to store a created or install a received snapshot.",
+            SECONDS_BUCKETS, ("kind",)))
+        # proposals
+        self.proposal_queue_depth = add(Gauge(
+            "pyraft_proposal_queue_depth", "Commands waiting to be proposed."))
+        self.proposal_batch = add(Histogram(
+            "pyraft_proposal_batch_size", "Commands proposed together in one batch.",
+            SIZE_BUCKETS))
+        # messages per peer, counted by the runtime
+        self.messages_sent = add(Counter(
+            "pyraft_peer_messages_sent_total", "Raft messages handed to the transport per peer.",
+            ("peer",)))
+        self.messages_received = add(Counter(
+            "pyraft_peer_messages_received_total", "Raft messages received per peer.",
+            ("peer",)))
+        # transport totals (read from ``transport.counters`` when the transport has them)
+        self.transport = {
+            field: add(Counter(f"pyraft_transport_{field}_total", help, pulled=True))
+            for field, help in (
+                ("sent", "Messages the transport handed to a connection."),
+                ("received", "Messages the transport delivered to the runtime."),
+                ("dropped", "Messages dropped (queue full, peer unreachable or unknown)."),
+                ("connections", "Connection handshakes completed."),
+                ("refused", "Connection handshakes refused (rejected peers and TLS failures)."),
+                ("errors", "Connections closed for a frame or protocol error or a timeout."),
+            )
+        }
+        self._last_role: str | None = None
+        if opentelemetry:
+            self._mirror_to_opentelemetry()
+
+    def _add(self, instrument):
+        self.instruments.append(instrument)
+        return instrument
+
+    # ---- recording helpers (called by the runtime) ------------------------------------------
+    def role_changed(self, role: str) -> None:
+        """Record a role change reported by a Ready (``Role.value``)."""
+        previous, self._last_role = self._last_role, role
+        if role == previous:
+            return
+        if role == "candidate" or (role == "leader" and previous != "candidate"):
+            # a candidate that wins within one Ready shows up as leader directly
+            self.elections_started.inc()
+        if role == "leader":
+            self.elections_won.inc()
+        for name in ROLES:
+            self.role.set(1 if name == role else 0, (name,))
+
+    def after_ready(self, cluster, seconds: float) -> None:
+        """Record one handled Ready: its duration and the state it left."""
+        self.ready_seconds.observe(seconds)
+        core = cluster.core
+        self.term.set(core.term)
+        self.commit_index.set(core.log.committed)
+        self.applied_index.set(cluster.applied_index)
+
+    def refresh(self, cluster) -> None:
+        """Read the values that are pulled rather than recorded from ``cluster``."""
+        core = getattr(cluster, "core", None)
+        if core is not None:
+            self.term.set(core.term)
+            self.role_changed(core.role.value)
+            self.commit_index.set(core.log.committed)
+            last = core.log.last_index()
+            self.last_index.set(last)
+            lag = self.replication_lag
+            lag.values.clear()
+            if core.role.value == "leader":
+                for member, progress in core.progress.items():
+                    if member != cluster.id:
+                        lag.set(max(0, last - progress.match), (member,))
+        self.applied_index.set(getattr(cluster, "applied_index", 0))
+        queue = getattr(cluster, "_queue", None)
+        if queue is not None:
+            self.proposal_queue_depth.set(len(queue))
+        counters = getattr(getattr(cluster, "transport", None), "counters", None)
+        if counters is not None:
+            for field, gauge in self.transport.items():
+                gauge.set(getattr(counters, field, 0))
+
+    # ---- OpenTelemetry -----------------------------------------------------------------------
+    def _mirror_to_opentelemetry(self) -> None:
+        try:
+            from opentelemetry import metrics as otel_metrics
+        except ImportError:
+            return
+        try:
+            meter = otel_metrics.get_meter("pyraft")
+            for instrument in self.instruments:
+                if instrument.pulled:
+                    create = (meter.create_observable_counter if isinstance(instrument, Counter)
+                              else meter.create_observable_gauge)
+                    create(instrument.name,
+                           callbacks=[self._observer(instrument, otel_metrics)],
+                           description=instrument.help)
+                elif isinstance(instrument, Counter):
+                    instrument.otel = meter.create_counter(instrument.name,
+                                                           description=instrument.help)
+                elif isinstance(instrument, Histogram):
+                    unit = "s" if instrument.name.endswith("_seconds") else ""
+                    instrument.otel = meter.create_histogram(
+                        instrument.name, unit=unit, description=instrument.help)
+        except Exception:  # an unusable SDK must never stop the member
+            log.exception("cannot mirror metrics to OpenTelemetry")
+            for instrument in self.instruments:
+                instrument.otel = None
+
+    @staticmethod
+    def _observer(instrument, otel_metrics):
+        def observe(_options) -> Iterator:
+            for labels, value in list(instrument.values.items()):
+                yield otel_metrics.Observation(value, instrument._attributes(labels))
+
+        return observe
+
+
+# ---- Prometheus text exposition ----------------------------------------------------------------
+def _escape_label(value) -> str:
+    return str(value).replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+
+
+def _labels(names: tuple, values: tuple, extra: str = "") -> str:
+    parts = [f'{name}="{_escape_label(value)}"' for name, value in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    return repr(float(value))
+
+
+def render_prometheus(metrics: Metrics, cluster=None) -> str:
+    """The instruments in the Prometheus text format (version 0.0.4); with ``cluster``, the
+    pulled values are refreshed first."""
+    if cluster is not None:
+        metrics.refresh(cluster)
+    lines: list[str] = []
+    for instrument in metrics.instruments:
+        name = instrument.name
+        help_text = instrument.help.replace("\\", "\\\\").replace("\n", "\\n")
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {instrument.kind}")
+        if isinstance(instrument, Histogram):
+            for labels, (counts, total, count) in sorted(instrument.series.items(),
+                                                         key=lambda item: str(item[0])):
+                cumulative = 0
+                for bound, hits in zip((*instrument.buckets, math.inf), counts):
+                    cumulative += hits
+                    le = 'le="' + ("+Inf" if math.isinf(bound) else _number(bound)) + '"'
+                    lines.append(f"{name}_bucket{_labels(instrument.labels, labels, le)} "
+                                 f"{cumulative}")
+                series_labels = _labels(instrument.labels, labels)
+                lines.append(f"{name}_sum{series_labels} {_number(total)}")
+                lines.append(f"{name}_count{series_labels} {count}")
+        else:
+            for labels, value in sorted(instrument.values.items(), key=lambda item: str(item[0])):
+                lines.append(f"{name}{_labels(instrument.labels, labels)} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def serve_metrics(cluster, host: str, port: int):
+    """Serve ``GET /metrics`` for ``cluster`` on ``host:port``; returns the aiohttp
+    ``AppRunner`` (``await runner.cleanup()`` stops it)."""
+    from aiohttp import web
+
+    async def metrics_handler(_request):
+        text = render_prometheus(cluster.metrics, cluster)
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

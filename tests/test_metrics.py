@@ -1,0 +1,268 @@
+"""Metrics of a RaftCluster: recorded values, the Prometheus text, GET /metrics over a socket.
+
+Every test fails on an unhandled exception in the event loop and on tasks left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+
+import pytest
+
+from pyraft.cluster import RaftCluster
+from pyraft.config import RaftConfig
+from pyraft.metrics import Metrics, render_prometheus, serve_metrics
+from pyraft.storage.log import DurableLogStorage
+from pyraft.transport.memory import MemoryNetwork
+
+PEERS = {m: f"127.0.0.1:{7300 + m}" for m in (1, 2, 3)}
+
+SAMPLE = re.compile(
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r'(?:\{(?P<labels>[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
+    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*)\})?'
+    r' (?P<value>[-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|Inf|NaN))$'
+)
+
+
+def run(coroutine_function) -> None:
+    """Run a test body on a fresh loop; fail on unhandled loop errors and leaked tasks."""
+    errors: list = []
+
+    async def body():
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        await coroutine_function()
+        current = asyncio.current_task()
+        leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        assert not leaked, leaked
+
+    asyncio.run(body())
+    assert not errors, errors
+
+
+@contextlib.asynccontextmanager
+async def cluster(network, storage=None):
+    members = [
+        RaftCluster(RaftConfig(member_id=m, tick_ms=5), transport=network.transport(m),
+                    peers=PEERS, storage=storage(m) if storage else None)
+        for m in PEERS
+    ]
+    for member in members:
+        await member.start()
+    try:
+        yield members
+    finally:
+        for member in members:
+            await member.stop()
+
+
+async def leader_of(members, timeout=5.0):
+    async def wait():
+        while True:
+            leaders = [m for m in members if m.is_leader and m._running]
+            if leaders:
+                return max(leaders, key=lambda m: m.term)
+            await asyncio.sleep(0.005)
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+def parse(text: str) -> dict[str, dict[str, str]]:
+    """Check the exposition format; return {family: {series line without value: value}}."""
+    assert text.endswith("\n")
+    helped, typed = set(), {}
+    samples: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helped.add(line.split(" ")[2])
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("counter", "gauge", "histogram"), line
+            typed[name] = kind
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        name = match["name"]
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in typed else name
+        assert family in typed and family in helped, line
+        if name != family:
+            assert typed[family] == "histogram", line
+        series = line.rpartition(" ")[0]
+        samples.setdefault(family, {})[series] = match["value"]
+    return samples
+
+
+def test_cluster_metrics_record_replication_and_render(tmp_path):
+    async def body():
+        network = MemoryNetwork(through_codec=True)
+        storage = lambda m: DurableLogStorage(tmp_path / f"m{m}")  # noqa: E731
+        async with cluster(network, storage=storage) as members:
+            leader = await leader_of(members)
+            await asyncio.gather(*[leader.replicate(b"command %d" % i) for i in range(50)])
+            await leader.replicate_many([b"x"] * 20)
+            follower = next(m for m in members if m is not leader)
+            await follower.wait_for_commit(leader.commit_index, timeout=5)
+
+            metrics = leader.metrics
+            metrics.refresh(leader)
+            assert metrics.commit_index.value() == leader.commit_index
+            assert metrics.applied_index.value() == leader.applied_index
+            assert metrics.term.value() == leader.term
+            assert metrics.elections_won.value() >= 1
+            assert metrics.elections_started.value() >= metrics.elections_won.value()
+            assert metrics.role.value(("leader",)) == 1
+            assert metrics.role.value(("follower",)) == 0
+            assert metrics.fsync_seconds.count() > 0
+            assert metrics.append_entries.count() > 0
+            assert metrics.append_entries.total() >= 70
+            assert metrics.ready_seconds.count() > 0
+            assert metrics.proposal_batch.total() == 70
+            assert metrics.proposal_queue_depth.value() == 0
+            for other in members:
+                if other is not leader:
+                    assert metrics.messages_sent.value((other.id,)) > 0
+                    assert metrics.messages_received.value((other.id,)) > 0
+                    assert metrics.replication_lag.value((other.id,)) >= 0
+            assert set(metrics.replication_lag.values) == {
+                (m.id,) for m in members if m is not leader}
+
+            follower.metrics.refresh(follower)
+            assert follower.metrics.role.value(("follower",)) == 1
+            assert follower.metrics.commit_index.value() == follower.commit_index
+            assert follower.metrics.replication_lag.values == {}
+
+            samples = parse(render_prometheus(metrics, leader))
+            assert samples["pyraft_commit_index"] == {
+                "pyraft_commit_index": str(leader.commit_index)}
+            assert samples["pyraft_role"]['pyraft_role{role="leader"}'] == "1"
+            fsync = samples["pyraft_fsync_seconds"]
+            assert int(fsync['pyraft_fsync_seconds_bucket{le="+Inf"}']) \
+                == int(fsync["pyraft_fsync_seconds_count"]) > 0
+            lags = samples["pyraft_replication_lag_entries"]
+            assert len(lags) == 2 and all(key.startswith(
+                'pyraft_replication_lag_entries{follower="') for key in lags)
+
+    run(body)
+
+
+def test_histogram_buckets_are_cumulative_and_labels_escaped():
+    metrics = Metrics(opentelemetry=False)
+    for value in (0.00005, 0.003, 0.003, 20.0):
+        metrics.fsync_seconds.observe(value)
+    metrics.snapshots.inc(1, ('we"ird\\kind\n',))
+    samples = parse(render_prometheus(metrics))
+    fsync = samples["pyraft_fsync_seconds"]
+    assert fsync['pyraft_fsync_seconds_bucket{le="0.0001"}'] == "1"
+    assert fsync['pyraft_fsync_seconds_bucket{le="0.0025"}'] == "1"
+    assert fsync['pyraft_fsync_seconds_bucket{le="0.005"}'] == "3"
+    assert fsync['pyraft_fsync_seconds_bucket{le="10.0"}'] == "3"
+    assert fsync['pyraft_fsync_seconds_bucket{le="+Inf"}'] == "4"
+    assert fsync["pyraft_fsync_seconds_count"] == "4"
+    assert float(fsync["pyraft_fsync_seconds_sum"]) == pytest.approx(20.00605)
+    assert samples["pyraft_snapshots_total"] == {
+        'pyraft_snapshots_total{kind="we\\"ird\\\\kind\\n"}': "1"}
+    # families without samples still carry HELP and TYPE
+    assert "# TYPE pyraft_snapshot_bytes histogram" in render_prometheus(metrics)
+
+
+def test_elections_counted_once_per_role_change():
+    metrics = Metrics(opentelemetry=False)
+    for role in ("follower", "pre-candidate", "candidate", "candidate", "leader", "leader",
+                 "follower", "leader"):
+        metrics.role_changed(role)
+    assert metrics.elections_started.value() == 2  # the last win skipped "candidate"
+    assert metrics.elections_won.value() == 2
+    assert [metrics.role.value((r,)) for r in ("follower", "candidate", "leader")] == [0, 0, 1]
+
+
+def test_get_metrics_over_a_socket():
+    aiohttp = pytest.importorskip("aiohttp")
+
+    async def body():
+        network = MemoryNetwork(through_codec=True)
+        async with cluster(network) as members:
+            leader = await leader_of(members)
+            await leader.replicate(b"hello")
+            runner = await serve_metrics(leader, "127.0.0.1", 0)
+            try:
+                port = runner.addresses[0][1]
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        assert response.status == 200
+                        assert response.headers["Content-Type"].startswith("text/plain")
+                        assert "version=0.0.4" in response.headers["Content-Type"]
+                        text = await response.text()
+            finally:
+                await runner.cleanup()
+            samples = parse(text)
+            assert int(samples["pyraft_commit_index"]["pyraft_commit_index"]) >= 2
+            assert float(samples["pyraft_elections_won_total"][
+                "pyraft_elections_won_total"]) >= 1
+
+    run(body)
+
+
+def test_transport_counters_are_exported_when_present():
+    class Counters:
+        sent, received, dropped, connections, refused, errors = 5, 4, 3, 2, 1, 7
+
+    class Fake:
+        core = None
+        applied_index = 0
+        transport = type("T", (), {"counters": Counters()})()
+
+    samples = parse(render_prometheus(Metrics(opentelemetry=False), Fake()))
+    assert samples["pyraft_transport_sent_total"] == {"pyraft_transport_sent_total": "5"}
+    assert samples["pyraft_transport_errors_total"] == {"pyraft_transport_errors_total": "7"}
+    assert samples["pyraft_transport_refused_total"] == {"pyraft_transport_refused_total": "1"}
+
+
+def test_mirrored_to_opentelemetry_when_importable(monkeypatch):
+    import sys
+    import types
+
+    calls: list = []
+
+    class Instrument:
+        def __init__(self, name):
+            self.name = name
+
+        def add(self, amount, attributes):
+            calls.append(("add", self.name, amount, attributes))
+
+        def record(self, value, attributes):
+            calls.append(("record", self.name, value, attributes))
+
+    observables: dict = {}
+
+    class Meter:
+        def create_counter(self, name, description=""):
+            return Instrument(name)
+
+        def create_histogram(self, name, unit="", description=""):
+            return Instrument(name)
+
+        def create_observable_gauge(self, name, callbacks, description=""):
+            observables[name] = callbacks
+
+        create_observable_counter = create_observable_gauge
+
+    otel_metrics = types.ModuleType("opentelemetry.metrics")
+    otel_metrics.get_meter = lambda name: Meter()
+    otel_metrics.Observation = lambda value, attributes: (value, attributes)
+    package = types.ModuleType("opentelemetry")
+    package.metrics = otel_metrics
+    monkeypatch.setitem(sys.modules, "opentelemetry", package)
+    monkeypatch.setitem(sys.modules, "opentelemetry.metrics", otel_metrics)
+
+    metrics = Metrics()
+    metrics.messages_sent.inc(1, (2,))
+    metrics.fsync_seconds.observe(0.5)
+    metrics.term.set(7)
+    assert ("add", "pyraft_peer_messages_sent_total", 1, {"peer": "2"}) in calls
+    assert ("record", "pyraft_fsync_seconds", 0.5, {}) in calls
+    assert list(observables["pyraft_term"][0](None)) == [(7, {})]
+    assert "pyraft_transport_sent_total" in observables
