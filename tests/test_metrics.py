@@ -6,15 +6,13 @@ Every test fails on an unhandled exception in the event loop and on tasks left r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 
 import pytest
 
-from pyraft.cluster import RaftCluster
-from pyraft.config import RaftConfig
 from pyraft.metrics import Metrics, render_prometheus, serve_metrics
 from pyraft.storage.log import DurableLogStorage
+from pyraft.testing.cluster import leader_of, memory_cluster, run_on_fresh_loop
 from pyraft.transport.memory import MemoryNetwork
 
 PEERS = {m: f"127.0.0.1:{7300 + m}" for m in (1, 2, 3)}
@@ -28,45 +26,11 @@ SAMPLE = re.compile(
 
 
 def run(coroutine_function) -> None:
-    """Run a test body on a fresh loop; fail on unhandled loop errors and leaked tasks."""
-    errors: list = []
-
-    async def body():
-        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-        await coroutine_function()
-        current = asyncio.current_task()
-        leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        assert not leaked, leaked
-
-    asyncio.run(body())
-    assert not errors, errors
+    run_on_fresh_loop(coroutine_function)
 
 
-@contextlib.asynccontextmanager
-async def cluster(network, storage=None):
-    members = [
-        RaftCluster(RaftConfig(member_id=m, tick_ms=5), transport=network.transport(m),
-                    peers=PEERS, storage=storage(m) if storage else None)
-        for m in PEERS
-    ]
-    for member in members:
-        await member.start()
-    try:
-        yield members
-    finally:
-        for member in members:
-            await member.stop()
-
-
-async def leader_of(members, timeout=5.0):
-    async def wait():
-        while True:
-            leaders = [m for m in members if m.is_leader and m._running]
-            if leaders:
-                return max(leaders, key=lambda m: m.term)
-            await asyncio.sleep(0.005)
-
-    return await asyncio.wait_for(wait(), timeout)
+def cluster(network, storage=None):
+    return memory_cluster(network, PEERS, storage=storage)
 
 
 def parse(text: str) -> dict[str, dict[str, str]]:

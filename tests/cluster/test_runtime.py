@@ -17,6 +17,7 @@ from pyraft.errors import NotLeaderError
 from pyraft.storage.interpreter import Command, CommandInterpreter, handles
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import MemoryStateMachine
+from pyraft.testing.cluster import PEERS, leader_of, memory_cluster, run_on_fresh_loop
 from pyraft.transport.memory import MemoryNetwork
 
 LOOPS = ["asyncio", "uvloop"]
@@ -61,53 +62,13 @@ class KV(MemoryStateMachine, CommandInterpreter):
 
 
 def run(loop_kind: str, coroutine_function) -> None:
-    """Run a test body on a fresh loop; fail on unhandled loop errors and leaked tasks."""
-    errors: list = []
-
-    async def body():
-        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-        await coroutine_function()
-        current = asyncio.current_task()
-        leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        assert not leaked, leaked
-
     if loop_kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        uvloop.run(body())
-    else:
-        asyncio.run(body())
-    assert not errors, errors
+        pytest.importorskip("uvloop")
+    run_on_fresh_loop(coroutine_function, loop_kind)
 
 
-PEERS = {m: f"127.0.0.1:{7100 + m}" for m in (1, 2, 3)}
-
-
-@contextlib.asynccontextmanager
-async def cluster(network, peers=PEERS, storage=None, machine=KV, **options):
-    members = [
-        RaftCluster(RaftConfig(member_id=m, tick_ms=5), transport=network.transport(m),
-                    peers=peers, state_machine=machine() if machine else None,
-                    storage=storage(m) if storage else None, **options)
-        for m in peers
-    ]
-    for member in members:
-        await member.start()
-    try:
-        yield members
-    finally:
-        for member in members:
-            await member.stop()
-
-
-async def leader_of(members, timeout=5.0):
-    async def wait():
-        while True:
-            leaders = [m for m in members if m.is_leader and m._running]
-            if leaders:
-                return max(leaders, key=lambda m: m.term)
-            await asyncio.sleep(0.005)
-
-    return await asyncio.wait_for(wait(), timeout)
+def cluster(network, peers=PEERS, storage=None, machine=KV, **options):
+    return memory_cluster(network, peers, storage=storage, machine=machine, **options)
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
