@@ -34,6 +34,12 @@ Deliver = Callable[[Message], None]
 class Transport(abc.ABC):
     #: called with a member id when messages to it had to be dropped
     on_unreachable: Callable[[int], None] | None = None
+    #: called with (sender id, body) for each application message (pyraft.cluster.messaging)
+    on_user_message: Callable[[int, bytes], None] | None = None
+
+    def send_user(self, member: int, body: bytes) -> None:
+        """Queue an application message for ``member`` (best effort, like ``send``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not carry member messages")
 
     @abc.abstractmethod
     async def start(self, deliver: Deliver) -> None: ...

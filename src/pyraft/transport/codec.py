@@ -81,6 +81,8 @@ __all__ = [
     "FRAME_HELLO",
     "FRAME_ACCEPT",
     "FRAME_REFUSE",
+    "FRAME_USER",
+    "encode_user",
     "FORWARDED_TYPES",
     "WIRE_TYPES",
     "REFUSE_REASON_BYTES_MAX",
@@ -106,6 +108,7 @@ FRAME_RAFT = 1
 FRAME_HELLO = 2
 FRAME_ACCEPT = 3
 FRAME_REFUSE = 4
+FRAME_USER = 5  # an application message between members (pyraft.cluster.messaging)
 
 #: local events that a follower forwards to its leader (``RaftNode._step_follower``): they
 #: travel between members although ``messages.LOCAL_TYPES`` lists them
@@ -496,3 +499,13 @@ def decode_refuse(body) -> str:
         )
     text = bytes(view).decode("utf-8", errors="replace")
     return "".join(c if c.isprintable() and c.isascii() else repr(c)[1:-1] for c in text)
+
+
+def encode_user(body, *, frame_bytes_max: int = FRAME_BYTES_MAX) -> list:
+    """A FRAME_USER frame around ``body`` (opaque to the transport), as buffers."""
+    body = memoryview(body).cast("B")
+    if len(body) > frame_bytes_max:
+        raise OversizedMessageError(
+            f"a member message of {len(body)} bytes exceeds frame_bytes_max {frame_bytes_max}",
+            0)
+    return [frame_header(FRAME_USER, body), body]

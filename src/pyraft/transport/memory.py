@@ -67,6 +67,18 @@ class MemoryTransport(Transport):
         if not self.network.route(message):
             self._report_unreachable(message.dst)
 
+    def send_user(self, member: int, body: bytes) -> None:
+        target = self.network.members.get(member)
+        if target is None or (self.member, member) in self.network.blocked:
+            self._report_unreachable(member)
+            return
+        target.loop.call_soon(target.receive_user, self.member, bytes(body))
+
+    def receive_user(self, sender: int, body: bytes) -> None:
+        handler = self.on_user_message
+        if handler is not None and self.deliver is not None:
+            handler(sender, body)
+
     def receive(self, message: Message) -> None:
         if self.deliver is not None:
             self.deliver(message)

@@ -61,6 +61,7 @@ from pyraft.transport.codec import (
     FRAME_HELLO,
     FRAME_RAFT,
     FRAME_REFUSE,
+    FRAME_USER,
     PROTOCOL_VERSION,
     Hello,
     MalformedMessageError,
@@ -71,6 +72,7 @@ from pyraft.transport.codec import (
     encode_hello,
     encode_message,
     encode_refuse,
+    encode_user,
 )
 from raftcore.errors import FramingError
 from raftcore.framing import FRAME_BYTES_MAX, FrameDecoder
@@ -554,6 +556,14 @@ class _Inbound(_Connection):
             for frame_type, body in frames:
                 state = self.state
                 if state is _OPEN:
+                    if frame_type == FRAME_USER:
+                        handler = owner.on_user_message
+                        if handler is None or owner._deliver is None:
+                            owner.counters.dropped += 1
+                        else:
+                            received += 1
+                            handler(self.member, body)
+                        continue
                     if frame_type != FRAME_RAFT:
                         self._fail(f"unexpected frame of type {frame_type}")
                         return
@@ -754,6 +764,14 @@ class TcpTransport(Transport):
         peer = self._peers.get(message.dst)
         if peer is None or self._loop is None or self._closing:
             self._drop(message.dst, 1)
+            return
+        peer.enqueue(parts)
+
+    def send_user(self, member: int, body: bytes) -> None:
+        parts = encode_user(body, frame_bytes_max=self.frame_bytes_max)
+        peer = self._peers.get(member)
+        if peer is None or self._loop is None or self._closing:
+            self._drop(member, 1)
             return
         peer.enqueue(parts)
 
