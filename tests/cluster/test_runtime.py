@@ -296,3 +296,47 @@ def test_from_config_with_tcp_and_durable_storage(tmp_path):
                     assert await member.replicate(KV.encode(Get(key="kept"))) == 7
 
     run("asyncio", body)
+
+
+def test_events_for_roles_leaders_and_members():
+    async def body():
+        network = MemoryNetwork()
+        peers4 = {**PEERS, 4: "127.0.0.1:7104"}
+        async with cluster(network) as members:
+            seen = {m.id: [] for m in members}
+            for member in members:
+                member.on_event(seen[member.id].append)
+            leader = await leader_of(members)
+            streamed = []
+
+            async def collect():
+                async for event in leader.events():
+                    streamed.append(event)
+
+            collector = asyncio.ensure_future(collect())
+            await asyncio.sleep(0)  # subscribed from here on
+            joining = RaftCluster(RaftConfig(member_id=4, tick_ms=5),
+                                  transport=network.transport(4), peers=peers4,
+                                  state_machine=KV(), join=True)
+            await joining.start()
+            try:
+                await leader.add_member(4, peers4[4], timeout=5)
+                await leader.remove_member(4, timeout=5)
+                target = next(m for m in members if m is not leader)
+                await leader.transfer_leadership(target.id, timeout=3)
+                await asyncio.sleep(0.1)
+                kinds = [(e.kind, e.member) for e in streamed]
+                assert ("member-added", 4) in kinds and ("member-removed", 4) in kinds
+                assert kinds.index(("member-added", 4)) < kinds.index(("member-removed", 4))
+                assert ("role-changed", leader.id) in kinds  # it stopped leading
+                callbacks = [(e.kind, e.member) for e in seen[leader.id]]
+                assert callbacks[-len(kinds):] == kinds  # the callbacks saw the same events
+                target_kinds = {(e.kind, e.member) for e in seen[target.id]}
+                assert ("role-changed", target.id) in target_kinds
+                assert ("leader-changed", target.id) in target_kinds
+            finally:
+                collector.cancel()
+                await asyncio.gather(collector, return_exceptions=True)
+                await joining.stop()
+
+    run("asyncio", body)

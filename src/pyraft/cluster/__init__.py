@@ -1,6 +1,7 @@
 """The asyncio runtime and public API: ``RaftCluster``."""
 
 from pyraft.cluster.runtime import (
+    ClusterEvent,
     ClusterStoppedError,
     CommandLostError,
     LeaderChange,
@@ -11,6 +12,7 @@ from pyraft.cluster.runtime import (
 )
 
 __all__ = [
+    "ClusterEvent",
     "ClusterStoppedError",
     "CommandLostError",
     "LeaderChange",

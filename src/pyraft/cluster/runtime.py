@@ -76,6 +76,18 @@ class LeaderChange:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ClusterEvent:
+    """``kind``: "leader-changed", "role-changed", "member-added" or "member-removed";
+    ``member``: the leader, this member or the member concerned; ``term``; ``role`` of this
+    member when the event happened."""
+
+    kind: str
+    member: int | None
+    term: int
+    role: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LeaseStatus:
     valid: bool
     expires_in_ms: float
@@ -202,6 +214,9 @@ class RaftCluster:
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
         self._configuration_logged: tuple | None = None
+        self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
+        self._event_subscribers: list[asyncio.Queue] = []
+        self._role_seen: Role | None = None
         self.applied_index = 0
         self.metrics = Metrics(self.id)
 
@@ -429,6 +444,33 @@ class RaftCluster:
 
     def on_leader_changed(self, callback: Callable[[LeaderChange], None]) -> None:
         self._callbacks.append(callback)
+
+    def on_event(self, callback: Callable[[ClusterEvent], None]) -> None:
+        """Call ``callback`` for every leader change, role change and member added/removed."""
+        self._event_callbacks.append(callback)
+
+    async def events(self) -> AsyncIterator[ClusterEvent]:
+        """Every ClusterEvent from now on (a bounded queue per subscriber)."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+        self._event_subscribers.append(queue)
+        try:
+            while self._running:
+                yield await queue.get()
+        finally:
+            self._event_subscribers.remove(queue)
+
+    def _emit(self, kind: str, member: int | None) -> None:
+        event = ClusterEvent(kind, member, self.core.term, self.core.role.value)
+        for callback in list(self._event_callbacks):
+            try:
+                callback(event)
+            except Exception:  # a user's callback must not stop the member
+                log.exception("event callback failed")
+        for queue in self._event_subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(event)
 
     async def leader_changes(self) -> AsyncIterator[LeaderChange]:
         """Every change of leader from now on (a bounded queue per subscriber: a slow reader
@@ -769,6 +811,10 @@ class RaftCluster:
             for _, future in queue:
                 if not future.done():
                     future.set_exception(error)
+        if soft.role is not self._role_seen:
+            self._role_seen = soft.role
+            self._emit("role-changed", self.id)
+        self._emit("leader-changed", soft.leader or None)
         change = LeaderChange(soft.leader or None, core.term,
                               self._address_of(soft.leader) if soft.leader else None)
         for callback in list(self._callbacks):
@@ -849,6 +895,12 @@ class RaftCluster:
             if self._configuration_logged is not None:
                 log.info("member %d: configuration is now voters %s, learners %s", self.id,
                          sorted(configuration.voters), sorted(configuration.learners))
+                before = self._configuration_logged[0] | self._configuration_logged[1]
+                after = configuration.members
+                for member in sorted(after - before):
+                    self._emit("member-added", member)
+                for member in sorted(before - after):
+                    self._emit("member-removed", member)
             self._configuration_logged = shape
         peers = {}
         for member in configuration.members | set(self._static_peers):
