@@ -230,3 +230,22 @@ def test_mirrored_to_opentelemetry_when_importable(monkeypatch):
     assert ("record", "pyraft_fsync_seconds", 0.5, {}) in calls
     assert list(observables["pyraft_term"][0](None)) == [(7, {})]
     assert "pyraft_transport_sent_total" in observables
+
+
+def test_bytes_per_peer_are_read_from_the_transport():
+    class Transport:
+        counters = None
+        peer_bytes_sent = {2: 1234}
+        peer_bytes_received = {2: 99}
+
+    class Cluster:
+        transport = Transport()
+        applied_index = 0
+
+    metrics = Metrics(1)
+    metrics.refresh(Cluster())
+    samples = parse(render_prometheus(metrics))
+    assert samples["pyraft_peer_bytes_sent_total"]['pyraft_peer_bytes_sent_total{peer="2"}'] \
+        == "1234"
+    assert samples["pyraft_peer_bytes_received_total"][
+        'pyraft_peer_bytes_received_total{peer="2"}'] == "99"

@@ -183,6 +183,12 @@ class Metrics:
         self.messages_received = add(Counter(
             "pyraft_peer_messages_received_total", "Raft messages received per peer.",
             ("peer",)))
+        self.bytes_sent = add(Counter(
+            "pyraft_peer_bytes_sent_total", "Bytes written to each peer's connection.",
+            ("peer",), pulled=True))
+        self.bytes_received = add(Counter(
+            "pyraft_peer_bytes_received_total", "Bytes read from each peer's connection.",
+            ("peer",), pulled=True))
         # transport totals (read from ``transport.counters`` when the transport has them)
         self.transport = {
             field: add(Counter(f"pyraft_transport_{field}_total", help, pulled=True))
@@ -244,10 +250,15 @@ class Metrics:
         queue = getattr(cluster, "_queue", None)
         if queue is not None:
             self.proposal_queue_depth.set(len(queue))
-        counters = getattr(getattr(cluster, "transport", None), "counters", None)
+        transport = getattr(cluster, "transport", None)
+        counters = getattr(transport, "counters", None)
         if counters is not None:
             for field, gauge in self.transport.items():
                 gauge.set(getattr(counters, field, 0))
+        for metric, name in ((self.bytes_sent, "peer_bytes_sent"),
+                             (self.bytes_received, "peer_bytes_received")):
+            for peer, count in (getattr(transport, name, None) or {}).items():
+                metric.set(count, (peer,))
 
     # ---- OpenTelemetry -----------------------------------------------------------------------
     def _mirror_to_opentelemetry(self) -> None:

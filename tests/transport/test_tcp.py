@@ -818,6 +818,7 @@ def test_backlog_and_linger_are_applied_and_validated():
                     for c in server._connections
                 ]
                 assert lingers and all(value == (1, 2) for value in lingers)
+                assert client.peer_bytes_sent[1] > 0 and server.peer_bytes_received[2] > 0
             finally:
                 await client.stop()
         finally:

@@ -213,6 +213,8 @@ class _Peer:
             return
         connection.transport.writelines(self.pending)
         self.owner.counters.sent += self.queued
+        sent = self.owner.peer_bytes_sent
+        sent[self.member_id] = sent.get(self.member_id, 0) + sum(len(p) for p in self.pending)
         self.pending = []
         self.queued = 0
 
@@ -547,6 +549,9 @@ class _Inbound(_Connection):
             super()._on_timer()
 
     def data_received(self, data) -> None:
+        if self.member:
+            received = self.owner.peer_bytes_received
+            received[self.member] = received.get(self.member, 0) + len(data)
         frames = self._feed(data)
         if not frames:
             return
@@ -697,6 +702,9 @@ class TcpTransport(Transport):
         self.send_queue_messages_max = send_queue_messages_max
         self.backoff_s = (float(backoff_s[0]), float(backoff_s[1]))
         self.counters = TransportCounters()
+        #: bytes written to / read from each member's connections (metrics)
+        self.peer_bytes_sent: dict[int, int] = {}
+        self.peer_bytes_received: dict[int, int] = {}
         self._rng = rng if rng is not None else random.Random()
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
