@@ -663,6 +663,10 @@ class ClusterConfig(RaftConfig):
     public_endpoint: str | None = None
     #: the initial member list, member id -> "host:port" (see the module docstring)
     peers: Mapping[int, str] = field(default_factory=_ReadOnlyDict)
+    #: where this member dials other members, member id -> "host:port", when that is not the
+    #: address they announce (a proxy, a tunnel, NAT). Overrides the configuration's addresses
+    #: for outgoing connections only; nothing here is replicated
+    routes: Mapping[int, str] = field(default_factory=_ReadOnlyDict)
     #: bootstrap a new cluster (True) or join one that exists (False)
     cold_start: bool = True
     #: free-form labels of this member (zone, rack, version), announced to the others
@@ -707,7 +711,7 @@ class ClusterConfig(RaftConfig):
     tls: TlsConfig | None = None
 
     def __post_init__(self) -> None:
-        for name in ("peers", "metadata"):
+        for name in ("peers", "metadata", "routes"):
             value = getattr(self, name)
             if isinstance(value, Mapping) and not isinstance(value, _ReadOnlyDict):
                 object.__setattr__(self, name, _ReadOnlyDict(value))
@@ -792,6 +796,14 @@ class ClusterConfig(RaftConfig):
                 raise ConfigError("peers", f"members {seen[key]} and {member} share the "
                                            f"address {address!r}")
             seen[key] = member
+        for member, address in sorted(self.routes.items()):
+            if not isinstance(member, int) or not 0 < member <= MEMBER_ID_MAX:
+                raise ConfigError("routes", f"member id {member!r} is not in [1, "
+                                            f"{MEMBER_ID_MAX}]")
+            try:
+                parse_address(address)
+            except ValueError as exc:
+                raise ConfigError("routes", f"member {member}: {exc}") from None
 
     def _validate_membership(self) -> None:
         if not self.cold_start:

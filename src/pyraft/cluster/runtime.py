@@ -159,6 +159,7 @@ class RaftCluster:
         on_stop: Callable[[RaftCluster], None] | None = None,
         join: bool = False,
         announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
+        routes: Mapping[int, str] | None = None,
     ) -> None:
         config.validate()
         if config.member_id not in peers:
@@ -169,6 +170,7 @@ class RaftCluster:
         self.id = config.member_id
         self.transport = transport
         self._static_peers = dict(peers)
+        self._routes = dict(routes or {})
         # A joining member is not in the configuration it starts from: it waits (never
         # campaigning) until the leader adds it and the log tells it so.
         voters = frozenset(peers) - {self.id} if join else frozenset(peers)
@@ -255,7 +257,7 @@ class RaftCluster:
                    proposal_queue_max=config.proposal_queue_max,
                    proposal_queue_full=config.proposal_queue_full,
                    graceful_shutdown_timeout_ms=config.graceful_shutdown_timeout_ms,
-                   join=not config.cold_start, **options)
+                   join=not config.cold_start, routes=config.routes, **options)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> RaftCluster:
@@ -906,7 +908,7 @@ class RaftCluster:
         for member in configuration.members | set(self._static_peers):
             if member == self.id:
                 continue
-            address = self._address_of(member)
+            address = self._routes.get(member) or self._address_of(member)
             if address:
                 peers[member] = address
         if peers != self._peers_snapshot:

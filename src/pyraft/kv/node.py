@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-peers", default="",
                         help="ID=HOST:PORT,... of the members' HTTP APIs (for redirects before "
                              "their addresses arrive through the log)")
+    parser.add_argument("--routes", default="",
+                        help="ID=HOST:PORT,... where to dial members instead of the address "
+                             "they announce (a proxy or tunnel); outgoing connections only")
     parser.add_argument("--data", default=None, help="data directory (default: in memory)")
     parser.add_argument("--config", default=None, help="a JSON or TOML ClusterConfig file")
     parser.add_argument("--cluster-id", type=int, default=None)
@@ -60,6 +63,8 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
                "metadata": {**dict(base.metadata), "http": args.http}}
     if peers:
         changes["peers"] = peers
+    if args.routes:
+        changes["routes"] = parse_members(args.routes)
     if args.data is not None:
         changes["data_dir"] = args.data
     if args.cluster_id is not None:
