@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import msgpack
 import pytest
@@ -348,3 +349,29 @@ def test_events_for_roles_leaders_and_members():
                 await joining.stop()
 
     run("asyncio", body)
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_lease_is_gone_after_a_pause_before_any_tick_runs(loop_kind):
+    """A leader whose process was stopped (SIGSTOP, a blocked loop) for longer than its lease
+    must not serve lease reads when it resumes, even before its tick loop has run again; and
+    its core catches up on the ticks it missed (check-quorum then decides)."""
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, machine=None) as members:
+            leader = await leader_of(members)
+            await leader.ensure_consistency(timeout=3)
+            for _ in range(200):
+                if leader.lease.valid:
+                    break
+                await asyncio.sleep(0.01)
+            lease = leader.lease
+            assert lease.valid and lease.expires_in_ms > 0
+            ticks_before = leader.core.ticks
+            time.sleep(lease.expires_in_ms / 1000.0 + 0.05)  # the whole loop is stopped
+            assert not leader.lease.valid and leader.lease.expires_in_ms == 0.0
+            await asyncio.sleep(0.05)
+            missed = (lease.expires_in_ms + 50) / leader.config.tick_ms
+            assert leader.core.ticks - ticks_before >= missed
+
+    run(loop_kind, body)

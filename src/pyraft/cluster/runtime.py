@@ -220,6 +220,7 @@ class RaftCluster:
         self._event_subscribers: list[asyncio.Queue] = []
         self._role_seen: Role | None = None
         self.applied_index = 0
+        self._last_tick_at = 0.0
         self.metrics = Metrics(self.id)
 
     @classmethod
@@ -423,8 +424,14 @@ class RaftCluster:
 
     @property
     def lease(self) -> LeaseStatus:
+        """The leader's lease, in real time: the core counts it in ticks, and the time since
+        the last tick is taken off, so a member that was paused (SIGSTOP, a blocked loop)
+        sees its lease gone before any tick has run again."""
         ticks = self.core.lease_remaining_ticks()
-        return LeaseStatus(ticks > 0, ticks * self.config.tick_ms)
+        if ticks <= 0 or self._loop is None:
+            return LeaseStatus(False, 0.0)
+        remaining = ticks * self.config.tick_ms - (self._loop.time() - self._last_tick_at) * 1e3
+        return LeaseStatus(remaining > 0, max(0.0, remaining))
 
     @property
     def members(self) -> list[MemberStatus]:
@@ -552,6 +559,14 @@ class RaftCluster:
         self._commit_waiters.append((index, future))
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
+    async def wait_for_applied(self, index: int, timeout: float | None = None) -> None:
+        """Wait until this member's state machine has applied ``index``."""
+        if self.core.log.applied >= index:
+            return
+        future = self._loop.create_future()
+        self._ready_reads.append((index, future))
+        await (future if timeout is None else asyncio.wait_for(future, timeout))
+
     async def ensure_consistency(self, timeout: float | None = None) -> None:
         """Wait until the last committed entry is from the leader's current term (the
         leader's no-op committed): the commit index is then up to date."""
@@ -639,13 +654,21 @@ class RaftCluster:
     async def _tick_loop(self) -> None:
         interval = self.config.tick_ms / 1000.0
         loop = self._loop
+        # The core's clock must not fall behind real time: a member that was stopped
+        # (SIGSTOP, a swapped-out VM, a blocked loop) ticks for the time it missed, so its
+        # elections, check-quorum and lease see the pause. A burst is capped: past two
+        # election timeouts more ticks change nothing.
+        burst_max = 2 * self.core.options.election_ticks_upper + 1
         next_at = loop.time() + interval
+        self._last_tick_at = loop.time()
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            next_at += interval
-            if loop.time() - next_at > 10 * interval:  # the loop was blocked: do not burst
-                next_at = loop.time() + interval
-            self.core.tick()
+            now = loop.time()
+            due = 1 + int((now - next_at) / interval)
+            next_at += due * interval
+            for _ in range(min(due, burst_max)):
+                self.core.tick()
+            self._last_tick_at = now
             self._wake.set()
 
     async def _process_loop(self) -> None:

@@ -279,13 +279,7 @@ class _Api:
         if not cluster.is_leader:
             raise self._not_leader(request)
         await cluster.ensure_consistency(timeout=self.timeout)  # the no-op of the term
-        target = cluster.commit_index
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while cluster.applied_index < target:  # committed entries are applied promptly
-            if loop.time() > deadline:
-                raise asyncio.TimeoutError
-            await asyncio.sleep(0.001)
+        await cluster.wait_for_applied(cluster.commit_index, timeout=self.timeout)
         if not cluster.is_leader:
             raise self._not_leader(request)
         if not cluster.lease.valid:
