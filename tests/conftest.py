@@ -1,8 +1,10 @@
 """Test-wide settings: hypothesis profiles and the opt-in soak marker.
 
 ``pytest`` runs the default profile (bounded, a few minutes in all on 2 cores).
-``pytest --soak`` selects tests marked ``soak`` and the ``soak`` hypothesis profile (many more
-examples); ``HYPOTHESIS_PROFILE`` overrides the profile.
+``pytest --soak [MINUTES]`` selects tests marked ``soak`` and the ``soak`` hypothesis profile
+(many more examples); time-boxed soaks (the Jepsen-style run) last MINUTES (10 by default).
+``HYPOTHESIS_PROFILE`` overrides the profile. ``--fuzz-seconds S`` sets how long each
+coverage-guided fuzz target runs (a few seconds by default).
 """
 
 from __future__ import annotations
@@ -21,18 +23,28 @@ settings.register_profile(
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--soak", action="store_true", help="run the long soak and fuzz tests")
+    parser.addoption("--soak", nargs="?", type=float, const=10.0, default=None,
+                     metavar="MINUTES",
+                     help="run the long soak tests; time-boxed ones last MINUTES (default 10)")
+    parser.addoption("--fuzz-seconds", type=float, default=None, metavar="S",
+                     help="seconds for each coverage-guided fuzz target (default: a short run)")
+
+
+@pytest.fixture
+def soak_minutes(request: pytest.FixtureRequest) -> float | None:
+    """The ``--soak`` time box in minutes, or None when soak tests are not selected."""
+    return request.config.getoption("--soak")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     profile = os.environ.get("HYPOTHESIS_PROFILE") or (
-        "soak" if config.getoption("--soak") else "default"
+        "soak" if config.getoption("--soak") is not None else "default"
     )
     settings.load_profile(profile)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--soak"):
+    if config.getoption("--soak") is not None:
         return
     skip = pytest.mark.skip(reason="soak test: run with --soak")
     for item in items:
