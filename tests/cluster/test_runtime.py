@@ -354,8 +354,9 @@ def test_events_for_roles_leaders_and_members():
 @pytest.mark.parametrize("loop_kind", LOOPS)
 def test_lease_is_gone_after_a_pause_before_any_tick_runs(loop_kind):
     """A leader whose process was stopped (SIGSTOP, a blocked loop) for longer than its lease
-    must not serve lease reads when it resumes, even before its tick loop has run again; and
-    its core catches up on the ticks it missed (check-quorum then decides)."""
+    must not serve lease reads when it resumes: not before its tick loop has run again, and
+    not after the next tick either (its tick count did not advance for the pause), until a
+    quorum answers a heartbeat sent after the pause."""
     async def body():
         network = MemoryNetwork()
         async with cluster(network, machine=None) as members:
@@ -367,11 +368,22 @@ def test_lease_is_gone_after_a_pause_before_any_tick_runs(loop_kind):
                 await asyncio.sleep(0.01)
             lease = leader.lease
             assert lease.valid and lease.expires_in_ms > 0
-            ticks_before = leader.core.ticks
+            ticks = leader.core.ticks
             time.sleep(lease.expires_in_ms / 1000.0 + 0.05)  # the whole loop is stopped
             assert not leader.lease.valid and leader.lease.expires_in_ms == 0.0
-            await asyncio.sleep(0.05)
-            missed = (lease.expires_in_ms + 50) / leader.config.tick_ms
-            assert leader.core.ticks - ticks_before >= missed
+            # Hold the others' answers back: the next ticks alone must not revive the lease.
+            network.isolate(leader.id)
+            for _ in range(500):
+                if leader.core.ticks >= ticks + 3:
+                    break
+                await asyncio.sleep(0.002)
+            assert leader.core.ticks >= ticks + 3
+            assert not leader.lease.valid
+            network.heal()
+            for _ in range(500):  # a new quorum of heartbeats gives a new lease
+                if leader.lease.valid or not leader.is_leader:
+                    break
+                await asyncio.sleep(0.01)
+            assert leader.lease.valid or not leader.is_leader
 
     run(loop_kind, body)

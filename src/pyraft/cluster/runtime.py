@@ -220,7 +220,8 @@ class RaftCluster:
         self._event_subscribers: list[asyncio.Queue] = []
         self._role_seen: Role | None = None
         self.applied_index = 0
-        self._last_tick_at = 0.0
+        # the loop time of the last ticks (newest last), for leases in real time
+        self._tick_times: collections.deque[float] = collections.deque()
         self.metrics = Metrics(self.id)
 
     @classmethod
@@ -280,6 +281,7 @@ class RaftCluster:
         options = self.config.core_options()
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
+        self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
         applied = self._recover_state_machine()
         if applied > core.log.first_index() - 1:
             core.restore_applied(applied)
@@ -424,14 +426,24 @@ class RaftCluster:
 
     @property
     def lease(self) -> LeaseStatus:
-        """The leader's lease, in real time: the core counts it in ticks, and the time since
-        the last tick is taken off, so a member that was paused (SIGSTOP, a blocked loop)
-        sees its lease gone before any tick has run again."""
-        ticks = self.core.lease_remaining_ticks()
-        if ticks <= 0 or self._loop is None:
+        """The leader's lease, in real time. The core counts the lease in ticks from the tick
+        its quorum's heartbeats were sent in; a tick can come late (a busy or paused loop,
+        SIGSTOP), so the lease expires ``lease_ticks * tick_ms`` after the real time of that
+        tick, not after that many ticks: a member that was paused sees its lease gone at once
+        and until a quorum answers a heartbeat sent after the pause."""
+        core = self.core
+        ticks = core.lease_remaining_ticks() if core is not None else 0
+        if ticks <= 0:
             return LeaseStatus(False, 0.0)
-        remaining = ticks * self.config.tick_ms - (self._loop.time() - self._last_tick_at) * 1e3
-        return LeaseStatus(remaining > 0, max(0.0, remaining))
+        start = core.ticks + ticks - core.options.lease_ticks  # the tick the lease began in
+        back = core.ticks - start  # ticks ago; the newest entry of _tick_times is core.ticks
+        times = self._tick_times
+        if back >= len(times):
+            return LeaseStatus(False, 0.0)  # older than the ticks remembered: expired
+        began = times[-1 - back]
+        remaining = began + core.options.lease_ticks * self.config.tick_ms / 1e3 \
+            - self._loop.time()
+        return LeaseStatus(remaining > 0, max(0.0, remaining * 1e3))
 
     @property
     def members(self) -> list[MemberStatus]:
@@ -654,21 +666,15 @@ class RaftCluster:
     async def _tick_loop(self) -> None:
         interval = self.config.tick_ms / 1000.0
         loop = self._loop
-        # The core's clock must not fall behind real time: a member that was stopped
-        # (SIGSTOP, a swapped-out VM, a blocked loop) ticks for the time it missed, so its
-        # elections, check-quorum and lease see the pause. A burst is capped: past two
-        # election timeouts more ticks change nothing.
-        burst_max = 2 * self.core.options.election_ticks_upper + 1
         next_at = loop.time() + interval
-        self._last_tick_at = loop.time()
+        times = self._tick_times
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            now = loop.time()
-            due = 1 + int((now - next_at) / interval)
-            next_at += due * interval
-            for _ in range(min(due, burst_max)):
-                self.core.tick()
-            self._last_tick_at = now
+            next_at += interval
+            if loop.time() - next_at > 10 * interval:  # the loop was blocked: do not burst
+                next_at = loop.time() + interval
+            self.core.tick()
+            times.append(loop.time())
             self._wake.set()
 
     async def _process_loop(self) -> None:
