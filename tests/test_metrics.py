@@ -203,13 +203,13 @@ def test_mirrored_to_opentelemetry_when_importable(monkeypatch):
     observables: dict = {}
 
     class Meter:
-        def create_counter(self, name, description=""):
+        def create_counter(self, name, unit="", description=""):
             return Instrument(name)
 
         def create_histogram(self, name, unit="", description=""):
             return Instrument(name)
 
-        def create_observable_gauge(self, name, callbacks, description=""):
+        def create_observable_gauge(self, name, callbacks, unit="", description=""):
             observables[name] = callbacks
 
         create_observable_counter = create_observable_gauge

@@ -19,6 +19,12 @@ used up (a write's outcome is then unknown); :class:`SessionExpiredError` when t
 expired (the write was not applied; the next write opens a new session, but an earlier write
 that got no answer may or may not have been applied); :class:`RequestError` (also a
 ``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why.
+
+Metrics: ``kv.metrics`` is a :class:`pyraft.metrics.ClientMetrics` (pass ``metrics=`` to
+share one between clients): requests by operation and outcome, latency per operation,
+redirects followed, retries by reason, leader changes seen, timeouts; mirrored to
+OpenTelemetry when its API is installed, and ``kv.metrics.render_prometheus()`` gives the
+Prometheus text.
 """
 
 from __future__ import annotations
@@ -26,14 +32,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiohttp
+
+from pyraft.metrics import ClientMetrics
 
 __all__ = ["KVClient", "KVClientError", "RequestError", "SessionExpiredError",
            "UnavailableError"]
 
 _RETRIED = (503, 504)
+_T = TypeVar("_T")
 
 
 class KVClientError(Exception):
@@ -81,12 +93,18 @@ class KVClient:
     """A client of the members at ``urls`` (``http://host:port`` or ``host:port``).
 
     ``timeout_s`` bounds each HTTP exchange; ``retries`` is how many times a request is sent
-    again after a ``503``, ``504``, a connection failure or a redirect.
+    again after a ``503``, ``504``, a connection failure or a redirect. ``metrics``: the
+    :class:`~pyraft.metrics.ClientMetrics` to record into (by default a new one, mirrored to
+    the global OpenTelemetry meter provider when the API is installed).
     """
 
-    def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10) -> None:
+    def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10,
+                 metrics: ClientMetrics | None = None) -> None:
         if not urls:
             raise ValueError("give at least one URL")
+        if metrics is not None and not isinstance(metrics, ClientMetrics):
+            raise TypeError(f"metrics must be a ClientMetrics, not {type(metrics).__name__}")
+        self.metrics = metrics if metrics is not None else ClientMetrics()
         self.urls = [_base(url) for url in urls]
         self.timeout_s = timeout_s
         self.retries = retries
@@ -94,6 +112,7 @@ class KVClient:
         self.client_id: int | None = None
         self.sequence = 0
         self._next = 0
+        self._known_leader: str | None = None  # the last leader learned (leader_url may reset)
         self._http: aiohttp.ClientSession | None = None
         self._write_lock = asyncio.Lock()
 
@@ -113,32 +132,42 @@ class KVClient:
     async def get(self, key: str | bytes, consistency: str = "barrier") -> bytes | None:
         """The value of ``key`` (``None`` when absent) read at ``consistency``: ``barrier``
         (linearizable, any member), ``lease`` (linearizable, the leader) or ``local``."""
-        status, body = await self._request("GET", _key_path(key),
-                                           params={"consistency": consistency})
+        path = _key_path(key)
+        status, body = await self._measured("get", self._request(
+            "GET", path, operation="get", params={"consistency": consistency}),
+            lambda answer: answer[0] == 404)
         return None if status == 404 else body
 
     async def put(self, key: str | bytes, value: str | bytes) -> bytes | None:
         """Set ``key`` to ``value`` (``str`` is sent as UTF-8); returns the previous value
         (``None`` when the key was absent)."""
-        status, body = await self._write("PUT", _key_path(key), data=_value(value))
+        path, data = _key_path(key), _value(value)
+        status, body = await self._measured("put", self._write("PUT", path, "put", data=data))
         return None if status == 204 else body
 
     async def delete(self, key: str | bytes) -> bytes | None:
         """Remove ``key``; returns the removed value (``None`` when it was absent)."""
-        status, body = await self._write("DELETE", _key_path(key))
+        path = _key_path(key)
+        status, body = await self._measured("delete", self._write("DELETE", path, "delete"),
+                                            lambda answer: answer[0] == 204)
         return None if status == 204 else body
 
     async def cas(self, key: str | bytes, expected: str | bytes | None,
                   new: str | bytes) -> tuple[bool, bytes | None]:
         """Set ``key`` to ``new`` if it holds ``expected`` (``None``: if it is absent);
         returns ``(ok, current)``, ``current`` being the value afterwards."""
+        path = _key_path(key) + "/cas"
         document = {
             "encoding": "base64",
             "expected": None if expected is None
             else base64.b64encode(_value(expected)).decode("ascii"),
             "new": base64.b64encode(_value(new)).decode("ascii"),
         }
-        _, body = await self._write("POST", _key_path(key) + "/cas", json=document)
+        return await self._measured("cas", self._cas(path, document),
+                                    lambda answer: not answer[0])
+
+    async def _cas(self, path: str, document: dict) -> tuple[bool, bytes | None]:
+        _, body = await self._write("POST", path, "cas", json=document)
         answer = _json(body)
         value = answer.get("value")
         if value is not None:
@@ -148,36 +177,58 @@ class KVClient:
 
     async def status(self, url: str | None = None) -> dict:
         """The status of the member at ``url`` (by default the first that answers)."""
-        _, body = await self._request("GET", "/v1/status", url=url and _base(url),
-                                      follow=False)
+        _, body = await self._measured("status", self._request(
+            "GET", "/v1/status", operation="status", url=url and _base(url), follow=False))
         return _json(body)
 
     async def open_session(self) -> int:
         """Open a new session (done by the first write); returns its client id."""
-        _, body = await self._request("POST", "/v1/sessions", leader=True)
+        _, body = await self._measured("open_session", self._request(
+            "POST", "/v1/sessions", operation="open_session", leader=True))
         self.client_id, self.sequence = int(_json(body)["client_id"]), 0
         return self.client_id
 
     # ---- the machinery -------------------------------------------------------------------
-    async def _write(self, method: str, path: str, **kwargs) -> tuple[int, bytes]:
+    async def _measured(self, operation: str, call: Awaitable[_T],
+                        negative: Callable[[_T], bool] | None = None) -> _T:
+        """Await ``call`` and record it as one ``operation`` request with its outcome."""
+        started = time.perf_counter()
+        try:
+            answer = await call
+        except BaseException as error:
+            self.metrics.request_finished(operation, _outcome(error),
+                                          time.perf_counter() - started)
+            raise
+        outcome = "negative" if negative is not None and negative(answer) else "ok"
+        self.metrics.request_finished(operation, outcome, time.perf_counter() - started)
+        return answer
+
+    def _learned_leader(self, url: str) -> None:
+        if self._known_leader is not None and url != self._known_leader:
+            self.metrics.leader_changes.inc()
+        self.leader_url = self._known_leader = url
+
+    async def _write(self, method: str, path: str, operation: str,
+                     **kwargs) -> tuple[int, bytes]:
         async with self._write_lock:
             if self.client_id is None:
                 await self.open_session()
             self.sequence += 1
             headers = {"X-Client-Id": str(self.client_id), "X-Request-Seq": str(self.sequence)}
             try:
-                return await self._request(method, path, headers=headers, leader=True,
-                                           **kwargs)
+                return await self._request(method, path, operation=operation,
+                                           headers=headers, leader=True, **kwargs)
             except SessionExpiredError:
                 self.client_id = None
                 raise
 
-    async def _request(self, method: str, path: str, *, url: str | None = None,
-                       leader: bool = False, follow: bool = True,
+    async def _request(self, method: str, path: str, *, operation: str,
+                       url: str | None = None, leader: bool = False, follow: bool = True,
                        **kwargs) -> tuple[int, bytes]:
         """Send until a final answer; the same request (same sequence) on every attempt."""
         if self._http is None:
             raise KVClientError("use the client as 'async with KVClient(...)'")
+        metrics = self.metrics
         delay, last, redirected = 0.02, "no attempt", None
         for attempt in range(self.retries + 1):
             base = url or redirected or (
@@ -191,17 +242,31 @@ class KVClient:
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 last = f"{base}: {type(exc).__name__}: {exc}"
                 self._failed(base)
+                if isinstance(exc, asyncio.TimeoutError):
+                    reason = "timeout"
+                    metrics.timeouts.inc(1, (operation, "client"))
+                else:
+                    reason = "connection"
             else:
                 if status == 307 and location and follow:
-                    self.leader_url = redirected = _base(location)
-                    last = f"{base}: redirected to {self.leader_url}"
+                    redirected = _base(location)
+                    self._learned_leader(redirected)
+                    metrics.redirects.inc()
+                    last = f"{base}: redirected to {redirected}"
                     continue
                 if status not in _RETRIED:
+                    if leader and url is None and (status < 400 or status == 404):
+                        self._learned_leader(base)  # only the leader answers these
                     return self._final(status, body)
                 last = f"{base}: {status} {_json(body).get('message', '')}"
                 if status == 503:
+                    reason = "unavailable"
                     self._failed(base)
+                else:
+                    reason = "server_timeout"
+                    metrics.timeouts.inc(1, (operation, "server"))
             if attempt < self.retries:
+                metrics.retries.inc(1, (reason,))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
         raise UnavailableError(f"{method} {path}: no answer after {self.retries} retries "
@@ -225,6 +290,21 @@ class KVClient:
         if status == 410:
             raise SessionExpiredError(message)
         raise RequestError(status, kind, message)
+
+
+def _outcome(error: BaseException) -> str:
+    """The ``outcome`` label of a request that ended with ``error``."""
+    if isinstance(error, UnavailableError):
+        return "unavailable"
+    if isinstance(error, SessionExpiredError):
+        return "session_expired"
+    if isinstance(error, RequestError):
+        return "request_error"
+    if isinstance(error, KVClientError):
+        return "client_error"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
 
 
 def _json(body: bytes) -> dict:

@@ -1,4 +1,5 @@
-"""Server-side metrics of a ``RaftCluster``: a small registry, Prometheus text, OpenTelemetry.
+"""Metrics of a ``RaftCluster`` and of a ``KVClient``: a small registry, Prometheus text,
+OpenTelemetry.
 
 Each ``RaftCluster`` owns one ``Metrics`` (``cluster.metrics``). The runtime records events
 as they happen (elections, Ready handling, fsync latency, entries per append, snapshots,
@@ -9,10 +10,20 @@ from the cluster when metrics are collected (``Metrics.refresh``).
 Everything is plain Python without locks: every recording happens on the event loop thread
 (the fsync runs in a worker thread, but its latency is recorded on the loop after the await).
 
-When the ``opentelemetry`` API package is importable, the instruments are mirrored to
-``opentelemetry.metrics.get_meter("pyraft")``; without it the mirror is a no-op (the package
-is not a dependency). ``render_prometheus`` produces the Prometheus text exposition format
-and ``serve_metrics`` serves it on ``GET /metrics`` (``pyraft node --metrics HOST:PORT``).
+Each ``KVClient`` has a ``ClientMetrics`` (``client.metrics``; several clients may share
+one): requests per operation and outcome, their latency, redirects, retries, leader changes
+and timeouts, all recorded by the client as they happen.
+
+When the ``opentelemetry`` API package is importable, the instruments are mirrored to the
+meter ``"pyraft"`` of ``meter_provider`` (by default the global one,
+``opentelemetry.metrics.get_meter``); without the package the mirror is a no-op (it is not a
+dependency). Recorded counters and histograms become OpenTelemetry counters and histograms
+(unit ``s`` for names ending in ``_seconds``, ``By`` for ``_bytes``); pulled values become
+observable counters and gauges whose callbacks read the values last stored here. A server
+member's OpenTelemetry attributes carry ``member`` (its id), so the members of one process
+stay apart; the Prometheus text has no such label (one endpoint per member).
+``render_prometheus`` produces the Prometheus text exposition format and ``serve_metrics``
+serves it on ``GET /metrics`` (``pyraft node --metrics HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -20,12 +31,13 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import weakref
 from collections.abc import Iterable, Iterator
 
 log = logging.getLogger("pyraft.metrics")
 
-__all__ = ["Counter", "Gauge", "Histogram", "Metrics", "render_prometheus", "serve_metrics",
-           "SECONDS_BUCKETS", "SIZE_BUCKETS"]
+__all__ = ["ClientMetrics", "Counter", "Gauge", "Histogram", "Metrics", "render_prometheus",
+           "serve_metrics", "SECONDS_BUCKETS", "SIZE_BUCKETS"]
 
 SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,9 +57,12 @@ class _Instrument:
         self.labels = labels
         self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
         self.otel = None  # the mirrored OpenTelemetry instrument, if any
+        self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
 
     def _attributes(self, values: tuple) -> dict:
-        return {label: str(value) for label, value in zip(self.labels, values)}
+        attributes = dict(self.otel_attributes)
+        attributes.update((label, str(value)) for label, value in zip(self.labels, values))
+        return attributes
 
 
 class Counter(_Instrument):
@@ -120,12 +135,87 @@ class Histogram(_Instrument):
         return series[1] if series is not None else 0.0
 
 
-class Metrics:
-    """The instruments of one member; ``refresh(cluster)`` reads the pulled values."""
+# observable instruments already created, per meter and name: an SDK meter keeps the first
+# registration's callbacks only, so one callback per (meter, name) reads every live instrument
+_OBSERVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __init__(self, member: int | None = None, *, opentelemetry: bool = True) -> None:
-        self.member = member
+
+class _Registry:
+    """A list of instruments, mirrored to OpenTelemetry when the API package is importable."""
+
+    def __init__(self) -> None:
         self.instruments: list[_Instrument] = []
+
+    def _add(self, instrument):
+        self.instruments.append(instrument)
+        return instrument
+
+    def _mirror_to_opentelemetry(self, meter_provider, attributes: dict[str, str]) -> None:
+        try:
+            from opentelemetry import metrics as otel_metrics
+        except ImportError:
+            if meter_provider is not None:
+                raise
+            return
+        try:
+            meter = (otel_metrics.get_meter("pyraft") if meter_provider is None
+                     else meter_provider.get_meter("pyraft"))
+            for instrument in self.instruments:
+                instrument.otel_attributes = dict(attributes)
+                unit = _unit(instrument.name)
+                if instrument.pulled:
+                    self._observe(meter, instrument, unit, otel_metrics)
+                elif isinstance(instrument, Counter):
+                    instrument.otel = meter.create_counter(
+                        instrument.name, unit=unit, description=instrument.help)
+                elif isinstance(instrument, Histogram):
+                    instrument.otel = meter.create_histogram(
+                        instrument.name, unit=unit, description=instrument.help)
+        except Exception:  # an unusable SDK must never stop the member or the client
+            log.exception("cannot mirror metrics to OpenTelemetry")
+            for instrument in self.instruments:
+                instrument.otel = None
+
+    @staticmethod
+    def _observe(meter, instrument, unit: str, otel_metrics) -> None:
+        try:
+            observed = _OBSERVED.setdefault(meter, {})
+        except TypeError:  # a meter that cannot be weakly referenced: one callback each
+            observed = {}
+        live = observed.get(instrument.name)
+        if live is None:
+            live = observed[instrument.name] = weakref.WeakSet()
+
+            def observe(_options) -> Iterator:
+                for each in list(live):
+                    for labels, value in list(each.values.items()):
+                        yield otel_metrics.Observation(value, each._attributes(labels))
+
+            create = (meter.create_observable_counter if isinstance(instrument, Counter)
+                      else meter.create_observable_gauge)
+            create(instrument.name, callbacks=[observe], unit=unit,
+                   description=instrument.help)
+        live.add(instrument)
+
+
+def _unit(name: str) -> str:
+    if name.endswith("_seconds"):
+        return "s"
+    if name.endswith("_bytes"):
+        return "By"
+    return ""
+
+
+class Metrics(_Registry):
+    """The instruments of one member; ``refresh(cluster)`` reads the pulled values.
+
+    ``opentelemetry=False`` skips the mirror; ``meter_provider`` (an OpenTelemetry
+    ``MeterProvider``) replaces the global one."""
+
+    def __init__(self, member: int | None = None, *, opentelemetry: bool = True,
+                 meter_provider=None) -> None:
+        super().__init__()
+        self.member = member
         add = self._add
         # elections and state
         self.elections_started = add(Counter(
@@ -203,11 +293,8 @@ class Metrics:
         }
         self._last_role: str | None = None
         if opentelemetry:
-            self._mirror_to_opentelemetry()
-
-    def _add(self, instrument):
-        self.instruments.append(instrument)
-        return instrument
+            self._mirror_to_opentelemetry(
+                meter_provider, {} if member is None else {"member": str(member)})
 
     # ---- recording helpers (called by the runtime) ------------------------------------------
     def role_changed(self, role: str) -> None:
@@ -260,40 +347,61 @@ class Metrics:
             for peer, count in (getattr(transport, name, None) or {}).items():
                 metric.set(count, (peer,))
 
-    # ---- OpenTelemetry -----------------------------------------------------------------------
-    def _mirror_to_opentelemetry(self) -> None:
-        try:
-            from opentelemetry import metrics as otel_metrics
-        except ImportError:
-            return
-        try:
-            meter = otel_metrics.get_meter("pyraft")
-            for instrument in self.instruments:
-                if instrument.pulled:
-                    create = (meter.create_observable_counter if isinstance(instrument, Counter)
-                              else meter.create_observable_gauge)
-                    create(instrument.name,
-                           callbacks=[self._observer(instrument, otel_metrics)],
-                           description=instrument.help)
-                elif isinstance(instrument, Counter):
-                    instrument.otel = meter.create_counter(instrument.name,
-                                                           description=instrument.help)
-                elif isinstance(instrument, Histogram):
-                    unit = "s" if instrument.name.endswith("_seconds") else ""
-                    instrument.otel = meter.create_histogram(
-                        instrument.name, unit=unit, description=instrument.help)
-        except Exception:  # an unusable SDK must never stop the member
-            log.exception("cannot mirror metrics to OpenTelemetry")
-            for instrument in self.instruments:
-                instrument.otel = None
 
-    @staticmethod
-    def _observer(instrument, otel_metrics):
-        def observe(_options) -> Iterator:
-            for labels, value in list(instrument.values.items()):
-                yield otel_metrics.Observation(value, instrument._attributes(labels))
+CLIENT_OUTCOMES = ("ok", "negative", "unavailable", "session_expired", "request_error",
+                   "client_error", "cancelled", "error")
+CLIENT_RETRY_REASONS = ("connection", "timeout", "unavailable", "server_timeout")
 
-        return observe
+
+class ClientMetrics(_Registry):
+    """The instruments of one or more ``KVClient``; every value is recorded by the client.
+
+    A request is one call of a ``KVClient`` method (``operation``: ``get``, ``put``,
+    ``delete``, ``cas``, ``status``, ``open_session``), all its attempts included. Its
+    ``outcome`` is ``ok``; ``negative`` (an answer that found nothing: ``get`` or ``delete``
+    of an absent key, a ``cas`` whose comparison failed); or the error that ended it:
+    ``unavailable`` (``UnavailableError``), ``session_expired``, ``request_error`` (a 4xx),
+    ``client_error`` (another ``KVClientError``), ``cancelled``, ``error`` (anything else).
+    Arguments the client rejects before sending (a bad key) are not requests.
+
+    Recording costs a few dict updates (and the OpenTelemetry calls when mirrored);
+    ``opentelemetry=False`` skips the mirror, ``meter_provider`` replaces the global one.
+    """
+
+    def __init__(self, *, opentelemetry: bool = True, meter_provider=None) -> None:
+        super().__init__()
+        add = self._add
+        self.requests = add(Counter(
+            "pyraft_client_requests_total", "Client requests finished, by operation and outcome.",
+            ("operation", "outcome")))
+        self.request_seconds = add(Histogram(
+            "pyraft_client_request_seconds",
+            "Client request latency, all attempts included, by operation.", SECONDS_BUCKETS,
+            ("operation",)))
+        self.redirects = add(Counter(
+            "pyraft_client_redirects_total", "Redirects to the leader followed by the client."))
+        self.retries = add(Counter(
+            "pyraft_client_retries_total",
+            "Attempts sent again after a failed one, by reason (connection, timeout, "
+            "unavailable: a 503, server_timeout: a 504).", ("reason",)))
+        self.leader_changes = add(Counter(
+            "pyraft_client_leader_changes_total",
+            "Times the client learned a leader other than the one it knew before."))
+        self.timeouts = add(Counter(
+            "pyraft_client_timeouts_total",
+            "Attempts whose outcome is unknown because of a timeout, by operation and side "
+            "(client: no answer within timeout_s; server: a 504).", ("operation", "side")))
+        if opentelemetry:
+            self._mirror_to_opentelemetry(meter_provider, {})
+
+    def request_finished(self, operation: str, outcome: str, seconds: float) -> None:
+        """Record one finished request: its outcome and its latency."""
+        self.requests.inc(1, (operation, outcome))
+        self.request_seconds.observe(seconds, (operation,))
+
+    def render_prometheus(self) -> str:
+        """The instruments in the Prometheus text format (version 0.0.4)."""
+        return render_prometheus(self)
 
 
 # ---- Prometheus text exposition ----------------------------------------------------------------
@@ -318,10 +426,10 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def render_prometheus(metrics: Metrics, cluster=None) -> str:
+def render_prometheus(metrics: Metrics | ClientMetrics, cluster=None) -> str:
     """The instruments in the Prometheus text format (version 0.0.4); with ``cluster``, the
     pulled values are refreshed first."""
-    if cluster is not None:
+    if cluster is not None and isinstance(metrics, Metrics):
         metrics.refresh(cluster)
     lines: list[str] = []
     for instrument in metrics.instruments:
