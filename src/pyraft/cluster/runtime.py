@@ -57,7 +57,7 @@ from raftcore.framing import KIND_COMMAND
 log = logging.getLogger("pyraft.cluster")
 
 __all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
-           "ClusterStoppedError", "CommandLostError"]
+           "ClusterStoppedError", "CommandLostError", "CommandOutcomeUnknownError"]
 
 
 class ClusterStoppedError(PyraftError, RuntimeError):
@@ -66,6 +66,12 @@ class ClusterStoppedError(PyraftError, RuntimeError):
 
 class CommandLostError(PyraftError, RuntimeError):
     """Another leader's entry replaced the command at its index: it was not applied."""
+
+
+class CommandOutcomeUnknownError(PyraftError, RuntimeError):
+    """A command's outcome cannot be known: this member lost the lead and its log was
+    replaced by a snapshot covering the command. Retry only if the command is idempotent
+    or deduplicated (client sessions)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,6 +166,7 @@ class RaftCluster:
         join: bool = False,
         announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
         routes: Mapping[int, str] | None = None,
+        meter_provider=None,
     ) -> None:
         config.validate()
         if config.member_id not in peers:
@@ -199,9 +206,11 @@ class RaftCluster:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake: asyncio.Event | None = None
-        self._queue: collections.deque = collections.deque()  # (payload, future)
+        # waiting to enter the core: (payloads, future, many); _queued counts the payloads
+        self._queue: collections.deque = collections.deque()
+        self._queued = 0
         self._queue_space: asyncio.Condition | None = None
-        self._proposals: dict[int, tuple[int, asyncio.Future]] = {}
+        self._proposals: collections.deque[_Proposal] = collections.deque()  # by index
         self._reads: dict[bytes, asyncio.Future] = {}
         self._ready_reads: list[tuple[int, asyncio.Future]] = []
         self._commit_waiters: list[tuple[int, asyncio.Future]] = []
@@ -222,7 +231,7 @@ class RaftCluster:
         self.applied_index = 0
         # the loop time of the last ticks (newest last), for leases in real time
         self._tick_times: collections.deque[float] = collections.deque()
-        self.metrics = Metrics(self.id)
+        self.metrics = Metrics(self.id, meter_provider=meter_provider)
 
     @classmethod
     def from_config(cls, config, *, state_machine=None, transport: Transport | None = None,
@@ -355,7 +364,7 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
-        pending = [f for _, f in self._proposals.values() if not f.done()]
+        pending = [p.future for p in self._proposals if not p.future.done()]
         if pending:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
@@ -508,29 +517,39 @@ class RaftCluster:
     async def replicate(self, command: bytes, timeout: float | None = None):
         """Replicate ``command``; returns the state machine's result once committed and
         applied. Raises NotLeaderError (with the leader's id and address) on a follower."""
-        future = await self._enqueue(command)
+        future = await self._enqueue([bytes(command)], False)
         if timeout is None:
             return await future
         return await asyncio.wait_for(future, timeout)
 
     async def replicate_many(self, commands: Iterable[bytes], timeout: float | None = None):
-        """Replicate several commands as one batch; returns their results in order."""
-        futures = [await self._enqueue(command) for command in commands]
-        gathered = asyncio.gather(*futures)
-        return await (gathered if timeout is None else asyncio.wait_for(gathered, timeout))
+        """Replicate several commands as one batch: they enter the log together, in order,
+        and the call returns their results in order once the last is applied. One waiter
+        serves the whole batch, so this is the fast path for many small commands. If some
+        of them were lost to a leader change, it raises CommandLostError (the others may
+        have been applied; a caller that must know resends with its own deduplication)."""
+        payloads = [bytes(command) for command in commands]
+        if not payloads:
+            return []
+        future = await self._enqueue(payloads, True)
+        return await (future if timeout is None else asyncio.wait_for(future, timeout))
 
-    async def _enqueue(self, command) -> asyncio.Future:
+    async def _enqueue(self, payloads: list, many: bool) -> asyncio.Future:
         self._check_writable()
-        if len(self._queue) >= self.proposal_queue_max:
+        count = len(payloads)
+        if self._queued + count > self.proposal_queue_max and self._queued:
             if self.proposal_queue_full == "raise":
                 raise ProposalDroppedError(
-                    f"the proposal queue holds {len(self._queue)} commands (the bound)")
+                    f"the proposal queue holds {self._queued} commands (the bound is "
+                    f"{self.proposal_queue_max})")
             async with self._queue_space:
                 await self._queue_space.wait_for(
-                    lambda: len(self._queue) < self.proposal_queue_max or not self._running)
+                    lambda: self._queued + count <= self.proposal_queue_max
+                    or not self._queued or not self._running)
             self._check_writable()
         future = self._loop.create_future()
-        self._queue.append((bytes(command), future))
+        self._queue.append((payloads, future, many))
+        self._queued += count
         self._wake.set()
         return future
 
@@ -691,20 +710,38 @@ class RaftCluster:
         if not self._queue:
             return
         queue, self._queue = self._queue, collections.deque()
-        payloads = [payload for payload, _ in queue]
+        self._queued = 0
+        if len(queue) == 1:
+            payloads = queue[0][0]
+        else:
+            payloads = []
+            for item in queue:
+                payloads.extend(item[0])
         self.metrics.proposal_batch.observe(len(payloads))
         try:
             first, _last = self.core.propose(payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
                 error = NotLeaderError(self.leader, self.leader_address)
-            for _, future in queue:
+            for _, future, _ in queue:
                 if not future.done():
                     future.set_exception(error)
         else:
+            proposals = self._proposals
+            # Entries of ours at or past ``first`` were cut from the log (a later leader's
+            # entries replaced them while we followed): those commands are lost.
+            while proposals and proposals[-1].last >= first:
+                stale = proposals.pop()
+                if not stale.future.done():
+                    stale.future.set_exception(CommandLostError(
+                        f"the commands at {stale.first}..{stale.last} were replaced by a "
+                        "later leader"))
             term = self.core.term
-            for offset, (_, future) in enumerate(queue):
-                self._proposals[first + offset] = (term, future)
+            index = first
+            for items, future, many in queue:
+                last = index + len(items) - 1
+                proposals.append(_Proposal(index, last, term, future, many))
+                index = last + 1
         self._loop.create_task(self._notify_queue_space())
 
     async def _notify_queue_space(self) -> None:
@@ -788,25 +825,12 @@ class RaftCluster:
 
     def _apply(self, rd: Ready) -> None:
         machine = self.state_machine
+        proposals = self._proposals
         for batch in rd.committed:
             results = machine.apply_batch(batch) if machine is not None else None
-            proposals = self._proposals
-            if proposals:
-                terms = batch.terms
-                for position in range(len(batch)):
-                    index = batch.first_index + position
-                    waiting = proposals.pop(index, None)
-                    if waiting is None:
-                        continue
-                    term, future = waiting
-                    if future.done():
-                        continue
-                    if int(terms[position]) == term:
-                        future.set_result(results[position] if results is not None else None)
-                    else:
-                        future.set_exception(CommandLostError(
-                            f"the command at index {index} was replaced by a later leader"))
-            self.applied_index = batch.last_index
+            self.applied_index = last = batch.last_index
+            if proposals and proposals[0].first <= last:
+                _resolve_proposals(proposals, batch, results)
 
     def _snapshot_sink(self, index: int, data) -> None:
         """The state machine took a snapshot at ``index``: store it and release the log."""
@@ -839,7 +863,8 @@ class RaftCluster:
             # proposals waiting in the queue can no longer be appended by this member
             error = NotLeaderError(self.leader, self.leader_address)
             queue, self._queue = self._queue, collections.deque()
-            for _, future in queue:
+            self._queued = 0
+            for _, future, _ in queue:
                 if not future.done():
                     future.set_exception(error)
         if soft.role is not self._role_seen:
@@ -899,14 +924,15 @@ class RaftCluster:
             self._membership_waiters = keep
 
     def _fail_all(self, error: Exception) -> None:
-        for _, future in self._proposals.values():
-            if not future.done():
-                future.set_exception(error)
+        for proposal in self._proposals:
+            if not proposal.future.done():
+                proposal.future.set_exception(error)
         self._proposals.clear()
-        for _, future in self._queue:
+        for _, future, _ in self._queue:
             if not future.done():
                 future.set_exception(error)
         self._queue.clear()
+        self._queued = 0
         for future in list(self._reads.values()) + [f for _, f in self._ready_reads] + [
             f for _, f in self._commit_waiters
         ] + [f for _, f in self._membership_waiters]:
@@ -943,6 +969,67 @@ class RaftCluster:
         if peers != self._peers_snapshot:
             self._peers_snapshot = peers
             self.transport.set_peers(peers)
+
+
+class _Proposal:
+    """Commands of one ``replicate``/``replicate_many`` call at log indexes first..last,
+    appended in ``term``; resolved when the last is applied."""
+
+    __slots__ = ("first", "last", "term", "future", "many", "results", "lost", "next")
+
+    def __init__(self, first: int, last: int, term: int, future: asyncio.Future,
+                 many: bool) -> None:
+        self.first, self.last, self.term, self.future = first, last, term, future
+        self.many = many
+        self.results: list | None = [] if many else None
+        self.lost = False
+        self.next = first  # the next index whose result is due
+
+
+def _resolve_proposals(proposals: collections.deque, batch, results: list | None) -> None:
+    """Hand the results of an applied ``batch`` to the proposals it covers (the deque is in
+    index order). A command whose index was applied with another term was replaced by a
+    later leader's entry: its proposal fails with CommandLostError."""
+    first, last = batch.first_index, batch.last_index
+    terms = batch.terms
+    while proposals and proposals[0].first <= last:
+        proposal = proposals[0]
+        if proposal.next < first and proposal.next <= proposal.last:
+            # Applied without passing through here (a snapshot from the leader covered
+            # them, after this member lost the lead): nobody knows whether they took effect.
+            proposals.popleft()
+            if not proposal.future.done():
+                proposal.future.set_exception(CommandOutcomeUnknownError(
+                    f"the commands at {proposal.first}..{proposal.last} were covered by an "
+                    "installed snapshot: they may or may not have been applied"))
+            continue
+        lo = max(proposal.first, first) - first
+        hi = min(proposal.last, last) - first + 1
+        proposal.next = min(proposal.last, last) + 1
+        if hi > lo:
+            if proposal.many:
+                if not proposal.lost and not (terms[lo:hi] == proposal.term).all():
+                    proposal.lost = True
+                if not proposal.lost:
+                    proposal.results.extend(results[lo:hi] if results is not None
+                                            else [None] * (hi - lo))
+            elif int(terms[lo]) != proposal.term:
+                proposal.lost = True
+            else:
+                proposal.results = results[lo] if results is not None else None
+        if proposal.last > last:
+            return  # the rest of it comes in a later batch
+        proposals.popleft()
+        future = proposal.future
+        if future.done():
+            continue
+        if proposal.lost:
+            future.set_exception(CommandLostError(
+                f"the commands at {proposal.first}..{proposal.last} were replaced by a "
+                "later leader" if proposal.many else
+                f"the command at index {proposal.first} was replaced by a later leader"))
+        else:
+            future.set_result(proposal.results)
 
 
 def _ssl_contexts(tls) -> tuple:

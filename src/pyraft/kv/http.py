@@ -55,7 +55,12 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from pyraft.cluster.runtime import ClusterStoppedError, CommandLostError, RaftCluster
+from pyraft.cluster.runtime import (
+    ClusterStoppedError,
+    CommandLostError,
+    CommandOutcomeUnknownError,
+    RaftCluster,
+)
 from pyraft.errors import NotLeaderError, ProposalDroppedError, StorageError
 from pyraft.kv.machine import (
     CasResult,
@@ -191,7 +196,7 @@ class _Api:
             return await self.cluster.replicate(payload, timeout=self.timeout)
         except NotLeaderError:
             raise self._not_leader(request) from None
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, CommandOutcomeUnknownError):
             raise _Abort(_error(504, "timeout", "no answer within the timeout: the write may or "
                                 "may not be applied; retry it with the same X-Request-Seq")) \
                 from None
