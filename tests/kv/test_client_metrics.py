@@ -10,7 +10,6 @@ error and on tasks left running.
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
 
 import pytest
@@ -52,7 +51,8 @@ def test_client_and_server_instruments_through_the_opentelemetry_sdk(monkeypatch
     puts = 5
     provider, reader = otel()
     # every RaftCluster built in this test records into ``provider`` (restored afterwards)
-    monkeypatch.setattr(runtime, "Metrics", functools.partial(Metrics, meter_provider=provider))
+    monkeypatch.setattr(runtime, "Metrics",
+                        lambda member, **_options: Metrics(member, meter_provider=provider))
 
     async def body():
         async with kv_cluster(MemoryNetwork(), value_bytes_max=16) as (members, urls):
