@@ -1,8 +1,8 @@
 """The ``pyraft`` command.
 
 Subcommands grow with the project; today: ``pyraft info`` (versions and which kernels run)
-``pyraft playground`` (a local cluster to watch) and ``pyraft wal inspect|repair DIR`` (an
-operator's tools for a write-ahead log).
+``pyraft playground`` (a local cluster to watch), ``pyraft wal inspect|repair DIR`` (an
+operator's tools for a write-ahead log) and ``pyraft bench`` (the benchmark suite).
 """
 
 from __future__ import annotations
@@ -118,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("directory")
     repair.add_argument("--cluster-id", type=int, default=0)
     repair.add_argument("--yes", action="store_true", help="really truncate")
+    bench = commands.add_parser("bench", help="benchmarks: kernels, cluster, peers, goals")
+    from pyraft.bench.cli import add_arguments as bench_arguments
+
+    bench_arguments(bench)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from pyraft.bench.cli import run as run_bench
+
+        return run_bench(args)
     if args.command == "kv":
         from pyraft.kv.cli import run_kv
 

@@ -11,10 +11,17 @@ JSON control protocol on ``--control HOST:PORT`` (one request per line, one answ
     {"op": "lease"}                        -> {"valid": ..., "expires_in_ms": ...}
     {"op": "add_member", "id": 4, "address": "127.0.0.1:7004"}
     {"op": "remove_member", "id": 4}   {"op": "transfer", "id": 2}   {"op": "resign"}
-    {"op": "bench", "count": 20000, "inflight": 256, "size": 16}
-                                            -> committed writes/s and latency percentiles,
-                                               measured inside this (leader) process
+    {"op": "load", "size": 16, "inflight": 256, "duration_s": 5}
+                                            -> {"ok": true, "result": <result>}: a write load
+        run inside this (leader) process through ``replicate`` (``"batch": n``: each call is
+        ``replicate_many`` of n commands), closed-loop, or open-loop with ``"rate": per_s``;
+        ``"count": n`` stops after n calls (see pyraft.bench.load and pyraft.bench.stats)
+    {"op": "reads", "mode": "lease" | "barrier", "inflight": 16, "duration_s": 2}
+                                            -> {"ok": true, "result": <result>}: local reads
+        under a valid lease, or each after ``apply_read_barrier``, counted as "writes"
 
+With ``--state count`` the member keeps only the number and total size of the commands
+applied (the benchmarks use it: ``items`` then answers an error), not every item.
 Errors answer ``{"ok": false, "error": "<type>", "message": ..., "leader": ..., "address": ...}``.
 The process prints ``ready <control address>`` on stdout once it serves, and stops cleanly on
 SIGTERM or SIGINT.
@@ -28,15 +35,16 @@ import json
 import logging
 import signal
 import ssl
-import statistics
 import sys
-import time
 
 import msgpack
 
+import pyraft
+from pyraft.bench.load import run_load
+from pyraft.bench.stats import make_result
 from pyraft.cluster.runtime import RaftCluster
 from pyraft.config import RaftConfig
-from pyraft.errors import NotLeaderError, PyraftError
+from pyraft.errors import NotLeaderError, ProposalDroppedError, PyraftError
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import MemoryStateMachine
 from pyraft.transport.tcp import TcpTransport
@@ -82,47 +90,100 @@ def ssl_contexts(args) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
     return server, client
 
 
-async def bench(cluster: RaftCluster, count: int, inflight: int, size: int) -> dict:
+class CountLog(MemoryStateMachine):
+    """The replicated state of a benchmark: how many commands were applied and their total
+    size; apply returns the command's position. Snapshots are a few bytes."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.count = 0
+        self.bytes = 0
+
+    def apply(self, index, command):
+        self.count += 1
+        self.bytes += len(command)
+        return self.count - 1
+
+    def build_snapshot(self):
+        return msgpack.packb([self.count, self.bytes])
+
+    def restore_snapshot(self, data):
+        self.count, self.bytes = msgpack.unpackb(data) if data else (0, 0)
+
+
+def _mode(args) -> str:
+    if not args.data:
+        return "memory"
+    return "durable (fdatasync)" if args.sync == "always" else f"durable (sync {args.sync})"
+
+
+async def load(cluster: RaftCluster, request: dict, mode: str) -> dict:
+    """The ``load`` op: see the module docstring; answers a result of pyraft.bench.stats."""
+    size, inflight = int(request.get("size", 16)), int(request.get("inflight", 1))
+    batch, rate = int(request.get("batch", 1)), request.get("rate")
+    duration_s = float(request.get("duration_s", 5.0))
+    if size < 0 or batch < 1:
+        raise ValueError("size must be >= 0 and batch >= 1")
     payload = b"x" * size
-    latencies: list[float] = []
-    done = 0
-    started = time.perf_counter()
+    if batch == 1:
+        def unit():
+            return cluster.replicate(payload)
+    else:
+        commands = [payload] * batch
 
-    async def worker(n: int) -> None:
-        nonlocal done
-        for _ in range(n):
-            t0 = time.perf_counter()
-            await cluster.replicate(payload)
-            latencies.append(time.perf_counter() - t0)
-            done += 1
-
-    per = count // inflight
-    await asyncio.gather(*[worker(per) for _ in range(inflight)])
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-
-    return {
-        "ok": True,
-        "writes": done,
-        "seconds": elapsed,
-        "writes_per_s": done / elapsed,
-        "p50_ms": pct(0.5),
-        "p99_ms": pct(0.99),
-        "max_ms": latencies[-1] * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000,
-    }
+        def unit():
+            return cluster.replicate_many(commands)
+    seen = await run_load(unit, inflight=inflight, rate=None if rate is None else float(rate),
+                          duration_s=duration_s, per_unit=batch, count=request.get("count"))
+    workload = {"kind": "closed" if rate is None else "open", "api": "engine", "size": size,
+                "inflight": inflight if rate is None else None, "rate": rate,
+                "duration_s": duration_s,
+                "members": len(cluster.members), "batch": batch, "operation": "write"}
+    return {"ok": True, "result": _result(seen, mode, workload, batch)}
 
 
-async def handle(cluster: RaftCluster, request: dict) -> dict:
+async def reads(cluster: RaftCluster, request: dict, mode: str) -> dict:
+    """The ``reads`` op: local reads under the lease, or after a read barrier each."""
+    kind = request.get("mode", "lease")
+    inflight, duration_s = int(request.get("inflight", 16)), float(request.get("duration_s", 2))
+    machine = cluster.state_machine
+
+    async def lease_read():
+        if not cluster.lease.valid:
+            raise ProposalDroppedError("the lease is not valid")
+        await asyncio.sleep(0)  # one loop turn per read, as a server handling requests does
+        return machine.applied_index
+
+    async def barrier_read():
+        await cluster.apply_read_barrier(timeout=5)
+        return machine.applied_index
+
+    if kind not in ("lease", "barrier"):
+        raise ValueError(f"mode must be lease or barrier, not {kind!r}")
+    seen = await run_load(lease_read if kind == "lease" else barrier_read, inflight=inflight,
+                          duration_s=duration_s)
+    workload = {"kind": "closed", "api": "engine", "size": 0, "inflight": inflight,
+                "rate": None, "duration_s": duration_s, "members": len(cluster.members),
+                "operation": f"read-{kind}"}
+    return {"ok": True, "result": _result(seen, mode, workload)}
+
+
+def _result(seen, mode: str, workload: dict, per_call: int = 1) -> dict:
+    notes = "" if seen.first_error is None else f"first error: {seen.first_error}"
+    return make_result(system="pyraft", version=pyraft.__version__, mode=mode,
+                       workload=workload, writes=seen.writes, errors=seen.errors,
+                       elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
+                       done_at_s=seen.done_at_s, notes=notes, per_call=per_call)
+
+
+async def handle(cluster: RaftCluster, request: dict, mode: str = "memory") -> dict:
     op = request.get("op")
     if op == "status":
         return {
             "ok": True, "id": cluster.id, "role": cluster.role.value, "leader": cluster.leader,
             "term": cluster.term, "commit": cluster.commit_index,
             "applied": cluster.applied_index,
+            "snapshots_installed": cluster.metrics.snapshots.value(("installed",)),
             "members": [[m.id, m.address, m.voter, m.match_index] for m in cluster.members],
         }
     if op == "replicate":
@@ -131,6 +192,8 @@ async def handle(cluster: RaftCluster, request: dict) -> dict:
     if op == "barrier":
         return {"ok": True, "index": await cluster.apply_read_barrier(timeout=5)}
     if op == "items":
+        if not hasattr(cluster.state_machine, "items"):
+            raise ValueError("this member keeps no items (--state count)")
         if request.get("barrier"):
             await cluster.apply_read_barrier(timeout=5)
         return {"ok": True, "items": cluster.state_machine.items}
@@ -138,7 +201,8 @@ async def handle(cluster: RaftCluster, request: dict) -> dict:
         lease = cluster.lease
         return {"ok": True, "valid": lease.valid, "expires_in_ms": lease.expires_in_ms}
     if op == "add_member":
-        await cluster.add_member(request["id"], request["address"], timeout=10)
+        await cluster.add_member(request["id"], request["address"],
+                                 timeout=float(request.get("timeout", 10)))
         return {"ok": True}
     if op == "remove_member":
         await cluster.remove_member(request["id"], timeout=10)
@@ -148,8 +212,10 @@ async def handle(cluster: RaftCluster, request: dict) -> dict:
         return {"ok": True}
     if op == "resign":
         return {"ok": True, "to": await cluster.resign()}
-    if op == "bench":
-        return await bench(cluster, request["count"], request["inflight"], request["size"])
+    if op == "load":
+        return await load(cluster, request, mode)
+    if op == "reads":
+        return await reads(cluster, request, mode)
     return {"ok": False, "error": "BadRequest", "message": f"unknown op {op!r}"}
 
 
@@ -165,16 +231,17 @@ async def serve(args) -> None:
                         election_timeout_ms_lower=args.election_ms,
                         election_timeout_ms_upper=args.election_ms * 2, standby=args.standby,
                         failure_dead_ms=args.failure_dead_ms)
+    machine_class = CountLog if args.state == "count" else ItemLog
+    machine = machine_class(compaction="sequential", snapshot_entries=args.snapshot_entries)
     cluster = RaftCluster(config, transport=transport, peers=peers, storage=storage,
-                          state_machine=ItemLog(compaction="sequential", snapshot_entries=50_000),
-                          join=args.join)
+                          state_machine=machine, join=args.join)
     await cluster.start()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
                 try:
-                    answer = await handle(cluster, json.loads(line))
+                    answer = await handle(cluster, json.loads(line), _mode(args))
                 except NotLeaderError as error:
                     answer = {"ok": False, "error": "NotLeaderError", "message": str(error),
                               "leader": error.leader_id, "address": error.leader_address}
@@ -218,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--standby", action="store_true", help="replicate, never lead")
     parser.add_argument("--failure-dead-ms", type=float, default=0.0,
                         help="remove voters judged dead this long (0: off)")
+    parser.add_argument("--state", default="items", choices=["items", "count"],
+                        help="keep every item (tests) or only a count (benchmarks)")
+    parser.add_argument("--snapshot-entries", type=int, default=50_000,
+                        help="applied entries between two snapshots")
     parser.add_argument("--cert"), parser.add_argument("--key"), parser.add_argument("--ca")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)

@@ -1,0 +1,184 @@
+"""``pyraft bench [all|kernels|cluster|peers|goals]``: run the benchmark suite and report.
+
+- ``kernels``: the pytest-benchmark kernel benchmarks (``benchmarks/``), with the references
+  measured beside them;
+- ``cluster``: pyraft's cluster workloads (3 member processes on 127.0.0.1): throughput,
+  open-loop latency, batched peak, reads, failover, catch-up, and the raw references (one
+  4 KiB write+fdatasync on ``--dir``, one loopback round trip);
+- ``peers``: the peers (PySyncObj, etcd) with the same load shapes, when installed;
+- ``goals``: cluster + peers, then the goals of issue 7; ``all``: everything.
+
+Writes ``report.json`` and the plots in ``--out`` (default
+``./bench-results/<UTC timestamp>``), prints a progress bar on stderr and a summary table on
+stdout. Data directories go under ``--dir`` (the disk measured) and are removed afterwards.
+Exit status 1 when a section failed (its error is in the report), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import TextIO
+
+import pyraft
+from pyraft.bench import compare, machine, report, workloads
+
+SECTIONS = ("all", "kernels", "cluster", "peers", "goals")
+
+
+class Progress:
+    """A progress bar on ``stream``: ``[#####-----] 3/10 12s label``, redrawn in place on a
+    terminal and one line per step otherwise."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        self.total, self.done, self.width = max(1, total), 0, width
+        self.stream = stream if stream is not None else sys.stderr
+        self.started = time.monotonic()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def render(self, label: str) -> str:
+        filled = min(self.width, self.width * self.done // self.total)
+        elapsed = time.monotonic() - self.started
+        return (f"[{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} "
+                f"{elapsed:4.0f}s {label}")
+
+    def tick(self, label: str) -> None:
+        """One more step starts (``label`` says which)."""
+        self.done = min(self.total, self.done + 1)
+        line = self.render(label)
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line[:200])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("section", nargs="?", default="all", choices=SECTIONS)
+    parser.add_argument("--dir", default=None,
+                        help="where data directories go (the disk measured; default: temp)")
+    parser.add_argument("--out", default=None,
+                        help="report.json and PNGs (default ./bench-results/<UTC timestamp>)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per load")
+    parser.add_argument("--failovers", type=int, default=None, help="failover trials")
+    parser.add_argument("--catchup-bytes", type=int, default=None,
+                        help="log size for the catch-up benchmark (0: skip it)")
+    parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
+
+
+def _guarded(errors: list[str], name: str, function: Callable[[], object]) -> object:
+    try:
+        return function()
+    except Exception as error:  # one failing section is reported; the others still run
+        errors.append(f"{name}: {type(error).__name__}: {error}")
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("duration", "failovers", "catchup_bytes"):
+        value = getattr(args, name)
+        if value is not None and value < 0 or name == "duration" and value == 0:
+            raise SystemExit(f"pyraft bench: --{name.replace('_', '-')} must be positive")
+    plan = workloads.Plan.build(args.quick, args.duration, args.failovers, args.catchup_bytes)
+    section = args.section
+    do_kernels = section in ("all", "kernels")
+    do_cluster = section in ("all", "cluster", "goals")
+    do_peers = section in ("all", "peers", "goals") and not args.no_peers
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or os.path.join("bench-results", stamp)
+    os.makedirs(out, exist_ok=True)
+    if args.dir is not None and not os.path.isdir(args.dir):
+        raise SystemExit(f"pyraft bench: --dir {args.dir!r} is not a directory")
+    base = tempfile.mkdtemp(prefix="pyraft-bench-", dir=args.dir)
+    steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps() if do_cluster else 0) \
+        + (len(compare.PEERS) if do_peers else 0)
+    progress = Progress(steps)
+    errors: list[str] = []
+    result: dict = {
+        "schema": 1, "pyraft": pyraft.__version__, "arguments": vars(args),
+        "section": section, "quick": args.quick, "started_utc": stamp,
+        "machine": machine.describe(base),
+        "plan": {"duration_s": plan.duration_s, "failovers": plan.failovers,
+                 "catchup_bytes": plan.catchup_bytes, "rates": plan.rates, "peak": plan.peak,
+                 "throughput": plan.throughput},
+    }
+    try:
+        if do_kernels:
+            progress.tick("kernels (pytest-benchmark)")
+            result["kernels"] = _guarded(errors, "kernels", lambda: workloads.kernels(args.quick))
+        if do_cluster:
+            progress.tick("references: fdatasync, loopback round trip")
+            count = 50 if args.quick else 500
+            result["reference"] = {
+                "fdatasync_4k_ms": machine.fdatasync_ms(base, count),
+                "loopback_rtt_ms": machine.loopback_rtt_ms(count * 10)}
+            cluster: dict = {"throughput": [], "latency": [], "peak": [], "reads": []}
+            for mode in (workloads.DURABLE, workloads.MEMORY):
+                got = _guarded(errors, f"engine {mode}", lambda m=mode: workloads.engine_workloads(
+                    plan, m, base, progress.tick))
+                for key, values in (got.items() if "error" not in got else []):
+                    cluster[key] += values
+            for mode in (workloads.DURABLE, workloads.MEMORY):
+                got = _guarded(errors, f"http {mode}", lambda m=mode: workloads.http_workloads(
+                    plan, m, base, progress.tick))
+                cluster["throughput"] += got if isinstance(got, list) else []
+            if plan.failovers:
+                cluster["failover"] = _guarded(errors, "failover", lambda: workloads.failover(
+                    plan.failovers, base, progress.tick))
+            if plan.catchup_bytes:
+                cluster["catchup"] = _guarded(errors, "catch-up", lambda: workloads.catch_up(
+                    plan, base, progress.tick))
+            result["cluster"] = cluster
+        if do_peers:
+            result["peers"] = compare.run_peers(plan, base, progress.tick)
+            result["ratios"] = compare.ratios(result.get("cluster", {}), result["peers"])
+        elif section in ("all", "peers", "goals"):
+            result["peers"] = {name: {"system": name, "skipped": "--no-peers"}
+                               for name in compare.PEERS}
+        if do_cluster:
+            result["goals"] = report.goals(result)
+    finally:
+        progress.close()
+        shutil.rmtree(base, ignore_errors=True)
+    result["errors"] = errors
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ")
+    try:
+        from pyraft.bench.plots import PlotsUnavailable, plot
+
+        result["plots"] = [os.path.basename(p) for p in plot(result, out)]
+    except PlotsUnavailable as error:
+        result["plots_skipped"] = str(error)
+    path = report.write_json(result, out)
+    print(report.summary(result))
+    if "plots_skipped" in result:
+        print(f"\nplots skipped: {result['plots_skipped']}")
+    print(f"\nreport: {path}" + "".join(f", {os.path.join(out, p)}"
+                                        for p in result.get("plots", [])))
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyraft bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

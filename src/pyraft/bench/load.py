@@ -1,0 +1,115 @@
+"""Load drivers: run an async operation closed-loop or open-loop for a bounded time.
+
+``run_load(unit, ...)`` calls ``await unit()`` and records, per call, its latency and when it
+completed; ``per_unit`` writes are counted per successful call (``batch`` commands per
+``replicate_many``). It is used inside a leader process (the engine API) and by the HTTP load
+generator, so both report the same way (:mod:`pyraft.bench.stats`).
+
+- closed loop: ``inflight`` workers, each calling ``unit`` again as soon as the previous call
+  returns, until ``duration_s`` passed (or ``count`` calls were started);
+- open loop: call ``i`` is due at ``start + i / rate`` whatever happened before, and its
+  latency counts from that due time; a stall therefore shows as latency of every call due
+  during it. At most ``outstanding_max`` calls are in flight; a call due while that many are
+  outstanding is not sent and counts as an error.
+
+Bounds: no call is started after ``duration_s``; calls still running ``drain_s`` after it are
+cancelled and count as errors. A failed call counts as an error and (closed loop) its worker
+pauses ``error_pause_s`` before the next call, so a cluster without a leader is not spun on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pyraft.bench.stats import open_loop_count, open_loop_offset
+
+
+@dataclass
+class Observations:
+    """What one run saw: successful writes, failed calls, the run's length, and per successful
+    call its latency and its completion time (both in seconds, the latter since the start)."""
+
+    writes: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    done_at_s: list[float] = field(default_factory=list)
+    first_error: str | None = None
+
+    def failed(self, error: BaseException) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = f"{type(error).__name__}: {error}"
+
+
+async def run_load(unit: Callable[[], Awaitable[object]], *, inflight: int = 1,
+                   rate: float | None = None, duration_s: float, per_unit: int = 1,
+                   count: int | None = None, drain_s: float = 30.0,
+                   outstanding_max: int = 100_000, error_pause_s: float = 0.01) -> Observations:
+    """Run ``unit`` closed-loop (``rate`` None) or open-loop at ``rate`` calls/s."""
+    if duration_s <= 0 or inflight < 1 or per_unit < 1:
+        raise ValueError("duration_s must be > 0, inflight and per_unit >= 1")
+    if count is not None and count < 1:
+        raise ValueError(f"count must be >= 1, not {count!r}")
+    seen = Observations()
+    clock = time.perf_counter
+    start = clock()
+    deadline = start + duration_s
+
+    async def call(due: float) -> bool:
+        try:
+            await unit()
+        except Exception as error:  # counted; the run goes on
+            seen.failed(error)
+            return False
+        now = clock()
+        seen.latencies_s.append(now - due)
+        seen.done_at_s.append(now - start)
+        seen.writes += per_unit
+        return True
+
+    tasks: set[asyncio.Task] = set()
+    if rate is None:
+        budget = [count if count is not None else -1]
+
+        async def worker() -> None:
+            while clock() < deadline and budget[0] != 0:
+                budget[0] -= 1
+                if not await call(clock()):
+                    await asyncio.sleep(error_pause_s)
+
+        tasks = {asyncio.ensure_future(worker()) for _ in range(inflight)}
+    else:
+        total = open_loop_count(rate, duration_s)
+        if count is not None:
+            total = min(total, count)
+        i = 0
+        while i < total:
+            now = clock()
+            if now > deadline + drain_s:
+                break
+            due_now = min(total, int((now - start) * rate) + 1)
+            while i < due_now:
+                if len(tasks) >= outstanding_max:
+                    seen.failed(OverflowError(f"{outstanding_max} calls outstanding"))
+                else:
+                    task = asyncio.ensure_future(call(start + open_loop_offset(i, rate)))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                i += 1
+            if i < total:
+                await asyncio.sleep(max(0.0, start + open_loop_offset(i, rate) - clock()))
+        seen.errors += total - i
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=max(0.0, deadline + drain_s - clock()))
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            seen.errors += len(pending)
+    end = start + max(seen.done_at_s, default=0.0)
+    seen.elapsed_s = max(end, min(clock(), deadline)) - start
+    return seen

@@ -1,0 +1,117 @@
+"""The HTTP load generator: ``python -m pyraft.bench.loadgen --urls URL,... [options]``.
+
+Runs in its own process so the client does not share the leader's CPU. It finds the leader
+through ``GET /v1/status``, opens one session per in-flight slot (``POST /v1/sessions``) and
+then sends ``PUT /v1/kv/bench-<slot>`` with ``X-Client-Id`` / ``X-Request-Seq`` (exactly-once
+writes), closed-loop with ``--inflight`` outstanding requests or open-loop at ``--rate``
+(:mod:`pyraft.bench.load`). A write counts when the leader answers 200 or 204; anything else
+is an error. It prints one JSON line: a result of :mod:`pyraft.bench.stats` with api "http".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import pyraft
+from pyraft.bench.load import run_load
+from pyraft.bench.stats import make_result
+
+
+class HttpStatusError(RuntimeError):
+    """The member answered a status other than 200/204 to a write."""
+
+
+async def find_leader(session, urls: list[str], timeout_s: float = 20.0) -> str:
+    """The base URL of the member that says it leads, polled until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for url in urls:
+            try:
+                async with session.get(f"{url}/v1/status") as response:
+                    status = await response.json()
+            except (OSError, asyncio.TimeoutError, ValueError):
+                continue
+            except Exception as error:  # aiohttp's client errors
+                if type(error).__module__.startswith("aiohttp"):
+                    continue
+                raise
+            if status.get("role") == "leader":
+                return url
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no member of {urls} led within {timeout_s} s")
+
+
+async def run(args: argparse.Namespace) -> dict:
+    import aiohttp
+
+    urls = [u if u.startswith("http") else f"http://{u}" for u in args.urls.split(",") if u]
+    connector = aiohttp.TCPConnector(limit=args.inflight + 4)
+    timeout = aiohttp.ClientTimeout(total=args.request_timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        leader = await find_leader(session, urls)
+        sessions = []
+        for _ in range(args.inflight):
+            async with session.post(f"{leader}/v1/sessions") as response:
+                if response.status != 200:
+                    raise HttpStatusError(f"opening a session: HTTP {response.status}")
+                sessions.append([int((await response.json())["client_id"]), 0])
+        payload = b"x" * args.size
+        free = list(range(args.inflight))
+
+        async def unit() -> None:
+            slot = free.pop()  # a session has one request outstanding at a time
+            try:
+                client = sessions[slot]
+                client[1] += 1
+                headers = {"X-Client-Id": str(client[0]), "X-Request-Seq": str(client[1])}
+                async with session.put(f"{leader}/v1/kv/bench-{slot}", data=payload,
+                                       headers=headers, allow_redirects=False) as response:
+                    await response.read()
+                    if response.status not in (200, 204):
+                        raise HttpStatusError(f"HTTP {response.status}")
+            finally:
+                free.append(slot)
+
+        seen = await run_load(unit, inflight=args.inflight, rate=args.rate,
+                              duration_s=args.duration_s,
+                              outstanding_max=args.inflight)
+    workload = {"kind": "closed" if args.rate is None else "open", "api": "http",
+                "size": args.size, "inflight": args.inflight, "rate": args.rate,
+                "duration_s": args.duration_s, "members": len(urls), "batch": 1,
+                "operation": "write"}
+    notes = "" if seen.first_error is None else f"first error: {seen.first_error}"
+    return make_result(system="pyraft", version=pyraft.__version__, mode=args.mode,
+                       workload=workload, writes=seen.writes, errors=seen.errors,
+                       elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
+                       done_at_s=seen.done_at_s, notes=notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyraft.bench.loadgen",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--urls", required=True, help="the members' HTTP addresses, comma list")
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--inflight", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=None, help="open loop: writes/s")
+    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--request-timeout-s", type=float, default=10.0)
+    parser.add_argument("--mode", default="durable (fdatasync)", help="reported as is")
+    args = parser.parse_args(argv)
+    if args.inflight < 1 or args.size < 0 or args.duration_s <= 0:
+        parser.error("--inflight must be >= 1, --size >= 0, --duration-s > 0")
+    try:
+        import uvloop
+    except ImportError:
+        result = asyncio.run(run(args))
+    else:
+        result = uvloop.run(run(args))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The machine a benchmark ran on, and two raw reference costs measured on it.
+
+``describe(directory)`` reports the CPU model, cores, kernel, Python, memory, and the disk
+holding ``directory`` (device, model and rotational flag from ``/sys/block``, file system
+from ``/proc/mounts``), and the UTC date; unknown facts are ``None``, never guessed.
+``fdatasync_ms`` is the median cost of one 4 KiB ``pwrite`` + ``fdatasync`` in a file
+preallocated in ``directory``; ``loopback_rtt_ms`` is the median round trip of one byte over
+TCP on 127.0.0.1 to an echo server in another process. Both clean up after themselves.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+_ECHO_SERVER = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+server.settimeout(30)
+connection, _ = server.accept()
+connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while data := connection.recv(64):
+    connection.sendall(data)
+"""
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str | None:
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+            return value.strip()
+    return platform.processor() or None
+
+
+def memory_bytes() -> int | None:
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def mount_of(directory: str, mounts_text: str | None = None) -> dict[str, str] | None:
+    """The /proc/mounts entry (device, mount point, file system) that holds ``directory``:
+    the longest mount point that is a prefix of its real path."""
+    path = os.path.realpath(directory)
+    best = None
+    text = mounts_text if mounts_text is not None else (_read("/proc/mounts") or "")
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        device, point, fstype = fields[0], fields[1].replace("\\040", " "), fields[2]
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best["mount_point"])):
+            best = {"device": device, "mount_point": point, "filesystem": fstype}
+    return best
+
+
+def _block_device(device: str) -> str | None:
+    """The whole-disk name in /sys/block of ``device`` (a partition maps to its disk)."""
+    name = os.path.basename(os.path.realpath(device)) if device.startswith("/dev/") else None
+    if not name or not os.path.exists(f"/sys/class/block/{name}"):
+        return None
+    if os.path.exists(f"/sys/class/block/{name}/partition"):
+        return os.path.basename(os.path.dirname(os.path.realpath(f"/sys/class/block/{name}")))
+    return name
+
+
+def disk_of(directory: str) -> dict[str, object]:
+    mount = mount_of(directory) or {}
+    disk: dict[str, object] = {"directory": os.path.realpath(directory), **mount,
+                               "block_device": None, "model": None, "rotational": None}
+    block = _block_device(str(mount.get("device", "")))
+    if block:
+        disk["block_device"] = block
+        model = _read(f"/sys/block/{block}/device/model") or _read(
+            f"/sys/block/{block}/device/name")
+        disk["model"] = model or None
+        rotational = _read(f"/sys/block/{block}/queue/rotational")
+        disk["rotational"] = None if rotational is None else rotational == "1"
+    return disk
+
+
+def describe(directory: str) -> dict[str, object]:
+    """Facts about this machine and the disk under ``directory``."""
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "memory_bytes": memory_bytes(),
+        "disk": disk_of(directory),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def fdatasync_ms(directory: str, count: int = 200, size: int = 4096) -> float:
+    """Median milliseconds of one ``size``-byte pwrite + fdatasync, over ``count`` tries."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, not {count!r}")
+    fd, path = tempfile.mkstemp(prefix="fdatasync-", dir=directory)
+    try:
+        os.write(fd, bytes(size * (count + 1)))  # preallocated, as a WAL segment is
+        os.fdatasync(fd)
+        data = os.urandom(size)
+        costs = []
+        for i in range(count):
+            started = time.perf_counter()
+            os.pwrite(fd, data, i * size)
+            os.fdatasync(fd)
+            costs.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(costs) * 1e3
+
+
+def loopback_rtt_ms(count: int = 2000, timeout_s: float = 30.0) -> float:
+    """Median milliseconds of a one-byte TCP round trip on 127.0.0.1 to another process."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, not {count!r}")
+    server = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        port = int(server.stdout.readline())
+        costs = []
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as connection:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(count):
+                started = time.perf_counter()
+                connection.sendall(b"x")
+                if not connection.recv(1):
+                    raise ConnectionError("the echo server closed the connection")
+                costs.append(time.perf_counter() - started)
+    finally:
+        server.kill()
+        server.wait(10)
+        server.stdout.close()
+    return statistics.median(costs) * 1e3

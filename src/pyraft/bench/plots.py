@@ -1,0 +1,83 @@
+"""PNG plots of a report (matplotlib, the ``bench`` extra; headless ``Agg`` backend).
+
+- ``latency.png``: the latency distribution of every load, as a percentile plot (x: the
+  percentile on a log scale of 1 / (1 - q), so the tail is spread out; y: ms, log scale),
+  one line per system and workload, from each result's latency sample;
+- ``throughput.png``: completed operations per second over time (per 100 ms window), one
+  line per system and workload.
+
+``plot(report, directory)`` returns the paths written, or raises PlotsUnavailable (with the
+reason) when matplotlib cannot be imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyraft.bench.report import all_results, describe
+
+
+class PlotsUnavailable(RuntimeError):
+    """matplotlib is not installed (``pip install raftcore[bench]``)."""
+
+
+def percentile_positions(count: int) -> list[float]:
+    """x positions 1 / (1 - q) of ``count`` evenly spaced ranks q in [0, 1); the last point
+    (the maximum, q = 1) is placed one step of q beyond the previous one."""
+    if count < 2:
+        return [1.0] * count
+    qs = [i / (count - 1) for i in range(count)]
+    qs[-1] = 1 - (1 - qs[-2]) / 2
+    return [1 / (1 - q) for q in qs]
+
+
+def plot(report: dict, directory: str) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError as error:
+        raise PlotsUnavailable(f"matplotlib is not installed ({error})") from error
+    results = all_results(report)
+    paths = []
+    figure, axes = pyplot.subplots(figsize=(10, 6))
+    try:
+        for result in results:
+            sample = [v for v in result["latency_sample_ms"] if v > 0]
+            if len(sample) >= 2:
+                axes.plot(percentile_positions(len(sample)), sample, label=describe(result))
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        ticks = [1, 2, 10, 100, 1000, 10000]
+        axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+        axes.set_xlabel("percentile")
+        axes.set_ylabel("latency (ms)")
+        axes.set_title("commit latency distribution (3 members, 127.0.0.1)")
+        axes.grid(True, which="both", alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize="x-small", loc="upper left")
+        paths.append(os.path.join(directory, "latency.png"))
+        figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    finally:
+        pyplot.close(figure)
+    figure, axes = pyplot.subplots(figsize=(10, 6))
+    try:
+        for result in results:
+            points = result["series"]
+            if points:
+                window = points[1][0] - points[0][0] if len(points) > 1 else 0.1
+                axes.plot([p[0] for p in points], [p[1] / window for p in points],
+                          label=describe(result))
+        axes.set_yscale("symlog")
+        axes.set_xlabel("time since the start of the load (s)")
+        axes.set_ylabel("completed per second (100 ms windows)")
+        axes.set_title("throughput over time")
+        axes.grid(True, alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize="x-small", loc="lower left")
+        paths.append(os.path.join(directory, "throughput.png"))
+        figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    finally:
+        pyplot.close(figure)
+    return paths

@@ -1,0 +1,222 @@
+"""The goals of issue 7 judged from one run's figures, the terminal summary, and report.json.
+
+Each goal is ``{"goal", "status", "figures", "ratio"}`` with status ``"met"``, ``"not met"``
+or ``"not measured"`` (then ``figures["reason"]`` says what was missing). Goals are judged
+only from figures measured in the same run; nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+from pyraft.bench.compare import pyraft_for
+
+THROUGHPUT_GOAL_PER_S = 100_000
+THROUGHPUT_PEER_RATIO = 20.0
+PEAK_PEER_RATIO = 10.0
+LATENCY_RATIO = 2.0
+FAILOVER_MEDIAN_TIMEOUTS = 2.0
+FAILOVER_WORST_TIMEOUTS = 4.0
+
+
+def _goal(text: str, status: str, figures: dict, ratio: float | None = None) -> dict:
+    return {"goal": text, "status": status, "figures": figures, "ratio": ratio}
+
+
+def _unmeasured(text: str, reason: str) -> dict:
+    return _goal(text, "not measured", {"reason": reason})
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def _peer_result(peers: dict, name: str, spec_match: dict) -> dict | None:
+    for run in peers.get(name, {}).get("runs", []):
+        if all(run["spec"].get(k) == v for k, v in spec_match.items()):
+            return run["result"]
+    return None
+
+
+def goals(report: dict) -> list[dict]:
+    """The four goals of issue 7 (the first in two parts), judged from ``report``."""
+    cluster = report.get("cluster", {})
+    peers = report.get("peers", {})
+    reference = report.get("reference", {})
+    out = []
+
+    text = "1a. 256 writes in flight, 16 B, durable, engine API: >= 100,000 committed writes/s"
+    spec = {"kind": "closed", "size": 16, "inflight": 256, "rate": None, "journal": True}
+    ours = pyraft_for(spec, cluster)
+    if ours is None:
+        out.append(_unmeasured(text, "the workload did not run"))
+    else:
+        value = ours["writes_per_s"]
+        out.append(_goal(text, _met(value >= THROUGHPUT_GOAL_PER_S), {"writes_per_s": value},
+                         value / THROUGHPUT_GOAL_PER_S))
+
+    text = "1b. same workload: >= 20x PySyncObj with the same load shape, same run"
+    theirs = _peer_result(peers, "pysyncobj", spec)
+    if ours is None or theirs is None or "skipped" in theirs:
+        reason = ("pyraft did not run it" if ours is None else
+                  (theirs or peers.get("pysyncobj") or {}).get("skipped", "peer not run"))
+        out.append(_unmeasured(text, reason))
+    else:
+        ratio = ours["writes_per_s"] / theirs["writes_per_s"] if theirs["writes_per_s"] else None
+        out.append(_goal(text, _met(ratio is not None and ratio >= THROUGHPUT_PEER_RATIO),
+                         {"pyraft_writes_per_s": ours["writes_per_s"],
+                          "pysyncobj_writes_per_s": theirs["writes_per_s"],
+                          "pyraft_mode": ours["mode"], "pysyncobj_mode": theirs["mode"]}, ratio))
+
+    text = "2. peak throughput (batched API): >= 10x PySyncObj's peak, same run"
+    ours = pyraft_for({"kind": "peak"}, cluster)
+    theirs = _peer_result(peers, "pysyncobj", {"kind": "peak"})
+    if ours is None or theirs is None or "skipped" in theirs:
+        reason = ("pyraft's peak did not run" if ours is None else
+                  (theirs or peers.get("pysyncobj") or {}).get("skipped", "peer not run"))
+        figures = {"reason": reason}
+        if ours is not None:
+            figures["pyraft_peak_writes_per_s"] = ours["writes_per_s"]
+        out.append(_goal(text, "not measured", figures))
+    else:
+        ratio = ours["writes_per_s"] / theirs["writes_per_s"] if theirs["writes_per_s"] else None
+        out.append(_goal(text, _met(ratio is not None and ratio >= PEAK_PEER_RATIO),
+                         {"pyraft_peak_writes_per_s": ours["writes_per_s"],
+                          "pysyncobj_peak_writes_per_s": theirs["writes_per_s"],
+                          "pyraft_mode": ours["mode"], "pysyncobj_mode": theirs["mode"]},
+                         ratio))
+
+    text = ("3. one write in flight, durable: commit latency p50 <= 2x (one raw fdatasync + "
+            "one loopback round trip), same run")
+    ours = pyraft_for({"kind": "closed", "size": 16, "inflight": 1, "rate": None,
+                       "journal": True}, cluster)
+    sync_ms, rtt_ms = reference.get("fdatasync_4k_ms"), reference.get("loopback_rtt_ms")
+    if ours is None or sync_ms is None or rtt_ms is None:
+        out.append(_unmeasured(text, "the workload or a reference did not run"))
+    else:
+        bound = sync_ms + rtt_ms
+        p50 = ours["latency_ms"]["p50"]
+        out.append(_goal(text, _met(p50 <= LATENCY_RATIO * bound),
+                         {"p50_ms": p50, "fdatasync_ms": sync_ms, "loopback_rtt_ms": rtt_ms},
+                         p50 / bound))
+
+    text = "4. failover: median < 2x the upper election timeout, worst < 4x"
+    fail = cluster.get("failover")
+    if not fail or not fail.get("trials"):
+        out.append(_unmeasured(text, "no failover trials ran"))
+    else:
+        upper = fail["election_timeout_ms"][1]
+        ok = (fail["median_ms"] < FAILOVER_MEDIAN_TIMEOUTS * upper
+              and fail["max_ms"] < FAILOVER_WORST_TIMEOUTS * upper)
+        out.append(_goal(text, _met(ok), {"median_ms": fail["median_ms"],
+                                          "max_ms": fail["max_ms"], "trials": fail["trials"],
+                                          "election_timeout_upper_ms": upper},
+                         fail["median_ms"] / upper))
+    return out
+
+
+# ---- terminal summary -------------------------------------------------------------------------
+def _number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
+
+
+def describe(result: dict) -> str:
+    """A short name of a result's workload, e.g. ``engine durable 16 B x256``."""
+    workload = result.get("workload", {})
+    mode = str(result.get("mode"))
+    mode = "durable" if mode == "durable (fdatasync)" else mode
+    name = f"{result.get('system')} {workload.get('api')} {mode} {workload.get('size')} B"
+    if workload.get("operation", "write") != "write":
+        name = f"{result.get('system')} {workload['operation']} {mode}"
+    if workload.get("rate") is not None:
+        return f"{name} open {workload['rate']:g}/s"
+    batch = workload.get("batch", 1)
+    return f"{name} x{workload.get('inflight')}" + (f" batch {batch}" if batch != 1 else "")
+
+
+def table(rows: Iterable[list[str]], header: list[str]) -> str:
+    rows = [header, *rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def all_results(report: dict) -> list[dict]:
+    """Every measured (not skipped) load result of the report, pyraft's then the peers'."""
+    cluster = report.get("cluster", {})
+    out = [r for key in ("throughput", "latency", "peak", "reads")
+           for r in cluster.get(key, []) if "skipped" not in r]
+    for entry in report.get("peers", {}).values():
+        out += [run["result"] for run in entry.get("runs", []) if "skipped" not in run["result"]]
+    return out
+
+
+def summary(report: dict) -> str:
+    """The summary printed on the terminal: every load, failover, catch-up, ratios, goals."""
+    parts = []
+    rows = [[describe(r), _number(r["writes_per_s"]), _number(r["latency_ms"]["p50"]),
+             _number(r["latency_ms"]["p99"]), _number(r["latency_ms"]["p999"]),
+             _number(r["latency_ms"]["max"]), str(r["errors"])] for r in all_results(report)]
+    if rows:
+        parts.append(table(rows, ["workload", "ops/s", "p50 ms", "p99 ms", "p99.9 ms",
+                                  "max ms", "errors"]))
+    cluster = report.get("cluster", {})
+    fail = cluster.get("failover")
+    if fail and fail.get("trials"):
+        parts.append(f"failover ({fail['trials']} trials, SIGKILL of the leader to the next "
+                     f"committed write): median {fail['median_ms']:.0f} ms, worst "
+                     f"{fail['max_ms']:.0f} ms")
+    catch = cluster.get("catchup")
+    if catch and "seconds" in catch:
+        parts.append(f"catch-up of a new member over {catch['bytes'] / 2**20:,.1f} MiB of log: "
+                     f"{catch['seconds']:.2f} s ({catch['mb_per_s']:,.1f} MB/s), snapshot "
+                     f"{'used' if catch['snapshot_used'] else 'not used'}")
+    reference = report.get("reference", {})
+    if reference:
+        parts.append("reference: " + ", ".join(f"{k} {_number(v, 4)}"
+                                                for k, v in reference.items()))
+    for name, entry in report.get("peers", {}).items():
+        if "skipped" in entry:
+            parts.append(f"peer {name}: skipped ({entry['skipped']})")
+    ratio_rows = [[f"{r['peer']} {r['spec']['kind']} {r['spec']['size']} B "
+                   + (f"{r['spec']['rate']:g}/s" if r["spec"]["rate"] else
+                      f"x{r['spec']['inflight'] or 'best'}")
+                   + (" durable" if r["spec"]["journal"] else " memory")
+                   + (f" (peer: {r['peer_mode']})" if r.get("peer_mode") else ""),
+                   _number(r.get("ratio_writes_per_s")), _number(r.get("ratio_p50_latency")),
+                   r.get("skipped", "")] for r in report.get("ratios", [])]
+    if ratio_rows:
+        parts.append(table(ratio_rows, ["pyraft / peer", "writes/s", "p50", "note"]))
+    kernel = report.get("kernels", {})
+    if "skipped" in kernel:
+        parts.append(f"kernels: skipped ({kernel['skipped'][:200]})")
+    elif kernel.get("groups"):
+        krows = [[group, entry.get("compiled", "-"), _number(entry["median_s"].get(
+                  entry.get("compiled"), None) and entry["median_s"][entry["compiled"]] * 1e6),
+                  ", ".join(f"{k} {v:.1f}x" for k, v in entry["ratio_to_compiled"].items())]
+                 for group, entry in kernel["groups"].items()]
+        parts.append(table(krows, ["kernel group", "compiled", "median us", "reference/compiled"]))
+    goal_rows = [[g["goal"][:70], g["status"], _number(g["ratio"])]
+                 for g in report.get("goals", [])]
+    if goal_rows:
+        parts.append(table(goal_rows, ["goal", "status", "ratio"]))
+    return "\n\n".join(parts)
+
+
+def write_json(report: dict, directory: str) -> str:
+    """Write ``report.json`` in ``directory`` (atomically: a temporary file, then rename)."""
+    path = os.path.join(directory, "report.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+__all__ = ["goals", "summary", "write_json", "describe", "table", "all_results"]

@@ -1,0 +1,356 @@
+"""pyraft's benchmark workloads: 3 member processes on 127.0.0.1, and the kernel benchmarks.
+
+Every function here starts what it measures and stops it (by pid) before it returns, and
+removes its data directories. Loads run inside the leader process (the ``load`` and ``reads``
+ops of :mod:`pyraft.cluster.process`, api "engine") or from a separate load-generator process
+against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`, api "http"), and answer results
+of :mod:`pyraft.bench.stats`. Durable members write their logs under the benchmark directory
+with ``--sync always`` (a write is acknowledged once fdatasynced on a majority); "memory"
+members keep their logs in memory. ``tick`` is called with a label before each measurement
+(the progress bar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyraft.bench.stats import check_result
+from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for
+
+DURABLE = "durable (fdatasync)"
+MEMORY = "memory"
+#: election timeout of the member processes (``--election-ms``; the upper bound is twice it)
+ELECTION_MS_LOWER = 150.0
+ELECTION_MS_UPPER = 2 * ELECTION_MS_LOWER
+#: members log errors only: their stderr is a pipe nobody reads while they run
+MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
+               "--log-level", "ERROR"]
+
+
+class WorkloadError(RuntimeError):
+    """A workload could not be run (a member answered an error, a process did not start)."""
+
+
+@dataclass
+class Plan:
+    """What a run measures; ``Plan.build(quick, duration_s)`` gives the standard plan."""
+
+    duration_s: float
+    throughput: list[dict] = field(default_factory=list)  # mode, api, size, inflight
+    rates: list[float] = field(default_factory=list)  # open-loop offered loads, writes/s
+    peak: list[dict] = field(default_factory=list)  # inflight, batch
+    read_inflight: int = 16
+    failovers: int = 20
+    catchup_bytes: int = 1 << 30
+    catchup_snapshot_entries: int = 50_000
+
+    @classmethod
+    def build(cls, quick: bool, duration_s: float | None = None, failovers: int | None = None,
+              catchup_bytes: int | None = None) -> Plan:
+        if quick:
+            plan = cls(duration_s=duration_s or 1.0, rates=[500.0, 2000.0],
+                       peak=[{"inflight": 8, "batch": 128}], failovers=3,
+                       catchup_bytes=16 << 20, catchup_snapshot_entries=4096)
+            plan.throughput = [
+                {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 1},
+                {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 256},
+                {"mode": DURABLE, "api": "engine", "size": 1024, "inflight": 16},
+                {"mode": MEMORY, "api": "engine", "size": 16, "inflight": 256},
+                {"mode": DURABLE, "api": "http", "size": 16, "inflight": 16},
+            ]
+        else:
+            plan = cls(duration_s=duration_s or 10.0, rates=[1000.0, 5000.0, 20000.0],
+                       peak=[{"inflight": 4, "batch": 256}, {"inflight": 16, "batch": 256},
+                             {"inflight": 16, "batch": 1024}])
+            plan.throughput = [
+                {"mode": mode, "api": api, "size": size, "inflight": inflight}
+                for mode in (DURABLE, MEMORY) for api in ("engine", "http")
+                for size in (16, 1024) for inflight in (1, 16, 256)]
+        if failovers is not None:
+            plan.failovers = failovers
+        if catchup_bytes is not None:
+            plan.catchup_bytes = catchup_bytes
+        if plan.duration_s <= 0 or plan.failovers < 0 or plan.catchup_bytes < 0:
+            raise ValueError("duration, failovers and catch-up bytes must not be negative")
+        return plan
+
+    def cluster_steps(self) -> int:
+        """How many times the cluster workloads call ``tick`` (for the progress bar)."""
+        return (len(self.throughput) + len(self.rates) + len(self.peak) + 2
+                + (1 if self.failovers else 0) + (1 if self.catchup_bytes else 0))
+
+
+# ---- process clusters ------------------------------------------------------------------------
+@contextlib.contextmanager
+def member_cluster(directory: str | None, extra_args: list[str] | None = None
+                   ) -> Iterator[tuple[dict[int, str], list[Member]]]:
+    """Three ``pyraft.cluster.process`` members (data under ``directory``; None: memory);
+    stopped (SIGTERM, then SIGKILL by pid) on exit."""
+    members: list[Member] = []
+    try:
+        peers, members = start_cluster(directory, 3, extra_args=MEMBER_ARGS + (extra_args or []))
+        yield peers, members
+    finally:
+        for member in members:
+            with contextlib.suppress(Exception):
+                member.stop()
+
+
+def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int = 3,
+                **fields) -> dict:
+    """``op`` on the current leader, found again after a NotLeaderError (``attempts`` times)."""
+    answer: dict = {}
+    for _ in range(attempts):
+        current = leader(members)
+        current.control.settimeout(timeout_s)
+        answer = current.call(op, **fields)
+        if answer.get("ok"):
+            return answer
+        if answer.get("error") != "NotLeaderError":
+            break
+    raise WorkloadError(f"{op} {fields}: {answer.get('error')}: {answer.get('message')}")
+
+
+def _load(members: list[Member], duration_s: float, **fields) -> dict:
+    answer = call_leader(members, "load", timeout_s=duration_s + 90, duration_s=duration_s,
+                         **fields)
+    return check_result(answer["result"])
+
+
+def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[str], None],
+                     ) -> dict[str, list[dict]]:
+    """Throughput (closed loop), and for durable members also latency (open loop), peak
+    (batched) and reads (lease vs barrier), on one 3-member cluster."""
+    out: dict[str, list[dict]] = {"throughput": [], "latency": [], "peak": [], "reads": []}
+    specs = [s for s in plan.throughput if s["api"] == "engine" and s["mode"] == mode]
+    directory = None if mode == MEMORY else tempfile.mkdtemp(prefix="engine-", dir=base)
+    try:
+        with member_cluster(directory) as (_, members):
+            for spec in specs:
+                tick(f"engine {mode} {spec['size']} B x{spec['inflight']}")
+                out["throughput"].append(_load(members, plan.duration_s, size=spec["size"],
+                                               inflight=spec["inflight"]))
+            if mode != DURABLE:
+                return out
+            for rate in plan.rates:
+                tick(f"latency at {rate:g}/s")
+                out["latency"].append(_load(members, plan.duration_s, size=16, rate=rate))
+            for spec in plan.peak:
+                tick(f"peak x{spec['inflight']} batches of {spec['batch']}")
+                out["peak"].append(_load(members, plan.duration_s, size=16, **spec))
+            for kind in ("lease", "barrier"):
+                tick(f"reads ({kind})")
+                answer = call_leader(members, "reads", timeout_s=plan.duration_s + 60,
+                                     mode=kind, inflight=plan.read_inflight,
+                                     duration_s=plan.duration_s)
+                out["reads"].append(check_result(answer["result"]))
+    finally:
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
+    return out
+
+
+# ---- through the key-value HTTP API ----------------------------------------------------------
+def http_workloads(plan: Plan, mode: str, base: str | None,
+                   tick: Callable[[str], None]) -> list[dict]:
+    """Closed-loop PUTs from a load-generator process against 3 ``pyraft node`` members."""
+    from pyraft.playground import Node
+
+    specs = [s for s in plan.throughput if s["api"] == "http" and s["mode"] == mode]
+    if not specs:
+        return []
+    workdir = tempfile.mkdtemp(prefix="http-", dir=base)
+    nodes: list[Node] = []
+    results = []
+    try:
+        peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
+        http = {m: f"127.0.0.1:{free_port()}" for m in peers}
+        for member in peers:
+            data = None if mode == MEMORY else f"{workdir}/node{member}"
+            nodes.append(Node(member, peers, http, data, None))
+            nodes[-1].start()
+        urls = ",".join(f"http://{http[m]}" for m in peers)
+        for spec in specs:
+            tick(f"http {mode} {spec['size']} B x{spec['inflight']}")
+            command = [sys.executable, "-m", "pyraft.bench.loadgen", "--urls", urls,
+                       "--size", str(spec["size"]), "--inflight", str(spec["inflight"]),
+                       "--duration-s", str(plan.duration_s), "--mode", mode]
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=plan.duration_s + 120)
+            if done.returncode != 0:
+                raise WorkloadError(f"load generator failed: {done.stderr.strip()[-2000:]}")
+            results.append(check_result(json.loads(done.stdout.strip().splitlines()[-1])))
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+# ---- failover ---------------------------------------------------------------------------------
+def failover(trials: int, base: str | None, tick: Callable[[str], None],
+             trial_timeout_s: float = 20.0) -> dict:
+    """Time from SIGKILL of the leader to the next committed write through a survivor, over
+    ``trials`` trials; the killed member restarts from its data directory and catches up
+    before the next trial."""
+    tick(f"failover x{trials}")
+    directory = tempfile.mkdtemp(prefix="failover-", dir=base)
+    seconds: list[float] = []
+    try:
+        with member_cluster(directory) as (_, members):
+            for trial in range(trials):
+                current = leader(members)
+                survivors = [m for m in members if m is not current]
+                killed_at = time.perf_counter()
+                current.kill()
+                deadline = time.monotonic() + trial_timeout_s
+                while time.monotonic() < deadline:
+                    try:
+                        answer = leader(survivors).call("replicate", data=f"failover{trial}",
+                                                        timeout=1)
+                    except (OSError, AssertionError, ValueError):
+                        continue
+                    if answer.get("ok"):
+                        seconds.append(time.perf_counter() - killed_at)
+                        break
+                else:
+                    raise WorkloadError(f"no write committed {trial_timeout_s} s after the "
+                                        f"leader was killed (trial {trial})")
+                commit = leader(survivors).call("status")["commit"]
+                current.start()
+                wait_for(lambda m=current, c=commit: m.call("status")["applied"] >= c,
+                         timeout=trial_timeout_s)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    ordered = sorted(seconds)
+    return {
+        "trials": len(ordered),
+        "seconds": ordered,
+        "median_ms": statistics.median(ordered) * 1e3 if ordered else None,
+        "max_ms": ordered[-1] * 1e3 if ordered else None,
+        "election_timeout_ms": [ELECTION_MS_LOWER, ELECTION_MS_UPPER],
+        "mode": DURABLE,
+    }
+
+
+# ---- catch-up ---------------------------------------------------------------------------------
+def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
+             timeout_s: float = 1800.0) -> dict:
+    """Fill a durable 3-member cluster with ``plan.catchup_bytes`` of 1 KiB commands (batched),
+    then add a 4th member and time until it is a voter that applied the leader's commit
+    index. ``snapshot_used``: the new member installed a snapshot from the leader."""
+    tick(f"catch-up of {plan.catchup_bytes / 2**20:g} MiB")
+    size, batch = 1024, 256
+    calls = max(1, math.ceil(plan.catchup_bytes / (size * batch)))
+    directory = tempfile.mkdtemp(prefix="catchup-", dir=base)
+    extra = ["--snapshot-entries", str(plan.catchup_snapshot_entries)]
+    newcomer = None
+    try:
+        with member_cluster(directory, extra) as (peers, members):
+            filled = _load(members, timeout_s, size=size, batch=batch, inflight=8, count=calls)
+            if filled["errors"]:
+                raise WorkloadError(f"filling the log failed: {filled['notes']}")
+            address = f"127.0.0.1:{free_port()}"
+            newcomer = Member(4, address, {**peers, 4: address}, f"{directory}/m4", join=True,
+                              extra_args=MEMBER_ARGS + extra).start()
+            started = time.perf_counter()
+            call_leader(members, "add_member", timeout_s=timeout_s + 30, id=4, address=address,
+                        timeout=timeout_s)
+            commit = leader(members).call("status")["commit"]
+            wait_for(lambda: newcomer.call("status")["applied"] >= commit, timeout=timeout_s,
+                     interval=0.01)
+            seconds = time.perf_counter() - started
+            status = newcomer.call("status")
+    finally:
+        if newcomer is not None:
+            newcomer.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    filled_bytes = filled["writes"] * size
+    return {
+        "bytes": filled_bytes,
+        "entries": filled["writes"],
+        "fill_writes_per_s": filled["writes_per_s"],
+        "seconds": seconds,
+        "mb_per_s": filled_bytes / seconds / 1e6,
+        "leader_commit": commit,
+        "snapshot_used": status["snapshots_installed"] > 0,
+        "snapshot_entries": plan.catchup_snapshot_entries,
+        "mode": DURABLE,
+        "note": "members snapshot every snapshot_entries entries and release the log before "
+                "it: a newcomer gets the latest snapshot, then the entries after it",
+    }
+
+
+# ---- kernels ----------------------------------------------------------------------------------
+#: names of the compiled implementation in the kernel benchmarks' parameters
+_COMPILED = ("raftcore", "cython", "compiled")
+
+
+def benchmarks_directory() -> Path | None:
+    """``benchmarks/`` of the source checkout this package runs from, if there is one."""
+    candidate = Path(__file__).resolve().parents[3] / "benchmarks"
+    return candidate if candidate.is_dir() else None
+
+
+def kernels(quick: bool, timeout_s: float = 900.0) -> dict:
+    """Run the pytest-benchmark kernel benchmarks in a subprocess and fold their medians, per
+    group, with the ratio of each reference to the compiled kernel (>1: the kernel is faster).
+    """
+    where = benchmarks_directory()
+    if where is None:
+        return {"skipped": "benchmarks/ not found: run from a source checkout"}
+    fd, json_path = tempfile.mkstemp(prefix="kernels-", suffix=".json")
+    os.close(fd)
+    command = [sys.executable, "-m", "pytest", str(where), "-q", "-p", "no:cacheprovider",
+               "--benchmark-enable", f"--benchmark-json={json_path}", "-k", "not core_commit"
+               if quick else ""]
+    if quick:
+        command += ["--benchmark-max-time=0.05", "--benchmark-min-rounds=3",
+                    "--benchmark-warmup=off"]
+    command = [part for part in command if part]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              cwd=where.parent)
+        if done.returncode != 0:
+            return {"skipped": f"pytest exited {done.returncode}: {done.stdout[-1500:]}"}
+        with open(json_path) as f:
+            raw = json.load(f)
+    finally:
+        os.unlink(json_path)
+    return fold_kernels(raw)
+
+
+def fold_kernels(raw: dict) -> dict:
+    """Medians (seconds per round) per group and implementation, with reference ratios."""
+    groups: dict[str, dict] = {}
+    for bench in raw.get("benchmarks", []):
+        group = bench.get("group") or bench["name"]
+        label = bench.get("param") or bench["name"]
+        groups.setdefault(group, {"median_s": {}, "ratio_to_compiled": {}})
+        groups[group]["median_s"][label] = bench["stats"]["median"]
+    for entry in groups.values():
+        medians = entry["median_s"]
+        compiled = [k for k in medians if any(word in k.lower() for word in _COMPILED)]
+        if len(compiled) == 1 and len(medians) > 1:
+            base = medians[compiled[0]]
+            entry["compiled"] = compiled[0]
+            entry["ratio_to_compiled"] = {k: v / base for k, v in medians.items()
+                                          if k != compiled[0] and base > 0}
+    return {"machine_info": raw.get("machine_info", {}).get("cpu", {}).get("brand_raw"),
+            "groups": groups}
+
+
+__all__ = ["Plan", "WorkloadError", "engine_workloads", "http_workloads", "failover",
+           "catch_up", "kernels", "fold_kernels", "member_cluster", "call_leader"]

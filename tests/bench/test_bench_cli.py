@@ -1,0 +1,377 @@
+"""``pyraft bench``: the figures code (percentiles, series, open-loop arithmetic, the result
+schema, goals, kernel folding) and one quick run of the cluster section into a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyraft.bench import compare, machine, report, stats
+from pyraft.bench.cli import Progress
+from pyraft.bench.load import run_load
+from pyraft.bench.workloads import DURABLE, fold_kernels
+
+finite = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+
+# ---- percentiles and samples ------------------------------------------------------------------
+@given(st.lists(finite, min_size=1, max_size=200), st.floats(min_value=1e-6, max_value=1.0))
+def test_percentile_is_the_nearest_rank(values, q):
+    ordered = sorted(values)
+    value = stats.percentile(ordered, q)
+    assert value in ordered
+    at_or_below = sum(v <= value for v in ordered)
+    below = sum(v < value for v in ordered)
+    assert at_or_below >= q * len(ordered) - 1e-6  # at least q of the values are <= it
+    assert below < q * len(ordered) + 1e-6  # and it is the smallest such value
+
+
+def test_percentiles_of_a_known_distribution():
+    latencies = [i / 1000 for i in range(1, 1001)]  # 1 ms .. 1000 ms, shuffled below
+    latencies = latencies[::2] + latencies[1::2]
+    summary = stats.latency_summary(latencies)
+    assert summary == pytest.approx({"p50": 500, "p90": 900, "p99": 990, "p999": 999,
+                                     "max": 1000})
+    assert stats.latency_summary([]) == {"p50": None, "p90": None, "p99": None, "p999": None,
+                                         "max": None}
+
+
+@pytest.mark.parametrize("q", [0, -0.5, 1.5, float("nan")])
+def test_percentile_rejects_bad_quantiles(q):
+    with pytest.raises(ValueError, match="quantile"):
+        stats.percentile([1.0], q)
+
+
+def test_percentile_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match="no values"):
+        stats.percentile([], 0.5)
+
+
+@given(st.lists(finite, min_size=0, max_size=3000), st.integers(min_value=2, max_value=50))
+def test_latency_sample_is_bounded_sorted_and_keeps_the_extremes(values, points):
+    sample = stats.latency_sample(values, points)
+    assert len(sample) == min(len(values), points)
+    assert sample == sorted(sample)
+    if values:
+        assert sample[0] == pytest.approx(min(values) * 1e3)
+        assert sample[-1] == pytest.approx(max(values) * 1e3)
+
+
+# ---- throughput over time and open-loop arithmetic ----------------------------------------------
+@given(st.lists(st.floats(min_value=-1, max_value=20, allow_nan=False), max_size=500),
+       st.floats(min_value=0.05, max_value=10), st.integers(min_value=1, max_value=256))
+def test_series_counts_every_completion_inside_the_run_once(done_at, duration, weight):
+    points = stats.series(done_at, duration, weight=weight)
+    assert len(points) == max(1, math.ceil(duration / stats.WINDOW_S - 1e-9))
+    assert sum(count for _, count in points) == weight * sum(0 <= t <= duration for t in done_at)
+    starts = [t for t, _ in points]
+    assert starts == sorted(starts) and starts[0] == 0
+
+
+def test_series_windows():
+    assert stats.series([0.0, 0.05, 0.1, 0.25, 0.3, 0.31], 0.3) == [[0.0, 2], [0.1, 1], [0.2, 2]]
+    with pytest.raises(ValueError):
+        stats.series([], 1.0, window_s=0)
+
+
+@given(st.floats(min_value=0.5, max_value=1e6), st.floats(min_value=0.01, max_value=100))
+def test_open_loop_sends_rate_times_duration_all_due_within_the_run(rate, duration):
+    count = stats.open_loop_count(rate, duration)
+    assert count >= 1
+    # exactly the requests due in [0, duration): the last one inside, the next one not
+    assert stats.open_loop_offset(count - 1, rate) < duration or count == 1
+    assert stats.open_loop_offset(count, rate) >= duration * (1 - 1e-9)
+    if count:
+        offsets = [stats.open_loop_offset(i, rate) for i in range(min(count, 50))]
+        assert all(b - a == pytest.approx(1 / rate) for a, b in zip(offsets, offsets[1:]))
+
+
+@pytest.mark.parametrize("rate,duration", [(0, 1), (-1, 1), (10, 0), (float("nan"), 1)])
+def test_open_loop_rejects_non_positive_rates_and_durations(rate, duration):
+    with pytest.raises(ValueError):
+        stats.open_loop_count(rate, duration)
+
+
+def test_open_loop_charges_a_stall_to_every_request_due_during_it():
+    calls = []
+
+    async def unit():
+        calls.append(time.perf_counter())
+        if len(calls) == 5:
+            time.sleep(0.2)  # the loop itself stalls: requests due meanwhile are late
+
+    seen = asyncio.run(run_load(unit, rate=200, duration_s=0.5))
+    assert seen.writes == 100 and seen.errors == 0
+    late = [latency for latency in seen.latencies_s if latency > 0.05]
+    # the ~40 requests due during the stall are charged from their due time, not from when
+    # they could finally be sent (a closed-loop client would report one slow request)
+    assert len(late) >= 20
+    assert max(seen.latencies_s) >= 0.15
+
+
+def test_closed_loop_counts_batches_errors_and_stops():
+    calls = 0
+
+    async def unit():
+        nonlocal calls
+        calls += 1
+        mine = calls
+        await asyncio.sleep(0)
+        if mine % 4 == 0:
+            raise RuntimeError("lost")
+
+    seen = asyncio.run(run_load(unit, inflight=3, duration_s=0.2, per_unit=8, count=40,
+                                error_pause_s=0))
+    assert calls == 40
+    assert seen.errors == 10 and seen.writes == 30 * 8
+    assert seen.first_error == "RuntimeError: lost"
+    assert len(seen.latencies_s) == len(seen.done_at_s) == 30
+    result = stats.make_result(system="pyraft", version="0", mode="memory",
+                               workload=_workload(), writes=seen.writes, errors=seen.errors,
+                               elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
+                               done_at_s=seen.done_at_s, per_call=8)
+    assert sum(count for _, count in result["series"]) == 240
+    assert stats.check_result(result) is result
+
+
+def test_run_load_rejects_bad_arguments():
+    async def unit():
+        return None
+
+    for kwargs in ({"duration_s": 0}, {"duration_s": 1, "inflight": 0},
+                   {"duration_s": 1, "count": 0}):
+        with pytest.raises(ValueError):
+            asyncio.run(run_load(unit, **kwargs))
+
+
+# ---- the result schema ------------------------------------------------------------------------
+def _workload(**changes):
+    return {"kind": "closed", "api": "engine", "size": 16, "inflight": 256, "rate": None,
+            "duration_s": 1.0, "members": 3, **changes}
+
+
+def _result(writes_per_s=1000.0, p50=1.0, mode=DURABLE, **workload):
+    return {"system": "pyraft", "version": "0", "mode": mode, "workload": _workload(**workload),
+            "writes": int(writes_per_s), "errors": 0, "elapsed_s": 1.0,
+            "writes_per_s": writes_per_s,
+            "latency_ms": {"p50": p50, "p90": p50, "p99": p50 * 2, "p999": p50 * 3,
+                           "max": p50 * 4},
+            "series": [[0.0, 10]], "latency_sample_ms": [p50], "notes": ""}
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda r: r.pop("writes"), "writes"),
+    (lambda r: r["workload"].pop("members"), "workload.members"),
+    (lambda r: r["workload"].update(kind="sideways"), "workload.kind"),
+    (lambda r: r.update(errors=-1), "errors"),
+    (lambda r: r.update(writes_per_s="fast"), "writes_per_s"),
+    (lambda r: r["latency_ms"].update(p99=0.1), "latency_ms"),
+    (lambda r: r["latency_ms"].pop("p999"), "latency_ms"),
+    (lambda r: r.update(series=[[1, 2, 3]]), "series"),
+    (lambda r: r.update(latency_sample_ms=[1.0] * 5000), "latency_sample_ms"),
+    (lambda r: r.update(system=None), "system"),
+])
+def test_check_result_names_the_bad_field(change, field):
+    result = _result()
+    change(result)
+    with pytest.raises(stats.BenchSchemaError) as error:
+        stats.check_result(result)
+    assert error.value.field == field
+    assert isinstance(error.value, ValueError)
+
+
+def test_check_result_accepts_skipped_results_with_a_reason():
+    assert stats.check_result(stats.skipped("etcd", "not installed"))["skipped"]
+    with pytest.raises(stats.BenchSchemaError):
+        stats.check_result({"system": "etcd", "skipped": ""})
+    with pytest.raises(stats.BenchSchemaError):
+        stats.check_result([1, 2])
+
+
+# ---- goals and ratios ------------------------------------------------------------------------
+def _report(peer_writes=None, failover=(200.0, 500.0), p50=0.5):
+    cluster = {
+        "throughput": [_result(150_000.0), _result(800.0, p50=p50, inflight=1)],
+        "latency": [], "reads": [],
+        "peak": [_result(300_000.0, batch=128, inflight=8)],
+        "failover": {"trials": 20, "median_ms": failover[0], "max_ms": failover[1],
+                     "election_timeout_ms": [150.0, 300.0]},
+    }
+    peers = {"pysyncobj": stats.skipped("pysyncobj", "not installed"),
+             "etcd": stats.skipped("etcd", "not installed")}
+    if peer_writes is not None:
+        peers["pysyncobj"] = {"system": "pysyncobj", "runs": [
+            {"spec": spec, "result": _result(peer_writes)}
+            for spec in ({"kind": "closed", "size": 16, "inflight": 256, "rate": None,
+                          "journal": True},
+                         {"kind": "peak", "size": 16, "inflight": None, "rate": None,
+                          "journal": True})]}
+    return {"cluster": cluster, "peers": peers,
+            "reference": {"fdatasync_4k_ms": 0.3, "loopback_rtt_ms": 0.05}}
+
+
+def test_goals_met_not_met_and_not_measured():
+    goals = {g["goal"][:2]: g for g in report.goals(_report())}
+    assert goals["1a"]["status"] == "met" and goals["1a"]["ratio"] == pytest.approx(1.5)
+    assert goals["1b"]["status"] == "not measured"
+    assert "not installed" in goals["1b"]["figures"]["reason"]
+    assert goals["2."]["status"] == "not measured"
+    assert goals["3."]["status"] == "met"  # 0.5 <= 2 * (0.3 + 0.05)
+    assert goals["4."]["status"] == "met"  # 200 < 600 and 500 < 1200
+    goals = {g["goal"][:2]: g for g in report.goals(_report(peer_writes=10_000.0, p50=0.8,
+                                                            failover=(200.0, 1300.0)))}
+    assert goals["1b"]["status"] == "not met" and goals["1b"]["ratio"] == pytest.approx(15)
+    assert goals["2."]["status"] == "met" and goals["2."]["ratio"] == pytest.approx(30)
+    assert goals["3."]["status"] == "not met"
+    assert goals["4."]["status"] == "not met"
+    assert all(g["status"] == "not measured" for g in report.goals({}))
+
+
+def test_ratios_pair_the_same_load_shape():
+    data = _report(peer_writes=10_000.0)
+    rows = compare.ratios(data["cluster"], data["peers"])
+    closed = next(r for r in rows if r["spec"]["kind"] == "closed")
+    assert closed["ratio_writes_per_s"] == pytest.approx(15.0)
+    peak = next(r for r in rows if r["spec"]["kind"] == "peak")
+    assert peak["ratio_writes_per_s"] == pytest.approx(30.0)
+    data["cluster"]["throughput"] = []
+    assert "skipped" in compare.ratios(data["cluster"], data["peers"])[0]
+
+
+def test_missing_peer_drivers_are_reported_as_skipped(monkeypatch):
+    plan = compare.Plan.build(quick=True)
+    labels = []
+    got = compare.run_peers(plan, None, labels.append, names=("no_such_system",))
+    assert got["no_such_system"]["skipped"].startswith("driver not available")
+    assert labels == ["peer no_such_system"]
+
+
+def test_durability_keyword_follows_the_driver():
+    def journaled(workdir, *, journal=False):
+        return None
+
+    def always_durable(workdir, *, size=16):
+        return None
+
+    assert compare.durability(journaled, True) == {"journal": True}
+    assert compare.durability(always_durable, True) == {}
+    with pytest.raises(ValueError, match="non-durable"):
+        compare.durability(always_durable, False)
+
+
+def test_summary_and_json_hold_every_figure(tmp_path):
+    data = _report()
+    data["goals"] = report.goals(data)
+    text = report.summary(data)
+    assert "150,000" in text and "failover" in text and "skipped (not installed)" in text
+    path = report.write_json(data, str(tmp_path))
+    with open(path) as f:
+        assert json.load(f) == data
+
+
+# ---- kernels, machine, progress ---------------------------------------------------------------
+def test_fold_kernels_gives_medians_and_reference_ratios():
+    raw = {"benchmarks": [
+        {"group": "crc32c 1MiB", "name": "t[a]", "param": "raftcore-1MiB",
+         "stats": {"median": 1e-4}},
+        {"group": "crc32c 1MiB", "name": "t[b]", "param": "crc32c-package-1MiB",
+         "stats": {"median": 3e-4}},
+        {"group": "frames", "name": "test_frame", "param": None, "stats": {"median": 2e-3}},
+    ]}
+    folded = fold_kernels(raw)["groups"]
+    assert folded["crc32c 1MiB"]["compiled"] == "raftcore-1MiB"
+    assert folded["crc32c 1MiB"]["ratio_to_compiled"] == {"crc32c-package-1MiB":
+                                                          pytest.approx(3.0)}
+    assert folded["frames"]["median_s"] == {"test_frame": 2e-3}
+    assert folded["frames"]["ratio_to_compiled"] == {}
+
+
+def test_mount_of_picks_the_longest_mount_point(tmp_path):
+    mounts = ("/dev/vda1 / ext4 rw 0 0\n"
+              f"/dev/nvme0n1p2 {tmp_path} xfs rw 0 0\n"
+              f"tmpfs {tmp_path}x tmpfs rw 0 0\n")
+    assert machine.mount_of(str(tmp_path / "data"), mounts) == {
+        "device": "/dev/nvme0n1p2", "mount_point": str(tmp_path), "filesystem": "xfs"}
+    assert machine.mount_of("/etc", mounts)["filesystem"] == "ext4"
+    assert machine.mount_of("/etc", "") is None
+
+
+def test_reference_costs_are_positive(tmp_path):
+    assert machine.fdatasync_ms(str(tmp_path), count=5) > 0
+    assert machine.loopback_rtt_ms(count=20) > 0
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(ValueError):
+        machine.fdatasync_ms(str(tmp_path), count=0)
+
+
+def test_progress_bar_counts_steps():
+    stream = io.StringIO()
+    progress = Progress(4, stream, width=8)
+    progress.tick("one")
+    progress.tick("two")
+    assert stream.getvalue().splitlines()[-1].startswith("[####----] 2/4")
+    assert stream.getvalue().splitlines()[-1].endswith("two")
+
+
+# ---- one quick run of the cluster section -----------------------------------------------------
+def _run_bench(args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "pyraft", "bench", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_bad_options_are_refused_clearly(tmp_path):
+    done = _run_bench(["cluster", "--duration", "-1", "--out", str(tmp_path)], timeout=60)
+    assert done.returncode != 0 and "--duration must be positive" in done.stderr
+    done = _run_bench(["cluster", "--dir", str(tmp_path / "missing"), "--out", str(tmp_path)],
+                      timeout=60)
+    assert done.returncode != 0 and "is not a directory" in done.stderr
+
+
+def test_quick_cluster_run_writes_a_complete_report(tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    data.mkdir()
+    done = _run_bench(["cluster", "--quick", "--no-peers", "--duration", "0.5", "--failovers",
+                       "2", "--catchup-bytes", str(4 << 20), "--dir", str(data),
+                       "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "failover" in done.stdout and "report:" in done.stdout
+    assert "13/13" in done.stderr  # the progress bar reached its end
+    assert os.listdir(data) == []  # data directories removed
+    result = json.loads((out / "report.json").read_text())
+    facts = result["machine"]
+    assert facts["cores"] >= 1 and facts["kernel"] and facts["python"].startswith("CPython")
+    assert facts["disk"]["filesystem"] and facts["memory_bytes"] > 0
+    assert result["reference"]["fdatasync_4k_ms"] > 0 < result["reference"]["loopback_rtt_ms"]
+    cluster = result["cluster"]
+    loads = [*cluster["throughput"], *cluster["latency"], *cluster["peak"], *cluster["reads"]]
+    assert len(cluster["throughput"]) == 5 and len(cluster["latency"]) == 2
+    assert len(cluster["peak"]) == 1 and len(cluster["reads"]) == 2
+    apis = {r["workload"]["api"] for r in cluster["throughput"]}
+    assert apis == {"engine", "http"}
+    for load in loads:
+        stats.check_result(load)
+        assert load["writes"] > 0 and load["writes_per_s"] > 0 and load["elapsed_s"] > 0
+        assert load["latency_ms"]["p50"] > 0 and load["series"]
+    assert cluster["failover"]["trials"] == 2 and cluster["failover"]["median_ms"] > 0
+    assert cluster["catchup"]["bytes"] >= 4 << 20 and cluster["catchup"]["seconds"] > 0
+    assert len(result["goals"]) == 5
+    assert {g["status"] for g in result["goals"]} <= {"met", "not met", "not measured"}
+    assert result["errors"] == []
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib" in result["plots_skipped"]
+    else:
+        assert sorted(result["plots"]) == ["latency.png", "throughput.png"]
+        for name in result["plots"]:
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
