@@ -20,7 +20,7 @@ import raftcore.framing
 
 def _info() -> dict[str, object]:
     kernels = {"crc": raftcore.crc.IMPLEMENTATION, "framing": raftcore.framing.IMPLEMENTATION}
-    for name in ("index", "phi"):
+    for name in ("index", "phi", "wal"):
         try:
             module = __import__(f"raftcore.{name}", fromlist=["IMPLEMENTATION"])
         except ImportError as exc:  # surfaced, never hidden
@@ -63,7 +63,9 @@ def _wal_inspect(directory: str) -> int:
             continue
         batch, end, error = scan_entries(memoryview(data)[SEGMENT_HEADER_BYTES:], first)
         rest = data[SEGMENT_HEADER_BYTES + end:]
-        state = "ok" if error is None or not rest.strip(b"\0") else f"stops: {error}"
+        state = "ok" if error is None or not rest.strip(b"\0") else (
+            f"stops: {getattr(error, 'reason', error)} at byte offset "
+            f"{SEGMENT_HEADER_BYTES + end} of the file")
         problems += state != "ok"
         print(f"{name}: cluster {cluster_id}, entries {len(batch)} "
               f"[{batch.first_index}, {batch.last_index}], {end} bytes, {state}")

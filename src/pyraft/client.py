@@ -37,7 +37,10 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import aiohttp
+try:
+    import aiohttp
+except ImportError:  # the ``http`` extra is not installed: KVClient() says so
+    aiohttp = None
 
 from pyraft.metrics import ClientMetrics
 
@@ -100,6 +103,8 @@ class KVClient:
 
     def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10,
                  metrics: ClientMetrics | None = None) -> None:
+        if aiohttp is None:
+            raise ImportError("the key-value client needs aiohttp: pip install 'raftcore[http]'")
         if not urls:
             raise ValueError("give at least one URL")
         if metrics is not None and not isinstance(metrics, ClientMetrics):

@@ -567,7 +567,21 @@ cdef class WriteAheadLog:
         expected = 0
         for position, path in enumerate(paths):
             newest = position == len(paths) - 1
-            stop = self._recover_segment(path, expected, newest, repair, report)
+            try:
+                stop = self._recover_segment(path, expected, newest, repair, report)
+            except WalClusterMismatchError:
+                raise
+            except WalCorruptionError as exc:
+                # A damaged header (or a gap before this segment): a repair drops this
+                # segment and every later one; the log ends where the previous one ends.
+                if not repair or exc.offset >= HDR:
+                    raise
+                for later in paths[position:]:
+                    os.unlink(later)
+                    report.repaired.append(f"deleted {later}: {exc.reason} at byte offset "
+                                           f"{exc.offset}")
+                _fsync_directory(self.directory)
+                break
             seg = <_Segment>self._segments[-1]
             expected = seg.last_index + 1
             if stop:  # repaired: everything after this point is dropped
@@ -634,8 +648,8 @@ cdef class WriteAheadLog:
                                 report.repaired.append(f"truncated {path} at {at}: {error}")
                             else:
                                 raise WalCorruptionError(
-                                    f"{error.reason}, with "
-                                    + ("valid records after it" if newest else
+                                    f"{error.reason}, "
+                                    + ("with valid records after it" if newest else
                                        "in a sealed segment"), path, at)
                     offsets = batch.offsets[:-1] + HDR
                     terms = batch.terms

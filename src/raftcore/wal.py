@@ -17,7 +17,11 @@ try:
 except ImportError as exc:  # loud, with build instructions: there is no slow fallback
     raise ImportError(_MISSING.format(name="wal", exc=exc)) from exc
 
+#: always "compiled": the WAL has no pure-Python twin
+IMPLEMENTATION: str = "compiled"
+
 __all__ = [
+    "IMPLEMENTATION",
     "SEGMENT_HEADER_BYTES",
     "SEGMENT_MAGIC",
     "SEGMENT_VERSION",

@@ -392,3 +392,31 @@ def test_failure_detection_keeps_the_floor():
     s.restart_at[follower] = 10**9
     run(s, 300)
     assert len(s.nodes[leaders(s)[0]].core.configuration.voters) == 3  # never below the floor
+
+
+def test_a_follower_that_lost_acknowledged_entries_is_sent_them_again():
+    """A follower whose log lost entries it had acknowledged (an operator repaired its
+    damaged log, or its disk lied) rejects the leader's next append right at its old match:
+    the leader takes ``match`` back and resends, without waiting for a leader change."""
+    s = sim(3)
+    run(s, 100, lambda: leaders(s))
+    leader = leaders(s)[0]
+    term = s.nodes[leader].core.term
+    for i in range(12):
+        write(s, "k", f"v{i}")
+    follower = next(m for m in s.members if m != leader)
+    run(s, 50, lambda: s.nodes[follower].core.log.last_index()
+        == s.nodes[leader].core.log.last_index())
+    lost_from = s.nodes[follower].core.log.last_index() - 4
+    s.crash(follower)
+    storage = s.storages[follower]
+    storage._truncate_from(lost_from)
+    storage.hard_state = replace(storage.hard_state, commit=min(storage.hard_state.commit,
+                                                                lost_from - 1))
+    s.restart(follower)
+    # the other follower is cut off: only the damaged one can make a quorum with the leader
+    other = next(m for m in s.members if m not in (leader, follower))
+    s.blocked = {(other, leader), (leader, other)}
+    write(s, "k", "after", ticks=400)
+    assert leaders(s) == [leader] and s.nodes[leader].core.term == term
+    assert s.nodes[follower].core.log.last_index() == s.nodes[leader].core.log.last_index()

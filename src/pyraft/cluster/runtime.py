@@ -221,6 +221,9 @@ class RaftCluster:
         self._callbacks: list[Callable[[LeaderChange], None]] = []
         self._subscribers: list[asyncio.Queue] = []
         self._failed: StorageError | None = None
+        #: the exception that stopped this member's processing (a bug, a state machine that
+        #: raised); the member refuses everything and should be restarted
+        self.fatal_error: Exception | None = None
         self._running = False
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
@@ -556,6 +559,8 @@ class RaftCluster:
     def _check_writable(self) -> None:
         if not self._running:
             raise ClusterStoppedError(f"member {self.id} is not running")
+        if self.fatal_error is not None:
+            raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
         if self._failed is not None:
             raise self._failed
         if not self.is_leader:
@@ -698,13 +703,19 @@ class RaftCluster:
 
     async def _process_loop(self) -> None:
         core = self.core
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            self._propose_queued()
-            while core.has_ready():
-                await self._handle_ready(core.ready())
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
                 self._propose_queued()
+                while core.has_ready():
+                    await self._handle_ready(core.ready())
+                    self._propose_queued()
+        except Exception as error:  # a bug or a broken state machine: never die silently
+            log.critical("member %d: processing failed; the member stops serving (restart it "
+                         "from its data directory)", self.id, exc_info=True)
+            self.fatal_error = error
+            self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
     def _propose_queued(self) -> None:
         if not self._queue:
@@ -833,15 +844,26 @@ class RaftCluster:
                 _resolve_proposals(proposals, batch, results)
 
     def _snapshot_sink(self, index: int, data) -> None:
-        """The state machine took a snapshot at ``index``: store it and release the log."""
+        """The state machine took a snapshot at ``index``: store it and release the log.
+
+        A storage failure (a full disk) loses nothing: the log keeps every entry the snapshot
+        would cover. It is logged and counted (``storage_failures``); the state machine takes
+        its next snapshot as usual."""
         payload = data if isinstance(data, (bytes, bytearray)) or data is None \
             else b"".join(data)
         configuration = self.core.configuration_at(index)
         started = time.perf_counter()
-        if payload is None:
-            self.storage.compact(index)
-        else:
-            self.storage.create_snapshot(index, bytes(payload), configuration)
+        try:
+            if payload is None:
+                self.storage.compact(index)
+            else:
+                self.storage.create_snapshot(index, bytes(payload), configuration)
+        except StorageError as error:
+            log.error("member %d: cannot store the snapshot at %d (%s); the log keeps the "
+                      "entries", self.id, index, error)
+            self.metrics.storage_failures.inc()
+            return
+        if payload is not None:
             self.metrics.snapshots.inc(1, ("created",))
             self.metrics.snapshot_bytes.observe(len(payload), ("created",))
             self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))

@@ -143,7 +143,18 @@ class Progress:
         return updated
 
     def maybe_decrease_to(self, rejected: int, match_hint: int) -> bool:
-        """The follower rejected an append after ``rejected``; False if the answer is stale."""
+        """The follower rejected an append after ``rejected``; False if the answer is stale.
+
+        A rejection right at ``match`` with a shorter log than ``match`` means the follower
+        lost entries it had acknowledged (its disk lied, or an operator repaired its log):
+        ``match`` goes back to what it holds, so the leader sends them again instead of
+        waiting forever. (A stale rejection of that shape only costs a resend.)"""
+        if (rejected == self.match and match_hint < self.match
+                and self.state is not ProgressState.SNAPSHOT):
+            self.match = max(match_hint, 0)
+            self.next = self.match + 1
+            self.probe_sent = False
+            return True
         if self.state is ProgressState.REPLICATE:
             if rejected <= self.match:
                 return False

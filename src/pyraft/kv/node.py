@@ -11,6 +11,13 @@ its data directory::
 
 ``--config FILE`` (JSON or TOML, see ``pyraft.config.ClusterConfig``) supplies any setting;
 command-line options override it. SIGTERM or Ctrl+C stops the member gracefully.
+
+A damaged data directory (``CorruptStateError``: a hard state, snapshot or log segment that
+fails its checks, with the file and byte offset) or a storage failure at start
+(``StorageError``) stops the member with one line on stderr naming the file, and exit status
+``EXIT_STORAGE`` (3), never a traceback: ``pyraft wal inspect DIR/wal`` shows the damage and
+``pyraft wal repair DIR/wal --yes`` truncates the log there (the other members send the lost
+entries again).
 """
 
 from __future__ import annotations
@@ -20,12 +27,20 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import sys
 
 from pyraft.cluster.runtime import RaftCluster
 from pyraft.config import ClusterConfig, TlsConfig
+from pyraft.errors import CorruptStateError, StorageError
 from pyraft.kv.machine import KVStateMachine
+from raftcore import WalCorruptionError
 
 log = logging.getLogger("pyraft.node")
+
+#: Exit status of a member stopped by a damaged data directory or a storage failure.
+EXIT_STORAGE = 3
+#: Default of ``--snapshot-entries``: entries applied between two state-machine snapshots.
+SNAPSHOT_ENTRIES_DEFAULT = 50_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "it (warm-up, then promotion); --peers lists existing members")
     parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
                         help="serve Prometheus metrics on http://HOST:PORT/metrics")
+    parser.add_argument("--snapshot-entries", type=_positive_int,
+                        default=SNAPSHOT_ENTRIES_DEFAULT,
+                        help="entries applied between two snapshots of the key-value state "
+                             f"(default {SNAPSHOT_ENTRIES_DEFAULT})")
     parser.add_argument("--log-level", default="INFO")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def build_config(args: argparse.Namespace) -> ClusterConfig:
@@ -114,10 +143,11 @@ def _http_announcer(join_url: str):
 
 
 async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
-                join_url: str | None = None, metrics: str | None = None) -> None:
+                join_url: str | None = None, metrics: str | None = None,
+                snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT) -> None:
     from pyraft.kv.http import serve as serve_http
 
-    machine = KVStateMachine(snapshot_entries=50_000)
+    machine = KVStateMachine(snapshot_entries=snapshot_entries)
     options = {}
     if join_url:
         options["announcer"] = _http_announcer(join_url)
@@ -151,12 +181,28 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s member {args.id} %(name)s: %(message)s")
     config = build_config(args)
+    main = serve(config, args.http, parse_members(args.http_peers), args.join, args.metrics,
+                 getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT))
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(config, args.http, parse_members(args.http_peers), args.join,
-                          args.metrics))
-    else:
-        uvloop.run(serve(config, args.http, parse_members(args.http_peers), args.join,
-                         args.metrics))
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main)
+        else:
+            uvloop.run(main)
+    except (CorruptStateError, WalCorruptionError, StorageError) as error:
+        return report_storage_failure(args.id, error)
     return 0
+
+
+def report_storage_failure(member: int, error: BaseException) -> int:
+    """Print the one-line message for a damaged data directory or a failed disk on stderr;
+    returns ``EXIT_STORAGE``."""
+    what, hint = "storage failed", ""
+    if isinstance(error, (CorruptStateError, WalCorruptionError)):
+        what = "the data directory is damaged"
+        if str(getattr(error, "path", "")).endswith(".wal"):
+            hint = "; see `pyraft wal inspect DIR/wal` and `pyraft wal repair DIR/wal --yes`"
+    print(f"pyraft node: member {member} stopped: {what}: {error}{hint}", file=sys.stderr,
+          flush=True)
+    return EXIT_STORAGE
