@@ -48,6 +48,7 @@ from pyraft.errors import NotLeaderError, ProposalDroppedError, PyraftError
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import MemoryStateMachine
 from pyraft.transport.tcp import TcpTransport
+from raftcore.framing import RECORD_HEADER_BYTES
 
 log = logging.getLogger("pyraft.process")
 
@@ -103,6 +104,12 @@ class CountLog(MemoryStateMachine):
         self.count += 1
         self.bytes += len(command)
         return self.count - 1
+
+    def apply_commands(self, batch):
+        first = self.count
+        self.count += len(batch)
+        self.bytes += batch.nbytes - RECORD_HEADER_BYTES * len(batch)  # records carry no padding
+        return list(range(first, self.count))
 
     def build_snapshot(self):
         return msgpack.packb([self.count, self.bytes])
