@@ -95,7 +95,11 @@ class RaftLog:
             raise LogUnavailableError(f"index {hi - 1} is past the last index")
         parts = []
         if lo < self.unstable_offset:
-            parts.append(self.storage.entries(lo, min(hi, self.unstable_offset), max_bytes))
+            stable_hi = min(hi, self.unstable_offset)
+            stored = self.storage.entries(lo, stable_hi, max_bytes)
+            if len(stored) < stable_hi - lo:
+                return stored  # the byte budget ended inside the stored entries
+            parts.append(stored)
         for batch in self.unstable:
             if batch.last_index >= lo and batch.first_index < hi:
                 parts.append(batch.slice(lo, hi))

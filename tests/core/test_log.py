@@ -1,0 +1,47 @@
+"""``RaftLog``: reads that span stored entries and entries not yet on disk."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyraft.core.log import RaftLog
+from pyraft.core.storage import MemoryLogStorage
+from raftcore.framing import encode_entries
+
+
+def log_with(stored_batches: int, unstable: int, size: int = 100) -> RaftLog:
+    storage = MemoryLogStorage()
+    for first in range(1, stored_batches * 10 + 1, 10):
+        storage.append(encode_entries(first, 1, [b"x" * size] * 10))
+    log = RaftLog(storage)
+    if unstable:
+        log.append(encode_entries(stored_batches * 10 + 1, 1, [b"y" * size] * unstable))
+    return log
+
+
+def test_a_byte_budget_that_ends_inside_the_stored_entries_stops_there():
+    """The read stops where the budget ends, before the entries not yet persisted; it used to
+    glue the stored part to the unstored one across a gap (ValueError)."""
+    log = log_with(10, 10)
+    batch = log.entries(1, 111, max_bytes=2000)
+    assert batch.first_index == 1 and 1 <= len(batch) < 100
+    assert batch.nbytes <= 2000 or len(batch) == 1
+
+
+@given(st.integers(1, 10), st.integers(0, 20), st.integers(1, 200),
+       st.integers(0, 40_000) | st.none())
+def test_entries_are_a_contiguous_prefix_within_the_budget(stored, unstable, lo, max_bytes):
+    log = log_with(stored, unstable)
+    last = log.last_index()
+    lo = min(lo, last)
+    batch = log.entries(lo, last + 1, max_bytes)
+    assert batch.first_index == lo and len(batch) >= 1
+    assert batch.last_index <= last
+    if max_bytes is None:
+        assert batch.last_index == last
+    elif len(batch) > 1:
+        assert batch.nbytes <= max_bytes
+    expected = [b"x" * 100 if i <= stored * 10 else b"y" * 100
+                for i in range(lo, batch.last_index + 1)]
+    assert [bytes(p) for p in batch.payloads()] == expected
