@@ -25,19 +25,27 @@ from pyraft.client import KVClient, KVClientError
 from pyraft.testing.processes import free_port
 
 
-def _tls_files(directory: str) -> tuple[str, str, str]:
+def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
+    """Throw-away certificates: one CA, and per member a certificate naming 127.0.0.1 and the
+    member's identity (``member-<id>.pyraft``, checked at every connection)."""
     try:
         import trustme
     except ImportError as exc:
         raise SystemExit("--transport tls needs the 'trustme' package to make throw-away "
                          "certificates: pip install trustme") from exc
+    from pyraft.transport.tcp import member_identity
+
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    paths = (f"{directory}/member.pem", f"{directory}/member.key", f"{directory}/ca.pem")
-    cert.cert_chain_pems[0].write_to_path(paths[0])
-    cert.private_key_pem.write_to_path(paths[1])
-    ca.cert_pem.write_to_path(paths[2])
-    return paths
+    ca_path = f"{directory}/ca.pem"
+    ca.cert_pem.write_to_path(ca_path)
+    files = {}
+    for member in members:
+        cert = ca.issue_cert("127.0.0.1", member_identity(member))
+        paths = (f"{directory}/member{member}.pem", f"{directory}/member{member}.key", ca_path)
+        cert.cert_chain_pems[0].write_to_path(paths[0])
+        cert.private_key_pem.write_to_path(paths[1])
+        files[member] = paths
+    return files
 
 
 class Node:
@@ -152,12 +160,12 @@ def run(args: argparse.Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="pyraft-playground-")
     nodes: list[Node] = []
     try:
-        tls = _tls_files(workdir) if args.transport == "tls" else None
         peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, args.members + 1)}
         http = {m: f"127.0.0.1:{free_port()}" for m in peers}
+        tls = _tls_files(workdir, peers) if args.transport == "tls" else None
         for member in peers:
             data = None if args.memory else f"{workdir}/member{member}"
-            node = Node(member, peers, http, data, tls)
+            node = Node(member, peers, http, data, tls[member] if tls else None)
             node.start()
             nodes.append(node)
             print(f"member {member}: raft on {peers[member]}, key-value API on {node.url}"

@@ -16,7 +16,7 @@ from pyraft.config import ClusterConfig, RaftConfig, TlsConfig
 from pyraft.testing.cluster import leader_of, memory_cluster, run_on_fresh_loop
 from pyraft.testing.processes import free_port
 from pyraft.transport.memory import MemoryNetwork
-from pyraft.transport.tcp import TcpTransport
+from pyraft.transport.tcp import TcpTransport, member_identity
 
 
 def wire(members):
@@ -170,16 +170,18 @@ def test_messaging_over_tls_configured_with_files(tmp_path):
     """The production path: ``ClusterConfig.tls`` names PEM files; ``from_config`` builds the
     contexts (``require_client_cert``: mutual TLS)."""
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "member.raft.test")
-    ca_file, cert_file, key_file = (str(tmp_path / name) for name in ("ca.pem", "cert.pem",
-                                                                        "key.pem"))
+    ca_file = str(tmp_path / "ca.pem")
     ca.cert_pem.write_to_path(ca_file)
-    cert.cert_chain_pems[0].write_to_path(cert_file)
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(cert_file, append=True)
-    cert.private_key_pem.write_to_path(key_file)
-    tls = TlsConfig(cert_file=cert_file, key_file=key_file, ca_file=ca_file,
-                    require_client_cert=True)
+    tls = {}
+    for member in (1, 2, 3):  # each certificate names its member (TlsConfig.member_identity)
+        cert = ca.issue_cert("127.0.0.1", member_identity(member))
+        cert_file, key_file = str(tmp_path / f"{member}.pem"), str(tmp_path / f"{member}.key")
+        cert.cert_chain_pems[0].write_to_path(cert_file)
+        for pem in cert.cert_chain_pems[1:]:
+            pem.write_to_path(cert_file, append=True)
+        cert.private_key_pem.write_to_path(key_file)
+        tls[member] = TlsConfig(cert_file=cert_file, key_file=key_file, ca_file=ca_file,
+                                require_client_cert=True)
 
     async def scenario(members):
         await exercise(members)
@@ -191,7 +193,7 @@ def test_messaging_over_tls_configured_with_files(tmp_path):
         peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
         members = [
             RaftCluster.from_config(ClusterConfig(
-                member_id=m, tick_ms=5, cluster_id=9, listen=peers[m], peers=peers, tls=tls,
+                member_id=m, tick_ms=5, cluster_id=9, listen=peers[m], peers=peers, tls=tls[m],
                 sync="never", connect_timeout_ms=100, request_timeout_ms=100))
             for m in peers
         ]

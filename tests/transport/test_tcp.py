@@ -616,9 +616,9 @@ def test_a_peer_stalling_mid_frame_is_cut_off_while_others_are_served(run, logs)
         raw = await Raw.connect(b.address)
         await raw.handshake(member=3)
         frame = raft_frame(heartbeat(3, 2, 0))
+        started = time.monotonic()  # before the write: the stall cannot be cut earlier
         raw.writer.write(frame + frame[:30])  # one whole frame, then part of the next
         await eventually(lambda: any(m.src == 3 for m in b.inbox))
-        started = time.monotonic()
         delivered_before = len(b.inbox)
         assert await raw.closed_by_peer()
         assert 0.2 <= time.monotonic() - started < 2.0

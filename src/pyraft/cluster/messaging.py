@@ -119,7 +119,7 @@ class Messenger:
             raise RemoteHandlerError(f"member {self.cluster.id} has no handler {name!r}")
         return await handler(self.cluster.id, bytes(payload))
 
-    def _receive(self, sender: int, body: bytes) -> None:
+    def _receive(self, sender: int, body: bytes) -> asyncio.Task | None:
         try:
             kind, correlation, name, payload = msgpack.unpackb(body)
             kind, correlation, name = int(kind), int(correlation), str(name)
@@ -140,6 +140,7 @@ class Messenger:
             self._handle(sender, kind, correlation, name, payload or b""))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task  # the transport bounds the handlers running per connection
 
     async def _handle(self, sender, kind, correlation, name, payload) -> None:
         handler = self._handlers.get(name)

@@ -69,9 +69,10 @@ class CommandLostError(PyraftError, RuntimeError):
 
 
 class CommandOutcomeUnknownError(PyraftError, RuntimeError):
-    """A command's outcome cannot be known: this member lost the lead and its log was
-    replaced by a snapshot covering the command. Retry only if the command is idempotent
-    or deduplicated (client sessions)."""
+    """A command's (or a membership change's) outcome cannot be known here: this member lost
+    the lead while it was in flight, and its log was replaced (by a snapshot covering the
+    command, or by a new leader). Retry only if the operation is idempotent or deduplicated
+    (client sessions); look at the configuration after a membership change."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -259,6 +260,7 @@ class RaftCluster:
                 send_queue_messages_max=config.send_queue_messages_max,
                 backlog=config.server_backlog,
                 linger_s=None if config.linger_ms is None else config.linger_ms / 1000.0,
+                tls_member_identity=config.tls is not None and config.tls.member_identity,
             )
         storage = None
         if config.data_dir is not None:
@@ -643,9 +645,15 @@ class RaftCluster:
         failed = self._loop.create_future()
         self._failed_catch_up[member] = failed
 
+        term = core.term
+
         def done() -> bool:
             if failed.done():
                 raise ProposalDroppedError(f"member {member} could not catch up; removed")
+            if core.term != term or core.role is not Role.LEADER:
+                raise CommandOutcomeUnknownError(
+                    f"leadership changed while member {member} was being added: it may or "
+                    "may not be (or become) a voter; look at the configuration")
             return member in core.configuration.voters and self._configuration_committed()
 
         try:
@@ -657,16 +665,27 @@ class RaftCluster:
         if not self.is_leader:
             raise NotLeaderError(self.leader, self.leader_address)
         core = self.core
+        term = core.term
         core.remove_member(member)
+        index = core.pending_conf_index  # the entry that removes it
         self._wake.set()
-        await self._wait_until(
-            lambda: member not in core.configuration.members and self._configuration_committed()
-            or (self.id == member and self.core.role is not Role.LEADER),
-            timeout,
-        )
+
+        def done() -> bool:
+            # Done when that very entry is committed (also on a member that stepped down
+            # meanwhile: it learns the commit from the next leader); lost when another
+            # leader's entry took its index.
+            if core.log.committed < index:
+                return False
+            entry_term = core.log.term_or_none(index)
+            if entry_term is not None and entry_term != term:
+                raise CommandLostError(f"the removal of member {member} (entry {index}) was "
+                                       "replaced by a later leader's entry")
+            return True
+
+        await self._wait_until(done, timeout)
 
     def _configuration_committed(self) -> bool:
-        return self.core.pending_conf_index <= self.core.log.committed or not self.is_leader
+        return self.core.pending_conf_index <= self.core.log.committed
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
         if condition():
@@ -677,10 +696,14 @@ class RaftCluster:
 
     # ---- the engine --------------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:
-        if not self._running or message.dst != self.id:
+        if not self._running or message.dst != self.id or self.fatal_error is not None:
             return
         self.metrics.messages_received.inc(1, (message.src,))
-        self.core.step(message)
+        try:
+            self.core.step(message)
+        except Exception as error:  # a bug: stop serving rather than go on half-broken
+            self._fatal(error)
+            return
         self._wake.set()
 
     def _on_unreachable(self, member: int) -> None:
@@ -704,18 +727,28 @@ class RaftCluster:
     async def _process_loop(self) -> None:
         core = self.core
         try:
-            while True:
+            while self.fatal_error is None:
                 await self._wake.wait()
                 self._wake.clear()
+                if self.fatal_error is not None:
+                    break
                 self._propose_queued()
                 while core.has_ready():
                     await self._handle_ready(core.ready())
                     self._propose_queued()
         except Exception as error:  # a bug or a broken state machine: never die silently
-            log.critical("member %d: processing failed; the member stops serving (restart it "
-                         "from its data directory)", self.id, exc_info=True)
-            self.fatal_error = error
-            self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
+            self._fatal(error)
+
+    def _fatal(self, error: Exception) -> None:
+        """A bug or a broken state machine: log it, refuse everything from now on, and fail
+        every waiter; the member must be restarted from its data directory."""
+        if self.fatal_error is not None:
+            return
+        log.critical("member %d: processing failed; the member stops serving (restart it "
+                     "from its data directory)", self.id, exc_info=error)
+        self.fatal_error = error
+        self._wake.set()  # the processing loop sees it and ends: nothing more is sent
+        self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
     def _propose_queued(self) -> None:
         if not self._queue:

@@ -101,6 +101,19 @@ def _unavailable(kind: str, message: str) -> _Abort:
     return _Abort(_error(503, kind, message, {"Retry-After": "1"}))
 
 
+def _session_number(text: str) -> int:
+    """An ``X-Client-Id`` / ``X-Request-Seq`` value: ASCII decimal digits, in [1, 2**64 - 1]
+    (the state machine stores them as unsigned 64-bit numbers)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise _bad_request("bad_header", "X-Client-Id and X-Request-Seq are decimal integers")
+    value = int(text)
+    if not 1 <= value <= 2**64 - 1:
+        raise _bad_request("bad_header",
+                           "X-Client-Id and X-Request-Seq must be in [1, 2**64 - 1]")
+    return value
+
+
 def _bad_request(kind: str, message: str) -> _Abort:
     return _Abort(_error(400, kind, message))
 
@@ -179,14 +192,7 @@ class _Api:
             return None
         if client is None or sequence is None:
             raise _bad_request("bad_header", "send X-Client-Id and X-Request-Seq together")
-        try:
-            parsed = int(client), int(sequence)
-        except ValueError:
-            raise _bad_request("bad_header", "X-Client-Id and X-Request-Seq are integers") \
-                from None
-        if parsed[0] < 1 or parsed[1] < 1:
-            raise _bad_request("bad_header", "X-Client-Id and X-Request-Seq must be >= 1")
-        return parsed
+        return _session_number(client), _session_number(sequence)
 
     async def _replicate(self, request: web.Request, payload: bytes) -> object:
         """Propose ``payload`` and return its result, or raise the answer for a failure."""

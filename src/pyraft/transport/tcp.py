@@ -14,9 +14,19 @@ HELLO, and messages for another member id are dropped.
 
 TLS. ``ssl_server`` (server side) and ``ssl_client`` (connecting side) are ``ssl.SSLContext``
 objects. When ``ssl_server`` requires client certificates (``verify_mode = CERT_REQUIRED``)
-the connection is mutually authenticated: a peer without a valid certificate fails the TLS
-handshake, which is logged, and no byte it sent is ever decoded as a frame. The connecting
-side checks the server's certificate against the host part of the peer's address.
+the connection is mutually authenticated: a peer without a valid certificate (none, one from
+another CA, an expired one) fails the TLS handshake, which is logged, and no byte it sent is
+ever decoded as a frame. The connecting side checks the server's certificate against the host
+part of the peer's address when its context has ``check_hostname``.
+
+Member identity (``tls_member_identity=True``): a certificate proves WHICH member its holder
+is. It must carry the DNS name :func:`member_identity` ``(id)`` (``member-<id>.pyraft``) among
+its subject alternative names. The accepting side refuses a HELLO whose member id is not named
+by the client's certificate (so member 2's certificate cannot speak for member 3), or that
+comes without a client certificate; the connecting side fails an ACCEPT whose certificate does
+not name the member it dialed. Issue such certificates with trustme
+(``ca.issue_cert("127.0.0.1", member_identity(2))``) or openssl (``-addext
+"subjectAltName=DNS:member-2.pyraft,IP:127.0.0.1"``).
 
 Sending. ``send`` encodes at once (so a message that cannot travel raises there, in the
 caller) and queues the frame; all frames queued for one connection during one event-loop turn
@@ -26,17 +36,35 @@ failed connection, or not a known peer), is dropped, counted and reported throug
 ``on_unreachable``, which Raft tolerates: the leader probes again later.
 
 Failures, each closing only the connection concerned, logged once:
-- connect, TLS or handshake not done within ``connect_timeout_s``;
+- connect, TLS or handshake not done within ``connect_timeout_s`` (a hard deadline from the
+  moment the connection is accepted, however the bytes trickle in);
 - a corrupt, oversized (``frame_bytes_max``, checked from the header before reading the body)
   or malformed frame, or a frame not allowed in the connection's state;
 - a peer that stops sending in the middle of a frame for ``request_timeout_s``, or closes the
   connection there (a truncated frame);
+- a peer whose frame in progress arrives slower than ``receive_bytes_per_s_min`` on average
+  once it has taken longer than ``request_timeout_s`` (a slow-loris trickling bytes);
 - an outbound connection whose peer stops reading: its write buffer makes no progress for
   ``request_timeout_s``.
 After a failed connection attempt the next one waits a jittered exponential backoff drawn from
 ``backoff_s = (first, cap)``; after an established connection breaks, the next message
 reconnects at once. ``stop()`` flushes what it can (for at most ``request_timeout_s``), closes
 every connection and the listener, and cancels and awaits every task the transport started.
+
+Resource bounds (what a hostile or broken peer can make this member hold):
+- connections that have not finished TLS and HELLO: at most ``handshakes_max``; further
+  connections are closed at once (counted in ``counters.shed``) until some finish or time
+  out; each of them buffers at most one handshake frame (4 KiB);
+- accepted connections: one per member id (a reconnection replaces the older one), and at
+  most ``unknown_members_max`` from members that are not in ``set_peers`` (a member being
+  added connects before its configuration reaches everyone); each buffers at most one frame
+  (``frame_bytes_max``) of input;
+- application messages (FRAME_USER): when ``on_user_message`` returns an awaitable (the
+  handler's task), at most ``user_requests_inflight_max`` of them run per connection; a user
+  frame beyond that is dropped (counted) and the connection kept, so Raft traffic on it
+  still flows;
+- output: ``send_queue_messages_max`` messages per peer, and a write buffer of at most
+  1 MiB per connection above which no frame is taken.
 
 Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout; the
 runtime derives both from its configuration.
@@ -50,7 +78,7 @@ import random
 import socket
 import ssl
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pyraft.core.messages import Message
@@ -84,6 +112,8 @@ __all__ = [
     "HandshakeError",
     "parse_address",
     "format_address",
+    "member_identity",
+    "certificate_names",
 ]
 
 log = logging.getLogger("pyraft.transport")
@@ -93,6 +123,39 @@ _HANDSHAKE_FRAME_BYTES_MAX = 4096
 #: write buffer above which a connection stops taking frames (the peer's queue then fills)
 _WRITE_BUFFER_HIGH = 1 << 20
 _WRITE_BUFFER_LOW = 1 << 18
+
+
+#: suffix of the DNS name that binds a certificate to a member id (``member-<id>.pyraft``)
+MEMBER_IDENTITY_SUFFIX = ".pyraft"
+
+
+def member_identity(member_id: int) -> str:
+    """The DNS subject alternative name a certificate carries to prove it is ``member_id``."""
+    if not isinstance(member_id, int) or not 0 < member_id < 2**64:
+        raise ValueError(f"member id {member_id!r} is not a positive 64-bit integer")
+    return f"member-{member_id}{MEMBER_IDENTITY_SUFFIX}"
+
+
+def certificate_names(peercert: object) -> frozenset[str]:
+    """The DNS subject alternative names of a verified peer certificate (``getpeercert()``)."""
+    if not isinstance(peercert, dict):
+        return frozenset()
+    return frozenset(
+        str(value).lower() for kind, value in peercert.get("subjectAltName", ())
+        if kind == "DNS"
+    )
+
+
+def _identity_problem(transport: asyncio.BaseTransport | None, member_id: int) -> str | None:
+    """Why the peer's certificate does not prove it is ``member_id``; None when it does."""
+    peercert = None if transport is None else transport.get_extra_info("peercert")
+    if not peercert:
+        return "no verified certificate to prove the member's identity"
+    if member_identity(member_id) not in certificate_names(peercert):
+        names = sorted(certificate_names(peercert))[:4]
+        return (f"the certificate does not name member {member_id} "
+                f"({member_identity(member_id)}); it names {names}")
+    return None
 
 
 class HandshakeError(ConnectionError):
@@ -117,6 +180,8 @@ class TransportCounters:
     connections: int = 0  # handshakes completed, outbound and inbound
     refused: int = 0  # handshakes refused (TLS included), by us or by the peer
     errors: int = 0  # connections closed for a frame or protocol error, a stall or a timeout
+    shed: int = 0  # accepted sockets closed at once: too many handshakes in progress
+    user_dropped: int = 0  # application messages dropped: too many in flight on a connection
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -339,6 +404,8 @@ class _Connection(asyncio.Protocol):
         self.progress_at = 0.0
         self.closed = owner._loop.create_future()
         self.failed = False  # an error was logged for this connection already
+        self.frame_started_at = 0.0  # when the frame in progress began arriving
+        self.frame_bytes = 0  # bytes received since then
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -349,6 +416,10 @@ class _Connection(asyncio.Protocol):
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
         decoder = self.decoder
+        if not decoder.buffered:
+            self.frame_started_at = self.owner._loop.time()
+            self.frame_bytes = 0
+        self.frame_bytes += len(data)
         try:
             frames = decoder.feed(data)
             if frames and decoder.buffered:
@@ -356,6 +427,9 @@ class _Connection(asyncio.Protocol):
         except FramingError as exc:
             self._fail(f"bad frame: {exc}")
             return None
+        if frames:  # the frame in progress (if any) began inside this chunk
+            self.frame_started_at = self.owner._loop.time()
+            self.frame_bytes = decoder.buffered
         if decoder.buffered and self.timer is None:
             self.progress_at = self.owner._loop.time()
             self._arm(self.owner.request_timeout_s)
@@ -373,15 +447,23 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         if self.decoder.buffered:
-            timeout = self.owner.request_timeout_s
-            idle = self.owner._loop.time() - self.progress_at
+            owner = self.owner
+            timeout = owner.request_timeout_s
+            now = owner._loop.time()
+            idle = now - self.progress_at
+            elapsed = now - self.frame_started_at
             if idle >= timeout:
                 self._fail(
                     f"stalled for {idle:.3f} s in the middle of a frame "
                     f"({self.decoder.buffered} bytes of it received)"
                 )
+            elif elapsed >= timeout and self.frame_bytes < owner.receive_bytes_per_s_min * elapsed:
+                self._fail(
+                    f"a frame trickling in: {self.frame_bytes} bytes in {elapsed:.3f} s, "
+                    f"below {owner.receive_bytes_per_s_min} bytes/s"
+                )
             else:
-                self._arm(timeout - idle)
+                self._arm(min(timeout - idle, max(timeout - elapsed, timeout / 4)))
 
     def _fail(self, why: str) -> None:
         """Log once, count, and abort this connection (the node keeps serving)."""
@@ -469,6 +551,10 @@ class _Outbound(_Connection):
             raise MalformedMessageError(f"peer is in cluster {hello.cluster_id}")
         if hello.member_id != expected:
             raise MalformedMessageError(f"peer is member {hello.member_id}, not {expected}")
+        if owner.tls_member_identity:
+            problem = _identity_problem(self.transport, expected)
+            if problem is not None:
+                raise MalformedMessageError(f"server identity: {problem}")
         self.open = True  # nothing more is expected on this connection
         self.accepted.set_result(self)
 
@@ -522,10 +608,18 @@ _DONE = "done"  # refused or failed: closing
 class _Inbound(_Connection):
     """The accepting side (TLS already done): HELLO -> ACCEPT or REFUSE, then Raft messages."""
 
-    def __init__(self, owner: TcpTransport) -> None:
+    def __init__(self, owner: TcpTransport, release: Callable[[], None] | None = None) -> None:
         super().__init__(owner)
         self.state = _HELLO
         self.member = 0  # the peer's member id, once it said HELLO
+        #: gives back this connection's handshake slot (idempotent); called on leaving _HELLO
+        self.release = release
+        self.user_inflight = 0  # application messages whose handler has not finished
+
+    def _leave_hello(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
 
     def describe(self) -> str:
         return f"from {self.peer}" + (f" (member {self.member})" if self.member else "")
@@ -562,12 +656,7 @@ class _Inbound(_Connection):
                 state = self.state
                 if state is _OPEN:
                     if frame_type == FRAME_USER:
-                        handler = owner.on_user_message
-                        if handler is None or owner._deliver is None:
-                            owner.counters.dropped += 1
-                        else:
-                            received += 1
-                            handler(self.member, body)
+                        self._on_user(body)
                         continue
                     if frame_type != FRAME_RAFT:
                         self._fail(f"unexpected frame of type {frame_type}")
@@ -602,9 +691,39 @@ class _Inbound(_Connection):
         finally:
             owner.counters.received += received
 
+    def _on_user(self, body) -> None:
+        owner = self.owner
+        handler = owner.on_user_message
+        if handler is None or owner._deliver is None:
+            owner.counters.dropped += 1
+            return
+        if self.user_inflight >= owner.user_requests_inflight_max:
+            owner.counters.dropped += 1
+            owner.counters.user_dropped += 1
+            log.debug("dropping a member message from %d: %d in flight", self.member,
+                      self.user_inflight)
+            return
+        owner.counters.received += 1
+        result = handler(self.member, body)
+        if isinstance(result, asyncio.Future) and not result.done():
+            self.user_inflight += 1
+            result.add_done_callback(self._user_done)
+
+    def _user_done(self, _future: asyncio.Future) -> None:
+        self.user_inflight -= 1
+
     def _on_hello(self, hello: Hello) -> None:
         owner = self.owner
+        self._leave_hello()
         reason = owner._check_hello(hello)
+        if reason is None and owner.tls_member_identity and owner.ssl_server is not None:
+            reason = _identity_problem(self.transport, hello.member_id)
+        if reason is None and hello.member_id not in owner._peers:
+            strangers = sum(1 for member in owner._inbound
+                            if member not in owner._peers and member != hello.member_id)
+            if strangers >= owner.unknown_members_max:
+                reason = (f"member {hello.member_id} is not in the configuration and "
+                          f"{strangers} such members are connected already")
         if reason is not None:
             self.state = _DONE
             owner.counters.refused += 1
@@ -633,6 +752,7 @@ class _Inbound(_Connection):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
+        self._leave_hello()
         self.state = _DONE
         if self.member and self.owner._inbound.get(self.member) is self:
             del self.owner._inbound[self.member]
@@ -662,6 +782,11 @@ class TcpTransport(Transport):
         rng: random.Random | None = None,
         backlog: int = 128,
         linger_s: float | None = None,
+        tls_member_identity: bool = False,
+        handshakes_max: int = 64,
+        unknown_members_max: int = 8,
+        user_requests_inflight_max: int = 256,
+        receive_bytes_per_s_min: int = 64 * 1024,
     ) -> None:
         if not isinstance(member_id, int) or not 0 < member_id < 2**64:
             raise ConfigError("member_id", "must be a positive 64-bit integer")
@@ -692,6 +817,27 @@ class TcpTransport(Transport):
             raise ConfigError("send_queue_messages_max", "must be a positive integer")
         if len(backoff_s) != 2 or not 0 < backoff_s[0] <= backoff_s[1]:
             raise ConfigError("backoff_s", "must be (first, cap) with 0 < first <= cap")
+        if not isinstance(tls_member_identity, bool):
+            raise ConfigError("tls_member_identity", "must be a bool")
+        if tls_member_identity and (ssl_server is None or ssl_client is None):
+            raise ConfigError("tls_member_identity", "needs ssl_server and ssl_client")
+        for name, value, low in (("handshakes_max", handshakes_max, 1),
+                                 ("unknown_members_max", unknown_members_max, 0),
+                                 ("user_requests_inflight_max", user_requests_inflight_max, 1),
+                                 ("receive_bytes_per_s_min", receive_bytes_per_s_min, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**32:
+                raise ConfigError(name, f"must be an integer in [{low}, 2**32)")
+        #: certificates must name the member id claimed in the handshake (module docstring)
+        self.tls_member_identity = tls_member_identity
+        #: connections accepted that have not finished TLS + HELLO, at most
+        self.handshakes_max = handshakes_max
+        #: accepted connections from members not in ``set_peers``, at most
+        self.unknown_members_max = unknown_members_max
+        #: application messages whose handler runs, per connection, at most
+        self.user_requests_inflight_max = user_requests_inflight_max
+        #: a frame in progress for longer than ``request_timeout_s`` must average this rate
+        self.receive_bytes_per_s_min = receive_bytes_per_s_min
+        self._handshaking = 0  # connections accepted that hold a handshake slot
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.ssl_server = ssl_server
@@ -724,6 +870,17 @@ class TcpTransport(Transport):
     @property
     def peers(self) -> dict[int, str]:
         return {member: peer.address for member, peer in self._peers.items()}
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        """Accepted connections that have not finished TLS and HELLO (at most
+        ``handshakes_max``)."""
+        return self._handshaking
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of incomplete frames held for all connections (bounded: module docstring)."""
+        return sum(connection.decoder.buffered for connection in self._connections)
 
     def peer_state(self, member: int) -> str | None:
         """``"idle"``, ``"connecting"``, ``"connected"``, ``"backoff"``; None if not a peer."""
@@ -822,6 +979,14 @@ class TcpTransport(Transport):
                 log.warning("accepting a connection on %s failed: %s", self._address, exc)
                 await asyncio.sleep(0.1)
                 continue
+            if self._handshaking >= self.handshakes_max:
+                self.counters.shed += 1
+                if self.counters.shed == 1 or self.counters.shed % 1000 == 0:
+                    log.warning("%d handshakes in progress: closing new connections "
+                                "(%d so far)", self._handshaking, self.counters.shed)
+                sock.close()
+                continue
+            self._handshaking += 1
             self._spawn(self._accept(sock), "pyraft-accept-connection")
 
     async def _accept(self, sock: socket.socket) -> None:
@@ -837,9 +1002,19 @@ class TcpTransport(Transport):
         extra: dict = {}
         if self.ssl_server is not None:
             extra = dict(ssl=self.ssl_server, ssl_handshake_timeout=self.connect_timeout_s)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._handshaking -= 1
+
         try:
-            await self._loop.connect_accepted_socket(lambda: _Inbound(self), sock, **extra)
+            await self._loop.connect_accepted_socket(lambda: _Inbound(self, release), sock,
+                                                     **extra)
         except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+            release()
             if self.ssl_server is not None:
                 self.counters.refused += 1
                 log.warning("refused connection from %s: TLS handshake failed: %s", peer,
@@ -847,6 +1022,10 @@ class TcpTransport(Transport):
             else:
                 log.info("connection from %s failed: %r", peer, exc)
             sock.close()
+        except BaseException:  # cancelled by stop(): the socket is ours to close
+            release()
+            sock.close()
+            raise
 
     def _spawn(self, coroutine, name: str) -> asyncio.Task:
         task = self._loop.create_task(coroutine, name=name)

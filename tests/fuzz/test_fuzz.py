@@ -1,0 +1,168 @@
+"""The fuzz targets of ``pyraft.testing.fuzz``: a short coverage-guided atheris run of each
+(in its own process), hypothesis driving the same functions, the replay of every input kept
+under ``regressions/<target>/`` (crashes found, and seeds), and checks that each target does
+detect a broken contract.
+
+The long run (not part of the default tests)::
+
+    PYTHONPATH=src python -m pyraft.testing.fuzz TARGET --seconds 3600 \\
+        --corpus /tmp/corpus-TARGET --crashes /tmp/crashes
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pyraft
+from pyraft.testing import fuzz
+from raftcore.framing import encode_entries
+
+pytestmark = pytest.mark.fuzz
+
+REGRESSIONS = pathlib.Path(__file__).parent / "regressions"
+SOURCE = str(pathlib.Path(pyraft.__file__).parent.parent)
+
+def regression_files() -> list:
+    cases = []
+    for target in sorted(fuzz.TARGETS):
+        for path in sorted((REGRESSIONS / target).glob("*.bin")):
+            cases.append(pytest.param(target, path, id=f"{target}/{path.name}"))
+    return cases
+
+
+@pytest.mark.parametrize("target", sorted(fuzz.TARGETS))
+def test_every_target_has_regression_inputs(target):
+    assert list((REGRESSIONS / target).glob("*.bin")), f"no inputs kept for {target}"
+
+
+@pytest.mark.parametrize("target, path", regression_files())
+def test_regression_inputs_replay(target, path, http_harness):
+    data = path.read_bytes()
+    if target == "http":
+        fuzz.fuzz_http(data, http_harness)
+    else:
+        fuzz.TARGETS[target](data)
+
+
+@pytest.mark.parametrize("target", sorted(fuzz.TARGETS))
+def test_short_atheris_run_finds_no_crash(target, fuzz_seconds, tmp_path):
+    crashes = tmp_path / "crashes"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [SOURCE, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    process = subprocess.run(
+        [sys.executable, "-m", "pyraft.testing.fuzz", target, "--seconds", str(fuzz_seconds),
+         "--crashes", str(crashes), "--corpus", str(tmp_path / "corpus"), "--seed", "1"],
+        capture_output=True, text=True, timeout=fuzz_seconds * 6 + 120, env=env,
+    )
+    found = sorted(p.name for p in crashes.iterdir()) if crashes.exists() else []
+    assert process.returncode == 0 and not found, (found, process.stderr[-4000:])
+    assert "Done" in process.stderr and "runs in" in process.stderr, process.stderr[-2000:]
+
+
+# ---- hypothesis over the same targets --------------------------------------------------------
+
+
+@given(st.binary(max_size=1500))
+def test_frame_target_holds_on_any_input(data):
+    fuzz.fuzz_frame(data)
+
+
+@given(st.integers(0, 255), st.lists(st.binary(max_size=40), max_size=6), st.binary(max_size=64))
+def test_frame_target_holds_on_damaged_valid_records(mode, payloads, tail):
+    body = bytes([len(payloads)]) + b"".join(bytes([len(p)]) + p for p in payloads) + tail
+    fuzz.fuzz_frame(bytes([mode | 0x40, 0, 0]) + body)
+
+
+@settings(max_examples=60)
+@given(st.binary(max_size=600))
+def test_wal_target_holds_on_any_input(data):
+    fuzz.fuzz_wal(data)
+
+
+@settings(max_examples=60)
+@given(st.integers(1, 12), st.integers(0, 2), st.binary(max_size=64))
+def test_wal_target_holds_for_each_kind_of_damage(count, mode, damage):
+    payloads = b"".join(bytes([5]) + bytes([i]) * 5 for i in range(count))
+    fuzz.fuzz_wal(bytes([count - 1, mode]) + payloads + bytes(count) + bytes([0]) + damage)
+
+
+@given(st.binary(max_size=1500))
+def test_handshake_target_holds_on_any_input(data):
+    fuzz.fuzz_handshake(data)
+
+
+@given(st.sampled_from([0x0B, 0x0F, 0x1F, 0x0D, 0x07]), st.binary(max_size=800))
+def test_handshake_target_holds_after_a_valid_hello(mode, data):
+    fuzz.fuzz_handshake(bytes([mode]) + data)
+
+
+@pytest.fixture(scope="module")
+def http_harness():
+    harness = fuzz.HttpHarness()
+    yield harness
+    harness.close()
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_http_target_holds_on_any_input(http_harness, data):
+    fuzz.fuzz_http(data, http_harness)
+
+
+# ---- the targets detect broken contracts -----------------------------------------------------
+
+
+def test_frame_target_detects_twins_that_disagree(monkeypatch):
+    from raftcore import _framing_py
+
+    record = encode_entries(1, 1, [b"hello"]).tobytes()
+    fuzz.fuzz_frame(bytes([1, 0]) + record)  # the real twins agree
+    real = _framing_py.decode_entries
+    monkeypatch.setattr(_framing_py, "decode_entries",
+                        lambda data, *a, **k: real(bytes(data)[:-1], *a, **k))
+    with pytest.raises(fuzz.FuzzContractError, match="disagree"):
+        fuzz.fuzz_frame(bytes([1, 0]) + record)
+
+
+def test_handshake_target_detects_a_message_delivered_from_the_wrong_member(monkeypatch):
+    from pyraft.transport import tcp
+
+    real = tcp._Inbound._on_hello
+
+    def confused(self, hello):  # a transport that binds the connection to the wrong member
+        real(self, hello)
+        self.member = 4
+
+    monkeypatch.setattr(tcp._Inbound, "_on_hello", confused)
+    data = (REGRESSIONS / "handshake/seed-hello-then-message-from-another-member.bin")
+    with pytest.raises(fuzz.FuzzContractError, match="delivered a message from 4"):
+        fuzz.fuzz_handshake(data.read_bytes())
+
+
+def test_wal_target_detects_lost_entries(monkeypatch):
+    from raftcore import wal
+
+    class Forgetful(wal.WriteAheadLog):  # recovery that drops the last entry
+        @property
+        def last_index(self):
+            return max(0, super().last_index - 1)
+
+    monkeypatch.setattr(wal, "WriteAheadLog", Forgetful)
+    data = (REGRESSIONS / "wal/seed-tail-holds-a-valid-record.bin").read_bytes()
+    with pytest.raises(fuzz.FuzzContractError, match="recovered after tail damage"):
+        fuzz.fuzz_wal(data)
+
+
+def test_http_builder_makes_valid_requests():
+    request, structured = fuzz.build_http_request(bytes([6, 1, 1]) + b"k" + bytes(12))
+    assert structured and request.startswith(b"PUT /v1/kv/k HTTP/1.1\r\n")
+    assert b"X-Client-Id: " in request and b"X-Request-Seq: " in request
+    raw, structured = fuzz.build_http_request(b"\xffjunk")
+    assert not structured and raw.startswith(b"GET /v1/kv/a HTTP/1.1\r\n")
