@@ -1,0 +1,933 @@
+"""Jepsen-style linearizability runs: real ``pyraft node`` processes under faults.
+
+A run starts ``members`` ``pyraft node`` processes on 127.0.0.1 (durable ``--data``, Raft
+traffic through a :class:`~pyraft.testing.faultproxy.FaultProxy` via ``--routes``), drives
+``clients`` concurrent clients through the HTTP API (get with ``barrier`` and ``lease``
+consistency, put, cas; unique values; a handful of keys, renewed every ``key_seconds`` so
+each key's history stays small enough to check), and meanwhile a *nemesis* injects faults
+drawn from one seeded ``random.Random``:
+
+- ``kill``: SIGKILL the leader (the first time, then half of the times) or a random member,
+  restart it from its data directory a little later;
+- ``pause``: SIGSTOP the leader for longer than the election timeout while lease reads
+  hammer it directly (sent to it, never redirected, answered only after it resumes: it must
+  not serve them from its old lease), then SIGCONT. The first pause, then half of them, is
+  *deaf*: nothing reaches the member until 1.5 s after it resumes, so only its own clock can
+  tell it that its lease is gone (without that, the messages of the new leader, read in the
+  same loop turn as the requests, would depose it first);
+- ``partition``: random halves, or the leader alone; healed later;
+- ``oneway``: the leader cannot send, or cannot receive, or one random link is lost (the
+  transport sends each direction on its own connection, so a blocked link is one-way loss);
+- ``slowdisk``: ``fsync``/``fdatasync`` of the leader or of two members delayed (an
+  ``LD_PRELOAD`` shim compiled with ``gcc`` at run time; :func:`build_fsync_shim`);
+- ``membership``: remove a follower (``DELETE /v1/members/{id}``), stop it, wipe its data,
+  restart it with ``--join`` (which adds it back through ``POST /v1/members``).
+
+At the end every fault is healed, every member runs, and the cluster must converge: a leader
+answers, a write commits, every member is a voter and applies it. Then the history is checked
+with :func:`pyraft.testing.linearizability.check_history` (one key at a time). The members'
+logs (stderr, level WARNING) are scanned for tracebacks: each exception a member logged is a
+``problem`` of the run (:func:`engine_errors`), as is a member that did not come back as a
+voter. ``RunResult.ok`` is: linearizable and converged; the tests also require no problem.
+
+Outcomes: ``ok`` (a definite answer), ``fail`` (definitely not applied: a ``4xx``; or a cas
+whose expectation did not hold, a definite observation kept in the history as ``False``),
+``info`` (timeout, ``504``, retries used up, connection lost: indeterminate; a write is kept
+as an operation that never returned, a read is dropped).
+
+``stale_reads=True`` is a deliberately broken mode that proves the checker bites in this
+harness: during partitions that isolate the leader, extra readers read with
+``consistency=local`` from the isolated old leader, which serves stale values.
+
+Command line::
+
+    python -m pyraft.testing.jepsen --minutes 1 --seed 7 --faults kill,pause,partition
+
+prints a summary (ops by outcome, faults with times, the check, timings) and exits 1 when the
+history is not linearizable (with the failing key's explanation) or the cluster did not
+converge, 3 when only problems were found (a member logged an exception, or did not come back
+as a voter), 0 otherwise. The work directory (member logs, data) is kept when the run is not
+clean, or always with ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from pyraft.client import KVClient, KVClientError, RequestError, SessionExpiredError
+from pyraft.testing.faultproxy import FaultProxy
+from pyraft.testing.linearizability import CheckResult, Operation, check_history
+from pyraft.testing.processes import free_port
+
+__all__ = ["FAULTS", "FSYNC_DELAY_ENV", "Record", "RunConfig", "RunResult", "build_fsync_shim",
+           "engine_errors", "history_operations", "main", "run"]
+
+#: every fault kind the nemesis knows
+FAULTS = ("kill", "pause", "partition", "oneway", "slowdisk", "membership")
+#: the environment variable naming the shim's control file (delay in microseconds)
+FSYNC_DELAY_ENV = "RAFT_FSYNC_DELAY_FILE"
+
+_SHIM_SOURCE = r"""
+/* fsync/fdatasync with an injected delay, read at each call from the file named by the
+   environment variable RAFT_FSYNC_DELAY_FILE (microseconds, as decimal text; absent or 0:
+   no delay). Compiled by pyraft.testing.jepsen and loaded with LD_PRELOAD. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static long delay_us(void) {
+    const char *path = getenv("RAFT_FSYNC_DELAY_FILE");
+    char text[32];
+    ssize_t n;
+    int fd;
+    if (path == NULL) return 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    text[n] = 0;
+    return strtol(text, NULL, 10);
+}
+
+static void injected_delay(void) {
+    int saved = errno;
+    long us = delay_us();
+    if (us > 0) {
+        struct timespec left = {us / 1000000, (us % 1000000) * 1000};
+        while (nanosleep(&left, &left) != 0 && errno == EINTR) {}
+    }
+    errno = saved;
+}
+
+int fdatasync(int fd) {
+    static int (*real)(int) = NULL;
+    if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    injected_delay();
+    return real(fd);
+}
+
+int fsync(int fd) {
+    static int (*real)(int) = NULL;
+    if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    injected_delay();
+    return real(fd);
+}
+"""
+
+
+def build_fsync_shim(directory: str) -> str:
+    """Compile the fsync-delay shim into ``directory``; returns the ``.so`` path.
+
+    Raises ``RuntimeError`` when ``gcc`` is missing or fails (with its output)."""
+    source = os.path.join(directory, "fsync_delay.c")
+    library = os.path.join(directory, "fsync_delay.so")
+    with open(source, "w") as file:
+        file.write(_SHIM_SOURCE)
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("the slowdisk fault needs gcc (or cc) to build its LD_PRELOAD shim")
+    done = subprocess.run([gcc, "-O2", "-Wall", "-shared", "-fPIC", "-o", library, source,
+                           "-ldl"], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the fsync shim failed: {done.stderr.strip()}")
+    return library
+
+
+# ---- configuration and results ------------------------------------------------------------
+@dataclass
+class RunConfig:
+    """One run's parameters; everything random is drawn from ``seed``."""
+
+    minutes: float = 1.0
+    seed: int = 0
+    members: int = 5
+    faults: tuple[str, ...] = FAULTS
+    clients: int = 8
+    keys: int = 3
+    key_seconds: float = 10.0
+    #: quiet time between two faults, drawn from this range (seconds)
+    quiet_s: tuple[float, float] = (1.0, 2.5)
+    #: how long a fault lasts, drawn from this range (seconds)
+    hold_s: tuple[float, float] = (2.5, 4.5)
+    election_timeout_ms: tuple[float, float] = (400.0, 800.0)
+    #: per-request timeout and retries of the clients (bounds how long one op may take)
+    client_timeout_s: float = 1.0
+    client_retries: int = 8
+    #: the broken mode that must be caught (see the module docstring)
+    stale_reads: bool = False
+    workdir: str | None = None
+    keep: bool = False
+    converge_timeout_s: float = 45.0
+    max_states: int = 2_000_000
+
+    def validate(self) -> RunConfig:
+        unknown = set(self.faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+        if self.workdir and os.path.exists(self.workdir) and os.listdir(self.workdir):
+            raise ValueError(f"the work directory {self.workdir} is not empty: the members "
+                             "would start from the state of another run")
+        if not 3 <= self.members <= 9:
+            raise ValueError(f"members must be in [3, 9], not {self.members}")
+        if self.minutes <= 0 or self.clients < 1 or self.keys < 1 or self.key_seconds <= 0:
+            raise ValueError("minutes and key_seconds must be > 0, clients and keys >= 1")
+        return self
+
+
+@dataclass
+class Record:
+    """One client operation as the harness saw it (times from one monotonic clock)."""
+
+    id: int
+    client: int
+    op: tuple
+    consistency: str | None
+    call: float
+    ret: float | None = None
+    outcome: str = "info"  # ok | fail | info
+    result: object = None
+    error: str = ""
+    #: sent to one member only, never redirected nor retried (the nemesis' readers)
+    direct: bool = False
+
+
+@dataclass
+class FaultEvent:
+    kind: str
+    start: float
+    end: float | None
+    description: str
+
+
+@dataclass
+class RunResult:
+    """What a run produced; ``ok`` is linearizable AND converged."""
+
+    config: RunConfig
+    records: list[Record]
+    faults: list[FaultEvent]
+    check: CheckResult | None
+    check_seconds: float
+    converged: bool
+    converge_note: str
+    load_seconds: float
+    elapsed_seconds: float
+    problems: list[str] = field(default_factory=list)
+    workdir: str = ""
+
+    @property
+    def linearizable(self) -> bool:
+        return self.check is not None and self.check.ok
+
+    @property
+    def ok(self) -> bool:
+        return self.linearizable and self.converged
+
+    def outcomes(self) -> Counter:
+        return Counter(r.outcome for r in self.records)
+
+    def fault_kinds(self) -> set[str]:
+        return {f.kind for f in self.faults}
+
+    def summary(self) -> str:
+        by = Counter((r.op[0] + ("/" + r.consistency if r.consistency else ""), r.outcome)
+                     for r in self.records)
+        kinds = sorted({k for k, _ in by})
+        lines = [f"seed {self.config.seed}, {self.config.members} members, "
+                 f"{self.config.clients} clients, load {self.load_seconds:.1f} s, "
+                 f"total {self.elapsed_seconds:.1f} s"]
+        outcomes = self.outcomes()
+        completed = outcomes["ok"] + outcomes["fail"]
+        lines.append(f"ops: {len(self.records)} ({completed / max(self.load_seconds, 1e-9):.1f}"
+                     f" completed/s): " + ", ".join(f"{o} {outcomes[o]}"
+                                                    for o in ("ok", "fail", "info")))
+        for kind in kinds:
+            lines.append(f"  {kind:14} " + "  ".join(f"{o} {by[(kind, o)]:5}"
+                                                      for o in ("ok", "fail", "info")))
+        lines.append(f"faults: {len(self.faults)}")
+        for f in self.faults:
+            end = f"{f.end:7.2f}" if f.end is not None else "   open"
+            lines.append(f"  {f.start:7.2f} .. {end}  {f.kind:10} {f.description}")
+        lines.append(f"converged: {self.converged} ({self.converge_note})")
+        for problem in self.problems:
+            lines.append(f"problem: {problem}")
+        if self.check is None:
+            lines.append("check: not run")
+        else:
+            lines.append(f"check: {'linearizable' if self.check.ok else 'NOT LINEARIZABLE'}; "
+                         f"{self.check.checked_keys} keys, {self.check.states_explored} states, "
+                         f"{self.check_seconds:.2f} s"
+                         + (" (out of budget)" if self.check.timed_out else ""))
+            if not self.check.ok:
+                lines.append(f"failing key {self.check.key!r}:")
+                lines.append(self.check.explanation)
+        return "\n".join(lines)
+
+
+def engine_errors(log_path: str) -> Counter:
+    """The exceptions a member logged (the last line of each traceback), counted: a member
+    must not log any, whatever the faults."""
+    errors: Counter = Counter()
+    if not os.path.exists(log_path):
+        return errors
+    in_traceback = False
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            if line.startswith("Traceback (most recent call last)"):
+                in_traceback = True
+            elif in_traceback and line.strip() and not line.startswith(
+                    (" ", "\t", "During handling", "The above exception")):
+                errors[line.strip()[:200]] += 1
+                in_traceback = False
+    return errors
+
+
+def _refusal(error: str) -> str:
+    """A short name for why an indeterminate request failed (from the client's message)."""
+    for needle, name in (("redirected", "redirect"), ("503", "503"), ("504", "504"),
+                         ("Timeout", "timeout"), ("Connect", "connection")):
+        if needle in error:
+            return name
+    return "other"
+
+
+def history_operations(records: list[Record]) -> list[Operation]:
+    """The checker's history: ok and definite-fail cas ops as returned, info writes as never
+    returned, info reads and other fails (never applied) left out."""
+    operations = []
+    for r in records:
+        if r.outcome == "ok" or (r.outcome == "fail" and r.op[0] == "cas"
+                                 and r.result is False):
+            operations.append(Operation(r.client, r.op, r.call, r.ret, r.result, r.id))
+        elif r.outcome == "info" and r.op[0] != "get":
+            operations.append(Operation(r.client, r.op, r.call, None, None, r.id))
+    return operations
+
+
+# ---- member processes ---------------------------------------------------------------------
+class _Node:
+    """One ``pyraft node`` process, signalled only by its own pid."""
+
+    def __init__(self, member: int, harness: _Harness) -> None:
+        self.id = member
+        self.h = harness
+        self.listen = f"127.0.0.1:{free_port()}"
+        self.http = f"127.0.0.1:{free_port()}"
+        self.data = os.path.join(harness.workdir, f"n{member}")
+        self.log_path = os.path.join(harness.workdir, f"n{member}.log")
+        self.fsync_file = os.path.join(harness.workdir, f"n{member}.fsync")
+        self.config_path = os.path.join(harness.workdir, f"n{member}.json")
+        self.process: subprocess.Popen | None = None
+        self.paused = False
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.http}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, join_url: str | None = None) -> None:
+        nodes = self.h.nodes
+        args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.id),
+                "--listen", self.listen, "--http", self.http, "--data", self.data,
+                "--config", self.config_path,
+                "--peers", ",".join(f"{n.id}={n.listen}" for n in nodes.values()),
+                "--http-peers", ",".join(f"{n.id}={n.http}" for n in nodes.values()),
+                "--routes", self.h.proxy.routes(self.id), "--log-level", "WARNING"]
+        if join_url:
+            args += ["--join", join_url]
+        env = dict(os.environ)
+        env[FSYNC_DELAY_ENV] = self.fsync_file
+        if self.h.shim:
+            env["LD_PRELOAD"] = (self.h.shim + " " + env.get("LD_PRELOAD", "")).strip()
+        with open(self.log_path, "ab") as log:
+            log.write(f"---- start {self.starts} at {self.h.now():.2f} "
+                      f"{'(join)' if join_url else ''}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
+                                            env=env)
+        self.starts += 1
+        self.paused = False
+
+    async def _reap(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    async def kill(self) -> None:
+        if self.running:
+            self.process.send_signal(signal.SIGKILL)
+            await self._reap(10)
+        self.paused = False
+
+    async def stop(self) -> None:
+        """SIGTERM (after SIGCONT when paused), SIGKILL when it does not end in 10 s."""
+        if not self.running:
+            return
+        if self.paused:
+            self.resume()
+        self.process.send_signal(signal.SIGTERM)
+        if not await self._reap(10):
+            await self.kill()
+
+    def pause(self) -> None:
+        if self.running:
+            self.process.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.running and self.paused:
+            self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def set_fsync_delay(self, delay_ms: float) -> None:
+        with open(self.fsync_file + ".tmp", "w") as file:
+            file.write(str(int(delay_ms * 1000)))
+        os.replace(self.fsync_file + ".tmp", self.fsync_file)
+
+
+# ---- the harness --------------------------------------------------------------------------
+class _Harness:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.workdir = config.workdir or tempfile.mkdtemp(prefix="pyraft-jepsen-")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.origin = time.monotonic()
+        self.nodes: dict[int, _Node] = {}
+        self.proxy: FaultProxy | None = None
+        self.shim: str | None = None
+        self.records: list[Record] = []
+        self.faults: list[FaultEvent] = []
+        self.problems: list[str] = []
+        self.last_seen: dict[str, str | None] = {}
+        self._ids = 0
+        self._clients = 0
+        self._pauses = 0
+        self._http: aiohttp.ClientSession | None = None
+        self.load_over = asyncio.Event()
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def new_client(self) -> int:
+        self._clients += 1
+        return self._clients
+
+    # ---- setup and teardown --------------------------------------------------------------
+    async def setup(self) -> None:
+        c = self.config
+        if "slowdisk" in c.faults:
+            self.shim = await asyncio.to_thread(build_fsync_shim, self.workdir)
+        for member in range(1, c.members + 1):
+            self.nodes[member] = _Node(member, self)
+        self.proxy = await FaultProxy({n.id: n.listen for n in self.nodes.values()}).start()
+        lower, upper = c.election_timeout_ms
+        for node in self.nodes.values():
+            with open(node.config_path, "w") as file:
+                json.dump({"member_id": node.id, "election_timeout_ms_lower": lower,
+                           "election_timeout_ms_upper": upper,
+                           "request_timeout_ms": min(200.0, lower),
+                           "connect_timeout_ms": min(100.0, lower)}, file)
+            node.set_fsync_delay(0)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        for node in self.nodes.values():
+            node.start()
+        if await self.find_leader(30) is None:
+            raise RuntimeError(f"no leader within 30 s; see the logs in {self.workdir}")
+
+    async def teardown(self) -> None:
+        for node in self.nodes.values():
+            with contextlib.suppress(Exception):
+                await node.stop()
+        for node in self.nodes.values():
+            for error, count in engine_errors(node.log_path).items():
+                self.problems.append(f"member {node.id} logged {count} x {error}")
+        if self._http is not None:
+            await self._http.close()
+        if self.proxy is not None:
+            await self.proxy.stop()
+
+    # ---- cluster views -------------------------------------------------------------------
+    async def status(self, node: _Node, timeout: float = 1.0) -> dict | None:
+        if not node.running or node.paused:
+            return None
+        try:
+            async with self._http.get(node.url + "/v1/status",
+                                      timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
+                if answer.status != 200:
+                    return None
+                return await answer.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+
+    async def find_leader(self, timeout: float) -> int | None:
+        """The member that says it leads, with the highest term; None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = await asyncio.gather(*(self.status(n) for n in self.nodes.values()))
+            leaders = [(s["term"], s["id"]) for s in statuses
+                       if s and s.get("role") == "leader"]
+            if leaders:
+                return max(leaders)[1]
+            await asyncio.sleep(0.1)
+        return None
+
+    async def _admin(self, method: str, path: str, timeout: float, **kwargs) -> tuple[int, str]:
+        """An admin request to the leader, following redirects; (status, body) or (0, why)."""
+        leader = await self.find_leader(5)
+        if leader is None:
+            return 0, "no leader"
+        url = self.nodes[leader].url + path
+        for _ in range(5):
+            try:
+                async with self._http.request(method, url, allow_redirects=False,
+                                              timeout=aiohttp.ClientTimeout(total=timeout),
+                                              **kwargs) as answer:
+                    body = await answer.text()
+                    if answer.status == 307:
+                        url = answer.headers["Location"]
+                        continue
+                    return answer.status, body
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return 0, f"{type(exc).__name__}: {exc}"
+        return 0, "too many redirects"
+
+    # ---- clients -------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        generation = int(self.now() / self.config.key_seconds)
+        return [f"g{generation}k{i}" for i in range(self.config.keys)]
+
+    async def worker(self, number: int, deadline: float) -> None:
+        c = self.config
+        rng = random.Random(f"{c.seed}/{number}")
+        urls = [n.url for n in self.nodes.values()]
+        rng.shuffle(urls)
+        client = self.new_client()
+        written = 0
+        async with KVClient(urls, timeout_s=c.client_timeout_s,
+                            retries=c.client_retries) as kv:
+            while time.monotonic() < deadline and not self.load_over.is_set():
+                key = rng.choice(self.keys())
+                roll = rng.random()
+                if roll < 0.3:
+                    record = await self.invoke(client, kv, ("get", key), "barrier")
+                elif roll < 0.5:
+                    record = await self.invoke(client, kv, ("get", key), "lease")
+                elif roll < 0.75:
+                    written += 1
+                    record = await self.invoke(client, kv, ("put", key, f"{number}.{written}"),
+                                               None)
+                else:
+                    written += 1
+                    expected = self.last_seen.get(key)
+                    record = await self.invoke(
+                        client, kv, ("cas", key, expected, f"{number}.{written}"), None)
+                if record.outcome == "info":
+                    client = self.new_client()  # a process with a pending op retires
+                await asyncio.sleep(rng.uniform(0, 0.01))
+
+    async def invoke(self, client: int, kv: KVClient, op: tuple, consistency: str | None,
+                     direct: bool = False) -> Record:
+        record = Record(self.next_id(), client, op, consistency, self.now(), direct=direct)
+        self.records.append(record)
+        try:
+            if op[0] == "get":
+                value = await kv.get(op[1], consistency=consistency)
+                record.result = None if value is None else value.decode()
+                self.last_seen[op[1]] = record.result
+            elif op[0] == "put":
+                await kv.put(op[1], op[2])
+                record.result = None
+                self.last_seen[op[1]] = op[2]
+            else:
+                done, current = await kv.cas(op[1], op[2], op[3])
+                record.result = done
+                self.last_seen[op[1]] = None if current is None else current.decode()
+            record.outcome = "ok" if record.result is not False else "fail"
+            record.ret = self.now()
+        except (SessionExpiredError, RequestError) as exc:
+            if isinstance(exc, RequestError) and not 400 <= exc.status < 500:
+                # a 5xx other than 503/504 says nothing definite about a write
+                record.outcome, record.error = "info", f"{type(exc).__name__}: {exc}"
+            else:
+                record.outcome, record.error, record.ret = "fail", str(exc), self.now()
+        except (KVClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            record.outcome, record.error = "info", f"{type(exc).__name__}: {exc}"
+        return record
+
+    async def direct_reads(self, node: _Node, consistency: str, stop: asyncio.Event,
+                           timeout: float) -> None:
+        """Reads of the current keys sent to ``node`` only (no redirect, no retry), at most 8
+        at a time, until ``stop``."""
+        tasks: set[asyncio.Task] = set()
+        rng = random.Random(f"{self.config.seed}/direct/{len(self.faults)}")
+        async with KVClient([node.url], timeout_s=timeout, retries=0) as kv:
+            for _ in range(100_000):
+                if stop.is_set():
+                    break
+                if len(tasks) < 8:
+                    op = ("get", rng.choice(self.keys()))
+                    task = asyncio.ensure_future(
+                        self.invoke(self.new_client(), kv, op, consistency, direct=True))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- the nemesis ---------------------------------------------------------------------
+    async def nemesis(self, deadline: float) -> None:
+        c = self.config
+        rng = self.rng
+        pending = list(c.faults)
+        rng.shuffle(pending)
+        first_kill = True
+        if not c.faults:
+            return
+        await asyncio.sleep(rng.uniform(*c.quiet_s))
+        # every chosen kind once (even past the deadline), then random kinds until it
+        while pending or time.monotonic() < deadline - 3:
+            kind = pending.pop(0) if pending else rng.choice(c.faults)
+            event = FaultEvent(kind, self.now(), None, "")
+            self.faults.append(event)
+            try:
+                if kind == "kill":
+                    await self.fault_kill(event, leader=first_kill or rng.random() < 0.5)
+                    first_kill = False
+                else:
+                    await getattr(self, f"fault_{kind}")(event)
+            except Exception as exc:  # a harness error must not hide the history
+                self.problems.append(f"{kind} at {event.start:.2f}: {type(exc).__name__}: "
+                                     f"{exc}")
+            finally:
+                event.end = self.now()
+                await self.heal()
+            await asyncio.sleep(rng.uniform(*c.quiet_s))
+
+    async def heal(self) -> None:
+        self.proxy.heal()
+        for node in self.nodes.values():
+            node.set_fsync_delay(0)
+            node.resume()
+
+    def hold(self) -> float:
+        return self.rng.uniform(*self.config.hold_s)
+
+    async def leader_or_random(self) -> _Node:
+        leader = await self.find_leader(5)
+        if leader is None:
+            return self.nodes[self.rng.choice(sorted(self.nodes))]
+        return self.nodes[leader]
+
+    async def fault_kill(self, event: FaultEvent, leader: bool) -> None:
+        if leader:
+            node = await self.leader_or_random()
+        else:
+            node = self.nodes[self.rng.choice(sorted(self.nodes))]
+        await node.kill()
+        down = self.rng.uniform(0.5, 2.5)
+        event.description = f"SIGKILL {'leader ' if leader else ''}{node.id}, " \
+                            f"restart after {down:.1f} s"
+        await asyncio.sleep(down)
+        node.start()
+
+    async def fault_pause(self, event: FaultEvent) -> None:
+        node = await self.leader_or_random()
+        pause = max(3 * self.config.election_timeout_ms[1] / 1000, self.hold())
+        stop = asyncio.Event()
+        readers = asyncio.ensure_future(self.direct_reads(node, "lease", stop,
+                                                          timeout=pause + 3))
+        # deaf: nothing reaches the paused leader until 1.5 s after it resumes, so it cannot
+        # learn of the new term before it answers the reads waiting for it: only its own
+        # clock may tell it that its lease is gone
+        deaf = self._pauses == 0 or self.rng.random() < 0.5
+        self._pauses += 1
+        resumed = float("inf")
+        try:
+            await asyncio.sleep(0.3)
+            node.pause()
+            if deaf:
+                for member in self.nodes:
+                    if member != node.id:
+                        self.proxy.block_one_way(member, node.id)
+            event.description = (f"SIGSTOP leader {node.id} for {pause:.1f} s under lease "
+                                 f"reads{', deaf until 1.5 s after SIGCONT' if deaf else ''}")
+            await asyncio.sleep(pause)
+            resumed = self.now()
+            node.resume()
+            await asyncio.sleep(1.5)
+        finally:
+            node.resume()
+            stop.set()
+            await readers
+        direct = [r for r in self.records if r.direct and r.call >= event.start]
+        after = [r for r in direct if r.outcome == "ok" and r.ret >= resumed]
+        refusals = Counter(_refusal(r.error) for r in direct if r.outcome == "info")
+        event.description += (f"; {len(direct)} direct lease reads: "
+                              f"{sum(r.outcome == 'ok' for r in direct)} ok ({len(after)} "
+                              f"answered after SIGCONT), info: "
+                              + (", ".join(f"{k} {n}" for k, n in sorted(refusals.items()))
+                                 or "none"))
+
+    async def fault_partition(self, event: FaultEvent) -> None:
+        members = sorted(self.nodes)
+        leader = await self.find_leader(5)
+        stale_readers = None
+        stop = asyncio.Event()
+        if leader is not None and (self.config.stale_reads or self.rng.random() < 0.5):
+            self.proxy.isolate(leader)
+            event.description = f"isolate leader {leader}"
+            if self.config.stale_reads:
+                stale_readers = asyncio.ensure_future(self.direct_reads(
+                    self.nodes[leader], "local", stop, timeout=2.0))
+        else:
+            self.rng.shuffle(members)
+            cut = len(members) // 2
+            groups = [sorted(members[:cut]), sorted(members[cut:])]
+            self.proxy.partition(groups)
+            event.description = f"partition {groups[0]} | {groups[1]}"
+        try:
+            await asyncio.sleep(self.hold())
+        finally:
+            stop.set()
+            if stale_readers is not None:
+                await stale_readers
+
+    async def fault_oneway(self, event: FaultEvent) -> None:
+        leader = await self.find_leader(5)
+        others = [m for m in sorted(self.nodes) if m != leader]
+        roll = self.rng.random()
+        if leader is not None and roll < 0.4:
+            for m in others:
+                self.proxy.block_one_way(leader, m)
+            event.description = f"leader {leader} cannot send"
+        elif leader is not None and roll < 0.8:
+            for m in others:
+                self.proxy.block_one_way(m, leader)
+            event.description = f"leader {leader} cannot receive"
+        else:
+            source, target = self.rng.sample(sorted(self.nodes), 2)
+            self.proxy.block_one_way(source, target)
+            event.description = f"link {source} -> {target} lost"
+        await asyncio.sleep(self.hold())
+
+    async def fault_slowdisk(self, event: FaultEvent) -> None:
+        delay_ms = self.rng.uniform(50, 250)
+        if self.rng.random() < 0.5:
+            targets = [await self.leader_or_random()]
+        else:
+            targets = [self.nodes[m] for m in self.rng.sample(sorted(self.nodes), 2)]
+        for node in targets:
+            node.set_fsync_delay(delay_ms)
+        event.description = f"fsync +{delay_ms:.0f} ms on {[n.id for n in targets]}"
+        await asyncio.sleep(self.hold())
+
+    async def fault_membership(self, event: FaultEvent) -> None:
+        leader = await self.find_leader(5)
+        followers = [m for m in sorted(self.nodes) if m != leader and self.nodes[m].running]
+        if leader is None or not followers:
+            event.description = "skipped: no leader or no follower"
+            return
+        node = self.nodes[self.rng.choice(followers)]
+        status, body = await self._admin("DELETE", f"/v1/members/{node.id}", timeout=5)
+        if status != 200 and not await self.wait_voter(node.id, 5, voter=False):
+            event.description = f"remove {node.id} failed ({status} {body[:120]})"
+            return
+        await node.stop()
+        shutil.rmtree(node.data, ignore_errors=True)
+        await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+        leader = await self.find_leader(5)
+        join = self.nodes[leader].url if leader is not None else self.nodes[followers[0]].url
+        node.start(join_url=join)
+        back = await self.wait_voter(node.id, 20)
+        event.description = (f"removed {node.id}, wiped, re-joined through {join}: "
+                             f"{'voter again' if back else 'NOT a voter after 20 s'}")
+        if not back:
+            self.problems.append(f"member {node.id} did not become a voter again after its "
+                                 f"removal at {event.start:.2f}")
+
+    async def wait_voter(self, member: int, timeout: float, voter: bool = True) -> bool:
+        """Whether the leader's configuration has ``member`` as a voter (``voter``) or not,
+        within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = await self.find_leader(2)
+            if leader is not None:
+                status = await self.status(self.nodes[leader])
+                if status and voter == any(m["id"] == member and m["voter"]
+                                           for m in status["members"]):
+                    return True
+            await asyncio.sleep(0.2)
+        return False
+
+    # ---- the end -------------------------------------------------------------------------
+    async def views(self) -> str:
+        """Each member's view (role, term, commit, applied, voters), for a failure report."""
+        statuses = await asyncio.gather(*(self.status(n) for n in self.nodes.values()))
+        parts = []
+        for node, status in zip(self.nodes.values(), statuses):
+            if status is None:
+                parts.append(f"{node.id}: no answer")
+                continue
+            voters = sorted(m["id"] for m in status["members"] if m["voter"])
+            parts.append(f"{node.id}: {status['role']} term {status['term']} leader "
+                         f"{status['leader']} commit {status['commit']} applied "
+                         f"{status['applied']} voters {voters}")
+        return "; ".join(parts)
+
+    async def converge(self) -> tuple[bool, str]:
+        """Everything healed and running: a leader, a write, every member applies it."""
+        converged, note = await self._converge()
+        if not converged:
+            note += "; views: " + await self.views()
+        return converged, note
+
+    async def _converge(self) -> tuple[bool, str]:
+        await self.heal()
+        for node in self.nodes.values():
+            if not node.running:
+                node.start()
+        deadline = time.monotonic() + self.config.converge_timeout_s
+        urls = [n.url for n in self.nodes.values()]
+        async with KVClient(urls, timeout_s=2.0, retries=3) as kv:
+            while time.monotonic() < deadline:
+                try:
+                    await kv.put("converged", "yes")
+                    break
+                except KVClientError:
+                    await asyncio.sleep(0.2)
+            else:
+                return False, "no write committed after healing"
+        leader = await self.find_leader(max(1.0, deadline - time.monotonic()))
+        if leader is None:
+            return False, "no leader after healing"
+        voters = set()
+        while time.monotonic() < deadline:
+            status = await self.status(self.nodes[leader])
+            if status is None:
+                leader = await self.find_leader(max(1.0, deadline - time.monotonic()))
+                if leader is None:
+                    return False, "lost the leader while converging"
+                continue
+            voters = {m["id"] for m in status["members"] if m["voter"]}
+            commit = status["commit"]
+            statuses = await asyncio.gather(*(self.status(n) for n in self.nodes.values()))
+            behind = [n.id for n, s in zip(self.nodes.values(), statuses)
+                      if s is None or s["applied"] < commit]
+            if not behind and voters == set(self.nodes):
+                return True, f"leader {leader}, all {len(voters)} members applied {commit}"
+            await asyncio.sleep(0.2)
+        return False, f"members {behind} behind or voters {sorted(voters)} incomplete"
+
+
+async def run(config: RunConfig) -> RunResult:
+    """One run (see the module docstring)."""
+    config.validate()
+    harness = _Harness(config)
+    started = time.monotonic()
+    try:
+        await harness.setup()
+        load_started = time.monotonic()
+        deadline = load_started + config.minutes * 60
+        # the load lasts until the deadline and the nemesis' end (each chosen kind once),
+        # but never more than twice the time asked plus five minutes
+        hard_deadline = deadline + config.minutes * 60 + 300
+        workers = [asyncio.ensure_future(harness.worker(i, hard_deadline))
+                   for i in range(config.clients)]
+        nemesis = asyncio.ensure_future(harness.nemesis(deadline))
+        try:
+            try:
+                await asyncio.wait_for(nemesis, max(1.0, hard_deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                harness.problems.append("the nemesis did not finish before the hard deadline")
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            harness.load_over.set()
+            await asyncio.gather(*workers)
+        finally:
+            for task in (*workers, nemesis):
+                task.cancel()
+            await asyncio.gather(*workers, nemesis, return_exceptions=True)
+        load_seconds = time.monotonic() - load_started
+        converged, note = await harness.converge()
+    finally:
+        await harness.teardown()
+    history = history_operations(harness.records)
+    check_started = time.monotonic()
+    check = await asyncio.to_thread(check_history, history, max_states=config.max_states)
+    check_seconds = time.monotonic() - check_started
+    if check.ok and converged and not harness.problems and not config.keep:
+        shutil.rmtree(harness.workdir, ignore_errors=True)  # kept when something went wrong
+    return RunResult(config, harness.records, harness.faults, check, check_seconds, converged,
+                     note, load_seconds, time.monotonic() - started, harness.problems,
+                     harness.workdir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyraft.testing.jepsen",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=1.0, help="minutes of load")
+    parser.add_argument("--seed", type=int, default=None, help="default: random, printed")
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--keys", type=int, default=3)
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help=f"comma-separated subset of {','.join(FAULTS)} (or 'none')")
+    parser.add_argument("--stale-reads", action="store_true",
+                        help="broken mode: local reads from an isolated leader (must fail)")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    faults = () if args.faults == "none" else tuple(filter(None, args.faults.split(",")))
+    config = RunConfig(minutes=args.minutes, seed=seed, members=args.members,
+                       clients=args.clients, keys=args.keys, faults=faults,
+                       stale_reads=args.stale_reads, workdir=args.workdir, keep=args.keep)
+    try:
+        config.validate()
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(f"jepsen run: seed {seed}, {args.minutes} min, faults {','.join(faults) or 'none'}",
+          flush=True)
+    result = asyncio.run(run(config))
+    print(result.summary())
+    if os.path.exists(result.workdir):
+        print(f"member logs in {result.workdir}")
+    if not result.ok:
+        return 1
+    return 3 if result.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
