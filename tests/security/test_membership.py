@@ -53,8 +53,8 @@ def stop_all(members) -> dict[int, str]:
             except Exception:  # noqa: BLE001 - last resort: our own process, by pid
                 member.process.send_signal(signal.SIGKILL)
                 member.process.wait(15)
-        logs[member.id] = member.process.stderr.read()
         member._close()
+        logs[member.id] = member.log()
     return logs
 
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -28,6 +29,8 @@ class Member:
         self.tls, self.join, self.extra_args = tls, join, list(extra_args)
         self.process = None
         self.control = None
+        self.stderr = None
+        self._log = ""
 
     def start(self, timeout=15.0):
         args = [sys.executable, "-m", "pyraft.cluster.process", "--id", str(self.id),
@@ -40,10 +43,15 @@ class Member:
         args += self.extra_args
         if self.tls:
             args += ["--cert", self.tls[0], "--key", self.tls[1], "--ca", self.tls[2]]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # The member's log goes to a file, never to a pipe nobody reads: a full pipe would
+        # block the member mid-write (a stall that looks like a Raft bug).
+        if self.stderr is not None:
+            self.stderr.close()
+        self.stderr = tempfile.TemporaryFile(mode="w+", prefix=f"member{self.id}-")
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr,
                                         text=True)
         line = self.process.stdout.readline()
-        assert line.startswith("ready"), self.process.stderr.read()
+        assert line.startswith("ready"), self.log()
         host, _, port = line.split()[1].rpartition(":")
         self.control = socket.create_connection((host, int(port)), timeout=timeout)
         self.reader = self.control.makefile("r")
@@ -73,8 +81,21 @@ class Member:
             self.reader.close()
             self.control.close()
             self.control = None
-        for stream in (self.process.stdout, self.process.stderr):
-            stream.close()
+        self.process.stdout.close()
+        if self.stderr is not None:
+            self._log = self.log()
+            self.stderr.close()
+            self.stderr = None
+
+    def log(self) -> str:
+        """What the member wrote to stderr (its log) so far (kept after it stopped)."""
+        if self.stderr is None:
+            return self._log
+        self.stderr.flush()
+        self.stderr.seek(0)
+        text = self.stderr.read()
+        self.stderr.seek(0, 2)
+        return text
 
 
 def wait_for(condition, timeout=10.0, interval=0.02):
