@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 from pyraft.bench import compare, machine, report, stats
 from pyraft.bench.cli import Progress
 from pyraft.bench.load import run_load
-from pyraft.bench.workloads import DURABLE, fold_kernels
+from pyraft.bench.workloads import (
+    DURABLE,
+    benchmarks_directory,
+    fold_kernels,
+    kernels_command,
+)
 
 finite = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 
@@ -375,3 +380,16 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
         assert sorted(result["plots"]) == ["latency.png", "throughput.png"]
         for name in result["plots"]:
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_the_kernel_benchmark_command_is_one_pytest_accepts(quick, tmp_path):
+    """The full suite once ran ``pytest -k`` with no expression (a usage error, exit 4)."""
+    where = benchmarks_directory()
+    assert where is not None
+    command = [part for part in kernels_command(where, str(tmp_path / "k.json"), quick)
+               if not part.startswith("--benchmark-json")] + ["--collect-only"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          cwd=where.parent)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert ("test_core_commit_throughput" in done.stdout) is not quick

@@ -73,7 +73,7 @@ class Plan:
         else:
             plan = cls(duration_s=duration_s or 10.0, rates=[1000.0, 5000.0, 20000.0],
                        peak=[{"inflight": 4, "batch": 256}, {"inflight": 16, "batch": 256},
-                             {"inflight": 16, "batch": 1024}])
+                             {"inflight": 16, "batch": 1024}, {"inflight": 32, "batch": 1024}])
             plan.throughput = [
                 {"mode": mode, "api": api, "size": size, "inflight": inflight}
                 for mode in (DURABLE, MEMORY) for api in ("engine", "http")
@@ -313,13 +313,7 @@ def kernels(quick: bool, timeout_s: float = 900.0) -> dict:
         return {"skipped": "benchmarks/ not found: run from a source checkout"}
     fd, json_path = tempfile.mkstemp(prefix="kernels-", suffix=".json")
     os.close(fd)
-    command = [sys.executable, "-m", "pytest", str(where), "-q", "-p", "no:cacheprovider",
-               "--benchmark-enable", f"--benchmark-json={json_path}", "-k", "not core_commit"
-               if quick else ""]
-    if quick:
-        command += ["--benchmark-max-time=0.05", "--benchmark-min-rounds=3",
-                    "--benchmark-warmup=off"]
-    command = [part for part in command if part]
+    command = kernels_command(where, json_path, quick)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
                               cwd=where.parent)
@@ -330,6 +324,16 @@ def kernels(quick: bool, timeout_s: float = 900.0) -> dict:
     finally:
         os.unlink(json_path)
     return fold_kernels(raw)
+
+
+def kernels_command(where: Path, json_path: str, quick: bool) -> list[str]:
+    """The pytest command line of the kernel benchmarks (``quick``: short, no core run)."""
+    command = [sys.executable, "-m", "pytest", str(where), "-q", "-p", "no:cacheprovider",
+               "--benchmark-enable", f"--benchmark-json={json_path}"]
+    if quick:
+        command += ["-k", "not core_commit", "--benchmark-max-time=0.05",
+                    "--benchmark-min-rounds=3", "--benchmark-warmup=off"]
+    return command
 
 
 def fold_kernels(raw: dict) -> dict:

@@ -420,6 +420,12 @@ class RaftCluster:
         return self.core is not None and self.core.role is Role.LEADER
 
     @property
+    def storage_failure(self) -> StorageError | None:
+        """The storage failure refusing writes now (a full disk, an I/O error); None once
+        storage works again."""
+        return self._failed
+
+    @property
     def commit_index(self) -> int:
         return self.core.log.committed
 

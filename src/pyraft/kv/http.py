@@ -402,7 +402,9 @@ class _Api:
     async def status(self, request: web.Request) -> web.Response:
         """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``
         and ``members``: ``id``, ``address``, ``voter``, ``http`` and, on the leader,
-        ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``)."""
+        ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``);
+        ``storage_error`` (the storage failure that refuses writes now, e.g. a full disk) and
+        ``fatal_error`` (what stopped this member), null when all is well."""
         cluster = self.cluster
         leading = cluster.is_leader
         last = cluster.core.log.last_index()
@@ -428,6 +430,9 @@ class _Api:
             "commit": cluster.commit_index,
             "applied": cluster.applied_index,
             "members": members,
+            "storage_error": None if cluster.storage_failure is None
+            else f"{type(cluster.storage_failure).__name__}: {cluster.storage_failure}",
+            "fatal_error": None if cluster.fatal_error is None else repr(cluster.fatal_error),
         })
 
 
