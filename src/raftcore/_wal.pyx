@@ -35,7 +35,7 @@ import numpy as np
 
 from raftcore._crc cimport crc32c_update
 from raftcore._framing import concat_batches, decode_entries, empty_batch, scan_entries
-from raftcore._framing import RECORD_PAYLOAD_BYTES_MAX
+from raftcore._framing import RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX
 from raftcore._index import IndexTable
 from raftcore.errors import WalClusterMismatchError, WalCorruptionError
 
@@ -423,6 +423,9 @@ cdef class WriteAheadLog:
         if lo < self.first_index or hi > self._next_index:
             raise IndexError(f"range [{lo}, {hi}) is outside the log "
                              f"[{self.first_index}, {self._next_index})")
+        if max_bytes is not None:
+            # no more entries than could fit: every record is at least its header
+            hi = min(hi, lo + max(1, max_bytes // RECORD_HEADER_BYTES + 1))
         segs = self._index.segments(lo, hi)
         offs = self._index.offsets(lo, hi)
         by_seq = {(<_Segment>s).seq: s for s in self._segments}
@@ -444,8 +447,20 @@ cdef class WriteAheadLog:
                     end = self._index.lookup(following)[1]
                 else:
                     end = seg.end
-            if max_bytes is not None and parts and total + (end - begin) > max_bytes:
-                break
+            last_group = False
+            if max_bytes is not None and total + (end - begin) > max_bytes:
+                # read only the entries of this group that fit (at least one overall): never
+                # a whole segment for a small budget
+                ends = offs[start + 1:stop].astype(np.int64) - begin  # entries start..stop-2
+                fit = int(np.searchsorted(ends, max_bytes - total, side="right"))
+                if fit == 0 and not parts:
+                    fit = 1
+                if fit == 0:
+                    break
+                if fit < stop - start:
+                    stop = start + fit
+                    end = int(offs[stop])
+                last_group = True
             buf = PyBytes_FromStringAndSize(NULL, end - begin)
             fd = seg.fd
             begin_at = begin
@@ -457,6 +472,8 @@ cdef class WriteAheadLog:
             parts.append(decode_entries(buf, lo + start, payload_bytes_max=self.payload_bytes_max))
             total += end - begin
             start = stop
+            if last_group:
+                break
         batch = concat_batches(parts) if len(parts) != 1 else parts[0]
         if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
             keep = max(1, int(np.searchsorted(batch.offsets, max_bytes, side="right")) - 1)

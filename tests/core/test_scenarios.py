@@ -195,6 +195,24 @@ def test_adding_a_member_warms_it_up_then_promotes_it():
     assert run(s, 20, lambda: s.nodes[3].sm.data == s.nodes[leader.id].sm.data)
 
 
+def test_a_learner_with_a_long_first_round_is_promoted_once_it_holds_the_log():
+    """A first round longer than an election timeout (a big log to send) followed by no new
+    writes: the learner holds the whole log, so it is promoted, although no later round
+    (no answer moving its match) will ever come to promote it in."""
+    s = sim(3, initial_voters=2)
+    run(s, 100, lambda: leaders(s))
+    leader = s.nodes[leaders(s)[0]].core
+    for i in range(20):
+        write(s, f"k{i}", i)
+    s.blocked = {(3, m) for m in (1, 2)} | {(m, 3) for m in (1, 2)}
+    leader.add_member(3)
+    run(s, 3 * 20)  # three election timeouts: the first round cannot end meanwhile
+    assert leader.configuration.learners == frozenset({3})
+    s.blocked = set()
+    assert run(s, 150, lambda: leader.configuration.voters == frozenset({1, 2, 3}))
+    assert any("promoted 3" in line for line in _events(s))
+
+
 def test_a_learner_that_never_catches_up_is_removed():
     """The leader gives up on a new member that makes no progress: it proposes the removal
     and reports it, leaving the cluster as it was."""

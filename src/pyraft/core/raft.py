@@ -121,6 +121,8 @@ class _CatchUp:
     started_tick: int
     rounds: int = 0
     promote: bool = False  # caught up; promotion waits for the pending change to commit
+    progress_match: int = -1  # the learner's match when it last moved, and when that was
+    progress_tick: int = 0
 
 
 @dataclass(slots=True)
@@ -1104,9 +1106,12 @@ class RaftNode:
         if catch_up.promote or pr.match < catch_up.round_end:
             return
         catch_up.rounds += 1
-        if self.ticks - catch_up.round_start_tick < self.options.election_ticks_lower:
+        if (self.ticks - catch_up.round_start_tick < self.options.election_ticks_lower
+                or pr.match >= self.log.last_index()):
             # "If the last round lasts less than an election timeout, the leader adds the new
-            # server to the cluster" (thesis 4.2.1).
+            # server to the cluster" (thesis 4.2.1). A learner that holds the whole log is
+            # caught up however long the round took: with no new entries there would be no
+            # next round (no answer moves its match) to promote it in.
             catch_up.promote = True
             self._maybe_promote()
         elif catch_up.rounds >= self.options.warmup_rounds:
@@ -1116,10 +1121,18 @@ class RaftNode:
             catch_up.round_start_tick = self.ticks
 
     def _check_catch_ups(self) -> None:
-        """Abort warmups that made no round in ``warmup_rounds`` election timeouts."""
+        """Abort warmups that made no progress (the learner's match did not move) for
+        ``warmup_rounds`` election timeouts. A long first round that keeps moving (a big log
+        to send) is progress: it is ``warmup_rounds`` slow rounds that give up on it."""
         limit = self.options.warmup_rounds * self.options.election_ticks_upper
         for member, catch_up in list(self._catch_ups.items()):
-            if not catch_up.promote and self.ticks - catch_up.round_start_tick > limit:
+            if catch_up.promote:
+                continue
+            pr = self.progress.get(member)
+            match = pr.match if pr is not None else 0
+            if match > catch_up.progress_match:
+                catch_up.progress_match, catch_up.progress_tick = match, self.ticks
+            elif self.ticks - max(catch_up.progress_tick, catch_up.round_start_tick) > limit:
                 self._give_up_catch_up(member)
 
     def _give_up_catch_up(self, member: int) -> None:
