@@ -58,10 +58,18 @@ class _Instrument:
         self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
         self.otel = None  # the mirrored OpenTelemetry instrument, if any
         self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
+        self._attribute_cache: dict[tuple, dict] = {}
 
     def _attributes(self, values: tuple) -> dict:
-        attributes = dict(self.otel_attributes)
-        attributes.update((label, str(value)) for label, value in zip(self.labels, values))
+        """The OpenTelemetry attributes of a label-value tuple (built once per tuple: this
+        runs on every write's path)."""
+        cache = self._attribute_cache
+        attributes = cache.get(values)
+        if attributes is None:
+            attributes = dict(self.otel_attributes)
+            attributes.update((label, str(value)) for label, value in zip(self.labels, values))
+            if len(cache) < 4096:  # bounded: label values are members, operations, kinds
+                cache[values] = attributes
         return attributes
 
 
@@ -162,6 +170,7 @@ class _Registry:
                      else meter_provider.get_meter("pyraft"))
             for instrument in self.instruments:
                 instrument.otel_attributes = dict(attributes)
+                instrument._attribute_cache.clear()
                 unit = _unit(instrument.name)
                 if instrument.pulled:
                     self._observe(meter, instrument, unit, otel_metrics)

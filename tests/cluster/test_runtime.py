@@ -387,3 +387,25 @@ def test_lease_is_gone_after_a_pause_before_any_tick_runs(loop_kind):
             assert leader.lease.valid or not leader.is_leader
 
     run(loop_kind, body)
+
+
+def test_syncs_run_inline_only_while_they_are_fast_and_small(tmp_path):
+    """Small batches are synced on the loop's thread while syncs stay fast; a slow disk (or a
+    big batch) goes to the executor so the loop keeps serving."""
+    from raftcore.framing import encode_entries
+
+    config = RaftConfig(member_id=1)
+    memory = RaftCluster(config, transport=MemoryNetwork().transport(1), peers={1: "a:1"})
+    durable = RaftCluster(config, transport=MemoryNetwork().transport(1), peers={1: "a:1"},
+                          storage=DurableLogStorage(str(tmp_path), sync="always"))
+
+    class Rd:
+        def __init__(self, size):
+            self.entries = [encode_entries(1, 1, [b"x" * size])]
+
+    assert memory._sync_inline(Rd(10 << 20))  # nothing to sync: always inline
+    assert durable._sync_inline(Rd(100))
+    assert not durable._sync_inline(Rd(1 << 20))  # a big batch: the executor
+    durable._sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
+    assert not durable._sync_inline(Rd(100))
+    durable.storage.close()
