@@ -393,3 +393,18 @@ def test_the_kernel_benchmark_command_is_one_pytest_accepts(quick, tmp_path):
                           cwd=where.parent)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert ("test_core_commit_throughput" in done.stdout) is not quick
+
+
+def test_plot_panels_compare_one_load_shape_each():
+    from pyraft.bench.plots import panels
+
+    def result(**workload):
+        return {"workload": {"size": 16, "rate": None, "inflight": 1, **workload}}
+
+    shapes = [result(), result(inflight=256), result(rate=1000.0, inflight=4096),
+              result(inflight=16, batch=1024), result(inflight=20000), result(size=1024),
+              result(operation="read-lease", inflight=16)]
+    grouped = dict(panels(shapes))
+    assert [len(v) for v in grouped.values()] == [1, 1, 1, 2]
+    open_loop = grouped["open loop (fixed offered load)"]
+    assert open_loop[0]["workload"]["rate"] == 1000.0

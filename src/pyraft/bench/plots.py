@@ -1,10 +1,11 @@
 """PNG plots of a report (matplotlib, the ``bench`` extra; headless ``Agg`` backend).
 
-- ``latency.png``: the latency distribution of every load, as a percentile plot (x: the
-  percentile on a log scale of 1 / (1 - q), so the tail is spread out; y: ms, log scale),
-  one line per system and workload, from each result's latency sample;
-- ``throughput.png``: completed operations per second over time (per 100 ms window), one
-  line per system and workload.
+- ``latency.png``: the latency distribution as percentile plots (x: the percentile on a log
+  scale of 1 / (1 - q), so the tail is spread out; y: ms, log scale), one line per system
+  and workload, from each result's latency sample; four panels of 16-byte writes (one in
+  flight, 256 in flight, open loop, peak), so systems are compared on the same load shape;
+- ``throughput.png``: completed writes per second over time (per 100 ms window), in the
+  same four panels.
 
 ``plot(report, directory)`` returns the paths written, or raises PlotsUnavailable (with the
 reason) when matplotlib cannot be imported.
@@ -31,6 +32,27 @@ def percentile_positions(count: int) -> list[float]:
     return [1 / (1 - q) for q in qs]
 
 
+#: the panels of both figures: a title and which results it shows (16 B writes only; every
+#: result is in report.json)
+PANELS = (
+    ("one write in flight", lambda w: w.get("rate") is None and w.get("inflight") == 1
+     and w.get("batch", 1) == 1),
+    ("256 writes in flight", lambda w: w.get("rate") is None and w.get("inflight") == 256
+     and w.get("batch", 1) == 1),
+    ("open loop (fixed offered load)", lambda w: w.get("rate") is not None),
+    ("peak: batched, or many in flight", lambda w: w.get("rate") is None
+     and (w.get("batch", 1) > 1 or (w.get("inflight") or 0) > 256)),
+)
+
+
+def panels(results: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The results of each panel: 16-byte writes, grouped by load shape (reads, 1 KiB and 16
+    in flight are left to the JSON so each panel stays readable)."""
+    writes = [r for r in results if r.get("workload", {}).get("operation", "write") == "write"
+              and r.get("workload", {}).get("size") == 16]
+    return [(title, [r for r in writes if keep(r["workload"])]) for title, keep in PANELS]
+
+
 def plot(report: dict, directory: str) -> list[str]:
     try:
         import matplotlib
@@ -39,45 +61,50 @@ def plot(report: dict, directory: str) -> list[str]:
         from matplotlib import pyplot
     except ImportError as error:
         raise PlotsUnavailable(f"matplotlib is not installed ({error})") from error
-    results = all_results(report)
+    grouped = panels(all_results(report))
     paths = []
-    figure, axes = pyplot.subplots(figsize=(10, 6))
+    figure, grid = pyplot.subplots(2, 2, figsize=(16, 10))
     try:
-        for result in results:
-            sample = [v for v in result["latency_sample_ms"] if v > 0]
-            if len(sample) >= 2:
-                axes.plot(percentile_positions(len(sample)), sample, label=describe(result))
-        axes.set_xscale("log")
-        axes.set_yscale("log")
-        ticks = [1, 2, 10, 100, 1000, 10000]
-        axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
-        axes.set_xlabel("percentile")
-        axes.set_ylabel("latency (ms)")
-        axes.set_title("commit latency distribution (3 members, 127.0.0.1)")
-        axes.grid(True, which="both", alpha=0.3)
-        if axes.lines:
-            axes.legend(fontsize="x-small", loc="upper left")
+        for axes, (title, results) in zip(grid.flat, grouped):
+            for result in results:
+                sample = [v for v in result["latency_sample_ms"] if v > 0]
+                if len(sample) >= 2:
+                    axes.plot(percentile_positions(len(sample)), sample,
+                              label=describe(result))
+            axes.set_xscale("log")
+            axes.set_yscale("log")
+            ticks = [1, 2, 10, 100, 1000, 10000]
+            axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+            axes.set_xlabel("percentile")
+            axes.set_ylabel("commit latency (ms)")
+            axes.set_title(f"{title}, 16 B writes")
+            axes.grid(True, which="both", alpha=0.3)
+            if axes.lines:
+                axes.legend(fontsize="x-small", loc="upper left")
+        figure.suptitle("commit latency distribution (3 members on 127.0.0.1)")
         paths.append(os.path.join(directory, "latency.png"))
-        figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+        figure.savefig(paths[-1], dpi=90, bbox_inches="tight")
     finally:
         pyplot.close(figure)
-    figure, axes = pyplot.subplots(figsize=(10, 6))
+    figure, grid = pyplot.subplots(2, 2, figsize=(16, 10))
     try:
-        for result in results:
-            points = result["series"]
-            if points:
-                window = points[1][0] - points[0][0] if len(points) > 1 else 0.1
-                axes.plot([p[0] for p in points], [p[1] / window for p in points],
-                          label=describe(result))
-        axes.set_yscale("symlog")
-        axes.set_xlabel("time since the start of the load (s)")
-        axes.set_ylabel("completed per second (100 ms windows)")
-        axes.set_title("throughput over time")
-        axes.grid(True, alpha=0.3)
-        if axes.lines:
-            axes.legend(fontsize="x-small", loc="lower left")
+        for axes, (title, results) in zip(grid.flat, grouped):
+            for result in results:
+                points = result["series"]
+                if points:
+                    window = points[1][0] - points[0][0] if len(points) > 1 else 0.1
+                    axes.plot([p[0] for p in points], [p[1] / window for p in points],
+                              label=describe(result))
+            axes.set_yscale("log")
+            axes.set_xlabel("time since the start of the load (s)")
+            axes.set_ylabel("completed per second (100 ms windows)")
+            axes.set_title(f"{title}, 16 B writes")
+            axes.grid(True, which="both", alpha=0.3)
+            if axes.lines:
+                axes.legend(fontsize="x-small", loc="lower left")
+        figure.suptitle("throughput over time (3 members on 127.0.0.1)")
         paths.append(os.path.join(directory, "throughput.png"))
-        figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+        figure.savefig(paths[-1], dpi=90, bbox_inches="tight")
     finally:
         pyplot.close(figure)
     return paths
