@@ -17,15 +17,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyraft
 from pyraft.testing.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(pyraft.__file__).resolve().parent.parent  # where ``pyraft`` is imported from
 
 
 def _env() -> dict[str, str]:
+    """The members import the very package the tests import (installed, or a source tree
+    built in place), never an unbuilt ``src/``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [env.get("PYTHONPATH", ""), str(ROOT / "src")]))
+        filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]))
     return env
 
 

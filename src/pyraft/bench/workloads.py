@@ -302,9 +302,13 @@ _COMPILED = ("raftcore", "cython", "compiled")
 
 
 def benchmarks_directory() -> Path | None:
-    """``benchmarks/`` of the source checkout this package runs from, if there is one."""
-    candidate = Path(__file__).resolve().parents[3] / "benchmarks"
-    return candidate if candidate.is_dir() else None
+    """``benchmarks/`` of the source checkout this package runs from, or else of the
+    checkout in the working directory (an installed package run from the checkout)."""
+    for candidate in (Path(__file__).resolve().parents[3] / "benchmarks",
+                      Path.cwd() / "benchmarks"):
+        if (candidate / "test_bench_crc.py").is_file():
+            return candidate
+    return None
 
 
 def kernels(quick: bool, timeout_s: float = 900.0) -> dict:
