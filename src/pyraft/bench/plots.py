@@ -62,49 +62,50 @@ def plot(report: dict, directory: str) -> list[str]:
     except ImportError as error:
         raise PlotsUnavailable(f"matplotlib is not installed ({error})") from error
     grouped = panels(all_results(report))
+
+    def latency(axes, result) -> None:
+        sample = [v for v in result["latency_sample_ms"] if v > 0]
+        if len(sample) >= 2:
+            axes.plot(percentile_positions(len(sample)), sample, label=describe(result))
+
+    def latency_axes(axes) -> None:
+        axes.set_xscale("log")
+        axes.set_xticks([1, 2, 10, 100, 1000, 10000],
+                        ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+        axes.set_xlabel("percentile")
+        axes.set_ylabel("commit latency (ms)")
+
+    def throughput(axes, result) -> None:
+        points = result["series"]
+        if points:
+            window = points[1][0] - points[0][0] if len(points) > 1 else 0.1
+            axes.plot([p[0] for p in points], [p[1] / window for p in points],
+                      label=describe(result))
+
+    def throughput_axes(axes) -> None:
+        axes.set_xlabel("time since the start of the load (s)")
+        axes.set_ylabel("completed per second (100 ms windows)")
+
+    figures = (
+        ("latency.png", "commit latency distribution", latency, latency_axes, "upper left"),
+        ("throughput.png", "throughput over time", throughput, throughput_axes, "lower left"),
+    )
     paths = []
-    figure, grid = pyplot.subplots(2, 2, figsize=(16, 10))
-    try:
-        for axes, (title, results) in zip(grid.flat, grouped):
-            for result in results:
-                sample = [v for v in result["latency_sample_ms"] if v > 0]
-                if len(sample) >= 2:
-                    axes.plot(percentile_positions(len(sample)), sample,
-                              label=describe(result))
-            axes.set_xscale("log")
-            axes.set_yscale("log")
-            ticks = [1, 2, 10, 100, 1000, 10000]
-            axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
-            axes.set_xlabel("percentile")
-            axes.set_ylabel("commit latency (ms)")
-            axes.set_title(f"{title}, 16 B writes")
-            axes.grid(True, which="both", alpha=0.3)
-            if axes.lines:
-                axes.legend(fontsize="x-small", loc="upper left")
-        figure.suptitle("commit latency distribution (3 members on 127.0.0.1)")
-        paths.append(os.path.join(directory, "latency.png"))
-        figure.savefig(paths[-1], dpi=90, bbox_inches="tight")
-    finally:
-        pyplot.close(figure)
-    figure, grid = pyplot.subplots(2, 2, figsize=(16, 10))
-    try:
-        for axes, (title, results) in zip(grid.flat, grouped):
-            for result in results:
-                points = result["series"]
-                if points:
-                    window = points[1][0] - points[0][0] if len(points) > 1 else 0.1
-                    axes.plot([p[0] for p in points], [p[1] / window for p in points],
-                              label=describe(result))
-            axes.set_yscale("log")
-            axes.set_xlabel("time since the start of the load (s)")
-            axes.set_ylabel("completed per second (100 ms windows)")
-            axes.set_title(f"{title}, 16 B writes")
-            axes.grid(True, which="both", alpha=0.3)
-            if axes.lines:
-                axes.legend(fontsize="x-small", loc="lower left")
-        figure.suptitle("throughput over time (3 members on 127.0.0.1)")
-        paths.append(os.path.join(directory, "throughput.png"))
-        figure.savefig(paths[-1], dpi=90, bbox_inches="tight")
-    finally:
-        pyplot.close(figure)
+    for name, title, draw, label_axes, corner in figures:
+        figure, grid = pyplot.subplots(2, 2, figsize=(16, 10))
+        try:
+            for axes, (panel, results) in zip(grid.flat, grouped):
+                for result in results:
+                    draw(axes, result)
+                axes.set_yscale("log")
+                label_axes(axes)
+                axes.set_title(f"{panel}, 16 B writes")
+                axes.grid(True, which="both", alpha=0.3)
+                if axes.lines:
+                    axes.legend(fontsize="x-small", loc=corner)
+            figure.suptitle(f"{title} (3 members on 127.0.0.1)")
+            paths.append(os.path.join(directory, name))
+            figure.savefig(paths[-1], dpi=90, bbox_inches="tight")
+        finally:
+            pyplot.close(figure)
     return paths

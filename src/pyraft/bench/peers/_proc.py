@@ -106,3 +106,24 @@ def log_tail(path: pathlib.Path, lines: int = 5) -> str:
     except OSError:
         return ""
     return " | ".join(text.strip().splitlines()[-lines:])
+
+
+class ManagedCluster:
+    """A peer cluster as a context manager: ``start()`` on entry (``close()`` if starting
+    fails), ``close()`` on exit. Subclasses define both."""
+
+    def start(self):  # pragma: no cover - defined by every subclass
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - defined by every subclass
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

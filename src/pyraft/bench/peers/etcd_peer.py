@@ -33,6 +33,7 @@ import urllib.request
 from pyraft.bench.peers import loadgen
 from pyraft.bench.peers._proc import (
     LineReader,
+    ManagedCluster,
     PeerError,
     free_port,
     log_tail,
@@ -86,7 +87,7 @@ def _post_json(url: str, body: dict, timeout_s: float = 5.0) -> dict:
         return json.loads(response.read())
 
 
-class Cluster:
+class Cluster(ManagedCluster):
     """Three etcd members under ``workdir``; use as a context manager.
 
     :meth:`close` stops every member by pid and removes the data directories.
@@ -185,16 +186,6 @@ class Cluster:
             stop_process(process)
         self.processes = []
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Cluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 def parse_check_perf(load: str, output: str) -> dict:

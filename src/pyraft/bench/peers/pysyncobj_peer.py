@@ -32,6 +32,7 @@ import time
 from pyraft.bench.peers import loadgen
 from pyraft.bench.peers._proc import (
     LineReader,
+    ManagedCluster,
     PeerError,
     free_port,
     log_tail,
@@ -106,7 +107,7 @@ class _Member:
         return reply
 
 
-class Cluster:
+class Cluster(ManagedCluster):
     """Three PySyncObj member processes under ``workdir``; use as a context manager.
 
     :meth:`load` may be called several times (e.g. by :func:`peak`); :meth:`close` stops
@@ -161,16 +162,6 @@ class Cluster:
             stop_process(member.process)
         self.members = []
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Cluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 def run(workdir: str, *, size: int, inflight: int | None, rate: float | None,
