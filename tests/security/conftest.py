@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import gc
 import logging
 import ssl
 import time
@@ -17,6 +16,7 @@ import time
 import pytest
 import trustme
 
+from pyraft.testing.cluster import run_on_fresh_loop
 from pyraft.transport.tcp import member_identity
 
 LOGGER = "pyraft.transport"
@@ -27,28 +27,7 @@ def run():
     """``run(main)``: ``await main()`` on a fresh loop; fails on loop errors and leaked tasks."""
 
     def runner(main, timeout_s: float = 30.0):
-        loop = asyncio.new_event_loop()
-        problems: list[dict] = []
-        loop.set_exception_handler(lambda _loop, context: problems.append(context))
-
-        async def checked():
-            result = await asyncio.wait_for(main(), timeout_s)
-            await asyncio.sleep(0)
-            current = asyncio.current_task()
-            leaked = [task for task in asyncio.all_tasks() if task is not current]
-            assert not leaked, f"tasks still pending: {leaked}"
-            return result
-
-        try:
-            return loop.run_until_complete(checked())
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            gc.collect()
-            assert not problems, f"unhandled loop exceptions: {problems}"
+        return run_on_fresh_loop(main, "asyncio", timeout_s)
 
     return runner
 

@@ -11,17 +11,16 @@ Bad peers are played by raw sockets speaking (or mis-speaking) the protocol by h
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import ssl
 import time
 
 import pytest
 import trustme
-import uvloop
 
 from pyraft.core.messages import Message, MessageType, Snapshot, SnapshotMeta
 from pyraft.errors import ConfigError
+from pyraft.testing.cluster import run_on_fresh_loop
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
     FRAME_RAFT,
@@ -51,28 +50,7 @@ def run(request):
     """``run(main)`` runs ``await main()`` on a fresh loop of the parametrized kind."""
 
     def runner(main, timeout_s: float = 10.0):
-        loop = uvloop.new_event_loop() if request.param == "uvloop" else asyncio.new_event_loop()
-        problems: list[dict] = []
-        loop.set_exception_handler(lambda _loop, context: problems.append(context))
-
-        async def checked():
-            result = await asyncio.wait_for(main(), timeout_s)
-            await asyncio.sleep(0)
-            current = asyncio.current_task()
-            leaked = [task for task in asyncio.all_tasks() if task is not current]
-            assert not leaked, f"tasks still pending: {leaked}"
-            return result
-
-        try:
-            return loop.run_until_complete(checked())
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            gc.collect()
-            assert not problems, f"unhandled loop exceptions: {problems}"
+        return run_on_fresh_loop(main, request.param, timeout_s)
 
     runner.kind = request.param
     return runner

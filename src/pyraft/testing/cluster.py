@@ -1,7 +1,8 @@
 """In-process clusters for tests: members on ``pyraft.transport.memory``, one event loop.
 
-- ``run_on_fresh_loop(body, loop_kind="asyncio")`` runs ``await body()`` on a new loop
-  (``"uvloop"`` too) and fails on an unhandled exception in the loop or a task left running;
+- ``run_on_fresh_loop(body, loop_kind="asyncio", timeout_s=None)`` runs ``await body()`` on
+  a new loop (``"uvloop"`` too), returns its result, and fails on an unhandled exception in
+  the loop or a task left running;
 - ``memory_cluster(network, peers, ...)`` starts a ``RaftCluster`` per member (an async
   context manager that stops them all);
 - ``leader_of(members)`` waits for the leader of the highest term.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable, Mapping
 
 from pyraft.cluster import RaftCluster
@@ -19,23 +21,42 @@ from pyraft.config import RaftConfig
 PEERS = {m: f"127.0.0.1:{7100 + m}" for m in (1, 2, 3)}
 
 
-def run_on_fresh_loop(body: Callable, loop_kind: str = "asyncio") -> None:
-    errors: list = []
-
-    async def checked():
-        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-        await body()
-        current = asyncio.current_task()
-        leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        assert not leaked, leaked
-
+def run_on_fresh_loop(body: Callable, loop_kind: str = "asyncio",
+                      timeout_s: float | None = None):
+    """``await body()`` on a new loop ("asyncio" or "uvloop"), within ``timeout_s`` if
+    given; returns its result. Fails on an unhandled exception in the loop or a task still
+    pending when the body is done. The loop is closed (tasks cancelled, async generators
+    and the default executor shut down) and garbage collected, so unclosed resources warn."""
     if loop_kind == "uvloop":
         import uvloop
 
-        uvloop.run(checked())
+        loop = uvloop.new_event_loop()
     else:
-        asyncio.run(checked())
-    assert not errors, errors
+        loop = asyncio.new_event_loop()
+    problems: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+
+    async def checked():
+        result = await (body() if timeout_s is None else asyncio.wait_for(body(), timeout_s))
+        await asyncio.sleep(0)
+        current = asyncio.current_task()
+        leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        assert not leaked, f"tasks still pending: {leaked}"
+        return result
+
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(checked())
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        asyncio.set_event_loop(None)
+        loop.close()
+        gc.collect()
+        assert not problems, f"unhandled loop exceptions: {problems}"
 
 
 @contextlib.asynccontextmanager
