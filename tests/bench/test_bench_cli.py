@@ -222,7 +222,8 @@ def _report(peer_writes=None, failover=(200.0, 500.0), p50=0.5):
                          {"kind": "peak", "size": 16, "inflight": None, "rate": None,
                           "journal": True})]}
     return {"cluster": cluster, "peers": peers,
-            "reference": {"fdatasync_4k_ms": 0.3, "loopback_rtt_ms": 0.05}}
+            "reference": {"fdatasync_4k_ms": 0.3, "loopback_rtt_ms": 0.05,
+                          "replication_floor_ms": 0.4}}
 
 
 def test_goals_met_not_met_and_not_measured():
@@ -232,6 +233,7 @@ def test_goals_met_not_met_and_not_measured():
     assert "not installed" in goals["1b"]["figures"]["reason"]
     assert goals["2."]["status"] == "not measured"
     assert goals["3."]["status"] == "met"  # 0.5 <= 2 * (0.3 + 0.05)
+    assert goals["3."]["figures"]["p50_over_floor"] == pytest.approx(0.5 / 0.4)
     assert goals["4."]["status"] == "met"  # 200 < 600 and 500 < 1200
     goals = {g["goal"][:2]: g for g in report.goals(_report(peer_writes=10_000.0, p50=0.8,
                                                             failover=(200.0, 1300.0)))}
@@ -314,9 +316,13 @@ def test_mount_of_picks_the_longest_mount_point(tmp_path):
 def test_reference_costs_are_positive(tmp_path):
     assert machine.fdatasync_ms(str(tmp_path), count=5) > 0
     assert machine.loopback_rtt_ms(count=20) > 0
-    assert os.listdir(tmp_path) == []
+    floor = machine.replication_floor_ms(str(tmp_path), count=20)
+    assert 0 < floor < 1000  # a sync's cost varies run to run: only that it ran is checked
+    assert os.listdir(tmp_path) == []  # the three files are gone, the members have exited
     with pytest.raises(ValueError):
         machine.fdatasync_ms(str(tmp_path), count=0)
+    with pytest.raises(ValueError):
+        machine.replication_floor_ms(str(tmp_path), count=0)
 
 
 def test_progress_bar_counts_steps():

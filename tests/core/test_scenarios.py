@@ -438,3 +438,20 @@ def test_a_follower_that_lost_acknowledged_entries_is_sent_them_again():
     write(s, "k", "after", ticks=400)
     assert leaders(s) == [leader] and s.nodes[leader].core.term == term
     assert s.nodes[follower].core.log.last_index() == s.nodes[leader].core.log.last_index()
+
+
+def test_an_idle_follower_learns_the_commit_index_at_the_next_tick():
+    """The commit index rides on the next append; when there is none, the leader sends an
+    empty one at its next tick (no message per commit: the interaction scripts show the
+    exact messages). A follower's commit index trails the leader's by a tick at most: here,
+    the tick plus the step that delivers it."""
+    s = sim(3)
+    assert run(s, 200, lambda: len(leaders(s)) == 1)
+    leader = s.nodes[leaders(s)[0]]
+    for i in range(5):
+        write(s, "k", f"v{i}")
+        committed = leader.core.log.committed
+        start = s.now
+        assert run(s, 20, lambda: all(n.core.log.committed >= committed  # noqa: B023
+                                      for n in s.nodes.values()))
+        assert s.now - start <= 2

@@ -151,3 +151,55 @@ def test_the_simulator_on_durable_storage(tmp_path, nodes, seeds):
         result = run_seed(seed, SimConfig(nodes=nodes, storage_dir=str(tmp_path)))
         assert result.ok, f"{result.line()}: {result.detail}"
         shutil.rmtree(tmp_path / f"seed{seed}", ignore_errors=True)
+
+
+@pytest.mark.parametrize("recent_bytes_max", [0, 200, 4 << 20])
+def test_reads_of_recent_entries_match_reads_from_disk(tmp_path, recent_bytes_max):
+    """The newest batches are read from memory (``recent_bytes_max``): every range, with
+    and without a byte budget, after conflicts and restarts, reads as the disk and the memory
+    storage read it."""
+    rng = random.Random(recent_bytes_max)
+    memory = MemoryLogStorage(VOTERS)
+    durable = open_storage(tmp_path / "a", recent_bytes_max=recent_bytes_max)
+    from_disk = open_storage(tmp_path / "b", recent_bytes_max=0)
+    term = 1
+    reads_from_memory = 0
+    for step in range(300):
+        last = memory.last_index()
+        first = last + 1
+        if last >= 1 and rng.random() < 0.15:
+            first = rng.randint(max(1, last - 6), last)  # a conflict replaces a suffix
+            term += 1
+        batch = encode_entries(first, term, [bytes([step % 256]) * rng.randint(0, 60)
+                                             for _ in range(rng.randint(1, 5))])
+        for storage in (memory, durable, from_disk):
+            storage.append(batch)
+        if rng.random() < 0.05:
+            durable.close()
+            durable = open_storage(tmp_path / "a", recent_bytes_max=recent_bytes_max)
+        last = memory.last_index()
+        for _ in range(4):
+            lo = rng.randint(max(1, last - 20), last)
+            hi = rng.randint(lo, last + 1)
+            budget = rng.choice([None, 1, 40, 150, 1000])
+            whole = memory.entries(lo, hi)
+            recent = durable._recent
+            if recent and recent[0].first_index <= lo and hi <= recent[-1].last_index + 1:
+                reads_from_memory += 1
+            got = durable.entries(lo, hi, budget)
+            # the same entries as the disk gives: the longest prefix within the budget, or
+            # one entry (MemoryLogStorage may stop earlier, at a batch boundary)
+            assert got.first_index == lo
+            assert got.tobytes() == from_disk.entries(lo, hi, budget).tobytes()
+            assert got.tobytes() == whole.slice(lo, lo + len(got)).tobytes()
+            if budget is None:
+                assert len(got) == hi - lo
+            elif len(got) < hi - lo:
+                assert got.nbytes <= budget or len(got) == 1
+                assert whole.byte_size(lo, lo + len(got) + 1) > budget
+    if recent_bytes_max:  # the reads above did test the recent batches
+        assert reads_from_memory > (600 if recent_bytes_max > 1000 else 20)
+    else:
+        assert reads_from_memory == 0
+    durable.close()
+    from_disk.close()

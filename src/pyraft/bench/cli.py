@@ -4,7 +4,8 @@
   measured beside them;
 - ``cluster``: pyraft's cluster workloads (3 member processes on 127.0.0.1): throughput,
   open-loop latency, batched peak, reads, failover, catch-up, and the raw references (one
-  4 KiB write+fdatasync on ``--dir``, one loopback round trip);
+  4 KiB write+fdatasync on ``--dir``, one loopback round trip, and the replication floor:
+  one durable write among three processes with no consensus logic);
 - ``peers``: the peers (PySyncObj, etcd) with the same load shapes, when installed;
 - ``goals``: cluster + peers, then the goals of issue 7; ``all``: everything.
 
@@ -121,11 +122,12 @@ def run(args: argparse.Namespace) -> int:
             progress.tick("kernels (pytest-benchmark)")
             result["kernels"] = _guarded(errors, "kernels", lambda: workloads.kernels(args.quick))
         if do_cluster:
-            progress.tick("references: fdatasync, loopback round trip")
+            progress.tick("references: fdatasync, loopback round trip, replication floor")
             count = 50 if args.quick else 500
             result["reference"] = {
                 "fdatasync_4k_ms": machine.fdatasync_ms(base, count),
-                "loopback_rtt_ms": machine.loopback_rtt_ms(count * 10)}
+                "loopback_rtt_ms": machine.loopback_rtt_ms(count * 10),
+                "replication_floor_ms": machine.replication_floor_ms(base, count * 4)}
             cluster: dict = {"throughput": [], "latency": [], "peak": [], "reads": []}
             for mode in (workloads.DURABLE, workloads.MEMORY):
                 got = _guarded(errors, f"engine {mode}", lambda m=mode: workloads.engine_workloads(

@@ -5,7 +5,13 @@ holding ``directory`` (device, model and rotational flag from ``/sys/block``, fi
 from ``/proc/mounts``), and the UTC date; unknown facts are ``None``, never guessed.
 ``fdatasync_ms`` is the median cost of one 4 KiB ``pwrite`` + ``fdatasync`` in a file
 preallocated in ``directory``; ``loopback_rtt_ms`` is the median round trip of one byte over
-TCP on 127.0.0.1 to an echo server in another process. Both clean up after themselves.
+TCP on 127.0.0.1 to an echo server in another process. ``replication_floor_ms`` is what one
+durable write costs three processes with no consensus logic at all: this process sends 64
+bytes to two others over TCP on 127.0.0.1 and writes + fdatasyncs its own copy; each of the
+others writes + fdatasyncs and answers one byte; the write counts as done at the first
+answer (a majority of three), and the next one starts after the second (one in flight). It
+is the floor any 3-member engine meets on this machine and disk. All clean up after
+themselves.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import select
 import socket
 import statistics
 import subprocess
@@ -29,6 +36,35 @@ connection, _ = server.accept()
 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 while data := connection.recv(64):
     connection.sendall(data)
+"""
+
+_FLOOR_MEMBER = """
+import os, socket, sys
+path = sys.argv[1]
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+server.settimeout(30)
+connection, _ = server.accept()
+connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+try:
+    os.posix_fallocate(fd, 0, 1 << 22)
+    os.fsync(fd)
+    offset = 0
+    while True:
+        message = b""
+        while len(message) < 64:
+            data = connection.recv(64 - len(message))
+            if not data:
+                sys.exit(0)
+            message += data
+        os.pwrite(fd, message, offset % (1 << 22))
+        offset += 64
+        os.fdatasync(fd)
+        connection.sendall(b"a")
+finally:
+    os.close(fd)
+    os.unlink(path)
 """
 
 
@@ -155,4 +191,53 @@ def loopback_rtt_ms(count: int = 2000, timeout_s: float = 30.0) -> float:
         server.kill()
         server.wait(10)
         server.stdout.close()
+    return statistics.median(costs) * 1e3
+
+
+def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 30.0) -> float:
+    """Median milliseconds of one durable write among three processes with no consensus
+    logic (see the module docstring): the floor of a 3-member engine's one-write latency."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, not {count!r}")
+    members, connections = [], []
+    fd, path = tempfile.mkstemp(prefix="floor-", dir=directory)
+    try:
+        for i in range(2):
+            members.append(subprocess.Popen(
+                [sys.executable, "-c", _FLOOR_MEMBER, f"{path}.{i}"],
+                stdout=subprocess.PIPE, text=True))
+        for member in members:
+            port = int(member.stdout.readline())
+            connection = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connections.append(connection)
+        os.posix_fallocate(fd, 0, 1 << 22)
+        os.fsync(fd)
+        message = os.urandom(64)
+        costs = []
+        for i in range(count):
+            started = time.perf_counter()
+            for connection in connections:
+                connection.sendall(message)
+            os.pwrite(fd, message, (i * 64) % (1 << 22))
+            os.fdatasync(fd)
+            answered, _, _ = select.select(connections, [], [], timeout_s)
+            if not answered:
+                raise TimeoutError("no member answered within the timeout")
+            costs.append(time.perf_counter() - started)
+            for connection in connections:  # both answers, before the next write
+                if not connection.recv(1):
+                    raise ConnectionError("a member closed the connection")
+    finally:
+        for connection in connections:
+            connection.close()
+        for member in members:
+            try:
+                member.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                member.kill()
+                member.wait(10)
+            member.stdout.close()
+        os.close(fd)
+        os.unlink(path)
     return statistics.median(costs) * 1e3

@@ -211,7 +211,7 @@ class RaftCluster:
         # waiting to enter the core: (payloads, future, many); _queued counts the payloads
         self._queue: collections.deque = collections.deque()
         self._queued = 0
-        self._queue_space: asyncio.Condition | None = None
+        self._space_waiters: list[asyncio.Future] = []  # writers waiting for queue space
         self._proposals: collections.deque[_Proposal] = collections.deque()  # by index
         self._reads: dict[bytes, asyncio.Future] = {}
         self._ready_reads: list[tuple[int, asyncio.Future]] = []
@@ -230,6 +230,8 @@ class RaftCluster:
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
         self._configuration_logged: tuple | None = None
+        self._peers_configuration = None  # the configuration the transport's peers are from
+        self._peers_static_count = 0
         self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
         self._event_subscribers: list[asyncio.Queue] = []
         self._role_seen: Role | None = None
@@ -294,7 +296,6 @@ class RaftCluster:
             return
         loop = self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._queue_space = asyncio.Condition()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
@@ -559,11 +560,11 @@ class RaftCluster:
                 raise ProposalDroppedError(
                     f"the proposal queue holds {self._queued} commands (the bound is "
                     f"{self.proposal_queue_max})")
-            async with self._queue_space:
-                await self._queue_space.wait_for(
-                    lambda: self._queued + count <= self.proposal_queue_max
-                    or not self._queued or not self._running)
-            self._check_writable()
+            while self._queued and self._queued + count > self.proposal_queue_max:
+                waiter = self._loop.create_future()
+                self._space_waiters.append(waiter)
+                await waiter
+                self._check_writable()
         future = self._loop.create_future()
         self._queue.append((payloads, future, many))
         self._queued += count
@@ -798,22 +799,30 @@ class RaftCluster:
                 last = index + len(items) - 1
                 proposals.append(_Proposal(index, last, term, future, many))
                 index = last + 1
-        self._loop.create_task(self._notify_queue_space())
+        if self._space_waiters:
+            self._wake_space_waiters()
 
-    async def _notify_queue_space(self) -> None:
-        async with self._queue_space:
-            self._queue_space.notify_all()
+    def _wake_space_waiters(self) -> None:
+        waiters, self._space_waiters = self._space_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
         sent = self.metrics.messages_sent
-        for message in rd.messages:
-            sent.inc(1, (message.dst,))
-            self.transport.send(message)
+        transport = self.transport
+        if rd.messages:  # on the wire before this member syncs: the network works meanwhile
+            for message in rd.messages:
+                sent.inc(1, (message.dst,))
+                transport.send(message)
+            transport.flush()
         await self._persist(rd)
-        for message in rd.persisted_messages:
-            sent.inc(1, (message.dst,))
-            self.transport.send(message)
+        if rd.persisted_messages:  # answers go out before this member applies
+            for message in rd.persisted_messages:
+                sent.inc(1, (message.dst,))
+                transport.send(message)
+            transport.flush()
         if rd.committed:
             self._apply(rd)
         for state in rd.read_states:
@@ -859,8 +868,6 @@ class RaftCluster:
                 if rd.hard_state is not None or rd.must_sync:
                     started = time.perf_counter()
                     if self._sync_inline(rd):
-                        if rd.messages:  # let the transport flush them first: the network
-                            await asyncio.sleep(0)  # works while this thread syncs
                         self._sync(rd.hard_state, bool(rd.entries))
                     else:
                         await self._loop.run_in_executor(self._executor, self._sync,
@@ -954,6 +961,7 @@ class RaftCluster:
             for _, future, _ in queue:
                 if not future.done():
                     future.set_exception(error)
+            self._wake_space_waiters()
         if soft.role is not self._role_seen:
             self._role_seen = soft.role
             self._emit("role-changed", self.id)
@@ -1020,6 +1028,7 @@ class RaftCluster:
                 future.set_exception(error)
         self._queue.clear()
         self._queued = 0
+        self._wake_space_waiters()
         for future in list(self._reads.values()) + [f for _, f in self._ready_reads] + [
             f for _, f in self._commit_waiters
         ] + [f for _, f in self._membership_waiters]:
@@ -1034,6 +1043,11 @@ class RaftCluster:
 
     def _update_peers(self) -> None:
         configuration = self.core.configuration
+        if configuration is self._peers_configuration and len(self._static_peers) == \
+                self._peers_static_count:
+            return  # the usual Ready: nothing about the members changed
+        self._peers_configuration = configuration
+        self._peers_static_count = len(self._static_peers)
         shape = (configuration.voters, configuration.learners)
         if shape != self._configuration_logged:
             if self._configuration_logged is not None:

@@ -182,6 +182,9 @@ class RaftNode:
         self._snapshot_receiving: tuple[SnapshotMeta, bytearray] | None = None
         self._pending_reads: list[_PendingRead] = []
         self._reads_before_commit: list[Message] = []
+        #: leader: member -> the commit index last sent to it; whether a commit is unsent
+        self._commit_sent: dict[int, int] = {}
+        self._commit_unsent = False
         self.read_states: list[ReadState] = []
         self._messages: list[Message] = []
         self._ready_number = 0
@@ -436,7 +439,7 @@ class RaftNode:
             # The leader counts itself only for what it has made durable (thesis 10.2.1).
             if self.progress[self.id].maybe_update(self.log.unstable_offset - 1):
                 if self._maybe_commit():
-                    self._broadcast_append()
+                    self._after_commit()
 
     # ---- roles -------------------------------------------------------------------------------
     def become_follower(self, term: int, lead: int) -> None:
@@ -507,6 +510,8 @@ class RaftNode:
         self._detectors = {}
         self._pending_reads = []
         self._reads_before_commit = []
+        self._commit_sent = {}
+        self._commit_unsent = False
 
     def _new_progress(self, next_index: int) -> Progress:
         return Progress(
@@ -538,6 +543,8 @@ class RaftNode:
         if self.heartbeat_elapsed >= self.options.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._broadcast_heartbeat(b"")
+        if self._commit_unsent:
+            self._send_commit()
 
     # ---- elections ---------------------------------------------------------------------------
     def _hup(self, transfer: bool) -> None:
@@ -733,6 +740,25 @@ class RaftNode:
         self.progress[self.id].next = batch.last_index + 1
         self._broadcast_append()
 
+    def _after_commit(self) -> None:
+        """The commit index moved. New entries go out at once (they carry it); a follower
+        with nothing new to receive learns it from the next append, or from an empty one at
+        the next tick, rather than from a message of its own now. That saves a message and
+        its answer per follower per commit: with one write in flight, most of the work."""
+        for member in sorted(self.progress):
+            if member != self.id:
+                self._send_append(member, send_if_empty=False)
+        self._commit_unsent = True
+
+    def _send_commit(self) -> None:
+        """At a tick: tell the followers that have not heard it the commit index."""
+        self._commit_unsent = False
+        committed = self.log.committed
+        sent = self._commit_sent
+        for member in sorted(self.progress):
+            if member != self.id and sent.get(member, 0) < committed:
+                self._send_append(member)
+
     def _broadcast_append(self) -> None:
         for member in sorted(self.progress):
             if member != self.id:
@@ -756,9 +782,9 @@ class RaftNode:
             return False
         if not len(entries) and not send_if_empty:
             return False
-        self._send(
-            T.APPEND, to, index=prev, log_term=prev_term, commit=self.log.committed, entries=entries
-        )
+        commit = self.log.committed
+        self._send(T.APPEND, to, index=prev, log_term=prev_term, commit=commit, entries=entries)
+        self._commit_sent[to] = commit
         if len(entries):
             if pr.state is ProgressState.REPLICATE:
                 pr.next = entries.last_index + 1
@@ -814,7 +840,7 @@ class RaftNode:
             if m.src in self._catch_ups:  # after the state change: a promotion sends appends
                 self._advance_catch_up(m.src, pr)
             if self._maybe_commit():
-                self._broadcast_append()
+                self._after_commit()
             elif m.src != self.id:
                 while self._send_append(m.src, send_if_empty=False):
                     pass
@@ -950,7 +976,7 @@ class RaftNode:
         )
         if last_new is not None:
             if entries is not None and len(entries):
-                self._after_append(min(before, entries.first_index))
+                self._after_append(min(before, entries.first_index), entries)
             self._send(T.APPEND_RESPONSE, m.src, index=last_new)
             return
         hint = min(m.index, self.log.last_index())
@@ -964,8 +990,13 @@ class RaftNode:
             hint_term=self.log.term_or_none(hint) or 0,
         )
 
-    def _after_append(self, from_index: int) -> None:
+    def _after_append(self, from_index: int, entries) -> None:
         """Configuration entries take effect when appended; truncation reverts them."""
+        configurations = self._configurations
+        if ((not configurations or configurations[-1][0] < from_index)
+                and self.log.last_index() == entries.last_index
+                and not len(entries.config_positions)):
+            return  # the usual case: nothing reverted, nothing new
         self._drop_configurations_from(from_index)
         self._scan_configurations(from_index, self.log.last_index() + 1)
 

@@ -17,6 +17,7 @@ Log entries are durable after ``sync()`` (one fdatasync for every append since t
 
 from __future__ import annotations
 
+import collections
 import os
 
 import numpy as np
@@ -34,8 +35,11 @@ from pyraft.storage.files import storage_error
 from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore
 from raftcore import WalCorruptionError
-from raftcore.framing import EntryBatch, empty_batch
+from raftcore.framing import EntryBatch, concat_batches, empty_batch
 from raftcore.wal import WriteAheadLog
+
+#: at most this many recent batches are kept (a read looks through them newest first)
+RECENT_BATCHES_MAX = 256
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
@@ -56,10 +60,17 @@ class DurableLogStorage:
         snapshots_kept: int = 2,
         commit_hint_interval_entries: int = 10_000,
         repair: bool = False,
+        recent_bytes_max: int = 4 << 20,
     ) -> None:
         self.directory = os.fspath(directory)
         self.bootstrap_configuration = configuration
         self.commit_hint_interval_entries = commit_hint_interval_entries
+        #: the newest appended batches, in index order and contiguous, up to
+        #: ``recent_bytes_max`` bytes: reading what was just appended (to apply it, or to send
+        #: it to a follower one batch behind) needs no read from disk
+        self.recent_bytes_max = recent_bytes_max
+        self._recent: collections.deque[EntryBatch] = collections.deque()
+        self._recent_bytes = 0
         try:
             self.wal = WriteAheadLog(
                 os.path.join(self.directory, "wal"),
@@ -136,10 +147,61 @@ class DurableLogStorage:
         self._check_range(lo, hi)
         if hi <= lo:
             return empty_batch(lo)
+        recent = self._recent
+        if recent and recent[0].first_index <= lo and hi <= recent[-1].last_index + 1:
+            return self._read_recent(lo, hi, max_bytes)
         try:
             return self.wal.read(lo, hi, max_bytes)
         except OSError as exc:
             raise _storage_error(exc, "cannot read the log") from exc
+
+    def _read_recent(self, lo: int, hi: int, max_bytes: int | None) -> EntryBatch:
+        """Entries lo..hi-1 from the recent batches, cut as ``WriteAheadLog.read`` cuts
+        them: at least one entry, then whole entries up to ``max_bytes``."""
+        covering = []  # newest first: reads are mostly of the newest entries
+        for batch in reversed(self._recent):
+            if batch.first_index < hi:
+                covering.append(batch)
+            if batch.first_index <= lo:
+                break
+        parts = []
+        total = 0
+        for batch in reversed(covering):
+            part = batch.slice(lo, hi)
+            parts.append(part)
+            total += part.nbytes
+            if max_bytes is not None and total >= max_bytes:
+                break
+        batch = parts[0] if len(parts) == 1 else concat_batches(parts)
+        if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
+            keep = max(1, int(np.searchsorted(batch.offsets, max_bytes, side="right")) - 1)
+            batch = batch.slice(batch.first_index, batch.first_index + keep)
+        return batch
+
+    def _remember(self, batch: EntryBatch) -> None:
+        recent = self._recent
+        first = batch.first_index
+        while recent and recent[-1].last_index >= first:  # replaced by this batch
+            cut = recent.pop()
+            self._recent_bytes -= cut.nbytes
+            if cut.first_index < first:
+                kept = cut.slice(cut.first_index, first)
+                recent.append(kept)
+                self._recent_bytes += kept.nbytes
+                break
+        if recent and recent[-1].last_index + 1 != first:
+            self._forget()
+        if batch.nbytes > self.recent_bytes_max:
+            self._forget()
+            return
+        recent.append(batch)
+        self._recent_bytes += batch.nbytes
+        while self._recent_bytes > self.recent_bytes_max or len(recent) > RECENT_BATCHES_MAX:
+            self._recent_bytes -= recent.popleft().nbytes
+
+    def _forget(self) -> None:
+        self._recent.clear()
+        self._recent_bytes = 0
 
     def snapshot(self) -> Snapshot:
         meta = self._snapshot_meta
@@ -181,7 +243,9 @@ class DurableLogStorage:
                 self.wal.truncate_suffix(first)
             self.wal.append(batch)
         except OSError as exc:
+            self._forget()  # what the log holds is for the log to say
             raise _storage_error(exc, "cannot append to the log") from exc
+        self._remember(batch)
 
     def sync(self) -> int:
         """Make every append durable; returns the durable index."""
@@ -198,6 +262,7 @@ class DurableLogStorage:
             writer.commit()
         self._snapshot_meta = meta
         self._snapshot_cache = snapshot
+        self._forget()
         self.wal.reset(meta.index + 1, meta.term)
 
     def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:

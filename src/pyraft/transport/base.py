@@ -50,6 +50,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def send(self, message: Message) -> None: ...
 
+    def flush(self) -> None:
+        """Put what ``send`` queued on the wire now, not at the loop's next turn. The
+        runtime calls it once a Ready's messages are queued, before it syncs or applies."""
+        return  # a transport that delivers in ``send`` (the memory one) has nothing queued
+
     @abc.abstractmethod
     async def stop(self) -> None: ...
 

@@ -932,6 +932,13 @@ class TcpTransport(Transport):
             return
         peer.enqueue(parts)
 
+    def flush(self) -> None:
+        for peer in self._peers.values():
+            handle = peer.flush_handle
+            if handle is not None:
+                handle.cancel()
+                peer.flush()
+
     def send_user(self, member: int, body: bytes) -> None:
         parts = encode_user(body, frame_bytes_max=self.frame_bytes_max)
         peer = self._peers.get(member)
