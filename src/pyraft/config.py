@@ -138,6 +138,10 @@ LIMITS: dict[str, _Range] = {
     "send_queue_messages_max": _Range(1, 1_000_000),
     "proposal_queue_max": _Range(1, 1_000_000),
     "ttl_hops": _Range(1, 255),
+    "handshakes_max": _Range(1, 2**32 - 1),
+    "unknown_members_max": _Range(0, 2**32 - 1),
+    "user_requests_inflight_max": _Range(1, 2**32 - 1),
+    "receive_bytes_per_s_min": _Range(0, 2**32 - 1),
 }
 
 _C = TypeVar("_C", bound="RaftConfig")
@@ -700,7 +704,8 @@ class ClusterConfig(RaftConfig):
     linger_ms: float | None = None
     #: how long ``stop()`` waits for in-flight work (sends, applies) before it closes anyway
     graceful_shutdown_timeout_ms: float = 2_000.0
-    #: bytes read from or written to a socket at a time (the transport's buffer)
+    #: bytes a connection to a peer may hold unsent (beyond the kernel's socket buffer)
+    #: before it takes no more messages; they wait in the peer's queue meanwhile
     transmission_block_bytes: int = 65_535
     #: connections waiting to be accepted (listen(2) backlog; the system may lower it)
     server_backlog: int = 100
@@ -716,6 +721,17 @@ class ClusterConfig(RaftConfig):
     proposal_queue_full: str = "wait"
     #: the IP time-to-live of the member's packets, in router hops (IP_TTL / IPV6_UNICAST_HOPS)
     ttl_hops: int = 64
+    #: incoming connections that have not finished TLS and HELLO; more are closed at once
+    handshakes_max: int = 64
+    #: open connections from member ids outside the configuration (a member being added
+    #: dials in before its configuration reaches everyone); more are refused
+    unknown_members_max: int = 8
+    #: member messages (``pyraft.cluster.messaging``) whose handler runs at once, per
+    #: connection; one beyond is dropped (and counted), the connection kept
+    user_requests_inflight_max: int = 256
+    #: once a frame has taken longer than ``request_timeout_ms`` to arrive, it must average
+    #: at least this many bytes/s or the connection is closed (slow-loris); 0: no check
+    receive_bytes_per_s_min: int = 64 * 1024
     #: None: plain TCP
     tls: TlsConfig | None = None
 

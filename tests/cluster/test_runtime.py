@@ -299,6 +299,25 @@ def test_from_config_with_tcp_and_durable_storage(tmp_path):
     run("asyncio", body)
 
 
+def test_from_config_hands_the_transport_its_limits():
+    from pyraft.config import ClusterConfig
+
+    async def body():
+        config = ClusterConfig(member_id=1, listen="127.0.0.1:0", tick_ms=5, ttl_hops=17,
+                               handshakes_max=3, unknown_members_max=0,
+                               user_requests_inflight_max=5,
+                               receive_bytes_per_s_min=1000,
+                               transmission_block_bytes=4096).validate()
+        async with RaftCluster.from_config(config) as member:
+            transport = member.transport
+            assert (transport.ttl_hops, transport.handshakes_max, transport.unknown_members_max,
+                    transport.user_requests_inflight_max, transport.receive_bytes_per_s_min,
+                    transport.write_buffer_bytes) == (17, 3, 0, 5, 1000, 4096)
+            await leader_of([member])
+
+    run("asyncio", body)
+
+
 def test_events_for_roles_leaders_and_members():
     async def body():
         network = MemoryNetwork()

@@ -763,7 +763,7 @@ def test_decode_hello_of_an_accept_names_the_acceptor():
     assert frame_type == FRAME_ACCEPT and decode_hello(body).member_id == 2
 
 
-def test_backlog_and_linger_are_applied_and_validated():
+def test_backlog_linger_and_ttl_are_applied_and_validated():
     import socket as socket_module
     import struct as struct_module
 
@@ -774,13 +774,17 @@ def test_backlog_and_linger_are_applied_and_validated():
         TcpTransport(1, "127.0.0.1:0", cluster_id=1, backlog=0)
     with pytest.raises(ConfigError, match="linger_s"):
         TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=-1)
+    for ttl in (0, 256, True, 1.5):
+        with pytest.raises(ConfigError, match="ttl_hops"):
+            TcpTransport(1, "127.0.0.1:0", cluster_id=1, ttl_hops=ttl)
 
     async def body():
-        server = TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=2.0, backlog=7)
+        server = TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=2.0, backlog=7,
+                              ttl_hops=9)
         received = []
         await server.start(received.append)
         try:
-            client = TcpTransport(2, "127.0.0.1:0", cluster_id=1, linger_s=2.0)
+            client = TcpTransport(2, "127.0.0.1:0", cluster_id=1, linger_s=2.0, ttl_hops=13)
             await client.start(lambda m: None)
             try:
                 client.set_peers({1: server.address})
@@ -796,6 +800,11 @@ def test_backlog_and_linger_are_applied_and_validated():
                     for c in server._connections
                 ]
                 assert lingers and all(value == (1, 2) for value in lingers)
+                for transport, ttl in ((server, 9), (client, 13)):
+                    ttls = [c.transport.get_extra_info("socket").getsockopt(
+                        socket_module.IPPROTO_IP, socket_module.IP_TTL)
+                        for c in transport._connections]
+                    assert ttls and all(value == ttl for value in ttls)
                 assert client.peer_bytes_sent[1] > 0 and server.peer_bytes_received[2] > 0
             finally:
                 await client.stop()

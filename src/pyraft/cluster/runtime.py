@@ -269,6 +269,12 @@ class RaftCluster:
                 backlog=config.server_backlog,
                 linger_s=None if config.linger_ms is None else config.linger_ms / 1000.0,
                 tls_member_identity=config.tls is not None and config.tls.member_identity,
+                ttl_hops=config.ttl_hops,
+                write_buffer_bytes=config.transmission_block_bytes,
+                handshakes_max=config.handshakes_max,
+                unknown_members_max=config.unknown_members_max,
+                user_requests_inflight_max=config.user_requests_inflight_max,
+                receive_bytes_per_s_min=config.receive_bytes_per_s_min,
             )
         storage = None
         if config.data_dir is not None:

@@ -64,7 +64,7 @@ Resource bounds (what a hostile or broken peer can make this member hold):
   frame beyond that is dropped (counted) and the connection kept, so Raft traffic on it
   still flows;
 - output: ``send_queue_messages_max`` messages per peer, and a write buffer of at most
-  1 MiB per connection above which no frame is taken.
+  ``write_buffer_bytes`` (64 KiB) per connection above which no frame is taken.
 
 Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout; the
 runtime derives both from its configuration.
@@ -121,8 +121,6 @@ log = logging.getLogger("pyraft.transport")
 #: frames of the handshake are tiny: a peer that announces more before ACCEPT is refused
 _HANDSHAKE_FRAME_BYTES_MAX = 4096
 #: write buffer above which a connection stops taking frames (the peer's queue then fills)
-_WRITE_BUFFER_HIGH = 1 << 20
-_WRITE_BUFFER_LOW = 1 << 18
 
 
 #: suffix of the DNS name that binds a certificate to a member id (``member-<id>.pyraft``)
@@ -205,7 +203,9 @@ def _peername(transport: asyncio.BaseTransport) -> str:
     return str(name)
 
 
-def _set_nodelay(transport: asyncio.BaseTransport, linger_s: float | None = None) -> None:
+def _configure_socket(transport: asyncio.BaseTransport, linger_s: float | None = None,
+                      ttl_hops: int | None = None) -> None:
+    """TCP_NODELAY, and SO_LINGER and the IP time-to-live when they are set."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
@@ -213,6 +213,11 @@ def _set_nodelay(transport: asyncio.BaseTransport, linger_s: float | None = None
             if linger_s is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                 struct.pack("ii", 1, int(round(linger_s))))
+            if ttl_hops is not None:
+                if sock.family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl_hops)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl_hops)
         except (OSError, AttributeError):
             pass
 
@@ -411,7 +416,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = _peername(transport)
         self.owner._connections.add(self)
-        _set_nodelay(transport, self.owner.linger_s)
+        _configure_socket(transport, self.owner.linger_s, self.owner.ttl_hops)
 
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
@@ -511,7 +516,8 @@ class _Outbound(_Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._attach(transport)
-        transport.set_write_buffer_limits(high=_WRITE_BUFFER_HIGH, low=_WRITE_BUFFER_LOW)
+        high = self.owner.write_buffer_bytes
+        transport.set_write_buffer_limits(high=high, low=high // 4)
         owner = self.owner
         transport.write(
             encode_hello(
@@ -782,6 +788,8 @@ class TcpTransport(Transport):
         rng: random.Random | None = None,
         backlog: int = 128,
         linger_s: float | None = None,
+        ttl_hops: int | None = None,
+        write_buffer_bytes: int = 65_535,
         tls_member_identity: bool = False,
         handshakes_max: int = 64,
         unknown_members_max: int = 8,
@@ -796,6 +804,16 @@ class TcpTransport(Transport):
             raise ConfigError("backlog", "must be in [1, 65535]")
         if linger_s is not None and not 0 <= linger_s <= 60:
             raise ConfigError("linger_s", "must be None or in [0, 60] seconds")
+        if ttl_hops is not None and (not isinstance(ttl_hops, int) or isinstance(ttl_hops, bool)
+                                     or not 1 <= ttl_hops <= 255):
+            raise ConfigError("ttl_hops", "must be None or an integer in [1, 255]")
+        #: IP time-to-live of every connection's packets (None: the system default)
+        self.ttl_hops = ttl_hops
+        if (not isinstance(write_buffer_bytes, int) or isinstance(write_buffer_bytes, bool)
+                or not 1 <= write_buffer_bytes <= 1 << 30):
+            raise ConfigError("write_buffer_bytes", "must be an integer in [1, 2**30]")
+        #: bytes an outbound connection may hold unsent before it takes no more frames
+        self.write_buffer_bytes = write_buffer_bytes
         #: listen() backlog of the server socket
         self.backlog = backlog
         #: SO_LINGER of every connection (None: the system default)
