@@ -42,7 +42,6 @@ def _wal_inspect(directory: str) -> int:
     import os
 
     from raftcore._wal import decode_segment_header
-
     from raftcore.framing import scan_entries
     from raftcore.wal import SEGMENT_HEADER_BYTES
 
