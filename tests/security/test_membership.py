@@ -100,6 +100,9 @@ def test_a_member_of_another_cluster_is_refused_at_the_handshake(tmp_path):
     try:
         write(members, "first")
         expected = view(leader(members))
+        # every member has heard from the leader first (a member started last may still be
+        # waiting out the leader's connection backoff): the stranger is the only change
+        wait_for(lambda: all(view(m) == expected for m in members))
         # member 4 of cluster 2 believes the three members and itself form its cluster
         address = f"127.0.0.1:{free_port()}"
         stranger = Member(4, address, {**peers, 4: address}, tmp_path / "m4",
