@@ -440,6 +440,10 @@ def test_stop_during_a_connection_attempt_leaves_nothing_behind(run):
         (dict(send_queue_messages_max=0), "send_queue_messages_max"),
         (dict(backoff_s=(1.0, 0.5)), "backoff_s"),
         (dict(ssl_server=object()), "ssl_server"),
+        (dict(write_buffer_bytes=0), "write_buffer_bytes"),
+        (dict(write_buffer_bytes=2**32), "write_buffer_bytes"),
+        (dict(handshakes_max=0), "handshakes_max"),
+        (dict(unknown_members_max=-1), "unknown_members_max"),
     ],
 )
 def test_bad_parameters_are_config_errors(options, field):

@@ -231,7 +231,6 @@ class RaftCluster:
         self._peers_snapshot: dict[int, str] = {}
         self._configuration_logged: tuple | None = None
         self._peers_configuration = None  # the configuration the transport's peers are from
-        self._peers_static_count = 0
         self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
         self._event_subscribers: list[asyncio.Queue] = []
         self._role_seen: Role | None = None
@@ -659,6 +658,7 @@ class RaftCluster:
                                                                          metadata)
         self._static_peers.setdefault(member, address)
         core.propose_configuration(configuration)
+        self._peers_configuration = None  # a static peer may be new: recompute the peers
         self._update_peers()
         self._wake.set()
         failed = self._loop.create_future()
@@ -1049,11 +1049,9 @@ class RaftCluster:
 
     def _update_peers(self) -> None:
         configuration = self.core.configuration
-        if configuration is self._peers_configuration and len(self._static_peers) == \
-                self._peers_static_count:
+        if configuration is self._peers_configuration:
             return  # the usual Ready: nothing about the members changed
         self._peers_configuration = configuration
-        self._peers_static_count = len(self._static_peers)
         shape = (configuration.voters, configuration.learners)
         if shape != self._configuration_logged:
             if self._configuration_logged is not None:

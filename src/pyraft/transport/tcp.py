@@ -120,7 +120,6 @@ log = logging.getLogger("pyraft.transport")
 
 #: frames of the handshake are tiny: a peer that announces more before ACCEPT is refused
 _HANDSHAKE_FRAME_BYTES_MAX = 4096
-#: write buffer above which a connection stops taking frames (the peer's queue then fills)
 
 
 #: suffix of the DNS name that binds a certificate to a member id (``member-<id>.pyraft``)
@@ -809,10 +808,8 @@ class TcpTransport(Transport):
             raise ConfigError("ttl_hops", "must be None or an integer in [1, 255]")
         #: IP time-to-live of every connection's packets (None: the system default)
         self.ttl_hops = ttl_hops
-        if (not isinstance(write_buffer_bytes, int) or isinstance(write_buffer_bytes, bool)
-                or not 1 <= write_buffer_bytes <= 1 << 30):
-            raise ConfigError("write_buffer_bytes", "must be an integer in [1, 2**30]")
-        #: bytes an outbound connection may hold unsent before it takes no more frames
+        #: bytes an outbound connection may hold unsent before it takes no more frames (the
+        #: peer's queue then fills)
         self.write_buffer_bytes = write_buffer_bytes
         #: listen() backlog of the server socket
         self.backlog = backlog
@@ -839,7 +836,8 @@ class TcpTransport(Transport):
             raise ConfigError("tls_member_identity", "must be a bool")
         if tls_member_identity and (ssl_server is None or ssl_client is None):
             raise ConfigError("tls_member_identity", "needs ssl_server and ssl_client")
-        for name, value, low in (("handshakes_max", handshakes_max, 1),
+        for name, value, low in (("write_buffer_bytes", write_buffer_bytes, 1),
+                                 ("handshakes_max", handshakes_max, 1),
                                  ("unknown_members_max", unknown_members_max, 0),
                                  ("user_requests_inflight_max", user_requests_inflight_max, 1),
                                  ("receive_bytes_per_s_min", receive_bytes_per_s_min, 0)):
