@@ -374,7 +374,12 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
         assert load["writes"] > 0 and load["writes_per_s"] > 0 and load["elapsed_s"] > 0
         assert load["latency_ms"]["p50"] > 0 and load["series"]
     assert cluster["failover"]["trials"] == 2 and cluster["failover"]["median_ms"] > 0
-    assert cluster["catchup"]["bytes"] >= 4 << 20 and cluster["catchup"]["seconds"] > 0
+    [catchup] = cluster["catchup"]  # the quick plan: one catch-up, snapshots every 4096
+    assert catchup["bytes"] >= 4 << 20 and catchup["seconds"] > 0
+    assert catchup["snapshot_entries"] == 4096 and catchup["snapshot_used"]
+    assert 0 < catchup["snapshot_index"] <= catchup["leader_commit"]
+    assert catchup["replicated_entries"] == catchup["leader_commit"] - catchup["snapshot_index"]
+    assert "catch-up of a new member" in done.stdout
     assert len(result["goals"]) == 5
     assert {g["status"] for g in result["goals"]} <= {"met", "not met", "not measured"}
     assert result["errors"] == []

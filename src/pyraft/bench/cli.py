@@ -142,8 +142,10 @@ def run(args: argparse.Namespace) -> int:
                 cluster["failover"] = _guarded(errors, "failover", lambda: workloads.failover(
                     plan.failovers, base, progress.tick))
             if plan.catchup_bytes:
-                cluster["catchup"] = _guarded(errors, "catch-up", lambda: workloads.catch_up(
-                    plan, base, progress.tick))
+                cluster["catchup"] = [
+                    _guarded(errors, "catch-up", lambda n=n: workloads.catch_up(
+                        plan, base, progress.tick, n))
+                    for n in plan.catchup_snapshot_entries]
             result["cluster"] = cluster
         if do_peers:
             result["peers"] = compare.run_peers(plan, base, progress.tick)

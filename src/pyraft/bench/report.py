@@ -174,11 +174,17 @@ def summary(report: dict) -> str:
         parts.append(f"failover ({fail['trials']} trials, SIGKILL of the leader to the next "
                      f"committed write): median {fail['median_ms']:.0f} ms, worst "
                      f"{fail['max_ms']:.0f} ms")
-    catch = cluster.get("catchup")
-    if catch and "seconds" in catch:
-        parts.append(f"catch-up of a new member over {catch['bytes'] / 2**20:,.1f} MiB of log: "
-                     f"{catch['seconds']:.2f} s ({catch['mb_per_s']:,.1f} MB/s), snapshot "
-                     f"{'used' if catch['snapshot_used'] else 'not used'}")
+    catches = cluster.get("catchup") or []
+    for catch in [catches] if isinstance(catches, dict) else catches:  # a dict in older reports
+        if "seconds" not in catch:
+            continue
+        every = catch.get("snapshot_entries")
+        how = (f"the snapshot at {catch['snapshot_index']:,}, then "
+               if catch["snapshot_used"] and "snapshot_index" in catch else "")
+        parts.append(f"catch-up of a new member over {catch['bytes'] / 2**20:,.1f} MiB of log "
+                     f"({'no snapshots' if not every else f'a snapshot every {every:,} entries'}"
+                     f"): {catch['seconds']:.2f} s; {how}replication at "
+                     f"{catch['mb_per_s']:,.1f} MB/s")
     reference = report.get("reference", {})
     if reference:
         parts.append("reference: " + ", ".join(f"{k} {_number(v, 4)}"

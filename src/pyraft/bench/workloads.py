@@ -39,6 +39,10 @@ MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELEC
                "--log-level", "ERROR"]
 
 
+#: a snapshot interval no run reaches: the members keep the whole log
+NO_SNAPSHOT = 1 << 40
+
+
 class WorkloadError(RuntimeError):
     """A workload could not be run (a member answered an error, a process did not start)."""
 
@@ -54,9 +58,13 @@ class Plan:
     read_inflight: int = 16
     failovers: int = 20
     catchup_bytes: int = 1 << 30
-    #: members snapshot (and release the log before) every this many entries; the full run
-    #: never does, so the cluster holds the whole log and the newcomer replicates all of it
-    catchup_snapshot_entries: int = 1 << 40
+    #: one catch-up per value: members snapshot (and release the log before) every this many
+    #: entries. The full run measures both ways a newcomer catches up: NO_SNAPSHOT (the cluster
+    #: holds the whole log, the newcomer replicates all of it) and a snapshot every 300,000
+    #: entries (the newcomer installs the latest snapshot, then replicates the entries after
+    #: it: of 1 GiB of 1 KiB entries, about 150,000)
+    catchup_snapshot_entries: list[int] = field(
+        default_factory=lambda: [NO_SNAPSHOT, 300_000])
 
     @classmethod
     def build(cls, quick: bool, duration_s: float | None = None, failovers: int | None = None,
@@ -64,7 +72,7 @@ class Plan:
         if quick:
             plan = cls(duration_s=duration_s or 1.0, rates=[500.0, 2000.0],
                        peak=[{"inflight": 8, "batch": 128}], failovers=3,
-                       catchup_bytes=16 << 20, catchup_snapshot_entries=4096)
+                       catchup_bytes=16 << 20, catchup_snapshot_entries=[4096])
             plan.throughput = [
                 {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 1},
                 {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 256},
@@ -91,7 +99,8 @@ class Plan:
     def cluster_steps(self) -> int:
         """How many times the cluster workloads call ``tick`` (for the progress bar)."""
         return (len(self.throughput) + len(self.rates) + len(self.peak) + 2
-                + (1 if self.failovers else 0) + (1 if self.catchup_bytes else 0))
+                + (1 if self.failovers else 0)
+                + (len(self.catchup_snapshot_entries) if self.catchup_bytes else 0))
 
 
 # ---- process clusters ------------------------------------------------------------------------
@@ -249,15 +258,18 @@ def failover(trials: int, base: str | None, tick: Callable[[str], None],
 
 # ---- catch-up ---------------------------------------------------------------------------------
 def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
-             timeout_s: float = 1800.0) -> dict:
+             snapshot_entries: int = NO_SNAPSHOT, timeout_s: float = 1800.0) -> dict:
     """Fill a durable 3-member cluster with ``plan.catchup_bytes`` of 1 KiB commands (batched),
-    then add a 4th member and time until it is a voter that applied the leader's commit
-    index. ``snapshot_used``: the new member installed a snapshot from the leader."""
-    tick(f"catch-up of {plan.catchup_bytes / 2**20:g} MiB")
+    its members snapshotting every ``snapshot_entries`` entries, then add a 4th member and time
+    until it is a voter that applied the leader's commit index. ``snapshot_used``: the new
+    member installed a snapshot from the leader."""
+    way = "replication" if snapshot_entries == NO_SNAPSHOT else \
+        f"snapshot every {snapshot_entries} entries"
+    tick(f"catch-up of {plan.catchup_bytes / 2**20:g} MiB ({way})")
     size, batch = 1024, 256
     calls = max(1, math.ceil(plan.catchup_bytes / (size * batch)))
     directory = tempfile.mkdtemp(prefix="catchup-", dir=base)
-    extra = ["--snapshot-entries", str(plan.catchup_snapshot_entries)]
+    extra = ["--snapshot-entries", str(snapshot_entries)]
     newcomer = None
     try:
         with member_cluster(directory, extra) as (peers, members):
@@ -280,19 +292,22 @@ def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
             newcomer.stop()
         shutil.rmtree(directory, ignore_errors=True)
     filled_bytes = filled["writes"] * size
+    replicated = commit - status["snapshot_index"]  # entries the newcomer got by replication
     return {
         "bytes": filled_bytes,
         "entries": filled["writes"],
         "fill_writes_per_s": filled["writes_per_s"],
         "seconds": seconds,
-        "mb_per_s": filled_bytes / seconds / 1e6,
+        "replicated_entries": replicated,
+        "snapshot_index": status["snapshot_index"],
+        "mb_per_s": replicated * size / seconds / 1e6,  # of the entries replicated
         "leader_commit": commit,
         "snapshot_used": status["snapshots_installed"] > 0,
-        "snapshot_entries": plan.catchup_snapshot_entries,
+        "snapshot_entries": None if snapshot_entries == NO_SNAPSHOT else snapshot_entries,
         "mode": DURABLE,
         "note": "members snapshot every snapshot_entries entries and release the log before "
-                "it: a newcomer gets the latest snapshot, then the entries after it (the full "
-                "run takes no snapshot: the newcomer replicates the whole log)",
+                "it: a newcomer gets the latest snapshot, then the entries after it (None: no "
+                "snapshot is taken, the newcomer replicates the whole log)",
     }
 
 
