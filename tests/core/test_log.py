@@ -45,3 +45,28 @@ def test_entries_are_a_contiguous_prefix_within_the_budget(stored, unstable, lo,
     expected = [b"x" * 100 if i <= stored * 10 else b"y" * 100
                 for i in range(lo, batch.last_index + 1)]
     assert [bytes(p) for p in batch.payloads()] == expected
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=40), st.data())
+def test_compaction_keeps_exactly_the_entries_after_the_snapshot(sizes, data):
+    """``MemoryLogStorage.create_snapshot`` releases every entry up to the snapshot, whether
+    the cut falls on a batch boundary, inside a batch or at the last entry, and keeps the
+    rest readable (one cut over the batch list: it used to pop them one at a time)."""
+    from pyraft.core import Configuration
+
+    storage = MemoryLogStorage(Configuration(frozenset({1})))
+    first = 1
+    for n in sizes:
+        storage.append(encode_entries(first, 1, [b"%d" % i for i in range(first, first + n)]))
+        first += n
+    last = first - 1
+    cuts = sorted(data.draw(st.lists(st.integers(0, last), min_size=1, max_size=3)))
+    for index in cuts:
+        storage.create_snapshot(index, b"state", Configuration(frozenset({1})))
+        assert storage.first_index() == index + 1
+        assert storage.last_index() == last
+        if index < last:
+            entries = storage.entries(index + 1, last + 1)
+            assert [bytes(p) for p in entries.payloads()] == [
+                b"%d" % i for i in range(index + 1, last + 1)]
+        assert storage.term(index) == (1 if index else 0)

@@ -128,9 +128,14 @@ class MemoryLogStorage:
     def compact(self, index: int) -> None:
         """Release entries up to ``index``; never past the snapshot, which must cover them."""
         index = min(index, self._snapshot.meta.index)
-        while self._batches and self._batches[0].last_index <= index:
-            self._batches.pop(0)
-            self._starts.pop(0)
+        # batches are contiguous: those starting at or before ``index`` all end at or before
+        # it but the last, which may straddle it; one cut, not one pop(0) per batch (that
+        # was quadratic: 50,000 one-entry batches took ~0.2 s, long enough to lose the lead)
+        cut = bisect.bisect_right(self._starts, index)
+        if cut and self._batches[cut - 1].last_index > index:
+            cut -= 1
+        del self._batches[:cut]
+        del self._starts[:cut]
         if self._batches and self._starts[0] <= index:
             self._batches[0] = self._batches[0].slice(index + 1, self._batches[0].last_index + 1)
             self._starts[0] = index + 1
