@@ -170,17 +170,33 @@ def fdatasync_ms(directory: str, count: int = 200, size: int = 4096) -> float:
     return statistics.median(costs) * 1e3
 
 
+def _start_listener(script: str, *args: str) -> tuple[subprocess.Popen, int]:
+    """A helper process running ``script`` (it prints the port it listens on first)."""
+    process = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        return process, int(process.stdout.readline())
+    except BaseException:  # it died before listening: leave nothing behind
+        process.kill()
+        process.wait(10)
+        process.stdout.close()
+        raise
+
+
+def _connect(port: int, timeout_s: float) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return connection
+
+
 def loopback_rtt_ms(count: int = 2000, timeout_s: float = 30.0) -> float:
     """Median milliseconds of a one-byte TCP round trip on 127.0.0.1 to another process."""
     if count < 1:
         raise ValueError(f"count must be >= 1, not {count!r}")
-    server = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE,
-                              text=True)
+    server, port = _start_listener(_ECHO_SERVER)
     try:
-        port = int(server.stdout.readline())
         costs = []
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as connection:
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with _connect(port, timeout_s) as connection:
             for _ in range(count):
                 started = time.perf_counter()
                 connection.sendall(b"x")
@@ -203,14 +219,9 @@ def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 3
     fd, path = tempfile.mkstemp(prefix="floor-", dir=directory)
     try:
         for i in range(2):
-            members.append(subprocess.Popen(
-                [sys.executable, "-c", _FLOOR_MEMBER, f"{path}.{i}"],
-                stdout=subprocess.PIPE, text=True))
-        for member in members:
-            port = int(member.stdout.readline())
-            connection = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connections.append(connection)
+            member, port = _start_listener(_FLOOR_MEMBER, f"{path}.{i}")
+            members.append(member)
+            connections.append(_connect(port, timeout_s))
         os.posix_fallocate(fd, 0, 1 << 22)
         os.fsync(fd)
         message = os.urandom(64)

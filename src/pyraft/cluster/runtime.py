@@ -816,19 +816,11 @@ class RaftCluster:
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
-        sent = self.metrics.messages_sent
-        transport = self.transport
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
-            for message in rd.messages:
-                sent.inc(1, (message.dst,))
-                transport.send(message)
-            transport.flush()
+            self._send_now(rd.messages)
         await self._persist(rd)
         if rd.persisted_messages:  # answers go out before this member applies
-            for message in rd.persisted_messages:
-                sent.inc(1, (message.dst,))
-                transport.send(message)
-            transport.flush()
+            self._send_now(rd.persisted_messages)
         if rd.committed:
             self._apply(rd)
         for state in rd.read_states:
@@ -848,6 +840,14 @@ class RaftCluster:
         self._update_peers()
         self._resolve_waiters()
         self.metrics.after_ready(self, time.perf_counter() - started)
+
+    def _send_now(self, messages: list) -> None:
+        sent = self.metrics.messages_sent
+        transport = self.transport
+        for message in messages:
+            sent.inc(1, (message.dst,))
+            transport.send(message)
+        transport.flush()
 
     async def _persist(self, rd: Ready) -> None:
         storage = self.storage

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from pyraft.core.messages import Snapshot
-from pyraft.core.storage import LogStorage, _limit
+from pyraft.core.storage import LogStorage, limit_bytes
 from pyraft.errors import LogCompactedError, LogUnavailableError, invariant
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 
@@ -105,7 +105,7 @@ class RaftLog:
                 parts.append(batch.slice(lo, hi))
         batch = concat_batches(parts) if len(parts) != 1 else parts[0]
         if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
-            batch = _limit(batch, max_bytes)
+            batch = limit_bytes(batch, max_bytes)
         return batch
 
     def terms(self, lo: int, hi: int) -> np.ndarray:

@@ -745,9 +745,7 @@ class RaftNode:
         with nothing new to receive learns it from the next append, or from an empty one at
         the next tick, rather than from a message of its own now. That saves a message and
         its answer per follower per commit: with one write in flight, most of the work."""
-        for member in sorted(self.progress):
-            if member != self.id:
-                self._send_append(member, send_if_empty=False)
+        self._broadcast_append(send_if_empty=False)
         self._commit_unsent = True
 
     def _send_commit(self) -> None:
@@ -759,10 +757,10 @@ class RaftNode:
             if member != self.id and sent.get(member, 0) < committed:
                 self._send_append(member)
 
-    def _broadcast_append(self) -> None:
+    def _broadcast_append(self, send_if_empty: bool = True) -> None:
         for member in sorted(self.progress):
             if member != self.id:
-                self._send_append(member)
+                self._send_append(member, send_if_empty)
 
     def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]

@@ -91,7 +91,7 @@ class MemoryLogStorage:
             position += 1
         batch = concat_batches(parts)
         if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
-            batch = _limit(batch, max_bytes)
+            batch = limit_bytes(batch, max_bytes)
         return batch
 
     def snapshot(self) -> Snapshot:
@@ -151,7 +151,7 @@ class MemoryLogStorage:
         return self._batches[bisect.bisect_right(self._starts, index) - 1]
 
 
-def _limit(batch: EntryBatch, max_bytes: int) -> EntryBatch:
+def limit_bytes(batch: EntryBatch, max_bytes: int) -> EntryBatch:
     """The longest prefix of ``batch`` within ``max_bytes`` (always at least one entry)."""
     count = int(np.searchsorted(batch.offsets, max_bytes, side="right")) - 1
     return batch.slice(batch.first_index, batch.first_index + max(count, 1))

@@ -24,6 +24,7 @@ import numpy as np
 
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
+from pyraft.core.storage import limit_bytes
 from pyraft.errors import (
     CorruptStateError,
     LogCompactedError,
@@ -174,8 +175,7 @@ class DurableLogStorage:
                 break
         batch = parts[0] if len(parts) == 1 else concat_batches(parts)
         if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
-            keep = max(1, int(np.searchsorted(batch.offsets, max_bytes, side="right")) - 1)
-            batch = batch.slice(batch.first_index, batch.first_index + keep)
+            batch = limit_bytes(batch, max_bytes)
         return batch
 
     def _remember(self, batch: EntryBatch) -> None:
