@@ -11,7 +11,6 @@ cdef class EntryBatch:
     cdef readonly object kinds
     cdef readonly object offsets
     cdef Py_ssize_t _n
-    cdef object _view
 
     cdef object _memoryview(self)
     cdef Py_ssize_t _position(self, index) except -1

@@ -190,6 +190,8 @@ cdef inline void _write_header(unsigned char *h, uint32_t length, uint8_t kind, 
     rc_put32(h, crc32c_update(0, h + 4, HDR - 4))
 
 
+@cython.no_gc  # holds bytes, numpy arrays and views of them: it can close no reference cycle,
+# and a log of millions of batches must not make every full collection walk them all
 cdef class EntryBatch:
     """A validated, contiguous run of log entries stored as one buffer of records.
 
@@ -214,7 +216,6 @@ cdef class EntryBatch:
         self.kinds = kinds
         self.offsets = offsets
         self._n = len(terms)
-        self._view = None
 
     def __len__(self):
         return self._n
@@ -236,16 +237,19 @@ cdef class EntryBatch:
         return int(self.terms[self._n - 1])
 
     cdef object _memoryview(self):
-        if self._view is None:
-            self._view = memoryview(self.buffer).cast("B")
-        return self._view
+        # made on demand, never kept: a view is an object the garbage collector tracks, and a
+        # log keeps its batches for long (see the class's no_gc)
+        if type(self.buffer) is bytes:
+            return memoryview(self.buffer)
+        return memoryview(self.buffer).cast("B")
 
     @property
     def data(self):
         """The records as a memoryview (zero-copy): what goes into a WAL segment or a message."""
-        if self.base == 0 and self.nbytes == len(self._memoryview()):
-            return self._memoryview()
-        return self._memoryview()[self.base:self.base + self.nbytes]
+        view = self._memoryview()
+        if self.base == 0 and self.nbytes == len(view):
+            return view
+        return view[self.base:self.base + self.nbytes]
 
     def tobytes(self):
         """The records as ``bytes`` (no copy when the batch spans all of a ``bytes`` buffer)."""
@@ -374,7 +378,16 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
             _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>terms.data,
                         <uint8_t *>kinds.data, <uint64_t *>offsets.data)
         first = s.first_index if s.count or expected_first_index else 1
-        batch = EntryBatch(data, 0, s.end, first, terms, kinds, offsets)
+        buffer, base = data, 0
+        if type(data) is memoryview and type((<memoryview>data).obj) is bytes:
+            # keep the bytes, not the view: a view is a tracked object (see EntryBatch)
+            owner = (<memoryview>data).obj
+            base = <const char *>view.buf - PyBytes_AS_STRING(owner)
+            if 0 <= base and base + view.len <= PyBytes_GET_SIZE(owner):
+                buffer = owner
+            else:  # cannot happen for a contiguous view of bytes; keep the view then
+                base = 0
+        batch = EntryBatch(buffer, base, s.end, first, terms, kinds, offsets)
         return batch, s.end, error
     finally:
         PyBuffer_Release(&view)

@@ -211,6 +211,37 @@ def test_payloads_from_any_buffer(fr):
     assert [bytes(p) for p in batch.payloads()] == [b"ab", b"cde", b"\x00\x01\x02"]
 
 
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=8), st.binary(max_size=9),
+       st.binary(max_size=9), st.sampled_from([bytes, bytearray]))
+def test_a_batch_decoded_from_a_view_reads_the_same_bytes(payloads, head, tail, kind):
+    """Decoding from a view into a larger buffer (as the codec does with a message body) gives
+    the payloads and records of that view, whatever the offset and the owner's type."""
+    for fr in implementations("framing"):
+        records = fr.encode_entries(3, 2, payloads).tobytes()
+        owner = kind(head + records + tail)
+        batch = fr.decode_entries(memoryview(owner)[len(head):len(head) + len(records)], 3)
+        assert [bytes(p) for p in batch.payloads()] == payloads
+        assert [bytes(e[3]) for e in batch] == payloads
+        assert bytes(batch.data) == batch.tobytes() == records
+        assert bytes(batch.slice(4, 99).data) == fr.encode_entries(4, 2, payloads[1:]).tobytes()
+
+
+@pytest.mark.skipif(USE_TWINS, reason="the pure-Python twins are ordinary tracked objects")
+def test_compiled_batches_cost_the_garbage_collector_nothing():
+    """A log keeps its batches for long; a full collection must not walk each of them. The
+    compiled batch is untracked and keeps no view: decoded from a view of bytes, it keeps the
+    bytes (a view is a tracked object)."""
+    import gc
+
+    body = b"head" + raftcore.framing.encode_entries(7, 1, [b"a", b"bc"]).tobytes()
+    batch = raftcore.framing.decode_entries(memoryview(body)[4:], 7)
+    batch.payloads(), batch.payload(1), list(batch), batch.data  # noqa: B018 (views made)
+    assert not gc.is_tracked(batch)
+    assert batch.buffer is body and batch.base == 4
+    assert all(not gc.is_tracked(field) for field in
+               (batch.buffer, batch.terms, batch.kinds, batch.offsets))
+
 def test_slice_concat_and_lookup(fr):
     payloads = [bytes([i]) * i for i in range(20)]
     batch = fr.encode_entries(100, [1] * 10 + [2] * 10, payloads)
