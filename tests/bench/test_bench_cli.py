@@ -323,6 +323,44 @@ def test_reference_costs_are_positive(tmp_path):
         machine.fdatasync_ms(str(tmp_path), count=0)
     with pytest.raises(ValueError):
         machine.replication_floor_ms(str(tmp_path), count=0)
+    with pytest.raises(ValueError):
+        machine.replication_floor_ms(str(tmp_path), count=1, work_us=-1)
+
+
+def test_floor_work_lies_on_the_write_path(tmp_path):
+    # 2 ms of work per member per write: the writer's 1 ms before it sends and 1 ms after the
+    # first answer, the answering member's 2 ms before it writes: at least 4 ms per write
+    assert machine.replication_floor_ms(str(tmp_path), count=3, work_us=2000) >= 4.0
+    assert os.listdir(tmp_path) == []
+
+
+def test_work_budget_is_interpolated_where_the_floor_crosses_the_bound():
+    curve = {0.0: 0.1, 25.0: 0.2, 50.0: 0.4, 75.0: 0.8}
+    calls = []
+
+    def floor(directory, count, work_us):
+        calls.append(work_us)
+        return curve[work_us]
+
+    found = machine.work_budget_us("unused", 0.3, floor=floor)
+    assert found["work_budget_us"] == pytest.approx(37.5)  # 25 + 25 * (0.3 - 0.2) / 0.2
+    assert found["points"] == [[0.0, 0.1], [25.0, 0.2], [50.0, 0.4]] and calls == [0, 25, 50]
+    assert machine.work_budget_us("unused", 0.05, floor=floor)["work_budget_us"] == 0.0
+    assert machine.work_budget_us("unused", 5.0, floor=floor, steps_max=3)[
+        "work_budget_us"] is None  # never crossed within the steps allowed
+    with pytest.raises(ValueError):
+        machine.work_budget_us("unused", 0.0, floor=floor)
+
+
+def test_process_cpu_time_grows_with_work():
+    before = machine.process_cpu_s(os.getpid())
+    until = time.process_time() + 0.05
+    while time.process_time() < until:
+        pass
+    after = machine.process_cpu_s(os.getpid())
+    assert before is not None and after is not None
+    assert sum(after) - sum(before) >= 0.03  # clock ticks are 10 ms: most of the 50 ms
+    assert machine.process_cpu_s(2**22 + 7) is None  # no such process
 
 
 def test_progress_bar_counts_steps():
@@ -363,6 +401,12 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     assert facts["cores"] >= 1 and facts["kernel"] and facts["python"].startswith("CPython")
     assert facts["disk"]["filesystem"] and facts["memory_bytes"] > 0
     assert result["reference"]["fdatasync_4k_ms"] > 0 < result["reference"]["loopback_rtt_ms"]
+    budget = result["latency_budget"]
+    assert budget["bound_ms"] == pytest.approx(2 * (result["reference"]["fdatasync_4k_ms"]
+                                                    + result["reference"]["loopback_rtt_ms"]))
+    assert budget["points"][0][0] == 0 and budget["points"][0][1] > 0
+    assert result["reference"]["work_budget_us"] == budget["work_budget_us"]
+    assert "latency budget:" in done.stdout
     cluster = result["cluster"]
     loads = [*cluster["throughput"], *cluster["latency"], *cluster["peak"], *cluster["reads"]]
     assert len(cluster["throughput"]) == 5 and len(cluster["latency"]) == 2
@@ -373,6 +417,10 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
         stats.check_result(load)
         assert load["writes"] > 0 and load["writes_per_s"] > 0 and load["elapsed_s"] > 0
         assert load["latency_ms"]["p50"] > 0 and load["series"]
+    for load in [*cluster["throughput"][:1], *cluster["peak"]]:  # engine loads: CPU per write
+        cpu = load["cpu_us_per_write"]
+        assert cpu["leader"]["user"] > 0 and len(cpu["followers"]) == 2
+        assert all(f["user"] >= 0 and f["system"] >= 0 for f in cpu["followers"])
     assert cluster["failover"]["trials"] == 2 and cluster["failover"]["median_ms"] > 0
     [catchup] = cluster["catchup"]  # the quick plan: one catch-up, snapshots every 4096
     assert catchup["bytes"] >= 4 << 20 and catchup["seconds"] > 0

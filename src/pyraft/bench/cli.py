@@ -124,10 +124,17 @@ def run(args: argparse.Namespace) -> int:
         if do_cluster:
             progress.tick("references: fdatasync, loopback round trip, replication floor")
             count = 50 if args.quick else 500
-            result["reference"] = {
+            reference = result["reference"] = {
                 "fdatasync_4k_ms": machine.fdatasync_ms(base, count),
                 "loopback_rtt_ms": machine.loopback_rtt_ms(count * 10),
                 "replication_floor_ms": machine.replication_floor_ms(base, count * 4)}
+            # goal 3's bound, and how much CPU per member per write it leaves an engine
+            bound_ms = report.LATENCY_RATIO * (reference["fdatasync_4k_ms"]
+                                               + reference["loopback_rtt_ms"])
+            budget = result["latency_budget"] = _guarded(
+                errors, "latency budget", lambda: machine.work_budget_us(base, bound_ms,
+                                                                         count * 4))
+            reference["work_budget_us"] = budget.get("work_budget_us")
             cluster: dict = {"throughput": [], "latency": [], "peak": [], "reads": []}
             for mode in (workloads.DURABLE, workloads.MEMORY):
                 got = _guarded(errors, f"engine {mode}", lambda m=mode: workloads.engine_workloads(

@@ -10,8 +10,13 @@ durable write costs three processes with no consensus logic at all: this process
 bytes to two others over TCP on 127.0.0.1 and writes + fdatasyncs its own copy; each of the
 others writes + fdatasyncs and answers one byte; the write counts as done at the first
 answer (a majority of three), and the next one starts after the second (one in flight). It
-is the floor any 3-member engine meets on this machine and disk. All clean up after
-themselves.
+is the floor any 3-member engine meets on this machine and disk. With ``work_us`` each of the
+three also spends that much CPU (a busy loop) per write where an engine does its work: the
+others before they write, the writer half before it sends and half after the first answer.
+``work_budget_us`` finds, from such runs, how much work per member per write still keeps the
+floor within a latency bound: what the bound leaves an engine for everything it does.
+``process_cpu_s`` reads a process's CPU time (user and system), to set an engine's cost per
+write beside that budget. All clean up after themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 _ECHO_SERVER = """
 import socket, sys
@@ -39,8 +45,9 @@ while data := connection.recv(64):
 """
 
 _FLOOR_MEMBER = """
-import os, socket, sys
-path = sys.argv[1]
+import os, socket, sys, time
+path, work_s = sys.argv[1], float(sys.argv[2]) / 1e6
+clock = time.perf_counter
 server = socket.create_server(("127.0.0.1", 0))
 print(server.getsockname()[1], flush=True)
 server.settimeout(30)
@@ -58,6 +65,9 @@ try:
             if not data:
                 sys.exit(0)
             message += data
+        until = clock() + work_s
+        while clock() < until:
+            pass
         os.pwrite(fd, message, offset % (1 << 22))
         offset += 64
         os.fdatasync(fd)
@@ -210,16 +220,27 @@ def loopback_rtt_ms(count: int = 2000, timeout_s: float = 30.0) -> float:
     return statistics.median(costs) * 1e3
 
 
-def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 30.0) -> float:
+def _busy(seconds: float) -> None:
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 30.0,
+                         work_us: float = 0.0) -> float:
     """Median milliseconds of one durable write among three processes with no consensus
-    logic (see the module docstring): the floor of a 3-member engine's one-write latency."""
+    logic (see the module docstring): the floor of a 3-member engine's one-write latency.
+    ``work_us``: CPU each process spends per write, as an engine would (0: none)."""
     if count < 1:
         raise ValueError(f"count must be >= 1, not {count!r}")
+    if not 0.0 <= work_us <= 1e6:
+        raise ValueError(f"work_us must be in [0, 1e6], not {work_us!r}")
+    half_s = work_us / 2e6
     members, connections = [], []
     fd, path = tempfile.mkstemp(prefix="floor-", dir=directory)
     try:
         for i in range(2):
-            member, port = _start_listener(_FLOOR_MEMBER, f"{path}.{i}")
+            member, port = _start_listener(_FLOOR_MEMBER, f"{path}.{i}", repr(work_us))
             members.append(member)
             connections.append(_connect(port, timeout_s))
         os.posix_fallocate(fd, 0, 1 << 22)
@@ -228,6 +249,7 @@ def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 3
         costs = []
         for i in range(count):
             started = time.perf_counter()
+            _busy(half_s)
             for connection in connections:
                 connection.sendall(message)
             os.pwrite(fd, message, (i * 64) % (1 << 22))
@@ -235,6 +257,7 @@ def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 3
             answered, _, _ = select.select(connections, [], [], timeout_s)
             if not answered:
                 raise TimeoutError("no member answered within the timeout")
+            _busy(half_s)
             costs.append(time.perf_counter() - started)
             for connection in connections:  # both answers, before the next write
                 if not connection.recv(1):
@@ -252,3 +275,42 @@ def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 3
         os.close(fd)
         os.unlink(path)
     return statistics.median(costs) * 1e3
+
+
+def work_budget_us(directory: str, bound_ms: float, count: int = 2000, step_us: float = 25.0,
+                   steps_max: int = 12, floor: Callable[..., float] | None = None) -> dict:
+    """The CPU per member per write (``work_us`` of ``replication_floor_ms``) at which the
+    floor's median reaches ``bound_ms``: ``{"bound_ms", "points": [[work_us, p50_ms], ...],
+    "work_budget_us"}``. Work grows by ``step_us`` until the median passes the bound (at most
+    ``steps_max`` steps); the budget is interpolated between the last two points, 0 when the
+    floor alone is over the bound, None when ``steps_max`` steps stay under it. ``floor``
+    measures one point (default: ``replication_floor_ms``)."""
+    if bound_ms <= 0 or step_us <= 0 or steps_max < 1:
+        raise ValueError("bound_ms and step_us must be > 0 and steps_max >= 1")
+    floor = floor or replication_floor_ms
+    points: list[list[float]] = []
+    budget: float | None = None
+    for step in range(steps_max + 1):
+        work = step * step_us
+        points.append([work, floor(directory, count, work_us=work)])
+        if points[-1][1] > bound_ms:
+            if step == 0:
+                budget = 0.0
+            else:
+                (w0, p0), (w1, p1) = points[-2], points[-1]
+                budget = w0 + (w1 - w0) * (bound_ms - p0) / (p1 - p0)
+            break
+    return {"bound_ms": bound_ms, "points": points, "work_budget_us": budget}
+
+
+def process_cpu_s(pid: int) -> tuple[float, float] | None:
+    """``(user, system)`` CPU seconds process ``pid`` has used (None where /proc cannot
+    tell). The user part is what compares with ``work_us``: the floor's processes make the
+    same kinds of system calls."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+    except (OSError, IndexError, ValueError):
+        return None

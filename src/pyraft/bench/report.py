@@ -17,6 +17,8 @@ THROUGHPUT_GOAL_PER_S = 100_000
 THROUGHPUT_PEER_RATIO = 20.0
 PEAK_PEER_RATIO = 10.0
 LATENCY_RATIO = 2.0
+#: goal 3's workload: one 16-byte write in flight, durable, through the engine's API
+ONE_WRITE_DURABLE = {"kind": "closed", "size": 16, "inflight": 1, "rate": None, "journal": True}
 FAILOVER_MEDIAN_TIMEOUTS = 2.0
 FAILOVER_WORST_TIMEOUTS = 4.0
 
@@ -90,8 +92,7 @@ def goals(report: dict) -> list[dict]:
 
     text = ("3. one write in flight, durable: commit latency p50 <= 2x (one raw fdatasync + "
             "one loopback round trip), same run")
-    ours = pyraft_for({"kind": "closed", "size": 16, "inflight": 1, "rate": None,
-                       "journal": True}, cluster)
+    ours = pyraft_for(ONE_WRITE_DURABLE, cluster)
     sync_ms, rtt_ms = reference.get("fdatasync_4k_ms"), reference.get("loopback_rtt_ms")
     if ours is None or sync_ms is None or rtt_ms is None:
         out.append(_unmeasured(text, "the workload or a reference did not run"))
@@ -102,6 +103,10 @@ def goals(report: dict) -> list[dict]:
         floor = reference.get("replication_floor_ms")
         if floor:  # context: the same write among three processes with no consensus logic
             figures.update(replication_floor_ms=floor, p50_over_floor=p50 / floor)
+        if reference.get("work_budget_us") is not None:  # what the bound leaves per member
+            figures["work_budget_us"] = reference["work_budget_us"]
+        if ours.get("cpu_us_per_write"):  # what pyraft's members spent per write
+            figures["cpu_us_per_write"] = ours["cpu_us_per_write"]
         out.append(_goal(text, _met(p50 <= LATENCY_RATIO * bound), figures, p50 / bound))
 
     text = "4. failover: median < 2x the upper election timeout, worst < 4x"
@@ -189,6 +194,19 @@ def summary(report: dict) -> str:
     if reference:
         parts.append("reference: " + ", ".join(f"{k} {_number(v, 4)}"
                                                 for k, v in reference.items()))
+    budget = report.get("latency_budget") or {}
+    if budget.get("points"):
+        line = ("latency budget: the replication floor with W us of CPU per member per write: "
+                + ", ".join(f"W={w:g}: {p50:.3f} ms" for w, p50 in budget["points"])
+                + f"; goal 3's bound {budget['bound_ms']:.3f} ms leaves W = "
+                + _number(budget.get("work_budget_us")) + " us")
+        one = pyraft_for(ONE_WRITE_DURABLE, report.get("cluster", {}))
+        cpu = one.get("cpu_us_per_write") if one else None
+        if cpu:
+            line += ("; pyraft at one write in flight spent (user us per write) leader "
+                     f"{cpu['leader']['user']:.0f} (with the load generator), followers "
+                     + " / ".join(f"{f['user']:.0f}" for f in cpu["followers"]))
+        parts.append(line)
     for name, entry in report.get("peers", {}).items():
         if "skipped" in entry:
             parts.append(f"peer {name}: skipped ({entry['skipped']})")

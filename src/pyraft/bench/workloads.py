@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyraft.bench import machine
 from pyraft.bench.stats import check_result
 from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for
 
@@ -128,6 +129,7 @@ def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int 
         current.control.settimeout(timeout_s)
         answer = current.call(op, **fields)
         if answer.get("ok"):
+            answer["member"] = current.id
             return answer
         if answer.get("error") != "NotLeaderError":
             break
@@ -135,9 +137,29 @@ def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int 
 
 
 def _load(members: list[Member], duration_s: float, **fields) -> dict:
+    """One load on the leader (the load generator runs in its process), with the CPU each
+    member spent per write during it: ``cpu_us_per_write`` = ``{"leader": {"user",
+    "system"}, "followers": [...]}`` (None where the CPU time cannot be read)."""
+    before = {m.id: machine.process_cpu_s(m.process.pid) for m in members}
     answer = call_leader(members, "load", timeout_s=duration_s + 90, duration_s=duration_s,
                          **fields)
-    return check_result(answer["result"])
+    result = check_result(answer["result"])
+    result["cpu_us_per_write"] = _cpu_per_write(members, before, answer["member"],
+                                                result["writes"])
+    return result
+
+
+def _cpu_per_write(members: list[Member], before: dict, leader_id: int, writes: int
+                   ) -> dict | None:
+    spent: dict[int, dict] = {}
+    for member in members:
+        start, end = before.get(member.id), machine.process_cpu_s(member.process.pid)
+        if start is None or end is None or writes < 1:
+            return None
+        spent[member.id] = {"user": (end[0] - start[0]) / writes * 1e6,
+                            "system": (end[1] - start[1]) / writes * 1e6}
+    return {"leader": spent[leader_id],
+            "followers": [cpu for member, cpu in spent.items() if member != leader_id]}
 
 
 def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[str], None],
