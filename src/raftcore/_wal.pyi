@@ -1,5 +1,5 @@
 import os
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,7 @@ SEGMENT_HEADER_BYTES: Final[int]
 SEGMENT_MAGIC: Final[bytes]
 SEGMENT_VERSION: Final[int]
 SYNC_POLICIES: Final[tuple[str, ...]]
+RELEASED_SUFFIX: Final[str]
 
 def encode_segment_header(cluster_id: int, first_index: int) -> bytes: ...
 def decode_segment_header(data: bytes, path: str) -> tuple[int, int]: ...
@@ -27,6 +28,12 @@ class RecoveryReport:
     repaired: list[str]
     seconds: float
 
+class _SegmentDeleter(Protocol):
+    """Removes released segments later, in the order given (``WriteAheadLog.deleter``)."""
+
+    def delete(self, path: str) -> None: ...
+    def wait(self) -> None: ...
+
 class WriteAheadLog:
     """Segmented, checksummed log of entry batches (see ``raftcore._wal``)."""
 
@@ -38,6 +45,7 @@ class WriteAheadLog:
     zero_fill: Final[bool]
     payload_bytes_max: Final[int]
     recovery: Final[RecoveryReport]
+    deleter: _SegmentDeleter | None
 
     def __init__(
         self,

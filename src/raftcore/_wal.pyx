@@ -61,6 +61,9 @@ SEGMENT_HEADER_BYTES = 64
 SEGMENT_MAGIC = b"RAFTWAL\x00"
 SEGMENT_VERSION = 1
 SYNC_POLICIES = ("always", "interval", "never")
+#: a released segment renamed with this suffix is no longer part of the log: a deleter
+#: renames before it deletes, and recovery removes what a crash left behind
+RELEASED_SUFFIX = ".released"
 
 cdef enum:
     HDR = 64
@@ -181,6 +184,16 @@ cdef class WriteAheadLog:
     thread may run ``sync()`` concurrently with appends (group commit: the runtime appends on
     its event loop and syncs in a worker). ``durable_index`` only covers appends that had
     completed when the sync began.
+
+    ``deleter``: None (segments released by ``release_prefix`` are deleted at once), or an
+    object whose ``delete(path)`` takes each released segment's path, oldest first, once its
+    file is closed, and removes them from the log in that order later, by renaming each with
+    ``RELEASED_SUFFIX`` before it deletes it (deleting a 64 MiB segment costs ~13 ms on a disk
+    mounted with online discard, and slows every fdatasync on that disk while the blocks are
+    discarded: a deleter spreads that out); its ``wait()`` returns once no path handed over
+    is left under its name. A crash can leave segments not yet renamed, an older contiguous
+    prefix covered by a snapshot (recovery keeps them and the owner releases them again),
+    and renamed ones, which recovery removes. ``reset`` and ``close`` wait for the deleter.
     """
 
     cdef readonly str directory
@@ -191,6 +204,7 @@ cdef class WriteAheadLog:
     cdef readonly bint zero_fill
     cdef readonly uint64_t payload_bytes_max
     cdef readonly object recovery
+    cdef public object deleter
     cdef list _segments
     cdef object _index
     cdef uint64_t _next_index       # index the next append must carry
@@ -225,6 +239,7 @@ cdef class WriteAheadLog:
         self._next_seq = 0
         self._closed = False
         self._dirty = False
+        self.deleter = None
         os.makedirs(self.directory, exist_ok=True)
         self.recovery = self._recover(repair)
         self._written = self._durable = self._next_index - 1
@@ -384,9 +399,18 @@ cdef class WriteAheadLog:
                 raise ValueError("prev_term is required to release past the last index")
             self.reset(index + 1, prev_term)
             return
+        deleter = self.deleter
+        released = False
         while len(self._segments) > 1 and (<_Segment>self._segments[0]).last_index <= index:
-            self._delete_segment(self._segments.pop(0))
-        _fsync_directory(self.directory)
+            seg = <_Segment>self._segments.pop(0)
+            released = True
+            if deleter is None:
+                self._delete_segment(seg)
+            else:
+                os.close(seg.fd)
+                deleter.delete(seg.path)
+        if released and deleter is None:
+            _fsync_directory(self.directory)
         first_kept = (<_Segment>self._segments[0]).first_index
         if first_kept > self._index.first_index:
             self._index.release_prefix(first_kept - 1)
@@ -397,6 +421,8 @@ cdef class WriteAheadLog:
         self._require_open()
         if next_index < 1:
             raise ValueError("next_index must be >= 1")
+        if self.deleter is not None:  # no released segment may outlive the log they preceded
+            self.deleter.wait()
         for seg in self._segments:
             self._delete_segment(seg)
         self._segments = []
@@ -486,6 +512,8 @@ cdef class WriteAheadLog:
         if self._closed:
             return
         try:
+            if self.deleter is not None:
+                self.deleter.wait()
             if self._dirty and self.sync_policy != "never" and self._segments:
                 seg = self._segments[-1]
                 _check(rc_datasync((<_Segment>seg).fd), "fdatasync", seg.path)
@@ -578,7 +606,8 @@ cdef class WriteAheadLog:
         report = RecoveryReport()
         names = sorted(os.listdir(self.directory))
         for name in names:
-            if name.endswith(".wal.tmp"):  # a segment whose creation did not finish
+            # a segment whose creation did not finish, or one released and being deleted
+            if name.endswith(".wal.tmp") or name.endswith(".wal" + RELEASED_SUFFIX):
                 os.unlink(os.path.join(self.directory, name))
         paths = [os.path.join(self.directory, n) for n in names if n.endswith(".wal")]
         expected = 0

@@ -7,6 +7,7 @@ from raftcore._select import _MISSING
 
 try:
     from raftcore._wal import (
+        RELEASED_SUFFIX,
         SEGMENT_HEADER_BYTES,
         SEGMENT_MAGIC,
         SEGMENT_VERSION,
@@ -22,6 +23,7 @@ IMPLEMENTATION: str = "compiled"
 
 __all__ = [
     "IMPLEMENTATION",
+    "RELEASED_SUFFIX",
     "SEGMENT_HEADER_BYTES",
     "SEGMENT_MAGIC",
     "SEGMENT_VERSION",

@@ -322,3 +322,64 @@ def test_a_read_with_a_byte_budget_is_the_longest_prefix_within_it(tmp_path_fact
         expected = max(1, sum(1 for end in ends if end <= max_bytes))
         assert len(batch) == expected
         assert batch.tobytes() == whole.slice(lo, lo + expected).tobytes()
+
+
+class HoldingDeleter:
+    """A deleter that deletes nothing until told: released segments stay on disk."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+        self.waits = 0
+
+    def delete(self, path):
+        self.paths.append(path)
+
+    def wait(self):
+        self.waits += 1
+
+
+def test_released_segments_go_to_the_deleter_oldest_first(tmp_path):
+    log = open_log(tmp_path)
+    for term in range(1, 30):
+        append(log, term, 5)
+    log.sync()
+    before = sorted(p for p in os.listdir(tmp_path) if p.endswith(".wal"))
+    deleter = log.deleter = HoldingDeleter()
+    log.release_prefix(100)
+    released = [os.path.basename(p) for p in deleter.paths]
+    assert released and released == before[:len(released)]  # oldest first, a prefix
+    assert all(os.path.exists(p) for p in deleter.paths)  # the log deleted none itself
+    assert log.first_index > 1 and log.first_index <= 101
+    kept = log.read(log.first_index, log.last_index + 1)
+    assert kept.first_index == log.first_index and kept.last_index == log.last_index
+    log.close()
+    assert deleter.waits == 1  # close waits for the deleter
+    # a crash before the deleter ran: the released segments are still there, and recovery
+    # reads them as the contiguous start of the log (the owner releases them again)
+    again = open_log(tmp_path)
+    assert again.first_index == 1 and again.last_index == 145
+    check_against(again, {i: (i - 1) // 5 + 1 for i in range(1, 146)})
+    again.deleter = deleter
+    again.reset(500, 7)  # a reset waits for pending deletions before it deletes the rest
+    assert deleter.waits == 2
+    again.close()
+
+
+def test_recovery_removes_segments_a_deleter_had_renamed(tmp_path):
+    from raftcore.wal import RELEASED_SUFFIX
+
+    log = open_log(tmp_path)
+    for term in range(1, 30):
+        append(log, term, 5)
+    log.sync()
+    deleter = log.deleter = HoldingDeleter()
+    log.release_prefix(100)
+    first_kept = log.first_index
+    log.close()
+    # a crash in the middle of the deleter's work: the oldest renamed, the next not yet
+    os.rename(deleter.paths[0], deleter.paths[0] + RELEASED_SUFFIX)
+    again = open_log(tmp_path)
+    assert not os.path.exists(deleter.paths[0] + RELEASED_SUFFIX)
+    assert again.first_index < first_kept  # the segments not renamed are still read
+    check_against(again, {i: (i - 1) // 5 + 1 for i in range(again.first_index, 146)})
+    again.close()

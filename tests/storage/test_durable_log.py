@@ -4,6 +4,7 @@ restarts, and turns disk failures into typed errors without losing what was dura
 from __future__ import annotations
 
 import errno
+import pathlib
 import random
 import shutil
 
@@ -105,6 +106,29 @@ def test_a_restart_after_a_snapshot_newer_than_the_log(tmp_path):
     assert (again.first_index(), again.last_index(), again.term(9)) == (10, 9, 2)
     again.close()
 
+
+
+def test_segments_a_snapshot_released_are_deleted_off_the_caller_and_again_after_a_crash(
+        tmp_path, monkeypatch):
+    storage = open_storage(tmp_path)
+    for i in range(1, 301):
+        storage.append(encode_entries(i, 1, [b"%d" % i * 20]))
+    storage.sync()
+    wal_dir = tmp_path / "wal"
+    segments = sorted(wal_dir.iterdir())
+    held = []  # a crash before the deleter ran: nothing it was handed is deleted
+    monkeypatch.setattr(storage._deleter, "delete", held.append)
+    storage.create_snapshot(250, b"state", VOTERS)
+    assert held and all(pathlib.Path(p).exists() for p in held)
+    assert [pathlib.Path(p) for p in held] == segments[:len(held)]
+    assert storage.first_index() == 251
+    storage.close()
+    again = open_storage(tmp_path)  # recovery finds them and releases them again
+    assert (again.first_index(), again.last_index()) == (251, 300)
+    assert again.entries(251, 301).payload(0).tobytes() == b"251" * 20
+    again.close()  # waits for the deleter
+    assert not any(pathlib.Path(p).exists() for p in held)
+    assert again._deleter.deleted == len(held)
 
 class FullDisk:
     """Stands in for the WAL: every write fails with ENOSPC, reads still work."""

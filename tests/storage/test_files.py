@@ -230,3 +230,39 @@ def test_read_errors_are_storage_errors(tmp_path, monkeypatch):
     with pytest.raises(StorageError) as caught:
         read_checked(path, b"TEST")
     assert caught.value.errno == errno.EIO and caught.value.path == str(path)
+
+
+def test_background_deleter_renames_first_then_deletes_in_order(tmp_path, monkeypatch):
+    from pyraft.storage.files import BackgroundDeleter
+
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"{i}.wal"
+        path.write_bytes(bytes(range(256)) * 40)  # 10,240 bytes: shrunk in 3 steps
+        paths.append(str(path))
+    events = []
+    real_rename, real_truncate, real_unlink = os.rename, os.truncate, os.unlink
+    monkeypatch.setattr(os, "rename", lambda a, b: (events.append(("rename", a)),
+                                                    real_rename(a, b)))
+    monkeypatch.setattr(os, "truncate", lambda p, n: (events.append(("truncate", p, n)),
+                                                      real_truncate(p, n)))
+    monkeypatch.setattr(os, "unlink", lambda p: (events.append(("unlink", p)), real_unlink(p)))
+    deleter = BackgroundDeleter(step_bytes=4096, pause_s=0.001)
+    for path in paths:
+        deleter.delete(path)
+    deleter.delete(str(tmp_path / "gone.wal"))  # already gone: skipped quietly
+    deleter.wait()  # every file has left its name
+    assert not any(os.path.exists(p) for p in paths)
+    deleter.close()  # and is deleted once closed
+    assert os.listdir(tmp_path) == [] and deleter.deleted == 4
+    for path in paths:  # per file: renamed, shrunk 4 KiB at a time, unlinked
+        mine = [e for e in events if e[1].startswith(path)]
+        assert mine == [("rename", path), ("truncate", path + ".released", 6144),
+                        ("truncate", path + ".released", 2048), ("unlink", path + ".released")]
+    renames = [e[1] for e in events if e[0] == "rename"]
+    assert renames == [*paths, str(tmp_path / "gone.wal")]  # in the order handed over
+    assert not deleter._thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        deleter.delete(paths[0])
+    with pytest.raises(ValueError):
+        BackgroundDeleter(step_bytes=0)

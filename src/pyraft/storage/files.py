@@ -21,6 +21,11 @@ The checksum covers the header fields as well as the payload, so any single flip
 detected; the length must match the file size exactly, so truncation and trailing bytes are
 detected too. Every defect is a ``CorruptStateError`` naming the file and the byte offset.
 
+Background deletion (``BackgroundDeleter``): released log segments are removed by a worker
+thread, in the order handed over, renamed first and then shrunk in steps, so that freeing
+64 MiB files neither stalls the member's event loop nor, through the discards it causes,
+every fdatasync on the disk.
+
 Errors: ``ENOSPC`` (and ``EDQUOT``, a full quota) become ``StorageFullError``, other
 ``OSError`` become ``StorageError``; both keep ``errno`` and the path (``storage_error``,
 ``translate_os_errors``).
@@ -28,18 +33,23 @@ Errors: ``ENOSPC`` (and ``EDQUOT``, a full quota) become ``StorageFullError``, o
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import struct
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 from pyraft.errors import CorruptStateError, StorageError, StorageFullError, invariant
 from raftcore.crc import crc32c
 
 __all__ = [
+    "BackgroundDeleter",
     "CHECKED_HEADER_BYTES",
     "CHECKED_PAYLOAD_BYTES_MAX",
     "CHECKED_VERSION",
@@ -133,6 +143,126 @@ def sync_file(fd: int) -> None:
             except OSError:
                 pass  # not supported by this file system: plain fsync below
     os.fsync(fd)
+
+
+log = logging.getLogger("pyraft.storage")
+
+
+class BackgroundDeleter:
+    """Removes files on a worker thread, in the order ``delete`` received them (the
+    ``deleter`` of ``raftcore.wal.WriteAheadLog``): each is first renamed with ``suffix``
+    (its owner removes such files when it opens; the rename is made durable before the next
+    one, so a crash keeps a suffix of the files in order), then shrunk ``step_bytes`` at a time with
+    a ``pause_s`` pause between steps, then unlinked; the directories are synced once the
+    queue is empty. Freeing a large file at once makes the file system discard all of its
+    blocks at the next journal commit, and every fdatasync on the disk waits behind that
+    (measured here: 20-70 ms syncs for a few hundred ms after deleting four 64 MiB segments;
+    with 4 MiB steps, under 10 ms).
+
+    ``wait()`` returns once no file handed over is left under its name (renames are quick);
+    ``close()`` finishes the deletions without pauses and ends the thread. A file that cannot
+    be removed is logged and skipped: whoever handed it over must tolerate that."""
+
+    def __init__(self, name: str = "pyraft-deleter", suffix: str = ".released",
+                 step_bytes: int = 4 << 20, pause_s: float = 0.005) -> None:
+        if not suffix or step_bytes < 1 or pause_s < 0:
+            raise ValueError("suffix must be set, step_bytes >= 1 and pause_s >= 0")
+        self.name = name
+        self.suffix = suffix
+        self.step_bytes = step_bytes
+        self.pause_s = pause_s
+        self._pending: collections.deque[str] = collections.deque()
+        self._named = 0  # handed over, still under their own name
+        self._busy = 0  # handed over, not yet unlinked
+        self._hurry = False
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.deleted = 0
+
+    def delete(self, path: str) -> None:
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("the deleter is closed")
+            self._pending.append(os.fspath(path))
+            self._named += 1
+            self._busy += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._condition.notify_all()
+
+    def wait(self) -> None:
+        """Return once every file handed over has left its name."""
+        with self._condition:
+            while self._named:
+                self._condition.wait()
+
+    def close(self) -> None:
+        """Delete what is left without pauses, then end the thread."""
+        with self._condition:
+            self._hurry = self._closed = True
+            self._condition.notify_all()
+            while self._busy:
+                self._condition.wait()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        directories: set[str] = set()
+        while True:
+            with self._condition:
+                while not self._pending and not self._closed:
+                    if directories:
+                        break
+                    self._condition.wait()
+                path = self._pending.popleft() if self._pending else None
+            if path is None:
+                for directory in sorted(directories):
+                    try:
+                        fsync_directory(directory)
+                    except StorageError as error:
+                        log.warning("%s", error)
+                directories.clear()
+                with self._condition:
+                    if self._closed and not self._pending:
+                        return
+                continue
+            directory = os.path.dirname(path) or "."
+            directories.add(directory)
+            released = path + self.suffix
+            try:
+                os.rename(path, released)
+                # durable before the next rename: whatever a crash keeps of the files handed
+                # over is a suffix of them in order (a log's prefix stays contiguous)
+                fsync_directory(directory)
+            except FileNotFoundError:
+                released = None
+            except (OSError, StorageError) as error:
+                log.warning("cannot rename %s (%s); it is left for recovery", path, error)
+            with self._condition:
+                self._named -= 1
+                self._condition.notify_all()
+            if released is not None:
+                self._shrink_and_unlink(released)
+            with self._condition:
+                self._busy -= 1
+                self._condition.notify_all()
+
+    def _shrink_and_unlink(self, path: str) -> None:
+        try:
+            size = os.path.getsize(path)
+            while size > self.step_bytes:
+                size -= self.step_bytes
+                os.truncate(path, size)
+                if not self._hurry:
+                    time.sleep(self.pause_s)
+            os.unlink(path)
+            self.deleted += 1
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("cannot delete %s (%s); it is left for recovery", path, error)
 
 
 def _remove_quietly(path: str) -> None:

@@ -32,12 +32,12 @@ from pyraft.errors import (
     StorageError,
     invariant,
 )
-from pyraft.storage.files import storage_error
+from pyraft.storage.files import BackgroundDeleter, storage_error
 from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore
 from raftcore import WalCorruptionError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
-from raftcore.wal import WriteAheadLog
+from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
 
 #: at most this many recent batches are kept (a read looks through them newest first)
 RECENT_BATCHES_MAX = 256
@@ -84,6 +84,10 @@ class DurableLogStorage:
             raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
         except OSError as exc:
             raise _storage_error(exc, "cannot open the write-ahead log") from exc
+        # segments a snapshot released are deleted off the caller's thread (the event loop)
+        self._deleter = BackgroundDeleter(f"pyraft-wal-deleter-{os.path.basename(self.directory)}",
+                                          suffix=RELEASED_SUFFIX)
+        self.wal.deleter = self._deleter
         self.snapshots = SnapshotStore(os.path.join(self.directory, "snapshots"),
                                        keep=snapshots_kept)
         self.state = FileHardStateStore(os.path.join(self.directory, "state"))
@@ -285,3 +289,4 @@ class DurableLogStorage:
             self.state.save(self.hard_state)
             self._saved = self.hard_state
         self.wal.close()
+        self._deleter.close()
