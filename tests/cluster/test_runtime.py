@@ -6,6 +6,7 @@ Every test fails on an unhandled exception in the event loop and on tasks left r
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 
@@ -156,6 +157,68 @@ def test_leader_changes_iterator_and_isolation():
 
     run("asyncio", body)
 
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_writes_of_a_deposed_leader_whose_entries_were_replaced_fail_in_an_idle_cluster(many):
+    """A leader cut off with writes in flight: the others elect a leader and commit; once
+    the old leader hears it, its log loses those entries and the writers hear at once that
+    the outcome is unknown, although nothing else is ever written (they used to wait for
+    the log to grow past their entries)."""
+    from pyraft.cluster import CommandOutcomeUnknownError
+
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network) as members:
+            old = await leader_of(members)
+            await old.replicate(KV.encode(Put(key="before", value=1)))
+            network.isolate(old.id)
+            if many:
+                writes = [asyncio.ensure_future(old.replicate_many(
+                    [KV.encode(Put(key=f"m{i}", value=i)) for i in range(3)]))]
+            else:
+                writes = [asyncio.ensure_future(old.replicate(KV.encode(Put(key=f"k{i}", value=i))))
+                          for i in range(3)]
+            await asyncio.sleep(0.05)  # appended by the old leader alone
+            assert not any(write.done() for write in writes)
+            others = [m for m in members if m is not old]
+            new = await leader_of(others)
+            await new.replicate(KV.encode(Put(key="after", value=2)))  # the term's entries
+            network.heal()
+            done, pending = await asyncio.wait(writes, timeout=3)
+            assert not pending, "the deposed leader's writers are still waiting"
+            for write in done:
+                with pytest.raises(CommandOutcomeUnknownError, match="replaced"):
+                    write.result()
+            assert not old.is_leader and old._proposals == collections.deque()
+            # and the new leader's own writes are unaffected
+            assert await new.replicate(KV.encode(Get(key="after"))) == 2
+
+    run("asyncio", body)
+
+
+def test_a_deposed_leaders_write_that_a_later_leader_commits_returns_its_result():
+    """The other side of the test above: the old leader's entry reached the others before
+    it was cut off, so the next leader commits it; the writer gets the result, no error."""
+
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network) as members:
+            old = await leader_of(members)
+            await old.replicate(KV.encode(Put(key="a", value=1)))
+            others = [m for m in members if m is not old]
+            for other in others:  # the entry goes out, no answer comes back: no commit
+                network.blocked.add((other.id, old.id))
+            write = asyncio.ensure_future(old.replicate(KV.encode(Put(key="a", value=5))))
+            await asyncio.sleep(0.05)
+            assert not write.done()
+            network.isolate(old.id)
+            new = await leader_of(others)
+            assert await new.replicate(KV.encode(Get(key="a"))) == 5  # it was committed
+            network.heal()
+            assert await asyncio.wait_for(write, 3) == 1  # Put returns the value it replaced
+
+    run("asyncio", body)
 
 def test_add_and_remove_members():
     async def body():

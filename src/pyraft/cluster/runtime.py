@@ -539,7 +539,10 @@ class RaftCluster:
     # ---- writes ------------------------------------------------------------------------------
     async def replicate(self, command: bytes, timeout: float | None = None):
         """Replicate ``command``; returns the state machine's result once committed and
-        applied. Raises NotLeaderError (with the leader's id and address) on a follower."""
+        applied. Raises NotLeaderError (with the leader's id and address) on a follower;
+        after this member lost the lead with the command in flight, CommandLostError when
+        another leader's entry was committed at its index, CommandOutcomeUnknownError as soon
+        as its entry is replaced in this member's log (another member may still commit it)."""
         future = await self._enqueue([bytes(command)], False)
         if timeout is None:
             return await future
@@ -792,13 +795,12 @@ class RaftCluster:
         else:
             proposals = self._proposals
             # Entries of ours at or past ``first`` were cut from the log (a later leader's
-            # entries replaced them while we followed): those commands are lost.
+            # entries replaced them while we followed; the Ready saying so is not handled
+            # yet): see _fail_replaced_proposals.
             while proposals and proposals[-1].last >= first:
                 stale = proposals.pop()
                 if not stale.future.done():
-                    stale.future.set_exception(CommandLostError(
-                        f"the commands at {stale.first}..{stale.last} were replaced by a "
-                        "later leader"))
+                    stale.future.set_exception(_replaced(stale))
             term = self.core.term
             index = first
             for items, future, many in queue:
@@ -816,6 +818,11 @@ class RaftCluster:
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
+        proposals = self._proposals
+        if proposals and (rd.entries or rd.snapshot is not None) and not (
+                self.core.role is Role.LEADER and proposals[0].term == self.core.term):
+            # proposals from an earlier lead: this Ready may replace their entries
+            _fail_replaced_proposals(proposals, rd)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
         await self._persist(rd)
@@ -1089,6 +1096,48 @@ class _Proposal:
         self.results: list | None = [] if many else None
         self.lost = False
         self.next = first  # the next index whose result is due
+
+
+def _term_in(batches: list, index: int) -> int | None:
+    for batch in batches:
+        if batch.first_index <= index <= batch.last_index:
+            return batch.term_at(index)
+    return None
+
+
+def _fail_replaced_proposals(proposals: collections.deque, rd: Ready) -> None:
+    """``rd`` replaces this member's log from some index on (a later leader's entries, or a
+    snapshot followed by what comes after it): proposals this member made while it led, and
+    whose entries are no longer in its log, fail with CommandOutcomeUnknownError. Not
+    CommandLostError: another member may still hold those entries and a later leader commit
+    them (only a commit decides), but nothing will tell this member soon; without this, the
+    caller waited until the log grew past them, forever in an idle cluster. A proposal whose
+    entries come back with its own term (the same entries, resent) stays."""
+    entries = rd.entries
+    if rd.snapshot is not None:
+        start = rd.snapshot.meta.index + 1  # the snapshot covers what is below: unknown
+        covered = rd.snapshot.meta.index
+    else:
+        start = entries[0].first_index
+        covered = 0
+    end = entries[-1].last_index if entries else start - 1
+    kept = collections.deque()
+    while proposals and (proposals[-1].last >= start or proposals[-1].first <= covered):
+        proposal = proposals.pop()
+        if proposal.first > covered and proposal.last <= end and all(
+                _term_in(entries, index) == proposal.term
+                for index in (max(proposal.first, start), proposal.last)):
+            kept.appendleft(proposal)
+            continue
+        if not proposal.future.done():
+            proposal.future.set_exception(_replaced(proposal))
+    proposals.extend(kept)
+
+
+def _replaced(proposal: _Proposal) -> CommandOutcomeUnknownError:
+    return CommandOutcomeUnknownError(
+        f"the entries of the commands at {proposal.first}..{proposal.last} were replaced in "
+        "this member's log after it lost the lead: they may or may not be applied")
 
 
 def _resolve_proposals(proposals: collections.deque, batch, results: list | None) -> None:
