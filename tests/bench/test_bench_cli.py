@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyraft.bench import compare, machine, report, stats
+from pyraft.bench import compare, machine, report, stats, workloads
 from pyraft.bench.cli import Progress
 from pyraft.bench.load import run_load
 from pyraft.bench.workloads import (
@@ -386,6 +387,50 @@ def test_bad_options_are_refused_clearly(tmp_path):
     assert done.returncode != 0 and "is not a directory" in done.stderr
 
 
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the members through /proc")
+@pytest.mark.parametrize("after_s", [0.0, 3.0], ids=["while-starting", "mid-load"])
+def test_sigterm_stops_the_run_and_every_member_it_started(tmp_path, after_s):
+    data = tmp_path / "data"
+    data.mkdir()
+    bench = subprocess.Popen([sys.executable, "-m", "pyraft", "bench", "cluster", "--quick",
+                              "--no-peers", "--duration", "30", "--dir", str(data), "--out",
+                              str(tmp_path / "out")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_processes_mentioning(str(data))) < 4:
+            time.sleep(0.2)  # the bench and its three members
+        members = [pid for pid in _processes_mentioning(str(data)) if pid != bench.pid]
+        assert len(members) >= 3, "the members did not start"
+        time.sleep(after_s)  # 0: members may still be starting; 3 s: inside a 30 s load
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _processes_mentioning(str(data)):
+            time.sleep(0.2)
+        assert _processes_mentioning(str(data)) == []  # every member stopped with it
+        assert os.listdir(data) == []  # and its data removed
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(10)
+        for pid in _processes_mentioning(str(data)):  # only the members this test started
+            os.kill(pid, signal.SIGKILL)
+
 def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     data.mkdir()
@@ -466,3 +511,20 @@ def test_plot_panels_compare_one_load_shape_each():
     assert [len(v) for v in grouped.values()] == [1, 1, 1, 2]
     open_loop = grouped["open loop (fixed offered load)"]
     assert open_loop[0]["workload"]["rate"] == 1000.0
+
+
+def test_the_catch_up_fill_goes_on_through_the_next_leader(monkeypatch):
+    asked = []
+
+    def load(members, duration_s, *, size, batch, inflight, count):
+        asked.append(count)
+        done = {10: 4, 6: 6}[count]  # the first leader is deposed after 4 of its 10 calls
+        return {"writes": done * batch, "notes": "NotLeaderError" if done < count else ""}
+
+    monkeypatch.setattr(workloads, "_load", load)
+    filled = workloads._fill([], 60, size=1024, batch=256, inflight=8, calls=10)
+    assert asked == [10, 6] and filled["writes"] == 10 * 256
+    assert filled["leader_changes"] == 1 and filled["writes_per_s"] > 0
+    monkeypatch.setattr(workloads, "_load", lambda *a, **k: {"writes": 0, "notes": "down"})
+    with pytest.raises(workloads.WorkloadError, match="through 4 leaders: down"):
+        workloads._fill([], 60, size=1024, batch=256, inflight=8, calls=10)

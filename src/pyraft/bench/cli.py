@@ -21,8 +21,10 @@ import argparse
 import datetime
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -90,6 +92,22 @@ def _guarded(errors: list[str], name: str, function: Callable[[], object]) -> ob
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the suite; SIGTERM ends it as Ctrl-C does, stopping every process it started
+    (the default action would leave member processes running)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     for name in ("duration", "failovers", "catchup_bytes"):
         value = getattr(args, name)
         if value is not None and value < 0 or name == "duration" and value == 0:

@@ -295,9 +295,7 @@ def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
     newcomer = None
     try:
         with member_cluster(directory, extra) as (peers, members):
-            filled = _load(members, timeout_s, size=size, batch=batch, inflight=8, count=calls)
-            if filled["errors"]:
-                raise WorkloadError(f"filling the log failed: {filled['notes']}")
+            filled = _fill(members, timeout_s, size=size, batch=batch, inflight=8, calls=calls)
             address = f"127.0.0.1:{free_port()}"
             newcomer = Member(4, address, {**peers, 4: address}, f"{directory}/m4", join=True,
                               extra_args=MEMBER_ARGS + extra).start()
@@ -319,6 +317,7 @@ def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
         "bytes": filled_bytes,
         "entries": filled["writes"],
         "fill_writes_per_s": filled["writes_per_s"],
+        "fill_leader_changes": filled["leader_changes"],
         "seconds": seconds,
         "replicated_entries": replicated,
         "snapshot_index": status["snapshot_index"],
@@ -331,6 +330,24 @@ def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
                 "it: a newcomer gets the latest snapshot, then the entries after it (None: no "
                 "snapshot is taken, the newcomer replicates the whole log)",
     }
+
+
+def _fill(members: list[Member], timeout_s: float, *, size: int, batch: int, inflight: int,
+          calls: int, attempts: int = 4) -> dict:
+    """``calls`` batched writes through whoever leads: what a leader change interrupts goes
+    on through the next leader (at most ``attempts`` leaders). ``{"writes", "writes_per_s",
+    "leader_changes"}``; a WorkloadError if the writes cannot be completed."""
+    done_calls, writes, started, notes = 0, 0, time.perf_counter(), ""
+    for attempt in range(attempts):
+        result = _load(members, timeout_s, size=size, batch=batch, inflight=inflight,
+                       count=calls - done_calls)
+        writes += result["writes"]
+        done_calls += result["writes"] // batch
+        notes = result["notes"]
+        if done_calls >= calls:
+            return {"writes": writes, "leader_changes": attempt,
+                    "writes_per_s": writes / (time.perf_counter() - started)}
+    raise WorkloadError(f"filling the log failed through {attempts} leaders: {notes}")
 
 
 # ---- kernels ----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class Member:
         self.tls, self.join, self.extra_args = tls, join, list(extra_args)
         self.process = None
         self.control = None
+        self.reader = None
         self.stderr = None
         self._log = ""
 
@@ -50,11 +51,15 @@ class Member:
         self.stderr = tempfile.TemporaryFile(mode="w+", prefix=f"member{self.id}-")
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr,
                                         text=True)
-        line = self.process.stdout.readline()
-        assert line.startswith("ready"), self.log()
-        host, _, port = line.split()[1].rpartition(":")
-        self.control = socket.create_connection((host, int(port)), timeout=timeout)
-        self.reader = self.control.makefile("r")
+        try:
+            line = self.process.stdout.readline()
+            assert line.startswith("ready"), self.log()
+            host, _, port = line.split()[1].rpartition(":")
+            self.control = socket.create_connection((host, int(port)), timeout=timeout)
+            self.reader = self.control.makefile("r")
+        except BaseException:  # failed or interrupted while starting: leave nothing running
+            self.kill()
+            raise
         return self
 
     def call(self, op, **fields):
@@ -62,7 +67,8 @@ class Member:
         return json.loads(self.reader.readline())
 
     def kill(self):
-        self.process.send_signal(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
         self._close()
 
@@ -77,8 +83,10 @@ class Member:
         self._close()
 
     def _close(self):
-        if self.control is not None:
+        if self.reader is not None:
             self.reader.close()
+            self.reader = None
+        if self.control is not None:
             self.control.close()
             self.control = None
         self.process.stdout.close()
@@ -133,9 +141,14 @@ def write(members, text, attempts=200):
 def start_cluster(directory, size, tls=None, extra_args=()):
     """Start ``size`` members; ``directory`` None keeps their logs in memory."""
     peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, size + 1)}
-    members = [
-        Member(m, peers[m], peers, None if directory is None else f"{directory}/m{m}", tls,
-               extra_args=extra_args).start()
-        for m in peers
-    ]
+    members = []
+    try:
+        for m in peers:
+            members.append(Member(m, peers[m], peers,
+                                  None if directory is None else f"{directory}/m{m}", tls,
+                                  extra_args=extra_args).start())
+    except BaseException:  # one failed or the caller was interrupted: stop the others
+        for member in members:
+            member.stop()
+        raise
     return peers, members
