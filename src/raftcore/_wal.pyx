@@ -15,6 +15,8 @@ torn tail: it is cut and reported. Anything else (a bad record with valid record
 a bad sealed segment, a gap between segments, a header of another cluster) raises
 ``WalCorruptionError`` naming the file and offset, unless ``repair=True`` asks to truncate
 there. Directory entries are fsynced after creating, renaming or deleting segment files.
+Files ending ``.wal.tmp`` (a segment being created) or ``.wal.released`` (a released segment
+being deleted by a ``deleter``) are not part of the log: recovery removes them.
 
 I/O failures raise ``OSError`` with the errno (ENOSPC included) and the path; the log stays
 consistent: a failed append leaves the durable and written positions where they were.
