@@ -220,6 +220,53 @@ def test_a_deposed_leaders_write_that_a_later_leader_commits_returns_its_result(
 
     run("asyncio", body)
 
+
+class BackgroundKV(KV):
+    """KV with background compaction: its snapshots are built on a worker thread."""
+
+    def capture(self):
+        return dict(self.data)
+
+    def build_snapshot_from(self, captured):
+        return msgpack.packb(captured)
+
+
+def test_background_snapshots_reach_the_log_on_the_loop_thread(tmp_path):
+    """With background compaction the state machine calls the snapshot sink on its worker
+    thread; storing the snapshot and releasing the log must still happen on the member's
+    loop (the log is not thread safe), and stopping must not wait for it forever."""
+    import threading
+
+    threads: list[int] = []
+
+    def storage(member):
+        store = DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=16 * 1024)
+        real = store.create_snapshot
+
+        def create_snapshot(*args):
+            threads.append(threading.get_ident())
+            return real(*args)
+
+        store.create_snapshot = create_snapshot
+        return store
+
+    async def body():
+        loop_thread = threading.get_ident()
+        network = MemoryNetwork()
+        machine = lambda: BackgroundKV(compaction="background", snapshot_entries=64)  # noqa: E731
+        async with cluster(network, storage=storage, machine=machine) as members:
+            leader = await leader_of(members)
+            for i in range(400):
+                await leader.replicate(KV.encode(Put(key=f"k{i % 7}", value=i)))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and leader.storage.first_index() == 1:
+                await asyncio.sleep(0.01)
+            assert leader.storage.first_index() > 1  # snapshots taken and the log released
+            assert await leader.replicate(KV.encode(Get(key="k0"))) == 399 - 399 % 7
+        assert threads and set(threads) == {loop_thread}
+
+    run("asyncio", body)
+
 def test_add_and_remove_members():
     async def body():
         network = MemoryNetwork()

@@ -30,6 +30,7 @@ import itertools
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
@@ -208,6 +209,7 @@ class RaftCluster:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake: asyncio.Event | None = None
+        self._loop_thread: int | None = None  # the thread the member runs on, once started
         # waiting to enter the core: (payloads, future, many); _queued counts the payloads
         self._queue: collections.deque = collections.deque()
         self._queued = 0
@@ -300,6 +302,7 @@ class RaftCluster:
         if self._running:
             return
         loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
@@ -931,11 +934,42 @@ class RaftCluster:
     def _snapshot_sink(self, index: int, data) -> None:
         """The state machine took a snapshot at ``index``: store it and release the log.
 
+        Called on the loop's thread, or (background compaction) on the state machine's
+        worker: that one reads the chunks, then hands the rest to the loop and waits for it,
+        since the log and the core belong to the loop's thread; a member that stops
+        meanwhile drops the snapshot (the log keeps the entries).
+
         A storage failure (a full disk) loses nothing: the log keeps every entry the snapshot
         would cover. It is logged and counted (``storage_failures``); the state machine takes
         its next snapshot as usual."""
         payload = data if isinstance(data, (bytes, bytearray)) or data is None \
             else b"".join(data)
+        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
+            self._store_snapshot(index, payload)
+            return
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def store() -> None:
+            try:
+                if self._running:
+                    self._store_snapshot(index, payload)
+                done.set_result(None)
+            except BaseException as error:  # the state machine's worker reports it
+                done.set_exception(error)
+
+        try:
+            self._loop.call_soon_threadsafe(store)
+        except RuntimeError:  # the loop is closed: the member is gone
+            return
+        while self._running:
+            try:
+                return done.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                continue
+
+    def _store_snapshot(self, index: int, payload) -> None:
+        if index < self.storage.first_index():
+            return  # a background build older than a snapshot installed meanwhile: ignored
         configuration = self.core.configuration_at(index)
         started = time.perf_counter()
         try:
