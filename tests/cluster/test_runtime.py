@@ -233,22 +233,25 @@ class BackgroundKV(KV):
 
 def test_background_snapshots_reach_the_log_on_the_loop_thread(tmp_path):
     """With background compaction the state machine calls the snapshot sink on its worker
-    thread; storing the snapshot and releasing the log must still happen on the member's
-    loop (the log is not thread safe), and stopping must not wait for it forever."""
+    thread; releasing the log must still happen on the member's loop (the log is not thread
+    safe), the file is written on the member's I/O thread, and stopping must not wait for it
+    forever."""
     import threading
 
-    threads: list[int] = []
+    threads: dict[str, set[int]] = {"compact": set(), "write_snapshot": set()}
 
     def storage(member):
         store = DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=16 * 1024)
-        real = store.create_snapshot
+        for name in threads:
+            setattr(store, name, recording(name, getattr(store, name)))
+        return store
 
-        def create_snapshot(*args):
-            threads.append(threading.get_ident())
+    def recording(name, real):
+        def recorded(*args):
+            threads[name].add(threading.get_ident())
             return real(*args)
 
-        store.create_snapshot = create_snapshot
-        return store
+        return recorded
 
     async def body():
         loop_thread = threading.get_ident()
@@ -263,7 +266,9 @@ def test_background_snapshots_reach_the_log_on_the_loop_thread(tmp_path):
                 await asyncio.sleep(0.01)
             assert leader.storage.first_index() > 1  # snapshots taken and the log released
             assert await leader.replicate(KV.encode(Get(key="k0"))) == 399 - 399 % 7
-        assert threads and set(threads) == {loop_thread}
+        # the log is released on the loop's thread; the file is written on the I/O thread
+        assert threads["compact"] == {loop_thread}
+        assert threads["write_snapshot"] and loop_thread not in threads["write_snapshot"]
 
     run("asyncio", body)
 

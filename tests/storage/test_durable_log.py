@@ -227,3 +227,24 @@ def test_reads_of_recent_entries_match_reads_from_disk(tmp_path, recent_bytes_ma
         assert reads_from_memory == 0
     durable.close()
     from_disk.close()
+
+
+def test_a_snapshot_written_apart_is_adopted_unless_a_newer_one_came_meanwhile(tmp_path):
+    storage = open_storage(tmp_path)
+    storage.append(encode_entries(1, 1, [b"%d" % i for i in range(1, 101)]))
+    storage.sync()
+    meta = storage.snapshot_meta(40, VOTERS)
+    assert (meta.index, meta.term) == (40, 1)
+    storage.write_snapshot(meta, b"state at 40")  # the file only: the log is untouched
+    assert storage.first_index() == 1 and storage.snapshot().meta.index == 0
+    storage.adopt_snapshot(meta, b"state at 40")
+    assert storage.first_index() == 41 and storage.snapshot().data == b"state at 40"
+    older = storage.snapshot_meta(60, VOTERS)
+    storage.write_snapshot(older, b"state at 60")
+    storage.apply_snapshot(Snapshot(SnapshotMeta(90, 2, (1, 2, 3)), b"from the leader"))
+    storage.adopt_snapshot(older, b"state at 60")  # written before the leader's arrived
+    assert storage.snapshot().meta.index == 90 and storage.first_index() == 91
+    storage.close()
+    again = open_storage(tmp_path)
+    assert again.snapshot().meta.index == 90 and again.snapshot().data == b"from the leader"
+    again.close()

@@ -972,16 +972,48 @@ class RaftCluster:
             return  # a background build older than a snapshot installed meanwhile: ignored
         configuration = self.core.configuration_at(index)
         started = time.perf_counter()
+        storage = self.storage
         try:
             if payload is None:
-                self.storage.compact(index)
+                storage.compact(index)
+            elif self._running and hasattr(storage, "write_snapshot"):
+                # the file is written on the I/O thread (a 64 MiB one takes ~200 ms: longer
+                # than an election timeout); the loop adopts it and releases the log after
+                data = bytes(payload)
+                meta = storage.snapshot_meta(index, configuration)
+                written = self._loop.run_in_executor(self._executor, storage.write_snapshot,
+                                                     meta, data)
+                written.add_done_callback(
+                    lambda done: self._snapshot_written(done, meta, data, started))
+                return
             else:
-                self.storage.create_snapshot(index, bytes(payload), configuration)
+                storage.create_snapshot(index, bytes(payload), configuration)
         except StorageError as error:
-            log.error("member %d: cannot store the snapshot at %d (%s); the log keeps the "
-                      "entries", self.id, index, error)
-            self.metrics.storage_failures.inc()
+            self._snapshot_failed(index, error)
             return
+        self._snapshot_stored(index, payload, started)
+
+    def _snapshot_written(self, done: asyncio.Future, meta, data: bytes, started: float) -> None:
+        if not self._running or done.cancelled():
+            return
+        error = done.exception()
+        if isinstance(error, StorageError):
+            self._snapshot_failed(meta.index, error)
+            return
+        if error is not None:  # a bug: stop serving rather than go on half-broken
+            self._fatal(error)
+            return
+        if meta.index < self.storage.first_index():
+            return  # a newer snapshot was installed while this one was written
+        self.storage.adopt_snapshot(meta, data)
+        self._snapshot_stored(meta.index, data, started)
+
+    def _snapshot_failed(self, index: int, error: StorageError) -> None:
+        log.error("member %d: cannot store the snapshot at %d (%s); the log keeps the "
+                  "entries", self.id, index, error)
+        self.metrics.storage_failures.inc()
+
+    def _snapshot_stored(self, index: int, payload, started: float) -> None:
         if payload is not None:
             self.metrics.snapshots.inc(1, ("created",))
             self.metrics.snapshot_bytes.observe(len(payload), ("created",))

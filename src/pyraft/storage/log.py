@@ -271,14 +271,32 @@ class DurableLogStorage:
 
     def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
         """Record a state-machine snapshot at ``index`` (<= last index) and release the log
-        segments it covers."""
-        meta = SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
+        segments it covers: ``snapshot_meta``, ``write_snapshot``, ``adopt_snapshot`` in one
+        call. A caller that must not wait for the file (a 64 MiB snapshot takes ~200 ms to
+        write and sync here) calls the three itself, the second on another thread."""
+        meta = self.snapshot_meta(index, configuration)
+        self.write_snapshot(meta, data)
+        return self.adopt_snapshot(meta, data)
+
+    def snapshot_meta(self, index: int, configuration: Configuration) -> SnapshotMeta:
+        """What a snapshot of the state at ``index`` (<= last index) records."""
+        return SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
+
+    def write_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Write the snapshot file durably. Touches only the snapshot store: it may run on
+        another thread while the log is used (one snapshot write at a time)."""
         with self.snapshots.begin(meta) as writer:
             writer.write(data)
             writer.commit()
+
+    def adopt_snapshot(self, meta: SnapshotMeta, data: bytes) -> Snapshot:
+        """A written snapshot becomes the current one and releases the log it covers (unless
+        a newer snapshot was installed meanwhile: then it changes nothing)."""
+        if self._snapshot_meta is not None and self._snapshot_meta.index >= meta.index:
+            return self.snapshot()
         self._snapshot_meta = meta
         self._snapshot_cache = Snapshot(meta, bytes(data))
-        self.compact(index)
+        self.compact(meta.index)
         return self._snapshot_cache
 
     def compact(self, index: int) -> None:
