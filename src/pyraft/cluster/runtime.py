@@ -32,7 +32,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from pyraft.config import RaftConfig
 from pyraft.core import (
@@ -798,12 +798,8 @@ class RaftCluster:
         else:
             proposals = self._proposals
             # Entries of ours at or past ``first`` were cut from the log (a later leader's
-            # entries replaced them while we followed; the Ready saying so is not handled
-            # yet): see _fail_replaced_proposals.
-            while proposals and proposals[-1].last >= first:
-                stale = proposals.pop()
-                if not stale.future.done():
-                    stale.future.set_exception(_replaced(stale))
+            # entries replaced them while we followed; the Ready saying so is not handled yet)
+            _fail_replaced_proposals(proposals, first)
             term = self.core.term
             index = first
             for items, future, many in queue:
@@ -825,7 +821,11 @@ class RaftCluster:
         if proposals and (rd.entries or rd.snapshot is not None) and not (
                 self.core.role is Role.LEADER and proposals[0].term == self.core.term):
             # proposals from an earlier lead: this Ready may replace their entries
-            _fail_replaced_proposals(proposals, rd)
+            if rd.snapshot is not None:  # it covers what is below: unknown
+                _fail_replaced_proposals(proposals, rd.snapshot.meta.index + 1, rd.entries,
+                                         covered=rd.snapshot.meta.index)
+            else:
+                _fail_replaced_proposals(proposals, rd.entries[0].first_index, rd.entries)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
         await self._persist(rd)
@@ -1171,21 +1171,15 @@ def _term_in(batches: list, index: int) -> int | None:
     return None
 
 
-def _fail_replaced_proposals(proposals: collections.deque, rd: Ready) -> None:
-    """``rd`` replaces this member's log from some index on (a later leader's entries, or a
-    snapshot followed by what comes after it): proposals this member made while it led, and
-    whose entries are no longer in its log, fail with CommandOutcomeUnknownError. Not
+def _fail_replaced_proposals(proposals: collections.deque, start: int,
+                             entries: Sequence = (), covered: int = 0) -> None:
+    """This member's log is replaced from ``start`` on by ``entries`` (none: cut there), and
+    a snapshot covers the indexes up to ``covered``: proposals this member made while it led,
+    and whose entries are no longer in its log, fail with CommandOutcomeUnknownError. Not
     CommandLostError: another member may still hold those entries and a later leader commit
     them (only a commit decides), but nothing will tell this member soon; without this, the
     caller waited until the log grew past them, forever in an idle cluster. A proposal whose
     entries come back with its own term (the same entries, resent) stays."""
-    entries = rd.entries
-    if rd.snapshot is not None:
-        start = rd.snapshot.meta.index + 1  # the snapshot covers what is below: unknown
-        covered = rd.snapshot.meta.index
-    else:
-        start = entries[0].first_index
-        covered = 0
     end = entries[-1].last_index if entries else start - 1
     kept = collections.deque()
     while proposals and (proposals[-1].last >= start or proposals[-1].first <= covered):

@@ -152,12 +152,12 @@ class BackgroundDeleter:
     """Removes files on a worker thread, in the order ``delete`` received them (the
     ``deleter`` of ``raftcore.wal.WriteAheadLog``): each is first renamed with ``suffix``
     (its owner removes such files when it opens; the rename is made durable before the next
-    one, so a crash keeps a suffix of the files in order), then shrunk ``step_bytes`` at a time with
-    a ``pause_s`` pause between steps, then unlinked; the directories are synced once the
-    queue is empty. Freeing a large file at once makes the file system discard all of its
-    blocks at the next journal commit, and every fdatasync on the disk waits behind that
-    (measured here: 20-70 ms syncs for a few hundred ms after deleting four 64 MiB segments;
-    with 4 MiB steps, under 10 ms).
+    one, so a crash keeps a suffix of the files in order), then shrunk ``step_bytes`` at a
+    time with a ``pause_s`` pause between steps, then unlinked (an unlink a crash undoes
+    leaves a renamed file, which the owner removes). Freeing a large file at once makes the
+    file system discard all of its blocks at the next journal commit, and every fdatasync on
+    the disk waits behind that (measured here: 20-70 ms syncs for a few hundred ms after
+    deleting four 64 MiB segments; with 4 MiB steps, under 10 ms).
 
     ``wait()`` returns once no file handed over is left under its name (renames are quick);
     ``close()`` finishes the deletions without pauses and ends the thread. A file that cannot
@@ -209,33 +209,19 @@ class BackgroundDeleter:
             self._thread.join()
 
     def _run(self) -> None:
-        directories: set[str] = set()
         while True:
             with self._condition:
                 while not self._pending and not self._closed:
-                    if directories:
-                        break
                     self._condition.wait()
-                path = self._pending.popleft() if self._pending else None
-            if path is None:
-                for directory in sorted(directories):
-                    try:
-                        fsync_directory(directory)
-                    except StorageError as error:
-                        log.warning("%s", error)
-                directories.clear()
-                with self._condition:
-                    if self._closed and not self._pending:
-                        return
-                continue
-            directory = os.path.dirname(path) or "."
-            directories.add(directory)
+                if not self._pending:
+                    return
+                path = self._pending.popleft()
             released = path + self.suffix
             try:
                 os.rename(path, released)
                 # durable before the next rename: whatever a crash keeps of the files handed
                 # over is a suffix of them in order (a log's prefix stays contiguous)
-                fsync_directory(directory)
+                fsync_directory(os.path.dirname(path) or ".")
             except FileNotFoundError:
                 released = None
             except (OSError, StorageError) as error:
