@@ -39,6 +39,14 @@ def isolate(s, member):
     s.blocked = {(member, o) for o in others} | {(o, member) for o in others}
 
 
+def elect(s, ticks=200):
+    """Run until a leader has committed an entry of its term (its no-op): from then on it
+    may change the membership."""
+    assert run(s, ticks, lambda: any(s.nodes[m].core.committed_in_current_term()
+                                     for m in leaders(s)))
+    return leaders(s)[0]
+
+
 def write(s, key, value, ticks=200):
     op_id = s.submit(0, ("put", key, value), force_log=True)
     assert op_id is not None
@@ -161,8 +169,7 @@ def test_removing_the_leader():
     """Thesis 4.2.2: the leader replicates the configuration without itself, steps down once
     it is committed, and the remaining members elect a leader among themselves."""
     s = sim(3)
-    run(s, 100, lambda: leaders(s))
-    old = leaders(s)[0]
+    old = elect(s)
     core = s.nodes[old].core
     core.propose_configuration(Configuration(frozenset(m for m in s.members if m != old)))
     assert run(s, 200, lambda: any(m != old for m in leaders(s)))
@@ -217,8 +224,7 @@ def test_a_learner_that_never_catches_up_is_removed():
     """The leader gives up on a new member that makes no progress: it proposes the removal
     and reports it, leaving the cluster as it was."""
     s = sim(3, initial_voters=2)
-    run(s, 100, lambda: leaders(s))
-    leader = s.nodes[leaders(s)[0]].core
+    leader = s.nodes[elect(s)].core
     s.crash(3)
     s.restart_at[3] = 10**9
     leader.add_member(3)
@@ -278,8 +284,7 @@ def test_membership_change_during_a_partition_is_rolled_back():
     minority leader's uncommitted change must be undone when a majority leader overwrites
     its log, and every member ends up with the majority's configuration."""
     s = sim(5, seed=2)
-    run(s, 100, lambda: leaders(s))
-    old = leaders(s)[0]
+    old = elect(s)
     others = [m for m in s.members if m != old]
     minority = {old, others[0]}
     majority = set(others[1:])
@@ -455,3 +460,16 @@ def test_an_idle_follower_learns_the_commit_index_at_the_next_tick():
         assert run(s, 20, lambda: all(n.core.log.committed >= committed  # noqa: B023
                                       for n in s.nodes.values()))
         assert s.now - start <= 2
+
+
+def test_a_leader_changes_membership_only_after_committing_in_its_term():
+    """Single-server changes are safe only if a leader appends a configuration entry after
+    it committed an entry of its own term (the 2015 correction to the dissertation's rule)."""
+    s = sim(3)
+    assert run(s, 200, lambda: bool(leaders(s)))
+    core = s.nodes[leaders(s)[0]].core
+    assert not core.committed_in_current_term()  # elected this tick: its no-op is in flight
+    with pytest.raises(ProposalDroppedError, match="committed an entry of its term"):
+        core.remove_member(3)
+    run(s, 50, core.committed_in_current_term)
+    assert core.remove_member(3) > 0

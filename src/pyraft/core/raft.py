@@ -269,6 +269,11 @@ class RaftNode:
             raise NotLeaderError(self.lead or None)
         if self.pending_conf_index > self.log.committed:
             raise ProposalDroppedError("a configuration change is already in progress")
+        if not self.committed_in_current_term():
+            # A leader appends a configuration entry only after committing an entry of its
+            # own term (the fix to single-server changes, Ongaro, raft-dev 2015): otherwise a
+            # change it appends and one an earlier leader appended can both take effect.
+            raise ProposalDroppedError("the leader has not committed an entry of its term yet")
         if not self.configuration.differs_by_at_most_one(configuration):
             raise ProposalDroppedError("only one voter may be added or removed at a time")
         first, _ = self.propose([configuration.encode()], KIND_CONFIGURATION)
@@ -355,12 +360,21 @@ class RaftNode:
     @property
     def promotable(self) -> bool:
         """May this member become a candidate? Voters that are not standby, without a pending
-        snapshot to persist."""
+        snapshot to persist; and a voter whose removal is appended but not committed (thesis
+        4.2.2 lets a leader outside the configuration manage it until the change commits):
+        otherwise, when the members left are behind it, or standby, nobody may ever lead."""
         return (
             not self.options.standby
-            and self.id in self.configuration.voters
+            and (self.id in self.configuration.voters or self._voter_until_removal_commits())
             and self.log.unstable_snapshot is None
         )
+
+    def _voter_until_removal_commits(self) -> bool:
+        configurations = self._configurations
+        if not configurations or configurations[-1][0] <= self.log.committed:
+            return False
+        before = configurations[-2][1] if len(configurations) > 1 else self._base_configuration
+        return self.id in before.voters
 
     # ---- Ready -------------------------------------------------------------------------------
     def has_ready(self) -> bool:
