@@ -15,6 +15,7 @@ __all__ = [
     "InvariantError",
     "invariant",
     "ConfigError",
+    "MembershipMismatchError",
     "NotLeaderError",
     "ProposalDroppedError",
     "ProposalTooLargeError",
@@ -46,6 +47,21 @@ class ConfigError(PyraftError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class MembershipMismatchError(ConfigError):
+    """The members given at start contradict the membership this member's storage holds
+    (a restart with other peers than it was started with): refused before it speaks."""
+
+    def __init__(self, member: int, given: str, stored: str) -> None:
+        super().__init__("peers", f"member {member}: the peers given ({given}) contradict the "
+                                  f"membership stored in its storage ({stored}); start it "
+                                  "without peers to use the stored membership, or with empty "
+                                  "storage to make a new member")
+        self.member, self.given, self.stored = member, given, stored
+
+    def __reduce__(self):
+        return (type(self), (self.member, self.given, self.stored))
 
 
 class NotLeaderError(PyraftError, RuntimeError):

@@ -148,3 +148,36 @@ def test_cli_reports_a_failing_seed(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"seed {failing}: FAILED" in out and "replay:" in out and "last events:" in out
     assert out.strip().splitlines()[-1].startswith("1 seeds, 0 passed, 1 failed")
+
+
+def _failing(config, seeds):
+    return [r for r in (run_seed(s, config) for s in seeds) if not r.ok]
+
+
+def test_operator_restarts_with_wrong_peers_are_safe():
+    """Restarts with peers that contradict the stored membership (only itself, a subset)
+    on every restart: the stored membership wins, and every seed passes."""
+    config = SimConfig(wrong_peers_rate=1.0, snapshot_entries=10**6,
+                       faults=frozenset(FAULTS) - {"amnesia"})
+    failures = _failing(config, range(60))
+    assert not failures, [(f.seed, f.prop, f.detail) for f in failures[:3]]
+
+
+def test_checkers_catch_a_restart_that_trusts_the_command_line(monkeypatch):
+    """The old wiring (the command line's peers are the membership until the first
+    snapshot) must be caught: a member restarted with only itself elects itself."""
+    from pyraft.core.messages import Snapshot, SnapshotMeta
+
+    def command_line_wins(storage, peers):
+        if storage.snapshot().meta.index == 0:
+            storage._snapshot = Snapshot(SnapshotMeta(0, 0, **peers.snapshot_fields()), b"")
+
+    monkeypatch.setattr(Simulation, "bootstrap", staticmethod(command_line_wins))
+    config = SimConfig(wrong_peers_rate=1.0, snapshot_entries=10**6,
+                       faults=frozenset(FAULTS) - {"amnesia"})
+    failures = _failing(config, range(30))
+    assert failures, "the simulator did not notice a member leading a cluster of its own"
+    assert {f.prop for f in failures} <= {"election safety", "leader completeness",
+                                          "state-machine safety", "linearizability",
+                                          "log matching", "core invariant"}
+

@@ -46,6 +46,7 @@ from pyraft.core import (
 )
 from pyraft.core.messages import MembershipEventKind
 from pyraft.errors import (
+    MembershipMismatchError,
     NotLeaderError,
     ProposalDroppedError,
     PyraftError,
@@ -143,11 +144,21 @@ class RaftCluster:
     """A member of a Raft cluster. See the module docstring for how it runs.
 
     ``peers`` maps every initial member id (this one included) to its "host:port"; a member
-    alone in ``peers`` cold-starts a one-member cluster. With ``join=True`` this member is
-    not part of the starting configuration: it serves as a non-voter until the leader's
-    ``add_member`` brings it in (warmed up, then promoted). ``storage`` is a log storage with
-    the write side the runtime needs (``pyraft.storage.log.DurableLogStorage`` for durable
-    members; in-memory ``MemoryLogStorage`` by default). ``state_machine`` is a
+    alone in ``peers`` (or with no ``peers``) cold-starts a one-member cluster. With
+    ``join=True`` this member is not part of the starting configuration: it serves as a
+    non-voter until the leader's ``add_member`` brings it in (warmed up, then promoted).
+    ``address`` is where the others reach this member (default: ``peers[id]``, else the
+    transport's address).
+
+    Membership is durable from the first start: before the member sends or answers
+    anything, the bootstrap membership (``peers``, or this member alone) is recorded in
+    ``storage``. On a restart the stored membership wins: ``peers`` may be left out, and
+    ``peers`` that contradict it (neither the recorded bootstrap membership nor the
+    configuration in force) make ``start()`` raise ``MembershipMismatchError``.
+
+    ``storage`` is a log storage with the write side the runtime needs
+    (``pyraft.storage.log.DurableLogStorage`` for durable members; in-memory
+    ``MemoryLogStorage`` by default). ``state_machine`` is a
     ``pyraft.storage.state_machine.StateMachine`` (``None``: consensus only, results None).
     """
 
@@ -156,7 +167,8 @@ class RaftCluster:
         config: RaftConfig,
         *,
         transport: Transport,
-        peers: Mapping[int, str],
+        peers: Mapping[int, str] | None = None,
+        address: str | None = None,
         state_machine=None,
         storage=None,
         metadata: Mapping[str, str] | None = None,
@@ -172,13 +184,21 @@ class RaftCluster:
         inline_sync_max_ms: float = 0.5,
     ) -> None:
         config.validate()
-        if config.member_id not in peers:
-            raise ValueError(f"peers must include this member ({config.member_id})")
         if proposal_queue_full not in ("wait", "raise"):
             raise ValueError("proposal_queue_full must be 'wait' or 'raise'")
         self.config = config
         self.id = config.member_id
         self.transport = transport
+        #: the members the caller named (None: none named; the stored membership, or this
+        #: member alone on a first start)
+        self._peers_given = dict(peers) if peers else None
+        if peers and self.id not in peers and not join:
+            raise ValueError(f"peers must include this member ({config.member_id})")
+        if join and not peers:
+            raise ValueError("a joining member needs the addresses of existing members")
+        own = address or (peers or {}).get(self.id) or getattr(transport, "address", None) \
+            or config.listen
+        peers = {**(peers or {}), self.id: own}
         self._static_peers = dict(peers)
         self._routes = dict(routes or {})
         # A joining member is not in the configuration it starts from: it waits (never
@@ -187,14 +207,14 @@ class RaftCluster:
         if not voters:
             raise ValueError("a joining member needs the addresses of existing members")
         bootstrap = Configuration(voters)
-        for member, address in peers.items():
+        for member, member_address in peers.items():
             if member in voters:
                 bootstrap = bootstrap.with_info(
-                    member, address, metadata if member == self.id else None
+                    member, member_address, metadata if member == self.id else None
                 )
-        self.storage = storage if storage is not None else MemoryLogStorage(bootstrap)
-        if getattr(self.storage, "bootstrap_configuration", None) is None:
-            self.storage.bootstrap_configuration = bootstrap
+        #: the membership this member bootstraps with when its storage holds none
+        self.bootstrap_configuration = bootstrap
+        self.storage = storage if storage is not None else MemoryLogStorage()
         self.state_machine = state_machine
         self.proposal_queue_max = proposal_queue_max
         self.proposal_queue_full = proposal_queue_full
@@ -281,9 +301,8 @@ class RaftCluster:
         if config.data_dir is not None:
             storage = DurableLogStorage(config.data_dir, cluster_id=config.cluster_id,
                                         sync=config.sync)
-        peers = dict(config.peers) or {config.member_id: config.endpoint}
-        peers.setdefault(config.member_id, config.endpoint)
-        return cls(config, transport=transport, peers=peers, state_machine=state_machine,
+        return cls(config, transport=transport, peers=dict(config.peers) or None,
+                   address=config.endpoint, state_machine=state_machine,
                    storage=storage, metadata=config.metadata,
                    proposal_queue_max=config.proposal_queue_max,
                    proposal_queue_full=config.proposal_queue_full,
@@ -307,9 +326,14 @@ class RaftCluster:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
+        stored = self.storage.membership()
+        if stored is None:  # the first start: the membership is durable before anything
+            self.storage.record_membership(self.bootstrap_configuration)
         options = self.config.core_options()
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
+        if stored is not None and self._peers_given is not None:
+            self._check_peers(stored, core.configuration)
         self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
         applied = self._recover_state_machine()
         if applied > core.log.first_index() - 1:
@@ -341,6 +365,16 @@ class RaftCluster:
                  if recovery is not None else "")
         if self._on_start is not None:
             self._on_start(self)
+
+    def _check_peers(self, stored: Configuration, current: Configuration) -> None:
+        """Peers given on a restart must agree with the stored membership: the recorded one
+        or the configuration in force (addresses included); anything else is an operator's
+        mistake that would split the cluster, refused before this member speaks."""
+        wanted = self.bootstrap_configuration
+        if any(_same_members(wanted, known) for known in (stored, current)):
+            return
+        raise MembershipMismatchError(self.id, _describe_members(wanted),
+                                      _describe_members(current))
 
     def _recover_state_machine(self) -> int:
         machine = self.state_machine
@@ -1162,6 +1196,26 @@ class _Proposal:
         self.results: list | None = [] if many else None
         self.lost = False
         self.next = first  # the next index whose result is due
+
+
+def _same_members(a: Configuration, b: Configuration) -> bool:
+    """The same voters and learners at the same addresses (where both know one)."""
+    if a.voters != b.voters or a.learners != b.learners:
+        return False
+    for member in a.members:
+        first, second = a.address_of(member), b.address_of(member)
+        if first and second and first != second:
+            return False
+    return True
+
+
+def _describe_members(configuration: Configuration) -> str:
+    parts = []
+    for member in sorted(configuration.members):
+        address = configuration.address_of(member)
+        learner = " (learner)" if member in configuration.learners else ""
+        parts.append(f"{member}={address}{learner}" if address else f"{member}{learner}")
+    return ",".join(parts)
 
 
 def _term_in(batches: list, index: int) -> int | None:

@@ -24,6 +24,8 @@ from raftcore.framing import EntryBatch, concat_batches, empty_batch
 
 class LogStorage(Protocol):
     def initial_state(self) -> tuple[HardState, Configuration | None]: ...
+    def membership(self) -> Configuration | None: ...
+    def record_membership(self, configuration: Configuration) -> None: ...
     def first_index(self) -> int: ...
     def last_index(self) -> int: ...
     def term(self, index: int) -> int: ...
@@ -36,8 +38,12 @@ class MemoryLogStorage:
     """Entries kept as the batches they arrived in; ``first_index - 1`` is the snapshot point.
 
     Invariants: batches are contiguous and start at ``snapshot.meta.index + 1``; ``_starts[i]``
-    is the first index of ``_batches[i]``.
+    is the first index of ``_batches[i]``. The membership a new store is given (or records
+    with ``record_membership``) is the configuration of the snapshot at index 0.
     """
+
+    #: nothing here survives the process: a restart starts empty
+    durable = False
 
     def __init__(self, configuration: Configuration | None = None) -> None:
         self.hard_state = HardState()
@@ -45,14 +51,27 @@ class MemoryLogStorage:
         self._snapshot = Snapshot(SnapshotMeta(0, 0, **fields), b"")
         self._batches: list[EntryBatch] = []
         self._starts: list[int] = []
-        self.bootstrap_configuration = configuration
 
     # ---- the protocol --------------------------------------------------------------------
     def initial_state(self) -> tuple[HardState, Configuration | None]:
+        return self.hard_state, self.membership()
+
+    def membership(self) -> Configuration | None:
+        """The membership this store holds (its snapshot's; at index 0 the bootstrap
+        membership), or None for a store that was never given one."""
         meta = self._snapshot.meta
-        if meta.voters:
-            return self.hard_state, Configuration.from_snapshot(meta)
-        return self.hard_state, self.bootstrap_configuration
+        if meta.voters or meta.learners:
+            return Configuration.from_snapshot(meta)
+        return None
+
+    def record_membership(self, configuration: Configuration) -> None:
+        """Record the bootstrap membership of a store that holds none (the first start)."""
+        invariant(self.membership() is None, "the store already holds a membership")
+        self._snapshot = Snapshot(SnapshotMeta(0, 0, **configuration.snapshot_fields()), b"")
+
+    @property
+    def bootstrap_configuration(self) -> Configuration | None:
+        return self.membership()
 
     def first_index(self) -> int:
         return self._snapshot.meta.index + 1

@@ -31,7 +31,7 @@ import sys
 
 from pyraft.cluster.runtime import RaftCluster
 from pyraft.config import ClusterConfig, TlsConfig
-from pyraft.errors import CorruptStateError, StorageError
+from pyraft.errors import CorruptStateError, MembershipMismatchError, StorageError
 from pyraft.kv.machine import KVStateMachine
 from raftcore import WalCorruptionError
 
@@ -39,6 +39,9 @@ log = logging.getLogger("pyraft.node")
 
 #: Exit status of a member stopped by a damaged data directory or a storage failure.
 EXIT_STORAGE = 3
+#: Exit status of a member refused at start by its configuration (peers that contradict the
+#: membership stored in its data directory).
+EXIT_CONFIG = 2
 #: Default of ``--snapshot-entries``: entries applied between two state-machine snapshots.
 SNAPSHOT_ENTRIES_DEFAULT = 50_000
 
@@ -47,14 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", type=int, required=True, help="this member's id")
     parser.add_argument("--listen", required=True, help="HOST:PORT for the other members")
     parser.add_argument("--http", required=True, help="HOST:PORT of the key-value HTTP API")
-    parser.add_argument("--peers", default="", help="ID=HOST:PORT,... of the initial members")
+    parser.add_argument("--peers", default="",
+                        help="ID=HOST:PORT,... of the initial members; needed on the first "
+                             "start only: a restart uses the membership stored in --data "
+                             "(peers that contradict it are refused)")
     parser.add_argument("--http-peers", default="",
                         help="ID=HOST:PORT,... of the members' HTTP APIs (for redirects before "
                              "their addresses arrive through the log)")
     parser.add_argument("--routes", default="",
                         help="ID=HOST:PORT,... where to dial members instead of the address "
                              "they announce (a proxy or tunnel); outgoing connections only")
-    parser.add_argument("--data", default=None, help="data directory (default: in memory)")
+    parser.add_argument("--data", default=None,
+                        help="data directory (default: in memory, and a restart forgets "
+                             "everything: the member comes back as a new one)")
     parser.add_argument("--config", default=None, help="a JSON or TOML ClusterConfig file")
     parser.add_argument("--cluster-id", type=int, default=None)
     parser.add_argument("--sync", choices=["always", "interval", "never"], default=None)
@@ -181,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s member {args.id} %(name)s: %(message)s")
     config = build_config(args)
+    if config.data_dir is None:
+        log.warning("member %d keeps its log in memory (no --data): a restart forgets every "
+                    "vote and entry, and the member comes back as a new one", config.member_id)
     main = serve(config, args.http, parse_members(args.http_peers), args.join, args.metrics,
                  getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT))
     try:
@@ -192,6 +203,12 @@ def run(args: argparse.Namespace) -> int:
             uvloop.run(main)
     except (CorruptStateError, WalCorruptionError, StorageError) as error:
         return report_storage_failure(args.id, error)
+    except MembershipMismatchError as error:
+        print(f"pyraft node: member {args.id} refused to start: --peers {error.given} "
+              f"contradict the membership stored in {config.data_dir} ({error.stored}); start "
+              "it without --peers to use the stored membership, or with an empty --data to "
+              "make a new member", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
     return 0
 
 

@@ -6,7 +6,13 @@ simulator runs on either): ``set_hard_state``, ``append``, ``sync``, ``apply_sna
 ``create_snapshot``, ``compact``.
 
 Layout under ``directory``: ``wal/`` (``raftcore.wal`` segments), ``snapshots/``
-(``SnapshotStore``) and ``state/`` (``FileHardStateStore``).
+(``SnapshotStore``) and ``state/`` (``FileHardStateStore``, and ``membership``: the bootstrap
+membership, recorded durably at the first start before the member sends or answers anything).
+
+Membership is durable from the first start: ``membership()`` is the newest snapshot's
+configuration, else the recorded bootstrap membership (the core then replays the
+configuration entries of the log after it). A store that holds one never takes another from
+a command line: on a restart the stored membership wins.
 
 Durability: term and vote are saved (atomically, fsynced) as soon as they change, before the
 runtime sends anything that depends on them. The commit index in the hard state is only a
@@ -32,7 +38,13 @@ from pyraft.errors import (
     StorageError,
     invariant,
 )
-from pyraft.storage.files import BackgroundDeleter, storage_error
+from pyraft.storage.files import (
+    BackgroundDeleter,
+    atomic_write,
+    pack_checked,
+    read_checked,
+    storage_error,
+)
 from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore
 from raftcore import WalCorruptionError
@@ -41,6 +53,9 @@ from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
 
 #: at most this many recent batches are kept (a read looks through them newest first)
 RECENT_BATCHES_MAX = 256
+#: the bootstrap membership's file in ``state/``, a checked file replaced atomically
+MEMBERSHIP_FILE = "membership"
+_MEMBERSHIP_KIND = b"MEMB"
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
@@ -49,6 +64,9 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
 
 class DurableLogStorage:
     """The log, hard state and snapshots of one member, on disk."""
+
+    #: what was synced survives a restart
+    durable = True
 
     def __init__(
         self,
@@ -64,7 +82,6 @@ class DurableLogStorage:
         recent_bytes_max: int = 4 << 20,
     ) -> None:
         self.directory = os.fspath(directory)
-        self.bootstrap_configuration = configuration
         self.commit_hint_interval_entries = commit_hint_interval_entries
         #: the newest appended batches, in index order and contiguous, up to
         #: ``recent_bytes_max`` bytes: reading what was just appended (to apply it, or to send
@@ -95,7 +112,45 @@ class DurableLogStorage:
         self._saved = self.hard_state
         self._snapshot_meta = self.snapshots.latest()
         self._snapshot_cache: Snapshot | None = None
+        self._membership_path = os.path.join(self.state.directory, MEMBERSHIP_FILE)
+        self._membership = self._load_membership()
         self._reconcile()
+        if configuration is not None and self.membership() is None:
+            self.record_membership(configuration)
+
+    def _load_membership(self) -> Configuration | None:
+        payload = read_checked(self._membership_path, _MEMBERSHIP_KIND)
+        if payload is None:
+            return None
+        try:
+            return Configuration.decode(payload)
+        except Exception as error:  # msgpack and the configuration raise several types
+            raise CorruptStateError(f"undecodable membership ({error})",
+                                    self._membership_path) from error
+
+    def membership(self) -> Configuration | None:
+        """The membership this store holds: the newest snapshot's configuration, else the
+        bootstrap membership recorded at the first start; None for a store never started."""
+        meta = self._snapshot_meta
+        if meta is not None and (meta.voters or meta.learners):
+            return Configuration.from_snapshot(meta)
+        return self._membership
+
+    def record_membership(self, configuration: Configuration) -> None:
+        """Record the bootstrap membership durably (the first start, before the member
+        sends or answers anything)."""
+        invariant(self.membership() is None, "the store already holds a membership")
+        try:
+            atomic_write(self._membership_path,
+                         pack_checked(_MEMBERSHIP_KIND, configuration.encode()))
+        except OSError as exc:
+            raise _storage_error(exc, "cannot record the membership") from exc
+        self._membership = configuration
+
+    @property
+    def bootstrap_configuration(self) -> Configuration | None:
+        """The bootstrap membership recorded at the first start (None before)."""
+        return self._membership
 
     def _reconcile(self) -> None:
         """Make the log and the newest snapshot agree after a restart."""
@@ -118,10 +173,7 @@ class DurableLogStorage:
 
     # ---- the LogStorage protocol -------------------------------------------------------------
     def initial_state(self) -> tuple[HardState, Configuration | None]:
-        meta = self._snapshot_meta
-        if meta is not None and meta.voters:
-            return self.hard_state, Configuration.from_snapshot(meta)
-        return self.hard_state, self.bootstrap_configuration
+        return self.hard_state, self.membership()
 
     def first_index(self) -> int:
         meta = self._snapshot_meta
@@ -210,7 +262,7 @@ class DurableLogStorage:
     def snapshot(self) -> Snapshot:
         meta = self._snapshot_meta
         if meta is None:
-            bootstrap = self.bootstrap_configuration
+            bootstrap = self._membership
             fields = bootstrap.snapshot_fields() if bootstrap else {"voters": ()}
             return Snapshot(SnapshotMeta(0, 0, **fields), b"")
         cached = self._snapshot_cache

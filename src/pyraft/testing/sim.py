@@ -9,6 +9,9 @@ Fault model: the network may lose, duplicate, delay and reorder any message, and
 members in any pattern (including one direction only). A crash discards the node's memory
 and any persistence that had not completed; storage that completed is never lost or damaged
 (damaged storage is the WAL's concern, tested with the WAL). Clocks advance at the same rate.
+Operator fault: ``wrong-peers`` restarts a member with a bootstrap membership that
+contradicts the one it started with (only itself, or a subset: a restart without or with
+other ``--peers``), which its stored membership must override.
 
 A run has a safety phase (faults on) and a liveness phase (faults off, every member up): a
 leader must emerge and a final write must commit on every member within the tick budget.
@@ -56,7 +59,8 @@ from pyraft.errors import (
 from pyraft.testing.linearizability import KVModel, Operation, check_history
 from raftcore.framing import KIND_COMMAND
 
-FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk", "membership")
+FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk", "membership",
+          "wrong-peers")
 
 
 class SafetyViolation(Exception):
@@ -99,6 +103,8 @@ class SimConfig:
     #: run every member on ``pyraft.storage.log.DurableLogStorage`` in this directory (a
     #: crash closes the files without saving anything and the restart recovers from disk)
     storage_dir: str | None = None
+    #: chance that a restart gets wrong peers (when ``wrong-peers`` is on)
+    wrong_peers_rate: float = 0.5
 
 
 @dataclass
@@ -396,18 +402,44 @@ class Simulation:
         self.heal_at = self.now + rng.randint(*self.config.heal_ticks)
         self.trace.append(f"t{self.now} partition {sorted(side)} | {sorted(other)}")
 
-    def _open_storage(self, member: int):
+    def _open_storage(self, member: int, peers: Configuration | None = None):
+        """Open ``member``'s storage as the runtime does: the operator's bootstrap ``peers``
+        (default: the cluster's) are recorded only by a store that holds no membership."""
+        peers = peers or self.configuration
         if self.config.storage_dir is None:
-            return MemoryLogStorage(self.configuration)
-        from pyraft.storage.log import DurableLogStorage
+            storage = MemoryLogStorage()
+        else:
+            from pyraft.storage.log import DurableLogStorage
 
-        return DurableLogStorage(
-            os.path.join(self.config.storage_dir, f"seed{self.seed}", f"member{member}"),
-            self.configuration,
-            sync="never",  # the process "crashes", the machine does not: written data stays
-            segment_bytes_max=2048,
-            commit_hint_interval_entries=7,
-        )
+            storage = DurableLogStorage(
+                self._storage_path(member),
+                sync="never",  # the process "crashes", the machine does not: data stays
+                segment_bytes_max=2048,
+                commit_hint_interval_entries=7,
+            )
+        self.bootstrap(storage, peers)
+        return storage
+
+    @staticmethod
+    def bootstrap(storage, peers: Configuration) -> None:
+        """The runtime's rule (``RaftCluster.start``): the stored membership wins."""
+        if storage.membership() is None:
+            storage.record_membership(peers)
+
+    def _storage_path(self, member: int) -> str:
+        return os.path.join(self.config.storage_dir, f"seed{self.seed}", f"member{member}")
+
+    def _operator_peers(self, member: int) -> Configuration:
+        """The bootstrap membership an operator gives a restart: the cluster's, or (with the
+        ``wrong-peers`` fault) this member alone or a subset with it."""
+        if "wrong-peers" not in self.active_faults \
+                or self.rng.random() >= self.config.wrong_peers_rate:
+            return self.configuration
+        others = [m for m in self.members if m != member]
+        kept = self.rng.sample(others, self.rng.randint(0, len(others) - 1))
+        self.trace.append(f"t{self.now} operator restarts {member} with peers "
+                          f"{sorted([member, *kept])}")
+        return Configuration(frozenset([member, *kept]))
 
     def crash(self, member: int) -> None:
         self.nodes[member] = None
@@ -422,8 +454,10 @@ class Simulation:
 
     def restart(self, member: int) -> None:
         del self.restart_at[member]
-        if self.storages[member] is None:
-            self.storages[member] = self._open_storage(member)
+        if self.storages[member] is None:  # reopened from disk
+            self.storages[member] = self._open_storage(member, self._operator_peers(member))
+        else:  # the memory store lives on; the operator's peers meet what it holds
+            self.bootstrap(self.storages[member], self._operator_peers(member))
         self.nodes[member] = SimNode(self, member, self.storages[member])
         self.trace.append(f"t{self.now} restart {member}")
 

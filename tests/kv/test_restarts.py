@@ -1,0 +1,97 @@
+"""Restarts the way operators do them, through real ``pyraft node`` processes on 127.0.0.1
+started with the documented flags only: the membership a member was started with is durable
+in its data directory, so a restart without ``--peers`` rejoins its cluster (it used to
+bootstrap a one-member cluster of its own and acknowledge writes the cluster never saw), and
+a restart with ``--peers`` that contradict the stored membership is refused with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+
+from pyraft.client import KVClient
+from pyraft.testing.processes import free_port
+
+
+def node(member, listen, http, data, *extra):
+    """``pyraft node`` exactly as the README shows it, plus ``extra`` flags."""
+    args = [sys.executable, "-m", "pyraft", "node", "--id", str(member), "--listen", listen,
+            "--http", http, "--data", str(data), "--log-level", "WARNING", *extra]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def end(process, sig=signal.SIGTERM):
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    process.stderr.close()
+
+
+async def status_of(url):
+    async with KVClient([url], timeout_s=1.0, retries=0) as client:
+        return await client.status(url)
+
+
+async def wait_for_status(url, condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = await status_of(url)
+            if condition(last):
+                return last
+        except Exception:  # not serving yet
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url}: condition not met in {timeout} s; last status {last}")
+
+
+def cluster_addresses():
+    peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
+    http = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
+    return peers, http
+
+
+def peers_flag(peers):
+    return ",".join(f"{m}={a}" for m, a in sorted(peers.items()))
+
+
+def test_a_restart_with_contradicting_peers_is_refused(tmp_path):
+    peers, http = cluster_addresses()
+    processes = {m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers))
+                 for m in peers}
+    try:
+        asyncio.run(wait_for_status(f"http://{http[1]}", lambda s: s["leader"]))
+        end(processes[3], signal.SIGKILL)
+        # the operator's mistake: --peers naming only itself (it used to lead a cluster of one)
+        refused = node(3, peers[3], http[3], tmp_path / "n3", "--peers", f"3={peers[3]}")
+        try:
+            code = refused.wait(30)
+            stderr = refused.stderr.read()
+        finally:
+            end(refused)
+        assert code == 2
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, stderr
+        assert "Traceback" not in stderr
+        line = lines[0]
+        assert line.startswith("pyraft node: member 3 refused to start: --peers ")
+        # it names both: the peers given and the membership stored
+        assert f"3={peers[3]} contradict" in line
+        assert peers_flag(peers) in line
+        assert str(tmp_path / "n3") in line
+        # the same member restarted with its original command line is welcome
+        processes[3] = node(3, peers[3], http[3], tmp_path / "n3", "--peers", peers_flag(peers))
+        status = asyncio.run(wait_for_status(f"http://{http[3]}", lambda s: s["leader"]))
+        assert sorted(m["id"] for m in status["members"]) == [1, 2, 3]
+    finally:
+        for process in processes.values():
+            end(process)
