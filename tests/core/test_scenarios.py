@@ -479,3 +479,21 @@ def test_a_leader_changes_membership_only_after_committing_in_its_term():
         core.remove_member(3)
     run(s, 50, core.committed_in_current_term)
     assert core.remove_member(3) > 0
+
+
+def test_a_fresh_vote_counts_only_in_a_unanimous_election():
+    """A member that started with empty storage may have forgotten what it acknowledged: a
+    candidate wins with its vote only when every voter grants, or without it by a majority
+    of the others (RaftOptions.fresh_start_guard)."""
+    s = sim(3, fresh_start_guard=True)
+    assert all(n.core.fresh for n in s.nodes.values())
+    isolate(s, 3)  # two of three up, both fresh: no leader, however long
+    assert not run(s, 300, lambda: bool(leaders(s)))
+    s.blocked = set()  # all three: a unanimous election
+    assert run(s, 300, lambda: bool(leaders(s)))
+    write(s, "k", 1)
+    run(s, 20)
+    assert not any(n.core.fresh for n in s.nodes.values())  # caught up: ordinary voters
+    leader = leaders(s)[0]
+    isolate(s, leader)  # now a majority of the other two elects
+    assert run(s, 300, lambda: any(m != leader for m in leaders(s)))

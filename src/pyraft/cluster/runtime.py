@@ -158,7 +158,8 @@ class RaftCluster:
 
     ``storage`` is a log storage with the write side the runtime needs
     (``pyraft.storage.log.DurableLogStorage`` for durable members; in-memory
-    ``MemoryLogStorage`` by default). ``state_machine`` is a
+    ``MemoryLogStorage`` by default: such a member comes back from a restart as a new one,
+    whose vote counts only once caught up, ``RaftNode.fresh``). ``state_machine`` is a
     ``pyraft.storage.state_machine.StateMachine`` (``None``: consensus only, results None).
     """
 
@@ -330,6 +331,10 @@ class RaftCluster:
         if stored is None:  # the first start: the membership is durable before anything
             self.storage.record_membership(self.bootstrap_configuration)
         options = self.config.core_options()
+        if not getattr(self.storage, "durable", False):
+            # a member whose storage does not survive a restart comes back as a new member:
+            # its votes count only once a leader has caught it up (RaftNode.fresh)
+            options = dataclasses.replace(options, fresh_start_guard=True)
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
         if stored is not None and self._peers_given is not None:

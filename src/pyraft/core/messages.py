@@ -114,6 +114,10 @@ class Message:
     snapshot_offset: int = 0
     #: SNAPSHOT: this chunk is the last one
     snapshot_done: bool = True
+    #: VOTE_RESPONSE / PRE_VOTE_RESPONSE granted by a member that started with empty storage
+    #: and has not caught up yet (``RaftNode.fresh``): it may have forgotten what it
+    #: acknowledged before, so an election won with its vote must be unanimous
+    fresh: bool = False
 
     def describe(self) -> str:
         parts = [f"{self.type.name} {self.src}->{self.dst} t{self.term}"]
@@ -129,6 +133,8 @@ class Message:
             )
         if self.type in (MessageType.VOTE_RESPONSE, MessageType.PRE_VOTE_RESPONSE):
             parts.append("reject" if self.reject else "grant")
+            if self.fresh:
+                parts.append("fresh")
         if self.snapshot is not None:
             parts.append(
                 f"snapshot@{self.snapshot.meta.index} bytes {self.snapshot_offset}+"

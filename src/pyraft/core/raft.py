@@ -86,6 +86,11 @@ class RaftOptions:
     failure_dead_ticks: int = 0
     failure_phi_threshold: float = 8.0
     failure_voters_min: int = 3
+    #: a member that starts with empty storage (no term, no log) may be one that forgot
+    #: what it acknowledged (a memory-only member restarted, a wiped data directory): it is
+    #: ``fresh`` until a leader brings it up to a commit of the leader's own term, and an
+    #: election won with a fresh vote must be unanimous (see ``RaftNode.fresh``)
+    fresh_start_guard: bool = False
 
     def validate(self) -> RaftOptions:
         if self.id <= 0:
@@ -191,6 +196,17 @@ class RaftNode:
         self._outstanding: Ready | None = None
         self._previous_soft = SoftState(0, Role.FOLLOWER)
         self._previous_hard = hard_state
+        #: started with empty storage and not caught up yet: this member may have forgotten
+        #: entries it acknowledged before (it cannot tell a first start from a restart that
+        #: lost its state), so its vote is "fresh": a candidate needs a majority of other
+        #: votes, or every voter's. Safe while any member that acknowledged a committed entry
+        #: still holds it: that member refuses a candidate without it, and its vote is needed.
+        #: Ends when a leader's commit of its own term is in this member's log (every entry
+        #: committed before that is then here too).
+        self.fresh = (options.fresh_start_guard and hard_state.term == 0
+                      and self.log.last_index() == 0)
+        #: the voters whose grant in the running election was fresh
+        self._fresh_votes: set[int] = set()
         self.become_follower(self.term, 0)
 
     # ---- public API --------------------------------------------------------------------------
@@ -469,6 +485,7 @@ class RaftNode:
         self._step = self._step_candidate
         self._tick = self._tick_election
         self.votes = {}
+        self._fresh_votes = set()
         self.lead = 0
         self.role = Role.PRE_CANDIDATE
 
@@ -515,6 +532,7 @@ class RaftNode:
             self.options.election_ticks_lower, self.options.election_ticks_upper
         )
         self.votes = {}
+        self._fresh_votes = set()
         self.progress = {}
         self.lead_transferee = 0
         self.pending_conf_index = 0
@@ -583,7 +601,7 @@ class RaftNode:
         else:
             self._become_candidate()
             vote_term, kind = self.term, T.VOTE
-        if self._poll(self.id, True):
+        if self._poll(self.id, True, self.fresh):
             return
         last_index, last_term = self.log.last_index(), self.log.last_term()
         for member in sorted(self.configuration.voters):
@@ -597,14 +615,19 @@ class RaftNode:
                     transfer=transfer,
                 )
 
-    def _poll(self, member: int, granted: bool) -> bool:
-        """Record a vote; returns True when the election is decided."""
-        if member in self.configuration.voters:
-            self.votes.setdefault(member, granted)
+    def _poll(self, member: int, granted: bool, fresh: bool = False) -> bool:
+        """Record a vote; returns True when the election is decided. A fresh grant (from a
+        member that may have forgotten what it acknowledged) counts only when every voter
+        grants: otherwise a majority of the others is needed."""
+        voters = self.configuration.voters
+        if member in voters and member not in self.votes:
+            self.votes[member] = granted
+            if granted and fresh:
+                self._fresh_votes.add(member)
         yes = sum(1 for v in self.votes.values() if v)
         no = len(self.votes) - yes
         quorum = self.configuration.quorum()
-        if yes >= quorum:
+        if yes - len(self._fresh_votes) >= quorum or (yes >= quorum and yes == len(voters)):
             if self.role is Role.PRE_CANDIDATE:
                 self._campaign(pre=False, transfer=False)
             else:
@@ -624,7 +647,7 @@ class RaftNode:
         )
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # Raft 5.2 / 5.4.1. A pre-vote grant answers in the term asked about.
-            self._send(response, m.src, term=m.term)
+            self._send(response, m.src, term=m.term, fresh=self.fresh)
             if m.type is T.VOTE:
                 self.election_elapsed = 0
                 self.vote = m.src
@@ -677,7 +700,7 @@ class RaftNode:
         elif (t is T.VOTE_RESPONSE and self.role is Role.CANDIDATE) or (
             t is T.PRE_VOTE_RESPONSE and self.role is Role.PRE_CANDIDATE
         ):
-            self._poll(m.src, not m.reject)
+            self._poll(m.src, not m.reject, m.fresh)
 
     def _step_leader(self, m: Message) -> None:
         t = m.type
@@ -869,6 +892,7 @@ class RaftNode:
         if index <= self.log.committed or self.log.term_or_none(index) != self.term:
             return False
         self.log.commit_to(index)
+        self.fresh = False  # a commit of this leader's own term: caught up by definition
         uncommitted = self._uncommitted_batches
         while uncommitted and uncommitted[0][0] <= index:
             self.uncommitted_bytes -= uncommitted.popleft()[1]
@@ -989,6 +1013,8 @@ class RaftNode:
         if last_new is not None:
             if entries is not None and len(entries):
                 self._after_append(min(before, entries.first_index), entries)
+            if self.fresh:
+                self._maybe_end_fresh()
             self._send(T.APPEND_RESPONSE, m.src, index=last_new)
             return
         hint = min(m.index, self.log.last_index())
@@ -1012,8 +1038,18 @@ class RaftNode:
         self._drop_configurations_from(from_index)
         self._scan_configurations(from_index, self.log.last_index() + 1)
 
+    def _maybe_end_fresh(self) -> None:
+        """A fresh follower is caught up once the commit index its leader sent lands on an
+        entry of the leader's term (``self.term``) that it holds: the leader committed in its
+        own term, so everything committed before is in this member's log (log matching)."""
+        committed = self.log.committed
+        if committed and self.log.term_or_none(committed) == self.term:
+            self.fresh = False
+
     def _handle_heartbeat(self, m: Message) -> None:
         self.log.commit_to(min(m.commit, self.log.last_index()))
+        if self.fresh:
+            self._maybe_end_fresh()
         self._send(T.HEARTBEAT_RESPONSE, m.src, index=m.index, context=m.context)
 
     def _handle_snapshot(self, m: Message) -> None:

@@ -77,6 +77,18 @@ async def memory_cluster(network, peers: Mapping[int, str] = PEERS, *, storage=N
             await member.stop()
 
 
+async def settled_leader(members, timeout: float = 5.0) -> RaftCluster:
+    """The leader, once it has committed an entry of its term and every member in
+    ``members`` has that commit: from then on in-memory members are ordinary voters (they
+    vote as fresh ones until a commit of the leader's term reaches them, RaftNode.fresh), so
+    any majority of them can elect the next leader."""
+    leader = await leader_of(members, timeout)
+    await leader.ensure_consistency(timeout)
+    for member in members:
+        await member.wait_for_commit(leader.commit_index, timeout)
+    return leader
+
+
 async def leader_of(members, timeout: float = 5.0) -> RaftCluster:
     async def wait():
         while True:

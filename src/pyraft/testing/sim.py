@@ -9,9 +9,13 @@ Fault model: the network may lose, duplicate, delay and reorder any message, and
 members in any pattern (including one direction only). A crash discards the node's memory
 and any persistence that had not completed; storage that completed is never lost or damaged
 (damaged storage is the WAL's concern, tested with the WAL). Clocks advance at the same rate.
-Operator fault: ``wrong-peers`` restarts a member with a bootstrap membership that
+Operator faults: ``wrong-peers`` restarts a member with a bootstrap membership that
 contradicts the one it started with (only itself, or a subset: a restart without or with
-other ``--peers``), which its stored membership must override.
+other ``--peers``), which its stored membership must override; ``amnesia`` crashes a member
+whose storage does not survive (a memory-only member, a wiped data directory): it restarts
+empty, with the original peers, at most one such member at a time (two forgetting at once
+can lose a write that only they held, which no protocol can prevent; so also not once a
+membership change was made: a member removed since may be the other holder).
 
 A run has a safety phase (faults on) and a liveness phase (faults off, every member up): a
 leader must emerge and a final write must commit on every member within the tick budget.
@@ -60,7 +64,7 @@ from pyraft.testing.linearizability import KVModel, Operation, check_history
 from raftcore.framing import KIND_COMMAND
 
 FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk", "membership",
-          "wrong-peers")
+          "wrong-peers", "amnesia")
 
 
 class SafetyViolation(Exception):
@@ -103,6 +107,10 @@ class SimConfig:
     #: run every member on ``pyraft.storage.log.DurableLogStorage`` in this directory (a
     #: crash closes the files without saving anything and the restart recovers from disk)
     storage_dir: str | None = None
+    #: ``RaftOptions.fresh_start_guard`` of every member; None: on when ``amnesia`` is a fault
+    fresh_start_guard: bool | None = None
+    #: chance that a crash is an ``amnesia`` crash (when that fault is on)
+    amnesia_rate: float = 0.3
     #: chance that a restart gets wrong peers (when ``wrong-peers`` is on)
     wrong_peers_rate: float = 0.5
 
@@ -173,6 +181,7 @@ class SimNode:
             standby=member in sim.config.standby,
             failure_dead_ticks=sim.config.failure_dead_ticks,
             failure_voters_min=sim.config.failure_voters_min,
+            fresh_start_guard=sim.fresh_start_guard,
             # small on some seeds: reads that end inside the stored entries are exercised
             append_bytes_max=sim.append_bytes_max,
             inflight_messages_max=8,
@@ -280,6 +289,13 @@ class Simulation:
         self.members = members
         configuration = Configuration(frozenset(members[: config.initial_voters or None]))
         self.configuration = configuration
+        guard = config.fresh_start_guard
+        self.fresh_start_guard = "amnesia" in config.faults if guard is None else guard
+        #: members that crashed with amnesia and have not caught up since
+        self.forgetful: set[int] = set()
+        #: a membership change was made: amnesia stops (a member that forgets while another
+        #: that held the same entries left the configuration is two forgetting at once)
+        self.membership_changed = False
         # odd seeds send appends of a few entries: reads that end inside the stored entries,
         # with unpersisted ones after them, are exercised
         self.append_bytes_max = 4096 if seed % 2 == 0 else 320
@@ -353,6 +369,16 @@ class Simulation:
             if live and rng.random() < cfg.crash_rate * len(live):
                 victim = rng.choice(live)
                 self.crash(victim)
+                # a member that forgot is a memory-only one until it catches up: its every
+                # crash forgets again
+                if victim in self.forgetful or (
+                        "amnesia" in faults and not self.forgetful
+                        and not self.membership_changed and rng.random() < cfg.amnesia_rate):
+                    self.forget(victim)
+        for member in list(self.forgetful):
+            node = self.nodes[member]
+            if node is not None and not node.core.fresh:
+                self.forgetful.discard(member)
         if "membership" in faults and rng.random() < cfg.membership_rate:
             self._change_membership()
         for member, at in list(self.restart_at.items()):
@@ -363,7 +389,7 @@ class Simulation:
         """The leader adds a member that is out (learner, warmup, promotion) or removes one
         (the leader itself included), one change at a time and never below two voters."""
         leader = self.current_leader()
-        if not leader:
+        if not leader or self.forgetful:  # see membership_changed
             return
         core = self.nodes[leader].core
         configuration = core.configuration
@@ -375,10 +401,12 @@ class Simulation:
             if outside and (len(voters) <= 2 or self.rng.random() < 0.5):
                 member = self.rng.choice(outside)
                 core.add_member(member)
+                self.membership_changed = True
                 self.trace.append(f"t{self.now} leader {leader} adds {member}")
             elif len(voters) > 2:
                 member = self.rng.choice(voters)
                 core.remove_member(member)
+                self.membership_changed = True
                 self.trace.append(f"t{self.now} leader {leader} removes {member}")
         except ProposalDroppedError:
             pass
@@ -441,6 +469,19 @@ class Simulation:
                           f"{sorted([member, *kept])}")
         return Configuration(frozenset([member, *kept]))
 
+    def forget(self, member: int) -> None:
+        """Amnesia: the crashed member's storage is gone (memory-only, or a wiped disk)."""
+        storage = self.storages[member]
+        if storage is not None and hasattr(storage, "close"):
+            storage.close()
+        if self.config.storage_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._storage_path(member), ignore_errors=True)
+        self.storages[member] = None
+        self.forgetful.add(member)
+        self.trace.append(f"t{self.now} {member} forgets everything")
+
     def crash(self, member: int) -> None:
         self.nodes[member] = None
         if self.config.storage_dir is not None:
@@ -454,7 +495,10 @@ class Simulation:
 
     def restart(self, member: int) -> None:
         del self.restart_at[member]
-        if self.storages[member] is None:  # reopened from disk
+        if member in self.forgetful:  # a new member with the original peers
+            if self.storages[member] is None:
+                self.storages[member] = self._open_storage(member)
+        elif self.storages[member] is None:  # reopened from disk
             self.storages[member] = self._open_storage(member, self._operator_peers(member))
         else:  # the memory store lives on; the operator's peers meet what it holds
             self.bootstrap(self.storages[member], self._operator_peers(member))

@@ -16,7 +16,7 @@ Raft message body, version 1 (all integers little-endian)::
     offset size field
     0      1    body version (1)
     1      1    message type (MessageType; local-only types are refused)
-    2      1    flags: 1 reject, 2 transfer, 4 snapshot_done (other bits must be 0)
+    2      1    flags: 1 reject, 2 transfer, 4 snapshot_done, 8 fresh (other bits must be 0)
     3      1    kind (entry kind, 0..2)
     4      4    context length C
     8      4    entry bytes length E  (APPEND only, else 0)
@@ -121,7 +121,8 @@ REFUSE_REASON_BYTES_MAX = 1024
 _FLAG_REJECT = 1
 _FLAG_TRANSFER = 2
 _FLAG_SNAPSHOT_DONE = 4
-_FLAGS_KNOWN = _FLAG_REJECT | _FLAG_TRANSFER | _FLAG_SNAPSHOT_DONE
+_FLAG_FRESH = 8
+_FLAGS_KNOWN = _FLAG_REJECT | _FLAG_TRANSFER | _FLAG_SNAPSHOT_DONE | _FLAG_FRESH
 _KIND_MAX = 2  # raftcore.framing.KIND_NOOP
 
 # version, type, flags, kind, context length, entries length, snapshot chunk length,
@@ -142,7 +143,7 @@ _TYPE_BY_CODE = {int(t): t for t in WIRE_TYPES}
 _MESSAGE_FIELDS = (
     "type", "src", "dst", "term", "log_term", "index", "commit", "entries", "reject",
     "reject_hint", "hint_term", "context", "snapshot", "payloads", "kind", "transfer",
-    "snapshot_offset", "snapshot_done",
+    "snapshot_offset", "snapshot_done", "fresh",
 )
 POSITIONAL_MESSAGE = (
     tuple(f.name for f in dataclasses.fields(Message))[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
@@ -188,6 +189,7 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
         (_FLAG_REJECT if message.reject else 0)
         | (_FLAG_TRANSFER if message.transfer else 0)
         | (_FLAG_SNAPSHOT_DONE if message.snapshot_done else 0)
+        | (_FLAG_FRESH if message.fresh else 0)
     )
     context = message.context
     entries = message.entries
@@ -348,7 +350,7 @@ def decode_body(body) -> Message:
     values = (
         mtype, src, dst, term, log_term, index, commit, entries, bool(flags & _FLAG_REJECT),
         reject_hint, hint_term, context, snapshot, None, kind, bool(flags & _FLAG_TRANSFER),
-        snapshot_offset, bool(flags & _FLAG_SNAPSHOT_DONE),
+        snapshot_offset, bool(flags & _FLAG_SNAPSHOT_DONE), bool(flags & _FLAG_FRESH),
     )
     if POSITIONAL_MESSAGE:
         return Message(*values)
