@@ -497,3 +497,38 @@ def test_a_fresh_vote_counts_only_in_a_unanimous_election():
     leader = leaders(s)[0]
     isolate(s, leader)  # now a majority of the other two elects
     assert run(s, 300, lambda: any(m != leader for m in leaders(s)))
+
+
+def test_member_info_travels_through_the_log():
+    """Each member tells the leader where it is and its metadata; the leader records it
+    with an info-only configuration entry, so every member learns every member's info."""
+    s = sim(3)
+    for member, node in s.nodes.items():
+        node.core.set_own_info(f"10.0.0.{member}:7000", {"zone": f"z{member}"})
+    assert run(s, 400, lambda: all(
+        n.core.configuration.metadata_of(m) == {"zone": f"z{m}"}
+        for n in s.nodes.values() for m in s.members))
+    for node in s.nodes.values():
+        configuration = node.core.configuration
+        assert configuration.voters == frozenset(s.members)
+        assert [configuration.address_of(m) for m in s.members] == [
+            f"10.0.0.{m}:7000" for m in s.members]
+    # a member that moves tells the leader again
+    s.nodes[2].core.set_own_info("10.0.0.22:7000", {"zone": "z2"})
+    assert run(s, 400, lambda: all(n.core.configuration.address_of(2) == "10.0.0.22:7000"
+                                   for n in s.nodes.values()))
+
+
+def test_a_leader_ignores_malformed_member_info():
+    from pyraft.core import Message, MessageType
+
+    s = sim(3)
+    assert run(s, 200, lambda: bool(leaders(s)))
+    leader = s.nodes[leaders(s)[0]].core
+    run(s, 50, leader.committed_in_current_term)
+    before = leader.configuration
+    follower = next(m for m in s.members if m != leader.id)
+    for context in (b"\xc1", b"\x92\x01\x02", b"\x92\xa1x\x81\x01\x02", b"x" * 20_000):
+        leader.step(Message(MessageType.MEMBER_INFO, follower, leader.id, term=leader.term,
+                            context=context))
+    assert leader.configuration is before and leader.pending_conf_index <= leader.log.committed

@@ -64,6 +64,49 @@ def peers_flag(peers):
     return ",".join(f"{m}={a}" for m, a in sorted(peers.items()))
 
 
+def test_a_member_restarted_without_peers_rejoins_its_cluster(tmp_path):
+    peers, http = cluster_addresses()
+    processes = {m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers))
+                 for m in peers}
+    try:
+        asyncio.run(_restart_without_peers(processes, peers, http, tmp_path))
+    finally:
+        for process in processes.values():
+            end(process)
+
+
+async def _restart_without_peers(processes, peers, http, tmp_path):
+    urls = [f"http://{http[m]}" for m in (1, 2, 3)]
+    first = await wait_for_status(urls[0], lambda s: s["leader"] and s["commit"] > 0)
+    async with KVClient(urls, timeout_s=2.0, retries=40) as client:
+        await client.put("before", "1")
+    # SIGKILL a member that is not the leader, and restart it with no --peers at all
+    victim = next(m for m in (3, 2, 1) if m != first["leader"])
+    end(processes[victim], signal.SIGKILL)
+    processes[victim] = node(victim, peers[victim], http[victim], tmp_path / f"n{victim}")
+    url = f"http://{http[victim]}"
+    status = await wait_for_status(url, lambda s: s["leader"] is not None)
+    # it follows the cluster's leader in the stored three-member membership: it never led
+    assert status["leader"] != victim and status["role"] != "leader"
+    assert sorted(m["id"] for m in status["members"]) == [1, 2, 3]
+    # a write through the restarted member reaches the cluster (redirected to the leader) and
+    # every member holds it
+    async with KVClient([url], timeout_s=2.0, retries=40) as client:
+        await client.put("after", "2")
+    async with KVClient(urls, timeout_s=2.0, retries=40) as client:
+        for member in (1, 2, 3):
+            value = None
+            for _ in range(100):
+                async with KVClient([f"http://{http[member]}"], timeout_s=2.0,
+                                    retries=5) as one:
+                    value = await one.get("after", consistency="local")
+                if value == b"2":
+                    break
+                await asyncio.sleep(0.05)
+            assert value == b"2", f"member {member} does not hold the write"
+        assert await client.get("before") == b"1"
+
+
 def test_a_restart_with_contradicting_peers_is_refused(tmp_path):
     peers, http = cluster_addresses()
     processes = {m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers))

@@ -207,12 +207,12 @@ class RaftCluster:
         voters = frozenset(peers) - {self.id} if join else frozenset(peers)
         if not voters:
             raise ValueError("a joining member needs the addresses of existing members")
+        # The same on every member (addresses only): each member's metadata reaches the
+        # others through the log, recorded by the leader (RaftNode.set_own_info).
         bootstrap = Configuration(voters)
         for member, member_address in peers.items():
             if member in voters:
-                bootstrap = bootstrap.with_info(
-                    member, member_address, metadata if member == self.id else None
-                )
+                bootstrap = bootstrap.with_info(member, member_address)
         #: the membership this member bootstraps with when its storage holds none
         self.bootstrap_configuration = bootstrap
         self.storage = storage if storage is not None else MemoryLogStorage()
@@ -337,6 +337,7 @@ class RaftCluster:
             options = dataclasses.replace(options, fresh_start_guard=True)
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
+        core.set_own_info(self._static_peers[self.id], self._metadata)
         if stored is not None and self._peers_given is not None:
             self._check_peers(stored, core.configuration)
         self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)

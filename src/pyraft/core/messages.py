@@ -33,6 +33,10 @@ class MessageType(enum.IntEnum):
     TIMEOUT_NOW = 20
     READ_INDEX_RESPONSE = 21
     SNAPSHOT_RESPONSE = 22  # a snapshot chunk arrived; ``snapshot_offset`` is the next wanted
+    #: member -> leader: where the sender is and its metadata (``context``: msgpack
+    #: ``[address, {key: value}]``), when the configuration in force says otherwise; the
+    #: leader records it with an info-only configuration entry, so it travels in the log
+    MEMBER_INFO = 23
 
 
 LOCAL_TYPES = frozenset(

@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgpack
+
 from pyraft.core.log import RaftLog
 from pyraft.core.membership import Configuration, majority_index
 from pyraft.core.messages import (
@@ -47,6 +49,8 @@ from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode
 from raftcore.phi import PhiAccrualDetector
 
 T = MessageType
+#: the largest MEMBER_INFO body a leader reads (an address and a few labels)
+MEMBER_INFO_BYTES_MAX = 16 * 1024
 
 
 class RandomSource(Protocol):
@@ -207,6 +211,10 @@ class RaftNode:
                       and self.log.last_index() == 0)
         #: the voters whose grant in the running election was fresh
         self._fresh_votes: set[int] = set()
+        #: where this member is and its metadata, as it wants the configuration to say:
+        #: (address, sorted (key, value) pairs); None: nothing to announce
+        self._own_info: tuple[str, tuple[tuple[str, str], ...]] | None = None
+        self._info_sent_tick = -1
         self.become_follower(self.term, 0)
 
     # ---- public API --------------------------------------------------------------------------
@@ -346,6 +354,15 @@ class RaftNode:
 
     def campaign(self) -> None:
         self.step(Message(T.HUP, self.id, self.id))
+
+    def set_own_info(self, address: str, metadata: dict[str, str] | None = None) -> None:
+        """Where this member is and its metadata: while the configuration in force says
+        otherwise, this member tells the leader (MEMBER_INFO, once per election timeout) and
+        the leader records it with an info-only configuration entry, so every member learns
+        it through the log (a leader records its own)."""
+        pairs = tuple(sorted((str(k), str(v)) for k, v in (metadata or {}).items()))
+        self._own_info = (address, pairs)
+        self._info_sent_tick = -1
 
     def report_unreachable(self, member: int) -> None:
         """The runtime could not deliver to ``member``: stop pipelining, probe again."""
@@ -552,6 +569,8 @@ class RaftNode:
 
     # ---- ticks -------------------------------------------------------------------------------
     def _tick_election(self) -> None:
+        if self._own_info is not None and self.lead:
+            self._announce_info()
         self.election_elapsed += 1
         if self.promotable and self.election_elapsed >= self.randomized_election_timeout:
             self.election_elapsed = 0
@@ -572,11 +591,61 @@ class RaftNode:
             self._detect_failures()
         if self.role is not Role.LEADER:
             return
+        if self._own_info is not None:
+            self._announce_info()
         if self.heartbeat_elapsed >= self.options.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._broadcast_heartbeat(b"")
         if self._commit_unsent:
             self._send_commit()
+
+    # ---- member info -------------------------------------------------------------------------
+    def _announce_info(self) -> None:
+        """Tell the leader (or, leading, record) this member's info when the configuration in
+        force says otherwise; at most once per lower election timeout."""
+        if self.ticks - self._info_sent_tick < self.options.election_ticks_lower \
+                and self._info_sent_tick >= 0:
+            return
+        configuration = self.configuration
+        if self.id not in configuration.members:
+            return
+        address, pairs = self._own_info
+        if (configuration.address_of(self.id) == address
+                and tuple(sorted(configuration.metadata_of(self.id).items())) == pairs):
+            return
+        self._info_sent_tick = self.ticks
+        if self.role is Role.LEADER:
+            self._record_info(self.id, address, dict(pairs))
+        else:
+            context = msgpack.packb([address, dict(pairs)])
+            self._send(T.MEMBER_INFO, self.lead, context=context)
+
+    def _handle_member_info(self, m: Message) -> None:
+        """Leader: a member says where it is; malformed info from a peer is ignored."""
+        if len(m.context) > MEMBER_INFO_BYTES_MAX or m.src not in self.configuration.members:
+            return
+        try:
+            address, metadata = msgpack.unpackb(m.context)
+            if not isinstance(address, str) or not isinstance(metadata, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+                return
+        except Exception:  # msgpack raises several unrelated types for bad input
+            return
+        configuration = self.configuration
+        if (configuration.address_of(m.src) == address
+                and configuration.metadata_of(m.src) == metadata):
+            return
+        self._record_info(m.src, address, metadata)
+
+    def _record_info(self, member: int, address: str, metadata: dict[str, str]) -> None:
+        """Leader: an info-only configuration entry (same voters and learners), unless
+        another change is in flight (the member announces again later)."""
+        if self.pending_conf_index > self.log.committed or self.lead_transferee:
+            return
+        try:
+            self.propose_configuration(self.configuration.with_info(member, address, metadata))
+        except ProposalDroppedError:
+            return  # the uncommitted bytes bound: announced again later
 
     # ---- elections ---------------------------------------------------------------------------
     def _hup(self, transfer: bool) -> None:
@@ -713,6 +782,9 @@ class RaftNode:
             return
         if t is T.TRANSFER_LEADER:
             self._leader_transfer(m.index)
+            return
+        if t is T.MEMBER_INFO:
+            self._handle_member_info(m)
             return
         if t is T.SNAPSHOT_STATUS:
             # Only failures matter: success is the follower's own APPEND_RESPONSE.
