@@ -280,7 +280,8 @@ class RaftCluster:
         storage = None
         if config.data_dir is not None:
             storage = DurableLogStorage(config.data_dir, cluster_id=config.cluster_id,
-                                        sync=config.sync)
+                                        sync=config.sync,
+                                        sync_interval_ms=config.sync_interval_ms)
         peers = dict(config.peers) or {config.member_id: config.endpoint}
         peers.setdefault(config.member_id, config.endpoint)
         return cls(config, transport=transport, peers=peers, state_machine=state_machine,

@@ -12,7 +12,8 @@ Durability: term and vote are saved (atomically, fsynced) as soon as they change
 runtime sends anything that depends on them. The commit index in the hard state is only a
 hint (safe to lose: it is recomputed from the leader), so it is saved with the next term or
 vote change, on ``close()``, and at most every ``commit_hint_interval_entries`` entries.
-Log entries are durable after ``sync()`` (one fdatasync for every append since the last).
+Log entries are durable after ``sync()`` (one fdatasync for every append since the last;
+with ``sync="interval"``, at most one every ``sync_interval_ms``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class DurableLogStorage:
         *,
         cluster_id: int = 0,
         sync: str = "always",
+        sync_interval_ms: float = 10.0,
         segment_bytes_max: int = 64 << 20,
         snapshots_kept: int = 2,
         commit_hint_interval_entries: int = 10_000,
@@ -77,6 +79,7 @@ class DurableLogStorage:
                 os.path.join(self.directory, "wal"),
                 cluster_id=cluster_id,
                 sync=sync,
+                sync_interval_ms=sync_interval_ms,
                 segment_bytes_max=segment_bytes_max,
                 repair=repair,
             )
