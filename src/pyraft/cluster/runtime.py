@@ -796,6 +796,17 @@ class RaftCluster:
             for _, future, _ in queue:
                 if not future.done():
                     future.set_exception(error)
+        except Exception as error:
+            # A bug (the core refuses proposals only with the errors above): the processing
+            # loop stops the member (_fatal), which fails the queue and the proposals; the
+            # commands taken off the queue are in neither, so they fail here, or their
+            # writers would wait forever.
+            failure = ClusterStoppedError(f"member {self.id} failed: {error!r}")
+            failure.__cause__ = error
+            for _, future, _ in queue:
+                if not future.done():
+                    future.set_exception(failure)
+            raise
         else:
             proposals = self._proposals
             # Entries of ours at or past ``first`` were cut from the log (a later leader's
