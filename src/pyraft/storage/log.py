@@ -27,6 +27,7 @@ from pyraft.core.membership import Configuration
 from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
 from pyraft.core.storage import limit_bytes
 from pyraft.errors import (
+    ClusterMismatchError,
     CorruptStateError,
     LogCompactedError,
     LogUnavailableError,
@@ -36,7 +37,7 @@ from pyraft.errors import (
 from pyraft.storage.files import BackgroundDeleter, storage_error
 from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore
-from raftcore import WalCorruptionError
+from raftcore import WalClusterMismatchError, WalCorruptionError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
 
@@ -83,6 +84,9 @@ class DurableLogStorage:
                 segment_bytes_max=segment_bytes_max,
                 repair=repair,
             )
+        except WalClusterMismatchError as exc:  # another cluster's directory: not damage
+            raise ClusterMismatchError(self.directory, exc.stored_cluster_id,
+                                       cluster_id) from exc
         except WalCorruptionError as exc:
             raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
         except OSError as exc:
