@@ -84,3 +84,47 @@ def test_wal_repair_changes_nothing_in_another_clusters_log(tmp_path, capsys):
     assert "belongs to cluster 1, not cluster 2" in out and "--cluster-id 1" in out, out
     assert "repaired" not in out, out
     assert _contents(data) == before
+
+
+def test_a_directory_whose_log_a_snapshot_emptied_is_refused_too(tmp_path):
+    """A snapshot at the last index empties the WAL (no segment, so no cluster id in any
+    segment header) and the hard state and snapshot files record none: the directory's
+    ``cluster`` file still tells (before it, cluster 2 opened it and would have taken it
+    over with its first append)."""
+    from pyraft.core import Configuration
+    from raftcore.framing import encode_entries
+
+    data = tmp_path / "m3"
+    configuration = Configuration(frozenset({3}))
+    storage = DurableLogStorage(data, configuration, cluster_id=1)
+    storage.append(encode_entries(1, 1, [b"x"] * 10))
+    storage.sync()
+    storage.create_snapshot(10, b"", configuration)
+    storage.close()
+    assert not list((data / "wal").glob("*.wal"))
+    before = _contents(data)
+    try:
+        DurableLogStorage(data, cluster_id=2)
+    except ClusterMismatchError as error:
+        assert (error.stored_cluster_id, error.cluster_id) == (1, 2)
+    else:
+        raise AssertionError("another cluster's data directory was opened")
+    assert _contents(data) == before
+    reopened = DurableLogStorage(data, cluster_id=1)
+    assert reopened.first_index() == 11 and reopened.snapshot().meta.index == 10
+    reopened.close()
+
+
+def test_a_damaged_cluster_file_is_damage(tmp_path):
+    data = tmp_path / "m3"
+    DurableLogStorage(data, cluster_id=1).close()
+    path = data / "cluster"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01  # in the cluster id: the checksum fails
+    path.write_bytes(bytes(raw))
+    try:
+        DurableLogStorage(data, cluster_id=1)
+    except CorruptStateError as error:
+        assert error.path == str(path)
+    else:
+        raise AssertionError("a damaged cluster file was accepted")

@@ -6,7 +6,12 @@ simulator runs on either): ``set_hard_state``, ``append``, ``sync``, ``apply_sna
 ``create_snapshot``, ``compact``.
 
 Layout under ``directory``: ``wal/`` (``raftcore.wal`` segments), ``snapshots/``
-(``SnapshotStore``) and ``state/`` (``FileHardStateStore``).
+(``SnapshotStore``), ``state/`` (``FileHardStateStore``) and ``cluster`` (the cluster id, a
+checked file written at the first open). The WAL's segments carry the cluster id too, but a
+snapshot covering the whole log leaves none (the log is empty until the next append), and the
+hard state and snapshot files record no cluster id: without ``cluster`` another cluster's
+directory could then be opened, and taken over, unnoticed. Another cluster's directory
+raises ``ClusterMismatchError`` (never ``CorruptStateError``: nothing is damaged).
 
 Durability: term and vote are saved (atomically, fsynced) as soon as they change, before the
 runtime sends anything that depends on them. The commit index in the hard state is only a
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import os
+import struct
 
 import numpy as np
 
@@ -34,7 +40,14 @@ from pyraft.errors import (
     StorageError,
     invariant,
 )
-from pyraft.storage.files import BackgroundDeleter, storage_error
+from pyraft.storage.files import (
+    BackgroundDeleter,
+    atomic_write,
+    pack_checked,
+    read_checked,
+    remove_temp_files,
+    storage_error,
+)
 from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore
 from raftcore import WalClusterMismatchError, WalCorruptionError
@@ -43,10 +56,31 @@ from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
 
 #: at most this many recent batches are kept (a read looks through them newest first)
 RECENT_BATCHES_MAX = 256
+#: the file under the data directory naming the cluster the directory belongs to
+CLUSTER_FILE = "cluster"
+_CLUSTER_KIND = b"CLID"
+_CLUSTER_ID = struct.Struct(">Q")
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
     return storage_error(exc, what, exc.filename or "write-ahead log")
+
+
+def _recorded_cluster_id(directory: str) -> int | None:
+    """The cluster id ``directory`` records, or None when it records none (yet)."""
+    path = os.path.join(directory, CLUSTER_FILE)
+    payload = read_checked(path, _CLUSTER_KIND)
+    if payload is None:
+        return None
+    if len(payload) != _CLUSTER_ID.size:
+        raise CorruptStateError(f"a cluster id of {len(payload)} bytes, not 8", path)
+    return _CLUSTER_ID.unpack(payload)[0]
+
+
+def _record_cluster_id(directory: str, cluster_id: int) -> None:
+    remove_temp_files(directory, CLUSTER_FILE + ".")
+    atomic_write(os.path.join(directory, CLUSTER_FILE),
+                 pack_checked(_CLUSTER_KIND, _CLUSTER_ID.pack(cluster_id)))
 
 
 class DurableLogStorage:
@@ -75,6 +109,9 @@ class DurableLogStorage:
         self.recent_bytes_max = recent_bytes_max
         self._recent: collections.deque[EntryBatch] = collections.deque()
         self._recent_bytes = 0
+        recorded = _recorded_cluster_id(self.directory)
+        if recorded is not None and recorded != cluster_id:
+            raise ClusterMismatchError(self.directory, recorded, cluster_id)
         try:
             self.wal = WriteAheadLog(
                 os.path.join(self.directory, "wal"),
@@ -91,6 +128,12 @@ class DurableLogStorage:
             raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
         except OSError as exc:
             raise _storage_error(exc, "cannot open the write-ahead log") from exc
+        if recorded is None:  # a new directory (or one from before the file existed)
+            try:
+                _record_cluster_id(self.directory, cluster_id)
+            except BaseException:
+                self.wal.close()
+                raise
         # segments a snapshot released are deleted off the caller's thread (the event loop)
         self._deleter = BackgroundDeleter(f"pyraft-wal-deleter-{os.path.basename(self.directory)}",
                                           suffix=RELEASED_SUFFIX)
