@@ -159,6 +159,8 @@ ROWS = [
     ("user_requests_inflight_max", 2**32, 2**32 - 1, {}),
     ("receive_bytes_per_s_min", -1, 0, {}),
     ("receive_bytes_per_s_min", 2**32, 2**32 - 1, {}),
+    ("consensus_snapshot_entries", 0, 1, {}),
+    ("consensus_snapshot_entries", 2**32, 2**32 - 1, {}),
     ("sync", "sometimes", "interval", {}),
     ("sync", "ALWAYS", "never", {}),
     ("proposal_queue_full", "drop", "raise", {}),

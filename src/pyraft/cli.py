@@ -72,7 +72,7 @@ def _wal_inspect(directory: str) -> int:
 
 
 def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
-    from raftcore import WalCorruptionError
+    from raftcore import WalClusterMismatchError, WalCorruptionError
     from raftcore.wal import WriteAheadLog
 
     try:
@@ -80,6 +80,11 @@ def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
             print(f"{directory}: opens cleanly, entries [{log.first_index}, {log.last_index}]; "
                   f"torn tail cut: {log.recovery.torn_bytes} bytes")
             return 0
+    except WalClusterMismatchError as exc:  # not damage: nothing to repair
+        print(f"{directory}: belongs to cluster {exc.stored_cluster_id}, not cluster "
+              f"{cluster_id}; nothing was changed (give --cluster-id "
+              f"{exc.stored_cluster_id})")
+        return 1
     except WalCorruptionError as exc:
         print(f"{directory}: {exc}")
         if not yes:

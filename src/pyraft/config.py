@@ -69,6 +69,7 @@ from typing import Any, TypeVar
 
 from pyraft.core.raft import RaftOptions
 from pyraft.errors import ConfigError
+from pyraft.storage.state_machine import SNAPSHOT_ENTRIES_DEFAULT
 
 __all__ = [
     "RaftConfig",
@@ -128,6 +129,7 @@ def _number(value: float) -> str:
 LIMITS: dict[str, _Range] = {
     "cluster_id": _Range(0, 2**64 - 1),
     "sync_interval_ms": _Range(0, 10_000.0, low_open=True),
+    "consensus_snapshot_entries": _Range(1, 2**32 - 1),
     "request_timeout_ms": _Range(0, 60_000.0, low_open=True),
     "connect_timeout_ms": _Range(0, 60_000.0, low_open=True),
     "linger_ms": _Range(0, 60_000.0),
@@ -685,8 +687,12 @@ class ClusterConfig(RaftConfig):
     #: free-form labels of this member (zone, rack, version), announced to the others
     metadata: Mapping[str, str] = field(default_factory=_ReadOnlyDict)
     #: the directory of the log, hard state and snapshots; None keeps everything in memory
-    #: (``ConsensusOnlyState``: nothing survives a restart)
+    #: (nothing survives a restart)
     data_dir: str | None = None
+    #: without a state machine of its own (consensus only: ``ConsensusOnlyState``), a member
+    #: takes an empty snapshot and releases its log every this many applied entries, in
+    #: memory and on disk; a state machine given to the runtime has its own setting
+    consensus_snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT
     #: when the WAL reaches the disk: "always" (fdatasync before acknowledging: durable),
     #: "interval" (at most every ``sync_interval_ms``: a power loss may lose that much), or
     #: "never" (tests and benchmarks)

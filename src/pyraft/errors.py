@@ -24,6 +24,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "CorruptStateError",
+    "ClusterMismatchError",
 ]
 
 
@@ -123,3 +124,23 @@ class CorruptStateError(PyraftError, ValueError):
 
     def __reduce__(self):
         return (type(self), (self.reason, self.path, self.offset))
+
+
+class ClusterMismatchError(StorageError):
+    """The data directory ``path`` belongs to another cluster: its log was written by
+    cluster ``stored_cluster_id``, this member runs in cluster ``cluster_id``. Nothing is
+    damaged and nothing was changed: a mistyped cluster id or directory, never a reason to
+    repair anything. Start with the directory's cluster id, or with another directory."""
+
+    def __init__(self, path: str, stored_cluster_id: int, cluster_id: int) -> None:
+        message = (f"the data directory {path} belongs to cluster {stored_cluster_id}, "
+                   f"not cluster {cluster_id}")
+        Exception.__init__(self, message)  # the path is in the message already
+        self.path = path
+        self.errno = None
+        self.reason = message
+        self.stored_cluster_id = stored_cluster_id
+        self.cluster_id = cluster_id
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.stored_cluster_id, self.cluster_id))

@@ -668,7 +668,7 @@ cdef class WriteAheadLog:
                     if cluster_id != self.cluster_id:
                         raise WalClusterMismatchError(
                             f"segment of cluster {cluster_id}, this log is cluster "
-                            f"{self.cluster_id}", path, 16)
+                            f"{self.cluster_id}", path, 16, cluster_id, self.cluster_id)
                     if expected and first != expected:
                         raise WalCorruptionError(
                             f"segment starts at index {first}, expected {expected} (a gap)",

@@ -94,4 +94,17 @@ class WalCorruptionError(RaftcoreError, ValueError):
 
 
 class WalClusterMismatchError(WalCorruptionError):
-    """A segment belongs to another cluster (its header carries another cluster id)."""
+    """A segment belongs to another cluster (its header carries another cluster id):
+    ``stored_cluster_id`` is the id in the header, ``cluster_id`` the log's own (None when
+    unknown). Not damage: the files are intact, they are another cluster's, and recovery
+    refuses them even with ``repair=True``."""
+
+    def __init__(self, message: str, path: str, offset: int,
+                 stored_cluster_id: int | None = None, cluster_id: int | None = None) -> None:
+        super().__init__(message, path, offset)
+        self.stored_cluster_id = stored_cluster_id
+        self.cluster_id = cluster_id
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.path, self.offset, self.stored_cluster_id,
+                             self.cluster_id))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyraft.core import Configuration, HardState, MemoryLogStorage, Snapshot, SnapshotMeta
+from pyraft.core import Configuration, MemoryLogStorage, Snapshot, SnapshotMeta
 from pyraft.errors import ConfigError, InvariantError, LogCompactedError
 from pyraft.storage.state_machine import (
     ConsensusOnlyState,
@@ -539,10 +539,19 @@ def test_disk_compaction_flushes_and_reports_the_durable_index():
 
 
 # ---- consensus only -------------------------------------------------------------------------
-def test_consensus_only_bounds_its_log():
+def test_consensus_only_snapshots_bound_the_log_they_are_stored_in():
+    """The runtime's wiring in small: every batch is appended to the member's log, then
+    applied; the sink stores the empty snapshot in that log (which releases the prefix), as
+    the runtime's snapshot sink does. The log never holds much more than snapshot_entries."""
+    log = MemoryLogStorage(CONFIGURATION)
     sink = Sink()
-    state = ConsensusOnlyState(CONFIGURATION, snapshot_entries=10, snapshot_sink=sink)
-    state.save_hard_state(HardState(term=2, vote=1, commit=0))
+    state = ConsensusOnlyState(CONFIGURATION, snapshot_entries=10)
+
+    def store(index, data):
+        sink(index, data)
+        log.create_snapshot(index, data, state.configuration)
+
+    state.snapshot_sink = store
     grown = CONFIGURATION.add_learner(4)
     longest = 0
     for first in range(1, 200, 4):
@@ -551,27 +560,50 @@ def test_consensus_only_bounds_its_log():
         if first == 101:
             kinds[1], payloads[1] = KIND_CONFIGURATION, grown.encode()
         entries = batch(first, payloads, kinds)
-        state.log.append(entries)
+        log.append(entries)
         assert state.apply_batch(entries) == [None] * 4
-        longest = max(longest, state.log.last_index() - state.log.first_index() + 1)
+        longest = max(longest, log.last_index() - log.first_index() + 1)
     assert longest <= 10 + 4
-    assert state.applied_index == 200 and state.log.last_index() == 200
+    assert state.applied_index == 200 and log.last_index() == 200
     assert sink.indexes == list(range(12, 201, 12)) and {d for _, d in sink.snapshots} == {b""}
-    assert state.log.snapshot().meta.learners == (4,) and state.configuration == grown
-    assert state.hard_state == HardState(term=2, vote=1, commit=0)
-    assert state.log.initial_state()[0] == state.hard_state
-    assert state.force_compaction() == 200 and state.log.first_index() == 201
+    assert log.snapshot().meta.learners == (4,) and state.configuration == grown
+    assert state.force_compaction() == 200 and log.first_index() == 201
+    assert state.force_compaction() == 200 and sink.indexes[-1] == 200  # nothing new: no call
+    assert len(sink.indexes) == len(range(12, 201, 12)) + 1
 
 
-def test_consensus_only_never_compacts_past_its_log_and_recovers():
+def test_consensus_only_takes_no_snapshot_without_a_sink():
     state = ConsensusOnlyState(CONFIGURATION, snapshot_entries=2)
-    state.log.append(batch(1, [b"a", b"b"]))
-    state.apply_batch(batch(1, [b"a", b"b", b"c", b"d"]))  # applied before persisted
-    assert state.log.snapshot().meta.index == 2 and state.log.last_index() == 2
-    restarted = ConsensusOnlyState(CONFIGURATION, snapshot_entries=100)
-    restarted.log.append(batch(1, [b"a"] * 6))
-    restarted.log.create_snapshot(3, b"", CONFIGURATION)
-    assert restarted.recover(restarted.log, 5, restarted.log.snapshot()) == 5
+    state.apply_batch(batch(1, [b"a"] * 6))
+    assert state.applied_index == 6 and state.snapshot_index == 0
+
+
+def test_consensus_only_keeps_a_failed_sink_for_the_next_call():
+    def failing(index, data):
+        raise OSError("disk full")
+
+    state = ConsensusOnlyState(CONFIGURATION, snapshot_entries=2, snapshot_sink=failing)
+    state.apply_batch(batch(1, [b"a", b"b"]))  # the sink failed: kept, the state is intact
+    assert state.applied_index == 2 and state.snapshot_index == 0
+    with pytest.raises(OSError, match="disk full"):
+        state.apply_batch(batch(3, [b"c"]))
+    state.snapshot_sink = Sink()
+    assert state.apply_batch(batch(3, [b"c"])) == [None]  # retried after the batch
+    assert state.snapshot_sink.indexes == [3] and state.snapshot_index == 3
+
+
+def test_consensus_only_recovers_and_installs_the_leaders_empty_snapshots():
+    log = MemoryLogStorage(CONFIGURATION)
+    log.append(batch(1, [b"a"] * 6))
+    fresh = ConsensusOnlyState(snapshot_entries=100)
+    assert fresh.recover(log, 2) == 2 and fresh.configuration == CONFIGURATION
+    log.create_snapshot(3, b"", CONFIGURATION)
+    restarted = ConsensusOnlyState(snapshot_entries=100)
+    assert restarted.recover(log, 5, log.snapshot()) == 5
+    assert restarted.snapshot_index == 3 and restarted.configuration == CONFIGURATION
     restarted.install_snapshot(Snapshot(SnapshotMeta(9, 2, (1, 2)), b""))
-    assert restarted.applied_index == 9
+    assert restarted.applied_index == 9 and restarted.snapshot_index == 9
     assert restarted.configuration == Configuration(frozenset({1, 2}))
+    restarted.apply_batch(batch(10, [b"b"], term=2))  # applies go on after it
+    with pytest.raises(InvariantError, match="older than the applied index"):
+        restarted.install_snapshot(Snapshot(SnapshotMeta(8, 2, (1, 2)), b""))

@@ -6,7 +6,8 @@ raft-rs's ``Storage``), which raises ``LogCompactedError`` below the first index
 ``LogUnavailableError`` past the last one.
 
 ``MemoryLogStorage`` is the reference implementation: the simulator persists into it (so a
-crash loses exactly what was not persisted), and ``ConsensusOnlyState`` builds on it.
+crash loses exactly what was not persisted), and it is the runtime's log when a member has
+no data directory.
 """
 
 from __future__ import annotations

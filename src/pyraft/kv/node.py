@@ -17,7 +17,9 @@ fails its checks, with the file and byte offset) or a storage failure at start
 (``StorageError``) stops the member with one line on stderr naming the file, and exit status
 ``EXIT_STORAGE`` (3), never a traceback: ``pyraft wal inspect DIR/wal`` shows the damage and
 ``pyraft wal repair DIR/wal --yes`` truncates the log there (the other members send the lost
-entries again).
+entries again). A data directory of another cluster (``ClusterMismatchError``) is not damage:
+the member stops the same way, saying which cluster the directory belongs to, with no repair
+hint.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ import sys
 
 from pyraft.cluster.runtime import RaftCluster
 from pyraft.config import ClusterConfig, TlsConfig
-from pyraft.errors import CorruptStateError, MembershipMismatchError, StorageError
+from pyraft.errors import (
+    ClusterMismatchError,
+    CorruptStateError,
+    MembershipMismatchError,
+    StorageError,
+)
 from pyraft.kv.machine import KVStateMachine
-from raftcore import WalCorruptionError
+from raftcore import WalClusterMismatchError, WalCorruptionError
 
 log = logging.getLogger("pyraft.node")
 
@@ -213,10 +220,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report_storage_failure(member: int, error: BaseException) -> int:
-    """Print the one-line message for a damaged data directory or a failed disk on stderr;
-    returns ``EXIT_STORAGE``."""
+    """Print the one-line message for a damaged data directory, another cluster's one or a
+    failed disk on stderr; returns ``EXIT_STORAGE``."""
     what, hint = "storage failed", ""
-    if isinstance(error, (CorruptStateError, WalCorruptionError)):
+    if isinstance(error, ClusterMismatchError):
+        # a mistyped --cluster-id or --data, not damage: a repair hint would be destructive
+        print(f"pyraft node: member {member} stopped: {error} (--cluster-id); start with "
+              f"--cluster-id {error.stored_cluster_id} or another --data", file=sys.stderr,
+              flush=True)
+        return EXIT_STORAGE
+    if isinstance(error, WalClusterMismatchError):
+        what = "the data directory belongs to another cluster"
+    elif isinstance(error, (CorruptStateError, WalCorruptionError)):
         what = "the data directory is damaged"
         if str(getattr(error, "path", "")).endswith(".wal"):
             hint = "; see `pyraft wal inspect DIR/wal` and `pyraft wal repair DIR/wal --yes`"

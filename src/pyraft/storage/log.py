@@ -6,8 +6,14 @@ simulator runs on either): ``set_hard_state``, ``append``, ``sync``, ``apply_sna
 ``create_snapshot``, ``compact``.
 
 Layout under ``directory``: ``wal/`` (``raftcore.wal`` segments), ``snapshots/``
-(``SnapshotStore``) and ``state/`` (``FileHardStateStore``, and ``membership``: the bootstrap
-membership, recorded durably at the first start before the member sends or answers anything).
+(``SnapshotStore``), ``state/`` (``FileHardStateStore``, and ``membership``: the bootstrap
+membership, recorded durably at the first start before the member sends or answers anything)
+and ``cluster`` (the cluster id, a checked file written at the first open). The WAL's
+segments carry the cluster id too, but a snapshot covering the whole log leaves none (the log
+is empty until the next append), and the hard state and snapshot files record no cluster id:
+without ``cluster`` another cluster's directory could then be opened, and taken over,
+unnoticed. Another cluster's directory raises ``ClusterMismatchError`` (never
+``CorruptStateError``: nothing is damaged).
 
 Membership is durable from the first start: ``membership()`` is the newest snapshot's
 configuration, else the recorded bootstrap membership (the core then replays the
@@ -18,13 +24,15 @@ Durability: term and vote are saved (atomically, fsynced) as soon as they change
 runtime sends anything that depends on them. The commit index in the hard state is only a
 hint (safe to lose: it is recomputed from the leader), so it is saved with the next term or
 vote change, on ``close()``, and at most every ``commit_hint_interval_entries`` entries.
-Log entries are durable after ``sync()`` (one fdatasync for every append since the last).
+Log entries are durable after ``sync()`` (one fdatasync for every append since the last;
+with ``sync="interval"``, at most one every ``sync_interval_ms``).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import struct
 
 import numpy as np
 
@@ -32,6 +40,7 @@ from pyraft.core.membership import Configuration
 from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
 from pyraft.core.storage import limit_bytes
 from pyraft.errors import (
+    ClusterMismatchError,
     CorruptStateError,
     LogCompactedError,
     LogUnavailableError,
@@ -43,11 +52,12 @@ from pyraft.storage.files import (
     atomic_write,
     pack_checked,
     read_checked,
+    remove_temp_files,
     storage_error,
 )
 from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore
-from raftcore import WalCorruptionError
+from raftcore import WalClusterMismatchError, WalCorruptionError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
 
@@ -56,10 +66,31 @@ RECENT_BATCHES_MAX = 256
 #: the bootstrap membership's file in ``state/``, a checked file replaced atomically
 MEMBERSHIP_FILE = "membership"
 _MEMBERSHIP_KIND = b"MEMB"
+#: the file under the data directory naming the cluster the directory belongs to
+CLUSTER_FILE = "cluster"
+_CLUSTER_KIND = b"CLID"
+_CLUSTER_ID = struct.Struct(">Q")
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
     return storage_error(exc, what, exc.filename or "write-ahead log")
+
+
+def _recorded_cluster_id(directory: str) -> int | None:
+    """The cluster id ``directory`` records, or None when it records none (yet)."""
+    path = os.path.join(directory, CLUSTER_FILE)
+    payload = read_checked(path, _CLUSTER_KIND)
+    if payload is None:
+        return None
+    if len(payload) != _CLUSTER_ID.size:
+        raise CorruptStateError(f"a cluster id of {len(payload)} bytes, not 8", path)
+    return _CLUSTER_ID.unpack(payload)[0]
+
+
+def _record_cluster_id(directory: str, cluster_id: int) -> None:
+    remove_temp_files(directory, CLUSTER_FILE + ".")
+    atomic_write(os.path.join(directory, CLUSTER_FILE),
+                 pack_checked(_CLUSTER_KIND, _CLUSTER_ID.pack(cluster_id)))
 
 
 class DurableLogStorage:
@@ -75,6 +106,7 @@ class DurableLogStorage:
         *,
         cluster_id: int = 0,
         sync: str = "always",
+        sync_interval_ms: float = 10.0,
         segment_bytes_max: int = 64 << 20,
         snapshots_kept: int = 2,
         commit_hint_interval_entries: int = 10_000,
@@ -89,18 +121,31 @@ class DurableLogStorage:
         self.recent_bytes_max = recent_bytes_max
         self._recent: collections.deque[EntryBatch] = collections.deque()
         self._recent_bytes = 0
+        recorded = _recorded_cluster_id(self.directory)
+        if recorded is not None and recorded != cluster_id:
+            raise ClusterMismatchError(self.directory, recorded, cluster_id)
         try:
             self.wal = WriteAheadLog(
                 os.path.join(self.directory, "wal"),
                 cluster_id=cluster_id,
                 sync=sync,
+                sync_interval_ms=sync_interval_ms,
                 segment_bytes_max=segment_bytes_max,
                 repair=repair,
             )
+        except WalClusterMismatchError as exc:  # another cluster's directory: not damage
+            raise ClusterMismatchError(self.directory, exc.stored_cluster_id,
+                                       cluster_id) from exc
         except WalCorruptionError as exc:
             raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
         except OSError as exc:
             raise _storage_error(exc, "cannot open the write-ahead log") from exc
+        if recorded is None:  # a new directory (or one from before the file existed)
+            try:
+                _record_cluster_id(self.directory, cluster_id)
+            except BaseException:
+                self.wal.close()
+                raise
         # segments a snapshot released are deleted off the caller's thread (the event loop)
         self._deleter = BackgroundDeleter(f"pyraft-wal-deleter-{os.path.basename(self.directory)}",
                                           suffix=RELEASED_SUFFIX)

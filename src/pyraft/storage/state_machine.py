@@ -19,8 +19,8 @@ Three families implement it:
   and where snapshots are built.
 - :class:`DiskStateMachine`: the user's state lives in the user's own durable store, which is
   its own snapshot; start replays only what the store had not made durable.
-- :class:`ConsensusOnlyState`: no user data at all (the in-memory default): it holds the log
-  (a ``MemoryLogStorage``) and the hard state, and keeps the log bounded.
+- :class:`ConsensusOnlyState`: no user data at all (the runtime's default): its empty
+  snapshots keep the member's log bounded.
 
 Snapshots leave a state machine through ``snapshot_sink(index, data_or_chunks)``, a callable
 given at construction or assigned to the ``snapshot_sink`` attribute before ``start()``. The
@@ -30,8 +30,7 @@ the snapshot covers (the runtime looks up its term and configuration), ``data_or
 ``None`` for a disk state machine (its store is the snapshot; only the log prefix up to
 ``index`` may go). The sink runs in the thread that applies, except with the ``background``
 policy, where it runs in the worker thread (the runtime then hops to its loop, e.g. with
-``call_soon_threadsafe``). Without a sink a memory or disk state machine takes no automatic
-snapshot (``ConsensusOnlyState`` still releases its own log).
+``call_soon_threadsafe``). Without a sink no state machine takes an automatic snapshot.
 
 Failures. An exception raised by the user's ``apply`` (or while restoring a snapshot) leaves
 the state half-done: it propagates, and every later ``apply_batch`` raises
@@ -60,8 +59,8 @@ import msgpack
 import numpy as np
 
 from pyraft.core.membership import Configuration
-from pyraft.core.messages import HardState, Snapshot
-from pyraft.core.storage import LogStorage, MemoryLogStorage
+from pyraft.core.messages import Snapshot
+from pyraft.core.storage import LogStorage
 from pyraft.errors import ConfigError, LogCompactedError, invariant
 from raftcore.framing import KIND_COMMAND, EntryBatch
 
@@ -82,7 +81,11 @@ SnapshotData = bytes | Iterable[bytes] | None
 SnapshotSink = Callable[[int, SnapshotData], None]
 
 COMPACTION_MODES = ("sequential", "background", "incremental")
-#: applied entries between two automatic snapshots, unless given at construction
+#: applied entries between two automatic snapshots, unless given at construction (also the
+#: runtime's consensus-only default, ``ClusterConfig.consensus_snapshot_entries``). 8192:
+#: the log of a consensus-only member then holds at most ~8k entries plus one batch (a
+#: bounded, small amount of memory), while a snapshot (an empty one there: O(1) in memory,
+#: one small file and its fsyncs on the I/O thread on disk) comes only every 8k writes
 SNAPSHOT_ENTRIES_DEFAULT = 8192
 #: byte budget of one batch read from the log while ``recover`` replays it
 REPLAY_BYTES_MAX = 4 * 1024 * 1024
@@ -718,18 +721,20 @@ class DiskStateMachine(StateMachine):
 
 
 class ConsensusOnlyState(StateMachine):
-    """No user data: the in-memory default for members that only take part in consensus.
+    """No user data: what a member applies to when it is given no state machine (the
+    runtime's ``state_machine=None``), on memory and durable storage alike.
 
-    Applying only advances the applied index (and follows configuration entries, which each
-    snapshot records). It owns the log, a :class:`MemoryLogStorage` exposed as ``log``, and
-    the hard state (``hard_state``, ``save_hard_state``), both in memory. Once
-    ``snapshot_entries`` applied entries sit in the log, it records an empty snapshot at the
-    applied index and releases the log prefix, so its memory stays bounded; the sink (if any)
-    then receives ``(index, b"")``, in the applying thread, so the runtime can tell the core
-    (``RaftNode.compacted_to``).
+    Applying only advances the applied index (and follows configuration entries:
+    ``configuration`` is the last one applied). The log it would otherwise grow without
+    bound is not its own: after a batch that brings the entries applied since the last
+    snapshot to ``snapshot_entries`` or more, it hands an empty snapshot ``(applied_index,
+    b"")`` to the sink, in the applying thread, and the runtime records it (with the term
+    and configuration at that index) in the member's log storage and releases the log up to
+    there, in memory or on disk. Without a sink it takes no automatic snapshot.
 
-    ``install_snapshot`` does not touch the log: the runtime persists a Ready's snapshot into
-    ``log`` as for any log storage.
+    ``install_snapshot`` takes the leader's snapshot (its data is empty; its configuration
+    becomes ``configuration``); ``recover`` restores the applied index from the storage's
+    snapshot and replays the committed configuration entries after it.
     """
 
     def __init__(
@@ -741,25 +746,13 @@ class ConsensusOnlyState(StateMachine):
     ) -> None:
         super().__init__(snapshot_sink=snapshot_sink)
         self.snapshot_entries = _checked_snapshot_entries(snapshot_entries)
-        self.log = MemoryLogStorage(configuration)
-        _, initial = self.log.initial_state()
-        #: configurations applied since the log's snapshot point, in index order; the first
-        #: one is in force at that point
-        self._configurations: list[tuple[int, Configuration]] = [
-            (0, initial or Configuration(frozenset()))
-        ]
-
-    @property
-    def hard_state(self) -> HardState:
-        return self.log.hard_state
-
-    def save_hard_state(self, hard_state: HardState) -> None:
-        self.log.set_hard_state(hard_state)
+        #: the configuration of the last applied configuration entry (or the initial one)
+        self._configuration = configuration or Configuration(frozenset())
 
     @property
     def configuration(self) -> Configuration:
         """The configuration of the last applied configuration entry (or the initial one)."""
-        return self._configurations[-1][1]
+        return self._configuration
 
     def apply(self, index: int, command: memoryview) -> object:
         return None
@@ -771,49 +764,48 @@ class ConsensusOnlyState(StateMachine):
                 meta.index >= self._applied_index,
                 f"snapshot at {meta.index} is older than the applied index {self._applied_index}",
             )
-            self._configurations = [
-                (meta.index, Configuration.from_snapshot(meta))
-            ]
+            if meta.voters or meta.learners:
+                self._configuration = Configuration.from_snapshot(meta)
             self._applied_index = self._snapshot_index = meta.index
 
     def force_compaction(self) -> int:
+        """Hand ``(applied_index, b"")`` to the sink now (unless a snapshot covers it
+        already); return the index the latest snapshot covers."""
         self._raise_failure()
         with self._lock:
-            self._compact()
-        return self._snapshot_index
+            if self._applied_index > self._snapshot_index:
+                self._take_snapshot()
+            return self._snapshot_index
 
     def _recover_base(self, log: LogStorage, commit_index: int, snapshot: Snapshot | None) -> None:
-        if snapshot is not None and snapshot.meta.index > 0:
-            meta = snapshot.meta
-            if meta.voters or meta.learners:
-                configuration = Configuration.from_snapshot(meta)
-                self._configurations = [(meta.index, configuration)]
-            self._applied_index = self._snapshot_index = meta.index
+        if snapshot is None or snapshot.meta.index == 0:
+            _, initial = log.initial_state()
+            if initial is not None:
+                self._configuration = initial
+            return
+        meta = snapshot.meta
+        if meta.voters or meta.learners:
+            self._configuration = Configuration.from_snapshot(meta)
+        self._applied_index = self._snapshot_index = meta.index
 
     def _apply_entries(self, batch: EntryBatch) -> list[object]:
-        first = batch.first_index
-        for position in batch.config_positions.tolist():
-            configuration = Configuration.decode(batch.payload(position))
-            self._configurations.append((first + position, configuration))
+        positions = batch.config_positions
+        if len(positions):
+            self._configuration = Configuration.decode(batch.payload(int(positions[-1])))
         return [None] * len(batch)
 
     def _after_apply(self) -> None:
-        index = min(self._applied_index, self.log.last_index())
-        if index - (self.log.first_index() - 1) < self.snapshot_entries:
+        if (
+            self.snapshot_sink is None
+            or self._applied_index - self._snapshot_index < self.snapshot_entries
+        ):
             return
         try:
-            self._compact()
-        except Exception as exc:
+            self._take_snapshot()
+        except Exception as exc:  # reported by the next call; nothing was released
             self._report_failure(exc)
 
-    def _compact(self) -> None:
-        """Record an empty snapshot at the applied index (within the log) and drop the prefix."""
-        index = min(self._applied_index, self.log.last_index())
-        if index <= self.log.first_index() - 1:
-            return
-        configurations = self._configurations
-        keep = max(i for i, (at, _) in enumerate(configurations) if at <= index)
-        self.log.create_snapshot(index, b"", configurations[keep][1])
-        self._configurations = [(index, configurations[keep][1]), *configurations[keep + 1 :]]
-        self._snapshot_index = index
+    def _take_snapshot(self) -> None:
+        index = self._applied_index
         self._sink(index, b"")
+        self._snapshot_index = index

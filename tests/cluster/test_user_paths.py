@@ -1,0 +1,212 @@
+"""User paths of ``RaftCluster``: what a user gets from ``RaftCluster.from_config`` with the
+documented defaults, and what a writer sees when the runtime's own machinery fails.
+
+Every test fails on an unhandled exception in the event loop and on tasks left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pyraft.cluster import RaftCluster
+from pyraft.config import ClusterConfig
+from pyraft.testing.cluster import leader_of, run_on_fresh_loop
+
+
+def test_from_config_hands_the_wal_its_sync_interval(tmp_path):
+    """``sync_interval_ms`` reaches the WAL: with ``sync="interval"`` it is the longest a
+    power loss may cost, so a configured 250 ms must not silently be the WAL's 10 ms."""
+
+    async def body():
+        config = ClusterConfig(member_id=1, listen="127.0.0.1:0", tick_ms=5,
+                               data_dir=str(tmp_path / "d"), sync="interval",
+                               sync_interval_ms=250.0).validate()
+        async with RaftCluster.from_config(config) as member:
+            await leader_of([member])
+            wal = member.storage.wal
+            assert (wal.sync_policy, wal.sync_interval_ms) == ("interval", 250.0)
+
+    run_on_fresh_loop(body)
+
+
+def test_writes_taken_off_the_queue_fail_when_the_core_refuses_them_with_a_bug():
+    """``core.propose`` raising something it never should (a bug) stops the member; the
+    commands already taken off the queue for that batch must fail at once with the reason,
+    not wait for their caller's own timeout (they used to wait forever)."""
+    from pyraft.cluster import ClusterStoppedError
+    from pyraft.errors import InvariantError
+    from pyraft.testing.cluster import memory_cluster
+    from pyraft.transport.memory import MemoryNetwork
+
+    async def body():
+        async with memory_cluster(MemoryNetwork()) as members:
+            leader = await leader_of(members)
+            await leader.replicate(b"before")
+            bug = InvariantError("the log lost an entry")
+
+            def propose(payloads, kind):
+                raise bug
+
+            leader.core.propose = propose
+            writes = [asyncio.ensure_future(leader.replicate(b"one")),
+                      asyncio.ensure_future(leader.replicate(b"two")),
+                      asyncio.ensure_future(leader.replicate_many([b"three", b"four"]))]
+            done, pending = await asyncio.wait(writes, timeout=3)
+            assert not pending, "writers whose commands were taken off the queue still wait"
+            for write in done:
+                with pytest.raises(ClusterStoppedError, match="the log lost an entry") as info:
+                    write.result()
+                assert info.value.__cause__ is bug
+            assert leader.fatal_error is bug
+            with pytest.raises(ClusterStoppedError):
+                await leader.replicate(b"after")
+
+    run_on_fresh_loop(body)
+
+
+# ---- the default state machine: consensus only, with a bounded log ----------------------------
+BATCH = 500
+
+
+async def _write(member: RaftCluster, count: int) -> None:
+    """``count`` commands through ``replicate_many``, a few batches in flight at a time."""
+    payload = b"c" * 16
+    for start in range(0, count, 4 * BATCH):
+        sizes = [min(BATCH, count - at) for at in range(start, min(count, start + 4 * BATCH),
+                                                           BATCH)]
+        await asyncio.gather(*(member.replicate_many([payload] * size, timeout=30)
+                               for size in sizes))
+
+
+def _log_entries(member: RaftCluster) -> int:
+    return member.storage.last_index() - member.storage.first_index() + 1
+
+
+async def _snapshots_adopted(member: RaftCluster, timeout: float = 10.0) -> None:
+    """Wait until the storage holds the newest snapshot the state machine took (on disk its
+    file is written on the I/O thread, then adopted)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while member.storage.snapshot().meta.index < member.state_machine.snapshot_index:
+        assert asyncio.get_running_loop().time() < deadline, "the snapshot was not stored"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "data_dir"])
+def test_from_config_without_a_state_machine_keeps_the_log_bounded(tmp_path, durable):
+    """``RaftCluster.from_config(config)`` with no state machine, as documented: 50,000
+    writes leave at most a few thousand entries in the log (they all stayed before), in
+    memory and in ``data_dir``, where a restart recovers from the snapshot.
+
+    In memory a snapshot releases the log at once. On disk its file is written on the I/O
+    thread meanwhile, so the log may grow by what is written during one file write (a few
+    ms) beyond that; once the writes stop, the newest snapshot is stored."""
+    from pyraft.storage.state_machine import ConsensusOnlyState
+
+    data_dir = str(tmp_path / "d") if durable else None
+    config = ClusterConfig(member_id=1, listen="127.0.0.1:0", tick_ms=5, data_dir=data_dir,
+                           consensus_snapshot_entries=1000).validate()
+    at_rest = 1000 + 4 * BATCH + 10  # since the last snapshot, plus one round of batches
+
+    async def body():
+        async with RaftCluster.from_config(config) as member:
+            assert type(member.state_machine) is ConsensusOnlyState
+            await leader_of([member])
+            longest = 0
+            for _ in range(10):
+                await _write(member, 5_000)
+                longest = max(longest, _log_entries(member))
+            await _snapshots_adopted(member)
+            last = member.storage.last_index()
+            assert last > 50_000
+            assert _log_entries(member) <= at_rest
+            assert longest <= (4 * at_rest if durable else at_rest), longest
+            assert member.state_machine.applied_index == member.applied_index == last
+        if durable:  # the snapshot and the short log are what a restart finds
+            async with RaftCluster.from_config(config) as member:
+                assert member.storage.first_index() > last - at_rest
+                assert member.state_machine.applied_index >= member.storage.first_index() - 1
+                await leader_of([member])
+                await _write(member, 10)
+                assert member.storage.last_index() > last
+
+    run_on_fresh_loop(body, timeout_s=120)
+
+
+def test_the_default_state_machine_releases_wal_segments_on_disk(tmp_path):
+    """On disk the log is released a whole segment at a time: with small segments, many
+    writes leave only the few segments the last snapshots do not cover."""
+    from pyraft.config import RaftConfig
+    from pyraft.storage.log import DurableLogStorage
+    from pyraft.transport.memory import MemoryNetwork
+
+    wal = tmp_path / "d" / "wal"
+
+    async def body():
+        storage = DurableLogStorage(tmp_path / "d", sync="never", segment_bytes_max=64 * 1024)
+        member = RaftCluster(RaftConfig(member_id=1, tick_ms=5),
+                             transport=MemoryNetwork().transport(1), peers={1: "a:1"},
+                             storage=storage, consensus_snapshot_entries=1000)
+        async with member:
+            await leader_of([member])
+            await _write(member, 30_000)  # ~2 MB of records: ~30 segments written
+            assert member.storage.last_index() > 30_000
+            storage.wal.deleter.wait()
+            segments = sorted(wal.glob("*.wal"))
+            # 1000 entries between snapshots + 2000 in flight: ~200 KB, 3-4 segments
+            assert 1 <= len(segments) <= 8, [p.name for p in segments]
+
+    run_on_fresh_loop(body, timeout_s=120)
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "data_dir"])
+def test_a_follower_back_after_compactions_catches_up_from_the_empty_snapshot(tmp_path,
+                                                                               durable):
+    """Three members with the default state machine; one follower cut off while the others
+    take several snapshots; back, it is behind the leader's first index, so it receives an
+    InstallSnapshot with empty data and the configuration, takes it and catches up, and the
+    leader's log stays bounded throughout."""
+    from pyraft.storage.log import DurableLogStorage
+    from pyraft.testing.cluster import memory_cluster
+    from pyraft.transport.memory import MemoryNetwork
+
+    storage = (lambda m: DurableLogStorage(tmp_path / f"m{m}", sync="never")) if durable \
+        else None
+
+    async def body():
+        network = MemoryNetwork(through_codec=True)
+        async with memory_cluster(network, storage=storage,
+                                  consensus_snapshot_entries=1000) as members:
+            leader = await leader_of(members)
+            await _write(leader, 1_000)
+            behind = next(m for m in members if m is not leader)
+            installed = []
+            install = behind.state_machine.install_snapshot
+
+            def recording(snapshot):
+                installed.append(snapshot)
+                install(snapshot)
+
+            behind.state_machine.install_snapshot = recording
+            network.isolate(behind.id)
+            longest = 0
+            for _ in range(8):
+                await _write(leader, 1_000)
+                await _snapshots_adopted(leader)
+                longest = max(longest, _log_entries(leader))
+            assert leader.storage.first_index() > behind.storage.last_index() + 1
+            network.heal()
+            target = leader.commit_index
+            await behind.wait_for_applied(target, timeout=30)
+            await _write(leader, 1_000)  # and it takes part again
+            await behind.wait_for_applied(leader.commit_index, timeout=30)
+            await _snapshots_adopted(leader)
+            longest = max(longest, _log_entries(leader))
+            assert installed, "the follower caught up without a snapshot"
+            assert all(s.data == b"" for s in installed)
+            assert installed[0].meta.voters == tuple(sorted(m.id for m in members))
+            assert behind.state_machine.configuration.voters == frozenset(m.id for m in members)
+            assert longest <= 1000 + 4 * BATCH + 10, longest
+
+    run_on_fresh_loop(body, timeout_s=120)
