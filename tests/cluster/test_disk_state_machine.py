@@ -80,3 +80,33 @@ def test_a_follower_cut_off_while_the_leader_compacts_catches_up_by_snapshot(tmp
             assert len(lagging.state_machine.data) == 600
 
     run_on_fresh_loop(body, timeout_s=30)
+
+
+def test_a_member_whose_install_a_crash_interrupted_starts(tmp_path):
+    """The store imported the leader's snapshot at 50, the member died before the metadata
+    was recorded: at start the store is ahead of the log, and the install is finished."""
+    from pyraft.core import Configuration, HardState, SnapshotMeta
+    from raftcore.framing import encode_entries
+
+    peers = {1: "127.0.0.1:7201"}
+    storage = DurableLogStorage(tmp_path / "m1", Configuration(frozenset({1})))
+    storage.append(encode_entries(1, 1, [msgpack.packb([f"old{i}", i]) for i in range(20)]))
+    storage.sync()
+    storage.set_hard_state(HardState(2, 0, 20))  # the snapshot came from a leader of term 2
+    storage.prepare_install(SnapshotMeta(50, 2, (1,)))
+    storage.close()
+    machine = DiskKV()
+    machine.import_snapshot([msgpack.packb([50, [["k", 1]]])], 50)
+
+    async def body():
+        network = MemoryNetwork()
+        async with memory_cluster(network, peers,
+                                  storage=lambda m: DurableLogStorage(tmp_path / f"m{m}"),
+                                  machine=lambda: machine) as members:
+            (member,) = members
+            await leader_of(members)
+            assert await member.replicate(msgpack.packb(["k", 2])) == 1
+            assert member.storage.latest_snapshot_meta().index == 50
+            assert member.applied_index > 50 and machine.data == {"k": 2}
+
+    run_on_fresh_loop(body, timeout_s=30)

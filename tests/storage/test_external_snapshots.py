@@ -162,3 +162,29 @@ def test_an_export_is_refused_unless_the_snapshot_is_external(tmp_path):
     data = SpooledData.spool([b"x"], tmp_path)
     assert not storage.offer_export(Snapshot(SnapshotMeta(120, 1, (1, 2, 3)), data))
     storage.close()
+
+
+# ---- an install a crash interrupted ----------------------------------------------------------
+def test_an_install_interrupted_after_the_import_is_finished_at_start(tmp_path):
+    storage = filled(durable(tmp_path), 20)
+    meta = SnapshotMeta(90, 2, (1, 2, 3))
+    storage.prepare_install(meta)
+    storage.close()  # a crash: the store imported the snapshot, the metadata is not recorded
+    again = durable(tmp_path)
+    assert again.resolve_install(persisted_index=90) == meta
+    assert again.snapshot_is_external() and again.latest_snapshot_meta() == meta
+    assert (again.first_index(), again.last_index()) == (91, 90)
+    assert again.resolve_install(persisted_index=90) is None  # done once
+    again.close()
+    assert durable(tmp_path).latest_snapshot_meta() == meta
+
+
+def test_an_install_interrupted_before_the_import_is_forgotten(tmp_path):
+    storage = filled(durable(tmp_path), 20)
+    storage.prepare_install(SnapshotMeta(90, 2, (1, 2, 3)))
+    storage.close()
+    again = durable(tmp_path)
+    assert again.resolve_install(persisted_index=12) is None  # the store kept its old state
+    assert (again.first_index(), again.last_index()) == (1, 20)
+    assert again.snapshots.pending() is None
+    again.close()

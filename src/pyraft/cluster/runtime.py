@@ -320,6 +320,12 @@ class RaftCluster:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
+        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
+                self.storage, ExternalSnapshots):
+            finished = self.storage.resolve_install(self.state_machine.persisted_index())
+            if finished is not None:
+                log.warning("member %d: finished installing the snapshot at %d that a stop "
+                            "interrupted", self.id, finished.index)
         options = self.config.core_options()
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
@@ -933,13 +939,16 @@ class RaftCluster:
     async def _install_into_store(self, snapshot: Snapshot) -> None:
         """A disk state machine installs the leader's snapshot into its store (durable at
         ``meta.index``), then storage records the metadata and resets the log: in this order,
-        so a recorded snapshot always has its data behind it."""
+        so a recorded snapshot always has its data behind it (``prepare_install`` notes the
+        install first, for a crash in between: see ``resolve_install``)."""
         meta, data = snapshot.meta, snapshot.data
         chunk_bytes = self.config.core_options().snapshot_chunk_bytes
         view = memoryview(data).cast("B")
         chunks = (view[offset:offset + chunk_bytes]
                   for offset in range(0, len(view), chunk_bytes))
         loop = self._loop
+        # noted first: a crash after the import, before the metadata, is finished at start
+        await loop.run_in_executor(self._executor, self.storage.prepare_install, meta)
         await loop.run_in_executor(self._executor, self.state_machine.install_chunks,
                                    meta.index, chunks)
         await loop.run_in_executor(self._executor, lambda: self.storage.apply_snapshot(

@@ -76,6 +76,18 @@ class ExternalSnapshots:
     def last_index(self) -> int:
         raise NotImplementedError
 
+    def prepare_install(self, meta: SnapshotMeta) -> None:
+        """A follower is about to import the external snapshot ``meta`` into its store; a
+        durable storage notes it, so a crash before ``apply_snapshot`` can be resolved at the
+        next start (``resolve_install``). Nothing to note in memory."""
+
+    def resolve_install(self, persisted_index: int) -> SnapshotMeta | None:
+        """At start, before the core reads storage: an install noted by ``prepare_install``
+        and interrupted is finished (the metadata recorded, the log reset) when the store
+        reached its index, ``persisted_index``, and forgotten otherwise (an import is atomic:
+        the store kept its old state). Returns the finished install's metadata, or None."""
+        return None
+
     def offer_export(self, snapshot: Snapshot) -> bool:
         """The runtime exported the store at ``snapshot.meta.index`` (its ``data`` is bytes or
         a buffer with ``len``, slicing and ``close``): it is what ``snapshot()`` returns from

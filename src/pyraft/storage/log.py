@@ -289,12 +289,28 @@ class DurableLogStorage(ExternalSnapshots):
             if not external:
                 writer.write(snapshot.data)
             writer.commit()
+        if external:
+            self.snapshots.clear_pending()
         self._snapshot_meta = meta
         self._snapshot_external = external
         self._snapshot_cache = None if external else snapshot
         self._drop_export()
         self._forget()
         self.wal.reset(meta.index + 1, meta.term)
+
+    def prepare_install(self, meta: SnapshotMeta) -> None:
+        self.snapshots.write_pending(meta)
+
+    def resolve_install(self, persisted_index: int) -> SnapshotMeta | None:
+        pending = self.snapshots.pending()
+        if pending is None:
+            return None
+        current = self._snapshot_meta
+        if persisted_index >= pending.index and (current is None or current.index < pending.index):
+            self.apply_snapshot(Snapshot(pending, b""), external=True)  # clears the note
+            return pending
+        self.snapshots.clear_pending()
+        return None
 
     def create_snapshot(
         self, index: int, data: bytes | None, configuration: Configuration

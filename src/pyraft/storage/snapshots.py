@@ -31,6 +31,9 @@ External snapshots (``begin(meta, external=True)``): a disk state machine's stor
 snapshot, so what is recorded is only the metadata (the data is empty): the store holds the
 state up to ``meta.index`` durably, and the log before it may go. ``external(meta)`` tells
 them apart; sending one to a follower takes an export of the store (the runtime's job).
+A follower installing one into its store first records it as pending (``write_pending``, the
+checked file ``install-pending``): after a crash between the store's import and the commit of
+the metadata, ``pending()`` lets the runtime finish (or forget) the install.
 
 ``MemorySnapshotStore`` has the same API and keeps everything in memory.
 """
@@ -56,8 +59,11 @@ from pyraft.errors import (
     invariant,
 )
 from pyraft.storage.files import (
+    atomic_write,
     ensure_directory,
     fsync_directory,
+    pack_checked,
+    read_checked,
     remove_temp_files,
     sync_file,
     temp_path,
@@ -90,6 +96,8 @@ SNAPSHOT_META_BYTES_MAX = 1024 * 1024
 _VERIFY_CHUNK_BYTES = 1024 * 1024
 
 _FILE_PREFIX = "snapshot-"
+_PENDING_NAME = "install-pending"
+_PENDING_KIND = b"PINS"
 _FILE_NAME = re.compile(r"snapshot-(\d{20})-(\d{20})\.snap")
 
 
@@ -513,6 +521,7 @@ class SnapshotStore:
         #: Absolute path of the store's directory.
         self.directory = ensure_directory(directory)
         remove_temp_files(self.directory, _FILE_PREFIX)
+        remove_temp_files(self.directory, _PENDING_NAME)
         #: Verified files: path -> (stat key when verified, layout).
         self._verified: dict[str, tuple[tuple[int, int, int, int], _Layout]] = {}
         #: Files found corrupt: path -> (stat key when checked, the error's reason and offset).
@@ -678,6 +687,29 @@ class SnapshotStore:
     def list_snapshots(self) -> list[tuple[int, int]]:
         """(index, term) of every stored snapshot file, oldest first, as named (unverified)."""
         return [(index, term) for index, term, _ in self._entries()]
+
+    # -- an external snapshot being installed (see the module docstring) -----------------------
+
+    def write_pending(self, meta: SnapshotMeta) -> None:
+        """Durably note that the external snapshot ``meta`` is being installed."""
+        _check_meta(meta)
+        atomic_write(os.path.join(self.directory, _PENDING_NAME),
+                     pack_checked(_PENDING_KIND, _encode_meta(meta, external=True)))
+
+    def pending(self) -> SnapshotMeta | None:
+        """The install noted by ``write_pending`` and not cleared, or None."""
+        path = os.path.join(self.directory, _PENDING_NAME)
+        payload = read_checked(path, _PENDING_KIND)
+        return None if payload is None else _decode_meta(path, payload)[0]
+
+    def clear_pending(self) -> None:
+        path = os.path.join(self.directory, _PENDING_NAME)
+        with translate_os_errors("cannot remove", path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+        fsync_directory(self.directory)
 
 
 #: The file-backed store under the name the other storage modules use.
