@@ -345,9 +345,10 @@ class DurableLogStorage(ExternalSnapshots):
         current = self._snapshot_meta
         if current is not None and current.index >= meta.index:
             return Snapshot(current, b"") if self._snapshot_external else self.snapshot()
+        written = self.snapshots.list_snapshots()  # a newer one may have replaced its file
         invariant(
-            (meta.index, meta.term) in self.snapshots.list_snapshots(),
-            f"adopting the snapshot at {meta.index} that was not written",
+            bool(written) and written[-1][0] >= meta.index,
+            f"adopting the snapshot at {meta.index}, but no snapshot file covers it",
         )
         self._snapshot_meta = meta
         self._snapshot_external = data is None
