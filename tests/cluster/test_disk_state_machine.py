@@ -110,3 +110,44 @@ def test_a_member_whose_install_a_crash_interrupted_starts(tmp_path):
             assert member.applied_index > 50 and machine.data == {"k": 2}
 
     run_on_fresh_loop(body, timeout_s=30)
+
+
+class FlakyExportKV(DiskKV):
+    """Its first export fails as a full disk would."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.exports = 0
+
+    def export_snapshot(self):
+        self.exports += 1
+        if self.exports == 1:
+            raise OSError(28, "No space left on device")
+        return super().export_snapshot()
+
+
+def test_a_failed_export_is_retried_and_the_leader_keeps_serving(tmp_path):
+    async def body():
+        network = MemoryNetwork()
+
+        def storage(member):
+            return DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=16 * 1024)
+
+        async with memory_cluster(network, storage=storage,
+                                  machine=lambda: FlakyExportKV(snapshot_entries=50)) as members:
+            leader = await leader_of(members)
+            lagging = next(m for m in members if m is not leader)
+            network.isolate(lagging.id)
+            for i in range(300):
+                await leader.replicate(msgpack.packb([f"k{i}", i]))
+            network.heal()
+            for _ in range(500):
+                if lagging.applied_index >= leader.commit_index:
+                    break
+                await asyncio.sleep(0.01)
+            assert leader.fatal_error is None and leader.is_leader
+            assert leader.state_machine.exports >= 2
+            assert leader.metrics.storage_failures.value() >= 1
+            assert lagging.state_machine.data == leader.state_machine.data
+
+    run_on_fresh_loop(body, timeout_s=30)

@@ -244,6 +244,7 @@ class RaftCluster:
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
         self._export_task: asyncio.Task | None = None  # exporting a disk state machine
+        self._export_retry_at = 0.0  # loop time before which a failed export is not retried
         self._configuration_logged: tuple | None = None
         self._peers_configuration = None  # the configuration the transport's peers are from
         self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
@@ -957,7 +958,8 @@ class RaftCluster:
     def _snapshot_wanted(self) -> None:
         """The core needs a snapshot of the disk state machine's store to send: export it on
         a thread of its own (never the I/O thread: syncs must not wait behind it)."""
-        if self._running and self._export_task is None:
+        if (self._running and self._export_task is None
+                and self._loop.time() >= self._export_retry_at):
             task = self._loop.create_task(self._export_snapshot(),
                                           name=f"pyraft-{self.id}-export")
             self._export_task = task
@@ -992,6 +994,11 @@ class RaftCluster:
                 self.metrics.snapshot_bytes.observe(len(data), ("exported",))
                 log.info("member %d: exported the store at %d (%d bytes) for a follower",
                          self.id, index, len(data))
+        except OSError as error:  # a full disk (StorageError), the spool file: retry later
+            log.error("member %d: cannot export the store for a follower (%s); retrying",
+                      self.id, error)
+            self.metrics.storage_failures.inc()
+            self._export_retry_at = self._loop.time() + 1.0
         except Exception as error:  # a bug or a broken store: stop serving
             self._fatal(error)
         finally:
