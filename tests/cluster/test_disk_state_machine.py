@@ -11,6 +11,7 @@ import asyncio
 
 import msgpack
 
+from pyraft.cluster import RaftCluster
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import DiskStateMachine
 from pyraft.testing.cluster import leader_of, memory_cluster, run_on_fresh_loop
@@ -149,5 +150,48 @@ def test_a_failed_export_is_retried_and_the_leader_keeps_serving(tmp_path):
             assert leader.state_machine.exports >= 2
             assert leader.metrics.storage_failures.value() >= 1
             assert lagging.state_machine.data == leader.state_machine.data
+
+    run_on_fresh_loop(body, timeout_s=30)
+
+
+class FileKV(DiskKV):
+    """DiskKV whose durable copy is a file, so it outlives the instance (a real store)."""
+
+    def __init__(self, path, **options) -> None:
+        super().__init__(**options)
+        self.path = path
+        if path.exists():
+            index, items = msgpack.unpackb(path.read_bytes())
+            self.durable = {"index": index, "data": dict(items)}
+            self.data, self.applied = dict(self.durable["data"]), index
+
+    def flush(self):
+        super().flush()
+        self.path.write_bytes(msgpack.packb([self.durable["index"],
+                                             sorted(self.durable["data"].items())]))
+
+
+def test_from_config_with_a_disk_state_machine_compacts_and_restarts(tmp_path):
+    from pyraft.config import ClusterConfig
+
+    async def body():
+        for data_dir in (str(tmp_path / "d"), None):
+            config = ClusterConfig(member_id=1, listen="127.0.0.1:0", data_dir=data_dir,
+                                   tick_ms=5).validate()
+            path = tmp_path / f"store-{data_dir is None}"
+            for round_ in range(2 if data_dir else 1):
+                machine = FileKV(path, snapshot_entries=50)
+                async with RaftCluster.from_config(config, state_machine=machine) as member:
+                    await leader_of([member])
+                    if round_ == 0:
+                        for i in range(120):
+                            await member.replicate(msgpack.packb([f"k{i}", i]))
+                        meta = member.storage.latest_snapshot_meta()
+                        assert meta.index >= 100 and member.storage.snapshot_is_external()
+                        assert member.storage.first_index() == meta.index + 1
+                    else:  # restarted from the store and the log after its last flush
+                        assert member.storage.snapshot_is_external()
+                        assert await member.replicate(msgpack.packb(["k119", 0])) == 119
+                        assert len(machine.data) == 120
 
     run_on_fresh_loop(body, timeout_s=30)
