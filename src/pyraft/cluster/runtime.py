@@ -434,6 +434,8 @@ class RaftCluster:
             self._token._cancel()
         if self.state_machine is not None and hasattr(self.state_machine, "close"):
             self.state_machine.close()
+        if isinstance(self.storage, ExternalSnapshots):
+            self.storage.drop_export()  # an export's spool file, in memory storage too
         if hasattr(self.storage, "close"):
             await self._loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
@@ -900,9 +902,8 @@ class RaftCluster:
                     else:
                         await self._loop.run_in_executor(self._executor,
                                                          storage.apply_snapshot, rd.snapshot)
-                    if self.state_machine is not None and not isinstance(
-                            self.state_machine, DiskStateMachine):
-                        self.state_machine.install_snapshot(rd.snapshot)
+                        if self.state_machine is not None:
+                            self.state_machine.install_snapshot(rd.snapshot)
                     self.applied_index = rd.snapshot.meta.index
                     metrics.snapshots.inc(1, ("installed",))
                     metrics.snapshot_seconds.observe(time.perf_counter() - started,
@@ -974,7 +975,12 @@ class RaftCluster:
                 index, chunks = machine.open_snapshot()
                 return index, SpooledData.spool(chunks, directory, lambda: self._running)
 
-            index, data = await asyncio.to_thread(export)
+            exported = self._loop.run_in_executor(None, export)
+            try:
+                index, data = await asyncio.shield(exported)
+            except asyncio.CancelledError:  # stopping: the thread's file is closed when done
+                exported.add_done_callback(_close_export)
+                raise
             if data is None:
                 return
             storage = self.storage
@@ -1273,6 +1279,14 @@ def _term_in(batches: list, index: int) -> int | None:
         if batch.first_index <= index <= batch.last_index:
             return batch.term_at(index)
     return None
+
+
+def _close_export(done: asyncio.Future) -> None:
+    """Release the spool file of an export finished after its member stopped waiting."""
+    if not done.cancelled() and done.exception() is None:
+        data = done.result()[1]
+        if data is not None:
+            data.close()
 
 
 def _fail_replaced_proposals(proposals: collections.deque, start: int,

@@ -101,7 +101,7 @@ class ExternalSnapshots:
         ):
             _release_data(snapshot.data)
             return False
-        self._drop_export()
+        self.drop_export()
         self._export = snapshot
         return True
 
@@ -110,7 +110,7 @@ class ExternalSnapshots:
         export = self._export
         if export is not None and export.meta.index >= self.latest_snapshot_meta().index:
             return export
-        self._drop_export()
+        self.drop_export()
         wanted = self.snapshot_wanted
         if wanted is not None:
             wanted()
@@ -118,7 +118,8 @@ class ExternalSnapshots:
             "the snapshot is a state machine's store: its export is being prepared"
         )
 
-    def _drop_export(self) -> None:
+    def drop_export(self) -> None:
+        """Release the export held for followers (its file), if any."""
         export, self._export = self._export, None
         if export is not None:
             _release_data(export.data)
@@ -220,7 +221,7 @@ class MemoryLogStorage(ExternalSnapshots):
         recorded."""
         self._snapshot = Snapshot(snapshot.meta, b"") if external else snapshot
         self._external = external
-        self._drop_export()
+        self.drop_export()
         self._batches, self._starts = [], []
 
     def create_snapshot(
@@ -233,7 +234,7 @@ class MemoryLogStorage(ExternalSnapshots):
         self._snapshot = Snapshot(meta, b"" if data is None else data)
         self._external = data is None
         if self._export is not None and self._export.meta.index < index:
-            self._drop_export()
+            self.drop_export()
         self.compact(index)
         return self._snapshot
 

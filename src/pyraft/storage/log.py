@@ -294,7 +294,7 @@ class DurableLogStorage(ExternalSnapshots):
         self._snapshot_meta = meta
         self._snapshot_external = external
         self._snapshot_cache = None if external else snapshot
-        self._drop_export()
+        self.drop_export()
         self._forget()
         self.wal.reset(meta.index + 1, meta.term)
 
@@ -354,7 +354,7 @@ class DurableLogStorage(ExternalSnapshots):
         self._snapshot_external = data is None
         self._snapshot_cache = None if data is None else Snapshot(meta, bytes(data))
         if self._export is not None and self._export.meta.index < meta.index:
-            self._drop_export()
+            self.drop_export()
         self.compact(meta.index)
         return self._snapshot_cache or Snapshot(meta, b"")
 
@@ -372,6 +372,6 @@ class DurableLogStorage(ExternalSnapshots):
         if self.hard_state != self._saved:
             self.state.save(self.hard_state)
             self._saved = self.hard_state
-        self._drop_export()
+        self.drop_export()
         self.wal.close()
         self._deleter.close()
