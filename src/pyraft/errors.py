@@ -21,6 +21,7 @@ __all__ = [
     "ProposalTooLargeError",
     "LogCompactedError",
     "LogUnavailableError",
+    "SnapshotUnavailableError",
     "StorageError",
     "StorageFullError",
     "CorruptStateError",
@@ -91,6 +92,11 @@ class LogCompactedError(PyraftError, LookupError):
 
 class LogUnavailableError(PyraftError, LookupError):
     """The requested log entries do not exist (yet)."""
+
+
+class SnapshotUnavailableError(PyraftError, LookupError):
+    """The snapshot to send is being prepared (a disk state machine's store is exported on
+    another thread): the leader tries again later (etcd's ErrSnapshotTemporarilyUnavailable)."""
 
 
 class StorageError(PyraftError, OSError):

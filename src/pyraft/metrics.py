@@ -261,13 +261,16 @@ class Metrics(_Registry):
             "pyraft_storage_failures_total", "Failed attempts to persist a Ready."))
         # snapshots
         self.snapshots = add(Counter(
-            "pyraft_snapshots_total", "Snapshots created locally or installed from the leader.",
+            "pyraft_snapshots_total",
+            "Snapshots created locally, installed from the leader or exported (kind).",
             ("kind",)))
         self.snapshot_bytes = add(Histogram(
-            "pyraft_snapshot_bytes", "Sizes of snapshots created or installed.", BYTES_BUCKETS,
+            "pyraft_snapshot_bytes", "Sizes of snapshots created, installed or exported.",
+            BYTES_BUCKETS,
             ("kind",)))
         self.snapshot_seconds = add(Histogram(
-            "pyraft_snapshot_seconds", "Time to store a created or install a received snapshot.",
+            "pyraft_snapshot_seconds",
+            "Time to store a created, install a received or export a snapshot.",
             SECONDS_BUCKETS, ("kind",)))
         # proposals
         self.proposal_queue_depth = add(Gauge(

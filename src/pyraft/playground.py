@@ -1,8 +1,9 @@
 """``pyraft playground``: a local key-value cluster on 127.0.0.1 in one command.
 
 Starts N ``pyraft node`` processes (Raft between them over TCP, or TLS with ``--transport
-tls`` and throw-away certificates; durable logs in a temporary directory, or in memory with
-``--memory``), each serving the key-value HTTP API. It then writes a key every
+tls`` and throw-away certificates; durable logs and the key-value state in SQLite (``pyraft
+node --state sqlite``, a disk state machine) in a temporary directory, or everything in memory
+with ``--memory``), each serving the key-value HTTP API. It then writes a key every
 ``--interval`` seconds through the Python client and prints what happens: elections, the
 leader, commit and applied indexes per member, and the URLs to try ``pyraft kv`` or curl on.
 With ``--chaos S`` it kills the leader with SIGKILL every S seconds and restarts it from its
@@ -23,6 +24,9 @@ import time
 
 from pyraft.client import KVClient, KVClientError
 from pyraft.testing.processes import free_port
+
+#: entries between two flushes of a durable member's store: small, so a demo sees them
+PLAYGROUND_SNAPSHOT_ENTRIES = 20
 
 
 def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
@@ -65,8 +69,9 @@ class Node:
                 "--peers", ",".join(f"{m}={a}" for m, a in self.peers.items()),
                 "--http-peers", ",".join(f"{m}={a}" for m, a in self.http.items()),
                 "--log-level", "WARNING"]
-        if self.data is not None:
-            args += ["--data", self.data]
+        if self.data is not None:  # flushes (and log releases) every few seconds
+            args += ["--data", self.data, "--state", "sqlite",
+                     "--snapshot-entries", str(PLAYGROUND_SNAPSHOT_ENTRIES)]
         if self.tls is not None:
             args += ["--transport", "tls", "--cert", self.tls[0], "--key", self.tls[1],
                      "--ca", self.tls[2]]

@@ -89,9 +89,9 @@ class FaultyLogStorage(DurableLogStorage):
         self.disk.check("cannot sync the log", self.wal.directory)
         return super().sync()
 
-    def apply_snapshot(self, snapshot):
+    def apply_snapshot(self, snapshot, **options):
         self.disk.check("cannot write snapshot", self.snapshots.directory)
-        return super().apply_snapshot(snapshot)
+        return super().apply_snapshot(snapshot, **options)
 
     def create_snapshot(self, index, data, configuration):
         self.disk.check("cannot write snapshot", self.snapshots.directory)

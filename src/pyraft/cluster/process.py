@@ -191,7 +191,7 @@ async def handle(cluster: RaftCluster, request: dict, mode: str = "memory") -> d
             "term": cluster.term, "commit": cluster.commit_index,
             "applied": cluster.applied_index,
             "snapshots_installed": cluster.metrics.snapshots.value(("installed",)),
-            "snapshot_index": cluster.storage.snapshot().meta.index,
+            "snapshot_index": cluster.storage.latest_snapshot_meta().index,
             "members": [[m.id, m.address, m.voter, m.match_index] for m in cluster.members],
         }
     if op == "replicate":

@@ -14,6 +14,13 @@ The runtime is the only layer that owns time and I/O. It drives the pure core
 - ``replicate`` calls that arrive during one loop turn become one batch (one write, one
   sync, one AppendEntries per follower).
 
+A disk state machine (``pyraft.storage.state_machine.DiskStateMachine``) is its own snapshot:
+when it flushes, storage durably records a snapshot of metadata only (an external snapshot)
+before releasing the log behind it. A follower that needs a snapshot gets an export of the
+leader's store (``open_snapshot``), spooled to a temporary file on another thread and sent in
+chunks from there; a follower installs what it receives with ``install_chunks``, then records
+the metadata and resets its log.
+
 Disk failures stop writes: ``replicate`` raises the ``StorageError`` (``StorageFullError``
 for a full disk) and the runtime retries persisting the same Ready every second, so the node
 resumes by itself when space returns and nothing acknowledged is lost.
@@ -44,8 +51,11 @@ from pyraft.core import (
     Role,
     SoftState,
 )
-from pyraft.core.messages import MembershipEventKind
+from pyraft.core.messages import MembershipEventKind, Snapshot, SnapshotMeta
+from pyraft.core.storage import ExternalSnapshots
 from pyraft.errors import (
+    LogCompactedError,
+    LogUnavailableError,
     MembershipMismatchError,
     NotLeaderError,
     ProposalDroppedError,
@@ -53,7 +63,12 @@ from pyraft.errors import (
     StorageError,
 )
 from pyraft.metrics import Metrics
-from pyraft.storage.state_machine import SNAPSHOT_ENTRIES_DEFAULT, ConsensusOnlyState
+from pyraft.storage.files import SpooledData
+from pyraft.storage.state_machine import (
+    SNAPSHOT_ENTRIES_DEFAULT,
+    ConsensusOnlyState,
+    DiskStateMachine,
+)
 from pyraft.transport.base import Transport
 from raftcore.framing import KIND_COMMAND
 
@@ -260,6 +275,8 @@ class RaftCluster:
         self._running = False
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
+        self._export_task: asyncio.Task | None = None  # exporting a disk state machine
+        self._export_retry_at = 0.0  # loop time before which a failed export is not retried
         self._configuration_logged: tuple | None = None
         self._peers_configuration = None  # the configuration the transport's peers are from
         self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
@@ -345,6 +362,12 @@ class RaftCluster:
         stored = self.storage.membership()
         if stored is None:  # the first start: the membership is durable before anything
             self.storage.record_membership(self.bootstrap_configuration)
+        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
+                self.storage, ExternalSnapshots):
+            finished = self.storage.resolve_install(self.state_machine.persisted_index())
+            if finished is not None:
+                log.warning("member %d: finished installing the snapshot at %d that a stop "
+                            "interrupted", self.id, finished.index)
         options = self.config.core_options()
         if not getattr(self.storage, "durable", False):
             # a member whose storage does not survive a restart comes back as a new member:
@@ -357,6 +380,9 @@ class RaftCluster:
             self._check_peers(stored, core.configuration)
         self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
         applied = self._recover_state_machine()
+        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
+                self.storage, ExternalSnapshots):
+            self.storage.snapshot_wanted = self._snapshot_wanted
         if applied > core.log.first_index() - 1:
             core.restore_applied(applied)
         self.applied_index = core.log.applied
@@ -399,7 +425,12 @@ class RaftCluster:
 
     def _recover_state_machine(self) -> int:
         machine = self.state_machine
-        snapshot = self.storage.snapshot()
+        storage = self.storage
+        if isinstance(storage, ExternalSnapshots) and isinstance(machine, DiskStateMachine):
+            # the store holds the state: only the metadata is needed
+            snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
+        else:
+            snapshot = storage.snapshot()
         hard, _ = self.storage.initial_state()
         commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
         if hasattr(machine, "snapshot_sink") and machine.snapshot_sink is None:
@@ -458,6 +489,8 @@ class RaftCluster:
             self._token._cancel()
         if hasattr(self.state_machine, "close"):
             self.state_machine.close()
+        if isinstance(self.storage, ExternalSnapshots):
+            self.storage.drop_export()  # an export's spool file, in memory storage too
         if hasattr(self.storage, "close"):
             await self._loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
@@ -930,9 +963,12 @@ class RaftCluster:
             try:
                 if rd.snapshot is not None:
                     started = time.perf_counter()
-                    await self._loop.run_in_executor(self._executor, storage.apply_snapshot,
-                                                     rd.snapshot)
-                    self.state_machine.install_snapshot(rd.snapshot)
+                    if isinstance(self.state_machine, DiskStateMachine):
+                        await self._install_into_store(rd.snapshot)
+                    else:
+                        await self._loop.run_in_executor(self._executor,
+                                                         storage.apply_snapshot, rd.snapshot)
+                        self.state_machine.install_snapshot(rd.snapshot)
                     self.applied_index = rd.snapshot.meta.index
                     metrics.snapshots.inc(1, ("installed",))
                     metrics.snapshot_seconds.observe(time.perf_counter() - started,
@@ -966,6 +1002,80 @@ class RaftCluster:
                 self._failed = error
                 metrics.storage_failures.inc()
                 await asyncio.sleep(1.0)
+
+    async def _install_into_store(self, snapshot: Snapshot) -> None:
+        """A disk state machine installs the leader's snapshot into its store (durable at
+        ``meta.index``), then storage records the metadata and resets the log: in this order,
+        so a recorded snapshot always has its data behind it (``prepare_install`` notes the
+        install first, for a crash in between: see ``resolve_install``)."""
+        meta, data = snapshot.meta, snapshot.data
+        chunk_bytes = self.config.core_options().snapshot_chunk_bytes
+        view = memoryview(data).cast("B")
+        chunks = (view[offset:offset + chunk_bytes]
+                  for offset in range(0, len(view), chunk_bytes))
+        loop = self._loop
+        # noted first: a crash after the import, before the metadata, is finished at start
+        await loop.run_in_executor(self._executor, self.storage.prepare_install, meta)
+        await loop.run_in_executor(self._executor, self.state_machine.install_chunks,
+                                   meta.index, chunks)
+        await loop.run_in_executor(self._executor, lambda: self.storage.apply_snapshot(
+            Snapshot(meta, b""), external=True))
+
+    def _snapshot_wanted(self) -> None:
+        """The core needs a snapshot of the disk state machine's store to send: export it on
+        a thread of its own (never the I/O thread: syncs must not wait behind it)."""
+        if (self._running and self._export_task is None
+                and self._loop.time() >= self._export_retry_at):
+            task = self._loop.create_task(self._export_snapshot(),
+                                          name=f"pyraft-{self.id}-export")
+            self._export_task = task
+            self._tasks.append(task)
+
+    async def _export_snapshot(self) -> None:
+        started = time.perf_counter()
+        machine = self.state_machine
+        directory = getattr(self.storage, "directory", None)
+        try:
+            def export() -> tuple[int, SpooledData | None]:
+                index, chunks = machine.open_snapshot()
+                return index, SpooledData.spool(chunks, directory, lambda: self._running)
+
+            exported = self._loop.run_in_executor(None, export)
+            try:
+                index, data = await asyncio.shield(exported)
+            except asyncio.CancelledError:  # stopping: the thread's file is closed when done
+                exported.add_done_callback(_close_export)
+                raise
+            if data is None:
+                return
+            storage = self.storage
+            try:
+                term = storage.term(index)
+            except (LogCompactedError, LogUnavailableError):
+                term = None  # the log moved past it meanwhile: the next request exports again
+            if term is None or index < storage.latest_snapshot_meta().index:
+                data.close()
+                return
+            meta = SnapshotMeta(index, term,
+                                **self.core.configuration_at(index).snapshot_fields())
+            if storage.offer_export(Snapshot(meta, data)):
+                self.metrics.snapshots.inc(1, ("exported",))
+                self.metrics.snapshot_seconds.observe(time.perf_counter() - started,
+                                                      ("exported",))
+                self.metrics.snapshot_bytes.observe(len(data), ("exported",))
+                log.info("member %d: exported the store at %d (%d bytes) for a follower",
+                         self.id, index, len(data))
+        except OSError as error:  # a full disk (StorageError), the spool file: retry later
+            log.error("member %d: cannot export the store for a follower (%s); retrying",
+                      self.id, error)
+            self.metrics.storage_failures.inc()
+            self._export_retry_at = self._loop.time() + 1.0
+        except Exception as error:  # a bug or a broken store: stop serving
+            self._fatal(error)
+        finally:
+            self._export_task = None
+            with contextlib.suppress(ValueError):
+                self._tasks.remove(asyncio.current_task())
 
     def _sync_inline(self, rd: Ready) -> bool:
         """Sync on the loop's thread rather than in the executor? Handing a sync to a thread
@@ -1037,12 +1147,12 @@ class RaftCluster:
         started = time.perf_counter()
         storage = self.storage
         try:
-            if payload is None:
-                storage.compact(index)
-            elif self._running and hasattr(storage, "write_snapshot"):
+            if self._running and hasattr(storage, "write_snapshot"):
                 # the file is written on the I/O thread (a 64 MiB one takes ~200 ms: longer
-                # than an election timeout); the loop adopts it and releases the log after
-                data = bytes(payload)
+                # than an election timeout); the loop adopts it and releases the log after.
+                # None: a disk state machine's store is durable up to ``index``: only the
+                # metadata is recorded (an external snapshot), still before the release
+                data = None if payload is None else bytes(payload)
                 meta = storage.snapshot_meta(index, configuration)
                 if self._snapshot_writing:
                     # One write at a time; a newer snapshot replaces the one waiting (it
@@ -1055,19 +1165,21 @@ class RaftCluster:
                 self._write_snapshot(meta, data, started)
                 return
             else:
-                storage.create_snapshot(index, bytes(payload), configuration)
+                storage.create_snapshot(index, None if payload is None else bytes(payload),
+                                        configuration)
         except StorageError as error:
             self._snapshot_failed(index, error)
             return
         self._snapshot_stored(index, payload, started)
 
-    def _write_snapshot(self, meta, data: bytes, started: float) -> None:
+    def _write_snapshot(self, meta, data: bytes | None, started: float) -> None:
         self._snapshot_writing = True
         written = self._loop.run_in_executor(self._executor, self.storage.write_snapshot,
                                              meta, data)
         written.add_done_callback(lambda done: self._snapshot_written(done, meta, data, started))
 
-    def _snapshot_written(self, done: asyncio.Future, meta, data: bytes, started: float) -> None:
+    def _snapshot_written(self, done: asyncio.Future, meta, data: bytes | None,
+                          started: float) -> None:
         self._snapshot_writing = False
         if not self._running or done.cancelled():
             return
@@ -1099,10 +1211,10 @@ class RaftCluster:
         self.metrics.storage_failures.inc()
 
     def _snapshot_stored(self, index: int, payload, started: float) -> None:
+        self.metrics.snapshots.inc(1, ("created",))  # payload None: an external snapshot
+        self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))
         if payload is not None:
-            self.metrics.snapshots.inc(1, ("created",))
             self.metrics.snapshot_bytes.observe(len(payload), ("created",))
-            self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))
         self.core.compacted_to(index)
         log.info("member %d: snapshot at %d", self.id, index)
 
@@ -1274,6 +1386,14 @@ def _term_in(batches: list, index: int) -> int | None:
         if batch.first_index <= index <= batch.last_index:
             return batch.term_at(index)
     return None
+
+
+def _close_export(done: asyncio.Future) -> None:
+    """Release the spool file of an export finished after its member stopped waiting."""
+    if not done.cancelled() and done.exception() is None:
+        data = done.result()[1]
+        if data is not None:
+            data.close()
 
 
 def _fail_replaced_proposals(proposals: collections.deque, start: int,

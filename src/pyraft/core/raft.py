@@ -43,6 +43,7 @@ from pyraft.errors import (
     NotLeaderError,
     ProposalDroppedError,
     ProposalTooLargeError,
+    SnapshotUnavailableError,
     invariant,
 )
 from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
@@ -807,7 +808,8 @@ class RaftNode:
             pr.response_tick = self.ticks
             if pr.state is ProgressState.SNAPSHOT and m.index == pr.pending_snapshot:
                 # the follower knows what it holds: continue from the offset it names
-                if m.snapshot_offset < len(self.log.storage.snapshot().data):
+                snapshot = self._snapshot_to_send()
+                if snapshot is not None and m.snapshot_offset < len(snapshot.data):
                     pr.snapshot_offset = m.snapshot_offset
                     self._send_snapshot_chunk(m.src, pr)
         elif t is T.HEARTBEAT_RESPONSE:
@@ -902,10 +904,21 @@ class RaftNode:
             pr.probe_sent = True
         return True
 
+    def _snapshot_to_send(self) -> Snapshot | None:
+        """The storage's snapshot, or None while it is being prepared (a disk state machine's
+        store is exported off the loop; etcd's ErrSnapshotTemporarilyUnavailable): the
+        follower is served at a later heartbeat response."""
+        try:
+            return self.log.storage.snapshot()
+        except SnapshotUnavailableError:
+            return None
+
     def _send_snapshot(self, to: int, pr: Progress) -> bool:
         if not pr.recent_active:
             return False  # do not ship a snapshot to a member we have not heard from
-        snapshot = self.log.storage.snapshot()
+        snapshot = self._snapshot_to_send()
+        if snapshot is None:
+            return False
         invariant(snapshot.meta.index > 0, "log compacted without a snapshot")
         pr.become_snapshot(snapshot.meta.index)
         pr.response_tick = self.ticks
@@ -915,7 +928,9 @@ class RaftNode:
     def _send_snapshot_chunk(self, to: int, pr: Progress) -> None:
         """Send the chunk at ``pr.snapshot_offset``; chunks go one at a time, each answered
         by a SNAPSHOT_RESPONSE naming the next offset wanted."""
-        snapshot = self.log.storage.snapshot()
+        snapshot = self._snapshot_to_send()
+        if snapshot is None:
+            return  # a newer one is being prepared: sent at a later heartbeat response
         if snapshot.meta.index != pr.pending_snapshot:
             pr.become_snapshot(snapshot.meta.index)  # a newer snapshot replaced it: restart
         data = snapshot.data

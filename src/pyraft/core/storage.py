@@ -8,18 +8,32 @@ raft-rs's ``Storage``), which raises ``LogCompactedError`` below the first index
 ``MemoryLogStorage`` is the reference implementation: the simulator persists into it (so a
 crash loses exactly what was not persisted), and it is the runtime's log when a member has
 no data directory.
+
+External snapshots (:class:`ExternalSnapshots`). A disk state machine's store is its own
+snapshot: storage records only its metadata (index, term, configuration), and the log before
+it may go. To send it to a follower, the leader needs an export of the store, which the
+runtime prepares off the loop: ``snapshot()`` then raises ``SnapshotUnavailableError`` (the
+core tries again later) after calling ``snapshot_wanted``, until the runtime hands the export
+over with ``offer_export``. Invariant of every log storage: it never releases entries that no
+durable snapshot covers (``compact(index)`` with ``index`` past the recorded snapshot is a bug).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
-from pyraft.errors import LogCompactedError, LogUnavailableError, invariant
+from pyraft.errors import (
+    LogCompactedError,
+    LogUnavailableError,
+    SnapshotUnavailableError,
+    invariant,
+)
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 
 
@@ -35,12 +49,92 @@ class LogStorage(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
-class MemoryLogStorage:
+def _release_data(data: object) -> None:
+    """Close an export's data when it is a file-backed buffer (bytes need nothing)."""
+    close = getattr(data, "close", None)
+    if close is not None:
+        close()
+
+
+class ExternalSnapshots:
+    """The export side of external snapshots, shared by the log storages (module docstring).
+
+    State: ``_export``, the export of the store to send to followers, or ``None``; it is sent
+    while it is at least as new as the recorded snapshot (the log then holds every entry after
+    it), and dropped once a newer snapshot is recorded.
+    """
+
+    #: called (no arguments) when the core needs an export not prepared yet; set by the runtime
+    snapshot_wanted: Callable[[], None] | None = None
+    _export: Snapshot | None = None
+
+    def latest_snapshot_meta(self) -> SnapshotMeta:
+        """The recorded snapshot's metadata (index 0 when none), without reading its data."""
+        raise NotImplementedError
+
+    def snapshot_is_external(self) -> bool:
+        """Whether the recorded snapshot is a disk state machine's store (metadata only)."""
+        raise NotImplementedError
+
+    def last_index(self) -> int:
+        raise NotImplementedError
+
+    def prepare_install(self, meta: SnapshotMeta) -> None:
+        """A follower is about to import the external snapshot ``meta`` into its store; a
+        durable storage notes it, so a crash before ``apply_snapshot`` can be resolved at the
+        next start (``resolve_install``). Nothing to note in memory."""
+
+    def resolve_install(self, persisted_index: int) -> SnapshotMeta | None:
+        """At start, before the core reads storage: an install noted by ``prepare_install``
+        and interrupted is finished (the metadata recorded, the log reset) when the store
+        reached its index, ``persisted_index``, and forgotten otherwise (an import is atomic:
+        the store kept its old state). Returns the finished install's metadata, or None."""
+        return None
+
+    def offer_export(self, snapshot: Snapshot) -> bool:
+        """The runtime exported the store at ``snapshot.meta.index`` (its ``data`` is bytes or
+        a buffer with ``len``, slicing and ``close``): it is what ``snapshot()`` returns from
+        now on. Refused (``False``, and its data released) when the recorded snapshot is not
+        external, is newer than it, or the log does not reach its index."""
+        index = snapshot.meta.index
+        if (
+            not self.snapshot_is_external()
+            or index < self.latest_snapshot_meta().index
+            or index > self.last_index()
+        ):
+            _release_data(snapshot.data)
+            return False
+        self.drop_export()
+        self._export = snapshot
+        return True
+
+    def _external_snapshot(self) -> Snapshot:
+        """The export to send, or ``SnapshotUnavailableError`` after asking for one."""
+        export = self._export
+        if export is not None and export.meta.index >= self.latest_snapshot_meta().index:
+            return export
+        self.drop_export()
+        wanted = self.snapshot_wanted
+        if wanted is not None:
+            wanted()
+        raise SnapshotUnavailableError(
+            "the snapshot is a state machine's store: its export is being prepared"
+        )
+
+    def drop_export(self) -> None:
+        """Release the export held for followers (its file), if any."""
+        export, self._export = self._export, None
+        if export is not None:
+            _release_data(export.data)
+
+
+class MemoryLogStorage(ExternalSnapshots):
     """Entries kept as the batches they arrived in; ``first_index - 1`` is the snapshot point.
 
     Invariants: batches are contiguous and start at ``snapshot.meta.index + 1``; ``_starts[i]``
-    is the first index of ``_batches[i]``. The membership a new store is given (or records
-    with ``record_membership``) is the configuration of the snapshot at index 0.
+    is the first index of ``_batches[i]``; ``_external``: the snapshot is a disk state
+    machine's store (its data is empty here). The membership a new store is given (or
+    records with ``record_membership``) is the configuration of the snapshot at index 0.
     """
 
     #: nothing here survives the process: a restart starts empty
@@ -48,6 +142,7 @@ class MemoryLogStorage:
 
     def __init__(self, configuration: Configuration | None = None) -> None:
         self.hard_state = HardState()
+        self._external = False
         fields = configuration.snapshot_fields() if configuration else {"voters": ()}
         self._snapshot = Snapshot(SnapshotMeta(0, 0, **fields), b"")
         self._batches: list[EntryBatch] = []
@@ -115,7 +210,15 @@ class MemoryLogStorage:
         return batch
 
     def snapshot(self) -> Snapshot:
+        if self._external:
+            return self._external_snapshot()
         return self._snapshot
+
+    def latest_snapshot_meta(self) -> SnapshotMeta:
+        return self._snapshot.meta
+
+    def snapshot_is_external(self) -> bool:
+        return self._external
 
     # ---- writes (the runtime's side) -----------------------------------------------------
     def set_hard_state(self, hard_state: HardState) -> None:
@@ -132,22 +235,36 @@ class MemoryLogStorage:
         self._batches.append(batch)
         self._starts.append(first)
 
-    def apply_snapshot(self, snapshot: Snapshot) -> None:
-        """Replace the whole log by ``snapshot`` (a follower installing the leader's)."""
-        self._snapshot = snapshot
+    def apply_snapshot(self, snapshot: Snapshot, *, external: bool = False) -> None:
+        """Replace the whole log by ``snapshot`` (a follower installing the leader's);
+        ``external``: its data went into a disk state machine's store, only the metadata is
+        recorded."""
+        self._snapshot = Snapshot(snapshot.meta, b"") if external else snapshot
+        self._external = external
+        self.drop_export()
         self._batches, self._starts = [], []
 
-    def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
-        """Record a state-machine snapshot at ``index`` (<= last index) and drop the prefix."""
+    def create_snapshot(
+        self, index: int, data: bytes | None, configuration: Configuration
+    ) -> Snapshot:
+        """Record a state-machine snapshot at ``index`` (<= last index) and drop the prefix;
+        ``data`` None records an external snapshot (a disk state machine's store)."""
         invariant(index >= self._snapshot.meta.index, "snapshot older than the current one")
         meta = SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
-        self._snapshot = Snapshot(meta, data)
+        self._snapshot = Snapshot(meta, b"" if data is None else data)
+        self._external = data is None
+        if self._export is not None and self._export.meta.index < index:
+            self.drop_export()
         self.compact(index)
         return self._snapshot
 
     def compact(self, index: int) -> None:
-        """Release entries up to ``index``; never past the snapshot, which must cover them."""
-        index = min(index, self._snapshot.meta.index)
+        """Release entries up to ``index``, which the snapshot must cover."""
+        invariant(
+            index <= self._snapshot.meta.index,
+            f"releasing the log up to {index}: the snapshot covers only up to "
+            f"{self._snapshot.meta.index}",
+        )
         # batches are contiguous: those starting at or before ``index`` all end at or before
         # it but the last, which may straddle it; one cut, not one pop(0) per batch (that
         # was quadratic: 50,000 one-entry batches took ~0.2 s, long enough to lose the lead)

@@ -67,6 +67,7 @@ from pyraft.kv.machine import (
     CompareAndSet,
     Delete,
     KVStateMachine,
+    KVStore,
     MalformedRequest,
     OpenSession,
     Put,
@@ -135,7 +136,7 @@ async def _json_errors(request: web.Request, handler):
 class _Api:
     """The handlers of one member; the state is the member's own session (see module doc)."""
 
-    def __init__(self, cluster: RaftCluster, machine: KVStateMachine, value_bytes_max: int,
+    def __init__(self, cluster: RaftCluster, machine: KVStore, value_bytes_max: int,
                  request_timeout_s: float, http_addresses: Mapping[int, str]) -> None:
         self.cluster = cluster
         self.machine = machine
@@ -400,8 +401,9 @@ class _Api:
         return web.json_response({"client_id": await self._open_session(request)})
 
     async def status(self, request: web.Request) -> web.Response:
-        """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``
-        and ``members``: ``id``, ``address``, ``voter``, ``http`` and, on the leader,
+        """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``,
+        ``first_index`` (the first entry the log holds: those before it were compacted into
+        a snapshot) and ``members``: ``id``, ``address``, ``voter``, ``http`` and, on the leader,
         ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``);
         ``storage_error`` (the storage failure that refuses writes now, e.g. a full disk) and
         ``fatal_error`` (what stopped this member), null when all is well."""
@@ -429,6 +431,7 @@ class _Api:
             "term": cluster.term,
             "commit": cluster.commit_index,
             "applied": cluster.applied_index,
+            "first_index": cluster.core.log.first_index(),
             "members": members,
             "storage_error": None if cluster.storage_failure is None
             else f"{type(cluster.storage_failure).__name__}: {cluster.storage_failure}",
@@ -438,13 +441,14 @@ class _Api:
 
 def create_app(
     cluster: RaftCluster,
-    machine: KVStateMachine,
+    machine: KVStore,
     *,
     value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT,
     request_timeout_s: float = 5.0,
     http_addresses: Mapping[int, str] | None = None,
 ) -> web.Application:
-    """The HTTP API of ``cluster`` (whose state machine is ``machine``); see the module doc.
+    """The HTTP API of ``cluster`` (whose state machine is ``machine``: a
+    ``KVStateMachine`` or a ``SqliteKVStateMachine``); see the module doc.
 
     ``http_addresses`` maps member ids to ``"host:port"`` HTTP addresses, used for a member
     whose configuration metadata has no ``"http"`` key: a member knows the metadata of the
@@ -468,7 +472,7 @@ def create_app(
     return app
 
 
-async def serve(cluster: RaftCluster, machine: KVStateMachine, host: str = "127.0.0.1",
+async def serve(cluster: RaftCluster, machine: KVStore, host: str = "127.0.0.1",
                 port: int = 0, *, sock: socket.socket | None = None,
                 **options) -> web.AppRunner:
     """Serve the API on ``host:port`` (``0``: any free port) or on a bound ``sock``; returns

@@ -51,6 +51,10 @@ Results, by command:
 Snapshots (msgpack) hold the data and the sessions with their cached results; keys are
 sorted, so two replicas in the same state produce the same bytes. The ``sequential`` and
 ``background`` compaction policies are supported (``capture`` copies the state).
+
+The commands and the session rules live in :class:`KVRules`, which
+:class:`~pyraft.kv.sqlite.SqliteKVStateMachine` (the same store in SQLite, a disk state
+machine) shares; what the HTTP layer reads of either is :class:`KVStore`.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import msgpack
 
@@ -76,7 +80,9 @@ __all__ = [
     "Get",
     "KVClientSession",
     "KVCommand",
+    "KVRules",
     "KVStateMachine",
+    "KVStore",
     "KeepAlive",
     "MalformedRequest",
     "OpenSession",
@@ -235,42 +241,48 @@ def _checked_limit(name: str, value: object) -> int:
     return value
 
 
-# ---- the state machine -----------------------------------------------------------------------
-class KVStateMachine(MemoryStateMachine, CommandInterpreter):
-    """The key-value store; see the module docstring for commands, sessions and results.
+# ---- the state machines ----------------------------------------------------------------------
+class KVStore(Protocol):
+    """What the HTTP layer reads of a key-value state machine (this member's applied state,
+    not linearizable by itself: ``Get`` through the log, or a read barrier first)."""
 
-    State (changed only by applies and restores, under the apply lock):
-    - ``_data``: key -> value, both ``bytes``;
-    - ``_sessions``: client id -> :class:`_Session`, ordered by ``last_active`` ascending (the
-      least recently active first; ``move_to_end`` on every touch keeps the order, since
-      indexes only grow); ``len(_sessions) <= sessions_max``.
+    @property
+    def data(self) -> Mapping[bytes, bytes]: ...
+
+    @property
+    def sessions(self) -> dict[int, SessionInfo]: ...
+
+
+class KVRules(CommandInterpreter):
+    """The commands and the session rules (module docstring), over the storage primitives a
+    concrete machine provides: ``_read(key)`` and ``_mutate(command)`` for the data, and
+    ``_session_changed(client)``, told of every session created, touched or removed.
+
+    State: ``_sessions``: client id -> :class:`_Session`, ordered by ``last_active``
+    ascending (the least recently active first; ``move_to_end`` on every touch keeps the
+    order, since indexes only grow); ``len(_sessions) <= sessions_max``.
     """
 
-    def __init__(
-        self,
-        *,
-        session_ttl_entries: int = SESSION_TTL_ENTRIES_DEFAULT,
-        sessions_max: int = SESSIONS_MAX_DEFAULT,
-        compaction: str | None = "sequential",
-        snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT,
-        snapshot_sink: SnapshotSink | None = None,
-    ) -> None:
-        if compaction == "incremental":
-            raise ConfigError("compaction", "KVStateMachine supports sequential and background")
-        super().__init__(
-            compaction=compaction, snapshot_entries=snapshot_entries, snapshot_sink=snapshot_sink
-        )
+    session_ttl_entries: int
+    sessions_max: int
+    _sessions: OrderedDict[int, _Session]
+
+    def _init_sessions(self, session_ttl_entries: int, sessions_max: int) -> None:
         self.session_ttl_entries = _checked_limit("session_ttl_entries", session_ttl_entries)
         self.sessions_max = _checked_limit("sessions_max", sessions_max)
-        self._data: dict[bytes, bytes] = {}
-        self._sessions: OrderedDict[int, _Session] = OrderedDict()
+        self._sessions = OrderedDict()
+
+    # ---- what a concrete machine provides ---------------------------------------------------
+    def _read(self, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    def _mutate(self, command: Put | Delete | CompareAndSet) -> object:
+        raise NotImplementedError
+
+    def _session_changed(self, client: int) -> None:
+        """``client``'s session was created, touched or removed (nothing to do in memory)."""
 
     # ---- reading the local state (not linearizable: use Get for that) ----------------------
-    @property
-    def data(self) -> Mapping[bytes, bytes]:
-        """A read-only view of the data as applied on this replica."""
-        return MappingProxyType(self._data)
-
     @property
     def sessions(self) -> dict[int, SessionInfo]:
         """The live sessions by client id, least recently active first."""
@@ -296,6 +308,7 @@ class KVStateMachine(MemoryStateMachine, CommandInterpreter):
             if session.last_active >= horizon:
                 return
             del sessions[client]
+            self._session_changed(client)
 
     def _touch(self, client: int, index: int) -> _Session | None:
         """The live session of ``client``, now last active at ``index``; None if it has none."""
@@ -303,6 +316,7 @@ class KVStateMachine(MemoryStateMachine, CommandInterpreter):
         if session is not None:
             session.last_active = index
             self._sessions.move_to_end(client)
+            self._session_changed(client)
         return session
 
     def _write(self, command: Put | Delete | CompareAndSet, index: int) -> object:
@@ -320,23 +334,9 @@ class KVStateMachine(MemoryStateMachine, CommandInterpreter):
         session.last_result = result
         return result
 
-    def _mutate(self, command: Put | Delete | CompareAndSet) -> object:
-        data, key = self._data, command.key
-        if type(command) is Put:
-            previous = data.get(key)
-            data[key] = command.value
-            return previous
-        if type(command) is Delete:
-            return data.pop(key, None)
-        current = data.get(key)
-        if current != command.expected:
-            return CasResult(False, current)
-        data[key] = command.new
-        return CasResult(True, command.new)
-
     @handles(Get)
     def get(self, command: Get, index: int) -> bytes | None:
-        return self._data.get(command.key)
+        return self._read(command.key)
 
     @handles(Put)
     def put(self, command: Put, index: int) -> object:
@@ -354,8 +354,10 @@ class KVStateMachine(MemoryStateMachine, CommandInterpreter):
     def open_session(self, command: OpenSession, index: int) -> SessionOpened:
         sessions = self._sessions
         while len(sessions) >= self.sessions_max:
-            sessions.popitem(last=False)  # the least recently active goes first
+            evicted, _ = sessions.popitem(last=False)  # the least recently active goes first
+            self._session_changed(evicted)
         sessions[index] = _Session(index)
+        self._session_changed(index)
         return SessionOpened(index, command.client_hint)
 
     @handles(KeepAlive)
@@ -363,6 +365,56 @@ class KVStateMachine(MemoryStateMachine, CommandInterpreter):
         if self._touch(command.client, index) is None:
             return SessionExpired(command.client)
         return None
+
+
+class KVStateMachine(MemoryStateMachine, KVRules):
+    """The key-value store in memory; see the module docstring for commands, sessions and
+    results.
+
+    State (changed only by applies and restores, under the apply lock): ``_data``: key ->
+    value, both ``bytes``; ``_sessions`` as in :class:`KVRules`.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_ttl_entries: int = SESSION_TTL_ENTRIES_DEFAULT,
+        sessions_max: int = SESSIONS_MAX_DEFAULT,
+        compaction: str | None = "sequential",
+        snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT,
+        snapshot_sink: SnapshotSink | None = None,
+    ) -> None:
+        if compaction == "incremental":
+            raise ConfigError("compaction", "KVStateMachine supports sequential and background")
+        super().__init__(
+            compaction=compaction, snapshot_entries=snapshot_entries, snapshot_sink=snapshot_sink
+        )
+        self._init_sessions(session_ttl_entries, sessions_max)
+        self._data: dict[bytes, bytes] = {}
+
+    apply = KVRules.apply  # StateMachine's abstract ``apply`` comes first in the MRO
+
+    @property
+    def data(self) -> Mapping[bytes, bytes]:
+        """A read-only view of the data as applied on this replica."""
+        return MappingProxyType(self._data)
+
+    def _read(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def _mutate(self, command: Put | Delete | CompareAndSet) -> object:
+        data, key = self._data, command.key
+        if type(command) is Put:
+            previous = data.get(key)
+            data[key] = command.value
+            return previous
+        if type(command) is Delete:
+            return data.pop(key, None)
+        current = data.get(key)
+        if current != command.expected:
+            return CasResult(False, current)
+        data[key] = command.new
+        return CasResult(True, command.new)
 
     # ---- snapshots ---------------------------------------------------------------------------
     def capture(self) -> object:

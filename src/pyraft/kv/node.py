@@ -12,6 +12,13 @@ its data directory::
 ``--config FILE`` (JSON or TOML, see ``pyraft.config.ClusterConfig``) supplies any setting;
 command-line options override it. SIGTERM or Ctrl+C stops the member gracefully.
 
+``--state memory`` (the default) keeps the key-value state in memory (``KVStateMachine``,
+rebuilt at start from the latest snapshot and the log); ``--state sqlite`` keeps it in
+``DATA_DIR/kv.sqlite3`` (``SqliteKVStateMachine``, a disk state machine: state larger than
+memory, a restart replays only what the last flush did not cover). It needs ``--data``
+(exit status 2 otherwise). ``--snapshot-entries`` is then the number of entries between two
+flushes, after which the log behind the flush is released.
+
 A damaged data directory (``CorruptStateError``: a hard state, snapshot or log segment that
 fails its checks, with the file and byte offset) or a storage failure at start
 (``StorageError``) stops the member with one line on stderr naming the file, and exit status
@@ -28,7 +35,9 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
+import sqlite3
 import sys
 
 from pyraft.cluster.runtime import RaftCluster
@@ -40,6 +49,7 @@ from pyraft.errors import (
     StorageError,
 )
 from pyraft.kv.machine import KVStateMachine
+from pyraft.kv.sqlite import DATABASE_NAME, SqliteKVStateMachine
 from raftcore import WalClusterMismatchError, WalCorruptionError
 
 log = logging.getLogger("pyraft.node")
@@ -51,6 +61,10 @@ EXIT_STORAGE = 3
 EXIT_CONFIG = 2
 #: Default of ``--snapshot-entries``: entries applied between two state-machine snapshots.
 SNAPSHOT_ENTRIES_DEFAULT = 50_000
+#: Exit status of a command line that cannot work (as argparse's own errors).
+EXIT_USAGE = 2
+#: Where ``--state`` keeps the key-value state.
+STATES = ("memory", "sqlite")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=SNAPSHOT_ENTRIES_DEFAULT,
                         help="entries applied between two snapshots of the key-value state "
                              f"(default {SNAPSHOT_ENTRIES_DEFAULT})")
+    parser.add_argument("--state", choices=STATES, default="memory",
+                        help="where the key-value state lives: in memory (default), or in "
+                             f"SQLite in DATA_DIR/{DATABASE_NAME} (needs --data)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -157,16 +174,34 @@ def _http_announcer(join_url: str):
     return announce
 
 
+def build_machine(config: ClusterConfig, state: str,
+                  snapshot_entries: int) -> KVStateMachine | SqliteKVStateMachine:
+    """The key-value state machine ``--state`` names (``sqlite`` needs ``config.data_dir``)."""
+    if state == "sqlite":
+        path = os.path.join(config.data_dir, DATABASE_NAME)
+        os.makedirs(config.data_dir, exist_ok=True)
+        try:
+            return SqliteKVStateMachine(path, snapshot_entries=snapshot_entries)
+        except sqlite3.DatabaseError as error:  # "file is not a database", a damaged page
+            raise CorruptStateError(f"the key-value database does not open ({error})",
+                                    path) from error
+    return KVStateMachine(snapshot_entries=snapshot_entries)
+
+
 async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
                 join_url: str | None = None, metrics: str | None = None,
-                snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT) -> None:
+                snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT, state: str = "memory") -> None:
     from pyraft.kv.http import serve as serve_http
 
-    machine = KVStateMachine(snapshot_entries=snapshot_entries)
+    machine = build_machine(config, state, snapshot_entries)
     options = {}
     if join_url:
         options["announcer"] = _http_announcer(join_url)
-    cluster = RaftCluster.from_config(config, state_machine=machine, **options)
+    try:
+        cluster = RaftCluster.from_config(config, state_machine=machine, **options)
+    except BaseException:
+        machine.close()
+        raise
     await cluster.start()
     host, _, port = http.rpartition(":")
     runner = await serve_http(cluster, machine, host, int(port),
@@ -196,11 +231,16 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s member {args.id} %(name)s: %(message)s")
     config = build_config(args)
+    state = getattr(args, "state", "memory")
+    if state == "sqlite" and config.data_dir is None:
+        print("pyraft node: --state sqlite needs --data DIR (the database lives there)",
+              file=sys.stderr, flush=True)
+        return EXIT_USAGE
     if config.data_dir is None:
         log.warning("member %d keeps its log in memory (no --data): a restart forgets every "
                     "vote and entry, and the member comes back as a new one", config.member_id)
     main = serve(config, args.http, parse_members(args.http_peers), args.join, args.metrics,
-                 getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT))
+                 getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT), state)
     try:
         try:
             import uvloop

@@ -41,9 +41,10 @@ import os
 import secrets
 import struct
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pyraft.errors import CorruptStateError, StorageError, StorageFullError, invariant
 from raftcore.crc import crc32c
@@ -53,6 +54,7 @@ __all__ = [
     "CHECKED_HEADER_BYTES",
     "CHECKED_PAYLOAD_BYTES_MAX",
     "CHECKED_VERSION",
+    "SpooledData",
     "TEMP_SUFFIX",
     "atomic_write",
     "ensure_directory",
@@ -449,3 +451,62 @@ def read_checked(path: PathLike, kind: bytes) -> bytes | None:
     if data is None:
         return None
     return unpack_checked(path, data, kind)
+
+
+class SpooledData:
+    """Bytes written once to an unnamed temporary file, then read back in slices: the
+    leader's copy of a disk state machine's export, so a snapshot as large as the store is
+    sent chunk by chunk without being held in memory.
+
+    ``len(data)`` is the size; ``data[a:b]`` reads those bytes (``pread``); ``close()``
+    releases the file (the data is gone with it). Built by :meth:`spool`.
+    """
+
+    def __init__(self, file, size: int) -> None:
+        self._file = file
+        self._size = size
+
+    @classmethod
+    def spool(cls, chunks: Iterable[bytes], directory: PathLike | None = None,
+              keep_going=lambda: True) -> SpooledData | None:
+        """Write ``chunks`` to a temporary file in ``directory`` (the system's default when
+        None); None when ``keep_going()`` turned false between two chunks."""
+        file = tempfile.TemporaryFile(prefix="pyraft-export-", dir=directory)
+        size = 0
+        try:
+            fd = file.fileno()
+            for chunk in chunks:
+                if not keep_going():
+                    file.close()
+                    return None
+                write_all(fd, chunk)
+                size += len(memoryview(chunk).cast("B"))
+        except BaseException:
+            file.close()
+            raise
+        return cls(file, size)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, item: slice) -> bytes:
+        invariant(isinstance(item, slice) and item.step in (None, 1), "slices only")
+        start, stop, _ = item.indices(self._size)
+        if stop <= start:
+            return b""
+        invariant(not self._file.closed, "reading spooled data after close()")
+        pieces, offset = [], start
+        while offset < stop:
+            piece = os.pread(self._file.fileno(), stop - offset, offset)
+            invariant(len(piece) > 0, "the spool file is shorter than written")
+            pieces.append(piece)
+            offset += len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def chunks(self, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """The whole data in slices of at most ``chunk_bytes``."""
+        for offset in range(0, self._size, chunk_bytes):
+            yield self[offset : offset + chunk_bytes]
+
+    def close(self) -> None:
+        self._file.close()

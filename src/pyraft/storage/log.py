@@ -26,6 +26,10 @@ hint (safe to lose: it is recomputed from the leader), so it is saved with the n
 vote change, on ``close()``, and at most every ``commit_hint_interval_entries`` entries.
 Log entries are durable after ``sync()`` (one fdatasync for every append since the last;
 with ``sync="interval"``, at most one every ``sync_interval_ms``).
+
+Snapshots may be external (a disk state machine's store; see ``pyraft.core.storage``): the
+snapshot store then records only the metadata, which survives restarts like any snapshot.
+The log is released only up to the newest durably recorded snapshot, never past it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import numpy as np
 
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
-from pyraft.core.storage import limit_bytes
+from pyraft.core.storage import ExternalSnapshots, limit_bytes
 from pyraft.errors import (
     ClusterMismatchError,
     CorruptStateError,
@@ -93,8 +97,13 @@ def _record_cluster_id(directory: str, cluster_id: int) -> None:
                  pack_checked(_CLUSTER_KIND, _CLUSTER_ID.pack(cluster_id)))
 
 
-class DurableLogStorage:
-    """The log, hard state and snapshots of one member, on disk."""
+class DurableLogStorage(ExternalSnapshots):
+    """The log, hard state and snapshots of one member, on disk.
+
+    ``_snapshot_meta``: the newest durable snapshot (None: none yet); ``_snapshot_external``:
+    it is external (metadata only); ``_snapshot_cache``: its data, read once, when it is not.
+    Invariant: the WAL holds no entry below ``_snapshot_meta.index + 1`` that was released
+    without it (``compact``)."""
 
     #: what was synced survives a restart
     durable = True
@@ -156,6 +165,9 @@ class DurableLogStorage:
         self.hard_state = self.state.load()
         self._saved = self.hard_state
         self._snapshot_meta = self.snapshots.latest()
+        self._snapshot_external = (
+            self._snapshot_meta is not None and self.snapshots.external(self._snapshot_meta)
+        )
         self._snapshot_cache: Snapshot | None = None
         self._membership_path = os.path.join(self.state.directory, MEMBERSHIP_FILE)
         self._membership = self._load_membership()
@@ -307,13 +319,24 @@ class DurableLogStorage:
     def snapshot(self) -> Snapshot:
         meta = self._snapshot_meta
         if meta is None:
-            bootstrap = self._membership
-            fields = bootstrap.snapshot_fields() if bootstrap else {"voters": ()}
-            return Snapshot(SnapshotMeta(0, 0, **fields), b"")
+            return Snapshot(self.latest_snapshot_meta(), b"")
+        if self._snapshot_external:
+            return self._external_snapshot()
         cached = self._snapshot_cache
         if cached is None or cached.meta != meta:
             cached = self._snapshot_cache = self.snapshots.snapshot(meta)
         return cached
+
+    def latest_snapshot_meta(self) -> SnapshotMeta:
+        meta = self._snapshot_meta
+        if meta is None:
+            bootstrap = self.bootstrap_configuration
+            fields = bootstrap.snapshot_fields() if bootstrap else {"voters": ()}
+            return SnapshotMeta(0, 0, **fields)
+        return meta
+
+    def snapshot_is_external(self) -> bool:
+        return self._snapshot_meta is not None and self._snapshot_external
 
     def _check_range(self, lo: int, hi: int) -> None:
         if lo < self.first_index():
@@ -355,22 +378,46 @@ class DurableLogStorage:
         except OSError as exc:
             raise _storage_error(exc, "cannot sync the log") from exc
 
-    def apply_snapshot(self, snapshot: Snapshot) -> None:
-        """Install the leader's snapshot: it replaces the whole log."""
+    def apply_snapshot(self, snapshot: Snapshot, *, external: bool = False) -> None:
+        """Install the leader's snapshot: it replaces the whole log. ``external``: its data
+        is already in a disk state machine's store; only the metadata is recorded."""
         meta = snapshot.meta
-        with self.snapshots.begin(meta) as writer:
-            writer.write(snapshot.data)
+        with self.snapshots.begin(meta, external) as writer:
+            if not external:
+                writer.write(snapshot.data)
             writer.commit()
+        if external:
+            self.snapshots.clear_pending()
         self._snapshot_meta = meta
-        self._snapshot_cache = snapshot
+        self._snapshot_external = external
+        self._snapshot_cache = None if external else snapshot
+        self.drop_export()
         self._forget()
         self.wal.reset(meta.index + 1, meta.term)
 
-    def create_snapshot(self, index: int, data: bytes, configuration: Configuration) -> Snapshot:
+    def prepare_install(self, meta: SnapshotMeta) -> None:
+        self.snapshots.write_pending(meta)
+
+    def resolve_install(self, persisted_index: int) -> SnapshotMeta | None:
+        pending = self.snapshots.pending()
+        if pending is None:
+            return None
+        current = self._snapshot_meta
+        if persisted_index >= pending.index and (current is None or current.index < pending.index):
+            self.apply_snapshot(Snapshot(pending, b""), external=True)  # clears the note
+            return pending
+        self.snapshots.clear_pending()
+        return None
+
+    def create_snapshot(
+        self, index: int, data: bytes | None, configuration: Configuration
+    ) -> Snapshot:
         """Record a state-machine snapshot at ``index`` (<= last index) and release the log
         segments it covers: ``snapshot_meta``, ``write_snapshot``, ``adopt_snapshot`` in one
         call. A caller that must not wait for the file (a 64 MiB snapshot takes ~200 ms to
-        write and sync here) calls the three itself, the second on another thread."""
+        write and sync here) calls the three itself, the second on another thread. ``data``
+        None records an external snapshot (a disk state machine's store, durable up to
+        ``index``); the returned snapshot's data is then empty."""
         meta = self.snapshot_meta(index, configuration)
         self.write_snapshot(meta, data)
         return self.adopt_snapshot(meta, data)
@@ -379,29 +426,49 @@ class DurableLogStorage:
         """What a snapshot of the state at ``index`` (<= last index) records."""
         return SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
 
-    def write_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
-        """Write the snapshot file durably. Touches only the snapshot store: it may run on
-        another thread while the log is used (one snapshot write at a time)."""
-        with self.snapshots.begin(meta) as writer:
-            writer.write(data)
+    def write_snapshot(self, meta: SnapshotMeta, data: bytes | None) -> None:
+        """Write the snapshot file durably (``data`` None: an external snapshot's metadata).
+        Touches only the snapshot store: it may run on another thread while the log is used
+        (one snapshot write at a time)."""
+        with self.snapshots.begin(meta, data is None) as writer:
+            if data is not None:
+                writer.write(data)
             writer.commit()
 
-    def adopt_snapshot(self, meta: SnapshotMeta, data: bytes) -> Snapshot:
+    def adopt_snapshot(self, meta: SnapshotMeta, data: bytes | None) -> Snapshot:
         """A written snapshot becomes the current one and releases the log it covers (unless
-        a newer snapshot was installed meanwhile: then it changes nothing)."""
-        if self._snapshot_meta is not None and self._snapshot_meta.index >= meta.index:
-            return self.snapshot()
+        a newer snapshot was installed meanwhile: then it changes nothing). ``data`` is what
+        was written (None: external)."""
+        current = self._snapshot_meta
+        if current is not None and current.index >= meta.index:
+            return Snapshot(current, b"") if self._snapshot_external else self.snapshot()
+        written = self.snapshots.list_snapshots()  # a newer one may have replaced its file
+        invariant(
+            bool(written) and written[-1][0] >= meta.index,
+            f"adopting the snapshot at {meta.index}, but no snapshot file covers it",
+        )
         self._snapshot_meta = meta
-        self._snapshot_cache = Snapshot(meta, bytes(data))
+        self._snapshot_external = data is None
+        self._snapshot_cache = None if data is None else Snapshot(meta, bytes(data))
+        if self._export is not None and self._export.meta.index < meta.index:
+            self.drop_export()
         self.compact(meta.index)
-        return self._snapshot_cache
+        return self._snapshot_cache or Snapshot(meta, b"")
 
     def compact(self, index: int) -> None:
+        """Release the log up to ``index``, which the durable snapshot must cover: storage
+        never releases entries that no durable snapshot covers (issue 15)."""
+        covered = self._snapshot_meta.index if self._snapshot_meta is not None else 0
+        invariant(
+            index <= covered,
+            f"releasing the log up to {index}: the durable snapshot covers only up to {covered}",
+        )
         self.wal.release_prefix(min(index, self.wal.last_index))
 
     def close(self) -> None:
         if self.hard_state != self._saved:
             self.state.save(self.hard_state)
             self._saved = self.hard_state
+        self.drop_export()
         self.wal.close()
         self._deleter.close()

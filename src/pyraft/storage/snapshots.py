@@ -7,7 +7,8 @@ A snapshot is one file ``snapshot-<index:020d>-<term:020d>.snap``::
     0           4     magic b"RSNP"
     4           2     version (big endian, currently 1)
     6           4     m: length of the encoded metadata (big endian)
-    10          m     SnapshotMeta, msgpack-encoded {index, term, voters, learners}
+    10          m     SnapshotMeta, msgpack-encoded {index, term, voters, learners, members}
+                      plus ``external: true`` for an external snapshot (below)
     10+m        8     n: length of the data (big endian)
     18+m        n     the data
     18+m+n      4     trailer: crc32c of bytes 0 .. 18+m+n-1 (header and data)
@@ -25,6 +26,14 @@ and raises ``CorruptStateError`` naming the file when it is damaged: falling bac
 snapshot silently would hide the damage, so that takes ``latest(skip_corrupt=True)``.
 ``read`` serves bounded chunks of a verified snapshot; ``load`` reads and verifies the whole
 data. A crash leaves at most temporary files, removed when the store opens.
+
+External snapshots (``begin(meta, external=True)``): a disk state machine's store is its own
+snapshot, so what is recorded is only the metadata (the data is empty): the store holds the
+state up to ``meta.index`` durably, and the log before it may go. ``external(meta)`` tells
+them apart; sending one to a follower takes an export of the store (the runtime's job).
+A follower installing one into its store first records it as pending (``write_pending``, the
+checked file ``install-pending``): after a crash between the store's import and the commit of
+the metadata, ``pending()`` lets the runtime finish (or forget) the install.
 
 ``MemorySnapshotStore`` has the same API and keeps everything in memory.
 """
@@ -50,8 +59,11 @@ from pyraft.errors import (
     invariant,
 )
 from pyraft.storage.files import (
+    atomic_write,
     ensure_directory,
     fsync_directory,
+    pack_checked,
+    read_checked,
     remove_temp_files,
     sync_file,
     temp_path,
@@ -84,6 +96,8 @@ SNAPSHOT_META_BYTES_MAX = 1024 * 1024
 _VERIFY_CHUNK_BYTES = 1024 * 1024
 
 _FILE_PREFIX = "snapshot-"
+_PENDING_NAME = "install-pending"
+_PENDING_KIND = b"PINS"
 _FILE_NAME = re.compile(r"snapshot-(\d{20})-(\d{20})\.snap")
 
 
@@ -157,26 +171,32 @@ def _check_meta(meta: SnapshotMeta) -> None:
     )
 
 
-def _encode_meta(meta: SnapshotMeta) -> bytes:
-    encoded = msgpack.packb(
-        {
-            "index": meta.index,
-            "term": meta.term,
-            "voters": list(meta.voters),
-            "learners": list(meta.learners),
-            "members": [[m, a, dict(md)] for m, a, md in meta.members_info],
-        }
-    )
+def _encode_meta(meta: SnapshotMeta, external: bool = False) -> bytes:
+    record = {
+        "index": meta.index,
+        "term": meta.term,
+        "voters": list(meta.voters),
+        "learners": list(meta.learners),
+        "members": [[m, a, dict(md)] for m, a, md in meta.members_info],
+    }
+    if external:  # absent otherwise: the files of other snapshots stay as they were
+        record["external"] = True
+    encoded = msgpack.packb(record)
     invariant(len(encoded) <= SNAPSHOT_META_BYTES_MAX, "snapshot metadata is too large")
     return encoded
 
 
-def _decode_meta(path: str, payload: bytes) -> SnapshotMeta:
+def _decode_meta(path: str, payload: bytes) -> tuple[SnapshotMeta, bool]:
+    """The metadata, and whether the snapshot is external."""
     try:
         record = msgpack.unpackb(payload)
         fields = {"index", "term", "voters", "learners"}
-        if not isinstance(record, dict) or not fields <= set(record) <= fields | {"members"}:
+        if not isinstance(record, dict) or not (
+            fields <= set(record) <= fields | {"members", "external"}
+        ):
             raise ValueError("unexpected fields")
+        if record.get("external", True) is not True:
+            raise ValueError("external must be true when present")
         voters, learners = record["voters"], record["learners"]
         if not isinstance(voters, list) or not isinstance(learners, list):
             raise ValueError("voters and learners must be lists")
@@ -188,9 +208,10 @@ def _decode_meta(path: str, payload: bytes) -> SnapshotMeta:
             sorted((int(m), str(a), tuple(sorted((str(k), str(v)) for k, v in md.items())))
                    for m, a, md in record.get("members", ()))
         )
-        return SnapshotMeta(
+        meta = SnapshotMeta(
             record["index"], record["term"], tuple(voters), tuple(learners), members
         )
+        return meta, "external" in record
     except Exception as error:  # msgpack raises several unrelated types
         raise CorruptStateError(
             f"invalid snapshot metadata ({error})", path, _PREFIX.size
@@ -225,9 +246,11 @@ class SnapshotWriter:
     (``InvariantError``); ``abort`` after either is a no-op.
     """
 
-    def __init__(self, meta: SnapshotMeta) -> None:
+    def __init__(self, meta: SnapshotMeta, external: bool = False) -> None:
         #: What the snapshot covers.
         self.meta = meta
+        #: Metadata only: the data lives in a disk state machine's store (nothing is written).
+        self.external = external
         #: Data bytes written so far (the offset the next chunk lands at).
         self.size = 0
         #: "open", then "committed" or "aborted".
@@ -239,6 +262,7 @@ class SnapshotWriter:
         view = memoryview(chunk).cast("B")
         if not view:
             return
+        invariant(not self.external, "an external snapshot has no data to write")
         try:
             self._append(view)
         except BaseException:
@@ -298,8 +322,9 @@ class SnapshotStoreProtocol(Protocol):
 
     keep: int
 
-    def begin(self, meta: SnapshotMeta) -> SnapshotWriter: ...
+    def begin(self, meta: SnapshotMeta, external: bool = False) -> SnapshotWriter: ...
     def latest(self, skip_corrupt: bool = False) -> SnapshotMeta | None: ...
+    def external(self, meta: SnapshotMeta) -> bool: ...
     def read(self, meta: SnapshotMeta, offset: int, size: int) -> bytes: ...
     def load(self, meta: SnapshotMeta) -> bytes: ...
     def snapshot(self, meta: SnapshotMeta) -> Snapshot: ...
@@ -330,6 +355,7 @@ class _Layout:
     header: bytes  # bytes 0 .. data_offset - 1
     data_offset: int
     data_length: int
+    external: bool = False
 
     @property
     def end(self) -> int:  # offset of the trailer
@@ -385,14 +411,18 @@ def _parse_header(fd: int, path: str, name_key: tuple[int, int]) -> _Layout:
             path,
             expected,
         )
-    meta = _decode_meta(path, rest[:meta_length])
+    meta, external = _decode_meta(path, rest[:meta_length])
+    if external and data_length:
+        raise CorruptStateError(
+            f"an external snapshot holds {data_length} data bytes", path, _PREFIX.size
+        )
     if (meta.index, meta.term) != name_key:
         raise CorruptStateError(
             f"metadata says index {meta.index} term {meta.term}, unlike the file name",
             path,
             _PREFIX.size,
         )
-    return _Layout(meta, prefix + rest, data_offset, data_length)
+    return _Layout(meta, prefix + rest, data_offset, data_length, external)
 
 
 def _check_trailer(fd: int, path: str, layout: _Layout, computed: int) -> None:
@@ -411,13 +441,13 @@ def _stat_key(path: str) -> tuple[int, int, int, int]:
 
 
 class _FileSnapshotWriter(SnapshotWriter):
-    def __init__(self, store: SnapshotStore, meta: SnapshotMeta) -> None:
-        super().__init__(meta)
+    def __init__(self, store: SnapshotStore, meta: SnapshotMeta, external: bool) -> None:
+        super().__init__(meta, external)
         self._store = store
         #: Where the snapshot goes on commit, and where it is written until then.
         self._path = os.path.join(store.directory, snapshot_file_name(meta.index, meta.term))
         self._temporary = temp_path(self._path)
-        encoded = _encode_meta(meta)
+        encoded = _encode_meta(meta, external)
         #: Header up to (not including) the data length, which commit fills in.
         self._header = _PREFIX.pack(_MAGIC, SNAPSHOT_VERSION, len(encoded)) + encoded
         #: crc32c of the data written so far.
@@ -451,7 +481,7 @@ class _FileSnapshotWriter(SnapshotWriter):
             self._fd = -1
             os.replace(self._temporary, self._path)
         fsync_directory(self._store.directory)
-        layout = _Layout(self.meta, header, len(header), self.size)
+        layout = _Layout(self.meta, header, len(header), self.size, self.external)
         self._store._remember(self._path, layout)
 
     def _after_commit(self) -> None:
@@ -491,6 +521,7 @@ class SnapshotStore:
         #: Absolute path of the store's directory.
         self.directory = ensure_directory(directory)
         remove_temp_files(self.directory, _FILE_PREFIX)
+        remove_temp_files(self.directory, _PENDING_NAME)
         #: Verified files: path -> (stat key when verified, layout).
         self._verified: dict[str, tuple[tuple[int, int, int, int], _Layout]] = {}
         #: Files found corrupt: path -> (stat key when checked, the error's reason and offset).
@@ -558,15 +589,21 @@ class SnapshotStore:
 
     # -- the API --------------------------------------------------------------------------------
 
-    def begin(self, meta: SnapshotMeta) -> SnapshotWriter:
-        """Start writing the snapshot ``meta`` describes.
+    def begin(self, meta: SnapshotMeta, external: bool = False) -> SnapshotWriter:
+        """Start writing the snapshot ``meta`` describes (``external``: metadata only, the
+        data being a disk state machine's store; the writer takes no data).
 
         Raises ``LogCompactedError`` when a newer snapshot is already stored (checked again at
         commit, as another writer may commit first).
         """
         _check_meta(meta)
         _check_order(self._keys(), meta)
-        return _FileSnapshotWriter(self, meta)
+        return _FileSnapshotWriter(self, meta, external)
+
+    def external(self, meta: SnapshotMeta) -> bool:
+        """Whether the snapshot ``meta`` names is external (its data is in a disk state
+        machine's store, not here); verifies the file as ``read`` does."""
+        return self._layout(meta).external
 
     def latest(self, skip_corrupt: bool = False) -> SnapshotMeta | None:
         """The newest snapshot, verified; None when there is none.
@@ -625,7 +662,7 @@ class SnapshotStore:
     def snapshot(self, meta: SnapshotMeta) -> Snapshot:
         """The snapshot ``meta`` names, as the core takes it (metadata as stored)."""
         data = self.load(meta)
-        return Snapshot(self._verified[self._path(meta)][1].meta, data)
+        return Snapshot(self._verified[self._path(meta)][1].meta, data)  # b"" when external
 
     def _release(self) -> None:
         """Remove the snapshots older than the ``keep`` newest sound ones (newer damaged
@@ -651,6 +688,29 @@ class SnapshotStore:
         """(index, term) of every stored snapshot file, oldest first, as named (unverified)."""
         return [(index, term) for index, term, _ in self._entries()]
 
+    # -- an external snapshot being installed (see the module docstring) -----------------------
+
+    def write_pending(self, meta: SnapshotMeta) -> None:
+        """Durably note that the external snapshot ``meta`` is being installed."""
+        _check_meta(meta)
+        atomic_write(os.path.join(self.directory, _PENDING_NAME),
+                     pack_checked(_PENDING_KIND, _encode_meta(meta, external=True)))
+
+    def pending(self) -> SnapshotMeta | None:
+        """The install noted by ``write_pending`` and not cleared, or None."""
+        path = os.path.join(self.directory, _PENDING_NAME)
+        payload = read_checked(path, _PENDING_KIND)
+        return None if payload is None else _decode_meta(path, payload)[0]
+
+    def clear_pending(self) -> None:
+        path = os.path.join(self.directory, _PENDING_NAME)
+        with translate_os_errors("cannot remove", path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+        fsync_directory(self.directory)
+
 
 #: The file-backed store under the name the other storage modules use.
 FileSnapshotStore = SnapshotStore
@@ -660,8 +720,8 @@ FileSnapshotStore = SnapshotStore
 
 
 class _MemorySnapshotWriter(SnapshotWriter):
-    def __init__(self, store: MemorySnapshotStore, meta: SnapshotMeta) -> None:
-        super().__init__(meta)
+    def __init__(self, store: MemorySnapshotStore, meta: SnapshotMeta, external: bool) -> None:
+        super().__init__(meta, external)
         self._store = store
         self._data = bytearray()
 
@@ -670,9 +730,12 @@ class _MemorySnapshotWriter(SnapshotWriter):
 
     def _commit(self) -> None:
         _check_order(list(self._store._snapshots), self.meta)
-        self._store._snapshots[(self.meta.index, self.meta.term)] = Snapshot(
-            self.meta, bytes(self._data)
-        )
+        key = (self.meta.index, self.meta.term)
+        self._store._snapshots[key] = Snapshot(self.meta, bytes(self._data))
+        if self.external:
+            self._store._external.add(key)
+        else:
+            self._store._external.discard(key)
         self._data = bytearray()
 
     def _after_commit(self) -> None:
@@ -690,6 +753,8 @@ class MemorySnapshotStore:
         self.keep = _check_keep(keep)
         #: (index, term) -> snapshot.
         self._snapshots: dict[tuple[int, int], Snapshot] = {}
+        #: the keys of the external snapshots (metadata only)
+        self._external: set[tuple[int, int]] = set()
 
     def _get(self, meta: SnapshotMeta) -> Snapshot:
         snapshot = self._snapshots.get((meta.index, meta.term))
@@ -701,10 +766,14 @@ class MemorySnapshotStore:
             )
         return snapshot
 
-    def begin(self, meta: SnapshotMeta) -> SnapshotWriter:
+    def begin(self, meta: SnapshotMeta, external: bool = False) -> SnapshotWriter:
         _check_meta(meta)
         _check_order(list(self._snapshots), meta)
-        return _MemorySnapshotWriter(self, meta)
+        return _MemorySnapshotWriter(self, meta, external)
+
+    def external(self, meta: SnapshotMeta) -> bool:
+        self._get(meta)
+        return (meta.index, meta.term) in self._external
 
     def latest(self, skip_corrupt: bool = False) -> SnapshotMeta | None:
         if not self._snapshots:
@@ -724,6 +793,7 @@ class MemorySnapshotStore:
     def _release(self) -> None:
         for key in sorted(self._snapshots)[: -self.keep]:
             del self._snapshots[key]
+            self._external.discard(key)
 
     def list_snapshots(self) -> list[tuple[int, int]]:
         return sorted(self._snapshots)

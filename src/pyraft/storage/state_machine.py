@@ -27,8 +27,9 @@ given at construction or assigned to the ``snapshot_sink`` attribute before ``st
 runtime connects it to the snapshot store and to log compaction: ``index`` is the last entry
 the snapshot covers (the runtime looks up its term and configuration), ``data_or_chunks`` is
 ``bytes``, an iterable of ``bytes`` chunks that the sink must consume before it returns, or
-``None`` for a disk state machine (its store is the snapshot; only the log prefix up to
-``index`` may go). The sink runs in the thread that applies, except with the ``background``
+``None`` for a disk state machine (its store is the snapshot, durable up to ``index``: the
+runtime records a snapshot of metadata only, an external snapshot, and then the log prefix up
+to ``index`` may go). The sink runs in the thread that applies, except with the ``background``
 policy, where it runs in the worker thread (the runtime then hops to its loop, e.g. with
 ``call_soon_threadsafe``). Without a sink no state machine takes an automatic snapshot.
 
@@ -614,8 +615,11 @@ class DiskStateMachine(StateMachine):
     ``recover`` replays the committed entries after ``persisted_index()``. After a batch that
     brings the entries applied since the last flush to ``snapshot_entries`` or more, the
     applying thread calls ``flush()`` and then the sink with ``(persisted_index(), None)``: the
-    log up to there may be released. ``open_snapshot()`` gives the runtime what to send in an
-    InstallSnapshot; ``close()`` flushes.
+    runtime durably records an external snapshot at that index (its term and configuration,
+    no data), and only then releases the log up to there. ``open_snapshot()`` gives the
+    runtime what to send in an InstallSnapshot (it spools the chunks to a temporary file on a
+    thread of its own, while applies continue); a follower receives it through
+    ``install_chunks``. ``close()`` flushes.
     """
 
     def __init__(
