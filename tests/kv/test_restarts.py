@@ -138,3 +138,69 @@ def test_a_restart_with_contradicting_peers_is_refused(tmp_path):
     finally:
         for process in processes.values():
             end(process)
+
+
+def test_a_static_cluster_redirects_to_the_advertised_addresses(tmp_path):
+    """No --http-peers: every member's addresses reach the others through the log. Members
+    listen on 127.0.0.1 and advertise `localhost` names (another spelling of the same place),
+    so the redirect and the status prove the advertised addresses travelled."""
+    peers, http = cluster_addresses()
+    processes = {
+        m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers),
+                "--advertise", peers[m].replace("127.0.0.1", "localhost"),
+                "--advertise-http", http[m].replace("127.0.0.1", "localhost"))
+        for m in peers}
+    try:
+        asyncio.run(_static_redirect(peers, http))
+    finally:
+        for process in processes.values():
+            end(process)
+
+
+async def _static_redirect(peers, http):
+    import aiohttp
+
+    urls = {m: f"http://{http[m]}" for m in http}
+    advertised = {m: http[m].replace("127.0.0.1", "localhost") for m in http}
+    first = await wait_for_status(urls[1], lambda s: s["leader"] and all(
+        member["http"] == advertised[member["id"]] and member["address"].startswith("localhost")
+        for member in s["members"]))
+    leader = first["leader"]
+    follower = next(m for m in (1, 2, 3) if m != leader)
+    await wait_for_status(urls[follower], lambda s: s["leader"] == leader and all(
+        member["http"] == advertised[member["id"]] for member in s["members"]))
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{urls[follower]}/v1/kv/k", data=b"v",
+                               allow_redirects=False) as response:
+            assert response.status == 307, await response.text()
+            assert response.headers["Location"] == f"http://{advertised[leader]}/v1/kv/k"
+
+
+def test_a_member_that_joined_restarts_without_join(tmp_path):
+    peers, http = cluster_addresses()
+    processes = {m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers))
+                 for m in peers}
+    joiner_listen, joiner_http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    try:
+        asyncio.run(wait_for_status(f"http://{http[1]}", lambda s: s["leader"]))
+        # the documented way to join: --join URL of any member, --peers the existing ones
+        processes[4] = node(4, joiner_listen, joiner_http, tmp_path / "n4",
+                            "--join", f"http://{http[1]}", "--peers", peers_flag(peers))
+        url = f"http://{joiner_http}"
+        asyncio.run(wait_for_status(url, lambda s: any(
+            m["id"] == 4 and m["voter"] for m in s["members"])))
+        end(processes[4], signal.SIGKILL)
+        # restarted with neither --join nor --peers: the stored membership says it is a voter
+        processes[4] = node(4, joiner_listen, joiner_http, tmp_path / "n4")
+        status = asyncio.run(wait_for_status(url, lambda s: s["leader"] is not None))
+        assert sorted(m["id"] for m in status["members"] if m["voter"]) == [1, 2, 3, 4]
+
+        async def write_and_read():
+            async with KVClient([url], timeout_s=2.0, retries=40) as client:
+                await client.put("joined", "yes")
+                assert await client.get("joined") == b"yes"
+
+        asyncio.run(write_and_read())
+    finally:
+        for process in processes.values():
+            end(process)

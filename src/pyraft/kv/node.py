@@ -41,9 +41,10 @@ import sqlite3
 import sys
 
 from pyraft.cluster.runtime import RaftCluster
-from pyraft.config import ClusterConfig, TlsConfig
+from pyraft.config import ClusterConfig, TlsConfig, _is_wildcard, parse_address
 from pyraft.errors import (
     ClusterMismatchError,
+    ConfigError,
     CorruptStateError,
     MembershipMismatchError,
     StorageError,
@@ -71,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", type=int, required=True, help="this member's id")
     parser.add_argument("--listen", required=True, help="HOST:PORT for the other members")
     parser.add_argument("--http", required=True, help="HOST:PORT of the key-value HTTP API")
+    parser.add_argument("--advertise", default=None, metavar="HOST:PORT",
+                        help="where the other members reach this member, when not --listen "
+                             "(a wildcard --listen such as 0.0.0.0, NAT, a container); "
+                             "announced to every member through the log")
+    parser.add_argument("--advertise-http", default=None, metavar="HOST:PORT",
+                        help="where clients reach this member's HTTP API, when not --http; "
+                             "followers redirect writes there")
     parser.add_argument("--peers", default="",
                         help="ID=HOST:PORT,... of the initial members; needed on the first "
                              "start only: a restart uses the membership stored in --data "
@@ -106,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO")
 
 
+#: the flag that sets a configuration field, for messages
+_FLAGS = {"public_endpoint": "--advertise", "listen": "--listen", "peers": "--peers",
+          "routes": "--routes", "data_dir": "--data", "cluster_id": "--cluster-id",
+          "sync": "--sync", "standby": "--standby"}
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -116,12 +130,37 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def http_address(args: argparse.Namespace) -> str:
+    """The HTTP address this member announces: ``--advertise-http``, else ``--http`` (which
+    must then be an address clients can reach). ``ConfigError`` names the flag."""
+    advertised = getattr(args, "advertise_http", None)
+    for flag, value in (("--http", args.http), ("--advertise-http", advertised)):
+        if value is not None:
+            try:
+                parse_address(value, port_zero=flag == "--http")
+            except ValueError as error:
+                raise ConfigError(flag, str(error)) from None
+    if advertised is not None:
+        host, _ = parse_address(advertised)
+        if _is_wildcard(host):
+            raise ConfigError("--advertise-http", f"{advertised!r} is not an address clients "
+                                                  "can reach")
+        return advertised
+    host, _ = parse_address(args.http, port_zero=True)
+    if _is_wildcard(host):
+        raise ConfigError("--http", f"{args.http!r} listens on every interface: give "
+                                    "--advertise-http HOST:PORT, the address clients reach")
+    return args.http
+
+
 def build_config(args: argparse.Namespace) -> ClusterConfig:
     base = ClusterConfig.from_file(args.config) if args.config else ClusterConfig(
         member_id=args.id)
     peers = parse_members(args.peers)
     changes = {"member_id": args.id, "listen": args.listen,
-               "metadata": {**dict(base.metadata), "http": args.http}}
+               "metadata": {**dict(base.metadata), "http": http_address(args)}}
+    if getattr(args, "advertise", None) is not None:
+        changes["public_endpoint"] = args.advertise
     if peers:
         changes["peers"] = peers
     if args.routes:
@@ -205,7 +244,8 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
     await cluster.start()
     host, _, port = http.rpartition(":")
     runner = await serve_http(cluster, machine, host, int(port),
-                              http_addresses={**http_peers, config.member_id: http})
+                              http_addresses={**http_peers,
+                                              config.member_id: config.metadata.get("http", http)})
     log.info("member %d serves the key-value API on http://%s", config.member_id, http)
     metrics_runner = None
     if metrics:
@@ -230,7 +270,14 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s member {args.id} %(name)s: %(message)s")
-    config = build_config(args)
+    try:
+        config = build_config(args)
+    except ConfigError as error:
+        message = str(error).removeprefix(f"{error.field}: ")
+        flag = _FLAGS.get(error.field, error.field)
+        print(f"pyraft node: member {args.id} refused to start: {flag}: {message}",
+              file=sys.stderr, flush=True)
+        return EXIT_CONFIG
     state = getattr(args, "state", "memory")
     if state == "sqlite" and config.data_dir is None:
         print("pyraft node: --state sqlite needs --data DIR (the database lives there)",
