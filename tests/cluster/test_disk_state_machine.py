@@ -7,8 +7,6 @@ from the leader's store (``open_snapshot``), installed into the follower's store
 
 from __future__ import annotations
 
-import asyncio
-
 import msgpack
 
 from pyraft.cluster import RaftCluster
@@ -54,27 +52,34 @@ class DiskKV(DiskStateMachine):
         self.flush()
 
 
+def durable(tmp_path):
+    """Durable storage per member with small segments, so compaction releases some."""
+    def storage(member):
+        return DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=16 * 1024)
+
+    return storage
+
+
+async def cut_off_while_writing(members, network, writes):
+    """Cut a follower off and write ``writes`` keys through the leader: (leader, follower)."""
+    leader = await leader_of(members)
+    lagging = next(m for m in members if m is not leader)
+    network.isolate(lagging.id)
+    for i in range(writes):
+        await leader.replicate(msgpack.packb([f"k{i}", i]))
+    return leader, lagging
+
+
 def test_a_follower_cut_off_while_the_leader_compacts_catches_up_by_snapshot(tmp_path):
     async def body():
         network = MemoryNetwork(through_codec=True)
-
-        def storage(member):
-            return DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=16 * 1024)
-
-        async with memory_cluster(network, storage=storage,
+        async with memory_cluster(network, storage=durable(tmp_path),
                                   machine=lambda: DiskKV(snapshot_entries=50)) as members:
-            leader = await leader_of(members)
-            lagging = next(m for m in members if m is not leader)
-            network.isolate(lagging.id)
-            for i in range(600):
-                await leader.replicate(msgpack.packb([f"k{i}", i]))
+            leader, lagging = await cut_off_while_writing(members, network, 600)
             assert leader.storage.first_index() > 100  # compacted behind the store
             assert leader.storage.wal.first_index > 1  # segments were released
             network.heal()
-            for _ in range(400):
-                if lagging.applied_index >= leader.commit_index:
-                    break
-                await asyncio.sleep(0.01)
+            await lagging.wait_for_applied(leader.commit_index, timeout=4.0)
             assert leader.fatal_error is None and leader.is_leader
             assert lagging.state_machine.imports, "caught up without a snapshot?"
             assert lagging.state_machine.data == leader.state_machine.data
@@ -130,22 +135,11 @@ class FlakyExportKV(DiskKV):
 def test_a_failed_export_is_retried_and_the_leader_keeps_serving(tmp_path):
     async def body():
         network = MemoryNetwork()
-
-        def storage(member):
-            return DurableLogStorage(tmp_path / f"m{member}", segment_bytes_max=16 * 1024)
-
-        async with memory_cluster(network, storage=storage,
+        async with memory_cluster(network, storage=durable(tmp_path),
                                   machine=lambda: FlakyExportKV(snapshot_entries=50)) as members:
-            leader = await leader_of(members)
-            lagging = next(m for m in members if m is not leader)
-            network.isolate(lagging.id)
-            for i in range(300):
-                await leader.replicate(msgpack.packb([f"k{i}", i]))
+            leader, lagging = await cut_off_while_writing(members, network, 300)
             network.heal()
-            for _ in range(500):
-                if lagging.applied_index >= leader.commit_index:
-                    break
-                await asyncio.sleep(0.01)
+            await lagging.wait_for_applied(leader.commit_index, timeout=5.0)
             assert leader.fatal_error is None and leader.is_leader
             assert leader.state_machine.exports >= 2
             assert leader.metrics.storage_failures.value() >= 1

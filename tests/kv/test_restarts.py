@@ -15,6 +15,7 @@ import time
 
 from pyraft.client import KVClient
 from pyraft.testing.processes import free_port
+from tests.kv.test_nodes import stop as end
 
 
 def node(member, listen, http, data, *extra):
@@ -22,17 +23,6 @@ def node(member, listen, http, data, *extra):
     args = [sys.executable, "-m", "pyraft", "node", "--id", str(member), "--listen", listen,
             "--http", http, "--data", str(data), "--log-level", "WARNING", *extra]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def end(process, sig=signal.SIGTERM):
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    process.stderr.close()
 
 
 async def status_of(url):
@@ -204,3 +194,19 @@ def test_a_member_that_joined_restarts_without_join(tmp_path):
     finally:
         for process in processes.values():
             end(process)
+
+
+def test_a_member_without_data_says_a_restart_forgets_everything():
+    listen, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    args = [sys.executable, "-m", "pyraft", "node", "--id", "1", "--listen", listen,
+            "--http", http, "--log-level", "WARNING"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        asyncio.run(wait_for_status(f"http://{http}", lambda s: s["leader"] == 1))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    lines = [line for line in stderr.splitlines() if "in memory" in line]
+    assert len(lines) == 1, stderr
+    assert "no --data" in lines[0] and "a restart forgets every vote and entry" in lines[0]
