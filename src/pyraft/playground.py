@@ -149,7 +149,8 @@ async def _run(args: argparse.Namespace, nodes: list[Node], stopping: asyncio.Ev
                 new = await _leader(client, [n for n in nodes if n is not victim])
                 print(f"member {new['id']} leads after "
                       f"{(time.monotonic() - killed_at) * 1000:.0f} ms; restarting member "
-                      f"{victim.id} from its log", flush=True)
+                      f"{victim.id} " + ("empty (in memory: it catches up from the leader)"
+                                         if args.memory else "from its log"), flush=True)
                 victim.start()
                 next_chaos = time.monotonic() + args.chaos
             try:
