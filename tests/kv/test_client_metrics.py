@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import pyraft.cluster.runtime as runtime
 from pyraft.client import KVClient, RequestError, UnavailableError
 from pyraft.metrics import ClientMetrics, Metrics
+from pyraft.testing.cluster import settled_leader
 from pyraft.testing.processes import free_port
 from pyraft.transport.memory import MemoryNetwork
 from tests.kv.test_http import kv_cluster, leader_of, run
@@ -56,7 +57,7 @@ def test_client_and_server_instruments_through_the_opentelemetry_sdk(monkeypatch
 
     async def body():
         async with kv_cluster(MemoryNetwork(), value_bytes_max=16) as (members, urls):
-            leader = await leader_of(members)
+            leader = await settled_leader(members)  # no info-only entry comes later
             follower = next(m for m in members if m is not leader)
             metrics = ClientMetrics(meter_provider=provider)
             async with KVClient([urls[follower.id]], timeout_s=2, metrics=metrics) as kv:

@@ -601,19 +601,30 @@ class RaftNode:
             self._send_commit()
 
     # ---- member info -------------------------------------------------------------------------
+    @property
+    def own_info(self) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+        """What ``set_own_info`` was given: (address, sorted metadata pairs), or None."""
+        return self._own_info
+
+    def info_recorded(self, member: int,
+                      info: tuple[str, tuple[tuple[str, str], ...]] | None) -> bool:
+        """Does the configuration in force say ``info`` of ``member`` (None: nothing to say)?"""
+        if info is None:
+            return True
+        configuration = self.configuration
+        return (configuration.address_of(member) == info[0]
+                and tuple(sorted(configuration.metadata_of(member).items())) == info[1])
+
     def _announce_info(self) -> None:
         """Tell the leader (or, leading, record) this member's info when the configuration in
         force says otherwise; at most once per lower election timeout."""
         if self.ticks - self._info_sent_tick < self.options.election_ticks_lower \
                 and self._info_sent_tick >= 0:
             return
-        configuration = self.configuration
-        if self.id not in configuration.members:
+        if self.id not in self.configuration.members \
+                or self.info_recorded(self.id, self._own_info):
             return
         address, pairs = self._own_info
-        if (configuration.address_of(self.id) == address
-                and tuple(sorted(configuration.metadata_of(self.id).items())) == pairs):
-            return
         self._info_sent_tick = self.ticks
         if self.role is Role.LEADER:
             self._record_info(self.id, address, dict(pairs))

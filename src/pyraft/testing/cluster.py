@@ -81,9 +81,20 @@ async def settled_leader(members, timeout: float = 5.0) -> RaftCluster:
     """The leader, once it has committed an entry of its term and every member in
     ``members`` has that commit: from then on in-memory members are ordinary voters (they
     vote as fresh ones until a commit of the leader's term reaches them, RaftNode.fresh), so
-    any majority of them can elect the next leader."""
+    any majority of them can elect the next leader.
+
+    The configuration also carries every member's address and metadata by then (each member
+    announces them, RaftNode.set_own_info, and the leader records them with an info-only
+    configuration entry): no such entry comes later to shift the log's indexes."""
     leader = await leader_of(members, timeout)
     await leader.ensure_consistency(timeout)
+
+    async def announced() -> None:
+        while not (leader.core.pending_conf_index <= leader.commit_index
+                   and all(leader.core.info_recorded(m.id, m.core.own_info) for m in members)):
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(announced(), timeout)
     for member in members:
         await member.wait_for_commit(leader.commit_index, timeout)
     return leader
