@@ -375,7 +375,6 @@ class RaftCluster:
             options = dataclasses.replace(options, fresh_start_guard=True)
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
-        core.set_own_info(self._static_peers[self.id], self._metadata)
         if stored is not None and self._peers_given is not None:
             self._check_peers(stored, core.configuration)
         self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
@@ -388,6 +387,10 @@ class RaftCluster:
         self.applied_index = core.log.applied
         self.transport.on_unreachable = self._on_unreachable
         await self.transport.start(self._on_message)
+        own = self._static_peers[self.id]
+        if own.endswith(":0") and getattr(self.transport, "address", None):
+            own = self._static_peers[self.id] = self.transport.address  # the bound port
+        core.set_own_info(own, self._metadata)
         self._update_peers()
         self._running = True
         self._tasks = [
