@@ -59,6 +59,8 @@ def test_clock_drift_shortens_the_lease():
         ("uncommitted_bytes_max", 0, 64 * 1024 * 1024),
         ("apply_bytes_max", 0, 1),
         ("snapshot_chunk_bytes", 0, 1),
+        ("snapshot_inflight_bytes_max", 0, 1),
+        ("snapshot_inflight_bytes_max", True, 2),
         ("warmup_rounds", 0, 1),
         ("warmup_rounds", True, 2),
     ],

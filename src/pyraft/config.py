@@ -451,6 +451,8 @@ class RaftConfig:
     uncommitted_bytes_max: int = _CORE["uncommitted_bytes_max"]
     apply_bytes_max: int = _CORE["apply_bytes_max"]
     snapshot_chunk_bytes: int = _CORE["snapshot_chunk_bytes"]
+    #: bytes of snapshot chunks in flight to one follower (at least one chunk goes)
+    snapshot_inflight_bytes_max: int = _CORE["snapshot_inflight_bytes_max"]
     warmup_rounds: int = _CORE["warmup_rounds"]
     #: automatic failure detection: remove a voter the leader's phi-accrual detector has
     #: judged dead (phi above ``failure_phi_threshold``) for this long; 0 turns it off
@@ -490,6 +492,7 @@ class RaftConfig:
             "uncommitted_bytes_max",
             "apply_bytes_max",
             "snapshot_chunk_bytes",
+            "snapshot_inflight_bytes_max",
             "warmup_rounds",
         ):
             value = getattr(self, name)

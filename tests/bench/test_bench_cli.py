@@ -435,11 +435,11 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     data.mkdir()
     done = _run_bench(["cluster", "--quick", "--no-peers", "--duration", "0.5", "--failovers",
-                       "2", "--catchup-bytes", str(4 << 20), "--dir", str(data),
-                       "--out", str(out)])
+                       "2", "--catchup-bytes", str(4 << 20), "--snapshot-bytes", str(8 << 20),
+                       "--dir", str(data), "--out", str(out)])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "failover" in done.stdout and "report:" in done.stdout
-    assert "13/13" in done.stderr  # the progress bar reached its end
+    assert "14/14" in done.stderr  # the progress bar reached its end
     assert os.listdir(data) == []  # data directories removed
     result = json.loads((out / "report.json").read_text())
     facts = result["machine"]
@@ -473,6 +473,10 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     assert 0 < catchup["snapshot_index"] <= catchup["leader_commit"]
     assert catchup["replicated_entries"] == catchup["leader_commit"] - catchup["snapshot_index"]
     assert "catch-up of a new member" in done.stdout
+    install = cluster["snapshot_install"]  # a new member installs an 8 MiB snapshot
+    assert install["snapshot_bytes"] == 8 << 20 and install["installed_by_snapshot"]
+    assert install["install_seconds"] > 0 and install["leader_rss_rise_bytes"] >= 0
+    assert "snapshot install of 8 MiB" in done.stdout
     assert len(result["goals"]) == 5
     assert {g["status"] for g in result["goals"]} <= {"met", "not met", "not measured"}
     assert result["errors"] == []

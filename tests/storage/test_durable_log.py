@@ -88,7 +88,7 @@ def test_a_snapshot_from_the_leader_replaces_the_log(tmp_path):
     storage.close()
     again = open_storage(tmp_path)
     assert (again.first_index(), again.last_index()) == (51, 51)
-    assert again.snapshot().data == b"leader state"
+    assert bytes(again.snapshot().data) == b"leader state"
     assert again.initial_state()[1] == VOTERS
     again.close()
 
@@ -238,7 +238,7 @@ def test_a_snapshot_written_apart_is_adopted_unless_a_newer_one_came_meanwhile(t
     storage.write_snapshot(meta, b"state at 40")  # the file only: the log is untouched
     assert storage.first_index() == 1 and storage.snapshot().meta.index == 0
     storage.adopt_snapshot(meta, b"state at 40")
-    assert storage.first_index() == 41 and storage.snapshot().data == b"state at 40"
+    assert storage.first_index() == 41 and bytes(storage.snapshot().data) == b"state at 40"
     older = storage.snapshot_meta(60, VOTERS)
     storage.write_snapshot(older, b"state at 60")
     storage.apply_snapshot(Snapshot(SnapshotMeta(90, 2, (1, 2, 3)), b"from the leader"))
@@ -246,5 +246,5 @@ def test_a_snapshot_written_apart_is_adopted_unless_a_newer_one_came_meanwhile(t
     assert storage.snapshot().meta.index == 90 and storage.first_index() == 91
     storage.close()
     again = open_storage(tmp_path)
-    assert again.snapshot().meta.index == 90 and again.snapshot().data == b"from the leader"
+    assert again.snapshot().meta.index == 90 and bytes(again.snapshot().data) == b"from the leader"
     again.close()

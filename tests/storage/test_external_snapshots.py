@@ -158,7 +158,7 @@ def test_the_leader_sends_an_export_the_runtime_hands_over(tmp_path, kind):
 def test_an_export_is_refused_unless_the_snapshot_is_external(tmp_path):
     storage = filled(durable(tmp_path))
     storage.create_snapshot(100, b"state", VOTERS)
-    assert storage.snapshot().data == b"state"
+    assert bytes(storage.snapshot().data) == b"state"
     data = SpooledData.spool([b"x"], tmp_path)
     assert not storage.offer_export(Snapshot(SnapshotMeta(120, 1, (1, 2, 3)), data))
     storage.close()

@@ -7,7 +7,9 @@
   4 KiB write+fdatasync on ``--dir``, one loopback round trip, and the replication floor:
   one durable write among three processes with no consensus logic);
 - ``peers``: the peers (PySyncObj, etcd) with the same load shapes, when installed;
-- ``goals``: cluster + peers, then the goals of issue 7; ``all``: everything.
+- ``goals``: cluster + peers, then the goals of issue 7; ``all``: everything;
+- ``snapshot``: only the snapshot install (part of ``cluster``): a member that starts empty
+  installs a ``--snapshot-bytes`` snapshot; the rise of the leader's and its resident set.
 
 Writes ``report.json`` and the plots in ``--out`` (default
 ``./bench-results/<UTC timestamp>``), prints a progress bar on stderr and a summary table on
@@ -33,7 +35,7 @@ from typing import TextIO
 import pyraft
 from pyraft.bench import compare, machine, report, workloads
 
-SECTIONS = ("all", "kernels", "cluster", "peers", "goals")
+SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "snapshot")
 
 
 class Progress:
@@ -79,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--failovers", type=int, default=None, help="failover trials")
     parser.add_argument("--catchup-bytes", type=int, default=None,
                         help="log size for the catch-up benchmark (0: skip it)")
+    parser.add_argument("--snapshot-bytes", type=int, default=None,
+                        help="size of the snapshot installed (default 1 GiB; 0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
 
 
@@ -108,11 +112,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    for name in ("duration", "failovers", "catchup_bytes"):
+    for name in ("duration", "failovers", "catchup_bytes", "snapshot_bytes"):
         value = getattr(args, name)
         if value is not None and value < 0 or name == "duration" and value == 0:
             raise SystemExit(f"pyraft bench: --{name.replace('_', '-')} must be positive")
-    plan = workloads.Plan.build(args.quick, args.duration, args.failovers, args.catchup_bytes)
+    plan = workloads.Plan.build(args.quick, args.duration, args.failovers, args.catchup_bytes,
+                                args.snapshot_bytes)
     section = args.section
     do_kernels = section in ("all", "kernels")
     do_cluster = section in ("all", "cluster", "goals")
@@ -123,8 +128,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.dir is not None and not os.path.isdir(args.dir):
         raise SystemExit(f"pyraft bench: --dir {args.dir!r} is not a directory")
     base = tempfile.mkdtemp(prefix="pyraft-bench-", dir=args.dir)
+    do_snapshot = section == "snapshot"
     steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps() if do_cluster else 0) \
-        + (len(compare.PEERS) if do_peers else 0)
+        + (len(compare.PEERS) if do_peers else 0) + (1 if do_snapshot else 0)
     progress = Progress(steps)
     errors: list[str] = []
     result: dict = {
@@ -132,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
         "section": section, "quick": args.quick, "started_utc": stamp,
         "machine": machine.describe(base),
         "plan": {"duration_s": plan.duration_s, "failovers": plan.failovers,
-                 "catchup_bytes": plan.catchup_bytes, "rates": plan.rates, "peak": plan.peak,
+                 "catchup_bytes": plan.catchup_bytes, "snapshot_bytes": plan.snapshot_bytes,
+                 "rates": plan.rates, "peak": plan.peak,
                  "throughput": plan.throughput},
     }
     try:
@@ -171,7 +178,15 @@ def _run(args: argparse.Namespace) -> int:
                     _guarded(errors, "catch-up", lambda n=n: workloads.catch_up(
                         plan, base, progress.tick, n))
                     for n in plan.catchup_snapshot_entries]
+            if plan.snapshot_bytes:
+                cluster["snapshot_install"] = _guarded(
+                    errors, "snapshot install",
+                    lambda: workloads.snapshot_install(plan, base, progress.tick))
             result["cluster"] = cluster
+        if do_snapshot:
+            result["cluster"] = {"snapshot_install": _guarded(
+                errors, "snapshot install",
+                lambda: workloads.snapshot_install(plan, base, progress.tick))}
         if do_peers:
             result["peers"] = compare.run_peers(plan, base, progress.tick)
             result["ratios"] = compare.ratios(result.get("cluster", {}), result["peers"])

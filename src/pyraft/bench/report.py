@@ -190,6 +190,13 @@ def summary(report: dict) -> str:
                      f"({'no snapshots' if not every else f'a snapshot every {every:,} entries'}"
                      f"): {catch['seconds']:.2f} s; {how}replication at "
                      f"{catch['mb_per_s']:,.1f} MB/s")
+    install = cluster.get("snapshot_install") or {}
+    if "install_seconds" in install:
+        parts.append(f"snapshot install of {install['snapshot_bytes'] / 2**20:,.0f} MiB by a "
+                     f"new member: {install['install_seconds']:.2f} s "
+                     f"({install['mb_per_s']:,.1f} MB/s); resident set rise: leader "
+                     f"{install['leader_rss_rise_bytes'] / 2**20:,.1f} MiB, follower "
+                     f"{install['follower_rss_rise_bytes'] / 2**20:,.1f} MiB (goal: 64 MiB)")
     reference = report.get("reference", {})
     if reference:
         parts.append("reference: " + ", ".join(f"{k} {_number(v, 4)}"

@@ -66,14 +66,18 @@ class Plan:
     #: it: of 1 GiB of 1 KiB entries, about 150,000)
     catchup_snapshot_entries: list[int] = field(
         default_factory=lambda: [NO_SNAPSHOT, 300_000])
+    #: the state a new member installs by one snapshot (0: not measured): the rise of the
+    #: leader's and the follower's resident set (issue 15: at most 64 MiB for 1 GiB)
+    snapshot_bytes: int = 1 << 30
 
     @classmethod
     def build(cls, quick: bool, duration_s: float | None = None, failovers: int | None = None,
-              catchup_bytes: int | None = None) -> Plan:
+              catchup_bytes: int | None = None, snapshot_bytes: int | None = None) -> Plan:
         if quick:
             plan = cls(duration_s=duration_s or 1.0, rates=[500.0, 2000.0],
                        peak=[{"inflight": 8, "batch": 128}], failovers=3,
-                       catchup_bytes=16 << 20, catchup_snapshot_entries=[4096])
+                       catchup_bytes=16 << 20, catchup_snapshot_entries=[4096],
+                       snapshot_bytes=64 << 20)
             plan.throughput = [
                 {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 1},
                 {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 256},
@@ -93,15 +97,20 @@ class Plan:
             plan.failovers = failovers
         if catchup_bytes is not None:
             plan.catchup_bytes = catchup_bytes
-        if plan.duration_s <= 0 or plan.failovers < 0 or plan.catchup_bytes < 0:
-            raise ValueError("duration, failovers and catch-up bytes must not be negative")
+        if snapshot_bytes is not None:
+            plan.snapshot_bytes = snapshot_bytes
+        if (plan.duration_s <= 0 or plan.failovers < 0 or plan.catchup_bytes < 0
+                or plan.snapshot_bytes < 0):
+            raise ValueError("duration, failovers, catch-up and snapshot bytes must not be "
+                             "negative")
         return plan
 
     def cluster_steps(self) -> int:
         """How many times the cluster workloads call ``tick`` (for the progress bar)."""
         return (len(self.throughput) + len(self.rates) + len(self.peak) + 2
                 + (1 if self.failovers else 0)
-                + (len(self.catchup_snapshot_entries) if self.catchup_bytes else 0))
+                + (len(self.catchup_snapshot_entries) if self.catchup_bytes else 0)
+                + (1 if self.snapshot_bytes else 0))
 
 
 # ---- process clusters ------------------------------------------------------------------------
@@ -332,6 +341,20 @@ def catch_up(plan: Plan, base: str | None, tick: Callable[[str], None],
     }
 
 
+# ---- snapshot install -------------------------------------------------------------------------
+def snapshot_install(plan: Plan, base: str | None, tick: Callable[[str], None],
+                     timeout_s: float = 1800.0) -> dict:
+    """A member that starts empty installs a snapshot of ``plan.snapshot_bytes`` (a disk state
+    machine's store, ``pyraft.testing.snapshot_stream``): the rise of the leader's and the
+    follower's resident set while it streams, and how long it took."""
+    from pyraft.testing.snapshot_stream import measure_install
+
+    tick(f"snapshot install of {plan.snapshot_bytes / 2**20:g} MiB")
+    figures = measure_install(plan.snapshot_bytes, base, timeout_s)
+    figures["mb_per_s"] = figures["snapshot_bytes"] / figures["install_seconds"] / 1e6
+    return figures
+
+
 def _fill(members: list[Member], timeout_s: float, *, size: int, batch: int, inflight: int,
           calls: int, attempts: int = 4) -> dict:
     """``calls`` batched writes through whoever leads: what a leader change interrupts goes
@@ -418,4 +441,5 @@ def fold_kernels(raw: dict) -> dict:
 
 
 __all__ = ["Plan", "WorkloadError", "engine_workloads", "http_workloads", "failover",
-           "catch_up", "kernels", "fold_kernels", "member_cluster", "call_leader"]
+           "catch_up", "snapshot_install", "kernels", "fold_kernels", "member_cluster",
+           "call_leader"]

@@ -21,6 +21,14 @@ leader's store (``open_snapshot``), spooled to a temporary file on another threa
 chunks from there; a follower installs what it receives with ``install_chunks``, then records
 the metadata and resets its log.
 
+Snapshots stream from disk to disk: the leader's core reads each chunk from the snapshot file
+(or the export's spool file) as it sends it, a window of ``snapshot_inflight_bytes_max``
+bytes in flight; the follower's core hands each chunk out in its Ready and this runtime
+writes it on the I/O thread to a temporary file (in the snapshot store, or a spool file for
+a disk state machine or a log kept in memory) before the acknowledgement leaves; the last
+chunk is synced and installed atomically. A transfer interrupted resumes from the bytes
+written (the partial file is kept across leader changes while the snapshot is the same).
+
 Disk failures stop writes: ``replicate`` raises the ``StorageError`` (``StorageFullError``
 for a full disk) and the runtime retries persisting the same Ready every second, so the node
 resumes by itself when space returns and nothing acknowledged is lost.
@@ -61,9 +69,10 @@ from pyraft.errors import (
     ProposalDroppedError,
     PyraftError,
     StorageError,
+    invariant,
 )
 from pyraft.metrics import Metrics
-from pyraft.storage.files import SpooledData
+from pyraft.storage.files import SpooledData, SpoolWriter
 from pyraft.storage.state_machine import (
     SNAPSHOT_ENTRIES_DEFAULT,
     ConsensusOnlyState,
@@ -287,6 +296,10 @@ class RaftCluster:
         #: meanwhile waits (meta, data, started) and is written next
         self._snapshot_writing = False
         self._snapshot_waiting: tuple | None = None
+        #: the snapshot being received from the leader: a writer (``write_at``, ``size``,
+        #: ``meta``, ``abort``) of its temporary file, and whether its last chunk is written
+        self._receiving = None
+        self._receiving_done = False
         # the loop time of the last ticks (newest last), for leases in real time
         self._tick_times: collections.deque[float] = collections.deque()
         #: sync on the loop's thread while syncs take less than this on average (and the
@@ -432,8 +445,9 @@ class RaftCluster:
         if isinstance(storage, ExternalSnapshots) and isinstance(machine, DiskStateMachine):
             # the store holds the state: only the metadata is needed
             snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
-        else:
+        else:  # a state machine restores from bytes: the stored file is read once, here
             snapshot = storage.snapshot()
+            snapshot = Snapshot(snapshot.meta, _whole(snapshot.data))
         hard, _ = self.storage.initial_state()
         commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
         if hasattr(machine, "snapshot_sink") and machine.snapshot_sink is None:
@@ -497,6 +511,9 @@ class RaftCluster:
         if hasattr(self.storage, "close"):
             await self._loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
+        receiving, self._receiving = self._receiving, None
+        if receiving is not None:  # after the I/O thread's last write
+            receiving.abort()  # a partial received snapshot: sent again after a restart
         log.info("member %d stopped", self.id)
         if self._on_stop is not None:
             self._on_stop(self)
@@ -964,19 +981,22 @@ class RaftCluster:
         metrics = self.metrics
         while True:
             try:
+                if rd.snapshot_chunks:  # written before their acknowledgements leave
+                    await self._loop.run_in_executor(self._executor, self._write_chunks,
+                                                     rd.snapshot_chunks)
                 if rd.snapshot is not None:
                     started = time.perf_counter()
-                    if isinstance(self.state_machine, DiskStateMachine):
-                        await self._install_into_store(rd.snapshot)
-                    else:
-                        await self._loop.run_in_executor(self._executor,
-                                                         storage.apply_snapshot, rd.snapshot)
-                        self.state_machine.install_snapshot(rd.snapshot)
+                    size = await self._install_received(rd.snapshot.meta)
                     self.applied_index = rd.snapshot.meta.index
                     metrics.snapshots.inc(1, ("installed",))
                     metrics.snapshot_seconds.observe(time.perf_counter() - started,
                                                      ("installed",))
-                    metrics.snapshot_bytes.observe(len(rd.snapshot.data or b""), ("installed",))
+                    metrics.snapshot_bytes.observe(size, ("installed",))
+                if self._receiving_done:  # received whole but not installed (we had the
+                    self._receiving_done = False  # entries already): the file goes
+                    receiving, self._receiving = self._receiving, None
+                    if receiving is not None:
+                        receiving.abort()
                 if rd.entries:
                     started = time.perf_counter()
                     for batch in rd.entries:
@@ -1006,16 +1026,66 @@ class RaftCluster:
                 metrics.storage_failures.inc()
                 await asyncio.sleep(1.0)
 
-    async def _install_into_store(self, snapshot: Snapshot) -> None:
+    def _write_chunks(self, chunks: list) -> None:
+        """On the I/O thread: write received chunks to the snapshot's temporary file. A chunk
+        at offset 0 starts a new one. Repeatable when the Ready is retried after a storage
+        failure (a chunk already written is skipped)."""
+        for chunk in chunks:
+            receiving = self._receiving
+            if chunk.offset == 0 and (receiving is None or receiving.meta != chunk.meta
+                                      or receiving.size > 0):
+                self._receiving = None
+                if receiving is not None:
+                    receiving.abort()
+                receiving = self._receiving = self._begin_receive(chunk.meta)
+                self._receiving_done = False
+            invariant(receiving is not None and receiving.meta == chunk.meta,
+                      f"a chunk at {chunk.offset} of a snapshot not being received")
+            receiving.write_at(chunk.offset, chunk.data)
+            self._receiving_done = chunk.done
+
+    def _begin_receive(self, meta: SnapshotMeta):
+        storage = self.storage
+        if hasattr(storage, "receive_snapshot") and not isinstance(self.state_machine,
+                                                                   DiskStateMachine):
+            return storage.receive_snapshot(meta)  # becomes the snapshot file: no copy
+        return SpoolWriter(meta, getattr(storage, "directory", None))
+
+    async def _install_received(self, meta: SnapshotMeta) -> int:
+        """Install the snapshot whose chunks were written; returns its size in bytes."""
+        receiving = self._receiving
+        invariant(receiving is not None and receiving.meta == meta and self._receiving_done,
+                  f"installing the snapshot at {meta.index} before it was received whole")
+        loop, executor, storage = self._loop, self._executor, self.storage
+        size = receiving.size
+        if isinstance(self.state_machine, DiskStateMachine):
+            # the spool file, read in chunks by the import (kept until it succeeded: a
+            # storage failure retries the install)
+            await self._install_into_store(meta, receiving.data())
+            receiving.abort()
+        elif isinstance(receiving, SpoolWriter):  # a log kept in memory holds the bytes
+            whole = await loop.run_in_executor(executor, _whole, receiving.data())
+            snapshot = Snapshot(meta, whole)
+            await loop.run_in_executor(executor, storage.apply_snapshot, snapshot)
+            receiving.abort()
+            self.state_machine.install_snapshot(snapshot)
+        else:  # the temporary file in the snapshot store is synced and renamed into place
+            await loop.run_in_executor(executor, storage.install_received, receiving)
+            stored = storage.snapshot()
+            # a memory state machine restores from bytes: the file is read once, here
+            whole = await loop.run_in_executor(executor, _whole, stored.data)
+            self.state_machine.install_snapshot(Snapshot(meta, whole))
+        self._receiving, self._receiving_done = None, False
+        return size
+
+    async def _install_into_store(self, meta: SnapshotMeta, data) -> None:
         """A disk state machine installs the leader's snapshot into its store (durable at
         ``meta.index``), then storage records the metadata and resets the log: in this order,
         so a recorded snapshot always has its data behind it (``prepare_install`` notes the
-        install first, for a crash in between: see ``resolve_install``)."""
-        meta, data = snapshot.meta, snapshot.data
+        install first, for a crash in between: see ``resolve_install``). ``data`` is read
+        chunk by chunk from its file as the import consumes it."""
         chunk_bytes = self.config.core_options().snapshot_chunk_bytes
-        view = memoryview(data).cast("B")
-        chunks = (view[offset:offset + chunk_bytes]
-                  for offset in range(0, len(view), chunk_bytes))
+        chunks = data.chunks(chunk_bytes)
         loop = self._loop
         # noted first: a crash after the import, before the metadata, is finished at start
         await loop.run_in_executor(self._executor, self.storage.prepare_install, meta)
@@ -1389,6 +1459,13 @@ def _term_in(batches: list, index: int) -> int | None:
         if batch.first_index <= index <= batch.last_index:
             return batch.term_at(index)
     return None
+
+
+def _whole(data) -> bytes:
+    """A snapshot's data as bytes (a file-backed buffer is read whole)."""
+    if isinstance(data, bytes):
+        return data
+    return bytes(data[0:len(data)])
 
 
 def _close_export(done: asyncio.Future) -> None:

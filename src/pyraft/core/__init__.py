@@ -13,6 +13,7 @@ from pyraft.core.messages import (
     Ready,
     Role,
     Snapshot,
+    SnapshotChunk,
     SnapshotMeta,
     SoftState,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Ready",
     "Role",
     "Snapshot",
+    "SnapshotChunk",
     "SnapshotMeta",
     "SoftState",
 ]

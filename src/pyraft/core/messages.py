@@ -76,8 +76,24 @@ class SnapshotMeta:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """A snapshot's metadata and data. ``data`` is bytes, or (a snapshot read from storage) a
+    file-backed buffer with ``len`` and slicing that reads only the slice asked for; a
+    snapshot received from the leader and handed out in ``Ready.snapshot`` has empty data:
+    its bytes are the ``Ready.snapshot_chunks`` written before it."""
+
     meta: SnapshotMeta
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """A piece of the snapshot ``meta`` received from the leader: ``data`` goes at ``offset``
+    (0 starts the snapshot anew, dropping a partial one); ``done``: the last piece."""
+
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
 
 
 @dataclass(slots=True)
@@ -145,7 +161,8 @@ class Message:
                 f"{len(self.snapshot.data)}{' done' if self.snapshot_done else ''}"
             )
         if self.type is MessageType.SNAPSHOT_RESPONSE:
-            parts.append(f"snapshot@{self.index} next {self.snapshot_offset}")
+            parts.append(f"snapshot@{self.index} next {self.snapshot_offset}"
+                         + (" gap" if self.reject else ""))
         return " ".join(parts)
 
 
@@ -196,8 +213,11 @@ class MembershipEvent:
 class Ready:
     """Everything the runtime must do, in this order, then acknowledge with ``advance(ready)``.
 
-    1. persist ``hard_state`` (if set), ``snapshot`` (if set), then ``entries`` (each batch
-       replaces every stored entry with an index >= its first index) - one sync when ``must_sync``;
+    1. write ``snapshot_chunks`` in order to the snapshot being received (never held whole
+       in memory: a temporary file); persist ``hard_state`` (if set), ``snapshot`` (if set:
+       its data is the received chunks, made durable and installed atomically), then
+       ``entries`` (each batch replaces every stored entry with an index >= its first
+       index) - one sync when ``must_sync``;
     2. send ``messages`` (they may go before persistence; the leader's own replication);
     3. send ``persisted_messages`` (only after step 1 is durable: votes and acknowledgements);
     4. apply ``committed`` in order; ``read_states`` become answerable once applied;
@@ -208,6 +228,7 @@ class Ready:
     soft_state: SoftState | None = None
     hard_state: HardState | None = None
     snapshot: Snapshot | None = None
+    snapshot_chunks: list[SnapshotChunk] = field(default_factory=list)
     entries: list[EntryBatch] = field(default_factory=list)
     committed: list[EntryBatch] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
@@ -221,6 +242,7 @@ class Ready:
             self.soft_state
             or self.hard_state
             or self.snapshot
+            or self.snapshot_chunks
             or self.entries
             or self.committed
             or self.messages

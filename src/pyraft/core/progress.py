@@ -71,6 +71,9 @@ class Progress:
         "probe_sent",
         "pending_snapshot",
         "snapshot_offset",
+        "snapshot_sent",
+        "snapshot_done_sent",
+        "snapshot_probing",
         "recent_active",
         "lease_tick",
         "response_tick",
@@ -88,8 +91,18 @@ class Progress:
         self.probe_sent = False
         #: SNAPSHOT only: the index of the snapshot being sent
         self.pending_snapshot = 0
-        #: SNAPSHOT only: bytes of the snapshot the follower has confirmed
+        #: SNAPSHOT only: bytes of the snapshot the follower has confirmed written
+        #: (``0 <= snapshot_offset <= snapshot_sent``)
         self.snapshot_offset = 0
+        #: SNAPSHOT only: offset of the next chunk to send; the chunks in between are in
+        #: flight, at most ``snapshot_inflight_bytes_max`` of them (at least one chunk)
+        self.snapshot_sent = 0
+        #: SNAPSHOT only: the last chunk is among those in flight
+        self.snapshot_done_sent = False
+        #: SNAPSHOT only: one chunk at a time until the follower confirms one: at the start
+        #: (its answer says how much of this snapshot it already holds: a transfer resumes)
+        #: and after it reported a gap or answers stopped coming
+        self.snapshot_probing = True
         #: heard from since the last check-quorum round
         self.recent_active = False
         #: tick at which the leader sent the newest heartbeat this follower acknowledged
@@ -123,8 +136,15 @@ class Progress:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
         self.snapshot_offset = 0
+        self.snapshot_rewind(0)
         self.probe_sent = False
         self.inflights.reset()
+
+    def snapshot_rewind(self, offset: int) -> None:
+        """Send the snapshot again from ``offset``, one chunk at a time until confirmed."""
+        self.snapshot_sent = offset
+        self.snapshot_done_sent = False
+        self.snapshot_probing = True
 
     def is_paused(self) -> bool:
         if self.state is ProgressState.PROBE:

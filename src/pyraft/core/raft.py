@@ -31,6 +31,7 @@ from pyraft.core.messages import (
     Ready,
     Role,
     Snapshot,
+    SnapshotChunk,
     SnapshotMeta,
     SoftState,
 )
@@ -80,8 +81,11 @@ class RaftOptions:
     append_bytes_max: int = 1024 * 1024
     uncommitted_bytes_max: int = 64 * 1024 * 1024
     apply_bytes_max: int = 16 * 1024 * 1024
-    #: InstallSnapshot sends the snapshot in chunks of this size, one at a time
+    #: InstallSnapshot sends the snapshot in chunks of this size, read from storage as sent
     snapshot_chunk_bytes: int = 1024 * 1024
+    #: bytes of snapshot chunks in flight to one follower (sent and not yet confirmed
+    #: written); at least one chunk goes whatever this is
+    snapshot_inflight_bytes_max: int = 4 * 1024 * 1024
     #: a learner is promoted once it is within this many entries after warmup
     warmup_rounds: int = 10
     #: automatic failure detection (off when 0): the leader keeps a phi-accrual detector per
@@ -113,6 +117,7 @@ class RaftOptions:
             "uncommitted_bytes_max",
             "apply_bytes_max",
             "snapshot_chunk_bytes",
+            "snapshot_inflight_bytes_max",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")
@@ -188,8 +193,12 @@ class RaftNode:
         #: leader, with failure detection: member -> [detector, last tick fed, dead since]
         self._detectors: dict[int, list] = {}
         self.events: list[MembershipEvent] = []
-        #: follower: the snapshot being received in chunks, and the bytes so far
-        self._snapshot_receiving: tuple[SnapshotMeta, bytearray] | None = None
+        #: follower: the snapshot being received in chunks and how many bytes of it were
+        #: handed out (the data is not kept here: the runtime writes it to a file); kept
+        #: across leader changes, so a transfer of the same snapshot resumes where it stopped
+        self._snapshot_receiving: tuple[SnapshotMeta, int] | None = None
+        #: follower: received chunks for the next Ready (``Ready.snapshot_chunks``)
+        self._snapshot_chunks: list[SnapshotChunk] = []
         self._pending_reads: list[_PendingRead] = []
         self._reads_before_commit: list[Message] = []
         #: leader: member -> the commit index last sent to it; whether a commit is unsent
@@ -416,6 +425,7 @@ class RaftNode:
             return False
         return bool(
             self._messages
+            or self._snapshot_chunks
             or self.read_states
             or self.events
             or self.log.unstable_snapshot is not None
@@ -449,6 +459,8 @@ class RaftNode:
                 previous = self._previous_hard
                 rd.hard_state = self._previous_hard = hard
                 rd.must_sync = hard.term != previous.term or hard.vote != previous.vote
+        if self._snapshot_chunks:
+            rd.snapshot_chunks, self._snapshot_chunks = self._snapshot_chunks, []
         if self.log.unstable_snapshot is not None and not self.log.snapshot_in_progress:
             rd.snapshot = self.log.unstable_snapshot
             self.log.snapshot_in_progress = True
@@ -818,20 +830,17 @@ class RaftNode:
             pr.recent_active = True
             pr.response_tick = self.ticks
             if pr.state is ProgressState.SNAPSHOT and m.index == pr.pending_snapshot:
-                # the follower knows what it holds: continue from the offset it names
-                snapshot = self._snapshot_to_send()
-                if snapshot is not None and m.snapshot_offset < len(snapshot.data):
-                    pr.snapshot_offset = m.snapshot_offset
-                    self._send_snapshot_chunk(m.src, pr)
+                self._handle_snapshot_response(m, pr)
         elif t is T.HEARTBEAT_RESPONSE:
             pr.recent_active = True
             if (
                 pr.state is ProgressState.SNAPSHOT
                 and self.ticks - pr.response_tick >= 2 * self.options.heartbeat_ticks
             ):
-                # a chunk or its answer was lost: send the unconfirmed chunk again
+                # a chunk or its answer was lost: send again from the confirmed offset
                 pr.response_tick = self.ticks
-                self._send_snapshot_chunk(m.src, pr)
+                pr.snapshot_rewind(pr.snapshot_offset)
+                self._send_snapshot_chunks(m.src, pr)
             pr.lease_tick = max(pr.lease_tick, m.index)
             pr.probe_sent = False
             if (
@@ -933,24 +942,59 @@ class RaftNode:
         invariant(snapshot.meta.index > 0, "log compacted without a snapshot")
         pr.become_snapshot(snapshot.meta.index)
         pr.response_tick = self.ticks
-        self._send_snapshot_chunk(to, pr)
+        self._send_snapshot_chunks(to, pr)
         return True
 
-    def _send_snapshot_chunk(self, to: int, pr: Progress) -> None:
-        """Send the chunk at ``pr.snapshot_offset``; chunks go one at a time, each answered
-        by a SNAPSHOT_RESPONSE naming the next offset wanted."""
+    def _send_snapshot_chunks(self, to: int, pr: Progress) -> None:
+        """Send chunks from ``pr.snapshot_sent`` while the window allows: at most
+        ``snapshot_inflight_bytes_max`` bytes past what the follower confirmed (one chunk
+        while probing), each chunk read from storage as it is sent (the snapshot's data is a
+        file-backed buffer: nothing holds it whole). Each chunk is answered by a
+        SNAPSHOT_RESPONSE naming the next offset the follower wants, the last one by an
+        APPEND_RESPONSE once the snapshot is installed."""
         snapshot = self._snapshot_to_send()
         if snapshot is None:
             return  # a newer one is being prepared: sent at a later heartbeat response
-        if snapshot.meta.index != pr.pending_snapshot:
-            pr.become_snapshot(snapshot.meta.index)  # a newer snapshot replaced it: restart
+        meta = snapshot.meta
+        if meta.index != pr.pending_snapshot:
+            pr.become_snapshot(meta.index)  # a newer snapshot replaced it: restart
         data = snapshot.data
-        offset = pr.snapshot_offset
-        end = min(len(data), offset + self.options.snapshot_chunk_bytes)
-        chunk = Snapshot(snapshot.meta, bytes(data[offset:end]))
-        self._send(
-            T.SNAPSHOT, to, snapshot=chunk, snapshot_offset=offset, snapshot_done=end == len(data)
-        )
+        size = len(data)
+        chunk_bytes = self.options.snapshot_chunk_bytes
+        window = chunk_bytes if pr.snapshot_probing else self.options.snapshot_inflight_bytes_max
+        while not pr.snapshot_done_sent and (
+            pr.snapshot_sent == pr.snapshot_offset
+            or pr.snapshot_sent - pr.snapshot_offset < window
+        ):
+            offset = pr.snapshot_sent
+            end = min(size, offset + chunk_bytes)
+            chunk = Snapshot(meta, bytes(data[offset:end]))
+            self._send(
+                T.SNAPSHOT, to, snapshot=chunk, snapshot_offset=offset, snapshot_done=end == size
+            )
+            pr.snapshot_sent = end
+            pr.snapshot_done_sent = end == size
+
+    def _handle_snapshot_response(self, m: Message, pr: Progress) -> None:
+        """The follower wrote the snapshot up to ``m.snapshot_offset``: slide the window. A
+        gap (``reject``: a chunk it could not use, after a lost one or at the start of a
+        transfer it had partly received) sends again from its offset, one chunk at a time
+        until it confirms one; a stale or duplicate answer changes nothing."""
+        offset = m.snapshot_offset
+        if m.reject:
+            if pr.snapshot_probing and pr.snapshot_offset == offset:
+                return  # already sending again from there
+            pr.snapshot_offset = offset
+            pr.snapshot_rewind(offset)
+        elif offset > pr.snapshot_offset:
+            pr.snapshot_offset = offset
+            pr.snapshot_probing = False
+            if pr.snapshot_sent < offset:
+                pr.snapshot_rewind(offset)
+                pr.snapshot_probing = False
+        else:
+            return
+        self._send_snapshot_chunks(m.src, pr)
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         if m.reject:
@@ -1163,24 +1207,32 @@ class RaftNode:
         if m.snapshot_offset == 0 and (receiving is None or receiving[0] != meta):
             # the first chunk of a snapshot (a repeated first chunk of the one being received
             # is a duplicate: the answer below says how far we are)
-            receiving = self._snapshot_receiving = (meta, bytearray())
-        if receiving is None or receiving[0] != meta or m.snapshot_offset != len(receiving[1]):
-            # a duplicate, a chunk of another snapshot, or a gap: say what we need
-            wanted = len(receiving[1]) if receiving is not None and receiving[0] == meta else 0
-            self._send(T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=wanted)
+            receiving = self._snapshot_receiving = (meta, 0)
+        have = receiving[1] if receiving is not None and receiving[0] == meta else 0
+        if receiving is None or receiving[0] != meta or m.snapshot_offset != have:
+            # a duplicate (answered with how far we are), or a chunk of another snapshot or
+            # past a gap (a ``reject``: the leader sends again from ``have``). The answer
+            # goes out after the chunks handed out before it are written (persisted messages)
+            self._send(T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=have,
+                       reject=m.snapshot_offset > have or receiving is None
+                       or receiving[0] != meta)
             return
-        receiving[1].extend(chunk.data)
+        # the data leaves at once in the next Ready (written to a file by the runtime): this
+        # core keeps only the count, and the answer leaves once the chunk is written
+        self._snapshot_chunks.append(
+            SnapshotChunk(meta, m.snapshot_offset, chunk.data, m.snapshot_done))
+        received = have + len(chunk.data)
         if not m.snapshot_done:
-            self._send(
-                T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=len(receiving[1])
-            )
+            self._snapshot_receiving = (meta, received)
+            self._send(T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=received)
             return
         self._snapshot_receiving = None
-        snapshot = Snapshot(meta, bytes(receiving[1]))
         if self.log.match_term(meta.index, meta.term):
             self.log.commit_to(meta.index)  # we have the entries already: fast-forward
         else:
-            self._restore(snapshot)
+            # installed from the chunks written (Ready.snapshot after its chunks); the
+            # answer below leaves once it is durable
+            self._restore(Snapshot(meta, b""))
         self._send(T.APPEND_RESPONSE, m.src, index=self.log.last_index())
 
     def _restore(self, snapshot: Snapshot) -> None:

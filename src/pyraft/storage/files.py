@@ -510,3 +510,40 @@ class SpooledData:
 
     def close(self) -> None:
         self._file.close()
+
+
+class SpoolWriter:
+    """A snapshot received from the leader, written chunk by chunk to an unnamed temporary
+    file (``write_at``: positional, a chunk already written is skipped, a failed write may be
+    repeated), then read back as ``SpooledData`` (``data()``, which takes the file over):
+    for a follower whose snapshot goes into a disk state machine's store, or into a log kept
+    in memory. ``meta`` is the snapshot's metadata; ``size`` the bytes written."""
+
+    def __init__(self, meta, directory: PathLike | None = None) -> None:
+        self.meta = meta
+        self.size = 0
+        self._directory = os.fspath(directory) if directory is not None else tempfile.gettempdir()
+        with translate_os_errors("cannot create a file for the received snapshot",
+                                 self._directory):
+            self._file = tempfile.TemporaryFile(prefix="pyraft-receive-", dir=directory)
+
+    def write_at(self, offset: int, chunk: bytes | bytearray | memoryview) -> None:
+        view = memoryview(chunk).cast("B")
+        if offset + len(view) <= self.size:
+            return
+        invariant(offset == self.size, f"a chunk at {offset} after {self.size} bytes written")
+        invariant(not self._file.closed, "writing to a closed spool file")
+        position = offset
+        with translate_os_errors("cannot write the received snapshot", self._directory):
+            while view:
+                written = os.pwrite(self._file.fileno(), view, position)
+                view = view[written:]
+                position += written
+        self.size = position
+
+    def data(self) -> SpooledData:
+        """The bytes written, file-backed; the file now belongs to the returned object."""
+        return SpooledData(self._file, self.size)
+
+    def abort(self) -> None:
+        self._file.close()

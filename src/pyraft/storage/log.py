@@ -60,7 +60,7 @@ from pyraft.storage.files import (
     storage_error,
 )
 from pyraft.storage.hardstate import FileHardStateStore
-from pyraft.storage.snapshots import SnapshotStore
+from pyraft.storage.snapshots import SnapshotStore, SnapshotWriter
 from raftcore import WalClusterMismatchError, WalCorruptionError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
@@ -101,7 +101,8 @@ class DurableLogStorage(ExternalSnapshots):
     """The log, hard state and snapshots of one member, on disk.
 
     ``_snapshot_meta``: the newest durable snapshot (None: none yet); ``_snapshot_external``:
-    it is external (metadata only); ``_snapshot_cache``: its data, read once, when it is not.
+    it is external (metadata only); ``_snapshot_cache``: the snapshot as the core reads it, its
+    data a file-backed view (``StoredSnapshotData``): no snapshot is held whole in memory.
     Invariant: the WAL holds no entry below ``_snapshot_meta.index + 1`` that was released
     without it (``compact``)."""
 
@@ -324,7 +325,8 @@ class DurableLogStorage(ExternalSnapshots):
             return self._external_snapshot()
         cached = self._snapshot_cache
         if cached is None or cached.meta != meta:
-            cached = self._snapshot_cache = self.snapshots.snapshot(meta)
+            data = self.snapshots.data(meta)
+            cached = self._snapshot_cache = Snapshot(data.meta, data)
         return cached
 
     def latest_snapshot_meta(self) -> SnapshotMeta:
@@ -388,9 +390,25 @@ class DurableLogStorage(ExternalSnapshots):
             writer.commit()
         if external:
             self.snapshots.clear_pending()
+        self._installed(meta, external)
+
+    def receive_snapshot(self, meta: SnapshotMeta) -> SnapshotWriter:
+        """A writer for the snapshot ``meta`` arriving from the leader in chunks
+        (``write_at``): a temporary file in the snapshot store, installed by
+        ``install_received`` without being read back."""
+        return self.snapshots.begin(meta)
+
+    def install_received(self, writer: SnapshotWriter) -> Snapshot:
+        """Install the snapshot ``writer`` received (every chunk written): it becomes durable
+        and replaces the whole log. Retryable after a ``StorageError`` (a full disk)."""
+        writer.commit_retryable()
+        self._installed(writer.meta, False)
+        return self.snapshot()
+
+    def _installed(self, meta: SnapshotMeta, external: bool) -> None:
         self._snapshot_meta = meta
         self._snapshot_external = external
-        self._snapshot_cache = None if external else snapshot
+        self._snapshot_cache = None
         self.drop_export()
         self._forget()
         self.wal.reset(meta.index + 1, meta.term)
@@ -449,11 +467,11 @@ class DurableLogStorage(ExternalSnapshots):
         )
         self._snapshot_meta = meta
         self._snapshot_external = data is None
-        self._snapshot_cache = None if data is None else Snapshot(meta, bytes(data))
+        self._snapshot_cache = None
         if self._export is not None and self._export.meta.index < meta.index:
             self.drop_export()
         self.compact(meta.index)
-        return self._snapshot_cache or Snapshot(meta, b"")
+        return Snapshot(meta, b"") if data is None else self.snapshot()
 
     def compact(self, index: int) -> None:
         """Release the log up to ``index``, which the durable snapshot must cover: storage

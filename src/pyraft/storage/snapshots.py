@@ -24,8 +24,14 @@ length is) is combined with the data's (``crc32c_combine``), so nothing is read 
 Reading: ``latest()`` verifies the newest snapshot in full (once per file per store instance)
 and raises ``CorruptStateError`` naming the file when it is damaged: falling back to an older
 snapshot silently would hide the damage, so that takes ``latest(skip_corrupt=True)``.
-``read`` serves bounded chunks of a verified snapshot; ``load`` reads and verifies the whole
-data. A crash leaves at most temporary files, removed when the store opens.
+``read`` serves bounded chunks of a verified snapshot; ``data(meta)`` is a file-backed view
+of the data (``len`` and slices, each slice read when asked: what a leader sends from, chunk
+by chunk, without holding the snapshot); ``load`` reads and verifies the whole data.
+
+Receiving (InstallSnapshot): the follower's chunks go to a writer with ``write_at(offset,
+chunk)``, positional and retryable (a failed write or commit leaves the writer open, so the
+same chunk or commit is tried again, as the runtime retries a Ready after a full disk).
+A crash leaves at most temporary files, removed when the store opens.
 
 External snapshots (``begin(meta, external=True)``): a disk state machine's store is its own
 snapshot, so what is recorded is only the metadata (the data is empty): the store holds the
@@ -45,6 +51,7 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -80,6 +87,7 @@ __all__ = [
     "SnapshotStore",
     "SnapshotStoreProtocol",
     "SnapshotWriter",
+    "StoredSnapshotData",
     "crc32c_combine",
     "snapshot_file_name",
 ]
@@ -256,6 +264,36 @@ class SnapshotWriter:
         #: "open", then "committed" or "aborted".
         self.state = "open"
 
+    def write_at(self, offset: int, chunk: bytes | bytearray | memoryview) -> None:
+        """Write ``chunk`` at data offset ``offset``: chunks come in order, a chunk already
+        written is skipped, and a failure leaves the writer open so the same chunk can be
+        written again (a received snapshot: the runtime retries after a full disk)."""
+        self._check_open("write to")
+        view = memoryview(chunk).cast("B")
+        if offset + len(view) <= self.size:
+            return
+        invariant(offset == self.size, f"a chunk at {offset} after {self.size} bytes written")
+        invariant(not self.external, "an external snapshot has no data to write")
+        self._write_at(view)
+        self.size += len(view)
+
+    def commit_retryable(self) -> SnapshotMeta:
+        """``commit``, except that a ``StorageError`` (a full disk) leaves the writer open to
+        commit again; a newer snapshot committed meanwhile still aborts it."""
+        if self.state == "committed":
+            return self.meta
+        self._check_open("commit")
+        try:
+            self._commit()
+        except StorageError:
+            raise
+        except BaseException:
+            self.abort()
+            raise
+        self.state = "committed"
+        self._after_commit()
+        return self.meta
+
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append ``chunk`` (any contiguous buffer) to the snapshot data."""
         self._check_open("write to")
@@ -304,6 +342,10 @@ class SnapshotWriter:
 
     # implemented by each store's writer
     def _append(self, view: memoryview) -> None:
+        raise NotImplementedError
+
+    def _write_at(self, view: memoryview) -> None:
+        """Write ``view`` at data offset ``self.size``, repeatable after a failure."""
         raise NotImplementedError
 
     def _commit(self) -> None:
@@ -453,6 +495,7 @@ class _FileSnapshotWriter(SnapshotWriter):
         #: crc32c of the data written so far.
         self._crc = 0
         self._fd = -1
+        self._renamed = False
         with translate_os_errors("cannot create snapshot", self._temporary):
             self._fd = os.open(
                 self._temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
@@ -469,17 +512,27 @@ class _FileSnapshotWriter(SnapshotWriter):
             write_all(self._fd, view)
         self._crc = crc32c(view, self._crc)
 
+    def _write_at(self, view: memoryview) -> None:
+        with translate_os_errors("cannot write snapshot", self._temporary):
+            _pwrite_all(self._fd, view, len(self._header) + _DATA_LENGTH.size + self.size)
+        self._crc = crc32c(view, self._crc)
+
     def _commit(self) -> None:
         _check_order(self._store._keys(), self.meta)
         header = self._header + _DATA_LENGTH.pack(self.size)
         checksum = crc32c_combine(crc32c(header), self._crc, self.size)
         with translate_os_errors("cannot commit snapshot", self._path):
-            os.pwrite(self._fd, _DATA_LENGTH.pack(self.size), len(self._header))
-            write_all(self._fd, _TRAILER.pack(checksum))
-            sync_file(self._fd)
-            os.close(self._fd)
-            self._fd = -1
-            os.replace(self._temporary, self._path)
+            if self._fd >= 0:  # every step below may be repeated after a failure
+                os.pwrite(self._fd, _DATA_LENGTH.pack(self.size), len(self._header))
+                _pwrite_all(self._fd, memoryview(_TRAILER.pack(checksum)),
+                            len(header) + self.size)
+                os.ftruncate(self._fd, len(header) + self.size + _TRAILER.size)
+                sync_file(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+            if not self._renamed:
+                os.replace(self._temporary, self._path)
+                self._renamed = True
         fsync_directory(self._store.directory)
         layout = _Layout(self.meta, header, len(header), self.size, self.external)
         self._store._remember(self._path, layout)
@@ -664,6 +717,11 @@ class SnapshotStore:
         data = self.load(meta)
         return Snapshot(self._verified[self._path(meta)][1].meta, data)  # b"" when external
 
+    def data(self, meta: SnapshotMeta) -> StoredSnapshotData:
+        """The data of the snapshot ``meta`` names, read slice by slice when asked (the file
+        is verified in full, in bounded chunks, the first time)."""
+        return StoredSnapshotData(self, meta, self._layout(meta).data_length)
+
     def _release(self) -> None:
         """Remove the snapshots older than the ``keep`` newest sound ones (newer damaged
         files are left alone)."""
@@ -712,6 +770,45 @@ class SnapshotStore:
         fsync_directory(self.directory)
 
 
+class StoredSnapshotData:
+    """A stored snapshot's data, read from its file slice by slice: ``len(data)``,
+    ``data[a:b]`` (read then), ``chunks(n)``, ``bytes(data)`` (the whole, for a state
+    machine that restores from bytes), ``close()`` (nothing to release)."""
+
+    def __init__(self, store: SnapshotStore, meta: SnapshotMeta, size: int) -> None:
+        self._store = store
+        self.meta = meta
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, item: slice) -> bytes:
+        invariant(isinstance(item, slice) and item.step in (None, 1), "slices only")
+        start, stop, _ = item.indices(self._size)
+        if stop <= start:
+            return b""
+        return self._store.read(self.meta, start, stop - start)
+
+    def __bytes__(self) -> bytes:
+        return self[0 : self._size]
+
+    def chunks(self, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """The whole data in slices of at most ``chunk_bytes``."""
+        for offset in range(0, self._size, chunk_bytes):
+            yield self[offset : offset + chunk_bytes]
+
+    def close(self) -> None:
+        pass
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
 #: The file-backed store under the name the other storage modules use.
 FileSnapshotStore = SnapshotStore
 
@@ -726,6 +823,10 @@ class _MemorySnapshotWriter(SnapshotWriter):
         self._data = bytearray()
 
     def _append(self, view: memoryview) -> None:
+        self._data += view
+
+    def _write_at(self, view: memoryview) -> None:
+        del self._data[self.size :]
         self._data += view
 
     def _commit(self) -> None:

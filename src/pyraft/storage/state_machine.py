@@ -484,6 +484,10 @@ class MemoryStateMachine(StateMachine):
             self._applied_index = self._snapshot_index = self._taken_index = index
 
     def _restore(self, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            # a stored snapshot's file-backed data: a memory state machine restores from
+            # bytes, so the file is read whole, once (its state is in memory anyway)
+            data = bytes(data[0 : len(data)])
         if self.compaction != "incremental":
             self.restore_snapshot(data)
             return

@@ -53,6 +53,7 @@ from pyraft.core import (
     ReadState,
     Ready,
     Role,
+    Snapshot,
 )
 from pyraft.errors import (
     InvariantError,
@@ -74,6 +75,11 @@ class SafetyViolation(Exception):
         super().__init__(f"{prop}: {detail}")
         self.prop = prop
         self.detail = detail
+
+
+def _whole(data) -> bytes:
+    """A snapshot's data as bytes (storage may give a file-backed buffer)."""
+    return data if isinstance(data, bytes) else bytes(data[0:len(data)])
 
 
 @dataclass
@@ -186,10 +192,11 @@ class SimNode:
             append_bytes_max=sim.append_bytes_max,
             inflight_messages_max=8,
             snapshot_chunk_bytes=8,  # several chunks per snapshot: chunking is exercised
+            snapshot_inflight_bytes_max=24,  # and a window of three chunks in flight
         )
         self.core = RaftNode(options, storage, random.Random(sim.rng.getrandbits(64)))
         self.sm = StateMachine()
-        self.sm.restore(storage.snapshot().data)
+        self.sm.restore(_whole(storage.snapshot().data))
         self.core.log.applied = self.core.log.applying = storage.snapshot().meta.index
         self.pending: tuple[int, Ready] | None = None  # Ready being persisted, done at tick
         self.commit_seen = self.core.log.committed
@@ -223,9 +230,29 @@ class SimNode:
                     f"after {st.hard_state.commit}",
                 )
             st.set_hard_state(rd.hard_state)
+        received = self.sim.received
+        for chunk in rd.snapshot_chunks:  # the "temporary file" of the snapshot received
+            if chunk.offset == 0:
+                received[self.id] = (chunk.meta, bytearray())
+            meta, data = received[self.id]
+            if meta != chunk.meta or chunk.offset != len(data):
+                raise SafetyViolation(
+                    "snapshot stream",
+                    f"node {self.id} was handed the chunk at {chunk.offset} of the snapshot "
+                    f"at {chunk.meta.index} with {len(data)} bytes of the one at {meta.index}",
+                )
+            data.extend(chunk.data)
         if rd.snapshot is not None:
-            st.apply_snapshot(rd.snapshot)
-            self.sm.restore(rd.snapshot.data)
+            meta, data = received.pop(self.id, (None, b""))
+            if meta != rd.snapshot.meta:
+                raise SafetyViolation(
+                    "snapshot stream",
+                    f"node {self.id} installs the snapshot at {rd.snapshot.meta.index} "
+                    "without having received it",
+                )
+            snapshot = Snapshot(meta, bytes(data))
+            st.apply_snapshot(snapshot)
+            self.sm.restore(snapshot.data)
         for batch in rd.entries:
             st.append(batch)
         for m in rd.persisted_messages:
@@ -300,6 +327,8 @@ class Simulation:
         # with unpersisted ones after them, are exercised
         self.append_bytes_max = 4096 if seed % 2 == 0 else 320
         self.storages = {m: self._open_storage(m) for m in members}
+        #: member -> (meta, bytes) of the snapshot being received, as written by the member
+        self.received: dict[int, tuple] = {}
         self.nodes: dict[int, SimNode | None] = {
             m: SimNode(self, m, self.storages[m]) for m in members
         }
@@ -484,6 +513,7 @@ class Simulation:
 
     def crash(self, member: int) -> None:
         self.nodes[member] = None
+        self.received.pop(member, None)  # a partial snapshot file does not survive a restart
         if self.config.storage_dir is not None:
             self.storages[member].wal.close()  # no hard-state save: what was saved stays
             self.storages[member] = None
@@ -646,6 +676,20 @@ class Simulation:
                 "persistence contract",
                 f"node {m.src} granted its vote to {m.dst} before persisting it",
             )
+        if (
+            m.type is MessageType.SNAPSHOT_RESPONSE
+            and m.snapshot_offset
+            and stored.first_index() <= m.index  # not installed yet: the chunks are written
+        ):
+            # a chunk is acknowledged only once written (and the last once installed)
+            meta, data = self.received.get(m.src, (None, b""))
+            if meta is None or meta.index != m.index or len(data) < m.snapshot_offset:
+                raise SafetyViolation(
+                    "persistence contract",
+                    f"node {m.src} acknowledged {m.snapshot_offset} bytes of the snapshot at "
+                    f"{m.index} with {len(data)} written"
+                    + ("" if meta is None else f" of the one at {meta.index}"),
+                )
         if m.type is MessageType.APPEND_RESPONSE and not m.reject and m.index:
             durable = stored.last_index()
             if durable < m.index:
