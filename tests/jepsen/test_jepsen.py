@@ -10,17 +10,21 @@ the checker must reject."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
+import types
 
 import pytest
 
+from pyraft.kv.node import add_arguments as node_arguments
 from pyraft.testing.jepsen import (
     FAULTS,
     OPERATOR_FAULTS,
     Record,
     RunConfig,
     RunResult,
+    _Node,
     engine_errors,
     history_operations,
     main,
@@ -127,6 +131,28 @@ _REFUSAL = ("pyraft node: member 2 refused to start: --peers 2=127.0.0.1:7002 co
             "membership stored in /tmp/run/n2 (1=127.0.0.1:7001,2=127.0.0.1:7002,"
             "3=127.0.0.1:7003); start it without --peers to use the stored membership, or "
             "with an empty --data to make a new member\n")
+
+
+def test_every_restart_uses_only_documented_flags(tmp_path):
+    """The harness' command lines parse with ``pyraft node``'s own parser, in each form."""
+    parser = argparse.ArgumentParser(prog="pyraft node")
+    node_arguments(parser)
+    harness = types.SimpleNamespace(
+        workdir=str(tmp_path), nodes={}, config=RunConfig(state="sqlite"),
+        proxy=types.SimpleNamespace(routes=lambda member: "2=127.0.0.1:9002"))
+    for member in (1, 2, 3):
+        harness.nodes[member] = _Node(member, harness)
+    node = harness.nodes[1]
+    forms = {"first": node.command(), "no peers": node.command(peers=[]),
+             "wrong peers": node.command(peers=[1]),
+             "join": node.command(join_url="http://127.0.0.1:8002")}
+    for form, command in forms.items():
+        assert command[1:4] == ["-m", "pyraft", "node"], form
+        args = parser.parse_args(command[4:])
+        assert (args.id, args.state, args.data) == (1, "sqlite", node.data), form
+    assert "--peers" not in forms["no peers"] and "--http-peers" not in forms["no peers"]
+    assert parser.parse_args(forms["wrong peers"][4:]).peers == f"1={node.listen}"
+    assert parser.parse_args(forms["first"][4:]).peers.count("=") == 3
 
 
 def test_a_wrong_peers_start_must_be_refused_with_status_2_and_one_line():
