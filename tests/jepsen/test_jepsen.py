@@ -1,25 +1,34 @@
 """Jepsen-style runs (``pyraft.testing.jepsen``): five real ``pyraft node`` processes on
 127.0.0.1, concurrent clients over HTTP, a seeded nemesis (kill, pause, partition, one-way
-loss, slow fsync, membership change), and every history checked for linearizability.
+loss, slow fsync, wipe and rejoin, restarts without or with wrong ``--peers``), and every
+history checked for linearizability.
 
-The default run lasts about a minute of load; ``pytest tests/jepsen --soak MINUTES`` runs a
-soak of MINUTES, and the broken ``stale_reads`` mode that the checker must reject."""
+The default runs last about a minute of load with every fault (``--state memory``) and 15 s
+with the operator's faults (``--state sqlite``); ``pytest tests/jepsen --soak
+MINUTES`` runs a soak of MINUTES for each state, and the broken ``stale_reads`` mode that
+the checker must reject."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
+import types
 
 import pytest
 
+from pyraft.kv.node import add_arguments as node_arguments
 from pyraft.testing.jepsen import (
     FAULTS,
+    OPERATOR_FAULTS,
     Record,
     RunConfig,
     RunResult,
+    _Node,
     engine_errors,
     history_operations,
     main,
+    refusal_problem,
     run,
 )
 from pyraft.testing.linearizability import check_history
@@ -101,10 +110,64 @@ def test_bad_run_options_are_clear_errors(tmp_path, capsys):
     (tmp_path / "old" / "n1").mkdir()
     with pytest.raises(ValueError, match="not empty"):
         RunConfig(workdir=str(tmp_path / "old")).validate()
+    with pytest.raises(ValueError, match="unknown state"):
+        RunConfig(state="disk").validate()
     with pytest.raises(SystemExit) as exit_info:
         main(["--faults", "kill,flood"])
     assert exit_info.value.code == 2
     assert "unknown faults" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--state", "disk"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_old_name_of_the_membership_fault_still_works():
+    assert RunConfig(faults=("membership", "kill")).validate().faults == ("wipe-rejoin", "kill")
+    assert set(OPERATOR_FAULTS) <= set(FAULTS)
+
+
+_REFUSAL = ("pyraft node: member 2 refused to start: --peers 2=127.0.0.1:7002 contradict the "
+            "membership stored in /tmp/run/n2 (1=127.0.0.1:7001,2=127.0.0.1:7002,"
+            "3=127.0.0.1:7003); start it without --peers to use the stored membership, or "
+            "with an empty --data to make a new member\n")
+
+
+def test_every_restart_uses_only_documented_flags(tmp_path):
+    """The harness' command lines parse with ``pyraft node``'s own parser, in each form."""
+    parser = argparse.ArgumentParser(prog="pyraft node")
+    node_arguments(parser)
+    harness = types.SimpleNamespace(
+        workdir=str(tmp_path), nodes={}, config=RunConfig(state="sqlite"),
+        proxy=types.SimpleNamespace(routes=lambda member: "2=127.0.0.1:9002"))
+    for member in (1, 2, 3):
+        harness.nodes[member] = _Node(member, harness)
+    node = harness.nodes[1]
+    forms = {"first": node.command(), "no peers": node.command(peers=[]),
+             "wrong peers": node.command(peers=[1]),
+             "join": node.command(join_url="http://127.0.0.1:8002")}
+    for form, command in forms.items():
+        assert command[1:4] == ["-m", "pyraft", "node"], form
+        args = parser.parse_args(command[4:])
+        assert (args.id, args.state, args.data) == (1, "sqlite", node.data), form
+    assert "--peers" not in forms["no peers"] and "--http-peers" not in forms["no peers"]
+    assert parser.parse_args(forms["wrong peers"][4:]).peers == f"1={node.listen}"
+    assert parser.parse_args(forms["first"][4:]).peers.count("=") == 3
+
+
+def test_a_wrong_peers_start_must_be_refused_with_status_2_and_one_line():
+    assert refusal_problem(_REFUSAL, 2, 2, "/tmp/run/n2") is None
+    # log lines of the member around the refusal are allowed, not a second message
+    logged = "2026-12-05 03:50:01,123 member 2 pyraft.cluster: finished installing\n"
+    assert refusal_problem(logged + _REFUSAL, 2, 2, "/tmp/run/n2") is None
+    assert "started" in refusal_problem("", None, 2, "/tmp/run/n2")
+    assert "exit status 0" in refusal_problem("", 0, 2, "/tmp/run/n2")
+    assert "exit status 3" in refusal_problem(_REFUSAL, 3, 2, "/tmp/run/n2")
+    assert "traceback" in refusal_problem("Traceback (most recent call last):\n" + _REFUSAL,
+                                          2, 2, "/tmp/run/n2")
+    assert "one-line" in refusal_problem(_REFUSAL + _REFUSAL, 2, 2, "/tmp/run/n2")
+    assert "one-line" in refusal_problem(_REFUSAL, 2, 3, "/tmp/run/n2")  # another member
+    assert "one-line" in refusal_problem(_REFUSAL, 2, 2, "/tmp/run/n3")  # another directory
 
 
 # ---- real runs ----------------------------------------------------------------------------
@@ -120,6 +183,15 @@ def _assert_sound(result: RunResult, min_ok: int) -> None:
     assert outcomes["ok"] >= min_ok and writes >= min_ok // 4 and reads >= min_ok // 4, summary
 
 
+def _assert_operator_faults_checked(result: RunResult) -> None:
+    """Each operator fault ran to its end: refused starts refused, restarts back."""
+    for fault in result.faults:
+        if fault.kind == "restart-wrong-peers":
+            assert "refused (status 2, one line)" in fault.description, result.summary()
+        if fault.kind in OPERATOR_FAULTS:
+            assert "back as a voter" in fault.description, result.summary()
+
+
 @pytest.mark.jepsen
 def test_a_short_run_with_every_fault_is_linearizable(tmp_path):
     config = RunConfig(minutes=1.0, seed=SEED, workdir=str(tmp_path / "run"))
@@ -127,17 +199,32 @@ def test_a_short_run_with_every_fault_is_linearizable(tmp_path):
     print(result.summary())
     _assert_sound(result, min_ok=300)
     assert result.fault_kinds() == set(FAULTS), result.summary()
+    _assert_operator_faults_checked(result)
     # the paused leader was hammered with lease reads sent to it alone
     assert any(r.direct and r.consistency == "lease" for r in result.records), \
         result.summary()
 
 
 @pytest.mark.jepsen
+def test_a_short_sqlite_run_with_the_operators_faults_is_linearizable(tmp_path):
+    """The same with ``--state sqlite`` (the key-value state in each member's database),
+    shorter: the operator's faults only (each one restarts a member), with less quiet time."""
+    config = RunConfig(minutes=0.25, seed=SEED + 1, state="sqlite", faults=OPERATOR_FAULTS,
+                       quiet_s=(0.5, 1.0), workdir=str(tmp_path / "run"))
+    result = asyncio.run(run(config))
+    print(result.summary())
+    _assert_sound(result, min_ok=100)
+    assert result.fault_kinds() == set(OPERATOR_FAULTS), result.summary()
+    _assert_operator_faults_checked(result)
+
+
+@pytest.mark.jepsen
 @pytest.mark.soak
-def test_soak(tmp_path, soak_minutes):
+@pytest.mark.parametrize("state", ["memory", "sqlite"])
+def test_soak(tmp_path, soak_minutes, state):
     seed = random.SystemRandom().randrange(1 << 32)
     config = RunConfig(minutes=soak_minutes, seed=seed, workdir=str(tmp_path / "run"),
-                       keep=True)
+                       keep=True, state=state)
     result = asyncio.run(run(config))
     print(result.summary())
     _assert_sound(result, min_ok=300)

@@ -20,8 +20,24 @@ drawn from one seeded ``random.Random``:
   transport sends each direction on its own connection, so a blocked link is one-way loss);
 - ``slowdisk``: ``fsync``/``fdatasync`` of the leader or of two members delayed (an
   ``LD_PRELOAD`` shim compiled with ``gcc`` at run time; :func:`build_fsync_shim`);
-- ``membership``: remove a follower (``DELETE /v1/members/{id}``), stop it, wipe its data,
-  restart it with ``--join`` (which adds it back through ``POST /v1/members``).
+- ``wipe-rejoin`` (formerly ``membership``, still accepted): remove a follower
+  (``DELETE /v1/members/{id}``), stop it, wipe its data, restart it with ``--join`` (which
+  adds it back through ``POST /v1/members``); once it is a voter again, SIGKILL or SIGTERM
+  it and restart it without ``--join`` nor ``--peers``;
+- ``restart-no-peers``: SIGKILL or SIGTERM the leader or a random member, restart it
+  without ``--peers`` (nor ``--http-peers``): it comes back from the membership stored in
+  ``--data``;
+- ``restart-wrong-peers``: stop a member the same way, restart it with ``--peers`` naming
+  itself and fewer than a majority of the others: it must refuse to start with exit status
+  2 and the one line ``pyraft node: member N refused to start: --peers ... contradict the
+  membership stored in DIR (...)`` on stderr (:func:`refusal_problem`); then it is
+  restarted correctly, without ``--peers``.
+
+The last three are the operator's faults. Every restart uses only flags ``pyraft node
+--help`` documents, and each restarted member must answer as a voter that knows a leader
+within ``back_timeout_s`` (else a ``problem`` of the run). Every member runs with the same
+``--state`` (``memory`` or ``sqlite``: ``RunConfig.state``, ``--state``) and a small
+``--snapshot-entries`` (2000), so snapshots, log release and InstallSnapshot happen.
 
 At the end every fault is healed, every member runs, and the cluster must converge: a leader
 answers, a write commits, every member is a voter and applies it. Then the history is checked
@@ -42,6 +58,7 @@ harness: during partitions that isolate the leader, extra readers read with
 Command line::
 
     python -m pyraft.testing.jepsen --minutes 1 --seed 7 --faults kill,pause,partition
+    python -m pyraft.testing.jepsen --minutes 20 --seed 7 --state sqlite
 
 prints a summary (ops by outcome, faults with times, the check, timings) and exits 1 when the
 history is not linearizable (with the failing key's explanation) or the cluster did not
@@ -58,6 +75,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -74,11 +92,19 @@ from pyraft.testing.faultproxy import FaultProxy
 from pyraft.testing.linearizability import CheckResult, Operation, check_history
 from pyraft.testing.processes import free_port
 
-__all__ = ["FAULTS", "FSYNC_DELAY_ENV", "Record", "RunConfig", "RunResult", "build_fsync_shim",
-           "engine_errors", "history_operations", "main", "run"]
+__all__ = ["FAULTS", "FAULT_ALIASES", "FSYNC_DELAY_ENV", "OPERATOR_FAULTS", "STATES", "Record",
+           "RunConfig", "RunResult", "build_fsync_shim", "engine_errors", "history_operations",
+           "main", "refusal_problem", "run"]
 
 #: every fault kind the nemesis knows
-FAULTS = ("kill", "pause", "partition", "oneway", "slowdisk", "membership")
+FAULTS = ("kill", "pause", "partition", "oneway", "slowdisk", "wipe-rejoin",
+          "restart-no-peers", "restart-wrong-peers")
+#: the operator's faults: restarts with other flags than the first start
+OPERATOR_FAULTS = ("wipe-rejoin", "restart-no-peers", "restart-wrong-peers")
+#: older names of fault kinds, still accepted
+FAULT_ALIASES = {"membership": "wipe-rejoin"}
+#: where ``pyraft node --state`` keeps the key-value state
+STATES = ("memory", "sqlite")
 #: the environment variable naming the shim's control file (delay in microseconds)
 FSYNC_DELAY_ENV = "RAFT_FSYNC_DELAY_FILE"
 
@@ -179,8 +205,20 @@ class RunConfig:
     keep: bool = False
     converge_timeout_s: float = 45.0
     max_states: int = 2_000_000
+    #: ``pyraft node --state`` of every member
+    state: str = "memory"
+    #: ``pyraft node --snapshot-entries`` of every member: small, so that snapshots, log
+    #: release and InstallSnapshot happen within a run
+    snapshot_entries: int = 2000
+    #: how long a restarted member may take to answer as a voter that knows the leader
+    back_timeout_s: float = 30.0
 
     def validate(self) -> RunConfig:
+        self.faults = tuple(FAULT_ALIASES.get(f, f) for f in self.faults)
+        if self.state not in STATES:
+            raise ValueError(f"unknown state {self.state!r}; known: {', '.join(STATES)}")
+        if self.snapshot_entries < 1:
+            raise ValueError(f"snapshot_entries must be >= 1, not {self.snapshot_entries}")
         unknown = set(self.faults) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
@@ -253,7 +291,8 @@ class RunResult:
         by = Counter((r.op[0] + ("/" + r.consistency if r.consistency else ""), r.outcome)
                      for r in self.records)
         kinds = sorted({k for k, _ in by})
-        lines = [f"seed {self.config.seed}, {self.config.members} members, "
+        lines = [f"seed {self.config.seed}, {self.config.members} members "
+                 f"(--state {self.config.state}), "
                  f"{self.config.clients} clients, load {self.load_seconds:.1f} s, "
                  f"total {self.elapsed_seconds:.1f} s"]
         outcomes = self.outcomes()
@@ -300,6 +339,28 @@ def engine_errors(log_path: str) -> Counter:
                 errors[line.strip()[:200]] += 1
                 in_traceback = False
     return errors
+
+
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ member \d+ ")
+
+
+def refusal_problem(stderr: str, status: int | None, member: int, data: str) -> str | None:
+    """What is wrong with a start that ``--peers`` contradicting the stored membership must
+    refuse (None when nothing): exit status 2 and, besides log lines, exactly one line
+    ``pyraft node: member N refused to start: --peers ... contradict the membership stored
+    in DATA (...)``; ``status`` None means the member did not exit."""
+    if status is None:
+        return "it started (did not exit within 60 s)"
+    if status != 2:
+        return f"exit status {status}, not 2; stderr: {stderr.strip()[-300:]!r}"
+    if "Traceback" in stderr:
+        return "a traceback on stderr"
+    lines = [line for line in stderr.splitlines() if line.strip() and not _LOG_LINE.match(line)]
+    prefix = f"pyraft node: member {member} refused to start: --peers "
+    middle = f" contradict the membership stored in {data} ("
+    if len(lines) != 1 or not lines[0].startswith(prefix) or middle not in lines[0]:
+        return f"not the one-line refusal: {lines!r}"[:400]
+    return None
 
 
 def _refusal(error: str) -> str:
@@ -349,26 +410,47 @@ class _Node:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, join_url: str | None = None) -> None:
+    def command(self, join_url: str | None = None,
+                peers: list[int] | None = None) -> list[str]:
+        """The member's command line, only with flags ``pyraft node --help`` documents.
+
+        ``peers``: the members named by ``--peers`` (and ``--http-peers``); None names every
+        member, ``[]`` leaves both flags out (a restart from the stored membership)."""
         nodes = self.h.nodes
+        named = [nodes[m] for m in (sorted(nodes) if peers is None else peers)]
         args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.id),
                 "--listen", self.listen, "--http", self.http, "--data", self.data,
-                "--config", self.config_path,
-                "--peers", ",".join(f"{n.id}={n.listen}" for n in nodes.values()),
-                "--http-peers", ",".join(f"{n.id}={n.http}" for n in nodes.values()),
-                "--routes", self.h.proxy.routes(self.id), "--log-level", "WARNING"]
+                "--config", self.config_path, "--state", self.h.config.state,
+                "--snapshot-entries", str(self.h.config.snapshot_entries)]
+        if named:
+            args += ["--peers", ",".join(f"{n.id}={n.listen}" for n in named),
+                     "--http-peers", ",".join(f"{n.id}={n.http}" for n in named)]
+        args += ["--routes", self.h.proxy.routes(self.id), "--log-level", "WARNING"]
         if join_url:
             args += ["--join", join_url]
+        return args
+
+    def start(self, join_url: str | None = None, peers: list[int] | None = None,
+              stderr_path: str | None = None) -> None:
+        """Start the member (see :meth:`command`); its stderr goes to its log, or to
+        ``stderr_path`` when given (a start expected to be refused)."""
+        args = self.command(join_url, peers)
         env = dict(os.environ)
         env[FSYNC_DELAY_ENV] = self.fsync_file
         if self.h.shim:
             env["LD_PRELOAD"] = (self.h.shim + " " + env.get("LD_PRELOAD", "")).strip()
+        how = ("(join) " if join_url else "") + (
+            "(all peers)" if peers is None else f"(peers {peers})" if peers else "(no peers)")
         with open(self.log_path, "ab") as log:
-            log.write(f"---- start {self.starts} at {self.h.now():.2f} "
-                      f"{'(join)' if join_url else ''}\n".encode())
+            log.write(f"---- start {self.starts} at {self.h.now():.2f} {how}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
-                                            env=env)
+            if stderr_path is None:
+                self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
+                                                env=env)
+            else:
+                with open(stderr_path, "wb") as err:
+                    self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                                    stderr=err, env=env)
         self.starts += 1
         self.paused = False
 
@@ -430,6 +512,7 @@ class _Harness:
         self._ids = 0
         self._clients = 0
         self._pauses = 0
+        self._refusals = 0
         self._http: aiohttp.ClientSession | None = None
         self.load_over = asyncio.Event()
 
@@ -627,7 +710,7 @@ class _Harness:
                     await self.fault_kill(event, leader=first_kill or rng.random() < 0.5)
                     first_kill = False
                 else:
-                    await getattr(self, f"fault_{kind}")(event)
+                    await getattr(self, "fault_" + kind.replace("-", "_"))(event)
             except Exception as exc:  # a harness error must not hide the history
                 self.problems.append(f"{kind} at {event.start:.2f}: {type(exc).__name__}: "
                                      f"{exc}")
@@ -754,7 +837,10 @@ class _Harness:
         event.description = f"fsync +{delay_ms:.0f} ms on {[n.id for n in targets]}"
         await asyncio.sleep(self.hold())
 
-    async def fault_membership(self, event: FaultEvent) -> None:
+    async def fault_wipe_rejoin(self, event: FaultEvent) -> None:
+        """Remove a follower, stop it, wipe its data, restart it with ``--join``; once it is
+        a voter again, stop it (SIGKILL or SIGTERM) and restart it without ``--join`` nor
+        ``--peers`` (a member that joined restarts from its stored membership)."""
         leader = await self.find_leader(5)
         followers = [m for m in sorted(self.nodes) if m != leader and self.nodes[m].running]
         if leader is None or not followers:
@@ -777,6 +863,92 @@ class _Harness:
         if not back:
             self.problems.append(f"member {node.id} did not become a voter again after its "
                                  f"removal at {event.start:.2f}")
+            return
+        await asyncio.sleep(self.hold())
+        signal_name = await self.stop_member(node)
+        await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+        node.start(peers=[])
+        event.description += (f"; {signal_name}, restarted without --join nor --peers: "
+                              + await self.check_back(node, event))
+
+    async def stop_member(self, node: _Node) -> str:
+        """SIGKILL or SIGTERM ``node`` (drawn from the seed); returns the signal's name."""
+        if self.rng.random() < 0.5:
+            await node.kill()
+            return "SIGKILL"
+        await node.stop()
+        return "SIGTERM"
+
+    async def pick_member(self) -> _Node:
+        """The leader half of the times, else a random member."""
+        if self.rng.random() < 0.5:
+            return await self.leader_or_random()
+        return self.nodes[self.rng.choice(sorted(self.nodes))]
+
+    async def check_back(self, node: _Node, event: FaultEvent) -> str:
+        """Whether a restarted ``node`` answers as a voter that knows a leader within
+        ``back_timeout_s``; a problem of the run when not. Returns a description."""
+        deadline = time.monotonic() + self.config.back_timeout_s
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if not node.running:
+                code = node.process.returncode if node.process is not None else None
+                self.problems.append(f"member {node.id}, restarted at {event.start:.2f} "
+                                     f"({event.kind}), exited with status {code}")
+                return f"EXITED with status {code}"
+            status = await self.status(node)
+            if status and status.get("leader") is not None and any(
+                    m["id"] == node.id and m["voter"] for m in status["members"]):
+                return f"back as a voter in {time.monotonic() - started:.1f} s"
+            await asyncio.sleep(0.2)
+        self.problems.append(f"member {node.id}, restarted at {event.start:.2f} "
+                             f"({event.kind}), was not back as a voter within "
+                             f"{self.config.back_timeout_s:.0f} s")
+        return f"NOT back within {self.config.back_timeout_s:.0f} s"
+
+    async def fault_restart_no_peers(self, event: FaultEvent) -> None:
+        """Stop a member (SIGKILL or SIGTERM) and restart it without ``--peers`` (nor
+        ``--http-peers``): it must come back from the membership stored in ``--data``."""
+        node = await self.pick_member()
+        signal_name = await self.stop_member(node)
+        down = self.rng.uniform(0.5, 2.5)
+        await asyncio.sleep(down)
+        node.start(peers=[])
+        event.description = (f"{signal_name} {node.id}, restart without --peers after "
+                             f"{down:.1f} s: " + await self.check_back(node, event))
+
+    async def fault_restart_wrong_peers(self, event: FaultEvent) -> None:
+        """Stop a member, restart it with ``--peers`` naming itself and fewer than a
+        majority of the others: it must refuse to start (exit status 2, the one-line message
+        on stderr, no traceback); then restart it correctly, without ``--peers``."""
+        node = await self.pick_member()
+        signal_name = await self.stop_member(node)
+        others = [m for m in sorted(self.nodes) if m != node.id]
+        # never as many as the configuration in force minus one: it cannot be mistaken for it
+        named = sorted([node.id, *self.rng.sample(others, self.rng.randint(
+            0, len(self.nodes) - 3))])
+        self._refusals += 1
+        stderr_path = os.path.join(self.workdir, f"n{node.id}.refused{self._refusals}.txt")
+        node.start(peers=named, stderr_path=stderr_path)
+        exited = await node._reap(60)
+        if not exited:
+            await node.kill()
+        code = node.process.returncode
+        with open(stderr_path, errors="replace") as file:
+            text = file.read()
+        with open(node.log_path, "a") as log:  # scanned for tracebacks with the rest
+            log.write(text)
+        verdict = refusal_problem(text, code if exited else None, node.id, node.data)
+        event.description = (f"{signal_name} {node.id}, restart with --peers {named}: "
+                             + ("refused (status 2, one line)" if verdict is None
+                                else f"WRONG: {verdict}"))
+        if verdict is not None:
+            self.problems.append(f"member {node.id} restarted with --peers {named} at "
+                                 f"{event.start:.2f}: {verdict}")
+        await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+        node.start(peers=[])
+        event.description += "; restart without --peers: " + await self.check_back(node,
+                                                                                     event)
 
     async def wait_voter(self, member: int, timeout: float, voter: bool = True) -> bool:
         """Whether the leader's configuration has ``member`` as a voter (``voter``) or not,
@@ -904,6 +1076,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=3)
     parser.add_argument("--faults", default=",".join(FAULTS),
                         help=f"comma-separated subset of {','.join(FAULTS)} (or 'none')")
+    parser.add_argument("--state", choices=STATES, default="memory",
+                        help="pyraft node --state of every member")
+    parser.add_argument("--snapshot-entries", type=int,
+                        default=RunConfig.snapshot_entries,
+                        help="pyraft node --snapshot-entries of every member")
     parser.add_argument("--stale-reads", action="store_true",
                         help="broken mode: local reads from an isolated leader (must fail)")
     parser.add_argument("--workdir", default=None)
@@ -913,13 +1090,14 @@ def main(argv: list[str] | None = None) -> int:
     faults = () if args.faults == "none" else tuple(filter(None, args.faults.split(",")))
     config = RunConfig(minutes=args.minutes, seed=seed, members=args.members,
                        clients=args.clients, keys=args.keys, faults=faults,
-                       stale_reads=args.stale_reads, workdir=args.workdir, keep=args.keep)
+                       stale_reads=args.stale_reads, workdir=args.workdir, keep=args.keep,
+                       state=args.state, snapshot_entries=args.snapshot_entries)
     try:
         config.validate()
     except ValueError as exc:
         parser.error(str(exc))
-    print(f"jepsen run: seed {seed}, {args.minutes} min, faults {','.join(faults) or 'none'}",
-          flush=True)
+    print(f"jepsen run: seed {seed}, {args.minutes} min, --state {config.state}, faults "
+          f"{','.join(config.faults) or 'none'}", flush=True)
     result = asyncio.run(run(config))
     print(result.summary())
     if os.path.exists(result.workdir):
