@@ -12,22 +12,11 @@ from dataclasses import replace
 
 import pytest
 
-from pyraft.core import Message, MessageType, Role
+from pyraft.core import Message, MessageType
 from pyraft.testing.sim import SimConfig, Simulation
+from tests.core.test_scenarios import leaders, run
 
 QUIET = SimConfig(faults=frozenset(), op_rate=0.0)
-
-
-def run(s, ticks, until=None):
-    for _ in range(ticks):
-        s.step_once()
-        if until is not None and until():
-            return True
-    return until is None
-
-
-def leaders(s):
-    return [m for m, n in s.nodes.items() if n is not None and n.core.role is Role.LEADER]
 
 
 def lagging_follower(s, keys=40):

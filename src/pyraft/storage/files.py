@@ -453,7 +453,35 @@ def read_checked(path: PathLike, kind: bytes) -> bytes | None:
     return unpack_checked(path, data, kind)
 
 
-class SpooledData:
+class FileSlices:
+    """Data that lives in a file and is read slice by slice: ``len(data)``, ``data[a:b]``
+    (read then, by ``_read(offset, size)``), ``chunks(n)``, ``bytes(data)`` (the whole)."""
+
+    _size: int
+
+    def _read(self, offset: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, item: slice) -> bytes:
+        invariant(isinstance(item, slice) and item.step in (None, 1), "slices only")
+        start, stop, _ = item.indices(self._size)
+        if stop <= start:
+            return b""
+        return self._read(start, stop - start)
+
+    def __bytes__(self) -> bytes:
+        return self[0 : self._size]
+
+    def chunks(self, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """The whole data in slices of at most ``chunk_bytes``."""
+        for offset in range(0, self._size, chunk_bytes):
+            yield self[offset : offset + chunk_bytes]
+
+
+class SpooledData(FileSlices):
     """Bytes written once to an unnamed temporary file, then read back in slices: the
     leader's copy of a disk state machine's export, so a snapshot as large as the store is
     sent chunk by chunk without being held in memory.
@@ -486,27 +514,15 @@ class SpooledData:
             raise
         return cls(file, size)
 
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, item: slice) -> bytes:
-        invariant(isinstance(item, slice) and item.step in (None, 1), "slices only")
-        start, stop, _ = item.indices(self._size)
-        if stop <= start:
-            return b""
+    def _read(self, offset: int, size: int) -> bytes:
         invariant(not self._file.closed, "reading spooled data after close()")
-        pieces, offset = [], start
+        pieces, stop = [], offset + size
         while offset < stop:
             piece = os.pread(self._file.fileno(), stop - offset, offset)
             invariant(len(piece) > 0, "the spool file is shorter than written")
             pieces.append(piece)
             offset += len(piece)
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def chunks(self, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
-        """The whole data in slices of at most ``chunk_bytes``."""
-        for offset in range(0, self._size, chunk_bytes):
-            yield self[offset : offset + chunk_bytes]
 
     def close(self) -> None:
         self._file.close()

@@ -51,7 +51,6 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -66,6 +65,7 @@ from pyraft.errors import (
     invariant,
 )
 from pyraft.storage.files import (
+    FileSlices,
     atomic_write,
     ensure_directory,
     fsync_directory,
@@ -770,7 +770,7 @@ class SnapshotStore:
         fsync_directory(self.directory)
 
 
-class StoredSnapshotData:
+class StoredSnapshotData(FileSlices):
     """A stored snapshot's data, read from its file slice by slice: ``len(data)``,
     ``data[a:b]`` (read then), ``chunks(n)``, ``bytes(data)`` (the whole, for a state
     machine that restores from bytes), ``close()`` (nothing to release)."""
@@ -780,23 +780,8 @@ class StoredSnapshotData:
         self.meta = meta
         self._size = size
 
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, item: slice) -> bytes:
-        invariant(isinstance(item, slice) and item.step in (None, 1), "slices only")
-        start, stop, _ = item.indices(self._size)
-        if stop <= start:
-            return b""
-        return self._store.read(self.meta, start, stop - start)
-
-    def __bytes__(self) -> bytes:
-        return self[0 : self._size]
-
-    def chunks(self, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
-        """The whole data in slices of at most ``chunk_bytes``."""
-        for offset in range(0, self._size, chunk_bytes):
-            yield self[offset : offset + chunk_bytes]
+    def _read(self, offset: int, size: int) -> bytes:
+        return self._store.read(self.meta, offset, size)
 
     def close(self) -> None:
         pass
