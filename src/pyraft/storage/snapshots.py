@@ -282,17 +282,7 @@ class SnapshotWriter:
         commit again; a newer snapshot committed meanwhile still aborts it."""
         if self.state == "committed":
             return self.meta
-        self._check_open("commit")
-        try:
-            self._commit()
-        except StorageError:
-            raise
-        except BaseException:
-            self.abort()
-            raise
-        self.state = "committed"
-        self._after_commit()
-        return self.meta
+        return self._finish(keep_open_on=StorageError)
 
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append ``chunk`` (any contiguous buffer) to the snapshot data."""
@@ -315,9 +305,15 @@ class SnapshotWriter:
         then aborted). A ``StorageError`` from releasing old snapshots comes after the new one
         is committed (``state == "committed"``); any earlier error aborts the writer.
         """
+        return self._finish()
+
+    def _finish(self, keep_open_on: type[BaseException] | tuple = ()) -> SnapshotMeta:
+        """Commit; an error aborts the writer unless it is a ``keep_open_on`` one."""
         self._check_open("commit")
         try:
             self._commit()
+        except keep_open_on:
+            raise
         except BaseException:
             self.abort()
             raise
