@@ -316,7 +316,8 @@ def test_process_stats_from_proc_and_from_the_portable_fallback(tmp_path):
         <= after.user + after.system + 0.02
     opened = [open(tmp_path / f"f{i}", "w") for i in range(7)]  # noqa: SIM115
     try:
-        assert read_process_stats()["open_fds"] == stats["open_fds"] + 7
+        # (a descriptor closed by the garbage collector meanwhile is tolerated)
+        assert abs(read_process_stats()["open_fds"] - stats["open_fds"] - 7) <= 1
     finally:
         for handle in opened:
             handle.close()
@@ -330,13 +331,14 @@ def test_process_stats_from_proc_and_from_the_portable_fallback(tmp_path):
         [sys.executable, "-c", "from pyraft.metrics import read_process_stats as r; "
                                "print(r()['start_time_seconds'])"],
         capture_output=True, text=True, timeout=60, check=True)
-    assert spawned - 1.5 <= float(child.stdout) <= time.time()
+    assert spawned - 3 <= float(child.stdout) <= time.time() + 1  # boot time: whole seconds
 
     fallback = read_process_stats(proc=str(tmp_path / "no-proc"))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     assert fallback["cpu_seconds"] <= usage.ru_utime + usage.ru_stime + 0.02
     assert fallback["cpu_seconds"] >= stats["cpu_seconds"] - 0.02
-    assert fallback["resident_memory_bytes"] == usage.ru_maxrss * 1024
+    assert stats["resident_memory_bytes"] - 2 ** 20 <= fallback["resident_memory_bytes"] \
+        <= usage.ru_maxrss * 1024  # the peak
     assert fallback["start_time_seconds"] == metrics_module._IMPORTED_AT
     assert "virtual_memory_bytes" not in fallback
     assert fallback["open_fds"] >= 3  # /dev/fd lists this process's descriptors

@@ -138,7 +138,7 @@ def test_a_node_exports_leader_build_process_and_http_metrics(node):
 
     # process metrics, read from the member's own process
     start = float(samples["process_start_time_seconds"]["process_start_time_seconds"])
-    assert started_at - 2 <= start <= time.time()
+    assert started_at - 3 <= start <= time.time() + 1  # boot time is whole seconds
     assert float(samples["process_cpu_seconds_total"]["process_cpu_seconds_total"]) > 0
     rss = float(samples["process_resident_memory_bytes"]["process_resident_memory_bytes"])
     assert rss > 10 * 2 ** 20  # an interpreter with aiohttp and numpy loaded

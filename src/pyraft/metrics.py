@@ -24,6 +24,14 @@ member's OpenTelemetry attributes carry ``member`` (its id), so the members of o
 stay apart; the Prometheus text has no such label (one endpoint per member).
 ``render_prometheus`` produces the Prometheus text exposition format and ``serve_metrics``
 serves it on ``GET /metrics`` (``pyraft node --metrics HOST:PORT``).
+
+A member's ``Metrics`` also carry what operators alert on: whether a leader is known and
+whether this member leads, why it lost leadership (``pyraft_leadership_lost_total{reason}``),
+what runs (``pyraft_build_info``), the process (``process_*``, read by
+``read_process_stats`` at each collection) and the key-value HTTP API's requests by route
+pattern, method and status (recorded by ``http_metrics_middleware``).
+``register_prometheus`` adds a member to an application's ``prometheus_client`` registry
+(an optional dependency: the ``prometheus`` extra).
 """
 
 from __future__ import annotations
@@ -415,7 +423,10 @@ class Metrics(_Registry):
         core = getattr(cluster, "core", None)
         if core is not None:
             self.term.set(core.term)
-            self.leader_changed(core.role.value, core.lead)
+            if getattr(cluster, "_stopped", False):  # a stopped member leads nothing
+                self.leader_changed("follower", 0)
+            else:
+                self.leader_changed(core.role.value, core.lead)
             self.commit_index.set(core.log.committed)
             last = core.log.last_index()
             self.last_index.set(last)

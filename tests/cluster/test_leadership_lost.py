@@ -136,6 +136,9 @@ def test_stop_reports_a_stopped_leader_to_subscribers():
             assert received[-1].leader is None
             assert count(leader, R.STOPPED) == 1
             assert leader.metrics.is_leader.value() == 0
+            leader.metrics.refresh(leader)  # as a scrape after the stop would
+            assert leader.metrics.is_leader.value() == 0
+            assert leader.metrics.role.value(("leader",)) == 0
             follower = next(m for m in members if m is not leader)
             assert follower.metrics.leadership_lost.value(("stopped",)) == 0
 
