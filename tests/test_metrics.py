@@ -249,3 +249,107 @@ def test_bytes_per_peer_are_read_from_the_transport():
         == "1234"
     assert samples["pyraft_peer_bytes_received_total"][
         'pyraft_peer_bytes_received_total{peer="2"}'] == "99"
+
+
+def test_leader_gauges_follow_the_leader():
+    async def body():
+        network = MemoryNetwork(through_codec=True)
+        async with cluster(network) as members:
+            leader = await leader_of(members)
+            followers = [m for m in members if m is not leader]
+            for member in members:
+                assert member.metrics.is_leader.value() == (1 if member is leader else 0)
+            for follower in followers:  # recorded as the Ready said, before any refresh
+                await follower.wait_for_commit(leader.commit_index, timeout=5)
+                assert follower.metrics.has_leader.value() == 1
+            network.isolate(leader.id)
+            lonely = leader
+
+            async def stepped_down():
+                while lonely.is_leader:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(stepped_down(), 10)
+            samples = parse(render_prometheus(lonely.metrics, lonely))
+            assert samples["pyraft_is_leader"] == {"pyraft_is_leader": "0"}
+            assert samples["pyraft_has_leader"] == {"pyraft_has_leader": "0"}
+            assert samples["pyraft_leadership_lost_total"][
+                'pyraft_leadership_lost_total{reason="check-quorum"}'] == "1"
+            network.heal()
+
+    run(body)
+
+
+def test_build_info_names_versions_and_kernels():
+    import platform
+    from importlib.metadata import version
+
+    import raftcore
+    from raftcore.crc import crc32c_implementation
+
+    samples = parse(render_prometheus(Metrics(opentelemetry=False)))
+    (series, value), = samples["pyraft_build_info"].items()
+    assert value == "1"
+    expected = {"version": version("raftcore"), "python": platform.python_version(),
+                "python_implementation": platform.python_implementation(),
+                "kernels": "python" if raftcore.USE_TWINS else "compiled",
+                "crc32c": crc32c_implementation()}
+    assert series == "pyraft_build_info{" + ",".join(
+        f'{label}="{text}"' for label, text in expected.items()) + "}"
+
+
+def test_process_stats_from_proc_and_from_the_portable_fallback(tmp_path):
+    import os
+    import resource
+    import sys
+    import time
+
+    from pyraft import metrics as metrics_module
+    from pyraft.metrics import read_process_stats
+
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("no /proc here: the fallback test below covers this platform")
+    before = os.times()
+    stats = read_process_stats()
+    after = os.times()
+    assert before.user + before.system - 0.02 <= stats["cpu_seconds"] \
+        <= after.user + after.system + 0.02
+    opened = [open(tmp_path / f"f{i}", "w") for i in range(7)]  # noqa: SIM115
+    try:
+        # (a descriptor closed by the garbage collector meanwhile is tolerated)
+        assert abs(read_process_stats()["open_fds"] - stats["open_fds"] - 7) <= 1
+    finally:
+        for handle in opened:
+            handle.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 2 ** 20 < stats["resident_memory_bytes"] <= peak + 2 ** 20
+    assert stats["virtual_memory_bytes"] >= stats["resident_memory_bytes"]
+    assert stats["max_fds"] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    # a child started now reports a start time of now
+    spawned = time.time()
+    child = __import__("subprocess").run(
+        [sys.executable, "-c", "from pyraft.metrics import read_process_stats as r; "
+                               "print(r()['start_time_seconds'])"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert spawned - 3 <= float(child.stdout) <= time.time() + 1  # boot time: whole seconds
+
+    fallback = read_process_stats(proc=str(tmp_path / "no-proc"))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    assert fallback["cpu_seconds"] <= usage.ru_utime + usage.ru_stime + 0.02
+    assert fallback["cpu_seconds"] >= stats["cpu_seconds"] - 0.02
+    assert stats["resident_memory_bytes"] - 2 ** 20 <= fallback["resident_memory_bytes"] \
+        <= usage.ru_maxrss * 1024  # the peak
+    assert fallback["start_time_seconds"] == metrics_module._IMPORTED_AT
+    assert "virtual_memory_bytes" not in fallback
+    assert fallback["open_fds"] >= 3  # /dev/fd lists this process's descriptors
+
+
+def test_process_metrics_rendered_only_once_read():
+    metrics = Metrics(opentelemetry=False)
+    text = render_prometheus(metrics)
+    assert "# TYPE process_cpu_seconds_total counter" in text
+    assert "\nprocess_cpu_seconds_total " not in text
+    metrics.refresh_process()
+    samples = parse(render_prometheus(metrics))
+    assert float(samples["process_cpu_seconds_total"]["process_cpu_seconds_total"]) > 0
+    assert float(samples["process_open_fds"]["process_open_fds"]) > 0

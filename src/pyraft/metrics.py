@@ -24,6 +24,14 @@ member's OpenTelemetry attributes carry ``member`` (its id), so the members of o
 stay apart; the Prometheus text has no such label (one endpoint per member).
 ``render_prometheus`` produces the Prometheus text exposition format and ``serve_metrics``
 serves it on ``GET /metrics`` (``pyraft node --metrics HOST:PORT``).
+
+A member's ``Metrics`` also carry what operators alert on: whether a leader is known and
+whether this member leads, why it lost leadership (``pyraft_leadership_lost_total{reason}``),
+what runs (``pyraft_build_info``), the process (``process_*``, read by
+``read_process_stats`` at each collection) and the key-value HTTP API's requests by route
+pattern, method and status (recorded by ``http_metrics_middleware``).
+``register_prometheus`` adds a member to an application's ``prometheus_client`` registry
+(an optional dependency: the ``prometheus`` extra).
 """
 
 from __future__ import annotations
@@ -31,13 +39,19 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
+import platform
+import sys
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 
 log = logging.getLogger("pyraft.metrics")
 
-__all__ = ["ClientMetrics", "Counter", "Gauge", "Histogram", "Metrics", "render_prometheus",
-           "serve_metrics", "SECONDS_BUCKETS", "SIZE_BUCKETS"]
+__all__ = ["ClientMetrics", "Counter", "Gauge", "Histogram", "Metrics", "PrometheusCollector",
+           "build_info", "http_metrics_middleware", "read_process_stats",
+           "register_prometheus", "render_prometheus", "serve_metrics", "SECONDS_BUCKETS",
+           "SIZE_BUCKETS"]
 
 SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +59,13 @@ SIZE_BUCKETS = tuple(float(4 ** i) for i in range(10))  # 1 .. 262144
 BYTES_BUCKETS = tuple(float(1 << (10 + 2 * i)) for i in range(12))  # 1 KiB .. 4 TiB
 
 ROLES = ("follower", "pre-candidate", "candidate", "leader")
+#: the values of ``LeadershipLossReason`` (``pyraft.core``), every one exported from the start
+LEADERSHIP_LOSS_REASONS = ("higher-term", "check-quorum", "transfer", "resign", "removed",
+                           "stopped")
+#: HTTP methods kept as label values; any other is counted as "other" (bounded cardinality)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+HTTP_LABELS = ("route", "method", "status")
+BUILD_INFO_LABELS = ("version", "python", "python_implementation", "kernels", "crc32c")
 
 
 class _Instrument:
@@ -244,6 +265,56 @@ class Metrics(_Registry):
             "pyraft_replication_lag_entries",
             "On the leader: entries a follower lacks (last index minus its match index).",
             ("follower",)))
+        self.has_leader = add(Gauge(
+            "pyraft_has_leader", "1 while this member knows a leader (itself included), else 0."))
+        self.is_leader = add(Gauge("pyraft_is_leader", "1 while this member leads, else 0."))
+        self.leadership_lost = add(Counter(
+            "pyraft_leadership_lost_total",
+            "Times this member stopped leading, by reason (higher-term, check-quorum, "
+            "transfer, resign, removed, stopped).", ("reason",)))
+        for reason in LEADERSHIP_LOSS_REASONS:
+            self.leadership_lost.set(0, (reason,))
+        self.build_info = add(Gauge(
+            "pyraft_build_info",
+            "Always 1; the labels say what runs: the raftcore version, the Python version and "
+            "implementation, the kernels (compiled or python twins) and the CRC32C code.",
+            BUILD_INFO_LABELS))
+        self.build_info.set(1, tuple(build_info()[label] for label in BUILD_INFO_LABELS))
+        # the HTTP API (recorded by ``http_metrics_middleware``)
+        self.http_requests = add(Counter(
+            "pyraft_http_requests_total",
+            "HTTP API requests answered, by route pattern, method and status.",
+            HTTP_LABELS))
+        self.http_request_seconds = add(Histogram(
+            "pyraft_http_request_duration_seconds",
+            "Time to answer an HTTP API request, by route pattern, method and status.",
+            SECONDS_BUCKETS, HTTP_LABELS))
+        # the process (read from /proc on Linux when collected)
+        self.process_cpu = add(Counter(
+            "process_cpu_seconds_total", "User and system CPU time spent, in seconds.",
+            pulled=True))
+        self.process_resident_memory = add(Gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes (where /proc is missing: the peak, ru_maxrss)."))
+        self.process_virtual_memory = add(Gauge(
+            "process_virtual_memory_bytes", "Virtual memory size in bytes (Linux only)."))
+        self.process_open_fds = add(Gauge(
+            "process_open_fds", "Number of open file descriptors."))
+        self.process_max_fds = add(Gauge(
+            "process_max_fds", "Maximum number of open file descriptors (soft limit)."))
+        self.process_start_time = add(Gauge(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds."))
+        self._process = {
+            "cpu_seconds": self.process_cpu,
+            "resident_memory_bytes": self.process_resident_memory,
+            "virtual_memory_bytes": self.process_virtual_memory,
+            "open_fds": self.process_open_fds,
+            "max_fds": self.process_max_fds,
+            "start_time_seconds": self.process_start_time,
+        }
+        for instrument in self._process.values():
+            instrument.values.clear()  # no sample until read
         # the Ready pipeline and the disk
         self.ready_seconds = add(Histogram(
             "pyraft_ready_seconds", "Time to handle one Ready (persist, send, apply).",
@@ -309,6 +380,22 @@ class Metrics(_Registry):
                 meter_provider, {} if member is None else {"member": str(member)})
 
     # ---- recording helpers (called by the runtime) ------------------------------------------
+    def leader_changed(self, role: str, leader: int) -> None:
+        """Record a soft-state change: this member's role and the leader it knows (0: none)."""
+        self.role_changed(role)
+        self.has_leader.set(1 if leader else 0)
+        self.is_leader.set(1 if role == "leader" else 0)
+
+    def refresh_process(self) -> None:
+        """Read the process metrics (``read_process_stats``)."""
+        stats = read_process_stats()
+        for key, instrument in self._process.items():
+            value = stats.get(key)
+            if value is None:
+                instrument.values.clear()
+            else:
+                instrument.values[()] = value
+
     def role_changed(self, role: str) -> None:
         """Record a role change reported by a Ready (``Role.value``)."""
         previous, self._last_role = self._last_role, role
@@ -332,10 +419,14 @@ class Metrics(_Registry):
 
     def refresh(self, cluster) -> None:
         """Read the values that are pulled rather than recorded from ``cluster``."""
+        self.refresh_process()
         core = getattr(cluster, "core", None)
         if core is not None:
             self.term.set(core.term)
-            self.role_changed(core.role.value)
+            if getattr(cluster, "_stopped", False):  # a stopped member leads nothing
+                self.leader_changed("follower", 0)
+            else:
+                self.leader_changed(core.role.value, core.lead)
             self.commit_index.set(core.log.committed)
             last = core.log.last_index()
             self.last_index.set(last)
@@ -489,3 +580,221 @@ async def serve_metrics(cluster, host: str, port: int):
         await runner.cleanup()
         raise
     return runner
+
+
+# ---- build and process information ------------------------------------------------------------
+_build_info: dict[str, str] | None = None
+
+
+def build_info() -> dict[str, str]:
+    """What runs, as the labels of ``pyraft_build_info``: ``version`` (of the installed
+    raftcore distribution), ``python`` and ``python_implementation``, ``kernels``
+    (``compiled``, or ``python`` when ``PYRAFT_NO_EXTENSIONS`` forces the twins) and
+    ``crc32c`` (the CRC32C code chosen at import, e.g. ``sse4.2``)."""
+    global _build_info
+    if _build_info is None:
+        import raftcore
+        from raftcore.crc import crc32c_implementation
+
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+            try:
+                installed = version("raftcore")
+            except PackageNotFoundError:  # run from a source tree
+                installed = raftcore.__version__
+        except ImportError:  # pragma: no cover - always present on Python >= 3.8
+            installed = raftcore.__version__
+        _build_info = {
+            "version": installed,
+            "python": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "kernels": "python" if raftcore.USE_TWINS else "compiled",
+            "crc32c": str(crc32c_implementation()),
+        }
+    return dict(_build_info)
+
+
+#: when this module was imported: the start time where /proc cannot say
+_IMPORTED_AT = time.time()
+_boot_time: float | None = None
+
+
+def _linux_boot_time() -> float:
+    global _boot_time
+    if _boot_time is None:
+        with open("/proc/stat", "rb") as stat:
+            for line in stat:
+                if line.startswith(b"btime "):
+                    _boot_time = float(line.split()[1])
+                    break
+            else:
+                raise OSError("/proc/stat has no btime line")
+    return _boot_time
+
+
+def read_process_stats(proc: str = "/proc/self") -> dict[str, float]:
+    """This process's CPU seconds (user + system), resident and virtual memory bytes, open
+    and maximum file descriptors and start time (seconds since the epoch), keyed as in
+    ``Metrics._process``. On Linux from ``proc`` (``/proc/self``); elsewhere (or where
+    ``proc`` cannot be read) through ``resource`` and ``os``: CPU from ``getrusage``, the
+    resident memory is the peak (``ru_maxrss``), open descriptors from ``/dev/fd`` where it
+    exists, the start time is when ``pyraft.metrics`` was imported, and there is no virtual
+    memory size. A value that cannot be read is left out."""
+    stats: dict[str, float] = {}
+    try:
+        import resource
+    except ImportError:  # Windows
+        resource = None  # type: ignore[assignment]
+    if resource is not None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft_limit != resource.RLIM_INFINITY:
+            stats["max_fds"] = float(soft_limit)
+    try:
+        with open(f"{proc}/stat", "rb") as stat_file:
+            text = stat_file.read()
+        # the fields after the command name (which may hold spaces and parentheses); field
+        # n of proc(5) is fields[n - 3]
+        fields = text[text.rindex(b")") + 2:].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        stats["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / ticks
+        stats["start_time_seconds"] = _linux_boot_time() + int(fields[19]) / ticks
+        stats["virtual_memory_bytes"] = float(int(fields[20]))
+        stats["resident_memory_bytes"] = float(int(fields[21]) * os.sysconf("SC_PAGE_SIZE"))
+        stats["open_fds"] = float(len(os.listdir(f"{proc}/fd")))
+        return stats
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass  # not Linux, or no /proc: the portable reading below
+    if resource is not None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        stats["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+        # kilobytes on Linux and the BSDs, bytes on macOS
+        scale = 1 if sys.platform == "darwin" else 1024
+        stats["resident_memory_bytes"] = float(usage.ru_maxrss * scale)
+    else:
+        times = os.times()
+        stats["cpu_seconds"] = times.user + times.system
+    try:
+        stats["open_fds"] = float(len(os.listdir("/dev/fd")))
+    except OSError:
+        pass
+    stats["start_time_seconds"] = _IMPORTED_AT
+    return stats
+
+
+# ---- HTTP API metrics -------------------------------------------------------------------------
+def http_metrics_middleware(metrics: Metrics):
+    """An aiohttp middleware that counts each request in ``pyraft_http_requests_total`` and
+    times it in ``pyraft_http_request_duration_seconds``, by route pattern (``/v1/kv/{key}``,
+    never the path itself: ``unmatched`` for a path no route takes), method (``other`` for
+    an unusual one) and status (``499`` when the client went away first). Install it first
+    (outermost), so the status is the one sent."""
+    import asyncio
+
+    from aiohttp import web
+
+    requests, seconds = metrics.http_requests, metrics.http_request_seconds
+
+    @web.middleware
+    async def record_http_metrics(request, handler):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            method = request.method if request.method in HTTP_METHODS else "other"
+            labels = (route, method, str(status))
+            requests.inc(1, labels)
+            seconds.observe(time.perf_counter() - started, labels)
+
+    return record_http_metrics
+
+
+# ---- prometheus_client adapter ----------------------------------------------------------------
+_PROMETHEUS_MISSING = ("the prometheus_client adapter of pyraft.metrics needs the "
+                       "prometheus-client package: pip install 'raftcore[prometheus]'")
+
+
+def _prometheus_core():
+    try:
+        from prometheus_client import core
+    except ImportError as error:
+        raise ImportError(_PROMETHEUS_MISSING) from error
+    return core
+
+
+class PrometheusCollector:
+    """A ``prometheus_client`` collector yielding a member's metrics: the same families,
+    series and values as ``render_prometheus``. ``process=False`` leaves out the
+    ``process_*`` families (an application's registry usually has its own process
+    collector, and a name registered twice is refused). Needs the ``prometheus`` extra."""
+
+    def __init__(self, metrics: Metrics | ClientMetrics, cluster=None, *,
+                 process: bool = False) -> None:
+        self._core = _prometheus_core()
+        self.metrics = metrics
+        self.cluster = cluster
+        self.process = process
+
+    def _instruments(self) -> list[_Instrument]:
+        return [instrument for instrument in self.metrics.instruments
+                if self.process or not instrument.name.startswith("process_")]
+
+    def describe(self) -> Iterator:
+        """The families without samples (what ``CollectorRegistry.register`` checks)."""
+        for instrument in self._instruments():
+            yield self._family(instrument, with_samples=False)
+
+    def collect(self) -> Iterator:
+        if self.cluster is not None and isinstance(self.metrics, Metrics):
+            self.metrics.refresh(self.cluster)
+        elif self.process and isinstance(self.metrics, Metrics):
+            self.metrics.refresh_process()
+        for instrument in self._instruments():
+            yield self._family(instrument, with_samples=True)
+
+    def _family(self, instrument: _Instrument, with_samples: bool):
+        core = self._core
+        labels = list(instrument.labels)
+        if isinstance(instrument, Histogram):
+            family = core.HistogramMetricFamily(instrument.name, instrument.help, labels=labels)
+            if with_samples:
+                bounds = [*(_number(bound) for bound in instrument.buckets), "+Inf"]
+                for values, (counts, total, _count) in sorted(
+                        instrument.series.items(), key=lambda item: str(item[0])):
+                    cumulative, buckets = 0, []
+                    for bound, hits in zip(bounds, counts):
+                        cumulative += hits
+                        buckets.append((bound, cumulative))
+                    family.add_metric([str(value) for value in values], buckets, total)
+            return family
+        kind = (core.CounterMetricFamily if isinstance(instrument, Counter)
+                else core.GaugeMetricFamily)
+        family = kind(instrument.name, instrument.help, labels=labels)
+        if with_samples:
+            for values, value in sorted(instrument.values.items(),
+                                        key=lambda item: str(item[0])):
+                family.add_metric([str(v) for v in values], value)
+        return family
+
+
+def register_prometheus(cluster, registry=None, *, process: bool = False) -> PrometheusCollector:
+    """Register the metrics of ``cluster`` (a ``RaftCluster``) in a ``prometheus_client``
+    registry (by default ``prometheus_client.REGISTRY``); returns the collector
+    (``registry.unregister(collector)`` removes it). The pulled values are read from the
+    cluster at every scrape. Several members of one process need one registry each: their
+    families have the same names. Needs the ``prometheus`` extra."""
+    collector = PrometheusCollector(cluster.metrics, cluster, process=process)
+    if registry is None:
+        from prometheus_client import REGISTRY as registry
+    registry.register(collector)
+    return collector

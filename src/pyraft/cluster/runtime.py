@@ -59,7 +59,13 @@ from pyraft.core import (
     Role,
     SoftState,
 )
-from pyraft.core.messages import MembershipEventKind, Snapshot, SnapshotMeta
+from pyraft.core.messages import (
+    LeadershipLossReason,
+    LeadershipLost,
+    MembershipEventKind,
+    Snapshot,
+    SnapshotMeta,
+)
 from pyraft.core.storage import ExternalSnapshots
 from pyraft.errors import (
     LogCompactedError,
@@ -107,6 +113,8 @@ class LeaderChange:
     leader: int | None  # None while no leader is known
     term: int
     address: str | None
+    #: set when this member stopped leading: why (``lost.reason``, ``lost.describe()``)
+    lost: LeadershipLost | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -492,6 +500,11 @@ class RaftCluster:
                     asyncio.gather(*pending, return_exceptions=True),
                     self.graceful_shutdown_timeout_ms / 1000.0,
                 )
+        if self.core.role is Role.LEADER:
+            lost = LeadershipLost(LeadershipLossReason.STOPPED, self.core.term)
+            self._report_leadership_lost(lost)
+            self.metrics.leader_changed("follower", 0)
+            self._publish_leader_change(LeaderChange(None, self.core.term, None, lost))
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -962,8 +975,10 @@ class RaftCluster:
             log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
                      event.index)
         self.core.advance(rd)
+        for lost in rd.leadership_lost:
+            self._report_leadership_lost(lost)
         if rd.soft_state is not None:
-            self._leader_changed(rd.soft_state)
+            self._leader_changed(rd.soft_state, rd.leadership_lost)
         self._update_peers()
         self._resolve_waiters()
         self.metrics.after_ready(self, time.perf_counter() - started)
@@ -1291,9 +1306,17 @@ class RaftCluster:
         self.core.compacted_to(index)
         log.info("member %d: snapshot at %d", self.id, index)
 
-    def _leader_changed(self, soft: SoftState) -> None:
+    def _report_leadership_lost(self, lost: LeadershipLost) -> None:
+        """Log why this member stopped leading (a warning unless it was asked to) and count it."""
+        self.metrics.leadership_lost.inc(1, (lost.reason.value,))
+        asked = lost.reason in (LeadershipLossReason.TRANSFER, LeadershipLossReason.RESIGN,
+                                LeadershipLossReason.STOPPED)
+        log.log(logging.INFO if asked else logging.WARNING,
+                "member %d lost leadership in term %d: %s", self.id, lost.term, lost.describe())
+
+    def _leader_changed(self, soft: SoftState, lost: list[LeadershipLost] | None = None) -> None:
         core = self.core
-        self.metrics.role_changed(soft.role.value)
+        self.metrics.leader_changed(soft.role.value, soft.leader)
         if soft.role is Role.LEADER:
             self._token_for_term()
             log.info("member %d won the election: it leads term %d", self.id, core.term)
@@ -1316,7 +1339,11 @@ class RaftCluster:
             self._emit("role-changed", self.id)
         self._emit("leader-changed", soft.leader or None)
         change = LeaderChange(soft.leader or None, core.term,
-                              self._address_of(soft.leader) if soft.leader else None)
+                              self._address_of(soft.leader) if soft.leader else None,
+                              lost[-1] if lost and soft.role is not Role.LEADER else None)
+        self._publish_leader_change(change)
+
+    def _publish_leader_change(self, change: LeaderChange) -> None:
         for callback in list(self._callbacks):
             try:
                 callback(change)

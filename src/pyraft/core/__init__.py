@@ -7,6 +7,8 @@ with ``ready()``; persist, send and apply it; acknowledge it with ``advance(read
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import (
     HardState,
+    LeadershipLossReason,
+    LeadershipLost,
     Message,
     MessageType,
     ReadState,
@@ -23,6 +25,8 @@ from pyraft.core.storage import LogStorage, MemoryLogStorage
 __all__ = [
     "Configuration",
     "HardState",
+    "LeadershipLossReason",
+    "LeadershipLost",
     "LogStorage",
     "MemoryLogStorage",
     "Message",

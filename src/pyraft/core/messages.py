@@ -202,6 +202,45 @@ class MembershipEventKind(enum.Enum):
     REMOVED_DEAD = "removed-dead"  # the failure detector judged a voter dead; removal proposed
 
 
+class LeadershipLossReason(enum.Enum):
+    """Why a leader stopped leading (``LeadershipLost.reason``)."""
+
+    HIGHER_TERM = "higher-term"  # a message of a higher term arrived from ``member``
+    CHECK_QUORUM = "check-quorum"  # no quorum heard from within an election timeout (thesis 6.2)
+    TRANSFER = "transfer"  # leadership handed to ``member`` (thesis 3.10)
+    RESIGN = "resign"  # resign() handed leadership to ``member``
+    REMOVED = "removed"  # this member's removal from the configuration committed (thesis 4.2.2)
+    STOPPED = "stopped"  # the runtime stopped the member (never produced by the core)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadershipLost:
+    """A leader stepped down: ``term`` is the term it led; ``member`` the member that had a
+    higher term (``HIGHER_TERM``) or that leadership went to (``TRANSFER``, ``RESIGN``), 0
+    otherwise; ``member_term`` the higher term seen (``HIGHER_TERM``, ``TRANSFER``,
+    ``RESIGN``), 0 otherwise."""
+
+    reason: LeadershipLossReason
+    term: int
+    member: int = 0
+    member_term: int = 0
+
+    def describe(self) -> str:
+        """The reason in words, e.g. ``member 3 has term 8``."""
+        reason = self.reason
+        if reason is LeadershipLossReason.HIGHER_TERM:
+            return f"member {self.member} has term {self.member_term}"
+        if reason is LeadershipLossReason.CHECK_QUORUM:
+            return "no quorum heard from within the election timeout (check-quorum)"
+        if reason is LeadershipLossReason.TRANSFER:
+            return f"leadership transferred to member {self.member}"
+        if reason is LeadershipLossReason.RESIGN:
+            return f"resigned in favour of member {self.member}"
+        if reason is LeadershipLossReason.REMOVED:
+            return "removed from the configuration"
+        return "stopped"
+
+
 @dataclass(frozen=True, slots=True)
 class MembershipEvent:
     kind: MembershipEventKind
@@ -235,6 +274,8 @@ class Ready:
     persisted_messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     events: list[MembershipEvent] = field(default_factory=list)
+    #: the times this member stopped leading since the previous Ready, oldest first
+    leadership_lost: list[LeadershipLost] = field(default_factory=list)
     must_sync: bool = False
 
     def empty(self) -> bool:
@@ -249,4 +290,5 @@ class Ready:
             or self.persisted_messages
             or self.read_states
             or self.events
+            or self.leadership_lost
         )

@@ -23,6 +23,8 @@ from pyraft.core.membership import Configuration, majority_index
 from pyraft.core.messages import (
     LOCAL_TYPES,
     HardState,
+    LeadershipLossReason,
+    LeadershipLost,
     MembershipEvent,
     MembershipEventKind,
     Message,
@@ -225,6 +227,12 @@ class RaftNode:
         #: (address, sorted (key, value) pairs); None: nothing to announce
         self._own_info: tuple[str, tuple[tuple[str, str], ...]] | None = None
         self._info_sent_tick = -1
+        #: leader: the transfer to ``lead_transferee`` was asked for by ``resign()``
+        self._resigning = False
+        #: the step-downs not yet handed out in a Ready (``Ready.leadership_lost``)
+        self._leadership_lost: list[LeadershipLost] = []
+        #: the latest step-down of this member, None if it never led
+        self.leadership_lost: LeadershipLost | None = None
         self.become_follower(self.term, 0)
 
     # ---- public API --------------------------------------------------------------------------
@@ -250,9 +258,9 @@ class RaftNode:
             if m.type is T.PRE_VOTE or (m.type is T.PRE_VOTE_RESPONSE and not m.reject):
                 pass  # a pre-vote never changes terms (thesis 9.6)
             elif m.type in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
-                self.become_follower(m.term, m.src)
+                self.become_follower(m.term, m.src, self._higher_term_loss(m))
             else:
-                self.become_follower(m.term, 0)
+                self.become_follower(m.term, 0, self._higher_term_loss(m))
         elif m.term < self.term:
             if m.type in (T.APPEND, T.HEARTBEAT) and (
                 self.options.check_quorum or self.options.pre_vote
@@ -351,6 +359,7 @@ class RaftNode:
             raise ProposalDroppedError("no other voter to hand leadership to")
         target = min(candidates)[1]
         self.transfer_leadership(target)
+        self._resigning = self.lead_transferee == target
         return target
 
     def restore_applied(self, index: int) -> None:
@@ -428,6 +437,7 @@ class RaftNode:
             or self._snapshot_chunks
             or self.read_states
             or self.events
+            or self._leadership_lost
             or self.log.unstable_snapshot is not None
             and not self.log.snapshot_in_progress
             or self.log.in_progress <= self.log.last_index()
@@ -481,6 +491,7 @@ class RaftNode:
         self._messages = []
         rd.read_states, self.read_states = self.read_states, []
         rd.events, self.events = self.events, []
+        rd.leadership_lost, self._leadership_lost = self._leadership_lost, []
         self._outstanding = rd
         return rd
 
@@ -502,7 +513,13 @@ class RaftNode:
                     self._after_commit()
 
     # ---- roles -------------------------------------------------------------------------------
-    def become_follower(self, term: int, lead: int) -> None:
+    def become_follower(self, term: int, lead: int, lost: LeadershipLost | None = None) -> None:
+        """Follow ``lead`` (0: unknown) in ``term``. A leader steps down only with the reason
+        ``lost``, recorded for the next Ready and in ``leadership_lost``."""
+        if self.role is Role.LEADER:
+            invariant(lost is not None, "a leader steps down without a reason")
+            self.leadership_lost = lost
+            self._leadership_lost.append(lost)
         self._reset(term)
         self.lead = lead
         self.role = Role.FOLLOWER
@@ -565,6 +582,7 @@ class RaftNode:
         self._fresh_votes = set()
         self.progress = {}
         self.lead_transferee = 0
+        self._resigning = False
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self._uncommitted_batches.clear()
@@ -799,7 +817,8 @@ class RaftNode:
         t = m.type
         if t is T.CHECK_QUORUM:
             if not self._quorum_active():
-                self.become_follower(self.term, 0)  # thesis 6.2
+                self.become_follower(  # thesis 6.2
+                    self.term, 0, LeadershipLost(LeadershipLossReason.CHECK_QUORUM, self.term))
             return
         if t is T.READ_INDEX:
             self._leader_read_index(m)
@@ -1042,7 +1061,8 @@ class RaftNode:
         self._maybe_promote()
         if self.id not in self.configuration.members and self.pending_conf_index <= index:
             # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
-            self.become_follower(self.term, 0)
+            self.become_follower(
+                self.term, 0, LeadershipLost(LeadershipLossReason.REMOVED, self.term))
         return True
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
@@ -1133,12 +1153,25 @@ class RaftNode:
         if self.lead_transferee == target:
             return
         self.lead_transferee = target
+        self._resigning = False
         self.election_elapsed = 0
         pr = self.progress[target]
         if pr.match == self.log.last_index():
             self._send(T.TIMEOUT_NOW, target)
         else:
             self._send_append(target)
+
+    def _higher_term_loss(self, m: Message) -> LeadershipLost | None:
+        """Why a leader steps down for ``m`` of a higher term: the target of its transfer
+        campaigned (or leads), or another member has a newer term."""
+        if self.role is not Role.LEADER:
+            return None
+        if self.lead_transferee and m.src == self.lead_transferee:
+            reason = (LeadershipLossReason.RESIGN if self._resigning
+                      else LeadershipLossReason.TRANSFER)
+        else:
+            reason = LeadershipLossReason.HIGHER_TERM
+        return LeadershipLost(reason, self.term, m.src, m.term)
 
     # ---- follower handlers -------------------------------------------------------------------
     def _handle_append(self, m: Message) -> None:

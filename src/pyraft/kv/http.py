@@ -75,6 +75,7 @@ from pyraft.kv.machine import (
     SessionOpened,
     StaleRequest,
 )
+from pyraft.metrics import http_metrics_middleware
 
 __all__ = ["VALUE_BYTES_MAX_DEFAULT", "bound_port", "create_app", "serve"]
 
@@ -461,6 +462,7 @@ def create_app(
     # bodies are read by the handlers with their own bound; this only has to be larger
     app = web.Application(middlewares=[_json_errors],
                           client_max_size=4 * value_bytes_max + 8192)
+    app.middlewares.insert(0, http_metrics_middleware(cluster.metrics))  # outermost
     app.router.add_get("/v1/kv/{key}", api.get, allow_head=False)
     app.router.add_put("/v1/kv/{key}", api.put)
     app.router.add_delete("/v1/kv/{key}", api.delete)

@@ -77,7 +77,8 @@ Output
 ------
 A handled Ready renders as ``> ID handling Ready NUMBER`` (``(must sync)`` when it asks for
 a sync) followed by the parts it holds, in the order the runtime deals with them:
-``soft state`` (role, leader), ``hard state`` (term, vote, commit), ``entries`` to persist,
+``soft state`` (role, leader), ``leadership lost`` (the term led, the reason, and the member
+and term concerned), ``hard state`` (term, vote, commit), ``entries`` to persist,
 ``messages`` (sent at once: the leader's replication), ``messages after persistence``,
 ``committed`` entries applied, ``read states`` and membership ``events``. An entry renders
 as ``index/term`` and its kind (``noop``, ``cmd "payload"``, ``conf voters=.. learners=..``);
@@ -561,6 +562,9 @@ class InteractionEnv:
         if rd.soft_state is not None:
             soft = rd.soft_state
             out.append(f"  soft state: {soft.role.value} lead={soft.leader}")
+        for lost in rd.leadership_lost:
+            out.append(f"  leadership lost: term={lost.term} {lost.reason.value}"
+                       + (f" member={lost.member} t{lost.member_term}" if lost.member else ""))
         if rd.hard_state is not None:
             hard = rd.hard_state
             out.append(f"  hard state: term={hard.term} vote={hard.vote} commit={hard.commit}")

@@ -209,6 +209,10 @@ class SimNode:
         if self.pending is not None or not core.has_ready():
             return
         rd = core.ready()
+        for lost in rd.leadership_lost:
+            self.sim.leadership_lost.append((self.id, lost))
+            self.sim.trace.append(f"t{self.sim.now} {self.id} lost leadership of term "
+                                  f"{lost.term}: {lost.describe()}")
         for m in rd.messages:
             self.sim.send(m)
         delay = 0
@@ -338,6 +342,8 @@ class Simulation:
         self.blocked: set[tuple[int, int]] = set()  # (src, dst) links that drop everything
         self.heal_at = 0
         self.trace: deque[str] = deque(maxlen=200)
+        #: (member, LeadershipLost) from every Ready handled, oldest first
+        self.leadership_lost: list = []
         # checkers' state
         self.leaders: dict[int, int] = {}  # term -> leader
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, payload)
