@@ -70,6 +70,27 @@ def test_a_refused_port_is_retried_until_the_timeout():
     assert done.elapsed < 5
 
 
+@pytest.mark.parametrize("command", [["kv", "delete", "k"], ["kv", "cas", "k", "-", "v"],
+                                     ["member", "list"], ["member", "add", "4", "h:1"],
+                                     ["member", "remove", "4"]])
+def test_every_command_says_which_url_refused(command):
+    url = f"http://127.0.0.1:{free_port()}"
+    done = cli(*command, "--timeout", "0.5", env={"PYRAFT_CLUSTER": url})
+    assert f"{url}: connection refused" in one_line_error(done, 1)
+    assert done.stdout == ""
+
+
+def test_the_status_of_a_cluster_that_does_not_answer_is_a_row_per_url():
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    done = cli("status", "--cluster", ",".join(urls), "--timeout", "0.5")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[0] == "ID" and len(lines) == 3
+    for url, line in zip(urls, lines[1:]):
+        assert line.split()[:2] == ["-", "-"] and url.removeprefix("http://") in line
+        assert line.endswith("connection refused")
+
+
 def test_a_name_that_does_not_resolve_fails_at_once():
     url = "http://nonexistent.invalid:8080"
     done = cli("kv", "get", "k", "--cluster", url, "--timeout", "20")

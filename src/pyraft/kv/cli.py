@@ -337,6 +337,8 @@ async def _status_rows(client: KVClient) -> list[dict]:
         pending = list(dict.fromkeys(client.urls))
         scheme = client.urls[0].split("://")[0]
         for _ in range(8):  # rounds of discovery (each finds members named by the last)
+            for url in pending:  # the rows of unknown URLs keep the order given
+                answers.setdefault(_host_port(url), "not asked")
             await asyncio.gather(*(ask(url) for url in pending))
             asked = {_host_port(url) for url in client.urls} | set(answers)
             named = {member.get("http") for status in _statuses(answers)
