@@ -62,6 +62,31 @@ def test_a_black_hole_ends_at_the_timeout_naming_the_url(black_hole):
     assert done.elapsed < 5  # the old client took about 12 s here
 
 
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(30)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    environment = {k: v for k, v in os.environ.items() if k != "PYRAFT_CLUSTER"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyraft", "kv", "put", "k", "v", "--cluster", url,
+         "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=environment)
+    try:
+        connection, _ = listener.accept()  # the command is waiting for an answer now
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        connection.close()
+    finally:
+        listener.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130
+    assert stderr.strip() == "pyraft kv: interrupted (a write's outcome is unknown)"
+
+
 def test_a_refused_port_is_retried_until_the_timeout():
     url = f"http://127.0.0.1:{free_port()}"
     done = cli("kv", "put", "k", "v", "--cluster", url, "--timeout", "0.5")

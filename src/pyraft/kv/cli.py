@@ -29,8 +29,8 @@ from collections.abc import Callable
 
 from pyraft.client import InvalidURLError, KVClient, KVClientError, RequestError
 
-__all__ = ["CLUSTER_VARIABLE", "EXIT_FAILED", "EXIT_NEGATIVE", "EXIT_OK", "EXIT_USAGE",
-           "TIMEOUT_DEFAULT_S", "add_client_arguments", "add_kv_arguments",
+__all__ = ["CLUSTER_VARIABLE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NEGATIVE", "EXIT_OK",
+           "EXIT_USAGE", "TIMEOUT_DEFAULT_S", "add_client_arguments", "add_kv_arguments",
            "add_member_arguments", "add_status_arguments", "client_from_args", "run_kv",
            "run_member", "run_status"]
 
@@ -48,6 +48,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: a negative answer: ``kv get`` of an absent key, ``kv cas`` that did not apply
 EXIT_NEGATIVE = 3
+#: interrupted by Ctrl+C (SIGINT), as shells report it
+EXIT_INTERRUPTED = 130
 
 EXIT_STATUSES = f"""exit status:
   {EXIT_OK}  success
@@ -56,7 +58,8 @@ EXIT_STATUSES = f"""exit status:
      refused the operation; for status: a member did not answer (its row says why)
   {EXIT_USAGE}  usage error: a bad option, URL or key, or no --cluster / ${CLUSTER_VARIABLE}
   {EXIT_NEGATIVE}  negative answer: kv get of an absent key (nothing is printed), kv cas
-     that did not apply"""
+     that did not apply
+  {EXIT_INTERRUPTED}  interrupted (Ctrl+C)"""
 
 VALUES = """values: printed as UTF-8 text; a value that is not UTF-8 is printed as
 "base64:" followed by its base64 form. With --json a value is {"value": TEXT,
@@ -228,6 +231,9 @@ def _run(command: str, args: argparse.Namespace,
     except KVClientError as error:
         print(f"pyraft {command}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"pyraft {command}: interrupted (a write's outcome is unknown)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _encoded(value: bytes | None) -> dict:
