@@ -112,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     from pyraft.kv.node import add_arguments as node_arguments
 
     node_arguments(node)
-    from pyraft.kv.cli import add_kv_arguments, add_status_arguments
+    from pyraft.kv.cli import add_kv_arguments, add_member_arguments, add_status_arguments
 
     add_kv_arguments(commands.add_parser("kv", help="get, put, delete, cas on the service"))
-    add_status_arguments(commands.add_parser("status", help="members, leader, indexes, lag"))
+    add_status_arguments(commands.add_parser(
+        "status", help="every member in one table: role, term, indexes, lag, errors"))
+    add_member_arguments(commands.add_parser("member", help="list, add or remove members"))
     wal = commands.add_parser("wal", help="inspect or repair a write-ahead log directory")
     wal_commands = wal.add_subparsers(dest="wal_command", required=True)
     inspect = wal_commands.add_parser("inspect", help="list and validate segments (read only)")
@@ -141,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         from pyraft.kv.cli import run_status
 
         return run_status(args)
+    if args.command == "member":
+        from pyraft.kv.cli import run_member
+
+        return run_member(args)
     if args.command == "node":
         from pyraft.kv.node import run as run_node
 
