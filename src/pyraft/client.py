@@ -18,7 +18,15 @@ Errors: :class:`KVClientError` is the base; :class:`UnavailableError` when the r
 used up (a write's outcome is then unknown); :class:`SessionExpiredError` when the session
 expired (the write was not applied; the next write opens a new session, but an earlier write
 that got no answer may or may not have been applied); :class:`RequestError` (also a
-``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why.
+``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why;
+:class:`TlsError` when the TLS handshake with a member fails (an ``https://`` URL to a
+plain-HTTP member, a certificate the ``ssl`` context does not trust): not retried.
+
+HTTPS and credentials: ``ssl`` (an ``ssl.SSLContext``, e.g. from
+:func:`pyraft.kv.security.client_ssl_context`) verifies the members' certificates and may
+present a client certificate; URLs without a scheme are then ``https://``. ``token`` is sent
+as ``Authorization: Bearer TOKEN`` (the administrative endpoints need it; see
+:mod:`pyraft.kv.security`).
 
 Metrics: ``kv.metrics`` is a :class:`pyraft.metrics.ClientMetrics` (pass ``metrics=`` to
 share one between clients): requests by operation and outcome, latency per operation,
@@ -32,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl as _ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -44,7 +53,7 @@ except ImportError:  # the ``http`` extra is not installed: KVClient() says so
 
 from pyraft.metrics import ClientMetrics
 
-__all__ = ["KVClient", "KVClientError", "RequestError", "SessionExpiredError",
+__all__ = ["KVClient", "KVClientError", "RequestError", "SessionExpiredError", "TlsError",
            "UnavailableError"]
 
 _RETRIED = (503, 504)
@@ -63,6 +72,11 @@ class SessionExpiredError(KVClientError):
     """The client's session expired; the write was not applied."""
 
 
+class TlsError(KVClientError, ConnectionError):
+    """The TLS handshake with a member failed (HTTPS to a plain-HTTP member, an untrusted or
+    refused certificate): a configuration mistake, not retried."""
+
+
 class RequestError(KVClientError, ValueError):
     """The server refused the request (4xx); ``status`` and ``kind`` (its error type)."""
 
@@ -73,9 +87,9 @@ class RequestError(KVClientError, ValueError):
         self.message = message
 
 
-def _base(url: str) -> str:
+def _base(url: str, scheme: str = "http") -> str:
     if "://" not in url:
-        url = "http://" + url
+        url = f"{scheme}://{url}"
     parts = urllib.parse.urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -98,11 +112,14 @@ class KVClient:
     ``timeout_s`` bounds each HTTP exchange; ``retries`` is how many times a request is sent
     again after a ``503``, ``504``, a connection failure or a redirect. ``metrics``: the
     :class:`~pyraft.metrics.ClientMetrics` to record into (by default a new one, mirrored to
-    the global OpenTelemetry meter provider when the API is installed).
+    the global OpenTelemetry meter provider when the API is installed). ``ssl``: the TLS
+    context of ``https://`` URLs (default: the system's trust store); ``token``: sent as
+    ``Authorization: Bearer`` with every request.
     """
 
     def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10,
-                 metrics: ClientMetrics | None = None) -> None:
+                 metrics: ClientMetrics | None = None, ssl: _ssl.SSLContext | None = None,
+                 token: str | None = None) -> None:
         if aiohttp is None:
             raise ImportError("the key-value client needs aiohttp: pip install 'raftcore[http]'")
         if not urls:
@@ -110,7 +127,11 @@ class KVClient:
         if metrics is not None and not isinstance(metrics, ClientMetrics):
             raise TypeError(f"metrics must be a ClientMetrics, not {type(metrics).__name__}")
         self.metrics = metrics if metrics is not None else ClientMetrics()
-        self.urls = [_base(url) for url in urls]
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        self.urls = [_base(url, "http" if ssl is None else "https") for url in urls]
+        self._ssl = ssl
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.timeout_s = timeout_s
         self.retries = retries
         self.leader_url: str | None = None
@@ -122,7 +143,9 @@ class KVClient:
         self._write_lock = asyncio.Lock()
 
     async def __aenter__(self) -> KVClient:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        connector = None if self._ssl is None else aiohttp.TCPConnector(ssl=self._ssl)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                           connector=connector, headers=self._headers)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -244,6 +267,9 @@ class KVClient:
                                               **kwargs) as response:
                     status, body = response.status, await response.read()
                     location = response.headers.get("Location")
+            except aiohttp.ClientSSLError as exc:
+                raise TlsError(f"{method} {base}{path}: the TLS handshake failed ({exc}); "
+                               "check the URL's scheme and the CA") from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 last = f"{base}: {type(exc).__name__}: {exc}"
                 self._failed(base)
