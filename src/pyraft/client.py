@@ -20,7 +20,8 @@ expired (the write was not applied; the next write opens a new session, but an e
 that got no answer may or may not have been applied); :class:`RequestError` (also a
 ``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why;
 :class:`TlsError` when the TLS handshake with a member fails (an ``https://`` URL to a
-plain-HTTP member, a certificate the ``ssl`` context does not trust): not retried.
+plain-HTTP member, a certificate the ``ssl`` context does not trust): not retried. (An
+``http://`` URL to an HTTPS member is a ``RequestError`` ``400 https_required``.)
 
 HTTPS and credentials: ``ssl`` (an ``ssl.SSLContext``, e.g. from
 :func:`pyraft.kv.security.client_ssl_context`) verifies the members' certificates and may

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import urllib.request
 import pytest
 import trustme
 
-from pyraft.client import KVClient, RequestError, TlsError, UnavailableError
+from pyraft.client import KVClient, RequestError, TlsError
 from pyraft.errors import ConfigError
 from pyraft.kv import security
 from pyraft.testing.processes import free_port
@@ -325,14 +326,17 @@ def test_https_cluster_admin_credentials_and_health(pki, nodes, tmp_path):
     async def plain_to_https():
         async with KVClient([f"http://{http[1]}"], timeout_s=2.0, retries=2) as client:
             started = time.monotonic()
-            with pytest.raises((RequestError, UnavailableError)) as caught:
+            with pytest.raises(RequestError) as caught:
                 await client.get("k")
             return caught.value, time.monotonic() - started
 
     error, elapsed = asyncio.run(plain_to_https())
+    assert isinstance(error, RequestError), error  # an answer, not retries into the void
+    assert error.status == 400 and error.kind == "https_required", error
+    assert f"https://HOST:{http[1].rpartition(':')[2]}" in error.message
     assert elapsed < 15.0, elapsed
-    if isinstance(error, RequestError):
-        assert error.status == 400 and error.kind == "https_required", error
+    status, _, body = fetch(f"http://{http[1]}/v1/status")  # any plain client, e.g. curl
+    assert status == 400 and json.loads(body)["error"] == "https_required", body
 
     # a member whose peers are gone: eventually not ready, for want of a leader
     survivor = victim
@@ -381,3 +385,59 @@ def test_plain_member_default_admin_refusal_and_https_mismatch(pki, nodes):
     wait_until(lambda: ready(other), "the insecure member is ready")
     status, _, body = fetch(other + "/v1/members", "POST", body={"address": "x"})
     assert status == 400 and json.loads(body)["error"] == "bad_member", body
+
+
+# ---- in process, on asyncio: the HTTPS listener leaks nothing --------------------------------
+def test_https_listener_in_process(pki):
+    """The HTTPS site on plain asyncio (``pyraft node`` prefers uvloop): TLS clients are
+    served, a plain request gets ``400 https_required``, a TLS client refused at the handshake
+    and a client that sends nothing do not disturb it, and stopping leaves no task behind
+    (``run`` fails on loop errors and leaked tasks)."""
+    import aiohttp
+
+    from pyraft.transport.memory import MemoryNetwork
+    from tests.kv.test_http import kv_cluster, leader_of, run
+
+    server = security.server_ssl_context(pki["member"], pki["member_key"], pki["ca"])
+    admin = security.AdminPolicy(token=TOKEN, client_certificates=True)
+
+    async def body():
+        async with kv_cluster(MemoryNetwork(), ssl_context=server, admin=admin) as (members,
+                                                                                   urls):
+            urls = {m: url.replace("http://", "https://") for m, url in urls.items()}
+            leader = await leader_of(members)
+            follower = next(m for m in members if m is not leader)
+            loop = asyncio.get_running_loop()
+            host, port = urls[follower.id].removeprefix("https://").split(":")
+            silent = await loop.run_in_executor(  # connects and never sends a byte
+                None, socket.create_connection, (host, int(port)))
+            try:
+                async with KVClient([urls[follower.id]], ssl=context(pki), timeout_s=2,
+                                    retries=20) as kv:
+                    assert await kv.put("k", "v") is None
+                    assert kv.leader_url == urls[leader.id]  # the redirect said https
+                    assert await kv.get("k") == b"v"
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(urls[follower.id].replace("https", "http")
+                                           + "/v1/status") as answer:
+                        assert answer.status == 400
+                        assert (await answer.json())["error"] == "https_required"
+                    with pytest.raises(aiohttp.ClientError):
+                        async with session.get(urls[leader.id] + "/livez",
+                                               ssl=context(pki, "intruder")) as answer:
+                            await answer.read()
+                    async with session.get(urls[follower.id] + "/readyz",
+                                           ssl=context(pki)) as answer:
+                        assert answer.status == 200, await answer.text()
+                    # the admin's client certificate is a credential, on the leader
+                    async with session.delete(urls[leader.id] + "/v1/members/9",
+                                              ssl=context(pki)) as answer:
+                        assert answer.status == 401, await answer.text()
+                    async with session.delete(urls[leader.id] + f"/v1/members/{follower.id}",
+                                              ssl=context(pki, "admin")) as answer:
+                        assert answer.status == 200, await answer.text()
+                assert follower.id not in {m.id for m in leader.members if m.voter}
+            finally:
+                silent.close()
+
+    run(body)

@@ -550,13 +550,139 @@ async def serve(cluster: RaftCluster, machine: KVStore, host: str = "127.0.0.1",
     runner = web.AppRunner(create_app(cluster, machine, **options), access_log=None)
     await runner.setup()
     try:
-        site = (web.SockSite(runner, sock, ssl_context=ssl_context) if sock is not None
-                else web.TCPSite(runner, host, port, ssl_context=ssl_context))
+        if ssl_context is not None:
+            if sock is None:
+                sock = _listen(host, port)
+            site: web.BaseSite = _HttpsSite(runner, sock, ssl_context)
+        elif sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, host, port)
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
     return runner
+
+
+#: seconds a new HTTPS connection has to send its first byte, and to finish its handshake
+HANDSHAKE_TIMEOUT_S = 10.0
+#: the first byte of a TLS connection (a handshake record)
+_TLS_HANDSHAKE = b"\x16"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on the first address ``host`` resolves to."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _https_required(port: int) -> bytes:
+    body = json.dumps({"error": "https_required",
+                       "message": f"this member serves HTTPS: use https://HOST:{port}"}).encode()
+    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+            + body)
+
+
+class _HttpsServer:
+    """The listener of an HTTPS site. A connection whose first byte starts a TLS handshake
+    goes to the application over TLS; a plain-HTTP request gets ``400 https_required`` (a
+    JSON error, as every error of the API) instead of a dropped connection, so a client with
+    an ``http://`` URL learns why at once. Every task it starts ends with :meth:`close`."""
+
+    def __init__(self, factory, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.sockets = [sock]
+        self._factory, self._listener, self._context = factory, sock, context
+        self._loop = asyncio.get_running_loop()
+        self._routing: set[asyncio.Task] = set()
+        sock.setblocking(False)
+        self._accepting = self._loop.create_task(self._accept())
+
+    async def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = await self._loop.sock_accept(self._listener)
+            except OSError:  # out of descriptors, an aborted connection: try again shortly
+                await asyncio.sleep(0.1)
+                continue
+            task = self._loop.create_task(self._route(connection))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+
+    async def _first_byte(self, connection: socket.socket) -> bytes:
+        readable = self._loop.create_future()
+        self._loop.add_reader(connection.fileno(), lambda: readable.done()
+                              or readable.set_result(None))
+        try:
+            await readable
+        finally:
+            self._loop.remove_reader(connection.fileno())
+        return connection.recv(1, socket.MSG_PEEK)
+
+    async def _route(self, connection: socket.socket) -> None:
+        handed = False
+        try:
+            first = await asyncio.wait_for(self._first_byte(connection), HANDSHAKE_TIMEOUT_S)
+            if first == _TLS_HANDSHAKE:
+                handed = True  # the transport owns the socket from here, and closes it
+                await self._loop.connect_accepted_socket(
+                    self._factory, connection, ssl=self._context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            elif first:
+                await asyncio.wait_for(self._refuse_plain(connection), HANDSHAKE_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError
+            pass
+        finally:
+            if not handed:
+                connection.close()
+
+    async def _refuse_plain(self, connection: socket.socket) -> None:
+        await self._loop.sock_recv(connection, 65536)  # the request, so no reset hides the answer
+        await self._loop.sock_sendall(connection,
+                                      _https_required(self._listener.getsockname()[1]))
+        connection.shutdown(socket.SHUT_WR)
+        for _ in range(16):  # until the client closes (bounded)
+            if not await self._loop.sock_recv(connection, 65536):
+                break
+
+    def close(self) -> None:
+        self._accepting.cancel()
+        for task in self._routing:
+            task.cancel()
+        self._listener.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._accepting, *self._routing, return_exceptions=True)
+
+
+class _HttpsSite(web.BaseSite):
+    """An aiohttp site over :class:`_HttpsServer` on a bound, listening ``sock``."""
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(runner, ssl_context=context)
+        self._sock = sock
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"https://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        self._sock.listen(128)  # a bound socket given to serve() may not listen yet
+        self._server = _HttpsServer(self._runner.server, self._sock, self._ssl_context)
 
 
 def bound_port(runner: web.AppRunner) -> int:
