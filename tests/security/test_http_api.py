@@ -365,6 +365,14 @@ def test_plain_member_default_admin_refusal_and_https_mismatch(pki, nodes):
     document = json.loads(body)
     assert document["error"] == "admin_disabled" and "--admin-token-file" in document["message"]
     assert voters(url, None) == [1]
+    # a member that asks to join it is refused too, and says what to do
+    peers[3] = f"127.0.0.1:{free_port()}"
+    http[3] = f"127.0.0.1:{free_port()}"
+    nodes.append(Node(3, peers[3], {1: peers[1]}, http, ["--join", url]))
+    wait_until(lambda: "refused this member's credential" in nodes[-1].output(),
+               "the joining member reports the refusal")
+    assert "--admin-token-file" in nodes[-1].output() and "admin_disabled" in nodes[-1].output()
+    assert voters(url, None) == [1]
 
     async def https_to_plain():
         async with KVClient([f"https://{http[1]}"], ssl=context(pki), timeout_s=2.0,

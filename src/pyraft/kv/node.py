@@ -212,6 +212,11 @@ def _http_announcer(join_url: str, credentials: security.ServerSecurity | None =
                     if response.status == 307:
                         url = response.headers["Location"]
                         continue
+                    if response.status in (401, 403):
+                        raise RuntimeError(
+                            f"{url} refused this member's credential ({response.status}: "
+                            f"{await response.text()}); give it the cluster's "
+                            "--admin-token-file, or an --http-cert from the cluster's --http-ca")
                     if response.status != 200:
                         raise RuntimeError(f"{url} answered {response.status}: "
                                            f"{await response.text()}")
