@@ -449,3 +449,45 @@ def test_https_listener_in_process(pki):
                 silent.close()
 
     run(body)
+
+
+def test_kvclient_sends_the_token_and_uses_the_context(pki):
+    """``KVClient(ssl=..., token=...)`` as a client command builds it from its flags: every
+    request carries the bearer token, over a TLS connection checked against the CA. The
+    server is a small aiohttp app that records what it receives."""
+    from aiohttp import web
+
+    from tests.kv.test_http import run
+
+    parser = argparse.ArgumentParser()
+    security.add_client_security_arguments(parser)
+    client_context, token = security.client_security(parser.parse_args(
+        ["--http-ca", pki["ca"], "--admin-token-file", pki["token"]]))
+    seen: list[tuple[str, str | None]] = []
+
+    async def status(request: web.Request) -> web.Response:
+        seen.append((request.scheme, request.headers.get("Authorization")))
+        return web.json_response({"id": 1})
+
+    async def body():
+        app = web.Application()
+        app.router.add_get("/v1/status", status)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        server = security.server_ssl_context(pki["member"], pki["member_key"])
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with KVClient([f"127.0.0.1:{port}"], ssl=client_context, token=token,
+                                retries=0) as kv:
+                assert await kv.status() == {"id": 1}
+            other = security.client_ssl_context(pki["other_ca"])  # trusts another CA only
+            async with KVClient([f"127.0.0.1:{port}"], ssl=other, retries=0) as kv:
+                with pytest.raises(TlsError):
+                    await kv.status()
+        finally:
+            await runner.cleanup()
+
+    run(body)
+    assert seen == [("https", f"Bearer {TOKEN}")]
