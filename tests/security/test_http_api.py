@@ -231,6 +231,8 @@ def test_client_security_options(pki, tmp_path):
      "--http-key: cannot read /nonexistent/key.pem"),
     (["--http-cert", "CERT", "--http-key", "KEY", "--http-ca", "/nonexistent/ca.pem"],
      "--http-ca: cannot read /nonexistent/ca.pem"),
+    (["--http-cert", "CERT", "--http-key", "OTHER_KEY"], "matching private key"),
+    (["--http-cert", "KEY", "--http-key", "KEY"], "--http-cert: "),
     (["--http-cert", "CERT"], "--http-key: HTTPS needs both"),
     (["--http-ca", "CA"], "--http-ca: client certificates need HTTPS"),
     (["--admin-token-file", "/nonexistent/token"], "--admin-token-file: cannot read"),
@@ -239,6 +241,7 @@ def test_client_security_options(pki, tmp_path):
 def test_node_refuses_bad_security_files(pki, tmp_path, flags, named):
     """One line naming the flag and the file, exit status 2, no traceback."""
     replace = {"CERT": pki["member"], "KEY": pki["member_key"], "CA": pki["ca"],
+               "OTHER_KEY": pki["admin_key"],
                "OPEN": write_token(tmp_path / "open", TOKEN, 0o644)}
     flags = [replace.get(flag, flag) for flag in flags]
     result = subprocess.run(

@@ -114,8 +114,9 @@ def _load_chain(context: ssl.SSLContext, cert: str, key: str | None, cert_flag: 
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, ValueError) as error:
-        raise ConfigError(cert_flag, f"{cert} and {key or cert} are not a PEM certificate "
-                                     f"and its private key ({error})") from None
+        raise ConfigError(cert_flag, f"{cert} and {key or cert} do not hold a PEM "
+                                     f"certificate and its matching private key ({error})") \
+            from None
 
 
 def _load_ca(context: ssl.SSLContext, ca: str, flag: str) -> None:
