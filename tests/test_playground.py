@@ -31,4 +31,7 @@ def test_playground_in_memory_over_tls():
     )
     assert result.returncode == 0, result.stderr
     assert "member 5: raft on" in result.stdout and "data in" not in result.stdout
+    # the API is HTTPS with the throw-away CA, and the playground's own client trusts it
+    assert "key-value API on https://127.0.0.1:" in result.stdout
+    assert "http://" not in result.stdout
     assert "writes, last value" in result.stdout

@@ -24,7 +24,16 @@ tried to the last error it gave (``connection refused``, ``DNS failure: ...``, `
 after 0.25 s``, ``HTTP 503 no_leader: ...``); :class:`SessionExpiredError` when the session
 expired (the write was not applied; the next write opens a new session, but an earlier write
 that got no answer may or may not have been applied); :class:`RequestError` (also a
-``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why.
+``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why;
+:class:`TlsError` when the TLS handshake with a member fails (an ``https://`` URL to a
+plain-HTTP member, a certificate the ``ssl`` context does not trust): not retried. (An
+``http://`` URL to an HTTPS member is a ``RequestError`` ``400 https_required``.)
+
+HTTPS and credentials: ``ssl`` (an ``ssl.SSLContext``, e.g. from
+:func:`pyraft.kv.security.client_ssl_context`) verifies the members' certificates and may
+present a client certificate; URLs without a scheme are then ``https://``. ``token`` is sent
+as ``Authorization: Bearer TOKEN`` (the administrative endpoints need it; see
+:mod:`pyraft.kv.security`).
 
 Metrics: ``kv.metrics`` is a :class:`pyraft.metrics.ClientMetrics` (pass ``metrics=`` to
 share one between clients): requests by operation and outcome, latency per operation,
@@ -41,6 +50,7 @@ import errno
 import json
 import random
 import socket
+import ssl as _ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -54,7 +64,7 @@ except ImportError:  # the ``http`` extra is not installed: KVClient() says so
 from pyraft.metrics import ClientMetrics
 
 __all__ = ["Backoff", "InvalidURLError", "KVClient", "KVClientError", "RequestError",
-           "SessionExpiredError", "UnavailableError"]
+           "SessionExpiredError", "TlsError", "UnavailableError"]
 
 _RETRIED = (503, 504)
 #: the least time left worth an attempt: below it the call gives up
@@ -91,6 +101,11 @@ class SessionExpiredError(KVClientError):
     """The client's session expired; the write was not applied."""
 
 
+class TlsError(KVClientError, ConnectionError):
+    """The TLS handshake with a member failed (HTTPS to a plain-HTTP member, an untrusted or
+    refused certificate): a configuration mistake, not retried."""
+
+
 class RequestError(KVClientError, ValueError):
     """The server refused the request (4xx); ``status`` and ``kind`` (its error type)."""
 
@@ -101,12 +116,13 @@ class RequestError(KVClientError, ValueError):
         self.message = message
 
 
-def _base(url: str, *, location: bool = False) -> str:
+def _base(url: str, *, location: bool = False, scheme: str = "http") -> str:
     """``scheme://host:port`` of a member URL; :class:`InvalidURLError` when it is not one.
-    A redirect's ``location`` may have a path and a query (they are dropped)."""
+    A redirect's ``location`` may have a path and a query (they are dropped); ``scheme`` is
+    that of a URL given without one."""
     text = url.strip()
     if "://" not in text:
-        text = "http://" + text
+        text = f"{scheme}://{text}"
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
@@ -194,13 +210,16 @@ class KVClient:
     past the deadline. ``metrics``: the :class:`~pyraft.metrics.ClientMetrics` to record into
     (by default a new one, mirrored to the global OpenTelemetry meter provider when the API is
     installed). ``backoff`` (a :class:`Backoff`), ``clock`` (monotonic seconds) and ``sleep``
-    (an ``asyncio.sleep``) are there for tests that replay the retries.
+    (an ``asyncio.sleep``) are there for tests that replay the retries. ``ssl``: the TLS
+    context of ``https://`` URLs (default: the system's trust store; URLs without a scheme are
+    then ``https://``); ``token``: sent as ``Authorization: Bearer`` with every request.
     """
 
     def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10,
                  metrics: ClientMetrics | None = None, deadline_s: float | None = None,
                  backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                 ssl: _ssl.SSLContext | None = None, token: str | None = None) -> None:
         if aiohttp is None:
             raise ImportError("the key-value client needs aiohttp: pip install 'raftcore[http]'")
         if not urls:
@@ -215,7 +234,12 @@ class KVClient:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, not {retries}")
         self.metrics = metrics if metrics is not None else ClientMetrics()
-        self.urls = [_base(url) for url in urls]
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        self.urls = [_base(url, scheme="http" if ssl is None else "https") for url in urls]
+        self._ssl = ssl
+        self._scheme = "http" if ssl is None else "https"
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.timeout_s = timeout_s
         self.retries = retries
         self.deadline_s = deadline_s
@@ -231,7 +255,9 @@ class KVClient:
         self._write_lock = asyncio.Lock()
 
     async def __aenter__(self) -> KVClient:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        connector = None if self._ssl is None else aiohttp.TCPConnector(ssl=self._ssl)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                           connector=connector, headers=self._headers)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -301,7 +327,8 @@ class KVClient:
     async def status(self, url: str | None = None, *, deadline_s: float | None = None) -> dict:
         """The status of the member at ``url`` (by default the first that answers)."""
         _, body = await self._measured("status", self._request(
-            "GET", "/v1/status", operation="status", url=url and _base(url), follow=False,
+            "GET", "/v1/status", operation="status",
+            url=url and _base(url, scheme=self._scheme), follow=False,
             until=self._until(deadline_s)))
         return _json(body)
 
@@ -415,6 +442,9 @@ class KVClient:
                         timeout=aiohttp.ClientTimeout(total=exchange_s), **kwargs) as response:
                     status, body = response.status, await response.read()
                     location = response.headers.get("Location")
+            except aiohttp.ClientSSLError as exc:
+                raise TlsError(f"{method} {base}{path}: the TLS handshake failed ({exc}); "
+                               "check the URL's scheme and the CA") from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 reason, tried[base], permanent = _describe(exc, exchange_s)
                 self._failed(base)

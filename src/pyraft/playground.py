@@ -3,7 +3,10 @@
 Starts N ``pyraft node`` processes (Raft between them over TCP, or TLS with ``--transport
 tls`` and throw-away certificates; durable logs and the key-value state in SQLite (``pyraft
 node --state sqlite``, a disk state machine) in a temporary directory, or everything in memory
-with ``--memory``), each serving the key-value HTTP API. It then writes a key every
+with ``--memory``), each serving the key-value HTTP API (over HTTPS with ``--transport tls``,
+with the same throw-away CA; the playground's client trusts it). Every member accepts the
+admin token the playground writes to ``admin-token`` in its directory (mode 600), so the
+membership endpoints can be tried with ``--admin-token-file``. It then writes a key every
 ``--interval`` seconds through the Python client and prints what happens: elections, the
 leader, commit and applied indexes per member, and the URLs to try ``pyraft kv`` or curl on.
 With ``--chaos S`` it kills the leader with SIGKILL every S seconds and restarts it from its
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
@@ -23,6 +27,7 @@ import tempfile
 import time
 
 from pyraft.client import KVClient, KVClientError
+from pyraft.kv.security import client_ssl_context, write_token_file
 from pyraft.testing.processes import free_port
 
 #: entries between two flushes of a durable member's store: small, so a demo sees them
@@ -55,13 +60,15 @@ def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
 class Node:
     """One ``pyraft node`` process started (and ended, by its pid) by the playground."""
 
-    def __init__(self, member, peers, http, data, tls):
+    def __init__(self, member, peers, http, data, tls, token_file=None):
         self.id, self.peers, self.http, self.data, self.tls = member, peers, http, data, tls
+        self.token_file = token_file
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.http[self.id]}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.http[self.id]}"
 
     def start(self) -> None:
         args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.id), "--listen",
@@ -74,7 +81,10 @@ class Node:
                      "--snapshot-entries", str(PLAYGROUND_SNAPSHOT_ENTRIES)]
         if self.tls is not None:
             args += ["--transport", "tls", "--cert", self.tls[0], "--key", self.tls[1],
-                     "--ca", self.tls[2]]
+                     "--ca", self.tls[2],
+                     "--http-cert", self.tls[0], "--http-key", self.tls[1]]
+        if self.token_file is not None:
+            args += ["--admin-token-file", self.token_file]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
 
     @property
@@ -117,14 +127,18 @@ async def _leader(client: KVClient, nodes: list[Node], timeout: float = 15.0) ->
 
 async def _run(args: argparse.Namespace, nodes: list[Node], stopping: asyncio.Event) -> int:
     started = time.monotonic()
-    async with KVClient([n.url for n in nodes], timeout_s=2.0, retries=40) as client:
+    tls = nodes[0].tls
+    context = None if tls is None else client_ssl_context(tls[2])
+    async with KVClient([n.url for n in nodes], timeout_s=2.0, retries=40,
+                        ssl=context) as client:
         status = await _leader(client, nodes)
         leader, term = status["id"], status["term"]
         print(f"member {leader} won the election for term {term} "
               f"({(time.monotonic() - started) * 1000:.0f} ms after the members started)",
               flush=True)
         print("try: python3 -m pyraft kv --cluster " + ",".join(n.url for n in nodes)
-              + " get playground", flush=True)
+              + ("" if tls is None else f" --http-ca {tls[2]}") + " get playground",
+              flush=True)
         written = 0
         next_chaos = time.monotonic() + args.chaos if args.chaos else None
         deadline = time.monotonic() + args.duration if args.duration else None
@@ -169,9 +183,11 @@ def run(args: argparse.Namespace) -> int:
         peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, args.members + 1)}
         http = {m: f"127.0.0.1:{free_port()}" for m in peers}
         tls = _tls_files(workdir, peers) if args.transport == "tls" else None
+        token_file = write_token_file(os.path.join(workdir, "admin-token"))
+        print(f"admin token (membership changes): {token_file}", flush=True)
         for member in peers:
             data = None if args.memory else f"{workdir}/member{member}"
-            node = Node(member, peers, http, data, tls[member] if tls else None)
+            node = Node(member, peers, http, data, tls[member] if tls else None, token_file)
             node.start()
             nodes.append(node)
             print(f"member {member}: raft on {peers[member]}, key-value API on {node.url}"
@@ -194,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=int, default=3, help="how many members (default 3)")
     parser.add_argument("--memory", action="store_true", help="keep the logs in memory")
-    parser.add_argument("--transport", choices=["tcp", "tls"], default="tcp")
+    parser.add_argument("--transport", choices=["tcp", "tls"], default="tcp",
+                        help="between members: tcp (default), or tls (mutual TLS with "
+                             "throw-away certificates; the HTTP API is then HTTPS too)")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between writes")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: run until Ctrl+C)")

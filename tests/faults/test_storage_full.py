@@ -293,6 +293,8 @@ def test_a_leader_with_a_full_disk_answers_a_typed_error(disks):
                             break  # leadership moved before we asked again
                 async with session.get(f"{urls[leader.id]}/v1/status") as response:
                     reported = (await response.json())["storage_error"]
+                async with session.get(f"{urls[leader.id]}/readyz") as response:
+                    readiness = response.status, await response.json()
             statuses = {status for status, _ in answers}
             assert statuses <= {200, 204, 307, 503, 504}, answers
             assert (503, "StorageFullError") in {
@@ -300,6 +302,9 @@ def test_a_leader_with_a_full_disk_answers_a_typed_error(disks):
             assert acknowledged, answers
             if any(s == 503 for s, _ in answers[-1:]):  # still failed when status was asked
                 assert reported and reported.startswith("StorageFullError"), reported
+                # the disk is still full: the member is not ready (a balancer skips it)
+                assert readiness[0] == 503, readiness
+                assert readiness[1]["reason"] == "storage_error", readiness
             disk.free()
             await _wait(lambda: leader.metrics.storage_failures.value() > 0, 1)
             await _wait(lambda: leader.storage_failure is None, 30, "storage works again")

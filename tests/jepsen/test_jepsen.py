@@ -139,6 +139,7 @@ def test_every_restart_uses_only_documented_flags(tmp_path):
     node_arguments(parser)
     harness = types.SimpleNamespace(
         workdir=str(tmp_path), nodes={}, config=RunConfig(state="sqlite"),
+        token_file=str(tmp_path / "admin-token"),
         proxy=types.SimpleNamespace(routes=lambda member: "2=127.0.0.1:9002"))
     for member in (1, 2, 3):
         harness.nodes[member] = _Node(member, harness)
@@ -150,6 +151,7 @@ def test_every_restart_uses_only_documented_flags(tmp_path):
         assert command[1:4] == ["-m", "pyraft", "node"], form
         args = parser.parse_args(command[4:])
         assert (args.id, args.state, args.data) == (1, "sqlite", node.data), form
+        assert args.admin_token_file == harness.token_file, form  # membership changes
     assert "--peers" not in forms["no peers"] and "--http-peers" not in forms["no peers"]
     assert parser.parse_args(forms["wrong peers"][4:]).peers == f"1={node.listen}"
     assert parser.parse_args(forms["first"][4:]).peers.count("=") == 3

@@ -167,11 +167,16 @@ def test_every_client_option_has_help():
 # ---- a running cluster -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Three ``pyraft node`` members on 127.0.0.1: (peers, http, processes, urls, tmp)."""
+    """Three ``pyraft node`` members on 127.0.0.1: (peers, http, processes, urls, tmp); their
+    admin token is in ``tmp / "admin-token"`` (membership changes need it)."""
     tmp = tmp_path_factory.mktemp("client-cli")
+    token = tmp / "admin-token"
+    token.write_text("client-cli-admin-token\n")
+    token.chmod(0o600)
     peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
     http = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
-    processes = {m: start_node(m, peers, http, tmp / f"n{m}") for m in peers}
+    processes = {m: start_node(m, peers, http, tmp / f"n{m}", "--admin-token-file", str(token))
+                 for m in peers}
     urls = {m: f"http://{http[m]}" for m in peers}
     try:
         asyncio.run(wait_ready(list(urls.values()), timeout=30))
@@ -262,6 +267,7 @@ def test_human_output_has_no_python_reprs(cluster):
 
 
 def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
+    token = ["--admin-token-file", str(cluster[4] / "admin-token")]
     peers, _, _, urls, _ = cluster
     leader = leader_of(urls)
     follower_url = next(u for m, u in urls.items() if m != leader)
@@ -280,8 +286,10 @@ def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
 
     try:
         asyncio.run(wait_serving())
+        refused = cli("member", "add", "4", raft, "--cluster", follower_url, "--timeout", "10")
+        assert "401" in one_line_error(refused, 1)
         added = cli("member", "add", "4", raft, "--http-address", http, "--metadata",
-                    "zone=a", "--cluster", follower_url, "--timeout", "40")
+                    "zone=a", "--cluster", follower_url, "--timeout", "40", *token)
         assert added.returncode == 0, added.stderr
         assert added.stdout == f"member 4 added at {raft}\n"
         listed = cli("member", "list", "--cluster", follower_url, "--json")
@@ -293,7 +301,8 @@ def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
                                     "LEADER"]
         row = next(line.split() for line in table[1:] if line.split()[0] == "4")
         assert row == ["4", raft, http, "voter"]
-        again = cli("member", "add", "4", raft, "--cluster", follower_url, "--timeout", "20")
+        again = cli("member", "add", "4", raft, "--cluster", follower_url, "--timeout", "20",
+                    *token)
         assert again.returncode == 0 and "voter already" in again.stdout
         # the new member answers a status of its own, found through the others' membership
         status = cli("status", "--cluster", follower_url, "--json", "--timeout", "10")
@@ -301,6 +310,11 @@ def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
         assert set(rows) == {1, 2, 3, 4} and rows[4]["http"] == http
         assert rows[4]["error"] is None and rows[4]["role"] == "follower"
         removed = cli("member", "remove", "4", "--cluster", follower_url, "--timeout", "20")
+        assert "401" in one_line_error(removed, 1)
+        listed = cli("member", "list", "--cluster", urls[leader], "--json")
+        assert {m["id"] for m in json.loads(listed.stdout)["members"]} == {1, 2, 3, 4}
+        removed = cli("member", "remove", "4", "--cluster", follower_url, "--timeout", "20",
+                      *token)
         assert (removed.returncode, removed.stdout) == (0, "member 4 removed\n")
         listed = cli("member", "list", "--cluster", urls[leader], "--json")
         assert {m["id"] for m in json.loads(listed.stdout)["members"]} == {1, 2, 3}
@@ -310,7 +324,8 @@ def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
 
 def test_member_changes_the_cluster_refuses_are_failures(cluster):
     _, _, _, urls, _ = cluster
-    done = cli("member", "remove", "77", "--cluster", urls[1], "--timeout", "10")
+    done = cli("member", "remove", "77", "--cluster", urls[1], "--timeout", "10",
+               "--admin-token-file", str(cluster[4] / "admin-token"))
     line = one_line_error(done, 1)
     assert "77" in line or "member" in line
 

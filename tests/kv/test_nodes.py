@@ -13,15 +13,16 @@ import time
 import pytest
 
 from pyraft.client import KVClient
+from pyraft.kv.security import write_token_file
 from pyraft.testing.processes import free_port
 
 
-def start_node(member, peers, http, data):
+def start_node(member, peers, http, data, *extra):
     args = [sys.executable, "-m", "pyraft", "node", "--id", str(member), "--listen",
             peers[member], "--http", http[member], "--data", str(data),
             "--peers", ",".join(f"{m}={a}" for m, a in peers.items()),
             "--http-peers", ",".join(f"{m}={a}" for m, a in http.items()),
-            "--log-level", "WARNING"]
+            "--log-level", "WARNING", *extra]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -141,7 +142,9 @@ def test_the_command_line_client(tmp_path):
 def test_a_node_joins_a_running_cluster(tmp_path):
     peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
     http = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3, 4)}
-    processes = {m: start_node(m, peers, http, tmp_path / f"n{m}") for m in peers}
+    # membership changes need the admin credential: every member and the joiner share a token
+    token = ("--admin-token-file", write_token_file(str(tmp_path / "admin-token")))
+    processes = {m: start_node(m, peers, http, tmp_path / f"n{m}", *token) for m in peers}
     urls = [f"http://{http[m]}" for m in peers]
     try:
         asyncio.run(wait_ready(urls))
@@ -150,7 +153,7 @@ def test_a_node_joins_a_running_cluster(tmp_path):
                 joiner_peers[4], "--http", http[4], "--data", str(tmp_path / "n4"),
                 "--peers", ",".join(f"{m}={a}" for m, a in peers.items()),
                 "--http-peers", ",".join(f"{m}={a}" for m, a in http.items()),
-                "--join", urls[2], "--log-level", "WARNING"]
+                "--join", urls[2], "--log-level", "WARNING", *token]
         processes[4] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         async def check():

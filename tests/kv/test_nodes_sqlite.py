@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from pyraft.client import KVClient
+from pyraft.kv.security import write_token_file
 from pyraft.testing.processes import free_port
 
 KEYS = 2000
@@ -23,7 +24,7 @@ WRITERS = 8
 class Node:
     """One ``pyraft node --state sqlite`` process, started as the README documents it."""
 
-    def __init__(self, member, peers, http, data, join=None):
+    def __init__(self, member, peers, http, data, join=None, token=None):
         self.member, self.http, self.data = member, http[member], data
         self.args = [sys.executable, "-m", "pyraft", "node", "--id", str(member),
                      "--listen", peers[member], "--http", http[member], "--data", str(data),
@@ -33,6 +34,8 @@ class Node:
                      "--state", "sqlite", "--snapshot-entries", "200", "--log-level", "INFO"]
         if join is not None:
             self.args += ["--join", join]
+        if token is not None:  # the admin credential membership changes need
+            self.args += ["--admin-token-file", str(token)]
         self.log = tempfile.TemporaryFile(mode="w+", prefix=f"node{member}-")
         self.process = None
 
@@ -67,8 +70,9 @@ class Node:
 def start_cluster(tmp_path, members=(1, 2, 3), extra=(4,)):
     peers = {m: f"127.0.0.1:{free_port()}" for m in (*members, *extra)}
     http = {m: f"127.0.0.1:{free_port()}" for m in (*members, *extra)}
+    token = write_token_file(str(tmp_path / "admin-token"))
     nodes = {m: Node(m, {k: v for k, v in peers.items() if k in members}, http,
-                     tmp_path / f"n{m}").start() for m in members}
+                     tmp_path / f"n{m}", token=token).start() for m in members}
     return peers, http, nodes
 
 
@@ -164,7 +168,8 @@ def test_a_member_joining_after_compaction_gets_the_state(tmp_path):
         urls = [n.url for n in nodes.values()]
         await write_keys(urls)
         assert (await status_of(leader.url))["first_index"] > 1000
-        joiner = Node(4, peers, http, tmp_path / "n4", join=urls[0]).start()
+        joiner = Node(4, peers, http, tmp_path / "n4", join=urls[0],
+                      token=tmp_path / "admin-token").start()
         nodes[4] = joiner
         deadline = time.monotonic() + 15
         voters = set()

@@ -14,6 +14,7 @@ import sys
 import time
 
 from pyraft.client import KVClient
+from pyraft.kv.security import write_token_file
 from pyraft.testing.processes import free_port
 from tests.kv.test_nodes import stop as end
 
@@ -168,14 +169,17 @@ async def _static_redirect(peers, http):
 
 def test_a_member_that_joined_restarts_without_join(tmp_path):
     peers, http = cluster_addresses()
-    processes = {m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers))
-                 for m in peers}
+    # membership changes need the admin credential: the members and the joiner share a token
+    token = ("--admin-token-file", write_token_file(str(tmp_path / "admin-token")))
+    processes = {m: node(m, peers[m], http[m], tmp_path / f"n{m}", "--peers", peers_flag(peers),
+                         *token) for m in peers}
     joiner_listen, joiner_http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     try:
         asyncio.run(wait_for_status(f"http://{http[1]}", lambda s: s["leader"]))
         # the documented way to join: --join URL of any member, --peers the existing ones
         processes[4] = node(4, joiner_listen, joiner_http, tmp_path / "n4",
-                            "--join", f"http://{http[1]}", "--peers", peers_flag(peers))
+                            "--join", f"http://{http[1]}", "--peers", peers_flag(peers),
+                            *token)
         url = f"http://{joiner_http}"
         asyncio.run(wait_for_status(url, lambda s: any(
             m["id"] == 4 and m["voter"] for m in s["members"])))

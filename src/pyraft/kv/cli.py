@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 
 from pyraft.client import InvalidURLError, KVClient, KVClientError, RequestError
+from pyraft.errors import ConfigError
+from pyraft.kv.security import add_client_security_arguments, client_security
 
 __all__ = ["CLUSTER_VARIABLE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NEGATIVE", "EXIT_OK",
            "EXIT_USAGE", "TIMEOUT_DEFAULT_S", "add_client_arguments", "add_kv_arguments",
@@ -88,6 +90,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
                             f"to try another (default {TIMEOUT_DEFAULT_S:g})")
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                        help="print JSON for machines instead of text for people")
+    add_client_security_arguments(parser, repeatable=True)
 
 
 def _seconds(text: str) -> float:
@@ -124,8 +127,12 @@ def client_from_args(args: argparse.Namespace, **options) -> KVClient:
     error (``InvalidURLError``, ``ValueError``) names the bad URL. ``options`` go to
     ``KVClient`` and override the defaults (``retries=``, ...)."""
     deadline = _option(args, "timeout")
+    try:
+        context, token = client_security(args)
+    except ConfigError as error:
+        raise _UsageError(str(error)) from None
     settings = {"timeout_s": max(deadline / 2, 0.05), "deadline_s": deadline,
-                "retries": RETRIES_MAX, **options}
+                "retries": RETRIES_MAX, "ssl": context, "token": token, **options}
     try:
         return KVClient(cluster_urls(args), **settings)
     except InvalidURLError as error:

@@ -23,6 +23,18 @@ Keys are one URL path segment, UTF-8 (so a key cannot hold ``/``); values are ra
   request's encoding, or in ``base64`` (said by ``encoding``) when it is not UTF-8 text.
 - ``POST /v1/sessions``: opens a client session; ``{"client_id": n}``.
 - ``GET /v1/status``: this member's view (see :meth:`_Api.status`).
+- ``GET /livez``: ``200`` ``ok`` while the process serves.
+- ``GET /readyz``: ``200`` when a leader is known and this member has applied every entry up
+  to the commit index it knows; ``503`` otherwise, with a JSON ``reason``: ``no_leader``,
+  ``applying`` (``commit X applied Y``), ``storage_error`` (storage refuses writes now) or
+  ``stopped`` (the member stopped, or is stopping). For load balancers and orchestrators.
+- ``POST /v1/members``, ``DELETE /v1/members/{id}``: administrative (membership changes);
+  they need a credential (see :mod:`pyraft.kv.security`): without one ``401`` with
+  ``WWW-Authenticate: Bearer``, with a wrong one ``403``; a member configured with no
+  credential at all refuses them (``403 admin_disabled``) unless it is told otherwise.
+
+Only the administrative endpoints need a credential; over HTTPS (:func:`serve` with an
+``ssl_context``) the other endpoints are open to every client the TLS context accepts.
 
 Exactly-once writes: a client with a session sends ``X-Client-Id`` and ``X-Request-Seq``
 (both integers >= 1, both or neither) and reuses the sequence when it retries a request; the
@@ -51,6 +63,7 @@ import base64
 import binascii
 import json
 import socket
+import ssl
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -75,6 +88,7 @@ from pyraft.kv.machine import (
     SessionOpened,
     StaleRequest,
 )
+from pyraft.kv.security import AdminPolicy
 from pyraft.metrics import http_metrics_middleware
 
 __all__ = ["VALUE_BYTES_MAX_DEFAULT", "bound_port", "create_app", "serve"]
@@ -138,8 +152,11 @@ class _Api:
     """The handlers of one member; the state is the member's own session (see module doc)."""
 
     def __init__(self, cluster: RaftCluster, machine: KVStore, value_bytes_max: int,
-                 request_timeout_s: float, http_addresses: Mapping[int, str]) -> None:
+                 request_timeout_s: float, http_addresses: Mapping[int, str],
+                 admin: AdminPolicy) -> None:
         self.cluster = cluster
+        self.admin = admin
+        self.stopping = False  # the server is shutting down: not ready
         self.machine = machine
         self.value_bytes_max = value_bytes_max
         self.timeout = request_timeout_s
@@ -170,6 +187,16 @@ class _Api:
         location = f"{request.scheme}://{address}{request.rel_url}"
         return _Abort(_error(307, "not_leader", f"the leader is member {leader}",
                              {"Location": location}))
+
+    def _authorize(self, request: web.Request) -> None:
+        """Refuse an administrative request without an accepted credential (401 / 403)."""
+        transport = request.transport
+        peer = None if transport is None else transport.get_extra_info("peercert")
+        denied = self.admin.check(request.headers.get("Authorization"), peer)
+        if denied is not None:
+            headers = {"WWW-Authenticate": 'Bearer realm="pyraft"'} \
+                if denied.status == 401 else None
+            raise _Abort(_error(denied.status, denied.kind, denied.message, headers))
 
     def _key(self, request: web.Request) -> bytes:
         return request.match_info["key"].encode("utf-8")
@@ -361,6 +388,7 @@ class _Api:
     async def add_member(self, request: web.Request) -> web.Response:
         """``POST /v1/members`` {"id", "address", "metadata"}: the leader warms the new member
         up and promotes it (``RaftCluster.add_member``); 200 once it is a voter."""
+        self._authorize(request)
         if not self.cluster.is_leader:
             raise self._not_leader(request)
         try:
@@ -383,6 +411,7 @@ class _Api:
 
     async def remove_member(self, request: web.Request) -> web.Response:
         """``DELETE /v1/members/{id}``: remove a member (the leader itself included)."""
+        self._authorize(request)
         if not self.cluster.is_leader:
             raise self._not_leader(request)
         try:
@@ -400,6 +429,33 @@ class _Api:
 
     async def open_session(self, request: web.Request) -> web.Response:
         return web.json_response({"client_id": await self._open_session(request)})
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """200 when a leader is known and everything committed (as far as this member knows)
+        is applied here; 503 with the reason otherwise."""
+        cluster = self.cluster
+        commit, applied, leader = cluster.commit_index, cluster.applied_index, cluster.leader
+        reason = message = None
+        if self.stopping or cluster.fatal_error is not None:
+            reason, message = "stopped", (f"member {cluster.id} is stopping"
+                                          if cluster.fatal_error is None
+                                          else f"member {cluster.id} failed: "
+                                               f"{cluster.fatal_error!r}")
+        elif cluster.storage_failure is not None:
+            failure = cluster.storage_failure
+            reason, message = "storage_error", f"{type(failure).__name__}: {failure}"
+        elif leader is None:
+            reason, message = "no_leader", "no leader is known"
+        elif applied < commit:
+            reason, message = "applying", f"commit {commit} applied {applied}"
+        document = {"ready": reason is None, "reason": reason, "message": message,
+                    "leader": leader, "commit": commit, "applied": applied}
+        if reason is None:
+            return web.json_response(document)
+        return web.json_response(document, status=503, headers={"Retry-After": "1"})
 
     async def status(self, request: web.Request) -> web.Response:
         """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``,
@@ -447,6 +503,7 @@ def create_app(
     value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT,
     request_timeout_s: float = 5.0,
     http_addresses: Mapping[int, str] | None = None,
+    admin: AdminPolicy | None = None,
 ) -> web.Application:
     """The HTTP API of ``cluster`` (whose state machine is ``machine``: a
     ``KVStateMachine`` or a ``SqliteKVStateMachine``); see the module doc.
@@ -455,10 +512,14 @@ def create_app(
     whose configuration metadata has no ``"http"`` key: a member knows the metadata of the
     starting members other than itself only once a configuration entry carrying it is
     committed (a member added with ``add_member(..., metadata)`` is known at once).
+
+    ``admin``: who may call the administrative endpoints (by default nobody; see
+    :class:`pyraft.kv.security.AdminPolicy`).
     """
     if value_bytes_max < 0 or request_timeout_s <= 0:
         raise ValueError("value_bytes_max must be >= 0 and request_timeout_s > 0")
-    api = _Api(cluster, machine, value_bytes_max, request_timeout_s, http_addresses or {})
+    api = _Api(cluster, machine, value_bytes_max, request_timeout_s, http_addresses or {},
+               admin if admin is not None else AdminPolicy())
     # bodies are read by the handlers with their own bound; this only has to be larger
     app = web.Application(middlewares=[_json_errors],
                           client_max_size=4 * value_bytes_max + 8192)
@@ -471,24 +532,159 @@ def create_app(
     app.router.add_post("/v1/members", api.add_member)
     app.router.add_delete("/v1/members/{id}", api.remove_member)
     app.router.add_get("/v1/status", api.status, allow_head=False)
+    app.router.add_get("/livez", api.livez)
+    app.router.add_get("/readyz", api.readyz)
+
+    async def stopping(_: web.Application) -> None:
+        api.stopping = True
+
+    app.on_shutdown.append(stopping)
     return app
 
 
 async def serve(cluster: RaftCluster, machine: KVStore, host: str = "127.0.0.1",
                 port: int = 0, *, sock: socket.socket | None = None,
-                **options) -> web.AppRunner:
-    """Serve the API on ``host:port`` (``0``: any free port) or on a bound ``sock``; returns
+                ssl_context: ssl.SSLContext | None = None, **options) -> web.AppRunner:
+    """Serve the API on ``host:port`` (``0``: any free port) or on a bound ``sock``, over
+    HTTPS with ``ssl_context`` (see :func:`pyraft.kv.security.server_ssl_context`); returns
     the started runner (the caller ends it with ``await runner.cleanup()``). The bound port
     is :func:`bound_port` ``(runner)``. ``options`` go to :func:`create_app`."""
     runner = web.AppRunner(create_app(cluster, machine, **options), access_log=None)
     await runner.setup()
     try:
-        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+        if ssl_context is not None:
+            if sock is None:
+                sock = _listen(host, port)
+            site: web.BaseSite = _HttpsSite(runner, sock, ssl_context)
+        elif sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, host, port)
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
     return runner
+
+
+#: seconds a new HTTPS connection has to send its first byte, and to finish its handshake
+HANDSHAKE_TIMEOUT_S = 10.0
+#: the first byte of a TLS connection (a handshake record)
+_TLS_HANDSHAKE = b"\x16"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on the first address ``host`` resolves to."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _https_required(port: int) -> bytes:
+    body = json.dumps({"error": "https_required",
+                       "message": f"this member serves HTTPS: use https://HOST:{port}"}).encode()
+    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+            + body)
+
+
+class _HttpsServer:
+    """The listener of an HTTPS site. A connection whose first byte starts a TLS handshake
+    goes to the application over TLS; a plain-HTTP request gets ``400 https_required`` (a
+    JSON error, as every error of the API) instead of a dropped connection, so a client with
+    an ``http://`` URL learns why at once. Every task it starts ends with :meth:`close`."""
+
+    def __init__(self, factory, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.sockets = [sock]
+        self._factory, self._listener, self._context = factory, sock, context
+        self._loop = asyncio.get_running_loop()
+        self._routing: set[asyncio.Task] = set()
+        sock.setblocking(False)
+        self._accepting = self._loop.create_task(self._accept())
+
+    async def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = await self._loop.sock_accept(self._listener)
+            except OSError:  # out of descriptors, an aborted connection: try again shortly
+                await asyncio.sleep(0.1)
+                continue
+            task = self._loop.create_task(self._route(connection))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+
+    async def _first_byte(self, connection: socket.socket) -> bytes:
+        readable = self._loop.create_future()
+        self._loop.add_reader(connection.fileno(), lambda: readable.done()
+                              or readable.set_result(None))
+        try:
+            await readable
+        finally:
+            self._loop.remove_reader(connection.fileno())
+        return connection.recv(1, socket.MSG_PEEK)
+
+    async def _route(self, connection: socket.socket) -> None:
+        handed = False
+        try:
+            first = await asyncio.wait_for(self._first_byte(connection), HANDSHAKE_TIMEOUT_S)
+            if first == _TLS_HANDSHAKE:
+                handed = True  # the transport owns the socket from here, and closes it
+                await self._loop.connect_accepted_socket(
+                    self._factory, connection, ssl=self._context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            elif first:
+                await asyncio.wait_for(self._refuse_plain(connection), HANDSHAKE_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError
+            pass
+        finally:
+            if not handed:
+                connection.close()
+
+    async def _refuse_plain(self, connection: socket.socket) -> None:
+        await self._loop.sock_recv(connection, 65536)  # the request, so no reset hides the answer
+        await self._loop.sock_sendall(connection,
+                                      _https_required(self._listener.getsockname()[1]))
+        connection.shutdown(socket.SHUT_WR)
+        for _ in range(16):  # until the client closes (bounded)
+            if not await self._loop.sock_recv(connection, 65536):
+                break
+
+    def close(self) -> None:
+        self._accepting.cancel()
+        for task in self._routing:
+            task.cancel()
+        self._listener.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._accepting, *self._routing, return_exceptions=True)
+
+
+class _HttpsSite(web.BaseSite):
+    """An aiohttp site over :class:`_HttpsServer` on a bound, listening ``sock``."""
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(runner, ssl_context=context)
+        self._sock = sock
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"https://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        self._sock.listen(128)  # a bound socket given to serve() may not listen yet
+        self._server = _HttpsServer(self._runner.server, self._sock, self._ssl_context)
 
 
 def bound_port(runner: web.AppRunner) -> int:

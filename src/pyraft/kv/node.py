@@ -49,6 +49,7 @@ from pyraft.errors import (
     MembershipMismatchError,
     StorageError,
 )
+from pyraft.kv import security
 from pyraft.kv.machine import KVStateMachine
 from pyraft.kv.sqlite import DATABASE_NAME, SqliteKVStateMachine
 from raftcore import WalClusterMismatchError, WalCorruptionError
@@ -112,6 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the key-value state lives: in memory (default), or in "
                              f"SQLite in DATA_DIR/{DATABASE_NAME} (needs --data)")
     parser.add_argument("--log-level", default="INFO")
+    security.add_server_arguments(parser)
 
 
 #: the flag that sets a configuration field, for messages
@@ -190,19 +192,31 @@ def parse_members(text: str) -> dict[int, str]:
     return members
 
 
-def _http_announcer(join_url: str):
-    """Announce a joining member with ``POST /v1/members`` (following the leader redirect)."""
+def _http_announcer(join_url: str, credentials: security.ServerSecurity | None = None):
+    """Announce a joining member with ``POST /v1/members`` (following the leader redirect),
+    with the member's admin credential (token, client certificate)."""
     import aiohttp
+
+    credentials = credentials or security.ServerSecurity()
+    headers = {} if credentials.token is None else {
+        "Authorization": f"Bearer {credentials.token}"}
+    context = credentials.client_ssl if credentials.client_ssl is not None else True
 
     async def announce(member: int, address: str, metadata: dict) -> None:
         url = join_url.rstrip("/") + "/v1/members"
         body = {"id": member, "address": address, "metadata": metadata}
         async with aiohttp.ClientSession() as session:
             for _ in range(5):
-                async with session.post(url, json=body, allow_redirects=False) as response:
+                async with session.post(url, json=body, allow_redirects=False,
+                                        headers=headers, ssl=context) as response:
                     if response.status == 307:
                         url = response.headers["Location"]
                         continue
+                    if response.status in (401, 403):
+                        raise RuntimeError(
+                            f"{url} refused this member's credential ({response.status}: "
+                            f"{await response.text()}); give it the cluster's "
+                            "--admin-token-file, or an --http-cert from the cluster's --http-ca")
                     if response.status != 200:
                         raise RuntimeError(f"{url} answered {response.status}: "
                                            f"{await response.text()}")
@@ -229,13 +243,15 @@ def build_machine(config: ClusterConfig, state: str,
 
 async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
                 join_url: str | None = None, metrics: str | None = None,
-                snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT, state: str = "memory") -> None:
+                snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT, state: str = "memory",
+                credentials: security.ServerSecurity | None = None) -> None:
     from pyraft.kv.http import serve as serve_http
 
+    credentials = credentials or security.ServerSecurity()
     machine = build_machine(config, state, snapshot_entries)
     options = {}
     if join_url:
-        options["announcer"] = _http_announcer(join_url)
+        options["announcer"] = _http_announcer(join_url, credentials)
     try:
         cluster = RaftCluster.from_config(config, state_machine=machine, **options)
     except BaseException:
@@ -245,8 +261,10 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
     host, _, port = http.rpartition(":")
     runner = await serve_http(cluster, machine, host, int(port),
                               http_addresses={**http_peers,
-                                              config.member_id: config.metadata.get("http", http)})
-    log.info("member %d serves the key-value API on http://%s", config.member_id, http)
+                                              config.member_id: config.metadata.get("http", http)},
+                              ssl_context=credentials.ssl, admin=credentials.admin)
+    log.info("member %d serves the key-value API on %s://%s", config.member_id,
+             credentials.scheme, http)
     metrics_runner = None
     if metrics:
         from pyraft.metrics import serve_metrics
@@ -272,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s member {args.id} %(name)s: %(message)s")
     try:
         config = build_config(args)
+        credentials = security.server_options(args)
     except ConfigError as error:
         message = str(error).removeprefix(f"{error.field}: ")
         flag = _FLAGS.get(error.field, error.field)
@@ -287,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning("member %d keeps its log in memory (no --data): a restart forgets every "
                     "vote and entry, and the member comes back as a new one", config.member_id)
     main = serve(config, args.http, parse_members(args.http_peers), args.join, args.metrics,
-                 getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT), state)
+                 getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT), state,
+                 credentials)
     try:
         try:
             import uvloop

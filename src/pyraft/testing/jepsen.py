@@ -88,6 +88,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from pyraft.client import KVClient, KVClientError, RequestError, SessionExpiredError
+from pyraft.kv.security import read_token_file, write_token_file
 from pyraft.testing.faultproxy import FaultProxy
 from pyraft.testing.linearizability import CheckResult, Operation, check_history
 from pyraft.testing.processes import free_port
@@ -425,7 +426,8 @@ class _Node:
         if named:
             args += ["--peers", ",".join(f"{n.id}={n.listen}" for n in named),
                      "--http-peers", ",".join(f"{n.id}={n.http}" for n in named)]
-        args += ["--routes", self.h.proxy.routes(self.id), "--log-level", "WARNING"]
+        args += ["--routes", self.h.proxy.routes(self.id), "--log-level", "WARNING",
+                 "--admin-token-file", self.h.token_file]
         if join_url:
             args += ["--join", join_url]
         return args
@@ -514,6 +516,7 @@ class _Harness:
         self._pauses = 0
         self._refusals = 0
         self._http: aiohttp.ClientSession | None = None
+        self.token_file: str | None = None  # the admin credential of membership changes
         self.load_over = asyncio.Event()
 
     def now(self) -> float:
@@ -543,6 +546,7 @@ class _Harness:
                            "request_timeout_ms": min(200.0, lower),
                            "connect_timeout_ms": min(100.0, lower)}, file)
             node.set_fsync_delay(0)
+        self.token_file = write_token_file(os.path.join(self.workdir, "admin-token"))
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         for node in self.nodes.values():
             node.start()
@@ -592,6 +596,8 @@ class _Harness:
         if leader is None:
             return 0, "no leader"
         url = self.nodes[leader].url + path
+        token = read_token_file(self.token_file)
+        kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         for _ in range(5):
             try:
                 async with self._http.request(method, url, allow_redirects=False,
