@@ -26,17 +26,19 @@ def add_kv_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     operations = parser.add_subparsers(dest="operation", required=True)
     get = operations.add_parser("get")
-    get.add_argument("key")
-    get.add_argument("--consistency", choices=["barrier", "lease", "local"], default="barrier")
+    get.add_argument("key", help="the key to read")
+    get.add_argument("--consistency", choices=["barrier", "lease", "local"], default="barrier",
+                     help="barrier (default: linearizable), lease (the leader's lease) or local "
+                          "(this member's state, maybe stale)")
     put = operations.add_parser("put")
-    put.add_argument("key")
-    put.add_argument("value")
+    put.add_argument("key", help="the key to write")
+    put.add_argument("value", help="its new value")
     delete = operations.add_parser("delete")
-    delete.add_argument("key")
+    delete.add_argument("key", help="the key to delete")
     cas = operations.add_parser("cas")
-    cas.add_argument("key")
+    cas.add_argument("key", help="the key to compare and set")
     cas.add_argument("expected", help='the current value, or "-" for an absent key')
-    cas.add_argument("new")
+    cas.add_argument("new", help="the value to write when the current one is expected")
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
