@@ -100,6 +100,11 @@ CASES = [
     ("http port in use", node_args("--http", "{busy}"), {}, ["--http", "{busy}", "in use"]),
     ("metrics port in use", node_args("--metrics", "{busy}"), {},
      ["--metrics", "{busy}", "in use"]),
+    # refused before it asks the (absent) cluster anything: a member that cannot serve
+    # does not join
+    ("http port in use when joining", node_args("--http", "{busy}", "--join",
+                                                "http://127.0.0.1:9"), {},
+     ["--http", "{busy}", "in use"]),
     ("missing config", node_args("--config", "{missing.json}"), {},
      ["--config", "{missing.json}", "No such file"]),
     ("unreadable config", node_args("--config", "{dir.json}"), {},
@@ -339,6 +344,23 @@ def test_a_member_joins_with_only_the_url_of_a_member(tmp_path):
 
         asyncio.run(check())
         assert joiner.poll() is None, (tmp_path / "n4.log").read_text()
+        # restarted with the same command line, it uses the membership it stored
+        _end(joiner)
+        assert joiner.returncode == 0, (tmp_path / "n4.log").read_text()
+        with open(tmp_path / "n4.log", "a") as joiner_log:
+            restart = [arg if arg != "warning" else "info" for arg in joiner.args[3:]]
+            processes[4] = _start(restart, stderr=joiner_log)
+
+        async def check_restart():
+            async with KVClient([f"http://{http[4]}"], timeout_s=5.0, retries=40) as client:
+                await client.put("restarted", "yes")
+                assert await client.get("restarted", consistency="barrier") == b"yes"
+            status = await _wait_for([f"http://{http[4]}"], lambda s: s["leader"] is not None)
+            assert 4 in {m["id"] for m in status["members"] if m["voter"]}
+
+        asyncio.run(check_restart())
+        assert processes[4].poll() is None, (tmp_path / "n4.log").read_text()
+        assert "uses the membership stored there" in (tmp_path / "n4.log").read_text()
     finally:
         for process in processes.values():
             _end(process)
