@@ -69,6 +69,8 @@ def files(tmp_path) -> dict[str, str]:
         "typo.json": '{"election_timeout_ms_lowr": 500}',
         "typo.toml": "election_timeout_ms_lowr = 500\n",
         "small.json": '{"election_timeout_ms_lower": 5}',
+        "tls.toml": '[tls]\ncert_file = "/nonexistent/member.pem"\n'
+                    'key_file = "/nonexistent/member.key"\n',
     }
     paths = {}
     for name, text in made.items():
@@ -129,6 +131,12 @@ CASES = [
     ("tls with a missing file", node_args("--transport", "tls", "--cert", "{missing.pem}",
                                           "--key", "{missing.pem}", "--ca", "{missing.pem}"),
      {}, ["--cert", "{missing.pem}", "No such file"]),
+    ("tls file from the environment", node_args(),
+     {"PYRAFT_TLS_CERT_FILE": "{missing.pem}", "PYRAFT_TLS_KEY_FILE": "{missing.pem}",
+      "PYRAFT_TLS_CA_FILE": "{missing.pem}"},
+     ["PYRAFT_TLS_CERT_FILE", "{missing.pem}", "No such file"]),
+    ("tls file from the config file", node_args("--config", "{tls.toml}"), {},
+     ["tls.cert_file in {tls.toml}", "/nonexistent/member.pem", "No such file"]),
     ("join an ftp url", node_args("--join", "ftp://127.0.0.1:1"), {}, ["--join", "http://"]),
     ("sqlite state in memory", node_args("--state", "sqlite"), {}, ["--state", "--data"]),
     ("bad number in environment", node_args(), {"PYRAFT_ELECTION_TIMEOUT_MS_LOWER": "banana"},
@@ -158,7 +166,7 @@ def fill(text: str, names: dict[str, str]) -> str:
 def test_a_mistake_ends_in_one_line_and_exit_status_2(tmp_path, busy, case, argv, env, words):
     names = {**files(tmp_path), "busy": busy}
     argv = [fill(arg, names) for arg in argv]
-    result = pyraft_cli(*argv, env=clean_env(**env))
+    result = pyraft_cli(*argv, env=clean_env(**{k: fill(v, names) for k, v in env.items()}))
     assert result.returncode == 2, (case, result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]

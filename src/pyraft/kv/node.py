@@ -158,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _FLAGS = {"public_endpoint": "--advertise", "listen": "--listen", "peers": "--peers",
           "routes": "--routes", "data_dir": "--data", "cluster_id": "--cluster-id",
           "sync": "--sync", "standby": "--standby", "tls.cert_file": "--cert",
-          "tls.key_file": "--key", "tls.ca_file": "--ca"}
+          "tls.key_file": "--key", "tls.ca_file": "--ca", "tls": "--transport"}
 #: the prefix of the environment variables ``pyraft node`` reads
 ENV_PREFIX = "PYRAFT_"
 
@@ -301,7 +301,10 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
         for name in ("cert_file", "key_file", "ca_file"):
             path = getattr(config.tls, name)
             if path is not None:
-                _check_readable(flags.get(f"tls.{name}") or _FLAGS[f"tls.{name}"], path)
+                try:
+                    _check_readable(f"tls.{name}", path)
+                except ConfigError as error:
+                    raise _located(error, flags, sources) from None
     return config
 
 
@@ -309,14 +312,16 @@ def _located(error: ConfigError, flags: dict[str, str], sources: dict[str, str])
     """``error`` naming the flag, variable or file that gave the field."""
     field, reason = error.field, _reason(error)
     top = field.split(".")[0]
-    if field in flags or top in flags:
-        return ConfigError(flags.get(field) or flags[top], reason)
+    if field in flags:
+        return ConfigError(flags[field], reason)
     source = sources.get(field) or sources.get(top)
     if source is not None and source.startswith("from "):
         return ConfigError(source.removeprefix("from "), f"{reason} ({field}); correct or "
                                                          "unset the variable")
     if source is not None:
-        return ConfigError(field, f"{reason} ({source})")
+        return ConfigError(f"{field} {source}", reason)
+    if top in flags or field in _FLAGS:
+        return ConfigError(flags.get(top) or _FLAGS[field], reason)
     return error
 
 
