@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -464,32 +465,57 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
                 join_url: str | None = None, metrics: str | None = None,
                 snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT, state: str = "memory") -> None:
     """Run the member until SIGTERM or SIGINT. The HTTP and metrics sockets are bound first
-    and the Raft listener next, so an address in use stops the member before it joins."""
+    and the Raft port checked next, so an address in use stops the member before it touches
+    its storage or joins its cluster."""
     from pyraft.kv.http import serve as serve_http
 
-    sockets = [bind("--http", http)]
-    if metrics:
-        sockets.append(bind("--metrics", metrics))
-    try:
-        await _serve(config, http, http_peers, join_url, metrics, snapshot_entries, state,
-                     sockets, serve_http)
-    finally:
-        for sock in sockets:
-            sock.close()
+    with contextlib.ExitStack() as bound:
+        http_socket = bound.enter_context(bind("--http", http))
+        metrics_socket = bound.enter_context(bind("--metrics", metrics)) if metrics else None
+        config, options = await _membership(config, join_url)
+        bind("--listen", config.listen).close()
+        cluster, machine = await _start_member(config, state, snapshot_entries, options)
+        runners = []
+        try:
+            runners.append(await serve_http(
+                cluster, machine, sock=http_socket,
+                http_addresses={**http_peers,
+                                config.member_id: config.metadata.get("http", http)}))
+            log.info("member %d serves the key-value API on http://%s", config.member_id, http)
+            if metrics_socket is not None:
+                from pyraft.metrics import serve_metrics
+
+                runners.append(await serve_metrics(cluster, sock=metrics_socket))
+                log.info("member %d serves metrics on http://%s/metrics", config.member_id,
+                         metrics)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+            await cluster.stop()
 
 
-async def _serve(config, http, http_peers, join_url, metrics, snapshot_entries, state,
-                 sockets, serve_http) -> None:
-    options = {}
-    if join_url and not config.peers and _has_state(config):
+async def _membership(config: ClusterConfig, join_url: str | None) -> tuple[ClusterConfig, dict]:
+    """The configuration a joining member starts from, and the runtime's join options:
+    ``--join`` without ``--peers`` asks the member at the URL for the voters, unless the data
+    directory already holds a membership (a restart, which uses it)."""
+    if not join_url:
+        return config, {}
+    if not config.peers and _has_state(config):
         log.info("member %d restarts from %s: it uses the membership stored there, and "
                  "--join is not needed", config.member_id, config.data_dir)
-        config = dataclasses.replace(config, cold_start=True, peers={})
-    elif join_url:
-        if not config.peers:
-            config = dataclasses.replace(config, peers=await members_of(join_url))
-        options["announcer"] = _http_announcer(join_url)
-    bind("--listen", config.listen).close()  # in use: refused before the storage is touched
+        return dataclasses.replace(config, cold_start=True), {}
+    if not config.peers:
+        config = dataclasses.replace(config, peers=await members_of(join_url))
+    return config, {"announcer": _http_announcer(join_url)}
+
+
+async def _start_member(config: ClusterConfig, state: str, snapshot_entries: int,
+                        options: dict) -> tuple[RaftCluster, KVStateMachine | SqliteKVStateMachine]:
     machine = build_machine(config, state, snapshot_entries)
     try:
         cluster = RaftCluster.from_config(config, state_machine=machine, **options)
@@ -498,7 +524,7 @@ async def _serve(config, http, http_peers, join_url, metrics, snapshot_entries, 
         raise
     try:
         await cluster.start()
-    except OSError as error:
+    except OSError as error:  # the Raft port, taken since it was checked
         if isinstance(error, StorageError) or error.errno not in (
                 errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
@@ -507,27 +533,7 @@ async def _serve(config, http, http_peers, join_url, metrics, snapshot_entries, 
     if config.data_dir is None:
         log.warning("member %d keeps its log in memory (no --data): a restart forgets every "
                     "vote and entry, and the member comes back as a new one", config.member_id)
-    runners = []
-    try:
-        runners.append(await serve_http(
-            cluster, machine, sock=sockets[0],
-            http_addresses={**http_peers, config.member_id: config.metadata.get("http", http)}))
-        log.info("member %d serves the key-value API on http://%s", config.member_id, http)
-        if metrics:
-            from pyraft.metrics import serve_metrics
-
-            runners.append(await serve_metrics(cluster, sock=sockets[1]))
-            log.info("member %d serves metrics on http://%s/metrics", config.member_id,
-                     metrics)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-    finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
-        await cluster.stop()
+    return cluster, machine
 
 
 class JsonLogFormatter(logging.Formatter):
