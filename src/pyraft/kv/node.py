@@ -298,6 +298,11 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
         config = ClusterConfig.from_dict(values)
     except ConfigError as error:
         raise _located(error, flags, sources) from None
+    if config.data_dir is not None and os.path.exists(config.data_dir) and not os.path.isdir(
+            config.data_dir):
+        raise _located(ConfigError("data_dir", f"{config.data_dir} is a file, not a directory: "
+                                               "give a directory (made when missing)"),
+                       flags, sources)
     if config.tls is not None:
         for name in ("cert_file", "key_file", "ca_file"):
             path = getattr(config.tls, name)
@@ -387,7 +392,11 @@ def build_machine(config: ClusterConfig, state: str,
     """The key-value state machine ``--state`` names (``sqlite`` needs ``config.data_dir``)."""
     if state == "sqlite":
         path = os.path.join(config.data_dir, DATABASE_NAME)
-        os.makedirs(config.data_dir, exist_ok=True)
+        try:
+            os.makedirs(config.data_dir, exist_ok=True)
+        except OSError as error:  # a full or read-only disk, no permission
+            raise StorageError(f"cannot make the data directory: {error.strerror}",
+                               config.data_dir, error.errno) from error
         try:
             return SqliteKVStateMachine(path, snapshot_entries=snapshot_entries)
         except sqlite3.DatabaseError as error:  # "file is not a database", a damaged page
