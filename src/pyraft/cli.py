@@ -151,7 +151,7 @@ def _add_debug(parser: argparse.ArgumentParser, default: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``pyraft`` command line."""
-    parser = _Parser(prog="pyraft", description=__doc__,
+    parser = _Parser(prog="pyraft", description=__doc__.replace("``", ""),
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", help="print the version and exit",
                         version=f"pyraft {pyraft.__version__} (raftcore {raftcore.__version__}, "

@@ -169,25 +169,25 @@ def parse_address(text: object, *, port_zero: bool = False) -> tuple[str, int]:
     listening socket may let the system pick its port).
     """
     if not isinstance(text, str):
-        raise ValueError(f"must be a 'host:port' string, not {type(text).__name__}")
+        raise ValueError(f"must be a HOST:PORT string, not {type(text).__name__}")
     host, colon, port_text = text.rpartition(":")
     if not colon or not host:
-        raise ValueError(f"{text!r} is not 'host:port'")
+        raise ValueError(f"{text or 'an empty address'} is not HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+            raise ValueError(f"{text}: {host} is not an IPv6 address") from None
     elif ":" in host:
-        raise ValueError(f"{text!r}: an IPv6 address goes in brackets, as in '[::1]:7100'")
+        raise ValueError(f"{text}: an IPv6 address goes in brackets, as in [::1]:7100")
     elif len(host) > 253 or not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+        raise ValueError(f"{text}: {host} is not a host name or address")
     if not _PORT.fullmatch(port_text):
-        raise ValueError(f"{text!r}: the port {port_text!r} is not a number")
+        raise ValueError(f"{text}: the port {port_text or '(empty)'} is not a number")
     port = int(port_text)
     if not (0 if port_zero else 1) <= port <= 65_535:
-        raise ValueError(f"{text!r}: the port must be in [{0 if port_zero else 1}, 65535]")
+        raise ValueError(f"{text}: the port must be in [{0 if port_zero else 1}, 65535]")
     return host, port
 
 
@@ -849,7 +849,7 @@ class ClusterConfig(RaftConfig):
             except ValueError as exc:
                 raise ConfigError("public_endpoint", str(exc)) from None
             if _is_wildcard(host):
-                raise ConfigError("public_endpoint", f"{self.public_endpoint!r} is not an "
+                raise ConfigError("public_endpoint", f"{self.public_endpoint} is not an "
                                                      "address the others can connect to")
         if len(self.peers) > PEERS_MAX:
             raise ConfigError("peers", f"at most {PEERS_MAX} members, not {len(self.peers)}")
@@ -862,12 +862,12 @@ class ClusterConfig(RaftConfig):
             except ValueError as exc:
                 raise ConfigError("peers", f"member {member}: {exc}") from None
             if _is_wildcard(host):
-                raise ConfigError("peers", f"member {member}: {address!r} is not an address "
+                raise ConfigError("peers", f"member {member}: {address} is not an address "
                                            "the others can connect to")
             key = (host.lower().rstrip("."), port)
             if key in seen:
                 raise ConfigError("peers", f"members {seen[key]} and {member} share the "
-                                           f"address {address!r}")
+                                           f"address {address}")
             seen[key] = member
         for member, address in sorted(self.routes.items()):
             if not isinstance(member, int) or not 0 < member <= MEMBER_ID_MAX:
