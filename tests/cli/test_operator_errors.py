@@ -292,6 +292,9 @@ def test_json_log_lines_and_wal_inspect_of_the_data_directory(tmp_path):
     segments = [line for line in inspected.stdout.splitlines() if ".wal: cluster 0" in line]
     assert segments and all(line.endswith(", ok") for line in segments), inspected.stdout
     assert "no segments" not in inspected.stdout and "None" not in inspected.stdout
+    repaired = pyraft_cli("wal", "repair", str(data))  # a clean log: nothing to repair
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert repaired.stdout.startswith(f"{data / 'wal'}: opens cleanly"), repaired.stdout
 
 
 def test_json_log_formatter_carries_the_exception():
