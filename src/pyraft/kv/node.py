@@ -76,6 +76,8 @@ EXIT_CONFIG = 2
 SNAPSHOT_ENTRIES_DEFAULT = 50_000
 #: Exit status of a command line that cannot work (as argparse's own errors).
 EXIT_USAGE = 2
+#: How long ``--join URL`` without ``--peers`` keeps asking URL for the voters.
+JOIN_ASK_TIMEOUT_S = 10.0
 #: Where ``--state`` keeps the key-value state.
 STATES = ("memory", "sqlite")
 
@@ -136,8 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--join", default=None, metavar="URL",
                         help="join a running cluster: announce this member to the HTTP API at "
                              "URL (any member; followers redirect to the leader), which adds "
-                             "it (warm-up, then promotion); without --peers the members are "
-                             "asked at URL")
+                             "it (warm-up, then promotion); without --peers the voters are "
+                             f"asked at URL (for up to {JOIN_ASK_TIMEOUT_S:g} s)")
     parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
                         help="serve Prometheus metrics on http://HOST:PORT/metrics")
     parser.add_argument("--snapshot-entries", type=_positive_int,
@@ -432,7 +434,7 @@ def _bind_error(flag: str, address: str, error: OSError) -> ConfigError:
     return ConfigError(flag, f"{address}: cannot listen there ({error.strerror})")
 
 
-async def members_of(url: str, timeout_s: float = 10.0) -> dict[int, str]:
+async def members_of(url: str, timeout_s: float = JOIN_ASK_TIMEOUT_S) -> dict[int, str]:
     """The voters of the cluster the member at ``url`` belongs to, ``id -> Raft address``,
     asked with ``GET /v1/status`` (retried for ``timeout_s``); ``ConfigError`` names
     ``--join`` when nobody answers."""
