@@ -1,21 +1,30 @@
 """The ``pyraft`` command.
 
 Subcommands grow with the project; today: ``pyraft info`` (versions and which kernels run)
-``pyraft playground`` (a local cluster to watch), ``pyraft wal inspect|repair DIR`` (an
-operator's tools for a write-ahead log) and ``pyraft bench`` (the benchmark suite).
+``pyraft playground`` (a local cluster to watch), ``pyraft node`` (a member of the key-value
+service), ``pyraft kv`` and ``pyraft status`` (its clients), ``pyraft wal inspect|repair DIR``
+(an operator's tools for a write-ahead log) and ``pyraft bench`` (the benchmark suite).
+
+An operator's mistake (a bad flag, file, address or ``PYRAFT_*`` variable: ``ConfigError``
+raised anywhere while a command starts, or a command line argparse refuses) ends in one line
+on stderr naming it and what to do, and exit status 2; ``--debug`` (before or after the
+subcommand) prints the traceback too. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
+import traceback
 
 import pyraft
 import raftcore
 import raftcore.crc
 import raftcore.framing
+from pyraft.errors import ConfigError
 
 
 def _info() -> dict[str, object]:
@@ -37,21 +46,48 @@ def _info() -> dict[str, object]:
     }
 
 
+def _wal_directory(directory: str) -> str:
+    """The write-ahead log ``directory`` names: itself, or ``directory/wal`` for the data
+    directory of a member. ``ConfigError`` (naming the directory and what it holds) when it is
+    neither."""
+    if not os.path.exists(directory):
+        raise ConfigError(directory, "no such directory: give a data directory of "
+                                     "`pyraft node --data` or its wal directory")
+    if not os.path.isdir(directory):
+        raise ConfigError(directory, "is a file, not a directory: give a data directory of "
+                                     "`pyraft node --data` or its wal directory")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as error:
+        raise ConfigError(directory, f"cannot read it ({error.strerror})") from None
+    if any(name.endswith(".wal") for name in names):
+        return directory
+    nested = os.path.join(directory, "wal")
+    if os.path.isdir(nested):
+        return nested
+    found = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise ConfigError(directory, "is not a write-ahead log: it holds no segment (*.wal) and "
+                                 "no wal directory, " + (f"but {found}" if names
+                                                          else "nothing at all")
+                      + "; give a data directory of `pyraft node --data` or its wal directory")
+
+
 def _wal_inspect(directory: str) -> int:
     """List the segments of a write-ahead log and validate them, changing nothing."""
-    import os
-
     from raftcore._wal import decode_segment_header
     from raftcore.framing import scan_entries
     from raftcore.wal import SEGMENT_HEADER_BYTES
 
-    names = sorted(n for n in os.listdir(directory) if n.endswith(".wal"))
+    found = _wal_directory(directory)
+    if found != directory:
+        print(f"{found}:")
+    names = sorted(n for n in os.listdir(found) if n.endswith(".wal"))
     if not names:
-        print(f"{directory}: no segments")
+        print(f"{found}: no segments yet (an empty log)")
         return 0
     problems = 0
     for name in names:
-        path = os.path.join(directory, name)
+        path = os.path.join(found, name)
         with open(path, "rb") as f:
             data = f.read()
         try:
@@ -66,8 +102,10 @@ def _wal_inspect(directory: str) -> int:
             f"stops: {getattr(error, 'reason', error)} at byte offset "
             f"{SEGMENT_HEADER_BYTES + end} of the file")
         problems += state != "ok"
-        print(f"{name}: cluster {cluster_id}, entries {len(batch)} "
-              f"[{batch.first_index}, {batch.last_index}], {end} bytes, {state}")
+        entries = (f"[{batch.first_index}, {batch.last_index}]" if len(batch)
+                   else "(none)")
+        print(f"{name}: cluster {cluster_id}, entries {len(batch)} {entries}, {end} bytes, "
+              f"{state}")
     return 1 if problems else 0
 
 
@@ -75,6 +113,7 @@ def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
     from raftcore import WalClusterMismatchError, WalCorruptionError
     from raftcore.wal import WriteAheadLog
 
+    directory = _wal_directory(directory)
     try:
         with WriteAheadLog(directory, cluster_id=cluster_id) as log:
             print(f"{directory}: opens cleanly, entries [{log.first_index}, {log.last_index}]; "
@@ -98,39 +137,92 @@ def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pyraft", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    info = commands.add_parser("info", help="versions and the kernels in use")
+class _Parser(argparse.ArgumentParser):
+    """Refuses a bad command line in one line on stderr (argparse prints its usage too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _add_debug(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="print the traceback of an error too (for a bug report)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``pyraft`` command line."""
+    parser = _Parser(prog="pyraft", description=__doc__.replace("``", ""),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", help="print the version and exit",
+                        version=f"pyraft {pyraft.__version__} (raftcore {raftcore.__version__}, "
+                                f"Python {platform.python_version()})")
+    _add_debug(parser, False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _add_debug(sub, argparse.SUPPRESS)  # the global flag's value unless given here
+        return sub
+
+    info = command("info", "versions and the kernels in use")
     info.add_argument("--json", action="store_true", help="print JSON")
-    playground = commands.add_parser(
-        "playground", help="a local cluster on 127.0.0.1 that shows elections and commits")
+    playground = command("playground",
+                         "a local cluster on 127.0.0.1 that shows elections and commits")
     from pyraft.playground import add_arguments as playground_arguments
 
     playground_arguments(playground)
-    node = commands.add_parser("node", help="run one member of the key-value service")
+    node = command("node", "run one member of the key-value service")
     from pyraft.kv.node import add_arguments as node_arguments
 
     node_arguments(node)
     from pyraft.kv.cli import add_kv_arguments, add_member_arguments, add_status_arguments
 
-    add_kv_arguments(commands.add_parser("kv", help="get, put, delete, cas on the service"))
-    add_status_arguments(commands.add_parser(
-        "status", help="every member in one table: role, term, indexes, lag, errors"))
-    add_member_arguments(commands.add_parser("member", help="list, add or remove members"))
-    wal = commands.add_parser("wal", help="inspect or repair a write-ahead log directory")
-    wal_commands = wal.add_subparsers(dest="wal_command", required=True)
+    add_kv_arguments(command("kv", "get, put, delete, cas on the service"))
+    add_status_arguments(command(
+        "status", "every member in one table: role, term, indexes, lag, errors"))
+    add_member_arguments(command("member", "list, add or remove members"))
+    wal = command("wal", "inspect or repair a write-ahead log directory")
+    wal_commands = wal.add_subparsers(dest="wal_command", required=True, metavar="ACTION")
     inspect = wal_commands.add_parser("inspect", help="list and validate segments (read only)")
-    inspect.add_argument("directory")
+    _add_debug(inspect, argparse.SUPPRESS)
+    inspect.add_argument("directory", help="a WAL directory, or a data directory of "
+                                           "`pyraft node --data` (its wal directory is read)")
     repair = wal_commands.add_parser("repair", help="truncate a damaged log at the damage")
-    repair.add_argument("directory")
-    repair.add_argument("--cluster-id", type=int, default=0)
+    _add_debug(repair, argparse.SUPPRESS)
+    repair.add_argument("directory", help="a WAL directory, or a data directory of "
+                                          "`pyraft node --data` (its wal directory is repaired)")
+    repair.add_argument("--cluster-id", type=int, default=0,
+                        help="the cluster id the log belongs to (default 0)")
     repair.add_argument("--yes", action="store_true", help="really truncate")
-    bench = commands.add_parser("bench", help="benchmarks: kernels, cluster, peers, goals")
+    bench = command("bench", "benchmarks: kernels, cluster, peers, goals")
     from pyraft.bench.cli import add_arguments as bench_arguments
 
     bench_arguments(bench)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _refusal(args: argparse.Namespace, error: ConfigError) -> str:
+    """The one line that reports an operator's mistake."""
+    if args.command == "node":
+        from pyraft.kv.node import refusal
+
+        return refusal(args, error)
+    where = f"pyraft {args.command}" + (f" {args.wal_command}" if args.command == "wal" else "")
+    return f"{where}: {error}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(_refusal(args, error), file=sys.stderr, flush=True)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from pyraft.bench.cli import run as run_bench
 
@@ -159,16 +251,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.wal_command == "inspect":
             return _wal_inspect(args.directory)
         return _wal_repair(args.directory, args.cluster_id, args.yes)
-    if args.command == "info":
-        facts = _info()
-        if args.json:
-            print(json.dumps(facts, indent=2))
-        else:
-            for key, value in facts.items():
-                print(f"{key:10} {value}")
+    facts = _info()
+    if args.json:
+        print(json.dumps(facts, indent=2))
         return 0
-    parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return 2
+    for key, value in facts.items():
+        if isinstance(value, dict):
+            for name, implementation in value.items():
+                print(f"{'kernel ' + name:14} {implementation}")
+        else:
+            print(f"{key:14} {value}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,8 +26,12 @@ constructors return validated configurations:
   ``PYRAFT_TLS_CERT_FILE`` / ``_KEY_FILE`` / ``_CA_FILE`` / ``_REQUIRE_CLIENT_CERT`` (TLS is on
   when any of them is set). An empty value means None for optional settings. A variable under
   the prefix that names no setting is refused (a typo must not be silently ignored), except
-  pyraft's own switches (``NO_EXTENSIONS``, ``REWRITE``); ``strict=False`` ignores them (for
-  a prefix that other software shares);
+  pyraft's own switches (``ENV_SWITCHES``: ``NO_EXTENSIONS``, ``REWRITE``, the client's
+  ``CLUSTER`` and the tests' own); ``strict=False`` ignores them (for a prefix that other
+  software shares);
+- ``read_file(path)`` and ``read_env(prefix)``: what a file or the environment gives, parsed
+  but not yet validated, to layer sources before ``from_dict`` (``pyraft node``: defaults <
+  ``--config`` file < ``PYRAFT_*`` variables < command-line flags);
 - ``to_dict()`` (the inverse of ``from_dict``, also through JSON) and ``to_env(prefix)`` (the
   inverse of ``from_env``).
 
@@ -50,7 +54,8 @@ Membership at start (``cold_start``, ``peers``):
   ``member_id`` must be among them), or itself alone when ``peers`` is empty. A standby member
   cannot bootstrap a cluster alone: nobody could ever be elected;
 - ``cold_start=False``: this member joins a cluster that exists; ``peers`` are the members it
-  knows about (possibly none: it waits for a leader to add it and contact it);
+  knows about: at least one for ``RaftCluster.from_config``; ``pyraft node --join URL``
+  without ``--peers`` asks the member at URL for them (``GET /v1/status``);
 - either way, a member restarting from a ``data_dir`` that already holds state uses the
   configuration stored there: ``cold_start`` and ``peers`` only matter on the first start.
 """
@@ -100,7 +105,8 @@ FRAME_HEADROOM_BYTES = 64 * 1024
 SYNC_POLICIES = ("always", "interval", "never")
 PROPOSAL_QUEUE_FULL_POLICIES = ("wait", "raise")
 #: variables under the prefix that are switches of pyraft itself, not settings
-ENV_SWITCHES = frozenset({"NO_EXTENSIONS", "REWRITE"})
+ENV_SWITCHES = frozenset({"NO_EXTENSIONS", "REWRITE", "CLUSTER", "SMOKE_INSTALLED",
+                          "TEST_INJECT_ENOSPC", "FUZZ_TMP"})
 
 
 @dataclass(frozen=True)
@@ -163,25 +169,25 @@ def parse_address(text: object, *, port_zero: bool = False) -> tuple[str, int]:
     listening socket may let the system pick its port).
     """
     if not isinstance(text, str):
-        raise ValueError(f"must be a 'host:port' string, not {type(text).__name__}")
+        raise ValueError(f"must be a HOST:PORT string, not {type(text).__name__}")
     host, colon, port_text = text.rpartition(":")
     if not colon or not host:
-        raise ValueError(f"{text!r} is not 'host:port'")
+        raise ValueError(f"{text or 'an empty address'} is not HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+            raise ValueError(f"{text}: {host} is not an IPv6 address") from None
     elif ":" in host:
-        raise ValueError(f"{text!r}: an IPv6 address goes in brackets, as in '[::1]:7100'")
+        raise ValueError(f"{text}: an IPv6 address goes in brackets, as in [::1]:7100")
     elif len(host) > 253 or not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+        raise ValueError(f"{text}: {host} is not a host name or address")
     if not _PORT.fullmatch(port_text):
-        raise ValueError(f"{text!r}: the port {port_text!r} is not a number")
+        raise ValueError(f"{text}: the port {port_text or '(empty)'} is not a number")
     port = int(port_text)
     if not (0 if port_zero else 1) <= port <= 65_535:
-        raise ValueError(f"{text!r}: the port must be in [{0 if port_zero else 1}, 65535]")
+        raise ValueError(f"{text}: the port must be in [{0 if port_zero else 1}, 65535]")
     return host, port
 
 
@@ -559,10 +565,12 @@ class RaftConfig:
         return cls(**values).validate()
 
     @classmethod
-    def from_file(cls: type[_C], path: str | os.PathLike[str]) -> _C:
-        """A validated configuration from a ``.json`` or ``.toml`` file (see the module
-        docstring). A file that cannot be read raises ``OSError``; a file that cannot be
-        parsed, or holds a bad setting, ``ConfigError`` (naming the setting and the file)."""
+    def read_file(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The settings a ``.json`` or ``.toml`` file holds, as a mapping of setting names to
+        JSON-shaped values, not yet validated (``from_dict`` does that), so that they can be
+        layered under other sources (``pyraft node``: file < environment < flags). A key that
+        names no setting raises ``ConfigError`` naming the key and the file; a file that cannot
+        be parsed, ``ConfigError`` naming the file; one that cannot be read, ``OSError``."""
         path = os.fspath(path)
         suffix = os.path.splitext(path)[1].lower()
         if suffix == ".json":
@@ -589,28 +597,47 @@ class RaftConfig:
                 raise ConfigError(path, f"not valid TOML: {exc}") from None
         else:
             raise ConfigError(path, f"unknown file type {suffix!r}: use .json or .toml")
+        if not isinstance(data, Mapping):
+            raise ConfigError("config", "must be a mapping of setting names to values, not "
+                                        f"{type(data).__name__} (in {path})")
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                error = _unknown(str(key), known)
+                raise ConfigError(error.field, f"{_reason(error)} (in {path})")
+        return dict(data)
+
+    @classmethod
+    def from_file(cls: type[_C], path: str | os.PathLike[str]) -> _C:
+        """A validated configuration from a ``.json`` or ``.toml`` file (see the module
+        docstring). A file that cannot be read raises ``OSError``; a file that cannot be
+        parsed, or holds a bad setting, ``ConfigError`` (naming the setting and the file)."""
+        data = cls.read_file(path)
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
-            raise ConfigError(exc.field, f"{_reason(exc)} (in {path})") from None
+            raise ConfigError(exc.field, f"{_reason(exc)} (in {os.fspath(path)})") from None
 
     @classmethod
-    def from_env(
-        cls: type[_C],
+    def read_env(
+        cls,
         prefix: str = "PYRAFT_",
         environ: Mapping[str, str] | None = None,
         *,
         strict: bool = True,
-    ) -> _C:
-        """A validated configuration from environment variables (see the module docstring).
-        ``strict=False`` ignores variables under the prefix that name no setting."""
+    ) -> dict[str, Any]:
+        """The settings environment variables give (see the module docstring), parsed to the
+        settings' types but not yet validated together (``from_dict`` does that): a mapping of
+        setting names to values, ``tls`` a mapping of TLS settings. A value that does not parse,
+        or (``strict``) a variable under the prefix that names no setting, raises
+        ``ConfigError`` whose message names the variable."""
         if not prefix:
             raise ConfigError("prefix", "must not be empty: every variable would be a setting")
         environ = os.environ if environ is None else environ
         known = {prefix + f.name.upper(): f for f in fields(cls)}
         tls_known = {prefix + "TLS_" + f.name.upper(): f for f in fields(TlsConfig)}
         has_tls = "tls" in {f.name for f in fields(cls)}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         tls: dict[str, object] = {}
         for variable in sorted(environ):
             if not variable.startswith(prefix) or variable[len(prefix):] in ENV_SWITCHES:
@@ -631,7 +658,19 @@ class RaftConfig:
             values[f.name] = _parse_text(f.name, variable, kind, optional, text)
         if tls:
             values["tls"] = tls
-        return cls.from_dict(values)
+        return values
+
+    @classmethod
+    def from_env(
+        cls: type[_C],
+        prefix: str = "PYRAFT_",
+        environ: Mapping[str, str] | None = None,
+        *,
+        strict: bool = True,
+    ) -> _C:
+        """A validated configuration from environment variables (see the module docstring).
+        ``strict=False`` ignores variables under the prefix that name no setting."""
+        return cls.from_dict(cls.read_env(prefix, environ, strict=strict))
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, as plain values (dicts, not read-only mappings); ``from_dict`` of the
@@ -810,7 +849,7 @@ class ClusterConfig(RaftConfig):
             except ValueError as exc:
                 raise ConfigError("public_endpoint", str(exc)) from None
             if _is_wildcard(host):
-                raise ConfigError("public_endpoint", f"{self.public_endpoint!r} is not an "
+                raise ConfigError("public_endpoint", f"{self.public_endpoint} is not an "
                                                      "address the others can connect to")
         if len(self.peers) > PEERS_MAX:
             raise ConfigError("peers", f"at most {PEERS_MAX} members, not {len(self.peers)}")
@@ -823,12 +862,12 @@ class ClusterConfig(RaftConfig):
             except ValueError as exc:
                 raise ConfigError("peers", f"member {member}: {exc}") from None
             if _is_wildcard(host):
-                raise ConfigError("peers", f"member {member}: {address!r} is not an address "
+                raise ConfigError("peers", f"member {member}: {address} is not an address "
                                            "the others can connect to")
             key = (host.lower().rstrip("."), port)
             if key in seen:
                 raise ConfigError("peers", f"members {seen[key]} and {member} share the "
-                                           f"address {address!r}")
+                                           f"address {address}")
             seen[key] = member
         for member, address in sorted(self.routes.items()):
             if not isinstance(member, int) or not 0 < member <= MEMBER_ID_MAX:

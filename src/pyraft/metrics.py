@@ -561,9 +561,9 @@ def render_prometheus(metrics: Metrics | ClientMetrics, cluster=None) -> str:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-async def serve_metrics(cluster, host: str, port: int):
-    """Serve ``GET /metrics`` for ``cluster`` on ``host:port``; returns the aiohttp
-    ``AppRunner`` (``await runner.cleanup()`` stops it)."""
+async def serve_metrics(cluster, host: str = "127.0.0.1", port: int = 0, *, sock=None):
+    """Serve ``GET /metrics`` for ``cluster`` on ``host:port``, or on a bound listening
+    ``sock``; returns the aiohttp ``AppRunner`` (``await runner.cleanup()`` stops it)."""
     from aiohttp import web
 
     async def metrics_handler(_request):
@@ -575,7 +575,8 @@ async def serve_metrics(cluster, host: str, port: int):
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+        await site.start()
     except BaseException:
         await runner.cleanup()
         raise

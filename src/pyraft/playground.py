@@ -27,11 +27,34 @@ import tempfile
 import time
 
 from pyraft.client import KVClient, KVClientError
+from pyraft.errors import ConfigError
 from pyraft.kv.security import client_ssl_context, write_token_file
 from pyraft.testing.processes import free_port
 
 #: entries between two flushes of a durable member's store: small, so a demo sees them
 PLAYGROUND_SNAPSHOT_ENTRIES = 20
+#: the most members a playground starts (each is a process on this machine)
+MEMBERS_MAX = 9
+
+
+def _members(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of members") from None
+    if not 1 <= value <= MEMBERS_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MEMBERS_MAX}, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
@@ -40,8 +63,8 @@ def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
     try:
         import trustme
     except ImportError as exc:
-        raise SystemExit("--transport tls needs the 'trustme' package to make throw-away "
-                         "certificates: pip install trustme") from exc
+        raise ConfigError("--transport", "tls needs the trustme package to make throw-away "
+                                         "certificates: pip install trustme") from exc
     from pyraft.transport.tcp import member_identity
 
     ca = trustme.CA()
@@ -172,7 +195,8 @@ async def _run(args: argparse.Namespace, nodes: list[Node], stopping: asyncio.Ev
             except asyncio.TimeoutError:
                 pass
         value = await client.get("playground")
-        print(f"stopping: {written} writes, last value {value!r}", flush=True)
+        last = "(none)" if value is None else value.decode("utf-8", "replace")
+        print(f"stopping: {written} writes, last value {last}", flush=True)
     return 0
 
 
@@ -208,13 +232,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--members", type=int, default=3, help="how many members (default 3)")
+    parser.add_argument("--members", type=_members, default=3,
+                        help=f"how many members, 1 to {MEMBERS_MAX} (default 3)")
     parser.add_argument("--memory", action="store_true", help="keep the logs in memory")
     parser.add_argument("--transport", choices=["tcp", "tls"], default="tcp",
-                        help="between members: tcp (default), or tls (mutual TLS with "
-                             "throw-away certificates; the HTTP API is then HTTPS too)")
-    parser.add_argument("--interval", type=float, default=0.5, help="seconds between writes")
-    parser.add_argument("--duration", type=float, default=None,
+                        help="between members: tcp (default), or mutual tls with "
+                             "throw-away certificates (needs the trustme package; the HTTP "
+                             "API is then HTTPS too)")
+    parser.add_argument("--interval", type=_seconds, default=0.5,
+                        help="seconds between writes (default 0.5)")
+    parser.add_argument("--duration", type=_seconds, default=None,
                         help="stop after this many seconds (default: run until Ctrl+C)")
-    parser.add_argument("--chaos", type=float, default=None,
+    parser.add_argument("--chaos", type=_seconds, default=None,
                         help="SIGKILL the leader every this many seconds, then restart it")

@@ -71,7 +71,8 @@ class Progress:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("section", nargs="?", default="all", choices=SECTIONS)
+    parser.add_argument("section", nargs="?", default="all", choices=SECTIONS,
+                        help="which benchmarks to run (default all)")
     parser.add_argument("--dir", default=None,
                         help="where data directories go (the disk measured; default: temp)")
     parser.add_argument("--out", default=None,

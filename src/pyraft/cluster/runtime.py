@@ -68,6 +68,7 @@ from pyraft.core.messages import (
 )
 from pyraft.core.storage import ExternalSnapshots
 from pyraft.errors import (
+    ConfigError,
     LogCompactedError,
     LogUnavailableError,
     MembershipMismatchError,
@@ -232,25 +233,27 @@ class RaftCluster:
         self._peers_given = dict(peers) if peers else None
         if peers and self.id not in peers and not join:
             raise ValueError(f"peers must include this member ({config.member_id})")
-        if join and not peers:
-            raise ValueError("a joining member needs the addresses of existing members")
         own = address or (peers or {}).get(self.id) or getattr(transport, "address", None) \
             or config.listen
+        joined_before = join and not peers  # a restart: the storage holds the membership
         peers = {**(peers or {}), self.id: own}
         self._static_peers = dict(peers)
         self._routes = dict(routes or {})
         # A joining member is not in the configuration it starts from: it waits (never
         # campaigning) until the leader adds it and the log tells it so.
         voters = frozenset(peers) - {self.id} if join else frozenset(peers)
-        if not voters:
+        bootstrap = None
+        if voters:
+            # The same on every member (addresses only): each member's metadata reaches the
+            # others through the log, recorded by the leader (RaftNode.set_own_info).
+            bootstrap = Configuration(voters)
+            for member, member_address in peers.items():
+                if member in voters:
+                    bootstrap = bootstrap.with_info(member, member_address)
+        elif not joined_before:
             raise ValueError("a joining member needs the addresses of existing members")
-        # The same on every member (addresses only): each member's metadata reaches the
-        # others through the log, recorded by the leader (RaftNode.set_own_info).
-        bootstrap = Configuration(voters)
-        for member, member_address in peers.items():
-            if member in voters:
-                bootstrap = bootstrap.with_info(member, member_address)
-        #: the membership this member bootstraps with when its storage holds none
+        #: the membership this member bootstraps with when its storage holds none (None: a
+        #: joining member restarted without peers, which needs a stored membership)
         self.bootstrap_configuration = bootstrap
         self.storage = storage if storage is not None else MemoryLogStorage()
         if state_machine is None:
@@ -374,6 +377,10 @@ class RaftCluster:
     async def start(self) -> None:
         if self._running:
             return
+        if self.bootstrap_configuration is None and self.storage.membership() is None:
+            raise ConfigError("peers", "a joining member needs the addresses of existing "
+                                       "members on its first start (its storage holds no "
+                                       "membership)")
         loop = self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
@@ -475,12 +482,19 @@ class RaftCluster:
 
     async def _announce(self) -> None:
         """A joining member tells the cluster about itself (through the user's announcer, e.g.
-        a call to the leader's ``add_member``), retrying until it is an active voter."""
+        a call to the leader's ``add_member``), retrying until it is an active voter. An
+        announcer that raises ``ConfigError`` (the cluster refused this member's credential:
+        no retry can help) ends the announcement and fails ``readiness`` with that error."""
         delay = 0.1
         address = self._static_peers[self.id]
         while not self.readiness.done():
             try:
                 await self._announcer(self.id, address, dict(self._metadata))
+            except ConfigError as error:
+                log.debug("member %d: announcement refused: %s", self.id, error)
+                if not self.readiness.done():
+                    self.readiness.set_exception(error)
+                return
             except Exception as error:  # the announcer's failure is retried, and logged
                 log.warning("member %d: announcement failed (%s); retrying", self.id, error)
             await asyncio.sleep(delay)
