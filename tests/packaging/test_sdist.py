@@ -76,7 +76,7 @@ def sdist(tmp_path_factory) -> Path:
     tree.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE", "MANIFEST.in"):
         shutil.copy2(ROOT / name, tree / name)
-    for name in ("src", "tests/smoke"):
+    for name in ("src", "examples", "tests/smoke"):
         shutil.copytree(ROOT / name, tree / name, ignore=ignore)
     shutil.copy2(ROOT / "tests" / "__init__.py", tree / "tests" / "__init__.py")
     _require(_run([sys.executable, "-m", "build", "--sdist", "--outdir", base / "dist", tree],
@@ -98,7 +98,8 @@ def test_sdist_carries_the_sources_the_build_needs(sdist):
     assert headers and all(f"src/raftcore/include/{h}" in names for h in headers), headers
     for required in ("setup.py", "pyproject.toml", "LICENSE", "PKG-INFO",
                      "src/raftcore/py.typed", "src/pyraft/py.typed",
-                     "src/raftcore/_version.py", "tests/smoke/test_smoke.py"):
+                     "src/raftcore/_version.py", "tests/smoke/test_smoke.py",
+                     "examples/embed.py"):
         assert required in names, required
     # every Python module of both packages
     for package in ("raftcore", "pyraft"):
