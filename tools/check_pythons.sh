@@ -56,6 +56,14 @@ for version in "${versions[@]}"; do
     (cd "$run" && env -u PYTHONPATH PYRAFT_SMOKE_INSTALLED=1 \
       "$venv/bin/python" -m pytest -q test_smoke.py) >>"$log" 2>&1 || status="smoke failed"
   fi
+  if [ "$status" = ok ]; then
+    # a TOML configuration (tomllib, or tomli on 3.10) and the server command's imports
+    printf 'member_id = 1\nlisten = "127.0.0.1:7001"\n' >"$run/member.toml"
+    (cd "$run" && env -u PYTHONPATH "$venv/bin/python" -c \
+      'from pyraft.config import ClusterConfig; import pyraft.kv.http, sys
+assert ClusterConfig.from_file(sys.argv[1]).member_id == 1' member.toml &&
+      "$venv/bin/pyraft" node --help >/dev/null) >>"$log" 2>&1 || status="config/node failed"
+  fi
   summary=$(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$log" | tail -1)
   results+=("$version  $status  ($full, $(( $(date +%s) - started )) s; ${summary:-see $log})")
   [ "$status" = ok ] || failed=1

@@ -168,3 +168,16 @@ def test_installed_from_sdist_is_compiled_and_outside_the_checkout(installed):
     import raftcore
 
     assert version == raftcore.__version__
+
+
+def test_server_commands_have_their_dependencies_in_a_plain_install(installed):
+    # the venv holds raftcore and its own dependencies only (plus pytest and hypothesis):
+    # the HTTP API of `pyraft node` and the client of `pyraft kv` must import there
+    python, env, run_dir = installed
+    _require(_run([python, "-c", "import pyraft.kv.http, pyraft.kv.node, pyraft.client"],
+                  120, env, cwd=run_dir), "importing the HTTP API and the client")
+    pyraft_command = Path(python).parent / "pyraft"
+    for command in (["node", "--help"], ["kv", "--help"]):
+        done = _run([pyraft_command, *command], 120, env, cwd=run_dir)
+        output = _require(done, f"pyraft {' '.join(command)}")
+        assert "usage:" in output and "Traceback" not in done.stderr, done.stderr
