@@ -11,7 +11,7 @@ import pickle
 
 import pytest
 
-from pyraft.cluster import ClusterStoppedError, RaftCluster
+from pyraft.cluster import ClusterStoppedError, ClusterTimeoutError, RaftCluster
 from pyraft.config import RaftConfig
 from pyraft.errors import NotLeaderError
 from pyraft.storage.state_machine import MemoryStateMachine
@@ -95,8 +95,11 @@ def test_ensure_consistency_on_a_cut_off_follower_times_out_naming_the_timeout()
             leader = await settled_leader(members)
             follower = next(m for m in members if m is not leader)
             network.isolate(follower.id)
-            with pytest.raises(TimeoutError, match=r"0\.3 s"):
+            with pytest.raises(TimeoutError, match=r"0\.3 s") as info:
                 await follower.ensure_consistency(timeout=0.3)
+            assert isinstance(info.value, ClusterTimeoutError) and info.value.timeout == 0.3
+            # what callers of asyncio's own timeouts catch, on every Python version
+            assert isinstance(info.value, asyncio.TimeoutError)
             network.heal()
             await follower.ensure_consistency(timeout=10)  # and it recovers
 
@@ -125,8 +128,13 @@ def test_wait_for_leader_times_out_naming_the_timeout_and_refuses_when_stopped()
         member = RaftCluster(config, transport=network.transport(1), peers=PEERS)
         await member.start()
         try:
-            with pytest.raises(TimeoutError, match=r"no leader known within .*0\.25 s"):
+            with pytest.raises(TimeoutError, match=r"no leader known within .*0\.25 s") as info:
                 await member.wait_for_leader(timeout=0.25)
+            error = info.value
+            assert isinstance(error, ClusterTimeoutError) and error.timeout == 0.25
+            assert isinstance(error, asyncio.TimeoutError)
+            copy = pickle.loads(pickle.dumps(error))
+            assert (str(copy), copy.timeout) == (str(error), 0.25)
             assert member.leader is None and not member.has_quorum
         finally:
             await member.stop()

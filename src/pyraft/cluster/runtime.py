@@ -89,11 +89,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyraft.cluster")
 
 __all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
-           "ClusterStoppedError", "CommandLostError", "CommandOutcomeUnknownError"]
+           "ClusterStoppedError", "ClusterTimeoutError", "CommandLostError",
+           "CommandOutcomeUnknownError"]
 
 
 class ClusterStoppedError(PyraftError, RuntimeError):
     """The member was stopped (or never started)."""
+
+
+if TYPE_CHECKING or asyncio.TimeoutError is TimeoutError:
+    class _WaitTimeout(TimeoutError):
+        pass
+else:  # Python 3.10: asyncio.wait_for raises asyncio.TimeoutError, which is not the builtin
+    class _WaitTimeout(TimeoutError, asyncio.TimeoutError):
+        pass
+
+
+class ClusterTimeoutError(PyraftError, _WaitTimeout):
+    """A wait of the public API (``wait_for_leader``, ``ensure_consistency``) ran out of time;
+    the message names the wait and ``timeout`` (seconds). A ``TimeoutError``, and an
+    ``asyncio.TimeoutError`` on every Python, like the timeouts of ``asyncio.wait_for``."""
+
+    def __init__(self, message: str, timeout: float | None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[type[ClusterTimeoutError], tuple[str, float | None]]:
+        return (type(self), (str(self), self.timeout))
 
 
 class CommandLostError(PyraftError, RuntimeError):
@@ -790,8 +812,8 @@ class RaftCluster:
         commit index is the cluster's. On any other member: a read-index round trip to the
         leader (waiting for one to be known), then until this member has applied the
         leader's commit index as of the call; a request lost to a leader change is asked
-        again of the next leader. Raises ``TimeoutError`` naming ``timeout`` when it passes
-        first."""
+        again of the next leader. Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming
+        ``timeout`` when it passes first."""
         loop = self._check_running()
         deadline = None if timeout is None else loop.time() + timeout
         try:
@@ -813,18 +835,20 @@ class RaftCluster:
                     if deadline is not None and loop.time() >= deadline:
                         raise
         except (asyncio.TimeoutError, TimeoutError):
-            raise TimeoutError(f"member {self.id}: ensure_consistency did not complete "
-                               f"within its timeout of {timeout} s") from None
+            raise ClusterTimeoutError(f"member {self.id}: ensure_consistency did not "
+                                      f"complete within its timeout of {timeout} s",
+                                      timeout) from None
 
     async def wait_for_leader(self, timeout: float | None = None) -> int:
         """The id of the leader, once one is known to this member (at once if it is already).
-        Raises ``TimeoutError`` naming ``timeout`` when none is known in time."""
+        Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming ``timeout`` when none is
+        known in time."""
         self._check_running()
         try:
             await self._wait_until(lambda: bool(self.core.lead), timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"member {self.id}: no leader known within the timeout of "
-                               f"{timeout} s") from None
+            raise ClusterTimeoutError(f"member {self.id}: no leader known within the "
+                                      f"timeout of {timeout} s", timeout) from None
         leader: int = self.core.lead
         invariant(leader != 0, "a leader was known when the wait ended")
         return leader
