@@ -4,13 +4,22 @@ The protocol core (``pyraft.core``) is pure and deterministic; the compiled kern
 (``raftcore``) do the byte-level work. See README.md and docs/.
 """
 
-__version__ = "0.1.0.dev0"
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raftcore._version import __version__
+
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports it on first use
+    from pyraft.cluster import RaftCluster
+
+__all__ = ["RaftCluster", "__version__"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # ``pyraft.RaftCluster`` without importing the runtime for every ``import pyraft``
     if name == "RaftCluster":
         from pyraft.cluster import RaftCluster
 
         return RaftCluster
-    raise AttributeError(name)
+    raise AttributeError(f"module 'pyraft' has no attribute {name!r}")

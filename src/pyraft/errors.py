@@ -67,15 +67,25 @@ class MembershipMismatchError(ConfigError):
 
 
 class NotLeaderError(PyraftError, RuntimeError):
-    """This member is not the leader; ``leader_id`` / ``leader_address`` say who is, if known."""
+    """This member is not the leader. ``leader_id`` / ``leader_address`` (its Raft address)
+    say who is, if known; ``leader_endpoint`` is where the leader serves the application
+    (its member metadata's ``"http"`` key, as ``pyraft node`` publishes it), if it has one:
+    the address a client should retry at."""
 
-    def __init__(self, leader_id: int | None = None, leader_address: str | None = None) -> None:
+    def __init__(self, leader_id: int | None = None, leader_address: str | None = None,
+                 leader_endpoint: str | None = None) -> None:
         where = f"member {leader_id}" if leader_id is not None else "unknown"
         if leader_address:
             where += f" at {leader_address}"
+        if leader_endpoint:
+            where += f", serving clients at {leader_endpoint}"
         super().__init__(f"not the leader; the leader is {where}")
         self.leader_id = leader_id
         self.leader_address = leader_address
+        self.leader_endpoint = leader_endpoint
+
+    def __reduce__(self) -> tuple[type[NotLeaderError], tuple[int | None, str | None, str | None]]:
+        return (type(self), (self.leader_id, self.leader_address, self.leader_endpoint))
 
 
 class ProposalDroppedError(PyraftError, RuntimeError):

@@ -5,6 +5,7 @@ phi-accrual statistics. Nothing here knows about Raft roles or asyncio.
 """
 
 from raftcore._select import USE_TWINS
+from raftcore._version import __version__
 from raftcore.crc import crc32c, crc32c_implementation
 from raftcore.errors import (
     CorruptFrameError,
@@ -19,9 +20,8 @@ from raftcore.errors import (
     WalCorruptionError,
 )
 
-__version__ = "0.1.0.dev0"
-
 __all__ = [
+    "__version__",
     "USE_TWINS",
     "crc32c",
     "crc32c_implementation",

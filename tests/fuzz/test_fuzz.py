@@ -11,6 +11,7 @@ The long run (not part of the default tests)::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -27,6 +28,9 @@ from raftcore.framing import encode_entries
 pytestmark = pytest.mark.fuzz
 
 REGRESSIONS = pathlib.Path(__file__).parent / "regressions"
+#: atheris is optional (the ``fuzz`` extra; the ``test`` extra brings it only where it has
+#: wheels): without it the coverage-guided runs skip, and everything else here still runs
+HAVE_ATHERIS = importlib.util.find_spec("atheris") is not None
 SOURCE = str(pathlib.Path(pyraft.__file__).parent.parent)
 
 def regression_files() -> list:
@@ -51,6 +55,8 @@ def test_regression_inputs_replay(target, path, http_harness):
         fuzz.TARGETS[target](data)
 
 
+@pytest.mark.skipif(not HAVE_ATHERIS, reason="atheris is not installed: pip install "
+                    "'raftcore[fuzz]' for the coverage-guided runs")
 @pytest.mark.parametrize("target", sorted(fuzz.TARGETS))
 def test_short_atheris_run_finds_no_crash(target, fuzz_seconds, tmp_path):
     crashes = tmp_path / "crashes"

@@ -3,6 +3,7 @@
 from pyraft.cluster.runtime import (
     ClusterEvent,
     ClusterStoppedError,
+    ClusterTimeoutError,
     CommandLostError,
     CommandOutcomeUnknownError,
     LeaderChange,
@@ -15,6 +16,7 @@ from pyraft.cluster.runtime import (
 __all__ = [
     "ClusterEvent",
     "ClusterStoppedError",
+    "ClusterTimeoutError",
     "CommandLostError",
     "CommandOutcomeUnknownError",
     "LeaderChange",

@@ -48,6 +48,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pyraft.config import RaftConfig
 from pyraft.core import (
@@ -84,18 +85,44 @@ from pyraft.storage.state_machine import (
     SNAPSHOT_ENTRIES_DEFAULT,
     ConsensusOnlyState,
     DiskStateMachine,
+    StateMachine,
 )
 from pyraft.transport.base import Transport
 from raftcore.framing import KIND_COMMAND
 
+if TYPE_CHECKING:
+    from pyraft.config import ClusterConfig
+
 log = logging.getLogger("pyraft.cluster")
 
 __all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
-           "ClusterStoppedError", "CommandLostError", "CommandOutcomeUnknownError"]
+           "ClusterStoppedError", "ClusterTimeoutError", "CommandLostError",
+           "CommandOutcomeUnknownError"]
 
 
 class ClusterStoppedError(PyraftError, RuntimeError):
     """The member was stopped (or never started)."""
+
+
+if TYPE_CHECKING or asyncio.TimeoutError is TimeoutError:
+    class _WaitTimeout(TimeoutError):
+        pass
+else:  # Python 3.10: asyncio.wait_for raises asyncio.TimeoutError, which is not the builtin
+    class _WaitTimeout(TimeoutError, asyncio.TimeoutError):
+        pass
+
+
+class ClusterTimeoutError(PyraftError, _WaitTimeout):
+    """A wait of the public API (``wait_for_leader``, ``ensure_consistency``) ran out of time;
+    the message names the wait and ``timeout`` (seconds). A ``TimeoutError``, and an
+    ``asyncio.TimeoutError`` on every Python, like the timeouts of ``asyncio.wait_for``."""
+
+    def __init__(self, message: str, timeout: float | None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[type[ClusterTimeoutError], tuple[str, float | None]]:
+        return (type(self), (str(self), self.timeout))
 
 
 class CommandLostError(PyraftError, RuntimeError):
@@ -207,8 +234,8 @@ class RaftCluster:
         transport: Transport,
         peers: Mapping[int, str] | None = None,
         address: str | None = None,
-        state_machine=None,
-        storage=None,
+        state_machine: StateMachine | None = None,
+        storage: Any = None,
         metadata: Mapping[str, str] | None = None,
         proposal_queue_max: int = 65536,
         proposal_queue_full: str = "wait",
@@ -218,7 +245,7 @@ class RaftCluster:
         join: bool = False,
         announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
         routes: Mapping[int, str] | None = None,
-        meter_provider=None,
+        meter_provider: Any = None,
         inline_sync_max_ms: float = 0.5,
         consensus_snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT,
     ) -> None:
@@ -321,8 +348,8 @@ class RaftCluster:
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
 
     @classmethod
-    def from_config(cls, config, *, state_machine=None, transport: Transport | None = None,
-                    **options) -> RaftCluster:
+    def from_config(cls, config: ClusterConfig, *, state_machine: StateMachine | None = None,
+                    transport: Transport | None = None, **options: Any) -> RaftCluster:
         """A member built from a ``pyraft.config.ClusterConfig``: TCP (or TLS) transport on
         ``listen``, durable storage in ``data_dir`` (in memory when None), the configured
         queue bounds and shutdown timeout; ``cold_start=False`` joins an existing cluster.
@@ -371,7 +398,7 @@ class RaftCluster:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def start(self) -> None:
@@ -552,8 +579,51 @@ class RaftCluster:
 
     @property
     def leader_address(self) -> str | None:
+        """The leader's Raft address (where members reach it), if a leader is known."""
         leader = self.leader
         return self._address_of(leader) if leader else None
+
+    #: the member metadata key that holds a member's application address (``pyraft node``
+    #: publishes its HTTP API there); ``leader_endpoint`` and ``NotLeaderError`` report it
+    ENDPOINT_METADATA_KEY = "http"
+
+    @property
+    def leader_endpoint(self) -> str | None:
+        """Where the leader serves the application: its member metadata's ``"http"`` value
+        (``ENDPOINT_METADATA_KEY``), if a leader is known and published one."""
+        leader = self.leader
+        if leader is None:
+            return None
+        if leader == self.id:
+            own = self._metadata.get(self.ENDPOINT_METADATA_KEY)
+            if own:
+                return own
+        endpoint = self.core.configuration.metadata_of(leader).get(self.ENDPOINT_METADATA_KEY)
+        return str(endpoint) if endpoint else None
+
+    def _not_leader(self) -> NotLeaderError:
+        """The error for an operation only the leader may do, naming the leader if known."""
+        return NotLeaderError(self.leader, self.leader_address, self.leader_endpoint)
+
+    @property
+    def has_quorum(self) -> bool:
+        """Whether this member is in touch with a working majority, counted in ticks over one
+        lower election timeout (``election_timeout_ms_lower``): on the leader, a majority of
+        the voters (itself included) was heard from within it; on any other member, a leader
+        is known and was heard from within it. False while stopped or failed."""
+        core = self.core
+        if core is None or not self._running or self.fatal_error is not None:
+            return False
+        window = core.options.election_ticks_lower
+        if core.role is Role.LEADER:
+            configuration = core.configuration
+            heard = 0
+            for member in configuration.voters:
+                pr = core.progress.get(member)
+                if member == self.id or (pr is not None and core.ticks - pr.heard_tick < window):
+                    heard += 1
+            return heard >= configuration.quorum()
+        return bool(core.lead) and core.election_elapsed < window
 
     @property
     def term(self) -> int:
@@ -673,7 +743,7 @@ class RaftCluster:
             self._subscribers.remove(queue)
 
     # ---- writes ------------------------------------------------------------------------------
-    async def replicate(self, command: bytes, timeout: float | None = None):
+    async def replicate(self, command: bytes, timeout: float | None = None) -> Any:
         """Replicate ``command``; returns the state machine's result once committed and
         applied. Raises NotLeaderError (with the leader's id and address) on a follower;
         after this member lost the lead with the command in flight, CommandLostError when
@@ -684,7 +754,8 @@ class RaftCluster:
             return await future
         return await asyncio.wait_for(future, timeout)
 
-    async def replicate_many(self, commands: Iterable[bytes], timeout: float | None = None):
+    async def replicate_many(self, commands: Iterable[bytes],
+                             timeout: float | None = None) -> list[Any]:
         """Replicate several commands as one batch: they enter the log together, in order,
         and the call returns their results in order once the last is applied. One waiter
         serves the whole batch, so this is the fast path for many small commands. If some
@@ -723,7 +794,7 @@ class RaftCluster:
         if self._failed is not None:
             raise self._failed
         if not self.is_leader:
-            raise NotLeaderError(self.leader, self.leader_address)
+            raise self._not_leader()
 
     # ---- reads and consistency ---------------------------------------------------------------
     async def apply_read_barrier(self, timeout: float | None = None) -> int:
@@ -744,7 +815,7 @@ class RaftCluster:
     async def force_replication(self, timeout: float | None = None) -> None:
         """A heartbeat round acknowledged by a majority (on the leader)."""
         if not self.is_leader:
-            raise NotLeaderError(self.leader, self.leader_address)
+            raise self._not_leader()
         await self.apply_read_barrier(timeout)
 
     async def wait_for_commit(self, index: int, timeout: float | None = None) -> None:
@@ -763,16 +834,73 @@ class RaftCluster:
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     async def ensure_consistency(self, timeout: float | None = None) -> None:
-        """Wait until the last committed entry is from the leader's current term (the
-        leader's no-op committed): the commit index is then up to date."""
-        if not self.is_leader:
-            raise NotLeaderError(self.leader, self.leader_address)
-        await self._wait_until(self.core.committed_in_current_term, timeout)
+        """Wait until this member's view is up to date, on any member. On the leader: until
+        the last committed entry is from its current term (its no-op committed), so its
+        commit index is the cluster's. On any other member: a read-index round trip to the
+        leader (waiting for one to be known), then until this member has applied the
+        leader's commit index as of the call; a request lost to a leader change is asked
+        again of the next leader. Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming
+        ``timeout`` when it passes first."""
+        loop = self._check_running()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                leader = await self.wait_for_leader(self._remaining(deadline))
+                if leader == self.id:
+                    await self._wait_until(self.core.committed_in_current_term,
+                                           self._remaining(deadline))
+                    return
+                # a read index the leader never answers (it lost the lead, the message was
+                # lost) is asked again after two upper election timeouts
+                attempt = self.config.election_timeout_ms_upper / 1e3 * 2
+                if deadline is not None:
+                    attempt = min(attempt, self._remaining(deadline) or 0.0)
+                try:
+                    await self.apply_read_barrier(attempt)
+                    return
+                except asyncio.TimeoutError:
+                    if deadline is not None and loop.time() >= deadline:
+                        raise
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ClusterTimeoutError(f"member {self.id}: ensure_consistency did not "
+                                      f"complete within its timeout of {timeout} s",
+                                      timeout) from None
+
+    async def wait_for_leader(self, timeout: float | None = None) -> int:
+        """The id of the leader, once one is known to this member (at once if it is already).
+        Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming ``timeout`` when none is
+        known in time."""
+        self._check_running()
+        try:
+            await self._wait_until(lambda: bool(self.core.lead), timeout)
+        except asyncio.TimeoutError:
+            raise ClusterTimeoutError(f"member {self.id}: no leader known within the "
+                                      f"timeout of {timeout} s", timeout) from None
+        leader: int = self.core.lead
+        invariant(leader != 0, "a leader was known when the wait ended")
+        return leader
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        """Seconds left until ``deadline`` (loop time); None for no deadline; raises
+        ``asyncio.TimeoutError`` once it has passed."""
+        if deadline is None:
+            return None
+        remaining = deadline - self._loop.time()
+        if remaining <= 0:
+            raise asyncio.TimeoutError
+        return remaining
+
+    def _check_running(self) -> asyncio.AbstractEventLoop:
+        if not self._running or self._loop is None:
+            raise ClusterStoppedError(f"member {self.id} is not running")
+        if self.fatal_error is not None:
+            raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
+        return self._loop
 
     # ---- leadership --------------------------------------------------------------------------
     async def resign(self) -> int:
         if not self.is_leader:
-            raise NotLeaderError(self.leader, self.leader_address)
+            raise self._not_leader()
         target = self.core.resign()
         self._wake.set()
         return target
@@ -784,12 +912,13 @@ class RaftCluster:
         await self._wait_until(lambda: self.core.lead == member and self.core.term > 0, timeout)
 
     # ---- membership --------------------------------------------------------------------------
-    async def add_member(self, member: int, address: str, metadata=None,
+    async def add_member(self, member: int, address: str,
+                         metadata: Mapping[str, str] | None = None,
                          timeout: float | None = None) -> None:
         """Add ``member`` at ``address``: it joins as a learner, is warmed up, then promoted;
         returns once the configuration with it as a voter is committed."""
         if not self.is_leader:
-            raise NotLeaderError(self.leader, self.leader_address)
+            raise self._not_leader()
         core = self.core
         if member in core.configuration.members:
             raise ProposalDroppedError(f"member {member} is already in the configuration")
@@ -821,7 +950,7 @@ class RaftCluster:
 
     async def remove_member(self, member: int, timeout: float | None = None) -> None:
         if not self.is_leader:
-            raise NotLeaderError(self.leader, self.leader_address)
+            raise self._not_leader()
         core = self.core
         term = core.term
         core.remove_member(member)
@@ -924,7 +1053,7 @@ class RaftCluster:
             first, _last = self.core.propose(payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
-                error = NotLeaderError(self.leader, self.leader_address)
+                error = self._not_leader()
             for _, future, _ in queue:
                 if not future.done():
                     future.set_exception(error)
@@ -1341,7 +1470,7 @@ class RaftCluster:
                 self._token._cancel()
         if soft.role is not Role.LEADER:
             # proposals waiting in the queue can no longer be appended by this member
-            error = NotLeaderError(self.leader, self.leader_address)
+            error = self._not_leader()
             queue, self._queue = self._queue, collections.deque()
             self._queued = 0
             for _, future, _ in queue:

@@ -73,7 +73,7 @@ import operator
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgpack
 
@@ -89,6 +89,14 @@ __all__ = [
 ]
 
 COMMAND_ID_MAX = 2**32 - 1
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+if TYPE_CHECKING:  # declared commands are frozen dataclasses to type checkers too (PEP 681)
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_options: object) -> Callable[[type], type]:
+        return lambda cls: cls
 
 
 class CommandError(PyraftError, ValueError):
@@ -219,6 +227,7 @@ def _checker(annotation: object, where: str) -> _Checker:
 
 
 # ---- commands ---------------------------------------------------------------------------------
+@dataclass_transform(frozen_default=True)
 class Command:
     """Base of every command; see the module docstring for how to declare one.
 
@@ -317,11 +326,11 @@ class Command:
         return command
 
 
-def handles(command: type[Command]) -> Callable[[Callable], Callable]:
+def handles(command: type[Command]) -> Callable[[_Handler], _Handler]:
     """Mark a method of a :class:`CommandInterpreter` subclass as the handler of ``command``."""
     _check_command_class(command)
 
-    def mark(method: Callable) -> Callable:
+    def mark(method: _Handler) -> _Handler:
         method.__handles_command__ = command  # type: ignore[attr-defined]
         return method
 
@@ -374,11 +383,11 @@ class CommandInterpreter:
         """The commands this interpreter runs, by id."""
         return {command_id: entry[0] for command_id, entry in self._handlers.items()}
 
-    def handler(self, command: type[Command]) -> Callable[[Callable], Callable]:
+    def handler(self, command: type[Command]) -> Callable[[_Handler], _Handler]:
         """Register ``function(command, index)`` as the handler of ``command``."""
         _check_command_class(command)
 
-        def register(function: Callable) -> Callable:
+        def register(function: _Handler) -> _Handler:
             if command.command_id in self._handlers:
                 raise TypeError(f"command id {command.command_id} already has a handler")
             self._handlers[command.command_id] = (command, function)  # type: ignore[index]
