@@ -29,12 +29,14 @@ from pathlib import Path
 
 from pyraft.bench import machine
 from pyraft.bench.stats import PERCENTILES, SAMPLE_POINTS_MAX, check_result
+from pyraft.config import RaftConfig
 from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for
 
 DURABLE = "durable (fdatasync)"
 MEMORY = "memory"
-#: election timeout of the member processes (``--election-ms``; the upper bound is twice it)
-ELECTION_MS_LOWER = 150.0
+#: election timeout of the member processes (``--election-ms``; the upper bound is twice it):
+#: the default of every member (``RaftConfig``), which ``pyraft node`` uses too
+ELECTION_MS_LOWER = RaftConfig.__dataclass_fields__["election_timeout_ms_lower"].default
 ELECTION_MS_UPPER = 2 * ELECTION_MS_LOWER
 #: members log errors only: their stderr is a pipe nobody reads while they run
 MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
