@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     repair.add_argument("directory")
     repair.add_argument("--cluster-id", type=int, default=0)
     repair.add_argument("--yes", action="store_true", help="really truncate")
-    bench = commands.add_parser("bench", help="benchmarks: kernels, cluster, peers, goals")
+    bench = commands.add_parser("bench", help="benchmarks: kernels, cluster, peers, goals, "
+                                "elections")
     from pyraft.bench.cli import add_arguments as bench_arguments
 
     bench_arguments(bench)

@@ -107,3 +107,29 @@ def test_the_http_load_generator_follows_the_leader_after_a_kill(tmp_path):
     late = sum(count for t, count in result["series"] if t >= result["elapsed_s"] - 3.0)
     assert late > 0, result["series"]
     assert result["errors"] < result["writes"]
+
+
+def test_segments_of_a_load_merge_into_one_result():
+    from pyraft.bench.stats import make_result
+
+    def part(latencies: list[float], elapsed: float) -> dict:
+        return make_result(system="pyraft", version="0", mode="memory",
+                           workload={"kind": "closed", "api": "engine", "size": 16,
+                                     "inflight": 4, "rate": None, "duration_s": 4.0,
+                                     "members": 3},
+                           writes=len(latencies), errors=1, elapsed_s=elapsed,
+                           latencies_s=latencies,
+                           done_at_s=[elapsed * (i + 1) / len(latencies)
+                                      for i in range(len(latencies))])
+
+    fast, slow = part([0.001] * 300, 1.0), part([0.010] * 100, 2.0)
+    merged = workloads.merge_segments([fast, slow], elapsed_s=3.5)
+    workloads.check_result(merged)
+    assert merged["writes"] == 400 and merged["errors"] == 2
+    assert merged["elapsed_s"] == 3.5 and merged["writes_per_s"] == 400 / 3.5
+    # 3 of 4 calls took 1 ms: the median is 1 ms, the 90th percentile 10 ms
+    assert merged["latency_ms"]["p50"] == 1.0 and merged["latency_ms"]["p90"] == 10.0
+    assert merged["latency_ms"]["max"] == 10.0
+    assert sum(n for _, n in merged["series"]) == 400
+    assert merged["series"][-1][0] >= 2.9  # the second segment's windows follow the first's
+    assert workloads.merge_segments([fast], elapsed_s=9.0) == fast
