@@ -36,9 +36,12 @@ async def find_leader(session, urls: list[str], timeout_s: float = 20.0) -> str:
 
 async def find_leader_status(session, urls: list[str], timeout_s: float = 20.0
                              ) -> tuple[str, dict]:
-    """The base URL and the status of the member that says it leads (highest term)."""
+    """The base URL and the status of the member that says it leads; of two that say so
+    (a deposed leader that has not heard of its successor yet), the one of the higher
+    term."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        leaders: list[tuple[int, str, dict]] = []
         for url in urls:
             try:
                 async with session.get(f"{url}/v1/status") as response:
@@ -50,7 +53,10 @@ async def find_leader_status(session, urls: list[str], timeout_s: float = 20.0
                     continue
                 raise
             if status.get("role") == "leader":
-                return url, status
+                leaders.append((int(status.get("term", 0)), url, status))
+        if leaders:
+            _, url, status = max(leaders, key=lambda found: found[0])
+            return url, status
         await asyncio.sleep(0.05)
     raise TimeoutError(f"no member of {urls} led within {timeout_s} s")
 
