@@ -523,12 +523,14 @@ def test_the_catch_up_fill_goes_on_through_the_next_leader(monkeypatch):
     def load(members, duration_s, *, size, batch, inflight, count):
         asked.append(count)
         done = {10: 4, 6: 6}[count]  # the first leader is deposed after 4 of its 10 calls
-        return {"writes": done * batch, "notes": "NotLeaderError" if done < count else ""}
+        return {"writes": done * batch, "notes": "NotLeaderError" if done < count else "",
+                "leader_changes": 1 if done < count else 0}
 
     monkeypatch.setattr(workloads, "_load", load)
     filled = workloads._fill([], 60, size=1024, batch=256, inflight=8, calls=10)
     assert asked == [10, 6] and filled["writes"] == 10 * 256
     assert filled["leader_changes"] == 1 and filled["writes_per_s"] > 0
-    monkeypatch.setattr(workloads, "_load", lambda *a, **k: {"writes": 0, "notes": "down"})
+    monkeypatch.setattr(workloads, "_load", lambda *a, **k: {"writes": 0, "notes": "down",
+                                                             "leader_changes": 1})
     with pytest.raises(workloads.WorkloadError, match="through 4 leaders: down"):
         workloads._fill([], 60, size=1024, batch=256, inflight=8, calls=10)

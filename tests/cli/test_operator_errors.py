@@ -432,4 +432,4 @@ def test_settings_layer_file_then_environment_then_flags(tmp_path, monkeypatch):
     config = _config(["--config", str(path), "--sync", "always", "--cluster-id", "7"],
                      monkeypatch, {"PYRAFT_SYNC": "never", "PYRAFT_CLUSTER_ID": "6"})
     assert (config.sync, config.cluster_id) == ("always", 7)
-    assert _config([], monkeypatch, {}).election_timeout_ms_lower == 150  # the default
+    assert _config([], monkeypatch, {}).election_timeout_ms_lower == 300  # the default

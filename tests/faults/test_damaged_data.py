@@ -75,15 +75,25 @@ def _resegment(wal_dir: Path, work: Path) -> None:
         old.close()
     record_max = max(b.nbytes for b in batches)
     new_dir = work / "wal.new"
-    new = WriteAheadLog(str(new_dir), segment_bytes_max=HDR + RECORDS_PER_SEGMENT * record_max)
-    try:
-        if first > 1:
-            new.reset(first, prev_term if prev_term is not None else int(batches[0].terms[0]))
-        for batch in batches:
-            new.append(batch)
-        new.sync()
-    finally:
-        new.close()
+    # the newest segment needs two records or more (a record in its middle is damaged): how
+    # many the last one gets depends on the entry count, so try a few segment sizes
+    for records in range(RECORDS_PER_SEGMENT, RECORDS_PER_SEGMENT + 8):
+        shutil.rmtree(new_dir, ignore_errors=True)
+        new = WriteAheadLog(str(new_dir), segment_bytes_max=HDR + records * record_max)
+        try:
+            if first > 1:
+                new.reset(first, prev_term if prev_term is not None
+                          else int(batches[0].terms[0]))
+            for batch in batches:
+                new.append(batch)
+            new.sync()
+        finally:
+            new.close()
+        if len(_records(sorted(new_dir.glob("*.wal"))[-1])) >= 2:
+            break
+    else:
+        raise AssertionError(f"no segment size leaves two records in the newest segment of "
+                             f"{len(batches)} entries")
     shutil.rmtree(wal_dir)
     new_dir.rename(wal_dir)
 

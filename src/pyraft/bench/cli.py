@@ -1,4 +1,4 @@
-"""``pyraft bench [all|kernels|cluster|peers|goals]``: run the benchmark suite and report.
+"""``pyraft bench [all|kernels|cluster|peers|goals|snapshot|elections]``: run the benchmark suite.
 
 - ``kernels``: the pytest-benchmark kernel benchmarks (``benchmarks/``), with the references
   measured beside them;
@@ -9,7 +9,11 @@
 - ``peers``: the peers (PySyncObj, etcd) with the same load shapes, when installed;
 - ``goals``: cluster + peers, then the goals of issue 7; ``all``: everything;
 - ``snapshot``: only the snapshot install (part of ``cluster``): a member that starts empty
-  installs a ``--snapshot-bytes`` snapshot; the rise of the leader's and its resident set.
+  installs a ``--snapshot-bytes`` snapshot; the rise of the leader's and its resident set;
+- ``elections``: 3 ``pyraft node`` members (durable ``--data``, the defaults or ``--config``)
+  watched for ``--duration`` seconds (default 60), idle or under ``--load SIZExINFLIGHT``:
+  elections (term changes) per member and leader changes, then the failover time after
+  SIGKILL of the leader, ``--failovers`` times (default 5): median, min and max.
 
 Writes ``report.json`` and the plots in ``--out`` (default
 ``./bench-results/<UTC timestamp>``), prints a progress bar on stderr and a summary table on
@@ -35,7 +39,7 @@ from typing import TextIO
 import pyraft
 from pyraft.bench import compare, machine, report, workloads
 
-SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "snapshot")
+SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "snapshot", "elections")
 
 
 class Progress:
@@ -72,19 +76,30 @@ class Progress:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("section", nargs="?", default="all", choices=SECTIONS,
-                        help="which benchmarks to run (default all)")
+                        help="what to run (default all); elections: spurious elections and "
+                             "failover of 3 pyraft node members, idle or under --load")
     parser.add_argument("--dir", default=None,
                         help="where data directories go (the disk measured; default: temp)")
     parser.add_argument("--out", default=None,
                         help="report.json and PNGs (default ./bench-results/<UTC timestamp>)")
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds per load")
-    parser.add_argument("--failovers", type=int, default=None, help="failover trials")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds per load (elections: seconds watched, default 60)")
+    parser.add_argument("--failovers", type=int, default=None,
+                        help="failover trials (elections: SIGKILLs of the leader, default 5)")
     parser.add_argument("--catchup-bytes", type=int, default=None,
                         help="log size for the catch-up benchmark (0: skip it)")
     parser.add_argument("--snapshot-bytes", type=int, default=None,
                         help="size of the snapshot installed (default 1 GiB; 0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
+    parser.add_argument("--load", default=None, metavar="SIZExINFLIGHT",
+                        help="elections: a write load during the watch, e.g. 1024x256 "
+                             "(default: idle)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="elections: a JSON object of settings every member gets (pyraft "
+                             "node --config, with its member_id), to compare timings, e.g. "
+                             "{\"election_timeout_ms_lower\": 300}; default: pyraft node's "
+                             "defaults")
 
 
 def _guarded(errors: list[str], name: str, function: Callable[[], object]) -> object:
@@ -113,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.section == "elections":
+        return _elections(args)
     for name in ("duration", "failovers", "catchup_bytes", "snapshot_bytes"):
         value = getattr(args, name)
         if value is not None and value < 0 or name == "duration" and value == 0:
@@ -217,6 +234,50 @@ def _run(args: argparse.Namespace) -> int:
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _elections(args: argparse.Namespace) -> int:
+    from pyraft.bench import elections
+
+    def refuse(message: str) -> int:  # an operator's mistake: one line, status 2
+        print(f"pyraft bench elections: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        load = elections.parse_load(args.load)
+    except ValueError as error:
+        return refuse(str(error))
+    if args.duration is not None and args.duration <= 0:
+        return refuse("--duration must be positive (seconds watched)")
+    if args.failovers is not None and args.failovers < 0:
+        return refuse("--failovers must not be negative")
+    if args.config is not None and not os.path.isfile(args.config):
+        return refuse(f"--config {args.config}: no such file (a JSON object of settings)")
+    if args.dir is not None and not os.path.isdir(args.dir):
+        return refuse(f"--dir {args.dir}: not a directory")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or os.path.join("bench-results", stamp)
+    os.makedirs(out, exist_ok=True)
+    kills = 5 if args.failovers is None else args.failovers
+    progress = Progress(3 + kills)
+    result: dict = {"schema": 1, "pyraft": pyraft.__version__, "section": "elections",
+                    "arguments": vars(args), "started_utc": stamp,
+                    "machine": machine.describe(args.dir or tempfile.gettempdir())}
+    try:
+        result["elections"] = elections.measure(
+            60.0 if args.duration is None else args.duration, load=load, kills=kills,
+            directory=args.dir, config=args.config, tick=progress.tick)
+    except elections.ElectionsError as error:
+        progress.close()
+        print(f"pyraft bench elections: {error}", file=sys.stderr)
+        return 2 if str(error).startswith("--config") else 1
+    progress.close()
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ")
+    path = report.write_json(result, out)
+    print(elections.summary(result["elections"]))
+    print(f"\nreport: {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

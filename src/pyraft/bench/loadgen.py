@@ -5,7 +5,11 @@ through ``GET /v1/status``, opens one session per in-flight slot (``POST /v1/ses
 then sends ``PUT /v1/kv/bench-<slot>`` with ``X-Client-Id`` / ``X-Request-Seq`` (exactly-once
 writes), closed-loop with ``--inflight`` outstanding requests or open-loop at ``--rate``
 (:mod:`pyraft.bench.load`). A write counts when the leader answers 200 or 204; anything else
-is an error. It prints one JSON line: a result of :mod:`pyraft.bench.stats` with api "http".
+is an error. A load follows the leader: after a failed write (a redirect, 503, a refused
+connection) it finds the leader again through ``/v1/status`` (one search at a time) and goes
+on there; the sessions are replicated, so they hold on the new leader. It prints one JSON
+line: a result of :mod:`pyraft.bench.stats` with api "http", with ``leader_changes`` (the
+leader's term at the end minus at the start: the elections during the load).
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ class HttpStatusError(RuntimeError):
 
 async def find_leader(session, urls: list[str], timeout_s: float = 20.0) -> str:
     """The base URL of the member that says it leads, polled until ``timeout_s``."""
+    return (await find_leader_status(session, urls, timeout_s))[0]
+
+
+async def find_leader_status(session, urls: list[str], timeout_s: float = 20.0
+                             ) -> tuple[str, dict]:
+    """The base URL and the status of the member that says it leads; of two that say so
+    (a deposed leader that has not heard of its successor yet), the one of the higher
+    term."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        leaders: list[tuple[int, str, dict]] = []
         for url in urls:
             try:
                 async with session.get(f"{url}/v1/status") as response:
@@ -40,7 +53,10 @@ async def find_leader(session, urls: list[str], timeout_s: float = 20.0) -> str:
                     continue
                 raise
             if status.get("role") == "leader":
-                return url
+                leaders.append((int(status.get("term", 0)), url, status))
+        if leaders:
+            _, url, status = max(leaders, key=lambda found: found[0])
+            return url, status
         await asyncio.sleep(0.05)
     raise TimeoutError(f"no member of {urls} led within {timeout_s} s")
 
@@ -52,7 +68,9 @@ async def run(args: argparse.Namespace) -> dict:
     connector = aiohttp.TCPConnector(limit=args.inflight + 4)
     timeout = aiohttp.ClientTimeout(total=args.request_timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        leader = await find_leader(session, urls)
+        leader, first = await find_leader_status(session, urls)
+        current = {"url": leader, "generation": 0}
+        searching = asyncio.Lock()
         sessions = []
         for _ in range(args.inflight):
             async with session.post(f"{leader}/v1/sessions") as response:
@@ -62,32 +80,54 @@ async def run(args: argparse.Namespace) -> dict:
         payload = b"x" * args.size
         free = list(range(args.inflight))
 
+        async def follow(generation: int) -> None:
+            """Find the leader again after a failed write (once per failure generation)."""
+            async with searching:
+                if current["generation"] != generation:
+                    return  # another writer found it meanwhile
+                try:
+                    current["url"] = await find_leader(session, urls, timeout_s=5.0)
+                except TimeoutError:
+                    pass  # keep the last one; the next failure searches again
+                current["generation"] += 1
+
         async def unit() -> None:
             slot = free.pop()  # a session has one request outstanding at a time
+            generation, url = current["generation"], current["url"]
             try:
                 client = sessions[slot]
                 client[1] += 1
                 headers = {"X-Client-Id": str(client[0]), "X-Request-Seq": str(client[1])}
-                async with session.put(f"{leader}/v1/kv/bench-{slot}", data=payload,
+                async with session.put(f"{url}/v1/kv/bench-{slot}", data=payload,
                                        headers=headers, allow_redirects=False) as response:
                     await response.read()
                     if response.status not in (200, 204):
                         raise HttpStatusError(f"HTTP {response.status}")
+            except Exception:
+                await follow(generation)
+                raise
             finally:
                 free.append(slot)
 
         seen = await run_load(unit, inflight=args.inflight, rate=args.rate,
                               duration_s=args.duration_s,
                               outstanding_max=args.inflight)
+        try:
+            _, last = await find_leader_status(session, urls, timeout_s=5.0)
+            leader_changes = int(last["term"]) - int(first["term"])
+        except TimeoutError:
+            leader_changes = None  # no leader at the end: not known
     workload = {"kind": "closed" if args.rate is None else "open", "api": "http",
                 "size": args.size, "inflight": args.inflight, "rate": args.rate,
                 "duration_s": args.duration_s, "members": len(urls), "batch": 1,
                 "operation": "write"}
     notes = "" if seen.first_error is None else f"first error: {seen.first_error}"
-    return make_result(system="pyraft", version=pyraft.__version__, mode=args.mode,
-                       workload=workload, writes=seen.writes, errors=seen.errors,
-                       elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
-                       done_at_s=seen.done_at_s, notes=notes)
+    result = make_result(system="pyraft", version=pyraft.__version__, mode=args.mode,
+                         workload=workload, writes=seen.writes, errors=seen.errors,
+                         elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
+                         done_at_s=seen.done_at_s, notes=notes)
+    result["leader_changes"] = leader_changes
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,10 +169,17 @@ def summary(report: dict) -> str:
     parts = []
     rows = [[describe(r), _number(r["writes_per_s"]), _number(r["latency_ms"]["p50"]),
              _number(r["latency_ms"]["p99"]), _number(r["latency_ms"]["p999"]),
-             _number(r["latency_ms"]["max"]), str(r["errors"])] for r in all_results(report)]
+             _number(r["latency_ms"]["max"]), str(r["errors"]),
+             "-" if r.get("leader_changes") is None else str(r["leader_changes"])]
+            for r in all_results(report)]
     if rows:
         parts.append(table(rows, ["workload", "ops/s", "p50 ms", "p99 ms", "p99.9 ms",
-                                  "max ms", "errors"]))
+                                  "max ms", "errors", "leader changes"]))
+    changed = [r for r in all_results(report) if r.get("leader_changes")]
+    if changed:
+        parts.append("leader changes during loads (each load went on through the new "
+                     "leader): " + ", ".join(f"{describe(r)}: {r['leader_changes']}"
+                                             for r in changed))
     cluster = report.get("cluster", {})
     fail = cluster.get("failover")
     if fail and fail.get("trials"):

@@ -1,13 +1,14 @@
 """pyraft's benchmark workloads: 3 member processes on 127.0.0.1, and the kernel benchmarks.
 
 Every function here starts what it measures and stops it (by pid) before it returns, and
-removes its data directories. Loads run inside the leader process (the ``load`` and ``reads``
-ops of :mod:`pyraft.cluster.process`, api "engine") or from a separate load-generator process
-against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`, api "http"), and answer results
-of :mod:`pyraft.bench.stats`. Durable members write their logs under the benchmark directory
-with ``--sync always`` (a write is acknowledged once fdatasynced on a majority); "memory"
-members keep their logs in memory. ``tick`` is called with a label before each measurement
-(the progress bar).
+removes its data directories. Every load follows the leader (it goes on through a new one
+when its leader changes) and reports ``leader_changes``. Loads run inside the leader process
+(the ``load`` and ``reads`` ops of :mod:`pyraft.cluster.process`, api "engine") or from a
+separate load-generator process against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`,
+api "http"), and answer results of :mod:`pyraft.bench.stats`. Durable members write their
+logs under the benchmark directory with ``--sync always`` (a write is acknowledged once
+fdatasynced on a majority); "memory" members keep their logs in memory. ``tick`` is called
+with a label before each measurement (the progress bar).
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyraft.bench import machine
-from pyraft.bench.stats import check_result
+from pyraft.bench.stats import PERCENTILES, SAMPLE_POINTS_MAX, check_result
+from pyraft.config import RaftConfig
 from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for
 
 DURABLE = "durable (fdatasync)"
 MEMORY = "memory"
-#: election timeout of the member processes (``--election-ms``; the upper bound is twice it)
-ELECTION_MS_LOWER = 150.0
+#: election timeout of the member processes (``--election-ms``; the upper bound is twice it):
+#: the default of every member (``RaftConfig``), which ``pyraft node`` uses too
+ELECTION_MS_LOWER = RaftConfig.__dataclass_fields__["election_timeout_ms_lower"].default
 ELECTION_MS_UPPER = 2 * ELECTION_MS_LOWER
 #: members log errors only: their stderr is a pipe nobody reads while they run
 MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
@@ -145,17 +148,98 @@ def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int 
     raise WorkloadError(f"{op} {fields}: {answer.get('error')}: {answer.get('message')}")
 
 
-def _load(members: list[Member], duration_s: float, **fields) -> dict:
+def _load(members: list[Member], duration_s: float, segments_max: int = 5, **fields) -> dict:
     """One load on the leader (the load generator runs in its process), with the CPU each
     member spent per write during it: ``cpu_us_per_write`` = ``{"leader": {"user",
-    "system"}, "followers": [...]}`` (None where the CPU time cannot be read)."""
+    "system"}, "followers": [...]}`` (None where the CPU time cannot be read).
+
+    A load follows the leader: when the member running it loses its lead, its load stops
+    (``stopped_by``) and the rest of the duration runs on the new leader, up to
+    ``segments_max`` leaders; the result merges the segments (``merge_segments``).
+    ``leader_changes``: the elections during the load (the highest term among the members
+    after it, minus before it); ``segments``: who ran each part and how it ended."""
     before = {m.id: machine.process_cpu_s(m.process.pid) for m in members}
-    answer = call_leader(members, "load", timeout_s=duration_s + 90, duration_s=duration_s,
-                         **fields)
-    result = check_result(answer["result"])
-    result["cpu_us_per_write"] = _cpu_per_write(members, before, answer["member"],
-                                                result["writes"])
+    leader(members)  # a new cluster's first election is not a change during the load
+    term_before = _highest_term(members)
+    started = time.perf_counter()
+    count = fields.pop("count", None)
+    per_call = int(fields.get("batch", 1))
+    parts: list[dict] = []
+    segments: list[dict] = []
+    ran_on: list[int] = []
+    remaining = duration_s
+    while True:
+        extra = {} if count is None else {"count": count}
+        answer = call_leader(members, "load", timeout_s=remaining + 90, duration_s=remaining,
+                             **fields, **extra)
+        part = check_result(answer["result"])
+        parts.append(part)
+        ran_on.append(answer["member"])
+        segments.append({"member": answer["member"], "writes": part["writes"],
+                         "errors": part["errors"], "elapsed_s": part["elapsed_s"],
+                         "stopped_by": answer.get("stopped_by")})
+        if count is not None:
+            count -= part["writes"] // per_call
+        remaining = duration_s - (time.perf_counter() - started)
+        if not answer.get("stopped_by") or len(parts) >= segments_max or remaining < 0.1 \
+                or count is not None and count <= 0:
+            break
+    elapsed_s = time.perf_counter() - started
+    result = merge_segments(parts, elapsed_s, per_call)
+    result["leader_changes"] = _highest_term(members) - term_before
+    result["segments"] = segments
+    result["cpu_us_per_write"] = _cpu_per_write(members, before, ran_on[-1], result["writes"])
     return result
+
+
+def _highest_term(members: list[Member]) -> int:
+    terms = []
+    for member in members:
+        with contextlib.suppress(OSError, ValueError, KeyError, AttributeError):
+            terms.append(int(member.call("status")["term"]))
+    return max(terms, default=0)
+
+
+def merge_segments(parts: list[dict], elapsed_s: float, per_call: int = 1) -> dict:
+    """One result from the results of a load's segments (one per leader it ran on): writes
+    and errors added, throughput over ``elapsed_s`` (the whole load, the change of leader
+    included), the series joined end to end, and the latency percentiles and sample taken
+    from the segments' samples, each sample point standing for its segment's calls
+    (an approximation: the segments' raw latencies are not kept)."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    merged = dict(parts[0])
+    merged["writes"] = sum(p["writes"] for p in parts)
+    merged["errors"] = sum(p["errors"] for p in parts)
+    merged["elapsed_s"] = max(elapsed_s, sum(p["elapsed_s"] for p in parts))
+    merged["writes_per_s"] = merged["writes"] / merged["elapsed_s"]
+    series, offset = [], 0.0
+    for part in parts:
+        series += [[round(t + offset, 6), n] for t, n in part["series"]]
+        offset += part["elapsed_s"]
+    merged["series"] = series
+    weighted = sorted((value, (p["writes"] / per_call) / len(p["latency_sample_ms"]))
+                      for p in parts if p["latency_sample_ms"] and p["writes"]
+                      for value in p["latency_sample_ms"])
+    total = sum(weight for _, weight in weighted)
+
+    def at(q: float) -> float | None:
+        running = 0.0
+        for value, weight in weighted:
+            running += weight
+            if running >= q * total - 1e-9:
+                return value
+        return weighted[-1][0] if weighted else None
+
+    merged["latency_ms"] = {**{key: at(q) for key, q in PERCENTILES.items()},
+                            "max": weighted[-1][0] if weighted else None}
+    points = min(SAMPLE_POINTS_MAX, len(weighted))
+    merged["latency_sample_ms"] = [at(i / (points - 1)) if i else weighted[0][0]
+                                   for i in range(points)] if points > 1 else \
+        [value for value, _ in weighted]
+    merged["notes"] = "; ".join(p["notes"] for p in parts if p["notes"]) + \
+        f"{'; ' if any(p['notes'] for p in parts) else ''}ran on {len(parts)} leaders in turn"
+    return merged
 
 
 def _cpu_per_write(members: list[Member], before: dict, leader_id: int, writes: int
@@ -360,15 +444,16 @@ def _fill(members: list[Member], timeout_s: float, *, size: int, batch: int, inf
     """``calls`` batched writes through whoever leads: what a leader change interrupts goes
     on through the next leader (at most ``attempts`` leaders). ``{"writes", "writes_per_s",
     "leader_changes"}``; a WorkloadError if the writes cannot be completed."""
-    done_calls, writes, started, notes = 0, 0, time.perf_counter(), ""
-    for attempt in range(attempts):
+    done_calls, writes, started, notes, changes = 0, 0, time.perf_counter(), "", 0
+    for _ in range(attempts):
         result = _load(members, timeout_s, size=size, batch=batch, inflight=inflight,
                        count=calls - done_calls)
         writes += result["writes"]
         done_calls += result["writes"] // batch
         notes = result["notes"]
+        changes += result["leader_changes"]
         if done_calls >= calls:
-            return {"writes": writes, "leader_changes": attempt,
+            return {"writes": writes, "leader_changes": changes,
                     "writes_per_s": writes / (time.perf_counter() - started)}
     raise WorkloadError(f"filling the log failed through {attempts} leaders: {notes}")
 

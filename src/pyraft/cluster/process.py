@@ -12,10 +12,13 @@ JSON control protocol on ``--control HOST:PORT`` (one request per line, one answ
     {"op": "add_member", "id": 4, "address": "127.0.0.1:7004"}
     {"op": "remove_member", "id": 4}   {"op": "transfer", "id": 2}   {"op": "resign"}
     {"op": "load", "size": 16, "inflight": 256, "duration_s": 5}
-                                            -> {"ok": true, "result": <result>}: a write load
+                                            -> {"ok": true, "result": <result>,
+                                                "stopped_by": null | "NotLeaderError: ..."}:
+        a write load
         run inside this (leader) process through ``replicate`` (``"batch": n``: each call is
         ``replicate_many`` of n commands), closed-loop, or open-loop with ``"rate": per_s``;
-        ``"count": n`` stops after n calls (see pyraft.bench.load and pyraft.bench.stats)
+        ``"count": n`` stops after n calls (see pyraft.bench.load and pyraft.bench.stats); a
+        load stops early when this member loses its lead (``stopped_by``)
     {"op": "reads", "mode": "lease" | "barrier", "inflight": 16, "duration_s": 2}
                                             -> {"ok": true, "result": <result>}: local reads
         under a valid lease, or each after ``apply_read_barrier``, counted as "writes"
@@ -141,12 +144,17 @@ async def load(cluster: RaftCluster, request: dict, mode: str) -> dict:
         def unit():
             return cluster.replicate_many(commands)
     seen = await run_load(unit, inflight=inflight, rate=None if rate is None else float(rate),
-                          duration_s=duration_s, per_unit=batch, count=request.get("count"))
+                          duration_s=duration_s, per_unit=batch, count=request.get("count"),
+                          stop_on=(NotLeaderError,))
     workload = {"kind": "closed" if rate is None else "open", "api": "engine", "size": size,
                 "inflight": inflight if rate is None else None, "rate": rate,
                 "duration_s": duration_s,
                 "members": len(cluster.members), "batch": batch, "operation": "write"}
-    return {"ok": True, "result": _result(seen, mode, workload, batch)}
+    # Summarising millions of calls takes a while: in a worker thread (numpy sorts without
+    # the GIL), so this member's loop keeps its heartbeats going meanwhile.
+    result = await asyncio.get_running_loop().run_in_executor(
+        None, _result, seen, mode, workload, batch)
+    return {"ok": True, "result": result, "stopped_by": seen.stopped_by}
 
 
 async def reads(cluster: RaftCluster, request: dict, mode: str) -> dict:
@@ -172,7 +180,9 @@ async def reads(cluster: RaftCluster, request: dict, mode: str) -> dict:
     workload = {"kind": "closed", "api": "engine", "size": 0, "inflight": inflight,
                 "rate": None, "duration_s": duration_s, "members": len(cluster.members),
                 "operation": f"read-{kind}"}
-    return {"ok": True, "result": _result(seen, mode, workload)}
+    result = await asyncio.get_running_loop().run_in_executor(None, _result, seen, mode,
+                                                              workload)
+    return {"ok": True, "result": result}
 
 
 def _result(seen, mode: str, workload: dict, per_call: int = 1) -> dict:

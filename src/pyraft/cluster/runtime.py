@@ -3,7 +3,10 @@
 The runtime is the only layer that owns time and I/O. It drives the pure core
 (``pyraft.core.RaftNode``):
 
-- a tick task calls ``core.tick()`` every ``tick_ms``;
+- a tick task calls ``core.tick()`` every ``tick_ms``; while the processing task waits for
+  a Ready's persistence (a sync on the I/O thread, a retry after a storage failure), the tick
+  task sends the leader's heartbeats and appends itself (``core.take_leader_traffic()``), so
+  a slow or failing disk on the leader does not stop its heartbeats;
 - messages from the transport go to ``core.step`` as they arrive;
 - one processing task handles each ``Ready`` in order: entries are written to the log on the
   loop (a positional write into the page cache), then the fdatasync and the hard-state save
@@ -300,6 +303,9 @@ class RaftCluster:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake: asyncio.Event | None = None
+        # the processing task waits for this member's storage (a Ready being persisted):
+        # the tick task sends the leader's heartbeats itself meanwhile
+        self._persisting = False
         self._loop_thread: int | None = None  # the thread the member runs on, once started
         # waiting to enter the core: (payloads, future, many); _queued counts the payloads
         self._queue: collections.deque = collections.deque()
@@ -1009,6 +1015,13 @@ class RaftCluster:
                 next_at = loop.time() + interval
             self.core.tick()
             times.append(loop.time())
+            if self._persisting:
+                # the processing task waits for a sync: the heartbeats (and appends) of
+                # this leader leave now instead of after it (a slow disk must not look
+                # like a dead leader to the followers)
+                messages = self.core.take_leader_traffic()
+                if messages:
+                    self._send_now(messages)
             self._wake.set()
 
     async def _process_loop(self) -> None:
@@ -1101,7 +1114,11 @@ class RaftCluster:
                 _fail_replaced_proposals(proposals, rd.entries[0].first_index, rd.entries)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
-        await self._persist(rd)
+        self._persisting = True
+        try:
+            await self._persist(rd)
+        finally:
+            self._persisting = False
         if rd.persisted_messages:  # answers go out before this member applies
             self._send_now(rd.persisted_messages)
         if rd.committed:

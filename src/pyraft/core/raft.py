@@ -495,6 +495,23 @@ class RaftNode:
         self._outstanding = rd
         return rd
 
+    def take_leader_traffic(self) -> list[Message]:
+        """The leader's traffic of its current term queued since the last Ready (appends,
+        heartbeats, snapshot chunks, TimeoutNow): what the next Ready would put in
+        ``messages``, which may leave before anything is persisted (thesis 10.2.1). The
+        runtime sends them while an earlier Ready is still being persisted, so a slow
+        fdatasync does not hold the leader's heartbeats back. Empty unless this member leads;
+        every other message stays for the next Ready, in order."""
+        if self.role is not Role.LEADER or not self._messages:
+            return []
+        term = self.term
+        now: list[Message] = []
+        rest: list[Message] = []
+        for m in self._messages:
+            (now if m.type in _LEADER_TRAFFIC and m.term == term else rest).append(m)
+        self._messages = rest
+        return now
+
     def advance(self, rd: Ready) -> None:
         """The runtime persisted, sent and applied ``rd``."""
         invariant(rd is self._outstanding, f"advance of Ready {rd.number} that is not outstanding")
