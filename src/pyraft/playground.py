@@ -22,14 +22,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
+from pyraft.argtypes import positive_seconds
 from pyraft.client import KVClient, KVClientError
 from pyraft.errors import ConfigError
 from pyraft.kv.security import client_ssl_context, write_token_file
-from pyraft.testing.processes import free_port
+from pyraft.testing.processes import NodeProcess, free_port
 
 #: entries between two flushes of a durable member's store: small, so a demo sees them
 PLAYGROUND_SNAPSHOT_ENTRIES = 20
@@ -44,16 +44,6 @@ def _members(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text} is not a number of members") from None
     if not 1 <= value <= MEMBERS_MAX:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MEMBERS_MAX}, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 
@@ -80,13 +70,17 @@ def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
     return files
 
 
-class Node:
+class Node(NodeProcess):
     """One ``pyraft node`` process started (and ended, by its pid) by the playground."""
 
     def __init__(self, member, peers, http, data, tls, token_file=None):
-        self.id, self.peers, self.http, self.data, self.tls = member, peers, http, data, tls
+        self.member, self.peers, self.http, self.data, self.tls = member, peers, http, data, tls
         self.token_file = token_file
         self.process: subprocess.Popen | None = None
+
+    @property
+    def id(self) -> int:
+        return self.member
 
     @property
     def url(self) -> str:
@@ -94,11 +88,7 @@ class Node:
         return f"{scheme}://{self.http[self.id]}"
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.id), "--listen",
-                self.peers[self.id], "--http", self.http[self.id],
-                "--peers", ",".join(f"{m}={a}" for m, a in self.peers.items()),
-                "--http-peers", ",".join(f"{m}={a}" for m, a in self.http.items()),
-                "--log-level", "WARNING"]
+        args = ["--log-level", "WARNING"]
         if self.data is not None:  # flushes (and log releases) every few seconds
             args += ["--data", self.data, "--state", "sqlite",
                      "--snapshot-entries", str(PLAYGROUND_SNAPSHOT_ENTRIES)]
@@ -108,24 +98,7 @@ class Node:
                      "--http-cert", self.tls[0], "--http-key", self.tls[1]]
         if self.token_file is not None:
             args += ["--admin-token-file", self.token_file]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.spawn(args, stderr=None)  # its warnings reach the playground's terminal
 
 
 async def _status(client: KVClient, node: Node) -> dict | None:
@@ -239,9 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="between members: tcp (default), or mutual tls with "
                              "throw-away certificates (needs the trustme package; the HTTP "
                              "API is then HTTPS too)")
-    parser.add_argument("--interval", type=_seconds, default=0.5,
+    parser.add_argument("--interval", type=positive_seconds, default=0.5,
                         help="seconds between writes (default 0.5)")
-    parser.add_argument("--duration", type=_seconds, default=None,
+    parser.add_argument("--duration", type=positive_seconds, default=None,
                         help="stop after this many seconds (default: run until Ctrl+C)")
-    parser.add_argument("--chaos", type=_seconds, default=None,
+    parser.add_argument("--chaos", type=positive_seconds, default=None,
                         help="SIGKILL the leader every this many seconds, then restart it")

@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyraft.testing import processes
 from pyraft.testing.processes import free_port
 
 
@@ -62,7 +62,7 @@ def parse_load(text: str | None) -> tuple[int, int] | None:
 
 
 @dataclass
-class NodeProcess:
+class NodeProcess(processes.NodeProcess):
     """One ``pyraft node`` with a durable data directory; its log goes to ``log_path``."""
 
     member: int
@@ -81,33 +81,12 @@ class NodeProcess:
         return f"{self.data}.log"
 
     def start(self) -> NodeProcess:
-        args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.member),
-                "--listen", self.peers[self.member], "--http", self.http[self.member],
-                "--peers", ",".join(f"{m}={a}" for m, a in self.peers.items()),
-                "--http-peers", ",".join(f"{m}={a}" for m, a in self.http.items()),
-                "--data", self.data]
+        extra = ["--data", self.data]
         if self.config is not None:
-            args += ["--config", self.config]
+            extra += ["--config", self.config]
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+            self.spawn(extra, stderr=log)
         return self
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def status(node: NodeProcess, timeout_s: float = 1.0) -> dict | None:

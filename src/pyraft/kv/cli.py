@@ -27,6 +27,7 @@ import textwrap
 import time
 from collections.abc import Callable
 
+from pyraft.argtypes import positive_int, positive_seconds
 from pyraft.client import InvalidURLError, KVClient, KVClientError, RequestError
 from pyraft.errors import ConfigError
 from pyraft.kv.security import add_client_security_arguments, client_security
@@ -68,6 +69,10 @@ VALUES = """values: printed as UTF-8 text; a value that is not UTF-8 is printed 
 "encoding": "utf-8" | "base64"}, null when absent."""
 
 
+#: the type of a member id argument
+_member_id = positive_int("a member id")
+
+
 class _UsageError(Exception):
     """An operator's mistake on the command line: one line, exit status 2."""
 
@@ -82,7 +87,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cluster", default=argparse.SUPPRESS, metavar="URL[,URL...]",
                        help="HTTP API URLs of one or more members, http://HOST:PORT or "
                             f"HOST:PORT (default: ${CLUSTER_VARIABLE})")
-    group.add_argument("--timeout", type=_seconds, default=argparse.SUPPRESS,
+    group.add_argument("--timeout", type=positive_seconds, default=argparse.SUPPRESS,
                        metavar="SECONDS",
                        help="deadline of the whole command: attempts, retries with "
                             "jittered exponential backoff and redirects all end by then; one "
@@ -91,16 +96,6 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                        help="print JSON for machines instead of text for people")
     add_client_security_arguments(parser, repeatable=True)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return value
 
 
 def _option(args: argparse.Namespace, name: str):
@@ -208,16 +203,6 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
                      help="more metadata for the member (repeatable)")
     remove = _leaf(actions, "remove", "remove a member (the leader included)")
     remove.add_argument("id", type=_member_id, help="the id of the member to remove")
-
-
-def _member_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a member id (an integer)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a member id is at least 1, not {value}")
-    return value
 
 
 # ---- running -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ import ssl
 import sys
 import urllib.parse
 
+from pyraft.argtypes import positive_int
 from pyraft.cluster.runtime import RaftCluster
 from pyraft.config import ClusterConfig, _is_wildcard, parse_address
 from pyraft.errors import (
@@ -144,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"asked at URL (for up to {JOIN_ASK_TIMEOUT_S:g} s)")
     parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
                         help="serve Prometheus metrics on http://HOST:PORT/metrics")
-    parser.add_argument("--snapshot-entries", type=_positive_int,
+    parser.add_argument("--snapshot-entries", type=positive_int("a number of entries"),
                         default=SNAPSHOT_ENTRIES_DEFAULT,
                         help="entries applied between two snapshots of the key-value state "
                              f"(default {SNAPSHOT_ENTRIES_DEFAULT})")
@@ -167,16 +168,6 @@ _FLAGS = {"public_endpoint": "--advertise", "listen": "--listen", "peers": "--pe
           "tls.key_file": "--key", "tls.ca_file": "--ca", "tls": "--transport"}
 #: the prefix of the environment variables ``pyraft node`` reads
 ENV_PREFIX = "PYRAFT_"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _log_level(text: str) -> str:

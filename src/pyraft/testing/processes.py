@@ -1,9 +1,10 @@
-"""Member processes on 127.0.0.1 for integration tests and benchmarks.
+"""Member processes on 127.0.0.1 for integration tests, benchmarks and the playground.
 
-``Member`` starts ``python -m pyraft.cluster.process`` and talks to it over its JSON-lines
-control port; ``start_cluster`` starts several; ``leader`` and ``write`` find the leader and
-write through it, retrying across elections. Only processes started here are signalled,
-by their own pid.
+``NodeProcess`` is one ``pyraft node`` started the way an operator starts it (the tools add
+their flags), ended by its pid. ``Member`` starts ``python -m pyraft.cluster.process`` and
+talks to it over its JSON-lines control port; ``start_cluster`` starts several; ``leader``
+and ``write`` find the leader and write through it, retrying across elections. Only
+processes started here are signalled, by their own pid.
 """
 
 from __future__ import annotations
@@ -21,6 +22,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class NodeProcess:
+    """One ``pyraft node`` process: member ``member`` of the members ``peers`` (id -> Raft
+    address) whose HTTP APIs are at ``http`` (id -> address). :meth:`spawn` starts it with
+    the flags every member needs and the caller's own; it is signalled by its pid only."""
+
+    member: int
+    peers: dict[int, str]
+    http: dict[int, str]
+    process: subprocess.Popen | None
+
+    def spawn(self, extra: list[str], stderr=subprocess.DEVNULL) -> subprocess.Popen:
+        args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.member),
+                "--listen", self.peers[self.member], "--http", self.http[self.member],
+                "--peers", ",".join(f"{m}={a}" for m, a in self.peers.items()),
+                "--http-peers", ",".join(f"{m}={a}" for m, a in self.http.items()), *extra]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
+        return self.process
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 class Member:
