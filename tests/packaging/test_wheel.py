@@ -1,5 +1,7 @@
-"""The wheel for this machine: built by ``tools/build_wheel.py``, installed where no compiler
-can be found, and passing ``tests/smoke`` from outside the checkout.
+"""The wheel for this machine: built by ``tools/build_wheel.py`` from the source distribution
+(the ``sdist`` fixture), installed where no compiler can be found, and passing
+``tests/smoke`` from outside the checkout. So the sdist builds (its ``.pyx``, ``.pxd`` and
+headers suffice) and the wheel installs as a user gets it.
 
 One module fixture does the slow part once (about a minute on 2 cores: the build compiles the
 five Cython kernels): build into a temporary wheelhouse, create a fresh virtual environment
@@ -16,20 +18,27 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.packaging.builds import (
+    BUILD_TIMEOUT_S,
+    INSTALL_TIMEOUT_S,
+    ROOT,
+    clean_environ,
+    require,
+    run,
+    run_smoke,
+    skip_unless_an_index_answers,
+    smoke_directory,
+)
+
+pytestmark = pytest.mark.packaging
+
 TOOL = ROOT / "tools" / "build_wheel.py"
-SMOKE = ROOT / "tests" / "smoke" / "test_smoke.py"
-BUILD_TIMEOUT_S = 900
-INSTALL_TIMEOUT_S = 900
-SMOKE_TIMEOUT_S = 600
-PROBE_TIMEOUT_S = 120
 COMPILERS = ("cc", "gcc", "c++", "g++", "clang", "clang++", "ld", "x86_64-linux-gnu-gcc",
              "aarch64-linux-gnu-gcc", "cl", "icc")
 # the only programs besides the environment's own on PATH (none of them compiles anything)
@@ -44,48 +53,15 @@ def _load_tool():
     return module
 
 
-def _clean_environ() -> dict[str, str]:
-    """This process's environment without what would let the checkout leak in."""
-    env = dict(os.environ)
-    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYRAFT_NO_EXTENSIONS"):
-        env.pop(name, None)
-    return env
-
-
-def _run(command: list, timeout: float, env: dict[str, str], cwd: Path | None = None):
-    try:
-        return subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=cwd, check=False)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{command} did not finish in {timeout} s:\n{exc.stdout}\n{exc.stderr}")
-
-
-def _require(done: subprocess.CompletedProcess, what: str) -> str:
-    assert done.returncode == 0, (
-        f"{what} failed (exit {done.returncode}): {done.args}\n"
-        f"--- stdout ---\n{done.stdout[-6000:]}\n--- stderr ---\n{done.stderr[-6000:]}")
-    return done.stdout
-
-
-def _skip_unless_an_index_answers(python: str, env: dict[str, str], dest: Path) -> None:
-    """Skip (saying why) when pip reaches no index; the wheel's dependencies come from one."""
-    probe = _run([python, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                  "--retries", "1", "--timeout", "20", "--quiet", "--dest", dest, "msgpack"],
-                 PROBE_TIMEOUT_S, env)
-    if probe.returncode != 0:
-        pytest.skip(f"pip cannot reach a package index (it needs one for numpy, msgpack, "
-                    f"uvloop, pytest): {probe.stderr.strip()[-600:]}")
-
-
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(sdist, tmp_path_factory):
     """(venv python, environment without a compiler, directory to run tests from)."""
     base = tmp_path_factory.mktemp("wheel")
     try:
-        env = _clean_environ()
-        _skip_unless_an_index_answers(sys.executable, env, base / "probe")
+        env = clean_environ()
+        skip_unless_an_index_answers(sys.executable, env, base / "probe")
 
-        built = _require(_run([sys.executable, TOOL, "--out", base / "wheelhouse"],
+        built = require(run([sys.executable, TOOL, "--out", base / "wheelhouse", "--sdist", sdist],
                               BUILD_TIMEOUT_S, env), "tools/build_wheel.py")
         match = re.search(r"^wheel: (.+\.whl)$", built, re.MULTILINE)
         assert match, f"the build tool printed no 'wheel:' line:\n{built}"
@@ -93,7 +69,7 @@ def installed(tmp_path_factory):
         assert wheel.parent == base / "wheelhouse" and wheel.is_file(), wheel
 
         venv_dir = base / "venv"
-        _require(_run([sys.executable, "-m", "venv", venv_dir], INSTALL_TIMEOUT_S, env), "venv")
+        require(run([sys.executable, "-m", "venv", venv_dir], INSTALL_TIMEOUT_S, env), "venv")
         pyvenv = (venv_dir / "pyvenv.cfg").read_text()
         assert re.search(r"include-system-site-packages\s*=\s*false", pyvenv), pyvenv
         bindir = venv_dir / "bin"
@@ -108,17 +84,13 @@ def installed(tmp_path_factory):
         python = str(bindir / "python")
 
         lookup = "import shutil, sys; print(*[shutil.which(c) for c in sys.argv[1:]])"
-        reachable = _require(_run([python, "-c", lookup, *COMPILERS], 60, bare), "compiler lookup")
+        reachable = require(run([python, "-c", lookup, *COMPILERS], 60, bare), "compiler lookup")
         assert reachable.split() == ["None"] * len(COMPILERS), f"compiler reachable: {reachable}"
 
-        _require(_run([python, "-m", "pip", "install", "--only-binary", ":all:", wheel, "pytest",
+        require(run([python, "-m", "pip", "install", "--only-binary", ":all:", wheel, "pytest",
                        "hypothesis"], INSTALL_TIMEOUT_S, bare), "installing the wheel")
 
-        run_dir = base / "run"
-        run_dir.mkdir()
-        shutil.copy2(SMOKE, run_dir / SMOKE.name)
-        (run_dir / "pytest.ini").write_text(
-            "[pytest]\naddopts = -p no:cacheprovider -ra\nfilterwarnings = error\n")
+        run_dir = smoke_directory(base)
         yield python, bare, run_dir
     finally:
         shutil.rmtree(base, ignore_errors=True)  # a venv and a wheel: about 200 MB
@@ -126,20 +98,35 @@ def installed(tmp_path_factory):
 
 def test_wheel_installs_without_a_compiler_and_passes_the_smoke_tests(installed):
     python, env, run_dir = installed
-    done = _run([python, "-W", "error", "-m", "pytest", "-q", SMOKE.name], SMOKE_TIMEOUT_S, env,
-                cwd=run_dir)
-    output = _require(done, "the smoke tests against the installed wheel")
-    assert "skipped" not in output and " passed" in output, output
+    run_smoke(python, env, run_dir, "the installed wheel")
 
 
 def test_installed_packages_are_the_wheels_not_the_checkout(installed):
+    import raftcore
+
     python, env, run_dir = installed
-    output = _require(_run([python, "-c", "import pyraft, raftcore, raftcore._wal as w; "
-                            "print(pyraft.__file__, raftcore.__file__, w.__file__)"],
-                           60, env, cwd=run_dir), "importing from the environment")
-    for location in output.split():
+    output = require(run([python, "-c", "import pyraft, raftcore, raftcore._wal as w; "
+                          "print(pyraft.__file__, raftcore.__file__, w.__file__, "
+                          "pyraft.__version__)"], 60, env, cwd=run_dir),
+                     "importing from the environment")
+    *locations, version = output.split()
+    for location in locations:
         assert str(ROOT) not in location and "site-packages" in location, output
-    assert output.split()[2].endswith(".so"), output
+    assert locations[2].endswith(".so"), output
+    assert version == raftcore.__version__
+
+
+def test_server_commands_have_their_dependencies_in_a_plain_install(installed):
+    # the venv holds raftcore and its own dependencies only (plus pytest and hypothesis):
+    # the HTTP API of `pyraft node` and the client of `pyraft kv` must import there
+    python, env, run_dir = installed
+    require(run([python, "-c", "import pyraft.kv.http, pyraft.kv.node, pyraft.client"],
+                120, env, cwd=run_dir), "importing the HTTP API and the client")
+    pyraft_command = Path(python).parent / "pyraft"
+    for command in (["node", "--help"], ["kv", "--help"]):
+        done = run([pyraft_command, *command], 120, env, cwd=run_dir)
+        output = require(done, f"pyraft {' '.join(command)}")
+        assert "usage:" in output and "Traceback" not in done.stderr, done.stderr
 
 
 def test_check_wheel_reports_sources_missing_kernels_and_a_pure_tag(tmp_path):
@@ -167,7 +154,7 @@ def test_check_wheel_rejects_a_file_that_is_not_a_wheel(tmp_path):
 
 
 def test_build_tool_refuses_an_unknown_interpreter(tmp_path):
-    done = _run([sys.executable, TOOL, "--out", tmp_path, "--python", "no-such-python-3.99"],
-                60, _clean_environ())
+    done = run([sys.executable, TOOL, "--out", tmp_path, "--python", "no-such-python-3.99"],
+                60, clean_environ())
     assert done.returncode == 2 and "not found" in done.stderr, done
     assert not list(tmp_path.iterdir())

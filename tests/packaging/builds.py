@@ -1,0 +1,73 @@
+"""What the packaging tests share: running a build or install command with a bounded time,
+requiring its success (its output in the failure), and the checks that a package index
+answers and that the smoke tests run from outside the checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "tests" / "smoke" / "test_smoke.py"
+BUILD_TIMEOUT_S = 900
+INSTALL_TIMEOUT_S = 900
+SMOKE_TIMEOUT_S = 600
+PROBE_TIMEOUT_S = 120
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without what would let the checkout leak in."""
+    env = dict(os.environ)
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYRAFT_NO_EXTENSIONS",
+                 "RAFTCORE_ONLY"):
+        env.pop(name, None)
+    return env
+
+
+def run(command: list, timeout: float, env: dict[str, str], cwd: Path | None = None):
+    try:
+        return subprocess.run([str(c) for c in command], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=cwd, check=False)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{command} did not finish in {timeout} s:\n{exc.stdout}\n{exc.stderr}")
+
+
+def require(done: subprocess.CompletedProcess, what: str) -> str:
+    assert done.returncode == 0, (
+        f"{what} failed (exit {done.returncode}): {done.args}\n"
+        f"--- stdout ---\n{done.stdout[-6000:]}\n--- stderr ---\n{done.stderr[-6000:]}")
+    return done.stdout
+
+
+def skip_unless_an_index_answers(python: str, env: dict[str, str], dest: Path) -> None:
+    """Skip (saying why) when pip reaches no index: builds and installs take their
+    dependencies (setuptools, Cython, numpy, msgpack, pytest) from one."""
+    probe = run([python, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                 "--retries", "1", "--timeout", "20", "--quiet", "--dest", dest, "msgpack"],
+                PROBE_TIMEOUT_S, env)
+    if probe.returncode != 0:
+        pytest.skip("pip cannot reach a package index (builds and installs take their "
+                    f"dependencies from one): {probe.stderr.strip()[-600:]}")
+
+
+def smoke_directory(base: Path) -> Path:
+    """A directory outside the checkout holding the smoke tests and a pytest.ini."""
+    run_dir = base / "run"
+    run_dir.mkdir()
+    shutil.copy2(SMOKE, run_dir / SMOKE.name)
+    (run_dir / "pytest.ini").write_text(
+        "[pytest]\naddopts = -p no:cacheprovider -ra\nfilterwarnings = error\n")
+    return run_dir
+
+
+def run_smoke(python, env: dict[str, str], run_dir: Path, what: str) -> str:
+    """Run the smoke tests with ``python``; they must all pass, none skipped."""
+    done = run([python, "-W", "error", "-m", "pytest", "-q", SMOKE.name], SMOKE_TIMEOUT_S, env,
+               cwd=run_dir)
+    output = require(done, f"the smoke tests against {what}")
+    assert "skipped" not in output and " passed" in output, output
+    return output
