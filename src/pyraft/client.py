@@ -116,6 +116,12 @@ class RequestError(KVClientError, ValueError):
         self.message = message
 
 
+def _shown(url: str) -> str:
+    """``url`` as people read it in a message: as it is, quoted only when it is empty or holds
+    spaces (where the quotes show what was given)."""
+    return url if url and not any(c.isspace() for c in url) else repr(url)
+
+
 def _base(url: str, *, location: bool = False, scheme: str = "http") -> str:
     """``scheme://host:port`` of a member URL; :class:`InvalidURLError` when it is not one.
     A redirect's ``location`` may have a path and a query (they are dropped); ``scheme`` is
@@ -127,15 +133,15 @@ def _base(url: str, *, location: bool = False, scheme: str = "http") -> str:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
     except ValueError as error:  # a port that is no number, or out of range
-        raise InvalidURLError(f"{url!r} is not a member URL: {error}") from None
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: {error}") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidURLError(f"{url!r} is not a member URL: the scheme must be http or "
-                              f"https, not {parts.scheme!r}")
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: the scheme must be http or "
+                              f"https, not {parts.scheme}")
     if not parts.hostname or any(c.isspace() for c in text):
-        raise InvalidURLError(f"{url!r} is not a member URL: give http://HOST:PORT")
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: give http://HOST:PORT")
     if not location and (parts.username is not None or parts.query or parts.fragment
                          or parts.path not in ("", "/")):
-        raise InvalidURLError(f"{url!r} is not a member URL: give http://HOST:PORT only, "
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: give http://HOST:PORT only, "
                               "without a path, query or user")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
@@ -458,7 +464,7 @@ class KVClient:
                     try:
                         redirected = _base(location, location=True)
                     except InvalidURLError:
-                        tried[base] = f"redirected to a bad location {location!r}"
+                        tried[base] = f"redirected to a bad location {location}"
                         raise UnavailableError(self._gave_up_message(
                             method, path, "a bad redirect", tried, attempts, clock() - started),
                             tried, attempts, clock() - started) from None

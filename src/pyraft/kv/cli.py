@@ -113,7 +113,7 @@ def cluster_urls(args: argparse.Namespace) -> list[str]:
         raise _UsageError(f"no cluster: give --cluster URL[,URL...] or set {CLUSTER_VARIABLE}")
     urls = [url.strip() for url in text.split(",") if url.strip()]
     if not urls:
-        raise _UsageError(f"{source}: no URL in {text!r}")
+        raise _UsageError(f"{source}: no URL in {text}")
     return urls
 
 
@@ -246,7 +246,7 @@ def _text(value: bytes) -> str:
 
 def _check_key(key: str) -> None:
     if not key or "/" in key:
-        raise _UsageError(f"key {key!r}: a key is a non-empty string without '/'")
+        raise _UsageError(f"key {key}: a key is a non-empty string without '/'")
 
 
 def run_kv(args: argparse.Namespace) -> int:
@@ -417,7 +417,7 @@ def _member(args: argparse.Namespace) -> int:
         for item in args.metadata:
             key, equals, value = item.partition("=")
             if not equals or not key:
-                raise _UsageError(f"--metadata {item!r}: give KEY=VALUE")
+                raise _UsageError(f"--metadata {item}: give KEY=VALUE")
             metadata[key] = value
         if args.http_address is not None:
             metadata["http"] = args.http_address
