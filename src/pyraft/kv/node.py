@@ -304,7 +304,7 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
             path = getattr(config.tls, name)
             if path is not None:
                 try:
-                    _check_readable(f"tls.{name}", path)
+                    security.check_readable(f"tls.{name}", path)
                 except ConfigError as error:
                     raise _located(error, flags, sources) from None
     return config
@@ -325,15 +325,6 @@ def _located(error: ConfigError, flags: dict[str, str], sources: dict[str, str])
     if top in flags or field in _FLAGS:
         return ConfigError(flags.get(top) or _FLAGS[field], reason)
     return error
-
-
-def _check_readable(flag: str, path: str) -> None:
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        raise ConfigError(flag, f"{path}: cannot read it ({error.strerror}); give the path "
-                                "of a PEM file") from None
 
 
 def _check_url(flag: str, url: str) -> None:

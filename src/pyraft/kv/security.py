@@ -98,19 +98,21 @@ def write_token_file(path: str) -> str:
     return path
 
 
-def _readable(flag: str, path: str) -> None:
+def check_readable(flag: str, path: str) -> None:
+    """``ConfigError`` naming ``flag`` and ``path`` when the PEM file cannot be read."""
     try:
         with open(path, "rb"):
             pass
     except OSError as error:
-        raise ConfigError(flag, f"cannot read {path}: {error.strerror or error}") from None
+        raise ConfigError(flag, f"cannot read {path}: {error.strerror or error}; give the path "
+                                "of a readable PEM file") from None
 
 
 def _load_chain(context: ssl.SSLContext, cert: str, key: str | None, cert_flag: str,
                 key_flag: str) -> None:
-    _readable(cert_flag, cert)
+    check_readable(cert_flag, cert)
     if key is not None:
-        _readable(key_flag, key)
+        check_readable(key_flag, key)
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, ValueError) as error:
@@ -120,7 +122,7 @@ def _load_chain(context: ssl.SSLContext, cert: str, key: str | None, cert_flag: 
 
 
 def _load_ca(context: ssl.SSLContext, ca: str, flag: str) -> None:
-    _readable(flag, ca)
+    check_readable(flag, ca)
     try:
         context.load_verify_locations(cafile=ca)
     except (ssl.SSLError, ValueError) as error:
