@@ -510,8 +510,7 @@ class RaftCluster:
 
     def _configuration_index(self) -> int:
         """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
-        entries = self.core._configurations
-        return entries[-1][0] if entries else 0
+        return self.core.configuration_index()
 
     async def _announce(self) -> None:
         """A joining member tells the cluster about itself (through the user's announcer, e.g.

@@ -1443,6 +1443,10 @@ class RaftNode:
             in_force = configuration
         return in_force
 
+    def configuration_index(self) -> int:
+        """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
+        return self._configurations[-1][0] if self._configurations else 0
+
     def compacted_to(self, index: int) -> None:
         """The runtime compacted storage up to ``index``; forget configurations before it."""
         kept = [(i, c) for i, c in self._configurations if i <= index]
