@@ -61,6 +61,14 @@ try:
 except ImportError:  # the ``http`` extra is not installed: KVClient() says so
     aiohttp = None
 
+from pyraft.errors import (
+    InvalidURLError,
+    KVClientError,
+    RequestError,
+    SessionExpiredError,
+    TlsError,
+    UnavailableError,
+)
 from pyraft.metrics import ClientMetrics
 
 __all__ = ["Backoff", "InvalidURLError", "KVClient", "KVClientError", "RequestError",
@@ -73,47 +81,6 @@ _ATTEMPT_SECONDS_MIN = 0.005
 _NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA")
                  if hasattr(socket, name)}
 _T = TypeVar("_T")
-
-
-class KVClientError(Exception):
-    """Base of the errors of :class:`KVClient`."""
-
-
-class UnavailableError(KVClientError):
-    """No member answered within the deadline or the retries (a write's outcome is unknown).
-
-    ``tried`` maps each URL tried to the last error it gave; ``attempts`` counts the requests
-    sent (redirects included) and ``elapsed_s`` the time the call took."""
-
-    def __init__(self, message: str, tried: dict[str, str] | None = None, attempts: int = 0,
-                 elapsed_s: float = 0.0) -> None:
-        super().__init__(message)
-        self.tried = dict(tried or {})
-        self.attempts = attempts
-        self.elapsed_s = elapsed_s
-
-
-class InvalidURLError(KVClientError, ValueError):
-    """A member URL that is not ``http(s)://host[:port]`` or ``host:port``."""
-
-
-class SessionExpiredError(KVClientError):
-    """The client's session expired; the write was not applied."""
-
-
-class TlsError(KVClientError, ConnectionError):
-    """The TLS handshake with a member failed (HTTPS to a plain-HTTP member, an untrusted or
-    refused certificate): a configuration mistake, not retried."""
-
-
-class RequestError(KVClientError, ValueError):
-    """The server refused the request (4xx); ``status`` and ``kind`` (its error type)."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(f"{status} {kind}: {message}")
-        self.status = status
-        self.kind = kind
-        self.message = message
 
 
 def _shown(url: str) -> str:

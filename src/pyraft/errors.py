@@ -1,5 +1,11 @@
 """Typed errors of pyraft, and the invariant check.
 
+Every public error of pyraft derives from ``PyraftError`` and is defined here, by area (the
+modules they belong to re-export theirs: ``pyraft.client.UnavailableError`` is
+``pyraft.errors.UnavailableError``), so ``except PyraftError`` catches all of them and
+``tests/test_errors.py`` holds any later one to the rule. The kernels' errors
+(``raftcore.errors``) stay apart: ``raftcore`` imports nothing of pyraft.
+
 Two kinds of failure (see STYLE.md):
 - operating errors (bad input, a peer gone, not the leader, a limit reached) are the typed
   exceptions below, each also subclassing the matching builtin;
@@ -9,6 +15,9 @@ Two kinds of failure (see STYLE.md):
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
 
 __all__ = [
     "PyraftError",
@@ -26,6 +35,23 @@ __all__ = [
     "StorageFullError",
     "CorruptStateError",
     "ClusterMismatchError",
+    "ClusterStoppedError",
+    "ClusterTimeoutError",
+    "CommandLostError",
+    "CommandOutcomeUnknownError",
+    "MessagingError",
+    "RemoteHandlerError",
+    "MessageTimeoutError",
+    "MalformedMessageError",
+    "OversizedMessageError",
+    "HandshakeError",
+    "HandshakeRefusedError",
+    "KVClientError",
+    "UnavailableError",
+    "InvalidURLError",
+    "SessionExpiredError",
+    "TlsError",
+    "RequestError",
 ]
 
 
@@ -160,3 +186,137 @@ class ClusterMismatchError(StorageError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.stored_cluster_id, self.cluster_id))
+
+
+# ---- the running member (pyraft.cluster) ------------------------------------------------
+class ClusterStoppedError(PyraftError, RuntimeError):
+    """The member was stopped (or never started)."""
+
+
+if TYPE_CHECKING or asyncio.TimeoutError is TimeoutError:
+    class _WaitTimeout(TimeoutError):
+        pass
+else:  # Python 3.10: asyncio.wait_for raises asyncio.TimeoutError, which is not the builtin
+    class _WaitTimeout(TimeoutError, asyncio.TimeoutError):
+        pass
+
+
+class ClusterTimeoutError(PyraftError, _WaitTimeout):
+    """A wait of the public API (``wait_for_leader``, ``ensure_consistency``) ran out of time;
+    the message names the wait and ``timeout`` (seconds). A ``TimeoutError``, and an
+    ``asyncio.TimeoutError`` on every Python, like the timeouts of ``asyncio.wait_for``."""
+
+    def __init__(self, message: str, timeout: float | None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple[type[ClusterTimeoutError], tuple[str, float | None]]:
+        return (type(self), (str(self), self.timeout))
+
+
+class CommandLostError(PyraftError, RuntimeError):
+    """Another leader's entry replaced the command at its index: it was not applied."""
+
+
+class CommandOutcomeUnknownError(PyraftError, RuntimeError):
+    """A command's (or a membership change's) outcome cannot be known here: this member lost
+    the lead while it was in flight, and its log was replaced (by a snapshot covering the
+    command, or by a new leader). Retry only if the operation is idempotent or deduplicated
+    (client sessions); look at the configuration after a membership change."""
+
+
+# ---- messages between members (pyraft.cluster.messaging) ----------------------------------
+class MessagingError(PyraftError, RuntimeError):
+    """Base class of messaging errors."""
+
+
+class RemoteHandlerError(MessagingError):
+    """The member answered with an error: no handler by that name, or the handler raised."""
+
+
+class MessageTimeoutError(MessagingError, TimeoutError):
+    """No answer in time; the handler may or may not have run."""
+
+
+# ---- the wire (pyraft.transport) -----------------------------------------------------------
+class MalformedMessageError(PyraftError, ValueError):
+    """Bytes from a peer are not a valid message or handshake, or a message cannot be encoded.
+
+    ``offset`` is the byte offset in the frame body where decoding stopped (None when
+    encoding, or when no single place is to blame).
+    """
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message if offset is None else f"{message} (at body offset {offset})")
+        self.reason = message
+        self.offset = offset
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.offset))
+
+
+class OversizedMessageError(MalformedMessageError):
+    """An encoded message would exceed ``frame_bytes_max``: no peer would accept it."""
+
+
+class HandshakeError(PyraftError, ConnectionError):
+    """A connection failed before ACCEPT: a bad or missing answer, or the peer closed it."""
+
+
+class HandshakeRefusedError(HandshakeError):
+    """The peer answered REFUSE; ``reason`` is its explanation (already safe to log)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"refused: {reason}")
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[HandshakeRefusedError], tuple[str]]:
+        return (type(self), (self.reason,))
+
+
+# ---- the key-value client (pyraft.client) -------------------------------------------------
+class KVClientError(PyraftError):
+    """Base of the errors of :class:`KVClient`."""
+
+
+class UnavailableError(KVClientError):
+    """No member answered within the deadline or the retries (a write's outcome is unknown).
+
+    ``tried`` maps each URL tried to the last error it gave; ``attempts`` counts the requests
+    sent (redirects included) and ``elapsed_s`` the time the call took."""
+
+    def __init__(self, message: str, tried: dict[str, str] | None = None, attempts: int = 0,
+                 elapsed_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.tried = dict(tried or {})
+        self.attempts = attempts
+        self.elapsed_s = elapsed_s
+
+    def __reduce__(self) -> tuple[type[UnavailableError], tuple[str, dict[str, str], int, float]]:
+        return (type(self), (str(self), self.tried, self.attempts, self.elapsed_s))
+
+
+class InvalidURLError(KVClientError, ValueError):
+    """A member URL that is not ``http(s)://host[:port]`` or ``host:port``."""
+
+
+class SessionExpiredError(KVClientError):
+    """The client's session expired; the write was not applied."""
+
+
+class TlsError(KVClientError, ConnectionError):
+    """The TLS handshake with a member failed (HTTPS to a plain-HTTP member, an untrusted or
+    refused certificate): a configuration mistake, not retried."""
+
+
+class RequestError(KVClientError, ValueError):
+    """The server refused the request (4xx); ``status`` and ``kind`` (its error type)."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(f"{status} {kind}: {message}")
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RequestError], tuple[int, str, str]]:
+        return (type(self), (self.status, self.kind, self.message))

@@ -26,24 +26,12 @@ from collections.abc import Awaitable, Callable
 
 import msgpack
 
-from pyraft.errors import PyraftError
+from pyraft.errors import MessageTimeoutError, RemoteHandlerError
 
 log = logging.getLogger("pyraft.messaging")
 
 ONE_WAY, REQUEST, ANSWER, ERROR = 0, 1, 2, 3
 Handler = Callable[[int, bytes], Awaitable[bytes | None]]
-
-
-class MessagingError(PyraftError, RuntimeError):
-    """Base class of messaging errors."""
-
-
-class RemoteHandlerError(MessagingError):
-    """The member answered with an error: no handler by that name, or the handler raised."""
-
-
-class MessageTimeoutError(MessagingError, TimeoutError):
-    """No answer in time; the handler may or may not have run."""
 
 
 class Messenger:

@@ -72,13 +72,16 @@ from pyraft.core.messages import (
 )
 from pyraft.core.storage import ExternalSnapshots
 from pyraft.errors import (
+    ClusterStoppedError,
+    ClusterTimeoutError,
+    CommandLostError,
+    CommandOutcomeUnknownError,
     ConfigError,
     LogCompactedError,
     LogUnavailableError,
     MembershipMismatchError,
     NotLeaderError,
     ProposalDroppedError,
-    PyraftError,
     StorageError,
     invariant,
 )
@@ -101,42 +104,6 @@ log = logging.getLogger("pyraft.cluster")
 __all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
            "ClusterStoppedError", "ClusterTimeoutError", "CommandLostError",
            "CommandOutcomeUnknownError"]
-
-
-class ClusterStoppedError(PyraftError, RuntimeError):
-    """The member was stopped (or never started)."""
-
-
-if TYPE_CHECKING or asyncio.TimeoutError is TimeoutError:
-    class _WaitTimeout(TimeoutError):
-        pass
-else:  # Python 3.10: asyncio.wait_for raises asyncio.TimeoutError, which is not the builtin
-    class _WaitTimeout(TimeoutError, asyncio.TimeoutError):
-        pass
-
-
-class ClusterTimeoutError(PyraftError, _WaitTimeout):
-    """A wait of the public API (``wait_for_leader``, ``ensure_consistency``) ran out of time;
-    the message names the wait and ``timeout`` (seconds). A ``TimeoutError``, and an
-    ``asyncio.TimeoutError`` on every Python, like the timeouts of ``asyncio.wait_for``."""
-
-    def __init__(self, message: str, timeout: float | None) -> None:
-        super().__init__(message)
-        self.timeout = timeout
-
-    def __reduce__(self) -> tuple[type[ClusterTimeoutError], tuple[str, float | None]]:
-        return (type(self), (str(self), self.timeout))
-
-
-class CommandLostError(PyraftError, RuntimeError):
-    """Another leader's entry replaced the command at its index: it was not applied."""
-
-
-class CommandOutcomeUnknownError(PyraftError, RuntimeError):
-    """A command's (or a membership change's) outcome cannot be known here: this member lost
-    the lead while it was in flight, and its log was replaced (by a snapshot covering the
-    command, or by a new leader). Retry only if the operation is idempotent or deduplicated
-    (client sessions); look at the configuration after a membership change."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 import msgpack
 
 from pyraft.core.messages import LOCAL_TYPES, Message, MessageType, Snapshot, SnapshotMeta
+from pyraft.errors import MalformedMessageError, OversizedMessageError
 from raftcore.crc import crc32c
 from raftcore.errors import FramingError
 from raftcore.framing import (
@@ -148,26 +149,6 @@ _MESSAGE_FIELDS = (
 POSITIONAL_MESSAGE = (
     tuple(f.name for f in dataclasses.fields(Message))[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
 )
-
-
-class MalformedMessageError(ValueError):
-    """Bytes from a peer are not a valid message or handshake, or a message cannot be encoded.
-
-    ``offset`` is the byte offset in the frame body where decoding stopped (None when
-    encoding, or when no single place is to blame).
-    """
-
-    def __init__(self, message: str, offset: int | None = None) -> None:
-        super().__init__(message if offset is None else f"{message} (at body offset {offset})")
-        self.reason = message
-        self.offset = offset
-
-    def __reduce__(self):
-        return (type(self), (self.reason, self.offset))
-
-
-class OversizedMessageError(MalformedMessageError):
-    """An encoded message would exceed ``frame_bytes_max``: no peer would accept it."""
 
 
 # ---- Raft messages ---------------------------------------------------------------------------

@@ -82,7 +82,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pyraft.core.messages import Message
-from pyraft.errors import ConfigError
+from pyraft.errors import ConfigError, HandshakeError, HandshakeRefusedError
 from pyraft.transport.base import Deliver, Transport
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
@@ -153,18 +153,6 @@ def _identity_problem(transport: asyncio.BaseTransport | None, member_id: int) -
         return (f"the certificate does not name member {member_id} "
                 f"({member_identity(member_id)}); it names {names}")
     return None
-
-
-class HandshakeError(ConnectionError):
-    """A connection failed before ACCEPT: a bad or missing answer, or the peer closed it."""
-
-
-class HandshakeRefusedError(HandshakeError):
-    """The peer answered REFUSE; ``reason`` is its explanation (already safe to log)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"refused: {reason}")
-        self.reason = reason
 
 
 @dataclass(slots=True)
