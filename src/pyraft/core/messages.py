@@ -1,7 +1,10 @@
 """Messages, hard/soft state and the Ready handed from the core to its runtime.
 
-Every input to the core is a :class:`Message` passed to ``RaftNode.step``; local events
-(campaign, propose, read index, transfer) are messages too, with ``src == dst == node id``.
+Every input from a peer is a :class:`Message` passed to ``RaftNode.step``; so are the local
+events (campaign, read index, leadership transfer, check-quorum, snapshot status), with
+``src == dst == node id``. Proposals are not messages: the leader's runtime calls
+``RaftNode.propose`` / ``propose_configuration``, and a follower refuses them with
+``NotLeaderError`` (the runtime redirects the client; nothing is forwarded to the leader).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from raftcore.framing import EntryBatch
 class MessageType(enum.IntEnum):
     # local events
     HUP = 0  # start an election (pre-vote first when enabled)
-    PROPOSE = 1  # append commands (leader) or forward (follower)
+    # 1 was PROPOSE, which nothing produced (proposals are RaftNode.propose calls); the code
+    # stays unused so the wire numbers of the other types do not move, and the codec refuses it
     READ_INDEX = 2  # ask for a read barrier; context identifies the request
     TRANSFER_LEADER = 3  # hand leadership to ``src`` of ... see RaftNode.transfer_leadership
     CHECK_QUORUM = 4  # leader: step down unless a quorum was recently active
@@ -42,7 +46,6 @@ class MessageType(enum.IntEnum):
 LOCAL_TYPES = frozenset(
     {
         MessageType.HUP,
-        MessageType.PROPOSE,
         MessageType.READ_INDEX,
         MessageType.TRANSFER_LEADER,
         MessageType.CHECK_QUORUM,
@@ -108,9 +111,7 @@ class Message:
     - ``reject`` / ``reject_hint`` / ``hint_term``: fast backtracking (Raft thesis 5.3 note,
       etcd's findConflictByTerm): the follower's last index or the last index of a term not
       after ``hint_term``;
-    - ``context``: opaque read-index request identity, echoed in heartbeats and responses;
-    - ``payloads``: PROPOSE only, the commands to append (a list of buffers);
-    - ``kind``: PROPOSE only, the entry kind of the payloads.
+    - ``context``: opaque read-index request identity, echoed in heartbeats and responses.
     """
 
     type: MessageType
@@ -126,8 +127,6 @@ class Message:
     hint_term: int = 0
     context: bytes = b""
     snapshot: Snapshot | None = None
-    payloads: list | None = None
-    kind: int = 0
     transfer: bool = False  # VOTE caused by TIMEOUT_NOW: voters skip their leader-lease check
     #: SNAPSHOT: byte offset of this chunk in the snapshot data; SNAPSHOT_RESPONSE: the next
     #: offset the follower wants

@@ -792,8 +792,6 @@ class RaftNode:
     # ---- role step functions -----------------------------------------------------------------
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if t is T.PROPOSE:
-            raise NotLeaderError(self.lead or None)
         if t is T.APPEND:
             self.election_elapsed = 0
             self.lead = m.src
@@ -820,8 +818,6 @@ class RaftNode:
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
-        if t is T.PROPOSE:
-            raise NotLeaderError(None)
         if t in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
             self.become_follower(m.term, m.src)  # Raft 5.2: a leader of our term exists
             self._step_follower(m)
