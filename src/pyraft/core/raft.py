@@ -18,6 +18,7 @@ from typing import Protocol
 
 import msgpack
 
+from pyraft.core.confhistory import ConfigurationHistory
 from pyraft.core.log import RaftLog
 from pyraft.core.membership import Configuration, majority_index
 from pyraft.core.messages import (
@@ -170,9 +171,10 @@ class RaftNode:
         #: leader of ``term`` as far as we know, 0 for unknown
         self.lead = 0
         self.role = Role.FOLLOWER
-        #: configurations appended to the log after the snapshot, (index, configuration)
-        self._base_configuration = configuration
-        self._configurations: list[tuple[int, Configuration]] = []
+        #: the snapshot's (or bootstrap's) configuration and the configuration entries after it
+        self._history = ConfigurationHistory(configuration)
+        #: the configuration in force: ``history.latest()`` (thesis 4.1: entries take effect
+        #: when appended)
         self.configuration = configuration
         self._scan_configurations(self.log.first_index(), self.log.last_index() + 1)
         #: leader: progress of every member; empty otherwise
@@ -422,11 +424,10 @@ class RaftNode:
         )
 
     def _voter_until_removal_commits(self) -> bool:
-        configurations = self._configurations
-        if not configurations or configurations[-1][0] <= self.log.committed:
+        history = self._history
+        if history.latest_index() <= self.log.committed:
             return False
-        before = configurations[-2][1] if len(configurations) > 1 else self._base_configuration
-        return self.id in before.voters
+        return self.id in history.before_latest().voters
 
     # ---- Ready -------------------------------------------------------------------------------
     def has_ready(self) -> bool:
@@ -718,9 +719,7 @@ class RaftNode:
             self._campaign(pre=False, transfer=transfer)
 
     def _pending_configuration_after_applied(self) -> bool:
-        return any(
-            self.log.applied < index <= self.log.committed for index, _ in self._configurations
-        )
+        return self._history.any_between(self.log.applied, self.log.committed)
 
     def _campaign(self, pre: bool, transfer: bool) -> None:
         if pre:
@@ -1218,8 +1217,7 @@ class RaftNode:
 
     def _after_append(self, from_index: int, entries) -> None:
         """Configuration entries take effect when appended; truncation reverts them."""
-        configurations = self._configurations
-        if ((not configurations or configurations[-1][0] < from_index)
+        if (self._history.latest_index() < from_index
                 and self.log.last_index() == entries.last_index
                 and not len(entries.config_positions)):
             return  # the usual case: nothing reverted, nothing new
@@ -1284,9 +1282,8 @@ class RaftNode:
     def _restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.meta
         self.log.restore(snapshot)
-        self._base_configuration = Configuration.from_snapshot(meta)
-        self._configurations = []
-        self.configuration = self._base_configuration
+        self._history.restore(Configuration.from_snapshot(meta))
+        self.configuration = self._history.base
 
     # ---- configurations ----------------------------------------------------------------------
     def _scan_configurations(self, lo: int, hi: int) -> None:
@@ -1296,22 +1293,17 @@ class RaftNode:
             batch = self.log.entries(lo, hi)
         except (LogCompactedError, LogUnavailableError):
             return
-        for position in batch.config_positions.tolist():
-            index = batch.first_index + position
-            self._configurations.append((index, Configuration.decode(batch.payload(position))))
+        self._history.add_batch(batch)
         self._refresh_configuration()
 
     def _drop_configurations_from(self, index: int) -> None:
-        self._configurations = [(i, c) for i, c in self._configurations if i < index]
+        self._history.drop_from(index)
         self._refresh_configuration()
 
     def _refresh_configuration(self) -> None:
-        first = self.log.first_index()
-        self._configurations = [(i, c) for i, c in self._configurations if i >= first - 1]
+        self._history.drop_before(self.log.first_index())
         previous = self.configuration
-        self.configuration = (
-            self._configurations[-1][1] if self._configurations else self._base_configuration
-        )
+        self.configuration = self._history.latest()
         if self.role is Role.LEADER and self.configuration != previous:
             last = self.log.last_index()
             for member in self.configuration.members:
@@ -1432,23 +1424,15 @@ class RaftNode:
 
     def configuration_at(self, index: int) -> Configuration:
         """The configuration in force at log ``index`` (the newest entry at or before it)."""
-        in_force = self._base_configuration
-        for entry_index, configuration in self._configurations:
-            if entry_index > index:
-                break
-            in_force = configuration
-        return in_force
+        return self._history.at(index)
 
     def configuration_index(self) -> int:
         """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
-        return self._configurations[-1][0] if self._configurations else 0
+        return self._history.latest_index()
 
     def compacted_to(self, index: int) -> None:
         """The runtime compacted storage up to ``index``; forget configurations before it."""
-        kept = [(i, c) for i, c in self._configurations if i <= index]
-        if kept:
-            self._base_configuration = kept[-1][1]
-        self._configurations = [(i, c) for i, c in self._configurations if i > index]
+        self._history.compacted_to(index)
 
     # ---- helpers -----------------------------------------------------------------------------
     def _send(self, message_type: MessageType, to: int, **fields) -> None:
