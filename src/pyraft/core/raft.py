@@ -39,6 +39,7 @@ from pyraft.core.messages import (
     SoftState,
 )
 from pyraft.core.progress import Progress, ProgressState
+from pyraft.core.readonly import ReadOnly
 from pyraft.core.storage import LogStorage
 from pyraft.errors import (
     ConfigError,
@@ -143,14 +144,6 @@ class _CatchUp:
     progress_tick: int = 0
 
 
-@dataclass(slots=True)
-class _PendingRead:
-    context: bytes
-    index: int
-    requester: int
-    acks: set[int]
-
-
 class RaftNode:
     """One member's Raft state. See the module docstring for how it is driven."""
 
@@ -203,8 +196,8 @@ class RaftNode:
         self._snapshot_receiving: tuple[SnapshotMeta, int] | None = None
         #: follower: received chunks for the next Ready (``Ready.snapshot_chunks``)
         self._snapshot_chunks: list[SnapshotChunk] = []
-        self._pending_reads: list[_PendingRead] = []
-        self._reads_before_commit: list[Message] = []
+        #: leader: read-index requests waiting for a quorum's heartbeat answers (thesis 6.4)
+        self._reads = ReadOnly()
         #: leader: member -> the commit index last sent to it; whether a commit is unsent
         self._commit_sent: dict[int, int] = {}
         self._commit_unsent = False
@@ -606,8 +599,7 @@ class RaftNode:
         self._uncommitted_batches.clear()
         self._catch_ups = {}
         self._detectors = {}
-        self._pending_reads = []
-        self._reads_before_commit = []
+        self._reads.reset()
         self._commit_sent = {}
         self._commit_unsent = False
 
@@ -1122,33 +1114,19 @@ class RaftNode:
         if not self.committed_in_current_term():
             # Thesis 6.4 step 1: the commit index is only known once an entry of this term
             # commits (the no-op); queue until then.
-            self._reads_before_commit.append(m)
+            self._reads.wait_for_commit(m)
             return
-        self._pending_reads.append(
-            _PendingRead(m.context, self.log.committed, requester, {self.id})
-        )
+        self._reads.add(m.context, self.log.committed, requester, self.id)
         self._broadcast_heartbeat(m.context)
 
     def _release_reads_waiting_for_commit(self) -> None:
-        if self._reads_before_commit and self.committed_in_current_term():
-            waiting, self._reads_before_commit = self._reads_before_commit, []
-            for m in waiting:
+        if self._reads.waiting and self.committed_in_current_term():
+            for m in self._reads.take_waiting():
                 self._leader_read_index(m)
 
     def _ack_read(self, member: int, context: bytes) -> None:
-        position = next(
-            (i for i, r in enumerate(self._pending_reads) if r.context == context), None
-        )
-        if position is None:
-            return
-        read = self._pending_reads[position]
-        read.acks.add(member)
-        if len(read.acks & self.configuration.voters) < self.configuration.quorum():
-            return
-        done, self._pending_reads = (
-            self._pending_reads[: position + 1],
-            self._pending_reads[position + 1 :],
-        )
+        done = self._reads.ack(member, context, self.configuration.voters,
+                               self.configuration.quorum())
         for r in done:  # an acknowledged heartbeat confirms every earlier request too
             self._answer_read(r.requester, r.index, r.context)
 
