@@ -19,6 +19,7 @@ from typing import Protocol
 import msgpack
 
 from pyraft.core.confhistory import ConfigurationHistory
+from pyraft.core.failure import FailureDetector
 from pyraft.core.log import RaftLog
 from pyraft.core.membership import Configuration, majority_index
 from pyraft.core.messages import (
@@ -52,7 +53,6 @@ from pyraft.errors import (
     invariant,
 )
 from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
-from raftcore.phi import PhiAccrualDetector
 
 T = MessageType
 #: the largest MEMBER_INFO body a leader reads (an address and a few labels)
@@ -99,6 +99,10 @@ class RaftOptions:
     failure_dead_ticks: int = 0
     failure_phi_threshold: float = 8.0
     failure_voters_min: int = 3
+    #: the length of one tick in milliseconds: the failure detector's kernel measures
+    #: intervals in milliseconds (``pyraft.config`` passes its ``tick_ms``; the simulator,
+    #: where ticks are the only time, keeps 1)
+    tick_ms: float = 1.0
     #: a member that starts with empty storage (no term, no log) may be one that forgot
     #: what it acknowledged (a memory-only member restarted, a wiped data directory): it is
     #: ``fresh`` until a leader brings it up to a commit of the leader's own term, and an
@@ -110,6 +114,8 @@ class RaftOptions:
             raise ConfigError("id", "must be a positive integer")
         if not 1 <= self.heartbeat_ticks < self.election_ticks_lower:
             raise ConfigError("heartbeat_ticks", "must be in [1, election_ticks_lower)")
+        if not self.tick_ms > 0:
+            raise ConfigError("tick_ms", "must be positive")
         if self.election_ticks_upper <= self.election_ticks_lower:
             raise ConfigError("election_ticks_upper", "must exceed election_ticks_lower")
         if not 0 <= self.lease_ticks < self.election_ticks_lower:
@@ -187,8 +193,9 @@ class RaftNode:
         self._uncommitted_batches: deque[tuple[int, int]] = deque()
         #: leader: learners being caught up before promotion
         self._catch_ups: dict[int, _CatchUp] = {}
-        #: leader, with failure detection: member -> [detector, last tick fed, dead since]
-        self._detectors: dict[int, list] = {}
+        #: leader, with failure detection: a phi-accrual watch per voter
+        self._failures = FailureDetector(options.heartbeat_ticks, options.tick_ms,
+                                         options.failure_phi_threshold)
         self.events: list[MembershipEvent] = []
         #: follower: the snapshot being received in chunks and how many bytes of it were
         #: handed out (the data is not kept here: the runtime writes it to a file); kept
@@ -598,7 +605,7 @@ class RaftNode:
         self.uncommitted_bytes = 0
         self._uncommitted_batches.clear()
         self._catch_ups = {}
-        self._detectors = {}
+        self._failures.reset()
         self._reads.reset()
         self._commit_sent = {}
         self._commit_unsent = False
@@ -1295,46 +1302,22 @@ class RaftNode:
 
     # ---- automatic failure detection (phi accrual, Hayashibara et al.) -------------------------
     def _detect_failures(self) -> None:
-        """Feed each voter's detector with the ticks at which it answered; remove a voter that
+        """Feed each voter's watch with the tick of its newest answer; remove a voter that
         has looked dead for ``failure_dead_ticks`` (one at a time, above the floor)."""
-        detectors = self._detectors
-        now = float(self.ticks)
-        for member in self.configuration.voters:
-            pr = self.progress.get(member)
-            if member == self.id or pr is None:
-                continue
-            entry = detectors.get(member)
-            if entry is None:  # [detector, last tick fed, tick it started looking dead]
-                entry = detectors[member] = [PhiAccrualDetector(
-                    window_size=100,
-                    min_std_deviation_ms=float(self.options.heartbeat_ticks),
-                    acceptable_heartbeat_pause_ms=float(self.options.heartbeat_ticks),
-                    first_heartbeat_estimate_ms=float(self.options.heartbeat_ticks),
-                ), self.ticks, None]
-                entry[0].heartbeat(now)
-            if pr.heard_tick > entry[1]:
-                entry[1] = pr.heard_tick
-                entry[0].heartbeat(float(pr.heard_tick))
-            if entry[0].is_available(now, self.options.failure_phi_threshold):
-                entry[2] = None
-            elif entry[2] is None:
-                entry[2] = self.ticks
-        for member in list(detectors):
-            if member not in self.configuration.voters:
-                del detectors[member]
+        heard = {m: pr.heard_tick for m, pr in self.progress.items() if m != self.id}
+        self._failures.observe(self.configuration.voters, heard, self.ticks)
         if self.pending_conf_index > self.log.committed:
             return  # one change at a time
         if len(self.configuration.voters) <= self.options.failure_voters_min:
             return  # never below the floor
-        for member, (_, _, dead_since) in sorted(detectors.items()):
-            if dead_since is None or self.ticks - dead_since < self.options.failure_dead_ticks:
-                continue
-            try:
-                index = self.remove_member(member)
-            except ProposalDroppedError:
-                return
-            self.events.append(MembershipEvent(MembershipEventKind.REMOVED_DEAD, member, index))
+        dead = self._failures.dead(self.ticks, self.options.failure_dead_ticks)
+        if not dead:
             return
+        try:
+            index = self.remove_member(dead[0])
+        except ProposalDroppedError:
+            return
+        self.events.append(MembershipEvent(MembershipEventKind.REMOVED_DEAD, dead[0], index))
 
     # ---- warming up new members (thesis 4.2.1) -----------------------------------------------
     def _sync_catch_ups(self) -> None:
