@@ -42,6 +42,7 @@ from pyraft.core.messages import (
 from pyraft.core.progress import Progress, ProgressState
 from pyraft.core.readonly import ReadOnly
 from pyraft.core.storage import LogStorage
+from pyraft.core.warmup import RoundOutcome, Warmup
 from pyraft.errors import (
     ConfigError,
     LogCompactedError,
@@ -134,22 +135,6 @@ class RaftOptions:
         return self
 
 
-@dataclass(slots=True)
-class _CatchUp:
-    """A learner being warmed up (thesis 4.2.1): replication proceeds in rounds, each ending
-    when the learner holds everything the leader had when the round began. Once a round
-    takes less than an election timeout the learner is promoted; after ``warmup_rounds``
-    slow rounds, or no progress for ``warmup_rounds`` election timeouts, it is removed."""
-
-    round_end: int
-    round_start_tick: int
-    started_tick: int
-    rounds: int = 0
-    promote: bool = False  # caught up; promotion waits for the pending change to commit
-    progress_match: int = -1  # the learner's match when it last moved, and when that was
-    progress_tick: int = 0
-
-
 class RaftNode:
     """One member's Raft state. See the module docstring for how it is driven."""
 
@@ -192,7 +177,7 @@ class RaftNode:
         self.uncommitted_bytes = 0
         self._uncommitted_batches: deque[tuple[int, int]] = deque()
         #: leader: learners being caught up before promotion
-        self._catch_ups: dict[int, _CatchUp] = {}
+        self._warmup = Warmup()
         #: leader, with failure detection: a phi-accrual watch per voter
         self._failures = FailureDetector(options.heartbeat_ticks, options.tick_ms,
                                          options.failure_phi_threshold)
@@ -335,7 +320,7 @@ class RaftNode:
     def remove_member(self, member: int) -> int:
         """Propose the configuration without ``member`` (the leader itself included)."""
         index = self.propose_configuration(self.configuration.remove(member))
-        self._catch_ups.pop(member, None)
+        self._warmup.discard(member)
         return index
 
     def read_index(self, context: bytes) -> None:
@@ -604,7 +589,7 @@ class RaftNode:
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self._uncommitted_batches.clear()
-        self._catch_ups = {}
+        self._warmup.reset()
         self._failures.reset()
         self._reads.reset()
         self._commit_sent = {}
@@ -633,7 +618,7 @@ class RaftNode:
                 self.step(Message(T.CHECK_QUORUM, self.id, self.id))
             if self.role is Role.LEADER and self.lead_transferee:
                 self.lead_transferee = 0  # thesis 3.10: abort a transfer after a timeout
-            if self.role is Role.LEADER and self._catch_ups:
+            if self.role is Role.LEADER and self._warmup:
                 self._check_catch_ups()
         if self.role is Role.LEADER and self.options.failure_dead_ticks:
             self._detect_failures()
@@ -1044,7 +1029,7 @@ class RaftNode:
                 pr.become_replicate()
             elif pr.state is ProgressState.REPLICATE:
                 pr.inflights.free_to(m.index)
-            if m.src in self._catch_ups:  # after the state change: a promotion sends appends
+            if m.src in self._warmup:  # after the state change: a promotion sends appends
                 self._advance_catch_up(m.src, pr)
             if self._maybe_commit():
                 self._after_commit()
@@ -1322,45 +1307,25 @@ class RaftNode:
     # ---- warming up new members (thesis 4.2.1) -----------------------------------------------
     def _sync_catch_ups(self) -> None:
         """Track exactly the learners of the configuration in force (a new leader resumes)."""
-        learners = self.configuration.learners
-        for member in list(self._catch_ups):
-            if member not in learners:
-                del self._catch_ups[member]
-        for member in sorted(learners - self._catch_ups.keys()):
-            self._catch_ups[member] = _CatchUp(self.log.last_index(), self.ticks, self.ticks)
+        self._warmup.sync(self.configuration.learners, self.log.last_index(), self.ticks)
 
     def _advance_catch_up(self, member: int, pr: Progress) -> None:
-        catch_up = self._catch_ups[member]
-        if catch_up.promote or pr.match < catch_up.round_end:
-            return
-        catch_up.rounds += 1
-        if (self.ticks - catch_up.round_start_tick < self.options.election_ticks_lower
-                or pr.match >= self.log.last_index()):
-            # "If the last round lasts less than an election timeout, the leader adds the new
-            # server to the cluster" (thesis 4.2.1). A learner that holds the whole log is
-            # caught up however long the round took: with no new entries there would be no
-            # next round (no answer moves its match) to promote it in.
-            catch_up.promote = True
+        outcome = self._warmup.catch_ups[member].end_round(
+            pr.match, self.log.last_index(), self.ticks, self.options.election_ticks_lower,
+            self.options.warmup_rounds)
+        if outcome is RoundOutcome.PROMOTE:
             self._maybe_promote()
-        elif catch_up.rounds >= self.options.warmup_rounds:
+        elif outcome is RoundOutcome.GIVE_UP:
             self._give_up_catch_up(member)
-        else:
-            catch_up.round_end = self.log.last_index()
-            catch_up.round_start_tick = self.ticks
 
     def _check_catch_ups(self) -> None:
         """Abort warmups that made no progress (the learner's match did not move) for
-        ``warmup_rounds`` election timeouts. A long first round that keeps moving (a big log
-        to send) is progress: it is ``warmup_rounds`` slow rounds that give up on it."""
+        ``warmup_rounds`` election timeouts."""
         limit = self.options.warmup_rounds * self.options.election_ticks_upper
-        for member, catch_up in list(self._catch_ups.items()):
-            if catch_up.promote:
-                continue
+        for member, catch_up in self._warmup.items():
             pr = self.progress.get(member)
             match = pr.match if pr is not None else 0
-            if match > catch_up.progress_match:
-                catch_up.progress_match, catch_up.progress_tick = match, self.ticks
-            elif self.ticks - max(catch_up.progress_tick, catch_up.round_start_tick) > limit:
+            if catch_up.stalled(match, self.ticks, limit):
                 self._give_up_catch_up(member)
 
     def _give_up_catch_up(self, member: int) -> None:
@@ -1373,8 +1338,8 @@ class RaftNode:
         self.events.append(MembershipEvent(MembershipEventKind.CATCH_UP_FAILED, member, index))
 
     def _maybe_promote(self) -> None:
-        for member, catch_up in sorted(self._catch_ups.items()):
-            if not catch_up.promote or self.pending_conf_index > self.log.committed:
+        for member in self._warmup.to_promote():
+            if self.pending_conf_index > self.log.committed:
                 continue
             try:
                 index = self.propose_configuration(self.configuration.promote(member))
