@@ -249,17 +249,32 @@ class MembershipEvent:
 
 @dataclass(slots=True)
 class Ready:
-    """Everything the runtime must do, in this order, then acknowledge with ``advance(ready)``.
+    """Everything the runtime must do for one batch of work, then acknowledge with
+    ``RaftNode.advance(ready)``. Readys are numbered; at most one is outstanding.
 
-    1. write ``snapshot_chunks`` in order to the snapshot being received (never held whole
-       in memory: a temporary file); persist ``hard_state`` (if set), ``snapshot`` (if set:
-       its data is the received chunks, made durable and installed atomically), then
-       ``entries`` (each batch replaces every stored entry with an index >= its first
-       index) - one sync when ``must_sync``;
-    2. send ``messages`` (they may go before persistence; the leader's own replication);
-    3. send ``persisted_messages`` (only after step 1 is durable: votes and acknowledgements);
-    4. apply ``committed`` in order; ``read_states`` become answerable once applied;
-    5. call ``RaftNode.advance(ready)``.
+    1. ``messages`` may leave at once, before anything of this Ready is persisted: they are
+       the leader's own replication traffic of its current term (appends, heartbeats,
+       snapshot chunks, TimeoutNow; Raft thesis 10.2.1). ``RaftNode.take_leader_traffic``
+       hands out messages of the same kind between Readys.
+    2. Persist: write ``snapshot_chunks`` in order into the snapshot being received (a
+       temporary file: never whole in memory); install ``snapshot`` if set (its data is those
+       chunks, made durable and installed atomically) before the ``entries``; append
+       ``entries`` (each batch replaces every stored entry with an index >= its first index);
+       store ``hard_state`` if set. Sync when ``must_sync`` (term, vote, entries or a
+       snapshot changed). Where the hard state goes among these is free (its commit is a
+       hint, clamped to the log on restart): the runtime stores it after syncing the
+       entries, the simulator first.
+    3. Only once step 2 is durable: send ``persisted_messages`` (votes, acknowledgements,
+       everything a non-leader sends: what they promise must survive a crash).
+    4. Apply ``committed`` in order; a ``read_states`` entry is answerable once the state
+       machine applied its index. ``events`` report membership changes the leader proposed
+       by itself, ``leadership_lost`` why this member stopped leading, ``soft_state`` the
+       new leader and role.
+    5. Call ``RaftNode.advance(ready)``: the core then counts the entries as durable (a
+       leader counts itself in the quorum only for those, thesis 10.2.1) and applied.
+
+    ``pyraft.cluster.runtime`` (``_handle_ready``) and the simulator (``SimNode``) follow
+    this order; the simulator checks step 3 on every message sent.
     """
 
     number: int

@@ -1,10 +1,18 @@
 """The Raft protocol as a pure, deterministic state machine.
 
-No I/O, clock, asyncio or global randomness: time is ``tick()``, every input is
-``step(message)`` (local events included), and the output is a numbered :class:`Ready`
-that the runtime persists, sends and applies before calling ``advance(ready)``. Given the
+No I/O, clock, asyncio or global randomness: time is ``tick()``; messages from peers and
+local events (campaign, read index, transfer, check-quorum, snapshot status) go through
+``step(message)``; writes are calls on the leader (``propose``, ``propose_configuration``,
+``add_member``, ``remove_member``), refused elsewhere with ``NotLeaderError`` (nothing is
+forwarded). The output is a numbered :class:`Ready` that the runtime sends, persists and
+applies, in the order its docstring gives, before calling ``advance(ready)``. Given the
 same inputs and the same seeded ``rng`` the node makes the same decisions, which is what the
 deterministic simulator (``pyraft.testing.sim``) relies on.
+
+Parts with one job each live beside this module and are composed here: the log
+(``log``), the configuration history (``confhistory``), replication progress
+(``progress``), read-index requests (``readonly``), learner warm-up (``warmup``) and the
+automatic failure detector (``failure``).
 
 Sections cited: "Raft" is the extended paper (Ongaro & Ousterhout 2014), "thesis" is
 Ongaro's dissertation (2014).
@@ -68,7 +76,8 @@ class RandomSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RaftOptions:
-    """Protocol parameters, in ticks and bytes. ``pyraft.config`` derives them from times."""
+    """Protocol parameters, in ticks and bytes (``tick_ms`` says how long a tick is).
+    ``pyraft.config`` derives them from times."""
 
     id: int
     election_ticks_lower: int = 10
