@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 
 from raftcore.framing import EntryBatch
 
+#: where members are and what they say about themselves: ``(id, address, metadata)`` per
+#: member, metadata a sorted tuple of (key, value) strings (``Configuration.members_info``)
+MembersInfo = tuple[tuple[int, str, tuple[tuple[str, str], ...]], ...]
+
 
 class MessageType(enum.IntEnum):
     # local events
@@ -74,7 +78,7 @@ class SnapshotMeta:
     voters: tuple[int, ...]
     learners: tuple[int, ...] = ()
     #: addresses and metadata of the members (see ``Configuration.members_info``)
-    members_info: tuple = ()
+    members_info: MembersInfo = ()
 
 
 @dataclass(frozen=True, slots=True)

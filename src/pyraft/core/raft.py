@@ -21,8 +21,9 @@ Ongaro's dissertation (2014).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -61,7 +62,16 @@ from pyraft.errors import (
     SnapshotUnavailableError,
     invariant,
 )
-from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
+from raftcore.framing import (
+    KIND_COMMAND,
+    KIND_CONFIGURATION,
+    KIND_NOOP,
+    EntryBatch,
+    encode_entries,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 T = MessageType
 #: the largest MEMBER_INFO body a leader reads (an address and a few labels)
@@ -272,7 +282,8 @@ class RaftNode:
             return
         self._step(m)
 
-    def propose(self, payloads: list, kind: int = KIND_COMMAND) -> tuple[int, int]:
+    def propose(self, payloads: Sequence[Buffer],
+                kind: int = KIND_COMMAND) -> tuple[int, int]:
         """Append commands as the leader; returns the (first, last) indexes they received.
 
         Raises NotLeaderError (with the leader known to this member), ProposalDroppedError
@@ -530,8 +541,9 @@ class RaftNode:
         ``lost``, recorded for the next Ready and in ``leadership_lost``."""
         if self.role is Role.LEADER:
             invariant(lost is not None, "a leader steps down without a reason")
-            self.leadership_lost = lost
-            self._leadership_lost.append(lost)
+            if lost is not None:
+                self.leadership_lost = lost
+                self._leadership_lost.append(lost)
         self._reset(term)
         self.lead = lead
         self.role = Role.FOLLOWER
@@ -662,10 +674,11 @@ class RaftNode:
         if self.ticks - self._info_sent_tick < self.options.election_ticks_lower \
                 and self._info_sent_tick >= 0:
             return
-        if self.id not in self.configuration.members \
-                or self.info_recorded(self.id, self._own_info):
+        own = self._own_info
+        if self.id not in self.configuration.members or own is None \
+                or self.info_recorded(self.id, own):
             return
-        address, pairs = self._own_info
+        address, pairs = own
         self._info_sent_tick = self.ticks
         if self.role is Role.LEADER:
             self._record_info(self.id, address, dict(pairs))
@@ -867,10 +880,11 @@ class RaftNode:
                 self._send_snapshot_chunks(m.src, pr)
             pr.lease_tick = max(pr.lease_tick, m.index)
             pr.probe_sent = False
+            oldest = pr.inflights.oldest_tick()
             if (
                 pr.state is ProgressState.REPLICATE
-                and pr.inflights.oldest_tick() is not None
-                and m.index - pr.inflights.oldest_tick() >= 2 * self.options.heartbeat_ticks
+                and oldest is not None
+                and m.index - oldest >= 2 * self.options.heartbeat_ticks
             ):
                 # This heartbeat left two heartbeat intervals after an append that is still
                 # unanswered, and came back: the append (or its answer) was lost. Probe again
@@ -884,7 +898,7 @@ class RaftNode:
                 self._ack_read(m.src, m.context)
 
     # ---- replication (leader) ----------------------------------------------------------------
-    def _append_as_leader(self, batch) -> None:
+    def _append_as_leader(self, batch: EntryBatch) -> None:
         self.log.append(batch)
         self.uncommitted_bytes += batch.nbytes
         self._uncommitted_batches.append((batch.last_index, batch.nbytes))
@@ -1194,7 +1208,7 @@ class RaftNode:
             hint_term=self.log.term_or_none(hint) or 0,
         )
 
-    def _after_append(self, from_index: int, entries) -> None:
+    def _after_append(self, from_index: int, entries: EntryBatch) -> None:
         """Configuration entries take effect when appended; truncation reverts them."""
         if (self._history.latest_index() < from_index
                 and self.log.last_index() == entries.last_index
@@ -1370,7 +1384,7 @@ class RaftNode:
         self._history.compacted_to(index)
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _send(self, message_type: MessageType, to: int, **fields) -> None:
+    def _send(self, message_type: MessageType, to: int, **fields: Any) -> None:
         """Queue a message from this member; ``term`` defaults to the current term."""
         fields.setdefault("term", self.term)
         self._messages.append(Message(message_type, self.id, to, **fields))
@@ -1379,7 +1393,7 @@ class RaftNode:
         return HardState(self.term, self.vote, self.log.committed)
 
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "term": self.term,

@@ -47,6 +47,7 @@ import numpy as np
 
 from pyraft.core import (
     Configuration,
+    LogStorage,
     MemoryLogStorage,
     Message,
     MessageType,
@@ -205,6 +206,8 @@ class SimNode:
         self.proposals: dict[int, tuple[int, int]] = {}  # index -> (term, op id)
         self.reads: dict[bytes, int] = {}  # context -> op id
         self.ready_reads: list = []
+        #: the term in which this member was last checked for leader completeness
+        self.checked_term: int | None = None
 
     def handle_ready(self) -> None:
         core = self.core
@@ -225,6 +228,8 @@ class SimNode:
             self.finish_persist()
 
     def finish_persist(self) -> None:
+        if self.pending is None:
+            raise RuntimeError(f"node {self.id} has no Ready being persisted")
         _, rd = self.pending
         self.pending = None
         st = self.storage
@@ -359,6 +364,13 @@ class Simulation:
         #: (``commit_digest`` turns it into a fingerprint of the run)
         self.applied_log: list[tuple[int, int, int, int, bytes]] | None = None
 
+    def live(self, member: int) -> SimNode:
+        """The node of ``member``, which must be up."""
+        node = self.nodes[member]
+        if node is None:
+            raise LookupError(f"member {member} is down")
+        return node
+
     # ---- network -----------------------------------------------------------------------------
     def send(self, m: Message) -> None:
         self.check_persisted_before_send(m)
@@ -433,7 +445,7 @@ class Simulation:
         leader = self.current_leader()
         if not leader or self.forgetful:  # see membership_changed
             return
-        core = self.nodes[leader].core
+        core = self.live(leader).core
         configuration = core.configuration
         if core.pending_conf_index > core.log.committed or configuration.learners:
             return
@@ -476,6 +488,7 @@ class Simulation:
         """Open ``member``'s storage as the runtime does: the operator's bootstrap ``peers``
         (default: the cluster's) are recorded only by a store that holds no membership."""
         peers = peers or self.configuration
+        storage: LogStorage
         if self.config.storage_dir is None:
             storage = MemoryLogStorage()
         else:
@@ -497,7 +510,10 @@ class Simulation:
             storage.record_membership(peers)
 
     def _storage_path(self, member: int) -> str:
-        return os.path.join(self.config.storage_dir, f"seed{self.seed}", f"member{member}")
+        directory = self.config.storage_dir
+        if directory is None:
+            raise ValueError("the simulation keeps its members' storage in memory")
+        return os.path.join(directory, f"seed{self.seed}", f"member{member}")
 
     def _operator_peers(self, member: int) -> Configuration:
         """The bootstrap membership an operator gives a restart: the cluster's, or (with the
@@ -594,7 +610,7 @@ class Simulation:
         read_path = rng.random() if op[0] == "get" and not force_log else 1.0
         via_read_index = read_path < 0.7  # 0.35 lease (when held), 0.35 read index, 0.3 log
         target = rng.choice(live) if via_read_index else (leader or rng.choice(live))
-        node = self.nodes[target]
+        node = self.live(target)
         op_id = len(self.ops)
         core = node.core
         if read_path < 0.35 and core.lease_valid() and core.committed_in_current_term():
@@ -656,7 +672,7 @@ class Simulation:
                     raise SafetyViolation(
                         "election safety", f"nodes {other} and {member} both lead term {core.term}"
                     )
-                if getattr(node, "checked_term", None) != core.term:
+                if node.checked_term != core.term:
                     node.checked_term = core.term
                     self.check_leader_completeness(member)
             if core.log.committed < node.commit_seen:
@@ -712,7 +728,8 @@ class Simulation:
                 )
 
     def check_leader_completeness(self, member: int) -> None:
-        log = self.nodes[member].core.log
+        leader = self.live(member).core
+        log = leader.log
         first = log.first_index()
         for index, term in self.acknowledged.items():
             if index < first:
@@ -721,7 +738,7 @@ class Simulation:
             if have != term:
                 raise SafetyViolation(
                     "leader completeness",
-                    f"leader {member} of term {self.nodes[member].core.term} has term {have} at "
+                    f"leader {member} of term {leader.term} has term {have} at "
                     f"{index}, where an entry of term {term} was committed",
                 )
 
@@ -823,9 +840,9 @@ class Simulation:
                     retry_at = self.now + self.config.client_timeout_ticks
             if final is not None and self.ops[final].ret is not None:
                 target = max(self.applied)
-                members = self.nodes[self.current_leader() or self.ops[final].id].core
-                members = members.configuration.members
-                if all(self.nodes[m].sm.applied >= target for m in members):
+                core = self.live(self.current_leader() or self.ops[final].id).core
+                members = core.configuration.members
+                if all(self.live(m).sm.applied >= target for m in members):
                     return
         raise SafetyViolation(
             "liveness",
