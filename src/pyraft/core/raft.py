@@ -1376,7 +1376,9 @@ class RaftNode:
         return self._history.at(index)
 
     def configuration_index(self) -> int:
-        """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
+        """Index of the newest configuration entry in the log after the snapshot; 0 when the
+        configuration in force is the snapshot's or the bootstrap's (entries a compaction
+        covered are committed: callers compare this index with the commit index)."""
         return self._history.latest_index()
 
     def compacted_to(self, index: int) -> None:
