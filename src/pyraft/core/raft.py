@@ -119,15 +119,15 @@ class RaftOptions:
     failure_dead_ticks: int = 0
     failure_phi_threshold: float = 8.0
     failure_voters_min: int = 3
-    #: the length of one tick in milliseconds: the failure detector's kernel measures
-    #: intervals in milliseconds (``pyraft.config`` passes its ``tick_ms``; the simulator,
-    #: where ticks are the only time, keeps 1)
-    tick_ms: float = 1.0
     #: a member that starts with empty storage (no term, no log) may be one that forgot
     #: what it acknowledged (a memory-only member restarted, a wiped data directory): it is
     #: ``fresh`` until a leader brings it up to a commit of the leader's own term, and an
     #: election won with a fresh vote must be unanimous (see ``RaftNode.fresh``)
     fresh_start_guard: bool = False
+    #: the length of one tick in milliseconds: the failure detector's kernel measures
+    #: intervals in milliseconds (``pyraft.config`` passes its ``tick_ms``; the simulator,
+    #: where ticks are the only time, keeps 1)
+    tick_ms: float = 1.0
 
     def validate(self) -> RaftOptions:
         if self.id <= 0:
