@@ -6,6 +6,7 @@ body (the codec chains the body checksum over several buffers itself: the pair c
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -57,7 +58,7 @@ def normalized(message: Message) -> tuple:
     return (
         message.type, message.src, message.dst, message.term, message.log_term, message.index,
         message.commit, entry_view, message.reject, message.reject_hint, message.hint_term,
-        bytes(message.context), message.snapshot, message.kind, message.transfer,
+        bytes(message.context), message.snapshot, message.transfer,
         message.snapshot_offset, message.snapshot_done,
     )
 
@@ -69,7 +70,7 @@ def messages(draw):
     fields = dict(
         term=draw(U64), log_term=draw(U64), index=index, commit=draw(U64),
         reject=draw(st.booleans()), reject_hint=draw(U64), hint_term=draw(U64),
-        context=draw(st.binary(max_size=40)), kind=draw(st.integers(0, 2)),
+        context=draw(st.binary(max_size=40)),
         transfer=draw(st.booleans()), snapshot_offset=draw(U64),
         snapshot_done=draw(st.booleans()),
     )
@@ -152,7 +153,6 @@ def test_local_events_a_follower_forwards_to_its_leader_travel(mtype):
         ),
         (Message(T.HEARTBEAT, 1, 2, term=2**64), "out of range"),
         (Message(T.HEARTBEAT, 1, -2), "out of range"),
-        (Message(T.HEARTBEAT, 1, 2, kind=3), "entry kind"),
         (Message(T.HEARTBEAT, 1, 2, context="text"), "context must be bytes"),
     ],
 )
@@ -192,7 +192,8 @@ SNAPSHOT = body_of(
         (patched(HEARTBEAT, 0, "<B", 2), "body version"),
         (patched(HEARTBEAT, 1, "<B", 99), "not allowed"),
         (patched(HEARTBEAT, 2, "<B", 0x80), "flags"),
-        (patched(HEARTBEAT, 3, "<B", 3), "entry kind"),
+        (patched(HEARTBEAT, 3, "<B", 1), "reserved byte is 1"),
+        (patched(HEARTBEAT, 1, "<B", 1), "type 1 \\(PROPOSE\\) was retired"),
         (patched(HEARTBEAT, 4, "<I", 4), "lengths announce"),
         (patched(HEARTBEAT, 4, "<I", 0xFFFFFFFF), "lengths announce"),
         (HEARTBEAT + b"x", "lengths announce"),
@@ -308,8 +309,21 @@ def test_errors_keep_their_offset_across_pickling():
 
 def test_wire_types_are_all_but_the_purely_local_events():
     assert T.READ_INDEX in WIRE_TYPES and T.TRANSFER_LEADER in WIRE_TYPES
-    for mtype in (T.HUP, T.PROPOSE, T.CHECK_QUORUM, T.SNAPSHOT_STATUS):
+    for mtype in (T.HUP, T.CHECK_QUORUM, T.SNAPSHOT_STATUS):
         assert mtype not in WIRE_TYPES
+
+
+def test_the_retired_propose_code_names_no_type_and_the_others_keep_their_numbers():
+    """PROPOSE had no producer and was deleted; its wire byte stays out of use."""
+    assert "PROPOSE" not in MessageType.__members__
+    assert 1 not in {int(t) for t in MessageType}
+    assert {name: int(MessageType[name]) for name in ("HUP", "READ_INDEX", "APPEND",
+                                                      "SNAPSHOT_RESPONSE", "MEMBER_INFO")} == {
+        "HUP": 0, "READ_INDEX": 2, "APPEND": 10, "SNAPSHOT_RESPONSE": 22, "MEMBER_INFO": 23}
+    with pytest.raises(MalformedMessageError, match="retired") as caught:
+        decode_body(patched(HEARTBEAT, 1, "<B", 1))
+    assert caught.value.offset == 1 and isinstance(caught.value, ValueError)
+    assert not {"payloads", "kind"} & {f.name for f in dataclasses.fields(Message)}
 
 
 def test_messages_are_built_positionally_while_the_field_order_allows_it():

@@ -115,7 +115,7 @@ def test_contract_unknown_members_are_reported_unreachable(run, kind):
 def test_contract_local_only_messages_are_refused_at_send(run, kind):
     async def main():
         members = await Members(kind).start(1, 2)
-        for mtype in (T.HUP, T.PROPOSE, T.CHECK_QUORUM, T.SNAPSHOT_STATUS):
+        for mtype in (T.HUP, T.CHECK_QUORUM, T.SNAPSHOT_STATUS):
             with pytest.raises(MalformedMessageError):
                 members.transports[1].send(Message(mtype, 1, 2))
         await members.stop()

@@ -9,10 +9,13 @@ not the commit index, decides which configuration is in force.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
+from pyraft.core.messages import MembersInfo, SnapshotMeta
 from pyraft.errors import ProposalDroppedError
 
 
@@ -23,7 +26,7 @@ class Configuration:
     #: where members are and what they say about themselves: ``(id, address, metadata)``
     #: with metadata a sorted tuple of (key, value) strings. Carried by the log so that every
     #: member learns every address with the configuration; the protocol itself ignores it.
-    members_info: tuple[tuple[int, str, tuple[tuple[str, str], ...]], ...] = ()
+    members_info: MembersInfo = ()
 
     def __post_init__(self) -> None:
         if self.voters & self.learners:
@@ -61,7 +64,8 @@ class Configuration:
         info = tuple(entry for entry in self.members_info if entry[0] != member)
         return Configuration(self.voters - {member}, self.learners - {member}, info)
 
-    def with_info(self, member: int, address: str, metadata=None) -> Configuration:
+    def with_info(self, member: int, address: str,
+                  metadata: Mapping[str, str] | None = None) -> Configuration:
         """The same configuration, recording where ``member`` is (and its metadata)."""
         pairs = tuple(sorted((str(k), str(v)) for k, v in (metadata or {}).items()))
         info = tuple(entry for entry in self.members_info if entry[0] != member)
@@ -81,13 +85,14 @@ class Configuration:
         return {}
 
     def encode(self) -> bytes:
-        data = {"v": sorted(self.voters), "l": sorted(self.learners)}
+        data: dict[str, Any] = {"v": sorted(self.voters), "l": sorted(self.learners)}
         if self.members_info:
             data["m"] = [[m, a, dict(md)] for m, a, md in self.members_info]
-        return msgpack.packb(data)
+        packed: bytes = msgpack.packb(data)
+        return packed
 
     @classmethod
-    def decode(cls, payload) -> Configuration:
+    def decode(cls, payload: bytes | memoryview) -> Configuration:
         data = msgpack.unpackb(bytes(payload))
         info = tuple(
             sorted((int(m), str(a), tuple(sorted(dict(md).items())))
@@ -96,11 +101,11 @@ class Configuration:
         return cls(frozenset(data["v"]), frozenset(data.get("l", ())), info)
 
     @classmethod
-    def from_snapshot(cls, meta) -> Configuration:
+    def from_snapshot(cls, meta: SnapshotMeta) -> Configuration:
         """The configuration a ``SnapshotMeta`` records."""
         return cls(frozenset(meta.voters), frozenset(meta.learners), tuple(meta.members_info))
 
-    def snapshot_fields(self) -> dict:
+    def snapshot_fields(self) -> dict[str, Any]:
         """Keyword arguments of ``SnapshotMeta`` that record this configuration."""
         return {
             "voters": tuple(sorted(self.voters)),

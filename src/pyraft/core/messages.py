@@ -1,7 +1,10 @@
 """Messages, hard/soft state and the Ready handed from the core to its runtime.
 
-Every input to the core is a :class:`Message` passed to ``RaftNode.step``; local events
-(campaign, propose, read index, transfer) are messages too, with ``src == dst == node id``.
+Every input from a peer is a :class:`Message` passed to ``RaftNode.step``; so are the local
+events (campaign, read index, leadership transfer, check-quorum, snapshot status), with
+``src == dst == node id``. Proposals are not messages: the leader's runtime calls
+``RaftNode.propose`` / ``propose_configuration``, and a follower refuses them with
+``NotLeaderError`` (the runtime redirects the client; nothing is forwarded to the leader).
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ from dataclasses import dataclass, field
 
 from raftcore.framing import EntryBatch
 
+#: where members are and what they say about themselves: ``(id, address, metadata)`` per
+#: member, metadata a sorted tuple of (key, value) strings (``Configuration.members_info``)
+MembersInfo = tuple[tuple[int, str, tuple[tuple[str, str], ...]], ...]
+
 
 class MessageType(enum.IntEnum):
     # local events
     HUP = 0  # start an election (pre-vote first when enabled)
-    PROPOSE = 1  # append commands (leader) or forward (follower)
+    # 1 was PROPOSE, which nothing produced (proposals are RaftNode.propose calls); the code
+    # stays unused so the wire numbers of the other types do not move, and the codec refuses it
     READ_INDEX = 2  # ask for a read barrier; context identifies the request
     TRANSFER_LEADER = 3  # hand leadership to ``src`` of ... see RaftNode.transfer_leadership
     CHECK_QUORUM = 4  # leader: step down unless a quorum was recently active
@@ -42,7 +50,6 @@ class MessageType(enum.IntEnum):
 LOCAL_TYPES = frozenset(
     {
         MessageType.HUP,
-        MessageType.PROPOSE,
         MessageType.READ_INDEX,
         MessageType.TRANSFER_LEADER,
         MessageType.CHECK_QUORUM,
@@ -71,7 +78,7 @@ class SnapshotMeta:
     voters: tuple[int, ...]
     learners: tuple[int, ...] = ()
     #: addresses and metadata of the members (see ``Configuration.members_info``)
-    members_info: tuple = ()
+    members_info: MembersInfo = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +115,7 @@ class Message:
     - ``reject`` / ``reject_hint`` / ``hint_term``: fast backtracking (Raft thesis 5.3 note,
       etcd's findConflictByTerm): the follower's last index or the last index of a term not
       after ``hint_term``;
-    - ``context``: opaque read-index request identity, echoed in heartbeats and responses;
-    - ``payloads``: PROPOSE only, the commands to append (a list of buffers);
-    - ``kind``: PROPOSE only, the entry kind of the payloads.
+    - ``context``: opaque read-index request identity, echoed in heartbeats and responses.
     """
 
     type: MessageType
@@ -126,8 +131,6 @@ class Message:
     hint_term: int = 0
     context: bytes = b""
     snapshot: Snapshot | None = None
-    payloads: list | None = None
-    kind: int = 0
     transfer: bool = False  # VOTE caused by TIMEOUT_NOW: voters skip their leader-lease check
     #: SNAPSHOT: byte offset of this chunk in the snapshot data; SNAPSHOT_RESPONSE: the next
     #: offset the follower wants
@@ -250,17 +253,32 @@ class MembershipEvent:
 
 @dataclass(slots=True)
 class Ready:
-    """Everything the runtime must do, in this order, then acknowledge with ``advance(ready)``.
+    """Everything the runtime must do for one batch of work, then acknowledge with
+    ``RaftNode.advance(ready)``. Readys are numbered; at most one is outstanding.
 
-    1. write ``snapshot_chunks`` in order to the snapshot being received (never held whole
-       in memory: a temporary file); persist ``hard_state`` (if set), ``snapshot`` (if set:
-       its data is the received chunks, made durable and installed atomically), then
-       ``entries`` (each batch replaces every stored entry with an index >= its first
-       index) - one sync when ``must_sync``;
-    2. send ``messages`` (they may go before persistence; the leader's own replication);
-    3. send ``persisted_messages`` (only after step 1 is durable: votes and acknowledgements);
-    4. apply ``committed`` in order; ``read_states`` become answerable once applied;
-    5. call ``RaftNode.advance(ready)``.
+    1. ``messages`` may leave at once, before anything of this Ready is persisted: they are
+       the leader's own replication traffic of its current term (appends, heartbeats,
+       snapshot chunks, TimeoutNow; Raft thesis 10.2.1). ``RaftNode.take_leader_traffic``
+       hands out messages of the same kind between Readys.
+    2. Persist: write ``snapshot_chunks`` in order into the snapshot being received (a
+       temporary file: never whole in memory); install ``snapshot`` if set (its data is those
+       chunks, made durable and installed atomically) before the ``entries``; append
+       ``entries`` (each batch replaces every stored entry with an index >= its first index);
+       store ``hard_state`` if set. Sync when ``must_sync`` (term, vote, entries or a
+       snapshot changed). Where the hard state goes among these is free (its commit is a
+       hint, clamped to the log on restart): the runtime stores it after syncing the
+       entries, the simulator first.
+    3. Only once step 2 is durable: send ``persisted_messages`` (votes, acknowledgements,
+       everything a non-leader sends: what they promise must survive a crash).
+    4. Apply ``committed`` in order; a ``read_states`` entry is answerable once the state
+       machine applied its index. ``events`` report membership changes the leader proposed
+       by itself, ``leadership_lost`` why this member stopped leading, ``soft_state`` the
+       new leader and role.
+    5. Call ``RaftNode.advance(ready)``: the core then counts the entries as durable (a
+       leader counts itself in the quorum only for those, thesis 10.2.1) and applied.
+
+    ``pyraft.cluster.runtime`` (``_handle_ready``) and the simulator (``SimNode``) follow
+    this order; the simulator checks step 3 on every message sent.
     """
 
     number: int

@@ -1,10 +1,18 @@
 """The Raft protocol as a pure, deterministic state machine.
 
-No I/O, clock, asyncio or global randomness: time is ``tick()``, every input is
-``step(message)`` (local events included), and the output is a numbered :class:`Ready`
-that the runtime persists, sends and applies before calling ``advance(ready)``. Given the
+No I/O, clock, asyncio or global randomness: time is ``tick()``; messages from peers and
+local events (campaign, read index, transfer, check-quorum, snapshot status) go through
+``step(message)``; writes are calls on the leader (``propose``, ``propose_configuration``,
+``add_member``, ``remove_member``), refused elsewhere with ``NotLeaderError`` (nothing is
+forwarded). The output is a numbered :class:`Ready` that the runtime sends, persists and
+applies, in the order its docstring gives, before calling ``advance(ready)``. Given the
 same inputs and the same seeded ``rng`` the node makes the same decisions, which is what the
 deterministic simulator (``pyraft.testing.sim``) relies on.
+
+Parts with one job each live beside this module and are composed here: the log
+(``log``), the configuration history (``confhistory``), replication progress
+(``progress``), read-index requests (``readonly``), learner warm-up (``warmup``) and the
+automatic failure detector (``failure``).
 
 Sections cited: "Raft" is the extended paper (Ongaro & Ousterhout 2014), "thesis" is
 Ongaro's dissertation (2014).
@@ -13,11 +21,14 @@ Ongaro's dissertation (2014).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
+from pyraft.core.confhistory import ConfigurationHistory
+from pyraft.core.failure import FailureDetector
 from pyraft.core.log import RaftLog
 from pyraft.core.membership import Configuration, majority_index
 from pyraft.core.messages import (
@@ -38,7 +49,9 @@ from pyraft.core.messages import (
     SoftState,
 )
 from pyraft.core.progress import Progress, ProgressState
+from pyraft.core.readonly import ReadOnly
 from pyraft.core.storage import LogStorage
+from pyraft.core.warmup import RoundOutcome, Warmup
 from pyraft.errors import (
     ConfigError,
     LogCompactedError,
@@ -49,8 +62,16 @@ from pyraft.errors import (
     SnapshotUnavailableError,
     invariant,
 )
-from raftcore.framing import KIND_COMMAND, KIND_CONFIGURATION, KIND_NOOP, encode_entries
-from raftcore.phi import PhiAccrualDetector
+from raftcore.framing import (
+    KIND_COMMAND,
+    KIND_CONFIGURATION,
+    KIND_NOOP,
+    EntryBatch,
+    encode_entries,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 T = MessageType
 #: the largest MEMBER_INFO body a leader reads (an address and a few labels)
@@ -65,7 +86,8 @@ class RandomSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RaftOptions:
-    """Protocol parameters, in ticks and bytes. ``pyraft.config`` derives them from times."""
+    """Protocol parameters, in ticks and bytes (``tick_ms`` says how long a tick is).
+    ``pyraft.config`` derives them from times."""
 
     id: int
     election_ticks_lower: int = 10
@@ -102,12 +124,18 @@ class RaftOptions:
     #: ``fresh`` until a leader brings it up to a commit of the leader's own term, and an
     #: election won with a fresh vote must be unanimous (see ``RaftNode.fresh``)
     fresh_start_guard: bool = False
+    #: the length of one tick in milliseconds: the failure detector's kernel measures
+    #: intervals in milliseconds (``pyraft.config`` passes its ``tick_ms``; the simulator,
+    #: where ticks are the only time, keeps 1)
+    tick_ms: float = 1.0
 
     def validate(self) -> RaftOptions:
         if self.id <= 0:
             raise ConfigError("id", "must be a positive integer")
         if not 1 <= self.heartbeat_ticks < self.election_ticks_lower:
             raise ConfigError("heartbeat_ticks", "must be in [1, election_ticks_lower)")
+        if not self.tick_ms > 0:
+            raise ConfigError("tick_ms", "must be positive")
         if self.election_ticks_upper <= self.election_ticks_lower:
             raise ConfigError("election_ticks_upper", "must exceed election_ticks_lower")
         if not 0 <= self.lease_ticks < self.election_ticks_lower:
@@ -124,30 +152,6 @@ class RaftOptions:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")
         return self
-
-
-@dataclass(slots=True)
-class _CatchUp:
-    """A learner being warmed up (thesis 4.2.1): replication proceeds in rounds, each ending
-    when the learner holds everything the leader had when the round began. Once a round
-    takes less than an election timeout the learner is promoted; after ``warmup_rounds``
-    slow rounds, or no progress for ``warmup_rounds`` election timeouts, it is removed."""
-
-    round_end: int
-    round_start_tick: int
-    started_tick: int
-    rounds: int = 0
-    promote: bool = False  # caught up; promotion waits for the pending change to commit
-    progress_match: int = -1  # the learner's match when it last moved, and when that was
-    progress_tick: int = 0
-
-
-@dataclass(slots=True)
-class _PendingRead:
-    context: bytes
-    index: int
-    requester: int
-    acks: set[int]
 
 
 class RaftNode:
@@ -170,9 +174,10 @@ class RaftNode:
         #: leader of ``term`` as far as we know, 0 for unknown
         self.lead = 0
         self.role = Role.FOLLOWER
-        #: configurations appended to the log after the snapshot, (index, configuration)
-        self._base_configuration = configuration
-        self._configurations: list[tuple[int, Configuration]] = []
+        #: the snapshot's (or bootstrap's) configuration and the configuration entries after it
+        self._history = ConfigurationHistory(configuration)
+        #: the configuration in force: ``history.latest()`` (thesis 4.1: entries take effect
+        #: when appended)
         self.configuration = configuration
         self._scan_configurations(self.log.first_index(), self.log.last_index() + 1)
         #: leader: progress of every member; empty otherwise
@@ -191,9 +196,10 @@ class RaftNode:
         self.uncommitted_bytes = 0
         self._uncommitted_batches: deque[tuple[int, int]] = deque()
         #: leader: learners being caught up before promotion
-        self._catch_ups: dict[int, _CatchUp] = {}
-        #: leader, with failure detection: member -> [detector, last tick fed, dead since]
-        self._detectors: dict[int, list] = {}
+        self._warmup = Warmup()
+        #: leader, with failure detection: a phi-accrual watch per voter
+        self._failures = FailureDetector(options.heartbeat_ticks, options.tick_ms,
+                                         options.failure_phi_threshold)
         self.events: list[MembershipEvent] = []
         #: follower: the snapshot being received in chunks and how many bytes of it were
         #: handed out (the data is not kept here: the runtime writes it to a file); kept
@@ -201,8 +207,8 @@ class RaftNode:
         self._snapshot_receiving: tuple[SnapshotMeta, int] | None = None
         #: follower: received chunks for the next Ready (``Ready.snapshot_chunks``)
         self._snapshot_chunks: list[SnapshotChunk] = []
-        self._pending_reads: list[_PendingRead] = []
-        self._reads_before_commit: list[Message] = []
+        #: leader: read-index requests waiting for a quorum's heartbeat answers (thesis 6.4)
+        self._reads = ReadOnly()
         #: leader: member -> the commit index last sent to it; whether a commit is unsent
         self._commit_sent: dict[int, int] = {}
         self._commit_unsent = False
@@ -276,7 +282,8 @@ class RaftNode:
             return
         self._step(m)
 
-    def propose(self, payloads: list, kind: int = KIND_COMMAND) -> tuple[int, int]:
+    def propose(self, payloads: Sequence[Buffer],
+                kind: int = KIND_COMMAND) -> tuple[int, int]:
         """Append commands as the leader; returns the (first, last) indexes they received.
 
         Raises NotLeaderError (with the leader known to this member), ProposalDroppedError
@@ -333,7 +340,7 @@ class RaftNode:
     def remove_member(self, member: int) -> int:
         """Propose the configuration without ``member`` (the leader itself included)."""
         index = self.propose_configuration(self.configuration.remove(member))
-        self._catch_ups.pop(member, None)
+        self._warmup.discard(member)
         return index
 
     def read_index(self, context: bytes) -> None:
@@ -422,11 +429,10 @@ class RaftNode:
         )
 
     def _voter_until_removal_commits(self) -> bool:
-        configurations = self._configurations
-        if not configurations or configurations[-1][0] <= self.log.committed:
+        history = self._history
+        if history.latest_index() <= self.log.committed:
             return False
-        before = configurations[-2][1] if len(configurations) > 1 else self._base_configuration
-        return self.id in before.voters
+        return self.id in history.before_latest().voters
 
     # ---- Ready -------------------------------------------------------------------------------
     def has_ready(self) -> bool:
@@ -535,8 +541,9 @@ class RaftNode:
         ``lost``, recorded for the next Ready and in ``leadership_lost``."""
         if self.role is Role.LEADER:
             invariant(lost is not None, "a leader steps down without a reason")
-            self.leadership_lost = lost
-            self._leadership_lost.append(lost)
+            if lost is not None:
+                self.leadership_lost = lost
+                self._leadership_lost.append(lost)
         self._reset(term)
         self.lead = lead
         self.role = Role.FOLLOWER
@@ -603,10 +610,9 @@ class RaftNode:
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
         self._uncommitted_batches.clear()
-        self._catch_ups = {}
-        self._detectors = {}
-        self._pending_reads = []
-        self._reads_before_commit = []
+        self._warmup.reset()
+        self._failures.reset()
+        self._reads.reset()
         self._commit_sent = {}
         self._commit_unsent = False
 
@@ -633,7 +639,7 @@ class RaftNode:
                 self.step(Message(T.CHECK_QUORUM, self.id, self.id))
             if self.role is Role.LEADER and self.lead_transferee:
                 self.lead_transferee = 0  # thesis 3.10: abort a transfer after a timeout
-            if self.role is Role.LEADER and self._catch_ups:
+            if self.role is Role.LEADER and self._warmup:
                 self._check_catch_ups()
         if self.role is Role.LEADER and self.options.failure_dead_ticks:
             self._detect_failures()
@@ -668,10 +674,11 @@ class RaftNode:
         if self.ticks - self._info_sent_tick < self.options.election_ticks_lower \
                 and self._info_sent_tick >= 0:
             return
-        if self.id not in self.configuration.members \
-                or self.info_recorded(self.id, self._own_info):
+        own = self._own_info
+        if self.id not in self.configuration.members or own is None \
+                or self.info_recorded(self.id, own):
             return
-        address, pairs = self._own_info
+        address, pairs = own
         self._info_sent_tick = self.ticks
         if self.role is Role.LEADER:
             self._record_info(self.id, address, dict(pairs))
@@ -718,9 +725,7 @@ class RaftNode:
             self._campaign(pre=False, transfer=transfer)
 
     def _pending_configuration_after_applied(self) -> bool:
-        return any(
-            self.log.applied < index <= self.log.committed for index, _ in self._configurations
-        )
+        return self._history.any_between(self.log.applied, self.log.committed)
 
     def _campaign(self, pre: bool, transfer: bool) -> None:
         if pre:
@@ -792,8 +797,6 @@ class RaftNode:
     # ---- role step functions -----------------------------------------------------------------
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if t is T.PROPOSE:
-            raise NotLeaderError(self.lead or None)
         if t is T.APPEND:
             self.election_elapsed = 0
             self.lead = m.src
@@ -820,8 +823,6 @@ class RaftNode:
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
-        if t is T.PROPOSE:
-            raise NotLeaderError(None)
         if t in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
             self.become_follower(m.term, m.src)  # Raft 5.2: a leader of our term exists
             self._step_follower(m)
@@ -879,10 +880,11 @@ class RaftNode:
                 self._send_snapshot_chunks(m.src, pr)
             pr.lease_tick = max(pr.lease_tick, m.index)
             pr.probe_sent = False
+            oldest = pr.inflights.oldest_tick()
             if (
                 pr.state is ProgressState.REPLICATE
-                and pr.inflights.oldest_tick() is not None
-                and m.index - pr.inflights.oldest_tick() >= 2 * self.options.heartbeat_ticks
+                and oldest is not None
+                and m.index - oldest >= 2 * self.options.heartbeat_ticks
             ):
                 # This heartbeat left two heartbeat intervals after an append that is still
                 # unanswered, and came back: the append (or its answer) was lost. Probe again
@@ -896,7 +898,7 @@ class RaftNode:
                 self._ack_read(m.src, m.context)
 
     # ---- replication (leader) ----------------------------------------------------------------
-    def _append_as_leader(self, batch) -> None:
+    def _append_as_leader(self, batch: EntryBatch) -> None:
         self.log.append(batch)
         self.uncommitted_bytes += batch.nbytes
         self._uncommitted_batches.append((batch.last_index, batch.nbytes))
@@ -1050,7 +1052,7 @@ class RaftNode:
                 pr.become_replicate()
             elif pr.state is ProgressState.REPLICATE:
                 pr.inflights.free_to(m.index)
-            if m.src in self._catch_ups:  # after the state change: a promotion sends appends
+            if m.src in self._warmup:  # after the state change: a promotion sends appends
                 self._advance_catch_up(m.src, pr)
             if self._maybe_commit():
                 self._after_commit()
@@ -1127,33 +1129,19 @@ class RaftNode:
         if not self.committed_in_current_term():
             # Thesis 6.4 step 1: the commit index is only known once an entry of this term
             # commits (the no-op); queue until then.
-            self._reads_before_commit.append(m)
+            self._reads.wait_for_commit(m)
             return
-        self._pending_reads.append(
-            _PendingRead(m.context, self.log.committed, requester, {self.id})
-        )
+        self._reads.add(m.context, self.log.committed, requester, self.id)
         self._broadcast_heartbeat(m.context)
 
     def _release_reads_waiting_for_commit(self) -> None:
-        if self._reads_before_commit and self.committed_in_current_term():
-            waiting, self._reads_before_commit = self._reads_before_commit, []
-            for m in waiting:
+        if self._reads.waiting and self.committed_in_current_term():
+            for m in self._reads.take_waiting():
                 self._leader_read_index(m)
 
     def _ack_read(self, member: int, context: bytes) -> None:
-        position = next(
-            (i for i, r in enumerate(self._pending_reads) if r.context == context), None
-        )
-        if position is None:
-            return
-        read = self._pending_reads[position]
-        read.acks.add(member)
-        if len(read.acks & self.configuration.voters) < self.configuration.quorum():
-            return
-        done, self._pending_reads = (
-            self._pending_reads[: position + 1],
-            self._pending_reads[position + 1 :],
-        )
+        done = self._reads.ack(member, context, self.configuration.voters,
+                               self.configuration.quorum())
         for r in done:  # an acknowledged heartbeat confirms every earlier request too
             self._answer_read(r.requester, r.index, r.context)
 
@@ -1220,10 +1208,9 @@ class RaftNode:
             hint_term=self.log.term_or_none(hint) or 0,
         )
 
-    def _after_append(self, from_index: int, entries) -> None:
+    def _after_append(self, from_index: int, entries: EntryBatch) -> None:
         """Configuration entries take effect when appended; truncation reverts them."""
-        configurations = self._configurations
-        if ((not configurations or configurations[-1][0] < from_index)
+        if (self._history.latest_index() < from_index
                 and self.log.last_index() == entries.last_index
                 and not len(entries.config_positions)):
             return  # the usual case: nothing reverted, nothing new
@@ -1288,9 +1275,8 @@ class RaftNode:
     def _restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.meta
         self.log.restore(snapshot)
-        self._base_configuration = Configuration.from_snapshot(meta)
-        self._configurations = []
-        self.configuration = self._base_configuration
+        self._history.restore(Configuration.from_snapshot(meta))
+        self.configuration = self._history.base
 
     # ---- configurations ----------------------------------------------------------------------
     def _scan_configurations(self, lo: int, hi: int) -> None:
@@ -1300,22 +1286,17 @@ class RaftNode:
             batch = self.log.entries(lo, hi)
         except (LogCompactedError, LogUnavailableError):
             return
-        for position in batch.config_positions.tolist():
-            index = batch.first_index + position
-            self._configurations.append((index, Configuration.decode(batch.payload(position))))
+        self._history.add_batch(batch)
         self._refresh_configuration()
 
     def _drop_configurations_from(self, index: int) -> None:
-        self._configurations = [(i, c) for i, c in self._configurations if i < index]
+        self._history.drop_from(index)
         self._refresh_configuration()
 
     def _refresh_configuration(self) -> None:
-        first = self.log.first_index()
-        self._configurations = [(i, c) for i, c in self._configurations if i >= first - 1]
+        self._history.drop_before(self.log.first_index())
         previous = self.configuration
-        self.configuration = (
-            self._configurations[-1][1] if self._configurations else self._base_configuration
-        )
+        self.configuration = self._history.latest()
         if self.role is Role.LEADER and self.configuration != previous:
             last = self.log.last_index()
             for member in self.configuration.members:
@@ -1329,89 +1310,45 @@ class RaftNode:
 
     # ---- automatic failure detection (phi accrual, Hayashibara et al.) -------------------------
     def _detect_failures(self) -> None:
-        """Feed each voter's detector with the ticks at which it answered; remove a voter that
+        """Feed each voter's watch with the tick of its newest answer; remove a voter that
         has looked dead for ``failure_dead_ticks`` (one at a time, above the floor)."""
-        detectors = self._detectors
-        now = float(self.ticks)
-        for member in self.configuration.voters:
-            pr = self.progress.get(member)
-            if member == self.id or pr is None:
-                continue
-            entry = detectors.get(member)
-            if entry is None:  # [detector, last tick fed, tick it started looking dead]
-                entry = detectors[member] = [PhiAccrualDetector(
-                    window_size=100,
-                    min_std_deviation_ms=float(self.options.heartbeat_ticks),
-                    acceptable_heartbeat_pause_ms=float(self.options.heartbeat_ticks),
-                    first_heartbeat_estimate_ms=float(self.options.heartbeat_ticks),
-                ), self.ticks, None]
-                entry[0].heartbeat(now)
-            if pr.heard_tick > entry[1]:
-                entry[1] = pr.heard_tick
-                entry[0].heartbeat(float(pr.heard_tick))
-            if entry[0].is_available(now, self.options.failure_phi_threshold):
-                entry[2] = None
-            elif entry[2] is None:
-                entry[2] = self.ticks
-        for member in list(detectors):
-            if member not in self.configuration.voters:
-                del detectors[member]
+        heard = {m: pr.heard_tick for m, pr in self.progress.items() if m != self.id}
+        self._failures.observe(self.configuration.voters, heard, self.ticks)
         if self.pending_conf_index > self.log.committed:
             return  # one change at a time
         if len(self.configuration.voters) <= self.options.failure_voters_min:
             return  # never below the floor
-        for member, (_, _, dead_since) in sorted(detectors.items()):
-            if dead_since is None or self.ticks - dead_since < self.options.failure_dead_ticks:
-                continue
-            try:
-                index = self.remove_member(member)
-            except ProposalDroppedError:
-                return
-            self.events.append(MembershipEvent(MembershipEventKind.REMOVED_DEAD, member, index))
+        dead = self._failures.dead(self.ticks, self.options.failure_dead_ticks)
+        if not dead:
             return
+        try:
+            index = self.remove_member(dead[0])
+        except ProposalDroppedError:
+            return
+        self.events.append(MembershipEvent(MembershipEventKind.REMOVED_DEAD, dead[0], index))
 
     # ---- warming up new members (thesis 4.2.1) -----------------------------------------------
     def _sync_catch_ups(self) -> None:
         """Track exactly the learners of the configuration in force (a new leader resumes)."""
-        learners = self.configuration.learners
-        for member in list(self._catch_ups):
-            if member not in learners:
-                del self._catch_ups[member]
-        for member in sorted(learners - self._catch_ups.keys()):
-            self._catch_ups[member] = _CatchUp(self.log.last_index(), self.ticks, self.ticks)
+        self._warmup.sync(self.configuration.learners, self.log.last_index(), self.ticks)
 
     def _advance_catch_up(self, member: int, pr: Progress) -> None:
-        catch_up = self._catch_ups[member]
-        if catch_up.promote or pr.match < catch_up.round_end:
-            return
-        catch_up.rounds += 1
-        if (self.ticks - catch_up.round_start_tick < self.options.election_ticks_lower
-                or pr.match >= self.log.last_index()):
-            # "If the last round lasts less than an election timeout, the leader adds the new
-            # server to the cluster" (thesis 4.2.1). A learner that holds the whole log is
-            # caught up however long the round took: with no new entries there would be no
-            # next round (no answer moves its match) to promote it in.
-            catch_up.promote = True
+        outcome = self._warmup.catch_ups[member].end_round(
+            pr.match, self.log.last_index(), self.ticks, self.options.election_ticks_lower,
+            self.options.warmup_rounds)
+        if outcome is RoundOutcome.PROMOTE:
             self._maybe_promote()
-        elif catch_up.rounds >= self.options.warmup_rounds:
+        elif outcome is RoundOutcome.GIVE_UP:
             self._give_up_catch_up(member)
-        else:
-            catch_up.round_end = self.log.last_index()
-            catch_up.round_start_tick = self.ticks
 
     def _check_catch_ups(self) -> None:
         """Abort warmups that made no progress (the learner's match did not move) for
-        ``warmup_rounds`` election timeouts. A long first round that keeps moving (a big log
-        to send) is progress: it is ``warmup_rounds`` slow rounds that give up on it."""
+        ``warmup_rounds`` election timeouts."""
         limit = self.options.warmup_rounds * self.options.election_ticks_upper
-        for member, catch_up in list(self._catch_ups.items()):
-            if catch_up.promote:
-                continue
+        for member, catch_up in self._warmup.items():
             pr = self.progress.get(member)
             match = pr.match if pr is not None else 0
-            if match > catch_up.progress_match:
-                catch_up.progress_match, catch_up.progress_tick = match, self.ticks
-            elif self.ticks - max(catch_up.progress_tick, catch_up.round_start_tick) > limit:
+            if catch_up.stalled(match, self.ticks, limit):
                 self._give_up_catch_up(member)
 
     def _give_up_catch_up(self, member: int) -> None:
@@ -1424,8 +1361,8 @@ class RaftNode:
         self.events.append(MembershipEvent(MembershipEventKind.CATCH_UP_FAILED, member, index))
 
     def _maybe_promote(self) -> None:
-        for member, catch_up in sorted(self._catch_ups.items()):
-            if not catch_up.promote or self.pending_conf_index > self.log.committed:
+        for member in self._warmup.to_promote():
+            if self.pending_conf_index > self.log.committed:
                 continue
             try:
                 index = self.propose_configuration(self.configuration.promote(member))
@@ -1436,26 +1373,20 @@ class RaftNode:
 
     def configuration_at(self, index: int) -> Configuration:
         """The configuration in force at log ``index`` (the newest entry at or before it)."""
-        in_force = self._base_configuration
-        for entry_index, configuration in self._configurations:
-            if entry_index > index:
-                break
-            in_force = configuration
-        return in_force
+        return self._history.at(index)
 
     def configuration_index(self) -> int:
-        """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
-        return self._configurations[-1][0] if self._configurations else 0
+        """Index of the newest configuration entry in the log after the snapshot; 0 when the
+        configuration in force is the snapshot's or the bootstrap's (entries a compaction
+        covered are committed: callers compare this index with the commit index)."""
+        return self._history.latest_index()
 
     def compacted_to(self, index: int) -> None:
         """The runtime compacted storage up to ``index``; forget configurations before it."""
-        kept = [(i, c) for i, c in self._configurations if i <= index]
-        if kept:
-            self._base_configuration = kept[-1][1]
-        self._configurations = [(i, c) for i, c in self._configurations if i > index]
+        self._history.compacted_to(index)
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _send(self, message_type: MessageType, to: int, **fields) -> None:
+    def _send(self, message_type: MessageType, to: int, **fields: Any) -> None:
         """Queue a message from this member; ``term`` defaults to the current term."""
         fields.setdefault("term", self.term)
         self._messages.append(Message(message_type, self.id, to, **fields))
@@ -1464,7 +1395,7 @@ class RaftNode:
         return HardState(self.term, self.vote, self.log.committed)
 
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "term": self.term,

@@ -372,8 +372,8 @@ def _message_key(message) -> tuple:
                                                     message.entries.tobytes())
     return (message.type, message.src, message.dst, message.term, message.log_term,
             message.index, message.commit, entries, message.reject, message.reject_hint,
-            message.hint_term, message.context, message.snapshot, message.kind,
-            message.transfer, message.snapshot_offset, message.snapshot_done)
+            message.hint_term, message.context, message.snapshot, message.transfer,
+            message.snapshot_offset, message.snapshot_done, message.fresh)
 
 
 def _fuzz_inbound(mode: int, rest: bytes) -> None:

@@ -32,7 +32,9 @@ Usage: ``python -m pyraft.testing.sim --seeds 0:100 --nodes 3 --faults all``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import heapq
+import json
 import os
 import random
 import sys
@@ -45,6 +47,7 @@ import numpy as np
 
 from pyraft.core import (
     Configuration,
+    LogStorage,
     MemoryLogStorage,
     Message,
     MessageType,
@@ -203,6 +206,8 @@ class SimNode:
         self.proposals: dict[int, tuple[int, int]] = {}  # index -> (term, op id)
         self.reads: dict[bytes, int] = {}  # context -> op id
         self.ready_reads: list = []
+        #: the term in which this member was last checked for leader completeness
+        self.checked_term: int | None = None
 
     def handle_ready(self) -> None:
         core = self.core
@@ -223,6 +228,8 @@ class SimNode:
             self.finish_persist()
 
     def finish_persist(self) -> None:
+        if self.pending is None:
+            raise RuntimeError(f"node {self.id} has no Ready being persisted")
         _, rd = self.pending
         self.pending = None
         st = self.storage
@@ -264,6 +271,8 @@ class SimNode:
         for batch in rd.committed:
             for index, term, kind, payload in batch:
                 self.sim.check_apply(self.id, index, term, bytes(payload))
+                if self.sim.applied_log is not None:
+                    self.sim.applied_log.append((self.id, index, term, kind, bytes(payload)))
                 result = None
                 if kind == KIND_COMMAND and len(payload):
                     result = self.sm.apply(index, bytes(payload))
@@ -351,6 +360,16 @@ class Simulation:
         self.ops: list[Operation] = []
         self.client_busy: dict[int, tuple[int, int]] = {}  # client -> (op id, deadline)
         self.next_value = 0
+        #: when a list: every entry applied, in order, as (member, index, term, kind, payload)
+        #: (``commit_digest`` turns it into a fingerprint of the run)
+        self.applied_log: list[tuple[int, int, int, int, bytes]] | None = None
+
+    def live(self, member: int) -> SimNode:
+        """The node of ``member``, which must be up."""
+        node = self.nodes[member]
+        if node is None:
+            raise LookupError(f"member {member} is down")
+        return node
 
     # ---- network -----------------------------------------------------------------------------
     def send(self, m: Message) -> None:
@@ -426,7 +445,7 @@ class Simulation:
         leader = self.current_leader()
         if not leader or self.forgetful:  # see membership_changed
             return
-        core = self.nodes[leader].core
+        core = self.live(leader).core
         configuration = core.configuration
         if core.pending_conf_index > core.log.committed or configuration.learners:
             return
@@ -469,6 +488,7 @@ class Simulation:
         """Open ``member``'s storage as the runtime does: the operator's bootstrap ``peers``
         (default: the cluster's) are recorded only by a store that holds no membership."""
         peers = peers or self.configuration
+        storage: LogStorage
         if self.config.storage_dir is None:
             storage = MemoryLogStorage()
         else:
@@ -490,7 +510,10 @@ class Simulation:
             storage.record_membership(peers)
 
     def _storage_path(self, member: int) -> str:
-        return os.path.join(self.config.storage_dir, f"seed{self.seed}", f"member{member}")
+        directory = self.config.storage_dir
+        if directory is None:
+            raise ValueError("the simulation keeps its members' storage in memory")
+        return os.path.join(directory, f"seed{self.seed}", f"member{member}")
 
     def _operator_peers(self, member: int) -> Configuration:
         """The bootstrap membership an operator gives a restart: the cluster's, or (with the
@@ -587,7 +610,7 @@ class Simulation:
         read_path = rng.random() if op[0] == "get" and not force_log else 1.0
         via_read_index = read_path < 0.7  # 0.35 lease (when held), 0.35 read index, 0.3 log
         target = rng.choice(live) if via_read_index else (leader or rng.choice(live))
-        node = self.nodes[target]
+        node = self.live(target)
         op_id = len(self.ops)
         core = node.core
         if read_path < 0.35 and core.lease_valid() and core.committed_in_current_term():
@@ -649,7 +672,7 @@ class Simulation:
                     raise SafetyViolation(
                         "election safety", f"nodes {other} and {member} both lead term {core.term}"
                     )
-                if getattr(node, "checked_term", None) != core.term:
+                if node.checked_term != core.term:
                     node.checked_term = core.term
                     self.check_leader_completeness(member)
             if core.log.committed < node.commit_seen:
@@ -705,7 +728,8 @@ class Simulation:
                 )
 
     def check_leader_completeness(self, member: int) -> None:
-        log = self.nodes[member].core.log
+        leader = self.live(member).core
+        log = leader.log
         first = log.first_index()
         for index, term in self.acknowledged.items():
             if index < first:
@@ -714,7 +738,7 @@ class Simulation:
             if have != term:
                 raise SafetyViolation(
                     "leader completeness",
-                    f"leader {member} of term {self.nodes[member].core.term} has term {have} at "
+                    f"leader {member} of term {leader.term} has term {have} at "
                     f"{index}, where an entry of term {term} was committed",
                 )
 
@@ -816,9 +840,9 @@ class Simulation:
                     retry_at = self.now + self.config.client_timeout_ticks
             if final is not None and self.ops[final].ret is not None:
                 target = max(self.applied)
-                members = self.nodes[self.current_leader() or self.ops[final].id].core
-                members = members.configuration.members
-                if all(self.nodes[m].sm.applied >= target for m in members):
+                core = self.live(self.current_leader() or self.ops[final].id).core
+                members = core.configuration.members
+                if all(self.live(m).sm.applied >= target for m in members):
                     return
         raise SafetyViolation(
             "liveness",
@@ -830,6 +854,32 @@ class Simulation:
 
 def run_seed(seed: int, config: SimConfig) -> SimResult:
     return Simulation(seed, config).run()
+
+
+def commit_digest(seed: int, nodes: int = 3, config: SimConfig | None = None) -> str:
+    """A short fingerprint of what ``seed`` commits: every entry every member applied, in
+    the order applied (member, index, term, kind, payload bytes), plus the verdict and the
+    run's length in ticks.
+
+    Two versions of the core that make the same decisions from the same random draws give
+    the same digest; a change in the order of draws or of messages almost surely does not.
+    ``config`` defaults to ``SimConfig(nodes=nodes)`` (every fault on), the settings of the
+    simulator tests.
+    """
+    simulation = Simulation(seed, config if config is not None else SimConfig(nodes=nodes))
+    simulation.applied_log = []
+    result = simulation.run()
+    return digest_of(result, simulation.applied_log)
+
+
+def digest_of(result: SimResult, applied: list[tuple[int, int, int, int, bytes]]) -> str:
+    """16 hex digits over a run's verdict, length and applied entries (see commit_digest)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{result.ok} {result.prop} {result.ticks};".encode())
+    for member, index, term, kind, payload in applied:
+        h.update(f"{member} {index} {term} {kind} {len(payload)}:".encode())
+        h.update(payload)
+    return h.hexdigest()
 
 
 def _parse_seeds(text: str) -> range:
@@ -854,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
         "--ticks", type=int, default=SimConfig.safety_ticks, help="ticks of the safety phase"
     )
     parser.add_argument("--verbose", action="store_true", help="one line per seed")
+    parser.add_argument("--digests", action="store_true",
+                        help="print each seed's commit digest as JSON (see commit_digest)")
     args = parser.parse_args(argv)
     if args.faults == "all":
         faults = frozenset(FAULTS)
@@ -866,6 +918,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown faults: {sorted(unknown)}")
     config = SimConfig(nodes=args.nodes, faults=faults, safety_ticks=args.ticks)
     seeds = _parse_seeds(args.seeds)
+    if args.digests:
+        digests = {str(seed): commit_digest(seed, config=config) for seed in seeds}
+        print(json.dumps(digests, indent=0, sort_keys=False))
+        return 0
     started = time.process_time()
     failed = []
     commits = 0

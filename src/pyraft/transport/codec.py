@@ -17,7 +17,7 @@ Raft message body, version 1 (all integers little-endian)::
     0      1    body version (1)
     1      1    message type (MessageType; local-only types are refused)
     2      1    flags: 1 reject, 2 transfer, 4 snapshot_done, 8 fresh (other bits must be 0)
-    3      1    kind (entry kind, 0..2)
+    3      1    reserved, 0 (was the entry kind of PROPOSE, which never travelled)
     4      4    context length C
     8      4    entry bytes length E  (APPEND only, else 0)
     12     4    snapshot chunk length D  (SNAPSHOT only, else 0)
@@ -86,6 +86,7 @@ __all__ = [
     "encode_user",
     "FORWARDED_TYPES",
     "WIRE_TYPES",
+    "RETIRED_TYPE_CODES",
     "REFUSE_REASON_BYTES_MAX",
     "MalformedMessageError",
     "OversizedMessageError",
@@ -114,8 +115,11 @@ FRAME_USER = 5  # an application message between members (pyraft.cluster.messagi
 #: local events that a follower forwards to its leader (``RaftNode._step_follower``): they
 #: travel between members although ``messages.LOCAL_TYPES`` lists them
 FORWARDED_TYPES = frozenset({MessageType.READ_INDEX, MessageType.TRANSFER_LEADER})
-#: the message types allowed on the wire; HUP, PROPOSE, CHECK_QUORUM, SNAPSHOT_STATUS are not
+#: the message types allowed on the wire; HUP, CHECK_QUORUM, SNAPSHOT_STATUS are not
 WIRE_TYPES = frozenset(set(MessageType) - (LOCAL_TYPES - FORWARDED_TYPES))
+#: type codes that no longer name a message type, kept out of use so that the others keep
+#: their numbers: a body with one of them is malformed
+RETIRED_TYPE_CODES = {1: "PROPOSE"}
 
 REFUSE_REASON_BYTES_MAX = 1024
 
@@ -124,9 +128,8 @@ _FLAG_TRANSFER = 2
 _FLAG_SNAPSHOT_DONE = 4
 _FLAG_FRESH = 8
 _FLAGS_KNOWN = _FLAG_REJECT | _FLAG_TRANSFER | _FLAG_SNAPSHOT_DONE | _FLAG_FRESH
-_KIND_MAX = 2  # raftcore.framing.KIND_NOOP
 
-# version, type, flags, kind, context length, entries length, snapshot chunk length,
+# version, type, flags, reserved, context length, entries length, snapshot chunk length,
 # src, dst, term, log_term, index, commit, reject_hint, hint_term, snapshot_offset
 _BODY = struct.Struct("<BBBBIII9Q")
 _META = struct.Struct("<QQII")  # snapshot index, term, voter count, learner count
@@ -143,7 +146,7 @@ _TYPE_BY_CODE = {int(t): t for t in WIRE_TYPES}
 # Message's fields start in this order; keywords otherwise. A test checks the fast path is on.
 _MESSAGE_FIELDS = (
     "type", "src", "dst", "term", "log_term", "index", "commit", "entries", "reject",
-    "reject_hint", "hint_term", "context", "snapshot", "payloads", "kind", "transfer",
+    "reject_hint", "hint_term", "context", "snapshot", "transfer",
     "snapshot_offset", "snapshot_done", "fresh",
 )
 POSITIONAL_MESSAGE = (
@@ -209,7 +212,7 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
             BODY_VERSION,
             mtype,
             flags,
-            message.kind,
+            0,  # reserved
             context_length,
             entries_length,
             chunk_length,
@@ -225,8 +228,6 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
         )
     except struct.error as exc:
         raise MalformedMessageError(f"message field out of range: {exc}") from None
-    if not 0 <= message.kind <= _KIND_MAX:
-        raise MalformedMessageError(f"unknown entry kind {message.kind}")
     if meta_part:
         head += meta_part
     if context_length:
@@ -272,7 +273,7 @@ def decode_body(body) -> Message:
         version,
         code,
         flags,
-        kind,
+        reserved,
         context_length,
         entries_length,
         chunk_length,
@@ -289,12 +290,16 @@ def decode_body(body) -> Message:
     if version != BODY_VERSION:
         raise MalformedMessageError(f"unknown message body version {version}", 0)
     mtype = _TYPE_BY_CODE.get(code)
+    if mtype is None and code in RETIRED_TYPE_CODES:
+        raise MalformedMessageError(
+            f"message type {code} ({RETIRED_TYPE_CODES[code]}) was retired and is not allowed "
+            "on the wire", 1)
     if mtype is None:
         raise MalformedMessageError(f"message type {code} is not allowed on the wire", 1)
     if flags & ~_FLAGS_KNOWN:
         raise MalformedMessageError(f"undefined message flags 0x{flags:02x}", 2)
-    if kind > _KIND_MAX:
-        raise MalformedMessageError(f"unknown entry kind {kind}", 3)
+    if reserved:
+        raise MalformedMessageError(f"reserved byte is {reserved}, not 0", 3)
     if src == 0 or dst == 0:
         raise MalformedMessageError("member id 0 in src or dst", 16)
     if entries_length and mtype is not MessageType.APPEND:
@@ -330,7 +335,7 @@ def decode_body(body) -> Message:
         snapshot = Snapshot(snapshot_meta, bytes(view[pos : pos + chunk_length]))
     values = (
         mtype, src, dst, term, log_term, index, commit, entries, bool(flags & _FLAG_REJECT),
-        reject_hint, hint_term, context, snapshot, None, kind, bool(flags & _FLAG_TRANSFER),
+        reject_hint, hint_term, context, snapshot, bool(flags & _FLAG_TRANSFER),
         snapshot_offset, bool(flags & _FLAG_SNAPSHOT_DONE), bool(flags & _FLAG_FRESH),
     )
     if POSITIONAL_MESSAGE:
