@@ -19,8 +19,11 @@ another CA, an expired one) fails the TLS handshake, which is logged, and no byt
 ever decoded as a frame. The connecting side checks the server's certificate against the host
 part of the peer's address when its context has ``check_hostname``.
 
+The contexts of a configured member come from ``pyraft.transport.tls.member_contexts``.
+
 Member identity (``tls_member_identity=True``): a certificate proves WHICH member its holder
-is. It must carry the DNS name :func:`member_identity` ``(id)`` (``member-<id>.pyraft``) among
+is. It must carry the DNS name ``pyraft.transport.tls.member_identity(id)``
+(``member-<id>.pyraft``) among
 its subject alternative names. The accepting side refuses a HELLO whose member id is not named
 by the client's certificate (so member 2's certificate cannot speak for member 3), or that
 comes without a client certificate; the connecting side fails an ACCEPT whose certificate does
@@ -68,6 +71,10 @@ Resource bounds (what a hostile or broken peer can make this member hold):
 
 Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout; the
 runtime derives both from its configuration.
+
+Addresses are parsed by ``pyraft.config.parse_address`` (re-exported here with
+``format_address``, its inverse), and member identity lives in ``pyraft.transport.tls``
+(``member_identity`` and ``certificate_names`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from pyraft.config import format_address, parse_address
 from pyraft.core.messages import Message
 from pyraft.errors import ConfigError
 from pyraft.transport.base import Deliver, Transport
@@ -102,6 +110,7 @@ from pyraft.transport.codec import (
     encode_refuse,
     encode_user,
 )
+from pyraft.transport.tls import certificate_names, identity_problem, member_identity
 from raftcore.errors import FramingError
 from raftcore.framing import FRAME_BYTES_MAX, FrameDecoder
 
@@ -120,39 +129,6 @@ log = logging.getLogger("pyraft.transport")
 
 #: frames of the handshake are tiny: a peer that announces more before ACCEPT is refused
 _HANDSHAKE_FRAME_BYTES_MAX = 4096
-
-
-#: suffix of the DNS name that binds a certificate to a member id (``member-<id>.pyraft``)
-MEMBER_IDENTITY_SUFFIX = ".pyraft"
-
-
-def member_identity(member_id: int) -> str:
-    """The DNS subject alternative name a certificate carries to prove it is ``member_id``."""
-    if not isinstance(member_id, int) or not 0 < member_id < 2**64:
-        raise ValueError(f"member id {member_id!r} is not a positive 64-bit integer")
-    return f"member-{member_id}{MEMBER_IDENTITY_SUFFIX}"
-
-
-def certificate_names(peercert: object) -> frozenset[str]:
-    """The DNS subject alternative names of a verified peer certificate (``getpeercert()``)."""
-    if not isinstance(peercert, dict):
-        return frozenset()
-    return frozenset(
-        str(value).lower() for kind, value in peercert.get("subjectAltName", ())
-        if kind == "DNS"
-    )
-
-
-def _identity_problem(transport: asyncio.BaseTransport | None, member_id: int) -> str | None:
-    """Why the peer's certificate does not prove it is ``member_id``; None when it does."""
-    peercert = None if transport is None else transport.get_extra_info("peercert")
-    if not peercert:
-        return "no verified certificate to prove the member's identity"
-    if member_identity(member_id) not in certificate_names(peercert):
-        names = sorted(certificate_names(peercert))[:4]
-        return (f"the certificate does not name member {member_id} "
-                f"({member_identity(member_id)}); it names {names}")
-    return None
 
 
 class HandshakeError(ConnectionError):
@@ -179,20 +155,6 @@ class TransportCounters:
     errors: int = 0  # connections closed for a frame or protocol error, a stall or a timeout
     shed: int = 0  # accepted sockets closed at once: too many handshakes in progress
     user_dropped: int = 0  # application messages dropped: too many in flight on a connection
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[v6 address]:port"``) -> ``(host, port)``; ValueError if bad."""
-    host, sep, port_text = str(address).rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"address {address!r} is not host:port")
-    return host, int(port_text)
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _peername(transport: asyncio.BaseTransport) -> str:
@@ -250,7 +212,7 @@ class _Peer:
         self.owner = owner
         self.member_id = member_id
         self.address = address
-        self.host, self.port = parse_address(address)
+        self.host, self.port = parse_address(address, port_zero=True)
         self.state = _IDLE
         self.pending: list = []
         self.queued = 0
@@ -557,7 +519,7 @@ class _Outbound(_Connection):
         if hello.member_id != expected:
             raise MalformedMessageError(f"peer is member {hello.member_id}, not {expected}")
         if owner.tls_member_identity:
-            problem = _identity_problem(self.transport, expected)
+            problem = identity_problem(self.transport, expected)
             if problem is not None:
                 raise MalformedMessageError(f"server identity: {problem}")
         self.open = True  # nothing more is expected on this connection
@@ -722,7 +684,7 @@ class _Inbound(_Connection):
         self._leave_hello()
         reason = owner._check_hello(hello)
         if reason is None and owner.tls_member_identity and owner.ssl_server is not None:
-            reason = _identity_problem(self.transport, hello.member_id)
+            reason = identity_problem(self.transport, hello.member_id)
         if reason is None and hello.member_id not in owner._peers:
             strangers = sum(1 for member in owner._inbound
                             if member not in owner._peers and member != hello.member_id)
@@ -816,7 +778,7 @@ class TcpTransport(Transport):
         #: SO_LINGER of every connection (None: the system default)
         self.linger_s = linger_s
         try:
-            self._listen = parse_address(listen)
+            self._listen = parse_address(listen, port_zero=True)
         except ValueError as exc:
             raise ConfigError("listen", str(exc)) from None
         for name, value in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
@@ -925,7 +887,7 @@ class TcpTransport(Transport):
         wanted = {int(m): str(a) for m, a in peers.items() if int(m) != self.member_id}
         for address in wanted.values():
             try:
-                parse_address(address)
+                parse_address(address, port_zero=True)
             except ValueError as exc:
                 raise ConfigError("peers", str(exc)) from None
         for member, peer in list(self._peers.items()):
