@@ -77,14 +77,13 @@ class Node:
         self.member = member
         self.inbox: list[Message] = []
         self.unreachable: list[int] = []
-        self.transport.on_unreachable = self.unreachable.append
 
     @property
     def address(self) -> str:
         return self.transport.address
 
     async def start(self) -> Node:
-        await self.transport.start(self.inbox.append)
+        await self.transport.start(self.inbox.append, self.unreachable.append)
         return self
 
     def send(self, message: Message) -> None:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 
 from pyraft.core.messages import Message
-from pyraft.transport.base import Deliver, Transport
+from pyraft.transport.base import OnMessage, OnUnreachable, Transport
 
 
 class MemoryNetwork:
@@ -51,13 +51,15 @@ class MemoryTransport(Transport):
     def __init__(self, network: MemoryNetwork, member: int) -> None:
         self.network = network
         self.member = member
-        self.deliver: Deliver | None = None
+        self.deliver: OnMessage | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peers: dict[int, str] = {}
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, on_message: OnMessage,
+                    on_unreachable: OnUnreachable | None = None) -> None:
+        self._bind(on_unreachable)
         self.loop = asyncio.get_running_loop()
-        self.deliver = deliver
+        self.deliver = on_message
         self.network.members[self.member] = self
 
     def set_peers(self, peers: Mapping[int, str]) -> None:

@@ -91,7 +91,7 @@ from dataclasses import dataclass
 from pyraft.config import format_address, parse_address
 from pyraft.core.messages import Message
 from pyraft.errors import ConfigError
-from pyraft.transport.base import Deliver, Transport
+from pyraft.transport.base import OnMessage, OnUnreachable, Transport
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
     FRAME_HELLO,
@@ -833,7 +833,7 @@ class TcpTransport(Transport):
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: socket.socket | None = None
-        self._deliver: Deliver | None = None
+        self._deliver: OnMessage | None = None
         self._peers: dict[int, _Peer] = {}
         self._inbound: dict[int, _Inbound] = {}
         self._connections: set[_Connection] = set()
@@ -865,11 +865,13 @@ class TcpTransport(Transport):
         peer = self._peers.get(member)
         return None if peer is None else peer.state
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, on_message: OnMessage,
+                    on_unreachable: OnUnreachable | None = None) -> None:
         if self._loop is not None:
             raise RuntimeError("transport already started")
+        self._bind(on_unreachable)
         self._loop = asyncio.get_running_loop()
-        self._deliver = deliver
+        self._deliver = on_message
         host, port = self._listen
         infos = await self._loop.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
