@@ -19,11 +19,12 @@ another CA, an expired one) fails the TLS handshake, which is logged, and no byt
 ever decoded as a frame. The connecting side checks the server's certificate against the host
 part of the peer's address when its context has ``check_hostname``.
 
-The contexts of a configured member come from ``pyraft.transport.tls.member_contexts``.
+The contexts of a configured member come from ``pyraft.transport.tls.member_contexts``
+(:meth:`TcpTransport.from_config` builds them from ``ClusterConfig.tls``).
 
-Member identity (``tls_member_identity=True``): a certificate proves WHICH member its holder
-is. It must carry the DNS name ``pyraft.transport.tls.member_identity(id)``
-(``member-<id>.pyraft``) among
+Member identity (``tls_member_identity``, on by default as ``TlsConfig.member_identity``;
+it applies only with TLS): a certificate proves WHICH member its holder is. It must carry
+the DNS name ``pyraft.transport.tls.member_identity(id)`` (``member-<id>.pyraft``) among
 its subject alternative names. The accepting side refuses a HELLO whose member id is not named
 by the client's certificate (so member 2's certificate cannot speak for member 3), or that
 comes without a client certificate; the connecting side fails an ACCEPT whose certificate does
@@ -39,19 +40,19 @@ failed connection, or not a known peer), is dropped, counted and reported throug
 ``on_unreachable``, which Raft tolerates: the leader probes again later.
 
 Failures, each closing only the connection concerned, logged once:
-- connect, TLS or handshake not done within ``connect_timeout_s`` (a hard deadline from the
+- connect, TLS or handshake not done within ``connect_timeout_ms`` (a hard deadline from the
   moment the connection is accepted, however the bytes trickle in);
 - a corrupt, oversized (``frame_bytes_max``, checked from the header before reading the body)
   or malformed frame, or a frame not allowed in the connection's state;
-- a peer that stops sending in the middle of a frame for ``request_timeout_s``, or closes the
+- a peer that stops sending in the middle of a frame for ``request_timeout_ms``, or closes the
   connection there (a truncated frame);
 - a peer whose frame in progress arrives slower than ``receive_bytes_per_s_min`` on average
-  once it has taken longer than ``request_timeout_s`` (a slow-loris trickling bytes);
+  once it has taken longer than ``request_timeout_ms`` (a slow-loris trickling bytes);
 - an outbound connection whose peer stops reading: its write buffer makes no progress for
-  ``request_timeout_s``.
+  ``request_timeout_ms``.
 After a failed connection attempt the next one waits a jittered exponential backoff drawn from
-``backoff_s = (first, cap)``; after an established connection breaks, the next message
-reconnects at once. ``stop()`` flushes what it can (for at most ``request_timeout_s``), closes
+``backoff_ms = (first, cap)``; after an established connection breaks, the next message
+reconnects at once. ``stop()`` flushes what it can (for at most ``request_timeout_ms``), closes
 every connection and the listener, and cancels and awaits every task the transport started.
 
 Resource bounds (what a hostile or broken peer can make this member hold):
@@ -69,8 +70,10 @@ Resource bounds (what a hostile or broken peer can make this member hold):
 - output: ``send_queue_messages_max`` messages per peer, and a write buffer of at most
   ``write_buffer_bytes`` (64 KiB) per connection above which no frame is taken.
 
-Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout; the
-runtime derives both from its configuration.
+Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout, as
+``ClusterConfig`` checks. Every keyword the configuration also has takes the configuration's
+default (``ClusterConfig`` is the one source of defaults), and :meth:`TcpTransport.from_config`
+builds a member's transport from its configuration.
 
 Addresses are parsed by ``pyraft.config.parse_address`` (re-exported here with
 ``format_address``, its inverse), and member identity lives in ``pyraft.transport.tls``
@@ -88,7 +91,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pyraft.config import format_address, parse_address
+from pyraft.config import ClusterConfig, TlsConfig, format_address, parse_address
 from pyraft.core.messages import Message
 from pyraft.errors import ConfigError
 from pyraft.transport.base import OnMessage, OnUnreachable, Transport
@@ -110,9 +113,14 @@ from pyraft.transport.codec import (
     encode_refuse,
     encode_user,
 )
-from pyraft.transport.tls import certificate_names, identity_problem, member_identity
+from pyraft.transport.tls import (
+    certificate_names,
+    identity_problem,
+    member_contexts,
+    member_identity,
+)
 from raftcore.errors import FramingError
-from raftcore.framing import FRAME_BYTES_MAX, FrameDecoder
+from raftcore.framing import FrameDecoder
 
 __all__ = [
     "TcpTransport",
@@ -129,6 +137,10 @@ log = logging.getLogger("pyraft.transport")
 
 #: frames of the handshake are tiny: a peer that announces more before ACCEPT is refused
 _HANDSHAKE_FRAME_BYTES_MAX = 4096
+
+#: a default configuration: where the keyword defaults of ``TcpTransport`` come from
+_CONFIG = ClusterConfig(member_id=1)
+_TLS_MEMBER_IDENTITY = TlsConfig(cert_file="", key_file="").member_identity
 
 
 class HandshakeError(ConnectionError):
@@ -164,16 +176,16 @@ def _peername(transport: asyncio.BaseTransport) -> str:
     return str(name)
 
 
-def _configure_socket(transport: asyncio.BaseTransport, linger_s: float | None = None,
+def _configure_socket(transport: asyncio.BaseTransport, linger_ms: float | None = None,
                       ttl_hops: int | None = None) -> None:
-    """TCP_NODELAY, and SO_LINGER and the IP time-to-live when they are set."""
+    """TCP_NODELAY, and SO_LINGER (whole seconds) and the IP time-to-live when they are set."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if linger_s is not None:
+            if linger_ms is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                struct.pack("ii", 1, int(round(linger_s))))
+                                struct.pack("ii", 1, int(round(linger_ms / 1000.0))))
             if ttl_hops is not None:
                 if sock.family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl_hops)
@@ -261,7 +273,7 @@ class _Peer:
     async def _dial(self) -> None:
         owner = self.owner
         try:
-            connection = await asyncio.wait_for(self._open(), owner.connect_timeout_s)
+            connection = await asyncio.wait_for(self._open(), owner._connect_timeout_s)
         except asyncio.CancelledError:
             raise
         except (OSError, asyncio.TimeoutError, MalformedMessageError) as exc:
@@ -287,7 +299,7 @@ class _Peer:
             extra = dict(
                 ssl=owner.ssl_client,
                 server_hostname=self.host,
-                ssl_handshake_timeout=owner.connect_timeout_s,
+                ssl_handshake_timeout=owner._connect_timeout_s,
             )
         transport, connection = await owner._loop.create_connection(
             lambda: _Outbound(owner, self), self.host, self.port, **extra
@@ -302,7 +314,7 @@ class _Peer:
     async def _failed(self, exc: BaseException) -> None:
         owner = self.owner
         self.failures += 1
-        first, cap = owner.backoff_s
+        first, cap = owner._backoff_s
         delay = min(cap, first * 2 ** min(self.failures - 1, 32))
         delay *= 0.5 + 0.5 * owner._rng.random()
         # the first failure after a success is a WARNING, its repetitions DEBUG
@@ -315,7 +327,7 @@ class _Peer:
             )
         else:
             if isinstance(exc, asyncio.TimeoutError):
-                what = f"no connection and handshake within {owner.connect_timeout_s} s"
+                what = f"no connection and handshake within {owner._connect_timeout_s} s"
             else:
                 what = f"{type(exc).__name__}: {exc}"
             log.log(
@@ -377,7 +389,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = _peername(transport)
         self.owner._connections.add(self)
-        _configure_socket(transport, self.owner.linger_s, self.owner.ttl_hops)
+        _configure_socket(transport, self.owner.linger_ms, self.owner.ttl_hops)
 
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
@@ -398,7 +410,7 @@ class _Connection(asyncio.Protocol):
             self.frame_bytes = decoder.buffered
         if decoder.buffered and self.timer is None:
             self.progress_at = self.owner._loop.time()
-            self._arm(self.owner.request_timeout_s)
+            self._arm(self.owner._request_timeout_s)
         elif decoder.buffered:
             self.progress_at = self.owner._loop.time()
         return frames
@@ -414,7 +426,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.decoder.buffered:
             owner = self.owner
-            timeout = owner.request_timeout_s
+            timeout = owner._request_timeout_s
             now = owner._loop.time()
             idle = now - self.progress_at
             elapsed = now - self.frame_started_at
@@ -533,7 +545,7 @@ class _Outbound(_Connection):
         self.paused = True
         self.stall_size = self.transport.get_write_buffer_size()
         if self.timer is None:
-            self._arm(self.owner.request_timeout_s)
+            self._arm(self.owner._request_timeout_s)
 
     def resume_writing(self) -> None:
         self.paused = False
@@ -552,12 +564,12 @@ class _Outbound(_Connection):
         size = self.transport.get_write_buffer_size()
         if size >= self.stall_size:
             self._fail(
-                f"peer has not read for {self.owner.request_timeout_s} s "
+                f"peer has not read for {self.owner._request_timeout_s} s "
                 f"({size} bytes waiting)"
             )
         else:
             self.stall_size = size
-            self._arm(self.owner.request_timeout_s)
+            self._arm(self.owner._request_timeout_s)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
@@ -600,12 +612,12 @@ class _Inbound(_Connection):
 
     def _await_hello(self) -> None:
         self.state = _HELLO
-        self._arm(self.owner.connect_timeout_s)
+        self._arm(self.owner._connect_timeout_s)
 
     def _on_timer(self) -> None:
         if self.state is _HELLO:
             self.timer = None
-            self._fail(f"no handshake within {self.owner.connect_timeout_s} s")
+            self._fail(f"no handshake within {self.owner._connect_timeout_s} s")
         elif self.state is _OPEN:
             super()._on_timer()
 
@@ -731,6 +743,21 @@ class TcpTransport(Transport):
     ``member_id``: this member; ``listen``: ``"host:port"`` to serve on (port 0 picks a free
     port; read it back from :attr:`address` after ``start``); ``cluster_id``: an unsigned 64-bit
     integer every member of the cluster shares. Parameters are validated (``ConfigError``).
+
+    Build it with :meth:`from_config` (what ``RaftCluster.from_config`` and ``pyraft node``
+    run). The keywords the configuration also has take its defaults (``ClusterConfig``'s
+    ``connect_timeout_ms``, ``request_timeout_ms``, ``frame_bytes_max``,
+    ``send_queue_messages_max``, ``server_backlog``, ``linger_ms``, ``ttl_hops``,
+    ``handshakes_max``, ``unknown_members_max``, ``user_requests_inflight_max``,
+    ``receive_bytes_per_s_min``; ``write_buffer_bytes`` is ``transmission_block_bytes`` and
+    ``tls_member_identity`` is ``TlsConfig.member_identity``, which applies only when TLS is
+    on). ``backoff_ms`` (the reconnection backoff, first and cap) and ``rng`` (its jitter)
+    are the transport's own.
+
+    ``connect_timeout_s``, ``request_timeout_s``, ``linger_s`` (seconds) and ``backlog`` are
+    the former names of ``connect_timeout_ms``, ``request_timeout_ms``, ``linger_ms`` and
+    ``server_backlog``, still accepted; they go once every caller builds through
+    :meth:`from_config` or the new names.
     """
 
     def __init__(
@@ -741,30 +768,43 @@ class TcpTransport(Transport):
         cluster_id: int,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
-        connect_timeout_s: float = 0.1,
-        request_timeout_s: float = 0.125,
-        frame_bytes_max: int = FRAME_BYTES_MAX,
-        send_queue_messages_max: int = 1024,
-        backoff_s: tuple[float, float] = (0.05, 2.0),
+        connect_timeout_ms: float = _CONFIG.connect_timeout_ms,
+        request_timeout_ms: float = _CONFIG.request_timeout_ms,
+        frame_bytes_max: int = _CONFIG.frame_bytes_max,
+        send_queue_messages_max: int = _CONFIG.send_queue_messages_max,
+        backoff_ms: tuple[float, float] = (50.0, 2_000.0),
         rng: random.Random | None = None,
-        backlog: int = 128,
+        server_backlog: int = _CONFIG.server_backlog,
+        linger_ms: float | None = _CONFIG.linger_ms,
+        ttl_hops: int | None = _CONFIG.ttl_hops,
+        write_buffer_bytes: int = _CONFIG.transmission_block_bytes,
+        tls_member_identity: bool = _TLS_MEMBER_IDENTITY,
+        handshakes_max: int = _CONFIG.handshakes_max,
+        unknown_members_max: int = _CONFIG.unknown_members_max,
+        user_requests_inflight_max: int = _CONFIG.user_requests_inflight_max,
+        receive_bytes_per_s_min: int = _CONFIG.receive_bytes_per_s_min,
+        connect_timeout_s: float | None = None,
+        request_timeout_s: float | None = None,
         linger_s: float | None = None,
-        ttl_hops: int | None = None,
-        write_buffer_bytes: int = 65_535,
-        tls_member_identity: bool = False,
-        handshakes_max: int = 64,
-        unknown_members_max: int = 8,
-        user_requests_inflight_max: int = 256,
-        receive_bytes_per_s_min: int = 64 * 1024,
+        backlog: int | None = None,
     ) -> None:
+        # the former names (seconds, ``backlog``): see the class docstring
+        if connect_timeout_s is not None:
+            connect_timeout_ms = connect_timeout_s * 1000.0
+        if request_timeout_s is not None:
+            request_timeout_ms = request_timeout_s * 1000.0
+        if linger_s is not None:
+            linger_ms = linger_s * 1000.0
+        if backlog is not None:
+            server_backlog = backlog
         if not isinstance(member_id, int) or not 0 < member_id < 2**64:
             raise ConfigError("member_id", "must be a positive 64-bit integer")
         if not isinstance(cluster_id, int) or not 0 <= cluster_id < 2**64:
             raise ConfigError("cluster_id", "must be an unsigned 64-bit integer")
-        if not isinstance(backlog, int) or not 1 <= backlog <= 65535:
-            raise ConfigError("backlog", "must be in [1, 65535]")
-        if linger_s is not None and not 0 <= linger_s <= 60:
-            raise ConfigError("linger_s", "must be None or in [0, 60] seconds")
+        if not isinstance(server_backlog, int) or not 1 <= server_backlog <= 65535:
+            raise ConfigError("server_backlog", "must be in [1, 65535]")
+        if linger_ms is not None and not 0 <= linger_ms <= 60_000:
+            raise ConfigError("linger_ms", "must be None or in [0, 60000] ms")
         if ttl_hops is not None and (not isinstance(ttl_hops, int) or isinstance(ttl_hops, bool)
                                      or not 1 <= ttl_hops <= 255):
             raise ConfigError("ttl_hops", "must be None or an integer in [1, 255]")
@@ -774,9 +814,9 @@ class TcpTransport(Transport):
         #: peer's queue then fills)
         self.write_buffer_bytes = write_buffer_bytes
         #: listen() backlog of the server socket
-        self.backlog = backlog
-        #: SO_LINGER of every connection (None: the system default)
-        self.linger_s = linger_s
+        self.server_backlog = server_backlog
+        #: SO_LINGER of every connection, applied in whole seconds (None: the system default)
+        self.linger_ms = linger_ms
         try:
             self._listen = parse_address(listen, port_zero=True)
         except ValueError as exc:
@@ -784,20 +824,22 @@ class TcpTransport(Transport):
         for name, value in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
             if value is not None and not isinstance(value, ssl.SSLContext):
                 raise ConfigError(name, "must be an ssl.SSLContext")
-        if not connect_timeout_s > 0:
-            raise ConfigError("connect_timeout_s", "must be positive")
-        if not request_timeout_s > 0:
-            raise ConfigError("request_timeout_s", "must be positive")
+        if not connect_timeout_ms > 0:
+            raise ConfigError("connect_timeout_ms", "must be positive")
+        if not request_timeout_ms > 0:
+            raise ConfigError("request_timeout_ms", "must be positive")
         if not isinstance(frame_bytes_max, int) or not 0 < frame_bytes_max <= 0xFFFFFFFF:
             raise ConfigError("frame_bytes_max", "must be in [1, 2**32 - 1]")
         if not isinstance(send_queue_messages_max, int) or send_queue_messages_max <= 0:
             raise ConfigError("send_queue_messages_max", "must be a positive integer")
-        if len(backoff_s) != 2 or not 0 < backoff_s[0] <= backoff_s[1]:
-            raise ConfigError("backoff_s", "must be (first, cap) with 0 < first <= cap")
+        if len(backoff_ms) != 2 or not 0 < backoff_ms[0] <= backoff_ms[1]:
+            raise ConfigError("backoff_ms", "must be (first, cap) with 0 < first <= cap")
         if not isinstance(tls_member_identity, bool):
             raise ConfigError("tls_member_identity", "must be a bool")
-        if tls_member_identity and (ssl_server is None or ssl_client is None):
-            raise ConfigError("tls_member_identity", "needs ssl_server and ssl_client")
+        tls = ssl_server is not None or ssl_client is not None
+        if tls_member_identity and tls and (ssl_server is None or ssl_client is None):
+            raise ConfigError("tls_member_identity", "needs ssl_server and ssl_client (or "
+                                                     "tls_member_identity=False)")
         for name, value, low in (("write_buffer_bytes", write_buffer_bytes, 1),
                                  ("handshakes_max", handshakes_max, 1),
                                  ("unknown_members_max", unknown_members_max, 0),
@@ -805,26 +847,31 @@ class TcpTransport(Transport):
                                  ("receive_bytes_per_s_min", receive_bytes_per_s_min, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**32:
                 raise ConfigError(name, f"must be an integer in [{low}, 2**32)")
-        #: certificates must name the member id claimed in the handshake (module docstring)
-        self.tls_member_identity = tls_member_identity
+        #: certificates must name the member id claimed in the handshake (module docstring);
+        #: False without TLS, where there are no certificates to check
+        self.tls_member_identity = tls_member_identity and tls
         #: connections accepted that have not finished TLS + HELLO, at most
         self.handshakes_max = handshakes_max
         #: accepted connections from members not in ``set_peers``, at most
         self.unknown_members_max = unknown_members_max
         #: application messages whose handler runs, per connection, at most
         self.user_requests_inflight_max = user_requests_inflight_max
-        #: a frame in progress for longer than ``request_timeout_s`` must average this rate
+        #: a frame in progress for longer than ``request_timeout_ms`` must average this rate
         self.receive_bytes_per_s_min = receive_bytes_per_s_min
         self._handshaking = 0  # connections accepted that hold a handshake slot
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.ssl_server = ssl_server
         self.ssl_client = ssl_client
-        self.connect_timeout_s = float(connect_timeout_s)
-        self.request_timeout_s = float(request_timeout_s)
+        self.connect_timeout_ms = float(connect_timeout_ms)
+        self.request_timeout_ms = float(request_timeout_ms)
         self.frame_bytes_max = frame_bytes_max
         self.send_queue_messages_max = send_queue_messages_max
-        self.backoff_s = (float(backoff_s[0]), float(backoff_s[1]))
+        self.backoff_ms = (float(backoff_ms[0]), float(backoff_ms[1]))
+        # the same in seconds, as the event loop counts
+        self._connect_timeout_s = self.connect_timeout_ms / 1000.0
+        self._request_timeout_s = self.request_timeout_ms / 1000.0
+        self._backoff_s = (self.backoff_ms[0] / 1000.0, self.backoff_ms[1] / 1000.0)
         self.counters = TransportCounters()
         #: bytes written to / read from each member's connections (metrics)
         self.peer_bytes_sent: dict[int, int] = {}
@@ -865,6 +912,37 @@ class TcpTransport(Transport):
         peer = self._peers.get(member)
         return None if peer is None else peer.state
 
+    @classmethod
+    def from_config(cls, config: ClusterConfig, *,
+                    rng: random.Random | None = None) -> TcpTransport:
+        """The transport of the member ``config`` describes: it listens on ``listen``, with
+        the configuration's timeouts, bounds and socket options, and TLS (the contexts of
+        ``pyraft.transport.tls.member_contexts``) when ``config.tls`` is set. ``config`` is
+        validated first (``ConfigError``); unreadable TLS files raise ``OSError`` or
+        ``ssl.SSLError``. ``rng`` draws the reconnection jitter (tests)."""
+        config.validate()
+        server_ssl = client_ssl = None
+        if config.tls is not None:
+            server_ssl, client_ssl = member_contexts(config.tls)
+        return cls(
+            config.member_id, config.listen, cluster_id=config.cluster_id,
+            ssl_server=server_ssl, ssl_client=client_ssl,
+            connect_timeout_ms=config.connect_timeout_ms,
+            request_timeout_ms=config.request_timeout_ms,
+            frame_bytes_max=config.frame_bytes_max,
+            send_queue_messages_max=config.send_queue_messages_max,
+            rng=rng,
+            server_backlog=config.server_backlog,
+            linger_ms=config.linger_ms,
+            ttl_hops=config.ttl_hops,
+            write_buffer_bytes=config.transmission_block_bytes,
+            tls_member_identity=config.tls is not None and config.tls.member_identity,
+            handshakes_max=config.handshakes_max,
+            unknown_members_max=config.unknown_members_max,
+            user_requests_inflight_max=config.user_requests_inflight_max,
+            receive_bytes_per_s_min=config.receive_bytes_per_s_min,
+        )
+
     async def start(self, on_message: OnMessage,
                     on_unreachable: OnUnreachable | None = None) -> None:
         if self._loop is not None:
@@ -877,7 +955,8 @@ class TcpTransport(Transport):
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, _type, _proto, _name, sockaddr = infos[0]
-        self._listener = socket.create_server(sockaddr[:2], family=family, backlog=self.backlog)
+        self._listener = socket.create_server(sockaddr[:2], family=family,
+                                               backlog=self.server_backlog)
         self._listener.setblocking(False)
         sockname = self._listener.getsockname()
         self._address = format_address(str(sockname[0]), int(sockname[1]))
@@ -945,7 +1024,7 @@ class TcpTransport(Transport):
                 connection.transport.close()  # flushes what is buffered
         if connections:
             closed = [connection.closed for connection in connections]
-            _done, waiting = await asyncio.wait(closed, timeout=self.request_timeout_s)
+            _done, waiting = await asyncio.wait(closed, timeout=self._request_timeout_s)
             for connection in connections:
                 if not connection.closed.done() and connection.transport is not None:
                     connection.transport.abort()
@@ -988,7 +1067,7 @@ class TcpTransport(Transport):
             peer = "?"
         extra: dict = {}
         if self.ssl_server is not None:
-            extra = dict(ssl=self.ssl_server, ssl_handshake_timeout=self.connect_timeout_s)
+            extra = dict(ssl=self.ssl_server, ssl_handshake_timeout=self._connect_timeout_s)
         released = False
 
         def release() -> None:
