@@ -90,6 +90,7 @@ import ssl
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from pyraft.config import ClusterConfig, TlsConfig, format_address, parse_address
 from pyraft.core.messages import Message
@@ -243,8 +244,9 @@ class _Peer:
         self.pending += parts
         self.queued += 1
         if state is _CONNECTED:
-            if self.flush_handle is None and not self.connection.paused:
-                self.flush_handle = owner._loop.call_soon(self.flush)
+            connection = self.connection  # set while connected (the class invariant)
+            if self.flush_handle is None and connection is not None and not connection.paused:
+                self.flush_handle = connection.loop.call_soon(self.flush)
         elif state is _IDLE:
             self.state = _CONNECTING
             self.task = owner._spawn(self._dial(), f"pyraft-dial-{self.member_id}")
@@ -254,7 +256,10 @@ class _Peer:
         connection = self.connection
         if connection is None or connection.paused or not self.queued:
             return
-        connection.transport.writelines(self.pending)
+        transport = connection.transport
+        if transport is None:  # never: a connection is open only after connection_made
+            return
+        transport.writelines(self.pending)
         self.owner.counters.sent += self.queued
         sent = self.owner.peer_bytes_sent
         sent[self.member_id] = sent.get(self.member_id, 0) + sum(len(p) for p in self.pending)
@@ -280,7 +285,7 @@ class _Peer:
             await self._failed(exc)
             return
         if self.closed or owner._closing:
-            connection.transport.abort()
+            connection.wire.abort()
             return
         if connection.closed.done():  # lost between ACCEPT and this task resuming
             await self._failed(HandshakeError("connection closed right after the handshake"))
@@ -301,7 +306,7 @@ class _Peer:
                 server_hostname=self.host,
                 ssl_handshake_timeout=owner._connect_timeout_s,
             )
-        transport, connection = await owner._loop.create_connection(
+        transport, connection = await owner._running().create_connection(
             lambda: _Outbound(owner, self), self.host, self.port, **extra
         )
         try:
@@ -366,7 +371,7 @@ class _Peer:
         self._discard_queue()
         if self.task is not None:
             self.task.cancel()
-        if self.connection is not None:
+        if self.connection is not None and self.connection.transport is not None:
             self.connection.transport.close()
 
 
@@ -375,27 +380,39 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, owner: TcpTransport) -> None:
         self.owner = owner
+        #: the loop the transport started on (connections exist only once started)
+        self.loop = owner._running()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.decoder = FrameDecoder(min(owner.frame_bytes_max, _HANDSHAKE_FRAME_BYTES_MAX))
         self.timer: asyncio.TimerHandle | None = None
         self.progress_at = 0.0
-        self.closed = owner._loop.create_future()
+        self.closed = self.loop.create_future()
         self.failed = False  # an error was logged for this connection already
         self.frame_started_at = 0.0  # when the frame in progress began arriving
         self.frame_bytes = 0  # bytes received since then
 
-    def _attach(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+    def _attach(self, transport: asyncio.BaseTransport) -> asyncio.Transport:
+        # a stream connection's transport is an asyncio.Transport (read and write)
+        self.transport = stream = cast(asyncio.Transport, transport)
         self.peer = _peername(transport)
         self.owner._connections.add(self)
         _configure_socket(transport, self.owner.linger_ms, self.owner.ttl_hops)
+        return stream
+
+    @property
+    def wire(self) -> asyncio.Transport:
+        """``transport``, which asyncio sets (``connection_made``) before any other call."""
+        transport = self.transport
+        if transport is None:
+            raise RuntimeError(f"connection {self.describe()} is not made yet")
+        return transport
 
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
         decoder = self.decoder
         if not decoder.buffered:
-            self.frame_started_at = self.owner._loop.time()
+            self.frame_started_at = self.loop.time()
             self.frame_bytes = 0
         self.frame_bytes += len(data)
         try:
@@ -406,19 +423,19 @@ class _Connection(asyncio.Protocol):
             self._fail(f"bad frame: {exc}")
             return None
         if frames:  # the frame in progress (if any) began inside this chunk
-            self.frame_started_at = self.owner._loop.time()
+            self.frame_started_at = self.loop.time()
             self.frame_bytes = decoder.buffered
         if decoder.buffered and self.timer is None:
-            self.progress_at = self.owner._loop.time()
+            self.progress_at = self.loop.time()
             self._arm(self.owner._request_timeout_s)
         elif decoder.buffered:
-            self.progress_at = self.owner._loop.time()
+            self.progress_at = self.loop.time()
         return frames
 
     def _arm(self, delay: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.owner._loop.call_later(delay, self._on_timer)
+        self.timer = self.loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -427,7 +444,7 @@ class _Connection(asyncio.Protocol):
         if self.decoder.buffered:
             owner = self.owner
             timeout = owner._request_timeout_s
-            now = owner._loop.time()
+            now = self.loop.time()
             idle = now - self.progress_at
             elapsed = now - self.frame_started_at
             if idle >= timeout:
@@ -478,7 +495,7 @@ class _Outbound(_Connection):
     def __init__(self, owner: TcpTransport, peer: _Peer) -> None:
         super().__init__(owner)
         self.target = peer
-        self.accepted = owner._loop.create_future()
+        self.accepted = self.loop.create_future()
         self.accepted.add_done_callback(_quiet)
         self.open = False
         self.paused = False
@@ -488,11 +505,11 @@ class _Outbound(_Connection):
         return f"to member {self.target.member_id} at {self.target.address}"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._attach(transport)
+        stream = self._attach(transport)
         high = self.owner.write_buffer_bytes
-        transport.set_write_buffer_limits(high=high, low=high // 4)
+        stream.set_write_buffer_limits(high=high, low=high // 4)
         owner = self.owner
-        transport.write(
+        stream.write(
             encode_hello(
                 Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.target.member_id)
             )
@@ -512,13 +529,13 @@ class _Outbound(_Connection):
                     self._on_accept(decode_hello(body))
                 elif frame_type == FRAME_REFUSE:
                     self._handshake_failed(HandshakeRefusedError(decode_refuse(body)))
-                    self.transport.abort()
+                    self.wire.abort()
                     return
                 else:
                     raise MalformedMessageError(f"frame type {frame_type} instead of ACCEPT")
             except MalformedMessageError as exc:
                 self._handshake_failed(HandshakeError(f"bad handshake answer: {exc}"))
-                self.transport.abort()
+                self.wire.abort()
                 return
 
     def _on_accept(self, hello: Hello) -> None:
@@ -543,7 +560,7 @@ class _Outbound(_Connection):
 
     def pause_writing(self) -> None:
         self.paused = True
-        self.stall_size = self.transport.get_write_buffer_size()
+        self.stall_size = self.wire.get_write_buffer_size()
         if self.timer is None:
             self._arm(self.owner._request_timeout_s)
 
@@ -604,9 +621,9 @@ class _Inbound(_Connection):
         return f"from {self.peer}" + (f" (member {self.member})" if self.member else "")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._attach(transport)
+        stream = self._attach(transport)
         if self.owner._closing:
-            transport.abort()
+            stream.abort()
         else:
             self._await_hello()
 
@@ -623,8 +640,8 @@ class _Inbound(_Connection):
 
     def data_received(self, data) -> None:
         if self.member:
-            received = self.owner.peer_bytes_received
-            received[self.member] = received.get(self.member, 0) + len(data)
+            by_member = self.owner.peer_bytes_received
+            by_member[self.member] = by_member.get(self.member, 0) + len(data)
         frames = self._feed(data)
         if not frames:
             return
@@ -708,8 +725,8 @@ class _Inbound(_Connection):
             owner.counters.refused += 1
             who = f" (member {hello.member_id})" if hello.member_id else ""
             log.warning("refused connection from %s%s: %s", self.peer, who, reason)
-            self.transport.write(encode_refuse(reason))
-            self.transport.close()
+            self.wire.write(encode_refuse(reason))
+            self.wire.close()
             return
         self.state = _OPEN
         self.member = hello.member_id
@@ -717,7 +734,7 @@ class _Inbound(_Connection):
             self.timer.cancel()
             self.timer = None
         self.decoder = FrameDecoder(owner.frame_bytes_max)
-        self.transport.write(
+        self.wire.write(
             encode_accept(Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.member))
         )
         owner.counters.connections += 1
@@ -821,8 +838,8 @@ class TcpTransport(Transport):
             self._listen = parse_address(listen, port_zero=True)
         except ValueError as exc:
             raise ConfigError("listen", str(exc)) from None
-        for name, value in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
-            if value is not None and not isinstance(value, ssl.SSLContext):
+        for name, context in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
+            if context is not None and not isinstance(context, ssl.SSLContext):
                 raise ConfigError(name, "must be an ssl.SSLContext")
         if not connect_timeout_ms > 0:
             raise ConfigError("connect_timeout_ms", "must be positive")
@@ -1036,11 +1053,21 @@ class TcpTransport(Transport):
 
     # ---- internals -------------------------------------------------------------------------
 
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """The loop ``start`` ran on; ``RuntimeError`` before ``start``."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"member {self.member_id}'s transport is not started")
+        return loop
+
     async def _accept_loop(self) -> None:
         """Accept connections for ever (until ``stop`` cancels this task)."""
+        loop, listener = self._running(), self._listener
+        if listener is None:
+            raise RuntimeError("no listener: the accept loop runs only once started")
         while True:
             try:
-                sock, _address = await self._loop.sock_accept(self._listener)
+                sock, _address = await loop.sock_accept(listener)
             except OSError as exc:  # out of file descriptors, an aborted connection, ...
                 log.warning("accepting a connection on %s failed: %s", self._address, exc)
                 await asyncio.sleep(0.1)
@@ -1062,7 +1089,8 @@ class TcpTransport(Transport):
         a peer without a valid certificate never reaches frame decoding.
         """
         try:
-            peer = format_address(*[str(part) for part in sock.getpeername()[:2]])
+            name = sock.getpeername()
+            peer = format_address(str(name[0]), name[1])
         except OSError:
             peer = "?"
         extra: dict = {}
@@ -1077,7 +1105,7 @@ class TcpTransport(Transport):
                 self._handshaking -= 1
 
         try:
-            await self._loop.connect_accepted_socket(lambda: _Inbound(self, release), sock,
+            await self._running().connect_accepted_socket(lambda: _Inbound(self, release), sock,
                                                      **extra)
         except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
             release()
@@ -1094,7 +1122,7 @@ class TcpTransport(Transport):
             raise
 
     def _spawn(self, coroutine, name: str) -> asyncio.Task:
-        task = self._loop.create_task(coroutine, name=name)
+        task = self._running().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -1105,7 +1133,7 @@ class TcpTransport(Transport):
             return
         exc = task.exception()
         if exc is not None:
-            self._loop.call_exception_handler(
+            self._running().call_exception_handler(
                 {"message": f"pyraft transport task {task.get_name()} failed",
                  "exception": exc, "task": task}
             )
