@@ -95,7 +95,7 @@ __all__ = [
 ]
 
 #: the core's defaults for the bounds it shares with this class (one source of truth)
-_CORE = {f.name: f.default for f in fields(RaftOptions)}
+_CORE: dict[str, Any] = {f.name: f.default for f in fields(RaftOptions)}
 
 #: member ids travel as 64-bit integers (msgpack, frames); signed, to be safe everywhere
 MEMBER_ID_MAX = 2**63 - 1
@@ -576,7 +576,7 @@ class RaftConfig:
             raise ConfigError("config", "must be a mapping of setting names to values, not "
                                         f"{type(data).__name__}")
         known = {f.name: f for f in fields(cls)}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for key, value in data.items():
             f = known.get(key)  # type: ignore[call-overload]
             if f is None:
@@ -608,7 +608,7 @@ class RaftConfig:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
                 try:
-                    import tomli as tomllib  # type: ignore[no-redef]
+                    import tomli as tomllib  # type: ignore[no-redef,import-not-found]
                 except ModuleNotFoundError:
                     raise ConfigError(path, "reading TOML needs Python 3.11 or the tomli "
                                             "package") from None
@@ -667,9 +667,10 @@ class RaftConfig:
                 continue
             text = environ[variable]
             if has_tls and variable in tls_known:
-                f = tls_known[variable]
-                kind, optional = _kind(f)
-                tls[f.name] = _parse_text(f"tls.{f.name}", variable, kind, optional, text)
+                tls_field = tls_known[variable]
+                kind, optional = _kind(tls_field)
+                tls[tls_field.name] = _parse_text(f"tls.{tls_field.name}", variable, kind,
+                                                  optional, text)
                 continue
             f = known.get(variable)
             if f is None and not strict:
