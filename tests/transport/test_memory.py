@@ -55,7 +55,7 @@ class Members:
                 await transport.start(self.inbox[member].append,
                                       self.unreachable[member].append)
             self.transports[member] = transport
-        addresses = {m: getattr(t, "address", f"memory:{m}") for m, t in self.transports.items()}
+        addresses = {m: t.address or f"memory:{m}" for m, t in self.transports.items()}
         for transport in self.transports.values():
             transport.set_peers(addresses)
         return self
@@ -202,3 +202,33 @@ def test_memory_transport_is_a_transport():
     network = MemoryNetwork()
     assert isinstance(network.transport(1), MemoryTransport)
     assert isinstance(network.transport(1), Transport)
+    assert network.transport(1).address is None  # no network address
+
+
+def test_a_transport_must_implement_the_interface(run):
+    class Partial(Transport):
+        async def start(self, on_message, on_unreachable=None) -> None:
+            self._bind(on_unreachable)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()  # type: ignore[abstract]
+
+    class Minimal(Partial):
+        def set_peers(self, peers) -> None:
+            pass
+
+        def send(self, message) -> None:
+            self._report_unreachable(message.dst)
+
+        async def stop(self) -> None:
+            pass
+
+    async def main():
+        transport, reported = Minimal(), []
+        await transport.start(lambda message: None, reported.append)
+        transport.send(heartbeat(1, 4, 0))
+        assert reported == [4] and transport.address is None
+        with pytest.raises(NotImplementedError, match="member messages"):
+            transport.send_user(4, b"x")
+
+    run(main)

@@ -16,6 +16,7 @@ its event loop:
   message (a full queue, a peer down); it then reports the member through ``on_unreachable``
   so that the leader stops pipelining to that member.
 - ``flush()``: put what ``send`` queued on the wire now.
+- ``address``: where the transport serves (``"host:port"``), or None.
 - ``await stop()``: close every connection and the listener; pending messages may be lost.
 
 Both callbacks reach the transport through ``start``; an implementation keeps them with
@@ -64,6 +65,13 @@ class Transport(abc.ABC):
         # the former way, assigned before ``start(on_message)``: kept until every caller
         # passes the callback to ``start``
         self._on_unreachable = callback
+
+    @property
+    def address(self) -> str | None:
+        """The ``"host:port"`` this transport serves on (the bound port once started: the
+        runtime announces it when ``listen`` asked for port 0); None for a transport without
+        network addresses, like the memory one."""
+        return None
 
     @abc.abstractmethod
     async def start(self, on_message: OnMessage,
