@@ -730,7 +730,11 @@ class RaftConfig:
 @dataclass(frozen=True, slots=True)
 class ClusterConfig(RaftConfig):
     """One cluster member's configuration: the protocol (``RaftConfig``'s fields) and how the
-    member runs: addresses, the initial members, storage, transport and queue limits, TLS."""
+    member runs: addresses, the initial members, storage, transport and queue limits, TLS.
+
+    Every default is here once: ``pyraft.transport.tcp.TcpTransport.from_config`` builds the
+    member's transport from these values (TLS contexts by ``pyraft.transport.tls``), and the
+    transport's own keyword defaults are read from this class."""
 
     #: identifies the cluster; written into every WAL segment so a member never opens the log
     #: of another cluster
