@@ -24,6 +24,8 @@ from pyraft.config import (
     ClusterConfig,
     RaftConfig,
     TlsConfig,
+    format_address,
+    is_wildcard,
     parse_address,
 )
 from pyraft.errors import ConfigError
@@ -258,6 +260,30 @@ def test_addresses_parse(text, expected):
 def test_bad_addresses_are_refused(text):
     with pytest.raises(ValueError):
         parse_address(text)
+
+
+@pytest.mark.parametrize(
+    "host,port,text",
+    [("10.0.0.1", 7100, "10.0.0.1:7100"), ("::1", 80, "[::1]:80"), ("h.example", 0, "h.example:0")],
+)
+def test_format_address_is_the_inverse_of_parse_address(host, port, text):
+    assert format_address(host, port) == text
+    assert parse_address(text, port_zero=True) == (host, port)
+
+
+@pytest.mark.parametrize(
+    "host,wildcard",
+    [("0.0.0.0", True), ("::", True), ("0:0::0", True), ("127.0.0.1", False), ("::1", False),
+     ("localhost", False), ("0.0.0.0.example", False)],
+)
+def test_is_wildcard_names_only_the_unspecified_addresses(host, wildcard):
+    assert is_wildcard(host) is wildcard
+
+
+def test_frame_bytes_max_defaults_to_the_kernels_frame_limit():
+    from raftcore.framing import FRAME_BYTES_MAX
+
+    assert ClusterConfig(member_id=1).frame_bytes_max == FRAME_BYTES_MAX == 64 * 1024 * 1024
 
 
 def test_addresses_in_the_configuration():

@@ -75,12 +75,15 @@ from typing import Any, TypeVar
 from pyraft.core.raft import RaftOptions
 from pyraft.errors import ConfigError
 from pyraft.storage.state_machine import SNAPSHOT_ENTRIES_DEFAULT
+from raftcore.framing import FRAME_BYTES_MAX
 
 __all__ = [
     "RaftConfig",
     "ClusterConfig",
     "TlsConfig",
     "parse_address",
+    "format_address",
+    "is_wildcard",
     "LIMITS",
     "MEMBER_ID_MAX",
     "PEERS_MAX",
@@ -92,7 +95,7 @@ __all__ = [
 ]
 
 #: the core's defaults for the bounds it shares with this class (one source of truth)
-_CORE = {f.name: f.default for f in fields(RaftOptions)}
+_CORE: dict[str, Any] = {f.name: f.default for f in fields(RaftOptions)}
 
 #: member ids travel as 64-bit integers (msgpack, frames); signed, to be safe everywhere
 MEMBER_ID_MAX = 2**63 - 1
@@ -167,6 +170,9 @@ def parse_address(text: object, *, port_zero: bool = False) -> tuple[str, int]:
     ``host`` is a host name, an IPv4 address or an IPv6 address in brackets (``[::1]:7100``;
     returned without them). The port is in 1..65535, or 0..65535 with ``port_zero`` (a
     listening socket may let the system pick its port).
+
+    The one parser of member addresses: the configuration, the transports, ``pyraft node``
+    and the test tools all split ``"host:port"`` here, so they accept the same addresses.
     """
     if not isinstance(text, str):
         raise ValueError(f"must be a HOST:PORT string, not {type(text).__name__}")
@@ -191,7 +197,14 @@ def parse_address(text: object, *, port_zero: bool = False) -> tuple[str, int]:
     return host, port
 
 
-def _is_wildcard(host: str) -> bool:
+def format_address(host: str, port: int) -> str:
+    """The inverse of ``parse_address``: ``"host:port"``, an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether ``host`` (as ``parse_address`` returns it) is the unspecified address
+    (``0.0.0.0``, ``::``): a socket may listen there, but nobody can connect to it."""
     try:
         return ipaddress.ip_address(host).is_unspecified
     except ValueError:
@@ -413,7 +426,7 @@ class TlsConfig:
     #: mutual TLS: refuse clients that present no certificate signed by ``ca_file``
     require_client_cert: bool = False
     #: bind certificates to member ids: a member's certificate must carry the DNS subject
-    #: alternative name ``member-<id>.pyraft`` (``pyraft.transport.tcp.member_identity``);
+    #: alternative name ``member-<id>.pyraft`` (``pyraft.transport.tls.member_identity``);
     #: a server whose certificate does not name the member dialed is refused, and (with
     #: ``require_client_cert``) so is a client whose certificate does not name the member id
     #: it claims in the handshake. Issue with trustme: ``ca.issue_cert("127.0.0.1",
@@ -563,7 +576,7 @@ class RaftConfig:
             raise ConfigError("config", "must be a mapping of setting names to values, not "
                                         f"{type(data).__name__}")
         known = {f.name: f for f in fields(cls)}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for key, value in data.items():
             f = known.get(key)  # type: ignore[call-overload]
             if f is None:
@@ -595,7 +608,7 @@ class RaftConfig:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
                 try:
-                    import tomli as tomllib  # type: ignore[no-redef]
+                    import tomli as tomllib  # type: ignore[no-redef,import-not-found]
                 except ModuleNotFoundError:
                     raise ConfigError(path, "reading TOML needs Python 3.11 or the tomli "
                                             "package") from None
@@ -654,9 +667,10 @@ class RaftConfig:
                 continue
             text = environ[variable]
             if has_tls and variable in tls_known:
-                f = tls_known[variable]
-                kind, optional = _kind(f)
-                tls[f.name] = _parse_text(f"tls.{f.name}", variable, kind, optional, text)
+                tls_field = tls_known[variable]
+                kind, optional = _kind(tls_field)
+                tls[tls_field.name] = _parse_text(f"tls.{tls_field.name}", variable, kind,
+                                                  optional, text)
                 continue
             f = known.get(variable)
             if f is None and not strict:
@@ -716,7 +730,11 @@ class RaftConfig:
 @dataclass(frozen=True, slots=True)
 class ClusterConfig(RaftConfig):
     """One cluster member's configuration: the protocol (``RaftConfig``'s fields) and how the
-    member runs: addresses, the initial members, storage, transport and queue limits, TLS."""
+    member runs: addresses, the initial members, storage, transport and queue limits, TLS.
+
+    Every default is here once: ``pyraft.transport.tcp.TcpTransport.from_config`` builds the
+    member's transport from these values (TLS contexts by ``pyraft.transport.tls``), and the
+    transport's own keyword defaults are read from this class."""
 
     #: identifies the cluster; written into every WAL segment so a member never opens the log
     #: of another cluster
@@ -768,8 +786,9 @@ class ClusterConfig(RaftConfig):
     #: connections waiting to be accepted (listen(2) backlog; the system may lower it)
     server_backlog: int = 100
     #: the largest transport frame accepted; must hold ``append_bytes_max`` and
-    #: ``snapshot_chunk_bytes`` plus ``FRAME_HEADROOM_BYTES``
-    frame_bytes_max: int = 64 * 1024 * 1024
+    #: ``snapshot_chunk_bytes`` plus ``FRAME_HEADROOM_BYTES``; by default the framing
+    #: kernel's own limit (``raftcore.framing.FRAME_BYTES_MAX``, 64 MiB)
+    frame_bytes_max: int = FRAME_BYTES_MAX
     #: messages queued for one peer; past this, messages to it are dropped (Raft retries)
     send_queue_messages_max: int = 1_024
     #: proposals waiting to enter the core (back-pressure)
@@ -858,7 +877,7 @@ class ClusterConfig(RaftConfig):
                 host, _ = parse_address(self.public_endpoint)
             except ValueError as exc:
                 raise ConfigError("public_endpoint", str(exc)) from None
-            if _is_wildcard(host):
+            if is_wildcard(host):
                 raise ConfigError("public_endpoint", f"{self.public_endpoint} is not an "
                                                      "address the others can connect to")
         if len(self.peers) > PEERS_MAX:
@@ -871,7 +890,7 @@ class ClusterConfig(RaftConfig):
                 host, port = parse_address(address)
             except ValueError as exc:
                 raise ConfigError("peers", f"member {member}: {exc}") from None
-            if _is_wildcard(host):
+            if is_wildcard(host):
                 raise ConfigError("peers", f"member {member}: {address} is not an address "
                                            "the others can connect to")
             key = (host.lower().rstrip("."), port)

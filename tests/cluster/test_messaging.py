@@ -124,13 +124,16 @@ def client_context(cert, trust) -> ssl.SSLContext:
 
 def tls_members(peers, certs, trust, directory=None):
     """A member per id of ``peers`` on TCP with mutual TLS; ``certs[id]`` is its certificate,
-    ``trust[id]`` the CA it accepts; durable storage under ``directory`` when given."""
+    ``trust[id]`` the CA it accepts; durable storage under ``directory`` when given. The
+    certificates need not name their member (``tls_member_identity=False``)."""
     return [
         RaftCluster(RaftConfig(member_id=m, tick_ms=5),
                     transport=TcpTransport(m, peers[m], cluster_id=9,
                                            ssl_server=server_context(certs[m], trust[m]),
                                            ssl_client=client_context(certs[m], trust[m]),
-                                           connect_timeout_s=1.0, request_timeout_s=1.0),
+                                           connect_timeout_ms=1000.0,
+                                           request_timeout_ms=1000.0,
+                                           tls_member_identity=False),
                     peers=peers,
                     storage=None if directory is None else DurableLogStorage(directory / f"m{m}"))
         for m in peers

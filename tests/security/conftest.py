@@ -1,7 +1,7 @@
 """Shared helpers of the security tests: a checked event loop and certificates.
 
 ``pki`` issues, from one throw-away CA, a certificate per member carrying its identity
-(``pyraft.transport.tcp.member_identity``), plus bad ones: from another CA, expired, and
+(``pyraft.transport.tls.member_identity``), plus bad ones: from another CA, expired, and
 without an identity.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from pyraft.testing.cluster import run_on_fresh_loop
-from pyraft.transport.tcp import member_identity
+from pyraft.transport.tls import member_identity
 
 LOGGER = "pyraft.transport"
 

@@ -101,9 +101,9 @@ async def member(member_id: int, **options) -> tuple[TcpTransport, list]:
 
 def test_connections_stuck_in_the_handshake_are_bounded(run, logs):
     async def main():
-        victim, inbox = await member(1, handshakes_max=4, connect_timeout_s=1.5,
-                                     request_timeout_s=1.5)
-        sender, _ = await member(2, connect_timeout_s=1.5, request_timeout_s=1.5)
+        victim, inbox = await member(1, handshakes_max=4, connect_timeout_ms=1500.0,
+                                     request_timeout_ms=1500.0)
+        sender, _ = await member(2, connect_timeout_ms=1500.0, request_timeout_ms=1500.0)
         attackers = []
         try:
             for _ in range(12):  # connect and never say anything
@@ -130,7 +130,7 @@ def test_connections_stuck_in_the_handshake_are_bounded(run, logs):
 
 def test_a_frame_trickled_in_is_cut_off_although_bytes_keep_coming(run, logs):
     async def main():
-        victim, inbox = await member(1, request_timeout_s=0.4, receive_bytes_per_s_min=2000)
+        victim, inbox = await member(1, request_timeout_ms=400.0, receive_bytes_per_s_min=2000)
         attacker = await Attacker.connect(victim.address)
         stop = asyncio.Event()
         try:
@@ -156,7 +156,7 @@ def test_a_fast_peer_sending_big_frames_in_pieces_is_not_cut(run):
     """The rate floor only catches tricklers: a big frame in many quick pieces goes through."""
 
     async def main():
-        victim, inbox = await member(1, request_timeout_s=0.2, receive_bytes_per_s_min=2000)
+        victim, inbox = await member(1, request_timeout_ms=200.0, receive_bytes_per_s_min=2000)
         attacker = await Attacker.connect(victim.address)
         try:
             assert await attacker.hello(3)
@@ -240,7 +240,7 @@ def test_slow_loris_does_not_exhaust_memory_or_stall_a_cluster(run):
             RaftCluster(RaftConfig(member_id=m, tick_ms=10, election_timeout_ms_lower=300,
                                    election_timeout_ms_upper=600),
                         transport=TcpTransport(m, peers[m], cluster_id=CLUSTER,
-                                               connect_timeout_s=0.25, request_timeout_s=0.25,
+                                               connect_timeout_ms=250.0, request_timeout_ms=250.0,
                                                **limits),
                         peers=peers)
             for m in peers

@@ -25,7 +25,7 @@ from pyraft.transport.tcp import (
 from tests.security.conftest import client_context, eventually, server_context
 
 CLUSTER = 9
-FAST = dict(connect_timeout_s=1.0, request_timeout_s=1.0, backoff_s=(0.02, 0.1))
+FAST = dict(connect_timeout_ms=1000.0, request_timeout_ms=1000.0, backoff_ms=(20.0, 100.0))
 
 
 def heartbeat(src: int, dst: int, n: int) -> Message:
@@ -199,8 +199,15 @@ def test_identity_helpers_and_parameters(pki):
                                                  ("IP Address", "127.0.0.1"))}) == {
         "member-3.pyraft"}
     assert certificate_names(None) == frozenset()
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     with pytest.raises(ConfigError, match="tls_member_identity"):
-        TcpTransport(1, "127.0.0.1:0", cluster_id=1, tls_member_identity=True)
+        TcpTransport(1, "127.0.0.1:0", cluster_id=1, ssl_client=context,
+                     tls_member_identity=True)
+    # on by default, like TlsConfig.member_identity; without TLS there is nothing to check
+    assert TcpTransport(1, "127.0.0.1:0", cluster_id=1).tls_member_identity is False
+    half = TcpTransport(1, "127.0.0.1:0", cluster_id=1, ssl_client=context,
+                        tls_member_identity=False)
+    assert half.tls_member_identity is False
 
 
 def test_tls_config_binds_identities_by_default_and_can_be_relaxed():

@@ -38,7 +38,9 @@ class Members:
         self.inbox: dict[int, list[Message]] = {}
         self.unreachable: dict[int, list[int]] = {}
 
-    async def start(self, *members: int) -> Members:
+    async def start(self, *members: int, assign: bool = False) -> Members:
+        """Start ``members``, passing both callbacks to ``start``; ``assign``: the former
+        call shape, ``on_unreachable`` assigned before ``start(on_message)``."""
         for member in members:
             if self.kind == "tcp":
                 transport = TcpTransport(member, "127.0.0.1:0", cluster_id=1, **tcp_tests.FAST)
@@ -46,10 +48,14 @@ class Members:
                 transport = self.network.transport(member)
             self.inbox[member] = []
             self.unreachable[member] = []
-            transport.on_unreachable = self.unreachable[member].append
-            await transport.start(self.inbox[member].append)
+            if assign:
+                transport.on_unreachable = self.unreachable[member].append
+                await transport.start(self.inbox[member].append)
+            else:
+                await transport.start(self.inbox[member].append,
+                                      self.unreachable[member].append)
             self.transports[member] = transport
-        addresses = {m: getattr(t, "address", f"memory:{m}") for m, t in self.transports.items()}
+        addresses = {m: t.address or f"memory:{m}" for m, t in self.transports.items()}
         for transport in self.transports.values():
             transport.set_peers(addresses)
         return self
@@ -100,13 +106,33 @@ def test_contract_a_stopped_member_is_reported_unreachable(run, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_contract_unknown_members_are_reported_unreachable(run, kind):
+@pytest.mark.parametrize("assign", [False, True], ids=["passed-to-start", "assigned-before"])
+def test_contract_unknown_members_are_reported_unreachable(run, kind, assign):
     async def main():
-        members = await Members(kind).start(1)
-        members.transports[1].send(heartbeat(1, 9, 0))
+        members = await Members(kind).start(1, assign=assign)
+        transport = members.transports[1]
+        assert transport.on_unreachable == members.unreachable[1].append
+        transport.send(heartbeat(1, 9, 0))
         await asyncio.sleep(0.01)
         assert members.unreachable[1] == [9]
         await members.stop()
+
+    run(main)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_contract_on_unreachable_passed_to_start_wins(run, kind):
+    async def main():
+        transport = (TcpTransport(2, "127.0.0.1:0", cluster_id=1, **tcp_tests.FAST)
+                     if kind == "tcp" else MemoryNetwork().transport(2))
+        assigned: list[int] = []
+        passed: list[int] = []
+        transport.on_unreachable = assigned.append
+        await transport.start(lambda message: None, passed.append)
+        transport.send(heartbeat(2, 9, 0))
+        await asyncio.sleep(0.01)
+        assert passed == [9] and assigned == []
+        await transport.stop()
 
     run(main)
 
@@ -176,3 +202,33 @@ def test_memory_transport_is_a_transport():
     network = MemoryNetwork()
     assert isinstance(network.transport(1), MemoryTransport)
     assert isinstance(network.transport(1), Transport)
+    assert network.transport(1).address is None  # no network address
+
+
+def test_a_transport_must_implement_the_interface(run):
+    class Partial(Transport):
+        async def start(self, on_message, on_unreachable=None) -> None:
+            self._bind(on_unreachable)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial()  # type: ignore[abstract]
+
+    class Minimal(Partial):
+        def set_peers(self, peers) -> None:
+            pass
+
+        def send(self, message) -> None:
+            self._report_unreachable(message.dst)
+
+        async def stop(self) -> None:
+            pass
+
+    async def main():
+        transport, reported = Minimal(), []
+        await transport.start(lambda message: None, reported.append)
+        transport.send(heartbeat(1, 4, 0))
+        assert reported == [4] and transport.address is None
+        with pytest.raises(NotImplementedError, match="member messages"):
+            transport.send_user(4, b"x")
+
+    run(main)

@@ -38,7 +38,7 @@ from raftcore.framing import FrameDecoder, encode_entries, encode_frame, frame_h
 
 T = MessageType
 CLUSTER = 7
-FAST = dict(connect_timeout_s=0.5, request_timeout_s=0.5, backoff_s=(0.01, 0.05))
+FAST = dict(connect_timeout_ms=500.0, request_timeout_ms=500.0, backoff_ms=(10.0, 50.0))
 LOGGER = "pyraft.transport"
 
 
@@ -77,14 +77,13 @@ class Node:
         self.member = member
         self.inbox: list[Message] = []
         self.unreachable: list[int] = []
-        self.transport.on_unreachable = self.unreachable.append
 
     @property
     def address(self) -> str:
         return self.transport.address
 
     async def start(self) -> Node:
-        await self.transport.start(self.inbox.append)
+        await self.transport.start(self.inbox.append, self.unreachable.append)
         return self
 
     def send(self, message: Message) -> None:
@@ -356,7 +355,7 @@ def test_queue_is_bounded_while_connecting_and_dropped_on_connect_timeout(run, l
     async def main():
         silent = RawServer()
         address = await silent.start()
-        a = Node(1, send_queue_messages_max=5, connect_timeout_s=0.2)
+        a = Node(1, send_queue_messages_max=5, connect_timeout_ms=200.0)
         await a.start()
         a.transport.set_peers({2: address})
         for n in range(8):
@@ -377,7 +376,7 @@ def test_a_peer_that_stops_reading_fills_the_queue_then_is_disconnected(run, log
     async def main():
         sink = RawServer(accept_as=2)
         address = await sink.start()
-        a = Node(1, send_queue_messages_max=4, request_timeout_s=0.3)
+        a = Node(1, send_queue_messages_max=4, request_timeout_ms=300.0)
         await a.start()
         a.transport.set_peers({2: address})
         entries = encode_entries(1, 1, [b"x" * (1 << 20)])
@@ -434,11 +433,11 @@ def test_stop_during_a_connection_attempt_leaves_nothing_behind(run):
         (dict(member_id=0), "member_id"),
         (dict(cluster_id=-1), "cluster_id"),
         (dict(listen="nowhere"), "listen"),
-        (dict(connect_timeout_s=0), "connect_timeout_s"),
-        (dict(request_timeout_s=-1), "request_timeout_s"),
+        (dict(connect_timeout_ms=0), "connect_timeout_ms"),
+        (dict(request_timeout_ms=-1), "request_timeout_ms"),
         (dict(frame_bytes_max=0), "frame_bytes_max"),
         (dict(send_queue_messages_max=0), "send_queue_messages_max"),
-        (dict(backoff_s=(1.0, 0.5)), "backoff_s"),
+        (dict(backoff_ms=(1000.0, 500.0)), "backoff_ms"),
         (dict(ssl_server=object()), "ssl_server"),
         (dict(write_buffer_bytes=0), "write_buffer_bytes"),
         (dict(write_buffer_bytes=2**32), "write_buffer_bytes"),
@@ -592,7 +591,7 @@ def test_a_bad_frame_closes_that_connection_and_the_node_keeps_serving(run, logs
 
 def test_a_peer_stalling_mid_frame_is_cut_off_while_others_are_served(run, logs):
     async def main():
-        a, b = await nodes(1, 2, request_timeout_s=0.25)
+        a, b = await nodes(1, 2, request_timeout_ms=250.0)
         stop = asyncio.Event()
         talker = asyncio.get_running_loop().create_task(keep_talking(a, b, stop))
         raw = await Raw.connect(b.address)
@@ -617,7 +616,7 @@ def test_a_peer_stalling_mid_frame_is_cut_off_while_others_are_served(run, logs)
 
 def test_a_peer_that_never_says_hello_is_cut_off(run, logs):
     async def main():
-        [b] = await nodes(2, connect_timeout_s=0.2)
+        [b] = await nodes(2, connect_timeout_ms=200.0)
         raw = await Raw.connect(b.address)
         started = time.monotonic()
         assert await raw.closed_by_peer()
@@ -655,6 +654,9 @@ def test_an_acceptor_answering_something_else_fails_the_connection(run, logs):
 
 
 # ---- TLS -------------------------------------------------------------------------------------
+# These certificates name no member: member identity (on by default, as in TlsConfig) is
+# turned off here and tested in tests/security/test_tls.py.
+NO_IDENTITY = dict(tls_member_identity=False)
 
 
 @pytest.fixture(scope="module")
@@ -692,6 +694,7 @@ def test_tls_members_exchange_messages(run, pki, mutual):
         options = dict(
             ssl_server=server_context(cert, ca if mutual else None),
             ssl_client=client_context(ca, cert if mutual else None),
+            **NO_IDENTITY,
         )
         a, b = await nodes(1, 2, **options)
         to_b, to_a = mixed_messages(1, 2, 60), mixed_messages(2, 1, 60)
@@ -712,9 +715,9 @@ def test_mutual_tls_refuses_a_client_without_a_valid_certificate(run, pki, logs,
     async def main():
         ca = pki["ca"]
         b = await Node(2, ssl_server=server_context(pki["member"], ca),
-                       ssl_client=client_context(ca, pki["member"])).start()
+                       ssl_client=client_context(ca, pki["member"]), **NO_IDENTITY).start()
         cert = pki[client_cert] if client_cert else None
-        a = await Node(1, ssl_client=client_context(ca, cert)).start()
+        a = await Node(1, ssl_client=client_context(ca, cert), **NO_IDENTITY).start()
         a.transport.set_peers({2: b.address})
         b.transport.set_peers({1: a.address})
         for n in range(5):
@@ -733,8 +736,8 @@ def test_mutual_tls_refuses_a_client_without_a_valid_certificate(run, pki, logs,
 
 def test_a_client_refuses_a_server_certificate_it_does_not_trust(run, pki, logs):
     async def main():
-        b = await Node(2, ssl_server=server_context(pki["stranger"])).start()
-        a = await Node(1, ssl_client=client_context(pki["ca"])).start()
+        b = await Node(2, ssl_server=server_context(pki["stranger"]), **NO_IDENTITY).start()
+        a = await Node(1, ssl_client=client_context(pki["ca"]), **NO_IDENTITY).start()
         a.transport.set_peers({2: b.address})
         a.send(heartbeat(1, 2, 0))
         await eventually(lambda: a.transport.peer_state(2) == "backoff")
@@ -748,7 +751,7 @@ def test_a_client_refuses_a_server_certificate_it_does_not_trust(run, pki, logs)
 
 def test_plain_tcp_to_a_tls_member_is_refused(run, pki, logs):
     async def main():
-        b = await Node(2, ssl_server=server_context(pki["member"])).start()
+        b = await Node(2, ssl_server=server_context(pki["member"]), **NO_IDENTITY).start()
         raw = await Raw.connect(b.address)
         raw.writer.write(encode_hello(Hello(PROTOCOL_VERSION, CLUSTER, 3, 0)))
         raw.writer.write(raft_frame(heartbeat(3, 2, 0)))
@@ -774,21 +777,22 @@ def test_backlog_linger_and_ttl_are_applied_and_validated():
     from pyraft.core.messages import Message, MessageType
     from pyraft.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="backlog"):
-        TcpTransport(1, "127.0.0.1:0", cluster_id=1, backlog=0)
-    with pytest.raises(ConfigError, match="linger_s"):
-        TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=-1)
+    with pytest.raises(ConfigError, match="server_backlog"):
+        TcpTransport(1, "127.0.0.1:0", cluster_id=1, server_backlog=0)
+    with pytest.raises(ConfigError, match="linger_ms"):
+        TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_ms=-1)
     for ttl in (0, 256, True, 1.5):
         with pytest.raises(ConfigError, match="ttl_hops"):
             TcpTransport(1, "127.0.0.1:0", cluster_id=1, ttl_hops=ttl)
 
     async def body():
-        server = TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_s=2.0, backlog=7,
+        server = TcpTransport(1, "127.0.0.1:0", cluster_id=1, linger_ms=2000.0, server_backlog=7,
                               ttl_hops=9)
         received = []
         await server.start(received.append)
         try:
-            client = TcpTransport(2, "127.0.0.1:0", cluster_id=1, linger_s=2.0, ttl_hops=13)
+            client = TcpTransport(2, "127.0.0.1:0", cluster_id=1, linger_ms=2000.0,
+                                  ttl_hops=13)
             await client.start(lambda m: None)
             try:
                 client.set_peers({1: server.address})

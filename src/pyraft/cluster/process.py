@@ -241,8 +241,10 @@ async def serve(args) -> None:
     peers = parse_peers(args.peers)
     peers.setdefault(args.id, args.listen)
     server_ssl, client_ssl = ssl_contexts(args)
+    # its members share one certificate that names no member: no identity check
     transport = TcpTransport(args.id, args.listen, cluster_id=args.cluster_id,
-                             ssl_server=server_ssl, ssl_client=client_ssl)
+                             ssl_server=server_ssl, ssl_client=client_ssl,
+                             tls_member_identity=False)
     storage = DurableLogStorage(args.data, cluster_id=args.cluster_id, sync=args.sync) \
         if args.data else None
     config = RaftConfig(member_id=args.id, tick_ms=args.tick_ms,

@@ -54,7 +54,7 @@ import urllib.parse
 
 from pyraft.argtypes import positive_int
 from pyraft.cluster.runtime import RaftCluster
-from pyraft.config import ClusterConfig, _is_wildcard, parse_address
+from pyraft.config import ClusterConfig, is_wildcard, parse_address
 from pyraft.errors import (
     ClusterMismatchError,
     ConfigError,
@@ -191,11 +191,11 @@ def http_address(args: argparse.Namespace) -> str:
     host, _ = _checked_address("--http", args.http)
     if advertised is not None:
         advertised_host, _ = _checked_address("--advertise-http", advertised, port_zero=False)
-        if _is_wildcard(advertised_host):
+        if is_wildcard(advertised_host):
             raise ConfigError("--advertise-http", f"{advertised} is not an address clients "
                                                   "can reach: give the host clients dial")
         return advertised
-    if _is_wildcard(host):
+    if is_wildcard(host):
         raise ConfigError("--http", f"{args.http} listens on every interface: give "
                                     "--advertise-http HOST:PORT, the address clients reach")
     return args.http

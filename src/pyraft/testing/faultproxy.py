@@ -35,6 +35,8 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pyraft.config import parse_address
+
 __all__ = ["FaultProxy", "LinkMode", "LinkStats"]
 
 _HOST = "127.0.0.1"
@@ -263,10 +265,10 @@ class FaultProxy:
                 link.stats.held += 1
                 await self._hold(connection)
                 return
-            host, _, port = self.members[link.target].rpartition(":")
+            host, port = parse_address(self.members[link.target])
             try:
                 upstream_reader, upstream = await asyncio.wait_for(
-                    asyncio.open_connection(host, int(port)), self.connect_timeout_s)
+                    asyncio.open_connection(host, port), self.connect_timeout_s)
             except (OSError, asyncio.TimeoutError):
                 return
             connection.upstream = upstream

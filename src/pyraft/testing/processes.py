@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from pyraft.config import parse_address
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -91,8 +93,8 @@ class Member:
         try:
             line = self.process.stdout.readline()
             assert line.startswith("ready"), self.log()
-            host, _, port = line.split()[1].rpartition(":")
-            self.control = socket.create_connection((host, int(port)), timeout=timeout)
+            host, port = parse_address(line.split()[1])
+            self.control = socket.create_connection((host, port), timeout=timeout)
             self.reader = self.control.makefile("r")
         except BaseException:  # failed or interrupted while starting: leave nothing running
             self.kill()

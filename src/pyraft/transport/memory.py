@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 
 from pyraft.core.messages import Message
-from pyraft.transport.base import Deliver, Transport
+from pyraft.transport.base import OnMessage, OnUnreachable, Transport
 
 
 class MemoryNetwork:
@@ -35,7 +35,10 @@ class MemoryNetwork:
 
     def route(self, message: Message) -> bool:
         target = self.members.get(message.dst)
-        if target is None or target.deliver is None or (message.src, message.dst) in self.blocked:
+        if target is None or (message.src, message.dst) in self.blocked:
+            return False
+        loop = target.loop  # members are started transports: their loop is set
+        if loop is None or target.deliver is None:
             return False
         if self.through_codec:
             from pyraft.transport.codec import decode_message, encode_message
@@ -43,7 +46,7 @@ class MemoryNetwork:
             frame = b"".join(bytes(part) for part in encode_message(message))
             message = decode_message(frame)
         self.delivered += 1
-        target.loop.call_soon(target.receive, message)
+        loop.call_soon(target.receive, message)
         return True
 
 
@@ -51,13 +54,15 @@ class MemoryTransport(Transport):
     def __init__(self, network: MemoryNetwork, member: int) -> None:
         self.network = network
         self.member = member
-        self.deliver: Deliver | None = None
+        self.deliver: OnMessage | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peers: dict[int, str] = {}
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, on_message: OnMessage,
+                    on_unreachable: OnUnreachable | None = None) -> None:
+        self._bind(on_unreachable)
         self.loop = asyncio.get_running_loop()
-        self.deliver = deliver
+        self.deliver = on_message
         self.network.members[self.member] = self
 
     def set_peers(self, peers: Mapping[int, str]) -> None:
@@ -69,10 +74,11 @@ class MemoryTransport(Transport):
 
     def send_user(self, member: int, body: bytes) -> None:
         target = self.network.members.get(member)
-        if target is None or (self.member, member) in self.network.blocked:
+        loop = None if target is None else target.loop
+        if target is None or loop is None or (self.member, member) in self.network.blocked:
             self._report_unreachable(member)
             return
-        target.loop.call_soon(target.receive_user, self.member, bytes(body))
+        loop.call_soon(target.receive_user, self.member, bytes(body))
 
     def receive_user(self, sender: int, body: bytes) -> None:
         handler = self.on_user_message

@@ -19,8 +19,12 @@ another CA, an expired one) fails the TLS handshake, which is logged, and no byt
 ever decoded as a frame. The connecting side checks the server's certificate against the host
 part of the peer's address when its context has ``check_hostname``.
 
-Member identity (``tls_member_identity=True``): a certificate proves WHICH member its holder
-is. It must carry the DNS name :func:`member_identity` ``(id)`` (``member-<id>.pyraft``) among
+The contexts of a configured member come from ``pyraft.transport.tls.member_contexts``
+(:meth:`TcpTransport.from_config` builds them from ``ClusterConfig.tls``).
+
+Member identity (``tls_member_identity``, on by default as ``TlsConfig.member_identity``;
+it applies only with TLS): a certificate proves WHICH member its holder is. It must carry
+the DNS name ``pyraft.transport.tls.member_identity(id)`` (``member-<id>.pyraft``) among
 its subject alternative names. The accepting side refuses a HELLO whose member id is not named
 by the client's certificate (so member 2's certificate cannot speak for member 3), or that
 comes without a client certificate; the connecting side fails an ACCEPT whose certificate does
@@ -36,19 +40,19 @@ failed connection, or not a known peer), is dropped, counted and reported throug
 ``on_unreachable``, which Raft tolerates: the leader probes again later.
 
 Failures, each closing only the connection concerned, logged once:
-- connect, TLS or handshake not done within ``connect_timeout_s`` (a hard deadline from the
+- connect, TLS or handshake not done within ``connect_timeout_ms`` (a hard deadline from the
   moment the connection is accepted, however the bytes trickle in);
 - a corrupt, oversized (``frame_bytes_max``, checked from the header before reading the body)
   or malformed frame, or a frame not allowed in the connection's state;
-- a peer that stops sending in the middle of a frame for ``request_timeout_s``, or closes the
+- a peer that stops sending in the middle of a frame for ``request_timeout_ms``, or closes the
   connection there (a truncated frame);
 - a peer whose frame in progress arrives slower than ``receive_bytes_per_s_min`` on average
-  once it has taken longer than ``request_timeout_s`` (a slow-loris trickling bytes);
+  once it has taken longer than ``request_timeout_ms`` (a slow-loris trickling bytes);
 - an outbound connection whose peer stops reading: its write buffer makes no progress for
-  ``request_timeout_s``.
+  ``request_timeout_ms``.
 After a failed connection attempt the next one waits a jittered exponential backoff drawn from
-``backoff_s = (first, cap)``; after an established connection breaks, the next message
-reconnects at once. ``stop()`` flushes what it can (for at most ``request_timeout_s``), closes
+``backoff_ms = (first, cap)``; after an established connection breaks, the next message
+reconnects at once. ``stop()`` flushes what it can (for at most ``request_timeout_ms``), closes
 every connection and the listener, and cancels and awaits every task the transport started.
 
 Resource bounds (what a hostile or broken peer can make this member hold):
@@ -66,8 +70,14 @@ Resource bounds (what a hostile or broken peer can make this member hold):
 - output: ``send_queue_messages_max`` messages per peer, and a write buffer of at most
   ``write_buffer_bytes`` (64 KiB) per connection above which no frame is taken.
 
-Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout; the
-runtime derives both from its configuration.
+Timing (ARCHITECTURE.md): connect timeout < request timeout < the lower election timeout, as
+``ClusterConfig`` checks. Every keyword the configuration also has takes the configuration's
+default (``ClusterConfig`` is the one source of defaults), and :meth:`TcpTransport.from_config`
+builds a member's transport from its configuration.
+
+Addresses are parsed by ``pyraft.config.parse_address`` (re-exported here with
+``format_address``, its inverse), and member identity lives in ``pyraft.transport.tls``
+(``member_identity`` and ``certificate_names`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -80,10 +90,12 @@ import ssl
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
+from pyraft.config import ClusterConfig, TlsConfig, format_address, parse_address
 from pyraft.core.messages import Message
 from pyraft.errors import ConfigError, HandshakeError, HandshakeRefusedError
-from pyraft.transport.base import Deliver, Transport
+from pyraft.transport.base import OnMessage, OnUnreachable, Transport
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
     FRAME_HELLO,
@@ -102,8 +114,14 @@ from pyraft.transport.codec import (
     encode_refuse,
     encode_user,
 )
+from pyraft.transport.tls import (
+    certificate_names,
+    identity_problem,
+    member_contexts,
+    member_identity,
+)
 from raftcore.errors import FramingError
-from raftcore.framing import FRAME_BYTES_MAX, FrameDecoder
+from raftcore.framing import FrameDecoder
 
 __all__ = [
     "TcpTransport",
@@ -121,38 +139,9 @@ log = logging.getLogger("pyraft.transport")
 #: frames of the handshake are tiny: a peer that announces more before ACCEPT is refused
 _HANDSHAKE_FRAME_BYTES_MAX = 4096
 
-
-#: suffix of the DNS name that binds a certificate to a member id (``member-<id>.pyraft``)
-MEMBER_IDENTITY_SUFFIX = ".pyraft"
-
-
-def member_identity(member_id: int) -> str:
-    """The DNS subject alternative name a certificate carries to prove it is ``member_id``."""
-    if not isinstance(member_id, int) or not 0 < member_id < 2**64:
-        raise ValueError(f"member id {member_id!r} is not a positive 64-bit integer")
-    return f"member-{member_id}{MEMBER_IDENTITY_SUFFIX}"
-
-
-def certificate_names(peercert: object) -> frozenset[str]:
-    """The DNS subject alternative names of a verified peer certificate (``getpeercert()``)."""
-    if not isinstance(peercert, dict):
-        return frozenset()
-    return frozenset(
-        str(value).lower() for kind, value in peercert.get("subjectAltName", ())
-        if kind == "DNS"
-    )
-
-
-def _identity_problem(transport: asyncio.BaseTransport | None, member_id: int) -> str | None:
-    """Why the peer's certificate does not prove it is ``member_id``; None when it does."""
-    peercert = None if transport is None else transport.get_extra_info("peercert")
-    if not peercert:
-        return "no verified certificate to prove the member's identity"
-    if member_identity(member_id) not in certificate_names(peercert):
-        names = sorted(certificate_names(peercert))[:4]
-        return (f"the certificate does not name member {member_id} "
-                f"({member_identity(member_id)}); it names {names}")
-    return None
+#: a default configuration: where the keyword defaults of ``TcpTransport`` come from
+_CONFIG = ClusterConfig(member_id=1)
+_TLS_MEMBER_IDENTITY = TlsConfig(cert_file="", key_file="").member_identity
 
 
 @dataclass(slots=True)
@@ -169,20 +158,6 @@ class TransportCounters:
     user_dropped: int = 0  # application messages dropped: too many in flight on a connection
 
 
-def parse_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[v6 address]:port"``) -> ``(host, port)``; ValueError if bad."""
-    host, sep, port_text = str(address).rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"address {address!r} is not host:port")
-    return host, int(port_text)
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _peername(transport: asyncio.BaseTransport) -> str:
     name = transport.get_extra_info("peername")
     if isinstance(name, tuple) and len(name) >= 2:
@@ -190,16 +165,16 @@ def _peername(transport: asyncio.BaseTransport) -> str:
     return str(name)
 
 
-def _configure_socket(transport: asyncio.BaseTransport, linger_s: float | None = None,
+def _configure_socket(transport: asyncio.BaseTransport, linger_ms: float | None = None,
                       ttl_hops: int | None = None) -> None:
-    """TCP_NODELAY, and SO_LINGER and the IP time-to-live when they are set."""
+    """TCP_NODELAY, and SO_LINGER (whole seconds) and the IP time-to-live when they are set."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if linger_s is not None:
+            if linger_ms is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                struct.pack("ii", 1, int(round(linger_s))))
+                                struct.pack("ii", 1, int(round(linger_ms / 1000.0))))
             if ttl_hops is not None:
                 if sock.family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl_hops)
@@ -238,7 +213,7 @@ class _Peer:
         self.owner = owner
         self.member_id = member_id
         self.address = address
-        self.host, self.port = parse_address(address)
+        self.host, self.port = parse_address(address, port_zero=True)
         self.state = _IDLE
         self.pending: list = []
         self.queued = 0
@@ -257,8 +232,9 @@ class _Peer:
         self.pending += parts
         self.queued += 1
         if state is _CONNECTED:
-            if self.flush_handle is None and not self.connection.paused:
-                self.flush_handle = owner._loop.call_soon(self.flush)
+            connection = self.connection  # set while connected (the class invariant)
+            if self.flush_handle is None and connection is not None and not connection.paused:
+                self.flush_handle = connection.loop.call_soon(self.flush)
         elif state is _IDLE:
             self.state = _CONNECTING
             self.task = owner._spawn(self._dial(), f"pyraft-dial-{self.member_id}")
@@ -268,7 +244,10 @@ class _Peer:
         connection = self.connection
         if connection is None or connection.paused or not self.queued:
             return
-        connection.transport.writelines(self.pending)
+        transport = connection.transport
+        if transport is None:  # never: a connection is open only after connection_made
+            return
+        transport.writelines(self.pending)
         self.owner.counters.sent += self.queued
         sent = self.owner.peer_bytes_sent
         sent[self.member_id] = sent.get(self.member_id, 0) + sum(len(p) for p in self.pending)
@@ -287,14 +266,14 @@ class _Peer:
     async def _dial(self) -> None:
         owner = self.owner
         try:
-            connection = await asyncio.wait_for(self._open(), owner.connect_timeout_s)
+            connection = await asyncio.wait_for(self._open(), owner._connect_timeout_s)
         except asyncio.CancelledError:
             raise
         except (OSError, asyncio.TimeoutError, MalformedMessageError) as exc:
             await self._failed(exc)
             return
         if self.closed or owner._closing:
-            connection.transport.abort()
+            connection.wire.abort()
             return
         if connection.closed.done():  # lost between ACCEPT and this task resuming
             await self._failed(HandshakeError("connection closed right after the handshake"))
@@ -313,9 +292,9 @@ class _Peer:
             extra = dict(
                 ssl=owner.ssl_client,
                 server_hostname=self.host,
-                ssl_handshake_timeout=owner.connect_timeout_s,
+                ssl_handshake_timeout=owner._connect_timeout_s,
             )
-        transport, connection = await owner._loop.create_connection(
+        transport, connection = await owner._running().create_connection(
             lambda: _Outbound(owner, self), self.host, self.port, **extra
         )
         try:
@@ -328,7 +307,7 @@ class _Peer:
     async def _failed(self, exc: BaseException) -> None:
         owner = self.owner
         self.failures += 1
-        first, cap = owner.backoff_s
+        first, cap = owner._backoff_s
         delay = min(cap, first * 2 ** min(self.failures - 1, 32))
         delay *= 0.5 + 0.5 * owner._rng.random()
         # the first failure after a success is a WARNING, its repetitions DEBUG
@@ -341,7 +320,7 @@ class _Peer:
             )
         else:
             if isinstance(exc, asyncio.TimeoutError):
-                what = f"no connection and handshake within {owner.connect_timeout_s} s"
+                what = f"no connection and handshake within {owner._connect_timeout_s} s"
             else:
                 what = f"{type(exc).__name__}: {exc}"
             log.log(
@@ -380,7 +359,7 @@ class _Peer:
         self._discard_queue()
         if self.task is not None:
             self.task.cancel()
-        if self.connection is not None:
+        if self.connection is not None and self.connection.transport is not None:
             self.connection.transport.close()
 
 
@@ -389,27 +368,39 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, owner: TcpTransport) -> None:
         self.owner = owner
+        #: the loop the transport started on (connections exist only once started)
+        self.loop = owner._running()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.decoder = FrameDecoder(min(owner.frame_bytes_max, _HANDSHAKE_FRAME_BYTES_MAX))
         self.timer: asyncio.TimerHandle | None = None
         self.progress_at = 0.0
-        self.closed = owner._loop.create_future()
+        self.closed = self.loop.create_future()
         self.failed = False  # an error was logged for this connection already
         self.frame_started_at = 0.0  # when the frame in progress began arriving
         self.frame_bytes = 0  # bytes received since then
 
-    def _attach(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+    def _attach(self, transport: asyncio.BaseTransport) -> asyncio.Transport:
+        # a stream connection's transport is an asyncio.Transport (read and write)
+        self.transport = stream = cast(asyncio.Transport, transport)
         self.peer = _peername(transport)
         self.owner._connections.add(self)
-        _configure_socket(transport, self.owner.linger_s, self.owner.ttl_hops)
+        _configure_socket(transport, self.owner.linger_ms, self.owner.ttl_hops)
+        return stream
+
+    @property
+    def wire(self) -> asyncio.Transport:
+        """``transport``, which asyncio sets (``connection_made``) before any other call."""
+        transport = self.transport
+        if transport is None:
+            raise RuntimeError(f"connection {self.describe()} is not made yet")
+        return transport
 
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
         decoder = self.decoder
         if not decoder.buffered:
-            self.frame_started_at = self.owner._loop.time()
+            self.frame_started_at = self.loop.time()
             self.frame_bytes = 0
         self.frame_bytes += len(data)
         try:
@@ -420,19 +411,19 @@ class _Connection(asyncio.Protocol):
             self._fail(f"bad frame: {exc}")
             return None
         if frames:  # the frame in progress (if any) began inside this chunk
-            self.frame_started_at = self.owner._loop.time()
+            self.frame_started_at = self.loop.time()
             self.frame_bytes = decoder.buffered
         if decoder.buffered and self.timer is None:
-            self.progress_at = self.owner._loop.time()
-            self._arm(self.owner.request_timeout_s)
+            self.progress_at = self.loop.time()
+            self._arm(self.owner._request_timeout_s)
         elif decoder.buffered:
-            self.progress_at = self.owner._loop.time()
+            self.progress_at = self.loop.time()
         return frames
 
     def _arm(self, delay: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.owner._loop.call_later(delay, self._on_timer)
+        self.timer = self.loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -440,8 +431,8 @@ class _Connection(asyncio.Protocol):
             return
         if self.decoder.buffered:
             owner = self.owner
-            timeout = owner.request_timeout_s
-            now = owner._loop.time()
+            timeout = owner._request_timeout_s
+            now = self.loop.time()
             idle = now - self.progress_at
             elapsed = now - self.frame_started_at
             if idle >= timeout:
@@ -492,7 +483,7 @@ class _Outbound(_Connection):
     def __init__(self, owner: TcpTransport, peer: _Peer) -> None:
         super().__init__(owner)
         self.target = peer
-        self.accepted = owner._loop.create_future()
+        self.accepted = self.loop.create_future()
         self.accepted.add_done_callback(_quiet)
         self.open = False
         self.paused = False
@@ -502,11 +493,11 @@ class _Outbound(_Connection):
         return f"to member {self.target.member_id} at {self.target.address}"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._attach(transport)
+        stream = self._attach(transport)
         high = self.owner.write_buffer_bytes
-        transport.set_write_buffer_limits(high=high, low=high // 4)
+        stream.set_write_buffer_limits(high=high, low=high // 4)
         owner = self.owner
-        transport.write(
+        stream.write(
             encode_hello(
                 Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.target.member_id)
             )
@@ -526,13 +517,13 @@ class _Outbound(_Connection):
                     self._on_accept(decode_hello(body))
                 elif frame_type == FRAME_REFUSE:
                     self._handshake_failed(HandshakeRefusedError(decode_refuse(body)))
-                    self.transport.abort()
+                    self.wire.abort()
                     return
                 else:
                     raise MalformedMessageError(f"frame type {frame_type} instead of ACCEPT")
             except MalformedMessageError as exc:
                 self._handshake_failed(HandshakeError(f"bad handshake answer: {exc}"))
-                self.transport.abort()
+                self.wire.abort()
                 return
 
     def _on_accept(self, hello: Hello) -> None:
@@ -545,7 +536,7 @@ class _Outbound(_Connection):
         if hello.member_id != expected:
             raise MalformedMessageError(f"peer is member {hello.member_id}, not {expected}")
         if owner.tls_member_identity:
-            problem = _identity_problem(self.transport, expected)
+            problem = identity_problem(self.transport, expected)
             if problem is not None:
                 raise MalformedMessageError(f"server identity: {problem}")
         self.open = True  # nothing more is expected on this connection
@@ -557,9 +548,9 @@ class _Outbound(_Connection):
 
     def pause_writing(self) -> None:
         self.paused = True
-        self.stall_size = self.transport.get_write_buffer_size()
+        self.stall_size = self.wire.get_write_buffer_size()
         if self.timer is None:
-            self._arm(self.owner.request_timeout_s)
+            self._arm(self.owner._request_timeout_s)
 
     def resume_writing(self) -> None:
         self.paused = False
@@ -578,12 +569,12 @@ class _Outbound(_Connection):
         size = self.transport.get_write_buffer_size()
         if size >= self.stall_size:
             self._fail(
-                f"peer has not read for {self.owner.request_timeout_s} s "
+                f"peer has not read for {self.owner._request_timeout_s} s "
                 f"({size} bytes waiting)"
             )
         else:
             self.stall_size = size
-            self._arm(self.owner.request_timeout_s)
+            self._arm(self.owner._request_timeout_s)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
@@ -618,27 +609,27 @@ class _Inbound(_Connection):
         return f"from {self.peer}" + (f" (member {self.member})" if self.member else "")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._attach(transport)
+        stream = self._attach(transport)
         if self.owner._closing:
-            transport.abort()
+            stream.abort()
         else:
             self._await_hello()
 
     def _await_hello(self) -> None:
         self.state = _HELLO
-        self._arm(self.owner.connect_timeout_s)
+        self._arm(self.owner._connect_timeout_s)
 
     def _on_timer(self) -> None:
         if self.state is _HELLO:
             self.timer = None
-            self._fail(f"no handshake within {self.owner.connect_timeout_s} s")
+            self._fail(f"no handshake within {self.owner._connect_timeout_s} s")
         elif self.state is _OPEN:
             super()._on_timer()
 
     def data_received(self, data) -> None:
         if self.member:
-            received = self.owner.peer_bytes_received
-            received[self.member] = received.get(self.member, 0) + len(data)
+            by_member = self.owner.peer_bytes_received
+            by_member[self.member] = by_member.get(self.member, 0) + len(data)
         frames = self._feed(data)
         if not frames:
             return
@@ -710,7 +701,7 @@ class _Inbound(_Connection):
         self._leave_hello()
         reason = owner._check_hello(hello)
         if reason is None and owner.tls_member_identity and owner.ssl_server is not None:
-            reason = _identity_problem(self.transport, hello.member_id)
+            reason = identity_problem(self.transport, hello.member_id)
         if reason is None and hello.member_id not in owner._peers:
             strangers = sum(1 for member in owner._inbound
                             if member not in owner._peers and member != hello.member_id)
@@ -722,8 +713,8 @@ class _Inbound(_Connection):
             owner.counters.refused += 1
             who = f" (member {hello.member_id})" if hello.member_id else ""
             log.warning("refused connection from %s%s: %s", self.peer, who, reason)
-            self.transport.write(encode_refuse(reason))
-            self.transport.close()
+            self.wire.write(encode_refuse(reason))
+            self.wire.close()
             return
         self.state = _OPEN
         self.member = hello.member_id
@@ -731,7 +722,7 @@ class _Inbound(_Connection):
             self.timer.cancel()
             self.timer = None
         self.decoder = FrameDecoder(owner.frame_bytes_max)
-        self.transport.write(
+        self.wire.write(
             encode_accept(Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.member))
         )
         owner.counters.connections += 1
@@ -757,6 +748,21 @@ class TcpTransport(Transport):
     ``member_id``: this member; ``listen``: ``"host:port"`` to serve on (port 0 picks a free
     port; read it back from :attr:`address` after ``start``); ``cluster_id``: an unsigned 64-bit
     integer every member of the cluster shares. Parameters are validated (``ConfigError``).
+
+    Build it with :meth:`from_config` (what ``RaftCluster.from_config`` and ``pyraft node``
+    run). The keywords the configuration also has take its defaults (``ClusterConfig``'s
+    ``connect_timeout_ms``, ``request_timeout_ms``, ``frame_bytes_max``,
+    ``send_queue_messages_max``, ``server_backlog``, ``linger_ms``, ``ttl_hops``,
+    ``handshakes_max``, ``unknown_members_max``, ``user_requests_inflight_max``,
+    ``receive_bytes_per_s_min``; ``write_buffer_bytes`` is ``transmission_block_bytes`` and
+    ``tls_member_identity`` is ``TlsConfig.member_identity``, which applies only when TLS is
+    on). ``backoff_ms`` (the reconnection backoff, first and cap) and ``rng`` (its jitter)
+    are the transport's own.
+
+    ``connect_timeout_s``, ``request_timeout_s``, ``linger_s`` (seconds) and ``backlog`` are
+    the former names of ``connect_timeout_ms``, ``request_timeout_ms``, ``linger_ms`` and
+    ``server_backlog``, still accepted; they go once every caller builds through
+    :meth:`from_config` or the new names.
     """
 
     def __init__(
@@ -767,30 +773,43 @@ class TcpTransport(Transport):
         cluster_id: int,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
-        connect_timeout_s: float = 0.1,
-        request_timeout_s: float = 0.125,
-        frame_bytes_max: int = FRAME_BYTES_MAX,
-        send_queue_messages_max: int = 1024,
-        backoff_s: tuple[float, float] = (0.05, 2.0),
+        connect_timeout_ms: float = _CONFIG.connect_timeout_ms,
+        request_timeout_ms: float = _CONFIG.request_timeout_ms,
+        frame_bytes_max: int = _CONFIG.frame_bytes_max,
+        send_queue_messages_max: int = _CONFIG.send_queue_messages_max,
+        backoff_ms: tuple[float, float] = (50.0, 2_000.0),
         rng: random.Random | None = None,
-        backlog: int = 128,
+        server_backlog: int = _CONFIG.server_backlog,
+        linger_ms: float | None = _CONFIG.linger_ms,
+        ttl_hops: int | None = _CONFIG.ttl_hops,
+        write_buffer_bytes: int = _CONFIG.transmission_block_bytes,
+        tls_member_identity: bool = _TLS_MEMBER_IDENTITY,
+        handshakes_max: int = _CONFIG.handshakes_max,
+        unknown_members_max: int = _CONFIG.unknown_members_max,
+        user_requests_inflight_max: int = _CONFIG.user_requests_inflight_max,
+        receive_bytes_per_s_min: int = _CONFIG.receive_bytes_per_s_min,
+        connect_timeout_s: float | None = None,
+        request_timeout_s: float | None = None,
         linger_s: float | None = None,
-        ttl_hops: int | None = None,
-        write_buffer_bytes: int = 65_535,
-        tls_member_identity: bool = False,
-        handshakes_max: int = 64,
-        unknown_members_max: int = 8,
-        user_requests_inflight_max: int = 256,
-        receive_bytes_per_s_min: int = 64 * 1024,
+        backlog: int | None = None,
     ) -> None:
+        # the former names (seconds, ``backlog``): see the class docstring
+        if connect_timeout_s is not None:
+            connect_timeout_ms = connect_timeout_s * 1000.0
+        if request_timeout_s is not None:
+            request_timeout_ms = request_timeout_s * 1000.0
+        if linger_s is not None:
+            linger_ms = linger_s * 1000.0
+        if backlog is not None:
+            server_backlog = backlog
         if not isinstance(member_id, int) or not 0 < member_id < 2**64:
             raise ConfigError("member_id", "must be a positive 64-bit integer")
         if not isinstance(cluster_id, int) or not 0 <= cluster_id < 2**64:
             raise ConfigError("cluster_id", "must be an unsigned 64-bit integer")
-        if not isinstance(backlog, int) or not 1 <= backlog <= 65535:
-            raise ConfigError("backlog", "must be in [1, 65535]")
-        if linger_s is not None and not 0 <= linger_s <= 60:
-            raise ConfigError("linger_s", "must be None or in [0, 60] seconds")
+        if not isinstance(server_backlog, int) or not 1 <= server_backlog <= 65535:
+            raise ConfigError("server_backlog", "must be in [1, 65535]")
+        if linger_ms is not None and not 0 <= linger_ms <= 60_000:
+            raise ConfigError("linger_ms", "must be None or in [0, 60000] ms")
         if ttl_hops is not None and (not isinstance(ttl_hops, int) or isinstance(ttl_hops, bool)
                                      or not 1 <= ttl_hops <= 255):
             raise ConfigError("ttl_hops", "must be None or an integer in [1, 255]")
@@ -800,30 +819,32 @@ class TcpTransport(Transport):
         #: peer's queue then fills)
         self.write_buffer_bytes = write_buffer_bytes
         #: listen() backlog of the server socket
-        self.backlog = backlog
-        #: SO_LINGER of every connection (None: the system default)
-        self.linger_s = linger_s
+        self.server_backlog = server_backlog
+        #: SO_LINGER of every connection, applied in whole seconds (None: the system default)
+        self.linger_ms = linger_ms
         try:
-            self._listen = parse_address(listen)
+            self._listen = parse_address(listen, port_zero=True)
         except ValueError as exc:
             raise ConfigError("listen", str(exc)) from None
-        for name, value in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
-            if value is not None and not isinstance(value, ssl.SSLContext):
+        for name, context in (("ssl_server", ssl_server), ("ssl_client", ssl_client)):
+            if context is not None and not isinstance(context, ssl.SSLContext):
                 raise ConfigError(name, "must be an ssl.SSLContext")
-        if not connect_timeout_s > 0:
-            raise ConfigError("connect_timeout_s", "must be positive")
-        if not request_timeout_s > 0:
-            raise ConfigError("request_timeout_s", "must be positive")
+        if not connect_timeout_ms > 0:
+            raise ConfigError("connect_timeout_ms", "must be positive")
+        if not request_timeout_ms > 0:
+            raise ConfigError("request_timeout_ms", "must be positive")
         if not isinstance(frame_bytes_max, int) or not 0 < frame_bytes_max <= 0xFFFFFFFF:
             raise ConfigError("frame_bytes_max", "must be in [1, 2**32 - 1]")
         if not isinstance(send_queue_messages_max, int) or send_queue_messages_max <= 0:
             raise ConfigError("send_queue_messages_max", "must be a positive integer")
-        if len(backoff_s) != 2 or not 0 < backoff_s[0] <= backoff_s[1]:
-            raise ConfigError("backoff_s", "must be (first, cap) with 0 < first <= cap")
+        if len(backoff_ms) != 2 or not 0 < backoff_ms[0] <= backoff_ms[1]:
+            raise ConfigError("backoff_ms", "must be (first, cap) with 0 < first <= cap")
         if not isinstance(tls_member_identity, bool):
             raise ConfigError("tls_member_identity", "must be a bool")
-        if tls_member_identity and (ssl_server is None or ssl_client is None):
-            raise ConfigError("tls_member_identity", "needs ssl_server and ssl_client")
+        tls = ssl_server is not None or ssl_client is not None
+        if tls_member_identity and tls and (ssl_server is None or ssl_client is None):
+            raise ConfigError("tls_member_identity", "needs ssl_server and ssl_client (or "
+                                                     "tls_member_identity=False)")
         for name, value, low in (("write_buffer_bytes", write_buffer_bytes, 1),
                                  ("handshakes_max", handshakes_max, 1),
                                  ("unknown_members_max", unknown_members_max, 0),
@@ -831,26 +852,31 @@ class TcpTransport(Transport):
                                  ("receive_bytes_per_s_min", receive_bytes_per_s_min, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**32:
                 raise ConfigError(name, f"must be an integer in [{low}, 2**32)")
-        #: certificates must name the member id claimed in the handshake (module docstring)
-        self.tls_member_identity = tls_member_identity
+        #: certificates must name the member id claimed in the handshake (module docstring);
+        #: False without TLS, where there are no certificates to check
+        self.tls_member_identity = tls_member_identity and tls
         #: connections accepted that have not finished TLS + HELLO, at most
         self.handshakes_max = handshakes_max
         #: accepted connections from members not in ``set_peers``, at most
         self.unknown_members_max = unknown_members_max
         #: application messages whose handler runs, per connection, at most
         self.user_requests_inflight_max = user_requests_inflight_max
-        #: a frame in progress for longer than ``request_timeout_s`` must average this rate
+        #: a frame in progress for longer than ``request_timeout_ms`` must average this rate
         self.receive_bytes_per_s_min = receive_bytes_per_s_min
         self._handshaking = 0  # connections accepted that hold a handshake slot
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.ssl_server = ssl_server
         self.ssl_client = ssl_client
-        self.connect_timeout_s = float(connect_timeout_s)
-        self.request_timeout_s = float(request_timeout_s)
+        self.connect_timeout_ms = float(connect_timeout_ms)
+        self.request_timeout_ms = float(request_timeout_ms)
         self.frame_bytes_max = frame_bytes_max
         self.send_queue_messages_max = send_queue_messages_max
-        self.backoff_s = (float(backoff_s[0]), float(backoff_s[1]))
+        self.backoff_ms = (float(backoff_ms[0]), float(backoff_ms[1]))
+        # the same in seconds, as the event loop counts
+        self._connect_timeout_s = self.connect_timeout_ms / 1000.0
+        self._request_timeout_s = self.request_timeout_ms / 1000.0
+        self._backoff_s = (self.backoff_ms[0] / 1000.0, self.backoff_ms[1] / 1000.0)
         self.counters = TransportCounters()
         #: bytes written to / read from each member's connections (metrics)
         self.peer_bytes_sent: dict[int, int] = {}
@@ -859,7 +885,7 @@ class TcpTransport(Transport):
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: socket.socket | None = None
-        self._deliver: Deliver | None = None
+        self._deliver: OnMessage | None = None
         self._peers: dict[int, _Peer] = {}
         self._inbound: dict[int, _Inbound] = {}
         self._connections: set[_Connection] = set()
@@ -891,17 +917,51 @@ class TcpTransport(Transport):
         peer = self._peers.get(member)
         return None if peer is None else peer.state
 
-    async def start(self, deliver: Deliver) -> None:
+    @classmethod
+    def from_config(cls, config: ClusterConfig, *,
+                    rng: random.Random | None = None) -> TcpTransport:
+        """The transport of the member ``config`` describes: it listens on ``listen``, with
+        the configuration's timeouts, bounds and socket options, and TLS (the contexts of
+        ``pyraft.transport.tls.member_contexts``) when ``config.tls`` is set. ``config`` is
+        validated first (``ConfigError``); unreadable TLS files raise ``OSError`` or
+        ``ssl.SSLError``. ``rng`` draws the reconnection jitter (tests)."""
+        config.validate()
+        server_ssl = client_ssl = None
+        if config.tls is not None:
+            server_ssl, client_ssl = member_contexts(config.tls)
+        return cls(
+            config.member_id, config.listen, cluster_id=config.cluster_id,
+            ssl_server=server_ssl, ssl_client=client_ssl,
+            connect_timeout_ms=config.connect_timeout_ms,
+            request_timeout_ms=config.request_timeout_ms,
+            frame_bytes_max=config.frame_bytes_max,
+            send_queue_messages_max=config.send_queue_messages_max,
+            rng=rng,
+            server_backlog=config.server_backlog,
+            linger_ms=config.linger_ms,
+            ttl_hops=config.ttl_hops,
+            write_buffer_bytes=config.transmission_block_bytes,
+            tls_member_identity=config.tls is not None and config.tls.member_identity,
+            handshakes_max=config.handshakes_max,
+            unknown_members_max=config.unknown_members_max,
+            user_requests_inflight_max=config.user_requests_inflight_max,
+            receive_bytes_per_s_min=config.receive_bytes_per_s_min,
+        )
+
+    async def start(self, on_message: OnMessage,
+                    on_unreachable: OnUnreachable | None = None) -> None:
         if self._loop is not None:
             raise RuntimeError("transport already started")
+        self._bind(on_unreachable)
         self._loop = asyncio.get_running_loop()
-        self._deliver = deliver
+        self._deliver = on_message
         host, port = self._listen
         infos = await self._loop.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, _type, _proto, _name, sockaddr = infos[0]
-        self._listener = socket.create_server(sockaddr[:2], family=family, backlog=self.backlog)
+        self._listener = socket.create_server(sockaddr[:2], family=family,
+                                               backlog=self.server_backlog)
         self._listener.setblocking(False)
         sockname = self._listener.getsockname()
         self._address = format_address(str(sockname[0]), int(sockname[1]))
@@ -913,7 +973,7 @@ class TcpTransport(Transport):
         wanted = {int(m): str(a) for m, a in peers.items() if int(m) != self.member_id}
         for address in wanted.values():
             try:
-                parse_address(address)
+                parse_address(address, port_zero=True)
             except ValueError as exc:
                 raise ConfigError("peers", str(exc)) from None
         for member, peer in list(self._peers.items()):
@@ -969,7 +1029,7 @@ class TcpTransport(Transport):
                 connection.transport.close()  # flushes what is buffered
         if connections:
             closed = [connection.closed for connection in connections]
-            _done, waiting = await asyncio.wait(closed, timeout=self.request_timeout_s)
+            _done, waiting = await asyncio.wait(closed, timeout=self._request_timeout_s)
             for connection in connections:
                 if not connection.closed.done() and connection.transport is not None:
                     connection.transport.abort()
@@ -981,11 +1041,21 @@ class TcpTransport(Transport):
 
     # ---- internals -------------------------------------------------------------------------
 
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """The loop ``start`` ran on; ``RuntimeError`` before ``start``."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"member {self.member_id}'s transport is not started")
+        return loop
+
     async def _accept_loop(self) -> None:
         """Accept connections for ever (until ``stop`` cancels this task)."""
+        loop, listener = self._running(), self._listener
+        if listener is None:
+            raise RuntimeError("no listener: the accept loop runs only once started")
         while True:
             try:
-                sock, _address = await self._loop.sock_accept(self._listener)
+                sock, _address = await loop.sock_accept(listener)
             except OSError as exc:  # out of file descriptors, an aborted connection, ...
                 log.warning("accepting a connection on %s failed: %s", self._address, exc)
                 await asyncio.sleep(0.1)
@@ -1007,12 +1077,13 @@ class TcpTransport(Transport):
         a peer without a valid certificate never reaches frame decoding.
         """
         try:
-            peer = format_address(*[str(part) for part in sock.getpeername()[:2]])
+            name = sock.getpeername()
+            peer = format_address(str(name[0]), name[1])
         except OSError:
             peer = "?"
         extra: dict = {}
         if self.ssl_server is not None:
-            extra = dict(ssl=self.ssl_server, ssl_handshake_timeout=self.connect_timeout_s)
+            extra = dict(ssl=self.ssl_server, ssl_handshake_timeout=self._connect_timeout_s)
         released = False
 
         def release() -> None:
@@ -1022,7 +1093,7 @@ class TcpTransport(Transport):
                 self._handshaking -= 1
 
         try:
-            await self._loop.connect_accepted_socket(lambda: _Inbound(self, release), sock,
+            await self._running().connect_accepted_socket(lambda: _Inbound(self, release), sock,
                                                      **extra)
         except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
             release()
@@ -1039,7 +1110,7 @@ class TcpTransport(Transport):
             raise
 
     def _spawn(self, coroutine, name: str) -> asyncio.Task:
-        task = self._loop.create_task(coroutine, name=name)
+        task = self._running().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -1050,7 +1121,7 @@ class TcpTransport(Transport):
             return
         exc = task.exception()
         if exc is not None:
-            self._loop.call_exception_handler(
+            self._running().call_exception_handler(
                 {"message": f"pyraft transport task {task.get_name()} failed",
                  "exception": exc, "task": task}
             )
