@@ -427,9 +427,9 @@ class TlsConfig:
     require_client_cert: bool = False
     #: bind certificates to member ids: a member's certificate must carry the DNS subject
     #: alternative name ``member-<id>.pyraft`` (``pyraft.transport.tls.member_identity``);
-    #: a server whose certificate does not name the member dialed is refused, and (with
-    #: ``require_client_cert``) so is a client whose certificate does not name the member id
-    #: it claims in the handshake. Issue with trustme: ``ca.issue_cert("127.0.0.1",
+    #: a server whose certificate does not name the member dialed is refused, and so is a
+    #: client whose certificate does not name the member id it claims in the handshake (so
+    #: member identity implies mutual TLS, whatever ``require_client_cert`` says). Issue with trustme: ``ca.issue_cert("127.0.0.1",
     #: "member-2.pyraft")``; with openssl: ``-addext
     #: "subjectAltName=DNS:member-2.pyraft,IP:127.0.0.1"``. False trusts any certificate of
     #: the CA for any member id (every member holding one certificate)

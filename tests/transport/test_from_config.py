@@ -153,19 +153,26 @@ def test_former_keyword_names_still_mean_the_same():
             former.server_backlog) == pytest.approx((40.0, 90.0, 2000.0, 7))
 
 
-def tls_config(tmp_path, ca: trustme.CA, member: int, *identities: str) -> ClusterConfig:
+def tls_config(tmp_path, ca: trustme.CA, member: int, *identities: str,
+               mutual: bool) -> ClusterConfig:
     files = write_pem_files(tmp_path, ca, f"m{member}", *identities)
+    tls = TlsConfig(**files, require_client_cert=True) if mutual else TlsConfig(**files)
     return ClusterConfig(member_id=member, cluster_id=4, listen="127.0.0.1:0",
                          connect_timeout_ms=300.0, request_timeout_ms=300.0,
-                         tls=TlsConfig(**files, require_client_cert=True)).validate()
+                         tls=tls).validate()
 
 
+@pytest.mark.parametrize("mutual", [True, False], ids=["mutual", "tls-defaults"])
 @pytest.mark.parametrize("named", [True, False], ids=["identity", "no-identity"])
-def test_members_built_from_their_configurations_talk_over_tls(tmp_path, named):
-    """Member identity is on by default: member 1's certificate must name member 1."""
+def test_members_built_from_their_configurations_talk_over_tls(tmp_path, named, mutual):
+    """Member identity is on by default: member 1's certificate must name member 1. With
+    ``TlsConfig``'s own defaults (``require_client_cert`` False) members must still talk:
+    identity asks for the client's certificate (two members of a default TLS configuration
+    refused each other before)."""
     ca = trustme.CA()
-    first = tls_config(tmp_path, ca, 1, member_identity(1) if named else "member.raft.test")
-    second = tls_config(tmp_path, ca, 2, member_identity(2))
+    first = tls_config(tmp_path, ca, 1, member_identity(1) if named else "member.raft.test",
+                       mutual=mutual)
+    second = tls_config(tmp_path, ca, 2, member_identity(2), mutual=mutual)
 
     async def main() -> None:
         inbox: list[Message] = []

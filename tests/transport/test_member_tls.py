@@ -36,11 +36,15 @@ def ca() -> trustme.CA:
 
 
 @pytest.mark.parametrize("mutual", [False, True])
-def test_member_contexts_follow_the_configuration(tmp_path, ca, mutual):
+@pytest.mark.parametrize("identity", [False, True])
+def test_member_contexts_follow_the_configuration(tmp_path, ca, mutual, identity):
     files = write_pem_files(tmp_path, ca, "m1", member_identity(1))
-    server, client = member_contexts(TlsConfig(**files, require_client_cert=mutual))
+    server, client = member_contexts(TlsConfig(**files, require_client_cert=mutual,
+                                               member_identity=identity))
     assert isinstance(server, ssl.SSLContext) and isinstance(client, ssl.SSLContext)
-    assert server.verify_mode == (ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE)
+    # an identity is proven by a certificate: member identity asks every client for one
+    expected = ssl.CERT_REQUIRED if mutual or identity else ssl.CERT_NONE
+    assert server.verify_mode == expected
     assert client.verify_mode == ssl.CERT_REQUIRED  # the server must prove itself
     assert client.check_hostname is False  # members are addressed by IP; the CA is trusted
     # both trust the configured CA (and nothing else was loaded into them)

@@ -3,7 +3,8 @@
 - ``member_contexts(tls)``: the server and client ``ssl.SSLContext`` of a member, from its
   ``pyraft.config.TlsConfig``. Both present the member's certificate and trust ``ca_file``
   (the system's store when None); the server requires a client certificate when
-  ``require_client_cert`` (mutual TLS); the client does not match the server's certificate
+  ``require_client_cert`` or ``member_identity`` (mutual TLS: an identity needs a
+  certificate); the client does not match the server's certificate
   against the host it dialed (members are addressed by IP; the CA is what is trusted) and,
   with ``member_identity``, checks instead that it names the member dialed.
 - Member identity (``TlsConfig.member_identity``): a certificate proves WHICH member its
@@ -69,7 +70,9 @@ def member_contexts(tls: TlsConfig) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca_file)
     server.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.require_client_cert:
+    if tls.require_client_cert or tls.member_identity:
+        # a member's identity is proven by its certificate: with member identity on, a
+        # server cannot accept a member that presents none (it would refuse it at HELLO)
         server.verify_mode = ssl.CERT_REQUIRED
     client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
     client.load_cert_chain(tls.cert_file, tls.key_file)
