@@ -21,6 +21,7 @@ import trustme
 from pyraft.core.messages import Message, MessageType, Snapshot, SnapshotMeta
 from pyraft.errors import ConfigError
 from pyraft.testing.cluster import run_on_fresh_loop
+from pyraft.transport import tcp
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
     FRAME_RAFT,
@@ -768,6 +769,14 @@ def test_decode_hello_of_an_accept_names_the_acceptor():
     frame = encode_accept(Hello(PROTOCOL_VERSION, CLUSTER, 2, 1))
     [(frame_type, body)] = FrameDecoder().feed(frame)
     assert frame_type == FRAME_ACCEPT and decode_hello(body).member_id == 2
+
+
+@pytest.mark.parametrize("linger_ms, seconds", [
+    (0, 0), (0.5, 1), (1, 1), (499, 1), (1000, 1), (1001, 2), (1500, 2), (60_000, 60)])
+def test_linger_rounds_up_to_whole_seconds(linger_ms, seconds):
+    """SO_LINGER takes whole seconds: a linger of a few milliseconds must wait (1 s), not
+    become 0, which resets the connection and drops what was unsent."""
+    assert tcp.linger_seconds(linger_ms) == seconds
 
 
 def test_backlog_linger_and_ttl_are_applied_and_validated():

@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 import ssl
@@ -165,6 +166,12 @@ def _peername(transport: asyncio.BaseTransport) -> str:
     return str(name)
 
 
+def linger_seconds(linger_ms: float) -> int:
+    """SO_LINGER's whole seconds for ``linger_ms``, rounded up: 0 ms resets the connection on
+    close, anything more waits at least that long for unsent data (never a reset)."""
+    return math.ceil(linger_ms / 1000.0)
+
+
 def _configure_socket(transport: asyncio.BaseTransport, linger_ms: float | None = None,
                       ttl_hops: int | None = None) -> None:
     """TCP_NODELAY, and SO_LINGER (whole seconds) and the IP time-to-live when they are set."""
@@ -174,7 +181,7 @@ def _configure_socket(transport: asyncio.BaseTransport, linger_ms: float | None 
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if linger_ms is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                struct.pack("ii", 1, int(round(linger_ms / 1000.0))))
+                                struct.pack("ii", 1, linger_seconds(linger_ms)))
             if ttl_hops is not None:
                 if sock.family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl_hops)
