@@ -26,8 +26,8 @@ import tempfile
 import time
 
 from pyraft.argtypes import positive_seconds
-from pyraft.client import KVClient, KVClientError
 from pyraft.errors import ConfigError
+from pyraft.kv.client import KVClient, KVClientError
 from pyraft.kv.security import client_ssl_context, write_token_file
 from pyraft.testing.processes import NodeProcess, free_port
 

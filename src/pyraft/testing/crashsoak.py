@@ -1,7 +1,7 @@
 """Crash durability at scale: SIGKILLs of random members of a durable cluster under writes.
 
 A run starts ``members`` ``pyraft node`` processes on 127.0.0.1, each with ``--data`` (and
-``--state memory`` or ``sqlite``), and ``writers`` clients (:class:`pyraft.client.KVClient`)
+``--state memory`` or ``sqlite``), and ``writers`` clients (:class:`pyraft.kv.client.KVClient`)
 that put unique keys with unique values, remembering every acknowledged write (and, apart,
 every write whose fate is unknown: a timeout, a lost connection). Meanwhile a killer, drawn
 from one seeded ``random.Random``, repeats ``kills`` times: wait until every member answers
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from pyraft.client import KVClient, KVClientError, RequestError, SessionExpiredError
+from pyraft.kv.client import KVClient, KVClientError, RequestError, SessionExpiredError
 from pyraft.testing.jepsen import STATES, engine_errors
 from pyraft.testing.processes import free_port
 

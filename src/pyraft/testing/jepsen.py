@@ -87,7 +87,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from pyraft.client import KVClient, KVClientError, RequestError, SessionExpiredError
+from pyraft.kv.client import KVClient, KVClientError, RequestError, SessionExpiredError
 from pyraft.kv.security import read_token_file, write_token_file
 from pyraft.testing.faultproxy import FaultProxy
 from pyraft.testing.linearizability import CheckResult, Operation, check_history
