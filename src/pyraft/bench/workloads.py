@@ -3,7 +3,7 @@
 Every function here starts what it measures and stops it (by pid) before it returns, and
 removes its data directories. Every load follows the leader (it goes on through a new one
 when its leader changes) and reports ``leader_changes``. Loads run inside the leader process
-(the ``load`` and ``reads`` ops of :mod:`pyraft.cluster.process`, api "engine") or from a
+(the ``load`` and ``reads`` ops of :mod:`pyraft.testing.member`, api "engine") or from a
 separate load-generator process against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`,
 api "http"), and answer results of :mod:`pyraft.bench.stats`. Durable members write their
 logs under the benchmark directory with ``--sync always`` (a write is acknowledged once
@@ -36,11 +36,16 @@ DURABLE = "durable (fdatasync)"
 MEMORY = "memory"
 #: election timeout of the member processes (``--election-ms``; the upper bound is twice it):
 #: the default of every member (``RaftConfig``), which ``pyraft node`` uses too
-ELECTION_MS_LOWER = RaftConfig.__dataclass_fields__["election_timeout_ms_lower"].default
+ELECTION_MS_LOWER: float = RaftConfig(member_id=1).election_timeout_ms_lower
 ELECTION_MS_UPPER = 2 * ELECTION_MS_LOWER
+#: commands that may wait to enter the core of an engine member. The engine loads keep up to
+#: 32 x 1024 commands in flight (``Plan.peak``); the members were measured with this bound
+#: (``RaftCluster``'s own default before members were built from a ``ClusterConfig``, whose
+#: default is lower), so it is set explicitly and the figures stay comparable
+PROPOSAL_QUEUE_MAX = 65_536
 #: members log errors only: their stderr is a pipe nobody reads while they run
 MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
-               "--log-level", "ERROR"]
+               "--proposal-queue-max", str(PROPOSAL_QUEUE_MAX), "--log-level", "ERROR"]
 
 
 #: a snapshot interval no run reaches: the members keep the whole log
@@ -120,7 +125,7 @@ class Plan:
 @contextlib.contextmanager
 def member_cluster(directory: str | None, extra_args: list[str] | None = None
                    ) -> Iterator[tuple[dict[int, str], list[Member]]]:
-    """Three ``pyraft.cluster.process`` members (data under ``directory``; None: memory);
+    """Three ``pyraft.testing.member`` members (data under ``directory``; None: memory);
     stopped (SIGTERM, then SIGKILL by pid) on exit."""
     members: list[Member] = []
     try:

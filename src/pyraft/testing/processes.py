@@ -1,10 +1,11 @@
 """Member processes on 127.0.0.1 for integration tests, benchmarks and the playground.
 
 ``NodeProcess`` is one ``pyraft node`` started the way an operator starts it (the tools add
-their flags), ended by its pid. ``Member`` starts ``python -m pyraft.cluster.process`` and
-talks to it over its JSON-lines control port; ``start_cluster`` starts several; ``leader``
-and ``write`` find the leader and write through it, retrying across elections. Only
-processes started here are signalled, by their own pid.
+their flags), ended by its pid. ``Member`` starts
+``python -m pyraft.testing.member`` (a member built from a ``ClusterConfig``, see
+:mod:`pyraft.testing.member`) and talks to it over its JSON-lines control port;
+``start_cluster`` starts several; ``leader`` and ``write`` find the leader and write through
+it, retrying across elections. Only processes started here are signalled, by their own pid.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any, TypeVar
+
+#: the certificate, key and CA files (PEM) of one member, in that order
+TlsFiles = tuple[str, str, str]
+_T = TypeVar("_T")
 
 
 def free_port() -> int:
@@ -34,7 +41,8 @@ class NodeProcess:
     http: dict[int, str]
     process: subprocess.Popen | None
 
-    def spawn(self, extra: list[str], stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    def spawn(self, extra: list[str], stderr: int | IO[Any] | None = subprocess.DEVNULL
+              ) -> subprocess.Popen:
         args = [sys.executable, "-m", "pyraft", "node", "--id", str(self.member),
                 "--listen", self.peers[self.member], "--http", self.http[self.member],
                 "--peers", ",".join(f"{m}={a}" for m, a in self.peers.items()),
@@ -47,12 +55,12 @@ class NodeProcess:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        if self.alive:
+        if self.process is not None and self.alive:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.alive:
+        if self.process is not None and self.alive:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(10)
@@ -61,26 +69,42 @@ class NodeProcess:
 
 
 class Member:
-    def __init__(self, member_id, listen, peers, data, tls=None, join=False, extra_args=()):
+    """One ``python -m pyraft.testing.member`` process and its control connection.
+
+    ``tls``: this member's certificate, key and CA (mutual TLS; the certificate must name
+    ``member-<id>.pyraft``, as every member's does by default, ``TlsConfig.member_identity``).
+    ``election_ms``: the lower election timeout (the upper is twice it); None keeps the
+    configuration's default. ``extra_args`` go last, so they override the flags set here."""
+
+    def __init__(self, member_id: int, listen: str, peers: Mapping[int, str], data: object,
+                 tls: TlsFiles | None = None, join: bool = False,
+                 extra_args: Iterable[str] = (), election_ms: float | None = None) -> None:
         self.id, self.listen, self.peers, self.data = member_id, listen, peers, data
         self.tls, self.join, self.extra_args = tls, join, list(extra_args)
-        self.process = None
-        self.control = None
-        self.reader = None
-        self.stderr = None
+        self.election_ms = election_ms
+        self.process: subprocess.Popen | None = None
+        self.control: socket.socket | None = None
+        self.reader: IO[str] | None = None
+        self.stderr: IO[str] | None = None
         self._log = ""
 
-    def start(self, timeout=15.0):
-        args = [sys.executable, "-m", "pyraft.cluster.process", "--id", str(self.id),
+    def arguments(self) -> list[str]:
+        """The command line of the member process."""
+        args = [sys.executable, "-m", "pyraft.testing.member", "--id", str(self.id),
                 "--listen", self.listen, "--peers",
                 ",".join(f"{m}={a}" for m, a in self.peers.items()), "--tick-ms", "10"]
         if self.data is not None:
             args += ["--data", str(self.data)]
         if self.join:
             args.append("--join")
-        args += self.extra_args
+        if self.election_ms is not None:
+            args += ["--election-ms", str(self.election_ms)]
         if self.tls:
             args += ["--cert", self.tls[0], "--key", self.tls[1], "--ca", self.tls[2]]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 15.0) -> Member:
+        args = self.arguments()
         # The member's log goes to a file, never to a pipe nobody reads: a full pipe would
         # block the member mid-write (a stall that looks like a Raft bug).
         if self.stderr is not None:
@@ -88,6 +112,7 @@ class Member:
         self.stderr = tempfile.TemporaryFile(mode="w+", prefix=f"member{self.id}-")
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr,
                                         text=True)
+        assert self.process.stdout is not None  # a pipe was asked for
         try:
             line = self.process.stdout.readline()
             assert line.startswith("ready"), self.log()
@@ -99,17 +124,21 @@ class Member:
             raise
         return self
 
-    def call(self, op, **fields):
+    def call(self, op: str, **fields: Any) -> dict:
+        if self.control is None or self.reader is None:
+            raise ConnectionError(f"member {self.id} is not running")
         self.control.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
         return json.loads(self.reader.readline())
 
-    def kill(self):
+    def kill(self) -> None:
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
         self._close()
 
-    def stop(self):
+    def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -119,14 +148,15 @@ class Member:
                 self.process.wait(10)
         self._close()
 
-    def _close(self):
+    def _close(self) -> None:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
         if self.control is not None:
             self.control.close()
             self.control = None
-        self.process.stdout.close()
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         if self.stderr is not None:
             self._log = self.log()
             self.stderr.close()
@@ -143,7 +173,8 @@ class Member:
         return text
 
 
-def wait_for(condition, timeout=10.0, interval=0.02):
+def wait_for(condition: Callable[[], _T | None], timeout: float = 10.0,
+             interval: float = 0.02) -> _T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -153,8 +184,8 @@ def wait_for(condition, timeout=10.0, interval=0.02):
     raise AssertionError("condition not met in time")
 
 
-def leader(members):
-    def find():
+def leader(members: Sequence[Member]) -> Member:
+    def find() -> Member | None:
         statuses = [(m, m.call("status")) for m in members if m.control is not None]
         leaders = [(s["term"], m) for m, s in statuses if s["role"] == "leader"]
         return max(leaders, key=lambda pair: pair[0])[1] if leaders else None
@@ -162,7 +193,7 @@ def leader(members):
     return wait_for(find)
 
 
-def write(members, text, attempts=200):
+def write(members: list[Member], text: str, attempts: int = 200) -> object:
     """Write through whoever leads, retrying across elections; returns once acknowledged."""
     for _ in range(attempts):
         current = leader(members)
@@ -173,17 +204,19 @@ def write(members, text, attempts=200):
     raise AssertionError(f"could not write {text!r}")
 
 
-
-
-def start_cluster(directory, size, tls=None, extra_args=()):
-    """Start ``size`` members; ``directory`` None keeps their logs in memory."""
+def start_cluster(directory: object, size: int, tls: Mapping[int, TlsFiles] | None = None,
+                  extra_args: Iterable[str] = (), election_ms: float | None = None
+                  ) -> tuple[dict[int, str], list[Member]]:
+    """Start ``size`` members (ids 1 to ``size``); ``directory`` None keeps their logs in
+    memory; ``tls`` maps each member id to its files (mutual TLS)."""
     peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, size + 1)}
-    members = []
+    members: list[Member] = []
     try:
         for m in peers:
             members.append(Member(m, peers[m], peers,
-                                  None if directory is None else f"{directory}/m{m}", tls,
-                                  extra_args=extra_args).start())
+                                  None if directory is None else f"{directory}/m{m}",
+                                  None if tls is None else tls[m], extra_args=extra_args,
+                                  election_ms=election_ms).start())
     except BaseException:  # one failed or the caller was interrupted: stop the others
         for member in members:
             member.stop()
