@@ -30,7 +30,7 @@ from pathlib import Path
 from pyraft.bench import machine
 from pyraft.bench.stats import PERCENTILES, SAMPLE_POINTS_MAX, check_result
 from pyraft.config import RaftConfig
-from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for
+from pyraft.testing.processes import KVNode, Member, free_port, leader, start_cluster, wait_for
 
 DURABLE = "durable (fdatasync)"
 MEMORY = "memory"
@@ -46,6 +46,9 @@ PROPOSAL_QUEUE_MAX = 65_536
 #: members log errors only: their stderr is a pipe nobody reads while they run
 MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
                "--proposal-queue-max", str(PROPOSAL_QUEUE_MAX), "--log-level", "ERROR"]
+#: entries between two flushes of an HTTP member's SQLite store (as measured so far: the
+#: playground's interval, which the HTTP members were started with)
+HTTP_SNAPSHOT_ENTRIES = 20
 
 
 #: a snapshot interval no run reaches: the members keep the whole log
@@ -297,20 +300,19 @@ def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[st
 def http_workloads(plan: Plan, mode: str, base: str | None,
                    tick: Callable[[str], None]) -> list[dict]:
     """Closed-loop PUTs from a load-generator process against 3 ``pyraft node`` members."""
-    from pyraft.playground import Node
-
     specs = [s for s in plan.throughput if s["api"] == "http" and s["mode"] == mode]
     if not specs:
         return []
     workdir = tempfile.mkdtemp(prefix="http-", dir=base)
-    nodes: list[Node] = []
+    nodes: list[KVNode] = []
     results = []
     try:
         peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
         http = {m: f"127.0.0.1:{free_port()}" for m in peers}
         for member in peers:
             data = None if mode == MEMORY else f"{workdir}/node{member}"
-            nodes.append(Node(member, peers, http, data, None))
+            nodes.append(KVNode(member, peers, http, data, None,
+                                snapshot_entries=HTTP_SNAPSHOT_ENTRIES))
             nodes[-1].start()
         urls = ",".join(f"http://{http[m]}" for m in peers)
         for spec in specs:

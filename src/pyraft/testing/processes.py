@@ -1,7 +1,8 @@
 """Member processes on 127.0.0.1 for integration tests, benchmarks and the playground.
 
 ``NodeProcess`` is one ``pyraft node`` started the way an operator starts it (the tools add
-their flags), ended by its pid. ``Member`` starts
+their flags), ended by its pid; ``KVNode`` is the key-value node the playground and the HTTP
+benchmarks start (durable SQLite state or memory, TLS, an admin token). ``Member`` starts
 ``python -m pyraft.testing.member`` (a member built from a ``ClusterConfig``, see
 :mod:`pyraft.testing.member`) and talks to it over its JSON-lines control port;
 ``start_cluster`` starts several; ``leader`` and ``write`` find the leader and write through
@@ -22,6 +23,8 @@ from typing import IO, Any, TypeVar
 
 #: the certificate, key and CA files (PEM) of one member, in that order
 TlsFiles = tuple[str, str, str]
+#: entries between two flushes of a durable ``KVNode``'s store, unless the caller says
+KV_NODE_SNAPSHOT_ENTRIES = 20
 _T = TypeVar("_T")
 
 
@@ -66,6 +69,48 @@ class NodeProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class KVNode(NodeProcess):
+    """One ``pyraft node`` of a local key-value cluster (the playground, the HTTP benchmarks):
+    its durable state in SQLite under ``data`` (flushed every ``snapshot_entries`` entries),
+    or everything in memory when ``data`` is None; Raft over mutual TLS and the HTTP API over
+    HTTPS when ``tls`` names its files; ``token_file`` the admin token it accepts. Started by
+    :meth:`start` (again after :meth:`kill`: it recovers from ``data``), ended by its pid."""
+
+    def __init__(self, member: int, peers: dict[int, str], http: dict[int, str],
+                 data: str | None, tls: TlsFiles | None, token_file: str | None = None,
+                 snapshot_entries: int = KV_NODE_SNAPSHOT_ENTRIES) -> None:
+        self.member, self.peers, self.http, self.data, self.tls = member, peers, http, data, tls
+        self.token_file = token_file
+        self.snapshot_entries = snapshot_entries
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def id(self) -> int:
+        return self.member
+
+    @property
+    def url(self) -> str:
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.http[self.id]}"
+
+    def arguments(self) -> list[str]:
+        """The flags this node adds to those every ``pyraft node`` gets."""
+        args = ["--log-level", "WARNING"]
+        if self.data is not None:  # flushes (and log releases) every few entries
+            args += ["--data", self.data, "--state", "sqlite",
+                     "--snapshot-entries", str(self.snapshot_entries)]
+        if self.tls is not None:
+            args += ["--transport", "tls", "--cert", self.tls[0], "--key", self.tls[1],
+                     "--ca", self.tls[2],
+                     "--http-cert", self.tls[0], "--http-key", self.tls[1]]
+        if self.token_file is not None:
+            args += ["--admin-token-file", self.token_file]
+        return args
+
+    def start(self) -> None:
+        self.spawn(self.arguments(), stderr=None)  # its warnings reach the caller's terminal
 
 
 class Member:
