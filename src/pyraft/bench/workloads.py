@@ -14,6 +14,7 @@ with a label before each measurement (the progress bar).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -146,7 +147,7 @@ def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int 
     answer: dict = {}
     for _ in range(attempts):
         current = leader(members)
-        current.control.settimeout(timeout_s)
+        current.set_timeout(timeout_s)
         answer = current.call(op, **fields)
         if answer.get("ok"):
             answer["member"] = current.id
@@ -166,7 +167,7 @@ def _load(members: list[Member], duration_s: float, segments_max: int = 5, **fie
     ``segments_max`` leaders; the result merges the segments (``merge_segments``).
     ``leader_changes``: the elections during the load (the highest term among the members
     after it, minus before it); ``segments``: who ran each part and how it ended."""
-    before = {m.id: machine.process_cpu_s(m.process.pid) for m in members}
+    before = {m.id: machine.process_cpu_s(m.pid) for m in members}
     leader(members)  # a new cluster's first election is not a change during the load
     term_before = _highest_term(members)
     started = time.perf_counter()
@@ -254,7 +255,7 @@ def _cpu_per_write(members: list[Member], before: dict, leader_id: int, writes: 
                    ) -> dict | None:
     spent: dict[int, dict] = {}
     for member in members:
-        start, end = before.get(member.id), machine.process_cpu_s(member.process.pid)
+        start, end = before.get(member.id), machine.process_cpu_s(member.pid)
         if start is None or end is None or writes < 1:
             return None
         spent[member.id] = {"user": (end[0] - start[0]) / writes * 1e6,
@@ -363,7 +364,7 @@ def failover(trials: int, base: str | None, tick: Callable[[str], None],
                                         f"leader was killed (trial {trial})")
                 commit = leader(survivors).call("status")["commit"]
                 current.start()
-                wait_for(lambda m=current, c=commit: m.call("status")["applied"] >= c,
+                wait_for(functools.partial(_applied_at_least, current, commit),
                          timeout=trial_timeout_s)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -376,6 +377,10 @@ def failover(trials: int, base: str | None, tick: Callable[[str], None],
         "election_timeout_ms": [ELECTION_MS_LOWER, ELECTION_MS_UPPER],
         "mode": DURABLE,
     }
+
+
+def _applied_at_least(member: Member, index: int) -> bool:
+    return bool(member.call("status")["applied"] >= index)
 
 
 # ---- catch-up ---------------------------------------------------------------------------------

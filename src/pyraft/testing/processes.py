@@ -169,6 +169,19 @@ class Member:
             raise
         return self
 
+    @property
+    def pid(self) -> int:
+        """The id of the member's process (the last one started)."""
+        if self.process is None:
+            raise ConnectionError(f"member {self.id} was never started")
+        return self.process.pid
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """How long a control call may wait for its answer (then ``TimeoutError``)."""
+        if self.control is None:
+            raise ConnectionError(f"member {self.id} is not running")
+        self.control.settimeout(seconds)
+
     def call(self, op: str, **fields: Any) -> dict:
         if self.control is None or self.reader is None:
             raise ConnectionError(f"member {self.id} is not running")
