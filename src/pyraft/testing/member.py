@@ -38,6 +38,11 @@ JSON control protocol on ``--control HOST:PORT`` (one request per line, one answ
                                             -> {"ok": true, "result": <result>}: local reads
         under a valid lease, or each after ``apply_read_barrier``, counted as "writes"
 
+The ``load`` and ``reads`` ops drive the benchmark's load driver and answer its result
+schema (``pyraft.bench.load``, ``pyraft.bench.stats``): those stay in ``pyraft.bench``, beside
+the peers' drivers, the HTTP load generator and the report that share them; a tool may import
+another tool, the product imports neither.
+
 With ``--state count`` the member keeps only the number and total size of the commands
 applied (the benchmarks use it: ``items`` then answers an error), not every item.
 Errors answer ``{"ok": false, "error": "<type>", "message": ..., "leader": ..., "address": ...}``.
