@@ -2,7 +2,15 @@
 
 - ``pyraft.core`` is pure: no I/O, clocks, asyncio or global randomness.
 - ``raftcore`` never imports ``pyraft``.
-- ruff passes on the Python sources.
+- The product (``pyraft.core``, ``storage``, ``transport``, ``cluster``, ``config``) never
+  imports the tools and services above it (``pyraft.kv``, ``testing``, ``bench``,
+  ``playground``); ``pyraft.bench`` never imports ``pyraft.playground`` (``LAYER_RULES``).
+- ruff passes on the Python sources; plain mypy on the tools (``MYPY_TOOLS``).
+
+Rules name packages, never file lists: a module added to a package is checked at once. An
+import counts wherever it is written (module level, inside a function, under
+``TYPE_CHECKING``), relative imports are resolved, ``from pyraft import testing`` names
+``pyraft.testing``, and ``importlib.import_module("...")`` of a constant name counts too.
 """
 
 from __future__ import annotations
@@ -25,19 +33,77 @@ CORE_FORBIDDEN = {
 }
 
 
-def imports_of(path: pathlib.Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+#: the tools and services: users start there, the product below them never imports them
+TOOLS = {"pyraft.kv", "pyraft.testing", "pyraft.bench", "pyraft.playground"}
+#: (package, what no module of it may import, why)
+LAYER_RULES: list[tuple[str, frozenset[str], str]] = [
+    *[(package, frozenset(TOOLS), "the product does not import the tools above it")
+      for package in ("pyraft.core", "pyraft.storage", "pyraft.transport", "pyraft.cluster",
+                      "pyraft.config")],
+    ("raftcore", frozenset({"pyraft"}), "the kernels know nothing of pyraft"),
+    ("pyraft.bench", frozenset({"pyraft.playground"}), "the benchmarks need no demo"),
+]
+
+
+def module_name(path: pathlib.Path) -> str:
+    """``src/pyraft/cluster/runtime.py`` -> ``pyraft.cluster.runtime`` (a package's
+    ``__init__.py`` is the package)."""
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: pathlib.Path, source: str | None = None,
+               module: str | None = None) -> set[str]:
+    """The absolute names of the modules the file at ``path`` (or ``source``, as if it were
+    that file, module ``module``) imports; ``from a import b`` gives ``a`` and ``a.b``."""
+    text = path.read_text() if source is None else source
+    tree = ast.parse(text, filename=str(path))
+    if module is None:
+        module = module_name(path) if path.is_relative_to(SRC) else path.stem
+    is_package = path.name == "__init__.py"
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package this module is in
+                package = module.split(".")
+                up = node.level - 1 if is_package else node.level
+                anchor = package[:len(package) - up] if up else package
+                base = ".".join(anchor + ([base] if base else []))
+            if base:
+                names.add(base)
+            names.update(f"{base}.{alias.name}" if base else alias.name
+                         for alias in node.names if alias.name != "*")
+        elif (isinstance(node, ast.Call) and _is_import_call(node.func) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names.add(node.args[0].value)
     return names
 
 
-def forbidden(name: str, rules: set[str]) -> bool:
+def _is_import_call(func: ast.expr) -> bool:
+    """``importlib.import_module(...)``, ``import_module(...)`` or ``__import__(...)``."""
+    if isinstance(func, ast.Attribute):
+        return func.attr == "import_module"
+    return isinstance(func, ast.Name) and func.id in ("import_module", "__import__")
+
+
+def forbidden(name: str, rules: set[str] | frozenset[str]) -> bool:
     return any(name == rule or name.startswith(rule + ".") for rule in rules)
+
+
+def inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def layer_violations(module: str, names: set[str]) -> list[tuple[str, str, str]]:
+    """(package of the rule, the forbidden import, why) for each import of ``module`` that
+    a rule of ``LAYER_RULES`` forbids."""
+    return sorted((package, name, why) for package, banned, why in LAYER_RULES
+                  if inside(module, package) for name in names if forbidden(name, banned))
 
 
 def sources(package: str, suffixes=(".py", ".pyx", ".pxd")) -> list[pathlib.Path]:
@@ -57,6 +123,69 @@ def test_core_is_pure():
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+def test_layers_do_not_import_the_layers_above_them():
+    checked: set[str] = set()
+    bad = []
+    for path in sources("pyraft", (".py",)) + sources("raftcore", (".py",)):
+        module = module_name(path)
+        checked.add(module)
+        bad += [f"{path.relative_to(ROOT)} imports {name} ({why})"
+                for _, name, why in layer_violations(module, imports_of(path))]
+    assert not bad, "\n".join(bad)
+    # every package a rule names exists, so no rule checks nothing
+    for package, _, _ in LAYER_RULES:
+        assert any(inside(module, package) for module in checked), package
+
+
+VIOLATIONS = [
+    (package, f"import {name}.x" if name != "pyraft" else "import pyraft")
+    for package, banned, _ in LAYER_RULES for name in sorted(banned)]
+
+
+@pytest.mark.parametrize("package, source", VIOLATIONS)
+def test_each_layer_rule_catches_a_forbidden_import(package, source):
+    path = SRC.joinpath(*package.split("."), "added_later.py")
+    module = f"{package}.added_later"
+    found = layer_violations(module, imports_of(path, source, module))
+    assert found and all(rule == package for rule, _, _ in found), found
+
+
+@pytest.mark.parametrize("module, source, expected", [
+    ("pyraft.cluster.ledger", "from pyraft import testing", "pyraft.testing"),
+    ("pyraft.cluster.ledger", "from ..bench.load import run_load", "pyraft.bench.load"),
+    ("pyraft.cluster", "from ..kv import client", "pyraft.kv"),
+    ("pyraft.storage.log", "def f():\n    from pyraft.playground import run\n",
+     "pyraft.playground"),
+    ("pyraft.transport.tcp",
+     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pyraft.kv.node\n",
+     "pyraft.kv.node"),
+    ("pyraft.config", "import importlib\nimportlib.import_module('pyraft.testing.sim')\n",
+     "pyraft.testing.sim"),
+    ("pyraft.bench.workloads", "from pyraft.playground import KVNode", "pyraft.playground"),
+    ("raftcore.wal", "__import__('pyraft.errors')", "pyraft.errors"),
+])
+def test_the_checker_sees_every_way_of_importing(module, source, expected):
+    is_package = module in ("pyraft.cluster",)
+    path = SRC.joinpath(*module.split("."), "__init__.py") if is_package else \
+        SRC.joinpath(*module.split(".")).with_suffix(".py")
+    names = imports_of(path, source, module)
+    assert expected in names
+    assert layer_violations(module, names)
+
+
+@pytest.mark.parametrize("module, source", [
+    ("pyraft.cluster.runtime", "from pyraft.core import RaftNode\nimport pyraft.storage.log"),
+    ("pyraft.bench.workloads", "from pyraft.testing.processes import KVNode"),
+    ("pyraft.testing.member", "from pyraft.bench.load import run_load"),
+    ("pyraft.playground", "from pyraft.kv.client import KVClient"),
+    ("pyraft.kv.node", "from pyraft.cluster.runtime import RaftCluster"),
+    ("pyraft.configuration", "import pyraft.kv"),  # a name that only starts like a layer's
+])
+def test_allowed_imports_are_not_reported(module, source):
+    path = SRC.joinpath(*module.split(".")).with_suffix(".py")
+    assert layer_violations(module, imports_of(path, source, module)) == []
+
+
 def test_kernels_do_not_import_pyraft():
     for path in sources("raftcore", (".py",)):
         bad = {n for n in imports_of(path) if forbidden(n, {"pyraft"})}
@@ -73,6 +202,32 @@ def test_ruff_is_clean():
     result = subprocess.run(
         [ruff, "check", "--no-cache", str(SRC), str(ROOT / "tests"), str(ROOT / "benchmarks")],
         capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: the tools and the command line: plain mypy keeps them clean (issue 17); the simulator and
+#: the interaction driver are checked with the core
+MYPY_TOOLS = ("pyraft/testing", "pyraft/bench", "pyraft/kv/cli.py", "pyraft/kv/client.py",
+              "pyraft/client.py", "pyraft/playground.py", "pyraft/cli.py")
+MYPY_LEFT_TO_THE_CORE = {"pyraft/testing/sim.py", "pyraft/testing/interaction.py"}
+
+
+def test_mypy_is_clean_on_the_tools(tmp_path):
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        pytest.fail("mypy is part of the test extras; install with pip install '.[test]'")
+    files = []
+    for name in MYPY_TOOLS:
+        path = SRC / name
+        found = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        files += [str(p) for p in found
+                  if p.relative_to(SRC).as_posix() not in MYPY_LEFT_TO_THE_CORE]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"),
+         "--hide-error-context", *files],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

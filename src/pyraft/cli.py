@@ -28,7 +28,8 @@ from pyraft.errors import ConfigError
 
 
 def _info() -> dict[str, object]:
-    kernels = {"crc": raftcore.crc.IMPLEMENTATION, "framing": raftcore.framing.IMPLEMENTATION}
+    kernels: dict[str, str] = {"crc": raftcore.crc.IMPLEMENTATION,
+                               "framing": raftcore.framing.IMPLEMENTATION}
     for name in ("index", "phi", "wal"):
         try:
             module = __import__(f"raftcore.{name}", fromlist=["IMPLEMENTATION"])

@@ -1,14 +1,15 @@
 """``pyraft playground``: a local key-value cluster on 127.0.0.1 in one command.
 
-Starts N ``pyraft node`` processes (Raft between them over TCP, or TLS with ``--transport
-tls`` and throw-away certificates; durable logs and the key-value state in SQLite (``pyraft
-node --state sqlite``, a disk state machine) in a temporary directory, or everything in memory
-with ``--memory``), each serving the key-value HTTP API (over HTTPS with ``--transport tls``,
-with the same throw-away CA; the playground's client trusts it). Every member accepts the
-admin token the playground writes to ``admin-token`` in its directory (mode 600), so the
-membership endpoints can be tried with ``--admin-token-file``. It then writes a key every
-``--interval`` seconds through the Python client and prints what happens: elections, the
-leader, commit and applied indexes per member, and the URLs to try ``pyraft kv`` or curl on.
+Starts N ``pyraft node`` processes (:class:`pyraft.testing.processes.KVNode`; Raft between
+them over TCP, or TLS with ``--transport tls`` and throw-away certificates; durable logs and
+the key-value state in SQLite (``pyraft node --state sqlite``, a disk state machine) in a
+temporary directory, or everything in memory with ``--memory``), each serving the key-value
+HTTP API (over HTTPS with ``--transport tls``, with the same throw-away CA; the playground's
+client trusts it). Every member accepts the admin token the playground writes to
+``admin-token`` in its directory (mode 600), so the membership endpoints can be tried with
+``--admin-token-file``. It then writes a key every ``--interval`` seconds through the Python
+client and prints what happens: elections, the leader, commit and applied indexes per
+member, and the URLs to try ``pyraft kv`` or curl on.
 With ``--chaos S`` it kills the leader with SIGKILL every S seconds and restarts it from its
 data directory, so failover and recovery can be watched. Ctrl+C (or ``--duration``) stops
 every process it started and removes the temporary directory.
@@ -21,15 +22,15 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 
 from pyraft.argtypes import positive_seconds
-from pyraft.client import KVClient, KVClientError
 from pyraft.errors import ConfigError
+from pyraft.kv.client import KVClient, KVClientError
 from pyraft.kv.security import client_ssl_context, write_token_file
-from pyraft.testing.processes import NodeProcess, free_port
+from pyraft.testing.processes import KVNode, TlsFiles, free_port
 
 #: entries between two flushes of a durable member's store: small, so a demo sees them
 PLAYGROUND_SNAPSHOT_ENTRIES = 20
@@ -47,7 +48,7 @@ def _members(text: str) -> int:
     return value
 
 
-def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
+def _tls_files(directory: str, members: Iterable[int]) -> dict[int, TlsFiles]:
     """Throw-away certificates: one CA, and per member a certificate naming 127.0.0.1 and the
     member's identity (``member-<id>.pyraft``, checked at every connection)."""
     try:
@@ -70,38 +71,7 @@ def _tls_files(directory: str, members) -> dict[int, tuple[str, str, str]]:
     return files
 
 
-class Node(NodeProcess):
-    """One ``pyraft node`` process started (and ended, by its pid) by the playground."""
-
-    def __init__(self, member, peers, http, data, tls, token_file=None):
-        self.member, self.peers, self.http, self.data, self.tls = member, peers, http, data, tls
-        self.token_file = token_file
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def id(self) -> int:
-        return self.member
-
-    @property
-    def url(self) -> str:
-        scheme = "http" if self.tls is None else "https"
-        return f"{scheme}://{self.http[self.id]}"
-
-    def start(self) -> None:
-        args = ["--log-level", "WARNING"]
-        if self.data is not None:  # flushes (and log releases) every few seconds
-            args += ["--data", self.data, "--state", "sqlite",
-                     "--snapshot-entries", str(PLAYGROUND_SNAPSHOT_ENTRIES)]
-        if self.tls is not None:
-            args += ["--transport", "tls", "--cert", self.tls[0], "--key", self.tls[1],
-                     "--ca", self.tls[2],
-                     "--http-cert", self.tls[0], "--http-key", self.tls[1]]
-        if self.token_file is not None:
-            args += ["--admin-token-file", self.token_file]
-        self.spawn(args, stderr=None)  # its warnings reach the playground's terminal
-
-
-async def _status(client: KVClient, node: Node) -> dict | None:
+async def _status(client: KVClient, node: KVNode) -> dict | None:
     if not node.alive:
         return None
     try:
@@ -110,7 +80,7 @@ async def _status(client: KVClient, node: Node) -> dict | None:
         return None
 
 
-async def _leader(client: KVClient, nodes: list[Node], timeout: float = 15.0) -> dict:
+async def _leader(client: KVClient, nodes: list[KVNode], timeout: float = 15.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for node in nodes:
@@ -121,7 +91,7 @@ async def _leader(client: KVClient, nodes: list[Node], timeout: float = 15.0) ->
     raise SystemExit("no leader was elected in time")
 
 
-async def _run(args: argparse.Namespace, nodes: list[Node], stopping: asyncio.Event) -> int:
+async def _run(args: argparse.Namespace, nodes: list[KVNode], stopping: asyncio.Event) -> int:
     started = time.monotonic()
     tls = nodes[0].tls
     context = None if tls is None else client_ssl_context(tls[2])
@@ -175,7 +145,7 @@ async def _run(args: argparse.Namespace, nodes: list[Node], stopping: asyncio.Ev
 
 def run(args: argparse.Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="pyraft-playground-")
-    nodes: list[Node] = []
+    nodes: list[KVNode] = []
     try:
         peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, args.members + 1)}
         http = {m: f"127.0.0.1:{free_port()}" for m in peers}
@@ -184,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"admin token (membership changes): {token_file}", flush=True)
         for member in peers:
             data = None if args.memory else f"{workdir}/member{member}"
-            node = Node(member, peers, http, data, tls[member] if tls else None, token_file)
+            node = KVNode(member, peers, http, data, tls[member] if tls else None, token_file,
+                          snapshot_entries=PLAYGROUND_SNAPSHOT_ENTRIES)
             node.start()
             nodes.append(node)
             print(f"member {member}: raft on {peers[member]}, key-value API on {node.url}"

@@ -23,7 +23,7 @@ import time
 import pytest
 
 import pyraft
-from pyraft.client import KVClient
+from pyraft.kv.client import KVClient
 from pyraft.testing.processes import free_port
 
 #: seconds a refused command may take (imports on a loaded 2-core machine)

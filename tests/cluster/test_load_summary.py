@@ -16,7 +16,7 @@ import time
 from array import array
 
 from pyraft.bench import stats
-from pyraft.cluster import process
+from pyraft.testing import member as member_process
 from pyraft.testing.cluster import leader_of, memory_cluster, run_on_fresh_loop
 from pyraft.transport.memory import MemoryNetwork
 
@@ -24,7 +24,7 @@ from pyraft.transport.memory import MemoryNetwork
 def test_the_leader_keeps_ticking_while_a_load_is_summarised(monkeypatch):
     summarised_on: list[threading.Thread] = []
     ticks_meanwhile: list[int] = []
-    real_result = process._result
+    real_result = member_process._result
 
     def slow_summary(*args):
         # a summary that takes as long as ten of the member's ticks: on the loop's thread
@@ -37,15 +37,15 @@ def test_the_leader_keeps_ticking_while_a_load_is_summarised(monkeypatch):
         ticks_meanwhile.append(leader_core.ticks - ticks)
         return real_result(*args)
 
-    monkeypatch.setattr(process, "_result", slow_summary)
+    monkeypatch.setattr(member_process, "_result", slow_summary)
 
     async def body():
         nonlocal leader_core
         async with memory_cluster(MemoryNetwork()) as members:
             leader = await leader_of(members)
             leader_core = leader.core
-            answer = await process.load(leader, {"size": 16, "inflight": 8, "duration_s": 0.3},
-                                        "memory")
+            answer = await member_process.load(
+                leader, {"size": 16, "inflight": 8, "duration_s": 0.3}, "memory")
             assert answer["ok"] and answer["result"]["writes"] > 0
             assert answer["stopped_by"] is None
             assert leader.is_leader  # nobody else took over meanwhile
@@ -62,8 +62,8 @@ def test_a_load_that_loses_its_leader_stops_instead_of_flooding():
         async with memory_cluster(MemoryNetwork()) as members:
             leader = await leader_of(members)
             follower = next(m for m in members if m is not leader)
-            answer = await process.load(follower, {"size": 16, "inflight": 32,
-                                                   "duration_s": 20.0}, "memory")
+            answer = await member_process.load(
+                follower, {"size": 16, "inflight": 32, "duration_s": 20.0}, "memory")
             return answer
 
     answer = run_on_fresh_loop(body, timeout_s=120)

@@ -2,13 +2,16 @@
 leader with no acknowledged write lost, restart with WAL recovery, membership changes under
 load, leadership transfer, read barriers on followers, lease status.
 
-Each member is ``python -m pyraft.cluster.process`` with a durable data directory; the test
-talks to it through its JSON-lines control port. Only processes this test started are
+Each member is ``python -m pyraft.testing.member`` (built from a ``ClusterConfig`` as users
+build theirs) with a durable data directory; the test talks to it through its JSON-lines
+control port. The members' election timeout is set here (``ELECTION_MS``): these tests were
+written for it, below the configuration's default. Only processes this test started are
 signalled, by their own pid.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,24 +21,34 @@ import time
 import pytest
 
 from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for, write
+from pyraft.transport.tcp import member_identity
+
+#: the members' lower election timeout (the upper is twice it)
+ELECTION_MS = 150
 
 
 @pytest.fixture
 def tls_files(tmp_path):
+    """Per member: a certificate naming 127.0.0.1 and its identity (``member-<id>.pyraft``,
+    checked at every handshake by default), its key, and the CA."""
     import trustme
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    paths = [tmp_path / "member.pem", tmp_path / "member.key", tmp_path / "ca.pem"]
-    cert.cert_chain_pems[0].write_to_path(paths[0])
-    cert.private_key_pem.write_to_path(paths[1])
-    ca.cert_pem.write_to_path(paths[2])
-    return tuple(str(p) for p in paths)
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(ca_path)
+    files = {}
+    for member in (1, 2, 3):
+        cert = ca.issue_cert("127.0.0.1", member_identity(member))
+        paths = [tmp_path / f"member{member}.pem", tmp_path / f"member{member}.key"]
+        cert.cert_chain_pems[0].write_to_path(paths[0])
+        cert.private_key_pem.write_to_path(paths[1])
+        files[member] = (str(paths[0]), str(paths[1]), str(ca_path))
+    return files
 
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_sigkill_of_the_leader_loses_no_acknowledged_write(tmp_path, transport, request):
     tls = request.getfixturevalue("tls_files") if transport == "tls" else None
-    peers, members = start_cluster(tmp_path, 3, tls)
+    peers, members = start_cluster(tmp_path, 3, tls, election_ms=ELECTION_MS)
     try:
         acknowledged = [f"w{i}" for i in range(30)]
         for text in acknowledged:
@@ -62,7 +75,7 @@ def test_sigkill_of_the_leader_loses_no_acknowledged_write(tmp_path, transport, 
 
 
 def test_five_members_transfer_barrier_lease_and_membership(tmp_path):
-    peers, members = start_cluster(tmp_path, 5)
+    peers, members = start_cluster(tmp_path, 5, election_ms=ELECTION_MS)
     joining = None
     try:
         for i in range(20):
@@ -78,7 +91,8 @@ def test_five_members_transfer_barrier_lease_and_membership(tmp_path):
         assert leader(members) is target
         # add a sixth member under write load, then remove another one
         peers[6] = f"127.0.0.1:{free_port()}"
-        joining = Member(6, peers[6], peers, tmp_path / "m6", join=True).start()
+        joining = Member(6, peers[6], peers, tmp_path / "m6", join=True,
+                         election_ms=ELECTION_MS).start()
         adding = target.call("add_member", id=6, address=peers[6])
         assert adding["ok"], adding
         for i in range(10):
@@ -96,7 +110,7 @@ def test_five_members_transfer_barrier_lease_and_membership(tmp_path):
 
 
 def test_a_member_of_another_cluster_is_refused(tmp_path):
-    peers, members = start_cluster(tmp_path, 3)
+    peers, members = start_cluster(tmp_path, 3, election_ms=ELECTION_MS)
     stranger = None
     try:
         write(members, "ours")
@@ -104,10 +118,14 @@ def test_a_member_of_another_cluster_is_refused(tmp_path):
         port = free_port()
         stranger_peers = dict(peers)
         stranger_peers[9] = f"127.0.0.1:{port}"
-        args = [sys.executable, "-m", "pyraft.cluster.process", "--id", "9", "--listen",
+        # it campaigns quickly: its election timeout is below the default request timeout,
+        # which its --config file lowers to match (connect <= request <= election timeout)
+        settings = tmp_path / "stranger.json"
+        settings.write_text(json.dumps({"request_timeout_ms": 60, "connect_timeout_ms": 50}))
+        args = [sys.executable, "-m", "pyraft.testing.member", "--id", "9", "--listen",
                 stranger_peers[9], "--peers", ",".join(f"{m}={a}" for m, a in
                                                        stranger_peers.items()),
-                "--cluster-id", "99", "--election-ms", "60"]
+                "--cluster-id", "99", "--election-ms", "60", "--config", str(settings)]
         stranger = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert stranger.stdout.readline().startswith("ready")
@@ -129,7 +147,7 @@ def test_a_member_of_another_cluster_is_refused(tmp_path):
 
 def test_standby_member_never_leads_after_leader_kills(tmp_path):
     peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
-    members = [Member(m, peers[m], peers, tmp_path / f"m{m}",
+    members = [Member(m, peers[m], peers, tmp_path / f"m{m}", election_ms=ELECTION_MS,
                       extra_args=["--standby"] if m == 3 else []).start() for m in peers]
     try:
         write(members, "a")
@@ -153,7 +171,7 @@ def test_standby_member_never_leads_after_leader_kills(tmp_path):
 def test_membership_changes_under_concurrent_writes(tmp_path):
     import threading
 
-    peers, members = start_cluster(tmp_path, 3)
+    peers, members = start_cluster(tmp_path, 3, election_ms=ELECTION_MS)
     acknowledged: list[str] = []
     stop = threading.Event()
 
@@ -182,7 +200,8 @@ def test_membership_changes_under_concurrent_writes(tmp_path):
         thread.start()
         try:
             peers[4] = f"127.0.0.1:{free_port()}"
-            joining = Member(4, peers[4], peers, tmp_path / "m4", join=True).start()
+            joining = Member(4, peers[4], peers, tmp_path / "m4", join=True,
+                             election_ms=ELECTION_MS).start()
             assert leader(members).call("add_member", id=4, address=peers[4])["ok"]
             removed = next(m for m in members if m is not leader(members))
             assert leader(members).call("remove_member", id=removed.id)["ok"]
@@ -204,7 +223,8 @@ def test_membership_changes_under_concurrent_writes(tmp_path):
 
 
 def test_dead_members_are_removed_automatically(tmp_path):
-    peers, members = start_cluster(tmp_path, 5, extra_args=["--failure-dead-ms", "600"])
+    peers, members = start_cluster(tmp_path, 5, extra_args=["--failure-dead-ms", "600"],
+                                   election_ms=ELECTION_MS)
     try:
         write(members, "before")
         current = leader(members)

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from pyraft.client import KVClient
+from pyraft.kv.client import KVClient
 from pyraft.testing.processes import free_port
 from tests.kv.test_nodes import start_node, stop, wait_ready
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import pyraft.cluster.runtime as runtime
-from pyraft.client import KVClient, RequestError, UnavailableError
+from pyraft.kv.client import KVClient, RequestError, UnavailableError
 from pyraft.metrics import ClientMetrics, Metrics
 from pyraft.testing.cluster import settled_leader
 from pyraft.testing.processes import free_port

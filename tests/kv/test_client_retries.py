@@ -14,7 +14,7 @@ import time
 import pytest
 from aiohttp import web
 
-from pyraft.client import Backoff, InvalidURLError, KVClient, UnavailableError
+from pyraft.kv.client import Backoff, InvalidURLError, KVClient, UnavailableError
 from pyraft.testing.processes import free_port
 from tests.kv.test_http import run
 

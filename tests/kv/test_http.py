@@ -14,10 +14,10 @@ import socket
 import aiohttp
 import pytest
 
-from pyraft.client import KVClient, RequestError, SessionExpiredError, UnavailableError
 from pyraft.cluster import RaftCluster
 from pyraft.config import RaftConfig
 from pyraft.kv import KVStateMachine
+from pyraft.kv.client import KVClient, RequestError, SessionExpiredError, UnavailableError
 from pyraft.kv.http import bound_port, serve
 from pyraft.transport.memory import MemoryNetwork
 

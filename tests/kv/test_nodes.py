@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pyraft.client import KVClient
+from pyraft.kv.client import KVClient
 from pyraft.kv.security import write_token_file
 from pyraft.testing.processes import free_port
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from pyraft.client import KVClient
+from pyraft.kv.client import KVClient
 from pyraft.kv.security import write_token_file
 from pyraft.testing.processes import free_port
 from tests.kv.test_nodes import stop as end

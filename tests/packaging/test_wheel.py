@@ -120,8 +120,9 @@ def test_server_commands_have_their_dependencies_in_a_plain_install(installed):
     # the venv holds raftcore and its own dependencies only (plus pytest and hypothesis):
     # the HTTP API of `pyraft node` and the client of `pyraft kv` must import there
     python, env, run_dir = installed
-    require(run([python, "-c", "import pyraft.kv.http, pyraft.kv.node, pyraft.client"],
-                120, env, cwd=run_dir), "importing the HTTP API and the client")
+    require(run([python, "-c", "import pyraft.kv.http, pyraft.kv.node, pyraft.kv.client, "
+                 "pyraft.client"], 120, env, cwd=run_dir),
+            "importing the HTTP API and the client (and its former module)")
     pyraft_command = Path(python).parent / "pyraft"
     for command in (["node", "--help"], ["kv", "--help"]):
         done = run([pyraft_command, *command], 120, env, cwd=run_dir)

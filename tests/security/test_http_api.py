@@ -26,9 +26,9 @@ import urllib.request
 import pytest
 import trustme
 
-from pyraft.client import KVClient, RequestError, TlsError
 from pyraft.errors import ConfigError
 from pyraft.kv import security
+from pyraft.kv.client import KVClient, RequestError, TlsError
 from pyraft.testing.processes import free_port
 
 TOKEN = "s3cret-token-for-tests-0123456789"

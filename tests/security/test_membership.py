@@ -17,7 +17,7 @@ import time
 
 from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for, write
 
-ELECTION_MS = 150  # pyraft.cluster.process default --election-ms
+ELECTION_MS = 150  # the members' lower election timeout (--election-ms), set below
 OBSERVE_S = 12 * ELECTION_MS / 1000  # several election timeouts (upper = 2 x lower)
 
 
@@ -59,7 +59,7 @@ def stop_all(members) -> dict[int, str]:
 
 
 def test_a_removed_member_running_or_wiped_cannot_disturb_the_cluster(tmp_path):
-    peers, members = start_cluster(tmp_path, 3)
+    peers, members = start_cluster(tmp_path, 3, election_ms=ELECTION_MS)
     extra: list[Member] = []
     try:
         write(members, "first")
@@ -84,7 +84,8 @@ def test_a_removed_member_running_or_wiped_cannot_disturb_the_cluster(tmp_path):
         # restarted with a wiped data directory: a cold start as a voter of {1, 2, 3}
         removed.kill()
         shutil.rmtree(tmp_path / f"m{removed.id}")
-        again = Member(removed.id, peers[removed.id], peers, tmp_path / f"m{removed.id}")
+        again = Member(removed.id, peers[removed.id], peers, tmp_path / f"m{removed.id}",
+                       election_ms=ELECTION_MS)
         extra.append(again.start())
         observe(remaining, expected)
         wiped = again.call("status")
@@ -95,7 +96,7 @@ def test_a_removed_member_running_or_wiped_cannot_disturb_the_cluster(tmp_path):
 
 
 def test_a_member_of_another_cluster_is_refused_at_the_handshake(tmp_path):
-    peers, members = start_cluster(tmp_path, 3)
+    peers, members = start_cluster(tmp_path, 3, election_ms=ELECTION_MS)
     stranger = None
     try:
         write(members, "first")
@@ -106,7 +107,7 @@ def test_a_member_of_another_cluster_is_refused_at_the_handshake(tmp_path):
         # member 4 of cluster 2 believes the three members and itself form its cluster
         address = f"127.0.0.1:{free_port()}"
         stranger = Member(4, address, {**peers, 4: address}, tmp_path / "m4",
-                          extra_args=["--cluster-id", "2"]).start()
+                          extra_args=["--cluster-id", "2"], election_ms=ELECTION_MS).start()
         observe(members, expected)
         assert stranger.call("status")["role"] != "leader"
     finally:

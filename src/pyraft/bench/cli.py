@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import shutil
 import signal
@@ -34,10 +35,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import pyraft
 from pyraft.bench import compare, machine, report, workloads
+
+_T = TypeVar("_T")
 
 SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "snapshot", "elections")
 
@@ -102,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "defaults")
 
 
-def _guarded(errors: list[str], name: str, function: Callable[[], object]) -> object:
+def _guarded(errors: list[str], name: str, function: Callable[[], _T]) -> _T | dict[str, str]:
+    """``function()``, or ``{"error": ...}`` (also added to ``errors``) when it raises."""
     try:
         return function()
     except Exception as error:  # one failing section is reported; the others still run
@@ -180,21 +184,21 @@ def _run(args: argparse.Namespace) -> int:
             reference["work_budget_us"] = budget.get("work_budget_us")
             cluster: dict = {"throughput": [], "latency": [], "peak": [], "reads": []}
             for mode in (workloads.DURABLE, workloads.MEMORY):
-                got = _guarded(errors, f"engine {mode}", lambda m=mode: workloads.engine_workloads(
-                    plan, m, base, progress.tick))
+                got = _guarded(errors, f"engine {mode}", functools.partial(
+                    workloads.engine_workloads, plan, mode, base, progress.tick))
                 for key, values in (got.items() if "error" not in got else []):
                     cluster[key] += values
             for mode in (workloads.DURABLE, workloads.MEMORY):
-                got = _guarded(errors, f"http {mode}", lambda m=mode: workloads.http_workloads(
-                    plan, m, base, progress.tick))
-                cluster["throughput"] += got if isinstance(got, list) else []
+                listed = _guarded(errors, f"http {mode}", functools.partial(
+                    workloads.http_workloads, plan, mode, base, progress.tick))
+                cluster["throughput"] += listed if isinstance(listed, list) else []
             if plan.failovers:
                 cluster["failover"] = _guarded(errors, "failover", lambda: workloads.failover(
                     plan.failovers, base, progress.tick))
             if plan.catchup_bytes:
                 cluster["catchup"] = [
-                    _guarded(errors, "catch-up", lambda n=n: workloads.catch_up(
-                        plan, base, progress.tick, n))
+                    _guarded(errors, "catch-up", functools.partial(
+                        workloads.catch_up, plan, base, progress.tick, n))
                     for n in plan.catchup_snapshot_entries]
             if plan.snapshot_bytes:
                 cluster["snapshot_install"] = _guarded(
@@ -231,8 +235,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nplots skipped: {result['plots_skipped']}")
     print(f"\nreport: {path}" + "".join(f", {os.path.join(out, p)}"
                                         for p in result.get("plots", [])))
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
+    for failure in errors:
+        print(f"error: {failure}", file=sys.stderr)
     return 1 if errors else 0
 
 

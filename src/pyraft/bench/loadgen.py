@@ -19,6 +19,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 import pyraft
 from pyraft.bench.load import run_load
@@ -69,7 +70,7 @@ async def run(args: argparse.Namespace) -> dict:
     timeout = aiohttp.ClientTimeout(total=args.request_timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         leader, first = await find_leader_status(session, urls)
-        current = {"url": leader, "generation": 0}
+        current: dict[str, Any] = {"url": leader, "generation": 0}
         searching = asyncio.Lock()
         sessions = []
         for _ in range(args.inflight):

@@ -184,6 +184,7 @@ def _start_listener(script: str, *args: str) -> tuple[subprocess.Popen, int]:
     """A helper process running ``script`` (it prints the port it listens on first)."""
     process = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                                text=True)
+    assert process.stdout is not None  # a pipe was asked for
     try:
         return process, int(process.stdout.readline())
     except BaseException:  # it died before listening: leave nothing behind
@@ -216,7 +217,8 @@ def loopback_rtt_ms(count: int = 2000, timeout_s: float = 30.0) -> float:
     finally:
         server.kill()
         server.wait(10)
-        server.stdout.close()
+        if server.stdout is not None:
+            server.stdout.close()
     return statistics.median(costs) * 1e3
 
 
@@ -271,7 +273,8 @@ def replication_floor_ms(directory: str, count: int = 2000, timeout_s: float = 3
             except subprocess.TimeoutExpired:
                 member.kill()
                 member.wait(10)
-            member.stdout.close()
+            if member.stdout is not None:
+                member.stdout.close()
         os.close(fd)
         os.unlink(path)
     return statistics.median(costs) * 1e3

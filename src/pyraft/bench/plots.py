@@ -55,7 +55,7 @@ def panels(results: list[dict]) -> list[tuple[str, list[dict]]]:
 
 def plot(report: dict, directory: str) -> list[str]:
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found]
 
         matplotlib.use("Agg")
         from matplotlib import pyplot

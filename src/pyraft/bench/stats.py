@@ -47,7 +47,7 @@ class BenchSchemaError(ValueError):
         self.field = field
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
+def percentile(sorted_values: Sequence[float] | np.ndarray, q: float) -> float:
     """The nearest-rank ``q``-quantile (0 < q <= 1) of ascending ``sorted_values``."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], not {q!r}")

@@ -3,7 +3,7 @@
 Every function here starts what it measures and stops it (by pid) before it returns, and
 removes its data directories. Every load follows the leader (it goes on through a new one
 when its leader changes) and reports ``leader_changes``. Loads run inside the leader process
-(the ``load`` and ``reads`` ops of :mod:`pyraft.cluster.process`, api "engine") or from a
+(the ``load`` and ``reads`` ops of :mod:`pyraft.testing.member`, api "engine") or from a
 separate load-generator process against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`,
 api "http"), and answer results of :mod:`pyraft.bench.stats`. Durable members write their
 logs under the benchmark directory with ``--sync always`` (a write is acknowledged once
@@ -14,6 +14,7 @@ with a label before each measurement (the progress bar).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -30,17 +31,25 @@ from pathlib import Path
 from pyraft.bench import machine
 from pyraft.bench.stats import PERCENTILES, SAMPLE_POINTS_MAX, check_result
 from pyraft.config import RaftConfig
-from pyraft.testing.processes import Member, free_port, leader, start_cluster, wait_for
+from pyraft.testing.processes import KVNode, Member, free_port, leader, start_cluster, wait_for
 
 DURABLE = "durable (fdatasync)"
 MEMORY = "memory"
 #: election timeout of the member processes (``--election-ms``; the upper bound is twice it):
 #: the default of every member (``RaftConfig``), which ``pyraft node`` uses too
-ELECTION_MS_LOWER = RaftConfig.__dataclass_fields__["election_timeout_ms_lower"].default
+ELECTION_MS_LOWER: float = RaftConfig(member_id=1).election_timeout_ms_lower
 ELECTION_MS_UPPER = 2 * ELECTION_MS_LOWER
+#: commands that may wait to enter the core of an engine member. The engine loads keep up to
+#: 32 x 1024 commands in flight (``Plan.peak``); the members were measured with this bound
+#: (``RaftCluster``'s own default before members were built from a ``ClusterConfig``, whose
+#: default is lower), so it is set explicitly and the figures stay comparable
+PROPOSAL_QUEUE_MAX = 65_536
 #: members log errors only: their stderr is a pipe nobody reads while they run
 MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
-               "--log-level", "ERROR"]
+               "--proposal-queue-max", str(PROPOSAL_QUEUE_MAX), "--log-level", "ERROR"]
+#: entries between two flushes of an HTTP member's SQLite store (as measured so far: the
+#: playground's interval, which the HTTP members were started with)
+HTTP_SNAPSHOT_ENTRIES = 20
 
 
 #: a snapshot interval no run reaches: the members keep the whole log
@@ -120,7 +129,7 @@ class Plan:
 @contextlib.contextmanager
 def member_cluster(directory: str | None, extra_args: list[str] | None = None
                    ) -> Iterator[tuple[dict[int, str], list[Member]]]:
-    """Three ``pyraft.cluster.process`` members (data under ``directory``; None: memory);
+    """Three ``pyraft.testing.member`` members (data under ``directory``; None: memory);
     stopped (SIGTERM, then SIGKILL by pid) on exit."""
     members: list[Member] = []
     try:
@@ -138,7 +147,7 @@ def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int 
     answer: dict = {}
     for _ in range(attempts):
         current = leader(members)
-        current.control.settimeout(timeout_s)
+        current.set_timeout(timeout_s)
         answer = current.call(op, **fields)
         if answer.get("ok"):
             answer["member"] = current.id
@@ -158,7 +167,7 @@ def _load(members: list[Member], duration_s: float, segments_max: int = 5, **fie
     ``segments_max`` leaders; the result merges the segments (``merge_segments``).
     ``leader_changes``: the elections during the load (the highest term among the members
     after it, minus before it); ``segments``: who ran each part and how it ended."""
-    before = {m.id: machine.process_cpu_s(m.process.pid) for m in members}
+    before = {m.id: machine.process_cpu_s(m.pid) for m in members}
     leader(members)  # a new cluster's first election is not a change during the load
     term_before = _highest_term(members)
     started = time.perf_counter()
@@ -246,7 +255,7 @@ def _cpu_per_write(members: list[Member], before: dict, leader_id: int, writes: 
                    ) -> dict | None:
     spent: dict[int, dict] = {}
     for member in members:
-        start, end = before.get(member.id), machine.process_cpu_s(member.process.pid)
+        start, end = before.get(member.id), machine.process_cpu_s(member.pid)
         if start is None or end is None or writes < 1:
             return None
         spent[member.id] = {"user": (end[0] - start[0]) / writes * 1e6,
@@ -292,20 +301,19 @@ def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[st
 def http_workloads(plan: Plan, mode: str, base: str | None,
                    tick: Callable[[str], None]) -> list[dict]:
     """Closed-loop PUTs from a load-generator process against 3 ``pyraft node`` members."""
-    from pyraft.playground import Node
-
     specs = [s for s in plan.throughput if s["api"] == "http" and s["mode"] == mode]
     if not specs:
         return []
     workdir = tempfile.mkdtemp(prefix="http-", dir=base)
-    nodes: list[Node] = []
+    nodes: list[KVNode] = []
     results = []
     try:
         peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
         http = {m: f"127.0.0.1:{free_port()}" for m in peers}
         for member in peers:
             data = None if mode == MEMORY else f"{workdir}/node{member}"
-            nodes.append(Node(member, peers, http, data, None))
+            nodes.append(KVNode(member, peers, http, data, None,
+                                snapshot_entries=HTTP_SNAPSHOT_ENTRIES))
             nodes[-1].start()
         urls = ",".join(f"http://{http[m]}" for m in peers)
         for spec in specs:
@@ -356,7 +364,7 @@ def failover(trials: int, base: str | None, tick: Callable[[str], None],
                                         f"leader was killed (trial {trial})")
                 commit = leader(survivors).call("status")["commit"]
                 current.start()
-                wait_for(lambda m=current, c=commit: m.call("status")["applied"] >= c,
+                wait_for(functools.partial(_applied_at_least, current, commit),
                          timeout=trial_timeout_s)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -369,6 +377,10 @@ def failover(trials: int, base: str | None, tick: Callable[[str], None],
         "election_timeout_ms": [ELECTION_MS_LOWER, ELECTION_MS_UPPER],
         "mode": DURABLE,
     }
+
+
+def _applied_at_least(member: Member, index: int) -> bool:
+    return bool(member.call("status")["applied"] >= index)
 
 
 # ---- catch-up ---------------------------------------------------------------------------------

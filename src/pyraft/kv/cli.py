@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 
 from pyraft.argtypes import positive_int, positive_seconds
-from pyraft.client import InvalidURLError, KVClient, KVClientError, RequestError
 from pyraft.errors import ConfigError
+from pyraft.kv.client import InvalidURLError, KVClient, KVClientError, RequestError
 from pyraft.kv.security import add_client_security_arguments, client_security
 
 __all__ = ["CLUSTER_VARIABLE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NEGATIVE", "EXIT_OK",

@@ -27,6 +27,7 @@ def run_on_fresh_loop(body: Callable, loop_kind: str = "asyncio",
     given; returns its result. Fails on an unhandled exception in the loop or a task still
     pending when the body is done. The loop is closed (tasks cancelled, async generators
     and the default executor shut down) and garbage collected, so unclosed resources warn."""
+    loop: asyncio.AbstractEventLoop
     if loop_kind == "uvloop":
         import uvloop
 
@@ -90,8 +91,11 @@ async def settled_leader(members, timeout: float = 5.0) -> RaftCluster:
     await leader.ensure_consistency(timeout)
 
     async def announced() -> None:
-        while not (leader.core.pending_conf_index <= leader.commit_index
-                   and all(leader.core.info_recorded(m.id, m.core.own_info) for m in members)):
+        core = leader.core
+        if core is None:
+            raise RuntimeError(f"member {leader.id} is not running")
+        while not (core.pending_conf_index <= leader.commit_index
+                   and all(core.info_recorded(m.id, m.core.own_info) for m in members)):
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(announced(), timeout)

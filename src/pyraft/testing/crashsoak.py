@@ -1,7 +1,7 @@
 """Crash durability at scale: SIGKILLs of random members of a durable cluster under writes.
 
 A run starts ``members`` ``pyraft node`` processes on 127.0.0.1, each with ``--data`` (and
-``--state memory`` or ``sqlite``), and ``writers`` clients (:class:`pyraft.client.KVClient`)
+``--state memory`` or ``sqlite``), and ``writers`` clients (:class:`pyraft.kv.client.KVClient`)
 that put unique keys with unique values, remembering every acknowledged write (and, apart,
 every write whose fate is unknown: a timeout, a lost connection). Meanwhile a killer, drawn
 from one seeded ``random.Random``, repeats ``kills`` times: wait until every member answers
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from pyraft.client import KVClient, KVClientError, RequestError, SessionExpiredError
+from pyraft.kv.client import KVClient, KVClientError, RequestError, SessionExpiredError
 from pyraft.testing.jepsen import STATES, engine_errors
 from pyraft.testing.processes import free_port
 
@@ -167,9 +167,12 @@ class _Member:
         self.starts += 1
 
     async def reap(self, timeout: float) -> bool:
+        process = self.process
+        if process is None:
+            return True  # never started: nothing to wait for
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 return True
             await asyncio.sleep(0.01)
         return False
@@ -232,6 +235,8 @@ class _Soak:
         if m.process is None or m.process.poll() is not None:
             return False
         try:
+            if self._http is None:
+                raise RuntimeError("the soak has not started: no HTTP session yet")
             async with self._http.get(m.url + "/v1/status") as answer:
                 return answer.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -322,14 +327,14 @@ class _Soak:
                     else:
                         counts["unread"] += acknowledged
                         continue
-                    found = None if found is None else found.decode()
-                    if found == value:
+                    text = None if found is None else found.decode()
+                    if text == value:
                         counts["read" if acknowledged else "present"] += 1
                     elif found is None:
                         if acknowledged:
                             missing.append((key, value))
                     else:
-                        wrong.append((key, value, found))
+                        wrong.append((key, value, text))
 
         await asyncio.gather(*(reader() for _ in range(c.read_concurrency)))
         return counts["read"], missing, wrong, counts["present"], counts["unread"]
@@ -340,7 +345,9 @@ async def run(config: SoakConfig) -> SoakResult:
     config.validate()
     soak = _Soak(config)
     started = time.monotonic()
-    read, missing, wrong, present, unread = 0, [], [], 0, 0
+    missing: list[tuple[str, str]] = []
+    wrong: list[tuple[str, str, str | None]] = []
+    read, present, unread = 0, 0, 0
     try:
         await soak.setup()
         load_started = time.monotonic()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ class FaultProxy:
         try:
             for link in self._links.values():
                 link.server = await asyncio.start_server(
-                    lambda r, w, link=link: self._accept(link, r, w), _HOST, 0)
+                    functools.partial(self._accept, link), _HOST, 0)
                 link.port = link.server.sockets[0].getsockname()[1]
         except BaseException:
             await self.stop()

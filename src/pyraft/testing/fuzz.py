@@ -50,6 +50,12 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from pyraft.cluster import RaftCluster
 
 __all__ = [
     "TARGETS",
@@ -354,13 +360,15 @@ def fuzz_handshake(data: bytes) -> None:
     reader = ByteReader(data)
     mode = reader.byte()
     rest = reader.rest()
+    from pyraft.core.messages import Message
+
     for decode in (codec.decode_hello, codec.decode_refuse, codec.decode_body,
                    codec.decode_message):
         try:
             value = decode(rest)
         except codec.MalformedMessageError:
             continue
-        if decode in (codec.decode_body, codec.decode_message):
+        if isinstance(value, Message):  # decode_body and decode_message give one
             again = codec.decode_message(b"".join(bytes(p) for p in codec.encode_message(value)))
             _check(_message_key(again) == _message_key(value),
                    "a decoded message does not survive encoding again")
@@ -445,8 +453,8 @@ class HttpHarness:
         self.loop = asyncio.new_event_loop()
         self.errors: list = []
         self.loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
-        self.cluster = None
-        self.runner = None
+        self.cluster: RaftCluster | None = None
+        self.runner: web.AppRunner | None = None
         self.port = 0
         try:
             self.loop.run_until_complete(asyncio.wait_for(self._start(), 30))
@@ -462,17 +470,18 @@ class HttpHarness:
         from pyraft.transport.memory import MemoryNetwork
 
         network = MemoryNetwork()
-        self.cluster = RaftCluster(RaftConfig(member_id=1, tick_ms=5),
-                                   transport=network.transport(1), peers={1: "127.0.0.1:1"},
-                                   state_machine=KVStateMachine())
-        await self.cluster.start()
+        machine = KVStateMachine()
+        self.cluster = cluster = RaftCluster(
+            RaftConfig(member_id=1, tick_ms=5), transport=network.transport(1),
+            peers={1: "127.0.0.1:1"}, state_machine=machine)
+        await cluster.start()
         for _ in range(1000):  # a one-member cluster elects itself within a few timeouts
-            if self.cluster.is_leader:
+            if cluster.is_leader:
                 break
             await asyncio.sleep(0.01)
-        self.runner = await serve(self.cluster, self.cluster.state_machine, "127.0.0.1", 0,
-                                  request_timeout_s=0.5, value_bytes_max=256)
-        self.port = bound_port(self.runner)
+        self.runner = runner = await serve(cluster, machine, "127.0.0.1", 0,
+                                           request_timeout_s=0.5, value_bytes_max=256)
+        self.port = bound_port(runner)
 
     async def _exchange(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -686,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not os.environ.get(_TMP_VARIABLE):
         return _run_child(argv if argv is not None else sys.argv[1:])
-    import atheris
+    import atheris  # type: ignore[import-untyped]
 
     os.makedirs(args.crashes, exist_ok=True)
     libfuzzer = [sys.argv[0], f"-max_total_time={max(1, int(round(args.seconds)))}",

@@ -87,7 +87,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from pyraft.client import KVClient, KVClientError, RequestError, SessionExpiredError
+from pyraft.kv.client import KVClient, KVClientError, RequestError, SessionExpiredError
 from pyraft.kv.security import read_token_file, write_token_file
 from pyraft.testing.faultproxy import FaultProxy
 from pyraft.testing.linearizability import CheckResult, Operation, check_history
@@ -426,8 +426,11 @@ class _Node:
         if named:
             args += ["--peers", ",".join(f"{n.id}={n.listen}" for n in named),
                      "--http-peers", ",".join(f"{n.id}={n.http}" for n in named)]
-        args += ["--routes", self.h.proxy.routes(self.id), "--log-level", "WARNING",
-                 "--admin-token-file", self.h.token_file]
+        proxy, token_file = self.h.proxy, self.h.token_file
+        if proxy is None or token_file is None:
+            raise RuntimeError("the run has not started: no fault proxy or admin token yet")
+        args += ["--routes", proxy.routes(self.id), "--log-level", "WARNING",
+                 "--admin-token-file", token_file]
         if join_url:
             args += ["--join", join_url]
         return args
@@ -456,17 +459,23 @@ class _Node:
         self.starts += 1
         self.paused = False
 
+    def _started(self) -> subprocess.Popen:
+        """The member's process (the last one started)."""
+        if self.process is None:
+            raise RuntimeError(f"member {self.id} was never started")
+        return self.process
+
     async def _reap(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self._started().poll() is not None:
                 return True
             await asyncio.sleep(0.02)
         return False
 
     async def kill(self) -> None:
         if self.running:
-            self.process.send_signal(signal.SIGKILL)
+            self._started().send_signal(signal.SIGKILL)
             await self._reap(10)
         self.paused = False
 
@@ -476,18 +485,18 @@ class _Node:
             return
         if self.paused:
             self.resume()
-        self.process.send_signal(signal.SIGTERM)
+        self._started().send_signal(signal.SIGTERM)
         if not await self._reap(10):
             await self.kill()
 
     def pause(self) -> None:
         if self.running:
-            self.process.send_signal(signal.SIGSTOP)
+            self._started().send_signal(signal.SIGSTOP)
             self.paused = True
 
     def resume(self) -> None:
         if self.running and self.paused:
-            self.process.send_signal(signal.SIGCONT)
+            self._started().send_signal(signal.SIGCONT)
         self.paused = False
 
     def set_fsync_delay(self, delay_ms: float) -> None:
@@ -518,6 +527,24 @@ class _Harness:
         self._http: aiohttp.ClientSession | None = None
         self.token_file: str | None = None  # the admin credential of membership changes
         self.load_over = asyncio.Event()
+
+    def _faults(self) -> FaultProxy:
+        """The fault proxy between the members (once the run started)."""
+        if self.proxy is None:
+            raise RuntimeError("the run has not started: no fault proxy yet")
+        return self.proxy
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The HTTP session of the run's own requests (once the run started)."""
+        if self._http is None:
+            raise RuntimeError("the run has not started: no HTTP session yet")
+        return self._http
+
+    def _token_file(self) -> str:
+        """The admin token file every member accepts (once the run started)."""
+        if self.token_file is None:
+            raise RuntimeError("the run has not started: no admin token yet")
+        return self.token_file
 
     def now(self) -> float:
         return time.monotonic() - self.origin
@@ -570,7 +597,7 @@ class _Harness:
         if not node.running or node.paused:
             return None
         try:
-            async with self._http.get(node.url + "/v1/status",
+            async with self._session().get(node.url + "/v1/status",
                                       timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
                 if answer.status != 200:
                     return None
@@ -596,11 +623,11 @@ class _Harness:
         if leader is None:
             return 0, "no leader"
         url = self.nodes[leader].url + path
-        token = read_token_file(self.token_file)
+        token = read_token_file(self._token_file())
         kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         for _ in range(5):
             try:
-                async with self._http.request(method, url, allow_redirects=False,
+                async with self._session().request(method, url, allow_redirects=False,
                                               timeout=aiohttp.ClientTimeout(total=timeout),
                                               **kwargs) as answer:
                     body = await answer.text()
@@ -652,6 +679,8 @@ class _Harness:
         self.records.append(record)
         try:
             if op[0] == "get":
+                if consistency is None:
+                    raise ValueError("a get is made at a consistency")
                 value = await kv.get(op[1], consistency=consistency)
                 record.result = None if value is None else value.decode()
                 self.last_seen[op[1]] = record.result
@@ -726,7 +755,7 @@ class _Harness:
             await asyncio.sleep(rng.uniform(*c.quiet_s))
 
     async def heal(self) -> None:
-        self.proxy.heal()
+        self._faults().heal()
         for node in self.nodes.values():
             node.set_fsync_delay(0)
             node.resume()
@@ -770,7 +799,7 @@ class _Harness:
             if deaf:
                 for member in self.nodes:
                     if member != node.id:
-                        self.proxy.block_one_way(member, node.id)
+                        self._faults().block_one_way(member, node.id)
             event.description = (f"SIGSTOP leader {node.id} for {pause:.1f} s under lease "
                                  f"reads{', deaf until 1.5 s after SIGCONT' if deaf else ''}")
             await asyncio.sleep(pause)
@@ -782,7 +811,8 @@ class _Harness:
             stop.set()
             await readers
         direct = [r for r in self.records if r.direct and r.call >= event.start]
-        after = [r for r in direct if r.outcome == "ok" and r.ret >= resumed]
+        after = [r for r in direct
+                 if r.outcome == "ok" and r.ret is not None and r.ret >= resumed]
         refusals = Counter(_refusal(r.error) for r in direct if r.outcome == "info")
         event.description += (f"; {len(direct)} direct lease reads: "
                               f"{sum(r.outcome == 'ok' for r in direct)} ok ({len(after)} "
@@ -796,7 +826,7 @@ class _Harness:
         stale_readers = None
         stop = asyncio.Event()
         if leader is not None and (self.config.stale_reads or self.rng.random() < 0.5):
-            self.proxy.isolate(leader)
+            self._faults().isolate(leader)
             event.description = f"isolate leader {leader}"
             if self.config.stale_reads:
                 stale_readers = asyncio.ensure_future(self.direct_reads(
@@ -805,7 +835,7 @@ class _Harness:
             self.rng.shuffle(members)
             cut = len(members) // 2
             groups = [sorted(members[:cut]), sorted(members[cut:])]
-            self.proxy.partition(groups)
+            self._faults().partition(groups)
             event.description = f"partition {groups[0]} | {groups[1]}"
         try:
             await asyncio.sleep(self.hold())
@@ -820,15 +850,15 @@ class _Harness:
         roll = self.rng.random()
         if leader is not None and roll < 0.4:
             for m in others:
-                self.proxy.block_one_way(leader, m)
+                self._faults().block_one_way(leader, m)
             event.description = f"leader {leader} cannot send"
         elif leader is not None and roll < 0.8:
             for m in others:
-                self.proxy.block_one_way(m, leader)
+                self._faults().block_one_way(m, leader)
             event.description = f"leader {leader} cannot receive"
         else:
             source, target = self.rng.sample(sorted(self.nodes), 2)
-            self.proxy.block_one_way(source, target)
+            self._faults().block_one_way(source, target)
             event.description = f"link {source} -> {target} lost"
         await asyncio.sleep(self.hold())
 
@@ -939,7 +969,7 @@ class _Harness:
         exited = await node._reap(60)
         if not exited:
             await node.kill()
-        code = node.process.returncode
+        code = node._started().returncode
         with open(stderr_path, errors="replace") as file:
             text = file.read()
         with open(node.log_path, "a") as log:  # scanned for tracebacks with the rest

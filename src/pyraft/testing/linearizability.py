@@ -38,6 +38,7 @@ checked in the order they first appear in the history).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -199,7 +200,8 @@ class _KeySearch:
         self.ops = ops
         self.pending = [o.ret is None for o in ops]
         self.n_completed = sum(1 for p in self.pending if not p)
-        self.rets = [o.ret for o in ops]  # move ordering (of completed operations only)
+        # move ordering (of completed operations only: a pending one's is never read)
+        self.rets = [math.inf if o.ret is None else o.ret for o in ops]
         # Completed operations that leave the state unchanged wherever they are placed.
         self.readonly = [
             o.ret is not None
@@ -408,7 +410,7 @@ class _KeySearch:
         placed = set(self.best_path)
         state = self.best_state
         rest = [i for i in range(len(ops)) if i not in placed]
-        first_ret = min((ops[i].ret for i in rest if not pending[i]), default=None)
+        first_ret = min((ret for i in rest if (ret := ops[i].ret) is not None), default=None)
         cands = [i for i in rest if first_ret is None or ops[i].call <= first_ret]
         lines = [
             f"key {self.key!r}: not linearizable ({len(ops)} operations on this key, "

@@ -284,7 +284,7 @@ async def _load(url: str, workload: loadgen.Workload, etcd_version: str) -> dict
               for key in range(KEYS)]
     put_url = f"{url}/v3/kv/put"
     headers = {"Content-Type": "application/json"}
-    connections = workload.inflight if workload.rate is None else OPEN_OUTSTANDING_MAX
+    connections = workload.inflight if workload.inflight is not None else OPEN_OUTSTANDING_MAX
     connector = aiohttp.TCPConnector(limit=connections + 4)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     counter = [0]

@@ -160,20 +160,22 @@ def run_callback_load(submit: Callable[[Done], None], workload: Workload, *,
         finally:
             submitting.active = False
 
-    if workload.rate is None:
+    # a workload has either inflight (closed loop) or rate (open loop): make_workload
+    inflight, rate = workload.inflight, workload.rate
+    if rate is None and inflight is not None:
         while clock() < deadline:
             # Refill slots freed by failures every 10 ms: this is the pause after an error.
-            for _ in range(workload.inflight - outstanding[0]):
+            for _ in range(inflight - outstanding[0]):
                 call(clock(), True)
             time.sleep(min(0.01, max(0.0, deadline - clock())))
-    else:
-        total = open_loop_count(workload.rate, workload.duration_s)
+    elif rate is not None:
+        total = open_loop_count(rate, workload.duration_s)
         i = 0
         while i < total and clock() <= deadline + drain_s:
             now = clock()
-            due_now = min(total, int((now - start) * workload.rate) + 1)
+            due_now = min(total, int((now - start) * rate) + 1)
             while i < due_now:
-                due = start + open_loop_offset(i, workload.rate)
+                due = start + open_loop_offset(i, rate)
                 if (clock() - due) * 1e3 > LATE_THRESHOLD_MS:
                     missed += 1
                 if outstanding[0] >= outstanding_max:
@@ -183,7 +185,7 @@ def run_callback_load(submit: Callable[[Done], None], workload: Workload, *,
                     call(due, False)
                 i += 1
             if i < total:
-                time.sleep(min(0.002, max(0.0, start + open_loop_offset(i, workload.rate)
+                time.sleep(min(0.002, max(0.0, start + open_loop_offset(i, rate)
                                           - clock())))
         with lock:
             seen.errors += total - i

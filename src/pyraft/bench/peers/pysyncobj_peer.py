@@ -64,7 +64,7 @@ _LEADER_STATE = 2  # pysyncobj's _RAFT_STATE.LEADER
 def available() -> str | None:
     """None when PySyncObj can be used, else why not."""
     try:
-        import pysyncobj  # noqa: F401
+        import pysyncobj  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return "pysyncobj is not installed (pip install pysyncobj, or the 'bench' extra)"
     return None
@@ -72,7 +72,7 @@ def available() -> str | None:
 
 def version() -> str:
     """The installed PySyncObj version."""
-    from pysyncobj.version import VERSION
+    from pysyncobj.version import VERSION  # type: ignore[import-untyped]
 
     return str(VERSION)
 
@@ -95,9 +95,11 @@ class _Member:
         self.reader = LineReader(self.process.stdout, f"pysyncobj member {address}")
 
     def call(self, op: str, timeout_s: float, **fields) -> dict:
+        stdin = self.process.stdin
+        assert stdin is not None  # a pipe was asked for (python_child)
         try:
-            self.process.stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
-            self.process.stdin.flush()
+            stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
+            stdin.flush()
             reply = self.reader.read(timeout_s)
         except (OSError, PeerError) as error:
             raise PeerError(f"pysyncobj member {self.address}: {op} failed: {error}; "

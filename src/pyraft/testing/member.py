@@ -1,6 +1,21 @@
-"""Run one member as a process: ``python -m pyraft.cluster.process --id 1 --listen ...``.
+"""Run one member as a process: ``python -m pyraft.testing.member --id 1 --listen ...``.
 
-Used by the integration tests and the cluster benchmarks (real processes on 127.0.0.1).
+A tool for the integration tests and the cluster benchmarks (real processes on 127.0.0.1),
+started by :class:`pyraft.testing.processes.Member`; not part of the product's runtime. The
+member is built the way users build theirs: a ``ClusterConfig`` (``build_config``: each flag
+sets one configuration field, every other field keeps the configuration's default) and
+``RaftCluster.from_config``, which makes the TCP or TLS transport and the durable log from it.
+The flags and the fields they set:
+
+    --id member_id       --listen listen        --peers peers (ID=HOST:PORT,...)
+    --data data_dir      --sync sync            --cluster-id cluster_id
+    --tick-ms tick_ms    --standby standby      --join cold_start = False
+    --election-ms election_timeout_ms_lower (and _upper = twice it)
+    --failure-dead-ms failure_dead_ms           --proposal-queue-max proposal_queue_max
+    --cert/--key/--ca tls (mutual TLS: require_client_cert, as ``pyraft node --transport tls``)
+    --config FILE: any setting, from a .json or .toml file (``ClusterConfig.read_file``);
+    the flags above override it
+
 The member runs a small replicated log of items (``ItemLog``) and answers a line-based
 JSON control protocol on ``--control HOST:PORT`` (one request per line, one answer per line):
 
@@ -23,6 +38,11 @@ JSON control protocol on ``--control HOST:PORT`` (one request per line, one answ
                                             -> {"ok": true, "result": <result>}: local reads
         under a valid lease, or each after ``apply_read_barrier``, counted as "writes"
 
+The ``load`` and ``reads`` ops drive the benchmark's load driver and answer its result
+schema (``pyraft.bench.load``, ``pyraft.bench.stats``): those stay in ``pyraft.bench``, beside
+the peers' drivers, the HTTP load generator and the report that share them; a tool may import
+another tool, the product imports neither.
+
 With ``--state count`` the member keeps only the number and total size of the commands
 applied (the benchmarks use it: ``items`` then answers an error), not every item.
 Errors answer ``{"ok": false, "error": "<type>", "message": ..., "leader": ..., "address": ...}``.
@@ -37,94 +57,119 @@ import asyncio
 import json
 import logging
 import signal
-import ssl
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 import pyraft
-from pyraft.bench.load import run_load
+from pyraft.bench.load import Observations, run_load
 from pyraft.bench.stats import make_result
 from pyraft.cluster.runtime import RaftCluster
-from pyraft.config import RaftConfig
-from pyraft.errors import NotLeaderError, ProposalDroppedError, PyraftError
-from pyraft.storage.log import DurableLogStorage
+from pyraft.config import ClusterConfig, parse_address
+from pyraft.errors import ConfigError, NotLeaderError, ProposalDroppedError, PyraftError
 from pyraft.storage.state_machine import MemoryStateMachine
-from pyraft.transport.tcp import TcpTransport
-from raftcore.framing import RECORD_HEADER_BYTES
+from raftcore.framing import RECORD_HEADER_BYTES, EntryBatch
 
-log = logging.getLogger("pyraft.process")
+log = logging.getLogger("pyraft.testing.member")
 
 
 class ItemLog(MemoryStateMachine):
     """The replicated state: the list of every item appended; apply returns its position."""
 
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.items: list[str] = []
 
-    def apply(self, index, command):
+    def apply(self, index: int, command: memoryview) -> int:
         self.items.append(bytes(command).decode())
         return len(self.items) - 1
 
-    def build_snapshot(self):
+    def build_snapshot(self) -> bytes:
         return msgpack.packb(self.items)
 
-    def restore_snapshot(self, data):
+    def restore_snapshot(self, data: bytes) -> None:
         self.items = list(msgpack.unpackb(data)) if data else []
 
 
 def parse_peers(text: str) -> dict[int, str]:
+    """``ID=HOST:PORT,...`` as a mapping (``ConfigError`` naming ``--peers`` when a part has
+    no ``=`` or its id is not a number; the addresses are checked by ``ClusterConfig``)."""
     peers = {}
     for part in filter(None, text.split(",")):
-        member, _, address = part.partition("=")
-        peers[int(member)] = address
+        member, equals, address = part.partition("=")
+        if not equals or not member.strip().isdigit():
+            raise ConfigError("--peers", f"{part} is not ID=HOST:PORT")
+        peers[int(member)] = address.strip()
     return peers
 
 
-def ssl_contexts(args) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
-    if not args.cert:
-        return None, None
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.ca)
-    server.load_cert_chain(args.cert, args.key)
-    server.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: members prove who they are
-    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.ca)
-    client.load_cert_chain(args.cert, args.key)
-    client.check_hostname = False  # members are addressed by IP; the CA is what is trusted
-    return server, client
+def build_config(args: argparse.Namespace) -> ClusterConfig:
+    """The member's validated configuration: the defaults of ``ClusterConfig``, then the
+    ``--config`` file, then the flags (see the module docstring for which field each sets).
+    A flag left out keeps the field of the layer below; a bad value raises ``ConfigError``."""
+    values: dict[str, Any] = ClusterConfig.read_file(args.config) if args.config else {}
+    peers = parse_peers(args.peers)
+    peers.setdefault(args.id, args.listen)  # a joining member leaves itself out of the voters
+    values.update(member_id=args.id, listen=args.listen)
+    if peers:
+        values["peers"] = peers
+    if args.join:
+        values["cold_start"] = False
+    if args.standby:
+        values["standby"] = True
+    for flag, name in (("data", "data_dir"), ("sync", "sync"), ("cluster_id", "cluster_id"),
+                       ("tick_ms", "tick_ms"), ("failure_dead_ms", "failure_dead_ms"),
+                       ("proposal_queue_max", "proposal_queue_max")):
+        if getattr(args, flag) is not None:
+            values[name] = getattr(args, flag)
+    if args.election_ms is not None:
+        values["election_timeout_ms_lower"] = args.election_ms
+        values["election_timeout_ms_upper"] = 2 * args.election_ms
+    files = (args.cert, args.key, args.ca)
+    if any(files):
+        if not all(files):
+            raise ConfigError("--cert", "TLS needs --cert, --key and --ca (PEM files)")
+        # mutual TLS, as ``pyraft node --transport tls``: members prove who they are
+        values["tls"] = {**(values.get("tls") or {}), "cert_file": args.cert,
+                         "key_file": args.key, "ca_file": args.ca,
+                         "require_client_cert": True}
+    return ClusterConfig.from_dict(values)
 
 
 class CountLog(MemoryStateMachine):
     """The replicated state of a benchmark: how many commands were applied and their total
     size; apply returns the command's position. Snapshots are a few bytes."""
 
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.count = 0
         self.bytes = 0
 
-    def apply(self, index, command):
+    def apply(self, index: int, command: memoryview) -> int:
         self.count += 1
         self.bytes += len(command)
         return self.count - 1
 
-    def apply_commands(self, batch):
+    def apply_commands(self, batch: EntryBatch) -> list[object]:
         first = self.count
         self.count += len(batch)
         self.bytes += batch.nbytes - RECORD_HEADER_BYTES * len(batch)  # records carry no padding
         return list(range(first, self.count))
 
-    def build_snapshot(self):
+    def build_snapshot(self) -> bytes:
         return msgpack.packb([self.count, self.bytes])
 
-    def restore_snapshot(self, data):
+    def restore_snapshot(self, data: bytes) -> None:
         self.count, self.bytes = msgpack.unpackb(data) if data else (0, 0)
 
 
-def _mode(args) -> str:
-    if not args.data:
+def _mode(config: ClusterConfig) -> str:
+    """How the member keeps its log, as the benchmark results name it."""
+    if config.data_dir is None:
         return "memory"
-    return "durable (fdatasync)" if args.sync == "always" else f"durable (sync {args.sync})"
+    return "durable (fdatasync)" if config.sync == "always" else f"durable (sync {config.sync})"
 
 
 async def load(cluster: RaftCluster, request: dict, mode: str) -> dict:
@@ -135,13 +180,13 @@ async def load(cluster: RaftCluster, request: dict, mode: str) -> dict:
     if size < 0 or batch < 1:
         raise ValueError("size must be >= 0 and batch >= 1")
     payload = b"x" * size
+    commands = [payload] * batch
+    unit: Callable[[], Awaitable[object]]
     if batch == 1:
-        def unit():
+        def unit() -> Awaitable[object]:
             return cluster.replicate(payload)
     else:
-        commands = [payload] * batch
-
-        def unit():
+        def unit() -> Awaitable[object]:
             return cluster.replicate_many(commands)
     seen = await run_load(unit, inflight=inflight, rate=None if rate is None else float(rate),
                           duration_s=duration_s, per_unit=batch, count=request.get("count"),
@@ -163,13 +208,13 @@ async def reads(cluster: RaftCluster, request: dict, mode: str) -> dict:
     inflight, duration_s = int(request.get("inflight", 16)), float(request.get("duration_s", 2))
     machine = cluster.state_machine
 
-    async def lease_read():
+    async def lease_read() -> int:
         if not cluster.lease.valid:
             raise ProposalDroppedError("the lease is not valid")
         await asyncio.sleep(0)  # one loop turn per read, as a server handling requests does
         return machine.applied_index
 
-    async def barrier_read():
+    async def barrier_read() -> int:
         await cluster.apply_read_barrier(timeout=5)
         return machine.applied_index
 
@@ -185,7 +230,7 @@ async def reads(cluster: RaftCluster, request: dict, mode: str) -> dict:
     return {"ok": True, "result": result}
 
 
-def _result(seen, mode: str, workload: dict, per_call: int = 1) -> dict:
+def _result(seen: Observations, mode: str, workload: dict, per_call: int = 1) -> dict:
     notes = "" if seen.first_error is None else f"first error: {seen.first_error}"
     return make_result(system="pyraft", version=pyraft.__version__, mode=mode,
                        workload=workload, writes=seen.writes, errors=seen.errors,
@@ -194,6 +239,7 @@ def _result(seen, mode: str, workload: dict, per_call: int = 1) -> dict:
 
 
 async def handle(cluster: RaftCluster, request: dict, mode: str = "memory") -> dict:
+    """One control request (see the module docstring) and its answer."""
     op = request.get("op")
     if op == "status":
         return {
@@ -210,11 +256,12 @@ async def handle(cluster: RaftCluster, request: dict, mode: str = "memory") -> d
     if op == "barrier":
         return {"ok": True, "index": await cluster.apply_read_barrier(timeout=5)}
     if op == "items":
-        if not hasattr(cluster.state_machine, "items"):
+        machine = cluster.state_machine
+        if not isinstance(machine, ItemLog):
             raise ValueError("this member keeps no items (--state count)")
         if request.get("barrier"):
             await cluster.apply_read_barrier(timeout=5)
-        return {"ok": True, "items": cluster.state_machine.items}
+        return {"ok": True, "items": machine.items}
     if op == "lease":
         lease = cluster.lease
         return {"ok": True, "valid": lease.valid, "expires_in_ms": lease.expires_in_ms}
@@ -237,31 +284,25 @@ async def handle(cluster: RaftCluster, request: dict, mode: str = "memory") -> d
     return {"ok": False, "error": "BadRequest", "message": f"unknown op {op!r}"}
 
 
-async def serve(args) -> None:
-    peers = parse_peers(args.peers)
-    peers.setdefault(args.id, args.listen)
-    server_ssl, client_ssl = ssl_contexts(args)
-    # its members share one certificate that names no member: no identity check
-    transport = TcpTransport(args.id, args.listen, cluster_id=args.cluster_id,
-                             ssl_server=server_ssl, ssl_client=client_ssl,
-                             tls_member_identity=False)
-    storage = DurableLogStorage(args.data, cluster_id=args.cluster_id, sync=args.sync) \
-        if args.data else None
-    config = RaftConfig(member_id=args.id, tick_ms=args.tick_ms,
-                        election_timeout_ms_lower=args.election_ms,
-                        election_timeout_ms_upper=args.election_ms * 2, standby=args.standby,
-                        failure_dead_ms=args.failure_dead_ms)
+def build_machine(args: argparse.Namespace) -> ItemLog | CountLog:
+    """The state machine ``--state`` names, snapshotting every ``--snapshot-entries``."""
     machine_class = CountLog if args.state == "count" else ItemLog
-    machine = machine_class(compaction="sequential", snapshot_entries=args.snapshot_entries)
-    cluster = RaftCluster(config, transport=transport, peers=peers, storage=storage,
-                          state_machine=machine, join=args.join)
+    return machine_class(compaction="sequential", snapshot_entries=args.snapshot_entries)
+
+
+async def serve(config: ClusterConfig, machine: ItemLog | CountLog,
+                control: tuple[str, int]) -> None:
+    """Run the member built from ``config`` with ``machine`` and its control server on
+    ``control`` (host, port) until SIGTERM or SIGINT."""
+    cluster = RaftCluster.from_config(config, state_machine=machine)
     await cluster.start()
+    mode = _mode(config)
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
                 try:
-                    answer = await handle(cluster, json.loads(line), _mode(args))
+                    answer = await handle(cluster, json.loads(line), mode)
                 except NotLeaderError as error:
                     answer = {"ok": False, "error": "NotLeaderError", "message": str(error),
                               "leader": error.leader_id, "address": error.leader_address}
@@ -276,8 +317,7 @@ async def serve(args) -> None:
         finally:
             writer.close()
 
-    host, _, port = args.control.rpartition(":")
-    server = await asyncio.start_server(client, host, int(port))
+    server = await asyncio.start_server(client, *control)
     bound = server.sockets[0].getsockname()
     print(f"ready {bound[0]}:{bound[1]}", flush=True)
     stop = asyncio.Event()
@@ -290,36 +330,57 @@ async def serve(args) -> None:
     await cluster.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyraft.cluster.process")
+def parser() -> argparse.ArgumentParser:
+    """The command line; flags that set a configuration field default to None (the field's
+    default, or the ``--config`` file's value)."""
+    parser = argparse.ArgumentParser(prog="python -m pyraft.testing.member")
     parser.add_argument("--id", type=int, required=True)
     parser.add_argument("--listen", required=True, help="HOST:PORT for members")
     parser.add_argument("--control", default="127.0.0.1:0", help="HOST:PORT for the control")
     parser.add_argument("--peers", default="", help="ID=HOST:PORT,... of the initial members")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="ClusterConfig settings (.json or .toml) under the flags")
     parser.add_argument("--data", default=None, help="data directory (default: in memory)")
-    parser.add_argument("--sync", default="always", choices=["always", "interval", "never"])
-    parser.add_argument("--cluster-id", type=int, default=1)
-    parser.add_argument("--tick-ms", type=float, default=10.0)
-    parser.add_argument("--election-ms", type=float, default=150.0)
+    parser.add_argument("--sync", default=None, choices=["always", "interval", "never"])
+    parser.add_argument("--cluster-id", type=int, default=None)
+    parser.add_argument("--tick-ms", type=float, default=None)
+    parser.add_argument("--election-ms", type=float, default=None,
+                        help="lower election timeout; the upper one is twice it")
     parser.add_argument("--join", action="store_true", help="wait to be added by the leader")
     parser.add_argument("--standby", action="store_true", help="replicate, never lead")
-    parser.add_argument("--failure-dead-ms", type=float, default=0.0,
+    parser.add_argument("--failure-dead-ms", type=float, default=None,
                         help="remove voters judged dead this long (0: off)")
+    parser.add_argument("--proposal-queue-max", type=int, default=None,
+                        help="commands waiting to enter the core (back-pressure)")
     parser.add_argument("--state", default="items", choices=["items", "count"],
                         help="keep every item (tests) or only a count (benchmarks)")
     parser.add_argument("--snapshot-entries", type=int, default=50_000,
                         help="applied entries between two snapshots")
     parser.add_argument("--cert"), parser.add_argument("--key"), parser.add_argument("--ca")
     parser.add_argument("--log-level", default="WARNING")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format=f"%(asctime)s member {args.id} %(name)s %(message)s")
     try:
+        config = build_config(args)
+        try:
+            control = parse_address(args.control, port_zero=True)
+        except ValueError as error:
+            raise ConfigError("--control", str(error)) from None
+    except ConfigError as error:
+        print(f"python -m pyraft.testing.member: {error}", file=sys.stderr)
+        return 2
+    main_task = serve(config, build_machine(args), control)
+    try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args))
+        asyncio.run(main_task)
     else:
-        uvloop.run(serve(args))
+        uvloop.run(main_task)
     return 0
 
 

@@ -1,0 +1,537 @@
+"""``KVClient``: an asyncio client of the key-value HTTP API (:mod:`pyraft.kv.http`).
+
+It lives beside the service it talks to; ``pyraft.client``, its former module, re-exports
+its public names for code written before the move.
+
+Needs ``aiohttp`` (the ``http`` extra). Use it as an async context manager::
+
+    async with KVClient(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]) as kv:
+        await kv.put("greeting", b"hello")
+        assert await kv.get("greeting") == b"hello"
+
+Writes are exactly-once: the client opens a session (``POST /v1/sessions``) before its first
+write, numbers its writes (``X-Client-Id`` / ``X-Request-Seq``) and sends a retry with the
+same number, so a retried write is never applied twice. Writes run one at a time per client
+(the server keeps the result of the last request only); reads run concurrently.
+
+The client follows ``307`` redirects itself and remembers the leader; it retries ``503``,
+``504`` and connection failures on the next URL, after a jittered exponential delay
+(:class:`Backoff`), until the call's deadline (``deadline_s``: of the client, or of the call)
+passes or ``retries`` retries are done. A URL whose host name does not resolve is not tried
+again in the same call. A URL that is not ``http(s)://host[:port]`` (or ``host:port``) is
+refused at once with :class:`InvalidURLError`.
+
+Errors: :class:`KVClientError` is the base; :class:`UnavailableError` when the deadline passed
+or the retries are used up (a write's outcome is then unknown): its ``tried`` maps each URL
+tried to the last error it gave (``connection refused``, ``DNS failure: ...``, ``timed out
+after 0.25 s``, ``HTTP 503 no_leader: ...``); :class:`SessionExpiredError` when the session
+expired (the write was not applied; the next write opens a new session, but an earlier write
+that got no answer may or may not have been applied); :class:`RequestError` (also a
+``ValueError``) for a request the server refused (4xx): ``status`` and ``kind`` say why;
+:class:`TlsError` when the TLS handshake with a member fails (an ``https://`` URL to a
+plain-HTTP member, a certificate the ``ssl`` context does not trust): not retried. (An
+``http://`` URL to an HTTPS member is a ``RequestError`` ``400 https_required``.)
+
+HTTPS and credentials: ``ssl`` (an ``ssl.SSLContext``, e.g. from
+:func:`pyraft.kv.security.client_ssl_context`) verifies the members' certificates and may
+present a client certificate; URLs without a scheme are then ``https://``. ``token`` is sent
+as ``Authorization: Bearer TOKEN`` (the administrative endpoints need it; see
+:mod:`pyraft.kv.security`).
+
+Metrics: ``kv.metrics`` is a :class:`pyraft.metrics.ClientMetrics` (pass ``metrics=`` to
+share one between clients): requests by operation and outcome, latency per operation,
+redirects followed, retries by reason, leader changes seen, timeouts; mirrored to
+OpenTelemetry when its API is installed, and ``kv.metrics.render_prometheus()`` gives the
+Prometheus text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import json
+import random
+import socket
+import ssl as _ssl
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+try:
+    import aiohttp
+except ImportError:  # the ``http`` extra is not installed: KVClient() says so
+    aiohttp = None  # type: ignore[assignment]
+
+from pyraft.errors import (
+    InvalidURLError,
+    KVClientError,
+    RequestError,
+    SessionExpiredError,
+    TlsError,
+    UnavailableError,
+)
+from pyraft.metrics import ClientMetrics
+
+__all__ = ["Backoff", "InvalidURLError", "KVClient", "KVClientError", "RequestError",
+           "SessionExpiredError", "TlsError", "UnavailableError"]
+
+_RETRIED = (503, 504)
+#: the least time left worth an attempt: below it the call gives up
+_ATTEMPT_SECONDS_MIN = 0.005
+#: ``getaddrinfo`` errors that say the name does not exist (not a passing failure)
+_NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA")
+                 if hasattr(socket, name)}
+_T = TypeVar("_T")
+
+
+def _shown(url: str) -> str:
+    """``url`` as people read it in a message: as it is, quoted only when it is empty or holds
+    spaces (where the quotes show what was given)."""
+    return url if url and not any(c.isspace() for c in url) else repr(url)
+
+
+def _base(url: str, *, location: bool = False, scheme: str = "http") -> str:
+    """``scheme://host:port`` of a member URL; :class:`InvalidURLError` when it is not one.
+    A redirect's ``location`` may have a path and a query (they are dropped); ``scheme`` is
+    that of a URL given without one."""
+    text = url.strip()
+    if "://" not in text:
+        text = f"{scheme}://{text}"
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as error:  # a port that is no number, or out of range
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: {error}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: the scheme must be http or "
+                              f"https, not {parts.scheme}")
+    if not parts.hostname or any(c.isspace() for c in text):
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: give http://HOST:PORT")
+    if not location and (parts.username is not None or parts.query or parts.fragment
+                         or parts.path not in ("", "/")):
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: give http://HOST:PORT only, "
+                              "without a path, query or user")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
+class Backoff:
+    """Jittered exponential delays between attempts ("equal jitter"): the ``n``-th delay
+    (from 0) is drawn uniformly from ``[c / 2, c]`` where ``c = min(cap_s, base_s * 2**n)``,
+    so clients that failed together do not come back together, and each waits at least half
+    of the ceiling. ``rng`` (a ``random.Random``) makes the draws replayable."""
+
+    def __init__(self, base_s: float = 0.02, cap_s: float = 1.0,
+                 rng: random.Random | None = None) -> None:
+        if not 0 < base_s <= cap_s:
+            raise ValueError(f"need 0 < base_s <= cap_s, not base_s={base_s}, cap_s={cap_s}")
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.rng = rng if rng is not None else random.Random()
+        self.failures = 0  # delays handed out since the last reset
+
+    def ceiling(self) -> float:
+        """The largest delay the next draw may give."""
+        return min(self.cap_s, self.base_s * 2 ** min(self.failures, 64))
+
+    def next_delay(self) -> float:
+        ceiling = self.ceiling()
+        self.failures += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def _describe(error: BaseException, timeout_s: float) -> tuple[str, str, bool]:
+    """``(reason label, text for people, permanent)`` of a failed exchange."""
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout", f"timed out after {timeout_s:.2f} s", False
+    os_error = getattr(error, "os_error", None)
+    dns = getattr(aiohttp, "ClientConnectorDNSError", ())
+    if (dns and isinstance(error, dns)) or isinstance(os_error, socket.gaierror):
+        code = getattr(os_error, "errno", None)
+        detail = getattr(os_error, "strerror", None) or str(os_error or error)
+        return "dns", f"DNS failure: {detail}", code in _NO_SUCH_NAME
+    if isinstance(os_error, ConnectionRefusedError) or \
+            getattr(os_error, "errno", None) == errno.ECONNREFUSED:
+        return "connection", "connection refused", False
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "connection", "the server closed the connection", False
+    text = str(error) or type(error).__name__
+    return "connection", f"{type(error).__name__}: {text}", False
+
+
+def _key_path(key: str | bytes) -> str:
+    if isinstance(key, bytes):
+        key = key.decode("utf-8")
+    if not key or "/" in key:
+        raise ValueError(f"a key is a non-empty string without '/', not {key!r}")
+    return "/v1/kv/" + urllib.parse.quote(key, safe="")
+
+
+def _value(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+class KVClient:
+    """A client of the members at ``urls`` (``http://host:port`` or ``host:port``).
+
+    ``timeout_s`` bounds each HTTP exchange; ``retries`` is how many times a request is sent
+    again after a ``503``, ``504``, a connection failure or a redirect. ``deadline_s`` bounds
+    each call as a whole (every attempt, delay and redirect; ``None``: only ``retries`` and
+    ``timeout_s`` bound it); a call's own ``deadline_s=`` overrides it. An exchange never runs
+    past the deadline. ``metrics``: the :class:`~pyraft.metrics.ClientMetrics` to record into
+    (by default a new one, mirrored to the global OpenTelemetry meter provider when the API is
+    installed). ``backoff`` (a :class:`Backoff`), ``clock`` (monotonic seconds) and ``sleep``
+    (an ``asyncio.sleep``) are there for tests that replay the retries. ``ssl``: the TLS
+    context of ``https://`` URLs (default: the system's trust store; URLs without a scheme are
+    then ``https://``); ``token``: sent as ``Authorization: Bearer`` with every request.
+    """
+
+    def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10,
+                 metrics: ClientMetrics | None = None, deadline_s: float | None = None,
+                 backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                 ssl: _ssl.SSLContext | None = None, token: str | None = None) -> None:
+        if aiohttp is None:
+            raise ImportError("the key-value client needs aiohttp: pip install 'raftcore[http]'")
+        if not urls:
+            raise ValueError("give at least one URL")
+        if metrics is not None and not isinstance(metrics, ClientMetrics):
+            raise TypeError(f"metrics must be a ClientMetrics, not {type(metrics).__name__}")
+        if isinstance(urls, str):
+            raise TypeError("urls is a list of URLs, not one string")
+        if not timeout_s > 0 or (deadline_s is not None and not deadline_s > 0):
+            raise ValueError(f"timeout_s and deadline_s must be > 0, not {timeout_s}, "
+                             f"{deadline_s}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, not {retries}")
+        self.metrics = metrics if metrics is not None else ClientMetrics()
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
+        self.urls = [_base(url, scheme="http" if ssl is None else "https") for url in urls]
+        self._ssl = ssl
+        self._scheme = "http" if ssl is None else "https"
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.deadline_s = deadline_s
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._clock = clock
+        self._sleep = sleep
+        self.leader_url: str | None = None
+        self.client_id: int | None = None
+        self.sequence = 0
+        self._next = 0
+        self._known_leader: str | None = None  # the last leader learned (leader_url may reset)
+        self._http: aiohttp.ClientSession | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> KVClient:
+        connector = None if self._ssl is None else aiohttp.TCPConnector(ssl=self._ssl)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                           connector=connector, headers=self._headers)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # ---- the API -------------------------------------------------------------------------
+    # Each call takes ``deadline_s``: the whole call's deadline in seconds (by default the
+    # client's ``deadline_s``); when it passes, the call raises UnavailableError.
+    async def get(self, key: str | bytes, consistency: str = "barrier", *,
+                  deadline_s: float | None = None) -> bytes | None:
+        """The value of ``key`` (``None`` when absent) read at ``consistency``: ``barrier``
+        (linearizable, any member), ``lease`` (linearizable, the leader) or ``local``."""
+        path, until = _key_path(key), self._until(deadline_s)
+        status, body = await self._measured("get", self._request(
+            "GET", path, operation="get", until=until, params={"consistency": consistency}),
+            lambda answer: answer[0] == 404)
+        return None if status == 404 else body
+
+    async def put(self, key: str | bytes, value: str | bytes, *,
+                  deadline_s: float | None = None) -> bytes | None:
+        """Set ``key`` to ``value`` (``str`` is sent as UTF-8); returns the previous value
+        (``None`` when the key was absent)."""
+        path, data, until = _key_path(key), _value(value), self._until(deadline_s)
+        status, body = await self._measured("put", self._write("PUT", path, "put", until,
+                                                               data=data))
+        return None if status == 204 else body
+
+    async def delete(self, key: str | bytes, *,
+                     deadline_s: float | None = None) -> bytes | None:
+        """Remove ``key``; returns the removed value (``None`` when it was absent)."""
+        path, until = _key_path(key), self._until(deadline_s)
+        status, body = await self._measured("delete", self._write("DELETE", path, "delete",
+                                                                  until),
+                                            lambda answer: answer[0] == 204)
+        return None if status == 204 else body
+
+    async def cas(self, key: str | bytes, expected: str | bytes | None,
+                  new: str | bytes, *, deadline_s: float | None = None
+                  ) -> tuple[bool, bytes | None]:
+        """Set ``key`` to ``new`` if it holds ``expected`` (``None``: if it is absent);
+        returns ``(ok, current)``, ``current`` being the value afterwards."""
+        path, until = _key_path(key) + "/cas", self._until(deadline_s)
+        document = {
+            "encoding": "base64",
+            "expected": None if expected is None
+            else base64.b64encode(_value(expected)).decode("ascii"),
+            "new": base64.b64encode(_value(new)).decode("ascii"),
+        }
+        return await self._measured("cas", self._cas(path, document, until),
+                                    lambda answer: not answer[0])
+
+    async def _cas(self, path: str, document: dict,
+                   until: float | None) -> tuple[bool, bytes | None]:
+        _, body = await self._write("POST", path, "cas", until, json=document)
+        answer = _json(body)
+        value = answer.get("value")
+        if value is not None:
+            value = base64.b64decode(value) if answer.get("encoding") == "base64" \
+                else value.encode("utf-8")
+        return bool(answer["ok"]), value
+
+    async def status(self, url: str | None = None, *, deadline_s: float | None = None) -> dict:
+        """The status of the member at ``url`` (by default the first that answers)."""
+        _, body = await self._measured("status", self._request(
+            "GET", "/v1/status", operation="status",
+            url=url and _base(url, scheme=self._scheme), follow=False,
+            until=self._until(deadline_s)))
+        return _json(body)
+
+    async def add_member(self, member: int, address: str,
+                         metadata: dict[str, str] | None = None, *,
+                         deadline_s: float | None = None) -> dict:
+        """Add ``member`` (its Raft ``address``, and ``metadata`` such as ``{"http":
+        "host:port"}``) through the leader, which warms it up and promotes it to voter; the
+        member's process must run (joining, not bootstrapping). Returns the answer
+        (``{"ok": true}``, with ``"already": true`` when it was a voter already)."""
+        document = {"id": int(member), "address": str(address),
+                    "metadata": {str(k): str(v) for k, v in (metadata or {}).items()}}
+        _, body = await self._measured("add_member", self._request(
+            "POST", "/v1/members", operation="add_member", leader=True,
+            until=self._until(deadline_s), json=document))
+        return _json(body)
+
+    async def remove_member(self, member: int, *, deadline_s: float | None = None) -> dict:
+        """Remove ``member`` (the leader itself included) through the leader."""
+        _, body = await self._measured("remove_member", self._request(
+            "DELETE", f"/v1/members/{int(member)}", operation="remove_member", leader=True,
+            until=self._until(deadline_s)))
+        return _json(body)
+
+    async def open_session(self, *, deadline_s: float | None = None) -> int:
+        """Open a new session (done by the first write); returns its client id."""
+        return await self._open_session(self._until(deadline_s))
+
+    async def _open_session(self, until: float | None) -> int:
+        _, body = await self._measured("open_session", self._request(
+            "POST", "/v1/sessions", operation="open_session", leader=True, until=until))
+        self.client_id, self.sequence = int(_json(body)["client_id"]), 0
+        return self.client_id
+
+    # ---- the machinery -------------------------------------------------------------------
+    def _until(self, deadline_s: float | None) -> float | None:
+        """The clock reading at which a call given ``deadline_s`` (or the client's) ends."""
+        seconds = self.deadline_s if deadline_s is None else deadline_s
+        if seconds is None:
+            return None
+        if not seconds > 0:
+            raise ValueError(f"deadline_s must be > 0, not {seconds}")
+        return self._clock() + seconds
+
+    async def _measured(self, operation: str, call: Awaitable[_T],
+                        negative: Callable[[_T], bool] | None = None) -> _T:
+        """Await ``call`` and record it as one ``operation`` request with its outcome."""
+        started = time.perf_counter()
+        try:
+            answer = await call
+        except BaseException as error:
+            self.metrics.request_finished(operation, _outcome(error),
+                                          time.perf_counter() - started)
+            raise
+        outcome = "negative" if negative is not None and negative(answer) else "ok"
+        self.metrics.request_finished(operation, outcome, time.perf_counter() - started)
+        return answer
+
+    def _learned_leader(self, url: str) -> None:
+        if self._known_leader is not None and url != self._known_leader:
+            self.metrics.leader_changes.inc()
+        self.leader_url = self._known_leader = url
+
+    async def _write(self, method: str, path: str, operation: str, until: float | None,
+                     **kwargs) -> tuple[int, bytes]:
+        async with self._write_lock:
+            if self.client_id is None:
+                await self._open_session(until)
+            self.sequence += 1
+            headers = {"X-Client-Id": str(self.client_id), "X-Request-Seq": str(self.sequence)}
+            try:
+                return await self._request(method, path, operation=operation, until=until,
+                                           headers=headers, leader=True, **kwargs)
+            except SessionExpiredError:
+                self.client_id = None
+                raise
+
+    async def _request(self, method: str, path: str, *, operation: str,
+                       url: str | None = None, leader: bool = False, follow: bool = True,
+                       until: float | None = None, **kwargs) -> tuple[int, bytes]:
+        """Send until a final answer, the deadline ``until`` (a clock reading) or the last
+        retry; the same request (same sequence) on every attempt."""
+        if self._http is None:
+            raise KVClientError("use the client as 'async with KVClient(...)'")
+        metrics, clock = self.metrics, self._clock
+        started = clock()
+        backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
+        tried: dict[str, str] = {}
+        unknown_names: set[str] = set()  # URLs whose host name does not resolve
+        redirected: str | None = None
+        attempts, gave_up = 0, "retries"
+        while True:
+            base = url or redirected or (
+                self.leader_url if leader and self.leader_url else self._pick())
+            redirected = None
+            if base in unknown_names:
+                known = self._pick_known(unknown_names)
+                if known is None:
+                    gave_up = "names"
+                    break
+                base = known
+            exchange_s = self.timeout_s
+            if until is not None:
+                exchange_s = min(exchange_s, until - clock())
+                if exchange_s < _ATTEMPT_SECONDS_MIN:
+                    gave_up = "deadline"
+                    break
+            attempts += 1
+            try:
+                async with self._http.request(
+                        method, base + path, allow_redirects=False,
+                        timeout=aiohttp.ClientTimeout(total=exchange_s), **kwargs) as response:
+                    status, body = response.status, await response.read()
+                    location = response.headers.get("Location")
+            except aiohttp.ClientSSLError as exc:
+                raise TlsError(f"{method} {base}{path}: the TLS handshake failed ({exc}); "
+                               "check the URL's scheme and the CA") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                reason, tried[base], permanent = _describe(exc, exchange_s)
+                self._failed(base)
+                if reason == "timeout":
+                    metrics.timeouts.inc(1, (operation, "client"))
+                if permanent:
+                    unknown_names.add(base)
+                reason = "connection" if reason == "dns" else reason
+            else:
+                if status == 307 and location and follow:
+                    try:
+                        redirected = _base(location, location=True)
+                    except InvalidURLError:
+                        tried[base] = f"redirected to a bad location {location}"
+                        raise UnavailableError(self._gave_up_message(
+                            method, path, "a bad redirect", tried, attempts, clock() - started),
+                            tried, attempts, clock() - started) from None
+                    self._learned_leader(redirected)
+                    metrics.redirects.inc()
+                    tried[base] = f"redirected to {redirected}"
+                    if attempts > self.retries:
+                        break
+                    continue
+                if status not in _RETRIED:
+                    if leader and url is None and (status < 400 or status == 404):
+                        self._learned_leader(base)  # only the leader answers these
+                    return self._final(status, body)
+                answer = _json(body)
+                tried[base] = (f"HTTP {status} {answer.get('error', '')}: "
+                               f"{answer.get('message', '')}").rstrip(": ")
+                if status == 503:
+                    reason = "unavailable"
+                    self._failed(base)
+                else:
+                    reason = "server_timeout"
+                    metrics.timeouts.inc(1, (operation, "server"))
+            if attempts > self.retries:
+                break
+            if unknown_names and (url in unknown_names
+                                  or unknown_names.issuperset(self.urls)):
+                gave_up = "names"  # nothing left to try
+                break
+            delay = backoff.next_delay()
+            if until is not None and until - clock() - delay < _ATTEMPT_SECONDS_MIN:
+                gave_up = "deadline"  # no time left for an attempt after the delay
+                break
+            metrics.retries.inc(1, (reason,))
+            await self._sleep(delay)
+        elapsed = clock() - started
+        raise UnavailableError(self._gave_up_message(method, path, gave_up, tried, attempts,
+                                                     elapsed), tried, attempts, elapsed)
+
+    def _gave_up_message(self, method: str, path: str, why: str, tried: dict[str, str],
+                         attempts: int, elapsed_s: float) -> str:
+        because = {
+            "deadline": f"no answer within the deadline ({elapsed_s:.2f} s, "
+                        f"{attempts} attempts)",
+            "retries": f"no answer after {self.retries} retries ({elapsed_s:.2f} s)",
+            "names": "no URL's host name resolves",
+        }.get(why, why)
+        details = "; ".join(f"{where}: {what}" for where, what in tried.items())
+        return f"{method} {path}: {because}; tried {details or 'nothing'}"
+
+    def _pick_known(self, unknown_names: set[str]) -> str | None:
+        """The next URL whose host name may resolve, or ``None``."""
+        for _ in range(len(self.urls)):
+            base = self._pick()
+            if base not in unknown_names:
+                return base
+            self._next += 1
+        return None
+
+    def _pick(self) -> str:
+        return self.urls[self._next % len(self.urls)]
+
+    def _failed(self, base: str) -> None:
+        if base == self.leader_url:
+            self.leader_url = None
+        if base == self._pick():
+            self._next += 1
+
+    @staticmethod
+    def _final(status: int, body: bytes) -> tuple[int, bytes]:
+        if status < 400 or status == 404:
+            return status, body
+        answer = _json(body)
+        kind, message = answer.get("error", "unknown"), answer.get("message", "")
+        if status == 410:
+            raise SessionExpiredError(message)
+        raise RequestError(status, kind, message)
+
+
+def _outcome(error: BaseException) -> str:
+    """The ``outcome`` label of a request that ended with ``error``."""
+    if isinstance(error, UnavailableError):
+        return "unavailable"
+    if isinstance(error, SessionExpiredError):
+        return "session_expired"
+    if isinstance(error, RequestError):
+        return "request_error"
+    if isinstance(error, KVClientError):
+        return "client_error"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
+def _json(body: bytes) -> dict:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
