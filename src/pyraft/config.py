@@ -429,8 +429,8 @@ class TlsConfig:
     #: alternative name ``member-<id>.pyraft`` (``pyraft.transport.tls.member_identity``);
     #: a server whose certificate does not name the member dialed is refused, and so is a
     #: client whose certificate does not name the member id it claims in the handshake (so
-    #: member identity implies mutual TLS, whatever ``require_client_cert`` says). Issue with trustme: ``ca.issue_cert("127.0.0.1",
-    #: "member-2.pyraft")``; with openssl: ``-addext
+    #: member identity implies mutual TLS, whatever ``require_client_cert`` says). Issue
+    #: with trustme: ``ca.issue_cert("127.0.0.1", "member-2.pyraft")``; with openssl: ``-addext
     #: "subjectAltName=DNS:member-2.pyraft,IP:127.0.0.1"``. False trusts any certificate of
     #: the CA for any member id (every member holding one certificate)
     member_identity: bool = True

@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
+from pyraft.config import parse_address
+
 #: the certificate, key and CA files (PEM) of one member, in that order
 TlsFiles = tuple[str, str, str]
 #: entries between two flushes of a durable ``KVNode``'s store, unless the caller says
 KV_NODE_SNAPSHOT_ENTRIES = 20
 _T = TypeVar("_T")
-
-from pyraft.config import parse_address
-
 
 def free_port() -> int:
     with socket.socket() as s:
