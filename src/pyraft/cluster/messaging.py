@@ -114,7 +114,7 @@ class Messenger:
             payload = bytes(payload) if payload is not None else None
         except Exception as error:  # a malformed envelope: drop it, never crash the loop
             log.warning("dropping a malformed member message from %d: %s", sender, error)
-            return
+            return None
         if kind in (ANSWER, ERROR):
             future = self._waiting.get(correlation)
             if future is not None and not future.done():
@@ -123,7 +123,7 @@ class Messenger:
                 else:
                     future.set_exception(RemoteHandlerError(
                         f"member {sender}: {(payload or b'').decode(errors='replace')}"))
-            return
+            return None
         task = asyncio.get_running_loop().create_task(
             self._handle(sender, kind, correlation, name, payload or b""))
         self._tasks.add(task)

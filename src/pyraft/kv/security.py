@@ -38,6 +38,7 @@ import os
 import secrets
 import ssl
 import stat
+from ssl import SSLContext
 
 from pyraft.errors import ConfigError
 
@@ -212,9 +213,9 @@ class ServerSecurity:
     for plain HTTP), ``admin`` (the policy of administrative endpoints), and for ``--join``
     the client side: ``client_ssl`` and ``token``."""
 
-    ssl: ssl.SSLContext | None = None
+    ssl: SSLContext | None = None
     admin: AdminPolicy = dataclasses.field(default_factory=AdminPolicy)
-    client_ssl: ssl.SSLContext | None = None
+    client_ssl: SSLContext | None = None
     token: str | None = None
 
     @property

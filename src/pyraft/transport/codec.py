@@ -242,7 +242,7 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
         )
     if entry_data is None and chunk is None:
         return [frame_header(FRAME_RAFT, head), head]
-    parts = [head]
+    parts: list[bytes | memoryview] = [head]
     body_crc = crc32c(head)
     if entry_data is not None:
         parts.append(entry_data)
