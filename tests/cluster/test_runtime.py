@@ -6,7 +6,6 @@ Every test fails on an unhandled exception in the event loop and on tasks left r
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 
@@ -196,7 +195,7 @@ def test_writes_of_a_deposed_leader_whose_entries_were_replaced_fail_in_an_idle_
             for write in done:
                 with pytest.raises(CommandOutcomeUnknownError, match="replaced"):
                     write.result()
-            assert not old.is_leader and old._proposals == collections.deque()
+            assert not old.is_leader and not old._ledger.proposals
             # and the new leader's own writes are unaffected
             assert await new.replicate(KV.encode(Get(key="after"))) == 2
 

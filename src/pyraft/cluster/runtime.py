@@ -50,9 +50,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pyraft.cluster.ledger import ProposalLedger
 from pyraft.config import RaftConfig
 from pyraft.core import (
     Configuration,
@@ -274,11 +275,8 @@ class RaftCluster:
         # the tick task sends the leader's heartbeats itself meanwhile
         self._persisting = False
         self._loop_thread: int | None = None  # the thread the member runs on, once started
-        # waiting to enter the core: (payloads, future, many); _queued counts the payloads
-        self._queue: collections.deque = collections.deque()
-        self._queued = 0
-        self._space_waiters: list[asyncio.Future] = []  # writers waiting for queue space
-        self._proposals: collections.deque[_Proposal] = collections.deque()  # by index
+        #: the writes: queued for the core, in flight, and what happened to each
+        self._ledger = ProposalLedger(proposal_queue_max, proposal_queue_full)
         self._reads: dict[bytes, asyncio.Future] = {}
         self._ready_reads: list[tuple[int, asyncio.Future]] = []
         self._commit_waiters: list[tuple[int, asyncio.Future]] = []
@@ -506,7 +504,7 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
-        pending = [p.future for p in self._proposals if not p.future.done()]
+        pending = self._ledger.pending()
         if pending:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
@@ -742,19 +740,19 @@ class RaftCluster:
     async def _enqueue(self, payloads: list, many: bool) -> asyncio.Future:
         self._check_writable()
         count = len(payloads)
-        if self._queued + count > self.proposal_queue_max and self._queued:
-            if self.proposal_queue_full == "raise":
+        ledger = self._ledger
+        if not ledger.has_room(count):
+            if ledger.queue_full == "raise":
                 raise ProposalDroppedError(
-                    f"the proposal queue holds {self._queued} commands (the bound is "
-                    f"{self.proposal_queue_max})")
-            while self._queued and self._queued + count > self.proposal_queue_max:
+                    f"the proposal queue holds {ledger.queued} commands (the bound is "
+                    f"{ledger.queue_max})")
+            while not ledger.has_room(count):
                 waiter = self._loop.create_future()
-                self._space_waiters.append(waiter)
+                ledger.wait_for_room(waiter)
                 await waiter
                 self._check_writable()
         future = self._loop.create_future()
-        self._queue.append((payloads, future, many))
-        self._queued += count
+        ledger.enqueue(payloads, future, many)
         self._wake.set()
         return future
 
@@ -1017,25 +1015,17 @@ class RaftCluster:
         self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
     def _propose_queued(self) -> None:
-        if not self._queue:
+        ledger = self._ledger
+        batch = ledger.take_queue()
+        if batch is None:
             return
-        queue, self._queue = self._queue, collections.deque()
-        self._queued = 0
-        if len(queue) == 1:
-            payloads = queue[0][0]
-        else:
-            payloads = []
-            for item in queue:
-                payloads.extend(item[0])
-        self.metrics.proposal_batch.observe(len(payloads))
+        self.metrics.proposal_batch.observe(len(batch.payloads))
         try:
-            first, _last = self.core.propose(payloads, KIND_COMMAND)
+            first, _last = self.core.propose(batch.payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
                 error = self._not_leader()
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(error)
+            ledger.fail_batch(batch, error)
         except Exception as error:
             # A bug (the core refuses proposals only with the errors above): the processing
             # loop stops the member (_fatal), which fails the queue and the proposals; the
@@ -1043,41 +1033,22 @@ class RaftCluster:
             # writers would wait forever.
             failure = ClusterStoppedError(f"member {self.id} failed: {error!r}")
             failure.__cause__ = error
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(failure)
+            ledger.fail_batch(batch, failure)
             raise
         else:
-            proposals = self._proposals
-            # Entries of ours at or past ``first`` were cut from the log (a later leader's
-            # entries replaced them while we followed; the Ready saying so is not handled yet)
-            _fail_replaced_proposals(proposals, first)
-            term = self.core.term
-            index = first
-            for items, future, many in queue:
-                last = index + len(items) - 1
-                proposals.append(_Proposal(index, last, term, future, many))
-                index = last + 1
-        if self._space_waiters:
-            self._wake_space_waiters()
-
-    def _wake_space_waiters(self) -> None:
-        waiters, self._space_waiters = self._space_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            ledger.proposed(batch, first, self.core.term)
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
-        proposals = self._proposals
-        if proposals and (rd.entries or rd.snapshot is not None) and not (
-                self.core.role is Role.LEADER and proposals[0].term == self.core.term):
+        ledger = self._ledger
+        if ledger.proposals and (rd.entries or rd.snapshot is not None) and not (
+                self.core.role is Role.LEADER and ledger.leads_term(self.core.term)):
             # proposals from an earlier lead: this Ready may replace their entries
             if rd.snapshot is not None:  # it covers what is below: unknown
-                _fail_replaced_proposals(proposals, rd.snapshot.meta.index + 1, rd.entries,
-                                         covered=rd.snapshot.meta.index)
+                ledger.replaced(rd.snapshot.meta.index + 1, rd.entries,
+                                covered=rd.snapshot.meta.index)
             else:
-                _fail_replaced_proposals(proposals, rd.entries[0].first_index, rd.entries)
+                ledger.replaced(rd.entries[0].first_index, rd.entries)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
         self._persisting = True
@@ -1311,12 +1282,11 @@ class RaftCluster:
 
     def _apply(self, rd: Ready) -> None:
         machine = self.state_machine
-        proposals = self._proposals
+        ledger = self._ledger
         for batch in rd.committed:
             results = machine.apply_batch(batch)
-            self.applied_index = last = batch.last_index
-            if proposals and proposals[0].first <= last:
-                _resolve_proposals(proposals, batch, results)
+            self.applied_index = batch.last_index
+            ledger.applied(batch, results)
 
     def _snapshot_sink(self, index: int, data) -> None:
         """The state machine took a snapshot at ``index``: store it and release the log.
@@ -1453,13 +1423,7 @@ class RaftCluster:
                 self._token._cancel()
         if soft.role is not Role.LEADER:
             # proposals waiting in the queue can no longer be appended by this member
-            error = self._not_leader()
-            queue, self._queue = self._queue, collections.deque()
-            self._queued = 0
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(error)
-            self._wake_space_waiters()
+            self._ledger.fail_queue(self._not_leader())
         if soft.role is not self._role_seen:
             self._role_seen = soft.role
             self._emit("role-changed", self.id)
@@ -1521,16 +1485,7 @@ class RaftCluster:
             self._membership_waiters = keep
 
     def _fail_all(self, error: Exception) -> None:
-        for proposal in self._proposals:
-            if not proposal.future.done():
-                proposal.future.set_exception(error)
-        self._proposals.clear()
-        for _, future, _ in self._queue:
-            if not future.done():
-                future.set_exception(error)
-        self._queue.clear()
-        self._queued = 0
-        self._wake_space_waiters()
+        self._ledger.fail_all(error)
         for future in list(self._reads.values()) + [f for _, f in self._ready_reads] + [
             f for _, f in self._commit_waiters
         ] + [f for _, f in self._membership_waiters]:
@@ -1572,21 +1527,6 @@ class RaftCluster:
             self.transport.set_peers(peers)
 
 
-class _Proposal:
-    """Commands of one ``replicate``/``replicate_many`` call at log indexes first..last,
-    appended in ``term``; resolved when the last is applied."""
-
-    __slots__ = ("first", "last", "term", "future", "many", "results", "lost", "next")
-
-    def __init__(self, first: int, last: int, term: int, future: asyncio.Future,
-                 many: bool) -> None:
-        self.first, self.last, self.term, self.future = first, last, term, future
-        self.many = many
-        self.results: list | None = [] if many else None
-        self.lost = False
-        self.next = first  # the next index whose result is due
-
-
 def _same_members(a: Configuration, b: Configuration) -> bool:
     """The same voters and learners at the same addresses (where both know one)."""
     if a.voters != b.voters or a.learners != b.learners:
@@ -1607,13 +1547,6 @@ def _describe_members(configuration: Configuration) -> str:
     return ",".join(parts)
 
 
-def _term_in(batches: list, index: int) -> int | None:
-    for batch in batches:
-        if batch.first_index <= index <= batch.last_index:
-            return batch.term_at(index)
-    return None
-
-
 def _whole(data) -> bytes:
     """A snapshot's data as bytes (a file-backed buffer is read whole)."""
     if isinstance(data, bytes):
@@ -1627,81 +1560,6 @@ def _close_export(done: asyncio.Future) -> None:
         data = done.result()[1]
         if data is not None:
             data.close()
-
-
-def _fail_replaced_proposals(proposals: collections.deque, start: int,
-                             entries: Sequence = (), covered: int = 0) -> None:
-    """This member's log is replaced from ``start`` on by ``entries`` (none: cut there), and
-    a snapshot covers the indexes up to ``covered``: proposals this member made while it led,
-    and whose entries are no longer in its log, fail with CommandOutcomeUnknownError. Not
-    CommandLostError: another member may still hold those entries and a later leader commit
-    them (only a commit decides), but nothing will tell this member soon; without this, the
-    caller waited until the log grew past them, forever in an idle cluster. A proposal whose
-    entries come back with its own term (the same entries, resent) stays."""
-    end = entries[-1].last_index if entries else start - 1
-    kept = collections.deque()
-    while proposals and (proposals[-1].last >= start or proposals[-1].first <= covered):
-        proposal = proposals.pop()
-        if proposal.first > covered and proposal.last <= end and all(
-                _term_in(entries, index) == proposal.term
-                for index in (max(proposal.first, start), proposal.last)):
-            kept.appendleft(proposal)
-            continue
-        if not proposal.future.done():
-            proposal.future.set_exception(_replaced(proposal))
-    proposals.extend(kept)
-
-
-def _replaced(proposal: _Proposal) -> CommandOutcomeUnknownError:
-    return CommandOutcomeUnknownError(
-        f"the entries of the commands at {proposal.first}..{proposal.last} were replaced in "
-        "this member's log after it lost the lead: they may or may not be applied")
-
-
-def _resolve_proposals(proposals: collections.deque, batch, results: list | None) -> None:
-    """Hand the results of an applied ``batch`` to the proposals it covers (the deque is in
-    index order). A command whose index was applied with another term was replaced by a
-    later leader's entry: its proposal fails with CommandLostError."""
-    first, last = batch.first_index, batch.last_index
-    terms = batch.terms
-    while proposals and proposals[0].first <= last:
-        proposal = proposals[0]
-        if proposal.next < first and proposal.next <= proposal.last:
-            # Applied without passing through here (a snapshot from the leader covered
-            # them, after this member lost the lead): nobody knows whether they took effect.
-            proposals.popleft()
-            if not proposal.future.done():
-                proposal.future.set_exception(CommandOutcomeUnknownError(
-                    f"the commands at {proposal.first}..{proposal.last} were covered by an "
-                    "installed snapshot: they may or may not have been applied"))
-            continue
-        lo = max(proposal.first, first) - first
-        hi = min(proposal.last, last) - first + 1
-        proposal.next = min(proposal.last, last) + 1
-        if hi > lo:
-            if proposal.many:
-                if not proposal.lost and not (terms[lo:hi] == proposal.term).all():
-                    proposal.lost = True
-                if not proposal.lost:
-                    proposal.results.extend(results[lo:hi] if results is not None
-                                            else [None] * (hi - lo))
-            elif int(terms[lo]) != proposal.term:
-                proposal.lost = True
-            else:
-                proposal.results = results[lo] if results is not None else None
-        if proposal.last > last:
-            return  # the rest of it comes in a later batch
-        proposals.popleft()
-        future = proposal.future
-        if future.done():
-            continue
-        if proposal.lost:
-            future.set_exception(CommandLostError(
-                f"the commands at {proposal.first}..{proposal.last} were replaced by a "
-                "later leader" if proposal.many else
-                f"the command at index {proposal.first} was replaced by a later leader"))
-        else:
-            future.set_result(proposal.results)
 
 
 def _ssl_contexts(tls) -> tuple:
