@@ -48,12 +48,14 @@ import itertools
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
 from pyraft.cluster.ledger import ProposalLedger
+from pyraft.cluster.snapshots import Snapshotting, read_whole
+from pyraft.cluster.waiters import Waiters
 from pyraft.config import RaftConfig
 from pyraft.core import (
     Configuration,
@@ -69,7 +71,6 @@ from pyraft.core.messages import (
     LeadershipLost,
     MembershipEventKind,
     Snapshot,
-    SnapshotMeta,
 )
 from pyraft.core.storage import ExternalSnapshots
 from pyraft.errors import (
@@ -78,8 +79,6 @@ from pyraft.errors import (
     CommandLostError,
     CommandOutcomeUnknownError,
     ConfigError,
-    LogCompactedError,
-    LogUnavailableError,
     MembershipMismatchError,
     NotLeaderError,
     ProposalDroppedError,
@@ -87,7 +86,6 @@ from pyraft.errors import (
     invariant,
 )
 from pyraft.metrics import Metrics
-from pyraft.storage.files import SpooledData, SpoolWriter
 from pyraft.storage.state_machine import (
     SNAPSHOT_ENTRIES_DEFAULT,
     ConsensusOnlyState,
@@ -108,27 +106,6 @@ __all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "Mem
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LeaderChange:
-    leader: int | None  # None while no leader is known
-    term: int
-    address: str | None
-    #: set when this member stopped leading: why (``lost.reason``, ``lost.describe()``)
-    lost: LeadershipLost | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClusterEvent:
-    """``kind``: "leader-changed", "role-changed", "member-added" or "member-removed";
-    ``member``: the leader, this member or the member concerned; ``term``; ``role`` of this
-    member when the event happened."""
-
-    kind: str
-    member: int | None
-    term: int
-    role: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class LeaseStatus:
     valid: bool
     expires_in_ms: float
@@ -143,33 +120,6 @@ class MemberStatus:
     is_self: bool
     is_leader: bool
     match_index: int | None  # known on the leader only
-
-
-class LeadershipToken:
-    """Valid while this member leads the term it was issued in; cancelled when it stops.
-
-    ``cancelled`` tells the state now; ``await token.wait_cancelled()`` returns when
-    leadership is lost; ``token.add_callback(fn)`` calls ``fn()`` then. Use it to abort work
-    that only the leader may do.
-    """
-
-    def __init__(self, term: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.term = term
-        self._future: asyncio.Future = loop.create_future()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._future.done()
-
-    async def wait_cancelled(self) -> None:
-        await asyncio.shield(self._future)
-
-    def add_callback(self, callback: Callable[[], None]) -> None:
-        self._future.add_done_callback(lambda _future: callback())
-
-    def _cancel(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
 
 
 class RaftCluster:
@@ -255,7 +205,7 @@ class RaftCluster:
         self.bootstrap_configuration = bootstrap
         self.storage = storage if storage is not None else MemoryLogStorage()
         if state_machine is None:
-            # consensus only; its snapshots go through _snapshot_sink like any other's
+            # consensus only; its snapshots go through the sink like any other's
             state_machine = ConsensusOnlyState(snapshot_entries=consensus_snapshot_entries)
         self.state_machine = state_machine
         self.proposal_queue_max = proposal_queue_max
@@ -274,18 +224,13 @@ class RaftCluster:
         # the processing task waits for this member's storage (a Ready being persisted):
         # the tick task sends the leader's heartbeats itself meanwhile
         self._persisting = False
-        self._loop_thread: int | None = None  # the thread the member runs on, once started
         #: the writes: queued for the core, in flight, and what happened to each
         self._ledger = ProposalLedger(proposal_queue_max, proposal_queue_full)
-        self._reads: dict[bytes, asyncio.Future] = {}
-        self._ready_reads: list[tuple[int, asyncio.Future]] = []
-        self._commit_waiters: list[tuple[int, asyncio.Future]] = []
-        self._membership_waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
-        self._failed_catch_up: dict[int, asyncio.Future] = {}
+        #: callers waiting for a commit, an apply, a read index or a membership state
+        self._waiters = Waiters()
         self._read_ids = itertools.count(1)
-        self._token: LeadershipToken | None = None
-        self._callbacks: list[Callable[[LeaderChange], None]] = []
-        self._subscribers: list[asyncio.Queue] = []
+        #: leader changes and cluster events for the application; the leadership token
+        self._bus = EventBus()
         self._failed: StorageError | None = None
         #: the exception that stopped this member's processing (a bug, a state machine that
         #: raised); the member refuses everything and should be restarted
@@ -293,22 +238,10 @@ class RaftCluster:
         self._running = False
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
-        self._export_task: asyncio.Task | None = None  # exporting a disk state machine
-        self._export_retry_at = 0.0  # loop time before which a failed export is not retried
         self._configuration_logged: tuple | None = None
         self._peers_configuration = None  # the configuration the transport's peers are from
-        self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
-        self._event_subscribers: list[asyncio.Queue] = []
         self._role_seen: Role | None = None
         self.applied_index = 0
-        #: a snapshot file is being written on the I/O thread; the newest snapshot asked for
-        #: meanwhile waits (meta, data, started) and is written next
-        self._snapshot_writing = False
-        self._snapshot_waiting: tuple | None = None
-        #: the snapshot being received from the leader: a writer (``write_at``, ``size``,
-        #: ``meta``, ``abort``) of its temporary file, and whether its last chunk is written
-        self._receiving = None
-        self._receiving_done = False
         # the loop time of the last ticks (newest last), for leases in real time
         self._tick_times: collections.deque[float] = collections.deque()
         #: sync on the loop's thread while syncs take less than this on average (and the
@@ -317,6 +250,12 @@ class RaftCluster:
         self.inline_sync_bytes_max = 256 * 1024
         self._sync_seconds = 0.0  # moving average of the syncs of entries
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
+        self._snapshots = Snapshotting(
+            self.id, self.storage, self.state_machine, self.metrics,
+            chunk_bytes=config.core_options().snapshot_chunk_bytes,
+            running=lambda: self._running, failed=lambda: self.fatal_error is not None,
+            fatal=self._fatal, track=lambda task: self._tasks.append(task),
+            untrack=self._untrack)
 
     @classmethod
     def from_config(cls, config: ClusterConfig, *, state_machine: StateMachine | None = None,
@@ -380,7 +319,6 @@ class RaftCluster:
                                        "members on its first start (its storage holds no "
                                        "membership)")
         loop = self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
@@ -401,13 +339,14 @@ class RaftCluster:
             options = dataclasses.replace(options, fresh_start_guard=True)
         seed = int.from_bytes(os.urandom(8), "little")
         self.core = core = RaftNode(options, self.storage, random.Random(seed))
+        self._snapshots.bind(loop, self._executor, core)
         if stored is not None and self._peers_given is not None:
             self._check_peers(stored, core.configuration)
         self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
         applied = self._recover_state_machine()
         if isinstance(self.state_machine, DiskStateMachine) and isinstance(
                 self.storage, ExternalSnapshots):
-            self.storage.snapshot_wanted = self._snapshot_wanted
+            self.storage.snapshot_wanted = self._snapshots.snapshot_wanted
         if applied > core.log.first_index() - 1:
             core.restore_applied(applied)
         self.applied_index = core.log.applied
@@ -428,7 +367,7 @@ class RaftCluster:
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
         self.readiness = loop.create_future()
-        self._membership_waiters.append((self._is_active_voter, self.readiness))
+        self._waiters.until(self._is_active_voter, self.readiness)
         self._resolve_waiters()
         if self._join and self._announcer is not None:
             self._tasks.append(loop.create_task(self._announce(), name=f"pyraft-{self.id}-join"))
@@ -460,11 +399,11 @@ class RaftCluster:
             snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
         else:  # a state machine restores from bytes: the stored file is read once, here
             snapshot = storage.snapshot()
-            snapshot = Snapshot(snapshot.meta, _whole(snapshot.data))
+            snapshot = Snapshot(snapshot.meta, read_whole(snapshot.data))
         hard, _ = self.storage.initial_state()
         commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
         if hasattr(machine, "snapshot_sink") and machine.snapshot_sink is None:
-            machine.snapshot_sink = self._snapshot_sink
+            machine.snapshot_sink = self._snapshots.sink
         return machine.recover(self.storage, commit,
                                snapshot if snapshot.meta.index else None)
 
@@ -515,7 +454,7 @@ class RaftCluster:
             lost = LeadershipLost(LeadershipLossReason.STOPPED, self.core.term)
             self._report_leadership_lost(lost)
             self.metrics.leader_changed("follower", 0)
-            self._publish_leader_change(LeaderChange(None, self.core.term, None, lost))
+            self._bus.publish_leader_change(LeaderChange(None, self.core.term, None, lost))
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -526,8 +465,7 @@ class RaftCluster:
         if self.readiness is not None and not self.readiness.done():
             self.readiness.cancel()  # nobody may be waiting: cancel rather than fail
         self._fail_all(error)
-        if self._token is not None:
-            self._token._cancel()
+        self._bus.cancel_token()
         if hasattr(self.state_machine, "close"):
             self.state_machine.close()
         if isinstance(self.storage, ExternalSnapshots):
@@ -535,9 +473,7 @@ class RaftCluster:
         if hasattr(self.storage, "close"):
             await self._loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
-        receiving, self._receiving = self._receiving, None
-        if receiving is not None:  # after the I/O thread's last write
-            receiving.abort()  # a partial received snapshot: sent again after a restart
+        self._snapshots.abort_receive()  # after the I/O thread's last write
         log.info("member %d stopped", self.id)
         if self._on_stop is not None:
             self._on_stop(self)
@@ -622,15 +558,7 @@ class RaftCluster:
         """The token of the current leadership of this member, or None when not leading."""
         if not self.is_leader:
             return None
-        return self._token_for_term()
-
-    def _token_for_term(self) -> LeadershipToken:
-        token = self._token
-        if token is None or token.term != self.core.term or token.cancelled:
-            if token is not None:
-                token._cancel()
-            token = self._token = LeadershipToken(self.core.term, self._loop)
-        return token
+        return self._bus.token_for_term(self.core.term, self._loop)
 
     @property
     def lease(self) -> LeaseStatus:
@@ -672,45 +600,23 @@ class RaftCluster:
         return out
 
     def on_leader_changed(self, callback: Callable[[LeaderChange], None]) -> None:
-        self._callbacks.append(callback)
+        self._bus.on_leader_changed(callback)
 
     def on_event(self, callback: Callable[[ClusterEvent], None]) -> None:
         """Call ``callback`` for every leader change, role change and member added/removed."""
-        self._event_callbacks.append(callback)
+        self._bus.on_event(callback)
 
-    async def events(self) -> AsyncIterator[ClusterEvent]:
+    def events(self) -> AsyncIterator[ClusterEvent]:
         """Every ClusterEvent from now on (a bounded queue per subscriber)."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=256)
-        self._event_subscribers.append(queue)
-        try:
-            while self._running:
-                yield await queue.get()
-        finally:
-            self._event_subscribers.remove(queue)
+        return self._bus.events(lambda: self._running)
 
     def _emit(self, kind: str, member: int | None) -> None:
-        event = ClusterEvent(kind, member, self.core.term, self.core.role.value)
-        for callback in list(self._event_callbacks):
-            try:
-                callback(event)
-            except Exception:  # a user's callback must not stop the member
-                log.exception("event callback failed")
-        for queue in self._event_subscribers:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
+        self._bus.emit(ClusterEvent(kind, member, self.core.term, self.core.role.value))
 
-    async def leader_changes(self) -> AsyncIterator[LeaderChange]:
+    def leader_changes(self) -> AsyncIterator[LeaderChange]:
         """Every change of leader from now on (a bounded queue per subscriber: a slow reader
         misses intermediate changes, never the latest)."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=64)
-        self._subscribers.append(queue)
-        try:
-            while self._running:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+        return self._bus.leader_changes(lambda: self._running)
 
     # ---- writes ------------------------------------------------------------------------------
     async def replicate(self, command: bytes, timeout: float | None = None) -> Any:
@@ -774,13 +680,13 @@ class RaftCluster:
             raise ClusterStoppedError(f"member {self.id} is not running")
         context = b"r%d:%d" % (self.id, next(self._read_ids))
         future = self._loop.create_future()
-        self._reads[context] = future
+        self._waiters.add_read(context, future)
         self.core.read_index(context)
         self._wake.set()
         try:
             return await (future if timeout is None else asyncio.wait_for(future, timeout))
         finally:
-            self._reads.pop(context, None)
+            self._waiters.drop_read(context)
 
     async def force_replication(self, timeout: float | None = None) -> None:
         """A heartbeat round acknowledged by a majority (on the leader)."""
@@ -792,7 +698,7 @@ class RaftCluster:
         if self.core.log.committed >= index:
             return
         future = self._loop.create_future()
-        self._commit_waiters.append((index, future))
+        self._waiters.until_committed(index, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     async def wait_for_applied(self, index: int, timeout: float | None = None) -> None:
@@ -800,7 +706,7 @@ class RaftCluster:
         if self.core.log.applied >= index:
             return
         future = self._loop.create_future()
-        self._ready_reads.append((index, future))
+        self._waiters.until_applied(index, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     async def ensure_consistency(self, timeout: float | None = None) -> None:
@@ -900,7 +806,7 @@ class RaftCluster:
         self._update_peers()
         self._wake.set()
         failed = self._loop.create_future()
-        self._failed_catch_up[member] = failed
+        self._waiters.failed_catch_up[member] = failed
 
         term = core.term
 
@@ -916,7 +822,7 @@ class RaftCluster:
         try:
             await self._wait_until(done, timeout)
         finally:
-            self._failed_catch_up.pop(member, None)
+            self._waiters.failed_catch_up.pop(member, None)
 
     async def remove_member(self, member: int, timeout: float | None = None) -> None:
         if not self.is_leader:
@@ -948,7 +854,7 @@ class RaftCluster:
         if condition():
             return
         future = self._loop.create_future()
-        self._membership_waiters.append((condition, future))
+        self._waiters.until(condition, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     # ---- the engine --------------------------------------------------------------------------
@@ -1061,14 +967,10 @@ class RaftCluster:
         if rd.committed:
             self._apply(rd)
         for state in rd.read_states:
-            future = self._reads.get(state.context)
-            if future is not None and not future.done():
-                self._ready_reads.append((state.index, future))
+            self._waiters.read_state(state.context, state.index)
         for event in rd.events:
             if event.kind is MembershipEventKind.CATCH_UP_FAILED:
-                failed = self._failed_catch_up.get(event.member)
-                if failed is not None and not failed.done():
-                    failed.set_result(None)
+                self._waiters.catch_up_failed(event.member)
             log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
                      event.index)
         self.core.advance(rd)
@@ -1094,21 +996,18 @@ class RaftCluster:
         while True:
             try:
                 if rd.snapshot_chunks:  # written before their acknowledgements leave
-                    await self._loop.run_in_executor(self._executor, self._write_chunks,
+                    await self._loop.run_in_executor(self._executor,
+                                                     self._snapshots.write_chunks,
                                                      rd.snapshot_chunks)
                 if rd.snapshot is not None:
                     started = time.perf_counter()
-                    size = await self._install_received(rd.snapshot.meta)
+                    size = await self._snapshots.install_received(rd.snapshot.meta)
                     self.applied_index = rd.snapshot.meta.index
                     metrics.snapshots.inc(1, ("installed",))
                     metrics.snapshot_seconds.observe(time.perf_counter() - started,
                                                      ("installed",))
                     metrics.snapshot_bytes.observe(size, ("installed",))
-                if self._receiving_done:  # received whole but not installed (we had the
-                    self._receiving_done = False  # entries already): the file goes
-                    receiving, self._receiving = self._receiving, None
-                    if receiving is not None:
-                        receiving.abort()
+                self._snapshots.discard_unused_receive()
                 if rd.entries:
                     started = time.perf_counter()
                     for batch in rd.entries:
@@ -1138,130 +1037,6 @@ class RaftCluster:
                 metrics.storage_failures.inc()
                 await asyncio.sleep(1.0)
 
-    def _write_chunks(self, chunks: list) -> None:
-        """On the I/O thread: write received chunks to the snapshot's temporary file. A chunk
-        at offset 0 starts a new one. Repeatable when the Ready is retried after a storage
-        failure (a chunk already written is skipped)."""
-        for chunk in chunks:
-            receiving = self._receiving
-            if chunk.offset == 0 and (receiving is None or receiving.meta != chunk.meta
-                                      or receiving.size > 0):
-                self._receiving = None
-                if receiving is not None:
-                    receiving.abort()
-                receiving = self._receiving = self._begin_receive(chunk.meta)
-                self._receiving_done = False
-            invariant(receiving is not None and receiving.meta == chunk.meta,
-                      f"a chunk at {chunk.offset} of a snapshot not being received")
-            receiving.write_at(chunk.offset, chunk.data)
-            self._receiving_done = chunk.done
-
-    def _begin_receive(self, meta: SnapshotMeta):
-        storage = self.storage
-        if hasattr(storage, "receive_snapshot") and not isinstance(self.state_machine,
-                                                                   DiskStateMachine):
-            return storage.receive_snapshot(meta)  # becomes the snapshot file: no copy
-        return SpoolWriter(meta, getattr(storage, "directory", None))
-
-    async def _install_received(self, meta: SnapshotMeta) -> int:
-        """Install the snapshot whose chunks were written; returns its size in bytes."""
-        receiving = self._receiving
-        invariant(receiving is not None and receiving.meta == meta and self._receiving_done,
-                  f"installing the snapshot at {meta.index} before it was received whole")
-        loop, executor, storage = self._loop, self._executor, self.storage
-        size = receiving.size
-        if isinstance(self.state_machine, DiskStateMachine):
-            # the spool file, read in chunks by the import (kept until it succeeded: a
-            # storage failure retries the install)
-            await self._install_into_store(meta, receiving.data())
-            receiving.abort()
-        elif isinstance(receiving, SpoolWriter):  # a log kept in memory holds the bytes
-            whole = await loop.run_in_executor(executor, _whole, receiving.data())
-            snapshot = Snapshot(meta, whole)
-            await loop.run_in_executor(executor, storage.apply_snapshot, snapshot)
-            receiving.abort()
-            self.state_machine.install_snapshot(snapshot)
-        else:  # the temporary file in the snapshot store is synced and renamed into place
-            await loop.run_in_executor(executor, storage.install_received, receiving)
-            stored = storage.snapshot()
-            # a memory state machine restores from bytes: the file is read once, here
-            whole = await loop.run_in_executor(executor, _whole, stored.data)
-            self.state_machine.install_snapshot(Snapshot(meta, whole))
-        self._receiving, self._receiving_done = None, False
-        return size
-
-    async def _install_into_store(self, meta: SnapshotMeta, data) -> None:
-        """A disk state machine installs the leader's snapshot into its store (durable at
-        ``meta.index``), then storage records the metadata and resets the log: in this order,
-        so a recorded snapshot always has its data behind it (``prepare_install`` notes the
-        install first, for a crash in between: see ``resolve_install``). ``data`` is read
-        chunk by chunk from its file as the import consumes it."""
-        chunk_bytes = self.config.core_options().snapshot_chunk_bytes
-        chunks = data.chunks(chunk_bytes)
-        loop = self._loop
-        # noted first: a crash after the import, before the metadata, is finished at start
-        await loop.run_in_executor(self._executor, self.storage.prepare_install, meta)
-        await loop.run_in_executor(self._executor, self.state_machine.install_chunks,
-                                   meta.index, chunks)
-        await loop.run_in_executor(self._executor, lambda: self.storage.apply_snapshot(
-            Snapshot(meta, b""), external=True))
-
-    def _snapshot_wanted(self) -> None:
-        """The core needs a snapshot of the disk state machine's store to send: export it on
-        a thread of its own (never the I/O thread: syncs must not wait behind it)."""
-        if (self._running and self._export_task is None
-                and self._loop.time() >= self._export_retry_at):
-            task = self._loop.create_task(self._export_snapshot(),
-                                          name=f"pyraft-{self.id}-export")
-            self._export_task = task
-            self._tasks.append(task)
-
-    async def _export_snapshot(self) -> None:
-        started = time.perf_counter()
-        machine = self.state_machine
-        directory = getattr(self.storage, "directory", None)
-        try:
-            def export() -> tuple[int, SpooledData | None]:
-                index, chunks = machine.open_snapshot()
-                return index, SpooledData.spool(chunks, directory, lambda: self._running)
-
-            exported = self._loop.run_in_executor(None, export)
-            try:
-                index, data = await asyncio.shield(exported)
-            except asyncio.CancelledError:  # stopping: the thread's file is closed when done
-                exported.add_done_callback(_close_export)
-                raise
-            if data is None:
-                return
-            storage = self.storage
-            try:
-                term = storage.term(index)
-            except (LogCompactedError, LogUnavailableError):
-                term = None  # the log moved past it meanwhile: the next request exports again
-            if term is None or index < storage.latest_snapshot_meta().index:
-                data.close()
-                return
-            meta = SnapshotMeta(index, term,
-                                **self.core.configuration_at(index).snapshot_fields())
-            if storage.offer_export(Snapshot(meta, data)):
-                self.metrics.snapshots.inc(1, ("exported",))
-                self.metrics.snapshot_seconds.observe(time.perf_counter() - started,
-                                                      ("exported",))
-                self.metrics.snapshot_bytes.observe(len(data), ("exported",))
-                log.info("member %d: exported the store at %d (%d bytes) for a follower",
-                         self.id, index, len(data))
-        except OSError as error:  # a full disk (StorageError), the spool file: retry later
-            log.error("member %d: cannot export the store for a follower (%s); retrying",
-                      self.id, error)
-            self.metrics.storage_failures.inc()
-            self._export_retry_at = self._loop.time() + 1.0
-        except Exception as error:  # a bug or a broken store: stop serving
-            self._fatal(error)
-        finally:
-            self._export_task = None
-            with contextlib.suppress(ValueError):
-                self._tasks.remove(asyncio.current_task())
-
     def _sync_inline(self, rd: Ready) -> bool:
         """Sync on the loop's thread rather than in the executor? Handing a sync to a thread
         and back costs two thread wake-ups (~0.1 ms here), more than a fast disk's
@@ -1288,120 +1063,6 @@ class RaftCluster:
             self.applied_index = batch.last_index
             ledger.applied(batch, results)
 
-    def _snapshot_sink(self, index: int, data) -> None:
-        """The state machine took a snapshot at ``index``: store it and release the log.
-
-        Called on the loop's thread, or (background compaction) on the state machine's
-        worker: that one reads the chunks, then hands the rest to the loop and waits for it,
-        since the log and the core belong to the loop's thread; a member that stops
-        meanwhile drops the snapshot (the log keeps the entries).
-
-        A storage failure (a full disk) loses nothing: the log keeps every entry the snapshot
-        would cover. It is logged and counted (``storage_failures``); the state machine takes
-        its next snapshot as usual."""
-        payload = data if isinstance(data, (bytes, bytearray)) or data is None \
-            else b"".join(data)
-        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
-            self._store_snapshot(index, payload)
-            return
-        done: concurrent.futures.Future = concurrent.futures.Future()
-
-        def store() -> None:
-            try:
-                if self._running:
-                    self._store_snapshot(index, payload)
-                done.set_result(None)
-            except BaseException as error:  # the state machine's worker reports it
-                done.set_exception(error)
-
-        try:
-            self._loop.call_soon_threadsafe(store)
-        except RuntimeError:  # the loop is closed: the member is gone
-            return
-        while self._running:
-            try:
-                return done.result(timeout=0.1)
-            except concurrent.futures.TimeoutError:
-                continue
-
-    def _store_snapshot(self, index: int, payload) -> None:
-        if index < self.storage.first_index():
-            return  # a background build older than a snapshot installed meanwhile: ignored
-        configuration = self.core.configuration_at(index)
-        started = time.perf_counter()
-        storage = self.storage
-        try:
-            if self._running and hasattr(storage, "write_snapshot"):
-                # the file is written on the I/O thread (a 64 MiB one takes ~200 ms: longer
-                # than an election timeout); the loop adopts it and releases the log after.
-                # None: a disk state machine's store is durable up to ``index``: only the
-                # metadata is recorded (an external snapshot), still before the release
-                data = None if payload is None else bytes(payload)
-                meta = storage.snapshot_meta(index, configuration)
-                if self._snapshot_writing:
-                    # One write at a time; a newer snapshot replaces the one waiting (it
-                    # covers more). Queued one by one, the writes fell behind for good when
-                    # snapshots came faster than files are written, and the log with them:
-                    # a member appending ~1.5M entries/s, a snapshot every 1000 entries and
-                    # 5-8 ms per file (two fsyncs) released 5,000 entries of 50,000.
-                    self._snapshot_waiting = (meta, data, started)
-                    return
-                self._write_snapshot(meta, data, started)
-                return
-            else:
-                storage.create_snapshot(index, None if payload is None else bytes(payload),
-                                        configuration)
-        except StorageError as error:
-            self._snapshot_failed(index, error)
-            return
-        self._snapshot_stored(index, payload, started)
-
-    def _write_snapshot(self, meta, data: bytes | None, started: float) -> None:
-        self._snapshot_writing = True
-        written = self._loop.run_in_executor(self._executor, self.storage.write_snapshot,
-                                             meta, data)
-        written.add_done_callback(lambda done: self._snapshot_written(done, meta, data, started))
-
-    def _snapshot_written(self, done: asyncio.Future, meta, data: bytes | None,
-                          started: float) -> None:
-        self._snapshot_writing = False
-        if not self._running or done.cancelled():
-            return
-        try:
-            self._adopt_written_snapshot(done, meta, data, started)
-        finally:
-            waiting, self._snapshot_waiting = self._snapshot_waiting, None
-            if waiting is not None and self._running and self.fatal_error is None \
-                    and waiting[0].index >= self.storage.first_index():
-                self._write_snapshot(*waiting)
-
-    def _adopt_written_snapshot(self, done: asyncio.Future, meta, data: bytes,
-                                started: float) -> None:
-        error = done.exception()
-        if isinstance(error, StorageError):
-            self._snapshot_failed(meta.index, error)
-            return
-        if error is not None:  # a bug: stop serving rather than go on half-broken
-            self._fatal(error)
-            return
-        if meta.index < self.storage.first_index():
-            return  # a newer snapshot was installed while this one was written
-        self.storage.adopt_snapshot(meta, data)
-        self._snapshot_stored(meta.index, data, started)
-
-    def _snapshot_failed(self, index: int, error: StorageError) -> None:
-        log.error("member %d: cannot store the snapshot at %d (%s); the log keeps the "
-                  "entries", self.id, index, error)
-        self.metrics.storage_failures.inc()
-
-    def _snapshot_stored(self, index: int, payload, started: float) -> None:
-        self.metrics.snapshots.inc(1, ("created",))  # payload None: an external snapshot
-        self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))
-        if payload is not None:
-            self.metrics.snapshot_bytes.observe(len(payload), ("created",))
-        self.core.compacted_to(index)
-        log.info("member %d: snapshot at %d", self.id, index)
-
     def _report_leadership_lost(self, lost: LeadershipLost) -> None:
         """Log why this member stopped leading (a warning unless it was asked to) and count it."""
         self.metrics.leadership_lost.inc(1, (lost.reason.value,))
@@ -1414,13 +1075,12 @@ class RaftCluster:
         core = self.core
         self.metrics.leader_changed(soft.role.value, soft.leader)
         if soft.role is Role.LEADER:
-            self._token_for_term()
+            self._bus.token_for_term(core.term, self._loop)
             log.info("member %d won the election: it leads term %d", self.id, core.term)
         else:
             log.info("member %d: the leader is now %s (term %d)", self.id,
                      soft.leader or "unknown", core.term)
-            if self._token is not None:
-                self._token._cancel()
+            self._bus.cancel_token()
         if soft.role is not Role.LEADER:
             # proposals waiting in the queue can no longer be appended by this member
             self._ledger.fail_queue(self._not_leader())
@@ -1431,66 +1091,19 @@ class RaftCluster:
         change = LeaderChange(soft.leader or None, core.term,
                               self._address_of(soft.leader) if soft.leader else None,
                               lost[-1] if lost and soft.role is not Role.LEADER else None)
-        self._publish_leader_change(change)
-
-    def _publish_leader_change(self, change: LeaderChange) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback(change)
-            except Exception:  # a user's callback must not stop the member
-                log.exception("leader-changed callback failed")
-        for queue in self._subscribers:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(change)
+        self._bus.publish_leader_change(change)
 
     def _resolve_waiters(self) -> None:
-        core = self.core
-        applied = core.log.applied
-        if self._ready_reads:
-            keep = []
-            for index, future in self._ready_reads:
-                if future.done():
-                    continue
-                if applied >= index:
-                    future.set_result(index)
-                else:
-                    keep.append((index, future))
-            self._ready_reads = keep
-        if self._commit_waiters:
-            keep = []
-            for index, future in self._commit_waiters:
-                if future.done():
-                    continue
-                if core.log.committed >= index:
-                    future.set_result(None)
-                else:
-                    keep.append((index, future))
-            self._commit_waiters = keep
-        if self._membership_waiters:
-            keep = []
-            for condition, future in self._membership_waiters:
-                if future.done():
-                    continue
-                try:
-                    satisfied = condition()
-                except Exception as error:  # the condition reports a failure
-                    future.set_exception(error)
-                    continue
-                if satisfied:
-                    future.set_result(None)
-                else:
-                    keep.append((condition, future))
-            self._membership_waiters = keep
+        log_ = self.core.log
+        self._waiters.resolve(log_.committed, log_.applied)
 
     def _fail_all(self, error: Exception) -> None:
         self._ledger.fail_all(error)
-        for future in list(self._reads.values()) + [f for _, f in self._ready_reads] + [
-            f for _, f in self._commit_waiters
-        ] + [f for _, f in self._membership_waiters]:
-            if not future.done():
-                future.set_exception(error)
+        self._waiters.fail_all(error)
+
+    def _untrack(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
 
     def _address_of(self, member: int | None) -> str | None:
         if member is None:
@@ -1545,21 +1158,6 @@ def _describe_members(configuration: Configuration) -> str:
         learner = " (learner)" if member in configuration.learners else ""
         parts.append(f"{member}={address}{learner}" if address else f"{member}{learner}")
     return ",".join(parts)
-
-
-def _whole(data) -> bytes:
-    """A snapshot's data as bytes (a file-backed buffer is read whole)."""
-    if isinstance(data, bytes):
-        return data
-    return bytes(data[0:len(data)])
-
-
-def _close_export(done: asyncio.Future) -> None:
-    """Release the spool file of an export finished after its member stopped waiting."""
-    if not done.cancelled() and done.exception() is None:
-        data = done.result()[1]
-        if data is not None:
-            data.close()
 
 
 def _ssl_contexts(tls) -> tuple:
