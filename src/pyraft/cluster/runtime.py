@@ -50,13 +50,13 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.snapshots import Snapshotting, read_whole
 from pyraft.cluster.waiters import Waiters
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.core import (
     Configuration,
     MemoryLogStorage,
@@ -86,17 +86,14 @@ from pyraft.errors import (
     invariant,
 )
 from pyraft.metrics import Metrics
+from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import (
-    SNAPSHOT_ENTRIES_DEFAULT,
     ConsensusOnlyState,
     DiskStateMachine,
     StateMachine,
 )
 from pyraft.transport.base import Transport
 from raftcore.framing import KIND_COMMAND
-
-if TYPE_CHECKING:
-    from pyraft.config import ClusterConfig
 
 log = logging.getLogger("pyraft.cluster")
 
@@ -123,14 +120,18 @@ class MemberStatus:
 
 
 class RaftCluster:
-    """A member of a Raft cluster. See the module docstring for how it runs.
+    """A member of a Raft cluster, built from its ``pyraft.config.ClusterConfig``. See the
+    module docstring for how it runs.
 
-    ``peers`` maps every initial member id (this one included) to its "host:port"; a member
-    alone in ``peers`` (or with no ``peers``) cold-starts a one-member cluster. With
-    ``join=True`` this member is not part of the starting configuration: it serves as a
-    non-voter until the leader's ``add_member`` brings it in (warmed up, then promoted).
-    ``address`` is where the others reach this member (default: ``peers[id]``, else the
-    transport's address).
+    Every setting comes from ``config``: ``peers`` maps every initial member id (this one
+    included) to its "host:port"; a member alone in ``peers`` (or with no ``peers``)
+    cold-starts a one-member cluster. With ``cold_start=False`` this member is not part of
+    the starting configuration: it serves as a non-voter until the leader's ``add_member``
+    brings it in (warmed up, then promoted; ``announcer`` may ask for that). The others reach
+    this member at ``config.endpoint`` (``public_endpoint``, else ``peers[member_id]``, else
+    ``listen``; a port 0 becomes the transport's bound port). ``metadata``, ``routes``,
+    the proposal queue's bound and policy, the graceful shutdown timeout and the inline
+    sync thresholds are the config's too.
 
     Membership is durable from the first start: before the member sends or answers
     anything, the bootstrap membership (``peers``, or this member alone) is recorded in
@@ -138,10 +139,11 @@ class RaftCluster:
     ``peers`` that contradict it (neither the recorded bootstrap membership nor the
     configuration in force) make ``start()`` raise ``MembershipMismatchError``.
 
-    ``storage`` is a log storage with the write side the runtime needs
-    (``pyraft.storage.log.DurableLogStorage`` for durable members; in-memory
-    ``MemoryLogStorage`` by default: such a member comes back from a restart as a new one,
-    whose vote counts only once caught up, ``RaftNode.fresh``). ``state_machine`` is a
+    ``transport``: None builds the TCP (or TLS) transport on ``listen`` from the config.
+    ``storage``: a ``pyraft.core.storage.LogStore``; None builds
+    ``DurableLogStorage.from_config(config)`` when ``data_dir`` is set, else an in-memory
+    ``MemoryLogStorage`` (such a member comes back from a restart as a new one, whose vote
+    counts only once caught up, ``RaftNode.fresh``). ``state_machine`` is a
     ``pyraft.storage.state_machine.StateMachine``; ``None`` (the default) means consensus
     only: a ``ConsensusOnlyState`` whose results are None and whose empty snapshots, one
     every ``consensus_snapshot_entries`` applied entries, release the log (in memory or on
@@ -150,43 +152,35 @@ class RaftCluster:
 
     def __init__(
         self,
-        config: RaftConfig,
+        config: ClusterConfig,
         *,
-        transport: Transport,
-        peers: Mapping[int, str] | None = None,
-        address: str | None = None,
-        state_machine: StateMachine | None = None,
+        transport: Transport | None = None,
         storage: Any = None,
-        metadata: Mapping[str, str] | None = None,
-        proposal_queue_max: int = 65536,
-        proposal_queue_full: str = "wait",
-        graceful_shutdown_timeout_ms: float = 1000.0,
+        state_machine: StateMachine | None = None,
+        announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
         on_start: Callable[[RaftCluster], None] | None = None,
         on_stop: Callable[[RaftCluster], None] | None = None,
-        join: bool = False,
-        announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
-        routes: Mapping[int, str] | None = None,
         meter_provider: Any = None,
-        inline_sync_max_ms: float = 0.5,
-        consensus_snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT,
     ) -> None:
+        if not isinstance(config, ClusterConfig):
+            raise TypeError(
+                f"RaftCluster takes a pyraft.config.ClusterConfig, not a "
+                f"{type(config).__name__}: a member's settings (peers, queue bounds, "
+                "storage, transport) are the ClusterConfig's fields")
         config.validate()
-        if proposal_queue_full not in ("wait", "raise"):
-            raise ValueError("proposal_queue_full must be 'wait' or 'raise'")
         self.config = config
         self.id = config.member_id
-        self.transport = transport
+        self.transport = transport if transport is not None else _default_transport(config)
+        peers: dict[int, str] | None = dict(config.peers) or None
+        join = not config.cold_start
         #: the members the caller named (None: none named; the stored membership, or this
         #: member alone on a first start)
         self._peers_given = dict(peers) if peers else None
-        if peers and self.id not in peers and not join:
-            raise ValueError(f"peers must include this member ({config.member_id})")
-        own = address or (peers or {}).get(self.id) or getattr(transport, "address", None) \
-            or config.listen
+        own = config.endpoint
         joined_before = join and not peers  # a restart: the storage holds the membership
         peers = {**(peers or {}), self.id: own}
         self._static_peers = dict(peers)
-        self._routes = dict(routes or {})
+        self._routes = dict(config.routes)
         # A joining member is not in the configuration it starts from: it waits (never
         # campaigning) until the leader adds it and the log tells it so.
         voters = frozenset(peers) - {self.id} if join else frozenset(peers)
@@ -203,18 +197,20 @@ class RaftCluster:
         #: the membership this member bootstraps with when its storage holds none (None: a
         #: joining member restarted without peers, which needs a stored membership)
         self.bootstrap_configuration = bootstrap
-        self.storage = storage if storage is not None else MemoryLogStorage()
+        if storage is None:
+            storage = DurableLogStorage.from_config(config) if config.data_dir is not None \
+                else MemoryLogStorage()
+        self.storage = storage
         if state_machine is None:
             # consensus only; its snapshots go through the sink like any other's
-            state_machine = ConsensusOnlyState(snapshot_entries=consensus_snapshot_entries)
+            state_machine = ConsensusOnlyState(
+                snapshot_entries=config.consensus_snapshot_entries)
         self.state_machine = state_machine
-        self.proposal_queue_max = proposal_queue_max
-        self.proposal_queue_full = proposal_queue_full
-        self.graceful_shutdown_timeout_ms = graceful_shutdown_timeout_ms
+        self.graceful_shutdown_timeout_ms = config.graceful_shutdown_timeout_ms
         self._on_start, self._on_stop = on_start, on_stop
         self._join = join
         self._announcer = announcer
-        self._metadata = dict(metadata or {})
+        self._metadata = dict(config.metadata)
         self.readiness: asyncio.Future | None = None
         self.core: RaftNode | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -225,7 +221,7 @@ class RaftCluster:
         # the tick task sends the leader's heartbeats itself meanwhile
         self._persisting = False
         #: the writes: queued for the core, in flight, and what happened to each
-        self._ledger = ProposalLedger(proposal_queue_max, proposal_queue_full)
+        self._ledger = ProposalLedger(config.proposal_queue_max, config.proposal_queue_full)
         #: callers waiting for a commit, an apply, a read index or a membership state
         self._waiters = Waiters()
         self._read_ids = itertools.count(1)
@@ -246,8 +242,8 @@ class RaftCluster:
         self._tick_times: collections.deque[float] = collections.deque()
         #: sync on the loop's thread while syncs take less than this on average (and the
         #: batch is under ``inline_sync_bytes_max``); 0 always uses the executor
-        self.inline_sync_max_ms = inline_sync_max_ms
-        self.inline_sync_bytes_max = 256 * 1024
+        self.inline_sync_max_ms = config.inline_sync_max_ms
+        self.inline_sync_bytes_max = config.inline_sync_bytes_max
         self._sync_seconds = 0.0  # moving average of the syncs of entries
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
         self._snapshots = Snapshotting(
@@ -260,48 +256,11 @@ class RaftCluster:
     @classmethod
     def from_config(cls, config: ClusterConfig, *, state_machine: StateMachine | None = None,
                     transport: Transport | None = None, **options: Any) -> RaftCluster:
-        """A member built from a ``pyraft.config.ClusterConfig``: TCP (or TLS) transport on
-        ``listen``, durable storage in ``data_dir`` (in memory when None), the configured
-        queue bounds and shutdown timeout; ``cold_start=False`` joins an existing cluster.
-        Without ``state_machine``, consensus only (see the class docstring)."""
-        from pyraft.storage.log import DurableLogStorage
-        from pyraft.transport.tcp import TcpTransport
-
-        config.validate()
-        if transport is None:
-            server_ssl = client_ssl = None
-            if config.tls is not None:
-                server_ssl, client_ssl = _ssl_contexts(config.tls)
-            transport = TcpTransport(
-                config.member_id, config.listen, cluster_id=config.cluster_id,
-                ssl_server=server_ssl, ssl_client=client_ssl,
-                connect_timeout_s=config.connect_timeout_ms / 1000.0,
-                request_timeout_s=config.request_timeout_ms / 1000.0,
-                frame_bytes_max=config.frame_bytes_max,
-                send_queue_messages_max=config.send_queue_messages_max,
-                backlog=config.server_backlog,
-                linger_s=None if config.linger_ms is None else config.linger_ms / 1000.0,
-                tls_member_identity=config.tls is not None and config.tls.member_identity,
-                ttl_hops=config.ttl_hops,
-                write_buffer_bytes=config.transmission_block_bytes,
-                handshakes_max=config.handshakes_max,
-                unknown_members_max=config.unknown_members_max,
-                user_requests_inflight_max=config.user_requests_inflight_max,
-                receive_bytes_per_s_min=config.receive_bytes_per_s_min,
-            )
-        storage = None
-        if config.data_dir is not None:
-            storage = DurableLogStorage(config.data_dir, cluster_id=config.cluster_id,
-                                        sync=config.sync,
-                                        sync_interval_ms=config.sync_interval_ms)
-        options.setdefault("consensus_snapshot_entries", config.consensus_snapshot_entries)
-        return cls(config, transport=transport, peers=dict(config.peers) or None,
-                   address=config.endpoint, state_machine=state_machine,
-                   storage=storage, metadata=config.metadata,
-                   proposal_queue_max=config.proposal_queue_max,
-                   proposal_queue_full=config.proposal_queue_full,
-                   graceful_shutdown_timeout_ms=config.graceful_shutdown_timeout_ms,
-                   join=not config.cold_start, routes=config.routes, **options)
+        """The same as ``RaftCluster(config, ...)``: TCP (or TLS) transport on ``listen``,
+        durable storage in ``data_dir`` (in memory when None), the configured queue bounds
+        and shutdown timeout; ``cold_start=False`` joins an existing cluster. Without
+        ``state_machine``, consensus only (see the class docstring)."""
+        return cls(config, state_machine=state_machine, transport=transport, **options)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> RaftCluster:
@@ -1158,6 +1117,32 @@ def _describe_members(configuration: Configuration) -> str:
         learner = " (learner)" if member in configuration.learners else ""
         parts.append(f"{member}={address}{learner}" if address else f"{member}{learner}")
     return ",".join(parts)
+
+
+def _default_transport(config: ClusterConfig) -> Transport:
+    """The TCP (or TLS) transport a member gets when it is given none."""
+    from pyraft.transport.tcp import TcpTransport
+
+    server_ssl = client_ssl = None
+    if config.tls is not None:
+        server_ssl, client_ssl = _ssl_contexts(config.tls)
+    return TcpTransport(
+        config.member_id, config.listen, cluster_id=config.cluster_id,
+        ssl_server=server_ssl, ssl_client=client_ssl,
+        connect_timeout_s=config.connect_timeout_ms / 1000.0,
+        request_timeout_s=config.request_timeout_ms / 1000.0,
+        frame_bytes_max=config.frame_bytes_max,
+        send_queue_messages_max=config.send_queue_messages_max,
+        backlog=config.server_backlog,
+        linger_s=None if config.linger_ms is None else config.linger_ms / 1000.0,
+        tls_member_identity=config.tls is not None and config.tls.member_identity,
+        ttl_hops=config.ttl_hops,
+        write_buffer_bytes=config.transmission_block_bytes,
+        handshakes_max=config.handshakes_max,
+        unknown_members_max=config.unknown_members_max,
+        user_requests_inflight_max=config.user_requests_inflight_max,
+        receive_bytes_per_s_min=config.receive_bytes_per_s_min,
+    )
 
 
 def _ssl_contexts(tls) -> tuple:

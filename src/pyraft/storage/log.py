@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import os
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
 from pyraft.core.storage import ExternalSnapshots, limit_bytes
 from pyraft.errors import (
     ClusterMismatchError,
+    ConfigError,
     CorruptStateError,
     LogCompactedError,
     LogUnavailableError,
@@ -63,7 +65,10 @@ from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore, SnapshotWriter
 from raftcore import WalClusterMismatchError, WalCorruptionError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
-from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
+from raftcore.wal import RELEASED_SUFFIX, RecoveryReport, WriteAheadLog
+
+if TYPE_CHECKING:
+    from pyraft.config import ClusterConfig
 
 #: at most this many recent batches are kept (a read looks through them newest first)
 RECENT_BATCHES_MAX = 256
@@ -108,6 +113,26 @@ class DurableLogStorage(ExternalSnapshots):
 
     #: what was synced survives a restart
     durable = True
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What opening the WAL found (records read, segments, a torn tail cut)."""
+        return self.wal.recovery
+
+    @property
+    def snapshot_files(self) -> DurableLogStorage:
+        """Snapshots are files in the snapshot store, written off the loop (``LogStore``)."""
+        return self
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> DurableLogStorage:
+        """The storage of the member ``config`` describes: in its ``data_dir``, for its
+        ``cluster_id``, with its ``sync`` policy and ``sync_interval_ms``."""
+        if config.data_dir is None:
+            raise ConfigError("data_dir", "a durable log needs a directory (None keeps the "
+                                          "log in memory: MemoryLogStorage)")
+        return cls(config.data_dir, cluster_id=config.cluster_id, sync=config.sync,
+                   sync_interval_ms=config.sync_interval_ms)
 
     def __init__(
         self,

@@ -456,14 +456,15 @@ class HttpHarness:
 
     async def _start(self) -> None:
         from pyraft.cluster import RaftCluster
-        from pyraft.config import RaftConfig
+        from pyraft.config import ClusterConfig
         from pyraft.kv import KVStateMachine
         from pyraft.kv.http import bound_port, serve
         from pyraft.transport.memory import MemoryNetwork
 
         network = MemoryNetwork()
-        self.cluster = RaftCluster(RaftConfig(member_id=1, tick_ms=5),
-                                   transport=network.transport(1), peers={1: "127.0.0.1:1"},
+        self.cluster = RaftCluster(ClusterConfig(member_id=1, tick_ms=5,
+                                                 peers={1: "127.0.0.1:1"}),
+                                   transport=network.transport(1),
                                    state_machine=KVStateMachine())
         await self.cluster.start()
         for _ in range(1000):  # a one-member cluster elects itself within a few timeouts
