@@ -109,6 +109,11 @@ class ProposalLedger:
         self.proposals: collections.deque[Proposal] = collections.deque()
 
     # ---- the queue -----------------------------------------------------------------------
+    @property
+    def queued_writes(self) -> int:
+        """The writes (calls) waiting in the queue; ``queued`` counts their commands."""
+        return len(self._queue)
+
     def has_room(self, count: int) -> bool:
         """Whether a write of ``count`` commands may enter the queue now: within the bound,
         or into an empty queue (a write bigger than the bound goes alone)."""

@@ -72,7 +72,7 @@ from pyraft.core.messages import (
     MembershipEventKind,
     Snapshot,
 )
-from pyraft.core.storage import ExternalSnapshots
+from pyraft.core.view import CoreView
 from pyraft.errors import (
     ClusterStoppedError,
     ClusterTimeoutError,
@@ -212,7 +212,14 @@ class RaftCluster:
         self._announcer = announcer
         self._metadata = dict(config.metadata)
         self.readiness: asyncio.Future | None = None
+        #: the core, driven by this runtime (None until started)
         self.core: RaftNode | None = None
+        #: read-only status of the core (None until started): what the API, the metrics and
+        #: the key-value service read
+        self.view: CoreView | None = None
+        # the same two, for the runtime's own use once started
+        self._node: RaftNode
+        self._status: CoreView
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
@@ -285,30 +292,29 @@ class RaftCluster:
         stored = self.storage.membership()
         if stored is None:  # the first start: the membership is durable before anything
             self.storage.record_membership(self.bootstrap_configuration)
-        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
-                self.storage, ExternalSnapshots):
+        if isinstance(self.state_machine, DiskStateMachine):
             finished = self.storage.resolve_install(self.state_machine.persisted_index())
             if finished is not None:
                 log.warning("member %d: finished installing the snapshot at %d that a stop "
                             "interrupted", self.id, finished.index)
         options = self.config.core_options()
-        if not getattr(self.storage, "durable", False):
+        if not self.storage.durable:
             # a member whose storage does not survive a restart comes back as a new member:
             # its votes count only once a leader has caught it up (RaftNode.fresh)
             options = dataclasses.replace(options, fresh_start_guard=True)
         seed = int.from_bytes(os.urandom(8), "little")
-        self.core = core = RaftNode(options, self.storage, random.Random(seed))
+        self.core = self._node = core = RaftNode(options, self.storage, random.Random(seed))
+        self.view = self._status = status = CoreView(core)
         self._snapshots.bind(loop, self._executor, core)
         if stored is not None and self._peers_given is not None:
             self._check_peers(stored, core.configuration)
         self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
         applied = self._recover_state_machine()
-        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
-                self.storage, ExternalSnapshots):
+        if isinstance(self.state_machine, DiskStateMachine):
             self.storage.snapshot_wanted = self._snapshots.snapshot_wanted
-        if applied > core.log.first_index() - 1:
+        if applied > status.first_index - 1:
             core.restore_applied(applied)
-        self.applied_index = core.log.applied
+        self.applied_index = status.applied
         self.transport.on_unreachable = self._on_unreachable
         await self.transport.start(self._on_message)
         own = self._static_peers[self.id]
@@ -321,8 +327,7 @@ class RaftCluster:
             loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
             loop.create_task(self._process_loop(), name=f"pyraft-{self.id}-ready"),
         ]
-        if hasattr(self.state_machine, "start"):
-            self.state_machine.start()
+        self.state_machine.start()
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
         self.readiness = loop.create_future()
@@ -330,10 +335,10 @@ class RaftCluster:
         self._resolve_waiters()
         if self._join and self._announcer is not None:
             self._tasks.append(loop.create_task(self._announce(), name=f"pyraft-{self.id}-join"))
-        recovery = getattr(getattr(self.storage, "wal", None), "recovery", None)
+        recovery = self.storage.recovery
         log.info("member %d started: term %d, commit %d, applied %d, log [%d, %d]%s",
-                 self.id, core.term, core.log.committed, core.log.applied,
-                 core.log.first_index(), core.log.last_index(),
+                 self.id, status.term, status.committed, status.applied,
+                 status.first_index, status.last_index,
                  f"; recovery read {recovery.records} entries in {recovery.segments} segments"
                  f", cut a torn tail of {recovery.torn_bytes} bytes"
                  if recovery is not None else "")
@@ -353,7 +358,7 @@ class RaftCluster:
     def _recover_state_machine(self) -> int:
         machine = self.state_machine
         storage = self.storage
-        if isinstance(storage, ExternalSnapshots) and isinstance(machine, DiskStateMachine):
+        if isinstance(machine, DiskStateMachine):
             # the store holds the state: only the metadata is needed
             snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
         else:  # a state machine restores from bytes: the stored file is read once, here
@@ -361,19 +366,14 @@ class RaftCluster:
             snapshot = Snapshot(snapshot.meta, read_whole(snapshot.data))
         hard, _ = self.storage.initial_state()
         commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
-        if hasattr(machine, "snapshot_sink") and machine.snapshot_sink is None:
-            machine.snapshot_sink = self._snapshots.sink
         return machine.recover(self.storage, commit,
-                               snapshot if snapshot.meta.index else None)
+                               snapshot if snapshot.meta.index else None,
+                               sink=self._snapshots.sink)
 
     def _is_active_voter(self) -> bool:
-        core = self.core
-        return (self.id in core.configuration.voters
-                and core.log.committed >= self._configuration_index())
-
-    def _configuration_index(self) -> int:
-        """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
-        return self.core.configuration_index()
+        status = self._status
+        return (self.id in status.configuration.voters
+                and status.committed >= status.configuration_index)
 
     async def _announce(self) -> None:
         """A joining member tells the cluster about itself (through the user's announcer, e.g.
@@ -409,11 +409,11 @@ class RaftCluster:
                     asyncio.gather(*pending, return_exceptions=True),
                     self.graceful_shutdown_timeout_ms / 1000.0,
                 )
-        if self.core.role is Role.LEADER:
-            lost = LeadershipLost(LeadershipLossReason.STOPPED, self.core.term)
+        if self._status.is_leader:
+            lost = LeadershipLost(LeadershipLossReason.STOPPED, self._status.term)
             self._report_leadership_lost(lost)
             self.metrics.leader_changed("follower", 0)
-            self._bus.publish_leader_change(LeaderChange(None, self.core.term, None, lost))
+            self._bus.publish_leader_change(LeaderChange(None, self._status.term, None, lost))
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -425,12 +425,9 @@ class RaftCluster:
             self.readiness.cancel()  # nobody may be waiting: cancel rather than fail
         self._fail_all(error)
         self._bus.cancel_token()
-        if hasattr(self.state_machine, "close"):
-            self.state_machine.close()
-        if isinstance(self.storage, ExternalSnapshots):
-            self.storage.drop_export()  # an export's spool file, in memory storage too
-        if hasattr(self.storage, "close"):
-            await self._loop.run_in_executor(self._executor, self.storage.close)
+        self.state_machine.close()
+        self.storage.drop_export()  # an export's spool file, in memory storage too
+        await self._loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
         self._snapshots.abort_receive()  # after the I/O thread's last write
         log.info("member %d stopped", self.id)
@@ -440,7 +437,7 @@ class RaftCluster:
     # ---- state -------------------------------------------------------------------------------
     @property
     def leader(self) -> int | None:
-        return self.core.lead or None if self.core else None
+        return self.view.leader if self.view is not None else None
 
     @property
     def leader_address(self) -> str | None:
@@ -463,7 +460,8 @@ class RaftCluster:
             own = self._metadata.get(self.ENDPOINT_METADATA_KEY)
             if own:
                 return own
-        endpoint = self.core.configuration.metadata_of(leader).get(self.ENDPOINT_METADATA_KEY)
+        endpoint = self._status.configuration.metadata_of(leader).get(
+            self.ENDPOINT_METADATA_KEY)
         return str(endpoint) if endpoint else None
 
     def _not_leader(self) -> NotLeaderError:
@@ -476,31 +474,40 @@ class RaftCluster:
         lower election timeout (``election_timeout_ms_lower``): on the leader, a majority of
         the voters (itself included) was heard from within it; on any other member, a leader
         is known and was heard from within it. False while stopped or failed."""
-        core = self.core
-        if core is None or not self._running or self.fatal_error is not None:
+        status = self.view
+        if status is None or not self._running or self.fatal_error is not None:
             return False
-        window = core.options.election_ticks_lower
-        if core.role is Role.LEADER:
-            configuration = core.configuration
+        window = status.options.election_ticks_lower
+        if status.is_leader:
+            configuration = status.configuration
             heard = 0
             for member in configuration.voters:
-                pr = core.progress.get(member)
-                if member == self.id or (pr is not None and core.ticks - pr.heard_tick < window):
+                if member == self.id or status.heard_within(member, window):
                     heard += 1
             return heard >= configuration.quorum()
-        return bool(core.lead) and core.election_elapsed < window
+        return bool(status.lead) and status.election_elapsed < window
 
     @property
     def term(self) -> int:
-        return self.core.term
+        return self._status.term
 
     @property
     def role(self) -> Role:
-        return self.core.role
+        return self._status.role
 
     @property
     def is_leader(self) -> bool:
-        return self.core is not None and self.core.role is Role.LEADER
+        return self.view is not None and self.view.is_leader
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop()`` was called (a stopped member leads nothing)."""
+        return self._stopped
+
+    @property
+    def proposals_queued(self) -> int:
+        """Writes (``replicate``/``replicate_many`` calls) waiting to enter the core."""
+        return self._ledger.queued_writes
 
     @property
     def storage_failure(self) -> StorageError | None:
@@ -510,14 +517,14 @@ class RaftCluster:
 
     @property
     def commit_index(self) -> int:
-        return self.core.log.committed
+        return self._status.committed
 
     @property
     def leadership_token(self) -> LeadershipToken | None:
         """The token of the current leadership of this member, or None when not leading."""
         if not self.is_leader:
             return None
-        return self._bus.token_for_term(self.core.term, self._loop)
+        return self._bus.token_for_term(self._status.term, self._loop)
 
     @property
     def lease(self) -> LeaseStatus:
@@ -526,35 +533,36 @@ class RaftCluster:
         SIGSTOP), so the lease expires ``lease_ticks * tick_ms`` after the real time of that
         tick, not after that many ticks: a member that was paused sees its lease gone at once
         and until a quorum answers a heartbeat sent after the pause."""
-        core = self.core
-        ticks = core.lease_remaining_ticks() if core is not None else 0
-        if ticks <= 0:
+        status = self.view
+        ticks = status.lease_remaining_ticks if status is not None else 0
+        if status is None or ticks <= 0:
             return LeaseStatus(False, 0.0)
-        start = core.ticks + ticks - core.options.lease_ticks  # the tick the lease began in
-        back = core.ticks - start  # ticks ago; the newest entry of _tick_times is core.ticks
+        lease_ticks = status.options.lease_ticks
+        now = status.ticks
+        start = now + ticks - lease_ticks  # the tick the lease began in
+        back = now - start  # ticks ago; the newest entry of _tick_times is the tick now
         times = self._tick_times
         if back >= len(times):
             return LeaseStatus(False, 0.0)  # older than the ticks remembered: expired
         began = times[-1 - back]
-        remaining = began + core.options.lease_ticks * self.config.tick_ms / 1e3 \
+        remaining = began + lease_ticks * self.config.tick_ms / 1e3 \
             - self._loop.time()
         return LeaseStatus(remaining > 0, max(0.0, remaining * 1e3))
 
     @property
     def members(self) -> list[MemberStatus]:
-        core = self.core
-        configuration = core.configuration
+        status = self._status
+        configuration = status.configuration
         out = []
         for member in sorted(configuration.members):
-            pr = core.progress.get(member)
             out.append(MemberStatus(
                 id=member,
                 address=self._address_of(member),
                 metadata=configuration.metadata_of(member),
                 voter=member in configuration.voters,
                 is_self=member == self.id,
-                is_leader=member == core.lead,
-                match_index=pr.match if pr is not None else None,
+                is_leader=member == status.lead,
+                match_index=status.match_index(member),
             ))
         return out
 
@@ -570,7 +578,8 @@ class RaftCluster:
         return self._bus.events(lambda: self._running)
 
     def _emit(self, kind: str, member: int | None) -> None:
-        self._bus.emit(ClusterEvent(kind, member, self.core.term, self.core.role.value))
+        status = self._status
+        self._bus.emit(ClusterEvent(kind, member, status.term, status.role.value))
 
     def leader_changes(self) -> AsyncIterator[LeaderChange]:
         """Every change of leader from now on (a bounded queue per subscriber: a slow reader
@@ -640,7 +649,7 @@ class RaftCluster:
         context = b"r%d:%d" % (self.id, next(self._read_ids))
         future = self._loop.create_future()
         self._waiters.add_read(context, future)
-        self.core.read_index(context)
+        self._node.read_index(context)
         self._wake.set()
         try:
             return await (future if timeout is None else asyncio.wait_for(future, timeout))
@@ -654,7 +663,7 @@ class RaftCluster:
         await self.apply_read_barrier(timeout)
 
     async def wait_for_commit(self, index: int, timeout: float | None = None) -> None:
-        if self.core.log.committed >= index:
+        if self._status.committed >= index:
             return
         future = self._loop.create_future()
         self._waiters.until_committed(index, future)
@@ -662,7 +671,7 @@ class RaftCluster:
 
     async def wait_for_applied(self, index: int, timeout: float | None = None) -> None:
         """Wait until this member's state machine has applied ``index``."""
-        if self.core.log.applied >= index:
+        if self._status.applied >= index:
             return
         future = self._loop.create_future()
         self._waiters.until_applied(index, future)
@@ -682,7 +691,7 @@ class RaftCluster:
             while True:
                 leader = await self.wait_for_leader(self._remaining(deadline))
                 if leader == self.id:
-                    await self._wait_until(self.core.committed_in_current_term,
+                    await self._wait_until(self._committed_in_current_term,
                                            self._remaining(deadline))
                     return
                 # a read index the leader never answers (it lost the lead, the message was
@@ -707,13 +716,16 @@ class RaftCluster:
         known in time."""
         self._check_running()
         try:
-            await self._wait_until(lambda: bool(self.core.lead), timeout)
+            await self._wait_until(lambda: bool(self._status.lead), timeout)
         except asyncio.TimeoutError:
             raise ClusterTimeoutError(f"member {self.id}: no leader known within the "
                                       f"timeout of {timeout} s", timeout) from None
-        leader: int = self.core.lead
+        leader: int = self._status.lead
         invariant(leader != 0, "a leader was known when the wait ended")
         return leader
+
+    def _committed_in_current_term(self) -> bool:
+        return self._status.committed_in_current_term
 
     def _remaining(self, deadline: float | None) -> float | None:
         """Seconds left until ``deadline`` (loop time); None for no deadline; raises
@@ -736,15 +748,16 @@ class RaftCluster:
     async def resign(self) -> int:
         if not self.is_leader:
             raise self._not_leader()
-        target = self.core.resign()
+        target = self._node.resign()
         self._wake.set()
         return target
 
     async def transfer_leadership(self, member: int, timeout: float | None = None) -> None:
         """Hand leadership to ``member``; returns once it leads (or raises on timeout)."""
-        self.core.transfer_leadership(member)
+        self._node.transfer_leadership(member)
         self._wake.set()
-        await self._wait_until(lambda: self.core.lead == member and self.core.term > 0, timeout)
+        status = self._status
+        await self._wait_until(lambda: status.lead == member and status.term > 0, timeout)
 
     # ---- membership --------------------------------------------------------------------------
     async def add_member(self, member: int, address: str,
@@ -754,29 +767,29 @@ class RaftCluster:
         returns once the configuration with it as a voter is committed."""
         if not self.is_leader:
             raise self._not_leader()
-        core = self.core
-        if member in core.configuration.members:
+        status = self._status
+        if member in status.configuration.members:
             raise ProposalDroppedError(f"member {member} is already in the configuration")
-        configuration = core.configuration.add_learner(member).with_info(member, address,
-                                                                         metadata)
+        configuration = status.configuration.add_learner(member).with_info(member, address,
+                                                                           metadata)
         self._static_peers.setdefault(member, address)
-        core.propose_configuration(configuration)
+        self._node.propose_configuration(configuration)
         self._peers_configuration = None  # a static peer may be new: recompute the peers
         self._update_peers()
         self._wake.set()
         failed = self._loop.create_future()
         self._waiters.failed_catch_up[member] = failed
 
-        term = core.term
+        term = status.term
 
         def done() -> bool:
             if failed.done():
                 raise ProposalDroppedError(f"member {member} could not catch up; removed")
-            if core.term != term or core.role is not Role.LEADER:
+            if status.term != term or not status.is_leader:
                 raise CommandOutcomeUnknownError(
                     f"leadership changed while member {member} was being added: it may or "
                     "may not be (or become) a voter; look at the configuration")
-            return member in core.configuration.voters and self._configuration_committed()
+            return member in status.configuration.voters and status.configuration_committed
 
         try:
             await self._wait_until(done, timeout)
@@ -786,28 +799,25 @@ class RaftCluster:
     async def remove_member(self, member: int, timeout: float | None = None) -> None:
         if not self.is_leader:
             raise self._not_leader()
-        core = self.core
-        term = core.term
-        core.remove_member(member)
-        index = core.pending_conf_index  # the entry that removes it
+        status = self._status
+        term = status.term
+        self._node.remove_member(member)
+        index = status.pending_conf_index  # the entry that removes it
         self._wake.set()
 
         def done() -> bool:
             # Done when that very entry is committed (also on a member that stepped down
             # meanwhile: it learns the commit from the next leader); lost when another
             # leader's entry took its index.
-            if core.log.committed < index:
+            if status.committed < index:
                 return False
-            entry_term = core.log.term_or_none(index)
+            entry_term = status.term_or_none(index)
             if entry_term is not None and entry_term != term:
                 raise CommandLostError(f"the removal of member {member} (entry {index}) was "
                                        "replaced by a later leader's entry")
             return True
 
         await self._wait_until(done, timeout)
-
-    def _configuration_committed(self) -> bool:
-        return self.core.pending_conf_index <= self.core.log.committed
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
         if condition():
@@ -822,7 +832,7 @@ class RaftCluster:
             return
         self.metrics.messages_received.inc(1, (message.src,))
         try:
-            self.core.step(message)
+            self._node.step(message)
         except Exception as error:  # a bug: stop serving rather than go on half-broken
             self._fatal(error)
             return
@@ -830,7 +840,7 @@ class RaftCluster:
 
     def _on_unreachable(self, member: int) -> None:
         if self._running:
-            self.core.report_unreachable(member)
+            self._node.report_unreachable(member)
 
     async def _tick_loop(self) -> None:
         interval = self.config.tick_ms / 1000.0
@@ -842,19 +852,19 @@ class RaftCluster:
             next_at += interval
             if loop.time() - next_at > 10 * interval:  # the loop was blocked: do not burst
                 next_at = loop.time() + interval
-            self.core.tick()
+            self._node.tick()
             times.append(loop.time())
             if self._persisting:
                 # the processing task waits for a sync: the heartbeats (and appends) of
                 # this leader leave now instead of after it (a slow disk must not look
                 # like a dead leader to the followers)
-                messages = self.core.take_leader_traffic()
+                messages = self._node.take_leader_traffic()
                 if messages:
                     self._send_now(messages)
             self._wake.set()
 
     async def _process_loop(self) -> None:
-        core = self.core
+        core = self._node
         try:
             while self.fatal_error is None:
                 await self._wake.wait()
@@ -886,7 +896,7 @@ class RaftCluster:
             return
         self.metrics.proposal_batch.observe(len(batch.payloads))
         try:
-            first, _last = self.core.propose(batch.payloads, KIND_COMMAND)
+            first, _last = self._node.propose(batch.payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
                 error = self._not_leader()
@@ -901,13 +911,13 @@ class RaftCluster:
             ledger.fail_batch(batch, failure)
             raise
         else:
-            ledger.proposed(batch, first, self.core.term)
+            ledger.proposed(batch, first, self._status.term)
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
         ledger = self._ledger
         if ledger.proposals and (rd.entries or rd.snapshot is not None) and not (
-                self.core.role is Role.LEADER and ledger.leads_term(self.core.term)):
+                self._status.is_leader and ledger.leads_term(self._status.term)):
             # proposals from an earlier lead: this Ready may replace their entries
             if rd.snapshot is not None:  # it covers what is below: unknown
                 ledger.replaced(rd.snapshot.meta.index + 1, rd.entries,
@@ -932,14 +942,15 @@ class RaftCluster:
                 self._waiters.catch_up_failed(event.member)
             log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
                      event.index)
-        self.core.advance(rd)
+        self._node.advance(rd)
         for lost in rd.leadership_lost:
             self._report_leadership_lost(lost)
         if rd.soft_state is not None:
             self._leader_changed(rd.soft_state, rd.leadership_lost)
         self._update_peers()
         self._resolve_waiters()
-        self.metrics.after_ready(self, time.perf_counter() - started)
+        self.metrics.after_ready(self._status, self.applied_index,
+                                 time.perf_counter() - started)
 
     def _send_now(self, messages: list) -> None:
         sent = self.metrics.messages_sent
@@ -1002,14 +1013,14 @@ class RaftCluster:
         fdatasync of a small batch. So: when the storage has nothing to sync (in memory),
         or when syncs have been fast (under ``inline_sync_max_ms`` on average) and this
         batch is small. A slow disk keeps the loop free: its syncs go to the executor."""
-        if not hasattr(self.storage, "sync"):
+        if not self.storage.durable:
             return True
         if self._sync_seconds * 1e3 > self.inline_sync_max_ms:
             return False
         return sum(batch.nbytes for batch in rd.entries) <= self.inline_sync_bytes_max
 
     def _sync(self, hard_state, entries: bool) -> None:
-        if entries and hasattr(self.storage, "sync"):
+        if entries:
             self.storage.sync()
         if hard_state is not None:
             self.storage.set_hard_state(hard_state)
@@ -1031,14 +1042,14 @@ class RaftCluster:
                 "member %d lost leadership in term %d: %s", self.id, lost.term, lost.describe())
 
     def _leader_changed(self, soft: SoftState, lost: list[LeadershipLost] | None = None) -> None:
-        core = self.core
+        term = self._status.term
         self.metrics.leader_changed(soft.role.value, soft.leader)
         if soft.role is Role.LEADER:
-            self._bus.token_for_term(core.term, self._loop)
-            log.info("member %d won the election: it leads term %d", self.id, core.term)
+            self._bus.token_for_term(term, self._loop)
+            log.info("member %d won the election: it leads term %d", self.id, term)
         else:
             log.info("member %d: the leader is now %s (term %d)", self.id,
-                     soft.leader or "unknown", core.term)
+                     soft.leader or "unknown", term)
             self._bus.cancel_token()
         if soft.role is not Role.LEADER:
             # proposals waiting in the queue can no longer be appended by this member
@@ -1047,14 +1058,14 @@ class RaftCluster:
             self._role_seen = soft.role
             self._emit("role-changed", self.id)
         self._emit("leader-changed", soft.leader or None)
-        change = LeaderChange(soft.leader or None, core.term,
+        change = LeaderChange(soft.leader or None, term,
                               self._address_of(soft.leader) if soft.leader else None,
                               lost[-1] if lost and soft.role is not Role.LEADER else None)
         self._bus.publish_leader_change(change)
 
     def _resolve_waiters(self) -> None:
-        log_ = self.core.log
-        self._waiters.resolve(log_.committed, log_.applied)
+        status = self._status
+        self._waiters.resolve(status.committed, status.applied)
 
     def _fail_all(self, error: Exception) -> None:
         self._ledger.fail_all(error)
@@ -1067,11 +1078,11 @@ class RaftCluster:
     def _address_of(self, member: int | None) -> str | None:
         if member is None:
             return None
-        address = self.core.configuration.address_of(member) if self.core else None
+        address = self.view.configuration.address_of(member) if self.view else None
         return address or self._static_peers.get(member)
 
     def _update_peers(self) -> None:
-        configuration = self.core.configuration
+        configuration = self._status.configuration
         if configuration is self._peers_configuration:
             return  # the usual Ready: nothing about the members changed
         self._peers_configuration = configuration

@@ -38,10 +38,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from pyraft.core.messages import Snapshot, SnapshotMeta
+from pyraft.core.membership import Configuration
+from pyraft.core.messages import Snapshot, SnapshotChunk, SnapshotMeta
+from pyraft.core.storage import LogStore, SnapshotReceiver
 from pyraft.errors import (
+    InvariantError,
     LogCompactedError,
     LogUnavailableError,
     StorageError,
@@ -49,11 +52,19 @@ from pyraft.errors import (
 )
 from pyraft.metrics import Metrics
 from pyraft.storage.files import SpooledData, SpoolWriter
-from pyraft.storage.state_machine import DiskStateMachine, StateMachine
+from pyraft.storage.state_machine import DiskStateMachine, SnapshotData, StateMachine
 
 __all__ = ["Snapshotting", "read_whole"]
 
 log = logging.getLogger("pyraft.cluster")
+
+
+class SnapshotCore(Protocol):
+    """What snapshotting asks of the core: the configuration in force at an index (recorded
+    with a snapshot), and that storage was compacted up to an index."""
+
+    def configuration_at(self, index: int) -> Configuration: ...
+    def compacted_to(self, index: int) -> None: ...
 
 
 class Snapshotting:
@@ -63,7 +74,7 @@ class Snapshotting:
     error; ``fatal(error)`` stops it on a bug; ``track``/``untrack`` register the export task
     with the member's tasks (cancelled on stop)."""
 
-    def __init__(self, member_id: int, storage: Any, state_machine: StateMachine,
+    def __init__(self, member_id: int, storage: LogStore, state_machine: StateMachine,
                  metrics: Metrics, *, chunk_bytes: int, running: Callable[[], bool],
                  failed: Callable[[], bool], fatal: Callable[[Exception], None],
                  track: Callable[[asyncio.Task[None]], None],
@@ -77,19 +88,20 @@ class Snapshotting:
         self._failed = failed
         self._fatal = fatal
         self._track, self._untrack = track, untrack
-        self.core: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # given by ``bind`` at start
+        self.core: SnapshotCore
+        self._loop: asyncio.AbstractEventLoop
+        self._executor: concurrent.futures.ThreadPoolExecutor
         self._loop_thread: int | None = None  # the thread the member runs on, once bound
         self._snapshot_writing = False
         self._snapshot_waiting: tuple[SnapshotMeta, bytes | None, float] | None = None
-        self._receiving: Any = None
+        self._receiving: SnapshotReceiver | None = None
         self._receiving_done = False
         self._export_task: asyncio.Task[None] | None = None
         self._export_retry_at = 0.0
 
     def bind(self, loop: asyncio.AbstractEventLoop,
-             executor: concurrent.futures.ThreadPoolExecutor, core: Any) -> None:
+             executor: concurrent.futures.ThreadPoolExecutor, core: SnapshotCore) -> None:
         """The member starts: the sink hops to ``loop`` from other threads from now on."""
         self._loop, self._executor, self.core = loop, executor, core
         self._loop_thread = threading.get_ident()
@@ -110,7 +122,7 @@ class Snapshotting:
         if receiving is not None:
             receiving.abort()
 
-    def sink(self, index: int, data) -> None:
+    def sink(self, index: int, data: SnapshotData) -> None:
         """The state machine took a snapshot at ``index``: store it and release the log.
 
         Called on the loop's thread, or (background compaction) on the state machine's
@@ -121,12 +133,12 @@ class Snapshotting:
         A storage failure (a full disk) loses nothing: the log keeps every entry the snapshot
         would cover. It is logged and counted (``storage_failures``); the state machine takes
         its next snapshot as usual."""
-        payload = data if isinstance(data, (bytes, bytearray)) or data is None \
-            else b"".join(data)
+        payload: bytes | bytearray | None = data \
+            if isinstance(data, (bytes, bytearray)) or data is None else b"".join(data)
         if self._loop_thread is None or threading.get_ident() == self._loop_thread:
             self._store_snapshot(index, payload)
             return
-        done: concurrent.futures.Future = concurrent.futures.Future()
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def store() -> None:
             try:
@@ -142,24 +154,26 @@ class Snapshotting:
             return
         while self._running():
             try:
-                return done.result(timeout=0.1)
+                done.result(timeout=0.1)
+                return
             except concurrent.futures.TimeoutError:
                 continue
 
-    def _store_snapshot(self, index: int, payload) -> None:
+    def _store_snapshot(self, index: int, payload: bytes | bytearray | None) -> None:
         if index < self.storage.first_index():
             return  # a background build older than a snapshot installed meanwhile: ignored
         configuration = self.core.configuration_at(index)
         started = time.perf_counter()
         storage = self.storage
         try:
-            if self._running() and hasattr(storage, "write_snapshot"):
+            files = storage.snapshot_files
+            if self._running() and files is not None:
                 # the file is written on the I/O thread (a 64 MiB one takes ~200 ms: longer
                 # than an election timeout); the loop adopts it and releases the log after.
                 # None: a disk state machine's store is durable up to ``index``: only the
                 # metadata is recorded (an external snapshot), still before the release
                 data = None if payload is None else bytes(payload)
-                meta = storage.snapshot_meta(index, configuration)
+                meta = files.snapshot_meta(index, configuration)
                 if self._snapshot_writing:
                     # One write at a time; a newer snapshot replaces the one waiting (it
                     # covers more). Queued one by one, the writes fell behind for good when
@@ -178,14 +192,16 @@ class Snapshotting:
             return
         self._snapshot_stored(index, payload, started)
 
-    def _write_snapshot(self, meta, data: bytes | None, started: float) -> None:
+    def _write_snapshot(self, meta: SnapshotMeta, data: bytes | None, started: float) -> None:
+        files = self.storage.snapshot_files
+        if files is None:
+            raise InvariantError("a snapshot file written by a log without files")
         self._snapshot_writing = True
-        written = self._loop.run_in_executor(self._executor, self.storage.write_snapshot,
-                                             meta, data)
+        written = self._loop.run_in_executor(self._executor, files.write_snapshot, meta, data)
         written.add_done_callback(lambda done: self._snapshot_written(done, meta, data, started))
 
-    def _snapshot_written(self, done: asyncio.Future, meta, data: bytes | None,
-                          started: float) -> None:
+    def _snapshot_written(self, done: asyncio.Future[None], meta: SnapshotMeta,
+                          data: bytes | None, started: float) -> None:
         self._snapshot_writing = False
         if not self._running() or done.cancelled():
             return
@@ -197,18 +213,20 @@ class Snapshotting:
                     and waiting[0].index >= self.storage.first_index():
                 self._write_snapshot(*waiting)
 
-    def _adopt_written_snapshot(self, done: asyncio.Future, meta, data: bytes,
-                                started: float) -> None:
+    def _adopt_written_snapshot(self, done: asyncio.Future[None], meta: SnapshotMeta,
+                                data: bytes | None, started: float) -> None:
         error = done.exception()
         if isinstance(error, StorageError):
             self._snapshot_failed(meta.index, error)
             return
         if error is not None:  # a bug: stop serving rather than go on half-broken
-            self._fatal(error)
+            self._fatal(error if isinstance(error, Exception) else RuntimeError(error))
             return
         if meta.index < self.storage.first_index():
             return  # a newer snapshot was installed while this one was written
-        self.storage.adopt_snapshot(meta, data)
+        files = self.storage.snapshot_files
+        if files is not None:  # a log with files wrote it
+            files.adopt_snapshot(meta, data)
         self._snapshot_stored(meta.index, data, started)
 
     def _snapshot_failed(self, index: int, error: StorageError) -> None:
@@ -216,7 +234,8 @@ class Snapshotting:
                   "entries", self.id, index, error)
         self.metrics.storage_failures.inc()
 
-    def _snapshot_stored(self, index: int, payload, started: float) -> None:
+    def _snapshot_stored(self, index: int, payload: bytes | bytearray | None,
+                         started: float) -> None:
         self.metrics.snapshots.inc(1, ("created",))  # payload None: an external snapshot
         self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))
         if payload is not None:
@@ -225,7 +244,7 @@ class Snapshotting:
         log.info("member %d: snapshot at %d", self.id, index)
 
 
-    def write_chunks(self, chunks: list) -> None:
+    def write_chunks(self, chunks: list[SnapshotChunk]) -> None:
         """On the I/O thread: write received chunks to the snapshot's temporary file. A chunk
         at offset 0 starts a new one. Repeatable when the Ready is retried after a storage
         failure (a chunk already written is skipped)."""
@@ -243,33 +262,37 @@ class Snapshotting:
             receiving.write_at(chunk.offset, chunk.data)
             self._receiving_done = chunk.done
 
-    def _begin_receive(self, meta: SnapshotMeta):
-        storage = self.storage
-        if hasattr(storage, "receive_snapshot") and not isinstance(self.state_machine,
-                                                                   DiskStateMachine):
-            return storage.receive_snapshot(meta)  # becomes the snapshot file: no copy
-        return SpoolWriter(meta, getattr(storage, "directory", None))
+    def _begin_receive(self, meta: SnapshotMeta) -> SnapshotReceiver:
+        files = self.storage.snapshot_files
+        if files is not None and not isinstance(self.state_machine, DiskStateMachine):
+            return files.receive_snapshot(meta)  # becomes the snapshot file: no copy
+        return SpoolWriter(meta, self.storage.directory)
 
     async def install_received(self, meta: SnapshotMeta) -> int:
         """Install the snapshot whose chunks were written; returns its size in bytes."""
         receiving = self._receiving
-        invariant(receiving is not None and receiving.meta == meta and self._receiving_done,
-                  f"installing the snapshot at {meta.index} before it was received whole")
+        if receiving is None or receiving.meta != meta or not self._receiving_done:
+            raise InvariantError(f"installing the snapshot at {meta.index} before it was "
+                                 "received whole")
         loop, executor, storage = self._loop, self._executor, self.storage
         size = receiving.size
-        if isinstance(self.state_machine, DiskStateMachine):
+        files = storage.snapshot_files
+        machine = self.state_machine
+        if isinstance(receiving, SpoolWriter) and isinstance(machine, DiskStateMachine):
             # the spool file, read in chunks by the import (kept until it succeeded: a
             # storage failure retries the install)
-            await self._install_into_store(meta, receiving.data())
+            await self._install_into_store(machine, meta, receiving.data())
             receiving.abort()
         elif isinstance(receiving, SpoolWriter):  # a log kept in memory holds the bytes
             whole = await loop.run_in_executor(executor, read_whole, receiving.data())
             snapshot = Snapshot(meta, whole)
             await loop.run_in_executor(executor, storage.apply_snapshot, snapshot)
             receiving.abort()
-            self.state_machine.install_snapshot(snapshot)
+            machine.install_snapshot(snapshot)
         else:  # the temporary file in the snapshot store is synced and renamed into place
-            await loop.run_in_executor(executor, storage.install_received, receiving)
+            if files is None:
+                raise InvariantError("a snapshot received into a log without files")
+            await loop.run_in_executor(executor, files.install_received, receiving)
             stored = storage.snapshot()
             # a memory state machine restores from bytes: the file is read once, here
             whole = await loop.run_in_executor(executor, read_whole, stored.data)
@@ -277,7 +300,8 @@ class Snapshotting:
         self._receiving, self._receiving_done = None, False
         return size
 
-    async def _install_into_store(self, meta: SnapshotMeta, data) -> None:
+    async def _install_into_store(self, machine: DiskStateMachine, meta: SnapshotMeta,
+                                  data: SpooledData) -> None:
         """A disk state machine installs the leader's snapshot into its store (durable at
         ``meta.index``), then storage records the metadata and resets the log: in this order,
         so a recorded snapshot always has its data behind it (``prepare_install`` notes the
@@ -288,8 +312,7 @@ class Snapshotting:
         loop = self._loop
         # noted first: a crash after the import, before the metadata, is finished at start
         await loop.run_in_executor(self._executor, self.storage.prepare_install, meta)
-        await loop.run_in_executor(self._executor, self.state_machine.install_chunks,
-                                   meta.index, chunks)
+        await loop.run_in_executor(self._executor, machine.install_chunks, meta.index, chunks)
         await loop.run_in_executor(self._executor, lambda: self.storage.apply_snapshot(
             Snapshot(meta, b""), external=True))
 
@@ -306,13 +329,17 @@ class Snapshotting:
     async def _export_snapshot(self) -> None:
         started = time.perf_counter()
         machine = self.state_machine
-        directory = getattr(self.storage, "directory", None)
+        directory = self.storage.directory
         try:
+            if not isinstance(machine, DiskStateMachine):
+                raise InvariantError("an export asked of a state machine that is not a disk one")
+
             def export() -> tuple[int, SpooledData | None]:
                 index, chunks = machine.open_snapshot()
                 return index, SpooledData.spool(chunks, directory, lambda: self._running())
 
-            exported = self._loop.run_in_executor(None, export)
+            exported: asyncio.Future[tuple[int, SpooledData | None]] = \
+                self._loop.run_in_executor(None, export)
             try:
                 index, data = await asyncio.shield(exported)
             except asyncio.CancelledError:  # stopping: the thread's file is closed when done
@@ -321,6 +348,7 @@ class Snapshotting:
             if data is None:
                 return
             storage = self.storage
+            term: int | None
             try:
                 term = storage.term(index)
             except (LogCompactedError, LogUnavailableError):

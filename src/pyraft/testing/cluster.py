@@ -93,8 +93,8 @@ async def settled_leader(members, timeout: float = 5.0) -> RaftCluster:
     await leader.ensure_consistency(timeout)
 
     async def announced() -> None:
-        while not (leader.core.pending_conf_index <= leader.commit_index
-                   and all(leader.core.info_recorded(m.id, m.core.own_info) for m in members)):
+        while not (leader.view.configuration_committed
+                   and all(leader.view.info_recorded(m.id, m.view.own_info) for m in members)):
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(announced(), timeout)
