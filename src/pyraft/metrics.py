@@ -45,7 +45,7 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyraft.cluster.runtime import RaftCluster
@@ -82,7 +82,7 @@ class _Instrument:
         self.help = help
         self.labels = labels
         self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
-        self.otel = None  # the mirrored OpenTelemetry instrument, if any
+        self.otel: Any = None  # the mirrored OpenTelemetry instrument, if any
         self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
         self._attribute_cache: dict[tuple, dict] = {}
 
@@ -219,7 +219,7 @@ class _Registry:
             observed = {}
         live = observed.get(instrument.name)
         if live is None:
-            live = observed[instrument.name] = weakref.WeakSet()
+            live = observed[instrument.name] = weakref.WeakSet[Any]()
 
             def observe(_options) -> Iterator:
                 for each in list(live):
@@ -556,7 +556,8 @@ def render_prometheus(metrics: Metrics | ClientMetrics, cluster: RaftCluster | N
                 lines.append(f"{name}_sum{series_labels} {_number(total)}")
                 lines.append(f"{name}_count{series_labels} {count}")
         else:
-            for labels, value in sorted(instrument.values.items(), key=lambda item: str(item[0])):
+            values = instrument.values if isinstance(instrument, (Counter, Gauge)) else {}
+            for labels, value in sorted(values.items(), key=lambda item: str(item[0])):
                 lines.append(f"{name}{_labels(instrument.labels, labels)} {_number(value)}")
     return "\n".join(lines) + "\n"
 
@@ -784,7 +785,7 @@ class PrometheusCollector:
         kind = (core.CounterMetricFamily if isinstance(instrument, Counter)
                 else core.GaugeMetricFamily)
         family = kind(instrument.name, instrument.help, labels=labels)
-        if with_samples:
+        if with_samples and isinstance(instrument, (Counter, Gauge)):
             for values, value in sorted(instrument.values.items(),
                                         key=lambda item: str(item[0])):
                 family.add_metric([str(v) for v in values], value)

@@ -48,6 +48,7 @@ import itertools
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -56,7 +57,7 @@ from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, Leadersh
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.snapshots import Snapshotting, read_whole
 from pyraft.cluster.waiters import Waiters
-from pyraft.config import ClusterConfig
+from pyraft.config import ClusterConfig, TlsConfig
 from pyraft.core import (
     Configuration,
     MemoryLogStorage,
@@ -67,6 +68,7 @@ from pyraft.core import (
     SoftState,
 )
 from pyraft.core.messages import (
+    HardState,
     LeadershipLossReason,
     LeadershipLost,
     MembershipEventKind,
@@ -112,7 +114,7 @@ class LeaseStatus:
 class MemberStatus:
     id: int
     address: str | None
-    metadata: dict
+    metadata: dict[str, str]
     voter: bool
     is_self: bool
     is_leader: bool
@@ -157,7 +159,7 @@ class RaftCluster:
         transport: Transport | None = None,
         storage: Any = None,
         state_machine: StateMachine | None = None,
-        announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
+        announcer: Callable[[int, str, dict[str, str]], Awaitable[None]] | None = None,
         on_start: Callable[[RaftCluster], None] | None = None,
         on_stop: Callable[[RaftCluster], None] | None = None,
         meter_provider: Any = None,
@@ -211,7 +213,7 @@ class RaftCluster:
         self._join = join
         self._announcer = announcer
         self._metadata = dict(config.metadata)
-        self.readiness: asyncio.Future | None = None
+        self.readiness: asyncio.Future[None] | None = None
         #: the core, driven by this runtime (None until started)
         self.core: RaftNode | None = None
         #: read-only status of the core (None until started): what the API, the metrics and
@@ -220,10 +222,11 @@ class RaftCluster:
         # the same two, for the runtime's own use once started
         self._node: RaftNode
         self._status: CoreView
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._wake: asyncio.Event | None = None
+        # the loop, the I/O thread and the processing task's wake-up, from ``start()`` on
+        self._loop: asyncio.AbstractEventLoop
+        self._executor: concurrent.futures.ThreadPoolExecutor
+        self._wake: asyncio.Event
+        self._tasks: list[asyncio.Task[None]] = []
         # the processing task waits for this member's storage (a Ready being persisted):
         # the tick task sends the leader's heartbeats itself meanwhile
         self._persisting = False
@@ -241,8 +244,10 @@ class RaftCluster:
         self._running = False
         self._stopped = False
         self._peers_snapshot: dict[int, str] = {}
-        self._configuration_logged: tuple | None = None
-        self._peers_configuration = None  # the configuration the transport's peers are from
+        #: (voters, learners) last logged
+        self._configuration_logged: tuple[frozenset[int], frozenset[int]] | None = None
+        #: the configuration the transport's peers are from
+        self._peers_configuration: Configuration | None = None
         self._role_seen: Role | None = None
         self.applied_index = 0
         # the loop time of the last ticks (newest last), for leases in real time
@@ -318,8 +323,11 @@ class RaftCluster:
         self.transport.on_unreachable = self._on_unreachable
         await self.transport.start(self._on_message)
         own = self._static_peers[self.id]
-        if own.endswith(":0") and getattr(self.transport, "address", None):
-            own = self._static_peers[self.id] = self.transport.address  # the bound port
+        # the transport's bound address, when it has one (TcpTransport.address): the
+        # transport interface declares none yet (issue 17, transport part)
+        bound = getattr(self.transport, "address", None)
+        if own.endswith(":0") and isinstance(bound, str) and bound:
+            own = self._static_peers[self.id] = bound  # the bound port
         core.set_own_info(own, self._metadata)
         self._update_peers()
         self._running = True
@@ -350,6 +358,8 @@ class RaftCluster:
         or the configuration in force (addresses included); anything else is an operator's
         mistake that would split the cluster, refused before this member speaks."""
         wanted = self.bootstrap_configuration
+        if wanted is None:  # a joining member restarted without peers: nothing to compare
+            return
         if any(_same_members(wanted, known) for known in (stored, current)):
             return
         raise MembershipMismatchError(self.id, _describe_members(wanted),
@@ -382,13 +392,16 @@ class RaftCluster:
         no retry can help) ends the announcement and fails ``readiness`` with that error."""
         delay = 0.1
         address = self._static_peers[self.id]
-        while not self.readiness.done():
+        readiness, announcer = self.readiness, self._announcer
+        if readiness is None or announcer is None:
+            return
+        while not readiness.done():
             try:
-                await self._announcer(self.id, address, dict(self._metadata))
+                await announcer(self.id, address, dict(self._metadata))
             except ConfigError as error:
                 log.debug("member %d: announcement refused: %s", self.id, error)
-                if not self.readiness.done():
-                    self.readiness.set_exception(error)
+                if not readiness.done():
+                    readiness.set_exception(error)
                 return
             except Exception as error:  # the announcer's failure is retried, and logged
                 log.warning("member %d: announcement failed (%s); retrying", self.id, error)
@@ -402,7 +415,7 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
-        pending = self._ledger.pending()
+        pending = [f for f in self._ledger.pending() if isinstance(f, asyncio.Future)]
         if pending:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
@@ -611,7 +624,7 @@ class RaftCluster:
         future = await self._enqueue(payloads, True)
         return await (future if timeout is None else asyncio.wait_for(future, timeout))
 
-    async def _enqueue(self, payloads: list, many: bool) -> asyncio.Future:
+    async def _enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
         self._check_writable()
         count = len(payloads)
         ledger = self._ledger
@@ -738,7 +751,7 @@ class RaftCluster:
         return remaining
 
     def _check_running(self) -> asyncio.AbstractEventLoop:
-        if not self._running or self._loop is None:
+        if not self._running:
             raise ClusterStoppedError(f"member {self.id} is not running")
         if self.fatal_error is not None:
             raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
@@ -952,7 +965,7 @@ class RaftCluster:
         self.metrics.after_ready(self._status, self.applied_index,
                                  time.perf_counter() - started)
 
-    def _send_now(self, messages: list) -> None:
+    def _send_now(self, messages: list[Message]) -> None:
         sent = self.metrics.messages_sent
         transport = self.transport
         for message in messages:
@@ -1019,7 +1032,7 @@ class RaftCluster:
             return False
         return sum(batch.nbytes for batch in rd.entries) <= self.inline_sync_bytes_max
 
-    def _sync(self, hard_state, entries: bool) -> None:
+    def _sync(self, hard_state: HardState | None, entries: bool) -> None:
         if entries:
             self.storage.sync()
         if hard_state is not None:
@@ -1156,10 +1169,8 @@ def _default_transport(config: ClusterConfig) -> Transport:
     )
 
 
-def _ssl_contexts(tls) -> tuple:
+def _ssl_contexts(tls: TlsConfig) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """Server and client SSL contexts from a ``pyraft.config.TlsConfig``."""
-    import ssl
-
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca_file)
     server.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.require_client_cert:

@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import Snapshot, SnapshotChunk, SnapshotMeta
@@ -48,7 +48,6 @@ from pyraft.errors import (
     LogCompactedError,
     LogUnavailableError,
     StorageError,
-    invariant,
 )
 from pyraft.metrics import Metrics
 from pyraft.storage.files import SpooledData, SpoolWriter
@@ -257,8 +256,9 @@ class Snapshotting:
                     receiving.abort()
                 receiving = self._receiving = self._begin_receive(chunk.meta)
                 self._receiving_done = False
-            invariant(receiving is not None and receiving.meta == chunk.meta,
-                      f"a chunk at {chunk.offset} of a snapshot not being received")
+            if receiving is None or receiving.meta != chunk.meta:
+                raise InvariantError(f"a chunk at {chunk.offset} of a snapshot not being "
+                                     "received")
             receiving.write_at(chunk.offset, chunk.data)
             self._receiving_done = chunk.done
 
@@ -358,7 +358,8 @@ class Snapshotting:
                 return
             meta = SnapshotMeta(index, term,
                                 **self.core.configuration_at(index).snapshot_fields())
-            if storage.offer_export(Snapshot(meta, data)):
+            # the export's data is a file-backed buffer read like bytes (len, slicing)
+            if storage.offer_export(Snapshot(meta, cast(bytes, data))):
                 self.metrics.snapshots.inc(1, ("exported",))
                 self.metrics.snapshot_seconds.observe(time.perf_counter() - started,
                                                       ("exported",))

@@ -37,7 +37,7 @@ from __future__ import annotations
 import collections
 import os
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -169,7 +169,8 @@ class DurableLogStorage(ExternalSnapshots):
                 repair=repair,
             )
         except WalClusterMismatchError as exc:  # another cluster's directory: not damage
-            raise ClusterMismatchError(self.directory, exc.stored_cluster_id,
+            # the WAL names the id it found in a segment header (set for this error)
+            raise ClusterMismatchError(self.directory, cast(int, exc.stored_cluster_id),
                                        cluster_id) from exc
         except WalCorruptionError as exc:
             raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
@@ -351,7 +352,8 @@ class DurableLogStorage(ExternalSnapshots):
         cached = self._snapshot_cache
         if cached is None or cached.meta != meta:
             data = self.snapshots.data(meta)
-            cached = self._snapshot_cache = Snapshot(data.meta, data)
+            # a file-backed view read like bytes (len, slicing): never the whole file
+            cached = self._snapshot_cache = Snapshot(data.meta, cast(bytes, data))
         return cached
 
     def latest_snapshot_meta(self) -> SnapshotMeta:

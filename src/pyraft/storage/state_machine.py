@@ -253,8 +253,8 @@ class StateMachine(ABC):
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
         others = np.flatnonzero(batch.kinds != KIND_COMMAND)
         if not len(others):
-            results = self.apply_commands(batch)
-            return results if isinstance(results, list) else list(results)
+            applied = self.apply_commands(batch)
+            return applied if isinstance(applied, list) else list(applied)
         count, first = len(batch), batch.first_index
         results: list[object] = [None] * count
         start = 0
