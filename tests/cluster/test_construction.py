@@ -31,9 +31,10 @@ def test_settings_come_from_the_config() -> None:
     member = RaftCluster(config, transport=MemoryNetwork().transport(2))
     assert member._ledger.queue_max == 7 and member._ledger.queue_full == "raise"
     assert member.graceful_shutdown_timeout_ms == 123.0
-    assert member.inline_sync_max_ms == 0.25 and member.inline_sync_bytes_max == 1000
+    assert member._writer.inline_sync_max_ms == 0.25
+    assert member._writer.inline_sync_bytes_max == 1000
     assert member.state_machine.snapshot_entries == 11
-    assert member._metadata == {"zone": "a"} and member._routes == {1: "127.0.0.1:9101"}
+    assert member._metadata == {"zone": "a"} and member._peers._routes == {1: "127.0.0.1:9101"}
     assert member.bootstrap_configuration.voters == {1, 2}
     assert member.bootstrap_configuration.address_of(2) == "127.0.0.1:7102"
     assert isinstance(member.storage, MemoryLogStorage)
@@ -44,7 +45,7 @@ def test_one_default_each_in_the_config() -> None:
     member = RaftCluster(config, transport=MemoryNetwork().transport(1))
     assert member._ledger.queue_max == config.proposal_queue_max == 65_536
     assert member.graceful_shutdown_timeout_ms == config.graceful_shutdown_timeout_ms == 2_000
-    assert member.inline_sync_max_ms == 0.5
+    assert member._writer.inline_sync_max_ms == 0.5
 
 
 def test_a_joining_member_is_not_in_the_starting_configuration() -> None:
@@ -52,7 +53,7 @@ def test_a_joining_member_is_not_in_the_starting_configuration() -> None:
                            peers={1: "127.0.0.1:7101", 4: "127.0.0.1:7104"})
     member = RaftCluster(config, transport=MemoryNetwork().transport(4))
     assert member.bootstrap_configuration.voters == {1}
-    assert member._static_peers[4] == "127.0.0.1:7104"
+    assert member._peers.static[4] == "127.0.0.1:7104"
 
 
 def test_without_transport_or_storage_they_are_built_from_the_config(tmp_path) -> None:

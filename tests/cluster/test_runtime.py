@@ -538,9 +538,9 @@ def test_syncs_run_inline_only_while_they_are_fast_and_small(tmp_path):
         def __init__(self, size):
             self.entries = [encode_entries(1, 1, [b"x" * size])]
 
-    assert memory._sync_inline(Rd(10 << 20))  # nothing to sync: always inline
-    assert durable._sync_inline(Rd(100))
-    assert not durable._sync_inline(Rd(1 << 20))  # a big batch: the executor
-    durable._sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
-    assert not durable._sync_inline(Rd(100))
+    assert memory._writer.sync_inline(Rd(10 << 20))  # nothing to sync: always inline
+    assert durable._writer.sync_inline(Rd(100))
+    assert not durable._writer.sync_inline(Rd(1 << 20))  # a big batch: the executor
+    durable._writer.sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
+    assert not durable._writer.sync_inline(Rd(100))
     durable.storage.close()

@@ -40,7 +40,6 @@ resumes by itself when space returns and nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -54,12 +53,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
+from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.ledger import ProposalLedger
+from pyraft.cluster.membership import MemberStatus, Peers, announce, bootstrap, check_peers
+from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.snapshots import Snapshotting, read_whole
 from pyraft.cluster.waiters import Waiters
 from pyraft.config import ClusterConfig, TlsConfig
 from pyraft.core import (
-    Configuration,
     MemoryLogStorage,
     Message,
     RaftNode,
@@ -68,7 +69,6 @@ from pyraft.core import (
     SoftState,
 )
 from pyraft.core.messages import (
-    HardState,
     LeadershipLossReason,
     LeadershipLost,
     MembershipEventKind,
@@ -81,7 +81,6 @@ from pyraft.errors import (
     CommandLostError,
     CommandOutcomeUnknownError,
     ConfigError,
-    MembershipMismatchError,
     NotLeaderError,
     ProposalDroppedError,
     StorageError,
@@ -102,23 +101,6 @@ log = logging.getLogger("pyraft.cluster")
 __all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
            "ClusterStoppedError", "ClusterTimeoutError", "CommandLostError",
            "CommandOutcomeUnknownError"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LeaseStatus:
-    valid: bool
-    expires_in_ms: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MemberStatus:
-    id: int
-    address: str | None
-    metadata: dict[str, str]
-    voter: bool
-    is_self: bool
-    is_leader: bool
-    match_index: int | None  # known on the leader only
 
 
 class RaftCluster:
@@ -178,27 +160,9 @@ class RaftCluster:
         #: the members the caller named (None: none named; the stored membership, or this
         #: member alone on a first start)
         self._peers_given = dict(peers) if peers else None
-        own = config.endpoint
-        joined_before = join and not peers  # a restart: the storage holds the membership
-        peers = {**(peers or {}), self.id: own}
-        self._static_peers = dict(peers)
-        self._routes = dict(config.routes)
-        # A joining member is not in the configuration it starts from: it waits (never
-        # campaigning) until the leader adds it and the log tells it so.
-        voters = frozenset(peers) - {self.id} if join else frozenset(peers)
-        bootstrap = None
-        if voters:
-            # The same on every member (addresses only): each member's metadata reaches the
-            # others through the log, recorded by the leader (RaftNode.set_own_info).
-            bootstrap = Configuration(voters)
-            for member, member_address in peers.items():
-                if member in voters:
-                    bootstrap = bootstrap.with_info(member, member_address)
-        elif not joined_before:
-            raise ValueError("a joining member needs the addresses of existing members")
         #: the membership this member bootstraps with when its storage holds none (None: a
         #: joining member restarted without peers, which needs a stored membership)
-        self.bootstrap_configuration = bootstrap
+        self.bootstrap_configuration, static = bootstrap(self.id, peers, config.endpoint, join)
         if storage is None:
             storage = DurableLogStorage.from_config(config) if config.data_dir is not None \
                 else MemoryLogStorage()
@@ -213,6 +177,8 @@ class RaftCluster:
         self._join = join
         self._announcer = announcer
         self._metadata = dict(config.metadata)
+        #: the peers' addresses for the transport; the members added and removed
+        self._peers = Peers(self.id, static, config.routes, self.transport, self._emit)
         self.readiness: asyncio.Future[None] | None = None
         #: the core, driven by this runtime (None until started)
         self.core: RaftNode | None = None
@@ -237,26 +203,15 @@ class RaftCluster:
         self._read_ids = itertools.count(1)
         #: leader changes and cluster events for the application; the leadership token
         self._bus = EventBus()
-        self._failed: StorageError | None = None
         #: the exception that stopped this member's processing (a bug, a state machine that
         #: raised); the member refuses everything and should be restarted
         self.fatal_error: Exception | None = None
         self._running = False
         self._stopped = False
-        self._peers_snapshot: dict[int, str] = {}
-        #: (voters, learners) last logged
-        self._configuration_logged: tuple[frozenset[int], frozenset[int]] | None = None
-        #: the configuration the transport's peers are from
-        self._peers_configuration: Configuration | None = None
         self._role_seen: Role | None = None
         self.applied_index = 0
         # the loop time of the last ticks (newest last), for leases in real time
-        self._tick_times: collections.deque[float] = collections.deque()
-        #: sync on the loop's thread while syncs take less than this on average (and the
-        #: batch is under ``inline_sync_bytes_max``); 0 always uses the executor
-        self.inline_sync_max_ms = config.inline_sync_max_ms
-        self.inline_sync_bytes_max = config.inline_sync_bytes_max
-        self._sync_seconds = 0.0  # moving average of the syncs of entries
+        self._clock = TickClock()
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
         self._snapshots = Snapshotting(
             self.id, self.storage, self.state_machine, self.metrics,
@@ -264,6 +219,11 @@ class RaftCluster:
             running=lambda: self._running, failed=lambda: self.fatal_error is not None,
             fatal=self._fatal, track=lambda task: self._tasks.append(task),
             untrack=self._untrack)
+        self._writer = LogWriter(
+            self.id, self.storage, self.metrics, self._snapshots,
+            inline_sync_max_ms=config.inline_sync_max_ms,
+            inline_sync_bytes_max=config.inline_sync_bytes_max,
+            installed=self._snapshot_installed)
 
     @classmethod
     def from_config(cls, config: ClusterConfig, *, state_machine: StateMachine | None = None,
@@ -311,9 +271,11 @@ class RaftCluster:
         self.core = self._node = core = RaftNode(options, self.storage, random.Random(seed))
         self.view = self._status = status = CoreView(core)
         self._snapshots.bind(loop, self._executor, core)
-        if stored is not None and self._peers_given is not None:
-            self._check_peers(stored, core.configuration)
-        self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
+        self._writer.bind(loop, self._executor)
+        wanted = self.bootstrap_configuration  # given peers: never None (see bootstrap)
+        if stored is not None and self._peers_given is not None and wanted is not None:
+            check_peers(self.id, wanted, stored, core.configuration)
+        self._clock = TickClock(options.lease_ticks)
         applied = self._recover_state_machine()
         if isinstance(self.state_machine, DiskStateMachine):
             self.storage.snapshot_wanted = self._snapshots.snapshot_wanted
@@ -322,14 +284,14 @@ class RaftCluster:
         self.applied_index = status.applied
         self.transport.on_unreachable = self._on_unreachable
         await self.transport.start(self._on_message)
-        own = self._static_peers[self.id]
+        own = self._peers.static[self.id]
         # the transport's bound address, when it has one (TcpTransport.address): the
         # transport interface declares none yet (issue 17, transport part)
         bound = getattr(self.transport, "address", None)
         if own.endswith(":0") and isinstance(bound, str) and bound:
-            own = self._static_peers[self.id] = bound  # the bound port
+            own = self._peers.static[self.id] = bound  # the bound port
         core.set_own_info(own, self._metadata)
-        self._update_peers()
+        self._peers.update(core.configuration)
         self._running = True
         self._tasks = [
             loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
@@ -342,7 +304,9 @@ class RaftCluster:
         self._waiters.until(self._is_active_voter, self.readiness)
         self._resolve_waiters()
         if self._join and self._announcer is not None:
-            self._tasks.append(loop.create_task(self._announce(), name=f"pyraft-{self.id}-join"))
+            self._tasks.append(loop.create_task(
+                announce(self.id, self._peers.static[self.id], self._metadata, self._announcer,
+                         self.readiness), name=f"pyraft-{self.id}-join"))
         recovery = self.storage.recovery
         log.info("member %d started: term %d, commit %d, applied %d, log [%d, %d]%s",
                  self.id, status.term, status.committed, status.applied,
@@ -352,18 +316,6 @@ class RaftCluster:
                  if recovery is not None else "")
         if self._on_start is not None:
             self._on_start(self)
-
-    def _check_peers(self, stored: Configuration, current: Configuration) -> None:
-        """Peers given on a restart must agree with the stored membership: the recorded one
-        or the configuration in force (addresses included); anything else is an operator's
-        mistake that would split the cluster, refused before this member speaks."""
-        wanted = self.bootstrap_configuration
-        if wanted is None:  # a joining member restarted without peers: nothing to compare
-            return
-        if any(_same_members(wanted, known) for known in (stored, current)):
-            return
-        raise MembershipMismatchError(self.id, _describe_members(wanted),
-                                      _describe_members(current))
 
     def _recover_state_machine(self) -> int:
         machine = self.state_machine
@@ -384,29 +336,6 @@ class RaftCluster:
         status = self._status
         return (self.id in status.configuration.voters
                 and status.committed >= status.configuration_index)
-
-    async def _announce(self) -> None:
-        """A joining member tells the cluster about itself (through the user's announcer, e.g.
-        a call to the leader's ``add_member``), retrying until it is an active voter. An
-        announcer that raises ``ConfigError`` (the cluster refused this member's credential:
-        no retry can help) ends the announcement and fails ``readiness`` with that error."""
-        delay = 0.1
-        address = self._static_peers[self.id]
-        readiness, announcer = self.readiness, self._announcer
-        if readiness is None or announcer is None:
-            return
-        while not readiness.done():
-            try:
-                await announcer(self.id, address, dict(self._metadata))
-            except ConfigError as error:
-                log.debug("member %d: announcement refused: %s", self.id, error)
-                if not readiness.done():
-                    readiness.set_exception(error)
-                return
-            except Exception as error:  # the announcer's failure is retried, and logged
-                log.warning("member %d: announcement failed (%s); retrying", self.id, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new commands, let in-flight ones finish within
@@ -456,7 +385,7 @@ class RaftCluster:
     def leader_address(self) -> str | None:
         """The leader's Raft address (where members reach it), if a leader is known."""
         leader = self.leader
-        return self._address_of(leader) if leader else None
+        return self._address_of(leader)
 
     #: the member metadata key that holds a member's application address (``pyraft node``
     #: publishes its HTTP API there); ``leader_endpoint`` and ``NotLeaderError`` report it
@@ -490,15 +419,7 @@ class RaftCluster:
         status = self.view
         if status is None or not self._running or self.fatal_error is not None:
             return False
-        window = status.options.election_ticks_lower
-        if status.is_leader:
-            configuration = status.configuration
-            heard = 0
-            for member in configuration.voters:
-                if member == self.id or status.heard_within(member, window):
-                    heard += 1
-            return heard >= configuration.quorum()
-        return bool(status.lead) and status.election_elapsed < window
+        return in_touch_with_quorum(status, self.id)
 
     @property
     def term(self) -> int:
@@ -526,7 +447,7 @@ class RaftCluster:
     def storage_failure(self) -> StorageError | None:
         """The storage failure refusing writes now (a full disk, an I/O error); None once
         storage works again."""
-        return self._failed
+        return self._writer.failed
 
     @property
     def commit_index(self) -> int:
@@ -546,38 +467,13 @@ class RaftCluster:
         SIGSTOP), so the lease expires ``lease_ticks * tick_ms`` after the real time of that
         tick, not after that many ticks: a member that was paused sees its lease gone at once
         and until a quorum answers a heartbeat sent after the pause."""
-        status = self.view
-        ticks = status.lease_remaining_ticks if status is not None else 0
-        if status is None or ticks <= 0:
-            return LeaseStatus(False, 0.0)
-        lease_ticks = status.options.lease_ticks
-        now = status.ticks
-        start = now + ticks - lease_ticks  # the tick the lease began in
-        back = now - start  # ticks ago; the newest entry of _tick_times is the tick now
-        times = self._tick_times
-        if back >= len(times):
-            return LeaseStatus(False, 0.0)  # older than the ticks remembered: expired
-        began = times[-1 - back]
-        remaining = began + lease_ticks * self.config.tick_ms / 1e3 \
-            - self._loop.time()
-        return LeaseStatus(remaining > 0, max(0.0, remaining * 1e3))
+        loop = self._loop if self.view is not None else None
+        return lease_status(self.view, self._clock, self.config.tick_ms,
+                            loop.time() if loop is not None else 0.0)
 
     @property
     def members(self) -> list[MemberStatus]:
-        status = self._status
-        configuration = status.configuration
-        out = []
-        for member in sorted(configuration.members):
-            out.append(MemberStatus(
-                id=member,
-                address=self._address_of(member),
-                metadata=configuration.metadata_of(member),
-                voter=member in configuration.voters,
-                is_self=member == self.id,
-                is_leader=member == status.lead,
-                match_index=status.match_index(member),
-            ))
-        return out
+        return self._peers.members(self._status)
 
     def on_leader_changed(self, callback: Callable[[LeaderChange], None]) -> None:
         self._bus.on_leader_changed(callback)
@@ -648,8 +544,8 @@ class RaftCluster:
             raise ClusterStoppedError(f"member {self.id} is not running")
         if self.fatal_error is not None:
             raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
-        if self._failed is not None:
-            raise self._failed
+        if self._writer.failed is not None:
+            raise self._writer.failed
         if not self.is_leader:
             raise self._not_leader()
 
@@ -785,10 +681,9 @@ class RaftCluster:
             raise ProposalDroppedError(f"member {member} is already in the configuration")
         configuration = status.configuration.add_learner(member).with_info(member, address,
                                                                            metadata)
-        self._static_peers.setdefault(member, address)
+        self._peers.add(member, address)
         self._node.propose_configuration(configuration)
-        self._peers_configuration = None  # a static peer may be new: recompute the peers
-        self._update_peers()
+        self._peers.update(status.configuration)
         self._wake.set()
         failed = self._loop.create_future()
         self._waiters.failed_catch_up[member] = failed
@@ -859,14 +754,14 @@ class RaftCluster:
         interval = self.config.tick_ms / 1000.0
         loop = self._loop
         next_at = loop.time() + interval
-        times = self._tick_times
+        clock = self._clock
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at += interval
             if loop.time() - next_at > 10 * interval:  # the loop was blocked: do not burst
                 next_at = loop.time() + interval
             self._node.tick()
-            times.append(loop.time())
+            clock.ticked(loop.time())
             if self._persisting:
                 # the processing task waits for a sync: the heartbeats (and appends) of
                 # this leader leave now instead of after it (a slow disk must not look
@@ -941,7 +836,7 @@ class RaftCluster:
             self._send_now(rd.messages)
         self._persisting = True
         try:
-            await self._persist(rd)
+            await self._writer.persist(rd)
         finally:
             self._persisting = False
         if rd.persisted_messages:  # answers go out before this member applies
@@ -960,7 +855,7 @@ class RaftCluster:
             self._report_leadership_lost(lost)
         if rd.soft_state is not None:
             self._leader_changed(rd.soft_state, rd.leadership_lost)
-        self._update_peers()
+        self._peers.update(self._status.configuration)
         self._resolve_waiters()
         self.metrics.after_ready(self._status, self.applied_index,
                                  time.perf_counter() - started)
@@ -972,71 +867,6 @@ class RaftCluster:
             sent.inc(1, (message.dst,))
             transport.send(message)
         transport.flush()
-
-    async def _persist(self, rd: Ready) -> None:
-        storage = self.storage
-        metrics = self.metrics
-        while True:
-            try:
-                if rd.snapshot_chunks:  # written before their acknowledgements leave
-                    await self._loop.run_in_executor(self._executor,
-                                                     self._snapshots.write_chunks,
-                                                     rd.snapshot_chunks)
-                if rd.snapshot is not None:
-                    started = time.perf_counter()
-                    size = await self._snapshots.install_received(rd.snapshot.meta)
-                    self.applied_index = rd.snapshot.meta.index
-                    metrics.snapshots.inc(1, ("installed",))
-                    metrics.snapshot_seconds.observe(time.perf_counter() - started,
-                                                     ("installed",))
-                    metrics.snapshot_bytes.observe(size, ("installed",))
-                self._snapshots.discard_unused_receive()
-                if rd.entries:
-                    started = time.perf_counter()
-                    for batch in rd.entries:
-                        storage.append(batch)
-                    metrics.append_seconds.observe(time.perf_counter() - started)
-                    metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
-                if rd.hard_state is not None or rd.must_sync:
-                    started = time.perf_counter()
-                    if self._sync_inline(rd):
-                        self._sync(rd.hard_state, bool(rd.entries))
-                    else:
-                        await self._loop.run_in_executor(self._executor, self._sync,
-                                                         rd.hard_state, bool(rd.entries))
-                    elapsed = time.perf_counter() - started
-                    metrics.fsync_seconds.observe(elapsed)
-                    if rd.entries:
-                        self._sync_seconds += (elapsed - self._sync_seconds) / 8
-                if self._failed is not None:
-                    log.warning("member %d: storage works again", self.id)
-                    self._failed = None
-                return
-            except StorageError as error:
-                if self._failed is None:
-                    log.error("member %d: cannot persist (%s); refusing writes and retrying",
-                              self.id, error)
-                self._failed = error
-                metrics.storage_failures.inc()
-                await asyncio.sleep(1.0)
-
-    def _sync_inline(self, rd: Ready) -> bool:
-        """Sync on the loop's thread rather than in the executor? Handing a sync to a thread
-        and back costs two thread wake-ups (~0.1 ms here), more than a fast disk's
-        fdatasync of a small batch. So: when the storage has nothing to sync (in memory),
-        or when syncs have been fast (under ``inline_sync_max_ms`` on average) and this
-        batch is small. A slow disk keeps the loop free: its syncs go to the executor."""
-        if not self.storage.durable:
-            return True
-        if self._sync_seconds * 1e3 > self.inline_sync_max_ms:
-            return False
-        return sum(batch.nbytes for batch in rd.entries) <= self.inline_sync_bytes_max
-
-    def _sync(self, hard_state: HardState | None, entries: bool) -> None:
-        if entries:
-            self.storage.sync()
-        if hard_state is not None:
-            self.storage.set_hard_state(hard_state)
 
     def _apply(self, rd: Ready) -> None:
         machine = self.state_machine
@@ -1089,58 +919,11 @@ class RaftCluster:
             self._tasks.remove(task)
 
     def _address_of(self, member: int | None) -> str | None:
-        if member is None:
-            return None
-        address = self.view.configuration.address_of(member) if self.view else None
-        return address or self._static_peers.get(member)
+        return self._peers.address_of(member, self.view.configuration if self.view else None)
 
-    def _update_peers(self) -> None:
-        configuration = self._status.configuration
-        if configuration is self._peers_configuration:
-            return  # the usual Ready: nothing about the members changed
-        self._peers_configuration = configuration
-        shape = (configuration.voters, configuration.learners)
-        if shape != self._configuration_logged:
-            if self._configuration_logged is not None:
-                log.info("member %d: configuration is now voters %s, learners %s", self.id,
-                         sorted(configuration.voters), sorted(configuration.learners))
-                before = self._configuration_logged[0] | self._configuration_logged[1]
-                after = configuration.members
-                for member in sorted(after - before):
-                    self._emit("member-added", member)
-                for member in sorted(before - after):
-                    self._emit("member-removed", member)
-            self._configuration_logged = shape
-        peers = {}
-        for member in configuration.members | set(self._static_peers):
-            if member == self.id:
-                continue
-            address = self._routes.get(member) or self._address_of(member)
-            if address:
-                peers[member] = address
-        if peers != self._peers_snapshot:
-            self._peers_snapshot = peers
-            self.transport.set_peers(peers)
-
-
-def _same_members(a: Configuration, b: Configuration) -> bool:
-    """The same voters and learners at the same addresses (where both know one)."""
-    if a.voters != b.voters or a.learners != b.learners:
-        return False
-    for member in a.members:
-        first, second = a.address_of(member), b.address_of(member)
-        if first and second and first != second:
-            return False
-    return True
-
-
-def _describe_members(configuration: Configuration) -> str:
-    parts = []
-    for member in sorted(configuration.members):
-        address = configuration.address_of(member)
-        learner = " (learner)" if member in configuration.learners else ""
-        parts.append(f"{member}={address}{learner}" if address else f"{member}{learner}")
-    return ",".join(parts)
+    def _snapshot_installed(self, index: int) -> None:
+        """A snapshot from the leader was installed: the state machine is at ``index``."""
+        self.applied_index = index
 
 
 def _default_transport(config: ClusterConfig) -> Transport:
