@@ -22,10 +22,17 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from pyraft.core.membership import Configuration
 from pyraft.core.view import CoreView
-from pyraft.errors import ConfigError, MembershipMismatchError
+from pyraft.errors import (
+    CommandLostError,
+    CommandOutcomeUnknownError,
+    ConfigError,
+    MembershipMismatchError,
+    ProposalDroppedError,
+)
 from pyraft.transport.base import Transport
 
-__all__ = ["Announcer", "MemberStatus", "Peers", "announce", "bootstrap", "check_peers"]
+__all__ = ["Announcer", "MemberStatus", "Peers", "added", "announce", "bootstrap",
+           "check_peers", "removed"]
 
 log = logging.getLogger("pyraft.cluster")
 
@@ -172,6 +179,33 @@ class Peers:
             )
             for member in sorted(configuration.members)
         ]
+
+
+def added(status: CoreView, member: int, term: int, failed: asyncio.Future[None]) -> bool:
+    """Whether ``add_member(member)``, proposed by this leader in ``term``, is done: ``member``
+    is a voter in a committed configuration. Raises ``ProposalDroppedError`` when the leader
+    gave up warming it up (``failed``), ``CommandOutcomeUnknownError`` when leadership changed
+    meanwhile."""
+    if failed.done():
+        raise ProposalDroppedError(f"member {member} could not catch up; removed")
+    if status.term != term or not status.is_leader:
+        raise CommandOutcomeUnknownError(
+            f"leadership changed while member {member} was being added: it may or may not "
+            "be (or become) a voter; look at the configuration")
+    return member in status.configuration.voters and status.configuration_committed
+
+
+def removed(status: CoreView, member: int, term: int, index: int) -> bool:
+    """Whether the entry at ``index`` that removes ``member`` (appended in ``term``) is
+    committed: also on a member that stepped down meanwhile (it learns the commit from the
+    next leader). Raises ``CommandLostError`` when another leader's entry took its index."""
+    if status.committed < index:
+        return False
+    entry_term = status.term_or_none(index)
+    if entry_term is not None and entry_term != term:
+        raise CommandLostError(f"the removal of member {member} (entry {index}) was "
+                               "replaced by a later leader's entry")
+    return True
 
 
 async def announce(member_id: int, address: str, metadata: Mapping[str, str],

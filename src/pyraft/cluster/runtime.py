@@ -17,24 +17,22 @@ The runtime is the only layer that owns time and I/O. It drives the pure core
 - ``replicate`` calls that arrive during one loop turn become one batch (one write, one
   sync, one AppendEntries per follower).
 
-A disk state machine (``pyraft.storage.state_machine.DiskStateMachine``) is its own snapshot:
-when it flushes, storage durably records a snapshot of metadata only (an external snapshot)
-before releasing the log behind it. A follower that needs a snapshot gets an export of the
-leader's store (``open_snapshot``), spooled to a temporary file on another thread and sent in
-chunks from there; a follower installs what it receives with ``install_chunks``, then records
-the metadata and resets its log.
+This module keeps the lifecycle, the tick and Ready loops and the public API; the rest of
+the write path lives in parts, each tested on its own:
 
-Snapshots stream from disk to disk: the leader's core reads each chunk from the snapshot file
-(or the export's spool file) as it sends it, a window of ``snapshot_inflight_bytes_max``
-bytes in flight; the follower's core hands each chunk out in its Ready and this runtime
-writes it on the I/O thread to a temporary file (in the snapshot store, or a spool file for
-a disk state machine or a log kept in memory) before the acknowledgement leaves; the last
-chunk is synced and installed atomically. A transfer interrupted resumes from the bytes
-written (the partial file is kept across leader changes while the snapshot is the same).
+- ``ledger``: the queue of writes, its bound, the writes in flight and the fate of each
+  (result, ``CommandLostError``, ``CommandOutcomeUnknownError``); pure;
+- ``persist``: persisting a Ready (group commit, inline or I/O-thread syncs, retry every
+  second while storage fails: ``replicate`` raises the ``StorageError`` meanwhile);
+- ``snapshots``: the state machine's snapshot sink, snapshot files written off the loop,
+  snapshots received in chunks and installed, exports of a disk state machine's store;
+- ``waiters``: commit, applied, read-index and membership waiters, failed all at once;
+- ``events``: leader changes and cluster events, the ``LeadershipToken``;
+- ``membership``: the bootstrap membership, the peers the transport dials, announcements;
+- ``lease``: the leader's lease in real time, contact with a quorum.
 
-Disk failures stop writes: ``replicate`` raises the ``StorageError`` (``StorageFullError``
-for a full disk) and the runtime retries persisting the same Ready every second, so the node
-resumes by itself when space returns and nothing acknowledged is lost.
+The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage through the
+``pyraft.core.storage.LogStore`` protocol; every setting comes from ``ClusterConfig``.
 """
 
 from __future__ import annotations
@@ -43,6 +41,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -55,7 +54,15 @@ from typing import Any
 from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
 from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.ledger import ProposalLedger
-from pyraft.cluster.membership import MemberStatus, Peers, announce, bootstrap, check_peers
+from pyraft.cluster.membership import (
+    MemberStatus,
+    Peers,
+    added,
+    announce,
+    bootstrap,
+    check_peers,
+    removed,
+)
 from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.snapshots import Snapshotting, read_whole
 from pyraft.cluster.waiters import Waiters
@@ -689,16 +696,7 @@ class RaftCluster:
         self._waiters.failed_catch_up[member] = failed
 
         term = status.term
-
-        def done() -> bool:
-            if failed.done():
-                raise ProposalDroppedError(f"member {member} could not catch up; removed")
-            if status.term != term or not status.is_leader:
-                raise CommandOutcomeUnknownError(
-                    f"leadership changed while member {member} was being added: it may or "
-                    "may not be (or become) a voter; look at the configuration")
-            return member in status.configuration.voters and status.configuration_committed
-
+        done = functools.partial(added, status, member, term, failed)
         try:
             await self._wait_until(done, timeout)
         finally:
@@ -712,20 +710,7 @@ class RaftCluster:
         self._node.remove_member(member)
         index = status.pending_conf_index  # the entry that removes it
         self._wake.set()
-
-        def done() -> bool:
-            # Done when that very entry is committed (also on a member that stepped down
-            # meanwhile: it learns the commit from the next leader); lost when another
-            # leader's entry took its index.
-            if status.committed < index:
-                return False
-            entry_term = status.term_or_none(index)
-            if entry_term is not None and entry_term != term:
-                raise CommandLostError(f"the removal of member {member} (entry {index}) was "
-                                       "replaced by a later leader's entry")
-            return True
-
-        await self._wait_until(done, timeout)
+        await self._wait_until(functools.partial(removed, status, member, term, index), timeout)
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
         if condition():
