@@ -1,9 +1,14 @@
 """``DurableLogStorage``: the core's log on disk.
 
-It implements the ``pyraft.core.storage.LogStorage`` protocol the core reads through, and
-the write side the runtime calls after each Ready, exactly like ``MemoryLogStorage`` (so the
-simulator runs on either): ``set_hard_state``, ``append``, ``sync``, ``apply_snapshot``,
-``create_snapshot``, ``compact``.
+It implements the ``pyraft.core.storage.LogStore`` protocol: the ``LogStorage`` the core
+reads through, and the write side the runtime calls after each Ready, exactly like
+``MemoryLogStorage`` (so the simulator runs on either): ``set_hard_state``, ``append``,
+``sync``, ``apply_snapshot``, ``create_snapshot``, ``compact``; its snapshots are files
+(``snapshot_files``: written off the loop, received straight into the store). Build one for a
+member with ``DurableLogStorage.from_config(config)``.
+
+Accessor convention (with ``raftcore.wal``): positions and terms are methods
+(``first_index()``, ``last_index()``, ``term(index)``), never properties.
 
 Layout under ``directory``: ``wal/`` (``raftcore.wal`` segments), ``snapshots/``
 (``SnapshotStore``), ``state/`` (``FileHardStateStore``, and ``membership``: the bootstrap
@@ -242,14 +247,14 @@ class DurableLogStorage(ExternalSnapshots):
         if meta is None or meta.index == 0:
             return
         wal = self.wal
-        if wal.last_index < meta.index or (
-            len(wal) and wal.first_index <= meta.index and wal.term_at(meta.index) != meta.term
+        if wal.last_index() < meta.index or (
+            len(wal) and wal.first_index() <= meta.index and wal.term_at(meta.index) != meta.term
         ):
             # the snapshot is newer than the log (installed from the leader): start after it
             wal.reset(meta.index + 1, meta.term)
-        elif wal.first_index > meta.index + 1:
+        elif wal.first_index() > meta.index + 1:
             raise CorruptStateError(
-                f"the log starts at {wal.first_index} but the snapshot ends at {meta.index}",
+                f"the log starts at {wal.first_index()} but the snapshot ends at {meta.index}",
                 wal.segments[0] if wal.segments else self.directory,
             )
         else:
@@ -261,11 +266,11 @@ class DurableLogStorage(ExternalSnapshots):
 
     def first_index(self) -> int:
         meta = self._snapshot_meta
-        return max(self.wal.first_index, meta.index + 1 if meta else 1)
+        return max(self.wal.first_index(), meta.index + 1 if meta else 1)
 
     def last_index(self) -> int:
         meta = self._snapshot_meta
-        return max(self.wal.last_index, meta.index if meta else 0)
+        return max(self.wal.last_index(), meta.index if meta else 0)
 
     def term(self, index: int) -> int:
         meta = self._snapshot_meta
@@ -392,7 +397,7 @@ class DurableLogStorage(ExternalSnapshots):
         first = batch.first_index
         invariant(first >= self.first_index(), f"append at {first} below the first index")
         try:
-            if first <= self.wal.last_index:
+            if first <= self.wal.last_index():
                 self.wal.truncate_suffix(first)
             self.wal.append(batch)
         except OSError as exc:
@@ -508,7 +513,7 @@ class DurableLogStorage(ExternalSnapshots):
             index <= covered,
             f"releasing the log up to {index}: the durable snapshot covers only up to {covered}",
         )
-        self.wal.release_prefix(min(index, self.wal.last_index))
+        self.wal.release_prefix(min(index, self.wal.last_index()))
 
     def close(self) -> None:
         if self.hard_state != self._saved:

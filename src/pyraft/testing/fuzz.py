@@ -271,8 +271,9 @@ def fuzz_wal(data: bytes) -> None:
     except WalCorruptionError:
         return
     try:
-        last = recovered.last_index
-        _check(recovered.first_index == 1, f"first index {recovered.first_index} after recovery")
+        last = recovered.last_index()
+        first = recovered.first_index()
+        _check(first == 1, f"first index {first} after recovery")
         common = min(last, count)
         if common:
             batch = recovered.read(1, common + 1)
