@@ -46,7 +46,7 @@ import pyraft
 from pyraft.bench.load import run_load
 from pyraft.bench.stats import make_result
 from pyraft.cluster.runtime import RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.errors import NotLeaderError, ProposalDroppedError, PyraftError
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import MemoryStateMachine
@@ -245,14 +245,17 @@ async def serve(args) -> None:
                              ssl_server=server_ssl, ssl_client=client_ssl)
     storage = DurableLogStorage(args.data, cluster_id=args.cluster_id, sync=args.sync) \
         if args.data else None
-    config = RaftConfig(member_id=args.id, tick_ms=args.tick_ms,
-                        election_timeout_ms_lower=args.election_ms,
-                        election_timeout_ms_upper=args.election_ms * 2, standby=args.standby,
-                        failure_dead_ms=args.failure_dead_ms)
+    # the transport above is built here, so the transport timeouts only need to be valid
+    config = ClusterConfig(member_id=args.id, tick_ms=args.tick_ms,
+                           election_timeout_ms_lower=args.election_ms,
+                           election_timeout_ms_upper=args.election_ms * 2, standby=args.standby,
+                           failure_dead_ms=args.failure_dead_ms, listen=args.listen,
+                           cluster_id=args.cluster_id, peers=peers, cold_start=not args.join,
+                           request_timeout_ms=min(100.0, args.election_ms),
+                           connect_timeout_ms=min(50.0, args.election_ms))
     machine_class = CountLog if args.state == "count" else ItemLog
     machine = machine_class(compaction="sequential", snapshot_entries=args.snapshot_entries)
-    cluster = RaftCluster(config, transport=transport, peers=peers, storage=storage,
-                          state_machine=machine, join=args.join)
+    cluster = RaftCluster(config, transport=transport, storage=storage, state_machine=machine)
     await cluster.start()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -81,6 +81,7 @@ from pyraft.core.messages import (
     MembershipEventKind,
     Snapshot,
 )
+from pyraft.core.storage import LogStore
 from pyraft.core.view import CoreView
 from pyraft.errors import (
     ClusterStoppedError,
@@ -146,7 +147,7 @@ class RaftCluster:
         config: ClusterConfig,
         *,
         transport: Transport | None = None,
-        storage: Any = None,
+        storage: LogStore | None = None,
         state_machine: StateMachine | None = None,
         announcer: Callable[[int, str, dict[str, str]], Awaitable[None]] | None = None,
         on_start: Callable[[RaftCluster], None] | None = None,
@@ -173,7 +174,7 @@ class RaftCluster:
         if storage is None:
             storage = DurableLogStorage.from_config(config) if config.data_dir is not None \
                 else MemoryLogStorage()
-        self.storage = storage
+        self.storage: LogStore = storage
         if state_machine is None:
             # consensus only; its snapshots go through the sink like any other's
             state_machine = ConsensusOnlyState(
@@ -252,7 +253,9 @@ class RaftCluster:
     async def start(self) -> None:
         if self._running:
             return
-        if self.bootstrap_configuration is None and self.storage.membership() is None:
+        stored = self.storage.membership()
+        initial = self.bootstrap_configuration
+        if initial is None and stored is None:
             raise ConfigError("peers", "a joining member needs the addresses of existing "
                                        "members on its first start (its storage holds no "
                                        "membership)")
@@ -261,9 +264,8 @@ class RaftCluster:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
-        stored = self.storage.membership()
-        if stored is None:  # the first start: the membership is durable before anything
-            self.storage.record_membership(self.bootstrap_configuration)
+        if stored is None and initial is not None:  # the first start: durable first
+            self.storage.record_membership(initial)
         if isinstance(self.state_machine, DiskStateMachine):
             finished = self.storage.resolve_install(self.state_machine.persisted_index())
             if finished is not None:
@@ -279,9 +281,9 @@ class RaftCluster:
         self.view = self._status = status = CoreView(core)
         self._snapshots.bind(loop, self._executor, core)
         self._writer.bind(loop, self._executor)
-        wanted = self.bootstrap_configuration  # given peers: never None (see bootstrap)
-        if stored is not None and self._peers_given is not None and wanted is not None:
-            check_peers(self.id, wanted, stored, core.configuration)
+        # peers given: the bootstrap is never None (see membership.bootstrap)
+        if stored is not None and self._peers_given is not None and initial is not None:
+            check_peers(self.id, initial, stored, core.configuration)
         self._clock = TickClock(options.lease_ticks)
         applied = self._recover_state_machine()
         if isinstance(self.state_machine, DiskStateMachine):

@@ -100,14 +100,18 @@ class LogStore(LogStorage, Protocol):
     Accessor convention (storage and ``raftcore``): positions and terms are methods
     (``first_index()``, ``last_index()``, ``term(index)``): they may compute or read."""
 
-    #: what was synced survives a restart (False: the member comes back as a new one)
-    durable: bool
-    #: where spool files of received or exported snapshots go (None: the system's temp dir)
-    directory: str | None
-    #: what opening the log found (None: nothing was opened, a log in memory)
-    recovery: RecoveryReport | None
-    #: snapshots are files written off the loop (None: kept in memory, stored at once)
-    snapshot_files: SnapshotFiles | None
+    @property
+    def durable(self) -> bool:
+        """What was synced survives a restart (False: the member comes back as a new one)."""
+    @property
+    def directory(self) -> str | None:
+        """Where spool files of received or exported snapshots go (None: the temp dir)."""
+    @property
+    def recovery(self) -> RecoveryReport | None:
+        """What opening the log found (None: nothing was opened, a log in memory)."""
+    @property
+    def snapshot_files(self) -> SnapshotFiles | None:
+        """Snapshots are files written off the loop (None: kept in memory, stored at once)."""
     #: called when the core needs an export of a disk state machine's store (the runtime)
     snapshot_wanted: Callable[[], None] | None
 
