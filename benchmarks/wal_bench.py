@@ -59,7 +59,7 @@ def wal_append_mb_s(base: str, mib: int, zero_fill: bool) -> float:
         started = time.perf_counter()
         written = 0
         while written < total:
-            batch = encode_entries(log.last_index + 1, 1, batch_payloads)
+            batch = encode_entries(log.last_index() + 1, 1, batch_payloads)
             log.append(batch)
             written += batch.nbytes
         fd_sync_started = time.perf_counter()
@@ -96,7 +96,7 @@ def wal_sync_rate(base: str, count: int) -> float:
         log.sync()
         started = time.perf_counter()
         for _ in range(count):
-            log.append(encode_entries(log.last_index + 1, 1, [ENTRY]))
+            log.append(encode_entries(log.last_index() + 1, 1, [ENTRY]))
             log.sync()
         elapsed = time.perf_counter() - started
     return count / elapsed
@@ -123,7 +123,7 @@ def group_commit_rate(base: str, writers: int, seconds: float) -> tuple[float, f
 
         async def writer() -> None:
             while not stop:
-                index = log.append(encode_entries(log.last_index + 1, 1, [ENTRY]))
+                index = log.append(encode_entries(log.last_index() + 1, 1, [ENTRY]))
                 future = loop.create_future()
                 waiters.append((index, future))
                 wake.set()
@@ -172,8 +172,8 @@ def recovery_mb_s(base: str, mib: int) -> float:
     path = fresh(base, "recovery")
     with WriteAheadLog(path, sync="never", zero_fill=False) as log:
         payloads = [ENTRY] * 256
-        while log.last_index * 1056 < (mib << 20):
-            log.append(encode_entries(log.last_index + 1, 1, payloads))
+        while log.last_index() * 1056 < (mib << 20):
+            log.append(encode_entries(log.last_index() + 1, 1, payloads))
     os.sync()
     if COLD["enabled"]:
         try:  # read from the disk, not the page cache (root only; otherwise a warm read)

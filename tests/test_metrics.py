@@ -173,9 +173,11 @@ def test_transport_counters_are_exported_when_present():
     class Counters:
         sent, received, dropped, connections, refused, errors = 5, 4, 3, 2, 1, 7
 
-    class Fake:
-        core = None
+    class Fake:  # what Metrics.refresh reads of a RaftCluster
+        view = None
+        stopped = False
         applied_index = 0
+        proposals_queued = 0
         transport = type("T", (), {"counters": Counters()})()
 
     samples = parse(render_prometheus(Metrics(opentelemetry=False), Fake()))
@@ -238,9 +240,12 @@ def test_bytes_per_peer_are_read_from_the_transport():
         peer_bytes_sent = {2: 1234}
         peer_bytes_received = {2: 99}
 
-    class Cluster:
+    class Cluster:  # what Metrics.refresh reads of a RaftCluster
         transport = Transport()
+        view = None
+        stopped = False
         applied_index = 0
+        proposals_queued = 0
 
     metrics = Metrics(1)
     metrics.refresh(Cluster())

@@ -117,8 +117,8 @@ def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
     directory = _wal_directory(directory)
     try:
         with WriteAheadLog(directory, cluster_id=cluster_id) as log:
-            print(f"{directory}: opens cleanly, entries [{log.first_index}, {log.last_index}]; "
-                  f"torn tail cut: {log.recovery.torn_bytes} bytes")
+            print(f"{directory}: opens cleanly, entries [{log.first_index()}, "
+                  f"{log.last_index()}]; torn tail cut: {log.recovery.torn_bytes} bytes")
             return 0
     except WalClusterMismatchError as exc:  # not damage: nothing to repair
         print(f"{directory}: belongs to cluster {exc.stored_cluster_id}, not cluster "
@@ -134,7 +134,7 @@ def _wal_repair(directory: str, cluster_id: int, yes: bool) -> int:
     with WriteAheadLog(directory, cluster_id=cluster_id, repair=True) as log:
         for line in log.recovery.repaired:
             print(f"repaired: {line}")
-        print(f"{directory}: entries [{log.first_index}, {log.last_index}]")
+        print(f"{directory}: entries [{log.first_index()}, {log.last_index()}]")
     return 0
 
 

@@ -153,6 +153,8 @@ LIMITS: dict[str, _Range] = {
     "unknown_members_max": _Range(0, 2**32 - 1),
     "user_requests_inflight_max": _Range(1, 2**32 - 1),
     "receive_bytes_per_s_min": _Range(0, 2**32 - 1),
+    "inline_sync_max_ms": _Range(0, 1_000.0),
+    "inline_sync_bytes_max": _Range(0, 2**32 - 1),
 }
 
 _C = TypeVar("_C", bound="RaftConfig")
@@ -791,8 +793,9 @@ class ClusterConfig(RaftConfig):
     frame_bytes_max: int = FRAME_BYTES_MAX
     #: messages queued for one peer; past this, messages to it are dropped (Raft retries)
     send_queue_messages_max: int = 1_024
-    #: proposals waiting to enter the core (back-pressure)
-    proposal_queue_max: int = 1_024
+    #: commands waiting to enter the core (back-pressure); a ``replicate_many`` bigger than
+    #: this still enters an empty queue, alone
+    proposal_queue_max: int = 65_536
     #: a proposal arriving at a full queue waits for room ("wait") or is refused at once with
     #: ``ProposalDroppedError`` ("raise")
     proposal_queue_full: str = "wait"
@@ -811,6 +814,12 @@ class ClusterConfig(RaftConfig):
     receive_bytes_per_s_min: int = 64 * 1024
     #: None: plain TCP
     tls: TlsConfig | None = None
+    #: the WAL's syncs of small batches run on the loop's thread while they take less than
+    #: this on average (handing a sync to the I/O thread and back costs more than a fast
+    #: disk's fdatasync); 0: always on the I/O thread
+    inline_sync_max_ms: float = 0.5
+    #: ... and while the batch holds at most this many bytes
+    inline_sync_bytes_max: int = 256 * 1024
 
     def __post_init__(self) -> None:
         for name in ("peers", "metadata", "routes"):

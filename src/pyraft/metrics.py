@@ -45,6 +45,11 @@ import sys
 import time
 import weakref
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyraft.cluster.runtime import RaftCluster
+    from pyraft.core.view import CoreView
 
 log = logging.getLogger("pyraft.metrics")
 
@@ -77,7 +82,7 @@ class _Instrument:
         self.help = help
         self.labels = labels
         self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
-        self.otel = None  # the mirrored OpenTelemetry instrument, if any
+        self.otel: Any = None  # the mirrored OpenTelemetry instrument, if any
         self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
         self._attribute_cache: dict[tuple, dict] = {}
 
@@ -214,7 +219,7 @@ class _Registry:
             observed = {}
         live = observed.get(instrument.name)
         if live is None:
-            live = observed[instrument.name] = weakref.WeakSet()
+            live = observed[instrument.name] = weakref.WeakSet[Any]()
 
             def observe(_options) -> Iterator:
                 for each in list(live):
@@ -409,37 +414,35 @@ class Metrics(_Registry):
         for name in ROLES:
             self.role.set(1 if name == role else 0, (name,))
 
-    def after_ready(self, cluster, seconds: float) -> None:
-        """Record one handled Ready: its duration and the state it left."""
+    def after_ready(self, status: CoreView, applied_index: int, seconds: float) -> None:
+        """Record one handled Ready: its duration and the state it left (``status``: the
+        core's read-only view; ``applied_index``: the member's)."""
         self.ready_seconds.observe(seconds)
-        core = cluster.core
-        self.term.set(core.term)
-        self.commit_index.set(core.log.committed)
-        self.applied_index.set(cluster.applied_index)
+        self.term.set(status.term)
+        self.commit_index.set(status.committed)
+        self.applied_index.set(applied_index)
 
-    def refresh(self, cluster) -> None:
+    def refresh(self, cluster: RaftCluster) -> None:
         """Read the values that are pulled rather than recorded from ``cluster``."""
         self.refresh_process()
-        core = getattr(cluster, "core", None)
-        if core is not None:
-            self.term.set(core.term)
-            if getattr(cluster, "_stopped", False):  # a stopped member leads nothing
+        status = cluster.view
+        if status is not None:
+            self.term.set(status.term)
+            if cluster.stopped:  # a stopped member leads nothing
                 self.leader_changed("follower", 0)
             else:
-                self.leader_changed(core.role.value, core.lead)
-            self.commit_index.set(core.log.committed)
-            last = core.log.last_index()
+                self.leader_changed(status.role.value, status.lead)
+            self.commit_index.set(status.committed)
+            last = status.last_index
             self.last_index.set(last)
             lag = self.replication_lag
             lag.values.clear()
-            if core.role.value == "leader":
-                for member, progress in core.progress.items():
+            if status.is_leader:
+                for member, progress in status.progress.items():
                     if member != cluster.id:
                         lag.set(max(0, last - progress.match), (member,))
-        self.applied_index.set(getattr(cluster, "applied_index", 0))
-        queue = getattr(cluster, "_queue", None)
-        if queue is not None:
-            self.proposal_queue_depth.set(len(queue))
+        self.applied_index.set(cluster.applied_index)
+        self.proposal_queue_depth.set(cluster.proposals_queued)
         transport = getattr(cluster, "transport", None)
         counters = getattr(transport, "counters", None)
         if counters is not None:
@@ -529,7 +532,7 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def render_prometheus(metrics: Metrics | ClientMetrics, cluster=None) -> str:
+def render_prometheus(metrics: Metrics | ClientMetrics, cluster: RaftCluster | None = None) -> str:
     """The instruments in the Prometheus text format (version 0.0.4); with ``cluster``, the
     pulled values are refreshed first."""
     if cluster is not None and isinstance(metrics, Metrics):
@@ -553,7 +556,8 @@ def render_prometheus(metrics: Metrics | ClientMetrics, cluster=None) -> str:
                 lines.append(f"{name}_sum{series_labels} {_number(total)}")
                 lines.append(f"{name}_count{series_labels} {count}")
         else:
-            for labels, value in sorted(instrument.values.items(), key=lambda item: str(item[0])):
+            values = instrument.values if isinstance(instrument, (Counter, Gauge)) else {}
+            for labels, value in sorted(values.items(), key=lambda item: str(item[0])):
                 lines.append(f"{name}{_labels(instrument.labels, labels)} {_number(value)}")
     return "\n".join(lines) + "\n"
 
@@ -781,7 +785,7 @@ class PrometheusCollector:
         kind = (core.CounterMetricFamily if isinstance(instrument, Counter)
                 else core.GaugeMetricFamily)
         family = kind(instrument.name, instrument.help, labels=labels)
-        if with_samples:
+        if with_samples and isinstance(instrument, (Counter, Gauge)):
             for values, value in sorted(instrument.values.items(),
                                         key=lambda item: str(item[0])):
                 family.add_metric([str(v) for v in values], value)

@@ -20,6 +20,11 @@ being deleted by a ``deleter``) are not part of the log: recovery removes them.
 
 I/O failures raise ``OSError`` with the errno (ENOSPC included) and the path; the log stays
 consistent: a failed append leaves the durable and written positions where they were.
+
+Accessor convention (shared with ``pyraft.storage`` and the core's ``LogStorage``): positions
+and terms are methods, ``first_index()``, ``last_index()``, ``durable_index()``,
+``last_term()``, ``term_at(index)``; what describes the log as a whole and does not move with
+appends is an attribute (``recovery``, ``segments``, ``directory``).
 """
 
 cimport cython
@@ -248,17 +253,14 @@ cdef class WriteAheadLog:
         self._last_sync = time.monotonic()
 
     # ---- positions ---------------------------------------------------------------------------
-    @property
     def first_index(self):
         """Index of the oldest stored entry (the next index when the log is empty)."""
         return self._index.first_index if len(self._index) else self._next_index
 
-    @property
     def last_index(self):
         """Index of the newest written entry (``first_index - 1`` when empty)."""
         return self._next_index - 1
 
-    @property
     def durable_index(self):
         """Highest index known durable under the sync policy."""
         return self._durable
@@ -362,8 +364,8 @@ cdef class WriteAheadLog:
         self._require_open()
         if index >= self._next_index:
             return
-        if index < self.first_index:
-            raise ValueError(f"truncate at {index} below the first index {self.first_index}")
+        if index < self.first_index():
+            raise ValueError(f"truncate at {index} below the first index {self.first_index()}")
         seq, position, _term = self._index.lookup(index)
         offset = position
         while self._segments and (<_Segment>self._segments[-1]).seq > seq:
@@ -392,7 +394,7 @@ cdef class WriteAheadLog:
         nothing newer. With ``index`` at or past the last entry the log becomes empty and the
         next append must be ``index + 1`` (``prev_term`` is then the snapshot's term)."""
         self._require_open()
-        if index < self.first_index:
+        if index < self.first_index():
             return
         if index >= self._next_index - 1:
             if prev_term is None:
@@ -448,9 +450,9 @@ cdef class WriteAheadLog:
         self._require_open()
         if hi <= lo:
             return empty_batch(lo)
-        if lo < self.first_index or hi > self._next_index:
+        if lo < self.first_index() or hi > self._next_index:
             raise IndexError(f"range [{lo}, {hi}) is outside the log "
-                             f"[{self.first_index}, {self._next_index})")
+                             f"[{self.first_index()}, {self._next_index})")
         if max_bytes is not None:
             # no more entries than could fit: every record is at least its header
             hi = min(hi, lo + max(1, max_bytes // RECORD_HEADER_BYTES + 1))
@@ -645,7 +647,7 @@ cdef class WriteAheadLog:
                 self._index.reset(self._next_index, 0)
         report.segments = len(self._segments)
         report.records = len(self._index)
-        report.first_index = self.first_index
+        report.first_index = self.first_index()
         report.last_index = self._next_index - 1
         report.seconds = time.monotonic() - started
         return report

@@ -12,7 +12,7 @@ import pickle
 import pytest
 
 from pyraft.cluster import ClusterStoppedError, ClusterTimeoutError, RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.errors import NotLeaderError
 from pyraft.storage.state_machine import MemoryStateMachine
 from pyraft.testing.cluster import (
@@ -59,8 +59,9 @@ async def until(condition, timeout: float = 10.0, what: str = "condition") -> No
 def with_endpoints(network: MemoryNetwork):
     """Three members, each publishing its HTTP address in its metadata, as pyraft node does."""
     members = [
-        RaftCluster(RaftConfig(member_id=m, tick_ms=5.0), transport=network.transport(m),
-                    peers=PEERS, state_machine=Counter(), metadata={"http": HTTP[m]})
+        RaftCluster(ClusterConfig(member_id=m, tick_ms=5.0, peers=PEERS,
+                                  metadata={"http": HTTP[m]}),
+                    transport=network.transport(m), state_machine=Counter())
         for m in PEERS
     ]
     return members
@@ -124,8 +125,8 @@ def test_wait_for_leader_times_out_naming_the_timeout_and_refuses_when_stopped()
     async def body() -> None:
         network = MemoryNetwork()
         # member 1 alone of three: it can never elect a leader
-        config = RaftConfig(member_id=1, tick_ms=5.0)
-        member = RaftCluster(config, transport=network.transport(1), peers=PEERS)
+        config = ClusterConfig(member_id=1, tick_ms=5.0, peers=PEERS)
+        member = RaftCluster(config, transport=network.transport(1))
         await member.start()
         try:
             with pytest.raises(TimeoutError, match=r"no leader known within .*0\.25 s") as info:

@@ -12,7 +12,7 @@ import trustme
 
 from pyraft.cluster import RaftCluster
 from pyraft.cluster.messaging import MessageTimeoutError, Messenger, RemoteHandlerError
-from pyraft.config import ClusterConfig, RaftConfig, TlsConfig
+from pyraft.config import ClusterConfig, TlsConfig
 from pyraft.storage.log import DurableLogStorage
 from pyraft.testing.cluster import leader_of, memory_cluster, run_on_fresh_loop
 from pyraft.testing.processes import free_port
@@ -89,8 +89,8 @@ def test_messaging_over_tcp():
     async def body():
         peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
         members = [
-            RaftCluster(RaftConfig(member_id=m, tick_ms=5),
-                        transport=TcpTransport(m, peers[m], cluster_id=9), peers=peers)
+            RaftCluster(ClusterConfig(member_id=m, tick_ms=5, peers=peers),
+                        transport=TcpTransport(m, peers[m], cluster_id=9))
             for m in peers
         ]
         for member in members:
@@ -127,14 +127,13 @@ def tls_members(peers, certs, trust, directory=None):
     ``trust[id]`` the CA it accepts; durable storage under ``directory`` when given. The
     certificates need not name their member (``tls_member_identity=False``)."""
     return [
-        RaftCluster(RaftConfig(member_id=m, tick_ms=5),
+        RaftCluster(ClusterConfig(member_id=m, tick_ms=5, peers=peers),
                     transport=TcpTransport(m, peers[m], cluster_id=9,
                                            ssl_server=server_context(certs[m], trust[m]),
                                            ssl_client=client_context(certs[m], trust[m]),
                                            connect_timeout_ms=1000.0,
                                            request_timeout_ms=1000.0,
                                            tls_member_identity=False),
-                    peers=peers,
                     storage=None if directory is None else DurableLogStorage(directory / f"m{m}"))
         for m in peers
     ]

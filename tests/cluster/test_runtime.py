@@ -6,7 +6,6 @@ Every test fails on an unhandled exception in the event loop and on tasks left r
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 
@@ -14,7 +13,7 @@ import msgpack
 import pytest
 
 from pyraft.cluster import ClusterStoppedError, LeaderChange, RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.errors import NotLeaderError
 from pyraft.storage.interpreter import Command, CommandInterpreter, handles
 from pyraft.storage.log import DurableLogStorage
@@ -196,7 +195,7 @@ def test_writes_of_a_deposed_leader_whose_entries_were_replaced_fail_in_an_idle_
             for write in done:
                 with pytest.raises(CommandOutcomeUnknownError, match="replaced"):
                     write.result()
-            assert not old.is_leader and old._proposals == collections.deque()
+            assert not old.is_leader and not old._ledger.proposals
             # and the new leader's own writes are unaffected
             assert await new.replicate(KV.encode(Get(key="after"))) == 2
 
@@ -286,9 +285,9 @@ def test_add_and_remove_members():
             leader = await leader_of(members)
             for i in range(50):
                 await leader.replicate(KV.encode(Put(key="a", value=i)))
-            joining = RaftCluster(RaftConfig(member_id=4, tick_ms=5),
-                                  transport=network.transport(4), peers=peers4,
-                                  state_machine=KV(), join=True)
+            joining = RaftCluster(ClusterConfig(member_id=4, tick_ms=5, peers=peers4,
+                                                cold_start=False),
+                                  transport=network.transport(4), state_machine=KV())
             await joining.start()
             try:
                 await leader.add_member(4, peers4[4], {"zone": "b"}, timeout=5)
@@ -356,10 +355,10 @@ def test_a_joining_member_announces_itself_and_becomes_ready():
                 with contextlib.suppress(Exception):  # "already a member" on a retry
                     await current.add_member(member, address, metadata, timeout=3)
 
-            joining = RaftCluster(RaftConfig(member_id=4, tick_ms=5),
-                                  transport=network.transport(4), peers=peers4,
-                                  state_machine=KV(), join=True, announcer=announcer,
-                                  metadata={"rack": "r4"})
+            joining = RaftCluster(ClusterConfig(member_id=4, tick_ms=5, peers=peers4,
+                                                cold_start=False, metadata={"rack": "r4"}),
+                                  transport=network.transport(4), state_machine=KV(),
+                                  announcer=announcer)
             await joining.start()
             try:
                 await asyncio.wait_for(joining.readiness, 5)
@@ -379,8 +378,8 @@ def test_standby_members_never_lead():
     async def body():
         network = MemoryNetwork()
         members = [
-            RaftCluster(RaftConfig(member_id=m, tick_ms=5, standby=m == 3),
-                        transport=network.transport(m), peers=PEERS)
+            RaftCluster(ClusterConfig(member_id=m, tick_ms=5, standby=m == 3, peers=PEERS),
+                        transport=network.transport(m))
             for m in PEERS
         ]
         for member in members:
@@ -404,8 +403,6 @@ def test_standby_members_never_lead():
 
 
 def test_from_config_with_tcp_and_durable_storage(tmp_path):
-    from pyraft.config import ClusterConfig
-
     async def body():
         config = ClusterConfig(member_id=1, listen="127.0.0.1:0", data_dir=str(tmp_path / "d"),
                                tick_ms=5).validate()
@@ -421,8 +418,6 @@ def test_from_config_with_tcp_and_durable_storage(tmp_path):
 
 
 def test_from_config_hands_the_transport_its_limits():
-    from pyraft.config import ClusterConfig
-
     async def body():
         config = ClusterConfig(member_id=1, listen="127.0.0.1:0", tick_ms=5, ttl_hops=17,
                                handshakes_max=3, unknown_members_max=0,
@@ -456,9 +451,9 @@ def test_events_for_roles_leaders_and_members():
 
             collector = asyncio.ensure_future(collect())
             await asyncio.sleep(0)  # subscribed from here on
-            joining = RaftCluster(RaftConfig(member_id=4, tick_ms=5),
-                                  transport=network.transport(4), peers=peers4,
-                                  state_machine=KV(), join=True)
+            joining = RaftCluster(ClusterConfig(member_id=4, tick_ms=5, peers=peers4,
+                                                cold_start=False),
+                                  transport=network.transport(4), state_machine=KV())
             await joining.start()
             try:
                 await leader.add_member(4, peers4[4], timeout=5)
@@ -534,18 +529,18 @@ def test_syncs_run_inline_only_while_they_are_fast_and_small(tmp_path):
     big batch) goes to the executor so the loop keeps serving."""
     from raftcore.framing import encode_entries
 
-    config = RaftConfig(member_id=1)
-    memory = RaftCluster(config, transport=MemoryNetwork().transport(1), peers={1: "a:1"})
-    durable = RaftCluster(config, transport=MemoryNetwork().transport(1), peers={1: "a:1"},
+    config = ClusterConfig(member_id=1, peers={1: "a:1"})
+    memory = RaftCluster(config, transport=MemoryNetwork().transport(1))
+    durable = RaftCluster(config, transport=MemoryNetwork().transport(1),
                           storage=DurableLogStorage(str(tmp_path), sync="always"))
 
     class Rd:
         def __init__(self, size):
             self.entries = [encode_entries(1, 1, [b"x" * size])]
 
-    assert memory._sync_inline(Rd(10 << 20))  # nothing to sync: always inline
-    assert durable._sync_inline(Rd(100))
-    assert not durable._sync_inline(Rd(1 << 20))  # a big batch: the executor
-    durable._sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
-    assert not durable._sync_inline(Rd(100))
+    assert memory._writer.sync_inline(Rd(10 << 20))  # nothing to sync: always inline
+    assert durable._writer.sync_inline(Rd(100))
+    assert not durable._writer.sync_inline(Rd(1 << 20))  # a big batch: the executor
+    durable._writer.sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
+    assert not durable._writer.sync_inline(Rd(100))
     durable.storage.close()

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 
 from pyraft.cluster import RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import MemoryStateMachine
 from pyraft.testing.cluster import PEERS, leader_of, run_on_fresh_loop
@@ -63,9 +63,9 @@ def test_an_ordinary_snapshot_streams_into_the_followers_snapshot_store(tmp_path
     async def body():
         network = MemoryNetwork(through_codec=True)
         members = [
-            RaftCluster(RaftConfig(member_id=m, tick_ms=5, snapshot_chunk_bytes=512,
-                                   snapshot_inflight_bytes_max=2048),
-                        transport=network.transport(m), peers=PEERS,
+            RaftCluster(ClusterConfig(member_id=m, tick_ms=5, snapshot_chunk_bytes=512,
+                                      snapshot_inflight_bytes_max=2048, peers=PEERS),
+                        transport=network.transport(m),
                         state_machine=KV(snapshot_entries=40), storage=storage(m))
             for m in PEERS
         ]

@@ -137,7 +137,6 @@ def test_from_config_without_a_state_machine_keeps_the_log_bounded(tmp_path, dur
 def test_the_default_state_machine_releases_wal_segments_on_disk(tmp_path):
     """On disk the log is released a whole segment at a time: with small segments, many
     writes leave only the few segments the last snapshots do not cover."""
-    from pyraft.config import RaftConfig
     from pyraft.storage.log import DurableLogStorage
     from pyraft.transport.memory import MemoryNetwork
 
@@ -145,9 +144,9 @@ def test_the_default_state_machine_releases_wal_segments_on_disk(tmp_path):
 
     async def body():
         storage = DurableLogStorage(tmp_path / "d", sync="never", segment_bytes_max=64 * 1024)
-        member = RaftCluster(RaftConfig(member_id=1, tick_ms=5),
-                             transport=MemoryNetwork().transport(1), peers={1: "a:1"},
-                             storage=storage, consensus_snapshot_entries=1000)
+        member = RaftCluster(ClusterConfig(member_id=1, tick_ms=5, peers={1: "a:1"},
+                                           consensus_snapshot_entries=1000),
+                             transport=MemoryNetwork().transport(1), storage=storage)
         async with member:
             await leader_of([member])
             await _write(member, 30_000)  # ~2 MB of records: ~30 segments written

@@ -66,10 +66,10 @@ def _resegment(wal_dir: Path, work: Path) -> None:
     the same entries (indexes, terms, kinds, payloads), only more files."""
     old = WriteAheadLog(str(wal_dir))
     try:
-        first, last = old.first_index, old.last_index
+        first, last = old.first_index(), old.last_index()
         assert last - first + 1 >= 4 * RECORDS_PER_SEGMENT, (first, last)
         batches = [old.read(i, i + 1) for i in range(first, last + 1)]
-        prev_term = old.term_at(first - 1) if first > 1 and first - 1 >= old.first_index \
+        prev_term = old.term_at(first - 1) if first > 1 and first - 1 >= old.first_index() \
             else None
     finally:
         old.close()

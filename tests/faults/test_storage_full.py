@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from pyraft.cluster.runtime import RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.core import Configuration
 from pyraft.errors import CorruptStateError, StorageFullError
 from pyraft.kv.http import bound_port, serve
@@ -169,11 +169,11 @@ async def _cluster(disks_by_member, machines, election_ms: float = 300.0):
     network = MemoryNetwork()
     members = {}
     for m in PEERS:
-        config = RaftConfig(member_id=m, tick_ms=10, election_timeout_ms_lower=election_ms,
-                            election_timeout_ms_upper=2 * election_ms)
+        config = ClusterConfig(member_id=m, tick_ms=10, election_timeout_ms_lower=election_ms,
+                               election_timeout_ms_upper=2 * election_ms, peers=PEERS)
         storage = FaultyLogStorage(disks_by_member[m], Configuration(frozenset(PEERS)),
                                    segment_bytes_max=SEGMENT_BYTES)
-        members[m] = RaftCluster(config, transport=network.transport(m), peers=PEERS,
+        members[m] = RaftCluster(config, transport=network.transport(m),
                                  state_machine=machines[m], storage=storage)
     for member in members.values():
         await member.start()

@@ -156,9 +156,8 @@ def test_wal_target_detects_lost_entries(monkeypatch):
     from raftcore import wal
 
     class Forgetful(wal.WriteAheadLog):  # recovery that drops the last entry
-        @property
         def last_index(self):
-            return max(0, super().last_index - 1)
+            return max(0, super().last_index() - 1)
 
     monkeypatch.setattr(wal, "WriteAheadLog", Forgetful)
     data = (REGRESSIONS / "wal/seed-tail-holds-a-valid-record.bin").read_bytes()

@@ -25,13 +25,13 @@ def payload_for(index: int, term: int) -> bytes:
 
 
 def append(log: WriteAheadLog, term: int, count: int) -> None:
-    first = log.last_index + 1
+    first = log.last_index() + 1
     log.append(encode_entries(first, term, [payload_for(first + i, term) for i in range(count)]))
 
 
 def check_against(log: WriteAheadLog, model: dict[int, int], lo: int | None = None) -> None:
-    lo = log.first_index if lo is None else lo
-    hi = log.last_index + 1
+    lo = log.first_index() if lo is None else lo
+    hi = log.last_index() + 1
     assert hi - 1 == (max(model) if model else hi - 1)
     if hi <= lo:
         return
@@ -62,29 +62,29 @@ def test_against_a_model(tmp_path_factory, data):
             if op == "append":
                 term += data.draw(st.integers(0, 1))
                 count = data.draw(st.integers(1, 6))
-                first = log.last_index + 1
+                first = log.last_index() + 1
                 append(log, term, count)
                 model.update({first + i: term for i in range(count)})
             elif op == "sync":
-                assert log.sync() == log.last_index
+                assert log.sync() == log.last_index()
             elif op == "truncate" and model:
-                at = data.draw(st.integers(log.first_index, log.last_index + 1))
+                at = data.draw(st.integers(log.first_index(), log.last_index() + 1))
                 log.truncate_suffix(at)
                 model = {i: t for i, t in model.items() if i < at}
                 if not model and at > 1:
                     model = {}
             elif op == "release" and model:
-                at = data.draw(st.integers(log.first_index, log.last_index))
+                at = data.draw(st.integers(log.first_index(), log.last_index()))
                 log.release_prefix(at)
-                assert log.first_index <= at + 1  # whole segments only: some may remain
-                model = {i: t for i, t in model.items() if i >= log.first_index}
+                assert log.first_index() <= at + 1  # whole segments only: some may remain
+                model = {i: t for i, t in model.items() if i >= log.first_index()}
             elif op == "reopen":
                 log.close()
                 log = open_log(path)
                 assert log.recovery.torn_bytes == 0
             elif op == "read" and model:
-                lo = data.draw(st.integers(log.first_index, log.last_index))
-                hi = data.draw(st.integers(lo, log.last_index + 1))
+                lo = data.draw(st.integers(log.first_index(), log.last_index()))
+                hi = data.draw(st.integers(lo, log.last_index() + 1))
                 limit = data.draw(st.one_of(st.none(), st.integers(1, 400)))
                 batch = log.read(lo, hi, limit)
                 if hi > lo:
@@ -119,7 +119,7 @@ def newest_segment(path) -> str:
 def test_torn_tail_at_every_byte_of_the_last_record(tmp_path):
     source = tmp_path / "source"
     log = build(source)
-    last, last_term = log.last_index, log.term_at(log.last_index)
+    last, last_term = log.last_index(), log.term_at(log.last_index())
     log.close()
     segment = newest_segment(source)
     with open(segment, "rb") as f:
@@ -141,7 +141,7 @@ def test_torn_tail_at_every_byte_of_the_last_record(tmp_path):
                     f.write(content)
             reopened = open_log(target)
             try:
-                assert reopened.last_index == last - 1, cut
+                assert reopened.last_index() == last - 1, cut
                 # the torn bytes are those of the partial record up to its last non-zero byte
                 expected_torn = len(original[start:cut].rstrip(b"\0"))
                 assert reopened.recovery.torn_bytes == expected_torn, (cut, zero_fill)
@@ -153,9 +153,9 @@ def test_torn_tail_at_every_byte_of_the_last_record(tmp_path):
                 reopened.close()
             again = open_log(target)
             try:
-                assert again.last_index == last + 1 and again.recovery.torn_bytes == 0
-                check_against(again, {i: again.term_at(i) for i in range(again.first_index,
-                                                                         again.last_index + 1)})
+                assert again.last_index() == last + 1 and again.recovery.torn_bytes == 0
+                check_against(again, {i: again.term_at(i) for i in range(again.first_index(),
+                                                                         again.last_index() + 1)})
             finally:
                 again.close()
 
@@ -178,7 +178,7 @@ def test_a_bit_flip_in_a_sealed_segment_is_corruption_with_its_location(tmp_path
     repaired = open_log(tmp_path, repair=True)
     try:
         first_of_sealed = int(os.path.basename(sealed).split(".")[0])
-        assert repaired.last_index == first_of_sealed - 1
+        assert repaired.last_index() == first_of_sealed - 1
         assert repaired.recovery.repaired
         assert not os.path.exists(segments[-1])
     finally:
@@ -235,12 +235,12 @@ def test_reset_after_a_snapshot_beyond_the_log(tmp_path):
     with open_log(tmp_path) as log:
         append(log, 1, 5)
         log.release_prefix(100, prev_term=3)
-        assert (log.first_index, log.last_index, log.last_term()) == (101, 100, 3)
+        assert (log.first_index(), log.last_index(), log.last_term()) == (101, 100, 3)
         assert log.term_at(100) == 3
         log.append(encode_entries(101, 3, [b"after"]))
         log.sync()
     with open_log(tmp_path) as log:
-        assert (log.first_index, log.last_index) == (101, 101)
+        assert (log.first_index(), log.last_index()) == (101, 101)
 
 
 def test_sync_policies(tmp_path):
@@ -248,9 +248,9 @@ def test_sync_policies(tmp_path):
         with open_log(tmp_path / policy, sync=policy, sync_interval_ms=10_000) as log:
             append(log, 1, 3)
             if policy == "always":
-                assert log.durable_index == 0 and log.sync() == 3
+                assert log.durable_index() == 0 and log.sync() == 3
             else:  # acknowledged at once; the fdatasync comes later (or never)
-                assert log.durable_index == 3 and log.sync() == 3
+                assert log.durable_index() == 3 and log.sync() == 3
     with pytest.raises(ValueError):
         WriteAheadLog(tmp_path / "x", sync="sometimes")
 
@@ -265,12 +265,12 @@ def test_random_operation_sequences_survive_reopen(tmp_path):
                 check_against(log, model)
             for _ in range(rng.randint(1, 8)):
                 term += rng.random() < 0.2
-                first = log.last_index + 1
+                first = log.last_index() + 1
                 count = rng.randint(1, 5)
                 append(log, term, count)
                 model.update({first + i: term for i in range(count)})
-            if rng.random() < 0.3 and log.last_index > log.first_index:
-                at = rng.randint(log.first_index + 1, log.last_index)
+            if rng.random() < 0.3 and log.last_index() > log.first_index():
+                at = rng.randint(log.first_index() + 1, log.last_index())
                 log.truncate_suffix(at)
                 model = {i: t for i, t in model.items() if i < at}
             log.sync()
@@ -296,7 +296,7 @@ def test_the_operator_commands(tmp_path, capsys):
     assert main(["wal", "repair", str(tmp_path), "--yes"]) == 0
     assert "repaired:" in capsys.readouterr().out
     with open_log(tmp_path) as repaired:
-        assert repaired.last_index == int(os.path.basename(segments[1]).split(".")[0]) - 1
+        assert repaired.last_index() == int(os.path.basename(segments[1]).split(".")[0]) - 1
 
 
 @settings(max_examples=40, deadline=None)
@@ -311,7 +311,7 @@ def test_a_read_with_a_byte_budget_is_the_longest_prefix_within_it(tmp_path_fact
     with open_log(path, segment_bytes_max=1 << 12) as log:
         for count in batches:
             append(log, 1, count)
-        last = log.last_index
+        last = log.last_index()
         lo = data.draw(st.integers(1, last))
         hi = data.draw(st.integers(lo + 1, last + 1))
         max_bytes = data.draw(st.integers(0, 3000))
@@ -349,15 +349,15 @@ def test_released_segments_go_to_the_deleter_oldest_first(tmp_path):
     released = [os.path.basename(p) for p in deleter.paths]
     assert released and released == before[:len(released)]  # oldest first, a prefix
     assert all(os.path.exists(p) for p in deleter.paths)  # the log deleted none itself
-    assert log.first_index > 1 and log.first_index <= 101
-    kept = log.read(log.first_index, log.last_index + 1)
-    assert kept.first_index == log.first_index and kept.last_index == log.last_index
+    assert log.first_index() > 1 and log.first_index() <= 101
+    kept = log.read(log.first_index(), log.last_index() + 1)
+    assert kept.first_index == log.first_index() and kept.last_index == log.last_index()
     log.close()
     assert deleter.waits == 1  # close waits for the deleter
     # a crash before the deleter ran: the released segments are still there, and recovery
     # reads them as the contiguous start of the log (the owner releases them again)
     again = open_log(tmp_path)
-    assert again.first_index == 1 and again.last_index == 145
+    assert again.first_index() == 1 and again.last_index() == 145
     check_against(again, {i: (i - 1) // 5 + 1 for i in range(1, 146)})
     again.deleter = deleter
     again.reset(500, 7)  # a reset waits for pending deletions before it deletes the rest
@@ -374,12 +374,12 @@ def test_recovery_removes_segments_a_deleter_had_renamed(tmp_path):
     log.sync()
     deleter = log.deleter = HoldingDeleter()
     log.release_prefix(100)
-    first_kept = log.first_index
+    first_kept = log.first_index()
     log.close()
     # a crash in the middle of the deleter's work: the oldest renamed, the next not yet
     os.rename(deleter.paths[0], deleter.paths[0] + RELEASED_SUFFIX)
     again = open_log(tmp_path)
     assert not os.path.exists(deleter.paths[0] + RELEASED_SUFFIX)
-    assert again.first_index < first_kept  # the segments not renamed are still read
-    check_against(again, {i: (i - 1) // 5 + 1 for i in range(again.first_index, 146)})
+    assert again.first_index() < first_kept  # the segments not renamed are still read
+    check_against(again, {i: (i - 1) // 5 + 1 for i in range(again.first_index(), 146)})
     again.close()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from pyraft.cluster import RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.kv import KVStateMachine
 from pyraft.kv.client import KVClient, RequestError, SessionExpiredError, UnavailableError
 from pyraft.kv.http import bound_port, serve
@@ -49,8 +49,9 @@ async def kv_cluster(network, **options):
         sockets[member] = sock
     http = {m: f"127.0.0.1:{s.getsockname()[1]}" for m, s in sockets.items()}
     members = [
-        RaftCluster(RaftConfig(member_id=m, tick_ms=5), transport=network.transport(m),
-                    peers=PEERS, state_machine=KVStateMachine(), metadata={"http": http[m]})
+        RaftCluster(ClusterConfig(member_id=m, tick_ms=5, peers=PEERS,
+                                  metadata={"http": http[m]}),
+                    transport=network.transport(m), state_machine=KVStateMachine())
         for m in PEERS
     ]
     runners = []

@@ -10,7 +10,7 @@ import asyncio
 import time
 
 from pyraft.cluster import RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 from pyraft.core.messages import Message, MessageType
 from pyraft.testing.processes import free_port
 from pyraft.transport.codec import (
@@ -237,12 +237,11 @@ def test_slow_loris_does_not_exhaust_memory_or_stall_a_cluster(run):
         limits = dict(handshakes_max=8, unknown_members_max=4, receive_bytes_per_s_min=4096)
         peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
         members = [
-            RaftCluster(RaftConfig(member_id=m, tick_ms=10, election_timeout_ms_lower=300,
-                                   election_timeout_ms_upper=600),
+            RaftCluster(ClusterConfig(member_id=m, tick_ms=10, election_timeout_ms_lower=300,
+                                      election_timeout_ms_upper=600, peers=peers),
                         transport=TcpTransport(m, peers[m], cluster_id=CLUSTER,
                                                connect_timeout_ms=250.0, request_timeout_ms=250.0,
-                                               **limits),
-                        peers=peers)
+                                               **limits))
             for m in peers
         ]
         stop = asyncio.Event()

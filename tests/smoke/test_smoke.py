@@ -103,9 +103,9 @@ def test_wal_append_and_reopen(tmp_path):
         log.append(framing.encode_entries(1, 1, payloads[:10]))
         log.append(framing.encode_entries(11, 2, payloads[10:]))
         log.sync()
-        assert log.durable_index == 20
+        assert log.durable_index() == 20
     with WriteAheadLog(tmp_path / "wal", cluster_id=11) as log:
-        assert (log.first_index, log.last_index, log.last_term()) == (1, 20, 2)
+        assert (log.first_index(), log.last_index(), log.last_term()) == (1, 20, 2)
         assert (log.term_at(10), log.term_at(11)) == (1, 2)
         assert log.recovery.torn_bytes == 0
         assert [bytes(p) for p in log.read(1, 21).payloads()] == payloads

@@ -28,9 +28,9 @@ WRITER = textwrap.dedent(
 
     log = WriteAheadLog(sys.argv[1], segment_bytes_max=64 * 1024, sync="always")
     term = int(sys.argv[2])
-    print("ready", log.last_index, flush=True)
+    print("ready", log.last_index(), flush=True)
     while True:
-        first = log.last_index + 1
+        first = log.last_index() + 1
         count = 1 + first % 17
         log.append(encode_entries(first, term, [payload(first + i) for i in range(count)]))
         print(log.sync(), flush=True)
@@ -71,8 +71,8 @@ def test_every_acknowledged_index_survives_sigkill(tmp_path):
             writer.stdout.close()
             writer.stderr.close()
         with WriteAheadLog(directory, segment_bytes_max=64 * 1024) as log:
-            assert log.last_index >= promised, f"trial {trial}: lost acknowledged entries"
-            batch = log.read(max(log.first_index, promised - 50), promised + 1)
+            assert log.last_index() >= promised, f"trial {trial}: lost acknowledged entries"
+            batch = log.read(max(log.first_index(), promised - 50), promised + 1)
             for index, _term, _kind, data in batch:
                 assert bytes(data) == payload(index)
     assert promised > 100  # the writer really ran under load

@@ -38,9 +38,8 @@ class Members:
         self.inbox: dict[int, list[Message]] = {}
         self.unreachable: dict[int, list[int]] = {}
 
-    async def start(self, *members: int, assign: bool = False) -> Members:
-        """Start ``members``, passing both callbacks to ``start``; ``assign``: the former
-        call shape, ``on_unreachable`` assigned before ``start(on_message)``."""
+    async def start(self, *members: int) -> Members:
+        """Start ``members``, passing both callbacks to ``start``."""
         for member in members:
             if self.kind == "tcp":
                 transport = TcpTransport(member, "127.0.0.1:0", cluster_id=1, **tcp_tests.FAST)
@@ -48,12 +47,7 @@ class Members:
                 transport = self.network.transport(member)
             self.inbox[member] = []
             self.unreachable[member] = []
-            if assign:
-                transport.on_unreachable = self.unreachable[member].append
-                await transport.start(self.inbox[member].append)
-            else:
-                await transport.start(self.inbox[member].append,
-                                      self.unreachable[member].append)
+            await transport.start(self.inbox[member].append, self.unreachable[member].append)
             self.transports[member] = transport
         addresses = {m: t.address or f"memory:{m}" for m, t in self.transports.items()}
         for transport in self.transports.values():
@@ -106,10 +100,9 @@ def test_contract_a_stopped_member_is_reported_unreachable(run, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("assign", [False, True], ids=["passed-to-start", "assigned-before"])
-def test_contract_unknown_members_are_reported_unreachable(run, kind, assign):
+def test_contract_unknown_members_are_reported_unreachable(run, kind):
     async def main():
-        members = await Members(kind).start(1, assign=assign)
+        members = await Members(kind).start(1)
         transport = members.transports[1]
         assert transport.on_unreachable == members.unreachable[1].append
         transport.send(heartbeat(1, 9, 0))
@@ -121,17 +114,18 @@ def test_contract_unknown_members_are_reported_unreachable(run, kind, assign):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_contract_on_unreachable_passed_to_start_wins(run, kind):
+def test_contract_callbacks_reach_a_transport_only_through_start(run, kind):
     async def main():
         transport = (TcpTransport(2, "127.0.0.1:0", cluster_id=1, **tcp_tests.FAST)
                      if kind == "tcp" else MemoryNetwork().transport(2))
-        assigned: list[int] = []
+        with pytest.raises(AttributeError):
+            transport.on_unreachable = print  # type: ignore[misc]
         passed: list[int] = []
-        transport.on_unreachable = assigned.append
         await transport.start(lambda message: None, passed.append)
+        assert transport.on_unreachable == passed.append
         transport.send(heartbeat(2, 9, 0))
         await asyncio.sleep(0.01)
-        assert passed == [9] and assigned == []
+        assert passed == [9]
         await transport.stop()
 
     run(main)

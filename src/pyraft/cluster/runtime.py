@@ -17,45 +17,56 @@ The runtime is the only layer that owns time and I/O. It drives the pure core
 - ``replicate`` calls that arrive during one loop turn become one batch (one write, one
   sync, one AppendEntries per follower).
 
-A disk state machine (``pyraft.storage.state_machine.DiskStateMachine``) is its own snapshot:
-when it flushes, storage durably records a snapshot of metadata only (an external snapshot)
-before releasing the log behind it. A follower that needs a snapshot gets an export of the
-leader's store (``open_snapshot``), spooled to a temporary file on another thread and sent in
-chunks from there; a follower installs what it receives with ``install_chunks``, then records
-the metadata and resets its log.
+This module keeps the lifecycle, the tick and Ready loops and the public API; the rest of
+the write path lives in parts, each tested on its own:
 
-Snapshots stream from disk to disk: the leader's core reads each chunk from the snapshot file
-(or the export's spool file) as it sends it, a window of ``snapshot_inflight_bytes_max``
-bytes in flight; the follower's core hands each chunk out in its Ready and this runtime
-writes it on the I/O thread to a temporary file (in the snapshot store, or a spool file for
-a disk state machine or a log kept in memory) before the acknowledgement leaves; the last
-chunk is synced and installed atomically. A transfer interrupted resumes from the bytes
-written (the partial file is kept across leader changes while the snapshot is the same).
+- ``ledger``: the queue of writes, its bound, the writes in flight and the fate of each
+  (result, ``CommandLostError``, ``CommandOutcomeUnknownError``); pure;
+- ``persist``: persisting a Ready (group commit, inline or I/O-thread syncs, retry every
+  second while storage fails: ``replicate`` raises the ``StorageError`` meanwhile);
+- ``snapshots``: the state machine's snapshot sink, snapshot files written off the loop,
+  snapshots received in chunks and installed, exports of a disk state machine's store;
+- ``waiters``: commit, applied, read-index and membership waiters, failed all at once;
+- ``events``: leader changes and cluster events, the ``LeadershipToken``;
+- ``membership``: the bootstrap membership, the peers the transport dials, announcements;
+- ``lease``: the leader's lease in real time, contact with a quorum.
 
-Disk failures stop writes: ``replicate`` raises the ``StorageError`` (``StorageFullError``
-for a full disk) and the runtime retries persisting the same Ready every second, so the node
-resumes by itself when space returns and nothing acknowledged is lost.
+The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage through the
+``pyraft.core.storage.LogStore`` protocol; every setting comes from ``ClusterConfig``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import os
 import random
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
-from pyraft.config import RaftConfig
+from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
+from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
+from pyraft.cluster.ledger import ProposalLedger
+from pyraft.cluster.membership import (
+    MemberStatus,
+    Peers,
+    added,
+    announce,
+    bootstrap,
+    check_peers,
+    removed,
+)
+from pyraft.cluster.persist import LogWriter
+from pyraft.cluster.snapshots import Snapshotting, read_whole
+from pyraft.cluster.waiters import Waiters
+from pyraft.config import ClusterConfig
 from pyraft.core import (
-    Configuration,
     MemoryLogStorage,
     Message,
     RaftNode,
@@ -68,27 +79,23 @@ from pyraft.core.messages import (
     LeadershipLost,
     MembershipEventKind,
     Snapshot,
-    SnapshotMeta,
 )
-from pyraft.core.storage import ExternalSnapshots
+from pyraft.core.storage import LogStore
+from pyraft.core.view import CoreView
 from pyraft.errors import (
     ClusterStoppedError,
     ClusterTimeoutError,
     CommandLostError,
     CommandOutcomeUnknownError,
     ConfigError,
-    LogCompactedError,
-    LogUnavailableError,
-    MembershipMismatchError,
     NotLeaderError,
     ProposalDroppedError,
     StorageError,
     invariant,
 )
 from pyraft.metrics import Metrics
-from pyraft.storage.files import SpooledData, SpoolWriter
+from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import (
-    SNAPSHOT_ENTRIES_DEFAULT,
     ConsensusOnlyState,
     DiskStateMachine,
     StateMachine,
@@ -96,90 +103,27 @@ from pyraft.storage.state_machine import (
 from pyraft.transport.base import Transport
 from raftcore.framing import KIND_COMMAND
 
-if TYPE_CHECKING:
-    from pyraft.config import ClusterConfig
-
 log = logging.getLogger("pyraft.cluster")
 
-__all__ = ["RaftCluster", "LeadershipToken", "LeaderChange", "LeaseStatus", "MemberStatus",
+__all__ = ["RaftCluster", "ClusterEvent", "LeadershipToken", "LeaderChange", "LeaseStatus",
+           "MemberStatus",
            "ClusterStoppedError", "ClusterTimeoutError", "CommandLostError",
            "CommandOutcomeUnknownError"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class LeaderChange:
-    leader: int | None  # None while no leader is known
-    term: int
-    address: str | None
-    #: set when this member stopped leading: why (``lost.reason``, ``lost.describe()``)
-    lost: LeadershipLost | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClusterEvent:
-    """``kind``: "leader-changed", "role-changed", "member-added" or "member-removed";
-    ``member``: the leader, this member or the member concerned; ``term``; ``role`` of this
-    member when the event happened."""
-
-    kind: str
-    member: int | None
-    term: int
-    role: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LeaseStatus:
-    valid: bool
-    expires_in_ms: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MemberStatus:
-    id: int
-    address: str | None
-    metadata: dict
-    voter: bool
-    is_self: bool
-    is_leader: bool
-    match_index: int | None  # known on the leader only
-
-
-class LeadershipToken:
-    """Valid while this member leads the term it was issued in; cancelled when it stops.
-
-    ``cancelled`` tells the state now; ``await token.wait_cancelled()`` returns when
-    leadership is lost; ``token.add_callback(fn)`` calls ``fn()`` then. Use it to abort work
-    that only the leader may do.
-    """
-
-    def __init__(self, term: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.term = term
-        self._future: asyncio.Future = loop.create_future()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._future.done()
-
-    async def wait_cancelled(self) -> None:
-        await asyncio.shield(self._future)
-
-    def add_callback(self, callback: Callable[[], None]) -> None:
-        self._future.add_done_callback(lambda _future: callback())
-
-    def _cancel(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
-
-
 class RaftCluster:
-    """A member of a Raft cluster. See the module docstring for how it runs.
+    """A member of a Raft cluster, built from its ``pyraft.config.ClusterConfig``. See the
+    module docstring for how it runs.
 
-    ``peers`` maps every initial member id (this one included) to its "host:port"; a member
-    alone in ``peers`` (or with no ``peers``) cold-starts a one-member cluster. With
-    ``join=True`` this member is not part of the starting configuration: it serves as a
-    non-voter until the leader's ``add_member`` brings it in (warmed up, then promoted).
-    ``address`` is where the others reach this member (default: ``peers[id]``, else the
-    transport's address).
+    Every setting comes from ``config``: ``peers`` maps every initial member id (this one
+    included) to its "host:port"; a member alone in ``peers`` (or with no ``peers``)
+    cold-starts a one-member cluster. With ``cold_start=False`` this member is not part of
+    the starting configuration: it serves as a non-voter until the leader's ``add_member``
+    brings it in (warmed up, then promoted; ``announcer`` may ask for that). The others reach
+    this member at ``config.endpoint`` (``public_endpoint``, else ``peers[member_id]``, else
+    ``listen``; a port 0 becomes the transport's bound port). ``metadata``, ``routes``,
+    the proposal queue's bound and policy, the graceful shutdown timeout and the inline
+    sync thresholds are the config's too.
 
     Membership is durable from the first start: before the member sends or answers
     anything, the bootstrap membership (``peers``, or this member alone) is recorded in
@@ -187,10 +131,11 @@ class RaftCluster:
     ``peers`` that contradict it (neither the recorded bootstrap membership nor the
     configuration in force) make ``start()`` raise ``MembershipMismatchError``.
 
-    ``storage`` is a log storage with the write side the runtime needs
-    (``pyraft.storage.log.DurableLogStorage`` for durable members; in-memory
-    ``MemoryLogStorage`` by default: such a member comes back from a restart as a new one,
-    whose vote counts only once caught up, ``RaftNode.fresh``). ``state_machine`` is a
+    ``transport``: None builds the TCP (or TLS) transport on ``listen`` from the config.
+    ``storage``: a ``pyraft.core.storage.LogStore``; None builds
+    ``DurableLogStorage.from_config(config)`` when ``data_dir`` is set, else an in-memory
+    ``MemoryLogStorage`` (such a member comes back from a restart as a new one, whose vote
+    counts only once caught up, ``RaftNode.fresh``). ``state_machine`` is a
     ``pyraft.storage.state_machine.StateMachine``; ``None`` (the default) means consensus
     only: a ``ConsensusOnlyState`` whose results are None and whose empty snapshots, one
     every ``consensus_snapshot_entries`` applied entries, release the log (in memory or on
@@ -199,172 +144,103 @@ class RaftCluster:
 
     def __init__(
         self,
-        config: RaftConfig,
+        config: ClusterConfig,
         *,
-        transport: Transport,
-        peers: Mapping[int, str] | None = None,
-        address: str | None = None,
+        transport: Transport | None = None,
+        storage: LogStore | None = None,
         state_machine: StateMachine | None = None,
-        storage: Any = None,
-        metadata: Mapping[str, str] | None = None,
-        proposal_queue_max: int = 65536,
-        proposal_queue_full: str = "wait",
-        graceful_shutdown_timeout_ms: float = 1000.0,
+        announcer: Callable[[int, str, dict[str, str]], Awaitable[None]] | None = None,
         on_start: Callable[[RaftCluster], None] | None = None,
         on_stop: Callable[[RaftCluster], None] | None = None,
-        join: bool = False,
-        announcer: Callable[[int, str, dict], Awaitable[None]] | None = None,
-        routes: Mapping[int, str] | None = None,
         meter_provider: Any = None,
-        inline_sync_max_ms: float = 0.5,
-        consensus_snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT,
     ) -> None:
+        if not isinstance(config, ClusterConfig):
+            raise TypeError(
+                f"RaftCluster takes a pyraft.config.ClusterConfig, not a "
+                f"{type(config).__name__}: a member's settings (peers, queue bounds, "
+                "storage, transport) are the ClusterConfig's fields")
         config.validate()
-        if proposal_queue_full not in ("wait", "raise"):
-            raise ValueError("proposal_queue_full must be 'wait' or 'raise'")
         self.config = config
         self.id = config.member_id
-        self.transport = transport
+        self.transport = transport if transport is not None else _default_transport(config)
+        peers: dict[int, str] | None = dict(config.peers) or None
+        join = not config.cold_start
         #: the members the caller named (None: none named; the stored membership, or this
         #: member alone on a first start)
         self._peers_given = dict(peers) if peers else None
-        if peers and self.id not in peers and not join:
-            raise ValueError(f"peers must include this member ({config.member_id})")
-        own = address or (peers or {}).get(self.id) or getattr(transport, "address", None) \
-            or config.listen
-        joined_before = join and not peers  # a restart: the storage holds the membership
-        peers = {**(peers or {}), self.id: own}
-        self._static_peers = dict(peers)
-        self._routes = dict(routes or {})
-        # A joining member is not in the configuration it starts from: it waits (never
-        # campaigning) until the leader adds it and the log tells it so.
-        voters = frozenset(peers) - {self.id} if join else frozenset(peers)
-        bootstrap = None
-        if voters:
-            # The same on every member (addresses only): each member's metadata reaches the
-            # others through the log, recorded by the leader (RaftNode.set_own_info).
-            bootstrap = Configuration(voters)
-            for member, member_address in peers.items():
-                if member in voters:
-                    bootstrap = bootstrap.with_info(member, member_address)
-        elif not joined_before:
-            raise ValueError("a joining member needs the addresses of existing members")
         #: the membership this member bootstraps with when its storage holds none (None: a
         #: joining member restarted without peers, which needs a stored membership)
-        self.bootstrap_configuration = bootstrap
-        self.storage = storage if storage is not None else MemoryLogStorage()
+        self.bootstrap_configuration, static = bootstrap(self.id, peers, config.endpoint, join)
+        if storage is None:
+            storage = DurableLogStorage.from_config(config) if config.data_dir is not None \
+                else MemoryLogStorage()
+        self.storage: LogStore = storage
         if state_machine is None:
-            # consensus only; its snapshots go through _snapshot_sink like any other's
-            state_machine = ConsensusOnlyState(snapshot_entries=consensus_snapshot_entries)
+            # consensus only; its snapshots go through the sink like any other's
+            state_machine = ConsensusOnlyState(
+                snapshot_entries=config.consensus_snapshot_entries)
         self.state_machine = state_machine
-        self.proposal_queue_max = proposal_queue_max
-        self.proposal_queue_full = proposal_queue_full
-        self.graceful_shutdown_timeout_ms = graceful_shutdown_timeout_ms
+        self.graceful_shutdown_timeout_ms = config.graceful_shutdown_timeout_ms
         self._on_start, self._on_stop = on_start, on_stop
         self._join = join
         self._announcer = announcer
-        self._metadata = dict(metadata or {})
-        self.readiness: asyncio.Future | None = None
+        self._metadata = dict(config.metadata)
+        #: the peers' addresses for the transport; the members added and removed
+        self._peers = Peers(self.id, static, config.routes, self.transport, self._emit)
+        self.readiness: asyncio.Future[None] | None = None
+        #: the core, driven by this runtime (None until started)
         self.core: RaftNode | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._wake: asyncio.Event | None = None
+        #: read-only status of the core (None until started): what the API, the metrics and
+        #: the key-value service read
+        self.view: CoreView | None = None
+        # the same two, for the runtime's own use once started
+        self._node: RaftNode
+        self._status: CoreView
+        # the loop, the I/O thread and the processing task's wake-up, from ``start()`` on
+        self._loop: asyncio.AbstractEventLoop
+        self._executor: concurrent.futures.ThreadPoolExecutor
+        self._wake: asyncio.Event
+        self._tasks: list[asyncio.Task[None]] = []
         # the processing task waits for this member's storage (a Ready being persisted):
         # the tick task sends the leader's heartbeats itself meanwhile
         self._persisting = False
-        self._loop_thread: int | None = None  # the thread the member runs on, once started
-        # waiting to enter the core: (payloads, future, many); _queued counts the payloads
-        self._queue: collections.deque = collections.deque()
-        self._queued = 0
-        self._space_waiters: list[asyncio.Future] = []  # writers waiting for queue space
-        self._proposals: collections.deque[_Proposal] = collections.deque()  # by index
-        self._reads: dict[bytes, asyncio.Future] = {}
-        self._ready_reads: list[tuple[int, asyncio.Future]] = []
-        self._commit_waiters: list[tuple[int, asyncio.Future]] = []
-        self._membership_waiters: list[tuple[Callable[[], bool], asyncio.Future]] = []
-        self._failed_catch_up: dict[int, asyncio.Future] = {}
+        #: the writes: queued for the core, in flight, and what happened to each
+        self._ledger = ProposalLedger(config.proposal_queue_max, config.proposal_queue_full)
+        #: callers waiting for a commit, an apply, a read index or a membership state
+        self._waiters = Waiters()
         self._read_ids = itertools.count(1)
-        self._token: LeadershipToken | None = None
-        self._callbacks: list[Callable[[LeaderChange], None]] = []
-        self._subscribers: list[asyncio.Queue] = []
-        self._failed: StorageError | None = None
+        #: leader changes and cluster events for the application; the leadership token
+        self._bus = EventBus()
         #: the exception that stopped this member's processing (a bug, a state machine that
         #: raised); the member refuses everything and should be restarted
         self.fatal_error: Exception | None = None
         self._running = False
         self._stopped = False
-        self._peers_snapshot: dict[int, str] = {}
-        self._export_task: asyncio.Task | None = None  # exporting a disk state machine
-        self._export_retry_at = 0.0  # loop time before which a failed export is not retried
-        self._configuration_logged: tuple | None = None
-        self._peers_configuration = None  # the configuration the transport's peers are from
-        self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
-        self._event_subscribers: list[asyncio.Queue] = []
         self._role_seen: Role | None = None
         self.applied_index = 0
-        #: a snapshot file is being written on the I/O thread; the newest snapshot asked for
-        #: meanwhile waits (meta, data, started) and is written next
-        self._snapshot_writing = False
-        self._snapshot_waiting: tuple | None = None
-        #: the snapshot being received from the leader: a writer (``write_at``, ``size``,
-        #: ``meta``, ``abort``) of its temporary file, and whether its last chunk is written
-        self._receiving = None
-        self._receiving_done = False
         # the loop time of the last ticks (newest last), for leases in real time
-        self._tick_times: collections.deque[float] = collections.deque()
-        #: sync on the loop's thread while syncs take less than this on average (and the
-        #: batch is under ``inline_sync_bytes_max``); 0 always uses the executor
-        self.inline_sync_max_ms = inline_sync_max_ms
-        self.inline_sync_bytes_max = 256 * 1024
-        self._sync_seconds = 0.0  # moving average of the syncs of entries
+        self._clock = TickClock()
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
+        self._snapshots = Snapshotting(
+            self.id, self.storage, self.state_machine, self.metrics,
+            chunk_bytes=config.core_options().snapshot_chunk_bytes,
+            running=lambda: self._running, failed=lambda: self.fatal_error is not None,
+            fatal=self._fatal, track=lambda task: self._tasks.append(task),
+            untrack=self._untrack)
+        self._writer = LogWriter(
+            self.id, self.storage, self.metrics, self._snapshots,
+            inline_sync_max_ms=config.inline_sync_max_ms,
+            inline_sync_bytes_max=config.inline_sync_bytes_max,
+            installed=self._snapshot_installed)
 
     @classmethod
     def from_config(cls, config: ClusterConfig, *, state_machine: StateMachine | None = None,
                     transport: Transport | None = None, **options: Any) -> RaftCluster:
-        """A member built from a ``pyraft.config.ClusterConfig``: TCP (or TLS) transport on
-        ``listen``, durable storage in ``data_dir`` (in memory when None), the configured
-        queue bounds and shutdown timeout; ``cold_start=False`` joins an existing cluster.
-        Without ``state_machine``, consensus only (see the class docstring)."""
-        from pyraft.storage.log import DurableLogStorage
-        from pyraft.transport.tcp import TcpTransport
-
-        config.validate()
-        if transport is None:
-            server_ssl = client_ssl = None
-            if config.tls is not None:
-                server_ssl, client_ssl = _ssl_contexts(config.tls)
-            transport = TcpTransport(
-                config.member_id, config.listen, cluster_id=config.cluster_id,
-                ssl_server=server_ssl, ssl_client=client_ssl,
-                connect_timeout_s=config.connect_timeout_ms / 1000.0,
-                request_timeout_s=config.request_timeout_ms / 1000.0,
-                frame_bytes_max=config.frame_bytes_max,
-                send_queue_messages_max=config.send_queue_messages_max,
-                backlog=config.server_backlog,
-                linger_s=None if config.linger_ms is None else config.linger_ms / 1000.0,
-                tls_member_identity=config.tls is not None and config.tls.member_identity,
-                ttl_hops=config.ttl_hops,
-                write_buffer_bytes=config.transmission_block_bytes,
-                handshakes_max=config.handshakes_max,
-                unknown_members_max=config.unknown_members_max,
-                user_requests_inflight_max=config.user_requests_inflight_max,
-                receive_bytes_per_s_min=config.receive_bytes_per_s_min,
-            )
-        storage = None
-        if config.data_dir is not None:
-            storage = DurableLogStorage(config.data_dir, cluster_id=config.cluster_id,
-                                        sync=config.sync,
-                                        sync_interval_ms=config.sync_interval_ms)
-        options.setdefault("consensus_snapshot_entries", config.consensus_snapshot_entries)
-        return cls(config, transport=transport, peers=dict(config.peers) or None,
-                   address=config.endpoint, state_machine=state_machine,
-                   storage=storage, metadata=config.metadata,
-                   proposal_queue_max=config.proposal_queue_max,
-                   proposal_queue_full=config.proposal_queue_full,
-                   graceful_shutdown_timeout_ms=config.graceful_shutdown_timeout_ms,
-                   join=not config.cold_start, routes=config.routes, **options)
+        """The same as ``RaftCluster(config, ...)``: TCP (or TLS) transport on ``listen``,
+        durable storage in ``data_dir`` (in memory when None), the configured queue bounds
+        and shutdown timeout; ``cold_start=False`` joins an existing cluster. Without
+        ``state_machine``, consensus only (see the class docstring)."""
+        return cls(config, state_machine=state_machine, transport=transport, **options)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> RaftCluster:
@@ -377,127 +253,95 @@ class RaftCluster:
     async def start(self) -> None:
         if self._running:
             return
-        if self.bootstrap_configuration is None and self.storage.membership() is None:
+        stored = self.storage.membership()
+        initial = self.bootstrap_configuration
+        if initial is None and stored is None:
             raise ConfigError("peers", "a joining member needs the addresses of existing "
                                        "members on its first start (its storage holds no "
                                        "membership)")
         loop = self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
-        stored = self.storage.membership()
-        if stored is None:  # the first start: the membership is durable before anything
-            self.storage.record_membership(self.bootstrap_configuration)
-        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
-                self.storage, ExternalSnapshots):
+        if stored is None and initial is not None:  # the first start: durable first
+            self.storage.record_membership(initial)
+        if isinstance(self.state_machine, DiskStateMachine):
             finished = self.storage.resolve_install(self.state_machine.persisted_index())
             if finished is not None:
                 log.warning("member %d: finished installing the snapshot at %d that a stop "
                             "interrupted", self.id, finished.index)
         options = self.config.core_options()
-        if not getattr(self.storage, "durable", False):
+        if not self.storage.durable:
             # a member whose storage does not survive a restart comes back as a new member:
             # its votes count only once a leader has caught it up (RaftNode.fresh)
             options = dataclasses.replace(options, fresh_start_guard=True)
         seed = int.from_bytes(os.urandom(8), "little")
-        self.core = core = RaftNode(options, self.storage, random.Random(seed))
-        if stored is not None and self._peers_given is not None:
-            self._check_peers(stored, core.configuration)
-        self._tick_times = collections.deque(maxlen=options.lease_ticks + 2)
+        self.core = self._node = core = RaftNode(options, self.storage, random.Random(seed))
+        self.view = self._status = status = CoreView(core)
+        self._snapshots.bind(loop, self._executor, core)
+        self._writer.bind(loop, self._executor)
+        # peers given: the bootstrap is never None (see membership.bootstrap)
+        if stored is not None and self._peers_given is not None and initial is not None:
+            check_peers(self.id, initial, stored, core.configuration)
+        self._clock = TickClock(options.lease_ticks)
         applied = self._recover_state_machine()
-        if isinstance(self.state_machine, DiskStateMachine) and isinstance(
-                self.storage, ExternalSnapshots):
-            self.storage.snapshot_wanted = self._snapshot_wanted
-        if applied > core.log.first_index() - 1:
+        if isinstance(self.state_machine, DiskStateMachine):
+            self.storage.snapshot_wanted = self._snapshots.snapshot_wanted
+        if applied > status.first_index - 1:
             core.restore_applied(applied)
-        self.applied_index = core.log.applied
-        self.transport.on_unreachable = self._on_unreachable
-        await self.transport.start(self._on_message)
-        own = self._static_peers[self.id]
-        if own.endswith(":0") and getattr(self.transport, "address", None):
-            own = self._static_peers[self.id] = self.transport.address  # the bound port
+        self.applied_index = status.applied
+        await self.transport.start(self._on_message, self._on_unreachable)
+        own = self._peers.static[self.id]
+        bound = self.transport.address  # the bound port, when listen asked for port 0
+        if own.endswith(":0") and bound:
+            own = self._peers.static[self.id] = bound  # the bound port
         core.set_own_info(own, self._metadata)
-        self._update_peers()
+        self._peers.update(core.configuration)
         self._running = True
         self._tasks = [
             loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
             loop.create_task(self._process_loop(), name=f"pyraft-{self.id}-ready"),
         ]
-        if hasattr(self.state_machine, "start"):
-            self.state_machine.start()
+        self.state_machine.start()
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
         self.readiness = loop.create_future()
-        self._membership_waiters.append((self._is_active_voter, self.readiness))
+        self._waiters.until(self._is_active_voter, self.readiness)
         self._resolve_waiters()
         if self._join and self._announcer is not None:
-            self._tasks.append(loop.create_task(self._announce(), name=f"pyraft-{self.id}-join"))
-        recovery = getattr(getattr(self.storage, "wal", None), "recovery", None)
+            self._tasks.append(loop.create_task(
+                announce(self.id, self._peers.static[self.id], self._metadata, self._announcer,
+                         self.readiness), name=f"pyraft-{self.id}-join"))
+        recovery = self.storage.recovery
         log.info("member %d started: term %d, commit %d, applied %d, log [%d, %d]%s",
-                 self.id, core.term, core.log.committed, core.log.applied,
-                 core.log.first_index(), core.log.last_index(),
+                 self.id, status.term, status.committed, status.applied,
+                 status.first_index, status.last_index,
                  f"; recovery read {recovery.records} entries in {recovery.segments} segments"
                  f", cut a torn tail of {recovery.torn_bytes} bytes"
                  if recovery is not None else "")
         if self._on_start is not None:
             self._on_start(self)
 
-    def _check_peers(self, stored: Configuration, current: Configuration) -> None:
-        """Peers given on a restart must agree with the stored membership: the recorded one
-        or the configuration in force (addresses included); anything else is an operator's
-        mistake that would split the cluster, refused before this member speaks."""
-        wanted = self.bootstrap_configuration
-        if any(_same_members(wanted, known) for known in (stored, current)):
-            return
-        raise MembershipMismatchError(self.id, _describe_members(wanted),
-                                      _describe_members(current))
-
     def _recover_state_machine(self) -> int:
         machine = self.state_machine
         storage = self.storage
-        if isinstance(storage, ExternalSnapshots) and isinstance(machine, DiskStateMachine):
+        if isinstance(machine, DiskStateMachine):
             # the store holds the state: only the metadata is needed
             snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
         else:  # a state machine restores from bytes: the stored file is read once, here
             snapshot = storage.snapshot()
-            snapshot = Snapshot(snapshot.meta, _whole(snapshot.data))
+            snapshot = Snapshot(snapshot.meta, read_whole(snapshot.data))
         hard, _ = self.storage.initial_state()
         commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
-        if hasattr(machine, "snapshot_sink") and machine.snapshot_sink is None:
-            machine.snapshot_sink = self._snapshot_sink
         return machine.recover(self.storage, commit,
-                               snapshot if snapshot.meta.index else None)
+                               snapshot if snapshot.meta.index else None,
+                               sink=self._snapshots.sink)
 
     def _is_active_voter(self) -> bool:
-        core = self.core
-        return (self.id in core.configuration.voters
-                and core.log.committed >= self._configuration_index())
-
-    def _configuration_index(self) -> int:
-        """Index of the newest configuration entry this member knows of (0: the bootstrap)."""
-        return self.core.configuration_index()
-
-    async def _announce(self) -> None:
-        """A joining member tells the cluster about itself (through the user's announcer, e.g.
-        a call to the leader's ``add_member``), retrying until it is an active voter. An
-        announcer that raises ``ConfigError`` (the cluster refused this member's credential:
-        no retry can help) ends the announcement and fails ``readiness`` with that error."""
-        delay = 0.1
-        address = self._static_peers[self.id]
-        while not self.readiness.done():
-            try:
-                await self._announcer(self.id, address, dict(self._metadata))
-            except ConfigError as error:
-                log.debug("member %d: announcement refused: %s", self.id, error)
-                if not self.readiness.done():
-                    self.readiness.set_exception(error)
-                return
-            except Exception as error:  # the announcer's failure is retried, and logged
-                log.warning("member %d: announcement failed (%s); retrying", self.id, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        status = self._status
+        return (self.id in status.configuration.voters
+                and status.committed >= status.configuration_index)
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new commands, let in-flight ones finish within
@@ -506,18 +350,18 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
-        pending = [p.future for p in self._proposals if not p.future.done()]
+        pending = [f for f in self._ledger.pending() if isinstance(f, asyncio.Future)]
         if pending:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
                     asyncio.gather(*pending, return_exceptions=True),
                     self.graceful_shutdown_timeout_ms / 1000.0,
                 )
-        if self.core.role is Role.LEADER:
-            lost = LeadershipLost(LeadershipLossReason.STOPPED, self.core.term)
+        if self._status.is_leader:
+            lost = LeadershipLost(LeadershipLossReason.STOPPED, self._status.term)
             self._report_leadership_lost(lost)
             self.metrics.leader_changed("follower", 0)
-            self._publish_leader_change(LeaderChange(None, self.core.term, None, lost))
+            self._bus.publish_leader_change(LeaderChange(None, self._status.term, None, lost))
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -528,18 +372,12 @@ class RaftCluster:
         if self.readiness is not None and not self.readiness.done():
             self.readiness.cancel()  # nobody may be waiting: cancel rather than fail
         self._fail_all(error)
-        if self._token is not None:
-            self._token._cancel()
-        if hasattr(self.state_machine, "close"):
-            self.state_machine.close()
-        if isinstance(self.storage, ExternalSnapshots):
-            self.storage.drop_export()  # an export's spool file, in memory storage too
-        if hasattr(self.storage, "close"):
-            await self._loop.run_in_executor(self._executor, self.storage.close)
+        self._bus.cancel_token()
+        self.state_machine.close()
+        self.storage.drop_export()  # an export's spool file, in memory storage too
+        await self._loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
-        receiving, self._receiving = self._receiving, None
-        if receiving is not None:  # after the I/O thread's last write
-            receiving.abort()  # a partial received snapshot: sent again after a restart
+        self._snapshots.abort_receive()  # after the I/O thread's last write
         log.info("member %d stopped", self.id)
         if self._on_stop is not None:
             self._on_stop(self)
@@ -547,13 +385,13 @@ class RaftCluster:
     # ---- state -------------------------------------------------------------------------------
     @property
     def leader(self) -> int | None:
-        return self.core.lead or None if self.core else None
+        return self.view.leader if self.view is not None else None
 
     @property
     def leader_address(self) -> str | None:
         """The leader's Raft address (where members reach it), if a leader is known."""
         leader = self.leader
-        return self._address_of(leader) if leader else None
+        return self._address_of(leader)
 
     #: the member metadata key that holds a member's application address (``pyraft node``
     #: publishes its HTTP API there); ``leader_endpoint`` and ``NotLeaderError`` report it
@@ -570,7 +408,8 @@ class RaftCluster:
             own = self._metadata.get(self.ENDPOINT_METADATA_KEY)
             if own:
                 return own
-        endpoint = self.core.configuration.metadata_of(leader).get(self.ENDPOINT_METADATA_KEY)
+        endpoint = self._status.configuration.metadata_of(leader).get(
+            self.ENDPOINT_METADATA_KEY)
         return str(endpoint) if endpoint else None
 
     def _not_leader(self) -> NotLeaderError:
@@ -583,56 +422,49 @@ class RaftCluster:
         lower election timeout (``election_timeout_ms_lower``): on the leader, a majority of
         the voters (itself included) was heard from within it; on any other member, a leader
         is known and was heard from within it. False while stopped or failed."""
-        core = self.core
-        if core is None or not self._running or self.fatal_error is not None:
+        status = self.view
+        if status is None or not self._running or self.fatal_error is not None:
             return False
-        window = core.options.election_ticks_lower
-        if core.role is Role.LEADER:
-            configuration = core.configuration
-            heard = 0
-            for member in configuration.voters:
-                pr = core.progress.get(member)
-                if member == self.id or (pr is not None and core.ticks - pr.heard_tick < window):
-                    heard += 1
-            return heard >= configuration.quorum()
-        return bool(core.lead) and core.election_elapsed < window
+        return in_touch_with_quorum(status, self.id)
 
     @property
     def term(self) -> int:
-        return self.core.term
+        return self._status.term
 
     @property
     def role(self) -> Role:
-        return self.core.role
+        return self._status.role
 
     @property
     def is_leader(self) -> bool:
-        return self.core is not None and self.core.role is Role.LEADER
+        return self.view is not None and self.view.is_leader
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``stop()`` was called (a stopped member leads nothing)."""
+        return self._stopped
+
+    @property
+    def proposals_queued(self) -> int:
+        """Writes (``replicate``/``replicate_many`` calls) waiting to enter the core."""
+        return self._ledger.queued_writes
 
     @property
     def storage_failure(self) -> StorageError | None:
         """The storage failure refusing writes now (a full disk, an I/O error); None once
         storage works again."""
-        return self._failed
+        return self._writer.failed
 
     @property
     def commit_index(self) -> int:
-        return self.core.log.committed
+        return self._status.committed
 
     @property
     def leadership_token(self) -> LeadershipToken | None:
         """The token of the current leadership of this member, or None when not leading."""
         if not self.is_leader:
             return None
-        return self._token_for_term()
-
-    def _token_for_term(self) -> LeadershipToken:
-        token = self._token
-        if token is None or token.term != self.core.term or token.cancelled:
-            if token is not None:
-                token._cancel()
-            token = self._token = LeadershipToken(self.core.term, self._loop)
-        return token
+        return self._bus.token_for_term(self._status.term, self._loop)
 
     @property
     def lease(self) -> LeaseStatus:
@@ -641,78 +473,33 @@ class RaftCluster:
         SIGSTOP), so the lease expires ``lease_ticks * tick_ms`` after the real time of that
         tick, not after that many ticks: a member that was paused sees its lease gone at once
         and until a quorum answers a heartbeat sent after the pause."""
-        core = self.core
-        ticks = core.lease_remaining_ticks() if core is not None else 0
-        if ticks <= 0:
-            return LeaseStatus(False, 0.0)
-        start = core.ticks + ticks - core.options.lease_ticks  # the tick the lease began in
-        back = core.ticks - start  # ticks ago; the newest entry of _tick_times is core.ticks
-        times = self._tick_times
-        if back >= len(times):
-            return LeaseStatus(False, 0.0)  # older than the ticks remembered: expired
-        began = times[-1 - back]
-        remaining = began + core.options.lease_ticks * self.config.tick_ms / 1e3 \
-            - self._loop.time()
-        return LeaseStatus(remaining > 0, max(0.0, remaining * 1e3))
+        loop = self._loop if self.view is not None else None
+        return lease_status(self.view, self._clock, self.config.tick_ms,
+                            loop.time() if loop is not None else 0.0)
 
     @property
     def members(self) -> list[MemberStatus]:
-        core = self.core
-        configuration = core.configuration
-        out = []
-        for member in sorted(configuration.members):
-            pr = core.progress.get(member)
-            out.append(MemberStatus(
-                id=member,
-                address=self._address_of(member),
-                metadata=configuration.metadata_of(member),
-                voter=member in configuration.voters,
-                is_self=member == self.id,
-                is_leader=member == core.lead,
-                match_index=pr.match if pr is not None else None,
-            ))
-        return out
+        return self._peers.members(self._status)
 
     def on_leader_changed(self, callback: Callable[[LeaderChange], None]) -> None:
-        self._callbacks.append(callback)
+        self._bus.on_leader_changed(callback)
 
     def on_event(self, callback: Callable[[ClusterEvent], None]) -> None:
         """Call ``callback`` for every leader change, role change and member added/removed."""
-        self._event_callbacks.append(callback)
+        self._bus.on_event(callback)
 
-    async def events(self) -> AsyncIterator[ClusterEvent]:
+    def events(self) -> AsyncIterator[ClusterEvent]:
         """Every ClusterEvent from now on (a bounded queue per subscriber)."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=256)
-        self._event_subscribers.append(queue)
-        try:
-            while self._running:
-                yield await queue.get()
-        finally:
-            self._event_subscribers.remove(queue)
+        return self._bus.events(lambda: self._running)
 
     def _emit(self, kind: str, member: int | None) -> None:
-        event = ClusterEvent(kind, member, self.core.term, self.core.role.value)
-        for callback in list(self._event_callbacks):
-            try:
-                callback(event)
-            except Exception:  # a user's callback must not stop the member
-                log.exception("event callback failed")
-        for queue in self._event_subscribers:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
+        status = self._status
+        self._bus.emit(ClusterEvent(kind, member, status.term, status.role.value))
 
-    async def leader_changes(self) -> AsyncIterator[LeaderChange]:
+    def leader_changes(self) -> AsyncIterator[LeaderChange]:
         """Every change of leader from now on (a bounded queue per subscriber: a slow reader
         misses intermediate changes, never the latest)."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=64)
-        self._subscribers.append(queue)
-        try:
-            while self._running:
-                yield await queue.get()
-        finally:
-            self._subscribers.remove(queue)
+        return self._bus.leader_changes(lambda: self._running)
 
     # ---- writes ------------------------------------------------------------------------------
     async def replicate(self, command: bytes, timeout: float | None = None) -> Any:
@@ -739,22 +526,22 @@ class RaftCluster:
         future = await self._enqueue(payloads, True)
         return await (future if timeout is None else asyncio.wait_for(future, timeout))
 
-    async def _enqueue(self, payloads: list, many: bool) -> asyncio.Future:
+    async def _enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
         self._check_writable()
         count = len(payloads)
-        if self._queued + count > self.proposal_queue_max and self._queued:
-            if self.proposal_queue_full == "raise":
+        ledger = self._ledger
+        if not ledger.has_room(count):
+            if ledger.queue_full == "raise":
                 raise ProposalDroppedError(
-                    f"the proposal queue holds {self._queued} commands (the bound is "
-                    f"{self.proposal_queue_max})")
-            while self._queued and self._queued + count > self.proposal_queue_max:
+                    f"the proposal queue holds {ledger.queued} commands (the bound is "
+                    f"{ledger.queue_max})")
+            while not ledger.has_room(count):
                 waiter = self._loop.create_future()
-                self._space_waiters.append(waiter)
+                ledger.wait_for_room(waiter)
                 await waiter
                 self._check_writable()
         future = self._loop.create_future()
-        self._queue.append((payloads, future, many))
-        self._queued += count
+        ledger.enqueue(payloads, future, many)
         self._wake.set()
         return future
 
@@ -763,8 +550,8 @@ class RaftCluster:
             raise ClusterStoppedError(f"member {self.id} is not running")
         if self.fatal_error is not None:
             raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
-        if self._failed is not None:
-            raise self._failed
+        if self._writer.failed is not None:
+            raise self._writer.failed
         if not self.is_leader:
             raise self._not_leader()
 
@@ -776,13 +563,13 @@ class RaftCluster:
             raise ClusterStoppedError(f"member {self.id} is not running")
         context = b"r%d:%d" % (self.id, next(self._read_ids))
         future = self._loop.create_future()
-        self._reads[context] = future
-        self.core.read_index(context)
+        self._waiters.add_read(context, future)
+        self._node.read_index(context)
         self._wake.set()
         try:
             return await (future if timeout is None else asyncio.wait_for(future, timeout))
         finally:
-            self._reads.pop(context, None)
+            self._waiters.drop_read(context)
 
     async def force_replication(self, timeout: float | None = None) -> None:
         """A heartbeat round acknowledged by a majority (on the leader)."""
@@ -791,18 +578,18 @@ class RaftCluster:
         await self.apply_read_barrier(timeout)
 
     async def wait_for_commit(self, index: int, timeout: float | None = None) -> None:
-        if self.core.log.committed >= index:
+        if self._status.committed >= index:
             return
         future = self._loop.create_future()
-        self._commit_waiters.append((index, future))
+        self._waiters.until_committed(index, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     async def wait_for_applied(self, index: int, timeout: float | None = None) -> None:
         """Wait until this member's state machine has applied ``index``."""
-        if self.core.log.applied >= index:
+        if self._status.applied >= index:
             return
         future = self._loop.create_future()
-        self._ready_reads.append((index, future))
+        self._waiters.until_applied(index, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     async def ensure_consistency(self, timeout: float | None = None) -> None:
@@ -819,7 +606,7 @@ class RaftCluster:
             while True:
                 leader = await self.wait_for_leader(self._remaining(deadline))
                 if leader == self.id:
-                    await self._wait_until(self.core.committed_in_current_term,
+                    await self._wait_until(self._committed_in_current_term,
                                            self._remaining(deadline))
                     return
                 # a read index the leader never answers (it lost the lead, the message was
@@ -844,13 +631,16 @@ class RaftCluster:
         known in time."""
         self._check_running()
         try:
-            await self._wait_until(lambda: bool(self.core.lead), timeout)
+            await self._wait_until(lambda: bool(self._status.lead), timeout)
         except asyncio.TimeoutError:
             raise ClusterTimeoutError(f"member {self.id}: no leader known within the "
                                       f"timeout of {timeout} s", timeout) from None
-        leader: int = self.core.lead
+        leader: int = self._status.lead
         invariant(leader != 0, "a leader was known when the wait ended")
         return leader
+
+    def _committed_in_current_term(self) -> bool:
+        return self._status.committed_in_current_term
 
     def _remaining(self, deadline: float | None) -> float | None:
         """Seconds left until ``deadline`` (loop time); None for no deadline; raises
@@ -863,7 +653,7 @@ class RaftCluster:
         return remaining
 
     def _check_running(self) -> asyncio.AbstractEventLoop:
-        if not self._running or self._loop is None:
+        if not self._running:
             raise ClusterStoppedError(f"member {self.id} is not running")
         if self.fatal_error is not None:
             raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
@@ -873,15 +663,16 @@ class RaftCluster:
     async def resign(self) -> int:
         if not self.is_leader:
             raise self._not_leader()
-        target = self.core.resign()
+        target = self._node.resign()
         self._wake.set()
         return target
 
     async def transfer_leadership(self, member: int, timeout: float | None = None) -> None:
         """Hand leadership to ``member``; returns once it leads (or raises on timeout)."""
-        self.core.transfer_leadership(member)
+        self._node.transfer_leadership(member)
         self._wake.set()
-        await self._wait_until(lambda: self.core.lead == member and self.core.term > 0, timeout)
+        status = self._status
+        await self._wait_until(lambda: status.lead == member and status.term > 0, timeout)
 
     # ---- membership --------------------------------------------------------------------------
     async def add_member(self, member: int, address: str,
@@ -891,66 +682,40 @@ class RaftCluster:
         returns once the configuration with it as a voter is committed."""
         if not self.is_leader:
             raise self._not_leader()
-        core = self.core
-        if member in core.configuration.members:
+        status = self._status
+        if member in status.configuration.members:
             raise ProposalDroppedError(f"member {member} is already in the configuration")
-        configuration = core.configuration.add_learner(member).with_info(member, address,
-                                                                         metadata)
-        self._static_peers.setdefault(member, address)
-        core.propose_configuration(configuration)
-        self._peers_configuration = None  # a static peer may be new: recompute the peers
-        self._update_peers()
+        configuration = status.configuration.add_learner(member).with_info(member, address,
+                                                                           metadata)
+        self._peers.add(member, address)
+        self._node.propose_configuration(configuration)
+        self._peers.update(status.configuration)
         self._wake.set()
         failed = self._loop.create_future()
-        self._failed_catch_up[member] = failed
+        self._waiters.failed_catch_up[member] = failed
 
-        term = core.term
-
-        def done() -> bool:
-            if failed.done():
-                raise ProposalDroppedError(f"member {member} could not catch up; removed")
-            if core.term != term or core.role is not Role.LEADER:
-                raise CommandOutcomeUnknownError(
-                    f"leadership changed while member {member} was being added: it may or "
-                    "may not be (or become) a voter; look at the configuration")
-            return member in core.configuration.voters and self._configuration_committed()
-
+        term = status.term
+        done = functools.partial(added, status, member, term, failed)
         try:
             await self._wait_until(done, timeout)
         finally:
-            self._failed_catch_up.pop(member, None)
+            self._waiters.failed_catch_up.pop(member, None)
 
     async def remove_member(self, member: int, timeout: float | None = None) -> None:
         if not self.is_leader:
             raise self._not_leader()
-        core = self.core
-        term = core.term
-        core.remove_member(member)
-        index = core.pending_conf_index  # the entry that removes it
+        status = self._status
+        term = status.term
+        self._node.remove_member(member)
+        index = status.pending_conf_index  # the entry that removes it
         self._wake.set()
-
-        def done() -> bool:
-            # Done when that very entry is committed (also on a member that stepped down
-            # meanwhile: it learns the commit from the next leader); lost when another
-            # leader's entry took its index.
-            if core.log.committed < index:
-                return False
-            entry_term = core.log.term_or_none(index)
-            if entry_term is not None and entry_term != term:
-                raise CommandLostError(f"the removal of member {member} (entry {index}) was "
-                                       "replaced by a later leader's entry")
-            return True
-
-        await self._wait_until(done, timeout)
-
-    def _configuration_committed(self) -> bool:
-        return self.core.pending_conf_index <= self.core.log.committed
+        await self._wait_until(functools.partial(removed, status, member, term, index), timeout)
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
         if condition():
             return
         future = self._loop.create_future()
-        self._membership_waiters.append((condition, future))
+        self._waiters.until(condition, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     # ---- the engine --------------------------------------------------------------------------
@@ -959,7 +724,7 @@ class RaftCluster:
             return
         self.metrics.messages_received.inc(1, (message.src,))
         try:
-            self.core.step(message)
+            self._node.step(message)
         except Exception as error:  # a bug: stop serving rather than go on half-broken
             self._fatal(error)
             return
@@ -967,31 +732,31 @@ class RaftCluster:
 
     def _on_unreachable(self, member: int) -> None:
         if self._running:
-            self.core.report_unreachable(member)
+            self._node.report_unreachable(member)
 
     async def _tick_loop(self) -> None:
         interval = self.config.tick_ms / 1000.0
         loop = self._loop
         next_at = loop.time() + interval
-        times = self._tick_times
+        clock = self._clock
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at += interval
             if loop.time() - next_at > 10 * interval:  # the loop was blocked: do not burst
                 next_at = loop.time() + interval
-            self.core.tick()
-            times.append(loop.time())
+            self._node.tick()
+            clock.ticked(loop.time())
             if self._persisting:
                 # the processing task waits for a sync: the heartbeats (and appends) of
                 # this leader leave now instead of after it (a slow disk must not look
                 # like a dead leader to the followers)
-                messages = self.core.take_leader_traffic()
+                messages = self._node.take_leader_traffic()
                 if messages:
                     self._send_now(messages)
             self._wake.set()
 
     async def _process_loop(self) -> None:
-        core = self.core
+        core = self._node
         try:
             while self.fatal_error is None:
                 await self._wake.wait()
@@ -1017,25 +782,17 @@ class RaftCluster:
         self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
     def _propose_queued(self) -> None:
-        if not self._queue:
+        ledger = self._ledger
+        batch = ledger.take_queue()
+        if batch is None:
             return
-        queue, self._queue = self._queue, collections.deque()
-        self._queued = 0
-        if len(queue) == 1:
-            payloads = queue[0][0]
-        else:
-            payloads = []
-            for item in queue:
-                payloads.extend(item[0])
-        self.metrics.proposal_batch.observe(len(payloads))
+        self.metrics.proposal_batch.observe(len(batch.payloads))
         try:
-            first, _last = self.core.propose(payloads, KIND_COMMAND)
+            first, _last = self._node.propose(batch.payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
                 error = self._not_leader()
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(error)
+            ledger.fail_batch(batch, error)
         except Exception as error:
             # A bug (the core refuses proposals only with the errors above): the processing
             # loop stops the member (_fatal), which fails the queue and the proposals; the
@@ -1043,46 +800,27 @@ class RaftCluster:
             # writers would wait forever.
             failure = ClusterStoppedError(f"member {self.id} failed: {error!r}")
             failure.__cause__ = error
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(failure)
+            ledger.fail_batch(batch, failure)
             raise
         else:
-            proposals = self._proposals
-            # Entries of ours at or past ``first`` were cut from the log (a later leader's
-            # entries replaced them while we followed; the Ready saying so is not handled yet)
-            _fail_replaced_proposals(proposals, first)
-            term = self.core.term
-            index = first
-            for items, future, many in queue:
-                last = index + len(items) - 1
-                proposals.append(_Proposal(index, last, term, future, many))
-                index = last + 1
-        if self._space_waiters:
-            self._wake_space_waiters()
-
-    def _wake_space_waiters(self) -> None:
-        waiters, self._space_waiters = self._space_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            ledger.proposed(batch, first, self._status.term)
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
-        proposals = self._proposals
-        if proposals and (rd.entries or rd.snapshot is not None) and not (
-                self.core.role is Role.LEADER and proposals[0].term == self.core.term):
+        ledger = self._ledger
+        if ledger.proposals and (rd.entries or rd.snapshot is not None) and not (
+                self._status.is_leader and ledger.leads_term(self._status.term)):
             # proposals from an earlier lead: this Ready may replace their entries
             if rd.snapshot is not None:  # it covers what is below: unknown
-                _fail_replaced_proposals(proposals, rd.snapshot.meta.index + 1, rd.entries,
-                                         covered=rd.snapshot.meta.index)
+                ledger.replaced(rd.snapshot.meta.index + 1, rd.entries,
+                                covered=rd.snapshot.meta.index)
             else:
-                _fail_replaced_proposals(proposals, rd.entries[0].first_index, rd.entries)
+                ledger.replaced(rd.entries[0].first_index, rd.entries)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
         self._persisting = True
         try:
-            await self._persist(rd)
+            await self._writer.persist(rd)
         finally:
             self._persisting = False
         if rd.persisted_messages:  # answers go out before this member applies
@@ -1090,26 +828,23 @@ class RaftCluster:
         if rd.committed:
             self._apply(rd)
         for state in rd.read_states:
-            future = self._reads.get(state.context)
-            if future is not None and not future.done():
-                self._ready_reads.append((state.index, future))
+            self._waiters.read_state(state.context, state.index)
         for event in rd.events:
             if event.kind is MembershipEventKind.CATCH_UP_FAILED:
-                failed = self._failed_catch_up.get(event.member)
-                if failed is not None and not failed.done():
-                    failed.set_result(None)
+                self._waiters.catch_up_failed(event.member)
             log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
                      event.index)
-        self.core.advance(rd)
+        self._node.advance(rd)
         for lost in rd.leadership_lost:
             self._report_leadership_lost(lost)
         if rd.soft_state is not None:
             self._leader_changed(rd.soft_state, rd.leadership_lost)
-        self._update_peers()
+        self._peers.update(self._status.configuration)
         self._resolve_waiters()
-        self.metrics.after_ready(self, time.perf_counter() - started)
+        self.metrics.after_ready(self._status, self.applied_index,
+                                 time.perf_counter() - started)
 
-    def _send_now(self, messages: list) -> None:
+    def _send_now(self, messages: list[Message]) -> None:
         sent = self.metrics.messages_sent
         transport = self.transport
         for message in messages:
@@ -1117,320 +852,13 @@ class RaftCluster:
             transport.send(message)
         transport.flush()
 
-    async def _persist(self, rd: Ready) -> None:
-        storage = self.storage
-        metrics = self.metrics
-        while True:
-            try:
-                if rd.snapshot_chunks:  # written before their acknowledgements leave
-                    await self._loop.run_in_executor(self._executor, self._write_chunks,
-                                                     rd.snapshot_chunks)
-                if rd.snapshot is not None:
-                    started = time.perf_counter()
-                    size = await self._install_received(rd.snapshot.meta)
-                    self.applied_index = rd.snapshot.meta.index
-                    metrics.snapshots.inc(1, ("installed",))
-                    metrics.snapshot_seconds.observe(time.perf_counter() - started,
-                                                     ("installed",))
-                    metrics.snapshot_bytes.observe(size, ("installed",))
-                if self._receiving_done:  # received whole but not installed (we had the
-                    self._receiving_done = False  # entries already): the file goes
-                    receiving, self._receiving = self._receiving, None
-                    if receiving is not None:
-                        receiving.abort()
-                if rd.entries:
-                    started = time.perf_counter()
-                    for batch in rd.entries:
-                        storage.append(batch)
-                    metrics.append_seconds.observe(time.perf_counter() - started)
-                    metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
-                if rd.hard_state is not None or rd.must_sync:
-                    started = time.perf_counter()
-                    if self._sync_inline(rd):
-                        self._sync(rd.hard_state, bool(rd.entries))
-                    else:
-                        await self._loop.run_in_executor(self._executor, self._sync,
-                                                         rd.hard_state, bool(rd.entries))
-                    elapsed = time.perf_counter() - started
-                    metrics.fsync_seconds.observe(elapsed)
-                    if rd.entries:
-                        self._sync_seconds += (elapsed - self._sync_seconds) / 8
-                if self._failed is not None:
-                    log.warning("member %d: storage works again", self.id)
-                    self._failed = None
-                return
-            except StorageError as error:
-                if self._failed is None:
-                    log.error("member %d: cannot persist (%s); refusing writes and retrying",
-                              self.id, error)
-                self._failed = error
-                metrics.storage_failures.inc()
-                await asyncio.sleep(1.0)
-
-    def _write_chunks(self, chunks: list) -> None:
-        """On the I/O thread: write received chunks to the snapshot's temporary file. A chunk
-        at offset 0 starts a new one. Repeatable when the Ready is retried after a storage
-        failure (a chunk already written is skipped)."""
-        for chunk in chunks:
-            receiving = self._receiving
-            if chunk.offset == 0 and (receiving is None or receiving.meta != chunk.meta
-                                      or receiving.size > 0):
-                self._receiving = None
-                if receiving is not None:
-                    receiving.abort()
-                receiving = self._receiving = self._begin_receive(chunk.meta)
-                self._receiving_done = False
-            invariant(receiving is not None and receiving.meta == chunk.meta,
-                      f"a chunk at {chunk.offset} of a snapshot not being received")
-            receiving.write_at(chunk.offset, chunk.data)
-            self._receiving_done = chunk.done
-
-    def _begin_receive(self, meta: SnapshotMeta):
-        storage = self.storage
-        if hasattr(storage, "receive_snapshot") and not isinstance(self.state_machine,
-                                                                   DiskStateMachine):
-            return storage.receive_snapshot(meta)  # becomes the snapshot file: no copy
-        return SpoolWriter(meta, getattr(storage, "directory", None))
-
-    async def _install_received(self, meta: SnapshotMeta) -> int:
-        """Install the snapshot whose chunks were written; returns its size in bytes."""
-        receiving = self._receiving
-        invariant(receiving is not None and receiving.meta == meta and self._receiving_done,
-                  f"installing the snapshot at {meta.index} before it was received whole")
-        loop, executor, storage = self._loop, self._executor, self.storage
-        size = receiving.size
-        if isinstance(self.state_machine, DiskStateMachine):
-            # the spool file, read in chunks by the import (kept until it succeeded: a
-            # storage failure retries the install)
-            await self._install_into_store(meta, receiving.data())
-            receiving.abort()
-        elif isinstance(receiving, SpoolWriter):  # a log kept in memory holds the bytes
-            whole = await loop.run_in_executor(executor, _whole, receiving.data())
-            snapshot = Snapshot(meta, whole)
-            await loop.run_in_executor(executor, storage.apply_snapshot, snapshot)
-            receiving.abort()
-            self.state_machine.install_snapshot(snapshot)
-        else:  # the temporary file in the snapshot store is synced and renamed into place
-            await loop.run_in_executor(executor, storage.install_received, receiving)
-            stored = storage.snapshot()
-            # a memory state machine restores from bytes: the file is read once, here
-            whole = await loop.run_in_executor(executor, _whole, stored.data)
-            self.state_machine.install_snapshot(Snapshot(meta, whole))
-        self._receiving, self._receiving_done = None, False
-        return size
-
-    async def _install_into_store(self, meta: SnapshotMeta, data) -> None:
-        """A disk state machine installs the leader's snapshot into its store (durable at
-        ``meta.index``), then storage records the metadata and resets the log: in this order,
-        so a recorded snapshot always has its data behind it (``prepare_install`` notes the
-        install first, for a crash in between: see ``resolve_install``). ``data`` is read
-        chunk by chunk from its file as the import consumes it."""
-        chunk_bytes = self.config.core_options().snapshot_chunk_bytes
-        chunks = data.chunks(chunk_bytes)
-        loop = self._loop
-        # noted first: a crash after the import, before the metadata, is finished at start
-        await loop.run_in_executor(self._executor, self.storage.prepare_install, meta)
-        await loop.run_in_executor(self._executor, self.state_machine.install_chunks,
-                                   meta.index, chunks)
-        await loop.run_in_executor(self._executor, lambda: self.storage.apply_snapshot(
-            Snapshot(meta, b""), external=True))
-
-    def _snapshot_wanted(self) -> None:
-        """The core needs a snapshot of the disk state machine's store to send: export it on
-        a thread of its own (never the I/O thread: syncs must not wait behind it)."""
-        if (self._running and self._export_task is None
-                and self._loop.time() >= self._export_retry_at):
-            task = self._loop.create_task(self._export_snapshot(),
-                                          name=f"pyraft-{self.id}-export")
-            self._export_task = task
-            self._tasks.append(task)
-
-    async def _export_snapshot(self) -> None:
-        started = time.perf_counter()
-        machine = self.state_machine
-        directory = getattr(self.storage, "directory", None)
-        try:
-            def export() -> tuple[int, SpooledData | None]:
-                index, chunks = machine.open_snapshot()
-                return index, SpooledData.spool(chunks, directory, lambda: self._running)
-
-            exported = self._loop.run_in_executor(None, export)
-            try:
-                index, data = await asyncio.shield(exported)
-            except asyncio.CancelledError:  # stopping: the thread's file is closed when done
-                exported.add_done_callback(_close_export)
-                raise
-            if data is None:
-                return
-            storage = self.storage
-            try:
-                term = storage.term(index)
-            except (LogCompactedError, LogUnavailableError):
-                term = None  # the log moved past it meanwhile: the next request exports again
-            if term is None or index < storage.latest_snapshot_meta().index:
-                data.close()
-                return
-            meta = SnapshotMeta(index, term,
-                                **self.core.configuration_at(index).snapshot_fields())
-            if storage.offer_export(Snapshot(meta, data)):
-                self.metrics.snapshots.inc(1, ("exported",))
-                self.metrics.snapshot_seconds.observe(time.perf_counter() - started,
-                                                      ("exported",))
-                self.metrics.snapshot_bytes.observe(len(data), ("exported",))
-                log.info("member %d: exported the store at %d (%d bytes) for a follower",
-                         self.id, index, len(data))
-        except OSError as error:  # a full disk (StorageError), the spool file: retry later
-            log.error("member %d: cannot export the store for a follower (%s); retrying",
-                      self.id, error)
-            self.metrics.storage_failures.inc()
-            self._export_retry_at = self._loop.time() + 1.0
-        except Exception as error:  # a bug or a broken store: stop serving
-            self._fatal(error)
-        finally:
-            self._export_task = None
-            with contextlib.suppress(ValueError):
-                self._tasks.remove(asyncio.current_task())
-
-    def _sync_inline(self, rd: Ready) -> bool:
-        """Sync on the loop's thread rather than in the executor? Handing a sync to a thread
-        and back costs two thread wake-ups (~0.1 ms here), more than a fast disk's
-        fdatasync of a small batch. So: when the storage has nothing to sync (in memory),
-        or when syncs have been fast (under ``inline_sync_max_ms`` on average) and this
-        batch is small. A slow disk keeps the loop free: its syncs go to the executor."""
-        if not hasattr(self.storage, "sync"):
-            return True
-        if self._sync_seconds * 1e3 > self.inline_sync_max_ms:
-            return False
-        return sum(batch.nbytes for batch in rd.entries) <= self.inline_sync_bytes_max
-
-    def _sync(self, hard_state, entries: bool) -> None:
-        if entries and hasattr(self.storage, "sync"):
-            self.storage.sync()
-        if hard_state is not None:
-            self.storage.set_hard_state(hard_state)
-
     def _apply(self, rd: Ready) -> None:
         machine = self.state_machine
-        proposals = self._proposals
+        ledger = self._ledger
         for batch in rd.committed:
             results = machine.apply_batch(batch)
-            self.applied_index = last = batch.last_index
-            if proposals and proposals[0].first <= last:
-                _resolve_proposals(proposals, batch, results)
-
-    def _snapshot_sink(self, index: int, data) -> None:
-        """The state machine took a snapshot at ``index``: store it and release the log.
-
-        Called on the loop's thread, or (background compaction) on the state machine's
-        worker: that one reads the chunks, then hands the rest to the loop and waits for it,
-        since the log and the core belong to the loop's thread; a member that stops
-        meanwhile drops the snapshot (the log keeps the entries).
-
-        A storage failure (a full disk) loses nothing: the log keeps every entry the snapshot
-        would cover. It is logged and counted (``storage_failures``); the state machine takes
-        its next snapshot as usual."""
-        payload = data if isinstance(data, (bytes, bytearray)) or data is None \
-            else b"".join(data)
-        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
-            self._store_snapshot(index, payload)
-            return
-        done: concurrent.futures.Future = concurrent.futures.Future()
-
-        def store() -> None:
-            try:
-                if self._running:
-                    self._store_snapshot(index, payload)
-                done.set_result(None)
-            except BaseException as error:  # the state machine's worker reports it
-                done.set_exception(error)
-
-        try:
-            self._loop.call_soon_threadsafe(store)
-        except RuntimeError:  # the loop is closed: the member is gone
-            return
-        while self._running:
-            try:
-                return done.result(timeout=0.1)
-            except concurrent.futures.TimeoutError:
-                continue
-
-    def _store_snapshot(self, index: int, payload) -> None:
-        if index < self.storage.first_index():
-            return  # a background build older than a snapshot installed meanwhile: ignored
-        configuration = self.core.configuration_at(index)
-        started = time.perf_counter()
-        storage = self.storage
-        try:
-            if self._running and hasattr(storage, "write_snapshot"):
-                # the file is written on the I/O thread (a 64 MiB one takes ~200 ms: longer
-                # than an election timeout); the loop adopts it and releases the log after.
-                # None: a disk state machine's store is durable up to ``index``: only the
-                # metadata is recorded (an external snapshot), still before the release
-                data = None if payload is None else bytes(payload)
-                meta = storage.snapshot_meta(index, configuration)
-                if self._snapshot_writing:
-                    # One write at a time; a newer snapshot replaces the one waiting (it
-                    # covers more). Queued one by one, the writes fell behind for good when
-                    # snapshots came faster than files are written, and the log with them:
-                    # a member appending ~1.5M entries/s, a snapshot every 1000 entries and
-                    # 5-8 ms per file (two fsyncs) released 5,000 entries of 50,000.
-                    self._snapshot_waiting = (meta, data, started)
-                    return
-                self._write_snapshot(meta, data, started)
-                return
-            else:
-                storage.create_snapshot(index, None if payload is None else bytes(payload),
-                                        configuration)
-        except StorageError as error:
-            self._snapshot_failed(index, error)
-            return
-        self._snapshot_stored(index, payload, started)
-
-    def _write_snapshot(self, meta, data: bytes | None, started: float) -> None:
-        self._snapshot_writing = True
-        written = self._loop.run_in_executor(self._executor, self.storage.write_snapshot,
-                                             meta, data)
-        written.add_done_callback(lambda done: self._snapshot_written(done, meta, data, started))
-
-    def _snapshot_written(self, done: asyncio.Future, meta, data: bytes | None,
-                          started: float) -> None:
-        self._snapshot_writing = False
-        if not self._running or done.cancelled():
-            return
-        try:
-            self._adopt_written_snapshot(done, meta, data, started)
-        finally:
-            waiting, self._snapshot_waiting = self._snapshot_waiting, None
-            if waiting is not None and self._running and self.fatal_error is None \
-                    and waiting[0].index >= self.storage.first_index():
-                self._write_snapshot(*waiting)
-
-    def _adopt_written_snapshot(self, done: asyncio.Future, meta, data: bytes,
-                                started: float) -> None:
-        error = done.exception()
-        if isinstance(error, StorageError):
-            self._snapshot_failed(meta.index, error)
-            return
-        if error is not None:  # a bug: stop serving rather than go on half-broken
-            self._fatal(error)
-            return
-        if meta.index < self.storage.first_index():
-            return  # a newer snapshot was installed while this one was written
-        self.storage.adopt_snapshot(meta, data)
-        self._snapshot_stored(meta.index, data, started)
-
-    def _snapshot_failed(self, index: int, error: StorageError) -> None:
-        log.error("member %d: cannot store the snapshot at %d (%s); the log keeps the "
-                  "entries", self.id, index, error)
-        self.metrics.storage_failures.inc()
-
-    def _snapshot_stored(self, index: int, payload, started: float) -> None:
-        self.metrics.snapshots.inc(1, ("created",))  # payload None: an external snapshot
-        self.metrics.snapshot_seconds.observe(time.perf_counter() - started, ("created",))
-        if payload is not None:
-            self.metrics.snapshot_bytes.observe(len(payload), ("created",))
-        self.core.compacted_to(index)
-        log.info("member %d: snapshot at %d", self.id, index)
+            self.applied_index = batch.last_index
+            ledger.applied(batch, results)
 
     def _report_leadership_lost(self, lost: LeadershipLost) -> None:
         """Log why this member stopped leading (a warning unless it was asked to) and count it."""
@@ -1441,278 +869,50 @@ class RaftCluster:
                 "member %d lost leadership in term %d: %s", self.id, lost.term, lost.describe())
 
     def _leader_changed(self, soft: SoftState, lost: list[LeadershipLost] | None = None) -> None:
-        core = self.core
+        term = self._status.term
         self.metrics.leader_changed(soft.role.value, soft.leader)
         if soft.role is Role.LEADER:
-            self._token_for_term()
-            log.info("member %d won the election: it leads term %d", self.id, core.term)
+            self._bus.token_for_term(term, self._loop)
+            log.info("member %d won the election: it leads term %d", self.id, term)
         else:
             log.info("member %d: the leader is now %s (term %d)", self.id,
-                     soft.leader or "unknown", core.term)
-            if self._token is not None:
-                self._token._cancel()
+                     soft.leader or "unknown", term)
+            self._bus.cancel_token()
         if soft.role is not Role.LEADER:
             # proposals waiting in the queue can no longer be appended by this member
-            error = self._not_leader()
-            queue, self._queue = self._queue, collections.deque()
-            self._queued = 0
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(error)
-            self._wake_space_waiters()
+            self._ledger.fail_queue(self._not_leader())
         if soft.role is not self._role_seen:
             self._role_seen = soft.role
             self._emit("role-changed", self.id)
         self._emit("leader-changed", soft.leader or None)
-        change = LeaderChange(soft.leader or None, core.term,
+        change = LeaderChange(soft.leader or None, term,
                               self._address_of(soft.leader) if soft.leader else None,
                               lost[-1] if lost and soft.role is not Role.LEADER else None)
-        self._publish_leader_change(change)
-
-    def _publish_leader_change(self, change: LeaderChange) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback(change)
-            except Exception:  # a user's callback must not stop the member
-                log.exception("leader-changed callback failed")
-        for queue in self._subscribers:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(change)
+        self._bus.publish_leader_change(change)
 
     def _resolve_waiters(self) -> None:
-        core = self.core
-        applied = core.log.applied
-        if self._ready_reads:
-            keep = []
-            for index, future in self._ready_reads:
-                if future.done():
-                    continue
-                if applied >= index:
-                    future.set_result(index)
-                else:
-                    keep.append((index, future))
-            self._ready_reads = keep
-        if self._commit_waiters:
-            keep = []
-            for index, future in self._commit_waiters:
-                if future.done():
-                    continue
-                if core.log.committed >= index:
-                    future.set_result(None)
-                else:
-                    keep.append((index, future))
-            self._commit_waiters = keep
-        if self._membership_waiters:
-            keep = []
-            for condition, future in self._membership_waiters:
-                if future.done():
-                    continue
-                try:
-                    satisfied = condition()
-                except Exception as error:  # the condition reports a failure
-                    future.set_exception(error)
-                    continue
-                if satisfied:
-                    future.set_result(None)
-                else:
-                    keep.append((condition, future))
-            self._membership_waiters = keep
+        status = self._status
+        self._waiters.resolve(status.committed, status.applied)
 
     def _fail_all(self, error: Exception) -> None:
-        for proposal in self._proposals:
-            if not proposal.future.done():
-                proposal.future.set_exception(error)
-        self._proposals.clear()
-        for _, future, _ in self._queue:
-            if not future.done():
-                future.set_exception(error)
-        self._queue.clear()
-        self._queued = 0
-        self._wake_space_waiters()
-        for future in list(self._reads.values()) + [f for _, f in self._ready_reads] + [
-            f for _, f in self._commit_waiters
-        ] + [f for _, f in self._membership_waiters]:
-            if not future.done():
-                future.set_exception(error)
+        self._ledger.fail_all(error)
+        self._waiters.fail_all(error)
+
+    def _untrack(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
 
     def _address_of(self, member: int | None) -> str | None:
-        if member is None:
-            return None
-        address = self.core.configuration.address_of(member) if self.core else None
-        return address or self._static_peers.get(member)
+        return self._peers.address_of(member, self.view.configuration if self.view else None)
 
-    def _update_peers(self) -> None:
-        configuration = self.core.configuration
-        if configuration is self._peers_configuration:
-            return  # the usual Ready: nothing about the members changed
-        self._peers_configuration = configuration
-        shape = (configuration.voters, configuration.learners)
-        if shape != self._configuration_logged:
-            if self._configuration_logged is not None:
-                log.info("member %d: configuration is now voters %s, learners %s", self.id,
-                         sorted(configuration.voters), sorted(configuration.learners))
-                before = self._configuration_logged[0] | self._configuration_logged[1]
-                after = configuration.members
-                for member in sorted(after - before):
-                    self._emit("member-added", member)
-                for member in sorted(before - after):
-                    self._emit("member-removed", member)
-            self._configuration_logged = shape
-        peers = {}
-        for member in configuration.members | set(self._static_peers):
-            if member == self.id:
-                continue
-            address = self._routes.get(member) or self._address_of(member)
-            if address:
-                peers[member] = address
-        if peers != self._peers_snapshot:
-            self._peers_snapshot = peers
-            self.transport.set_peers(peers)
+    def _snapshot_installed(self, index: int) -> None:
+        """A snapshot from the leader was installed: the state machine is at ``index``."""
+        self.applied_index = index
 
 
-class _Proposal:
-    """Commands of one ``replicate``/``replicate_many`` call at log indexes first..last,
-    appended in ``term``; resolved when the last is applied."""
+def _default_transport(config: ClusterConfig) -> Transport:
+    """The TCP (or TLS) transport a member gets when it is given none: built from the
+    configuration, like every other part of the member."""
+    from pyraft.transport.tcp import TcpTransport
 
-    __slots__ = ("first", "last", "term", "future", "many", "results", "lost", "next")
-
-    def __init__(self, first: int, last: int, term: int, future: asyncio.Future,
-                 many: bool) -> None:
-        self.first, self.last, self.term, self.future = first, last, term, future
-        self.many = many
-        self.results: list | None = [] if many else None
-        self.lost = False
-        self.next = first  # the next index whose result is due
-
-
-def _same_members(a: Configuration, b: Configuration) -> bool:
-    """The same voters and learners at the same addresses (where both know one)."""
-    if a.voters != b.voters or a.learners != b.learners:
-        return False
-    for member in a.members:
-        first, second = a.address_of(member), b.address_of(member)
-        if first and second and first != second:
-            return False
-    return True
-
-
-def _describe_members(configuration: Configuration) -> str:
-    parts = []
-    for member in sorted(configuration.members):
-        address = configuration.address_of(member)
-        learner = " (learner)" if member in configuration.learners else ""
-        parts.append(f"{member}={address}{learner}" if address else f"{member}{learner}")
-    return ",".join(parts)
-
-
-def _term_in(batches: list, index: int) -> int | None:
-    for batch in batches:
-        if batch.first_index <= index <= batch.last_index:
-            return batch.term_at(index)
-    return None
-
-
-def _whole(data) -> bytes:
-    """A snapshot's data as bytes (a file-backed buffer is read whole)."""
-    if isinstance(data, bytes):
-        return data
-    return bytes(data[0:len(data)])
-
-
-def _close_export(done: asyncio.Future) -> None:
-    """Release the spool file of an export finished after its member stopped waiting."""
-    if not done.cancelled() and done.exception() is None:
-        data = done.result()[1]
-        if data is not None:
-            data.close()
-
-
-def _fail_replaced_proposals(proposals: collections.deque, start: int,
-                             entries: Sequence = (), covered: int = 0) -> None:
-    """This member's log is replaced from ``start`` on by ``entries`` (none: cut there), and
-    a snapshot covers the indexes up to ``covered``: proposals this member made while it led,
-    and whose entries are no longer in its log, fail with CommandOutcomeUnknownError. Not
-    CommandLostError: another member may still hold those entries and a later leader commit
-    them (only a commit decides), but nothing will tell this member soon; without this, the
-    caller waited until the log grew past them, forever in an idle cluster. A proposal whose
-    entries come back with its own term (the same entries, resent) stays."""
-    end = entries[-1].last_index if entries else start - 1
-    kept = collections.deque()
-    while proposals and (proposals[-1].last >= start or proposals[-1].first <= covered):
-        proposal = proposals.pop()
-        if proposal.first > covered and proposal.last <= end and all(
-                _term_in(entries, index) == proposal.term
-                for index in (max(proposal.first, start), proposal.last)):
-            kept.appendleft(proposal)
-            continue
-        if not proposal.future.done():
-            proposal.future.set_exception(_replaced(proposal))
-    proposals.extend(kept)
-
-
-def _replaced(proposal: _Proposal) -> CommandOutcomeUnknownError:
-    return CommandOutcomeUnknownError(
-        f"the entries of the commands at {proposal.first}..{proposal.last} were replaced in "
-        "this member's log after it lost the lead: they may or may not be applied")
-
-
-def _resolve_proposals(proposals: collections.deque, batch, results: list | None) -> None:
-    """Hand the results of an applied ``batch`` to the proposals it covers (the deque is in
-    index order). A command whose index was applied with another term was replaced by a
-    later leader's entry: its proposal fails with CommandLostError."""
-    first, last = batch.first_index, batch.last_index
-    terms = batch.terms
-    while proposals and proposals[0].first <= last:
-        proposal = proposals[0]
-        if proposal.next < first and proposal.next <= proposal.last:
-            # Applied without passing through here (a snapshot from the leader covered
-            # them, after this member lost the lead): nobody knows whether they took effect.
-            proposals.popleft()
-            if not proposal.future.done():
-                proposal.future.set_exception(CommandOutcomeUnknownError(
-                    f"the commands at {proposal.first}..{proposal.last} were covered by an "
-                    "installed snapshot: they may or may not have been applied"))
-            continue
-        lo = max(proposal.first, first) - first
-        hi = min(proposal.last, last) - first + 1
-        proposal.next = min(proposal.last, last) + 1
-        if hi > lo:
-            if proposal.many:
-                if not proposal.lost and not (terms[lo:hi] == proposal.term).all():
-                    proposal.lost = True
-                if not proposal.lost:
-                    proposal.results.extend(results[lo:hi] if results is not None
-                                            else [None] * (hi - lo))
-            elif int(terms[lo]) != proposal.term:
-                proposal.lost = True
-            else:
-                proposal.results = results[lo] if results is not None else None
-        if proposal.last > last:
-            return  # the rest of it comes in a later batch
-        proposals.popleft()
-        future = proposal.future
-        if future.done():
-            continue
-        if proposal.lost:
-            future.set_exception(CommandLostError(
-                f"the commands at {proposal.first}..{proposal.last} were replaced by a "
-                "later leader" if proposal.many else
-                f"the command at index {proposal.first} was replaced by a later leader"))
-        else:
-            future.set_result(proposal.results)
-
-
-def _ssl_contexts(tls) -> tuple:
-    """Server and client SSL contexts from a ``pyraft.config.TlsConfig``."""
-    import ssl
-
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca_file)
-    server.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.require_client_cert:
-        server.verify_mode = ssl.CERT_REQUIRED
-    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-    client.load_cert_chain(tls.cert_file, tls.key_file)
-    client.check_hostname = False  # members are addressed by IP; the CA is what is trusted
-    return server, client
+    return TcpTransport.from_config(config)

@@ -1,9 +1,12 @@
 """The storage protocol the core reads through, and an in-memory implementation of it.
 
 The core never writes storage: the runtime persists what a ``Ready`` hands it and then calls
-``advance``. The core reads only through the small protocol below (etcd's ``Storage``,
-raft-rs's ``Storage``), which raises ``LogCompactedError`` below the first index and
-``LogUnavailableError`` past the last one.
+``advance``. The core reads only through the small protocol below (``LogStorage``, like
+etcd's ``Storage`` and raft-rs's ``Storage``), which raises ``LogCompactedError`` below the
+first index and ``LogUnavailableError`` past the last one. The runtime talks to its storage
+through ``LogStore``: that protocol plus the write side, snapshots and compaction, with what
+differs between a log in memory and one on disk declared as capabilities (``durable``,
+``snapshot_files``, ``recovery``, ``directory``), never probed with ``hasattr``.
 
 ``MemoryLogStorage`` is the reference implementation: the simulator persists into it (so a
 crash loses exactly what was not persisted), and it is the runtime's log when a member has
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +41,8 @@ from raftcore.framing import EntryBatch, concat_batches, empty_batch
 
 
 class LogStorage(Protocol):
+    """What the core reads (and the bootstrap membership the runtime records)."""
+
     def initial_state(self) -> tuple[HardState, Configuration | None]: ...
     def membership(self) -> Configuration | None: ...
     def record_membership(self, configuration: Configuration) -> None: ...
@@ -47,6 +52,83 @@ class LogStorage(Protocol):
     def terms(self, lo: int, hi: int) -> np.ndarray: ...
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch: ...
     def snapshot(self) -> Snapshot: ...
+
+
+class RecoveryReport(Protocol):
+    """What opening a durable log found (``raftcore.wal.RecoveryReport``)."""
+
+    @property
+    def records(self) -> int: ...
+    @property
+    def segments(self) -> int: ...
+    @property
+    def torn_bytes(self) -> int: ...
+
+
+class SnapshotReceiver(Protocol):
+    """The file a snapshot received from the leader is written to, chunk by chunk:
+    ``write_at`` is positional (a chunk already written is skipped), ``size`` the bytes
+    written, ``abort`` drops the file."""
+
+    meta: SnapshotMeta
+    size: int
+
+    def write_at(self, offset: int, chunk: bytes | bytearray | memoryview) -> None: ...
+    def abort(self) -> None: ...
+
+
+class SnapshotFiles(Protocol):
+    """The capability of a log whose snapshots are files in a snapshot store: a snapshot is
+    written on the I/O thread (``write_snapshot``, two fsyncs) and adopted on the loop
+    (``adopt_snapshot``, which releases the log behind it); a snapshot from the leader is
+    received straight into the store (``receive_snapshot``) and installed by a rename
+    (``install_received``, given what ``receive_snapshot`` returned)."""
+
+    def snapshot_meta(self, index: int, configuration: Configuration) -> SnapshotMeta: ...
+    def write_snapshot(self, meta: SnapshotMeta, data: bytes | None) -> None: ...
+    def adopt_snapshot(self, meta: SnapshotMeta, data: bytes | None) -> Snapshot: ...
+    def receive_snapshot(self, meta: SnapshotMeta) -> SnapshotReceiver: ...
+    def install_received(self, writer: Any) -> Snapshot: ...
+
+
+class LogStore(LogStorage, Protocol):
+    """What the runtime writes and reads: the core's ``LogStorage`` plus the write side,
+    snapshots (external ones included) and compaction. Implemented by ``MemoryLogStorage``
+    and ``pyraft.storage.log.DurableLogStorage``; the runtime asks no other question of its
+    storage (no ``hasattr``): what differs between them is declared here.
+
+    Accessor convention (storage and ``raftcore``): positions and terms are methods
+    (``first_index()``, ``last_index()``, ``term(index)``): they may compute or read."""
+
+    @property
+    def durable(self) -> bool:
+        """What was synced survives a restart (False: the member comes back as a new one)."""
+    @property
+    def directory(self) -> str | None:
+        """Where spool files of received or exported snapshots go (None: the temp dir)."""
+    @property
+    def recovery(self) -> RecoveryReport | None:
+        """What opening the log found (None: nothing was opened, a log in memory)."""
+    @property
+    def snapshot_files(self) -> SnapshotFiles | None:
+        """Snapshots are files written off the loop (None: kept in memory, stored at once)."""
+    #: called when the core needs an export of a disk state machine's store (the runtime)
+    snapshot_wanted: Callable[[], None] | None
+
+    def set_hard_state(self, hard_state: HardState) -> None: ...
+    def append(self, batch: EntryBatch) -> None: ...
+    def sync(self) -> object: ...
+    def close(self) -> None: ...
+    def apply_snapshot(self, snapshot: Snapshot, *, external: bool = False) -> None: ...
+    def create_snapshot(self, index: int, data: bytes | None,
+                        configuration: Configuration) -> Snapshot: ...
+    def compact(self, index: int) -> None: ...
+    def latest_snapshot_meta(self) -> SnapshotMeta: ...
+    def snapshot_is_external(self) -> bool: ...
+    def prepare_install(self, meta: SnapshotMeta) -> None: ...
+    def resolve_install(self, persisted_index: int) -> SnapshotMeta | None: ...
+    def offer_export(self, snapshot: Snapshot) -> bool: ...
+    def drop_export(self) -> None: ...
 
 
 def _release_data(data: object) -> None:
@@ -139,6 +221,12 @@ class MemoryLogStorage(ExternalSnapshots):
 
     #: nothing here survives the process: a restart starts empty
     durable = False
+    #: spool files go to the system's temporary directory
+    directory: str | None = None
+    #: nothing is opened: nothing to report
+    recovery: RecoveryReport | None = None
+    #: snapshots are kept in memory (``create_snapshot``), not written as files
+    snapshot_files: SnapshotFiles | None = None
 
     def __init__(self, configuration: Configuration | None = None) -> None:
         self.hard_state = HardState()
@@ -195,7 +283,8 @@ class MemoryLogStorage(ExternalSnapshots):
             raise LogUnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
         if hi <= lo:
             return empty_batch(lo)
-        parts, size = [], 0
+        parts: list[EntryBatch] = []
+        size = 0
         position = bisect.bisect_right(self._starts, lo) - 1
         while position < len(self._batches) and self._starts[position] < hi:
             part = self._batches[position].slice(lo, hi)
@@ -223,6 +312,12 @@ class MemoryLogStorage(ExternalSnapshots):
     # ---- writes (the runtime's side) -----------------------------------------------------
     def set_hard_state(self, hard_state: HardState) -> None:
         self.hard_state = hard_state
+
+    def sync(self) -> None:
+        """Nothing to sync: what was appended is as durable as it gets here."""
+
+    def close(self) -> None:
+        """Nothing to release (an export's spool file goes with ``drop_export``)."""
 
     def append(self, batch: EntryBatch) -> None:
         """Store ``batch``, replacing every entry with an index >= its first index."""

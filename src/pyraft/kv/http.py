@@ -466,7 +466,8 @@ class _Api:
         ``fatal_error`` (what stopped this member), null when all is well."""
         cluster = self.cluster
         leading = cluster.is_leader
-        last = cluster.core.log.last_index()
+        status = cluster.view
+        last = status.last_index if status is not None else 0
         members = []
         for member in cluster.members:
             entry = {
@@ -488,7 +489,7 @@ class _Api:
             "term": cluster.term,
             "commit": cluster.commit_index,
             "applied": cluster.applied_index,
-            "first_index": cluster.core.log.first_index(),
+            "first_index": status.first_index if status is not None else None,
             "members": members,
             "storage_error": None if cluster.storage_failure is None
             else f"{type(cluster.storage_failure).__name__}: {cluster.storage_failure}",

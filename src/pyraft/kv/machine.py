@@ -63,7 +63,7 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import msgpack
 
@@ -411,10 +411,11 @@ class KVStateMachine(MemoryStateMachine, KVRules):
         if type(command) is Delete:
             return data.pop(key, None)
         current = data.get(key)
-        if current != command.expected:
+        cas = cast(CompareAndSet, command)  # neither Put nor Delete
+        if current != cas.expected:
             return CasResult(False, current)
-        data[key] = command.new
-        return CasResult(True, command.new)
+        data[key] = cas.new
+        return CasResult(True, cas.new)
 
     # ---- snapshots ---------------------------------------------------------------------------
     def capture(self) -> object:
@@ -426,7 +427,7 @@ class KVStateMachine(MemoryStateMachine, KVRules):
         return dict(self._data), sessions
 
     def build_snapshot_from(self, captured: object) -> bytes:
-        data, sessions = captured  # type: ignore[misc]
+        data, sessions = cast(tuple[dict[str, Any], list[Any]], captured)
         return msgpack.packb(
             {"version": _SNAPSHOT_VERSION, "data": dict(sorted(data.items())), "sessions": sessions}
         )

@@ -39,6 +39,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from typing import cast
 
 import msgpack
 
@@ -186,10 +187,11 @@ class SqliteKVStateMachine(DiskStateMachine, KVRules):
             if current is not None:
                 self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
             return current
-        if current != command.expected:
+        cas = cast(CompareAndSet, command)  # neither Put nor Delete
+        if current != cas.expected:
             return CasResult(False, current)
-        self._store(key, command.new)
-        return CasResult(True, command.new)
+        self._store(key, cas.new)
+        return CasResult(True, cas.new)
 
     def _store(self, key: bytes, value: bytes) -> None:
         self._db.execute(
@@ -270,7 +272,7 @@ class SqliteKVStateMachine(DiskStateMachine, KVRules):
                 except sqlite3.Error:
                     pass  # a reader (an export) still open: the next open checkpoints
                 self._db.close()
-                self._db = None
+                self._db = None  # type: ignore[assignment]  # closed: nothing may use it
 
     # ---- helpers -----------------------------------------------------------------------------
     @staticmethod

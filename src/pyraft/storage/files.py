@@ -218,9 +218,10 @@ class BackgroundDeleter:
                 if not self._pending:
                     return
                 path = self._pending.popleft()
-            released = path + self.suffix
+            target = path + self.suffix
+            released: str | None = target
             try:
-                os.rename(path, released)
+                os.rename(path, target)
                 # durable before the next rename: whatever a crash keeps of the files handed
                 # over is a suffix of them in order (a log's prefix stays contiguous)
                 fsync_directory(os.path.dirname(path) or ".")

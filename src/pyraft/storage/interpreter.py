@@ -179,6 +179,20 @@ _SCALARS: dict[object, _Checker] = {
 _KEY_TYPES = (int, str, bytes)
 
 
+def _constant(value: Any) -> Callable[[], Any]:
+    """A field's default as a factory (every instance gets the same value)."""
+    return lambda: value
+
+
+def _no_values(_command: Any) -> tuple[()]:
+    return ()
+
+
+def _one_value(getter: Callable[[Any], Any]) -> Callable[[Any], tuple[Any]]:
+    """The values of a one-field command as a tuple (``attrgetter`` of one name is bare)."""
+    return lambda command: (getter(command),)
+
+
 def _checker(annotation: object, where: str) -> _Checker:
     """The checker of a field annotation; ``TypeError`` for an unsupported one."""
     if annotation in _SCALARS:
@@ -283,13 +297,14 @@ class Command:
             if f.default_factory is not dataclasses.MISSING:
                 cls._defaults[f.name] = f.default_factory
             elif f.default is not dataclasses.MISSING:
-                cls._defaults[f.name] = lambda _value=f.default: _value
+                cls._defaults[f.name] = _constant(f.default)
         with_default = [f.name in cls._defaults for f in fields]
         cls._required = with_default.index(True) if True in with_default else len(fields)
         cls._post_init = hasattr(cls, "__post_init__")
-        getter = operator.attrgetter(*cls._field_names) if fields else (lambda _c: ())
+        getter: Callable[[Any], Any] = operator.attrgetter(*cls._field_names) if fields \
+            else _no_values
         cls._values = staticmethod(  # type: ignore[assignment]
-            getter if len(fields) != 1 else (lambda c, _g=getter: (_g(c),))
+            getter if len(fields) != 1 else _one_value(getter)
         )
         cls.command_id = id
         family._family_commands[id] = cls
@@ -339,7 +354,7 @@ def handles(command: type[Command]) -> Callable[[_Handler], _Handler]:
 
 def _check_command_class(command: object) -> None:
     declared = isinstance(command, type) and issubclass(command, Command)
-    if not declared or command.command_id is None:  # type: ignore[union-attr]
+    if not declared or command.command_id is None:  # type: ignore[attr-defined]
         raise TypeError(f"{command!r} is not a declared command")
 
 

@@ -1,9 +1,14 @@
 """``DurableLogStorage``: the core's log on disk.
 
-It implements the ``pyraft.core.storage.LogStorage`` protocol the core reads through, and
-the write side the runtime calls after each Ready, exactly like ``MemoryLogStorage`` (so the
-simulator runs on either): ``set_hard_state``, ``append``, ``sync``, ``apply_snapshot``,
-``create_snapshot``, ``compact``.
+It implements the ``pyraft.core.storage.LogStore`` protocol: the ``LogStorage`` the core
+reads through, and the write side the runtime calls after each Ready, exactly like
+``MemoryLogStorage`` (so the simulator runs on either): ``set_hard_state``, ``append``,
+``sync``, ``apply_snapshot``, ``create_snapshot``, ``compact``; its snapshots are files
+(``snapshot_files``: written off the loop, received straight into the store). Build one for a
+member with ``DurableLogStorage.from_config(config)``.
+
+Accessor convention (with ``raftcore.wal``): positions and terms are methods
+(``first_index()``, ``last_index()``, ``term(index)``), never properties.
 
 Layout under ``directory``: ``wal/`` (``raftcore.wal`` segments), ``snapshots/``
 (``SnapshotStore``), ``state/`` (``FileHardStateStore``, and ``membership``: the bootstrap
@@ -37,6 +42,7 @@ from __future__ import annotations
 import collections
 import os
 import struct
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -45,6 +51,7 @@ from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
 from pyraft.core.storage import ExternalSnapshots, limit_bytes
 from pyraft.errors import (
     ClusterMismatchError,
+    ConfigError,
     CorruptStateError,
     LogCompactedError,
     LogUnavailableError,
@@ -63,7 +70,10 @@ from pyraft.storage.hardstate import FileHardStateStore
 from pyraft.storage.snapshots import SnapshotStore, SnapshotWriter
 from raftcore import WalClusterMismatchError, WalCorruptionError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
-from raftcore.wal import RELEASED_SUFFIX, WriteAheadLog
+from raftcore.wal import RELEASED_SUFFIX, RecoveryReport, WriteAheadLog
+
+if TYPE_CHECKING:
+    from pyraft.config import ClusterConfig
 
 #: at most this many recent batches are kept (a read looks through them newest first)
 RECENT_BATCHES_MAX = 256
@@ -109,6 +119,26 @@ class DurableLogStorage(ExternalSnapshots):
     #: what was synced survives a restart
     durable = True
 
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What opening the WAL found (records read, segments, a torn tail cut)."""
+        return self.wal.recovery
+
+    @property
+    def snapshot_files(self) -> DurableLogStorage:
+        """Snapshots are files in the snapshot store, written off the loop (``LogStore``)."""
+        return self
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> DurableLogStorage:
+        """The storage of the member ``config`` describes: in its ``data_dir``, for its
+        ``cluster_id``, with its ``sync`` policy and ``sync_interval_ms``."""
+        if config.data_dir is None:
+            raise ConfigError("data_dir", "a durable log needs a directory (None keeps the "
+                                          "log in memory: MemoryLogStorage)")
+        return cls(config.data_dir, cluster_id=config.cluster_id, sync=config.sync,
+                   sync_interval_ms=config.sync_interval_ms)
+
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -144,7 +174,8 @@ class DurableLogStorage(ExternalSnapshots):
                 repair=repair,
             )
         except WalClusterMismatchError as exc:  # another cluster's directory: not damage
-            raise ClusterMismatchError(self.directory, exc.stored_cluster_id,
+            # the WAL names the id it found in a segment header (set for this error)
+            raise ClusterMismatchError(self.directory, cast(int, exc.stored_cluster_id),
                                        cluster_id) from exc
         except WalCorruptionError as exc:
             raise CorruptStateError(exc.reason, exc.path, exc.offset) from exc
@@ -216,14 +247,14 @@ class DurableLogStorage(ExternalSnapshots):
         if meta is None or meta.index == 0:
             return
         wal = self.wal
-        if wal.last_index < meta.index or (
-            len(wal) and wal.first_index <= meta.index and wal.term_at(meta.index) != meta.term
+        if wal.last_index() < meta.index or (
+            len(wal) and wal.first_index() <= meta.index and wal.term_at(meta.index) != meta.term
         ):
             # the snapshot is newer than the log (installed from the leader): start after it
             wal.reset(meta.index + 1, meta.term)
-        elif wal.first_index > meta.index + 1:
+        elif wal.first_index() > meta.index + 1:
             raise CorruptStateError(
-                f"the log starts at {wal.first_index} but the snapshot ends at {meta.index}",
+                f"the log starts at {wal.first_index()} but the snapshot ends at {meta.index}",
                 wal.segments[0] if wal.segments else self.directory,
             )
         else:
@@ -235,11 +266,11 @@ class DurableLogStorage(ExternalSnapshots):
 
     def first_index(self) -> int:
         meta = self._snapshot_meta
-        return max(self.wal.first_index, meta.index + 1 if meta else 1)
+        return max(self.wal.first_index(), meta.index + 1 if meta else 1)
 
     def last_index(self) -> int:
         meta = self._snapshot_meta
-        return max(self.wal.last_index, meta.index if meta else 0)
+        return max(self.wal.last_index(), meta.index if meta else 0)
 
     def term(self, index: int) -> int:
         meta = self._snapshot_meta
@@ -326,7 +357,8 @@ class DurableLogStorage(ExternalSnapshots):
         cached = self._snapshot_cache
         if cached is None or cached.meta != meta:
             data = self.snapshots.data(meta)
-            cached = self._snapshot_cache = Snapshot(data.meta, data)
+            # a file-backed view read like bytes (len, slicing): never the whole file
+            cached = self._snapshot_cache = Snapshot(data.meta, cast(bytes, data))
         return cached
 
     def latest_snapshot_meta(self) -> SnapshotMeta:
@@ -365,7 +397,7 @@ class DurableLogStorage(ExternalSnapshots):
         first = batch.first_index
         invariant(first >= self.first_index(), f"append at {first} below the first index")
         try:
-            if first <= self.wal.last_index:
+            if first <= self.wal.last_index():
                 self.wal.truncate_suffix(first)
             self.wal.append(batch)
         except OSError as exc:
@@ -481,7 +513,7 @@ class DurableLogStorage(ExternalSnapshots):
             index <= covered,
             f"releasing the log up to {index}: the durable snapshot covers only up to {covered}",
         )
-        self.wal.release_prefix(min(index, self.wal.last_index))
+        self.wal.release_prefix(min(index, self.wal.last_index()))
 
     def close(self) -> None:
         if self.hard_state != self._saved:

@@ -2,9 +2,10 @@
 
 The runtime drives every state machine through the same small surface (:class:`StateMachine`):
 
-- ``recover(log, commit_index, snapshot)`` once at start: restore the snapshot (if any), then
-  replay the committed entries after it, ``(snapshot.meta.index, commit_index]`` and never
-  beyond: an entry past the commit index may still be replaced by a new leader;
+- ``recover(log, commit_index, snapshot, sink=...)`` once at start: take the runtime's
+  snapshot sink, restore the snapshot (if any), then replay the committed entries after it,
+  ``(snapshot.meta.index, commit_index]`` and never beyond: an entry past the commit index
+  may still be replaced by a new leader;
 - ``apply_batch(batch)`` for every committed batch of a ``Ready``, in log order, without gaps;
   it returns one result per entry (``None`` for no-op and configuration entries, which never
   reach user code);
@@ -23,8 +24,9 @@ Three families implement it:
   snapshots keep the member's log bounded.
 
 Snapshots leave a state machine through ``snapshot_sink(index, data_or_chunks)``, a callable
-given at construction or assigned to the ``snapshot_sink`` attribute before ``start()``. The
-runtime connects it to the snapshot store and to log compaction: ``index`` is the last entry
+given at construction or, by the runtime, as ``recover``'s ``sink`` argument (nothing assigns
+the attribute from outside). The runtime's sink goes to the snapshot store and to log
+compaction: ``index`` is the last entry
 the snapshot covers (the runtime looks up its term and configuration), ``data_or_chunks`` is
 ``bytes``, an iterable of ``bytes`` chunks that the sink must consume before it returns, or
 ``None`` for a disk state machine (its store is the snapshot, durable up to ``index``: the
@@ -205,15 +207,21 @@ class StateMachine(ABC):
         commit_index: int,
         snapshot: Snapshot | None = None,
         *,
+        sink: SnapshotSink | None = None,
         replay_bytes_max: int = REPLAY_BYTES_MAX,
     ) -> int:
         """Rebuild the state at start: the snapshot (if any), then the committed entries after
         it up to ``commit_index`` and no further. Returns the applied index.
 
+        ``sink`` is where snapshots go from now on (the runtime passes its own, before the
+        replay, which may take a snapshot already); a sink given at construction is kept.
+
         Call once, on a fresh instance, before ``start()``. The log must still hold every entry
         after the restored point (``LogCompactedError`` otherwise); ``commit_index`` below the
         restored point replays nothing (the commit index in the hard state is only a hint).
         """
+        if sink is not None and self.snapshot_sink is None:
+            self.snapshot_sink = sink
         with self._lock:
             invariant(not self._closed, "recover() after close()")
             invariant(
@@ -245,8 +253,8 @@ class StateMachine(ABC):
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
         others = np.flatnonzero(batch.kinds != KIND_COMMAND)
         if not len(others):
-            results = self.apply_commands(batch)
-            return results if isinstance(results, list) else list(results)
+            applied = self.apply_commands(batch)
+            return applied if isinstance(applied, list) else list(applied)
         count, first = len(batch), batch.first_index
         results: list[object] = [None] * count
         start = 0

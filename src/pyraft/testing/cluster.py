@@ -16,7 +16,7 @@ import gc
 from collections.abc import Callable, Mapping
 
 from pyraft.cluster import RaftCluster
-from pyraft.config import RaftConfig
+from pyraft.config import ClusterConfig
 
 PEERS = {m: f"127.0.0.1:{7100 + m}" for m in (1, 2, 3)}
 
@@ -62,11 +62,14 @@ def run_on_fresh_loop(body: Callable, loop_kind: str = "asyncio",
 
 @contextlib.asynccontextmanager
 async def memory_cluster(network, peers: Mapping[int, str] = PEERS, *, storage=None,
-                         machine: Callable | None = None, tick_ms: float = 5.0, **options):
+                         machine: Callable | None = None, tick_ms: float = 5.0, **settings):
+    """A started member per id of ``peers`` on ``network``; ``settings`` are more
+    ``ClusterConfig`` fields, ``storage(id)`` and ``machine()`` make each one's storage and
+    state machine."""
     members = [
-        RaftCluster(RaftConfig(member_id=m, tick_ms=tick_ms), transport=network.transport(m),
-                    peers=peers, state_machine=machine() if machine else None,
-                    storage=storage(m) if storage else None, **options)
+        RaftCluster(ClusterConfig(member_id=m, tick_ms=tick_ms, peers=peers, **settings),
+                    transport=network.transport(m), state_machine=machine() if machine else None,
+                    storage=storage(m) if storage else None)
         for m in peers
     ]
     for member in members:
@@ -91,11 +94,12 @@ async def settled_leader(members, timeout: float = 5.0) -> RaftCluster:
     await leader.ensure_consistency(timeout)
 
     async def announced() -> None:
-        core = leader.core
-        if core is None:
-            raise RuntimeError(f"member {leader.id} is not running")
-        while not (core.pending_conf_index <= leader.commit_index
-                   and all(core.info_recorded(m.id, m.core.own_info) for m in members)):
+        view = leader.view
+        views = [(m.id, m.view) for m in members]
+        if view is None or any(v is None for _, v in views):
+            raise RuntimeError("settled_leader needs started members")
+        while not (view.configuration_committed
+                   and all(view.info_recorded(m, v.own_info) for m, v in views if v)):
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(announced(), timeout)

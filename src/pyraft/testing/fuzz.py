@@ -277,8 +277,9 @@ def fuzz_wal(data: bytes) -> None:
     except WalCorruptionError:
         return
     try:
-        last = recovered.last_index
-        _check(recovered.first_index == 1, f"first index {recovered.first_index} after recovery")
+        last = recovered.last_index()
+        first = recovered.first_index()
+        _check(first == 1, f"first index {first} after recovery")
         common = min(last, count)
         if common:
             batch = recovered.read(1, common + 1)
@@ -464,7 +465,7 @@ class HttpHarness:
 
     async def _start(self) -> None:
         from pyraft.cluster import RaftCluster
-        from pyraft.config import RaftConfig
+        from pyraft.config import ClusterConfig
         from pyraft.kv import KVStateMachine
         from pyraft.kv.http import bound_port, serve
         from pyraft.transport.memory import MemoryNetwork
@@ -472,8 +473,8 @@ class HttpHarness:
         network = MemoryNetwork()
         machine = KVStateMachine()
         self.cluster = cluster = RaftCluster(
-            RaftConfig(member_id=1, tick_ms=5), transport=network.transport(1),
-            peers={1: "127.0.0.1:1"}, state_machine=machine)
+            ClusterConfig(member_id=1, tick_ms=5, peers={1: "127.0.0.1:1"}),
+            transport=network.transport(1), state_machine=machine)
         await cluster.start()
         for _ in range(1000):  # a one-member cluster elects itself within a few timeouts
             if cluster.is_leader:

@@ -19,10 +19,8 @@ its event loop:
 - ``address``: where the transport serves (``"host:port"``), or None.
 - ``await stop()``: close every connection and the listener; pending messages may be lost.
 
-Both callbacks reach the transport through ``start``; an implementation keeps them with
-``_bind`` and reports a member with ``_report_unreachable``. (Until the runtime passes
-``on_unreachable`` to ``start``, assigning the ``on_unreachable`` attribute before ``start``
-works as well; ``start`` keeps it when its own argument is None.)
+Both callbacks reach the transport through ``start`` (nobody assigns them from outside); an
+implementation keeps them with ``_bind`` and reports a member with ``_report_unreachable``.
 
 Bounds: every queue is bounded (``send_queue_messages_max``); frames larger than
 ``frame_bytes_max`` are refused. A malformed, oversized or truncated frame closes that one
@@ -60,12 +58,6 @@ class Transport(abc.ABC):
         """The ``on_unreachable`` callback ``start`` was given (None: nobody is told)."""
         return self._on_unreachable
 
-    @on_unreachable.setter
-    def on_unreachable(self, callback: OnUnreachable | None) -> None:
-        # the former way, assigned before ``start(on_message)``: kept until every caller
-        # passes the callback to ``start``
-        self._on_unreachable = callback
-
     @property
     def address(self) -> str | None:
         """The ``"host:port"`` this transport serves on (the bound port once started: the
@@ -97,9 +89,8 @@ class Transport(abc.ABC):
     async def stop(self) -> None: ...
 
     def _bind(self, on_unreachable: OnUnreachable | None) -> None:
-        """Keep ``start``'s ``on_unreachable``; None keeps one assigned before ``start``."""
-        if on_unreachable is not None:
-            self._on_unreachable = on_unreachable
+        """Keep ``start``'s ``on_unreachable`` (None: nobody is told)."""
+        self._on_unreachable = on_unreachable
 
     def _report_unreachable(self, member: int) -> None:
         callback = self._on_unreachable

@@ -1,0 +1,163 @@
+"""The event bus of one member: what it tells the application about leadership and membership.
+
+Two kinds of message leave here: a ``LeaderChange`` (who leads now, in which term, and why this
+member stopped leading if it did) and a ``ClusterEvent`` ("leader-changed", "role-changed",
+"member-added", "member-removed"). Each goes to the registered callbacks (``on_leader_changed``,
+``on_event``; a callback that raises is logged, never stops the member) and to every
+subscriber's bounded queue (``leader_changes()``, ``events()``: a slow reader misses
+intermediate items, never the latest). The ``LeadershipToken`` of the current leadership lives
+here too: it is cancelled when this member stops leading.
+
+The bus owns no task and no timer; the runtime publishes from its loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+from pyraft.core.messages import LeadershipLost
+
+__all__ = ["ClusterEvent", "EventBus", "LeaderChange", "LeadershipToken"]
+
+log = logging.getLogger("pyraft.cluster")
+
+_Item = TypeVar("_Item")
+
+#: the bound of each subscriber's queue
+LEADER_CHANGES_QUEUED_MAX = 64
+EVENTS_QUEUED_MAX = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaderChange:
+    leader: int | None  # None while no leader is known
+    term: int
+    address: str | None
+    #: set when this member stopped leading: why (``lost.reason``, ``lost.describe()``)
+    lost: LeadershipLost | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterEvent:
+    """``kind``: "leader-changed", "role-changed", "member-added" or "member-removed";
+    ``member``: the leader, this member or the member concerned; ``term``; ``role`` of this
+    member when the event happened."""
+
+    kind: str
+    member: int | None
+    term: int
+    role: str
+
+
+class LeadershipToken:
+    """Valid while this member leads the term it was issued in; cancelled when it stops.
+
+    ``cancelled`` tells the state now; ``await token.wait_cancelled()`` returns when
+    leadership is lost; ``token.add_callback(fn)`` calls ``fn()`` then. Use it to abort work
+    that only the leader may do.
+    """
+
+    def __init__(self, term: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.term = term
+        self._future: asyncio.Future[None] = loop.create_future()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._future.done()
+
+    async def wait_cancelled(self) -> None:
+        await asyncio.shield(self._future)
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        self._future.add_done_callback(lambda _future: callback())
+
+    def _cancel(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+
+def _offer(queue: asyncio.Queue[_Item], item: _Item) -> None:
+    """Put ``item`` in a bounded queue, dropping the oldest item when it is full."""
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+    queue.put_nowait(item)
+
+
+class EventBus:
+    """Callbacks and subscribers of leader changes and cluster events, and the leadership
+    token. State: ``_token`` is the token of the newest leadership of this member (cancelled
+    once it ended), or None before the first."""
+
+    def __init__(self) -> None:
+        self._leader_callbacks: list[Callable[[LeaderChange], None]] = []
+        self._leader_subscribers: list[asyncio.Queue[LeaderChange]] = []
+        self._event_callbacks: list[Callable[[ClusterEvent], None]] = []
+        self._event_subscribers: list[asyncio.Queue[ClusterEvent]] = []
+        self._token: LeadershipToken | None = None
+
+    # ---- subscribing ---------------------------------------------------------------------
+    def on_leader_changed(self, callback: Callable[[LeaderChange], None]) -> None:
+        self._leader_callbacks.append(callback)
+
+    def on_event(self, callback: Callable[[ClusterEvent], None]) -> None:
+        self._event_callbacks.append(callback)
+
+    async def leader_changes(self, running: Callable[[], bool]) -> AsyncIterator[LeaderChange]:
+        """Every leader change from now on, while ``running()``."""
+        queue: asyncio.Queue[LeaderChange] = asyncio.Queue(maxsize=LEADER_CHANGES_QUEUED_MAX)
+        self._leader_subscribers.append(queue)
+        try:
+            while running():
+                yield await queue.get()
+        finally:
+            self._leader_subscribers.remove(queue)
+
+    async def events(self, running: Callable[[], bool]) -> AsyncIterator[ClusterEvent]:
+        """Every cluster event from now on, while ``running()``."""
+        queue: asyncio.Queue[ClusterEvent] = asyncio.Queue(maxsize=EVENTS_QUEUED_MAX)
+        self._event_subscribers.append(queue)
+        try:
+            while running():
+                yield await queue.get()
+        finally:
+            self._event_subscribers.remove(queue)
+
+    # ---- publishing ----------------------------------------------------------------------
+    def emit(self, event: ClusterEvent) -> None:
+        for callback in list(self._event_callbacks):
+            try:
+                callback(event)
+            except Exception:  # a user's callback must not stop the member
+                log.exception("event callback failed")
+        for queue in self._event_subscribers:
+            _offer(queue, event)
+
+    def publish_leader_change(self, change: LeaderChange) -> None:
+        for callback in list(self._leader_callbacks):
+            try:
+                callback(change)
+            except Exception:  # a user's callback must not stop the member
+                log.exception("leader-changed callback failed")
+        for queue in self._leader_subscribers:
+            _offer(queue, change)
+
+    # ---- the leadership token ------------------------------------------------------------
+    def token_for_term(self, term: int, loop: asyncio.AbstractEventLoop) -> LeadershipToken:
+        """The token of this member's leadership of ``term`` (a new one the first time)."""
+        token = self._token
+        if token is None or token.term != term or token.cancelled:
+            if token is not None:
+                token._cancel()
+            token = self._token = LeadershipToken(term, loop)
+        return token
+
+    def cancel_token(self) -> None:
+        """This member stopped leading: the current token, if any, is cancelled."""
+        if self._token is not None:
+            self._token._cancel()
