@@ -5,6 +5,9 @@
 - The product (``pyraft.core``, ``storage``, ``transport``, ``cluster``, ``config``) never
   imports the tools and services above it (``pyraft.kv``, ``testing``, ``bench``,
   ``playground``); ``pyraft.bench`` never imports ``pyraft.playground`` (``LAYER_RULES``).
+- Every package of pyraft has its place in ``LAYERS`` and imports, at run time, only from
+  its own layer and those below (imports under ``if TYPE_CHECKING:`` are annotations and may
+  name any layer): the import layers the README's "Layout" table shows.
 - ruff passes on the Python sources (mypy: ``tests/test_types.py``).
 
 Rules name packages, never file lists: a module added to a package is checked at once. An
@@ -54,17 +57,33 @@ def module_name(path: pathlib.Path) -> str:
     return ".".join(parts)
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    inside_ids: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+                (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+                or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")):
+            for statement in node.body:
+                inside_ids.update(id(child) for child in ast.walk(statement))
+    return inside_ids
+
+
 def imports_of(path: pathlib.Path, source: str | None = None,
-               module: str | None = None) -> set[str]:
+               module: str | None = None, *, type_checking: bool = True) -> set[str]:
     """The absolute names of the modules the file at ``path`` (or ``source``, as if it were
-    that file, module ``module``) imports; ``from a import b`` gives ``a`` and ``a.b``."""
+    that file, module ``module``) imports; ``from a import b`` gives ``a`` and ``a.b``.
+    ``type_checking=False`` leaves out the imports under ``if TYPE_CHECKING:``."""
     text = path.read_text() if source is None else source
     tree = ast.parse(text, filename=str(path))
     if module is None:
         module = module_name(path) if path.is_relative_to(SRC) else path.stem
     is_package = path.name == "__init__.py"
+    skipped = set() if type_checking else _type_checking_only(tree)
     names: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -135,6 +154,77 @@ def test_layers_do_not_import_the_layers_above_them():
     # every package a rule names exists, so no rule checks nothing
     for package, _, _ in LAYER_RULES:
         assert any(inside(module, package) for module in checked), package
+
+
+#: the import layers of pyraft, lowest first (the README's "Layout" table). ``"pyraft"`` is the
+#: package's own ``__init__`` (the public API), not everything under it
+LAYERS: list[tuple[str, frozenset[str]]] = [
+    ("errors and argument types", frozenset({"pyraft.errors", "pyraft.argtypes"})),
+    ("pure core", frozenset({"pyraft.core"})),
+    ("configuration", frozenset({"pyraft.config"})),
+    ("storage and metrics", frozenset({"pyraft.storage", "pyraft.metrics"})),
+    ("transports", frozenset({"pyraft.transport"})),
+    ("runtime", frozenset({"pyraft.cluster"})),
+    ("public API and key-value service", frozenset({"pyraft", "pyraft.kv", "pyraft.client"})),
+    ("tools: test helpers and benchmarks", frozenset({"pyraft.testing", "pyraft.bench"})),
+    ("playground", frozenset({"pyraft.playground"})),
+    ("command line", frozenset({"pyraft.cli", "pyraft.__main__"})),
+]
+
+
+def layer_of(name: str) -> int | None:
+    """The index in ``LAYERS`` of the module ``name`` (None outside pyraft); a name under
+    ``pyraft`` that no layer lists (``pyraft.__version__``) is the package's own."""
+    if not inside(name, "pyraft"):
+        return None
+    for index, (_, packages) in enumerate(LAYERS):
+        if any(package != "pyraft" and inside(name, package) for package in packages):
+            return index
+    return next(i for i, (_, packages) in enumerate(LAYERS) if "pyraft" in packages)
+
+
+def upward_imports(module: str, names: set[str]) -> list[str]:
+    """The imports of ``module`` that name a layer above its own."""
+    own = layer_of(module)
+    assert own is not None, module
+    return sorted(name for name in names
+                  if (layer := layer_of(name)) is not None and layer > own)
+
+
+def test_every_module_imports_only_its_layer_and_those_below():
+    bad = []
+    for path in sources("pyraft", (".py",)):
+        module = module_name(path)
+        for name in upward_imports(module, imports_of(path, type_checking=False)):
+            bad.append(f"{path.relative_to(ROOT)} ({LAYERS[layer_of(module)][0]}) imports "
+                       f"{name} ({LAYERS[layer_of(name)][0]})")
+    assert not bad, "\n".join(bad)
+
+
+def test_every_package_of_pyraft_has_its_layer():
+    listed = {package for _, packages in LAYERS for package in packages}
+    for path in sorted((SRC / "pyraft").iterdir()):
+        if path.name.startswith(("_", ".")) and path.name != "__main__.py":
+            continue
+        if path.suffix == ".py" or (path / "__init__.py").exists():
+            assert f"pyraft.{path.stem}" in listed, f"pyraft.{path.stem} has no layer"
+
+
+@pytest.mark.parametrize("module, source, upward", [
+    ("pyraft.core.raft", "from pyraft.config import ClusterConfig", True),
+    ("pyraft.config", "import pyraft.storage.log", True),
+    ("pyraft.metrics", "from pyraft.cluster.runtime import RaftCluster", True),
+    ("pyraft.cluster.ledger", "import pyraft", True),
+    ("pyraft.metrics",
+     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pyraft.cluster import x\n",
+     False),
+    ("pyraft.cluster.runtime", "from pyraft.transport.tcp import TcpTransport", False),
+    ("pyraft.testing.member", "from pyraft.bench.load import run_load", False),
+])
+def test_the_layer_order_sees_an_import_from_above(module, source, upward):
+    path = SRC.joinpath(*module.split(".")).with_suffix(".py")
+    names = imports_of(path, source, module, type_checking=False)
+    assert bool(upward_imports(module, names)) is upward, names
 
 
 VIOLATIONS = [

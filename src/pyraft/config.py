@@ -75,8 +75,15 @@ from typing import Any, TypeVar
 
 from pyraft.core.raft import RaftOptions
 from pyraft.errors import ConfigError
-from pyraft.storage.state_machine import SNAPSHOT_ENTRIES_DEFAULT
 from raftcore.framing import FRAME_BYTES_MAX
+
+#: applied entries between two automatic snapshots of a state machine, unless given at its
+#: construction (``pyraft.storage.state_machine``), and the consensus-only default
+#: (``ClusterConfig.consensus_snapshot_entries``). 8192: the log of a consensus-only member
+#: then holds at most ~8k entries plus one batch (a bounded, small amount of memory), while
+#: a snapshot (an empty one there: O(1) in memory, one small file and its fsyncs on the I/O
+#: thread on disk) comes only every 8k writes
+SNAPSHOT_ENTRIES_DEFAULT = 8192
 
 __all__ = [
     "RaftConfig",

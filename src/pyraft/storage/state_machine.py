@@ -61,6 +61,7 @@ from typing import Any, TypeVar
 import msgpack
 import numpy as np
 
+from pyraft.config import SNAPSHOT_ENTRIES_DEFAULT
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import Snapshot
 from pyraft.core.storage import LogStorage
@@ -86,12 +87,6 @@ SnapshotData = bytes | Iterable[bytes] | None
 SnapshotSink = Callable[[int, SnapshotData], None]
 
 COMPACTION_MODES = ("sequential", "background", "incremental")
-#: applied entries between two automatic snapshots, unless given at construction (also the
-#: runtime's consensus-only default, ``ClusterConfig.consensus_snapshot_entries``). 8192:
-#: the log of a consensus-only member then holds at most ~8k entries plus one batch (a
-#: bounded, small amount of memory), while a snapshot (an empty one there: O(1) in memory,
-#: one small file and its fsyncs on the I/O thread on disk) comes only every 8k writes
-SNAPSHOT_ENTRIES_DEFAULT = 8192
 #: byte budget of one batch read from the log while ``recover`` replays it
 REPLAY_BYTES_MAX = 4 * 1024 * 1024
 
