@@ -1,42 +1,59 @@
 """The deterministic simulator over many faulty seeds, and proof that its checkers can fail.
 
-Default run: 300 seeds of 3 members and 200 of 5, every fault on. ``pytest --soak`` runs
+Default run: 300 seeds of 3 members and 200 of 5, every fault on; each also commits exactly
+what it committed before the issue-17 restructure (its digest is in
+``testdata/commit_digests.json``, see ``test_commit_digests.py``). ``pytest --soak`` runs
 thousands more (``SIM_SOAK_SEEDS`` sets how many).
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
+from pathlib import Path
 
 import pytest
 
 from pyraft.core.log import RaftLog
 from pyraft.testing import sim
-from pyraft.testing.sim import FAULTS, SimConfig, Simulation, run_seed
+from pyraft.testing.sim import FAULTS, SimConfig, Simulation, digest_of, run_seed
+
+#: what each seed of 0..999 (3 members) and 0..499 (5 members) committed before issue 17
+RECORDED = json.loads((Path(__file__).parent / "testdata" / "commit_digests.json").read_text())
 
 
-def _run(seeds, nodes):
+def _run(seeds, nodes, recorded=None):
+    """Run ``seeds`` with every fault on; each must pass every check, commit something and,
+    when ``recorded`` has its digest, commit exactly what it did before."""
     config = SimConfig(nodes=nodes)
     failures = []
+    changed = []
     for seed in seeds:
-        result = run_seed(seed, config)
+        simulation = Simulation(seed, config)
+        simulation.applied_log = []
+        result = simulation.run()
         if not result.ok:
             failures.append(
                 f"{result.line()}: {result.detail}\n  " + "\n  ".join(result.trace[-30:])
             )
         assert result.commits > 0, f"seed {seed} committed nothing"
+        expected = (recorded or {}).get(str(seed))
+        if expected is not None and digest_of(result, simulation.applied_log) != expected:
+            changed.append(seed)
     assert not failures, "\n".join(failures[:3])
+    assert not changed, f"seeds {changed[:10]} ({nodes} members) commit other entries than " \
+                        "recorded in testdata/commit_digests.json"
 
 
 @pytest.mark.parametrize("block", range(6))
 def test_three_members_all_faults(block):
-    _run(range(block * 50, block * 50 + 50), nodes=3)
+    _run(range(block * 50, block * 50 + 50), nodes=3, recorded=RECORDED["3"])
 
 
 @pytest.mark.parametrize("block", range(4))
 def test_five_members_all_faults(block):
-    _run(range(10_000 + block * 50, 10_000 + block * 50 + 50), nodes=5)
+    _run(range(block * 50, block * 50 + 50), nodes=5, recorded=RECORDED["5"])
 
 
 def test_five_members_with_automatic_failure_detection():
