@@ -68,6 +68,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
@@ -606,11 +607,11 @@ class RaftConfig:
             except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
                 raise ConfigError(path, f"not valid JSON: {exc}") from None
         elif suffix == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ModuleNotFoundError:  # Python 3.10
+            else:  # Python 3.10: the tomli package (a dependency there)
                 try:
-                    import tomli as tomllib  # type: ignore[no-redef,import-not-found]
+                    import tomli as tomllib
                 except ModuleNotFoundError:
                     raise ConfigError(path, "reading TOML needs Python 3.11 or the tomli "
                                             "package") from None

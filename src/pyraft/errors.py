@@ -17,7 +17,7 @@ Two kinds of failure (see STYLE.md):
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "PyraftError",
@@ -81,6 +81,10 @@ class MembershipMismatchError(ConfigError):
     """The members given at start contradict the membership this member's storage holds
     (a restart with other peers than it was started with): refused before it speaks."""
 
+    #: the data directory whose membership it is, when the caller knows it (``pyraft node``
+    #: fills it in for its one-line message)
+    data_dir: str | None = None
+
     def __init__(self, member: int, given: str, stored: str) -> None:
         super().__init__("peers", f"member {member}: the peers given ({given}) contradict the "
                                   f"membership stored in its storage ({stored}); start it "
@@ -88,7 +92,7 @@ class MembershipMismatchError(ConfigError):
                                   "storage to make a new member")
         self.member, self.given, self.stored = member, given, stored
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (type(self), (self.member, self.given, self.stored))
 
 
@@ -145,7 +149,7 @@ class StorageError(PyraftError, OSError):
         self.errno = errno
         self.reason = message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (type(self), (self.reason, self.path, self.errno))
 
 
@@ -164,7 +168,7 @@ class CorruptStateError(PyraftError, ValueError):
         self.offset = offset
         self.reason = message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (type(self), (self.reason, self.path, self.offset))
 
 
@@ -184,7 +188,7 @@ class ClusterMismatchError(StorageError):
         self.stored_cluster_id = stored_cluster_id
         self.cluster_id = cluster_id
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (type(self), (self.path, self.stored_cluster_id, self.cluster_id))
 
 
@@ -251,7 +255,7 @@ class MalformedMessageError(PyraftError, ValueError):
         self.reason = message
         self.offset = offset
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return (type(self), (self.reason, self.offset))
 
 

@@ -205,7 +205,8 @@ class _Api:
         """The request body, 413 beyond ``limit`` bytes (checked before reading when known)."""
         if request.content_length is not None and request.content_length > limit:
             raise _Abort(_error(413, "too_large", f"the body exceeds {limit} bytes"))
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             chunk = await request.content.read(65536)
             if not chunk:
@@ -362,9 +363,9 @@ class _Api:
             client, sequence, key, expected_bytes, new_bytes))
         if not isinstance(result, CasResult):
             raise _Abort(_error(500, "internal", f"unexpected result {result!r}"))
-        value, used = result.current, encoding
-        if value is not None:
-            value, used = self._encode(value, encoding)
+        value, used = None, encoding
+        if result.current is not None:
+            value, used = self._encode(result.current, encoding)
         return web.json_response({"ok": result.ok, "value": value, "encoding": used})
 
     @staticmethod
@@ -598,7 +599,7 @@ def _https_required(port: int) -> bytes:
             + body)
 
 
-class _HttpsServer:
+class _HttpsServer(asyncio.AbstractServer):
     """The listener of an HTTPS site. A connection whose first byte starts a TLS handshake
     goes to the application over TLS; a plain-HTTP request gets ``400 https_required`` (a
     JSON error, as every error of the API) instead of a dropped connection, so a client with
@@ -625,8 +626,11 @@ class _HttpsServer:
 
     async def _first_byte(self, connection: socket.socket) -> bytes:
         readable = self._loop.create_future()
-        self._loop.add_reader(connection.fileno(), lambda: readable.done()
-                              or readable.set_result(None))
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        self._loop.add_reader(connection.fileno(), ready)
         try:
             await readable
         finally:
@@ -659,6 +663,18 @@ class _HttpsServer:
             if not await self._loop.sock_recv(connection, 65536):
                 break
 
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return not self._accepting.done()
+
+    async def start_serving(self) -> None:
+        return  # it serves from its creation
+
+    async def serve_forever(self) -> None:
+        await self._accepting
+
     def close(self) -> None:
         self._accepting.cancel()
         for task in self._routing:
@@ -676,6 +692,7 @@ class _HttpsSite(web.BaseSite):
                  context: ssl.SSLContext) -> None:
         super().__init__(runner, ssl_context=context)
         self._sock = sock
+        self._context = context
 
     @property
     def name(self) -> str:
@@ -685,7 +702,7 @@ class _HttpsSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         self._sock.listen(128)  # a bound socket given to serve() may not listen yet
-        self._server = _HttpsServer(self._runner.server, self._sock, self._ssl_context)
+        self._server = _HttpsServer(self._runner.server, self._sock, self._context)
 
 
 def bound_port(runner: web.AppRunner) -> int:

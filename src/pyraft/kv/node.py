@@ -51,6 +51,7 @@ import sqlite3
 import ssl
 import sys
 import urllib.parse
+from typing import Any
 
 from pyraft.argtypes import positive_int
 from pyraft.cluster.runtime import RaftCluster
@@ -399,6 +400,8 @@ def build_machine(config: ClusterConfig, state: str,
                   snapshot_entries: int) -> KVStateMachine | SqliteKVStateMachine:
     """The key-value state machine ``--state`` names (``sqlite`` needs ``config.data_dir``)."""
     if state == "sqlite":
+        if config.data_dir is None:
+            raise ConfigError("--state", "sqlite needs --data DIR (the database lives there)")
         path = os.path.join(config.data_dir, DATABASE_NAME)
         try:
             os.makedirs(config.data_dir, exist_ok=True)
@@ -519,13 +522,17 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             stopped = loop.create_task(stop.wait())
-            await asyncio.wait([stopped, cluster.readiness],
-                               return_when=asyncio.FIRST_COMPLETED)
+            readiness = cluster.readiness
+            if readiness is None:  # start() creates it: a member that started has one
+                raise RuntimeError(f"member {config.member_id} started without readiness")
+            waiting: list[asyncio.Future[Any]] = [stopped, readiness]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if not stopped.done():
                 stopped.cancel()
-                if not cluster.readiness.cancelled() and cluster.readiness.exception():
+                refused = None if readiness.cancelled() else readiness.exception()
+                if refused is not None:
                     # a refused join (its credential): no retry can help
-                    raise cluster.readiness.exception()
+                    raise refused
                 await stop.wait()
         finally:
             for runner in reversed(runners):
@@ -607,7 +614,7 @@ def setup_logging(member: int, level: str, form: str) -> None:
 def refusal(args: argparse.Namespace, error: ConfigError) -> str:
     """The one line that says why the member did not start (``pyraft.cli`` prints it)."""
     if isinstance(error, MembershipMismatchError):
-        data = getattr(error, "data_dir", None) or args.data
+        data = error.data_dir or args.data
         return (f"pyraft node: member {args.id} refused to start: --peers {error.given} "
                 f"contradict the membership stored in {data} ({error.stored}); start "
                 "it without --peers to use the stored membership, or with an empty --data to "

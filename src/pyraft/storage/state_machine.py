@@ -56,7 +56,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import numpy as np
@@ -66,6 +66,8 @@ from pyraft.core.messages import Snapshot
 from pyraft.core.storage import LogStorage
 from pyraft.errors import ConfigError, LogCompactedError, invariant
 from raftcore.framing import KIND_COMMAND, EntryBatch
+
+_SM = TypeVar("_SM", bound="StateMachine")
 
 __all__ = [
     "COMPACTION_MODES",
@@ -168,7 +170,7 @@ class StateMachine(ABC):
         self._closed = True
         self._raise_failure()
 
-    def __enter__(self):
+    def __enter__(self: _SM) -> _SM:
         self.start()
         return self
 
@@ -517,7 +519,8 @@ class MemoryStateMachine(StateMachine):
             else:
                 items[key] = bytes(value)
         self._dirty = set()
-        return msgpack.packb(items)
+        packed: bytes = msgpack.packb(items)
+        return packed
 
     def _after_apply(self) -> None:
         if (
