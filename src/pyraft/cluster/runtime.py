@@ -27,7 +27,10 @@ the write path lives in parts, each tested on its own:
 - ``snapshots``: the state machine's snapshot sink, snapshot files written off the loop,
   snapshots received in chunks and installed, exports of a disk state machine's store;
 - ``waiters``: commit, applied, read-index and membership waiters, failed all at once;
-- ``events``: leader changes and cluster events, the ``LeadershipToken``;
+- ``reads``: the waits of the public API (read barrier, commit, applied, a leader known,
+  ``ensure_consistency``), with their deadlines and retries;
+- ``events``: leader changes and cluster events, the ``LeadershipToken``; ``Leadership``
+  turns a Ready's soft state and lost leaderships into them, the log and the metrics;
 - ``membership``: the bootstrap membership, the peers the transport dials, announcements;
 - ``lease``: the leader's lease in real time, contact with a quorum.
 
@@ -42,7 +45,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
 import os
 import random
@@ -50,7 +52,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
+from pyraft.cluster.events import (
+    ClusterEvent,
+    EventBus,
+    LeaderChange,
+    Leadership,
+    LeadershipToken,
+)
 from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.membership import (
@@ -63,6 +71,7 @@ from pyraft.cluster.membership import (
     removed,
 )
 from pyraft.cluster.persist import LogWriter
+from pyraft.cluster.reads import Reads
 from pyraft.cluster.snapshots import Snapshotting, read_whole
 from pyraft.cluster.waiters import Waiters
 from pyraft.config import ClusterConfig
@@ -72,14 +81,8 @@ from pyraft.core import (
     RaftNode,
     Ready,
     Role,
-    SoftState,
 )
-from pyraft.core.messages import (
-    LeadershipLossReason,
-    LeadershipLost,
-    MembershipEventKind,
-    Snapshot,
-)
+from pyraft.core.messages import MembershipEventKind, Snapshot
 from pyraft.core.storage import LogStore
 from pyraft.core.view import CoreView
 from pyraft.errors import (
@@ -91,7 +94,6 @@ from pyraft.errors import (
     NotLeaderError,
     ProposalDroppedError,
     StorageError,
-    invariant,
 )
 from pyraft.metrics import Metrics
 from pyraft.storage.log import DurableLogStorage
@@ -208,7 +210,10 @@ class RaftCluster:
         self._ledger = ProposalLedger(config.proposal_queue_max, config.proposal_queue_full)
         #: callers waiting for a commit, an apply, a read index or a membership state
         self._waiters = Waiters()
-        self._read_ids = itertools.count(1)
+        #: the reads and waits (read barrier, commit, applied, leader, consistency)
+        self._reads = Reads(self.id, self._waiters,
+                            retry_seconds=config.election_timeout_ms_upper / 1e3 * 2,
+                            running=lambda: self._running, check_running=self._check_running)
         #: leader changes and cluster events for the application; the leadership token
         self._bus = EventBus()
         #: the exception that stopped this member's processing (a bug, a state machine that
@@ -216,11 +221,14 @@ class RaftCluster:
         self.fatal_error: Exception | None = None
         self._running = False
         self._stopped = False
-        self._role_seen: Role | None = None
         self.applied_index = 0
         # the loop time of the last ticks (newest last), for leases in real time
         self._clock = TickClock()
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
+        #: this member's leader changes, as events, log lines and metrics
+        self._leadership = Leadership(
+            self.id, self._bus, self.metrics, self._address_of,
+            stepped_down=lambda: self._ledger.fail_queue(self._not_leader()))
         self._snapshots = Snapshotting(
             self.id, self.storage, self.state_machine, self.metrics,
             chunk_bytes=config.core_options().snapshot_chunk_bytes,
@@ -281,6 +289,7 @@ class RaftCluster:
         self.view = self._status = status = CoreView(core)
         self._snapshots.bind(loop, self._executor, core)
         self._writer.bind(loop, self._executor)
+        self._reads.bind(loop, status, self._request_read)
         # peers given: the bootstrap is never None (see membership.bootstrap)
         if stored is not None and self._peers_given is not None and initial is not None:
             check_peers(self.id, initial, stored, core.configuration)
@@ -358,10 +367,7 @@ class RaftCluster:
                     self.graceful_shutdown_timeout_ms / 1000.0,
                 )
         if self._status.is_leader:
-            lost = LeadershipLost(LeadershipLossReason.STOPPED, self._status.term)
-            self._report_leadership_lost(lost)
-            self.metrics.leader_changed("follower", 0)
-            self._bus.publish_leader_change(LeaderChange(None, self._status.term, None, lost))
+            self._leadership.stopped(self._status.term)
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -555,21 +561,11 @@ class RaftCluster:
         if not self.is_leader:
             raise self._not_leader()
 
-    # ---- reads and consistency ---------------------------------------------------------------
+    # ---- reads and consistency (``reads``) ---------------------------------------------------
     async def apply_read_barrier(self, timeout: float | None = None) -> int:
         """Wait until this member's state machine reflects every write committed before the
         call (read index, thesis 6.4; works on followers). Returns the read index."""
-        if not self._running:
-            raise ClusterStoppedError(f"member {self.id} is not running")
-        context = b"r%d:%d" % (self.id, next(self._read_ids))
-        future = self._loop.create_future()
-        self._waiters.add_read(context, future)
-        self._node.read_index(context)
-        self._wake.set()
-        try:
-            return await (future if timeout is None else asyncio.wait_for(future, timeout))
-        finally:
-            self._waiters.drop_read(context)
+        return await self._reads.read_barrier(timeout)
 
     async def force_replication(self, timeout: float | None = None) -> None:
         """A heartbeat round acknowledged by a majority (on the leader)."""
@@ -578,19 +574,12 @@ class RaftCluster:
         await self.apply_read_barrier(timeout)
 
     async def wait_for_commit(self, index: int, timeout: float | None = None) -> None:
-        if self._status.committed >= index:
-            return
-        future = self._loop.create_future()
-        self._waiters.until_committed(index, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        """Wait until this member's commit index reaches ``index``."""
+        await self._reads.until_committed(index, timeout)
 
     async def wait_for_applied(self, index: int, timeout: float | None = None) -> None:
         """Wait until this member's state machine has applied ``index``."""
-        if self._status.applied >= index:
-            return
-        future = self._loop.create_future()
-        self._waiters.until_applied(index, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        await self._reads.until_applied(index, timeout)
 
     async def ensure_consistency(self, timeout: float | None = None) -> None:
         """Wait until this member's view is up to date, on any member. On the leader: until
@@ -600,57 +589,18 @@ class RaftCluster:
         leader's commit index as of the call; a request lost to a leader change is asked
         again of the next leader. Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming
         ``timeout`` when it passes first."""
-        loop = self._check_running()
-        deadline = None if timeout is None else loop.time() + timeout
-        try:
-            while True:
-                leader = await self.wait_for_leader(self._remaining(deadline))
-                if leader == self.id:
-                    await self._wait_until(self._committed_in_current_term,
-                                           self._remaining(deadline))
-                    return
-                # a read index the leader never answers (it lost the lead, the message was
-                # lost) is asked again after two upper election timeouts
-                attempt = self.config.election_timeout_ms_upper / 1e3 * 2
-                if deadline is not None:
-                    attempt = min(attempt, self._remaining(deadline) or 0.0)
-                try:
-                    await self.apply_read_barrier(attempt)
-                    return
-                except asyncio.TimeoutError:
-                    if deadline is not None and loop.time() >= deadline:
-                        raise
-        except (asyncio.TimeoutError, TimeoutError):
-            raise ClusterTimeoutError(f"member {self.id}: ensure_consistency did not "
-                                      f"complete within its timeout of {timeout} s",
-                                      timeout) from None
+        await self._reads.consistent(timeout)
 
     async def wait_for_leader(self, timeout: float | None = None) -> int:
         """The id of the leader, once one is known to this member (at once if it is already).
         Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming ``timeout`` when none is
         known in time."""
-        self._check_running()
-        try:
-            await self._wait_until(lambda: bool(self._status.lead), timeout)
-        except asyncio.TimeoutError:
-            raise ClusterTimeoutError(f"member {self.id}: no leader known within the "
-                                      f"timeout of {timeout} s", timeout) from None
-        leader: int = self._status.lead
-        invariant(leader != 0, "a leader was known when the wait ended")
-        return leader
+        return await self._reads.leader(timeout)
 
-    def _committed_in_current_term(self) -> bool:
-        return self._status.committed_in_current_term
-
-    def _remaining(self, deadline: float | None) -> float | None:
-        """Seconds left until ``deadline`` (loop time); None for no deadline; raises
-        ``asyncio.TimeoutError`` once it has passed."""
-        if deadline is None:
-            return None
-        remaining = deadline - self._loop.time()
-        if remaining <= 0:
-            raise asyncio.TimeoutError
-        return remaining
+    def _request_read(self, context: bytes) -> None:
+        """Ask the core for a read index for ``context`` (``Reads.read_barrier``)."""
+        self._node.read_index(context)
+        self._wake.set()
 
     def _check_running(self) -> asyncio.AbstractEventLoop:
         if not self._running:
@@ -672,7 +622,7 @@ class RaftCluster:
         self._node.transfer_leadership(member)
         self._wake.set()
         status = self._status
-        await self._wait_until(lambda: status.lead == member and status.term > 0, timeout)
+        await self._reads.until(lambda: status.lead == member and status.term > 0, timeout)
 
     # ---- membership --------------------------------------------------------------------------
     async def add_member(self, member: int, address: str,
@@ -697,7 +647,7 @@ class RaftCluster:
         term = status.term
         done = functools.partial(added, status, member, term, failed)
         try:
-            await self._wait_until(done, timeout)
+            await self._reads.until(done, timeout)
         finally:
             self._waiters.failed_catch_up.pop(member, None)
 
@@ -709,14 +659,8 @@ class RaftCluster:
         self._node.remove_member(member)
         index = status.pending_conf_index  # the entry that removes it
         self._wake.set()
-        await self._wait_until(functools.partial(removed, status, member, term, index), timeout)
-
-    async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
-        if condition():
-            return
-        future = self._loop.create_future()
-        self._waiters.until(condition, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        await self._reads.until(functools.partial(removed, status, member, term, index),
+                                timeout)
 
     # ---- the engine --------------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:
@@ -836,9 +780,10 @@ class RaftCluster:
                      event.index)
         self._node.advance(rd)
         for lost in rd.leadership_lost:
-            self._report_leadership_lost(lost)
+            self._leadership.lost(lost)
         if rd.soft_state is not None:
-            self._leader_changed(rd.soft_state, rd.leadership_lost)
+            self._leadership.changed(rd.soft_state, self._status, self._loop,
+                                     rd.leadership_lost)
         self._peers.update(self._status.configuration)
         self._resolve_waiters()
         self.metrics.after_ready(self._status, self.applied_index,
@@ -859,36 +804,6 @@ class RaftCluster:
             results = machine.apply_batch(batch)
             self.applied_index = batch.last_index
             ledger.applied(batch, results)
-
-    def _report_leadership_lost(self, lost: LeadershipLost) -> None:
-        """Log why this member stopped leading (a warning unless it was asked to) and count it."""
-        self.metrics.leadership_lost.inc(1, (lost.reason.value,))
-        asked = lost.reason in (LeadershipLossReason.TRANSFER, LeadershipLossReason.RESIGN,
-                                LeadershipLossReason.STOPPED)
-        log.log(logging.INFO if asked else logging.WARNING,
-                "member %d lost leadership in term %d: %s", self.id, lost.term, lost.describe())
-
-    def _leader_changed(self, soft: SoftState, lost: list[LeadershipLost] | None = None) -> None:
-        term = self._status.term
-        self.metrics.leader_changed(soft.role.value, soft.leader)
-        if soft.role is Role.LEADER:
-            self._bus.token_for_term(term, self._loop)
-            log.info("member %d won the election: it leads term %d", self.id, term)
-        else:
-            log.info("member %d: the leader is now %s (term %d)", self.id,
-                     soft.leader or "unknown", term)
-            self._bus.cancel_token()
-        if soft.role is not Role.LEADER:
-            # proposals waiting in the queue can no longer be appended by this member
-            self._ledger.fail_queue(self._not_leader())
-        if soft.role is not self._role_seen:
-            self._role_seen = soft.role
-            self._emit("role-changed", self.id)
-        self._emit("leader-changed", soft.leader or None)
-        change = LeaderChange(soft.leader or None, term,
-                              self._address_of(soft.leader) if soft.leader else None,
-                              lost[-1] if lost and soft.role is not Role.LEADER else None)
-        self._bus.publish_leader_change(change)
 
     def _resolve_waiters(self) -> None:
         status = self._status
