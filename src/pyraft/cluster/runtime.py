@@ -22,6 +22,8 @@ the write path lives in parts, each tested on its own:
 
 - ``ledger``: the queue of writes, its bound, the writes in flight and the fate of each
   (result, ``CommandLostError``, ``CommandOutcomeUnknownError``); pure;
+- ``writes``: a write's admission into the ledger's queue (back-pressure), the queued
+  batch handed to the core, the fate of writes from an earlier lead;
 - ``persist``: persisting a Ready (group commit, inline or I/O-thread syncs, retry every
   second while storage fails: ``replicate`` raises the ``StorageError`` meanwhile);
 - ``snapshots``: the state machine's snapshot sink, snapshot files written off the loop,
@@ -72,8 +74,9 @@ from pyraft.cluster.membership import (
 )
 from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.reads import Reads
-from pyraft.cluster.snapshots import Snapshotting, read_whole
+from pyraft.cluster.snapshots import Snapshotting
 from pyraft.cluster.waiters import Waiters
+from pyraft.cluster.writes import Writes
 from pyraft.config import ClusterConfig
 from pyraft.core import (
     MemoryLogStorage,
@@ -82,7 +85,7 @@ from pyraft.core import (
     Ready,
     Role,
 )
-from pyraft.core.messages import MembershipEventKind, Snapshot
+from pyraft.core.messages import MembershipEventKind
 from pyraft.core.storage import LogStore
 from pyraft.core.view import CoreView
 from pyraft.errors import (
@@ -99,11 +102,9 @@ from pyraft.metrics import Metrics
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import (
     ConsensusOnlyState,
-    DiskStateMachine,
     StateMachine,
 )
 from pyraft.transport.base import Transport
-from raftcore.framing import KIND_COMMAND
 
 log = logging.getLogger("pyraft.cluster")
 
@@ -225,6 +226,10 @@ class RaftCluster:
         # the loop time of the last ticks (newest last), for leases in real time
         self._clock = TickClock()
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
+        #: the queue's admission (back-pressure) and the batches handed to the core
+        self._writes = Writes(self.id, self._ledger, self.metrics,
+                              writable=self._check_writable, not_leader=self._not_leader,
+                              term=lambda: self._status.term)
         #: this member's leader changes, as events, log lines and metrics
         self._leadership = Leadership(
             self.id, self._bus, self.metrics, self._address_of,
@@ -274,11 +279,7 @@ class RaftCluster:
         )
         if stored is None and initial is not None:  # the first start: durable first
             self.storage.record_membership(initial)
-        if isinstance(self.state_machine, DiskStateMachine):
-            finished = self.storage.resolve_install(self.state_machine.persisted_index())
-            if finished is not None:
-                log.warning("member %d: finished installing the snapshot at %d that a stop "
-                            "interrupted", self.id, finished.index)
+        self._snapshots.finish_interrupted_install()
         options = self.config.core_options()
         if not self.storage.durable:
             # a member whose storage does not survive a restart comes back as a new member:
@@ -290,13 +291,12 @@ class RaftCluster:
         self._snapshots.bind(loop, self._executor, core)
         self._writer.bind(loop, self._executor)
         self._reads.bind(loop, status, self._request_read)
+        self._writes.bind(loop, self._wake, core)
         # peers given: the bootstrap is never None (see membership.bootstrap)
         if stored is not None and self._peers_given is not None and initial is not None:
             check_peers(self.id, initial, stored, core.configuration)
         self._clock = TickClock(options.lease_ticks)
-        applied = self._recover_state_machine()
-        if isinstance(self.state_machine, DiskStateMachine):
-            self.storage.snapshot_wanted = self._snapshots.snapshot_wanted
+        applied = self._snapshots.recover()
         if applied > status.first_index - 1:
             core.restore_applied(applied)
         self.applied_index = status.applied
@@ -331,21 +331,6 @@ class RaftCluster:
                  if recovery is not None else "")
         if self._on_start is not None:
             self._on_start(self)
-
-    def _recover_state_machine(self) -> int:
-        machine = self.state_machine
-        storage = self.storage
-        if isinstance(machine, DiskStateMachine):
-            # the store holds the state: only the metadata is needed
-            snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
-        else:  # a state machine restores from bytes: the stored file is read once, here
-            snapshot = storage.snapshot()
-            snapshot = Snapshot(snapshot.meta, read_whole(snapshot.data))
-        hard, _ = self.storage.initial_state()
-        commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
-        return machine.recover(self.storage, commit,
-                               snapshot if snapshot.meta.index else None,
-                               sink=self._snapshots.sink)
 
     def _is_active_voter(self) -> bool:
         status = self._status
@@ -514,7 +499,7 @@ class RaftCluster:
         after this member lost the lead with the command in flight, CommandLostError when
         another leader's entry was committed at its index, CommandOutcomeUnknownError as soon
         as its entry is replaced in this member's log (another member may still commit it)."""
-        future = await self._enqueue([bytes(command)], False)
+        future = await self._writes.enqueue([bytes(command)], False)
         if timeout is None:
             return await future
         return await asyncio.wait_for(future, timeout)
@@ -529,27 +514,8 @@ class RaftCluster:
         payloads = [bytes(command) for command in commands]
         if not payloads:
             return []
-        future = await self._enqueue(payloads, True)
+        future = await self._writes.enqueue(payloads, True)
         return await (future if timeout is None else asyncio.wait_for(future, timeout))
-
-    async def _enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
-        self._check_writable()
-        count = len(payloads)
-        ledger = self._ledger
-        if not ledger.has_room(count):
-            if ledger.queue_full == "raise":
-                raise ProposalDroppedError(
-                    f"the proposal queue holds {ledger.queued} commands (the bound is "
-                    f"{ledger.queue_max})")
-            while not ledger.has_room(count):
-                waiter = self._loop.create_future()
-                ledger.wait_for_room(waiter)
-                await waiter
-                self._check_writable()
-        future = self._loop.create_future()
-        ledger.enqueue(payloads, future, many)
-        self._wake.set()
-        return future
 
     def _check_writable(self) -> None:
         if not self._running:
@@ -701,16 +667,17 @@ class RaftCluster:
 
     async def _process_loop(self) -> None:
         core = self._node
+        propose_queued = self._writes.propose_queued
         try:
             while self.fatal_error is None:
                 await self._wake.wait()
                 self._wake.clear()
                 if self.fatal_error is not None:
                     break
-                self._propose_queued()
+                propose_queued()
                 while core.has_ready():
                     await self._handle_ready(core.ready())
-                    self._propose_queued()
+                    propose_queued()
         except Exception as error:  # a bug or a broken state machine: never die silently
             self._fatal(error)
 
@@ -725,41 +692,11 @@ class RaftCluster:
         self._wake.set()  # the processing loop sees it and ends: nothing more is sent
         self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
-    def _propose_queued(self) -> None:
-        ledger = self._ledger
-        batch = ledger.take_queue()
-        if batch is None:
-            return
-        self.metrics.proposal_batch.observe(len(batch.payloads))
-        try:
-            first, _last = self._node.propose(batch.payloads, KIND_COMMAND)
-        except (NotLeaderError, ProposalDroppedError) as error:
-            if isinstance(error, NotLeaderError):
-                error = self._not_leader()
-            ledger.fail_batch(batch, error)
-        except Exception as error:
-            # A bug (the core refuses proposals only with the errors above): the processing
-            # loop stops the member (_fatal), which fails the queue and the proposals; the
-            # commands taken off the queue are in neither, so they fail here, or their
-            # writers would wait forever.
-            failure = ClusterStoppedError(f"member {self.id} failed: {error!r}")
-            failure.__cause__ = error
-            ledger.fail_batch(batch, failure)
-            raise
-        else:
-            ledger.proposed(batch, first, self._status.term)
-
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
-        ledger = self._ledger
-        if ledger.proposals and (rd.entries or rd.snapshot is not None) and not (
-                self._status.is_leader and ledger.leads_term(self._status.term)):
-            # proposals from an earlier lead: this Ready may replace their entries
-            if rd.snapshot is not None:  # it covers what is below: unknown
-                ledger.replaced(rd.snapshot.meta.index + 1, rd.entries,
-                                covered=rd.snapshot.meta.index)
-            else:
-                ledger.replaced(rd.entries[0].first_index, rd.entries)
+        status = self._status
+        # proposals from an earlier lead: this Ready may replace their entries
+        self._writes.settle_replaced(rd.entries, rd.snapshot, status.is_leader, status.term)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
         self._persisting = True
