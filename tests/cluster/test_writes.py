@@ -166,3 +166,20 @@ def test_entries_of_an_earlier_lead_replaced_have_an_unknown_outcome() -> None:
     member.writes.settle_replaced([], covering, leading=False, term=3)
     (outcome,) = futures[1].outcomes
     assert isinstance(outcome[1], CommandOutcomeUnknownError)
+
+
+def test_a_graceful_stop_lets_writes_in_flight_finish_within_its_timeout() -> None:
+    async def body() -> None:
+        member = Member()
+        member.bind()
+        finishing = await member.writes.enqueue([b"a"], False)
+        member.writes.propose_queued()
+        asyncio.get_running_loop().call_later(0.01, finishing.set_result, "done")
+        await asyncio.wait_for(member.writes.drain(5.0), 2.0)  # returns once it finished
+        assert finishing.result() == "done"
+        stuck = await member.writes.enqueue([b"b"], False)
+        member.writes.propose_queued()
+        await member.writes.drain(0.02)  # gives up after the timeout
+        assert stuck.cancelled()  # as before the move: the timed-out gather cancels it
+
+    asyncio.run(body())

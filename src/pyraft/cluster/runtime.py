@@ -33,7 +33,8 @@ the write path lives in parts, each tested on its own:
   ``ensure_consistency``), with their deadlines and retries;
 - ``events``: leader changes and cluster events, the ``LeadershipToken``; ``Leadership``
   turns a Ready's soft state and lost leaderships into them, the log and the metrics;
-- ``membership``: the bootstrap membership, the peers the transport dials, announcements;
+- ``membership``: the bootstrap membership, the peers the transport dials, announcements,
+  adding and removing members;
 - ``lease``: the leader's lease in real time, contact with a quorum.
 
 The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage through the
@@ -46,7 +47,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import random
@@ -64,13 +64,12 @@ from pyraft.cluster.events import (
 from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.membership import (
+    MembershipChanges,
     MemberStatus,
     Peers,
-    added,
     announce,
     bootstrap,
     check_peers,
-    removed,
 )
 from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.reads import Reads
@@ -95,7 +94,6 @@ from pyraft.errors import (
     CommandOutcomeUnknownError,
     ConfigError,
     NotLeaderError,
-    ProposalDroppedError,
     StorageError,
 )
 from pyraft.metrics import Metrics
@@ -215,6 +213,10 @@ class RaftCluster:
         self._reads = Reads(self.id, self._waiters,
                             retry_seconds=config.election_timeout_ms_upper / 1e3 * 2,
                             running=lambda: self._running, check_running=self._check_running)
+        #: add_member and remove_member on the leader; readiness; the leader's endpoint
+        self._changes = MembershipChanges(self.id, self._peers, self._waiters, self._metadata,
+                                          until=self._reads.until,
+                                          wake=lambda: self._wake.set())
         #: leader changes and cluster events for the application; the leadership token
         self._bus = EventBus()
         #: the exception that stopped this member's processing (a bug, a state machine that
@@ -292,6 +294,7 @@ class RaftCluster:
         self._writer.bind(loop, self._executor)
         self._reads.bind(loop, status, self._request_read)
         self._writes.bind(loop, self._wake, core)
+        self._changes.bind(loop, core, status)
         # peers given: the bootstrap is never None (see membership.bootstrap)
         if stored is not None and self._peers_given is not None and initial is not None:
             check_peers(self.id, initial, stored, core.configuration)
@@ -301,11 +304,7 @@ class RaftCluster:
             core.restore_applied(applied)
         self.applied_index = status.applied
         await self.transport.start(self._on_message, self._on_unreachable)
-        own = self._peers.static[self.id]
-        bound = self.transport.address  # the bound port, when listen asked for port 0
-        if own.endswith(":0") and bound:
-            own = self._peers.static[self.id] = bound  # the bound port
-        core.set_own_info(own, self._metadata)
+        core.set_own_info(self._peers.settle_own(), self._metadata)
         self._peers.update(core.configuration)
         self._running = True
         self._tasks = [
@@ -316,7 +315,7 @@ class RaftCluster:
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
         self.readiness = loop.create_future()
-        self._waiters.until(self._is_active_voter, self.readiness)
+        self._waiters.until(self._changes.is_active_voter, self.readiness)
         self._resolve_waiters()
         if self._join and self._announcer is not None:
             self._tasks.append(loop.create_task(
@@ -332,11 +331,6 @@ class RaftCluster:
         if self._on_start is not None:
             self._on_start(self)
 
-    def _is_active_voter(self) -> bool:
-        status = self._status
-        return (self.id in status.configuration.voters
-                and status.committed >= status.configuration_index)
-
     async def stop(self) -> None:
         """Stop gracefully: refuse new commands, let in-flight ones finish within
         ``graceful_shutdown_timeout_ms``, then close everything this member started."""
@@ -344,13 +338,7 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
-        pending = [f for f in self._ledger.pending() if isinstance(f, asyncio.Future)]
-        if pending:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*pending, return_exceptions=True),
-                    self.graceful_shutdown_timeout_ms / 1000.0,
-                )
+        await self._writes.drain(self.graceful_shutdown_timeout_ms / 1000.0)
         if self._status.is_leader:
             self._leadership.stopped(self._status.term)
         self._running = False
@@ -393,15 +381,8 @@ class RaftCluster:
         """Where the leader serves the application: its member metadata's ``"http"`` value
         (``ENDPOINT_METADATA_KEY``), if a leader is known and published one."""
         leader = self.leader
-        if leader is None:
-            return None
-        if leader == self.id:
-            own = self._metadata.get(self.ENDPOINT_METADATA_KEY)
-            if own:
-                return own
-        endpoint = self._status.configuration.metadata_of(leader).get(
-            self.ENDPOINT_METADATA_KEY)
-        return str(endpoint) if endpoint else None
+        return None if leader is None else self._changes.endpoint_of(
+            leader, self.ENDPOINT_METADATA_KEY)
 
     def _not_leader(self) -> NotLeaderError:
         """The error for an operation only the leader may do, naming the leader if known."""
@@ -459,11 +440,9 @@ class RaftCluster:
 
     @property
     def lease(self) -> LeaseStatus:
-        """The leader's lease, in real time. The core counts the lease in ticks from the tick
-        its quorum's heartbeats were sent in; a tick can come late (a busy or paused loop,
-        SIGSTOP), so the lease expires ``lease_ticks * tick_ms`` after the real time of that
-        tick, not after that many ticks: a member that was paused sees its lease gone at once
-        and until a quorum answers a heartbeat sent after the pause."""
+        """The leader's lease, in real time: it expires ``lease_ticks * tick_ms`` after the
+        real time of the tick it began in, so a member that was paused sees it gone at once
+        (``pyraft.cluster.lease``)."""
         loop = self._loop if self.view is not None else None
         return lease_status(self.view, self._clock, self.config.tick_ms,
                             loop.time() if loop is not None else 0.0)
@@ -598,35 +577,13 @@ class RaftCluster:
         returns once the configuration with it as a voter is committed."""
         if not self.is_leader:
             raise self._not_leader()
-        status = self._status
-        if member in status.configuration.members:
-            raise ProposalDroppedError(f"member {member} is already in the configuration")
-        configuration = status.configuration.add_learner(member).with_info(member, address,
-                                                                           metadata)
-        self._peers.add(member, address)
-        self._node.propose_configuration(configuration)
-        self._peers.update(status.configuration)
-        self._wake.set()
-        failed = self._loop.create_future()
-        self._waiters.failed_catch_up[member] = failed
-
-        term = status.term
-        done = functools.partial(added, status, member, term, failed)
-        try:
-            await self._reads.until(done, timeout)
-        finally:
-            self._waiters.failed_catch_up.pop(member, None)
+        await self._changes.add(member, address, metadata, timeout)
 
     async def remove_member(self, member: int, timeout: float | None = None) -> None:
+        """Remove ``member``; returns once the configuration without it is committed."""
         if not self.is_leader:
             raise self._not_leader()
-        status = self._status
-        term = status.term
-        self._node.remove_member(member)
-        index = status.pending_conf_index  # the entry that removes it
-        self._wake.set()
-        await self._reads.until(functools.partial(removed, status, member, term, index),
-                                timeout)
+        await self._changes.remove(member, timeout)
 
     # ---- the engine --------------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:

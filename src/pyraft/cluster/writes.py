@@ -10,6 +10,7 @@
   follower); a refusal by the core (not the leader, a transfer under way, a bound reached)
   fails that batch; anything else is a bug: the batch fails with ``ClusterStoppedError``
   and the error goes up to stop the member.
+- ``drain`` (a graceful stop): the writes in flight may finish within a timeout.
 - ``settle_replaced`` (each Ready): writes proposed during an earlier lead of this member
   whose entries a Ready replaces (or a snapshot covers) get ``CommandOutcomeUnknownError``.
 
@@ -20,6 +21,7 @@ start. Applying committed entries stays in the runtime's Ready loop (``ledger.ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -83,6 +85,16 @@ class Writes:
         ledger.enqueue(payloads, future, many)
         self._wake.set()
         return future
+
+    async def drain(self, timeout: float) -> None:
+        """Let the writes in flight finish, for at most ``timeout`` seconds (a graceful
+        stop). The futures still pending then are cancelled (the timed-out ``gather``
+        cancels its children), so their writers see ``CancelledError``."""
+        pending = [f for f in self.ledger.pending() if isinstance(f, asyncio.Future)]
+        if pending:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True),
+                                       timeout)
 
     def propose_queued(self) -> None:
         """Hand everything queued to the core as one batch (module docstring)."""
