@@ -13,6 +13,7 @@ import pytest
 from pyraft.metrics import Metrics, render_prometheus, serve_metrics
 from pyraft.storage.log import DurableLogStorage
 from pyraft.testing.cluster import leader_of, memory_cluster, run_on_fresh_loop
+from pyraft.transport.base import TransportCounters
 from pyraft.transport.memory import MemoryNetwork
 
 PEERS = {m: f"127.0.0.1:{7300 + m}" for m in (1, 2, 3)}
@@ -170,15 +171,18 @@ def test_get_metrics_over_a_socket():
 
 
 def test_transport_counters_are_exported_when_present():
-    class Counters:
-        sent, received, dropped, connections, refused, errors = 5, 4, 3, 2, 1, 7
+    class Transport:  # what Metrics.refresh reads of a transport (Transport's properties)
+        counters = TransportCounters(sent=5, received=4, dropped=3, connections=2, refused=1,
+                                     errors=7)
+        peer_bytes_sent: dict[int, int] = {}
+        peer_bytes_received: dict[int, int] = {}
 
     class Fake:  # what Metrics.refresh reads of a RaftCluster
         view = None
         stopped = False
         applied_index = 0
         proposals_queued = 0
-        transport = type("T", (), {"counters": Counters()})()
+        transport = Transport()
 
     samples = parse(render_prometheus(Metrics(opentelemetry=False), Fake()))
     assert samples["pyraft_transport_sent_total"] == {"pyraft_transport_sent_total": "5"}

@@ -37,6 +37,7 @@ pattern, method and status (recorded by ``http_metrics_middleware``).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import math
 import os
@@ -367,7 +368,7 @@ class Metrics(_Registry):
         self.bytes_received = add(Counter(
             "pyraft_peer_bytes_received_total", "Bytes read from each peer's connection.",
             ("peer",), pulled=True))
-        # transport totals (read from ``transport.counters`` when the transport has them)
+        # transport totals (``Transport.counters``, when the transport keeps them)
         self.transport = {
             field: add(Counter(f"pyraft_transport_{field}_total", help, pulled=True))
             for field, help in (
@@ -443,14 +444,15 @@ class Metrics(_Registry):
                         lag.set(max(0, last - progress.match), (member,))
         self.applied_index.set(cluster.applied_index)
         self.proposal_queue_depth.set(cluster.proposals_queued)
-        transport = getattr(cluster, "transport", None)
-        counters = getattr(transport, "counters", None)
+        transport = cluster.transport
+        counters = transport.counters
         if counters is not None:
+            totals = dataclasses.asdict(counters)
             for field, gauge in self.transport.items():
-                gauge.set(getattr(counters, field, 0))
-        for metric, name in ((self.bytes_sent, "peer_bytes_sent"),
-                             (self.bytes_received, "peer_bytes_received")):
-            for peer, count in (getattr(transport, name, None) or {}).items():
+                gauge.set(totals[field])
+        for metric, counts in ((self.bytes_sent, transport.peer_bytes_sent),
+                               (self.bytes_received, transport.peer_bytes_received)):
+            for peer, count in counts.items():
                 metric.set(count, (peer,))
 
 

@@ -13,7 +13,7 @@ from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange
 from pyraft.cluster.snapshots import Snapshotting, read_whole
 from pyraft.cluster.waiters import Waiters
 from pyraft.core import Configuration, MemoryLogStorage
-from pyraft.core.messages import Snapshot, SnapshotChunk, SnapshotMeta
+from pyraft.core.messages import HardState, Snapshot, SnapshotChunk, SnapshotMeta
 from pyraft.errors import ClusterStoppedError, InvariantError, ProposalDroppedError
 from pyraft.metrics import Metrics
 from pyraft.storage.log import DurableLogStorage
@@ -255,3 +255,52 @@ def test_installing_before_the_last_chunk_is_a_broken_invariant() -> None:
             part.abort_receive()
 
     asyncio.run(body())
+
+
+# ---- recovery at start ----------------------------------------------------------------------
+class Recovering(ConsensusOnlyState):
+    """Records what ``recover`` was given."""
+
+    def __init__(self) -> None:
+        super().__init__(CONFIGURATION)
+        self.given: list[tuple[int, int | None, Any]] = []
+
+    def recover(self, log: Any, commit_index: int, snapshot: Snapshot | None = None,
+                **options: Any) -> int:
+        self.given.append((commit_index, None if snapshot is None else snapshot.meta.index,
+                           options.get("sink")))
+        return super().recover(log, commit_index, snapshot, **options)
+
+
+def test_recovery_replays_from_the_stored_snapshot_to_the_commit_hint() -> None:
+    async def body() -> None:
+        storage = MemoryLogStorage(CONFIGURATION)
+        fill(storage, 10)
+        first, _ = snapshotting(storage, ConsensusOnlyState(CONFIGURATION))
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            first.bind(asyncio.get_running_loop(), executor, FakeCore(CONFIGURATION))
+            first.sink(6, b"state at 6")
+        # a restart: a fresh state machine, the commit hint beyond the snapshot
+        storage.set_hard_state(HardState(term=1, vote=1, commit=9))
+        machine = Recovering()
+        part, fatal = snapshotting(storage, machine)
+        part.finish_interrupted_install()  # not a disk state machine: nothing to finish
+        assert part.recover() == 9 and not fatal
+        ((commit, snapshot_index, sink),) = machine.given
+        assert (commit, snapshot_index) == (9, 6) and sink == part.sink
+        # a commit hint beyond the log is cut to the log's end
+        storage.set_hard_state(HardState(term=1, vote=1, commit=50))
+        again = Recovering()
+        assert snapshotting(storage, again)[0].recover() == 10
+        assert again.given[0][:2] == (10, 6)
+
+    asyncio.run(body())
+
+
+def test_recovery_without_a_snapshot_replays_the_log_to_the_commit_hint() -> None:
+    storage = MemoryLogStorage(CONFIGURATION)
+    fill(storage, 5)
+    storage.set_hard_state(HardState(term=1, vote=1, commit=3))
+    machine = Recovering()
+    assert snapshotting(storage, machine)[0].recover() == 3
+    assert machine.given[0][:2] == (3, None)

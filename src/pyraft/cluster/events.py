@@ -8,7 +8,11 @@ subscriber's bounded queue (``leader_changes()``, ``events()``: a slow reader mi
 intermediate items, never the latest). The ``LeadershipToken`` of the current leadership lives
 here too: it is cancelled when this member stops leading.
 
-The bus owns no task and no timer; the runtime publishes from its loop's thread.
+``Leadership`` turns what a Ready reports about this member's role (its soft state, the
+leaderships it lost) into those events, the log lines and the metrics; the runtime calls it
+after each Ready and once more when it stops while leading.
+
+Neither owns a task or a timer; the runtime publishes from its loop's thread.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from pyraft.core.messages import LeadershipLost
+from pyraft.core.messages import LeadershipLossReason, LeadershipLost, Role, SoftState
+from pyraft.core.view import CoreView
+from pyraft.metrics import Metrics
 
-__all__ = ["ClusterEvent", "EventBus", "LeaderChange", "LeadershipToken"]
+__all__ = ["ClusterEvent", "EventBus", "LeaderChange", "Leadership", "LeadershipToken"]
 
 log = logging.getLogger("pyraft.cluster")
 
@@ -161,3 +167,70 @@ class EventBus:
         """This member stopped leading: the current token, if any, is cancelled."""
         if self._token is not None:
             self._token._cancel()
+
+
+#: the reasons a member gives up leading because it was asked to (logged as information,
+#: every other reason as a warning)
+_ASKED = (LeadershipLossReason.TRANSFER, LeadershipLossReason.RESIGN,
+          LeadershipLossReason.STOPPED)
+
+
+class Leadership:
+    """The leader changes of member ``member_id``, as the application and the metrics see
+    them. ``address_of(member)`` is where the others reach a member (for ``LeaderChange``);
+    ``stepped_down()`` is called when this member no longer leads, before the events go out
+    (the runtime fails the writes still queued).
+
+    State: ``_role_seen``: the role of the last "role-changed" event (None before the
+    first)."""
+
+    def __init__(self, member_id: int, bus: EventBus, metrics: Metrics,
+                 address_of: Callable[[int | None], str | None],
+                 stepped_down: Callable[[], None]) -> None:
+        self.id = member_id
+        self._bus = bus
+        self._metrics = metrics
+        self._address_of = address_of
+        self._stepped_down = stepped_down
+        self._role_seen: Role | None = None
+
+    def lost(self, lost: LeadershipLost) -> None:
+        """Log why this member stopped leading (a warning unless it was asked to) and count
+        it."""
+        self._metrics.leadership_lost.inc(1, (lost.reason.value,))
+        log.log(logging.INFO if lost.reason in _ASKED else logging.WARNING,
+                "member %d lost leadership in term %d: %s", self.id, lost.term, lost.describe())
+
+    def changed(self, soft: SoftState, status: CoreView, loop: asyncio.AbstractEventLoop,
+                lost: list[LeadershipLost] | None = None) -> None:
+        """A Ready reported a new soft state: record it, issue or cancel the leadership
+        token, and publish "role-changed" (when the role changed), "leader-changed" and the
+        ``LeaderChange`` (with the last leadership ``lost`` when this member stepped down)."""
+        term = status.term
+        self._metrics.leader_changed(soft.role.value, soft.leader)
+        if soft.role is Role.LEADER:
+            self._bus.token_for_term(term, loop)
+            log.info("member %d won the election: it leads term %d", self.id, term)
+        else:
+            log.info("member %d: the leader is now %s (term %d)", self.id,
+                     soft.leader or "unknown", term)
+            self._bus.cancel_token()
+        if soft.role is not Role.LEADER:
+            self._stepped_down()
+        if soft.role is not self._role_seen:
+            self._role_seen = soft.role
+            self._bus.emit(ClusterEvent("role-changed", self.id, status.term,
+                                        status.role.value))
+        self._bus.emit(ClusterEvent("leader-changed", soft.leader or None, status.term,
+                                    status.role.value))
+        change = LeaderChange(soft.leader or None, term,
+                              self._address_of(soft.leader) if soft.leader else None,
+                              lost[-1] if lost and soft.role is not Role.LEADER else None)
+        self._bus.publish_leader_change(change)
+
+    def stopped(self, term: int) -> None:
+        """This member stops while leading ``term``: it lost the lead (``STOPPED``)."""
+        lost = LeadershipLost(LeadershipLossReason.STOPPED, term)
+        self.lost(lost)
+        self._metrics.leader_changed("follower", 0)
+        self._bus.publish_leader_change(LeaderChange(None, term, None, lost))

@@ -11,15 +11,21 @@ transport dials, the membership events it reports, and the announcement of a joi
   member not in it yet, ``routes`` overriding where this member dials), recomputed only when
   the configuration object changes; it reports members added and removed.
 - ``announce``: a joining member asks to be added (the user's announcer) until it is ready.
+- ``MembershipChanges``: ``add_member`` and ``remove_member`` on the leader (propose, then
+  wait for the committed configuration), whether this member is an active voter
+  (``readiness``), and the leader's application endpoint from the members' metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
+from pyraft.cluster.waiters import Waiters
 from pyraft.core.membership import Configuration
 from pyraft.core.view import CoreView
 from pyraft.errors import (
@@ -31,8 +37,8 @@ from pyraft.errors import (
 )
 from pyraft.transport.base import Transport
 
-__all__ = ["Announcer", "MemberStatus", "Peers", "added", "announce", "bootstrap",
-           "check_peers", "removed"]
+__all__ = ["Announcer", "MemberStatus", "MembershipChanges", "Peers", "added", "announce",
+           "bootstrap", "check_peers", "removed"]
 
 log = logging.getLogger("pyraft.cluster")
 
@@ -131,6 +137,15 @@ class Peers:
         address = configuration.address_of(member) if configuration is not None else None
         return address or self.static.get(member)
 
+    def settle_own(self) -> str:
+        """This member's address once its transport serves: the bound port replaces a port
+        0 (``listen`` asked the system for one)."""
+        own = self.static[self.id]
+        bound = self._transport.address
+        if own.endswith(":0") and bound:
+            own = self.static[self.id] = bound
+        return own
+
     def add(self, member: int, address: str) -> None:
         """A member being added: reachable at ``address`` before the configuration says so."""
         self.static.setdefault(member, address)
@@ -228,3 +243,85 @@ async def announce(member_id: int, address: str, metadata: Mapping[str, str],
             log.warning("member %d: announcement failed (%s); retrying", member_id, error)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
+
+
+class ConfigurationCore(Protocol):
+    """What membership changes ask of the core (``RaftNode`` is one)."""
+
+    def propose_configuration(self, configuration: Configuration) -> object: ...
+    def remove_member(self, member: int) -> object: ...
+
+
+class MembershipChanges:
+    """The membership changes of member ``member_id`` as leader (module docstring).
+
+    ``until(condition, timeout)`` waits for a condition re-checked after every Ready (the
+    runtime's ``Reads.until``); ``wake()`` wakes the processing task; ``metadata`` is this
+    member's own. ``bind`` gives the loop, the core and its view at start."""
+
+    def __init__(self, member_id: int, peers: Peers, waiters: Waiters,
+                 metadata: Mapping[str, str], *,
+                 until: Callable[[Callable[[], bool], float | None], Awaitable[None]],
+                 wake: Callable[[], None]) -> None:
+        self.id = member_id
+        self._peers = peers
+        self._waiters = waiters
+        self._metadata = metadata
+        self._until = until
+        self._wake = wake
+        # given by ``bind`` at start
+        self._loop: asyncio.AbstractEventLoop
+        self._core: ConfigurationCore
+        self._status: CoreView
+
+    def bind(self, loop: asyncio.AbstractEventLoop, core: ConfigurationCore,
+             status: CoreView) -> None:
+        self._loop, self._core, self._status = loop, core, status
+
+    async def add(self, member: int, address: str, metadata: Mapping[str, str] | None,
+                  timeout: float | None) -> None:
+        """Propose ``member`` as a learner at ``address``; return once it is a voter in a
+        committed configuration (``added``)."""
+        status = self._status
+        if member in status.configuration.members:
+            raise ProposalDroppedError(f"member {member} is already in the configuration")
+        configuration = status.configuration.add_learner(member).with_info(member, address,
+                                                                           metadata)
+        self._peers.add(member, address)
+        self._core.propose_configuration(configuration)
+        self._peers.update(status.configuration)
+        self._wake()
+        failed: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.failed_catch_up[member] = failed
+
+        term = status.term
+        done = functools.partial(added, status, member, term, failed)
+        try:
+            await self._until(done, timeout)
+        finally:
+            self._waiters.failed_catch_up.pop(member, None)
+
+    async def remove(self, member: int, timeout: float | None) -> None:
+        """Propose the removal of ``member``; return once it is committed (``removed``)."""
+        status = self._status
+        term = status.term
+        self._core.remove_member(member)
+        index = status.pending_conf_index  # the entry that removes it
+        self._wake()
+        await self._until(functools.partial(removed, status, member, term, index), timeout)
+
+    def is_active_voter(self) -> bool:
+        """Whether a committed configuration makes this member a voter."""
+        status = self._status
+        return (self.id in status.configuration.voters
+                and status.committed >= status.configuration_index)
+
+    def endpoint_of(self, leader: int, key: str) -> str | None:
+        """The metadata value ``key`` of ``leader`` (its own metadata first for this
+        member), if it published one."""
+        if leader == self.id:
+            own = self._metadata.get(key)
+            if own:
+                return own
+        endpoint = self._status.configuration.metadata_of(leader).get(key)
+        return str(endpoint) if endpoint else None

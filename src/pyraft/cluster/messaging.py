@@ -42,7 +42,7 @@ class Messenger:
         self._waiting: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
-        self.transport.on_user_message = self._receive
+        self.transport.serve_user_messages(self._receive)
 
     def handler(self, name: str) -> Callable[[Handler], Handler]:
         def register(function: Handler) -> Handler:
@@ -94,8 +94,8 @@ class Messenger:
         for future in self._waiting.values():
             if not future.done():
                 future.cancel()
-        if self.transport.on_user_message == self._receive:
-            self.transport.on_user_message = None
+        if self.transport.user_message_handler == self._receive:
+            self.transport.serve_user_messages(None)
 
     # ---- internals -------------------------------------------------------------------------
     def _send(self, member: int, envelope: list) -> None:

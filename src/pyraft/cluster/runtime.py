@@ -22,13 +22,19 @@ the write path lives in parts, each tested on its own:
 
 - ``ledger``: the queue of writes, its bound, the writes in flight and the fate of each
   (result, ``CommandLostError``, ``CommandOutcomeUnknownError``); pure;
+- ``writes``: a write's admission into the ledger's queue (back-pressure), the queued
+  batch handed to the core, the fate of writes from an earlier lead;
 - ``persist``: persisting a Ready (group commit, inline or I/O-thread syncs, retry every
   second while storage fails: ``replicate`` raises the ``StorageError`` meanwhile);
 - ``snapshots``: the state machine's snapshot sink, snapshot files written off the loop,
   snapshots received in chunks and installed, exports of a disk state machine's store;
 - ``waiters``: commit, applied, read-index and membership waiters, failed all at once;
-- ``events``: leader changes and cluster events, the ``LeadershipToken``;
-- ``membership``: the bootstrap membership, the peers the transport dials, announcements;
+- ``reads``: the waits of the public API (read barrier, commit, applied, a leader known,
+  ``ensure_consistency``), with their deadlines and retries;
+- ``events``: leader changes and cluster events, the ``LeadershipToken``; ``Leadership``
+  turns a Ready's soft state and lost leaderships into them, the log and the metrics;
+- ``membership``: the bootstrap membership, the peers the transport dials, announcements,
+  adding and removing members;
 - ``lease``: the leader's lease in real time, contact with a quorum.
 
 The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage through the
@@ -41,8 +47,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
-import itertools
 import logging
 import os
 import random
@@ -50,21 +54,28 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from pyraft.cluster.events import ClusterEvent, EventBus, LeaderChange, LeadershipToken
+from pyraft.cluster.events import (
+    ClusterEvent,
+    EventBus,
+    LeaderChange,
+    Leadership,
+    LeadershipToken,
+)
 from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.membership import (
+    MembershipChanges,
     MemberStatus,
     Peers,
-    added,
     announce,
     bootstrap,
     check_peers,
-    removed,
 )
 from pyraft.cluster.persist import LogWriter
-from pyraft.cluster.snapshots import Snapshotting, read_whole
+from pyraft.cluster.reads import Reads
+from pyraft.cluster.snapshots import Snapshotting
 from pyraft.cluster.waiters import Waiters
+from pyraft.cluster.writes import Writes
 from pyraft.config import ClusterConfig
 from pyraft.core import (
     MemoryLogStorage,
@@ -72,14 +83,8 @@ from pyraft.core import (
     RaftNode,
     Ready,
     Role,
-    SoftState,
 )
-from pyraft.core.messages import (
-    LeadershipLossReason,
-    LeadershipLost,
-    MembershipEventKind,
-    Snapshot,
-)
+from pyraft.core.messages import MembershipEventKind
 from pyraft.core.storage import LogStore
 from pyraft.core.view import CoreView
 from pyraft.errors import (
@@ -89,19 +94,15 @@ from pyraft.errors import (
     CommandOutcomeUnknownError,
     ConfigError,
     NotLeaderError,
-    ProposalDroppedError,
     StorageError,
-    invariant,
 )
 from pyraft.metrics import Metrics
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import (
     ConsensusOnlyState,
-    DiskStateMachine,
     StateMachine,
 )
 from pyraft.transport.base import Transport
-from raftcore.framing import KIND_COMMAND
 
 log = logging.getLogger("pyraft.cluster")
 
@@ -208,7 +209,14 @@ class RaftCluster:
         self._ledger = ProposalLedger(config.proposal_queue_max, config.proposal_queue_full)
         #: callers waiting for a commit, an apply, a read index or a membership state
         self._waiters = Waiters()
-        self._read_ids = itertools.count(1)
+        #: the reads and waits (read barrier, commit, applied, leader, consistency)
+        self._reads = Reads(self.id, self._waiters,
+                            retry_seconds=config.election_timeout_ms_upper / 1e3 * 2,
+                            running=lambda: self._running, check_running=self._check_running)
+        #: add_member and remove_member on the leader; readiness; the leader's endpoint
+        self._changes = MembershipChanges(self.id, self._peers, self._waiters, self._metadata,
+                                          until=self._reads.until,
+                                          wake=lambda: self._wake.set())
         #: leader changes and cluster events for the application; the leadership token
         self._bus = EventBus()
         #: the exception that stopped this member's processing (a bug, a state machine that
@@ -216,11 +224,18 @@ class RaftCluster:
         self.fatal_error: Exception | None = None
         self._running = False
         self._stopped = False
-        self._role_seen: Role | None = None
         self.applied_index = 0
         # the loop time of the last ticks (newest last), for leases in real time
         self._clock = TickClock()
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
+        #: the queue's admission (back-pressure) and the batches handed to the core
+        self._writes = Writes(self.id, self._ledger, self.metrics,
+                              writable=self._check_writable, not_leader=self._not_leader,
+                              term=lambda: self._status.term)
+        #: this member's leader changes, as events, log lines and metrics
+        self._leadership = Leadership(
+            self.id, self._bus, self.metrics, self._address_of,
+            stepped_down=lambda: self._ledger.fail_queue(self._not_leader()))
         self._snapshots = Snapshotting(
             self.id, self.storage, self.state_machine, self.metrics,
             chunk_bytes=config.core_options().snapshot_chunk_bytes,
@@ -266,11 +281,7 @@ class RaftCluster:
         )
         if stored is None and initial is not None:  # the first start: durable first
             self.storage.record_membership(initial)
-        if isinstance(self.state_machine, DiskStateMachine):
-            finished = self.storage.resolve_install(self.state_machine.persisted_index())
-            if finished is not None:
-                log.warning("member %d: finished installing the snapshot at %d that a stop "
-                            "interrupted", self.id, finished.index)
+        self._snapshots.finish_interrupted_install()
         options = self.config.core_options()
         if not self.storage.durable:
             # a member whose storage does not survive a restart comes back as a new member:
@@ -281,22 +292,19 @@ class RaftCluster:
         self.view = self._status = status = CoreView(core)
         self._snapshots.bind(loop, self._executor, core)
         self._writer.bind(loop, self._executor)
+        self._reads.bind(loop, status, self._request_read)
+        self._writes.bind(loop, self._wake, core)
+        self._changes.bind(loop, core, status)
         # peers given: the bootstrap is never None (see membership.bootstrap)
         if stored is not None and self._peers_given is not None and initial is not None:
             check_peers(self.id, initial, stored, core.configuration)
         self._clock = TickClock(options.lease_ticks)
-        applied = self._recover_state_machine()
-        if isinstance(self.state_machine, DiskStateMachine):
-            self.storage.snapshot_wanted = self._snapshots.snapshot_wanted
+        applied = self._snapshots.recover()
         if applied > status.first_index - 1:
             core.restore_applied(applied)
         self.applied_index = status.applied
         await self.transport.start(self._on_message, self._on_unreachable)
-        own = self._peers.static[self.id]
-        bound = self.transport.address  # the bound port, when listen asked for port 0
-        if own.endswith(":0") and bound:
-            own = self._peers.static[self.id] = bound  # the bound port
-        core.set_own_info(own, self._metadata)
+        core.set_own_info(self._peers.settle_own(), self._metadata)
         self._peers.update(core.configuration)
         self._running = True
         self._tasks = [
@@ -307,7 +315,7 @@ class RaftCluster:
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
         self.readiness = loop.create_future()
-        self._waiters.until(self._is_active_voter, self.readiness)
+        self._waiters.until(self._changes.is_active_voter, self.readiness)
         self._resolve_waiters()
         if self._join and self._announcer is not None:
             self._tasks.append(loop.create_task(
@@ -323,26 +331,6 @@ class RaftCluster:
         if self._on_start is not None:
             self._on_start(self)
 
-    def _recover_state_machine(self) -> int:
-        machine = self.state_machine
-        storage = self.storage
-        if isinstance(machine, DiskStateMachine):
-            # the store holds the state: only the metadata is needed
-            snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
-        else:  # a state machine restores from bytes: the stored file is read once, here
-            snapshot = storage.snapshot()
-            snapshot = Snapshot(snapshot.meta, read_whole(snapshot.data))
-        hard, _ = self.storage.initial_state()
-        commit = min(max(hard.commit, snapshot.meta.index), self.storage.last_index())
-        return machine.recover(self.storage, commit,
-                               snapshot if snapshot.meta.index else None,
-                               sink=self._snapshots.sink)
-
-    def _is_active_voter(self) -> bool:
-        status = self._status
-        return (self.id in status.configuration.voters
-                and status.committed >= status.configuration_index)
-
     async def stop(self) -> None:
         """Stop gracefully: refuse new commands, let in-flight ones finish within
         ``graceful_shutdown_timeout_ms``, then close everything this member started."""
@@ -350,18 +338,9 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
-        pending = [f for f in self._ledger.pending() if isinstance(f, asyncio.Future)]
-        if pending:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*pending, return_exceptions=True),
-                    self.graceful_shutdown_timeout_ms / 1000.0,
-                )
+        await self._writes.drain(self.graceful_shutdown_timeout_ms / 1000.0)
         if self._status.is_leader:
-            lost = LeadershipLost(LeadershipLossReason.STOPPED, self._status.term)
-            self._report_leadership_lost(lost)
-            self.metrics.leader_changed("follower", 0)
-            self._bus.publish_leader_change(LeaderChange(None, self._status.term, None, lost))
+            self._leadership.stopped(self._status.term)
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -402,15 +381,8 @@ class RaftCluster:
         """Where the leader serves the application: its member metadata's ``"http"`` value
         (``ENDPOINT_METADATA_KEY``), if a leader is known and published one."""
         leader = self.leader
-        if leader is None:
-            return None
-        if leader == self.id:
-            own = self._metadata.get(self.ENDPOINT_METADATA_KEY)
-            if own:
-                return own
-        endpoint = self._status.configuration.metadata_of(leader).get(
-            self.ENDPOINT_METADATA_KEY)
-        return str(endpoint) if endpoint else None
+        return None if leader is None else self._changes.endpoint_of(
+            leader, self.ENDPOINT_METADATA_KEY)
 
     def _not_leader(self) -> NotLeaderError:
         """The error for an operation only the leader may do, naming the leader if known."""
@@ -468,11 +440,9 @@ class RaftCluster:
 
     @property
     def lease(self) -> LeaseStatus:
-        """The leader's lease, in real time. The core counts the lease in ticks from the tick
-        its quorum's heartbeats were sent in; a tick can come late (a busy or paused loop,
-        SIGSTOP), so the lease expires ``lease_ticks * tick_ms`` after the real time of that
-        tick, not after that many ticks: a member that was paused sees its lease gone at once
-        and until a quorum answers a heartbeat sent after the pause."""
+        """The leader's lease, in real time: it expires ``lease_ticks * tick_ms`` after the
+        real time of the tick it began in, so a member that was paused sees it gone at once
+        (``pyraft.cluster.lease``)."""
         loop = self._loop if self.view is not None else None
         return lease_status(self.view, self._clock, self.config.tick_ms,
                             loop.time() if loop is not None else 0.0)
@@ -508,7 +478,7 @@ class RaftCluster:
         after this member lost the lead with the command in flight, CommandLostError when
         another leader's entry was committed at its index, CommandOutcomeUnknownError as soon
         as its entry is replaced in this member's log (another member may still commit it)."""
-        future = await self._enqueue([bytes(command)], False)
+        future = await self._writes.enqueue([bytes(command)], False)
         if timeout is None:
             return await future
         return await asyncio.wait_for(future, timeout)
@@ -523,27 +493,8 @@ class RaftCluster:
         payloads = [bytes(command) for command in commands]
         if not payloads:
             return []
-        future = await self._enqueue(payloads, True)
+        future = await self._writes.enqueue(payloads, True)
         return await (future if timeout is None else asyncio.wait_for(future, timeout))
-
-    async def _enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
-        self._check_writable()
-        count = len(payloads)
-        ledger = self._ledger
-        if not ledger.has_room(count):
-            if ledger.queue_full == "raise":
-                raise ProposalDroppedError(
-                    f"the proposal queue holds {ledger.queued} commands (the bound is "
-                    f"{ledger.queue_max})")
-            while not ledger.has_room(count):
-                waiter = self._loop.create_future()
-                ledger.wait_for_room(waiter)
-                await waiter
-                self._check_writable()
-        future = self._loop.create_future()
-        ledger.enqueue(payloads, future, many)
-        self._wake.set()
-        return future
 
     def _check_writable(self) -> None:
         if not self._running:
@@ -555,21 +506,11 @@ class RaftCluster:
         if not self.is_leader:
             raise self._not_leader()
 
-    # ---- reads and consistency ---------------------------------------------------------------
+    # ---- reads and consistency (``reads``) ---------------------------------------------------
     async def apply_read_barrier(self, timeout: float | None = None) -> int:
         """Wait until this member's state machine reflects every write committed before the
         call (read index, thesis 6.4; works on followers). Returns the read index."""
-        if not self._running:
-            raise ClusterStoppedError(f"member {self.id} is not running")
-        context = b"r%d:%d" % (self.id, next(self._read_ids))
-        future = self._loop.create_future()
-        self._waiters.add_read(context, future)
-        self._node.read_index(context)
-        self._wake.set()
-        try:
-            return await (future if timeout is None else asyncio.wait_for(future, timeout))
-        finally:
-            self._waiters.drop_read(context)
+        return await self._reads.read_barrier(timeout)
 
     async def force_replication(self, timeout: float | None = None) -> None:
         """A heartbeat round acknowledged by a majority (on the leader)."""
@@ -578,19 +519,12 @@ class RaftCluster:
         await self.apply_read_barrier(timeout)
 
     async def wait_for_commit(self, index: int, timeout: float | None = None) -> None:
-        if self._status.committed >= index:
-            return
-        future = self._loop.create_future()
-        self._waiters.until_committed(index, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        """Wait until this member's commit index reaches ``index``."""
+        await self._reads.until_committed(index, timeout)
 
     async def wait_for_applied(self, index: int, timeout: float | None = None) -> None:
         """Wait until this member's state machine has applied ``index``."""
-        if self._status.applied >= index:
-            return
-        future = self._loop.create_future()
-        self._waiters.until_applied(index, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        await self._reads.until_applied(index, timeout)
 
     async def ensure_consistency(self, timeout: float | None = None) -> None:
         """Wait until this member's view is up to date, on any member. On the leader: until
@@ -600,57 +534,18 @@ class RaftCluster:
         leader's commit index as of the call; a request lost to a leader change is asked
         again of the next leader. Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming
         ``timeout`` when it passes first."""
-        loop = self._check_running()
-        deadline = None if timeout is None else loop.time() + timeout
-        try:
-            while True:
-                leader = await self.wait_for_leader(self._remaining(deadline))
-                if leader == self.id:
-                    await self._wait_until(self._committed_in_current_term,
-                                           self._remaining(deadline))
-                    return
-                # a read index the leader never answers (it lost the lead, the message was
-                # lost) is asked again after two upper election timeouts
-                attempt = self.config.election_timeout_ms_upper / 1e3 * 2
-                if deadline is not None:
-                    attempt = min(attempt, self._remaining(deadline) or 0.0)
-                try:
-                    await self.apply_read_barrier(attempt)
-                    return
-                except asyncio.TimeoutError:
-                    if deadline is not None and loop.time() >= deadline:
-                        raise
-        except (asyncio.TimeoutError, TimeoutError):
-            raise ClusterTimeoutError(f"member {self.id}: ensure_consistency did not "
-                                      f"complete within its timeout of {timeout} s",
-                                      timeout) from None
+        await self._reads.consistent(timeout)
 
     async def wait_for_leader(self, timeout: float | None = None) -> int:
         """The id of the leader, once one is known to this member (at once if it is already).
         Raises ``ClusterTimeoutError`` (a ``TimeoutError``) naming ``timeout`` when none is
         known in time."""
-        self._check_running()
-        try:
-            await self._wait_until(lambda: bool(self._status.lead), timeout)
-        except asyncio.TimeoutError:
-            raise ClusterTimeoutError(f"member {self.id}: no leader known within the "
-                                      f"timeout of {timeout} s", timeout) from None
-        leader: int = self._status.lead
-        invariant(leader != 0, "a leader was known when the wait ended")
-        return leader
+        return await self._reads.leader(timeout)
 
-    def _committed_in_current_term(self) -> bool:
-        return self._status.committed_in_current_term
-
-    def _remaining(self, deadline: float | None) -> float | None:
-        """Seconds left until ``deadline`` (loop time); None for no deadline; raises
-        ``asyncio.TimeoutError`` once it has passed."""
-        if deadline is None:
-            return None
-        remaining = deadline - self._loop.time()
-        if remaining <= 0:
-            raise asyncio.TimeoutError
-        return remaining
+    def _request_read(self, context: bytes) -> None:
+        """Ask the core for a read index for ``context`` (``Reads.read_barrier``)."""
+        self._node.read_index(context)
+        self._wake.set()
 
     def _check_running(self) -> asyncio.AbstractEventLoop:
         if not self._running:
@@ -672,7 +567,7 @@ class RaftCluster:
         self._node.transfer_leadership(member)
         self._wake.set()
         status = self._status
-        await self._wait_until(lambda: status.lead == member and status.term > 0, timeout)
+        await self._reads.until(lambda: status.lead == member and status.term > 0, timeout)
 
     # ---- membership --------------------------------------------------------------------------
     async def add_member(self, member: int, address: str,
@@ -682,41 +577,13 @@ class RaftCluster:
         returns once the configuration with it as a voter is committed."""
         if not self.is_leader:
             raise self._not_leader()
-        status = self._status
-        if member in status.configuration.members:
-            raise ProposalDroppedError(f"member {member} is already in the configuration")
-        configuration = status.configuration.add_learner(member).with_info(member, address,
-                                                                           metadata)
-        self._peers.add(member, address)
-        self._node.propose_configuration(configuration)
-        self._peers.update(status.configuration)
-        self._wake.set()
-        failed = self._loop.create_future()
-        self._waiters.failed_catch_up[member] = failed
-
-        term = status.term
-        done = functools.partial(added, status, member, term, failed)
-        try:
-            await self._wait_until(done, timeout)
-        finally:
-            self._waiters.failed_catch_up.pop(member, None)
+        await self._changes.add(member, address, metadata, timeout)
 
     async def remove_member(self, member: int, timeout: float | None = None) -> None:
+        """Remove ``member``; returns once the configuration without it is committed."""
         if not self.is_leader:
             raise self._not_leader()
-        status = self._status
-        term = status.term
-        self._node.remove_member(member)
-        index = status.pending_conf_index  # the entry that removes it
-        self._wake.set()
-        await self._wait_until(functools.partial(removed, status, member, term, index), timeout)
-
-    async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
-        if condition():
-            return
-        future = self._loop.create_future()
-        self._waiters.until(condition, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        await self._changes.remove(member, timeout)
 
     # ---- the engine --------------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:
@@ -757,16 +624,17 @@ class RaftCluster:
 
     async def _process_loop(self) -> None:
         core = self._node
+        propose_queued = self._writes.propose_queued
         try:
             while self.fatal_error is None:
                 await self._wake.wait()
                 self._wake.clear()
                 if self.fatal_error is not None:
                     break
-                self._propose_queued()
+                propose_queued()
                 while core.has_ready():
                     await self._handle_ready(core.ready())
-                    self._propose_queued()
+                    propose_queued()
         except Exception as error:  # a bug or a broken state machine: never die silently
             self._fatal(error)
 
@@ -781,41 +649,11 @@ class RaftCluster:
         self._wake.set()  # the processing loop sees it and ends: nothing more is sent
         self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
-    def _propose_queued(self) -> None:
-        ledger = self._ledger
-        batch = ledger.take_queue()
-        if batch is None:
-            return
-        self.metrics.proposal_batch.observe(len(batch.payloads))
-        try:
-            first, _last = self._node.propose(batch.payloads, KIND_COMMAND)
-        except (NotLeaderError, ProposalDroppedError) as error:
-            if isinstance(error, NotLeaderError):
-                error = self._not_leader()
-            ledger.fail_batch(batch, error)
-        except Exception as error:
-            # A bug (the core refuses proposals only with the errors above): the processing
-            # loop stops the member (_fatal), which fails the queue and the proposals; the
-            # commands taken off the queue are in neither, so they fail here, or their
-            # writers would wait forever.
-            failure = ClusterStoppedError(f"member {self.id} failed: {error!r}")
-            failure.__cause__ = error
-            ledger.fail_batch(batch, failure)
-            raise
-        else:
-            ledger.proposed(batch, first, self._status.term)
-
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
-        ledger = self._ledger
-        if ledger.proposals and (rd.entries or rd.snapshot is not None) and not (
-                self._status.is_leader and ledger.leads_term(self._status.term)):
-            # proposals from an earlier lead: this Ready may replace their entries
-            if rd.snapshot is not None:  # it covers what is below: unknown
-                ledger.replaced(rd.snapshot.meta.index + 1, rd.entries,
-                                covered=rd.snapshot.meta.index)
-            else:
-                ledger.replaced(rd.entries[0].first_index, rd.entries)
+        status = self._status
+        # proposals from an earlier lead: this Ready may replace their entries
+        self._writes.settle_replaced(rd.entries, rd.snapshot, status.is_leader, status.term)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self._send_now(rd.messages)
         self._persisting = True
@@ -836,9 +674,10 @@ class RaftCluster:
                      event.index)
         self._node.advance(rd)
         for lost in rd.leadership_lost:
-            self._report_leadership_lost(lost)
+            self._leadership.lost(lost)
         if rd.soft_state is not None:
-            self._leader_changed(rd.soft_state, rd.leadership_lost)
+            self._leadership.changed(rd.soft_state, self._status, self._loop,
+                                     rd.leadership_lost)
         self._peers.update(self._status.configuration)
         self._resolve_waiters()
         self.metrics.after_ready(self._status, self.applied_index,
@@ -859,36 +698,6 @@ class RaftCluster:
             results = machine.apply_batch(batch)
             self.applied_index = batch.last_index
             ledger.applied(batch, results)
-
-    def _report_leadership_lost(self, lost: LeadershipLost) -> None:
-        """Log why this member stopped leading (a warning unless it was asked to) and count it."""
-        self.metrics.leadership_lost.inc(1, (lost.reason.value,))
-        asked = lost.reason in (LeadershipLossReason.TRANSFER, LeadershipLossReason.RESIGN,
-                                LeadershipLossReason.STOPPED)
-        log.log(logging.INFO if asked else logging.WARNING,
-                "member %d lost leadership in term %d: %s", self.id, lost.term, lost.describe())
-
-    def _leader_changed(self, soft: SoftState, lost: list[LeadershipLost] | None = None) -> None:
-        term = self._status.term
-        self.metrics.leader_changed(soft.role.value, soft.leader)
-        if soft.role is Role.LEADER:
-            self._bus.token_for_term(term, self._loop)
-            log.info("member %d won the election: it leads term %d", self.id, term)
-        else:
-            log.info("member %d: the leader is now %s (term %d)", self.id,
-                     soft.leader or "unknown", term)
-            self._bus.cancel_token()
-        if soft.role is not Role.LEADER:
-            # proposals waiting in the queue can no longer be appended by this member
-            self._ledger.fail_queue(self._not_leader())
-        if soft.role is not self._role_seen:
-            self._role_seen = soft.role
-            self._emit("role-changed", self.id)
-        self._emit("leader-changed", soft.leader or None)
-        change = LeaderChange(soft.leader or None, term,
-                              self._address_of(soft.leader) if soft.leader else None,
-                              lost[-1] if lost and soft.role is not Role.LEADER else None)
-        self._bus.publish_leader_change(change)
 
     def _resolve_waiters(self) -> None:
         status = self._status

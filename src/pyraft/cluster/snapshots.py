@@ -2,6 +2,10 @@
 
 The runtime owns the loop; this part owns every snapshot path and the thread hops they take:
 
+- **recovering** (``finish_interrupted_install``, ``recover``; at start, before the member
+  speaks): a disk state machine's install that a stop interrupted is finished; the state
+  machine recovers from the stored snapshot (its metadata only, for a disk state machine
+  whose store holds the state) and the log up to the commit index, and receives the sink;
 - **taking** (``sink``): the state machine calls the sink it was given at recovery with a
   snapshot at ``index`` (bytes, chunks, or None for a disk state machine's store). Called on
   the loop's thread, or on the state machine's background worker, which hands the rest to
@@ -104,6 +108,36 @@ class Snapshotting:
         """The member starts: the sink hops to ``loop`` from other threads from now on."""
         self._loop, self._executor, self.core = loop, executor, core
         self._loop_thread = threading.get_ident()
+
+    def finish_interrupted_install(self) -> None:
+        """At start, before the core reads storage: a disk state machine's snapshot install
+        that a stop interrupted is finished (storage records what the store holds)."""
+        machine = self.state_machine
+        if isinstance(machine, DiskStateMachine):
+            finished = self.storage.resolve_install(machine.persisted_index())
+            if finished is not None:
+                log.warning("member %d: finished installing the snapshot at %d that a stop "
+                            "interrupted", self.id, finished.index)
+
+    def recover(self) -> int:
+        """At start: the state machine recovers from the stored snapshot and the log up to
+        the commit index, receiving ``sink``; returns the index it has applied. A disk state
+        machine's store is exported through ``snapshot_wanted`` from now on."""
+        machine = self.state_machine
+        storage = self.storage
+        if isinstance(machine, DiskStateMachine):
+            # the store holds the state: only the metadata is needed
+            snapshot = Snapshot(storage.latest_snapshot_meta(), b"")
+        else:  # a state machine restores from bytes: the stored file is read once, here
+            snapshot = storage.snapshot()
+            snapshot = Snapshot(snapshot.meta, read_whole(snapshot.data))
+        hard, _ = storage.initial_state()
+        commit = min(max(hard.commit, snapshot.meta.index), storage.last_index())
+        applied = machine.recover(storage, commit, snapshot if snapshot.meta.index else None,
+                                  sink=self.sink)
+        if isinstance(machine, DiskStateMachine):
+            storage.snapshot_wanted = self.snapshot_wanted
+        return applied
 
     def discard_unused_receive(self) -> None:
         """A snapshot received whole but not installed (the log had the entries already): its

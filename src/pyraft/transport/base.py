@@ -18,6 +18,12 @@ its event loop:
 - ``flush()``: put what ``send`` queued on the wire now.
 - ``address``: where the transport serves (``"host:port"``), or None.
 - ``await stop()``: close every connection and the listener; pending messages may be lost.
+- ``send_user(member, body)`` and ``serve_user_messages(handler)``: application messages
+  (``pyraft.cluster.messaging``), for a transport that carries them; ``handler(sender,
+  body)`` is called for each one received (``user_message_handler`` reads it back).
+- ``counters`` (a ``TransportCounters``, or None for a transport that keeps none),
+  ``peer_bytes_sent`` and ``peer_bytes_received`` (bytes per member, empty by default):
+  what ``pyraft.metrics`` reads when metrics are collected.
 
 Both callbacks reach the transport through ``start`` (nobody assigns them from outside); an
 implementation keeps them with ``_bind`` and reports a member with ``_report_unreachable``.
@@ -31,10 +37,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from pyraft.core.messages import Message
 
-__all__ = ["Deliver", "OnMessage", "OnUnreachable", "OnUserMessage", "Transport"]
+__all__ = ["Deliver", "OnMessage", "OnUnreachable", "OnUserMessage", "Transport",
+           "TransportCounters"]
 
 #: ``on_message``: called with every message received for this member
 OnMessage = Callable[[Message], None]
@@ -46,12 +55,67 @@ OnUnreachable = Callable[[int], None]
 #: it may return the handler's task (a transport then bounds how many run at once)
 OnUserMessage = Callable[[int, bytes], object]
 
+#: the per-member byte counts of a transport that keeps none
+_NO_BYTES: Mapping[int, int] = MappingProxyType({})
+
+
+@dataclass(slots=True)
+class TransportCounters:
+    """Totals since the transport was created (for metrics)."""
+
+    sent: int = 0  # messages handed to a connection
+    received: int = 0  # messages delivered to the runtime
+    dropped: int = 0  # messages dropped: queue full, peer unreachable or unknown, wrong dst
+    connections: int = 0  # handshakes completed, outbound and inbound
+    refused: int = 0  # handshakes refused (TLS included), by us or by the peer
+    errors: int = 0  # connections closed for a frame or protocol error, a stall or a timeout
+    shed: int = 0  # accepted sockets closed at once: too many handshakes in progress
+    user_dropped: int = 0  # application messages dropped: too many in flight on a connection
+
 
 class Transport(abc.ABC):
-    #: called with (sender id, body) for each application message (pyraft.cluster.messaging)
-    on_user_message: OnUserMessage | None = None
     #: ``start``'s ``on_unreachable``
     _on_unreachable: OnUnreachable | None = None
+    #: ``serve_user_messages``'s handler (None: application messages are dropped)
+    _on_user_message: OnUserMessage | None = None
+
+    def serve_user_messages(self, handler: OnUserMessage | None) -> None:
+        """Call ``handler(sender, body)`` for each application message received from now
+        on (None: drop them). It may return the handler's task: a transport may then bound
+        how many run at once."""
+        self._on_user_message = handler
+
+    @property
+    def user_message_handler(self) -> OnUserMessage | None:
+        """The handler ``serve_user_messages`` was given (None: none)."""
+        return self._on_user_message
+
+    @property
+    def on_user_message(self) -> OnUserMessage | None:
+        """The former name of ``user_message_handler``; assigning it is the former
+        spelling of ``serve_user_messages``, kept for code written before."""
+        return self._on_user_message
+
+    @on_user_message.setter
+    def on_user_message(self, handler: OnUserMessage | None) -> None:
+        self.serve_user_messages(handler)
+
+    @property
+    def counters(self) -> TransportCounters | None:
+        """Totals since the transport was created; None for a transport that keeps none."""
+        return None
+
+    @property
+    def peer_bytes_sent(self) -> Mapping[int, int]:
+        """Bytes written to each member's connections (empty for a transport without
+        connections)."""
+        return _NO_BYTES
+
+    @property
+    def peer_bytes_received(self) -> Mapping[int, int]:
+        """Bytes read from each member's connections (empty for a transport without
+        connections)."""
+        return _NO_BYTES
 
     @property
     def on_unreachable(self) -> OnUnreachable | None:

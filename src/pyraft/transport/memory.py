@@ -81,7 +81,7 @@ class MemoryTransport(Transport):
         loop.call_soon(target.receive_user, self.member, bytes(body))
 
     def receive_user(self, sender: int, body: bytes) -> None:
-        handler = self.on_user_message
+        handler = self._on_user_message
         if handler is not None and self.deliver is not None:
             handler(sender, body)
 

@@ -63,10 +63,10 @@ Resource bounds (what a hostile or broken peer can make this member hold):
   most ``unknown_members_max`` from members that are not in ``set_peers`` (a member being
   added connects before its configuration reaches everyone); each buffers at most one frame
   (``frame_bytes_max``) of input;
-- application messages (FRAME_USER): when ``on_user_message`` returns an awaitable (the
-  handler's task), at most ``user_requests_inflight_max`` of them run per connection; a user
-  frame beyond that is dropped (counted) and the connection kept, so Raft traffic on it
-  still flows;
+- application messages (FRAME_USER): when the ``serve_user_messages`` handler returns an
+  awaitable (the handler's task), at most ``user_requests_inflight_max`` of them run per
+  connection; a user frame beyond that is dropped (counted) and the connection kept, so
+  Raft traffic on it still flows;
 - output: ``send_queue_messages_max`` messages per peer, and a write buffer of at most
   ``write_buffer_bytes`` (64 KiB) per connection above which no frame is taken.
 
@@ -90,13 +90,12 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import cast
 
 from pyraft.config import ClusterConfig, TlsConfig, format_address, parse_address
 from pyraft.core.messages import Message
 from pyraft.errors import ConfigError, HandshakeError, HandshakeRefusedError
-from pyraft.transport.base import OnMessage, OnUnreachable, Transport
+from pyraft.transport.base import OnMessage, OnUnreachable, Transport, TransportCounters
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
     FRAME_HELLO,
@@ -143,20 +142,6 @@ _HANDSHAKE_FRAME_BYTES_MAX = 4096
 #: a default configuration: where the keyword defaults of ``TcpTransport`` come from
 _CONFIG = ClusterConfig(member_id=1)
 _TLS_MEMBER_IDENTITY = TlsConfig(cert_file="", key_file="").member_identity
-
-
-@dataclass(slots=True)
-class TransportCounters:
-    """Totals since the transport was created (for metrics)."""
-
-    sent: int = 0  # messages handed to a connection
-    received: int = 0  # messages delivered to the runtime
-    dropped: int = 0  # messages dropped: queue full, peer unreachable or unknown, wrong dst
-    connections: int = 0  # handshakes completed, outbound and inbound
-    refused: int = 0  # handshakes refused (TLS included), by us or by the peer
-    errors: int = 0  # connections closed for a frame or protocol error, a stall or a timeout
-    shed: int = 0  # accepted sockets closed at once: too many handshakes in progress
-    user_dropped: int = 0  # application messages dropped: too many in flight on a connection
 
 
 def _peername(transport: asyncio.BaseTransport) -> str:
@@ -255,8 +240,8 @@ class _Peer:
         if transport is None:  # never: a connection is open only after connection_made
             return
         transport.writelines(self.pending)
-        self.owner.counters.sent += self.queued
-        sent = self.owner.peer_bytes_sent
+        self.owner._counters.sent += self.queued
+        sent = self.owner._peer_bytes_sent
         sent[self.member_id] = sent.get(self.member_id, 0) + sum(len(p) for p in self.pending)
         self.pending = []
         self.queued = 0
@@ -288,7 +273,7 @@ class _Peer:
         self.failures = 0
         self.connection = connection
         self.state = _CONNECTED
-        owner.counters.connections += 1
+        owner._counters.connections += 1
         log.info("connected to member %d at %s", self.member_id, self.address)
         self.flush()
 
@@ -320,7 +305,7 @@ class _Peer:
         # the first failure after a success is a WARNING, its repetitions DEBUG
         level = logging.WARNING if self.failures == 1 else logging.DEBUG
         if isinstance(exc, HandshakeRefusedError):
-            owner.counters.refused += 1
+            owner._counters.refused += 1
             log.log(
                 level, "member %d at %s refused our connection: %s (retry in %.3f s)",
                 self.member_id, self.address, exc.reason, delay,
@@ -356,7 +341,7 @@ class _Peer:
             "connection to member %d at %s closed%s", self.member_id, self.address,
             f": {exc}" if exc else "",
         )
-        owner.counters.dropped += dropped
+        owner._counters.dropped += dropped
         owner._report_unreachable(self.member_id)
 
     def close(self) -> None:
@@ -459,7 +444,7 @@ class _Connection(asyncio.Protocol):
         """Log once, count, and abort this connection (the node keeps serving)."""
         if not self.failed:
             self.failed = True
-            self.owner.counters.errors += 1
+            self.owner._counters.errors += 1
             log.warning("closing connection %s: %s", self.describe(), why)
         if self.transport is not None:
             self.transport.abort()
@@ -635,7 +620,7 @@ class _Inbound(_Connection):
 
     def data_received(self, data) -> None:
         if self.member:
-            by_member = self.owner.peer_bytes_received
+            by_member = self.owner._peer_bytes_received
             by_member[self.member] = by_member.get(self.member, 0) + len(data)
         frames = self._feed(data)
         if not frames:
@@ -661,7 +646,7 @@ class _Inbound(_Connection):
                         return
                     deliver = owner._deliver
                     if message.dst != owner.member_id or deliver is None:
-                        owner.counters.dropped += 1
+                        owner._counters.dropped += 1
                         continue
                     received += 1
                     deliver(message)
@@ -680,21 +665,21 @@ class _Inbound(_Connection):
         except MalformedMessageError as exc:
             self._fail(f"malformed message: {exc}")
         finally:
-            owner.counters.received += received
+            owner._counters.received += received
 
     def _on_user(self, body) -> None:
         owner = self.owner
-        handler = owner.on_user_message
+        handler = owner._on_user_message
         if handler is None or owner._deliver is None:
-            owner.counters.dropped += 1
+            owner._counters.dropped += 1
             return
         if self.user_inflight >= owner.user_requests_inflight_max:
-            owner.counters.dropped += 1
-            owner.counters.user_dropped += 1
+            owner._counters.dropped += 1
+            owner._counters.user_dropped += 1
             log.debug("dropping a member message from %d: %d in flight", self.member,
                       self.user_inflight)
             return
-        owner.counters.received += 1
+        owner._counters.received += 1
         result = handler(self.member, body)
         if isinstance(result, asyncio.Future) and not result.done():
             self.user_inflight += 1
@@ -717,7 +702,7 @@ class _Inbound(_Connection):
                           f"{strangers} such members are connected already")
         if reason is not None:
             self.state = _DONE
-            owner.counters.refused += 1
+            owner._counters.refused += 1
             who = f" (member {hello.member_id})" if hello.member_id else ""
             log.warning("refused connection from %s%s: %s", self.peer, who, reason)
             self.wire.write(encode_refuse(reason))
@@ -732,7 +717,7 @@ class _Inbound(_Connection):
         self.wire.write(
             encode_accept(Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.member))
         )
-        owner.counters.connections += 1
+        owner._counters.connections += 1
         previous = owner._inbound.get(self.member)
         owner._inbound[self.member] = self
         if previous is not None and previous.transport is not None:
@@ -884,10 +869,10 @@ class TcpTransport(Transport):
         self._connect_timeout_s = self.connect_timeout_ms / 1000.0
         self._request_timeout_s = self.request_timeout_ms / 1000.0
         self._backoff_s = (self.backoff_ms[0] / 1000.0, self.backoff_ms[1] / 1000.0)
-        self.counters = TransportCounters()
+        self._counters = TransportCounters()
         #: bytes written to / read from each member's connections (metrics)
-        self.peer_bytes_sent: dict[int, int] = {}
-        self.peer_bytes_received: dict[int, int] = {}
+        self._peer_bytes_sent: dict[int, int] = {}
+        self._peer_bytes_received: dict[int, int] = {}
         self._rng = rng if rng is not None else random.Random()
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -907,6 +892,21 @@ class TcpTransport(Transport):
     @property
     def peers(self) -> dict[int, str]:
         return {member: peer.address for member, peer in self._peers.items()}
+
+    @property
+    def counters(self) -> TransportCounters:
+        """Totals since this transport was created (``TransportCounters``)."""
+        return self._counters
+
+    @property
+    def peer_bytes_sent(self) -> dict[int, int]:
+        """Bytes written to each member's connections."""
+        return self._peer_bytes_sent
+
+    @property
+    def peer_bytes_received(self) -> dict[int, int]:
+        """Bytes read from each member's connections."""
+        return self._peer_bytes_received
 
     @property
     def handshakes_in_progress(self) -> int:
@@ -1068,10 +1068,10 @@ class TcpTransport(Transport):
                 await asyncio.sleep(0.1)
                 continue
             if self._handshaking >= self.handshakes_max:
-                self.counters.shed += 1
-                if self.counters.shed == 1 or self.counters.shed % 1000 == 0:
+                self._counters.shed += 1
+                if self._counters.shed == 1 or self._counters.shed % 1000 == 0:
                     log.warning("%d handshakes in progress: closing new connections "
-                                "(%d so far)", self._handshaking, self.counters.shed)
+                                "(%d so far)", self._handshaking, self._counters.shed)
                 sock.close()
                 continue
             self._handshaking += 1
@@ -1105,7 +1105,7 @@ class TcpTransport(Transport):
         except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
             release()
             if self.ssl_server is not None:
-                self.counters.refused += 1
+                self._counters.refused += 1
                 log.warning("refused connection from %s: TLS handshake failed: %s", peer,
                             str(exc) or type(exc).__name__)
             else:
@@ -1134,7 +1134,7 @@ class TcpTransport(Transport):
             )
 
     def _drop(self, member: int, count: int) -> None:
-        self.counters.dropped += count
+        self._counters.dropped += count
         self._report_unreachable(member)
 
     def _check_hello(self, hello: Hello) -> str | None:

@@ -1,0 +1,135 @@
+"""The writes of one member between the public API and the core, around the ``ProposalLedger``.
+
+- ``enqueue`` (``replicate``, ``replicate_many``): a write enters the ledger's queue, with
+  back-pressure: while the queue has no room the writer waits for it, or is refused with
+  ``ProposalDroppedError`` under ``proposal_queue_full = "raise"``; the member's
+  ``writable()`` check (running, not failed, storage working, leading) is made on entry and
+  again after every wait. Returns the future the ledger settles with the write's fate.
+- ``propose_queued`` (the processing task, each loop turn and after each Ready): what is
+  queued goes to the core as one batch (one append, one sync, one AppendEntries per
+  follower); a refusal by the core (not the leader, a transfer under way, a bound reached)
+  fails that batch; anything else is a bug: the batch fails with ``ClusterStoppedError``
+  and the error goes up to stop the member.
+- ``drain`` (a graceful stop): the writes in flight may finish within a timeout.
+- ``settle_replaced`` (each Ready): writes proposed during an earlier lead of this member
+  whose entries a Ready replaces (or a snapshot covers) get ``CommandOutcomeUnknownError``.
+
+The part owns no task; the runtime binds it to its loop, its wake-up event and its core at
+start. Applying committed entries stays in the runtime's Ready loop (``ledger.applied``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from pyraft.cluster.ledger import ProposalLedger
+from pyraft.core.messages import Snapshot
+from pyraft.errors import ClusterStoppedError, NotLeaderError, ProposalDroppedError
+from pyraft.metrics import Metrics
+from raftcore.framing import KIND_COMMAND, EntryBatch
+
+__all__ = ["Proposer", "Writes"]
+
+
+class Proposer(Protocol):
+    """What the writes ask of the core (``RaftNode`` is one)."""
+
+    def propose(self, payloads: Sequence[bytes], kind: int = ...) -> tuple[int, int]: ...
+
+
+class Writes:
+    """The writes of member ``member_id`` (module docstring). ``writable()`` raises why the
+    member takes no write now; ``not_leader()`` is the ``NotLeaderError`` naming the leader
+    this member knows; ``term()`` the current term (the term a proposed batch was appended
+    in)."""
+
+    def __init__(self, member_id: int, ledger: ProposalLedger, metrics: Metrics, *,
+                 writable: Callable[[], None], not_leader: Callable[[], NotLeaderError],
+                 term: Callable[[], int]) -> None:
+        self.id = member_id
+        self.ledger = ledger
+        self._metrics = metrics
+        self._writable = writable
+        self._not_leader = not_leader
+        self._term = term
+        # given by ``bind`` at start
+        self._loop: asyncio.AbstractEventLoop
+        self._wake: asyncio.Event
+        self._core: Proposer
+
+    def bind(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event,
+             core: Proposer) -> None:
+        """The member starts: its loop, the processing task's wake-up, its core."""
+        self._loop, self._wake, self._core = loop, wake, core
+
+    async def enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
+        """Queue one write (``many``: a ``replicate_many``, whose future gets the list of
+        results); returns its future once it is in the queue."""
+        self._writable()
+        count = len(payloads)
+        ledger = self.ledger
+        if not ledger.has_room(count):
+            if ledger.queue_full == "raise":
+                raise ProposalDroppedError(
+                    f"the proposal queue holds {ledger.queued} commands (the bound is "
+                    f"{ledger.queue_max})")
+            while not ledger.has_room(count):
+                waiter: asyncio.Future[None] = self._loop.create_future()
+                ledger.wait_for_room(waiter)
+                await waiter
+                self._writable()
+        future: asyncio.Future[Any] = self._loop.create_future()
+        ledger.enqueue(payloads, future, many)
+        self._wake.set()
+        return future
+
+    async def drain(self, timeout: float) -> None:
+        """Let the writes in flight finish, for at most ``timeout`` seconds (a graceful
+        stop). The futures still pending then are cancelled (the timed-out ``gather``
+        cancels its children), so their writers see ``CancelledError``."""
+        pending = [f for f in self.ledger.pending() if isinstance(f, asyncio.Future)]
+        if pending:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True),
+                                       timeout)
+
+    def propose_queued(self) -> None:
+        """Hand everything queued to the core as one batch (module docstring)."""
+        ledger = self.ledger
+        batch = ledger.take_queue()
+        if batch is None:
+            return
+        self._metrics.proposal_batch.observe(len(batch.payloads))
+        try:
+            first, _last = self._core.propose(batch.payloads, KIND_COMMAND)
+        except (NotLeaderError, ProposalDroppedError) as error:
+            if isinstance(error, NotLeaderError):
+                error = self._not_leader()
+            ledger.fail_batch(batch, error)
+        except Exception as error:
+            # A bug (the core refuses proposals only with the errors above): the processing
+            # loop stops the member (_fatal), which fails the queue and the proposals; the
+            # commands taken off the queue are in neither, so they fail here, or their
+            # writers would wait forever.
+            failure = ClusterStoppedError(f"member {self.id} failed: {error!r}")
+            failure.__cause__ = error
+            ledger.fail_batch(batch, failure)
+            raise
+        else:
+            ledger.proposed(batch, first, self._term())
+
+    def settle_replaced(self, entries: Sequence[EntryBatch], snapshot: Snapshot | None,
+                        leading: bool, term: int) -> None:
+        """A Ready brings ``entries`` (and maybe ``snapshot``) to this member's log, which
+        leads ``term`` if ``leading``: proposals from an earlier lead whose entries they
+        replace (or the snapshot covers) have an unknown outcome."""
+        ledger = self.ledger
+        if ledger.proposals and (entries or snapshot is not None) and not (
+                leading and ledger.leads_term(term)):
+            if snapshot is not None:  # it covers what is below: unknown
+                ledger.replaced(snapshot.meta.index + 1, entries, covered=snapshot.meta.index)
+            else:
+                ledger.replaced(entries[0].first_index, entries)

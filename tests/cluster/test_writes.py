@@ -1,0 +1,185 @@
+"""The writes of one member (``pyraft.cluster.writes``) on their own: a real ledger and
+loop, a core that records or refuses proposals; no cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pyraft.cluster.ledger import ProposalLedger
+from pyraft.cluster.writes import Writes
+from pyraft.core.messages import Snapshot, SnapshotMeta
+from pyraft.errors import (
+    ClusterStoppedError,
+    CommandOutcomeUnknownError,
+    NotLeaderError,
+    ProposalDroppedError,
+)
+from pyraft.metrics import Metrics
+from raftcore.framing import KIND_COMMAND, encode_entries
+
+from .test_ledger import FakeFuture
+
+
+class Core:
+    """Appends proposals from index ``next_index``, or raises ``refuse``."""
+
+    def __init__(self) -> None:
+        self.next_index = 1
+        self.proposed: list[list[bytes]] = []
+        self.refuse: Exception | None = None
+
+    def propose(self, payloads: Sequence[bytes], kind: int = KIND_COMMAND) -> tuple[int, int]:
+        if self.refuse is not None:
+            raise self.refuse
+        assert kind == KIND_COMMAND
+        self.proposed.append(list(payloads))
+        first = self.next_index
+        self.next_index += len(payloads)
+        return first, self.next_index - 1
+
+
+class Member:
+    def __init__(self, queue_max: int = 4, queue_full: str = "wait") -> None:
+        self.ledger = ProposalLedger(queue_max, queue_full)
+        self.core = Core()
+        self.refusal: Exception | None = None
+        self.term = 2
+        self.writes = Writes(1, self.ledger, Metrics(1, opentelemetry=False),
+                             writable=self.writable,
+                             not_leader=lambda: NotLeaderError(3, "10.0.0.3:7000", None),
+                             term=lambda: self.term)
+
+    def writable(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+
+    def bind(self) -> asyncio.Event:
+        wake = asyncio.Event()
+        self.writes.bind(asyncio.get_running_loop(), wake, self.core)
+        return wake
+
+
+def test_a_write_is_queued_then_proposed_as_one_batch() -> None:
+    async def body() -> None:
+        member = Member()
+        wake = member.bind()
+        one = await member.writes.enqueue([b"a"], False)
+        many = await member.writes.enqueue([b"b", b"c"], True)
+        assert wake.is_set() and member.ledger.queued == 3
+        member.writes.propose_queued()
+        assert member.core.proposed == [[b"a", b"b", b"c"]]
+        assert member.ledger.queued == 0 and not one.done() and not many.done()
+        assert member.ledger.leads_term(2)  # proposed in the member's term
+        member.writes.propose_queued()  # nothing queued: nothing proposed
+        assert len(member.core.proposed) == 1
+
+    asyncio.run(body())
+
+
+def test_a_member_that_takes_no_writes_refuses_before_queueing() -> None:
+    async def body() -> None:
+        member = Member()
+        member.bind()
+        member.refusal = ClusterStoppedError("member 1 is not running")
+        with pytest.raises(ClusterStoppedError):
+            await member.writes.enqueue([b"a"], False)
+        assert member.ledger.queued == 0
+
+    asyncio.run(body())
+
+
+def test_a_full_queue_refuses_under_raise_and_waits_otherwise() -> None:
+    async def body() -> None:
+        strict = Member(queue_max=2, queue_full="raise")
+        strict.bind()
+        await strict.writes.enqueue([b"a", b"b"], True)
+        with pytest.raises(ProposalDroppedError, match="the bound is 2"):
+            await strict.writes.enqueue([b"c"], False)
+
+        patient = Member(queue_max=2)
+        patient.bind()
+        await patient.writes.enqueue([b"a", b"b"], True)
+        waiting = asyncio.ensure_future(patient.writes.enqueue([b"c"], False))
+        await asyncio.sleep(0)
+        assert not waiting.done() and patient.ledger.queued == 2
+        patient.refusal = NotLeaderError(3, None, None)  # checked again after the wait
+        patient.writes.propose_queued()  # the queue empties: the writer wakes up
+        with pytest.raises(NotLeaderError):
+            await waiting
+
+    asyncio.run(body())
+
+
+def test_a_batch_the_core_refuses_fails_with_the_members_own_error() -> None:
+    async def body() -> None:
+        member = Member()
+        member.bind()
+        future = await member.writes.enqueue([b"a"], False)
+        member.core.refuse = NotLeaderError(None, None, None)
+        member.writes.propose_queued()
+        error = future.exception()
+        assert isinstance(error, NotLeaderError) and error.leader_id == 3  # the member's view
+        dropped = await member.writes.enqueue([b"b"], False)
+        member.core.refuse = ProposalDroppedError("a transfer is under way")
+        member.writes.propose_queued()
+        assert dropped.exception() is member.core.refuse
+
+    asyncio.run(body())
+
+
+def test_a_bug_in_the_core_fails_the_batch_and_goes_up() -> None:
+    async def body() -> None:
+        member = Member()
+        member.bind()
+        future = await member.writes.enqueue([b"a"], False)
+        member.core.refuse = RuntimeError("broken")
+        with pytest.raises(RuntimeError, match="broken"):
+            member.writes.propose_queued()
+        error = future.exception()
+        assert isinstance(error, ClusterStoppedError)
+        assert error.__cause__ is member.core.refuse
+
+    asyncio.run(body())
+
+
+def test_entries_of_an_earlier_lead_replaced_have_an_unknown_outcome() -> None:
+    ledger = ProposalLedger(8)
+    member = Member()
+    member.ledger = member.writes.ledger = ledger
+    futures: list[Any] = [FakeFuture(), FakeFuture()]
+    ledger.enqueue([b"a", b"b"], futures[0], True)
+    ledger.proposed(ledger.take_queue(), 5, 2)  # indexes 5..6 in term 2
+    replacing = [encode_entries(5, [3, 3], [b"x", b"y"], KIND_COMMAND)]
+    member.writes.settle_replaced(replacing, None, leading=True, term=2)
+    assert futures[0].outcomes == []  # still this lead: nothing replaced
+    member.writes.settle_replaced(replacing, None, leading=False, term=3)
+    (outcome,) = futures[0].outcomes
+    assert outcome[0] == "error" and isinstance(outcome[1], CommandOutcomeUnknownError)
+
+    ledger.enqueue([b"c"], futures[1], False)
+    ledger.proposed(ledger.take_queue(), 7, 2)
+    covering = Snapshot(SnapshotMeta(index=9, term=3, voters=(1,)), b"")
+    member.writes.settle_replaced([], covering, leading=False, term=3)
+    (outcome,) = futures[1].outcomes
+    assert isinstance(outcome[1], CommandOutcomeUnknownError)
+
+
+def test_a_graceful_stop_lets_writes_in_flight_finish_within_its_timeout() -> None:
+    async def body() -> None:
+        member = Member()
+        member.bind()
+        finishing = await member.writes.enqueue([b"a"], False)
+        member.writes.propose_queued()
+        asyncio.get_running_loop().call_later(0.01, finishing.set_result, "done")
+        await asyncio.wait_for(member.writes.drain(5.0), 2.0)  # returns once it finished
+        assert finishing.result() == "done"
+        stuck = await member.writes.enqueue([b"b"], False)
+        member.writes.propose_queued()
+        await member.writes.drain(0.02)  # gives up after the timeout
+        assert stuck.cancelled()  # as before the move: the timed-out gather cancels it
+
+    asyncio.run(body())
