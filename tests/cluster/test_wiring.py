@@ -25,6 +25,7 @@ from pyraft.metrics import Metrics
 from pyraft.storage.state_machine import ConsensusOnlyState
 from pyraft.transport.base import Transport
 from raftcore.framing import KIND_COMMAND, encode_entries
+from tests.core.test_view import leader_alone
 
 PEERS = {1: "127.0.0.1:7101", 2: "127.0.0.1:7102", 3: "127.0.0.1:7103"}
 
@@ -109,22 +110,8 @@ def test_announce_retries_then_stops_when_refused() -> None:
 
 
 # ---- lease ----------------------------------------------------------------------------------
-def elected() -> RaftNode:
-    storage = MemoryLogStorage(Configuration(frozenset({1})))
-    node = RaftNode(RaftConfig(member_id=1).core_options(), storage, random.Random(3))
-    node.campaign()
-    while node.has_ready():
-        rd = node.ready()
-        for batch in rd.entries:
-            storage.append(batch)
-        if rd.hard_state is not None:
-            storage.set_hard_state(rd.hard_state)
-        node.advance(rd)
-    return node
-
-
 def test_the_lease_is_counted_from_the_real_time_of_its_tick() -> None:
-    node = elected()
+    node = leader_alone()
     view = CoreView(node)
     clock = TickClock(node.options.lease_ticks)
     for tick in range(3):
@@ -140,7 +127,7 @@ def test_the_lease_is_counted_from_the_real_time_of_its_tick() -> None:
 
 
 def test_a_lone_leader_is_in_touch_with_its_quorum_and_a_lone_follower_is_not() -> None:
-    assert in_touch_with_quorum(CoreView(elected()), 1)
+    assert in_touch_with_quorum(CoreView(leader_alone()), 1)
     follower = RaftNode(RaftConfig(member_id=2).core_options(),
                         MemoryLogStorage(Configuration(frozenset({1, 2, 3}))), random.Random(4))
     assert not in_touch_with_quorum(CoreView(follower), 2)
