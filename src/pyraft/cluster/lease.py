@@ -41,8 +41,8 @@ def lease_status(status: CoreView | None, clock: TickClock, tick_ms: float,
     if status is None or ticks <= 0:
         return LeaseStatus(False, 0.0)
     lease_ticks = status.options.lease_ticks
-    start = status.ticks + ticks - lease_ticks  # the tick the lease began in
-    back = status.ticks - start  # ticks ago; the newest time is the tick now
+    # the lease began ``lease_ticks - ticks`` ticks ago; the newest time is the tick now
+    back = lease_ticks - ticks
     times = clock.times
     if back >= len(times):
         return LeaseStatus(False, 0.0)  # older than the ticks remembered: expired
