@@ -14,7 +14,7 @@ import pytest
 
 from pyraft.cluster import ClusterStoppedError, LeaderChange, RaftCluster
 from pyraft.config import ClusterConfig
-from pyraft.errors import NotLeaderError
+from pyraft.errors import ConfigError, NotLeaderError
 from pyraft.storage.interpreter import Command, CommandInterpreter, handles
 from pyraft.storage.log import DurableLogStorage
 from pyraft.storage.state_machine import MemoryStateMachine
@@ -301,6 +301,26 @@ def test_add_and_remove_members():
                 assert 4 not in {m.id for m in leader.members}
             finally:
                 await joining.stop()
+
+    run("asyncio", body)
+
+
+@pytest.mark.parametrize("address", ["bad/host:7104", "127.0.0.1", "127.0.0.1:0",
+                                     "[::1:7104", "::1:7104"])
+def test_add_member_refuses_an_address_no_transport_would_dial(address):
+    """The address is checked with the one parser the transports use before anything is
+    proposed: a configuration with an address the TCP transport refuses would reach every
+    member's log (and every member's set_peers) otherwise."""
+    async def body():
+        async with cluster(MemoryNetwork()) as members:
+            leader = await leader_of(members)
+            before = leader.view.configuration
+            with pytest.raises(ConfigError) as caught:
+                await leader.add_member(4, address, timeout=2)
+            assert caught.value.field == "address" and address in str(caught.value)
+            await leader.replicate(KV.encode(Put(key="after", value=1)))
+            assert leader.view.configuration == before
+            assert leader.view.configuration_committed
 
     run("asyncio", body)
 

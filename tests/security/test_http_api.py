@@ -318,6 +318,14 @@ def test_https_cluster_admin_credentials_and_health(pki, nodes, tmp_path):
          "--http-ca", pki["ca"], "--admin-token-file", pki["token"], "--timeout", "20"],
         capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "member 4 removed\n"), done.stderr
+    # an address no member could dial is refused before anything is proposed
+    done = subprocess.run(
+        [sys.executable, "-m", "pyraft", "member", "add", "5", "bad/host:7105", "--cluster",
+         url[victim], "--http-ca", pki["ca"], "--admin-token-file", pki["token"],
+         "--timeout", "20"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "bad/host:7105" in done.stderr, done.stderr  # usage
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert voters(url[victim], trusted) == [1, 2, 3]
     wait_until(lambda: all(voters(url[m], trusted) == [1, 2, 3] for m in (1, 2, 3)),
                "member 4 removed")
     nodes[3].end()

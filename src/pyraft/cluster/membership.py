@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from pyraft.cluster.waiters import Waiters
+from pyraft.config import parse_address
 from pyraft.core.membership import Configuration
 from pyraft.core.view import CoreView
 from pyraft.errors import (
@@ -281,7 +282,13 @@ class MembershipChanges:
     async def add(self, member: int, address: str, metadata: Mapping[str, str] | None,
                   timeout: float | None) -> None:
         """Propose ``member`` as a learner at ``address``; return once it is a voter in a
-        committed configuration (``added``)."""
+        committed configuration (``added``). An address the transports would not dial
+        (``pyraft.config.parse_address``) is a ``ConfigError`` before anything is proposed:
+        the configuration reaches every member's log and transport."""
+        try:
+            parse_address(address)
+        except ValueError as error:
+            raise ConfigError("address", f"member {member}: {error}") from None
         status = self._status
         if member in status.configuration.members:
             raise ProposalDroppedError(f"member {member} is already in the configuration")

@@ -74,7 +74,7 @@ from pyraft.cluster.runtime import (
     CommandOutcomeUnknownError,
     RaftCluster,
 )
-from pyraft.errors import NotLeaderError, ProposalDroppedError, StorageError
+from pyraft.errors import ConfigError, NotLeaderError, ProposalDroppedError, StorageError
 from pyraft.kv.machine import (
     CasResult,
     CompareAndSet,
@@ -408,6 +408,8 @@ class _Api:
                                 "the change may still complete")) from None
         except ProposalDroppedError as error:
             raise _Abort(_error(409, "membership", str(error))) from None
+        except ConfigError as error:  # an address no member could dial: nothing proposed
+            raise _bad_request("bad_member", str(error)) from None
         return web.json_response({"ok": True})
 
     async def remove_member(self, request: web.Request) -> web.Response:

@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 
 import msgpack
 
+from pyraft.config import parse_address
 from pyraft.core.membership import Configuration
 from pyraft.errors import ConfigError, CorruptStateError
 from pyraft.storage.files import (
@@ -119,27 +120,13 @@ def _is_int(value: object) -> bool:
 
 
 def validate_address(field_name: str, address: object) -> None:
-    """Raise ``ConfigError(field_name, ...)`` unless ``address`` is ``host:port``.
-
-    The host is non-empty and has no whitespace (an IPv6 host goes in brackets:
-    ``[::1]:7000``); the port is decimal, 1..65535.
-    """
-    if not isinstance(address, str) or not address:
-        raise ConfigError(field_name, f"must be a non-empty 'host:port' string, not {address!r}")
-    host, colon, port = address.rpartition(":")
-    if not colon or not host:
-        raise ConfigError(field_name, f"{address!r} is not 'host:port'")
-    if host.startswith("["):
-        if not host.endswith("]") or len(host) < 3:
-            raise ConfigError(field_name, f"{address!r} has an unterminated IPv6 host")
-    elif ":" in host:
-        raise ConfigError(field_name, f"{address!r}: an IPv6 host must be written in brackets")
-    if any(c.isspace() for c in host):
-        raise ConfigError(field_name, f"{address!r}: the host contains whitespace")
-    if not (port.isascii() and port.isdigit()):
-        raise ConfigError(field_name, f"{address!r}: the port is not a decimal number")
-    if not 1 <= int(port) <= 65535:
-        raise ConfigError(field_name, f"{address!r}: the port must be in 1..65535")
+    """Raise ``ConfigError(field_name, ...)`` unless ``address`` is a member address the
+    transports accept: ``host:port`` as ``pyraft.config.parse_address`` (the one parser of
+    member addresses) reads it, port 1..65535, an IPv6 host in brackets (``[::1]:7000``)."""
+    try:
+        parse_address(address)
+    except ValueError as error:
+        raise ConfigError(field_name, str(error)) from None
 
 
 def validate_cluster_members(members: ClusterMembers) -> None:
