@@ -23,10 +23,14 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from pyraft.errors import MessageTimeoutError, RemoteHandlerError
+
+if TYPE_CHECKING:
+    from pyraft.cluster.runtime import RaftCluster
 
 log = logging.getLogger("pyraft.messaging")
 
@@ -35,13 +39,13 @@ Handler = Callable[[int, bytes], Awaitable[bytes | None]]
 
 
 class Messenger:
-    def __init__(self, cluster) -> None:
+    def __init__(self, cluster: RaftCluster) -> None:
         self.cluster = cluster
         self.transport = cluster.transport
         self._handlers: dict[str, Handler] = {}
-        self._waiting: dict[int, asyncio.Future] = {}
+        self._waiting: dict[int, asyncio.Future[bytes | None]] = {}
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.transport.serve_user_messages(self._receive)
 
     def handler(self, name: str) -> Callable[[Handler], Handler]:
@@ -59,7 +63,7 @@ class Messenger:
         if member == self.cluster.id:
             return await self._run_local(name, payload)
         correlation = next(self._ids)
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
         try:
             self._send(member, [REQUEST, correlation, name, bytes(payload)])
@@ -98,7 +102,7 @@ class Messenger:
             self.transport.serve_user_messages(None)
 
     # ---- internals -------------------------------------------------------------------------
-    def _send(self, member: int, envelope: list) -> None:
+    def _send(self, member: int, envelope: list[Any]) -> None:
         self.transport.send_user(member, msgpack.packb(envelope))
 
     async def _run_local(self, name: str, payload: bytes) -> bytes | None:
@@ -107,7 +111,7 @@ class Messenger:
             raise RemoteHandlerError(f"member {self.cluster.id} has no handler {name!r}")
         return await handler(self.cluster.id, bytes(payload))
 
-    def _receive(self, sender: int, body: bytes) -> asyncio.Task | None:
+    def _receive(self, sender: int, body: bytes) -> asyncio.Task[None] | None:
         try:
             kind, correlation, name, payload = msgpack.unpackb(body)
             kind, correlation, name = int(kind), int(correlation), str(name)
@@ -130,7 +134,8 @@ class Messenger:
         task.add_done_callback(self._tasks.discard)
         return task  # the transport bounds the handlers running per connection
 
-    async def _handle(self, sender, kind, correlation, name, payload) -> None:
+    async def _handle(self, sender: int, kind: int, correlation: int, name: str,
+                      payload: bytes) -> None:
         handler = self._handlers.get(name)
         try:
             if handler is None:
