@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from pyraft.cluster.ledger import FutureLike
 from pyraft.cluster.waiters import Waiters
 from pyraft.errors import ClusterStoppedError, ClusterTimeoutError, invariant
 
@@ -97,18 +98,19 @@ class Reads:
 
     async def until_committed(self, index: int, timeout: float | None) -> None:
         """Until the commit index reaches ``index``."""
-        if self._status.committed >= index:
-            return
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.until_committed(index, future)
-        await (future if timeout is None else asyncio.wait_for(future, timeout))
+        if self._status.committed < index:
+            await self._wait(self._waiters.until_committed, index, timeout)
 
     async def until_applied(self, index: int, timeout: float | None) -> None:
         """Until the state machine has applied ``index``."""
-        if self._status.applied >= index:
-            return
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.until_applied(index, future)
+        if self._status.applied < index:
+            await self._wait(self._waiters.until_applied, index, timeout)
+
+    async def _wait(self, register: Callable[[int, FutureLike], None], index: int,
+                    timeout: float | None) -> None:
+        """A waiter for ``index`` registered with ``register``, awaited (within ``timeout``)."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        register(index, future)
         await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     async def until(self, condition: Callable[[], bool], timeout: float | None) -> None:

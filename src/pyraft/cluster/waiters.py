@@ -69,25 +69,9 @@ class Waiters:
 
     def resolve(self, committed: int, applied: int) -> None:
         if self._applied:
-            keep: list[tuple[int, FutureLike]] = []
-            for index, future in self._applied:
-                if future.done():
-                    continue
-                if applied >= index:
-                    future.set_result(index)
-                else:
-                    keep.append((index, future))
-            self._applied = keep
+            self._applied = _release(self._applied, applied, with_index=True)
         if self._commit:
-            keep = []
-            for index, future in self._commit:
-                if future.done():
-                    continue
-                if committed >= index:
-                    future.set_result(None)
-                else:
-                    keep.append((index, future))
-            self._commit = keep
+            self._commit = _release(self._commit, committed, with_index=False)
         if self._conditions:
             kept: list[tuple[Callable[[], bool], FutureLike]] = []
             for condition, future in self._conditions:
@@ -111,3 +95,18 @@ class Waiters:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+
+
+def _release(waiting: list[tuple[int, FutureLike]], reached: int, *,
+             with_index: bool) -> list[tuple[int, FutureLike]]:
+    """Settle the waiters of ``waiting`` whose index ``reached`` covers (with the index, or
+    None), drop those already done; the rest, in order."""
+    keep: list[tuple[int, FutureLike]] = []
+    for index, future in waiting:
+        if future.done():
+            continue
+        if reached >= index:
+            future.set_result(index if with_index else None)
+        else:
+            keep.append((index, future))
+    return keep
