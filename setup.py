@@ -9,6 +9,7 @@ Environment:
 """
 
 import os
+import runpy
 import sys
 
 import numpy
@@ -47,6 +48,22 @@ extensions = [
     for name in KERNELS
 ]
 
+# pyraft's core and write path: the same .py files the simulator drives, compiled (typed by the
+# .pxd beside each). The list lives in src/pyraft/_compiled.py, which also picks the build at
+# import (PYRAFT_PURE_CORE=1 imports the .py files instead).
+PYRAFT_MODULES = runpy.run_path("src/pyraft/_compiled.py")["MODULES"]
+if os.environ.get("RAFTCORE_ONLY"):
+    PYRAFT_MODULES = [m for m in PYRAFT_MODULES if m in os.environ["RAFTCORE_ONLY"].split(",")]
+pyraft_extensions = [
+    Extension(
+        name,
+        ["src/" + name.replace(".", "/") + ".py"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name in PYRAFT_MODULES
+]
+
 directives = {
     "language_level": "3",
     "embedsignature": True,
@@ -56,10 +73,20 @@ directives = {
     "wraparound": True,
     "initializedcheck": DEBUG,
 }
+# The compiled .py files keep Python's semantics exactly (the simulator proves the two builds
+# make the same decisions): floor division and modulo as in Python, and annotations are
+# documentation (an ``int`` annotation would otherwise refuse numpy integers); C types come
+# only from the .pxd files.
+pyraft_directives = dict(directives, cdivision=False, annotation_typing=False)
 
 
 class RequiredBuildExt(build_ext):
     """Turn a compiler failure into an instruction rather than a stack of distutils output."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:  # the compiled modules build side by side
+            self.parallel = os.cpu_count() or 1
 
     def run(self):
         try:
@@ -87,12 +114,8 @@ or install a prebuilt wheel for your platform.
 """
 
 setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives=directives,
-        gdb_debug=False,
-        annotate=False,
-    ),
+    ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False)
+    + cythonize(pyraft_extensions, compiler_directives=pyraft_directives, annotate=False),
     cmdclass={"build_ext": RequiredBuildExt},
     zip_safe=False,
 )

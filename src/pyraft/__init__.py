@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pyraft import _compiled
 from raftcore._version import __version__
+
+_compiled.install()  # before any compiled module loads: see pyraft._compiled
 
 if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports it on first use
     from pyraft.cluster import RaftCluster

@@ -37,6 +37,14 @@ def _info() -> dict[str, object]:
             kernels[name] = f"missing: {exc}"
         else:
             kernels[name] = module.IMPLEMENTATION
+    from pyraft import _compiled
+
+    if os.environ.get("PYRAFT_NO_EXTENSIONS", "") not in ("", "0"):
+        build = "pure (PYRAFT_NO_EXTENSIONS=1: kernels and core)"
+    elif _compiled.PURE:
+        build = "pure core over compiled kernels (PYRAFT_PURE_CORE=1)"
+    else:
+        build = "compiled"
     return {
         "pyraft": pyraft.__version__,
         "raftcore": raftcore.__version__,
@@ -44,6 +52,9 @@ def _info() -> dict[str, object]:
         "platform": platform.platform(),
         "crc32c": raftcore.crc32c_implementation(),
         "kernels": kernels,
+        "build": build,
+        # pyraft's own modules compiled from their .py source (see pyraft._compiled)
+        "compiled": _compiled.status(),
     }
 
 
@@ -258,8 +269,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     for key, value in facts.items():
         if isinstance(value, dict):
+            label = "kernel" if key == "kernels" else "module"
+            width = max(14, *(len(label) + 1 + len(name) for name in value))
             for name, implementation in value.items():
-                print(f"{'kernel ' + name:14} {implementation}")
+                print(f"{label + ' ' + name:{width}} {implementation}")
         else:
             print(f"{key:14} {value}")
     return 0

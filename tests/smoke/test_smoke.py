@@ -176,6 +176,9 @@ def _check_info(output: str) -> None:
     facts = json.loads(output)
     assert facts["pyraft"] == pyraft.__version__ and facts["raftcore"] == raftcore.__version__
     assert set(facts["kernels"].values()) == {"compiled"}, facts["kernels"]
+    # the core and the write path, compiled from their .py files (pyraft._compiled.MODULES)
+    assert facts["build"] == "compiled"
+    assert set(facts["compiled"].values()) == {"compiled"}, facts["compiled"]
 
 
 def test_python_dash_m_pyraft_info_reports_compiled_kernels():

@@ -1,0 +1,144 @@
+"""Which of pyraft's own modules are compiled, and the switch between the two builds.
+
+The core and the per-write path are ordinary ``.py`` files, the ones the deterministic
+simulator drives; ``setup.py`` compiles the same files with Cython (typed through the
+augmenting ``.pxd`` beside each), so one source gives two builds:
+
+- compiled (the default): every module in :data:`MODULES` is its extension module. One
+  that is missing is a loud ``ImportError`` with build instructions, as for the kernels: a
+  silently pure core would be several times slower and nobody would know why;
+- pure: ``PYRAFT_PURE_CORE=1`` imports the ``.py`` files instead, over the compiled
+  kernels (``raftcore``), and ``PYRAFT_NO_EXTENSIONS=1`` runs everything pure, kernels
+  included. The pure build is the oracle of the differential tests and the baseline of the
+  benchmarks; never a fallback.
+
+The choice is made once, when ``pyraft`` is first imported (:func:`install`), by a finder
+placed first on ``sys.meta_path`` that answers for :data:`MODULES` only. This file imports
+nothing from pyraft: ``setup.py`` reads :data:`MODULES` from it.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+#: pyraft's modules compiled from their ``.py`` source (``setup.py`` builds exactly these)
+MODULES: tuple[str, ...] = (
+    "pyraft.core.messages",
+    "pyraft.core.progress",
+    "pyraft.core.storage",
+    "pyraft.core.log",
+    "pyraft.core.membership",
+    "pyraft.core.confhistory",
+    "pyraft.core.readonly",
+    "pyraft.core.warmup",
+    "pyraft.core.failure",
+    "pyraft.core.raft",
+    "pyraft.transport.codec",
+    "pyraft.cluster.ledger",
+    "pyraft.cluster.writes",
+    "pyraft.cluster.persist",
+    "pyraft.cluster.messaging",
+    "pyraft.cluster.runtime",
+)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+#: the pure build: ``PYRAFT_PURE_CORE=1`` or ``PYRAFT_NO_EXTENSIONS=1``
+PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
+
+_MISSING = """pyraft: the compiled module {name} is missing ({path}: no {suffix} beside it).
+pyraft's core and write path are compiled from their .py files; a pure core would run
+several times slower without saying so. Reinstall from a wheel for your platform, or build
+from source with a C compiler present:  pip install --force-reinstall --no-binary raftcore
+raftcore  (from a checkout:  pip install .). To run the pure build on purpose, set
+PYRAFT_PURE_CORE=1."""
+
+
+def _source_path(name: str) -> str:
+    """The ``.py`` file of module ``name`` (in this installation)."""
+    here = os.path.dirname(os.path.abspath(__file__))  # .../pyraft
+    parts = name.split(".")[1:]
+    return os.path.join(here, *parts) + ".py"
+
+
+def _extension_path(name: str) -> str | None:
+    base = _source_path(name)[: -len(".py")]
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if os.path.exists(base + suffix):
+            return base + suffix
+    return None
+
+
+class _Finder:
+    """Answers for :data:`MODULES`: the ``.py`` in the pure build, the extension otherwise."""
+
+    def __init__(self, pure: bool) -> None:
+        self.pure = pure
+        self._names = frozenset(MODULES)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self._names:
+            return None
+        source = _source_path(fullname)
+        if self.pure:
+            return importlib.util.spec_from_file_location(fullname, source)
+        extension = _extension_path(fullname)
+        if extension is None:
+            raise ImportError(_MISSING.format(
+                name=fullname, path=source,
+                suffix=importlib.machinery.EXTENSION_SUFFIXES[0]), name=fullname)
+        loader = importlib.machinery.ExtensionFileLoader(fullname, extension)
+        return importlib.util.spec_from_file_location(fullname, extension, loader=loader)
+
+
+def install() -> None:
+    """Put the finder first on ``sys.meta_path`` (once). Called by ``pyraft/__init__``."""
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder(PURE))  # type: ignore[arg-type]
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from an extension (not from its ``.py``)."""
+    return isinstance(getattr(module, "__loader__", None),
+                      importlib.machinery.ExtensionFileLoader)
+
+
+def status() -> dict[str, str]:
+    """Each module of :data:`MODULES` and how it runs here: ``compiled``, ``pure`` (forced),
+    or ``missing: ...`` (the import failed)."""
+    out: dict[str, str] = {}
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:  # surfaced, never hidden
+            out[name] = f"missing: {str(exc).splitlines()[0]}"
+            continue
+        out[name] = "compiled" if is_compiled(module) else "pure"
+    return out
+
+
+def load_twin(name: str) -> ModuleType:
+    """A fresh import of ``name``'s ``.py`` source under the name ``<name>__twin``, whatever
+    the build: the oracle the differential fuzzers compare the compiled module against.
+    Its own imports resolve as usual (to the build in use)."""
+    if name not in MODULES:
+        raise ValueError(f"{name} is not one of pyraft's compiled modules")
+    twin_name = name + "__twin"
+    if twin_name in sys.modules:
+        return sys.modules[twin_name]
+    spec = importlib.util.spec_from_file_location(twin_name, _source_path(name))
+    if spec is None or spec.loader is None:  # pragma: no cover - the file ships with pyraft
+        raise ImportError(f"cannot load the source of {name}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[twin_name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,89 @@
+"""The two builds of one source: pyraft's core and write path compiled from their .py files
+(the default), or those same .py files (``PYRAFT_PURE_CORE=1``; ``PYRAFT_NO_EXTENSIONS=1``
+runs the kernels pure too). See ``pyraft._compiled``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pyraft import _compiled
+
+TIMEOUT_S = 120
+
+
+def _info(**env: str) -> dict:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("PYRAFT_PURE_CORE", "PYRAFT_NO_EXTENSIONS")}
+    environment.update(env)
+    done = subprocess.run([sys.executable, "-m", "pyraft", "info", "--json"],
+                          capture_output=True, text=True, timeout=TIMEOUT_S, env=environment,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_default_build_runs_every_listed_module_compiled():
+    if _compiled.PURE:
+        pytest.skip("this test process runs the pure build (PYRAFT_PURE_CORE / NO_EXTENSIONS)")
+    facts = _info()
+    assert facts["build"] == "compiled"
+    assert facts["compiled"] == {name: "compiled" for name in _compiled.MODULES}
+    assert set(facts["kernels"].values()) == {"compiled"}
+
+
+def test_pyraft_pure_core_runs_the_py_files_over_compiled_kernels():
+    facts = _info(PYRAFT_PURE_CORE="1")
+    assert facts["build"].startswith("pure core")
+    assert facts["compiled"] == {name: "pure" for name in _compiled.MODULES}
+    assert set(facts["kernels"].values()) == {"compiled"}
+
+
+def test_pyraft_no_extensions_runs_everything_pure():
+    facts = _info(PYRAFT_NO_EXTENSIONS="1")
+    assert facts["build"].startswith("pure (")
+    assert facts["compiled"] == {name: "pure" for name in _compiled.MODULES}
+    # every kernel with a pure twin runs it (the WAL's segment I/O has none: it stays compiled)
+    assert {name: facts["kernels"][name] for name in ("crc", "framing", "index", "phi")} == {
+        name: "python" for name in ("crc", "framing", "index", "phi")}
+
+
+def test_a_missing_compiled_module_is_a_loud_import_error(tmp_path):
+    # a build without the core's extensions: the import fails and says what to do,
+    # instead of quietly running the .py file
+    script = (
+        "import pyraft._compiled as c\n"
+        "c._extension_path = lambda name: None\n"
+        "import pyraft\n"
+        "try:\n"
+        "    import pyraft.core.progress\n"
+        "except ImportError as e:\n"
+        "    print('ERR', e)\n"
+        "else:\n"
+        "    print('LOADED', pyraft.core.progress.__file__)\n"
+    )
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("PYRAFT_PURE_CORE", "PYRAFT_NO_EXTENSIONS")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT_S, env=environment, check=False)
+    # (the first compiled module the import chain reaches is the one named)
+    assert done.stdout.startswith("ERR pyraft: the compiled module pyraft.core."), (
+        done.stdout + done.stderr)
+    assert " is missing (" in done.stdout
+    assert "PYRAFT_PURE_CORE=1" in done.stdout and "pip install" in done.stdout
+
+
+def test_setup_builds_exactly_the_listed_modules():
+    # setup.py reads the list from pyraft/_compiled.py: one list, and each entry has its source
+    for name in _compiled.MODULES:
+        assert os.path.exists(_compiled._source_path(name)), name
+
+
+def test_the_twin_is_the_py_source_whatever_the_build():
+    twin = _compiled.load_twin("pyraft.transport.codec")
+    assert twin.__file__.endswith(os.path.join("pyraft", "transport", "codec.py"))
+    assert not _compiled.is_compiled(twin)
