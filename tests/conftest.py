@@ -5,14 +5,23 @@
 (many more examples); time-boxed soaks (the Jepsen-style run) last MINUTES (10 by default).
 ``HYPOTHESIS_PROFILE`` overrides the profile. ``--fuzz-seconds S`` sets how long each
 coverage-guided fuzz target runs (a few seconds by default).
+
+Tests marked ``pure_core`` break the core on purpose (they patch a method of ``RaftLog`` to
+show the simulator's checkers catch it); the compiled build's classes cannot be patched, so
+in a compiled test run such a test runs in a child ``pytest`` with ``PYRAFT_PURE_CORE=1``,
+and passes only if it passed there.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from pyraft import _compiled
 
 settings.register_profile(
     "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -41,6 +50,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "soak" if config.getoption("--soak") is not None else "default"
     )
     settings.load_profile(profile)
+
+
+PURE_CORE_CHILD_TIMEOUT_S = 300
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if _compiled.PURE or pyfuncitem.get_closest_marker("pure_core") is None:
+        return None
+    env = dict(os.environ, PYRAFT_PURE_CORE="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
+        cwd=str(pyfuncitem.config.rootpath), env=env, capture_output=True, text=True,
+        timeout=PURE_CORE_CHILD_TIMEOUT_S, check=False)
+    assert done.returncode == 0 and " passed" in done.stdout, (
+        f"{pyfuncitem.nodeid} failed in the pure build (PYRAFT_PURE_CORE=1):\n"
+        f"{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    return True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

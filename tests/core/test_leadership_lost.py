@@ -136,4 +136,6 @@ def test_the_ready_carries_each_loss_once_and_a_follower_reports_none():
     assert all(who == leader for who, _ in s.leadership_lost)
     assert len(s.leadership_lost) == 1
     assert Ready(1).leadership_lost == [] and Ready(1).empty()
-    assert not Ready(1, leadership_lost=[LeadershipLost(R.STOPPED, term)]).empty()
+    rd = Ready(1)
+    rd.leadership_lost.append(LeadershipLost(R.STOPPED, term))
+    assert not rd.empty()

@@ -114,6 +114,7 @@ def _failures_with(monkeypatch, target, name, replacement, seeds=range(80)):
     return [r for r in (run_seed(s, SimConfig()) for s in seeds) if not r.ok]
 
 
+@pytest.mark.pure_core
 def test_checkers_catch_a_broken_vote_rule(monkeypatch):
     """Granting votes to candidates with stale logs (Raft 5.4.1 removed) must be caught."""
     failures = _failures_with(monkeypatch, RaftLog, "is_up_to_date", lambda self, i, t: True)
@@ -158,6 +159,7 @@ def test_cli_summary_and_exit_status(capsys):
     assert set(FAULTS) >= {"drop", "duplicate", "delay", "partition", "crash", "slow-disk"}
 
 
+@pytest.mark.pure_core
 def test_cli_reports_a_failing_seed(monkeypatch, capsys):
     monkeypatch.setattr(RaftLog, "is_up_to_date", lambda self, i, t: True)
     failing = next(s for s in range(200) if not run_seed(s, SimConfig()).ok)

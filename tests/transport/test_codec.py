@@ -6,14 +6,20 @@ body (the codec chains the body checksum over several buffers itself: the pair c
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyraft.core.messages import LOCAL_TYPES, Message, MessageType, Snapshot, SnapshotMeta
+from pyraft.core.messages import (
+    LOCAL_TYPES,
+    MESSAGE_FIELDS,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMeta,
+)
 from pyraft.transport import codec
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
@@ -36,8 +42,10 @@ from pyraft.transport.codec import (
 )
 from raftcore.framing import FrameDecoder, encode_entries, encode_frame
 
-U64 = st.integers(0, 2**64 - 1)
-IDS = st.integers(1, 2**64 - 1)
+# ids, terms, indexes and offsets are signed 64-bit integers in the core: the wire's u64
+# fields carry 0 .. 2**63 - 1 (more is a malformed message)
+U64 = st.integers(0, 2**63 - 1)
+IDS = st.integers(1, 2**63 - 1)
 T = MessageType
 
 
@@ -151,7 +159,7 @@ def test_local_events_a_follower_forwards_to_its_leader_travel(mtype):
             Message(T.HEARTBEAT, 1, 2, snapshot=Snapshot(SnapshotMeta(1, 1, (1,)), b"")),
             "carry no snapshot",
         ),
-        (Message(T.HEARTBEAT, 1, 2, term=2**64), "out of range"),
+        (Message(T.HEARTBEAT, 1, 2, term=-1), "out of range"),
         (Message(T.HEARTBEAT, 1, -2), "out of range"),
         (Message(T.HEARTBEAT, 1, 2, context="text"), "context must be bytes"),
     ],
@@ -203,7 +211,9 @@ SNAPSHOT = body_of(
         (patched(HEARTBEAT, 16, "<Q", 0), "member id 0"),
         (patched(HEARTBEAT, 24, "<Q", 0), "member id 0"),
         (patched(APPEND, 48, "<Q", 10), "bad entries"),  # index: entries must start at 11
-        (patched(APPEND, 48, "<Q", 2**64 - 1), "no room"),
+        (patched(APPEND, 48, "<Q", 2**63 - 1), "no room"),
+        (patched(APPEND, 48, "<Q", 2**64 - 1), "over 2\\*\\*63 - 1"),
+        (patched(HEARTBEAT, 32, "<Q", 2**63), "over 2\\*\\*63 - 1"),  # term
         (APPEND[:-1] + bytes([APPEND[-1] ^ 1]), "bad entries"),  # payload checksum
         (patched(SNAPSHOT, 88, "<Q", 0), "index and term"),
         (patched(SNAPSHOT, 104, "<I", 1000), "too short"),
@@ -323,7 +333,7 @@ def test_the_retired_propose_code_names_no_type_and_the_others_keep_their_number
     with pytest.raises(MalformedMessageError, match="retired") as caught:
         decode_body(patched(HEARTBEAT, 1, "<B", 1))
     assert caught.value.offset == 1 and isinstance(caught.value, ValueError)
-    assert not {"payloads", "kind"} & {f.name for f in dataclasses.fields(Message)}
+    assert not {"payloads", "kind"} & set(MESSAGE_FIELDS)
 
 
 def test_messages_are_built_positionally_while_the_field_order_allows_it():

@@ -10,7 +10,8 @@ events (campaign, read index, leadership transfer, check-quorum, snapshot status
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from raftcore.framing import EntryBatch
 
@@ -103,7 +104,14 @@ class SnapshotChunk:
     done: bool
 
 
-@dataclass(slots=True)
+#: Message's fields in the order its constructor takes them positionally
+MESSAGE_FIELDS = (
+    "type", "src", "dst", "term", "log_term", "index", "commit", "entries", "reject",
+    "reject_hint", "hint_term", "context", "snapshot", "transfer", "snapshot_offset",
+    "snapshot_done", "fresh",
+)
+
+
 class Message:
     """One protocol message. Fields not used by a type keep their defaults.
 
@@ -115,32 +123,62 @@ class Message:
     - ``reject`` / ``reject_hint`` / ``hint_term``: fast backtracking (Raft thesis 5.3 note,
       etcd's findConflictByTerm): the follower's last index or the last index of a term not
       after ``hint_term``;
-    - ``context``: opaque read-index request identity, echoed in heartbeats and responses.
+    - ``context``: opaque read-index request identity, echoed in heartbeats and responses;
+    - ``transfer``: VOTE caused by TIMEOUT_NOW: voters skip their leader-lease check;
+    - ``snapshot_offset``: SNAPSHOT: byte offset of this chunk in the snapshot data;
+      SNAPSHOT_RESPONSE: the next offset the follower wants; ``snapshot_done``: SNAPSHOT: this
+      chunk is the last one;
+    - ``fresh``: VOTE_RESPONSE / PRE_VOTE_RESPONSE granted by a member that started with empty
+      storage and has not caught up yet (``RaftNode.fresh``): it may have forgotten what it
+      acknowledged before, so an election won with its vote must be unanimous.
+
+    A plain class (not a dataclass) so that the compiled build can make it a typed extension
+    class (``messages.pxd``): fields compare and print as a dataclass's would.
     """
 
-    type: MessageType
-    src: int
-    dst: int
-    term: int = 0
-    log_term: int = 0
-    index: int = 0
-    commit: int = 0
-    entries: EntryBatch | None = None
-    reject: bool = False
-    reject_hint: int = 0
-    hint_term: int = 0
-    context: bytes = b""
-    snapshot: Snapshot | None = None
-    transfer: bool = False  # VOTE caused by TIMEOUT_NOW: voters skip their leader-lease check
-    #: SNAPSHOT: byte offset of this chunk in the snapshot data; SNAPSHOT_RESPONSE: the next
-    #: offset the follower wants
-    snapshot_offset: int = 0
-    #: SNAPSHOT: this chunk is the last one
-    snapshot_done: bool = True
-    #: VOTE_RESPONSE / PRE_VOTE_RESPONSE granted by a member that started with empty storage
-    #: and has not caught up yet (``RaftNode.fresh``): it may have forgotten what it
-    #: acknowledged before, so an election won with its vote must be unanimous
-    fresh: bool = False
+    __slots__ = MESSAGE_FIELDS
+
+    def __init__(self, type: MessageType, src: int, dst: int, term: int = 0,
+                 log_term: int = 0, index: int = 0, commit: int = 0,
+                 entries: EntryBatch | None = None, reject: bool = False,
+                 reject_hint: int = 0, hint_term: int = 0, context: bytes = b"",
+                 snapshot: Snapshot | None = None, transfer: bool = False,
+                 snapshot_offset: int = 0, snapshot_done: bool = True,
+                 fresh: bool = False) -> None:
+        self.type = type
+        self.src = src
+        self.dst = dst
+        self.term = term
+        self.log_term = log_term
+        self.index = index
+        self.commit = commit
+        self.entries = entries
+        self.reject = reject
+        self.reject_hint = reject_hint
+        self.hint_term = hint_term
+        self.context = context
+        self.snapshot = snapshot
+        self.transfer = transfer
+        self.snapshot_offset = snapshot_offset
+        self.snapshot_done = snapshot_done
+        self.fresh = fresh
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.type, self.src, self.dst, self.term, self.log_term, self.index,
+                self.commit, self.entries, self.reject, self.reject_hint, self.hint_term,
+                self.context, self.snapshot, self.transfer, self.snapshot_offset,
+                self.snapshot_done, self.fresh)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return "Message(" + ", ".join(
+            f"{name}={value!r}" for name, value in zip(MESSAGE_FIELDS, self._fields())) + ")"
 
     def describe(self) -> str:
         parts = [f"{self.type.name} {self.src}->{self.dst} t{self.term}"]
@@ -251,7 +289,6 @@ class MembershipEvent:
     index: int  # log index of the configuration entry proposed for it
 
 
-@dataclass(slots=True)
 class Ready:
     """Everything the runtime must do for one batch of work, then acknowledge with
     ``RaftNode.advance(ready)``. Readys are numbered; at most one is outstanding.
@@ -281,20 +318,29 @@ class Ready:
     this order; the simulator checks step 3 on every message sent.
     """
 
-    number: int
-    soft_state: SoftState | None = None
-    hard_state: HardState | None = None
-    snapshot: Snapshot | None = None
-    snapshot_chunks: list[SnapshotChunk] = field(default_factory=list)
-    entries: list[EntryBatch] = field(default_factory=list)
-    committed: list[EntryBatch] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)
-    persisted_messages: list[Message] = field(default_factory=list)
-    read_states: list[ReadState] = field(default_factory=list)
-    events: list[MembershipEvent] = field(default_factory=list)
-    #: the times this member stopped leading since the previous Ready, oldest first
-    leadership_lost: list[LeadershipLost] = field(default_factory=list)
-    must_sync: bool = False
+    __slots__ = ("number", "soft_state", "hard_state", "snapshot", "snapshot_chunks", "entries",
+                 "committed", "messages", "persisted_messages", "read_states", "events",
+                 "leadership_lost", "must_sync")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.soft_state: SoftState | None = None
+        self.hard_state: HardState | None = None
+        self.snapshot: Snapshot | None = None
+        self.snapshot_chunks: list[SnapshotChunk] = []
+        self.entries: list[EntryBatch] = []
+        self.committed: list[EntryBatch] = []
+        self.messages: list[Message] = []
+        self.persisted_messages: list[Message] = []
+        self.read_states: list[ReadState] = []
+        self.events: list[MembershipEvent] = []
+        #: the times this member stopped leading since the previous Ready, oldest first
+        self.leadership_lost: list[LeadershipLost] = []
+        self.must_sync = False
+
+    def __repr__(self) -> str:
+        return f"Ready({self.number}, must_sync={self.must_sync}, entries={self.entries!r}, " \
+               f"messages={self.messages!r}, persisted_messages={self.persisted_messages!r})"
 
     def empty(self) -> bool:
         return not (

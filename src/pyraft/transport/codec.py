@@ -54,13 +54,19 @@ No input makes a decoder raise anything else.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from dataclasses import dataclass
 
 import msgpack
 
-from pyraft.core.messages import LOCAL_TYPES, Message, MessageType, Snapshot, SnapshotMeta
+from pyraft.core.messages import (
+    LOCAL_TYPES,
+    MESSAGE_FIELDS,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMeta,
+)
 from pyraft.errors import MalformedMessageError, OversizedMessageError
 from raftcore.crc import crc32c
 from raftcore.errors import FramingError
@@ -149,9 +155,7 @@ _MESSAGE_FIELDS = (
     "reject_hint", "hint_term", "context", "snapshot", "transfer",
     "snapshot_offset", "snapshot_done", "fresh",
 )
-POSITIONAL_MESSAGE = (
-    tuple(f.name for f in dataclasses.fields(Message))[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
-)
+POSITIONAL_MESSAGE = MESSAGE_FIELDS[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
 
 
 # ---- Raft messages ---------------------------------------------------------------------------
@@ -207,6 +211,12 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     context_length = len(context)
     entries_length = 0 if entry_data is None else len(entry_data)
     chunk_length = 0 if chunk is None else len(chunk)
+    if (message.src | message.dst | message.term | message.log_term | message.index
+            | message.commit | message.reject_hint | message.hint_term
+            | message.snapshot_offset) >> 63:
+        # negative, or past 2**63 - 1: terms, indexes and ids are signed 64-bit in the core
+        raise MalformedMessageError("message field out of range: ids, terms, indexes and "
+                                    "offsets are 0 .. 2**63 - 1")
     try:
         head = _BODY.pack(
             BODY_VERSION,
@@ -302,6 +312,10 @@ def decode_body(body) -> Message:
         raise MalformedMessageError(f"reserved byte is {reserved}, not 0", 3)
     if src == 0 or dst == 0:
         raise MalformedMessageError("member id 0 in src or dst", 16)
+    if (src | dst | term | log_term | index | commit | reject_hint | hint_term
+            | snapshot_offset) >> 63:
+        # the core holds ids, terms, indexes and offsets as signed 64-bit integers
+        raise MalformedMessageError("a member id, term, index or offset is over 2**63 - 1", 16)
     if entries_length and mtype is not MessageType.APPEND:
         raise MalformedMessageError(f"{mtype.name} message carries entries", 8)
     pos = _BODY.size
@@ -320,7 +334,7 @@ def decode_body(body) -> Message:
     pos += context_length
     entries = None
     if mtype is MessageType.APPEND:
-        if index >= 0xFFFFFFFFFFFFFFFF:
+        if index >= 0x7FFFFFFFFFFFFFFF:
             raise MalformedMessageError("APPEND index leaves no room for entries", 16 + 32)
         if entries_length:
             try:

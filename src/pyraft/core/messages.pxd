@@ -1,0 +1,38 @@
+# Types for the compiled build of messages.py (Cython pure-Python mode: the .py is the source).
+from libc.stdint cimport int64_t
+
+
+cdef class Message:
+    cdef public object type
+    cdef public int64_t src
+    cdef public int64_t dst
+    cdef public int64_t term
+    cdef public int64_t log_term
+    cdef public int64_t index
+    cdef public int64_t commit
+    cdef public object entries
+    cdef public bint reject
+    cdef public int64_t reject_hint
+    cdef public int64_t hint_term
+    cdef public object context
+    cdef public object snapshot
+    cdef public bint transfer
+    cdef public int64_t snapshot_offset
+    cdef public bint snapshot_done
+    cdef public bint fresh
+
+
+cdef class Ready:
+    cdef public int64_t number
+    cdef public object soft_state
+    cdef public object hard_state
+    cdef public object snapshot
+    cdef public list snapshot_chunks
+    cdef public list entries
+    cdef public list committed
+    cdef public list messages
+    cdef public list persisted_messages
+    cdef public list read_states
+    cdef public list events
+    cdef public list leadership_lost
+    cdef public bint must_sync
