@@ -1,0 +1,84 @@
+# Types for the compiled build of raft.py (Cython pure-Python mode: the .py is the source).
+# Every attribute RaftNode sets is declared here (an extension class has no __dict__); terms,
+# indexes, ids and tick counts are signed 64-bit integers.
+cimport cython
+from libc.stdint cimport int64_t
+
+from pyraft.core.log cimport RaftLog
+from pyraft.core.messages cimport Message, Ready
+from pyraft.core.progress cimport Progress
+
+
+cdef class RaftNode:
+    cdef public object options
+    cdef public int64_t id
+    cdef public object rng
+    cdef public RaftLog log
+    cdef public int64_t term
+    cdef public int64_t vote
+    cdef public int64_t lead
+    cdef public object role
+    cdef public object _history
+    cdef public object configuration
+    cdef public dict progress
+    cdef public dict votes
+    cdef public int64_t ticks
+    cdef public int64_t election_elapsed
+    cdef public int64_t heartbeat_elapsed
+    cdef public int64_t randomized_election_timeout
+    cdef public int64_t lead_transferee
+    cdef public int64_t pending_conf_index
+    cdef public int64_t uncommitted_bytes
+    cdef public object _uncommitted_batches
+    cdef public object _warmup
+    cdef public object _failures
+    cdef public list events
+    cdef public object _snapshot_receiving
+    cdef public list _snapshot_chunks
+    cdef public object _reads
+    cdef public dict _commit_sent
+    cdef public bint _commit_unsent
+    cdef public list read_states
+    cdef public list _messages
+    cdef public int64_t _ready_number
+    cdef public Ready _outstanding
+    cdef public object _previous_soft
+    cdef public object _previous_hard
+    cdef public bint fresh
+    cdef public set _fresh_votes
+    cdef public object _own_info
+    cdef public int64_t _info_sent_tick
+    cdef public bint _resigning
+    cdef public list _leadership_lost
+    cdef public object leadership_lost
+    cdef public object _step
+    cdef public object _tick
+
+    cpdef step(self, Message m)
+    @cython.locals(last=int64_t, first=int64_t, bound=int64_t)
+    cpdef tuple propose(self, object payloads, int kind=*)
+    cpdef bint has_ready(self) except -1
+    cpdef bint _state_changed(self) except -1
+    @cython.locals(rd=Ready, m=Message, term=int64_t)
+    cpdef Ready ready(self)
+    cpdef list take_leader_traffic(self)
+    cpdef advance(self, Ready rd)
+    @cython.locals(pr=Progress, oldest=object, last=int64_t)
+    cpdef _step_leader(self, Message m)
+    cpdef _step_follower(self, Message m)
+    cpdef _append_as_leader(self, object batch)
+    cpdef _after_commit(self)
+    cpdef _broadcast_append(self, bint send_if_empty=*)
+    @cython.locals(pr=Progress, prev=int64_t, commit=int64_t)
+    cpdef bint _send_append(self, int64_t to, bint send_if_empty=*) except -1
+    @cython.locals(hint=int64_t)
+    cpdef _handle_append_response(self, Message m, Progress pr)
+    @cython.locals(index=int64_t, pr=Progress)
+    cpdef bint _maybe_commit(self) except -1
+    @cython.locals(pr=Progress)
+    cpdef _broadcast_heartbeat(self, object context)
+    @cython.locals(before=int64_t, hint=int64_t)
+    cpdef _handle_append(self, Message m)
+    cpdef _after_append(self, int64_t from_index, object entries)
+    cpdef _handle_heartbeat(self, Message m)
+    cpdef _maybe_end_fresh(self)
