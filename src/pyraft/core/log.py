@@ -109,7 +109,22 @@ class RaftLog:
         return batch
 
     def terms(self, lo: int, hi: int) -> np.ndarray:
-        return self.entries(lo, hi).terms
+        """The terms of entries ``[lo, hi)``: ``entries(lo, hi).terms`` without joining bytes."""
+        if hi <= lo:
+            return empty_batch(lo).terms
+        if lo < self.first_index():
+            raise LogCompactedError(f"index {lo} is compacted")
+        if hi > self.last_index() + 1:
+            raise LogUnavailableError(f"index {hi - 1} is past the last index")
+        parts = []
+        if lo < self.unstable_offset:
+            parts.append(self.storage.terms(lo, min(hi, self.unstable_offset)))
+        for batch in self.unstable:
+            first = batch.first_index
+            if batch.last_index >= lo and first < hi:
+                parts.append(batch.terms[max(lo, first) - first : min(hi, batch.last_index + 1)
+                                         - first])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     # ---- appends -----------------------------------------------------------------------------
     def append(self, batch: EntryBatch) -> None:

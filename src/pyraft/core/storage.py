@@ -274,7 +274,15 @@ class MemoryLogStorage(ExternalSnapshots):
         return self._batch_of(index).term_at(index)
 
     def terms(self, lo: int, hi: int) -> np.ndarray:
-        return self.entries(lo, hi).terms
+        """The terms of entries ``[lo, hi)``: ``entries(lo, hi).terms`` without joining the
+        entries' bytes (the simulator's log-matching check asks for whole logs)."""
+        if lo < self.first_index():
+            raise LogCompactedError(f"index {lo} is compacted (first index {self.first_index()})")
+        if hi > self.last_index() + 1:
+            raise LogUnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
+        if hi <= lo:
+            return empty_batch(lo).terms
+        return _terms_of(self._batches, self._starts, lo, hi)
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch:
         if lo < self.first_index():
@@ -381,6 +389,23 @@ class MemoryLogStorage(ExternalSnapshots):
 
     def _batch_of(self, index: int) -> EntryBatch:
         return self._batches[bisect.bisect_right(self._starts, index) - 1]
+
+
+def _terms_of(batches: list[EntryBatch], starts: list[int], lo: int, hi: int) -> np.ndarray:
+    """The terms of ``[lo, hi)`` (within the log) from contiguous ``batches`` starting at
+    ``starts``."""
+    parts = []
+    position = bisect.bisect_right(starts, lo) - 1
+    count = len(starts)
+    while position < count:
+        start = starts[position]
+        if start >= hi:
+            break
+        batch = batches[position]
+        end = start + len(batch)
+        parts.append(batch.terms[max(lo, start) - start : min(hi, end) - start])
+        position += 1
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def limit_bytes(batch: EntryBatch, max_bytes: int) -> EntryBatch:
