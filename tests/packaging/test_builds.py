@@ -87,3 +87,12 @@ def test_the_twin_is_the_py_source_whatever_the_build():
     twin = _compiled.load_twin("pyraft.transport.codec")
     assert twin.__file__.endswith(os.path.join("pyraft", "transport", "codec.py"))
     assert not _compiled.is_compiled(twin)
+
+
+def test_python_dash_m_runs_a_compiled_module():
+    # an extension has no code object for runpy: pyraft._compiled's loader gives it one that
+    # calls the module's main(), as the .py file's __main__ block does
+    done = subprocess.run([sys.executable, "-m", "pyraft.testing.sim", "--seeds", "0:2"],
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "2 seeds, 2 passed, 0 failed" in done.stdout
