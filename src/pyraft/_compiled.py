@@ -39,11 +39,19 @@ MODULES: tuple[str, ...] = (
     "pyraft.core.failure",
     "pyraft.core.raft",
     "pyraft.transport.codec",
+    "pyraft.transport.tcp",
+    "pyraft.storage.log",
+    "pyraft.storage.state_machine",
+    "pyraft.metrics",
     "pyraft.cluster.ledger",
     "pyraft.cluster.writes",
     "pyraft.cluster.persist",
     "pyraft.cluster.messaging",
     "pyraft.cluster.runtime",
+    "pyraft.cluster.events",
+    "pyraft.cluster.waiters",
+    "pyraft.cluster.reads",
+    "pyraft.cluster.lease",
     # the deterministic simulator's harness: the same source in both builds, so a seed's
     # trace compares across them and the compiled build runs more seeds per minute
     "pyraft.testing.sim",
@@ -56,6 +64,10 @@ def _flag(name: str) -> bool:
 
 #: the pure build: ``PYRAFT_PURE_CORE=1`` or ``PYRAFT_NO_EXTENSIONS=1``
 PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
+#: a developer's bisection tool: ``PYRAFT_PURE_MODULES=pyraft.cluster.runtime,...`` runs the
+#: modules named pure and the others compiled (to find which one a difference comes from)
+PURE_MODULES: frozenset[str] = frozenset(
+    name.strip() for name in os.environ.get("PYRAFT_PURE_MODULES", "").split(",") if name.strip())
 
 _MISSING = """pyraft: the compiled module {name} is missing ({path}: no {suffix} beside it).
 pyraft's core and write path are compiled from their .py files; a pure core would run
@@ -101,7 +113,7 @@ class _Finder:
         if fullname not in self._names:
             return None
         source = _source_path(fullname)
-        if self.pure:
+        if self.pure or fullname in PURE_MODULES:
             return importlib.util.spec_from_file_location(fullname, source)
         extension = _extension_path(fullname)
         if extension is None:

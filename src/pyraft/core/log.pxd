@@ -3,6 +3,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 
+@cython.final
 cdef class RaftLog:
     cdef public object storage
     cdef public list unstable

@@ -1,7 +1,9 @@
 # Types for the compiled build of messages.py (Cython pure-Python mode: the .py is the source).
+cimport cython
 from libc.stdint cimport int64_t
 
 
+@cython.final
 cdef class Message:
     cdef public object type
     cdef public int64_t src
@@ -22,6 +24,7 @@ cdef class Message:
     cdef public bint fresh
 
 
+@cython.final
 cdef class Ready:
     cdef public int64_t number
     cdef public object soft_state

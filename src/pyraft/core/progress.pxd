@@ -3,6 +3,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 
+@cython.final
 cdef class Inflights:
     cdef public int64_t capacity
     cdef public int64_t bytes_max
@@ -15,6 +16,7 @@ cdef class Inflights:
     cpdef reset(self)
 
 
+@cython.final
 cdef class Progress:
     cdef public int64_t match
     cdef public int64_t next

@@ -9,6 +9,7 @@ from pyraft.core.messages cimport Message, Ready
 from pyraft.core.progress cimport Progress
 
 
+@cython.final
 cdef class RaftNode:
     cdef public object options
     cdef public int64_t id
