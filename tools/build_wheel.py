@@ -22,7 +22,8 @@ Steps, each of which stops the run with a non-zero exit and a one-line reason on
    macOS: ``delocate-wheel`` when it is on PATH, otherwise the wheel is copied as built.
    Elsewhere the wheel is copied as built.
 3. The wheel is checked before it reaches ``--out``: one compiled extension for each of the
-   five kernels, every ``.pyi`` / ``.pxd`` / ``py.typed`` and every ``.py`` of ``src/``, the
+   five kernels and for each of pyraft's compiled modules (``pyraft/_compiled.py``), every
+   ``.pyi`` / ``.pxd`` / ``py.typed`` and every ``.py`` of ``src/``, the
    ``pyraft`` console script, a platform (not pure) wheel, and no ``.c`` / ``.pyx`` source.
 
 On success the last two lines are ``wheel: PATH`` and ``tag: PLATFORM_TAG``; a wheel of the
@@ -218,6 +219,11 @@ def check_wheel(wheel: Path, src: Path = ROOT / "src") -> list[str]:
         pattern = re.compile(rf"raftcore/{kernel}(\.[^/]*)?\.(so|pyd)$")
         if not any(pattern.match(n) for n in names):
             problems.append(f"no compiled extension for raftcore.{kernel}")
+    for module in compiled_modules(src):
+        path = module.replace(".", "/")
+        pattern = re.compile(rf"{re.escape(path)}(\.[^/]*)?\.(so|pyd)$")
+        if not any(pattern.match(n) for n in names):
+            problems.append(f"no compiled extension for {module}")
     missing = sorted(expected_members(src) - names)
     if missing:
         problems.append(f"files of src/ missing from the wheel: {', '.join(missing)}")
@@ -235,6 +241,13 @@ def check_wheel(wheel: Path, src: Path = ROOT / "src") -> list[str]:
     if sys.platform.startswith("linux") and not tag.startswith(("manylinux", "musllinux")):
         problems.append(f"platform tag {tag} is not manylinux/musllinux (repair did not run?)")
     return problems
+
+
+def compiled_modules(src: Path) -> tuple[str, ...]:
+    """pyraft's modules compiled from their .py source (``pyraft/_compiled.py``'s list)."""
+    import runpy
+
+    return tuple(runpy.run_path(str(src / "pyraft" / "_compiled.py"))["MODULES"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             built = build(python, tree, scratch / "dist")
             wheel = repair(built, scratch)
             problems = check_wheel(wheel, tree / "src")
+            modules = len(compiled_modules(tree / "src"))
             if problems:
                 raise BuildError(f"{wheel.name} is incomplete:\n  - " + "\n  - ".join(problems))
             out.mkdir(parents=True, exist_ok=True)
@@ -271,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildError as exc:
         print(f"build_wheel: error: {exc}", file=sys.stderr)
         return 1
-    _log(f"checked: {len(KERNELS)} compiled kernels, typing files, console script, no sources; "
+    _log(f"checked: {len(KERNELS)} compiled kernels, {modules} compiled pyraft modules, "
+         f"typing files, console script, no sources; "
          f"total {time.monotonic() - started:.1f} s")
     print(f"wheel: {final}")
     print(f"tag: {platform_tag(final)}")

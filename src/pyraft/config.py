@@ -116,8 +116,8 @@ FRAME_HEADROOM_BYTES = 64 * 1024
 SYNC_POLICIES = ("always", "interval", "never")
 PROPOSAL_QUEUE_FULL_POLICIES = ("wait", "raise")
 #: variables under the prefix that are switches of pyraft itself, not settings
-ENV_SWITCHES = frozenset({"NO_EXTENSIONS", "REWRITE", "CLUSTER", "SMOKE_INSTALLED",
-                          "TEST_INJECT_ENOSPC", "FUZZ_TMP"})
+ENV_SWITCHES = frozenset({"NO_EXTENSIONS", "PURE_CORE", "PURE_MODULES", "REWRITE", "CLUSTER",
+                          "SMOKE_INSTALLED", "TEST_INJECT_ENOSPC", "FUZZ_TMP"})
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,17 @@ def test_python_dash_m_runs_a_compiled_module():
                           capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     assert done.returncode == 0, done.stderr
     assert "2 seeds, 2 passed, 0 failed" in done.stdout
+
+
+def test_pyraft_node_accepts_the_build_switches_in_its_environment(tmp_path):
+    # PYRAFT_* variables that name no setting are refused, except pyraft's own switches: a
+    # member started in the pure build must not be refused for it
+    env = dict(os.environ, PYRAFT_PURE_CORE="1", PYRAFT_PURE_MODULES="pyraft.core.raft")
+    done = subprocess.run([sys.executable, "-m", "pyraft", "node", "--help"], env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr
+    from pyraft.config import ClusterConfig
+
+    config = ClusterConfig.from_env(environ={
+        "PYRAFT_MEMBER_ID": "1", "PYRAFT_PURE_CORE": "1", "PYRAFT_PURE_MODULES": "x"})
+    assert config == ClusterConfig.from_env(environ={"PYRAFT_MEMBER_ID": "1"})

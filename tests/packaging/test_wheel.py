@@ -135,12 +135,16 @@ def test_check_wheel_reports_sources_missing_kernels_and_a_pure_tag(tmp_path):
     wheel = tmp_path / "raftcore-0.1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("raftcore/_crc.cpython-311-x86_64-linux-gnu.so", b"")
+        archive.writestr("pyraft/core/raft.cpython-311-x86_64-linux-gnu.so", b"")
         archive.writestr("raftcore/_framing.c", b"")
         archive.writestr("raftcore-0.1.0.dist-info/WHEEL", "Root-Is-Purelib: true\n")
     problems = "\n".join(tool.check_wheel(wheel, ROOT / "src"))
     for kernel in ("_framing", "_index", "_phi", "_wal"):
         assert f"raftcore.{kernel}" in problems
     assert "raftcore._crc" not in problems
+    # pyraft's modules compiled from their .py files are checked the same way
+    assert "no compiled extension for pyraft.core.log" in problems
+    assert "pyraft.core.raft" not in problems.replace("pyraft/core/raft.py", "")
     assert "raftcore/_framing.c" in problems
     assert "pyraft/cli.py" in problems and "raftcore/py.typed" in problems
     assert "console script" in problems and "Root-Is-Purelib" in problems
