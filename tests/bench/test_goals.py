@@ -296,3 +296,58 @@ def test_core_and_simulator_figures_come_from_real_processes_of_each_build():
     for build in builds.BUILDS:
         assert builds.core_once(build, batches=20, runs=1) > 0
         assert builds.simulator_once(build, "0:1") > 0
+
+
+# ---- the CLI: the builds section and its flags ------------------------------------------------
+def _fake_builds(monkeypatch, calls: list):
+    from pyraft.bench import cli
+
+    def info(build):
+        calls.append(("info", build))
+        return {"build": builds.INFO_BUILD[build], "as_expected": True, "modules": 16,
+                "modules_compiled": 16 if build == builds.COMPILED else 0}
+
+    def core(batches, runs, rounds):
+        calls.append(("core", batches, runs, rounds))
+        return {"compiled": {"values": [3.0e6], "median": 3.0e6},
+                "pure": {"values": [1.0e6], "median": 1.0e6}, "ratio": 3.0, "unit": "u",
+                "command": "c"}
+
+    def simulator(seeds, rounds):
+        calls.append(("simulator", seeds, rounds))
+        return {"compiled": {"values": [150.0], "median": 150.0},
+                "pure": {"values": [100.0], "median": 100.0}, "ratio": 1.5, "unit": "u",
+                "command": "c"}
+
+    monkeypatch.setattr(cli.builds, "info", info)
+    monkeypatch.setattr(cli.builds, "core", core)
+    monkeypatch.setattr(cli.builds, "simulator", simulator)
+    return cli
+
+
+def test_the_builds_section_runs_both_comparisons_and_judges_them(monkeypatch, tmp_path,
+                                                                   capsys):
+    calls: list = []
+    cli = _fake_builds(monkeypatch, calls)
+    out = tmp_path / "out"
+    assert cli.main(["builds", "--quick", "--sim-seeds", "3:9", "--out", str(out)]) == 0
+    assert ("simulator", "3:9", 1) in calls and ("core", 500, 3, 1) in calls
+    assert {c[1] for c in calls if c[0] == "info"} == {"compiled", "pure"}
+    result = __import__("json").loads((out / "report.json").read_text())
+    goals = _by_start(result["goals"])
+    assert goals["core"]["status"] == "met" and goals["sim"]["status"] == "not met"
+    assert goals["x256"]["status"] == "not measured"  # no cluster in this section
+    assert result["plan"]["sim_seeds"] == "3:9"
+    assert "goals of issue 18" in capsys.readouterr().out
+
+
+def test_no_pure_leaves_the_builds_out_and_bad_seeds_are_refused(monkeypatch, tmp_path):
+    calls: list = []
+    cli = _fake_builds(monkeypatch, calls)
+    out = tmp_path / "out"
+    assert cli.main(["builds", "--no-pure", "--out", str(out)]) == 0
+    assert calls == []
+    for bad in ("9:3", "a:b", "12", "-1:4"):
+        with pytest.raises(SystemExit, match="--sim-seeds must be A:B"):
+            cli.main(["builds", f"--sim-seeds={bad}", "--out", str(out)])
+    assert calls == []
