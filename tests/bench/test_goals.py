@@ -177,7 +177,7 @@ def test_ratios_take_the_peer_at_its_best_and_name_its_configuration():
     [row] = compare.ratios(cluster, {"pysyncobj": {"runs": runs}})
     assert row["ratio_writes_per_s"] == pytest.approx(20.0)
     assert row["peer_config"] == "latency" and row["peer_config_text"] == "latency text"
-    assert row["peer_mode"] == "journal (no fsync)"
+    assert row["peer_mode"] == "journal (no fsync)" and row["peer_errors"] == 0
     assert row["peer_configs"]["default"]["writes_per_s"] == 2000.0
 
 

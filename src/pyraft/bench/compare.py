@@ -196,6 +196,7 @@ def ratios(cluster: dict, peers: dict[str, dict]) -> list[dict]:
                 row.update({
                     "pyraft_mode": ours["mode"],
                     "peer_mode": theirs["mode"],
+                    "peer_errors": theirs["errors"],
                     "peer_config": best["config"],
                     "peer_config_text": best["config_text"],
                     "peer_configs": best["configs"],

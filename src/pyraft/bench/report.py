@@ -385,7 +385,9 @@ def summary(report: dict) -> str:
                    + (f" (peer: {r['peer_mode']}, {r['peer_config']})" if r.get("peer_mode")
                       else ""),
                    _number(r.get("ratio_writes_per_s")), _number(r.get("ratio_p50_latency")),
-                   r.get("skipped", "")] for r in report.get("ratios", [])]
+                   r.get("skipped") or (f"peer: {r['peer_errors']} errors"
+                                        if r.get("peer_errors") else "")]
+                  for r in report.get("ratios", [])]
     if ratio_rows:
         parts.append(table(ratio_rows, ["pyraft / peer (its best configuration)", "writes/s",
                                         "p50", "note"]))
