@@ -407,7 +407,7 @@ def summary(report: dict) -> str:
                   ", ".join(f"{k} {v:.1f}x" for k, v in entry["ratio_to_compiled"].items())]
                  for group, entry in kernel["groups"].items()]
         parts.append(table(krows, ["kernel group", "compiled", "median us", "reference/compiled"]))
-    goal_rows = [[g["goal"][:96], _number(g["ratio"]),
+    goal_rows = [[g["goal"], _number(g["ratio"]),
                   "-" if g.get("target") is None else
                   ("<= " if g.get("at_most") else ">= ") + f"{g['target']:g}", g["status"]]
                  for g in report.get("goals", [])]
