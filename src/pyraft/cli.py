@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("--cluster-id", type=int, default=0,
                         help="the cluster id the log belongs to (default 0)")
     repair.add_argument("--yes", action="store_true", help="really truncate")
-    bench = command("bench", "benchmarks: kernels, cluster, peers, goals, elections")
+    bench = command("bench", "benchmarks: kernels, cluster, builds, peers, goals, elections")
     from pyraft.bench.cli import add_arguments as bench_arguments
 
     bench_arguments(bench)

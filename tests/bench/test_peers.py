@@ -87,6 +87,47 @@ def test_pysyncobj_open_loop_with_journal(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(pysyncobj_missing is not None, reason=str(pysyncobj_missing))
+@pytest.mark.parametrize("config, batched", [("default", True), ("latency", False)])
+def test_pysyncobj_members_run_in_the_configuration_asked_for(tmp_path, config, batched):
+    """Issue 18, peers at their best: the default SyncObjConf batches appends (every 100 ms);
+    the documented latency configuration turns that off, in every member."""
+    cluster = pysyncobj_peer.Cluster(str(tmp_path), journal=False, config=config)
+    try:
+        cluster.start()
+        for member in cluster.members:
+            status = member.call("status", 10.0)
+            assert status["config"] == config
+            assert status["append_entries_use_batch"] is batched
+    finally:
+        cluster.close()
+    assert children_running("pysyncobj_peer") == []
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(pysyncobj_missing is not None, reason=str(pysyncobj_missing))
+def test_pysyncobj_latency_configuration_run_says_so(tmp_path):
+    result = pysyncobj_peer.run(str(tmp_path), size=16, inflight=1, rate=None, duration_s=0.5,
+                                journal=True, config="latency")
+    check_measured(result, "pysyncobj", "closed")
+    assert result["config"] == "latency" and result["mode"] == "journal (no fsync)"
+    assert "appendEntriesUseBatch=False" in result["notes"]
+    assert "appendEntriesUseBatch=False" in result["config_text"]
+    assert children_running("pysyncobj_peer") == []
+
+
+def test_an_unknown_pysyncobj_configuration_is_a_typed_error(tmp_path):
+    for call in (lambda: pysyncobj_peer.run(str(tmp_path), size=16, inflight=1, rate=None,
+                                            duration_s=1.0, journal=False, config="fastest"),
+                 lambda: pysyncobj_peer.peak(str(tmp_path), duration_s=1.0, config=None)):
+        with pytest.raises(ConfigError) as caught:
+            call()
+        assert caught.value.field == "config" and isinstance(caught.value, ValueError)
+    assert list(tmp_path.iterdir()) == []
+    assert set(pysyncobj_peer.CONFIGS) == {"default", "latency"}
+    assert pysyncobj_peer.CONFIGS["latency"] == {"appendEntriesUseBatch": False}
+
+
 @pytest.mark.skipif(etcd_missing is not None, reason=str(etcd_missing))
 def test_etcd_closed_loop(tmp_path):
     result = etcd_peer.run(str(tmp_path), size=16, inflight=16, rate=None, duration_s=1.0)

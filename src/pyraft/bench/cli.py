@@ -1,13 +1,20 @@
-"""``pyraft bench [all|kernels|cluster|peers|goals|snapshot|elections]``: run the benchmark suite.
+"""``pyraft bench [all|kernels|cluster|peers|goals|builds|snapshot|elections]``: run the
+benchmark suite.
 
 - ``kernels``: the pytest-benchmark kernel benchmarks (``benchmarks/``), with the references
   measured beside them;
 - ``cluster``: pyraft's cluster workloads (3 member processes on 127.0.0.1): throughput,
   open-loop latency, batched peak, reads, failover, catch-up, and the raw references (one
   4 KiB write+fdatasync on ``--dir``, one loopback round trip, and the replication floor:
-  one durable write among three processes with no consensus logic);
-- ``peers``: the peers (PySyncObj, etcd) with the same load shapes, when installed;
-- ``goals``: cluster + peers, then the goals of issue 7; ``all``: everything;
+  one durable write among three processes with no consensus logic); beside it, the pure
+  build (``PYRAFT_PURE_CORE=1``, system ``pyraft-pure``) with the same durable engine loads
+  (16 B, 1/16/256 in flight), and ``builds``;
+- ``builds``: the core alone (``benchmarks/test_bench_core.py``) and the simulator
+  (``python -m pyraft.testing.sim``), each once per build and round in a subprocess;
+- ``peers``: the peers (PySyncObj in its default and its latency configuration, etcd) with
+  the same load shapes, when installed;
+- ``goals``: cluster + builds + peers, then the goals of issues 18 and 7; ``all``:
+  everything;
 - ``snapshot``: only the snapshot install (part of ``cluster``): a member that starts empty
   installs a ``--snapshot-bytes`` snapshot; the rise of the leader's and its resident set;
 - ``elections``: 3 ``pyraft node`` members (durable ``--data``, the defaults or ``--config``)
@@ -38,11 +45,11 @@ from collections.abc import Callable
 from typing import TextIO, TypeVar
 
 import pyraft
-from pyraft.bench import compare, machine, report, workloads
+from pyraft.bench import builds, compare, machine, report, workloads
 
 _T = TypeVar("_T")
 
-SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "snapshot", "elections")
+SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "builds", "snapshot", "elections")
 
 
 class Progress:
@@ -95,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot-bytes", type=int, default=None,
                         help="size of the snapshot installed (default 1 GiB; 0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="do not run the peers")
+    parser.add_argument("--no-pure", action="store_true",
+                        help="do not run the pure build (PYRAFT_PURE_CORE=1) beside the "
+                             "compiled one (its goals are then not measured)")
+    parser.add_argument("--sim-seeds", default=None, metavar="A:B",
+                        help="the simulator's seeds each build runs (default 0:150; --quick "
+                             "0:40)")
     parser.add_argument("--load", default=None, metavar="SIZExINFLIGHT",
                         help="elections: a write load during the watch, e.g. 1024x256 "
                              "(default: idle)")
@@ -140,10 +153,18 @@ def _run(args: argparse.Namespace) -> int:
             raise SystemExit(f"pyraft bench: --{name.replace('_', '-')} must be positive")
     plan = workloads.Plan.build(args.quick, args.duration, args.failovers, args.catchup_bytes,
                                 args.snapshot_bytes)
+    if args.sim_seeds is not None:
+        first, colon, last = args.sim_seeds.partition(":")
+        if not (colon and first.isdigit() and last.isdigit() and int(first) < int(last)):
+            raise SystemExit(f"pyraft bench: --sim-seeds must be A:B with A < B, not "
+                             f"{args.sim_seeds!r}")
+        plan.sim_seeds = args.sim_seeds
     section = args.section
     do_kernels = section in ("all", "kernels")
     do_cluster = section in ("all", "cluster", "goals")
     do_peers = section in ("all", "peers", "goals") and not args.no_peers
+    do_pure = do_cluster and not args.no_pure
+    do_builds = section in ("all", "cluster", "goals", "builds") and not args.no_pure
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or os.path.join("bench-results", stamp)
     os.makedirs(out, exist_ok=True)
@@ -151,8 +172,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"pyraft bench: --dir {args.dir!r} is not a directory")
     base = tempfile.mkdtemp(prefix="pyraft-bench-", dir=args.dir)
     do_snapshot = section == "snapshot"
-    steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps() if do_cluster else 0) \
-        + (len(compare.PEERS) if do_peers else 0) + (1 if do_snapshot else 0)
+    steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps(do_pure) if do_cluster else 0) \
+        + (len(compare.PEERS) if do_peers else 0) + (1 if do_snapshot else 0) \
+        + (3 if do_builds else 0)
     progress = Progress(steps)
     errors: list[str] = []
     result: dict = {
@@ -162,9 +184,17 @@ def _run(args: argparse.Namespace) -> int:
         "plan": {"duration_s": plan.duration_s, "failovers": plan.failovers,
                  "catchup_bytes": plan.catchup_bytes, "snapshot_bytes": plan.snapshot_bytes,
                  "rates": plan.rates, "peak": plan.peak,
-                 "throughput": plan.throughput},
+                 "throughput": plan.throughput,
+                 "pure_throughput": plan.pure_throughput if do_pure else [],
+                 "sim_seeds": plan.sim_seeds, "core_batches": plan.core_batches,
+                 "build_rounds": plan.build_rounds},
     }
     try:
+        if do_builds or do_pure:
+            progress.tick("builds: pyraft info under each build's environment")
+            result["builds"] = {build: _guarded(errors, f"pyraft info ({build})",
+                                                functools.partial(builds.info, build))
+                                for build in builds.BUILDS}
         if do_kernels:
             progress.tick("kernels (pytest-benchmark)")
             result["kernels"] = _guarded(errors, "kernels", lambda: workloads.kernels(args.quick))
@@ -183,11 +213,17 @@ def _run(args: argparse.Namespace) -> int:
                                                                          count * 4))
             reference["work_budget_us"] = budget.get("work_budget_us")
             cluster: dict = {"throughput": [], "latency": [], "peak": [], "reads": []}
+            pure_loads: list[dict] = []
             for mode in (workloads.DURABLE, workloads.MEMORY):
                 got = _guarded(errors, f"engine {mode}", functools.partial(
-                    workloads.engine_workloads, plan, mode, base, progress.tick))
+                    workloads.engine_workloads, plan, mode, base, progress.tick, do_pure))
                 for key, values in (got.items() if "error" not in got else []):
-                    cluster[key] += values
+                    if key == "pure" and isinstance(values, list):
+                        pure_loads += values
+                    else:
+                        cluster[key] += values
+            if do_pure:
+                result["pure_build"] = {"throughput": pure_loads}
             for mode in (workloads.DURABLE, workloads.MEMORY):
                 listed = _guarded(errors, f"http {mode}", functools.partial(
                     workloads.http_workloads, plan, mode, base, progress.tick))
@@ -205,6 +241,14 @@ def _run(args: argparse.Namespace) -> int:
                     errors, "snapshot install",
                     lambda: workloads.snapshot_install(plan, base, progress.tick))
             result["cluster"] = cluster
+        if do_builds:
+            progress.tick(f"builds: core alone, {plan.build_rounds} round(s) per build")
+            result["core"] = _guarded(errors, "core (builds)", lambda: builds.core(
+                plan.core_batches, 3 if args.quick else 5, plan.build_rounds))
+            progress.tick(f"builds: simulator --seeds {plan.sim_seeds}, "
+                          f"{plan.build_rounds} round(s) per build")
+            result["simulator"] = _guarded(errors, "simulator (builds)", lambda: builds.simulator(
+                plan.sim_seeds, plan.build_rounds))
         if do_snapshot:
             result["cluster"] = {"snapshot_install": _guarded(
                 errors, "snapshot install",
@@ -215,8 +259,10 @@ def _run(args: argparse.Namespace) -> int:
         elif section in ("all", "peers", "goals"):
             result["peers"] = {name: {"system": name, "skipped": "--no-peers"}
                                for name in compare.PEERS}
-        if do_cluster:
+        if do_cluster or do_builds:
             result["goals"] = report.goals(result)
+        if do_cluster:
+            result["goals_issue7"] = report.issue7_goals(result)
     finally:
         progress.close()
         shutil.rmtree(base, ignore_errors=True)

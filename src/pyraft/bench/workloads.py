@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyraft.bench import machine
+from pyraft.bench import builds, machine
 from pyraft.bench.stats import PERCENTILES, SAMPLE_POINTS_MAX, check_result
 from pyraft.config import RaftConfig
 from pyraft.testing.processes import KVNode, Member, free_port, leader, start_cluster, wait_for
@@ -81,6 +81,15 @@ class Plan:
     #: the state a new member installs by one snapshot (0: not measured): the rise of the
     #: leader's and the follower's resident set (issue 15: at most 64 MiB for 1 GiB)
     snapshot_bytes: int = 1 << 30
+    #: the loads the pure build (``PYRAFT_PURE_CORE=1``) runs beside the compiled one, the
+    #: same shapes (issue 18's goals: CPU per write at one in flight, 16 and 256 in flight)
+    pure_throughput: list[dict] = field(default_factory=lambda: [
+        {"mode": DURABLE, "api": "engine", "size": 16, "inflight": n} for n in (1, 16, 256)])
+    #: the simulator's seeds run by each build (``--seeds A:B``), and the core benchmark's
+    #: batches of 100 entries per run; each build runs ``build_rounds`` times, alternating
+    sim_seeds: str = "0:150"
+    core_batches: int = 2000
+    build_rounds: int = 3
 
     @classmethod
     def build(cls, quick: bool, duration_s: float | None = None, failovers: int | None = None,
@@ -89,9 +98,11 @@ class Plan:
             plan = cls(duration_s=duration_s or 1.0, rates=[500.0, 2000.0],
                        peak=[{"inflight": 8, "batch": 128}], failovers=3,
                        catchup_bytes=16 << 20, catchup_snapshot_entries=[4096],
-                       snapshot_bytes=64 << 20)
+                       snapshot_bytes=64 << 20, sim_seeds="0:40", core_batches=500,
+                       build_rounds=1)
             plan.throughput = [
                 {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 1},
+                {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 16},
                 {"mode": DURABLE, "api": "engine", "size": 16, "inflight": 256},
                 {"mode": DURABLE, "api": "engine", "size": 1024, "inflight": 16},
                 {"mode": MEMORY, "api": "engine", "size": 16, "inflight": 256},
@@ -117,9 +128,12 @@ class Plan:
                              "negative")
         return plan
 
-    def cluster_steps(self) -> int:
-        """How many times the cluster workloads call ``tick`` (for the progress bar)."""
+    def cluster_steps(self, pure: bool = True) -> int:
+        """How many times the cluster workloads call ``tick`` (for the progress bar);
+        ``pure``: the pure build's loads included (they run on engine clusters only)."""
         return (len(self.throughput) + len(self.rates) + len(self.peak) + 2
+                + (len([s for s in self.pure_throughput if s["api"] == "engine"])
+                   if pure else 0)
                 + (1 if self.failovers else 0)
                 + (len(self.catchup_snapshot_entries) if self.catchup_bytes else 0)
                 + (1 if self.snapshot_bytes else 0))
@@ -265,34 +279,74 @@ def _cpu_per_write(members: list[Member], before: dict, leader_id: int, writes: 
 
 
 def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[str], None],
-                     ) -> dict[str, list[dict]]:
+                     pure: bool = False) -> dict[str, list[dict]]:
     """Throughput (closed loop), and for durable members also latency (open loop), peak
-    (batched) and reads (lease vs barrier), on one 3-member cluster."""
-    out: dict[str, list[dict]] = {"throughput": [], "latency": [], "peak": [], "reads": []}
+    (batched) and reads (lease vs barrier), on one 3-member cluster of the compiled build.
+
+    ``pure``: a second cluster of the pure build (``PYRAFT_PURE_CORE=1`` in its members'
+    environment, so the load generator inside its leader is pure too) runs beside it, and
+    each load of ``plan.pure_throughput`` in this mode runs on it right after the same load
+    on the compiled cluster, so both builds see the host at the same moment (it changes
+    speed); its results (``out["pure"]``) say ``system`` "pyraft-pure". Every result carries
+    its ``build``."""
+    out: dict[str, list[dict]] = {"throughput": [], "latency": [], "peak": [], "reads": [],
+                                  "pure": []}
     specs = [s for s in plan.throughput if s["api"] == "engine" and s["mode"] == mode]
-    directory = None if mode == MEMORY else tempfile.mkdtemp(prefix="engine-", dir=base)
+    pure_specs = [s for s in plan.pure_throughput
+                  if s["api"] == "engine" and s["mode"] == mode] if pure else []
+
+    def tagged(result: dict, build: str = builds.COMPILED) -> dict:
+        result["build"] = build
+        if build == builds.PURE:
+            result["system"] = builds.PURE_SYSTEM
+        return result
+
+    directories: list[str] = []
     try:
-        with member_cluster(directory) as (_, members):
+        with contextlib.ExitStack() as stack:
+            clusters = {}
+            for build in (builds.COMPILED, builds.PURE) if pure_specs else (builds.COMPILED,):
+                directory = None
+                if mode != MEMORY:
+                    directory = tempfile.mkdtemp(prefix=f"engine-{build}-", dir=base)
+                    directories.append(directory)
+                with builds.environment(build):  # the members inherit it when they start
+                    clusters[build] = stack.enter_context(member_cluster(directory))[1]
+            members = clusters[builds.COMPILED]
+
+            def run_pure(spec: dict) -> None:
+                tick(f"pure build engine {mode} {spec['size']} B x{spec['inflight']}")
+                out["pure"].append(tagged(_load(clusters[builds.PURE], plan.duration_s,
+                                                size=spec["size"],
+                                                inflight=spec["inflight"]), builds.PURE))
+
             for spec in specs:
                 tick(f"engine {mode} {spec['size']} B x{spec['inflight']}")
-                out["throughput"].append(_load(members, plan.duration_s, size=spec["size"],
-                                               inflight=spec["inflight"]))
+                out["throughput"].append(tagged(_load(members, plan.duration_s,
+                                                      size=spec["size"],
+                                                      inflight=spec["inflight"])))
+                if spec in pure_specs:
+                    run_pure(spec)
+            for spec in pure_specs:
+                if spec not in specs:
+                    run_pure(spec)
             if mode != DURABLE:
                 return out
             for rate in plan.rates:
                 tick(f"latency at {rate:g}/s")
-                out["latency"].append(_load(members, plan.duration_s, size=16, rate=rate))
+                out["latency"].append(tagged(_load(members, plan.duration_s, size=16,
+                                                   rate=rate)))
             for spec in plan.peak:
                 tick(f"peak x{spec['inflight']} batches of {spec['batch']}")
-                out["peak"].append(_load(members, plan.duration_s, size=16, **spec))
+                out["peak"].append(tagged(_load(members, plan.duration_s, size=16, **spec)))
             for kind in ("lease", "barrier"):
                 tick(f"reads ({kind})")
                 answer = call_leader(members, "reads", timeout_s=plan.duration_s + 60,
                                      mode=kind, inflight=plan.read_inflight,
                                      duration_s=plan.duration_s)
-                out["reads"].append(check_result(answer["result"]))
+                out["reads"].append(tagged(check_result(answer["result"])))
     finally:
-        if directory:
+        for directory in directories:
             shutil.rmtree(directory, ignore_errors=True)
     return out
 

@@ -10,6 +10,12 @@ with a ``callback`` (asynchronous, like ``sync=False``) keep ``inflight`` writes
 (open loop); PySyncObj runs callbacks on its own ticking thread. Results follow the shape of
 :mod:`pyraft.bench.peers.loadgen`.
 
+Configurations (``config``): ``"default"`` is PySyncObj's default ``SyncObjConf``, which
+batches appends and sends them every 100 ms (its one-write latency is that period);
+``"latency"`` is its documented latency configuration, ``appendEntriesUseBatch=False``
+(an append goes out as soon as a command is submitted). The suite runs both for every load
+shape and compares pyraft with the better of the two (:mod:`pyraft.bench.compare`).
+
 Durability: PySyncObj keeps its log in memory (``mode="memory"``) or, with ``journal=True``,
 in a memory-mapped journal file that it never fsyncs (``mode="journal (no fsync)"``). Neither
 survives a machine crash; pyraft figures in fsync mode are not comparable one to one.
@@ -57,6 +63,15 @@ START_TIMEOUT_S = 30.0
 LEADER_TIMEOUT_S = 20.0
 #: In-flight counts tried by :func:`peak` (MEASURED.md: the peak was near 20,000 in flight).
 PEAK_INFLIGHTS = (256, 2048, 20_000)
+#: the configurations run for every load shape: name -> ``SyncObjConf`` keywords
+CONFIGS: dict[str, dict[str, object]] = {
+    "default": {},
+    "latency": {"appendEntriesUseBatch": False},
+}
+#: how the report names each configuration
+CONFIG_TEXT = {"default": "default SyncObjConf (appends batched every 100 ms)",
+               "latency": "SyncObjConf(appendEntriesUseBatch=False) (documented latency "
+                          "configuration)"}
 _MODULE = "pyraft.bench.peers.pysyncobj_peer"
 _LEADER_STATE = 2  # pysyncobj's _RAFT_STATE.LEADER
 
@@ -81,12 +96,19 @@ def mode_name(journal: bool) -> str:
     return "journal (no fsync)" if journal else "memory"
 
 
+def check_config(config: object) -> str:
+    """``config`` if it names one of :data:`CONFIGS`; else ``ConfigError`` naming it."""
+    if not isinstance(config, str) or config not in CONFIGS:
+        raise loadgen.ConfigError("config", f"must be one of {sorted(CONFIGS)}, got {config!r}")
+    return config
+
+
 class _Member:
     def __init__(self, address: str, partners: list[str], journal: pathlib.Path | None,
-                 log: pathlib.Path) -> None:
+                 log: pathlib.Path, config: str = "default") -> None:
         self.address = address
         self.log = log
-        args = ["--self", address]
+        args = ["--self", address, "--config", config]
         for partner in partners:
             args += ["--partner", partner]
         if journal is not None:
@@ -116,8 +138,9 @@ class Cluster(ManagedCluster):
     every member by pid and removes the files this cluster created.
     """
 
-    def __init__(self, workdir: str, *, journal: bool) -> None:
+    def __init__(self, workdir: str, *, journal: bool, config: str = "default") -> None:
         self.journal = journal
+        self.config = check_config(config)
         self.directory = pathlib.Path(tempfile.mkdtemp(prefix="pysyncobj-", dir=workdir))
         self.members: list[_Member] = []
 
@@ -127,7 +150,8 @@ class Cluster(ManagedCluster):
         for number, address in enumerate(addresses):
             journal = self.directory / f"journal-{number}" if self.journal else None
             self.members.append(_Member(address, [a for a in addresses if a != address],
-                                        journal, self.directory / f"member-{number}.log"))
+                                        journal, self.directory / f"member-{number}.log",
+                                        self.config))
         for member in self.members:
             try:
                 member.reader.read(START_TIMEOUT_S)
@@ -167,30 +191,34 @@ class Cluster(ManagedCluster):
 
 
 def run(workdir: str, *, size: int, inflight: int | None, rate: float | None,
-        duration_s: float, journal: bool) -> dict:
-    """One measured run on a fresh 3-member cluster; ``{"system", "skipped"}`` when PySyncObj
-    is missing or cannot start. Bad arguments raise ``ConfigError`` (a ``ValueError``)."""
+        duration_s: float, journal: bool, config: str = "default") -> dict:
+    """One measured run on a fresh 3-member cluster in configuration ``config``
+    (:data:`CONFIGS`); ``{"system", "skipped"}`` when PySyncObj is missing or cannot start.
+    Bad arguments raise ``ConfigError`` (a ``ValueError``)."""
+    check_config(config)
     workload = loadgen.make_workload(size=size, inflight=inflight, rate=rate,
                                      duration_s=duration_s, inflight_max=INFLIGHT_MAX)
-    return _trials(workdir, [workload], journal)[0]
+    return _trials(workdir, [workload], journal, config)[0]
 
 
 def peak(workdir: str, *, size: int = 16, duration_s: float = 5.0, journal: bool = False,
-         inflights: tuple[int, ...] = PEAK_INFLIGHTS) -> dict:
+         inflights: tuple[int, ...] = PEAK_INFLIGHTS, config: str = "default") -> dict:
     """Closed-loop runs at increasing in-flight counts on one cluster; the best result, with
     ``peak_trials`` listing ``[inflight, writes_per_s]`` of each trial."""
+    check_config(config)
     if not inflights:
         raise loadgen.ConfigError("inflights", "must not be empty")
     workloads = [loadgen.make_workload(size=size, inflight=n, rate=None, duration_s=duration_s,
                                        inflight_max=INFLIGHT_MAX) for n in inflights]
-    return loadgen.best_of(_trials(workdir, workloads, journal))
+    return loadgen.best_of(_trials(workdir, workloads, journal, config))
 
 
-def _trials(workdir: str, workloads: list[loadgen.Workload], journal: bool) -> list[dict]:
+def _trials(workdir: str, workloads: list[loadgen.Workload], journal: bool,
+            config: str = "default") -> list[dict]:
     reason = available()
     if reason is not None:
         return [skipped(SYSTEM, reason)]
-    cluster = Cluster(workdir, journal=journal)
+    cluster = Cluster(workdir, journal=journal, config=config)
     try:
         try:
             cluster.start()
@@ -205,12 +233,17 @@ def _trials(workdir: str, workloads: list[loadgen.Workload], journal: bool) -> l
 # The member process.
 
 
-def _make_store(self_address: str, partners: list[str], journal: str | None):
+def _make_store(self_address: str, partners: list[str], journal: str | None,
+                config: str = "default"):
     from pysyncobj import SyncObj, SyncObjConf, replicated
 
     class Store(SyncObj):
         def __init__(self) -> None:
-            super().__init__(self_address, partners, SyncObjConf(journalFile=journal))
+            conf = SyncObjConf(journalFile=journal, **CONFIGS[config])
+            super().__init__(self_address, partners, conf)
+            #: the configuration this member runs with (reported by ``status``)
+            self.bench_conf = conf
+            self.bench_config = config
             self._values: dict[int, bytes] = {}
 
         @replicated
@@ -241,7 +274,8 @@ def _load(store, workload: loadgen.Workload, journal: bool) -> dict:
     seen, missed = loadgen.run_callback_load(submit, workload,
                                              outstanding_max=OPEN_OUTSTANDING_MAX,
                                              drain_s=DRAIN_S)
-    notes = (f"PySyncObj {version()}: {MEMBERS} processes on 127.0.0.1, default SyncObjConf; "
+    notes = (f"PySyncObj {version()}: {MEMBERS} processes on 127.0.0.1, "
+             f"{CONFIG_TEXT[store.bench_config]}; "
              f"load generated in the leader process through @replicated put(key, value) called "
              f"asynchronously with a callback, {KEYS} keys round robin; discarded warm-up of "
              f"{workload.warmup_s:.2f} s first; "
@@ -258,6 +292,8 @@ def _load(store, workload: loadgen.Workload, journal: bool) -> dict:
                          writes=seen.writes, errors=seen.errors, elapsed_s=seen.elapsed_s,
                          latencies_s=seen.latencies_s, done_at_s=seen.done_at_s, notes=notes)
     result["missed_schedule"] = missed if workload.kind == "open" else None
+    result["config"] = store.bench_config
+    result["config_text"] = CONFIG_TEXT[store.bench_config]
     result["warmup_s"] = workload.warmup_s
     return result
 
@@ -267,8 +303,9 @@ def _member_main(argv: list[str]) -> int:
     parser.add_argument("--self", dest="self_address", required=True)
     parser.add_argument("--partner", action="append", default=[])
     parser.add_argument("--journal")
+    parser.add_argument("--config", default="default", choices=sorted(CONFIGS))
     args = parser.parse_args(argv)
-    store = _make_store(args.self_address, args.partner, args.journal)
+    store = _make_store(args.self_address, args.partner, args.journal, args.config)
     out = sys.stdout
 
     def reply(value: dict) -> None:
@@ -284,7 +321,8 @@ def _member_main(argv: list[str]) -> int:
                 status = store.getStatus()
                 reply({"state": status["state"], "has_quorum": bool(status["has_quorum"]),
                        "leader": None if status["leader"] is None else str(status["leader"]),
-                       "commit_idx": status["commit_idx"]})
+                       "commit_idx": status["commit_idx"], "config": store.bench_config,
+                       "append_entries_use_batch": bool(store.bench_conf.appendEntriesUseBatch)})
             elif op == "load":
                 try:
                     workload = loadgen.make_workload(
