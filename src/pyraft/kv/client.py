@@ -1,4 +1,8 @@
-"""``KVClient``: an asyncio client of the key-value HTTP API (:mod:`pyraft.kv.http`).
+"""``KVClient``: an asyncio client of the key-value HTTP API (:mod:`pyraft.kv.http`), or of
+the members' binary client protocol (:mod:`pyraft.kv.wire`) when given ``pyraft://HOST:PORT``
+addresses (``pyraft node --client``): the same calls, redirects, retries and errors, many
+requests in flight on one connection per member, and concurrent writes on a pool of sessions
+(``sessions_max``), each applied at most once.
 
 It lives beside the service it talks to; ``pyraft.client``, its former module, re-exports
 its public names for code written before the move.
@@ -667,8 +671,11 @@ class KVClient:
                     timeout_s)
             except BaseException as error:
                 if not connecting.done():
-                    connecting.set_exception(error)
-                    connecting.exception()  # retrieved: the waiters get it themselves
+                    if isinstance(error, asyncio.CancelledError):
+                        connecting.cancel()
+                    else:
+                        connecting.set_exception(error)
+                        connecting.exception()  # retrieved: the waiters get it themselves
                 raise
             finally:
                 del self._connecting[base]

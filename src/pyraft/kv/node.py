@@ -3,8 +3,10 @@
 Runs a ``RaftCluster`` (TCP or TLS between members, durable log in ``--data``) with the
 ``KVStateMachine`` and serves the HTTP API (``pyraft.kv.http``) on ``--http``. Every member
 publishes its HTTP address in its metadata (key ``http``), so followers can redirect clients
-to the leader. Start three in three terminals; kill one; restart it: its state recovers from
-its data directory::
+to the leader. ``--client HOST:PORT`` also serves the binary client protocol
+(:mod:`pyraft.kv.wire`, for ``KVClient(["pyraft://HOST:PORT", ...])``), announced in the
+metadata key ``client``. Start three in three terminals; kill one; restart it: its state
+recovers from its data directory::
 
     pyraft node --id 1 --listen 127.0.0.1:7001 --http 127.0.0.1:8001 \\
         --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data /tmp/node1
