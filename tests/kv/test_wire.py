@@ -432,3 +432,34 @@ def test_pyraft_node_serves_the_binary_protocol_with_its_documented_flag(tmp_pat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def _node_args(*flags: str):
+    import argparse
+
+    from pyraft.kv import node
+
+    parser = argparse.ArgumentParser()
+    node.add_arguments(parser)
+    return parser.parse_args(["--id", "1", "--listen", "127.0.0.1:7001", "--http",
+                              "127.0.0.1:8001", *flags])
+
+
+def test_the_client_flags_are_announced_in_the_metadata_or_refused_by_name():
+    from pyraft.errors import ConfigError
+    from pyraft.kv import node
+
+    config = node.build_config(_node_args("--client", "127.0.0.1:9001"))
+    assert config.metadata == {"http": "127.0.0.1:8001", "client": "127.0.0.1:9001"}
+    config = node.build_config(_node_args("--client", "0.0.0.0:9001", "--advertise-client",
+                                          "10.0.0.1:9001"))
+    assert config.metadata["client"] == "10.0.0.1:9001"
+    assert "client" not in node.build_config(_node_args()).metadata  # HTTP only
+    for flags, named in [(("--client", "0.0.0.0:9001"), "--client"),
+                         (("--advertise-client", "10.0.0.1:9001"), "--advertise-client"),
+                         (("--client", "nowhere"), "--client"),
+                         (("--client", "127.0.0.1:9001", "--client-peers", "2=x"),
+                          "--client-peers")]:
+        with pytest.raises(ConfigError) as caught:
+            node.build_config(_node_args(*flags))
+        assert caught.value.field == named, flags
