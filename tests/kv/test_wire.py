@@ -153,6 +153,8 @@ def test_writes_reads_cas_redirects_and_status_over_the_binary_protocol():
                 assert kv.leader_url == urls[leader.id]
                 assert kv.metrics.redirects.value() >= 1
                 assert await kv.put("k", "v2") == b"v1"
+                assert kv.metrics.requests.value(("put", "ok")) == 2
+                assert kv.metrics.request_seconds.count(("put",)) == 2
                 for member in members:
                     async with KVClient([urls[member.id]], timeout_s=2) as single:
                         assert await single.get("k") == b"v2"  # barrier: any member
