@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 import msgpack
 import pytest
+import trustme
 
 from pyraft.cluster import RaftCluster
 from pyraft.config import ClusterConfig
@@ -29,6 +31,7 @@ from pyraft.kv.client import (
     KVClientError,
     RequestError,
     SessionExpiredError,
+    TlsError,
     UnavailableError,
 )
 from pyraft.kv.frames import FrameReader, frame
@@ -465,3 +468,25 @@ def test_the_client_flags_are_announced_in_the_metadata_or_refused_by_name():
         with pytest.raises(ConfigError) as caught:
             node.build_config(_node_args(*flags))
         assert caught.value.field == named, flags
+
+
+def test_the_binary_protocol_over_tls_and_a_client_that_does_not_trust_it():
+    authority, stranger = trustme.CA(), trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    distrusting = ssl.create_default_context()
+    stranger.configure_trust(distrusting)
+
+    async def body():
+        async with wire_cluster(MemoryNetwork(), ssl_context=server) as (members, urls):
+            await leader_of(members)
+            async with KVClient(list(urls.values()), timeout_s=2, ssl=trusting) as kv:
+                assert await kv.put("secret", b"v") is None
+                assert await kv.get("secret") == b"v"
+            async with KVClient(list(urls.values()), timeout_s=2, ssl=distrusting) as kv:
+                with pytest.raises(TlsError):
+                    await kv.put("secret", b"w")
+
+    run(body)
