@@ -26,6 +26,7 @@ from pyraft.config import ClusterConfig
 from pyraft.errors import FrameError
 from pyraft.kv import KVStateMachine
 from pyraft.kv.client import (
+    Backoff,
     InvalidURLError,
     KVClient,
     KVClientError,
@@ -488,5 +489,90 @@ def test_the_binary_protocol_over_tls_and_a_client_that_does_not_trust_it():
             async with KVClient(list(urls.values()), timeout_s=2, ssl=distrusting) as kv:
                 with pytest.raises(TlsError):
                     await kv.put("secret", b"w")
+
+    run(body)
+
+
+def test_writes_go_on_through_a_new_leader_each_applied_once():
+    """Counters incremented by compare-and-set while the leader stops: the writes in flight
+    are retried (same sequences) through the new leader, every increment succeeds once and
+    the totals match."""
+    writers, increments = 8, 12
+
+    async def body():
+        async with wire_cluster(MemoryNetwork()) as (members, urls):
+            leader = await leader_of(members)
+            async with KVClient(list(urls.values()), timeout_s=0.5, retries=200,
+                                deadline_s=8, sessions_max=writers) as kv:
+                kv.backoff.cap_s = 0.05
+
+                async def count(writer: int) -> None:
+                    key = f"counter-{writer}"
+                    for value in range(increments):
+                        expected = None if value == 0 else str(value)
+                        assert await kv.cas(key, expected, str(value + 1)) == (
+                            True, str(value + 1).encode())
+                        if writer == 0 and value == increments // 2:
+                            await leader.stop()  # while the others are in flight
+
+                await asyncio.gather(*(count(w) for w in range(writers)))
+                survivor = await leader_of([m for m in members if m is not leader])
+                assert survivor is not leader
+                retried = sum(kv.metrics.retries.values.values())
+                assert retried >= 1, "the leader's stop interrupted no write"
+                for writer in range(writers):
+                    assert await kv.get(f"counter-{writer}") == str(increments).encode()
+
+    run(body)
+
+
+def test_an_answer_lost_after_the_write_applied_is_answered_from_the_session_on_retry():
+    """A proxy forwards a compare-and-set to the leader, then hangs up instead of passing on
+    its answer (applied, answer lost). The client retries it with the same sequence on a new
+    connection: the member answers from the session's cache (ok), where applying it again
+    would answer not ok."""
+    lost: list[bool] = []
+    armed: list[bool] = []  # from the CAS on (the session's answer passes)
+
+    async def body():
+        async with wire_cluster(MemoryNetwork()) as (members, urls):
+            leader = await leader_of(members)
+            host, port = urls[leader.id].removeprefix("pyraft://").rsplit(":", 1)
+            pumps: set[asyncio.Task] = set()
+
+            async def pump(reader, writer, frames: FrameReader, drop_answer: bool) -> None:
+                try:
+                    while data := await reader.read(65536):
+                        if drop_answer and armed and not lost and frames.feed(data):
+                            lost.append(True)  # an answer to the first CAS: hang up
+                            break
+                        writer.write(data)
+                finally:
+                    writer.close()
+
+            async def proxy(client_reader, client_writer):
+                server_reader, server_writer = await asyncio.open_connection(host, int(port))
+                for task in (pump(client_reader, server_writer, FrameReader(1 << 20), False),
+                             pump(server_reader, client_writer, FrameReader(1 << 20), True)):
+                    pumps.add(asyncio.ensure_future(task))
+
+            listener = await asyncio.start_server(proxy, "127.0.0.1", 0)
+            try:
+                address = f"pyraft://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+                async with KVClient([address], timeout_s=2, retries=5) as kv:
+                    kv.backoff = Backoff(0.001, 0.01)
+                    await kv.open_session()
+                    armed.append(True)
+                    assert await kv.cas("n", None, "1") == (True, b"1")
+                    assert lost == [True]  # the first answer was lost
+                    assert kv.metrics.retries.value(("connection",)) == 1
+                    assert await kv.cas("n", "1", "2") == (True, b"2")
+            finally:
+                listener.close()
+                for task in pumps:
+                    task.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+                await listener.wait_closed()
+            assert leader.state_machine.data[b"n"] == b"2"
 
     run(body)
