@@ -96,7 +96,7 @@ class _ExtensionLoader(importlib.machinery.ExtensionFileLoader):
     """An extension that ``python -m`` can run: its "code" imports the module and calls its
     ``main()`` (what the ``.py`` file's ``if __name__ == "__main__"`` block does)."""
 
-    def get_code(self, fullname: str) -> CodeType:
+    def get_code(self, fullname: str) -> CodeType:  # type: ignore[override]
         return compile(f"import sys\nfrom {fullname} import main\nsys.exit(main())\n",
                        self.path, "exec")
 

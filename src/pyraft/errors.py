@@ -52,6 +52,7 @@ __all__ = [
     "SessionExpiredError",
     "TlsError",
     "RequestError",
+    "FrameError",
 ]
 
 
@@ -324,3 +325,16 @@ class RequestError(KVClientError, ValueError):
 
     def __reduce__(self) -> tuple[type[RequestError], tuple[int, str, str]]:
         return (type(self), (self.status, self.kind, self.message))
+
+
+class FrameError(PyraftError, ValueError):
+    """A byte stream of the key-value binary client protocol (:mod:`pyraft.kv.frames`) that
+    is not a sequence of frames of at most the allowed size: the connection cannot go on.
+    ``offset``: where in the buffered bytes it was found."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+    def __reduce__(self) -> tuple[type[FrameError], tuple[str, int]]:
+        return (type(self), (str(self), self.offset))

@@ -441,7 +441,7 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
                        "--sim-seeds", "0:2", "--dir", str(data), "--out", str(out)])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "failover" in done.stdout and "report:" in done.stdout
-    assert "21/21" in done.stderr  # the progress bar reached its end
+    assert "22/22" in done.stderr  # the progress bar reached its end
     assert os.listdir(data) == []  # data directories removed
     result = json.loads((out / "report.json").read_text())
     facts = result["machine"]
@@ -456,10 +456,10 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     assert "latency budget:" in done.stdout
     cluster = result["cluster"]
     loads = [*cluster["throughput"], *cluster["latency"], *cluster["peak"], *cluster["reads"]]
-    assert len(cluster["throughput"]) == 6 and len(cluster["latency"]) == 2
+    assert len(cluster["throughput"]) == 7 and len(cluster["latency"]) == 2
     assert len(cluster["peak"]) == 1 and len(cluster["reads"]) == 2
     apis = {r["workload"]["api"] for r in cluster["throughput"]}
-    assert apis == {"engine", "http"}
+    assert apis == {"engine", "http", "kvclient"}
     for load in loads:
         stats.check_result(load)
         assert load["writes"] > 0 and load["writes_per_s"] > 0 and load["elapsed_s"] > 0

@@ -1,5 +1,5 @@
-"""``pyraft bench [all|kernels|cluster|peers|goals|builds|snapshot|elections]``: run the
-benchmark suite.
+"""``pyraft bench [all|kernels|cluster|peers|goals|builds|snapshot|elections|client]``: run
+the benchmark suite.
 
 - ``kernels``: the pytest-benchmark kernel benchmarks (``benchmarks/``), with the references
   measured beside them;
@@ -20,7 +20,10 @@ benchmark suite.
 - ``elections``: 3 ``pyraft node`` members (durable ``--data``, the defaults or ``--config``)
   watched for ``--duration`` seconds (default 60), idle or under ``--load SIZExINFLIGHT``:
   elections (term changes) per member and leader changes, then the failover time after
-  SIGKILL of the leader, ``--failovers`` times (default 5): median, min and max.
+  SIGKILL of the leader, ``--failovers`` times (default 5): median, min and max;
+- ``client``: the client path only (:mod:`pyraft.bench.client_path`): KVClient over the
+  binary protocol and over HTTP, raw HTTP, the engine API and etcd's gateway, 16 B x 256 in flight,
+  durable, ``--rounds`` rounds (default 3), with the ratios per round and their medians.
 
 Writes ``report.json`` and the plots in ``--out`` (default
 ``./bench-results/<UTC timestamp>``), prints a progress bar on stderr and a summary table on
@@ -45,11 +48,12 @@ from collections.abc import Callable
 from typing import TextIO, TypeVar
 
 import pyraft
-from pyraft.bench import builds, compare, machine, report, workloads
+from pyraft.bench import builds, client_path, compare, machine, report, workloads
 
 _T = TypeVar("_T")
 
-SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "builds", "snapshot", "elections")
+SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "builds", "snapshot", "elections",
+            "client")
 
 
 class Progress:
@@ -108,6 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-seeds", default=None, metavar="A:B",
                         help="the simulator's seeds each build runs (default 0:150; --quick "
                              "0:40)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="client: rounds of the client-path loads (default 3)")
     parser.add_argument("--load", default=None, metavar="SIZExINFLIGHT",
                         help="elections: a write load during the watch, e.g. 1024x256 "
                              "(default: idle)")
@@ -147,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.section == "elections":
         return _elections(args)
+    if args.section == "client":
+        return _client(args)
     for name in ("duration", "failovers", "catchup_bytes", "snapshot_bytes"):
         value = getattr(args, name)
         if value is not None and value < 0 or name == "duration" and value == 0:
@@ -263,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
             result["goals"] = report.goals(result)
         if do_cluster:
             result["goals_issue7"] = report.issue7_goals(result)
+            result["client_path"] = client_path.figures(result.get("cluster", {}),
+                                                        result.get("peers"))
     finally:
         progress.close()
         shutil.rmtree(base, ignore_errors=True)
@@ -277,6 +287,8 @@ def _run(args: argparse.Namespace) -> int:
         result["plots_skipped"] = str(error)
     path = report.write_json(result, out)
     print(report.summary(result))
+    if "client_path" in result:
+        print("\n" + client_path.summary(result["client_path"]))
     if "plots_skipped" in result:
         print(f"\nplots skipped: {result['plots_skipped']}")
     print(f"\nreport: {path}" + "".join(f", {os.path.join(out, p)}"
@@ -326,6 +338,46 @@ def _elections(args: argparse.Namespace) -> int:
         "%Y%m%dT%H%M%SZ")
     path = report.write_json(result, out)
     print(elections.summary(result["elections"]))
+    print(f"\nreport: {path}")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> int:
+    """``pyraft bench client``: the client-path loads, ``--rounds`` times."""
+    if args.rounds < 1 or (args.duration is not None and args.duration <= 0):
+        print("pyraft bench client: --rounds must be >= 1 and --duration positive",
+              file=sys.stderr)
+        return 2
+    if args.dir is not None and not os.path.isdir(args.dir):
+        print(f"pyraft bench client: --dir {args.dir}: not a directory", file=sys.stderr)
+        return 2
+    duration_s = args.duration if args.duration is not None else (2.0 if args.quick else 10.0)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or os.path.join("bench-results", stamp)
+    os.makedirs(out, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="pyraft-bench-", dir=args.dir)
+    progress = Progress((5 if not args.no_peers else 4) * args.rounds)
+    result: dict = {"schema": 1, "pyraft": pyraft.__version__, "section": "client",
+                    "arguments": vars(args), "started_utc": stamp,
+                    "machine": machine.describe(base)}
+    try:
+        result["client_path"] = client_path.run(duration_s, args.rounds, base, progress.tick,
+                                                with_etcd=not args.no_peers)
+    finally:
+        progress.close()
+        shutil.rmtree(base, ignore_errors=True)
+    result["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ")
+    path = report.write_json(result, out)
+    found = result["client_path"]
+    for number, round_ in enumerate(found["rounds"], 1):
+        print(f"round {number}: " + client_path.summary(round_["figures"]))
+    median = dict(found["rounds"][0]["figures"], **found["median"])
+    median["met_etcd"] = None if median["ratio_kvclient_to_etcd"] is None else \
+        median["ratio_kvclient_to_etcd"] >= client_path.GOAL_RATIO_TO_ETCD
+    median["met_engine"] = None if median["ratio_kvclient_to_engine"] is None else \
+        median["ratio_kvclient_to_engine"] >= client_path.GOAL_RATIO_TO_ENGINE
+    print(f"\nmedian of {args.rounds} rounds: " + client_path.summary(median))
     print(f"\nreport: {path}")
     return 0
 

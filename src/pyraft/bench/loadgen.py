@@ -1,4 +1,14 @@
-"""The HTTP load generator: ``python -m pyraft.bench.loadgen --urls URL,... [options]``.
+"""The client-path load generator: ``python -m pyraft.bench.loadgen --urls URL,... [options]``.
+
+``--api http`` (the default) drives the HTTP API with raw aiohttp requests, as below;
+``--api kvclient`` drives the members' binary client protocol (``pyraft node --client``,
+``--urls pyraft://HOST:PORT,...``) through one :class:`pyraft.kv.KVClient`, as an application
+does: ``--inflight`` concurrent ``put`` calls (the client's pool holds one session per write in
+flight, so every write is exactly-once), closed-loop or open-loop. The client follows the
+leader itself (redirects, retries); a call that fails counts as an error. It prints the same
+JSON line, with api "kvclient". Given HTTP URLs, ``--api kvclient`` measures KVClient over the
+HTTP API instead (api "kvclient-http"): ``--inflight`` clients, since an HTTP client runs one
+write at a time (its one session).
 
 Runs in its own process so the client does not share the leader's CPU. It finds the leader
 through ``GET /v1/status``, opens one session per in-flight slot (``POST /v1/sessions``) and
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -62,7 +73,78 @@ async def find_leader_status(session, urls: list[str], timeout_s: float = 20.0
     raise TimeoutError(f"no member of {urls} led within {timeout_s} s")
 
 
+async def run_kvclient(args: argparse.Namespace) -> dict:
+    """The load through one KVClient over the binary protocol."""
+    from pyraft.kv.client import KVClient
+
+    urls = [u if "://" in u else f"pyraft://{u}" for u in args.urls.split(",") if u]
+    over_http = not urls[0].startswith("pyraft://")
+    # a binary client runs writes concurrently on its pool of sessions; an HTTP one has one
+    # session and runs one write at a time: as many clients as writes in flight
+    clients = [KVClient(urls, timeout_s=args.request_timeout_s, retries=20,
+                        sessions_max=args.inflight)
+               for _ in range(args.inflight if over_http else 1)]
+    async with contextlib.AsyncExitStack() as stack:
+        for kv in clients:
+            await stack.enter_async_context(kv)
+        first = await _kv_status(clients[0], timeout_s=20.0)
+        payload = b"x" * args.size
+        # open the sessions before measuring (one per write in flight)
+        await asyncio.gather(*(clients[slot % len(clients)].put(f"bench-{slot}", payload)
+                               for slot in range(args.inflight)))
+        free = list(range(args.inflight))
+
+        async def unit() -> None:
+            slot = free.pop()
+            try:
+                await clients[slot % len(clients)].put(f"bench-{slot}", payload)
+            finally:
+                free.append(slot)
+
+        seen = await run_load(unit, inflight=args.inflight, rate=args.rate,
+                              duration_s=args.duration_s, outstanding_max=args.inflight)
+        leader_changes: int | None
+        try:
+            last = await _kv_status(clients[0], timeout_s=5.0)
+            leader_changes = int(last["term"]) - int(first["term"])
+        except TimeoutError:
+            leader_changes = None
+    return _result(args, "kvclient-http" if over_http else "kvclient", len(urls), seen,
+                   leader_changes)
+
+
+async def _kv_status(kv, timeout_s: float) -> dict:
+    """The status of the member that leads (asked of each until one says so)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for url in kv.urls:
+            try:
+                status = await kv.status(url, deadline_s=1.0)
+            except Exception:  # not up yet, or gone: ask the next
+                continue
+            if status.get("role") == "leader":
+                return status
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no member of {kv.urls} led within {timeout_s} s")
+
+
+def _result(args: argparse.Namespace, api: str, members: int, seen, leader_changes) -> dict:
+    workload = {"kind": "closed" if args.rate is None else "open", "api": api,
+                "size": args.size, "inflight": args.inflight, "rate": args.rate,
+                "duration_s": args.duration_s, "members": members, "batch": 1,
+                "operation": "write"}
+    notes = "" if seen.first_error is None else f"first error: {seen.first_error}"
+    result = make_result(system="pyraft", version=pyraft.__version__, mode=args.mode,
+                         workload=workload, writes=seen.writes, errors=seen.errors,
+                         elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
+                         done_at_s=seen.done_at_s, notes=notes)
+    result["leader_changes"] = leader_changes
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "api", "http") == "kvclient":
+        return await run_kvclient(args)
     import aiohttp
 
     urls = [u if u.startswith("http") else f"http://{u}" for u in args.urls.split(",") if u]
@@ -113,28 +195,24 @@ async def run(args: argparse.Namespace) -> dict:
         seen = await run_load(unit, inflight=args.inflight, rate=args.rate,
                               duration_s=args.duration_s,
                               outstanding_max=args.inflight)
+        leader_changes: int | None
         try:
             _, last = await find_leader_status(session, urls, timeout_s=5.0)
             leader_changes = int(last["term"]) - int(first["term"])
         except TimeoutError:
             leader_changes = None  # no leader at the end: not known
-    workload = {"kind": "closed" if args.rate is None else "open", "api": "http",
-                "size": args.size, "inflight": args.inflight, "rate": args.rate,
-                "duration_s": args.duration_s, "members": len(urls), "batch": 1,
-                "operation": "write"}
-    notes = "" if seen.first_error is None else f"first error: {seen.first_error}"
-    result = make_result(system="pyraft", version=pyraft.__version__, mode=args.mode,
-                         workload=workload, writes=seen.writes, errors=seen.errors,
-                         elapsed_s=seen.elapsed_s, latencies_s=seen.latencies_s,
-                         done_at_s=seen.done_at_s, notes=notes)
-    result["leader_changes"] = leader_changes
-    return result
+    return _result(args, "http", len(urls), seen, leader_changes)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyraft.bench.loadgen",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--urls", required=True, help="the members' HTTP addresses, comma list")
+    parser.add_argument("--urls", required=True,
+                        help="the members' addresses, comma list: HTTP URLs (--api http) or "
+                             "pyraft://HOST:PORT (--api kvclient)")
+    parser.add_argument("--api", choices=("http", "kvclient"), default="http",
+                        help="http: raw HTTP requests (default); kvclient: one KVClient over "
+                             "the binary client protocol")
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--inflight", type=int, default=16)
     parser.add_argument("--rate", type=float, default=None, help="open loop: writes/s")

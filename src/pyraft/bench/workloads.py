@@ -4,11 +4,14 @@ Every function here starts what it measures and stops it (by pid) before it retu
 removes its data directories. Every load follows the leader (it goes on through a new one
 when its leader changes) and reports ``leader_changes``. Loads run inside the leader process
 (the ``load`` and ``reads`` ops of :mod:`pyraft.testing.member`, api "engine") or from a
-separate load-generator process against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`,
-api "http"), and answer results of :mod:`pyraft.bench.stats`. Durable members write their
-logs under the benchmark directory with ``--sync always`` (a write is acknowledged once
-fdatasynced on a majority); "memory" members keep their logs in memory. ``tick`` is called
-with a label before each measurement (the progress bar).
+separate load-generator process against ``pyraft node`` members (:mod:`pyraft.bench.loadgen`:
+api "http", raw HTTP requests, and api "kvclient", one ``KVClient`` over the members' binary
+client protocol), and answer results of :mod:`pyraft.bench.stats`. The ``pyraft node``
+members run with the node's defaults (the key-value state in memory over the durable log in
+``--data``, a snapshot every 50,000 entries), as an operator starts them. Durable members
+write their logs under the benchmark directory with ``--sync always`` (a write is
+acknowledged once fdatasynced on a majority); "memory" members keep their logs in memory.
+``tick`` is called with a label before each measurement (the progress bar).
 """
 
 from __future__ import annotations
@@ -47,9 +50,10 @@ PROPOSAL_QUEUE_MAX = 65_536
 #: members log errors only: their stderr is a pipe nobody reads while they run
 MEMBER_ARGS = ["--state", "count", "--sync", "always", "--election-ms", str(ELECTION_MS_LOWER),
                "--proposal-queue-max", str(PROPOSAL_QUEUE_MAX), "--log-level", "ERROR"]
-#: entries between two flushes of an HTTP member's SQLite store (as measured so far: the
-#: playground's interval, which the HTTP members were started with)
-HTTP_SNAPSHOT_ENTRIES = 20
+#: the APIs of the client-path loads (``pyraft node`` members driven by a load generator)
+#: http: raw HTTP requests; kvclient: one KVClient over the binary protocol; kvclient-http: one
+#: KVClient per write in flight over the HTTP API
+CLIENT_APIS = ("http", "kvclient", "kvclient-http")
 
 
 #: a snapshot interval no run reaches: the members keep the whole log
@@ -107,6 +111,7 @@ class Plan:
                 {"mode": DURABLE, "api": "engine", "size": 1024, "inflight": 16},
                 {"mode": MEMORY, "api": "engine", "size": 16, "inflight": 256},
                 {"mode": DURABLE, "api": "http", "size": 16, "inflight": 16},
+                {"mode": DURABLE, "api": "kvclient", "size": 16, "inflight": 256},
             ]
         else:
             plan = cls(duration_s=duration_s or 10.0, rates=[1000.0, 5000.0, 20000.0],
@@ -114,7 +119,7 @@ class Plan:
                              {"inflight": 16, "batch": 1024}, {"inflight": 32, "batch": 1024}])
             plan.throughput = [
                 {"mode": mode, "api": api, "size": size, "inflight": inflight}
-                for mode in (DURABLE, MEMORY) for api in ("engine", "http")
+                for mode in (DURABLE, MEMORY) for api in ("engine", "http", "kvclient")
                 for size in (16, 1024) for inflight in (1, 16, 256)]
         if failovers is not None:
             plan.failovers = failovers
@@ -351,11 +356,31 @@ def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[st
     return out
 
 
-# ---- through the key-value HTTP API ----------------------------------------------------------
+# ---- through the key-value service (HTTP API, binary protocol) -------------------------------
+class ClientPathNode(KVNode):
+    """A ``pyraft node`` of the client-path loads, started as an operator starts one: the
+    node's defaults (the key-value state in memory over the durable log in ``data``; None:
+    everything in memory), its HTTP API and its binary client protocol (``--client``)."""
+
+    def __init__(self, member: int, peers: dict[int, str], http: dict[int, str],
+                 client: dict[int, str], data: str | None) -> None:
+        super().__init__(member, peers, http, data, None)
+        self.client = client
+
+    def arguments(self) -> list[str]:
+        args = ["--log-level", "WARNING", "--client", self.client[self.member],
+                "--client-peers", ",".join(f"{m}={a}" for m, a in self.client.items())]
+        if self.data is not None:
+            args += ["--data", self.data]
+        return args
+
+
 def http_workloads(plan: Plan, mode: str, base: str | None,
                    tick: Callable[[str], None]) -> list[dict]:
-    """Closed-loop PUTs from a load-generator process against 3 ``pyraft node`` members."""
-    specs = [s for s in plan.throughput if s["api"] == "http" and s["mode"] == mode]
+    """Closed-loop writes from a load-generator process against 3 ``pyraft node`` members:
+    raw HTTP PUTs (api "http") and ``KVClient.put`` over the binary protocol (api
+    "kvclient")."""
+    specs = [s for s in plan.throughput if s["api"] in CLIENT_APIS and s["mode"] == mode]
     if not specs:
         return []
     workdir = tempfile.mkdtemp(prefix="http-", dir=base)
@@ -364,15 +389,18 @@ def http_workloads(plan: Plan, mode: str, base: str | None,
     try:
         peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
         http = {m: f"127.0.0.1:{free_port()}" for m in peers}
+        client = {m: f"127.0.0.1:{free_port()}" for m in peers}
         for member in peers:
             data = None if mode == MEMORY else f"{workdir}/node{member}"
-            nodes.append(KVNode(member, peers, http, data, None,
-                                snapshot_entries=HTTP_SNAPSHOT_ENTRIES))
+            nodes.append(ClientPathNode(member, peers, http, client, data))
             nodes[-1].start()
-        urls = ",".join(f"http://{http[m]}" for m in peers)
         for spec in specs:
-            tick(f"http {mode} {spec['size']} B x{spec['inflight']}")
+            api = spec["api"]
+            tick(f"{api} {mode} {spec['size']} B x{spec['inflight']}")
+            urls = ",".join(f"pyraft://{client[m]}" if api == "kvclient" else f"http://{http[m]}"
+                            for m in peers)
             command = [sys.executable, "-m", "pyraft.bench.loadgen", "--urls", urls,
+                       "--api", "http" if api == "http" else "kvclient",
                        "--size", str(spec["size"]), "--inflight", str(spec["inflight"]),
                        "--duration-s", str(plan.duration_s), "--mode", mode]
             done = subprocess.run(command, capture_output=True, text=True,
@@ -591,6 +619,7 @@ def fold_kernels(raw: dict) -> dict:
             "groups": groups}
 
 
-__all__ = ["Plan", "WorkloadError", "engine_workloads", "http_workloads", "failover",
+__all__ = ["Plan", "WorkloadError", "ClientPathNode", "engine_workloads", "http_workloads",
+           "failover",
            "catch_up", "snapshot_install", "kernels", "fold_kernels", "member_cluster",
            "call_leader"]

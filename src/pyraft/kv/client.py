@@ -1,4 +1,8 @@
-"""``KVClient``: an asyncio client of the key-value HTTP API (:mod:`pyraft.kv.http`).
+"""``KVClient``: an asyncio client of the key-value HTTP API (:mod:`pyraft.kv.http`), or of
+the members' binary client protocol (:mod:`pyraft.kv.wire`) when given ``pyraft://HOST:PORT``
+addresses (``pyraft node --client``): the same calls, redirects, retries and errors, many
+requests in flight on one connection per member, and concurrent writes on a pool of sessions
+(``sessions_max``), each applied at most once.
 
 It lives beside the service it talks to; ``pyraft.client``, its former module, re-exports
 its public names for code written before the move.
@@ -57,7 +61,9 @@ import ssl as _ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import msgpack
 
 try:
     import aiohttp
@@ -72,12 +78,28 @@ from pyraft.errors import (
     TlsError,
     UnavailableError,
 )
+from pyraft.kv.frames import (
+    CAS,
+    DELETE,
+    FRAME_BYTES_MAX_DEFAULT,
+    GET,
+    OPEN_SESSION,
+    PUT,
+    STATUS,
+    FrameError,
+    FrameReader,
+    frame,
+)
 from pyraft.metrics import ClientMetrics
 
 __all__ = ["Backoff", "InvalidURLError", "KVClient", "KVClientError", "RequestError",
            "SessionExpiredError", "TlsError", "UnavailableError"]
 
 _RETRIED = (503, 504)
+#: the scheme of a member's binary client protocol (``pyraft node --client HOST:PORT``)
+WIRE_SCHEME = "pyraft"
+#: sessions a client in binary mode keeps for its concurrent writes, unless configured
+SESSIONS_MAX_DEFAULT = 64
 #: the least time left worth an attempt: below it the call gives up
 _ATTEMPT_SECONDS_MIN = 0.005
 #: ``getaddrinfo`` errors that say the name does not exist (not a passing failure)
@@ -104,9 +126,12 @@ def _base(url: str, *, location: bool = False, scheme: str = "http") -> str:
         port = parts.port
     except ValueError as error:  # a port that is no number, or out of range
         raise InvalidURLError(f"{_shown(url)} is not a member URL: {error}") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidURLError(f"{_shown(url)} is not a member URL: the scheme must be http or "
-                              f"https, not {parts.scheme}")
+    if parts.scheme.lower() not in ("http", "https", WIRE_SCHEME):
+        raise InvalidURLError(f"{_shown(url)} is not a member URL: the scheme must be http, "
+                              f"https or {WIRE_SCHEME}, not {parts.scheme}")
+    if parts.scheme.lower() == WIRE_SCHEME and port is None:
+        raise InvalidURLError(f"{_shown(url)} is not a member address: give "
+                              f"{WIRE_SCHEME}://HOST:PORT (pyraft node --client)")
     if not parts.hostname or any(c.isspace() for c in text):
         raise InvalidURLError(f"{_shown(url)} is not a member URL: give http://HOST:PORT")
     if not location and (parts.username is not None or parts.query or parts.fragment
@@ -189,15 +214,16 @@ class KVClient:
     (an ``asyncio.sleep``) are there for tests that replay the retries. ``ssl``: the TLS
     context of ``https://`` URLs (default: the system's trust store; URLs without a scheme are
     then ``https://``); ``token``: sent as ``Authorization: Bearer`` with every request.
+    ``pyraft://HOST:PORT`` addresses (all or none) select the binary protocol (``binary``),
+    where writes run concurrently, each on one of at most ``sessions_max`` sessions.
     """
 
     def __init__(self, urls: list[str], *, timeout_s: float = 5.0, retries: int = 10,
                  metrics: ClientMetrics | None = None, deadline_s: float | None = None,
                  backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 ssl: _ssl.SSLContext | None = None, token: str | None = None) -> None:
-        if aiohttp is None:
-            raise ImportError("the key-value client needs aiohttp: pip install 'raftcore[http]'")
+                 ssl: _ssl.SSLContext | None = None, token: str | None = None,
+                 sessions_max: int = SESSIONS_MAX_DEFAULT) -> None:
         if not urls:
             raise ValueError("give at least one URL")
         if metrics is not None and not isinstance(metrics, ClientMetrics):
@@ -209,10 +235,20 @@ class KVClient:
                              f"{deadline_s}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, not {retries}")
+        if sessions_max < 1:
+            raise ValueError(f"sessions_max must be >= 1, not {sessions_max}")
         self.metrics = metrics if metrics is not None else ClientMetrics()
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl).__name__}")
         self.urls = [_base(url, scheme="http" if ssl is None else "https") for url in urls]
+        wire = [url.startswith(WIRE_SCHEME + "://") for url in self.urls]
+        if any(wire) and not all(wire):
+            raise InvalidURLError("give either HTTP URLs or pyraft:// addresses, not both: "
+                                  f"{', '.join(self.urls)}")
+        #: binary mode: the members' binary client protocol (pyraft.kv.wire)
+        self.binary = all(wire)
+        if not self.binary and aiohttp is None:
+            raise ImportError("the key-value client needs aiohttp: pip install 'raftcore[http]'")
         self._ssl = ssl
         self._scheme = "http" if ssl is None else "https"
         self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -229,8 +265,19 @@ class KVClient:
         self._known_leader: str | None = None  # the last leader learned (leader_url may reset)
         self._http: aiohttp.ClientSession | None = None
         self._write_lock = asyncio.Lock()
+        # binary mode: one connection per member, a pool of sessions for concurrent writes
+        self.sessions_max = sessions_max
+        self._open = False
+        self._connections: dict[str, _WireConnection] = {}
+        self._connecting: dict[str, asyncio.Future[_WireConnection]] = {}
+        self._free_sessions: list[list[int]] = []
+        self._sessions_count = 0
+        self._session_waiters: list[asyncio.Future[None]] = []
 
     async def __aenter__(self) -> KVClient:
+        if self.binary:
+            self._open = True
+            return self
         connector = None if self._ssl is None else aiohttp.TCPConnector(ssl=self._ssl)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                                            connector=connector, headers=self._headers)
@@ -240,6 +287,10 @@ class KVClient:
         await self.close()
 
     async def close(self) -> None:
+        self._open = False
+        for connection in list(self._connections.values()):
+            connection.close()
+        self._connections.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -251,6 +302,11 @@ class KVClient:
                   deadline_s: float | None = None) -> bytes | None:
         """The value of ``key`` (``None`` when absent) read at ``consistency``: ``barrier``
         (linearizable, any member), ``lease`` (linearizable, the leader) or ``local``."""
+        if self.binary:
+            status, body = await self._measured("get", self._wire_request(
+                [GET, _key_bytes(key), _consistency(consistency)], operation="get",
+                until=self._until(deadline_s)), lambda answer: answer[0] == 404)
+            return None if status == 404 else body
         path, until = _key_path(key), self._until(deadline_s)
         status, body = await self._measured("get", self._request(
             "GET", path, operation="get", until=until, params={"consistency": consistency}),
@@ -261,6 +317,19 @@ class KVClient:
                   deadline_s: float | None = None) -> bytes | None:
         """Set ``key`` to ``value`` (``str`` is sent as UTF-8); returns the previous value
         (``None`` when the key was absent)."""
+        if self.binary:  # the hot path: _measured's bookkeeping inline
+            key_bytes, data = _key_bytes(key), _value(value)
+            started = time.perf_counter()
+            try:
+                _, body = await self._wire_write(
+                    lambda client, sequence: [PUT, key_bytes, data, client, sequence], "put",
+                    self._until(deadline_s))
+            except BaseException as error:
+                self.metrics.request_finished("put", _outcome(error),
+                                              time.perf_counter() - started)
+                raise
+            self.metrics.request_finished("put", "ok", time.perf_counter() - started)
+            return body
         path, data, until = _key_path(key), _value(value), self._until(deadline_s)
         status, body = await self._measured("put", self._write("PUT", path, "put", until,
                                                                data=data))
@@ -269,6 +338,12 @@ class KVClient:
     async def delete(self, key: str | bytes, *,
                      deadline_s: float | None = None) -> bytes | None:
         """Remove ``key``; returns the removed value (``None`` when it was absent)."""
+        if self.binary:
+            key_bytes = _key_bytes(key)
+            _, body = await self._measured("delete", self._wire_write(
+                lambda client, sequence: [DELETE, key_bytes, client, sequence], "delete",
+                self._until(deadline_s)), lambda answer: answer[1] is None)
+            return body
         path, until = _key_path(key), self._until(deadline_s)
         status, body = await self._measured("delete", self._write("DELETE", path, "delete",
                                                                   until),
@@ -280,6 +355,13 @@ class KVClient:
                   ) -> tuple[bool, bytes | None]:
         """Set ``key`` to ``new`` if it holds ``expected`` (``None``: if it is absent);
         returns ``(ok, current)``, ``current`` being the value afterwards."""
+        if self.binary:
+            key_bytes = _key_bytes(key)
+            old = None if expected is None else _value(expected)
+            new_bytes = _value(new)
+            return await self._measured("cas", self._wire_cas(
+                lambda client, sequence: [CAS, key_bytes, old, new_bytes, client, sequence],
+                self._until(deadline_s)), lambda answer: not answer[0])
         path, until = _key_path(key) + "/cas", self._until(deadline_s)
         document = {
             "encoding": "base64",
@@ -302,6 +384,11 @@ class KVClient:
 
     async def status(self, url: str | None = None, *, deadline_s: float | None = None) -> dict:
         """The status of the member at ``url`` (by default the first that answers)."""
+        if self.binary:
+            _, body = await self._measured("status", self._wire_request(
+                [STATUS], operation="status", url=url and _base(url, scheme=WIRE_SCHEME),
+                follow=False, until=self._until(deadline_s)))
+            return body if isinstance(body, dict) else {}
         _, body = await self._measured("status", self._request(
             "GET", "/v1/status", operation="status",
             url=url and _base(url, scheme=self._scheme), follow=False,
@@ -314,7 +401,9 @@ class KVClient:
         """Add ``member`` (its Raft ``address``, and ``metadata`` such as ``{"http":
         "host:port"}``) through the leader, which warms it up and promotes it to voter; the
         member's process must run (joining, not bootstrapping). Returns the answer
-        (``{"ok": true}``, with ``"already": true`` when it was a voter already)."""
+        (``{"ok": true}``, with ``"already": true`` when it was a voter already). HTTP URLs
+        only: the binary protocol has no administrative requests."""
+        self._http_only("add_member")
         document = {"id": int(member), "address": str(address),
                     "metadata": {str(k): str(v) for k, v in (metadata or {}).items()}}
         _, body = await self._measured("add_member", self._request(
@@ -323,15 +412,32 @@ class KVClient:
         return _json(body)
 
     async def remove_member(self, member: int, *, deadline_s: float | None = None) -> dict:
-        """Remove ``member`` (the leader itself included) through the leader."""
+        """Remove ``member`` (the leader itself included) through the leader (HTTP URLs
+        only)."""
+        self._http_only("remove_member")
         _, body = await self._measured("remove_member", self._request(
             "DELETE", f"/v1/members/{int(member)}", operation="remove_member", leader=True,
             until=self._until(deadline_s)))
         return _json(body)
 
     async def open_session(self, *, deadline_s: float | None = None) -> int:
-        """Open a new session (done by the first write); returns its client id."""
-        return await self._open_session(self._until(deadline_s))
+        """Open a new session (done by the first write); returns its client id. In binary
+        mode the session joins the client's pool of write sessions."""
+        until = self._until(deadline_s)
+        if self.binary:
+            if self._sessions_count >= self.sessions_max:
+                raise KVClientError(f"the client holds sessions_max={self.sessions_max} "
+                                    "sessions already")
+            self._sessions_count += 1
+            try:
+                client = await self._wire_open_session(until)
+            except BaseException:
+                self._session_gone()
+                raise
+            self.client_id, self.sequence = client, 0
+            self._give_back([client, 0])
+            return client
+        return await self._open_session(until)
 
     async def _open_session(self, until: float | None) -> int:
         _, body = await self._measured("open_session", self._request(
@@ -474,6 +580,219 @@ class KVClient:
         raise UnavailableError(self._gave_up_message(method, path, gave_up, tried, attempts,
                                                      elapsed), tried, attempts, elapsed)
 
+    # ---- the binary protocol (pyraft:// addresses) ----------------------------------------
+    def _http_only(self, operation: str) -> None:
+        if self.binary:
+            raise KVClientError(f"{operation} is an administrative request of the HTTP API: "
+                                "use a client with the members' http:// URLs")
+
+    async def _wire_write(self, build: Callable[[int, int], list], operation: str,
+                          until: float | None) -> tuple[int, Any]:
+        """A session write: on a session of the pool (one write at a time per session),
+        retried with the same sequence, so it is applied at most once."""
+        free = self._free_sessions
+        session = free.pop() if free else await self._take_session(until)
+        session[1] += 1
+        self.client_id, self.sequence = session
+        kept = True
+        try:
+            return await self._wire_request(build(session[0], session[1]),
+                                            operation=operation, leader=True, until=until)
+        except SessionExpiredError:
+            kept = False
+            raise
+        finally:
+            if kept:
+                self._give_back(session)
+            else:
+                self._session_gone()
+
+    async def _wire_cas(self, build: Callable[[int, int], list],
+                        until: float | None) -> tuple[bool, bytes | None]:
+        _, body = await self._wire_write(build, "cas", until)
+        if type(body) is not list or len(body) != 2:
+            raise KVClientError(f"a member answered a CAS with {body!r}")
+        return bool(body[0]), body[1]
+
+    async def _wire_open_session(self, until: float | None) -> int:
+        _, body = await self._measured("open_session", self._wire_request(
+            [OPEN_SESSION], operation="open_session", leader=True, until=until))
+        if type(body) is not int:
+            raise KVClientError(f"a member answered a new session with {body!r}")
+        return body
+
+    async def _take_session(self, until: float | None) -> list[int]:
+        """A free session of the pool, a new one while there are fewer than
+        ``sessions_max``, else the next one given back."""
+        while True:
+            if self._free_sessions:
+                return self._free_sessions.pop()
+            if self._sessions_count < self.sessions_max:
+                self._sessions_count += 1
+                try:
+                    return [await self._wire_open_session(until), 0]
+                except BaseException:
+                    self._session_gone()
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            self._session_waiters.append(waiter)
+            try:
+                if until is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, max(0.0, until - self._clock()))
+            except asyncio.TimeoutError:
+                raise UnavailableError("no free session within the deadline (sessions_max="
+                                       f"{self.sessions_max} writes in flight)") from None
+            finally:
+                if waiter in self._session_waiters:
+                    self._session_waiters.remove(waiter)
+
+    def _give_back(self, session: list[int]) -> None:
+        self._free_sessions.append(session)
+        self._wake_one()
+
+    def _session_gone(self) -> None:
+        self._sessions_count -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._session_waiters:
+            waiter = self._session_waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wire_connection(self, base: str, timeout_s: float) -> _WireConnection:
+        """The open connection to ``base`` (``pyraft://host:port``), made when missing (one
+        attempt at a time per member)."""
+        connection = self._connections.get(base)
+        if connection is not None and connection.usable:
+            return connection
+        connecting = self._connecting.get(base)
+        if connecting is None:
+            loop = asyncio.get_running_loop()
+            connecting = loop.create_future()
+            self._connecting[base] = connecting
+            parts = urllib.parse.urlsplit(base)
+            try:
+                _, made = await asyncio.wait_for(loop.create_connection(
+                    _WireConnection, parts.hostname or "", parts.port or 0, ssl=self._ssl),
+                    timeout_s)
+            except BaseException as error:
+                if not connecting.done():
+                    if isinstance(error, asyncio.CancelledError):
+                        connecting.cancel()
+                    else:
+                        connecting.set_exception(error)
+                        connecting.exception()  # retrieved: the waiters get it themselves
+                raise
+            finally:
+                del self._connecting[base]
+            if not self._open:
+                made.close()
+                raise KVClientError("the client is closed")
+            self._connections[base] = made
+            connecting.set_result(made)
+            return made
+        return await asyncio.wait_for(asyncio.shield(connecting), timeout_s)
+
+    async def _wire_request(self, message: list, *, operation: str, url: str | None = None,
+                            leader: bool = False, follow: bool = True,
+                            until: float | None = None) -> tuple[int, Any]:
+        """``message`` (``[op, args...]``) until a final answer, the deadline or the last
+        retry, as :meth:`_request` does over HTTP: the same redirects, retries and errors."""
+        if not self._open:
+            raise KVClientError("use the client as 'async with KVClient(...)'")
+        metrics, clock = self.metrics, self._clock
+        started = clock()
+        backoff: Backoff | None = None
+        tried: dict[str, str] = {}
+        unknown_names: set[str] = set()
+        redirected: str | None = None
+        attempts, gave_up = 0, "retries"
+        while True:
+            base = url or redirected or (
+                self.leader_url if leader and self.leader_url else self._pick())
+            redirected = None
+            if base in unknown_names:
+                known = self._pick_known(unknown_names)
+                if known is None:
+                    gave_up = "names"
+                    break
+                base = known
+            exchange_s = self.timeout_s
+            if until is not None:
+                exchange_s = min(exchange_s, until - clock())
+                if exchange_s < _ATTEMPT_SECONDS_MIN:
+                    gave_up = "deadline"
+                    break
+            attempts += 1
+            try:
+                connection = self._connections.get(base)
+                if connection is None or not connection.usable:
+                    connection = await self._wire_connection(base, exchange_s)
+                status, body = await connection.request(message, exchange_s)
+            except _ssl.SSLError as exc:
+                raise TlsError(f"{base}: the TLS handshake failed ({exc}); check the address "
+                               "and the CA") from None
+            except (OSError, asyncio.TimeoutError) as exc:
+                reason, tried[base], permanent = _describe_wire(exc, exchange_s)
+                self._failed(base)
+                if reason == "timeout":
+                    metrics.timeouts.inc(1, (operation, "client"))
+                if permanent:
+                    unknown_names.add(base)
+                reason = "connection" if reason == "dns" else reason
+            else:
+                if status == 200 or status == 404:
+                    if leader and url is None and base != self.leader_url:
+                        self._learned_leader(base)  # only the leader answers these
+                    return status, body
+                kind, text, location = _wire_error(body)
+                if status == 307 and follow and location:
+                    try:
+                        redirected = _base(location, location=True, scheme=WIRE_SCHEME)
+                    except InvalidURLError:
+                        tried[base] = f"redirected to a bad location {location}"
+                        raise UnavailableError(self._gave_up_message(
+                            operation, "", "a bad redirect", tried, attempts,
+                            clock() - started), tried, attempts, clock() - started) from None
+                    self._learned_leader(redirected)
+                    metrics.redirects.inc()
+                    tried[base] = f"redirected to {redirected}"
+                    if attempts > self.retries:
+                        break
+                    continue
+                if status not in _RETRIED:
+                    if status == 410:
+                        raise SessionExpiredError(text)
+                    raise RequestError(status, kind, text)
+                tried[base] = f"{status} {kind}: {text}".rstrip(": ")
+                if status == 503:
+                    reason = "unavailable"
+                    self._failed(base)
+                else:
+                    reason = "server_timeout"
+                    metrics.timeouts.inc(1, (operation, "server"))
+            if attempts > self.retries:
+                break
+            if unknown_names and (url in unknown_names
+                                  or unknown_names.issuperset(self.urls)):
+                gave_up = "names"
+                break
+            if backoff is None:
+                backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
+            delay = backoff.next_delay()
+            if until is not None and until - clock() - delay < _ATTEMPT_SECONDS_MIN:
+                gave_up = "deadline"
+                break
+            metrics.retries.inc(1, (reason,))
+            await self._sleep(delay)
+        elapsed = clock() - started
+        raise UnavailableError(self._gave_up_message(operation, "", gave_up, tried, attempts,
+                                                     elapsed), tried, attempts, elapsed)
+
     def _gave_up_message(self, method: str, path: str, why: str, tried: dict[str, str],
                          attempts: int, elapsed_s: float) -> str:
         because = {
@@ -483,7 +802,7 @@ class KVClient:
             "names": "no URL's host name resolves",
         }.get(why, why)
         details = "; ".join(f"{where}: {what}" for where, what in tried.items())
-        return f"{method} {path}: {because}; tried {details or 'nothing'}"
+        return f"{method} {path}".rstrip() + f": {because}; tried {details or 'nothing'}"
 
     def _pick_known(self, unknown_names: set[str]) -> str | None:
         """The next URL whose host name may resolve, or ``None``."""
@@ -535,3 +854,148 @@ def _json(body: bytes) -> dict:
     except ValueError:
         return {}
     return document if isinstance(document, dict) else {}
+
+
+class _WireConnectionError(ConnectionError):
+    """A connection of the binary protocol ended, or a member sent bytes that are not it."""
+
+
+class _WireConnection(asyncio.Protocol):
+    """One connection to a member's binary protocol: requests are numbered, written in one
+    batch per loop turn, and answered in any order (``pending``: id -> future)."""
+
+    def __init__(self, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT) -> None:
+        self.reader = FrameReader(frame_bytes_max)
+        #: request id -> (its future, its timeout's timer)
+        self.pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
+        self.transport: asyncio.Transport | None = None
+        self.failure: str | None = None
+        self._next_id = 0
+        self._out: list[bytes] = []
+        self._scheduled = False
+
+    @property
+    def usable(self) -> bool:
+        return self.failure is None and self.transport is not None \
+            and not self.transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(self.failure or ("the server closed the connection" if exc is None
+                                    else f"{type(exc).__name__}: {exc}"))
+        self.transport = None
+
+    def close(self) -> None:
+        self._fail("the client closed the connection")
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+        pending, self.pending = self.pending, {}
+        for future, timer in pending.values():
+            timer.cancel()
+            if not future.done():
+                future.set_exception(_WireConnectionError(reason))
+
+    def _protocol_error(self, reason: str) -> None:
+        self._fail(f"protocol error: {reason}")
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            bodies = self.reader.feed(data)
+        except FrameError as error:
+            self._protocol_error(str(error))
+            return
+        pending = self.pending
+        for body in bodies:
+            try:
+                answer = msgpack.unpackb(body)
+            except Exception as error:  # msgpack raises several types for bad bytes
+                self._protocol_error(f"an answer is not msgpack ({type(error).__name__})")
+                return
+            if type(answer) is not list or len(answer) != 3 or type(answer[0]) is not int \
+                    or type(answer[1]) is not int:
+                self._protocol_error("an answer is not [id, status, body]")
+                return
+            if answer[0] == 0:  # about the connection itself (a frame it refused)
+                kind, text, _ = _wire_error(answer[2])
+                self._protocol_error(f"{answer[1]} {kind}: {text}")
+                return
+            waiting = pending.pop(answer[0], None)
+            if waiting is not None:
+                waiting[1].cancel()
+                if not waiting[0].done():
+                    waiting[0].set_result((answer[1], answer[2]))
+
+    def request(self, message: list, timeout_s: float) -> asyncio.Future:
+        """Send ``message`` (``[op, args...]``); the future gives ``(status, body)``, or
+        raises ``_WireConnectionError`` / ``asyncio.TimeoutError`` after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self.usable:
+            future.set_exception(_WireConnectionError(self.failure or "not connected"))
+            return future
+        self._next_id += 1
+        request_id = self._next_id
+        self.pending[request_id] = (future, loop.call_later(timeout_s, self._expire,
+                                                            request_id))
+        self._out.append(frame([request_id, *message]))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _expire(self, request_id: int) -> None:
+        waiting = self.pending.pop(request_id, None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_exception(asyncio.TimeoutError())
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._out and self.usable and self.transport is not None:
+            self.transport.write(b"".join(self._out))
+        self._out.clear()
+
+
+def _wire_error(body: object) -> tuple[str, str, str | None]:
+    """``(kind, message, location)`` of an error answer's body."""
+    if type(body) is list and len(body) >= 2:
+        location = body[2] if len(body) > 2 and isinstance(body[2], str) else None
+        return str(body[0]), str(body[1]), location
+    return "unknown", repr(body), None
+
+
+def _describe_wire(error: BaseException, timeout_s: float) -> tuple[str, str, bool]:
+    """``(reason label, text for people, permanent)`` of a failed binary exchange."""
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout", f"timed out after {timeout_s:.2f} s", False
+    if isinstance(error, socket.gaierror):
+        return "dns", f"DNS failure: {error.strerror or error}", error.errno in _NO_SUCH_NAME
+    if isinstance(error, ConnectionRefusedError) or \
+            getattr(error, "errno", None) == errno.ECONNREFUSED:
+        return "connection", "connection refused", False
+    if isinstance(error, _WireConnectionError):
+        return "connection", str(error), False
+    return "connection", f"{type(error).__name__}: {error}", False
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    """A key as the binary protocol sends it, held to the HTTP API's rules."""
+    data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if not data or b"/" in data:
+        raise ValueError(f"a key is a non-empty string without '/', not {key!r}")
+    data.decode("utf-8")  # the HTTP API's keys are UTF-8: the same keys both ways
+    return data
+
+
+def _consistency(consistency: str) -> str:
+    if consistency not in ("barrier", "lease", "local"):
+        raise RequestError(400, "bad_consistency",
+                           "consistency must be one of barrier, lease, local")
+    return consistency

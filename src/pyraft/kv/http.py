@@ -91,7 +91,7 @@ from pyraft.kv.machine import (
 from pyraft.kv.security import AdminPolicy
 from pyraft.metrics import http_metrics_middleware
 
-__all__ = ["VALUE_BYTES_MAX_DEFAULT", "bound_port", "create_app", "serve"]
+__all__ = ["VALUE_BYTES_MAX_DEFAULT", "bound_port", "create_app", "member_status", "serve"]
 
 #: the largest value accepted, unless configured
 VALUE_BYTES_MAX_DEFAULT = 1024 * 1024
@@ -461,43 +461,59 @@ class _Api:
         return web.json_response(document, status=503, headers={"Retry-After": "1"})
 
     async def status(self, request: web.Request) -> web.Response:
-        """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``,
-        ``first_index`` (the first entry the log holds: those before it were compacted into
-        a snapshot) and ``members``: ``id``, ``address``, ``voter``, ``http`` and, on the leader,
-        ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``);
-        ``storage_error`` (the storage failure that refuses writes now, e.g. a full disk) and
-        ``fatal_error`` (what stopped this member), null when all is well."""
-        cluster = self.cluster
-        leading = cluster.is_leader
-        status = cluster.view
-        last = status.last_index if status is not None else 0
-        members = []
-        for member in cluster.members:
-            entry = {
-                "id": member.id,
-                "address": member.address,
-                "voter": member.voter,
-                "http": member.metadata.get("http") or self.http_addresses.get(member.id),
-            }
-            if leading:
-                match = last if member.is_self else member.match_index
-                entry["match"] = match
-                entry["lag"] = None if match is None else last - match
-            members.append(entry)
-        return web.json_response({
-            "id": cluster.id,
-            "role": cluster.role.value,
-            "leader": cluster.leader,
-            "leader_http": self._leader_http(),
-            "term": cluster.term,
-            "commit": cluster.commit_index,
-            "applied": cluster.applied_index,
-            "first_index": status.first_index if status is not None else None,
-            "members": members,
-            "storage_error": None if cluster.storage_failure is None
-            else f"{type(cluster.storage_failure).__name__}: {cluster.storage_failure}",
-            "fatal_error": None if cluster.fatal_error is None else repr(cluster.fatal_error),
-        })
+        """This member's status: see :func:`member_status`."""
+        return web.json_response(member_status(self.cluster, self.http_addresses))
+
+
+def member_status(cluster: RaftCluster, http_addresses: Mapping[int, str] | None = None,
+                  client_addresses: Mapping[int, str] | None = None) -> dict:
+    """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``,
+    ``first_index`` (the first entry the log holds: those before it were compacted into
+    a snapshot) and ``members``: ``id``, ``address``, ``voter``, ``http``, ``client`` (the
+    address of its binary client protocol, :mod:`pyraft.kv.wire`, or null) and, on the leader,
+    ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``);
+    ``storage_error`` (the storage failure that refuses writes now, e.g. a full disk) and
+    ``fatal_error`` (what stopped this member), null when all is well. The document of
+    ``GET /v1/status`` and of the binary protocol's STATUS. ``http_addresses`` and
+    ``client_addresses`` (member id -> address) stand in for metadata not known yet."""
+    http_addresses = http_addresses or {}
+    client_addresses = client_addresses or {}
+    leading = cluster.is_leader
+    status = cluster.view
+    last = status.last_index if status is not None else 0
+    members = []
+    leader_http = None
+    for member in cluster.members:
+        entry = {
+            "id": member.id,
+            "address": member.address,
+            "voter": member.voter,
+            "http": member.metadata.get("http") or http_addresses.get(member.id),
+            "client": member.metadata.get("client") or client_addresses.get(member.id),
+        }
+        if member.id == cluster.leader:
+            leader_http = entry["http"]
+        if leading:
+            match = last if member.is_self else member.match_index
+            entry["match"] = match
+            entry["lag"] = None if match is None else last - match
+        members.append(entry)
+    if leader_http is None and cluster.leader is not None:
+        leader_http = http_addresses.get(cluster.leader)
+    return {
+        "id": cluster.id,
+        "role": cluster.role.value,
+        "leader": cluster.leader,
+        "leader_http": leader_http,
+        "term": cluster.term,
+        "commit": cluster.commit_index,
+        "applied": cluster.applied_index,
+        "first_index": status.first_index if status is not None else None,
+        "members": members,
+        "storage_error": None if cluster.storage_failure is None
+        else f"{type(cluster.storage_failure).__name__}: {cluster.storage_failure}",
+        "fatal_error": None if cluster.fatal_error is None else repr(cluster.fatal_error),
+    }
 
 
 def create_app(

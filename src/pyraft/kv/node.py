@@ -3,8 +3,10 @@
 Runs a ``RaftCluster`` (TCP or TLS between members, durable log in ``--data``) with the
 ``KVStateMachine`` and serves the HTTP API (``pyraft.kv.http``) on ``--http``. Every member
 publishes its HTTP address in its metadata (key ``http``), so followers can redirect clients
-to the leader. Start three in three terminals; kill one; restart it: its state recovers from
-its data directory::
+to the leader. ``--client HOST:PORT`` also serves the binary client protocol
+(:mod:`pyraft.kv.wire`, for ``KVClient(["pyraft://HOST:PORT", ...])``), announced in the
+metadata key ``client``. Start three in three terminals; kill one; restart it: its state
+recovers from its data directory::
 
     pyraft node --id 1 --listen 127.0.0.1:7001 --http 127.0.0.1:8001 \\
         --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data /tmp/node1
@@ -103,6 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-http", default=None, metavar="HOST:PORT",
                         help="where clients reach this member's HTTP API, when not --http; "
                              "followers redirect writes there")
+    parser.add_argument("--client", default=None, metavar="HOST:PORT",
+                        help="also serve the binary client protocol (pipelined msgpack frames, "
+                             "pyraft.kv.wire) on HOST:PORT, for KVClient(['pyraft://HOST:PORT', "
+                             "...]); announced to the members (metadata key 'client') so "
+                             "followers redirect there (default: HTTP only)")
+    parser.add_argument("--advertise-client", default=None, metavar="HOST:PORT",
+                        help="where clients reach this member's binary protocol, when not "
+                             "--client")
     parser.add_argument("--peers", default="",
                         help="ID=HOST:PORT,... of the initial members; needed on the first "
                              "start only: a restart uses the membership stored in --data "
@@ -110,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-peers", default="",
                         help="ID=HOST:PORT,... of the members' HTTP APIs (for redirects before "
                              "their addresses arrive through the log)")
+    parser.add_argument("--client-peers", default="",
+                        help="ID=HOST:PORT,... of the members' binary client protocols (for "
+                             "redirects before their addresses arrive through the log)")
     parser.add_argument("--routes", default="",
                         help="ID=HOST:PORT,... where to dial members instead of the address "
                              "they announce (a proxy or tunnel); outgoing connections only")
@@ -202,6 +215,30 @@ def http_address(args: argparse.Namespace) -> str:
     return args.http
 
 
+def client_address(args: argparse.Namespace) -> str | None:
+    """The binary-protocol address this member announces (``--advertise-client``, else
+    ``--client``), or None without ``--client``. ``ConfigError`` names the flag."""
+    listen = getattr(args, "client", None)
+    advertised = getattr(args, "advertise_client", None)
+    if listen is None:
+        if advertised is not None:
+            raise ConfigError("--advertise-client", "needs --client HOST:PORT (where the "
+                                                    "member serves the binary protocol)")
+        return None
+    host, _ = _checked_address("--client", listen)
+    if advertised is not None:
+        advertised_host, _ = _checked_address("--advertise-client", advertised,
+                                              port_zero=False)
+        if is_wildcard(advertised_host):
+            raise ConfigError("--advertise-client", f"{advertised} is not an address clients "
+                                                    "can reach: give the host clients dial")
+        return advertised
+    if is_wildcard(host):
+        raise ConfigError("--client", f"{listen} listens on every interface: give "
+                                      "--advertise-client HOST:PORT, the address clients reach")
+    return listen
+
+
 def _layers(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     """The settings of the ``--config`` file, then of the ``PYRAFT_*`` variables over them,
     and where each came from (the file's path, or the variable's name), for messages."""
@@ -251,8 +288,11 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
     from."""
     values, sources = _layers(args)
     peers = parse_members(args.peers, "--peers")
-    values.update({"member_id": args.id, "listen": args.listen,
-                   "metadata": {**dict(values.get("metadata") or {}), "http": http_address(args)}})
+    metadata = {**dict(values.get("metadata") or {}), "http": http_address(args)}
+    announced_client = client_address(args)
+    if announced_client is not None:
+        metadata["client"] = announced_client
+    values.update({"member_id": args.id, "listen": args.listen, "metadata": metadata})
     flags = {"member_id": "--id", "listen": "--listen"}
     changes: dict = {}
     if getattr(args, "advertise", None) is not None:
@@ -273,6 +313,8 @@ def build_config(args: argparse.Namespace) -> ClusterConfig:
         _checked_address("--metrics", args.metrics)
     if args.http_peers:
         parse_members(args.http_peers, "--http-peers")
+    if getattr(args, "client_peers", ""):
+        parse_members(args.client_peers, "--client-peers")
     if args.join:
         _check_url("--join", args.join)
         changes["cold_start"] = False
@@ -488,29 +530,46 @@ def _has_state(config: ClusterConfig) -> bool:
 async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
                 join_url: str | None = None, metrics: str | None = None,
                 snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT, state: str = "memory",
-                credentials: security.ServerSecurity | None = None) -> None:
+                credentials: security.ServerSecurity | None = None,
+                client: str | None = None,
+                client_peers: dict[int, str] | None = None) -> None:
     """Run the member until SIGTERM or SIGINT. The HTTP and metrics sockets are bound first
     and the Raft port checked next, so an address in use stops the member before it touches
     its storage or joins its cluster. ``credentials``: HTTPS and the admin credential of the
-    HTTP API (and what ``--join`` presents)."""
+    HTTP API (and what ``--join`` presents); ``client``: where to serve the binary client
+    protocol (:mod:`pyraft.kv.wire`; over TLS too when the HTTP API is HTTPS), and
+    ``client_peers`` the other members' (``--client-peers``)."""
+    from pyraft.kv import wire
+    from pyraft.kv.http import member_status
     from pyraft.kv.http import serve as serve_http
 
     credentials = credentials or security.ServerSecurity()
     with contextlib.ExitStack() as bound:
         http_socket = bound.enter_context(bind("--http", http))
         metrics_socket = bound.enter_context(bind("--metrics", metrics)) if metrics else None
+        client_socket = bound.enter_context(bind("--client", client)) if client else None
         config, options = await _membership(config, join_url, credentials)
         bind("--listen", config.listen).close()
         cluster, machine = await _start_member(config, state, snapshot_entries, options)
         runners = []
+        binary: wire.WireServer | None = None
+        http_addresses = {**http_peers, config.member_id: config.metadata.get("http", http)}
         try:
             runners.append(await serve_http(
-                cluster, machine, sock=http_socket,
-                http_addresses={**http_peers,
-                                config.member_id: config.metadata.get("http", http)},
+                cluster, machine, sock=http_socket, http_addresses=http_addresses,
                 ssl_context=credentials.ssl, admin=credentials.admin))
             log.info("member %d serves the key-value API on %s://%s", config.member_id,
                      credentials.scheme, http)
+            if client_socket is not None and client:
+                client_addresses: dict[int, str] = {
+                    **(client_peers or {}),
+                    config.member_id: config.metadata.get("client") or client}
+                binary = await wire.serve(
+                    cluster, machine, client_socket, ssl_context=credentials.ssl,
+                    client_addresses=client_addresses,
+                    status=lambda: member_status(cluster, http_addresses, client_addresses))
+                log.info("member %d serves the binary client protocol on %s",
+                         config.member_id, client)
             if metrics_socket is not None:
                 from pyraft.metrics import serve_metrics
 
@@ -535,6 +594,8 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
                     raise refused
                 await stop.wait()
         finally:
+            if binary is not None:
+                await binary.close()
             for runner in reversed(runners):
                 await runner.cleanup()
             await cluster.stop()
@@ -634,7 +695,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--state", "sqlite needs --data DIR (the database lives there)")
     main = serve(config, args.http, parse_members(args.http_peers, "--http-peers"), args.join,
                  args.metrics, getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT),
-                 state, credentials)
+                 state, credentials, getattr(args, "client", None),
+                 parse_members(getattr(args, "client_peers", ""), "--client-peers"))
     try:
         try:
             import uvloop
