@@ -762,9 +762,11 @@ class Simulation:
                 if hi <= lo:
                     continue
                 x, y = ta[lo - lo_a : hi - lo_a], tb[lo - lo_b : hi - lo_b]
-                same = np.flatnonzero(x == y)
                 differ = np.flatnonzero(x != y)
-                if len(same) and len(differ) and differ[0] < same[-1]:
+                if not len(differ):
+                    continue  # the usual case: the common range agrees (one numpy pass)
+                same = np.flatnonzero(x == y)
+                if len(same) and differ[0] < same[-1]:
                     raise SafetyViolation(
                         "log matching",
                         f"nodes {a} and {b} agree at index {lo + int(same[-1])} but differ at "
