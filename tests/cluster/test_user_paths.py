@@ -31,6 +31,7 @@ def test_from_config_hands_the_wal_its_sync_interval(tmp_path):
     run_on_fresh_loop(body)
 
 
+@pytest.mark.pure_core  # patches RaftNode.propose: an extension class in the compiled build
 def test_writes_taken_off_the_queue_fail_when_the_core_refuses_them_with_a_bug():
     """``core.propose`` raising something it never should (a bug) stops the member; the
     commands already taken off the queue for that batch must fail at once with the reason,
