@@ -28,6 +28,7 @@ from types import CodeType, ModuleType
 
 #: pyraft's modules compiled from their ``.py`` source (``setup.py`` builds exactly these)
 MODULES: tuple[str, ...] = (
+    "pyraft.errors",
     "pyraft.core.messages",
     "pyraft.core.progress",
     "pyraft.core.storage",

@@ -16,7 +16,7 @@ import numpy as np
 
 from pyraft.core.messages import Snapshot
 from pyraft.core.storage import LogStorage, limit_bytes
-from pyraft.errors import LogCompactedError, LogUnavailableError, invariant
+from pyraft.errors import InvariantError, LogCompactedError, LogUnavailableError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 
 
@@ -132,9 +132,11 @@ class RaftLog:
         if not len(batch):
             return
         first = batch.first_index
-        invariant(first > self.committed, f"append at {first} would overwrite committed entries")
+        if first <= self.committed:
+            raise InvariantError(f"append at {first} would overwrite committed entries")
         last = self._last
-        invariant(first <= last + 1, f"append at {first} leaves a gap")
+        if first > last + 1:
+            raise InvariantError(f"append at {first} leaves a gap")
         self._last = batch.last_index
         if first == last + 1:
             self.unstable.append(batch)
@@ -170,7 +172,8 @@ class RaftLog:
         last_new = index + len(batch)
         conflict = self.find_conflict(batch) if len(batch) else 0
         if conflict:
-            invariant(conflict > self.committed, f"conflict at committed index {conflict}")
+            if conflict <= self.committed:
+                raise InvariantError(f"conflict at committed index {conflict}")
             self.append(batch.slice(conflict, batch.last_index + 1))
         self.commit_to(min(commit, last_new))
         return last_new
@@ -192,7 +195,8 @@ class RaftLog:
     # ---- commit, persistence, apply ----------------------------------------------------------
     def commit_to(self, index: int) -> bool:
         if index > self.committed:
-            invariant(index <= self.last_index(), f"commit {index} past last {self.last_index()}")
+            if index > self.last_index():
+                raise InvariantError(f"commit {index} past last {self.last_index()}")
             self.committed = index
             return True
         return False
@@ -244,5 +248,6 @@ class RaftLog:
         return [batch]
 
     def applied_to(self, index: int) -> None:
-        invariant(index <= self.committed, f"applied {index} past committed {self.committed}")
+        if index > self.committed:
+            raise InvariantError(f"applied {index} past committed {self.committed}")
         self.applied = max(self.applied, index)

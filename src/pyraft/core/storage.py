@@ -32,6 +32,7 @@ import numpy as np
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import HardState, Snapshot, SnapshotMeta
 from pyraft.errors import (
+    InvariantError,
     LogCompactedError,
     LogUnavailableError,
     SnapshotUnavailableError,
@@ -332,8 +333,10 @@ class MemoryLogStorage(ExternalSnapshots):
         if not len(batch):
             return
         first = batch.first_index
-        invariant(first >= self.first_index(), f"append at {first} below the first index")
-        invariant(first <= self.last_index() + 1, f"append at {first} leaves a gap")
+        if first < self.first_index():
+            raise InvariantError(f"append at {first} below the first index")
+        if first > self.last_index() + 1:
+            raise InvariantError(f"append at {first} leaves a gap")
         self._truncate_from(first)
         self._batches.append(batch)
         self._starts.append(first)

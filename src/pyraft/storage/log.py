@@ -53,6 +53,7 @@ from pyraft.errors import (
     ClusterMismatchError,
     ConfigError,
     CorruptStateError,
+    InvariantError,
     LogCompactedError,
     LogUnavailableError,
     StorageError,
@@ -395,7 +396,8 @@ class DurableLogStorage(ExternalSnapshots):
         if not len(batch):
             return
         first = batch.first_index
-        invariant(first >= self.first_index(), f"append at {first} below the first index")
+        if first < self.first_index():
+            raise InvariantError(f"append at {first} below the first index")
         try:
             if first <= self.wal.last_index():
                 self.wal.truncate_suffix(first)

@@ -65,7 +65,7 @@ from pyraft.config import SNAPSHOT_ENTRIES_DEFAULT
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import Snapshot
 from pyraft.core.storage import LogStorage
-from pyraft.errors import ConfigError, LogCompactedError, invariant
+from pyraft.errors import ConfigError, InvariantError, LogCompactedError, invariant
 from raftcore.framing import KIND_COMMAND, EntryBatch
 
 _SM = TypeVar("_SM", bound="StateMachine")
@@ -179,21 +179,20 @@ class StateMachine(ABC):
             return []
         with self._lock:
             invariant(not self._closed, "apply_batch() after close()")
-            invariant(self._broken is None, f"the state machine is unusable: {self._broken}")
+            # (checks that format their message only when they fail: this runs per batch)
+            if self._broken is not None:
+                raise InvariantError(f"the state machine is unusable: {self._broken}")
             first = batch.first_index
-            invariant(
-                first == self._applied_index + 1,
-                f"batch starts at {first} but the applied index is {self._applied_index}",
-            )
+            if first != self._applied_index + 1:
+                raise InvariantError(
+                    f"batch starts at {first} but the applied index is {self._applied_index}")
             try:
                 results = self._apply_entries(batch)
             except BaseException:
                 self._broken = f"applying entries {first}..{batch.last_index} raised"
                 raise
-            invariant(
-                len(results) == len(batch),
-                f"{len(results)} results for a batch of {len(batch)} entries",
-            )
+            if len(results) != len(batch):
+                raise InvariantError(f"{len(results)} results for a batch of {len(batch)} entries")
             self._applied_index = batch.last_index
             self._after_apply()
         return results
