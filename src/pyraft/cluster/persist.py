@@ -12,6 +12,17 @@ holds at most ``inline_sync_bytes_max`` bytes. A slow disk keeps the loop free.
 Disk failures stop writes: ``failed`` holds the ``StorageError`` (``StorageFullError`` for a
 full disk) while persisting the same Ready is retried every second, so the member resumes by
 itself when space returns and nothing acknowledged is lost.
+
+Pipelined Readys (``ready_pipeline_max`` above 1): ``begin`` writes a Ready's entries at once
+and starts its sync, and ``finish`` waits for that sync, so the runtime can write and send the
+next Ready while an earlier one syncs. Writes happen in the order of the Readys (on the loop);
+syncs and hard-state saves run in that order too (inline only when no earlier sync is still
+running; the I/O thread is one thread, first in first out), so a sync covers every write
+before it. Readys that replace stored entries or carry a snapshot are not pipelined
+(``can_pipeline``): the runtime lets the earlier ones finish and persists them with
+``persist``, as a truncation or an install must not run under a sync. After a failed write or
+sync, that Ready and every Ready written after it (whose entries its rewrite may cut) are
+persisted again with ``persist``, in order, until the pipeline is empty.
 """
 
 from __future__ import annotations
@@ -29,12 +40,24 @@ from pyraft.core.storage import LogStore
 from pyraft.errors import StorageError
 from pyraft.metrics import Metrics
 
-__all__ = ["LogWriter"]
+__all__ = ["LogWriter", "Written"]
 
 log = logging.getLogger("pyraft.cluster")
 
 #: seconds between two attempts to persist a Ready while storage fails
 RETRY_SECONDS = 1.0
+
+
+class Written:
+    """A Ready ``LogWriter.begin`` wrote: its sync running on the I/O thread (``future``,
+    resolving to the sync's seconds), or done already (None); ``error``: the write or the
+    inline sync failed (the Ready is persisted again by ``finish``)."""
+
+    __slots__ = ("future", "error")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[float] | None = None
+        self.error: StorageError | None = None
 
 
 class LogWriter:
@@ -56,6 +79,12 @@ class LogWriter:
         self._installed = installed
         self.failed: StorageError | None = None
         self.sync_seconds = 0.0
+        #: syncs of pipelined Readys handed to the I/O thread and not yet finished: while
+        #: there are any, later syncs go there too (in order, behind them)
+        self._syncs_running = 0
+        #: a pipelined Ready failed: it and every Ready written after it are persisted again
+        #: (``persist``) until the runtime's pipeline is empty (``pipeline_empty``)
+        self._rewriting = False
         # given by ``bind`` at start
         self._loop: asyncio.AbstractEventLoop
         self._executor: concurrent.futures.ThreadPoolExecutor
@@ -110,6 +139,75 @@ class LogWriter:
                 self.failed = error
                 metrics.storage_failures.inc()
                 await asyncio.sleep(RETRY_SECONDS)
+
+    # ---- pipelined Readys ------------------------------------------------------------------
+    def can_pipeline(self, rd: Ready) -> bool:
+        """May ``rd`` be written while earlier Readys sync? Not with a snapshot or its chunks
+        (an install replaces the log), not when its entries replace stored ones (a truncation
+        under a running sync), not while storage fails or Readys are being written again."""
+        if rd.snapshot is not None or rd.snapshot_chunks or self.failed is not None:
+            return False
+        if self._rewriting:
+            return False
+        return not rd.entries or rd.entries[0].first_index > self.storage.last_index()
+
+    def begin(self, rd: Ready) -> Written:
+        """Write ``rd``'s entries now and start its sync (module docstring)."""
+        written = Written()
+        try:
+            self._snapshots.discard_unused_receive()
+            if rd.entries:
+                started = time.perf_counter()
+                for batch in rd.entries:
+                    self.storage.append(batch)
+                self.metrics.append_seconds.observe(time.perf_counter() - started)
+                self.metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
+            if rd.hard_state is not None or rd.must_sync:
+                if self._syncs_running == 0 and self.sync_inline(rd):
+                    self._synced(self._timed_sync(rd.hard_state, bool(rd.entries)),
+                                 bool(rd.entries))
+                else:
+                    self._syncs_running += 1
+                    written.future = self._loop.run_in_executor(
+                        self._executor, self._timed_sync, rd.hard_state, bool(rd.entries))
+        except StorageError as error:
+            written.error = error
+            self._rewriting = True  # the log may not take the next Ready's entries now
+        return written
+
+    async def finish(self, rd: Ready, written: Written) -> None:
+        """Return once ``rd`` (written by ``begin``) is durable; after a failure, persist it
+        and every later Ready again (module docstring)."""
+        if written.future is not None:
+            try:
+                self._synced(await written.future, bool(rd.entries))
+            except StorageError as error:
+                written.error = error
+            finally:
+                self._syncs_running -= 1
+        if written.error is not None:
+            if self.failed is None:
+                log.error("member %d: cannot persist (%s); refusing writes and retrying",
+                          self.id, written.error)
+            self.failed = written.error
+            self.metrics.storage_failures.inc()
+            self._rewriting = True
+        if self._rewriting:
+            await self.persist(rd)
+
+    def pipeline_empty(self) -> None:
+        """Every Ready begun has finished: nothing written after a failure is left."""
+        self._rewriting = False
+
+    def _timed_sync(self, hard_state: HardState | None, entries: bool) -> float:
+        started = time.perf_counter()
+        self.sync(hard_state, entries)
+        return time.perf_counter() - started
+
+    def _synced(self, elapsed: float, entries: bool) -> None:
+        self.metrics.fsync_seconds.observe(elapsed)
+        if entries:
+            self.sync_seconds += (elapsed - self.sync_seconds) / 8
 
     def sync_inline(self, rd: Ready) -> bool:
         """Sync on the loop's thread rather than in the executor? (module docstring)"""
