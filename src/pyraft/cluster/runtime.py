@@ -674,7 +674,7 @@ class RaftCluster:
         started = time.perf_counter()
         self._ready_sent(rd)
         written = self._writer.begin(rd)
-        if not self._pipeline and written.future is None and written.error is None:
+        if not self._pipeline and written.job is None and written.error is None:
             self._ready_done(rd, started)  # synced inline, nothing before it: done now
             return
         self._pipeline.append((rd, written, started))
