@@ -65,6 +65,8 @@ def test_clock_drift_shortens_the_lease():
         ("snapshot_inflight_bytes_max", True, 2),
         ("warmup_rounds", 0, 1),
         ("warmup_rounds", True, 2),
+        ("ready_pipeline_max", 0, 1),
+        ("ready_pipeline_max", 1025, 1024),
     ],
 )
 def test_both_sides_of_each_limit(field, bad, good):

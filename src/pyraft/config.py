@@ -104,6 +104,8 @@ __all__ = [
 
 #: the core's defaults for the bounds it shares with this class (one source of truth)
 _CORE: dict[str, Any] = {f.name: f.default for f in fields(RaftOptions)}
+#: the most Readys a member keeps in flight (``ready_pipeline_max``)
+READY_PIPELINE_MAX = 1024
 
 #: member ids travel as 64-bit integers (msgpack, frames); signed, to be safe everywhere
 MEMBER_ID_MAX = 2**63 - 1
@@ -493,6 +495,10 @@ class RaftConfig:
     #: bytes of snapshot chunks in flight to one follower (at least one chunk goes)
     snapshot_inflight_bytes_max: int = _CORE["snapshot_inflight_bytes_max"]
     warmup_rounds: int = _CORE["warmup_rounds"]
+    #: Readys in flight: the next one's entries are written and sent while earlier ones
+    #: sync on the I/O thread (at most 1024; 1: one Ready at a time, persisted before the
+    #: next is taken)
+    ready_pipeline_max: int = _CORE["ready_pipeline_max"]
     #: automatic failure detection: remove a voter the leader's phi-accrual detector has
     #: judged dead (phi above ``failure_phi_threshold``) for this long; 0 turns it off
     failure_dead_ms: float = 0.0
@@ -533,10 +539,13 @@ class RaftConfig:
             "snapshot_chunk_bytes",
             "snapshot_inflight_bytes_max",
             "warmup_rounds",
+            "ready_pipeline_max",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(name, "must be a positive integer")
+        if self.ready_pipeline_max > READY_PIPELINE_MAX:
+            raise ConfigError("ready_pipeline_max", f"must be at most {READY_PIPELINE_MAX}")
         if self.append_bytes_max > self.uncommitted_bytes_max:
             raise ConfigError("append_bytes_max", "must not exceed uncommitted_bytes_max")
         if not isinstance(self.failure_dead_ms, (int, float)) or not (

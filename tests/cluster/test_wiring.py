@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -205,3 +206,134 @@ def test_syncs_run_inline_in_memory_and_while_fast_and_small(tmp_path) -> None:
     durable.sync_seconds = 0.005
     assert not durable.sync_inline(small)
     durable_storage.close()
+
+
+# ---- persist: pipelined Readys --------------------------------------------------------------
+class SyncFailsOnce(MemoryLogStorage):
+    """Appends work; the first ``sync`` fails with a full disk."""
+
+    def __init__(self) -> None:
+        super().__init__(Configuration(frozenset({1})))
+        self.sync_failures = 1
+
+    def sync(self) -> None:
+        if self.sync_failures:
+            self.sync_failures -= 1
+            raise StorageFullError("no space left", path="/tmp")
+
+
+def test_what_the_writer_pipelines() -> None:
+    storage = MemoryLogStorage(Configuration(frozenset({1})))
+    writer = writer_for(storage, Metrics(1))
+    storage.append(encode_entries(1, 1, [b"a", b"b"]))
+    assert writer.can_pipeline(Rd([encode_entries(3, 1, [b"c"])]))
+    assert writer.can_pipeline(Rd([], HardState(2, 1, 0)))
+    assert not writer.can_pipeline(Rd([encode_entries(2, 2, [b"c"])]))  # replaces entry 2
+    with_snapshot = Rd([])
+    with_snapshot.snapshot = object()  # type: ignore[assignment]
+    assert not writer.can_pipeline(with_snapshot)
+    with_chunks = Rd([])
+    with_chunks.snapshot_chunks = [object()]
+    assert not writer.can_pipeline(with_chunks)
+    writer.failed = StorageFullError("no space left", path="/tmp")
+    assert not writer.can_pipeline(Rd([encode_entries(3, 1, [b"c"])]))
+
+
+def test_a_failed_sync_rewrites_its_ready_and_every_later_one(monkeypatch) -> None:
+    """Two Readys written, both syncs on the I/O thread; the first sync fails. Rewriting the
+    first cuts the second's entries from the log (an append replaces the suffix), so the
+    second is written again too: the log ends with both, in order."""
+    monkeypatch.setattr("pyraft.cluster.persist.RETRY_SECONDS", 0.01)
+
+    async def body() -> None:
+        storage = SyncFailsOnce()
+        metrics = Metrics(1)
+        writer = writer_for(storage, metrics)
+        writer.sync_inline = lambda rd: False  # type: ignore[method-assign]
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            writer.bind(asyncio.get_running_loop(), executor)
+            first = Rd([encode_entries(1, 1, [b"a", b"b"])], HardState(1, 1, 0))
+            second = Rd([encode_entries(3, 1, [b"c", b"d"])])
+            written = [writer.begin(first), writer.begin(second)]
+            assert all(w.job is not None for w in written) and storage.last_index() == 4
+            await writer.finish(first, written[0])
+            assert storage.last_index() == 2  # the rewrite of the first cut the second
+            assert not writer.can_pipeline(Rd([encode_entries(5, 1, [b"e"])]))
+            await writer.finish(second, written[1])
+            writer.pipeline_empty()
+        assert storage.last_index() == 4 and list(storage.entries(1, 5).terms) == [1] * 4
+        assert writer.failed is None and metrics.storage_failures.value() == 1
+        assert storage.hard_state == HardState(1, 1, 0)
+        assert writer.can_pipeline(Rd([encode_entries(5, 1, [b"e"])]))
+
+    asyncio.run(body())
+
+
+def test_an_append_that_fails_stops_the_pipeline_until_it_is_written(monkeypatch) -> None:
+    monkeypatch.setattr("pyraft.cluster.persist.RETRY_SECONDS", 0.01)
+
+    async def body() -> None:
+        storage = FullDisk(failures=1)
+        writer = writer_for(storage, Metrics(1))
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            writer.bind(asyncio.get_running_loop(), executor)
+            rd = Rd([encode_entries(1, 1, [b"a"])])
+            written = writer.begin(rd)
+            assert isinstance(written.error, StorageFullError) and written.job is None
+            # the next Ready is not written behind the failed one
+            assert not writer.can_pipeline(Rd([encode_entries(2, 1, [b"b"])]))
+            await writer.finish(rd, written)
+            writer.pipeline_empty()
+        assert storage.last_index() == 1 and writer.failed is None
+        assert writer.can_pipeline(Rd([encode_entries(2, 1, [b"b"])]))
+
+    asyncio.run(body())
+
+
+class CountedSyncs(MemoryLogStorage):
+    """Counts syncs and the hard states saved; the first sync waits for ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__(Configuration(frozenset({1})))
+        self.syncs = 0
+        self.saved: list[HardState] = []
+        self.release = threading.Event()
+
+    def sync(self) -> None:
+        self.syncs += 1
+        if self.syncs == 1:
+            self.release.wait(5)
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        self.saved.append(hard_state)
+        super().set_hard_state(hard_state)
+
+
+def test_readys_written_while_a_sync_waits_share_it() -> None:
+    """Ready 1's sync runs (held); Readys 2 and 3 are written meanwhile: they share one
+    queued sync, which saves the newer hard state, not one sync each."""
+
+    async def body() -> CountedSyncs:
+        storage = CountedSyncs()
+        writer = writer_for(storage, Metrics(1))
+        writer.sync_inline = lambda rd: False  # type: ignore[method-assign]
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            writer.bind(asyncio.get_running_loop(), executor)
+            readys = [Rd([encode_entries(1, 1, [b"a"])], HardState(1, 1, 0)),
+                      Rd([encode_entries(2, 1, [b"b"])], HardState(1, 1, 1)),
+                      Rd([encode_entries(3, 1, [b"c"])], HardState(1, 1, 2))]
+            first = writer.begin(readys[0])
+            for _ in range(500):  # until the I/O thread holds the first sync
+                if storage.syncs:
+                    break
+                await asyncio.sleep(0.001)
+            written = [first, writer.begin(readys[1]), writer.begin(readys[2])]
+            assert written[1].job is written[2].job is not written[0].job
+            storage.release.set()
+            for rd, w in zip(readys, written):
+                await writer.finish(rd, w)
+        return storage
+
+    storage = asyncio.run(body())
+    assert storage.syncs == 2 and storage.last_index() == 3
+    assert storage.saved == [HardState(1, 1, 0), HardState(1, 1, 2)]

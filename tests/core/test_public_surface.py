@@ -18,7 +18,8 @@ QUERIES = ("info_recorded", "lease_valid", "lease_remaining_ticks",
 CALLS = ("tick", "step", "propose", "propose_configuration", "add_member", "remove_member",
          "read_index", "transfer_leadership", "resign", "restore_applied", "set_own_info",
          "report_unreachable", "report_snapshot", "has_ready", "ready", "advance",
-         "take_leader_traffic", "compacted_to", "campaign")
+         "take_leader_traffic", "compacted_to", "campaign", "on_persist_ready",
+         "advance_apply")
 
 
 def leader() -> RaftNode:

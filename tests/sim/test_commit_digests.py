@@ -1,8 +1,10 @@
-"""The simulator commits exactly what it committed before the issue-17 restructure.
+"""The simulator commits exactly what it committed when the digests were recorded.
 
 ``testdata/commit_digests.json`` holds ``commit_digest(seed, nodes)`` for seeds 0..999 of 3
-members and 0..499 of 5, every fault on, recorded before the core was split into modules. A
-refactor of the core that keeps its decisions (and the order of its random draws and
+members and 0..499 of 5, every fault on. They were recorded before the core was split into
+modules (issue 17) and re-recorded when the simulator began to keep two Readys in flight per
+member (issue 18; with one in flight, ``--pipeline 1``, it still gives the first recording).
+A refactor of the core that keeps its decisions (and the order of its random draws and
 messages) keeps every digest. The default run checks the 500 seeds ``test_sim.py`` runs
 anyway (0..299 of 3 members, 0..199 of 5: one run gives the checks and the digest);
 ``pytest --soak`` recomputes all 1,500 (about a minute and a half of one core).

@@ -12,6 +12,19 @@ holds at most ``inline_sync_bytes_max`` bytes. A slow disk keeps the loop free.
 Disk failures stop writes: ``failed`` holds the ``StorageError`` (``StorageFullError`` for a
 full disk) while persisting the same Ready is retried every second, so the member resumes by
 itself when space returns and nothing acknowledged is lost.
+
+Pipelined Readys (``ready_pipeline_max`` above 1): ``begin`` writes a Ready's entries at once
+and starts its sync, and ``finish`` waits for that sync, so the runtime can write and send the
+next Ready while an earlier one syncs. Writes happen in the order of the Readys (on the loop);
+syncs and hard-state saves run in that order too (inline only when no earlier sync is still
+running; the I/O thread is one thread, first in first out), so a sync covers every write
+before it. Readys written while a sync waits for the I/O thread share it (``SyncJob``):
+pipelining adds no syncs, one runs and at most one waits. Readys that replace stored entries
+or carry a snapshot are not pipelined (``can_pipeline``): the runtime lets the earlier ones
+finish and persists them with ``persist``, as a truncation or an install must not run under
+a sync. After a failed write or sync, that Ready and every Ready written after it (whose
+entries its rewrite may cut) are persisted again with ``persist``, in order, until the
+pipeline is empty.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -29,12 +43,53 @@ from pyraft.core.storage import LogStore
 from pyraft.errors import StorageError
 from pyraft.metrics import Metrics
 
-__all__ = ["LogWriter"]
+__all__ = ["LogWriter", "SyncJob", "Written"]
 
 log = logging.getLogger("pyraft.cluster")
 
 #: seconds between two attempts to persist a Ready while storage fails
 RETRY_SECONDS = 1.0
+
+
+class Written:
+    """A Ready ``LogWriter.begin`` wrote: the sync on the I/O thread that makes it durable
+    (``job``), or None when that is done already; ``error``: the write or the inline sync
+    failed (the Ready is persisted again by ``finish``)."""
+
+    __slots__ = ("job", "error")
+
+    def __init__(self) -> None:
+        self.job: SyncJob | None = None
+        self.error: StorageError | None = None
+
+
+class SyncJob:
+    """One sync (and hard-state save) on the I/O thread for every Ready written while it
+    waits to start: a Ready written then joins it rather than queueing a sync of its own,
+    as the sync covers every write made before it starts (group commit across Readys).
+    ``hard_state``: the newest hard state of those Readys (it supersedes the older ones);
+    ``started`` turns True on the I/O thread, under ``lock``, before the sync reads them;
+    ``future`` resolves to the sync's seconds; ``observed``: its time went to the metrics."""
+
+    __slots__ = ("hard_state", "entries", "started", "future", "observed", "lock")
+
+    def __init__(self, hard_state: HardState | None, entries: bool) -> None:
+        self.hard_state = hard_state
+        self.entries = entries
+        self.started = False
+        self.future: asyncio.Future[float]
+        self.observed = False
+        self.lock = threading.Lock()
+
+    def join(self, hard_state: HardState | None, entries: bool) -> bool:
+        """Add a Ready's sync to this one, unless it started already."""
+        with self.lock:
+            if self.started:
+                return False
+            if hard_state is not None:
+                self.hard_state = hard_state
+            self.entries = self.entries or entries
+            return True
 
 
 class LogWriter:
@@ -56,6 +111,14 @@ class LogWriter:
         self._installed = installed
         self.failed: StorageError | None = None
         self.sync_seconds = 0.0
+        #: pipelined Readys whose sync went to the I/O thread and did not finish: while there
+        #: are any, later syncs go there too (in order, behind them)
+        self._syncs_running = 0
+        #: the newest sync handed to the I/O thread (Readys join it until it starts)
+        self._last_job: SyncJob | None = None
+        #: a pipelined Ready failed: it and every Ready written after it are persisted again
+        #: (``persist``) until the runtime's pipeline is empty (``pipeline_empty``)
+        self._rewriting = False
         # given by ``bind`` at start
         self._loop: asyncio.AbstractEventLoop
         self._executor: concurrent.futures.ThreadPoolExecutor
@@ -110,6 +173,99 @@ class LogWriter:
                 self.failed = error
                 metrics.storage_failures.inc()
                 await asyncio.sleep(RETRY_SECONDS)
+
+    # ---- pipelined Readys ------------------------------------------------------------------
+    def can_pipeline(self, rd: Ready) -> bool:
+        """May ``rd`` be written while earlier Readys sync? Not with a snapshot or its chunks
+        (an install replaces the log), not when its entries replace stored ones (a truncation
+        under a running sync), not while storage fails or Readys are being written again."""
+        if rd.snapshot is not None or rd.snapshot_chunks or self.failed is not None:
+            return False
+        if self._rewriting:
+            return False
+        return not rd.entries or rd.entries[0].first_index > self.storage.last_index()
+
+    def begin(self, rd: Ready) -> Written:
+        """Write ``rd``'s entries now and start its sync (module docstring)."""
+        written = Written()
+        try:
+            self._snapshots.discard_unused_receive()
+            if rd.entries:
+                started = time.perf_counter()
+                for batch in rd.entries:
+                    self.storage.append(batch)
+                self.metrics.append_seconds.observe(time.perf_counter() - started)
+                self.metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
+            if rd.hard_state is not None or rd.must_sync:
+                entries = bool(rd.entries)
+                if self._syncs_running == 0 and self.sync_inline(rd):
+                    self._synced(self._timed_sync(rd.hard_state, entries), entries)
+                else:
+                    job = self._last_job
+                    if job is None or not job.join(rd.hard_state, entries):
+                        job = self._last_job = SyncJob(rd.hard_state, entries)
+                        job.future = self._loop.run_in_executor(self._executor, self._run_job,
+                                                                job)
+                    self._syncs_running += 1
+                    written.job = job
+        except StorageError as error:
+            written.error = error
+            self._rewriting = True  # the log may not take the next Ready's entries now
+        return written
+
+    async def finish(self, rd: Ready, written: Written) -> None:
+        """Return once ``rd`` (written by ``begin``) is durable; after a failure, persist it
+        and every later Ready again (module docstring)."""
+        job = written.job
+        if job is not None:
+            try:
+                elapsed = await job.future
+            except StorageError as error:
+                written.error = error
+                if not job.observed:  # one failure, however many Readys shared the sync
+                    job.observed = True
+                    self._failed(error)
+            else:
+                if not job.observed:
+                    job.observed = True
+                    self._synced(elapsed, job.entries)
+            finally:
+                self._syncs_running -= 1
+                if self._syncs_running == 0:
+                    self._last_job = None
+        elif written.error is not None:
+            self._failed(written.error)
+        if written.error is not None:
+            self._rewriting = True
+        if self._rewriting:
+            await self.persist(rd)
+
+    def _failed(self, error: StorageError) -> None:
+        if self.failed is None:
+            log.error("member %d: cannot persist (%s); refusing writes and retrying",
+                      self.id, error)
+        self.failed = error
+        self.metrics.storage_failures.inc()
+
+    def pipeline_empty(self) -> None:
+        """Every Ready begun has finished: nothing written after a failure is left."""
+        self._rewriting = False
+
+    def _run_job(self, job: SyncJob) -> float:
+        """On the I/O thread: no Ready joins ``job`` from now on; sync what they wrote."""
+        with job.lock:
+            job.started = True
+        return self._timed_sync(job.hard_state, job.entries)
+
+    def _timed_sync(self, hard_state: HardState | None, entries: bool) -> float:
+        started = time.perf_counter()
+        self.sync(hard_state, entries)
+        return time.perf_counter() - started
+
+    def _synced(self, elapsed: float, entries: bool) -> None:
+        self.metrics.fsync_seconds.observe(elapsed)
+        if entries:
+            self.sync_seconds += (elapsed - self.sync_seconds) / 8
 
     def sync_inline(self, rd: Ready) -> bool:
         """Sync on the loop's thread rather than in the executor? (module docstring)"""

@@ -15,7 +15,13 @@ The runtime is the only layer that owns time and I/O. It drives the pure core
   other message (votes, acknowledgements) only after; committed entries are applied to the
   state machine and the waiting futures resolve with the results;
 - ``replicate`` calls that arrive during one loop turn become one batch (one write, one
-  sync, one AppendEntries per follower).
+  sync, one AppendEntries per follower);
+- with ``ready_pipeline_max`` above 1 the Readys are pipelined: the processing task writes
+  a Ready's entries, sends its leader traffic and starts its sync, then takes the next
+  Ready at once, while a finishing task waits for each sync in Ready order and then sends
+  that Ready's answers, applies it and reports it durable (``RaftNode.on_persist_ready``
+  through ``advance``). Readys that install a snapshot or replace stored entries wait until
+  the pipeline is empty and are persisted as with a pipeline of one.
 
 This module keeps the lifecycle, the tick and Ready loops and the public API; the rest of
 the write path lives in parts, each tested on its own:
@@ -44,6 +50,7 @@ The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -71,7 +78,7 @@ from pyraft.cluster.membership import (
     bootstrap,
     check_peers,
 )
-from pyraft.cluster.persist import LogWriter
+from pyraft.cluster.persist import LogWriter, Written
 from pyraft.cluster.reads import Reads
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.cluster.waiters import Waiters
@@ -205,6 +212,14 @@ class RaftCluster:
         # the processing task waits for this member's storage (a Ready being persisted):
         # the tick task sends the leader's heartbeats itself meanwhile
         self._persisting = False
+        #: pipelined Readys written and not yet finished (durable, answered, applied),
+        #: oldest first, each with its sync and when it was taken; at most
+        #: ``ready_pipeline_max``
+        self._pipeline: collections.deque[tuple[Ready, Written, float]] = collections.deque()
+        # set when the pipeline gets a Ready (the finishing task waits for one) and when it
+        # empties (the processing task waits for that before a Ready it does not pipeline)
+        self._pipeline_fed: asyncio.Event
+        self._pipeline_empty: asyncio.Event
         #: the writes: queued for the core, in flight, and what happened to each
         self._ledger = ProposalLedger(config.proposal_queue_max, config.proposal_queue_full)
         #: callers waiting for a commit, an apply, a read index or a membership state
@@ -276,6 +291,9 @@ class RaftCluster:
                                        "membership)")
         loop = self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._pipeline_fed = asyncio.Event()
+        self._pipeline_empty = asyncio.Event()
+        self._pipeline_empty.set()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
@@ -311,6 +329,9 @@ class RaftCluster:
             loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
             loop.create_task(self._process_loop(), name=f"pyraft-{self.id}-ready"),
         ]
+        if options.ready_pipeline_max > 1:
+            self._tasks.append(
+                loop.create_task(self._finish_loop(), name=f"pyraft-{self.id}-finish"))
         self.state_machine.start()
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
@@ -613,7 +634,7 @@ class RaftCluster:
                 next_at = loop.time() + interval
             self._node.tick()
             clock.ticked(loop.time())
-            if self._persisting:
+            if self._persisting or self._pipeline:
                 # the processing task waits for a sync: the heartbeats (and appends) of
                 # this leader leave now instead of after it (a slow disk must not look
                 # like a dead leader to the followers)
@@ -632,9 +653,51 @@ class RaftCluster:
                 if self.fatal_error is not None:
                     break
                 propose_queued()
+                pipelined = core.options.ready_pipeline_max > 1
                 while core.has_ready():
-                    await self._handle_ready(core.ready())
+                    rd = core.ready()
+                    if pipelined and self._writer.can_pipeline(rd):
+                        self._begin_ready(rd)
+                    else:
+                        if self._pipeline:
+                            await self._pipeline_empty.wait()
+                            if self.fatal_error is not None:
+                                break
+                        await self._handle_ready(rd)
                     propose_queued()
+        except Exception as error:  # a bug or a broken state machine: never die silently
+            self._fatal(error)
+
+    def _begin_ready(self, rd: Ready) -> None:
+        """Pipelined: send ``rd``'s leader traffic, write its entries and start its sync;
+        the finishing task does the rest, in Ready order (module docstring)."""
+        started = time.perf_counter()
+        self._ready_sent(rd)
+        written = self._writer.begin(rd)
+        if not self._pipeline and written.job is None and written.error is None:
+            self._ready_done(rd, started)  # synced inline, nothing before it: done now
+            return
+        self._pipeline.append((rd, written, started))
+        self._pipeline_empty.clear()
+        self._pipeline_fed.set()
+
+    async def _finish_loop(self) -> None:
+        """Pipelined: wait for each Ready's sync in order, then answer, apply and report it
+        durable; a member that waits for a pipeline to empty is woken when it does."""
+        pipeline = self._pipeline
+        try:
+            while self.fatal_error is None:
+                if not pipeline:
+                    self._writer.pipeline_empty()
+                    self._pipeline_empty.set()
+                    await self._pipeline_fed.wait()
+                    self._pipeline_fed.clear()
+                    continue
+                rd, written, started = pipeline[0]
+                await self._writer.finish(rd, written)
+                pipeline.popleft()
+                self._ready_done(rd, started)
+                self._wake.set()  # the core may hand out more: commits, a free slot
         except Exception as error:  # a bug or a broken state machine: never die silently
             self._fatal(error)
 
@@ -647,20 +710,30 @@ class RaftCluster:
                      "from its data directory)", self.id, exc_info=error)
         self.fatal_error = error
         self._wake.set()  # the processing loop sees it and ends: nothing more is sent
+        self._pipeline_empty.set()  # ... also when it waits for the pipeline
+        self._pipeline_fed.set()  # and the finishing task ends
         self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
-        status = self._status
-        # proposals from an earlier lead: this Ready may replace their entries
-        self._writes.settle_replaced(rd.entries, rd.snapshot, status.is_leader, status.term)
-        if rd.messages:  # on the wire before this member syncs: the network works meanwhile
-            self._send_now(rd.messages)
+        self._ready_sent(rd)
         self._persisting = True
         try:
             await self._writer.persist(rd)
         finally:
             self._persisting = False
+        self._ready_done(rd, started)
+
+    def _ready_sent(self, rd: Ready) -> None:
+        """Steps 1 of ``rd``: what may leave before anything is persisted."""
+        status = self._status
+        # proposals from an earlier lead: this Ready may replace their entries
+        self._writes.settle_replaced(rd.entries, rd.snapshot, status.is_leader, status.term)
+        if rd.messages:  # on the wire before this member syncs: the network works meanwhile
+            self._send_now(rd.messages)
+
+    def _ready_done(self, rd: Ready, started: float) -> None:
+        """Steps 3 to 5 of ``rd``, once it and every Ready before it are durable."""
         if rd.persisted_messages:  # answers go out before this member applies
             self._send_now(rd.persisted_messages)
         if rd.committed:

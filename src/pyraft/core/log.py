@@ -7,7 +7,9 @@ Layout (indexes grow to the right):
 
 Invariants: ``applied <= committed <= last_index``; ``unstable`` batches are contiguous and
 start at ``unstable_offset``; ``unstable_offset <= in_progress <= last_index + 1`` (entries
-below ``in_progress`` were handed to a Ready that is not yet acknowledged).
+below ``in_progress`` were handed to a Ready; with several Readys in flight, entries between
+``unstable_offset`` and ``in_progress`` may belong to several of them, and ``stable_to`` moves
+``unstable_offset`` as each is reported durable, in order).
 """
 
 from __future__ import annotations
@@ -213,7 +215,9 @@ class RaftLog:
     def stable_to(self, index: int, term: int) -> None:
         """Entries up to ``index`` (of ``term``) are durable in storage."""
         if self.term_or_none(index) != term or index < self.unstable_offset:
-            return  # the suffix was replaced meanwhile; a later Ready persists the new one
+            # the suffix was replaced meanwhile (by a Ready handed out after the one that
+            # persisted it, or a snapshot): the Ready holding the replacement persists it
+            return
         kept = []
         for batch in self.unstable:
             if batch.last_index > index:

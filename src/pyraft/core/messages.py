@@ -291,7 +291,14 @@ class MembershipEvent:
 
 class Ready:
     """Everything the runtime must do for one batch of work, then acknowledge with
-    ``RaftNode.advance(ready)``. Readys are numbered; at most one is outstanding.
+    ``RaftNode.advance(ready)``, or in two steps: ``on_persist_ready(number)`` once step 2
+    is durable and ``advance_apply(ready)`` once step 4 is done.
+
+    Readys are numbered from 1. Up to ``RaftOptions.ready_pipeline_max`` may be in flight
+    (handed out and not yet reported durable): the runtime may take the next Ready, send its
+    ``messages`` and write its entries while an earlier one syncs, provided it persists
+    Readys in the order of their numbers (each write after the previous one's) and reports
+    persistence by number (``on_persist_ready(n)``: every Ready up to ``n`` is durable).
 
     1. ``messages`` may leave at once, before anything of this Ready is persisted: they are
        the leader's own replication traffic of its current term (appends, heartbeats,
@@ -305,17 +312,23 @@ class Ready:
        snapshot changed). Where the hard state goes among these is free (its commit is a
        hint, clamped to the log on restart): the runtime stores it after syncing the
        entries, the simulator first.
-    3. Only once step 2 is durable: send ``persisted_messages`` (votes, acknowledgements,
-       everything a non-leader sends: what they promise must survive a crash).
-    4. Apply ``committed`` in order; a ``read_states`` entry is answerable once the state
-       machine applied its index. ``events`` report membership changes the leader proposed
-       by itself, ``leadership_lost`` why this member stopped leading, ``soft_state`` the
-       new leader and role.
-    5. Call ``RaftNode.advance(ready)``: the core then counts the entries as durable (a
-       leader counts itself in the quorum only for those, thesis 10.2.1) and applied.
+    3. Only once step 2 of this Ready and of every Ready before it is durable: send
+       ``persisted_messages`` (votes, acknowledgements, everything a non-leader sends: what
+       they promise must survive a crash; an acknowledgement may cover entries an earlier
+       Ready handed out).
+    4. Apply ``committed`` in order, after step 2 (the entries are then durable here too)
+       and after the ``committed`` of every earlier Ready; a ``read_states`` entry is
+       answerable once the state machine applied its index. ``events`` report membership
+       changes the leader proposed by itself, ``leadership_lost`` why this member stopped
+       leading, ``soft_state`` the new leader and role.
+    5. Call ``RaftNode.advance(ready)`` (or ``on_persist_ready(ready.number)`` after step 2
+       and ``advance_apply(ready)`` after step 4): the core then counts the entries as
+       durable (a leader counts itself in the quorum only for those, thesis 10.2.1) and
+       applied. A crash loses every Ready not reported durable.
 
-    ``pyraft.cluster.runtime`` (``_handle_ready``) and the simulator (``SimNode``) follow
-    this order; the simulator checks step 3 on every message sent.
+    ``pyraft.cluster.runtime`` (``_handle_ready``, or its pipeline with several Readys in
+    flight) and the simulator (``SimNode``) follow this order; the simulator checks step 3
+    on every message sent, with several Readys in flight that complete at seeded times.
     """
 
     __slots__ = ("number", "soft_state", "hard_state", "snapshot", "snapshot_chunks", "entries",

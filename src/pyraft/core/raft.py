@@ -5,7 +5,8 @@ local events (campaign, read index, transfer, check-quorum, snapshot status) go 
 ``step(message)``; writes are calls on the leader (``propose``, ``propose_configuration``,
 ``add_member``, ``remove_member``), refused elsewhere with ``NotLeaderError`` (nothing is
 forwarded). The output is a numbered :class:`Ready` that the runtime sends, persists and
-applies, in the order its docstring gives, before calling ``advance(ready)``. Given the
+applies, in the order its docstring gives, before calling ``advance(ready)`` (or, with
+several Readys in flight, ``on_persist_ready(number)`` and ``advance_apply(ready)``). Given the
 same inputs and the same seeded ``rng`` the node makes the same decisions, which is what the
 deterministic simulator (``pyraft.testing.sim``) relies on.
 
@@ -128,6 +129,10 @@ class RaftOptions:
     #: intervals in milliseconds (``pyraft.config`` passes its ``tick_ms``; the simulator,
     #: where ticks are the only time, keeps 1)
     tick_ms: float = 1.0
+    #: Readys handed out and not yet reported durable (``RaftNode.on_persist_ready``): while
+    #: one syncs, the next one's entries can be appended and sent. 1: the runtime persists
+    #: one Ready at a time
+    ready_pipeline_max: int = 4
 
     def validate(self) -> RaftOptions:
         if self.id <= 0:
@@ -148,6 +153,7 @@ class RaftOptions:
             "apply_bytes_max",
             "snapshot_chunk_bytes",
             "snapshot_inflight_bytes_max",
+            "ready_pipeline_max",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")
@@ -214,8 +220,16 @@ class RaftNode:
         self._commit_unsent = False
         self.read_states: list[ReadState] = []
         self._messages: list[Message] = []
+        #: the number of the newest Ready handed out (Readys are numbered from 1)
         self._ready_number = 0
-        self._outstanding: Ready | None = None
+        #: every Ready up to this number is durable, as the runtime reported
+        #: (``0 <= _persisted_number <= _ready_number``; their difference is at most
+        #: ``options.ready_pipeline_max``)
+        self._persisted_number = 0
+        #: what each Ready handed out and not yet reported durable asked to persist, oldest
+        #: first: (number, index of its snapshot or -1, last index and term of its entries,
+        #: or 0 and 0 without entries)
+        self._unpersisted: deque[tuple[int, int, int, int]] = deque()
         self._previous_soft = SoftState(0, Role.FOLLOWER)
         self._previous_hard = hard_state
         #: started with empty storage and not caught up yet: this member may have forgotten
@@ -436,7 +450,8 @@ class RaftNode:
 
     # ---- Ready -------------------------------------------------------------------------------
     def has_ready(self) -> bool:
-        if self._outstanding is not None:
+        """Is there work for a Ready, and room for one more in flight?"""
+        if self._ready_number - self._persisted_number >= self.options.ready_pipeline_max:
             return False
         return bool(
             self._messages
@@ -462,8 +477,11 @@ class RaftNode:
         )
 
     def ready(self) -> Ready:
-        """Collect the work for the runtime. At most one Ready is outstanding at a time."""
-        invariant(self._outstanding is None, "ready() called before advance() of the previous")
+        """Collect the work for the runtime. At most ``options.ready_pipeline_max`` Readys are
+        in flight (handed out and not yet reported durable)."""
+        invariant(self._ready_number - self._persisted_number < self.options.ready_pipeline_max,
+                  f"ready() with {self._ready_number - self._persisted_number} Readys in "
+                  "flight already")
         self._ready_number += 1
         rd = Ready(self._ready_number)
         if self._state_changed():
@@ -498,7 +516,13 @@ class RaftNode:
         rd.read_states, self.read_states = self.read_states, []
         rd.events, self.events = self.events, []
         rd.leadership_lost, self._leadership_lost = self._leadership_lost, []
-        self._outstanding = rd
+        last = rd.entries[-1] if rd.entries else None
+        self._unpersisted.append((
+            rd.number,
+            -1 if rd.snapshot is None else rd.snapshot.meta.index,
+            0 if last is None else last.last_index,
+            0 if last is None else last.last_term,
+        ))
         return rd
 
     def take_leader_traffic(self) -> list[Message]:
@@ -519,21 +543,57 @@ class RaftNode:
         return now
 
     def advance(self, rd: Ready) -> None:
-        """The runtime persisted, sent and applied ``rd``."""
-        invariant(rd is self._outstanding, f"advance of Ready {rd.number} that is not outstanding")
-        self._outstanding = None
-        if rd.snapshot is not None:
-            self.log.stable_snapshot_to(rd.snapshot.meta.index)
-        if rd.entries:
-            last = rd.entries[-1]
-            self.log.stable_to(last.last_index, last.last_term)
-        if rd.committed:
-            self.log.applied_to(rd.committed[-1].last_index)
+        """The runtime persisted, sent and applied ``rd`` (and every Ready before it): the
+        combined step for runtimes that keep one Ready in flight, ``on_persist_ready`` then
+        ``advance_apply``."""
+        invariant(self._persisted_number < rd.number <= self._ready_number,
+                  f"advance of Ready {rd.number} that is not in flight (handed out up to "
+                  f"{self._ready_number}, durable up to {self._persisted_number})")
+        self._stable_to(rd.number)
+        self.advance_apply(rd)
+        self._count_self()
+
+    def on_persist_ready(self, number: int) -> None:
+        """Every Ready up to ``number`` is durable (steps 2 of their docstring are done, in
+        the order they were handed out). Reports of numbers already covered change nothing,
+        so a runtime may report only the newest of several Readys that became durable
+        together. The core then reads their entries from storage, and a leader counts
+        itself in the quorum for them (thesis 10.2.1)."""
+        invariant(number <= self._ready_number,
+                  f"persistence reported for Ready {number}, handed out up to "
+                  f"{self._ready_number}")
+        if number <= self._persisted_number:
+            return
+        self._stable_to(number)
+        self._count_self()
+
+    def _stable_to(self, number: int) -> None:
+        self._persisted_number = number
+        log = self.log
+        pending = self._unpersisted
+        while pending and pending[0][0] <= number:
+            _, snapshot_index, last_index, last_term = pending.popleft()
+            if snapshot_index >= 0:
+                log.stable_snapshot_to(snapshot_index)
+            if last_index:
+                log.stable_to(last_index, last_term)
+
+    def _count_self(self) -> None:
         if self.role is Role.LEADER and self.id in self.progress:
             # The leader counts itself only for what it has made durable (thesis 10.2.1).
             if self.progress[self.id].maybe_update(self.log.unstable_offset - 1):
                 if self._maybe_commit():
                     self._after_commit()
+
+    def advance_apply(self, rd: Ready) -> None:
+        """The state machine applied ``rd.committed``."""
+        if rd.committed:
+            self.log.applied_to(rd.committed[-1].last_index)
+
+    @property
+    def readys_in_flight(self) -> int:
+        """Readys handed out and not yet reported durable."""
+        return self._ready_number - self._persisted_number
 
     # ---- roles -------------------------------------------------------------------------------
     def become_follower(self, term: int, lead: int, lost: LeadershipLost | None = None) -> None:

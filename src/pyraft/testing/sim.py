@@ -26,6 +26,10 @@ checked for every acknowledged write (leader completeness). At the end the clien
 (reads through the log, through read index and through leases) is checked for
 linearizability.
 
+Each member keeps up to ``ready_pipeline_max`` Readys in flight (``--pipeline``): a Ready's
+write completes after its own seeded delay (slow disks), in the order of the Readys, and a
+crash loses every Ready not yet complete.
+
 Usage: ``python -m pyraft.testing.sim --seeds 0:100 --nodes 3 --faults all``.
 """
 
@@ -101,6 +105,9 @@ class SimConfig:
     partition_rate: float = 0.01
     heal_ticks: tuple[int, int] = (10, 60)
     disk_ticks_max: int = 2
+    #: ``RaftOptions.ready_pipeline_max`` of every member: how many Readys a member keeps in
+    #: flight, each persisted (in order) after its own seeded disk delay; 1: one at a time
+    ready_pipeline_max: int = 2
     snapshot_entries: int = 25
     client_timeout_ticks: int = 60
     op_rate: float = 0.5
@@ -196,12 +203,17 @@ class SimNode:
             inflight_messages_max=8,
             snapshot_chunk_bytes=8,  # several chunks per snapshot: chunking is exercised
             snapshot_inflight_bytes_max=24,  # and a window of three chunks in flight
+            ready_pipeline_max=sim.config.ready_pipeline_max,
         )
         self.core = RaftNode(options, storage, random.Random(sim.rng.getrandbits(64)))
         self.sm = StateMachine()
         self.sm.restore(_whole(storage.snapshot().data))
         self.core.log.applied = self.core.log.applying = storage.snapshot().meta.index
-        self.pending: tuple[int, Ready] | None = None  # Ready being persisted, done at tick
+        #: Readys being persisted, oldest first, each with the tick its write completes at;
+        #: they complete in order (a Ready due earlier waits for the ones before it)
+        self.pending: deque[tuple[int, Ready]] = deque()
+        #: every Ready up to this number is durable in ``storage`` (a crash keeps them)
+        self.durable_number = 0
         self.commit_seen = self.core.log.committed
         self.proposals: dict[int, tuple[int, int]] = {}  # index -> (term, op id)
         self.reads: dict[bytes, int] = {}  # context -> op id
@@ -210,8 +222,10 @@ class SimNode:
         self.checked_term: int | None = None
 
     def handle_ready(self) -> None:
+        """Take one Ready (the core refuses more than ``ready_pipeline_max`` in flight): send
+        its leader traffic now, persist the rest after a seeded delay."""
         core = self.core
-        if self.pending is not None or not core.has_ready():
+        if not core.has_ready():
             return
         rd = core.ready()
         for lost in rd.leadership_lost:
@@ -223,15 +237,39 @@ class SimNode:
         delay = 0
         if "slow-disk" in self.sim.active_faults and (rd.must_sync or rd.entries):
             delay = self.sim.rng.randint(0, self.sim.config.disk_ticks_max)
-        self.pending = (self.sim.now + delay, rd)
+        self.pending.append((self.sim.now + delay, rd))
         if delay == 0:
-            self.finish_persist()
+            self.finish_due()
 
-    def finish_persist(self) -> None:
-        if self.pending is None:
-            raise RuntimeError(f"node {self.id} has no Ready being persisted")
-        _, rd = self.pending
-        self.pending = None
+    def finish_due(self) -> None:
+        """Complete, in order, the Readys whose write is due: persist each, send what waited
+        for it, apply; then report them durable. One Ready is acknowledged with ``advance``;
+        several that completed together with one ``on_persist_ready`` of the newest (which
+        covers the others) and ``advance_apply`` of each."""
+        pending = self.pending
+        done = []
+        while pending and pending[0][0] <= self.sim.now:
+            rd = pending.popleft()[1]
+            self.finish_persist(rd)
+            done.append(rd)
+        if not done:
+            return
+        if len(done) == 1:
+            self.core.advance(done[0])
+        else:
+            self.core.on_persist_ready(done[-1].number)
+            for rd in done:
+                self.core.advance_apply(rd)
+        self.serve_reads()
+        self.maybe_snapshot()
+
+    def finish_persist(self, rd: Ready) -> None:
+        """Step 2 of ``rd`` (durable from now on), then steps 3 and 4."""
+        if rd.number != self.durable_number + 1:
+            raise SafetyViolation(
+                "persistence order",
+                f"node {self.id} persists Ready {rd.number} after Ready {self.durable_number}",
+            )
         st = self.storage
         if rd.hard_state is not None:
             if rd.hard_state.commit < st.hard_state.commit:
@@ -266,7 +304,9 @@ class SimNode:
             self.sm.restore(snapshot.data)
         for batch in rd.entries:
             st.append(batch)
+        self.durable_number = rd.number
         for m in rd.persisted_messages:
+            self.sim.check_ready_durable(m, self, rd.number)
             self.sim.send(m)
         for batch in rd.committed:
             for index, term, kind, payload in batch:
@@ -288,9 +328,6 @@ class SimNode:
             self.sim.trace.append(
                 f"t{self.sim.now} node {self.id} {event.kind.value} {event.member}"
             )
-        self.core.advance(rd)
-        self.serve_reads()
-        self.maybe_snapshot()
 
     def serve_reads(self) -> None:
         keep = []
@@ -675,12 +712,29 @@ class Simulation:
                 if node.checked_term != core.term:
                     node.checked_term = core.term
                     self.check_leader_completeness(member)
+                self.check_leader_counts_durable(member)
+            if core.readys_in_flight != len(node.pending):
+                raise SafetyViolation(
+                    "persistence contract",
+                    f"node {member}'s core has {core.readys_in_flight} Readys in flight, "
+                    f"{len(node.pending)} are being persisted",
+                )
             if core.log.committed < node.commit_seen:
                 raise SafetyViolation(
                     "commit monotonicity",
                     f"node {member} commit went {node.commit_seen} -> {core.log.committed}",
                 )
             node.commit_seen = core.log.committed
+
+    def check_ready_durable(self, m: Message, node: SimNode, ready: int) -> None:
+        """A message of Ready ``ready``'s ``persisted_messages`` leaves only once that Ready
+        and every one before it are durable (``Ready`` docstring, step 3)."""
+        if node.durable_number < ready:
+            raise SafetyViolation(
+                "persistence contract",
+                f"node {m.src} sent {m.describe()} of Ready {ready} with Readys durable "
+                f"only up to {node.durable_number}",
+            )
 
     def check_persisted_before_send(self, m: Message) -> None:
         """The persistence contract: what a message promises is durable before it leaves."""
@@ -726,6 +780,26 @@ class Simulation:
                     "persistence contract",
                     f"node {m.src} acknowledged index {m.index} with only {durable} durable",
                 )
+
+    def check_leader_counts_durable(self, member: int) -> None:
+        """Thesis 10.2.1: a leader counts itself in the quorum only for entries it made
+        durable: its own match index is in its storage, with the term its log has there."""
+        node = self.live(member)
+        core, stored = node.core, self.storages[member]
+        progress = core.progress.get(member)
+        if progress is None:
+            return
+        match = progress.match
+        if match < stored.first_index():
+            return
+        durable = stored.last_index()
+        if match > durable or stored.term(match) != core.log.term_or_none(match):
+            raise SafetyViolation(
+                "persistence contract",
+                f"leader {member} counts itself up to {match} with {durable} durable"
+                + ("" if match > durable else f" (durable term {stored.term(match)} there, "
+                   f"term {core.log.term_or_none(match)} in its log)"),
+            )
 
     def check_leader_completeness(self, member: int) -> None:
         leader = self.live(member).core
@@ -784,8 +858,7 @@ class Simulation:
         for node in list(self.nodes.values()):
             if node is None:
                 continue
-            if node.pending is not None and node.pending[0] <= self.now:
-                node.finish_persist()
+            node.finish_due()
             node.handle_ready()
         self.check_step()
         self.check_log_matching()
@@ -905,6 +978,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ticks", type=int, default=SimConfig.safety_ticks, help="ticks of the safety phase"
     )
+    parser.add_argument("--pipeline", type=int, default=SimConfig.ready_pipeline_max,
+                        help="Readys each member keeps in flight (ready_pipeline_max)")
     parser.add_argument("--verbose", action="store_true", help="one line per seed")
     parser.add_argument("--digests", action="store_true",
                         help="print each seed's commit digest as JSON (see commit_digest)")
@@ -918,7 +993,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = faults - set(FAULTS)
         if unknown:
             parser.error(f"unknown faults: {sorted(unknown)}")
-    config = SimConfig(nodes=args.nodes, faults=faults, safety_ticks=args.ticks)
+    if args.pipeline < 1:
+        parser.error("--pipeline must be at least 1")
+    config = SimConfig(nodes=args.nodes, faults=faults, safety_ticks=args.ticks,
+                       ready_pipeline_max=args.pipeline)
     seeds = _parse_seeds(args.seeds)
     if args.digests:
         digests = {str(seed): commit_digest(seed, config=config) for seed in seeds}
@@ -937,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  violated: {result.prop}: {result.detail}")
             print(
                 f"  replay:   python -m pyraft.testing.sim --seeds {seed} --nodes {args.nodes} "
-                f"--faults {args.faults} --ticks {args.ticks}"
+                f"--faults {args.faults} --ticks {args.ticks} --pipeline {args.pipeline}"
             )
             print("  last events:")
             for line in result.trace[-40:]:
