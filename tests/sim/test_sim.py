@@ -187,6 +187,7 @@ def test_a_pipeline_of_one_keeps_the_recorded_digests():
             assert sim.commit_digest(int(seed), config=config) == digest
 
 
+@pytest.mark.pure_core
 def test_checkers_catch_a_leader_counting_entries_not_yet_durable(monkeypatch):
     """A leader that counts itself in the quorum for entries as soon as they are handed out
     (thesis 10.2.1 broken) must be caught."""

@@ -42,7 +42,8 @@ cdef class RaftNode:
     cdef public list read_states
     cdef public list _messages
     cdef public int64_t _ready_number
-    cdef public Ready _outstanding
+    cdef public int64_t _persisted_number
+    cdef public object _unpersisted
     cdef public object _previous_soft
     cdef public object _previous_hard
     cdef public bint fresh
@@ -60,10 +61,15 @@ cdef class RaftNode:
     cpdef tuple propose(self, object payloads, int kind=*)
     cpdef bint has_ready(self) except -1
     cpdef bint _state_changed(self) except -1
-    @cython.locals(rd=Ready, m=Message, term=int64_t)
+    @cython.locals(rd=Ready, m=Message, term=int64_t, last=object)
     cpdef Ready ready(self)
     cpdef list take_leader_traffic(self)
     cpdef advance(self, Ready rd)
+    cpdef on_persist_ready(self, int64_t number)
+    @cython.locals(log=RaftLog, snapshot_index=int64_t, last_index=int64_t, last_term=int64_t)
+    cpdef _stable_to(self, int64_t number)
+    cpdef _count_self(self)
+    cpdef advance_apply(self, Ready rd)
     @cython.locals(pr=Progress, oldest=object, last=int64_t)
     cpdef _step_leader(self, Message m)
     cpdef _step_follower(self, Message m)

@@ -55,6 +55,7 @@ from pyraft.core.storage import LogStorage
 from pyraft.core.warmup import RoundOutcome, Warmup
 from pyraft.errors import (
     ConfigError,
+    InvariantError,
     LogCompactedError,
     LogUnavailableError,
     NotLeaderError,
@@ -479,9 +480,9 @@ class RaftNode:
     def ready(self) -> Ready:
         """Collect the work for the runtime. At most ``options.ready_pipeline_max`` Readys are
         in flight (handed out and not yet reported durable)."""
-        invariant(self._ready_number - self._persisted_number < self.options.ready_pipeline_max,
-                  f"ready() with {self._ready_number - self._persisted_number} Readys in "
-                  "flight already")
+        if self._ready_number - self._persisted_number >= self.options.ready_pipeline_max:
+            raise InvariantError(f"ready() with {self._ready_number - self._persisted_number} "
+                                 "Readys in flight already")
         self._ready_number += 1
         rd = Ready(self._ready_number)
         if self._state_changed():
@@ -546,9 +547,10 @@ class RaftNode:
         """The runtime persisted, sent and applied ``rd`` (and every Ready before it): the
         combined step for runtimes that keep one Ready in flight, ``on_persist_ready`` then
         ``advance_apply``."""
-        invariant(self._persisted_number < rd.number <= self._ready_number,
-                  f"advance of Ready {rd.number} that is not in flight (handed out up to "
-                  f"{self._ready_number}, durable up to {self._persisted_number})")
+        if not self._persisted_number < rd.number <= self._ready_number:
+            raise InvariantError(f"advance of Ready {rd.number} that is not in flight (handed "
+                                 f"out up to {self._ready_number}, durable up to "
+                                 f"{self._persisted_number})")
         self._stable_to(rd.number)
         self.advance_apply(rd)
         self._count_self()
@@ -559,9 +561,9 @@ class RaftNode:
         so a runtime may report only the newest of several Readys that became durable
         together. The core then reads their entries from storage, and a leader counts
         itself in the quorum for them (thesis 10.2.1)."""
-        invariant(number <= self._ready_number,
-                  f"persistence reported for Ready {number}, handed out up to "
-                  f"{self._ready_number}")
+        if number > self._ready_number:
+            raise InvariantError(f"persistence reported for Ready {number}, handed out up to "
+                                 f"{self._ready_number}")
         if number <= self._persisted_number:
             return
         self._stable_to(number)
