@@ -79,14 +79,19 @@ def _start(nodes: int, seeds: range, env: dict[str, str],
                             text=True, env=env)
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """End the subprocess this test started (by its handle) if it still runs."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def _finish(process: subprocess.Popen, build: str, timeout_s: float) -> dict[int, str]:
     """The digests the subprocess printed, once it ran ``build`` and ended well."""
     try:
         out, err = process.communicate(timeout=timeout_s)
     finally:
-        if process.poll() is None:  # only the process this test started, by its handle
-            process.kill()
-            process.communicate()
+        _stop(process)
     assert process.returncode == 0, err[-4000:]
     assert f"build: {build} " in err, f"the subprocess ran another build: {err[-2000:]}"
     return {int(seed): digest for seed, digest in json.loads(out).items()}
@@ -122,8 +127,10 @@ def _differential(nodes: int, seeds: range, timeout_s: float) -> None:
     process = _start(nodes, seeds, env)
     try:
         ours = _traced_here(nodes, seeds, RECORDED.get(str(nodes)))
-    finally:
-        theirs = _finish(process, other, timeout_s)
+    except BaseException:
+        _stop(process)
+        raise
+    theirs = _finish(process, other, timeout_s)
     assert len(ours) == len(theirs) == len(seeds)
     mismatch = compare_builds(ours, theirs, nodes, (here, other))
     assert mismatch is None, mismatch
@@ -150,8 +157,10 @@ def test_a_perturbed_core_is_caught():
     process = _start(3, seeds, env, prelude=PERTURBED_CORE)
     try:
         ours = _traced_here(3, seeds, RECORDED["3"])
-    finally:
-        theirs = _finish(process, "pure-core", 300)
+    except BaseException:
+        _stop(process)
+        raise
+    theirs = _finish(process, "pure-core", 300)
     report = compare_builds(ours, theirs, 3, (sim.build_name(), "perturbed"))
     assert report is not None and "first is seed 0" in report, report
     assert "6 of 6 seeds" in report and "replay: diff <(" in report
