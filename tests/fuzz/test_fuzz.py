@@ -137,7 +137,8 @@ def test_append_target_holds_on_appends_that_match_the_log(setup, steps):
     path where entries are taken, committed and conflicting suffixes replaced."""
     body = bytearray([len(steps) - 1])
     for choice, term_offset, count in steps:
-        body += bytes([choice & 0xFE, term_offset, 0, 0, count, 0]) + bytes(count) + bytes([0])
+        # APPEND, term, at the last index, its term, count entries following it, commit
+        body += bytes([choice & 0xFE, term_offset, 0, 0, 0, count, 0]) + bytes(count + 2)
     fuzz.fuzz_append(setup + bytes(body))
 
 
