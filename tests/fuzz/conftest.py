@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-#: seconds of atheris per target in the default run: 4 targets x (this + ~2 s start-up)
+#: seconds of atheris per target in the default run: 6 targets x (this + ~2 s start-up)
 FUZZ_SECONDS_DEFAULT = 3.0
 
 

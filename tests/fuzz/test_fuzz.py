@@ -7,6 +7,9 @@ The long run (not part of the default tests)::
 
     PYTHONPATH=src python -m pyraft.testing.fuzz TARGET --seconds 3600 \\
         --corpus /tmp/corpus-TARGET --crashes /tmp/crashes
+
+(``--runs 10000000`` for the 10-million-input run of the differential targets ``codec`` and
+``append``, which compare the compiled modules with their ``.py`` twins.)
 """
 
 from __future__ import annotations
@@ -109,6 +112,50 @@ def test_handshake_target_holds_after_a_valid_hello(mode, data):
     fuzz.fuzz_handshake(bytes([mode]) + data)
 
 
+@given(st.binary(max_size=600))
+def test_codec_target_holds_on_any_input(data):
+    fuzz.fuzz_codec(data)
+
+
+@given(st.sampled_from([2, 3, 6, 7, 10, 11, 14, 15]), st.binary(max_size=300))
+def test_codec_target_holds_on_built_bodies_and_messages(mode, data):
+    fuzz.fuzz_codec(bytes([mode]) + data)
+
+
+@settings(max_examples=60)
+@given(st.binary(min_size=12, max_size=400))
+def test_append_target_holds_on_any_input(data):
+    fuzz.fuzz_append(data)
+
+
+@settings(max_examples=60)
+@given(st.binary(min_size=12, max_size=12),
+       st.lists(st.tuples(st.integers(0, 255), st.integers(0, 3), st.integers(0, 4)),
+                min_size=1, max_size=8))
+def test_append_target_holds_on_appends_that_match_the_log(setup, steps):
+    """APPENDs at the follower's last index with its term there, a few entries each: the
+    path where entries are taken, committed and conflicting suffixes replaced."""
+    body = bytearray([len(steps) - 1])
+    for choice, term_offset, count in steps:
+        # APPEND, term, at the last index, its term, count entries following it, commit
+        body += bytes([choice & 0xFE, term_offset, 0, 0, 0, count, 0]) + bytes(count + 2)
+    fuzz.fuzz_append(setup + bytes(body))
+
+
+def test_differential_targets_compare_two_modules():
+    """The codec and the core are compared with their ``.py`` twins, never with
+    themselves; in the compiled build the module under test is the extension."""
+    from pyraft import _compiled
+    from pyraft.core import log, raft
+    from pyraft.transport import codec
+
+    for module in (codec, raft, log):
+        twin = _compiled.load_twin(module.__name__)
+        assert twin is not module and twin.__name__ == module.__name__ + "__twin"
+        assert not _compiled.is_compiled(twin)
+        assert _compiled.is_compiled(module) == (not _compiled.PURE)
+
+
 @pytest.fixture(scope="module")
 def http_harness():
     harness = fuzz.HttpHarness()
@@ -163,6 +210,77 @@ def test_wal_target_detects_lost_entries(monkeypatch):
     data = (REGRESSIONS / "wal/seed-tail-holds-a-valid-record.bin").read_bytes()
     with pytest.raises(fuzz.FuzzContractError, match="recovered after tail damage"):
         fuzz.fuzz_wal(data)
+
+
+def test_codec_target_detects_twins_that_disagree(monkeypatch):
+    from pyraft import _compiled
+
+    data = (REGRESSIONS / "codec/seed-structured-append-body.bin").read_bytes()
+    fuzz.fuzz_codec(data)  # the real twins agree, and this body decodes
+    twin = _compiled.load_twin("pyraft.transport.codec")
+    real = twin.decode_body
+
+    def off_by_one(body):
+        message = real(body)
+        message.commit += 1
+        return message
+
+    monkeypatch.setattr(twin, "decode_body", off_by_one)
+    with pytest.raises(fuzz.FuzzContractError, match="disagree"):
+        fuzz.fuzz_codec(data)
+
+
+def test_codec_target_detects_another_error(monkeypatch):
+    from pyraft import _compiled
+    from pyraft.errors import MalformedMessageError
+
+    data = bytes([0]) + b"\x01\x63" + bytes(100)  # a body of an unknown type
+    fuzz.fuzz_codec(data)
+    twin = _compiled.load_twin("pyraft.transport.codec")
+    real = twin.decode_body
+
+    def other_text(body):
+        try:
+            return real(body)
+        except MalformedMessageError as exc:
+            raise MalformedMessageError(str(exc) + "!", exc.offset) from None
+
+    monkeypatch.setattr(twin, "decode_body", other_text)
+    with pytest.raises(fuzz.FuzzContractError, match="disagree"):
+        fuzz.fuzz_codec(data)
+
+
+def test_append_target_detects_a_follower_that_answers_otherwise(monkeypatch):
+    from pyraft import _compiled
+
+    data = (REGRESSIONS / "append/seed-heartbeat.bin").read_bytes()
+    fuzz.fuzz_append(data)
+    twin = _compiled.load_twin("pyraft.core.raft")
+    real = twin.RaftNode._handle_heartbeat
+
+    def echoes_otherwise(self, m):  # the twin answers heartbeats with another context
+        m.context = m.context + b"!"
+        real(self, m)
+
+    monkeypatch.setattr(twin.RaftNode, "_handle_heartbeat", echoes_otherwise)
+    with pytest.raises(fuzz.FuzzContractError, match="RaftNode differ"):
+        fuzz.fuzz_append(data)
+
+
+def test_append_target_detects_a_log_that_appends_otherwise(monkeypatch):
+    from pyraft import _compiled
+
+    data = (REGRESSIONS / "append/seed-append-two-entries.bin").read_bytes()
+    fuzz.fuzz_append(data)
+    twin = _compiled.load_twin("pyraft.core.log")
+    real = twin.RaftLog.maybe_append
+
+    def short(self, index, log_term, commit, batch):  # commits one entry less
+        return real(self, index, log_term, max(0, commit - 1), batch)
+
+    monkeypatch.setattr(twin.RaftLog, "maybe_append", short)
+    with pytest.raises(fuzz.FuzzContractError, match="RaftLog differ"):
+        fuzz.fuzz_append(data)
 
 
 def test_http_builder_makes_valid_requests():

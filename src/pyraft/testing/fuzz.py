@@ -28,14 +28,37 @@ Targets (``TARGETS``):
   127.0.0.1: the status is one of the documented ones (never 500), every error answer has a
   JSON body ``{"error", "message"}``, and ``GET /v1/status`` still answers 200 afterwards.
 
+- ``codec``: ``pyraft.transport.codec`` compiled against its ``.py`` twin
+  (``pyraft._compiled.load_twin``): raw bytes as a body or a whole frame, mostly
+  well-formed bodies built from the input (every type, fields at the 64-bit edges, valid or
+  damaged entry records, snapshot metadata, lengths that add up or not) and messages built
+  from the input: both decode to the same message (every field, typed) or raise the same
+  typed error (class, text, offset); both encode every message to the same bytes or the
+  same typed error; what decodes encodes again and decodes to itself.
+- ``append``: a follower's handling of APPEND and HEARTBEAT: the compiled ``RaftNode``
+  against the twin of ``pyraft.core.raft`` (which runs over this build's compiled log,
+  progress and messages), each over a ``MemoryLogStorage`` built alike from the input (a
+  log of non-decreasing terms, perhaps a snapshot prefix, a hard state), fed the same
+  messages (mostly matching the follower's log, so entries are taken, committed and
+  conflicting suffixes replaced): after each, the same Readys (hard state, entries,
+  committed entries, every field of every message) and state, or the same typed error
+  (``PyraftError``). ``RaftLog.find_conflict`` / ``maybe_append`` compiled against the twin
+  of ``pyraft.core.log`` on the same appends.
+
+In the pure build (``PYRAFT_PURE_CORE=1``) the module under test is the ``.py`` itself and
+these two compare it with a second copy; the differential check means something in the
+compiled build.
+
 Run one target coverage-guided with atheris (in its own process)::
 
     python -m pyraft.testing.fuzz frame --seconds 600 --corpus /tmp/corpus-frame \\
         --crashes /tmp/crashes
 
-Crashing inputs land in ``--crashes`` (libFuzzer's ``crash-<sha1>`` files); replay one with
-``python -m pyraft.testing.fuzz frame --replay FILE``. Each crash found becomes a file under
-``tests/fuzz/regressions/<target>/`` that the default tests replay.
+``--runs N`` stops after N inputs (the documented long run of the differential targets is
+``--runs 10000000``). Crashing inputs land in ``--crashes`` (libFuzzer's ``crash-<sha1>``
+files); replay one with ``python -m pyraft.testing.fuzz frame --replay FILE``. Each crash
+found becomes a file under ``tests/fuzz/regressions/<target>/`` that the default tests
+replay.
 """
 
 from __future__ import annotations
@@ -65,6 +88,8 @@ __all__ = [
     "fuzz_wal",
     "fuzz_handshake",
     "fuzz_http",
+    "fuzz_codec",
+    "fuzz_append",
     "HttpHarness",
     "main",
 ]
@@ -433,6 +458,446 @@ def _fuzz_inbound(mode: int, rest: bytes) -> None:
     _check(transport._connections == set(), "a connection stayed registered after it closed")
 
 
+# ---- compiled module against its .py twin: the message codec ------------------------------
+
+
+def _codec_pair():
+    """``pyraft.transport.codec`` as this build loads it and its ``.py`` source as a twin
+    (whose own imports, ``pyraft.core.messages`` among them, resolve to the build in use:
+    both hand out the same Message class)."""
+    from pyraft import _compiled
+    from pyraft.transport import codec
+
+    return codec, _compiled.load_twin("pyraft.transport.codec")
+
+
+def _typed(value) -> tuple:
+    """A value with its type: a build that hands out 1 where the other hands out True, or
+    an int subclass where the other gives an int, differs."""
+    return (type(value).__name__, value)
+
+
+def _batch_fields(batch) -> tuple | None:
+    if batch is None:
+        return None
+    return (type(batch).__name__, batch.first_index, len(batch),
+            [int(t) for t in batch.terms], [int(k) for k in batch.kinds], batch.tobytes())
+
+
+def _message_fields(m) -> tuple:
+    """Every field of a message, typed, entries and snapshot by content."""
+    snapshot = None
+    if m.snapshot is not None:
+        snapshot = (m.snapshot.meta, bytes(m.snapshot.data))
+    return (
+        type(m).__name__, _typed(m.type), _typed(m.src), _typed(m.dst), _typed(m.term),
+        _typed(m.log_term), _typed(m.index), _typed(m.commit), _batch_fields(m.entries),
+        _typed(m.reject), _typed(m.reject_hint), _typed(m.hint_term), _typed(m.context),
+        snapshot, _typed(m.transfer), _typed(m.snapshot_offset), _typed(m.snapshot_done),
+        _typed(m.fresh),
+    )
+
+
+def _codec_outcome(function: Callable, *args, **kwargs):
+    """``("ok", value)`` or the typed error as (class, text, offset); others propagate."""
+    from pyraft.errors import MalformedMessageError
+
+    try:
+        return ("ok", function(*args, **kwargs))
+    except MalformedMessageError as exc:  # OversizedMessageError is one
+        return ("error", type(exc).__name__, str(exc), getattr(exc, "offset", None))
+
+
+def _i64(reader: ByteReader) -> int:
+    """A message field: small values mostly, and the edges of the core's signed 64-bit range
+    (a ``Message`` of the compiled core holds ids, terms and indexes as int64, so values
+    past it cannot even be built; the codec refuses negative ones)."""
+    choice = reader.byte()
+    if choice < 160:
+        return reader.byte()
+    if choice < 224:
+        return reader.u16() | (reader.u16() << 16)
+    return (0, 1, 2, 2**63 - 2, 2**63 - 1, -1, -(2**63), 2**32)[choice % 8]
+
+
+def _u64(reader: ByteReader) -> int:
+    """Small values mostly, and the edges of the 64-bit range (and past them)."""
+    choice = reader.byte()
+    if choice < 160:
+        return reader.byte()
+    if choice < 224:
+        return reader.u16() | (reader.u16() << 16)
+    return (0, 1, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1, 2**64, -1)[choice % 8]
+
+
+def _codec_body(reader: ByteReader) -> bytes:
+    """A Raft message body mostly well formed, from the input: a valid header of a chosen
+    type, fields at the edges, context, valid (or damaged) entry records, snapshot metadata
+    and a chunk; then lengths that add up or not."""
+    import struct
+
+    import msgpack
+
+    from pyraft.core.messages import MessageType
+    from raftcore.framing import encode_entries
+
+    # the types that travel first (zeros past the input's end give APPEND), then the others
+    wire = [MessageType.APPEND, MessageType.SNAPSHOT, MessageType.HEARTBEAT,
+            MessageType.APPEND_RESPONSE, MessageType.VOTE, MessageType.VOTE_RESPONSE,
+            MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESPONSE, MessageType.HEARTBEAT_RESPONSE,
+            MessageType.READ_INDEX, MessageType.READ_INDEX_RESPONSE, MessageType.TIMEOUT_NOW,
+            MessageType.TRANSFER_LEADER, MessageType.SNAPSHOT_RESPONSE, MessageType.MEMBER_INFO]
+    codes = [int(t) for t in wire] + [int(t) for t in MessageType if t not in wire] + [1, 99]
+    version = 1 if reader.byte() < 240 else reader.byte()
+    choice = reader.byte()
+    code = codes[choice % len(wire)] if choice < 224 else codes[choice % len(codes)]
+    flag_byte = reader.byte()
+    flags = flag_byte & (0xFF if flag_byte >= 240 else 0x0F)
+    reserved = 0 if reader.byte() < 240 else reader.byte()
+    fields = [_u64(reader) % 2**64 for _ in range(9)]  # src .. snapshot_offset
+    if reader.byte() < 200:  # most bodies name real members
+        fields[0], fields[1] = 1 + reader.byte() % 5, 1 + reader.byte() % 5
+    context = reader.take(reader.byte() % 24)
+    entries = b""
+    if code == MessageType.APPEND and reader.byte() % 4 and fields[4] < 2**64 - 2**20:
+        payloads = [reader.take(reader.byte() % 24) for _ in range(reader.byte() % 5)]
+        if payloads:
+            records = bytearray(encode_entries(fields[4] + 1 + (reader.byte() == 7),
+                                               1 + reader.byte() % 4, payloads).tobytes())
+            for _ in range(reader.byte() % 3 if reader.byte() >= 192 else 0):  # damage
+                records[reader.u16() % len(records)] ^= reader.byte() or 1
+            entries = bytes(records)
+    meta = b""
+    if code == MessageType.SNAPSHOT or reader.byte() >= 248:
+        voters = [reader.byte() % 8 for _ in range(reader.byte() % 4)]
+        learners = [reader.byte() % 8 for _ in range(reader.byte() % 3)]
+        members = voters + learners
+        meta = struct.pack("<QQII", _u64(reader) % 2**64, _u64(reader) % 2**64, len(voters),
+                           len(learners)) + struct.pack(f"<{len(members)}Q", *members)
+        info_choice = reader.byte()
+        if info_choice < 128:
+            info = msgpack.packb([[m, f"h{m}:1", {"k": str(m)}] for m in members])
+        elif info_choice < 192:
+            info = reader.take(reader.byte() % 24)
+        else:
+            info = msgpack.packb([[reader.byte(), reader.byte(), {}]])  # odd shapes
+        meta += struct.pack("<I", len(info)) + info
+    chunk = reader.take(reader.byte() % 24) if meta or reader.byte() >= 248 else b""
+    lengths = [len(context), len(entries), len(chunk)]
+    if reader.byte() >= 232:  # lengths that do not add up
+        lengths[reader.byte() % 3] += (reader.byte() % 5) - 2
+    lengths = [max(0, n) for n in lengths]
+    head = struct.pack("<BBBBIII9Q", version, code, flags, reserved, *lengths, *fields)
+    tail = reader.take(1 + reader.byte() % 4) if reader.byte() >= 240 else b""
+    return head + meta + context + entries + chunk + tail
+
+
+def _codec_message(reader: ByteReader):
+    """A message as the core would build one, or one that may not travel (a local type,
+    fields out of range, entries where none belong, a snapshot missing)."""
+    from pyraft.core.messages import Message, MessageType, Snapshot, SnapshotMeta
+    from raftcore.framing import encode_entries
+
+    types = list(MessageType)
+    mtype = types[reader.byte() % len(types)]
+    index = _i64(reader)
+    if mtype == MessageType.APPEND and index == 2**63 - 1:
+        # encode_message sends it, decode_body refuses it ("APPEND index leaves no room for
+        # entries"): a known asymmetry no core produces; the round trip is checked below it
+        index -= 1
+    entries = None
+    if reader.byte() % 3 == 0 and 0 <= index < 2**63:
+        payloads = [reader.take(reader.byte() % 16) for _ in range(1 + reader.byte() % 3)]
+        entries = encode_entries(index + 1 + (reader.byte() == 9), 1 + reader.byte() % 3,
+                                 payloads)
+    snapshot = None
+    if reader.byte() % 3 == 0 or (mtype == MessageType.SNAPSHOT and reader.byte() < 240):
+        voters = tuple(sorted({1 + reader.byte() % 6 for _ in range(1 + reader.byte() % 3)}))
+        info = tuple((m, f"h{m}:1", (("k", "v"),)) for m in voters[: reader.byte() % 3])
+        snapshot = Snapshot(SnapshotMeta(max(1, _u64(reader)), max(1, _u64(reader)), voters,
+                                         (), info), reader.take(reader.byte() % 24))
+    return Message(
+        mtype, 1 + reader.byte() % 5, 1 + reader.byte() % 5, _i64(reader), _i64(reader),
+        index, _i64(reader), entries, bool(reader.byte() & 1), _i64(reader), _i64(reader),
+        reader.take(reader.byte() % 16), snapshot, bool(reader.byte() & 1), _i64(reader),
+        bool(reader.byte() & 1), bool(reader.byte() & 1),
+    )
+
+
+def _codec_encode_both(message, codecs, frame_bytes_max: int):
+    """Encode with both codecs: the same frame bytes or the same typed error."""
+    outcomes = []
+    for codec in codecs:
+        outcome = _codec_outcome(codec.encode_message, message,
+                                 frame_bytes_max=frame_bytes_max)
+        if outcome[0] == "ok":
+            outcome = ("ok", b"".join(bytes(part) for part in outcome[1]))
+        outcomes.append(outcome)
+    _check(outcomes[0] == outcomes[1],
+           f"compiled and twin codec encode {message!r} differently: {outcomes}")
+    return outcomes[0]
+
+
+def _codec_decode_both(decoder: str, data: bytes, codecs, **kwargs):
+    outcomes = []
+    for codec in codecs:
+        outcome = _codec_outcome(getattr(codec, decoder), data, **kwargs)
+        if outcome[0] == "ok":  # compared by its fields; the message itself rides along
+            outcome = ("ok", _message_fields(outcome[1]), outcome[1])
+        outcomes.append(outcome)
+    keys = [o[:2] if o[0] == "ok" else o for o in outcomes]
+    _check(keys[0] == keys[1],
+           f"compiled and twin codec {decoder} disagree on {data[:120]!r}: {keys}")
+    return outcomes[0]
+
+
+def fuzz_codec(data: bytes) -> None:
+    """The message codec compiled against its ``.py`` twin: every input decodes to the same
+    message (every field, typed) or fails with the same typed error (class, text, offset);
+    every message decoded or built encodes to the same bytes (or the same typed error) and
+    decodes back to itself."""
+    from raftcore.framing import encode_frame
+
+    codecs = _codec_pair()
+    reader = ByteReader(data)
+    mode = reader.byte()
+    frame_bytes_max = (1 << 16, 64, 200, 1 << 24)[(mode >> 2) % 4]
+    decoded = []
+    if mode % 4 == 0:  # raw bytes as a body
+        decoded.append(_codec_decode_both("decode_body", reader.rest(), codecs))
+    elif mode % 4 == 1:  # raw bytes as a whole frame
+        decoded.append(_codec_decode_both("decode_message", reader.rest(), codecs,
+                                          frame_bytes_max=frame_bytes_max))
+    elif mode % 4 == 2:  # a mostly well-formed body, alone and framed
+        body = _codec_body(reader)
+        decoded.append(_codec_decode_both("decode_body", body, codecs))
+        decoded.append(_codec_decode_both("decode_message", encode_frame(1, body), codecs,
+                                          frame_bytes_max=frame_bytes_max))
+    else:  # a message built from the input: encode both ways, decode both ways
+        message = _codec_message(reader)
+        encoded = _codec_encode_both(message, codecs, frame_bytes_max)
+        if encoded[0] == "ok":
+            again = _codec_decode_both("decode_message", encoded[1], codecs,
+                                       frame_bytes_max=frame_bytes_max)
+            _check(again[0] == "ok", f"an encoded message does not decode: {again[:2]}")
+            _check(_message_fields(again[2])[1:] == _message_fields(_wire_form(message))[1:],
+                   f"{message!r} does not survive encode + decode")
+    for outcome in decoded:
+        if outcome[0] != "ok":
+            continue
+        message = outcome[2]
+        encoded = _codec_encode_both(message, codecs, 1 << 24)
+        _check(encoded[0] == "ok", f"a decoded message does not encode again: {encoded}")
+        again = _codec_decode_both("decode_message", encoded[1], codecs)
+        _check(again[0] == "ok" and again[1] == outcome[1],
+               "a decoded message does not survive encode + decode")
+
+
+def _wire_form(message):
+    """``message`` as decoding gives it back: APPEND always has a batch (empty when it
+    carries no entries), other types none."""
+
+    from pyraft.core.messages import MESSAGE_FIELDS, Message, MessageType
+    from raftcore.framing import empty_batch
+
+    entries = message.entries
+    if message.type == MessageType.APPEND:
+        if entries is None or not len(entries):
+            entries = empty_batch(message.index + 1)
+    else:
+        entries = None
+    values = {name: getattr(message, name) for name in MESSAGE_FIELDS}
+    values["entries"] = entries
+    return Message(**values)
+
+
+# ---- compiled module against its .py twin: the follower's append handling ------------------
+
+
+def _append_node(raft, reader_bytes: bytes, member: int = 1):
+    """A follower over a MemoryLogStorage built from the input: entries of non-decreasing
+    terms, possibly a snapshot prefix, a hard state. ``raft`` is the module (compiled
+    ``pyraft.core.raft`` or its twin)."""
+    import random
+
+    from pyraft.core.membership import Configuration
+    from pyraft.core.messages import HardState
+    from pyraft.core.storage import MemoryLogStorage
+    from raftcore.framing import encode_entries
+
+    reader = ByteReader(reader_bytes)
+    storage = MemoryLogStorage(Configuration(frozenset({1, 2, 3})))
+    index, term = 1, 1
+    for _ in range(reader.byte() % 5):
+        term += reader.byte() % 3
+        count = 1 + reader.byte() % 4
+        storage.append(encode_entries(index, term, [bytes([index % 256])] * count))
+        index += count
+    last = index - 1
+    commit = reader.byte() % (last + 1)
+    if last and reader.byte() % 4 == 0:
+        at = 1 + reader.byte() % last
+        storage.create_snapshot(at, b"state", Configuration(frozenset({1, 2, 3})))
+        commit = max(commit, at)
+    storage.set_hard_state(HardState(term + reader.byte() % 2, 0, commit))
+    options = raft.RaftOptions(id=member, election_ticks_lower=10, election_ticks_upper=20,
+                               heartbeat_ticks=2, inflight_messages_max=4,
+                               append_bytes_max=64)
+    return raft.RaftNode(options, storage, random.Random(7)), storage
+
+
+def _append_message(reader: ByteReader, node):
+    """An APPEND or HEARTBEAT from a leader (2, sometimes 3) for follower ``node``: terms
+    around its term; indexes and log terms mostly matching its log (so entries are taken,
+    conflicting suffixes replaced), sometimes not; entries of non-decreasing terms that
+    follow the index (or not); commits past them or behind."""
+    from pyraft.core.messages import Message, MessageType
+    from raftcore.framing import concat_batches, encode_entries
+
+    choice = reader.byte()
+    src = 3 if choice >= 224 else 2
+    term = max(0, node.term + (0, 1, -1, 2)[reader.byte() % 4])  # zeros: the same term
+    if choice & 1:
+        return Message(MessageType.HEARTBEAT, src, 1, term, commit=reader.byte() % 24,
+                       context=reader.take(reader.byte() % 4))
+    log = node.log
+    last = log.last_index()
+    index = max(0, last - reader.byte() % 4) if reader.byte() < 192 else reader.byte() % 24
+    log_term = log.term_or_none(index)
+    if log_term is None or reader.byte() >= 224:
+        log_term = reader.byte() % 5
+    entries = None
+    count = reader.byte() % 5
+    if count:
+        first = index + 1 if reader.byte() < 240 else max(1, index + reader.byte() % 3)
+        entry_term = max(1, log_term)
+        batches = []
+        for i in range(first, first + count):
+            entry_term += reader.byte() % 2
+            batches.append(encode_entries(i, entry_term, [bytes([i % 256, entry_term % 256])]))
+        entries = concat_batches(batches)
+    commit = last + count - reader.byte() % 6 if reader.byte() < 192 else reader.byte() % 24
+    return Message(MessageType.APPEND, src, 1, term, log_term=log_term, index=index,
+                   commit=max(0, commit), entries=entries)
+
+
+def _ready_fields(rd) -> tuple:
+    """Everything a Ready tells its runtime, by content."""
+    return (
+        rd.number, rd.soft_state, rd.hard_state,
+        None if rd.snapshot is None else (rd.snapshot.meta, bytes(rd.snapshot.data)),
+        [(c.meta, c.offset, bytes(c.data), c.done) for c in rd.snapshot_chunks],
+        [_batch_fields(b) for b in rd.entries], [_batch_fields(b) for b in rd.committed],
+        [_message_fields(m) for m in rd.messages],
+        [_message_fields(m) for m in rd.persisted_messages],
+        list(rd.read_states), list(rd.events), list(rd.leadership_lost), bool(rd.must_sync),
+    )
+
+
+def _node_state(node) -> tuple:
+    log = node.log
+    return (node.term, node.vote, node.lead, node.role, log.committed, log.applied,
+            log.first_index(), log.last_index(), [int(t) for t in
+                                                   log.terms(log.first_index(),
+                                                             log.last_index() + 1)])
+
+
+def _step_outcome(node, storage, message):
+    """Step ``message``, then hand out, persist and acknowledge every Ready as the
+    simulator does; the Readys' contents, or the typed error (``PyraftError``) raised."""
+    from pyraft.errors import PyraftError
+
+    readys = []
+    try:
+        node.step(message)
+        while node.has_ready():
+            rd = node.ready()
+            readys.append(_ready_fields(rd))
+            if rd.hard_state is not None:
+                storage.set_hard_state(rd.hard_state)
+            for batch in rd.entries:
+                storage.append(batch)
+            node.advance(rd)
+    except PyraftError as exc:
+        return ("error", type(exc).__name__, str(exc), readys)
+    return ("ok", readys, _node_state(node))
+
+
+def fuzz_append(data: bytes) -> None:
+    """A follower's handling of APPEND and HEARTBEAT: ``RaftNode`` compiled against its
+    ``.py`` twin (``load_twin("pyraft.core.raft")``, which runs over this build's log,
+    progress and messages modules), both over the same storage built from the input, fed
+    the same messages: after each, the same Readys (messages, entries, hard state,
+    committed entries) and state, or the same typed error. ``RaftLog.maybe_append`` and
+    ``find_conflict`` are compared the same way, compiled against the ``.py`` twin of
+    ``pyraft.core.log`` (over the same compiled storage and kernels)."""
+    from pyraft import _compiled
+    from pyraft.core import raft
+
+    twin = _compiled.load_twin("pyraft.core.raft")
+    reader = ByteReader(data)
+    setup = reader.take(12)
+    ours, our_storage = _append_node(raft, setup)
+    theirs, their_storage = _append_node(twin, setup)
+    _check(_node_state(ours) == _node_state(theirs), "the two nodes start apart")
+    messages = []
+    for _ in range(1 + reader.byte() % 8):
+        if not reader.left:
+            break
+        # each node gets its own message (one may change what it is given), made from the
+        # same bytes and the same state (both nodes are alike: checked at every step)
+        start = reader.pos
+        message = _append_message(reader, ours)
+        reader.pos = start
+        twin_message = _append_message(reader, theirs)
+        messages.append(_append_message(ByteReader(data[start:]), ours))
+        a = _step_outcome(ours, our_storage, message)
+        b = _step_outcome(theirs, their_storage, twin_message)
+        _check(a == b, f"compiled and twin RaftNode differ after {message.describe()}: "
+                       f"{a} != {b}")
+        if a[0] == "error":
+            break
+    _fuzz_log(setup, messages)
+
+
+def _fuzz_log(setup: bytes, messages: list) -> None:
+    """``RaftLog.maybe_append`` / ``find_conflict`` compiled against the ``.py`` twin."""
+    from pyraft import _compiled
+    from pyraft.core import log as compiled_log
+    from pyraft.core import raft
+    from pyraft.core.messages import MessageType
+    from pyraft.errors import PyraftError
+    from raftcore.framing import empty_batch
+
+    twin = _compiled.load_twin("pyraft.core.log")
+    logs = []
+    for module in (compiled_log, twin):
+        _node, storage = _append_node(raft, setup)
+        logs.append(module.RaftLog(storage, storage.hard_state.commit))
+    for message in messages:
+        if message.type != MessageType.APPEND or (
+                message.entries is not None and len(message.entries)
+                and message.entries.first_index != message.index + 1):
+            continue  # what RaftNode hands its log: entries that follow the index
+        batch = message.entries if message.entries is not None else empty_batch(
+            message.index + 1)
+        outcomes: list[tuple] = []
+        for log in logs:
+            try:
+                conflict = log.find_conflict(batch) if len(batch) else 0
+                last_new = log.maybe_append(message.index, message.log_term, message.commit,
+                                            batch)
+                outcomes.append(("ok", conflict, last_new, log.committed, log.last_index(),
+                                 [int(t) for t in log.terms(log.first_index(),
+                                                            log.last_index() + 1)]))
+            except PyraftError as exc:
+                outcomes.append(("error", type(exc).__name__, str(exc)))
+        _check(outcomes[0] == outcomes[1],
+               f"compiled and twin RaftLog differ on {message.describe()}: {outcomes}")
+        if outcomes[0][0] == "error":
+            break
+
+
 # ---- HTTP API --------------------------------------------------------------------------------
 
 #: statuses documented by ``pyraft.kv.http`` (405: a known path with another method)
@@ -629,6 +1094,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "wal": fuzz_wal,
     "handshake": fuzz_handshake,
     "http": fuzz_http,
+    "codec": fuzz_codec,
+    "append": fuzz_append,
 }
 
 
@@ -681,12 +1148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the run")
     parser.add_argument("--corpus", help="corpus directory (read and extended)")
     parser.add_argument("--crashes", default=".", help="directory for crashing inputs")
+    parser.add_argument("--runs", type=int, default=0,
+                        help="stop after this many inputs (0: run for --seconds only)")
     parser.add_argument("--seed", type=int, default=0, help="libFuzzer seed (0: random)")
     parser.add_argument("--replay", nargs="+", metavar="FILE",
                         help="run the target once on each FILE instead of fuzzing")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 7 * 86400:
         parser.error("--seconds must be in (0, 604800]")
+    if args.runs < 0:
+        parser.error("--runs must be >= 0")
     target = TARGETS[args.target]
     if args.replay:
         for path in args.replay:
@@ -703,6 +1174,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"-artifact_prefix={os.path.join(os.path.abspath(args.crashes), '')}",
                  "-timeout=30", "-rss_limit_mb=2048", f"-seed={args.seed}",
                  "-print_final_stats=1"]
+    if args.runs:
+        libfuzzer.append(f"-runs={args.runs}")
     if args.corpus:
         os.makedirs(args.corpus, exist_ok=True)
         libfuzzer.append(args.corpus)

@@ -30,7 +30,9 @@ Each member keeps up to ``ready_pipeline_max`` Readys in flight (``--pipeline``)
 write completes after its own seeded delay (slow disks), in the order of the Readys, and a
 crash loses every Ready not yet complete.
 
-Usage: ``python -m pyraft.testing.sim --seeds 0:100 --nodes 3 --faults all``.
+Usage: ``python -m pyraft.testing.sim --seeds 0:100 --nodes 3 --faults all``; with
+``--trace-digests`` it prints a digest of each seed's every message and applied entry, to
+compare the compiled build with ``PYRAFT_PURE_CORE=1`` (``trace_digest``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import os
 import random
 import sys
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -400,6 +403,8 @@ class Simulation:
         #: when a list: every entry applied, in order, as (member, index, term, kind, payload)
         #: (``commit_digest`` turns it into a fingerprint of the run)
         self.applied_log: list[tuple[int, int, int, int, bytes]] | None = None
+        #: when set: sees every message sent and delivered (``trace_digest``)
+        self.recorder: TraceRecorder | None = None
 
     def live(self, member: int) -> SimNode:
         """The node of ``member``, which must be up."""
@@ -411,6 +416,8 @@ class Simulation:
     # ---- network -----------------------------------------------------------------------------
     def send(self, m: Message) -> None:
         self.check_persisted_before_send(m)
+        if self.recorder is not None:
+            self.recorder.message("send", self.now, m)
         faults = self.active_faults
         if (m.src, m.dst) in self.blocked or (
             "drop" in faults and self.rng.random() < self.config.drop_rate
@@ -435,6 +442,8 @@ class Simulation:
                 self._report_snapshot(m, ok=False)
                 continue
             self.trace.append(f"t{self.now} deliver {m.describe()}")
+            if self.recorder is not None:
+                self.recorder.message("deliver", self.now, m)
             node.core.step(m)
             self._report_snapshot(m, ok=True)
 
@@ -957,6 +966,190 @@ def digest_of(result: SimResult, applied: list[tuple[int, int, int, int, bytes]]
     return h.hexdigest()
 
 
+# ---- the differential trace -----------------------------------------------------------------
+#
+# One source, two builds (``pyraft._compiled``): the compiled core and its ``.py`` source must
+# make the same decisions, so the same seed must send the same messages and apply the same
+# entries in both. ``trace_digest`` fingerprints all of it; ``tests/sim/test_differential.py``
+# compares the digests of this build with those of the other one, seed by seed.
+
+_TYPE_NAMES = {int(t): t.name for t in MessageType}
+
+
+def message_record(m: Message) -> str:
+    """One line that names every field of ``m`` a member acts on: type, ends, term, index,
+    log term, commit, reject and its hints, context, transfer, fresh, the entries (range,
+    terms, kinds, CRC-32 and length of their record bytes, which hold every header and
+    payload), and the snapshot (metadata, chunk offset, done, CRC-32 and length of the chunk).
+
+    Values are normalized to what the wire carries (``pyraft.transport.codec``): an empty
+    entry batch is no entries, flags are 0/1, so a typed build that stores a flag as a C int
+    or hands out an empty batch gives the same line.
+    """
+    mtype = int(m.type)
+    line = (
+        f"{_TYPE_NAMES.get(mtype, mtype)} {m.src}->{m.dst} t{m.term} i{m.index} "
+        f"lt{m.log_term} c{m.commit} reject={int(bool(m.reject))} "
+        f"hint={m.reject_hint}/{m.hint_term} transfer={int(bool(m.transfer))} "
+        f"fresh={int(bool(m.fresh))} offset={m.snapshot_offset} "
+        f"done={int(bool(m.snapshot_done))}"
+    )
+    if m.context:
+        line += f" context={bytes(m.context).hex()}"
+    entries = m.entries
+    if entries is not None and len(entries):
+        terms = ",".join(map(str, np.asarray(entries.terms).tolist()))
+        kinds = ",".join(map(str, np.asarray(entries.kinds).tolist()))
+        data = entries.data
+        line += (
+            f" entries={entries.first_index}..{entries.last_index} terms={terms} "
+            f"kinds={kinds} bytes={len(data)} crc={zlib.crc32(data):08x}"
+        )
+    snapshot = m.snapshot
+    if snapshot is not None:
+        meta = snapshot.meta
+        chunk = _whole(snapshot.data)
+        line += (
+            f" snapshot={meta.index}/t{meta.term} voters={list(meta.voters)} "
+            f"learners={list(meta.learners)} info={list(meta.members_info)!r} "
+            f"chunk={len(chunk)} crc={zlib.crc32(chunk):08x}"
+        )
+    return line
+
+
+class TraceRecorder:
+    """Hashes every message a simulation sends and delivers (at the moment it does, with the
+    tick) and every entry a member applies, in the order they happen; keeps the lines too
+    when ``lines`` is a list (``--trace-messages``)."""
+
+    def __init__(self, lines: list[str] | None = None) -> None:
+        self.hash = hashlib.blake2b(digest_size=16)
+        self.lines = lines
+        self.messages = 0
+        self.applied = 0
+
+    def _record(self, line: str) -> None:
+        self.hash.update(line.encode())
+        self.hash.update(b"\n")
+        if self.lines is not None:
+            self.lines.append(line)
+
+    def message(self, event: str, now: int, m: Message) -> None:
+        self.messages += 1
+        self._record(f"t{now} {event} {message_record(m)}")
+
+    def apply(self, now: int, member: int, index: int, term: int, kind: int,
+              payload: bytes) -> None:
+        self.applied += 1
+        self._record(f"t{now} apply {member} i{index} t{term} kind={kind} bytes={len(payload)} "
+                     f"crc={zlib.crc32(payload):08x}")
+
+
+class _AppliedLog(list):
+    """``Simulation.applied_log`` that also tells the recorder, at the tick of the apply."""
+
+    def __init__(self, simulation: Simulation, recorder: TraceRecorder) -> None:
+        super().__init__()
+        self.simulation = simulation
+        self.recorder = recorder
+
+    def append(self, item: tuple[int, int, int, int, bytes]) -> None:
+        super().append(item)
+        self.recorder.apply(self.simulation.now, *item)
+
+
+@dataclass
+class TracedRun:
+    """One seed run with its trace recorded (:func:`trace_run`)."""
+
+    result: SimResult
+    #: every entry applied, in order: (member, index, term, kind, payload)
+    applied: list[tuple[int, int, int, int, bytes]]
+    #: see :func:`trace_digest`
+    digest: str
+
+
+def trace_run(seed: int, config: SimConfig, lines: list[str] | None = None) -> TracedRun:
+    """Run ``seed`` (every checker on, as ``run_seed``) recording its trace; ``lines`` (a
+    list) receives the trace itself, one line per message or applied entry."""
+    simulation = Simulation(seed, config)
+    recorder = TraceRecorder(lines)
+    simulation.recorder = recorder
+    applied = simulation.applied_log = _AppliedLog(simulation, recorder)
+    result = simulation.run()
+    verdict = (f"{result.ok} {result.prop} ticks={result.ticks} messages={recorder.messages} "
+               f"applied={recorder.applied}")
+    if lines is not None:
+        lines.append(verdict)
+    h = hashlib.blake2b(digest_size=8)
+    h.update(verdict.encode())
+    h.update(recorder.hash.digest())
+    return TracedRun(result, list(applied), h.hexdigest())
+
+
+def trace_digest(seed: int, nodes: int = 3, config: SimConfig | None = None,
+                 lines: list[str] | None = None) -> str:
+    """16 hex digits over everything ``seed`` does: every message sent and delivered (see
+    :func:`message_record`), every entry every member applied, the verdict and the length
+    of the run. Two builds of the core that behave alike give the same digest; one field of
+    one message that differs gives another. ``config`` defaults to ``SimConfig(nodes=nodes)``
+    (every fault on); ``lines`` (a list) receives the trace itself.
+    """
+    return trace_run(seed, config if config is not None else SimConfig(nodes=nodes),
+                     lines).digest
+
+
+def trace_digests(seeds: range | list[int], config: SimConfig) -> dict[int, str]:
+    """:func:`trace_digest` of each seed."""
+    return {seed: trace_digest(seed, config=config) for seed in seeds}
+
+
+def first_difference(ours: dict[int, str], theirs: dict[int, str]) -> int | None:
+    """The lowest seed whose digests differ (or that only one side ran), or None."""
+    for seed in sorted(set(ours) | set(theirs)):
+        if ours.get(seed) != theirs.get(seed):
+            return seed
+    return None
+
+
+def compare_builds(ours: dict[int, str], theirs: dict[int, str], nodes: int,
+                   builds: tuple[str, str] = ("this build", "the other build")) -> str | None:
+    """None when both builds traced every seed alike; otherwise what a person needs: the
+    first differing seed, how many differ, and the command that shows where they part."""
+    seed = first_difference(ours, theirs)
+    if seed is None:
+        return None
+    differing = [s for s in sorted(set(ours) | set(theirs)) if ours.get(s) != theirs.get(s)]
+    return (
+        f"{len(differing)} of {len(set(ours) | set(theirs))} seeds ({nodes} members) trace "
+        f"differently; the first is seed {seed}: {builds[0]} {ours.get(seed)}, {builds[1]} "
+        f"{theirs.get(seed)} (other differing seeds: {differing[1:11]}).\n"
+        f"replay: {replay_commands(seed, nodes)}"
+    )
+
+
+def build_name() -> str:
+    """How the simulated core runs in this process: ``compiled``, ``pure-core`` (the
+    ``.py`` core over compiled kernels), ``pure`` (kernels too), or ``mixed``."""
+    from pyraft import _compiled
+    from raftcore import framing
+
+    loaded = [sys.modules[name] for name in _compiled.MODULES if name in sys.modules]
+    compiled = sum(1 for module in loaded if _compiled.is_compiled(module))
+    if loaded and compiled == len(loaded):
+        return "compiled"
+    if compiled:
+        return "mixed"
+    return "pure-core" if framing.IMPLEMENTATION != "python" else "pure"
+
+
+def replay_commands(seed: int, nodes: int, faults: str = "all") -> str:
+    """How a person compares one seed's trace in the two builds, message by message."""
+    command = (f"python -m pyraft.testing.sim --seeds {seed} --nodes {nodes} "
+               f"--faults {faults} --trace-messages")
+    return (f"diff <({command}) <(PYRAFT_PURE_CORE=1 {command})")
+
+
 def _parse_seeds(text: str) -> range:
     if ":" in text:
         a, b = text.split(":", 1)
@@ -983,6 +1176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="one line per seed")
     parser.add_argument("--digests", action="store_true",
                         help="print each seed's commit digest as JSON (see commit_digest)")
+    parser.add_argument("--trace-digests", action="store_true",
+                        help="print each seed's trace digest (every message sent and "
+                             "delivered, every entry applied) as JSON, the build on stderr; "
+                             "diff two builds' outputs (see trace_digest)")
+    parser.add_argument("--trace-messages", action="store_true",
+                        help="print the trace itself, one line per message or applied entry")
     args = parser.parse_args(argv)
     if args.faults == "all":
         faults = frozenset(FAULTS)
@@ -998,6 +1197,21 @@ def main(argv: list[str] | None = None) -> int:
     config = SimConfig(nodes=args.nodes, faults=faults, safety_ticks=args.ticks,
                        ready_pipeline_max=args.pipeline)
     seeds = _parse_seeds(args.seeds)
+    if args.trace_digests or args.trace_messages:
+        started = time.process_time()
+        lines: list[str] | None = [] if args.trace_messages else None
+        traced = {}
+        for seed in seeds:
+            traced[str(seed)] = trace_digest(seed, config=config, lines=lines)
+            if lines is not None:
+                print(f"seed {seed} digest {traced[str(seed)]}")
+                print("\n".join(lines))
+                lines.clear()
+        if args.trace_digests:
+            print(json.dumps(traced, indent=0))
+        print(f"build: {build_name()} nodes={args.nodes} faults={args.faults} "
+              f"seeds={args.seeds} cpu={time.process_time() - started:.1f}s", file=sys.stderr)
+        return 0
     if args.digests:
         digests = {str(seed): commit_digest(seed, config=config) for seed in seeds}
         print(json.dumps(digests, indent=0, sort_keys=False))
