@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 #: seconds of atheris per target in the default run: 6 targets x (this + ~2 s start-up)
-FUZZ_SECONDS_DEFAULT = 3.0
+FUZZ_SECONDS_DEFAULT = 2.0
 
 
 @pytest.fixture

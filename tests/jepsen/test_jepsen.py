@@ -196,7 +196,7 @@ def _assert_operator_faults_checked(result: RunResult) -> None:
 
 @pytest.mark.jepsen
 def test_a_short_run_with_every_fault_is_linearizable(tmp_path):
-    config = RunConfig(minutes=1.0, seed=SEED, workdir=str(tmp_path / "run"))
+    config = RunConfig(minutes=0.5, seed=SEED, quiet_s=(0.5, 1.0), workdir=str(tmp_path / "run"))
     result = asyncio.run(run(config))
     print(result.summary())
     _assert_sound(result, min_ok=300)
