@@ -497,27 +497,17 @@ class KVClient:
             raise KVClientError("use the client as 'async with KVClient(...)'")
         metrics, clock = self.metrics, self._clock
         started = clock()
-        backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
+        backoff: Backoff | None = None
         tried: dict[str, str] = {}
         unknown_names: set[str] = set()  # URLs whose host name does not resolve
         redirected: str | None = None
         attempts, gave_up = 0, "retries"
         while True:
-            base = url or redirected or (
-                self.leader_url if leader and self.leader_url else self._pick())
+            base, exchange_s, gave_up = self._next_target(url, redirected, leader,
+                                                          unknown_names, until)
             redirected = None
-            if base in unknown_names:
-                known = self._pick_known(unknown_names)
-                if known is None:
-                    gave_up = "names"
-                    break
-                base = known
-            exchange_s = self.timeout_s
-            if until is not None:
-                exchange_s = min(exchange_s, until - clock())
-                if exchange_s < _ATTEMPT_SECONDS_MIN:
-                    gave_up = "deadline"
-                    break
+            if base is None:
+                break
             attempts += 1
             try:
                 async with self._http.request(
@@ -564,18 +554,12 @@ class KVClient:
                 else:
                     reason = "server_timeout"
                     metrics.timeouts.inc(1, (operation, "server"))
-            if attempts > self.retries:
+            if backoff is None:
+                backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
+            gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
+                                                     until, reason)
+            if gave_up:
                 break
-            if unknown_names and (url in unknown_names
-                                  or unknown_names.issuperset(self.urls)):
-                gave_up = "names"  # nothing left to try
-                break
-            delay = backoff.next_delay()
-            if until is not None and until - clock() - delay < _ATTEMPT_SECONDS_MIN:
-                gave_up = "deadline"  # no time left for an attempt after the delay
-                break
-            metrics.retries.inc(1, (reason,))
-            await self._sleep(delay)
         elapsed = clock() - started
         raise UnavailableError(self._gave_up_message(method, path, gave_up, tried, attempts,
                                                      elapsed), tried, attempts, elapsed)
@@ -712,21 +696,11 @@ class KVClient:
         redirected: str | None = None
         attempts, gave_up = 0, "retries"
         while True:
-            base = url or redirected or (
-                self.leader_url if leader and self.leader_url else self._pick())
+            base, exchange_s, gave_up = self._next_target(url, redirected, leader,
+                                                          unknown_names, until)
             redirected = None
-            if base in unknown_names:
-                known = self._pick_known(unknown_names)
-                if known is None:
-                    gave_up = "names"
-                    break
-                base = known
-            exchange_s = self.timeout_s
-            if until is not None:
-                exchange_s = min(exchange_s, until - clock())
-                if exchange_s < _ATTEMPT_SECONDS_MIN:
-                    gave_up = "deadline"
-                    break
+            if base is None:
+                break
             attempts += 1
             try:
                 connection = self._connections.get(base)
@@ -775,23 +749,53 @@ class KVClient:
                 else:
                     reason = "server_timeout"
                     metrics.timeouts.inc(1, (operation, "server"))
-            if attempts > self.retries:
-                break
-            if unknown_names and (url in unknown_names
-                                  or unknown_names.issuperset(self.urls)):
-                gave_up = "names"
-                break
             if backoff is None:
                 backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
-            delay = backoff.next_delay()
-            if until is not None and until - clock() - delay < _ATTEMPT_SECONDS_MIN:
-                gave_up = "deadline"
+            gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
+                                                     until, reason)
+            if gave_up:
                 break
-            metrics.retries.inc(1, (reason,))
-            await self._sleep(delay)
         elapsed = clock() - started
         raise UnavailableError(self._gave_up_message(operation, "", gave_up, tried, attempts,
                                                      elapsed), tried, attempts, elapsed)
+
+    def _next_target(self, url: str | None, redirected: str | None, leader: bool,
+                     unknown_names: set[str], until: float | None
+                     ) -> tuple[str | None, float, str]:
+        """Where the next attempt of a request goes (the URL asked for, a redirect's target,
+        the leader or any member) and how long it may take: ``(base, seconds, "retries")``,
+        or ``(None, 0, why)`` when no attempt can be made (``"names"``: no member's name
+        resolves; ``"deadline"``: too little time left). Both protocols use it."""
+        base = url or redirected or (self.leader_url if leader and self.leader_url
+                                     else self._pick())
+        if base in unknown_names:
+            known = self._pick_known(unknown_names)
+            if known is None:
+                return None, 0.0, "names"
+            base = known
+        exchange_s = self.timeout_s
+        if until is not None:
+            exchange_s = min(exchange_s, until - self._clock())
+            if exchange_s < _ATTEMPT_SECONDS_MIN:
+                return None, 0.0, "deadline"
+        return base, exchange_s, "retries"
+
+    async def _pause_before_retry(self, backoff: Backoff, attempts: int, url: str | None,
+                                  unknown_names: set[str], until: float | None,
+                                  reason: str) -> str:
+        """After a failed attempt: wait the backoff's delay and return ``""`` (try again), or
+        return why no attempt is left: ``"retries"``, ``"names"`` (nothing left to try) or
+        ``"deadline"`` (no time left for an attempt after the delay)."""
+        if attempts > self.retries:
+            return "retries"
+        if unknown_names and (url in unknown_names or unknown_names.issuperset(self.urls)):
+            return "names"
+        delay = backoff.next_delay()
+        if until is not None and until - self._clock() - delay < _ATTEMPT_SECONDS_MIN:
+            return "deadline"
+        self.metrics.retries.inc(1, (reason,))
+        await self._sleep(delay)
+        return ""
 
     def _gave_up_message(self, method: str, path: str, why: str, tried: dict[str, str],
                          attempts: int, elapsed_s: float) -> str:
