@@ -32,7 +32,7 @@ def test_an_engine_load_goes_on_through_the_next_leader():
 
         def run() -> None:
             try:
-                box["result"] = workloads._load(members, 8.0, size=16, inflight=16)
+                box["result"] = workloads._load(members, 5.0, size=16, inflight=16)
             except Exception as error:  # reported by the assertions below
                 box["error"] = error
 
@@ -90,7 +90,7 @@ def test_the_http_load_generator_follows_the_leader_after_a_kill(tmp_path):
         urls = ",".join(n.url for n in nodes)
         generator = subprocess.Popen(
             [sys.executable, "-m", "pyraft.bench.loadgen", "--urls", urls, "--size", "16",
-             "--inflight", "8", "--duration-s", "10", "--request-timeout-s", "2"],
+             "--inflight", "8", "--duration-s", "6", "--request-timeout-s", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: (elections.status(first) or {}).get("commit", 0) > 100, timeout=30)
         first.kill()
