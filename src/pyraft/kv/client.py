@@ -548,12 +548,7 @@ class KVClient:
                 answer = _json(body)
                 tried[base] = (f"HTTP {status} {answer.get('error', '')}: "
                                f"{answer.get('message', '')}").rstrip(": ")
-                if status == 503:
-                    reason = "unavailable"
-                    self._failed(base)
-                else:
-                    reason = "server_timeout"
-                    metrics.timeouts.inc(1, (operation, "server"))
+                reason = self._retried_answer(base, status, operation)
             if backoff is None:
                 backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
             gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
@@ -743,12 +738,7 @@ class KVClient:
                         raise SessionExpiredError(text)
                     raise RequestError(status, kind, text)
                 tried[base] = f"{status} {kind}: {text}".rstrip(": ")
-                if status == 503:
-                    reason = "unavailable"
-                    self._failed(base)
-                else:
-                    reason = "server_timeout"
-                    metrics.timeouts.inc(1, (operation, "server"))
+                reason = self._retried_answer(base, status, operation)
             if backoff is None:
                 backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
             gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
@@ -779,6 +769,15 @@ class KVClient:
             if exchange_s < _ATTEMPT_SECONDS_MIN:
                 return None, 0.0, "deadline"
         return base, exchange_s, "retries"
+
+    def _retried_answer(self, base: str, status: int, operation: str) -> str:
+        """A 503 (the member cannot serve now: try another) or a 504 (the member's own
+        timeout) from ``base``: the retry reason, counted as both protocols count it."""
+        if status == 503:
+            self._failed(base)
+            return "unavailable"
+        self.metrics.timeouts.inc(1, (operation, "server"))
+        return "server_timeout"
 
     async def _pause_before_retry(self, backoff: Backoff, attempts: int, url: str | None,
                                   unknown_names: set[str], until: float | None,
