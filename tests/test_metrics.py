@@ -232,7 +232,11 @@ def test_mirrored_to_opentelemetry_when_importable(monkeypatch):
     metrics.messages_sent.inc(1, (2,))
     metrics.fsync_seconds.observe(0.5)
     metrics.term.set(7)
-    assert ("add", "pyraft_peer_messages_sent_total", 1, {"peer": "2"}) in calls
+    # counters are read on collection, not pushed per increment (that is per write)
+    assert not [call for call in calls if call[0] == "add"]
+    assert list(observables["pyraft_peer_messages_sent_total"][0](None)) == [(1, {"peer": "2"})]
+    metrics.messages_sent.inc(2, (2,))
+    assert list(observables["pyraft_peer_messages_sent_total"][0](None)) == [(3, {"peer": "2"})]
     assert ("record", "pyraft_fsync_seconds", 0.5, {}) in calls
     assert list(observables["pyraft_term"][0](None)) == [(7, {})]
     assert "pyraft_transport_sent_total" in observables

@@ -112,9 +112,8 @@ class Counter(_Instrument):
         self.values: dict[tuple, float] = {} if labels else {(): 0}
 
     def inc(self, amount: float = 1, labels: tuple = ()) -> None:
-        self.values[labels] = self.values.get(labels, 0) + amount
-        if self.otel is not None:
-            self.otel.add(amount, self._attributes(labels))
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
 
     def set(self, value: float, labels: tuple = ()) -> None:
         self.values[labels] = value
@@ -199,11 +198,10 @@ class _Registry:
                 instrument.otel_attributes = dict(attributes)
                 instrument._attribute_cache.clear()
                 unit = _unit(instrument.name)
-                if instrument.pulled:
+                # counters and gauges are read when the SDK collects (their totals are kept
+                # here anyway): nothing is pushed per increment, which is per write
+                if instrument.pulled or isinstance(instrument, Counter):
                     self._observe(meter, instrument, unit, otel_metrics)
-                elif isinstance(instrument, Counter):
-                    instrument.otel = meter.create_counter(
-                        instrument.name, unit=unit, description=instrument.help)
                 elif isinstance(instrument, Histogram):
                     instrument.otel = meter.create_histogram(
                         instrument.name, unit=unit, description=instrument.help)

@@ -59,7 +59,6 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import msgpack
-import numpy as np
 
 from pyraft.config import SNAPSHOT_ENTRIES_DEFAULT
 from pyraft.core.membership import Configuration
@@ -67,6 +66,8 @@ from pyraft.core.messages import Snapshot
 from pyraft.core.storage import LogStorage
 from pyraft.errors import ConfigError, InvariantError, LogCompactedError, invariant
 from raftcore.framing import KIND_COMMAND, EntryBatch
+
+_COMMAND_BYTE = bytes([KIND_COMMAND])
 
 _SM = TypeVar("_SM", bound="StateMachine")
 
@@ -247,14 +248,17 @@ class StateMachine(ABC):
     # ---- for subclasses --------------------------------------------------------------------
     def _apply_entries(self, batch: EntryBatch) -> list[object]:
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
-        others = np.flatnonzero(batch.kinds != KIND_COMMAND)
-        if not len(others):
+        # one byte per entry: a C count, no array built (this runs per committed batch)
+        kinds = batch.kinds.tobytes()
+        count = len(kinds)
+        if kinds.count(_COMMAND_BYTE) == count:
             applied = self.apply_commands(batch)
             return applied if isinstance(applied, list) else list(applied)
-        count, first = len(batch), batch.first_index
+        first = batch.first_index
         results: list[object] = [None] * count
         start = 0
-        for position in [*others.tolist(), count]:
+        others = [i for i, kind in enumerate(kinds) if kind != KIND_COMMAND]
+        for position in [*others, count]:
             if position > start:
                 part = self.apply_commands(batch.slice(first + start, first + position))
                 part = part if isinstance(part, list) else list(part)
