@@ -21,17 +21,11 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import time
 
 from pyraft.cluster import RaftCluster
 from pyraft.config import ClusterConfig
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pyraft.testing.processes import free_port
 
 
 def directory_size(path: str) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ it, retrying across elections. Only processes started here are signalled, by the
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -29,9 +30,48 @@ TlsFiles = tuple[str, str, str]
 KV_NODE_SNAPSHOT_ENTRIES = 20
 _T = TypeVar("_T")
 
+#: ports this process has handed out (never twice: two members of one test must differ)
+_GIVEN: set[int] = set()
+_RANDOM = random.Random()  # its own: a test that seeds ``random`` must not repeat ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux; else IANA's)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+            low, high = (int(word) for word in file.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nobody listens on, for a process about to start.
+
+    Chosen below the kernel's ephemeral range when that leaves room: a port the kernel
+    handed out (binding port 0) is one it also gives to outgoing connections, so under load
+    a client's connection could take it before the member binds it. Never the same port
+    twice in this process; bound once to check it is free."""
+    low, _high = _ephemeral_range()
+    lowest = 20000 if low > 24000 else None
+    for _ in range(256):
+        if lowest is None:
+            port = _bound_port(0)
+        else:
+            candidate = _RANDOM.randrange(lowest, low)
+            port = _bound_port(candidate) if candidate not in _GIVEN else None
+        if port is not None and port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise OSError("no free TCP port found on 127.0.0.1")
+
+
+def _bound_port(port: int) -> int | None:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return None
         return s.getsockname()[1]
 
 

@@ -8,23 +8,18 @@ import os
 import pathlib
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pyraft
+from pyraft.testing.processes import free_port as free_port  # for the peer drivers
 
 
 class PeerError(RuntimeError):
     """A peer failed after it started (a child died, replied badly or timed out)."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def child_env() -> dict[str, str]:
