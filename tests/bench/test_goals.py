@@ -321,7 +321,15 @@ def _fake_builds(monkeypatch, calls: list):
 
     monkeypatch.setattr(cli.builds, "info", info)
     monkeypatch.setattr(cli.builds, "core", core)
+    def counted(writes, rounds):
+        calls.append(("instructions", writes, rounds))
+        return {"compiled": {"values": [1.0e6], "median": 1.0e6},
+                "pure": {"values": [1.25e6], "median": 1.25e6}, "ratio": 0.8,
+                "unit": "instructions per write", "command": "c"}
+
     monkeypatch.setattr(cli.builds, "simulator", simulator)
+    monkeypatch.setattr(cli.instructions, "instructions", counted)
+    monkeypatch.setattr(cli.instructions, "available", lambda: None)
     return cli
 
 
@@ -332,13 +340,17 @@ def test_the_builds_section_runs_both_comparisons_and_judges_them(monkeypatch, t
     out = tmp_path / "out"
     assert cli.main(["builds", "--quick", "--sim-seeds", "3:9", "--out", str(out)]) == 0
     assert ("simulator", "3:9", 1) in calls and ("core", 500, 3, 1) in calls
+    assert ("instructions", cli.INSTRUCTIONS_WRITES, 1) in calls
     assert {c[1] for c in calls if c[0] == "info"} == {"compiled", "pure"}
     result = __import__("json").loads((out / "report.json").read_text())
     goals = _by_start(result["goals"])
     assert goals["core"]["status"] == "met" and goals["sim"]["status"] == "not met"
     assert goals["x256"]["status"] == "not measured"  # no cluster in this section
     assert result["plan"]["sim_seeds"] == "3:9"
-    assert "goals of issue 18" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "goals of issue 18" in printed
+    assert result["instructions"]["ratio"] == 0.8
+    assert "instructions: instructions per write" in printed
 
 
 def test_no_pure_leaves_the_builds_out_and_bad_seeds_are_refused(monkeypatch, tmp_path):

@@ -48,10 +48,12 @@ from collections.abc import Callable
 from typing import TextIO, TypeVar
 
 import pyraft
-from pyraft.bench import builds, client_path, compare, machine, report, workloads
+from pyraft.bench import builds, client_path, compare, instructions, machine, report, workloads
 
 _T = TypeVar("_T")
 
+#: the writes each count of instructions per write covers (pyraft.bench.instructions)
+INSTRUCTIONS_WRITES = 300
 SECTIONS = ("all", "kernels", "cluster", "peers", "goals", "builds", "snapshot", "elections",
             "client")
 
@@ -182,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     do_snapshot = section == "snapshot"
     steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps(do_pure) if do_cluster else 0) \
         + (len(compare.PEERS) if do_peers else 0) + (1 if do_snapshot else 0) \
-        + (3 if do_builds else 0)
+        + (4 if do_builds else 0)
     progress = Progress(steps)
     errors: list[str] = []
     result: dict = {
@@ -257,6 +259,13 @@ def _run(args: argparse.Namespace) -> int:
                           f"{plan.build_rounds} round(s) per build")
             result["simulator"] = _guarded(errors, "simulator (builds)", lambda: builds.simulator(
                 plan.sim_seeds, plan.build_rounds))
+            progress.tick(f"builds: instructions per write (callgrind), {plan.build_rounds} "
+                          f"round(s) per build")
+            why = instructions.available() if section != "cluster" else (
+                "the cluster section counts no instructions (builds, goals and all do)")
+            result["instructions"] = {"skipped": why} if why else _guarded(
+                errors, "instructions (builds)", lambda: instructions.instructions(
+                    INSTRUCTIONS_WRITES, plan.build_rounds))
         if do_snapshot:
             result["cluster"] = {"snapshot_install": _guarded(
                 errors, "snapshot install",

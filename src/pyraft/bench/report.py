@@ -430,7 +430,8 @@ def _cpu_text(cpu: dict | None) -> str:
 
 def builds_rows(report: dict) -> list[list[str]]:
     """The summary's rows of the pure build against the compiled one: each load both ran
-    (writes/s, p50, user CPU per write leader / followers), the core alone, the simulator."""
+    (writes/s, p50, user CPU per write leader / followers), the core alone, the simulator,
+    the instructions per write (callgrind)."""
     rows = []
     cluster, pure = report.get("cluster", {}), report.get("pure_build", {})
     for theirs in pure.get("throughput", []):
@@ -453,7 +454,7 @@ def builds_rows(report: dict) -> list[list[str]]:
                          _cpu_text(cpu),
                          _number(cpu and cpu_pure and _div(cpu["leader"]["user"],
                                                            cpu_pure["leader"]["user"]))])
-    for key in ("core", "simulator"):
+    for key in ("core", "simulator", "instructions"):
         entry = report.get(key) or {}
         if "ratio" in entry:
             rows.append([f"{key}: {entry['unit']}", _number(entry["pure"]["median"]),

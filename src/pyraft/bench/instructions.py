@@ -1,0 +1,213 @@
+"""Instructions per write, counted by callgrind: a figure the host's speed does not move.
+
+The host under the project's machines changes speed from one day to the next (issue 18
+measured half the throughput of a week before, etcd halved too), and CPU time per write
+moves with the neighbours' load. The number of user-space instructions a write costs does
+not: callgrind (valgrind's tool) counts them exactly, whatever the host does meanwhile.
+
+What is counted: three members of one build in **one process** (this module run with
+``--child``), a durable write-ahead log each under a temporary directory, the benchmark
+members' counting state machine (``CountLog``), talking over TCP on 127.0.0.1 through the
+real transport and codec, with writes of 16 bytes through ``RaftCluster.replicate``,
+``inflight`` at a time. Counting starts after
+the cluster is up and has a settled leader and stops after the last write returns; the
+figure is the instructions of all three members (and the load) divided by the writes.
+Not counted: the kernel's side of the system calls (send, receive, fdatasync), and what the
+instructions cost in time (a cache miss is one instruction).
+
+The child runs under callgrind about 50 times slower than natively, so two settings keep it
+a faithful copy of a member's per-write work: a long tick (heartbeats would otherwise come
+every few writes) and long election timeouts (the leader's heartbeats every tick keep them
+from expiring; the first election takes 5-10 s); and every sync inline (the
+runtime hands a sync the loop measured above ``inline_sync_max_ms`` to a thread, which a
+slowed process would always do and a native member, syncing in 0.1-0.3 ms, does not).
+
+``count(build, writes, inflight)`` measures once; :func:`instructions` alternates the
+builds (:func:`pyraft.bench.builds.alternate`). ``available()`` says whether valgrind is
+installed (``apt install valgrind``); without it the benchmark suite skips the figure and
+says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import IO
+
+#: the child's settings under callgrind (module docstring)
+TICK_MS = 500.0
+ELECTION_MS = 5_000.0
+PAYLOAD = b"x" * 16
+_TOTALS = re.compile(r"^totals:\s+(\d+)", re.M)
+
+
+class InstructionsError(RuntimeError):
+    """The count could not be taken (valgrind failed, the child failed or said nothing)."""
+
+
+def available() -> str | None:
+    """None when valgrind's callgrind can be run, else why not."""
+    missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
+    return f"{' and '.join(missing)} not found (apt install valgrind)" if missing else None
+
+
+def parse_totals(text: str) -> int:
+    """The instruction total of a callgrind output file's text."""
+    match = _TOTALS.search(text)
+    if match is None:
+        raise InstructionsError("no 'totals:' line in callgrind's output")
+    return int(match.group(1))
+
+
+def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 600.0) -> float:
+    """Instructions per write of one child under callgrind with ``build``'s environment."""
+    from pyraft.bench.builds import child_environment
+
+    why = available()
+    if why is not None:
+        raise InstructionsError(why)
+    if writes < inflight or inflight < 1:
+        raise ValueError(f"need writes >= inflight >= 1, not {writes} and {inflight}")
+    with tempfile.TemporaryDirectory(prefix="pyraft-instructions-") as directory:
+        out = os.path.join(directory, "callgrind.out")
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                   f"--callgrind-out-file={out}", sys.executable, "-m",
+                   "pyraft.bench.instructions", "--child", "--writes", str(writes),
+                   "--inflight", str(inflight), "--data", directory]
+        with tempfile.TemporaryFile(mode="w+") as log:
+            child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=log, text=True, env=child_environment(build))
+            try:
+                _expect(child, "READY", timeout_s, log)
+                _control(child.pid, "on")
+                _say(child)
+                _expect(child, "DONE", timeout_s, log)
+                _control(child.pid, "off")
+                _say(child)
+                code = child.wait(timeout_s)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait(10)
+            if code != 0:
+                raise InstructionsError(f"the child exited {code}: {_tail(log)}")
+        with open(out) as f:
+            return parse_totals(f.read()) / writes
+
+
+def instructions(writes: int, rounds: int, inflight: int = 1) -> dict:
+    """Instructions per write, compiled and pure, alternating (``builds.alternate``)."""
+    from pyraft.bench import builds
+
+    out = builds.alternate(rounds, lambda build: count(build, writes, inflight))
+    out["unit"] = f"instructions per write x{inflight} (3 members in one process)"
+    out["command"] = (f"valgrind --tool=callgrind python -m pyraft.bench.instructions --child "
+                      f"--writes {writes} --inflight {inflight} (counted from the first write "
+                      f"to the last; PYRAFT_PURE_CORE=1 for the pure build)")
+    return out
+
+
+def _expect(child: subprocess.Popen, word: str, timeout_s: float, log: IO[str]) -> None:
+    import select
+
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], timeout_s)
+    line = child.stdout.readline() if ready else ""
+    if not line.startswith(word):
+        raise InstructionsError(f"expected {word} from the child, got {line.strip()!r}: "
+                                f"{_tail(log)}")
+
+
+def _say(child: subprocess.Popen) -> None:
+    assert child.stdin is not None
+    child.stdin.write("go\n")
+    child.stdin.flush()
+
+
+def _control(pid: int, state: str) -> None:
+    done = subprocess.run(["callgrind_control", "-i", state, str(pid)], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode != 0:
+        raise InstructionsError(f"callgrind_control -i {state} {pid}: {done.stderr.strip()}")
+
+
+def _tail(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()[-1500:].strip()
+
+
+# ---- the child ------------------------------------------------------------------------------
+async def _child(writes: int, inflight: int, data: str) -> None:
+    from pyraft.cluster import RaftCluster
+    from pyraft.config import ClusterConfig
+    from pyraft.testing.cluster import settled_leader
+    from pyraft.testing.member import CountLog
+    from pyraft.testing.processes import free_port
+
+    loop = asyncio.get_running_loop()
+    peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
+    members = [RaftCluster.from_config(
+        ClusterConfig(member_id=m, peers=peers, listen=peers[m], tick_ms=TICK_MS,
+                      election_timeout_ms_lower=ELECTION_MS,
+                      election_timeout_ms_upper=2 * ELECTION_MS,
+                      data_dir=os.path.join(data, f"m{m}"), inline_sync_max_ms=1000.0),
+        state_machine=CountLog()) for m in peers]
+    for member in members:
+        await member.start()
+    try:
+        leader = await settled_leader(members, 300)
+
+        async def load(n: int) -> None:
+            for _ in range(n):
+                await leader.replicate(PAYLOAD)
+
+        await asyncio.gather(*[load(20) for _ in range(inflight)])  # warm: nothing lazy left
+        print("READY", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        share, extra = divmod(writes, inflight)
+        await asyncio.gather(*[load(share + (1 if i < extra else 0)) for i in range(inflight)])
+        print("DONE", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+    finally:
+        for member in members:
+            await member.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pyraft.bench.instructions",
+        description="instructions per write, counted by callgrind (see the module docstring)")
+    parser.add_argument("--child", action="store_true",
+                        help="be the counted process (run under callgrind by count())")
+    parser.add_argument("--writes", type=int, default=300)
+    parser.add_argument("--inflight", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="measurements per build")
+    parser.add_argument("--data", help="--child: where the members' logs go")
+    args = parser.parse_args(argv)
+    if args.child:
+        if not args.data:
+            parser.error("--child needs --data")
+        import uvloop
+
+        uvloop.run(_child(args.writes, args.inflight, args.data))
+        return 0
+    why = available()
+    if why is not None:
+        print(f"cannot count instructions: {why}", file=sys.stderr)
+        return 2
+    result = instructions(args.writes, args.rounds, args.inflight)
+    for build in ("compiled", "pure"):
+        values = ", ".join(f"{v:,.0f}" for v in result[build]["values"])
+        print(f"{build}: median {result[build]['median']:,.0f} {result['unit']} ({values})")
+    print(f"compiled / pure: {result['ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

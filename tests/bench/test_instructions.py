@@ -1,0 +1,66 @@
+"""``pyraft.bench.instructions``: instructions per write counted by callgrind.
+
+The default run checks the parts without valgrind: the child's protocol (it runs the real
+three-member cluster natively here), the parsing of callgrind's output and the refusals;
+``--soak`` counts for real when valgrind is installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pyraft.bench import instructions
+
+
+def test_the_child_writes_between_ready_and_done(tmp_path):
+    with subprocess.Popen([sys.executable, "-m", "pyraft.bench.instructions", "--child",
+                           "--writes", "30", "--inflight", "4", "--data", str(tmp_path)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline() == "READY\n"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "DONE\n"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.wait(60) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+    # three durable members wrote there: the warm-up and the 30 counted writes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m1", "m2", "m3"]
+
+
+def test_callgrind_totals_are_read_and_their_absence_is_an_error():
+    text = "events: Ir\nsummary: 0\ntotals: 314159265\n"
+    assert instructions.parse_totals(text) == 314159265
+    with pytest.raises(instructions.InstructionsError):
+        instructions.parse_totals("events: Ir\n")
+
+
+def test_without_valgrind_the_count_says_why(monkeypatch):
+    monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
+    assert "valgrind" in (instructions.available() or "")
+    with pytest.raises(instructions.InstructionsError, match="apt install valgrind"):
+        instructions.count("compiled", writes=10)
+    assert instructions.main(["--writes", "10"]) == 2
+
+
+def test_the_child_needs_a_directory():
+    with pytest.raises(SystemExit):
+        instructions.main(["--child"])
+
+
+@pytest.mark.soak
+def test_instructions_are_counted_per_build():
+    if instructions.available() is not None:
+        pytest.skip(instructions.available())
+    result = instructions.instructions(writes=60, rounds=1)
+    for build in ("compiled", "pure"):
+        assert 10_000 < result[build]["median"] < 100_000_000
+    assert result["ratio"] == result["compiled"]["median"] / result["pure"]["median"]
