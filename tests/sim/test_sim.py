@@ -132,6 +132,7 @@ def test_checkers_catch_a_broken_vote_rule(monkeypatch):
     }
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_checkers_catch_messages_sent_before_persistence(monkeypatch):
     """Sending votes and acknowledgements before the Ready is durable must be caught."""
 
@@ -151,6 +152,7 @@ def test_checkers_catch_messages_sent_before_persistence(monkeypatch):
     assert failures and {f.prop for f in failures} == {"persistence contract"}
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_deep_pipelines_on_slow_disks_are_safe(monkeypatch):
     """Four Readys in flight per member, each write taking up to six ticks: every seed
     passes every check, and the pipelines do fill up (several Readys become durable
@@ -206,6 +208,7 @@ def test_checkers_catch_a_leader_counting_entries_not_yet_durable(monkeypatch):
     assert failures and {f.prop for f in failures} == {"persistence contract"}
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_checkers_catch_answers_sent_before_an_earlier_ready_is_durable(monkeypatch):
     """A runtime that lets the next Ready's answers leave with this one's (before the next
     one is durable) must be caught."""
@@ -260,6 +263,7 @@ def test_operator_restarts_with_wrong_peers_are_safe():
     assert not failures, [(f.seed, f.prop, f.detail) for f in failures[:3]]
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_checkers_catch_a_restart_that_trusts_the_command_line(monkeypatch):
     """The old wiring (the command line's peers are the membership until the first
     snapshot) must be caught: a member restarted with only itself elects itself."""

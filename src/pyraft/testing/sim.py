@@ -56,15 +56,17 @@ from pyraft.core import (
     Configuration,
     LogStorage,
     MemoryLogStorage,
-    Message,
     MessageType,
-    RaftNode,
     RaftOptions,
     ReadState,
-    Ready,
     Role,
     Snapshot,
 )
+
+# the classes sim.pxd types the harness with, imported from their modules (the compiled
+# build reaches their fields and methods directly)
+from pyraft.core.messages import Message, Ready
+from pyraft.core.raft import RaftNode
 from pyraft.errors import (
     InvariantError,
     LogCompactedError,
