@@ -847,7 +847,9 @@ class Simulation:
                 terms = log.terms(lo, log.last_index() + 1)
             except LogCompactedError:
                 continue
-            logs[member] = (lo, terms, terms.astype(_TERM, copy=False).tobytes())
+            if terms.dtype is not _TERM:  # (the core hands out uint64 terms)
+                terms = terms.astype(_TERM)
+            logs[member] = (lo, terms, terms.tobytes())
         members = sorted(logs)
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
