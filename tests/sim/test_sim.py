@@ -98,6 +98,19 @@ def test_a_seed_replays_exactly():
     assert list(first.trace) == list(second.trace)
 
 
+def test_the_harness_draws_delays_as_randint_does():
+    """The harness's own draw of a delay (``_below``, typed in the compiled build) takes the
+    same numbers from a generator's state as ``Random.randint(0, n - 1)``: the seeds replay
+    the runs they replayed before."""
+    import random
+
+    for n in (1, 2, 3, 4, 5, 7, 8, 61, 2**40 + 3):
+        ours, theirs = random.Random(n), random.Random(n)
+        assert [sim._below(ours, n) for _ in range(200)] == \
+            [theirs.randint(0, n - 1) for _ in range(200)]
+        assert ours.getstate() == theirs.getstate()
+
+
 def test_faults_actually_happen():
     """The fault injector is not idle: crashes, partitions and drops occur in a run."""
     s = Simulation(5, SimConfig(nodes=5))

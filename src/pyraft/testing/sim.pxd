@@ -14,6 +14,10 @@ from pyraft.core.raft cimport RaftNode
 cdef class Simulation
 
 
+@cython.locals(k=int, r=int64_t)
+cpdef int64_t _below(object rng, int64_t n) except -1
+
+
 @cython.final
 cdef class SimNode:
     cdef public Simulation sim
