@@ -6,8 +6,9 @@
 ``HYPOTHESIS_PROFILE`` overrides the profile. ``--fuzz-seconds S`` sets how long each
 coverage-guided fuzz target runs (a few seconds by default).
 
-Tests marked ``pure_core`` break the core on purpose (they patch a method of ``RaftLog`` to
-show the simulator's checkers catch it); the compiled build's classes cannot be patched, so
+Tests marked ``pure_core`` break the core on purpose (they patch a method of ``RaftLog``, or
+of the simulator's classes, to show the simulator's checkers catch it); the compiled
+build's classes cannot be patched, so
 in a compiled test run such a test runs in a child ``pytest`` with ``PYRAFT_PURE_CORE=1``,
 and passes only if it passed there.
 """

@@ -60,7 +60,10 @@ def _flag(name: str) -> bool:
 #: the pure build: ``PYRAFT_PURE_CORE=1`` or ``PYRAFT_NO_EXTENSIONS=1``
 PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: a developer's bisection tool: ``PYRAFT_PURE_MODULES=pyraft.cluster.runtime,...`` runs the
-#: modules named pure and the others compiled (to find which one a difference comes from)
+#: modules named pure and the others compiled (to find which one a difference comes from).
+#: A compiled module typed with another's classes (``cimport`` in its ``.pxd``) needs that
+#: one compiled: naming ``pyraft.core.raft`` pure needs ``pyraft.testing.sim`` named too
+#: (``sim.pxd`` types the harness with ``RaftNode``, ``Message`` and ``Ready``).
 PURE_MODULES: frozenset[str] = frozenset(
     name.strip() for name in os.environ.get("PYRAFT_PURE_MODULES", "").split(",") if name.strip())
 

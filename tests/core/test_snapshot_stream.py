@@ -44,14 +44,13 @@ def lagging_follower(s, keys=40):
 
 def record_chunks(s):
     sent: list[Message] = []
-    original = s.send
 
-    def send(m):
-        if m.type is MessageType.SNAPSHOT:
-            sent.append(m)
-        original(m)
+    class Recorder:  # the simulator shows it every message sent (and delivered)
+        def message(self, event, now, m):
+            if event == "send" and m.type is MessageType.SNAPSHOT:
+                sent.append(m)
 
-    s.send = send
+    s.recorder = Recorder()
     return sent
 
 

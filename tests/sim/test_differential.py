@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from pyraft.core import Snapshot, SnapshotMeta
+from pyraft.core import Message, Snapshot, SnapshotMeta
 from pyraft.testing import sim
 from pyraft.testing.sim import (
     SimConfig,
@@ -208,7 +208,7 @@ def _message(**fields):
 
     base = dict(type=sim.MessageType.APPEND, src=1, dst=2, term=3, log_term=2, index=4,
                 commit=4, entries=encode_entries(5, 3, [b"put", b"x"]), context=b"r1")
-    return sim.Message(**{**base, **fields})
+    return Message(**{**base, **fields})
 
 
 @pytest.mark.parametrize("field, value", [
@@ -248,7 +248,7 @@ def test_a_core_that_sends_one_field_differently_changes_the_digest(monkeypatch)
 
     def skewed(self, event, now, m):  # the leader's commit of one heartbeat is off by one
         if m.type == sim.MessageType.HEARTBEAT and self.messages == 40:
-            m = sim.Message(**{**{f: getattr(m, f) for f in _FIELDS}, "commit": m.commit + 1})
+            m = Message(**{**{f: getattr(m, f) for f in _FIELDS}, "commit": m.commit + 1})
         real(self, event, now, m)
 
     monkeypatch.setattr(TraceRecorder, "message", skewed)

@@ -98,6 +98,19 @@ def test_a_seed_replays_exactly():
     assert list(first.trace) == list(second.trace)
 
 
+def test_the_harness_draws_delays_as_randint_does():
+    """The harness's own draw of a delay (``_below``, typed in the compiled build) takes the
+    same numbers from a generator's state as ``Random.randint(0, n - 1)``: the seeds replay
+    the runs they replayed before."""
+    import random
+
+    for n in (1, 2, 3, 4, 5, 7, 8, 61, 2**40 + 3):
+        ours, theirs = random.Random(n), random.Random(n)
+        assert [sim._below(ours, n) for _ in range(200)] == \
+            [theirs.randint(0, n - 1) for _ in range(200)]
+        assert ours.getstate() == theirs.getstate()
+
+
 def test_faults_actually_happen():
     """The fault injector is not idle: crashes, partitions and drops occur in a run."""
     s = Simulation(5, SimConfig(nodes=5))
@@ -132,6 +145,7 @@ def test_checkers_catch_a_broken_vote_rule(monkeypatch):
     }
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_checkers_catch_messages_sent_before_persistence(monkeypatch):
     """Sending votes and acknowledgements before the Ready is durable must be caught."""
 
@@ -151,6 +165,7 @@ def test_checkers_catch_messages_sent_before_persistence(monkeypatch):
     assert failures and {f.prop for f in failures} == {"persistence contract"}
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_deep_pipelines_on_slow_disks_are_safe(monkeypatch):
     """Four Readys in flight per member, each write taking up to six ticks: every seed
     passes every check, and the pipelines do fill up (several Readys become durable
@@ -206,6 +221,7 @@ def test_checkers_catch_a_leader_counting_entries_not_yet_durable(monkeypatch):
     assert failures and {f.prop for f in failures} == {"persistence contract"}
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_checkers_catch_answers_sent_before_an_earlier_ready_is_durable(monkeypatch):
     """A runtime that lets the next Ready's answers leave with this one's (before the next
     one is durable) must be caught."""
@@ -260,6 +276,7 @@ def test_operator_restarts_with_wrong_peers_are_safe():
     assert not failures, [(f.seed, f.prop, f.detail) for f in failures[:3]]
 
 
+@pytest.mark.pure_core  # patches sim.py's classes (extension classes when compiled)
 def test_checkers_catch_a_restart_that_trusts_the_command_line(monkeypatch):
     """The old wiring (the command line's peers are the membership until the first
     snapshot) must be caught: a member restarted with only itself elects itself."""

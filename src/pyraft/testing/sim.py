@@ -56,15 +56,17 @@ from pyraft.core import (
     Configuration,
     LogStorage,
     MemoryLogStorage,
-    Message,
     MessageType,
-    RaftNode,
     RaftOptions,
     ReadState,
-    Ready,
     Role,
     Snapshot,
 )
+
+# the classes sim.pxd types the harness with, imported from their modules (the compiled
+# build reaches their fields and methods directly)
+from pyraft.core.messages import Message, Ready
+from pyraft.core.raft import RaftNode
 from pyraft.errors import (
     InvariantError,
     LogCompactedError,
@@ -73,6 +75,17 @@ from pyraft.errors import (
 )
 from pyraft.testing.linearizability import KVModel, Operation, check_history
 from raftcore.framing import KIND_COMMAND
+
+# the members of the core's enums the per-step paths compare with
+_LEADER = Role.LEADER
+_PRE_VOTE = MessageType.PRE_VOTE
+_PRE_VOTE_RESPONSE = MessageType.PRE_VOTE_RESPONSE
+_VOTE_RESPONSE = MessageType.VOTE_RESPONSE
+_SNAPSHOT_RESPONSE = MessageType.SNAPSHOT_RESPONSE
+_APPEND_RESPONSE = MessageType.APPEND_RESPONSE
+
+#: the terms of a log as :meth:`Simulation.check_log_matching` compares them: 8 bytes each
+_TERM = np.dtype(np.uint64)
 
 FAULTS = ("drop", "duplicate", "delay", "partition", "crash", "slow-disk", "membership",
           "wrong-peers", "amnesia")
@@ -85,6 +98,18 @@ class SafetyViolation(Exception):
         super().__init__(f"{prop}: {detail}")
         self.prop = prop
         self.detail = detail
+
+
+def _below(rng: random.Random, n: int) -> int:
+    """``rng.randint(0, n - 1)`` for ``n >= 1``, drawing exactly what it draws: ``random``'s
+    rule for a range (``Random._randbelow_with_getrandbits``: as many bits as ``n`` has,
+    drawn again while the value is ``n`` or more). The harness draws a delay for every
+    message and every Ready; in the compiled build this costs no Python frames."""
+    k = n.bit_length()
+    r = rng.getrandbits(k)
+    while r >= n:
+        r = rng.getrandbits(k)
+    return r
 
 
 def _whole(data) -> bytes:
@@ -239,7 +264,7 @@ class SimNode:
             self.sim.send(m)
         delay = 0
         if "slow-disk" in self.sim.active_faults and (rd.must_sync or rd.entries):
-            delay = self.sim.rng.randint(0, self.sim.config.disk_ticks_max)
+            delay = _below(self.sim.rng, self.sim.config.disk_ticks_max + 1)
         self.pending.append((self.sim.now + delay, rd))
         if delay == 0:
             self.finish_due()
@@ -430,7 +455,7 @@ class Simulation:
         for _ in range(copies):
             delay = 1
             if "delay" in faults:
-                delay += self.rng.randint(0, self.config.delay_ticks_max)
+                delay += _below(self.rng, self.config.delay_ticks_max + 1)
             self.seq += 1
             heapq.heappush(self.queue, (self.now + delay, self.seq, m))
 
@@ -614,7 +639,7 @@ class Simulation:
     def current_leader(self) -> int:
         best, best_term = 0, -1
         for member, node in self.nodes.items():
-            if node is not None and node.core.role is Role.LEADER and node.core.term > best_term:
+            if node is not None and node.core.role is _LEADER and node.core.term > best_term:
                 best, best_term = member, node.core.term
         return best
 
@@ -710,7 +735,7 @@ class Simulation:
             if node is None:
                 continue
             core = node.core
-            if core.role is Role.LEADER:
+            if core.role is _LEADER:
                 if member in self.config.standby:
                     raise SafetyViolation("standby", f"standby member {member} became leader")
                 other = self.leaders.setdefault(core.term, member)
@@ -747,10 +772,11 @@ class Simulation:
 
     def check_persisted_before_send(self, m: Message) -> None:
         """The persistence contract: what a message promises is durable before it leaves."""
+        mtype = m.type
+        if mtype is _PRE_VOTE or mtype is _PRE_VOTE_RESPONSE:
+            return  # pre-votes ask about term + 1 and promise nothing (thesis 9.6)
         stored = self.storages[m.src]
         hard = stored.hard_state
-        if m.type in (MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESPONSE):
-            return  # pre-votes ask about term + 1 and promise nothing (thesis 9.6)
         if m.term > hard.term:
             raise SafetyViolation(
                 "persistence contract",
@@ -758,7 +784,7 @@ class Simulation:
                 f"(durable term {hard.term})",
             )
         if (
-            m.type is MessageType.VOTE_RESPONSE
+            mtype is _VOTE_RESPONSE
             and not m.reject
             and hard.term == m.term
             and hard.vote != m.dst
@@ -769,7 +795,7 @@ class Simulation:
                 f"node {m.src} granted its vote to {m.dst} before persisting it",
             )
         if (
-            m.type is MessageType.SNAPSHOT_RESPONSE
+            mtype is _SNAPSHOT_RESPONSE
             and m.snapshot_offset
             and stored.first_index() <= m.index  # not installed yet: the chunks are written
         ):
@@ -782,7 +808,7 @@ class Simulation:
                     f"{m.index} with {len(data)} written"
                     + ("" if meta is None else f" of the one at {meta.index}"),
                 )
-        if m.type is MessageType.APPEND_RESPONSE and not m.reject and m.index:
+        if mtype is _APPEND_RESPONSE and not m.reject and m.index:
             durable = stored.last_index()
             if durable < m.index:
                 raise SafetyViolation(
@@ -826,6 +852,12 @@ class Simulation:
                 )
 
     def check_log_matching(self) -> None:
+        """Log matching (Raft 5.3) across every pair of live members: where two logs hold
+        the same term at an index, they hold the same terms at every index before it.
+
+        The usual case, a common range that agrees, is one comparison of the two ranges'
+        raw bytes (the terms are 64-bit integers); only a range that differs somewhere is
+        looked at index by index."""
         logs = {}
         for member, node in self.nodes.items():
             if node is None:
@@ -833,21 +865,27 @@ class Simulation:
             log = node.core.log
             lo = log.first_index()
             try:
-                logs[member] = (lo, log.terms(lo, log.last_index() + 1))
+                terms = log.terms(lo, log.last_index() + 1)
             except LogCompactedError:
                 continue
+            if terms.dtype is not _TERM:  # (the core hands out uint64 terms)
+                terms = terms.astype(_TERM)
+            logs[member] = (lo, terms, terms.tobytes())
         members = sorted(logs)
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                (lo_a, ta), (lo_b, tb) = logs[a], logs[b]
+                (lo_a, ta, raw_a), (lo_b, tb, raw_b) = logs[a], logs[b]
                 lo = max(lo_a, lo_b)
                 hi = min(lo_a + len(ta), lo_b + len(tb))
                 if hi <= lo:
                     continue
+                if raw_a[(lo - lo_a) * 8 : (hi - lo_a) * 8] \
+                        == raw_b[(lo - lo_b) * 8 : (hi - lo_b) * 8]:
+                    continue  # the usual case: the common range agrees
                 x, y = ta[lo - lo_a : hi - lo_a], tb[lo - lo_b : hi - lo_b]
                 differ = np.flatnonzero(x != y)
                 if not len(differ):
-                    continue  # the usual case: the common range agrees (one numpy pass)
+                    continue
                 same = np.flatnonzero(x == y)
                 if len(same) and differ[0] < same[-1]:
                     raise SafetyViolation(
