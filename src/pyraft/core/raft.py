@@ -1472,6 +1472,8 @@ class RaftNode:
         self.events.append(MembershipEvent(MembershipEventKind.CATCH_UP_FAILED, member, index))
 
     def _maybe_promote(self) -> None:
+        if not self._warmup:
+            return  # no learner warming up (every commit asks)
         for member in self._warmup.to_promote():
             if self.pending_conf_index > self.log.committed:
                 continue
