@@ -543,19 +543,25 @@ class RaftNode:
         if rd.entries:
             rd.must_sync = True
         rd.committed = self.log.take_committed(self._apply_bytes_max)
-        if self.role is _R_LEADER:
-            term = self.term
-            for m in self._messages:
-                if m.type in _LEADER_TRAFFIC and m.term == term:
-                    rd.messages.append(m)
-                else:
-                    rd.persisted_messages.append(m)
-        else:
-            rd.persisted_messages = self._messages
-        self._messages = []
-        rd.read_states, self.read_states = self.read_states, []
-        rd.events, self.events = self.events, []
-        rd.leadership_lost, self._leadership_lost = self._leadership_lost, []
+        # the queues move to the Ready only when they hold something (a new empty list per
+        # queue per Ready was most of the garbage a Ready made)
+        if self._messages:
+            if self.role is _R_LEADER:
+                term = self.term
+                for m in self._messages:
+                    if m.type in _LEADER_TRAFFIC and m.term == term:
+                        rd.messages.append(m)
+                    else:
+                        rd.persisted_messages.append(m)
+            else:
+                rd.persisted_messages = self._messages
+            self._messages = []
+        if self.read_states:
+            rd.read_states, self.read_states = self.read_states, []
+        if self.events:
+            rd.events, self.events = self.events, []
+        if self._leadership_lost:
+            rd.leadership_lost, self._leadership_lost = self._leadership_lost, []
         last = rd.entries[-1] if rd.entries else None
         self._unpersisted.append((
             rd.number,

@@ -404,6 +404,8 @@ class MemoryLogStorage(ExternalSnapshots):
             self._batches[-1] = self._batches[-1].slice(self._starts[-1], index)
 
     def _batch_of(self, index: int) -> EntryBatch:
+        if index >= self._starts[-1]:
+            return self._batches[-1]  # the usual case: the newest batch
         return self._batches[bisect.bisect_right(self._starts, index) - 1]
 
 
