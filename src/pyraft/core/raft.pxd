@@ -5,6 +5,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 from pyraft.core.log cimport RaftLog
+from pyraft.core.membership cimport majority_index
 from pyraft.core.messages cimport Message, Ready
 from pyraft.core.progress cimport Progress
 
@@ -52,6 +53,7 @@ cdef class RaftNode:
     cdef public int64_t _ready_pipeline_max
     cdef public int64_t _append_bytes_max
     cdef public int64_t _apply_bytes_max
+    cdef public int64_t _term_start
     cdef public bint fresh
     cdef public set _fresh_votes
     cdef public object _own_info
@@ -90,6 +92,7 @@ cdef class RaftNode:
     cpdef _handle_append_response(self, Message m, Progress pr)
     @cython.locals(index=int64_t, pr=Progress, progress=dict, matches=list)
     cpdef bint _maybe_commit(self) except -1
+    cpdef bint _in_own_term(self, int64_t index) except -1
     @cython.locals(pr=Progress)
     cpdef _broadcast_heartbeat(self, object context)
     @cython.locals(before=int64_t, hint=int64_t)

@@ -291,6 +291,9 @@ class RaftNode:
         self._leadership_lost: list[LeadershipLost] = []
         #: the latest step-down of this member, None if it never led
         self.leadership_lost: LeadershipLost | None = None
+        #: leader: index of its no-op, the first entry of its term (entries from there to the
+        #: last index are all of ``term``); ``_NO_TERM_START`` otherwise (set by ``_reset``)
+        self._term_start = _NO_TERM_START
         self.become_follower(self.term, 0)
 
     # ---- public API --------------------------------------------------------------------------
@@ -695,6 +698,7 @@ class RaftNode:
         # Conservatively treat any configuration entry in the log as pending (thesis 4.1).
         self.pending_conf_index = last
         # Raft 8 / thesis 6.4: a no-op at the start of the term commits earlier entries.
+        self._term_start = last + 1
         self._append_as_leader(encode_entries(last + 1, self.term, [b""], KIND_NOOP))
         self.uncommitted_bytes = 0  # the no-op does not count against the bound
         self._uncommitted_batches.clear()
@@ -722,6 +726,7 @@ class RaftNode:
         self._reads.reset()
         self._commit_sent = {}
         self._commit_unsent = False
+        self._term_start = _NO_TERM_START
 
     def _new_progress(self, next_index: int) -> Progress:
         return Progress(
@@ -1048,7 +1053,7 @@ class RaftNode:
             # known, so the snapshot branch below cannot be the answer either)
             return False
         prev = pr.next - 1
-        prev_term = log.term_or_none(prev)
+        prev_term = self.term if self._in_own_term(prev) else log.term_or_none(prev)
         try:
             if prev_term is None:
                 raise LogCompactedError(f"term at {prev} is compacted")
@@ -1184,7 +1189,9 @@ class RaftNode:
             pr = progress.get(v)
             matches.append(0 if pr is None else pr.match)
         index = majority_index(matches)
-        if index <= self.log.committed or self.log.term_or_none(index) != self.term:
+        if index <= self.log.committed:
+            return False
+        if not self._in_own_term(index) and self.log.term_or_none(index) != self.term:
             return False
         self.log.commit_to(index)
         self.fresh = False  # a commit of this leader's own term: caught up by definition
@@ -1198,6 +1205,12 @@ class RaftNode:
             self.become_follower(
                 self.term, 0, LeadershipLost(LeadershipLossReason.REMOVED, self.term))
         return True
+
+    def _in_own_term(self, index: int) -> bool:
+        """Leader: the entry at ``index`` is one it appended in its term, so its term is
+        ``self.term`` without reading the log (a leader's log only grows, and from
+        ``_term_start`` on holds only entries of its term)."""
+        return self._term_start <= index <= self.log.last_index()
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
         for member in sorted(self.progress):
@@ -1511,7 +1524,14 @@ class RaftNode:
         self._messages.append(Message(message_type, self.id, to, **fields))
 
     def _hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.log.committed)
+        # HardState(term, vote, commit) without the frozen dataclass's __init__, a Python
+        # frame of object.__setattr__ calls: every member makes one per Ready that moves its
+        # commit index (tests/core/test_ready.py checks the fields are exactly these three)
+        hard: HardState = _new_object(HardState)
+        _set_field(hard, "term", self.term)
+        _set_field(hard, "vote", self.vote)
+        _set_field(hard, "commit", self.log.committed)
+        return hard
 
 
     def status(self) -> dict[str, Any]:
@@ -1531,5 +1551,10 @@ class RaftNode:
 
 
 _EMPTY = encode_entries(1, 1, [])
+#: ``_term_start`` when this member does not lead: past every index
+_NO_TERM_START = 2**63 - 1
+#: how _hard_state builds a frozen HardState field by field
+_new_object = object.__new__
+_set_field = object.__setattr__
 #: what a leader may send before its Ready is durable: its own replication traffic
 _LEADER_TRAFFIC = frozenset({_T_APPEND, _T_HEARTBEAT, _T_SNAPSHOT, _T_TIMEOUT_NOW})
