@@ -2,10 +2,13 @@
 cimport cython
 from libc.stdint cimport int64_t
 
+from pyraft.core.storage cimport MemoryLogStorage
+
 
 @cython.final
 cdef class RaftLog:
     cdef public object storage
+    cdef MemoryLogStorage _memory
     cdef public list unstable
     cdef public int64_t unstable_offset
     cdef public object unstable_snapshot
@@ -16,16 +19,17 @@ cdef class RaftLog:
     cdef public int64_t applying
     cdef public int64_t _last
 
+    @cython.locals(memory=MemoryLogStorage)
     cpdef int64_t first_index(self) except? -1
     cpdef int64_t last_index(self)
     cpdef int64_t last_term(self) except? -1
-    @cython.locals(batch=object)
+    @cython.locals(batch=object, memory=MemoryLogStorage)
     cpdef int64_t term(self, int64_t index) except? -1
     cpdef object term_or_none(self, int64_t index)
     cpdef bint match_term(self, int64_t index, int64_t term) except -1
     @cython.locals(mine=int64_t)
     cpdef bint is_up_to_date(self, int64_t last_index, int64_t term) except -1
-    @cython.locals(stable_hi=int64_t)
+    @cython.locals(stable_hi=int64_t, memory=MemoryLogStorage)
     cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
     cpdef object terms(self, int64_t lo, int64_t hi)
     @cython.locals(first=int64_t, last=int64_t)

@@ -304,18 +304,22 @@ class MemoryLogStorage(ExternalSnapshots):
         if hi <= lo:
             return empty_batch(lo)
         batches, starts = self._batches, self._starts
-        parts: list[EntryBatch] = []
-        size = 0
-        position = bisect.bisect_right(starts, lo) - 1
         count = len(batches)
-        while position < count and starts[position] < hi:
-            part = batches[position].slice(lo, hi)
-            if max_bytes is not None and parts and size + part.nbytes > max_bytes:
-                break
-            parts.append(part)
-            size += part.nbytes
-            position += 1
-        batch = parts[0] if len(parts) == 1 else concat_batches(parts)
+        if lo >= starts[count - 1]:
+            # all in the newest batch (what a leader or follower reads back most often)
+            batch = batches[count - 1].slice(lo, hi)
+        else:
+            parts: list[EntryBatch] = []
+            size = 0
+            position = bisect.bisect_right(starts, lo) - 1
+            while position < count and starts[position] < hi:
+                part = batches[position].slice(lo, hi)
+                if max_bytes is not None and parts and size + part.nbytes > max_bytes:
+                    break
+                parts.append(part)
+                size += part.nbytes
+                position += 1
+            batch = parts[0] if len(parts) == 1 else concat_batches(parts)
         if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
             batch = limit_bytes(batch, max_bytes)
         return batch
