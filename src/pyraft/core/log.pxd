@@ -3,6 +3,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 from pyraft.core.storage cimport MemoryLogStorage
+from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
 @cython.final
@@ -23,13 +24,14 @@ cdef class RaftLog:
     cpdef int64_t first_index(self) except? -1
     cpdef int64_t last_index(self)
     cpdef int64_t last_term(self) except? -1
-    @cython.locals(batch=object, memory=MemoryLogStorage)
+    @cython.locals(batch=CEntryBatch, memory=MemoryLogStorage)
     cpdef int64_t term(self, int64_t index) except? -1
     cpdef object term_or_none(self, int64_t index)
     cpdef bint match_term(self, int64_t index, int64_t term) except -1
     @cython.locals(mine=int64_t)
     cpdef bint is_up_to_date(self, int64_t last_index, int64_t term) except -1
-    @cython.locals(stable_hi=int64_t, memory=MemoryLogStorage)
+    @cython.locals(stable_hi=int64_t, memory=MemoryLogStorage, parts=list, stored=CEntryBatch,
+                   batch=CEntryBatch)
     cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
     cpdef object terms(self, int64_t lo, int64_t hi)
     @cython.locals(first=int64_t, last=int64_t)
@@ -41,7 +43,9 @@ cdef class RaftLog:
     @cython.locals(lo=int64_t, hi=int64_t, middle=int64_t)
     cpdef int64_t find_conflict_by_term(self, int64_t index, int64_t term) except? -1
     cpdef bint commit_to(self, int64_t index) except -1
+    @cython.locals(out=list, batch=CEntryBatch)
     cpdef list take_unstable(self)
+    @cython.locals(kept=list, batch=CEntryBatch)
     cpdef stable_to(self, int64_t index, int64_t term)
     cpdef restore(self, object snapshot)
     cpdef stable_snapshot_to(self, int64_t index)
