@@ -1200,7 +1200,9 @@ class RaftNode:
             self.uncommitted_bytes -= uncommitted.popleft()[1]
         self._release_reads_waiting_for_commit()
         self._maybe_promote()
-        if self.id not in self.configuration.members and self.pending_conf_index <= index:
+        configuration = self.configuration
+        if (self.id not in configuration.voters and self.id not in configuration.learners
+                and self.pending_conf_index <= index):  # not a member (no members union built)
             # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
             self.become_follower(
                 self.term, 0, LeadershipLost(LeadershipLossReason.REMOVED, self.term))
