@@ -4,10 +4,12 @@
 cimport cython
 from libc.stdint cimport int64_t
 
+from pyraft.core.confhistory cimport ConfigurationHistory
 from pyraft.core.log cimport RaftLog
 from pyraft.core.membership cimport majority_index
 from pyraft.core.messages cimport Message, Ready
 from pyraft.core.progress cimport Progress
+from pyraft.core.warmup cimport Warmup
 
 
 @cython.final
@@ -20,7 +22,7 @@ cdef class RaftNode:
     cdef public int64_t vote
     cdef public int64_t lead
     cdef public object role
-    cdef public object _history
+    cdef public ConfigurationHistory _history
     cdef public object configuration
     cdef public dict progress
     cdef public dict votes
@@ -32,7 +34,7 @@ cdef class RaftNode:
     cdef public int64_t pending_conf_index
     cdef public int64_t uncommitted_bytes
     cdef public object _uncommitted_batches
-    cdef public object _warmup
+    cdef public Warmup _warmup
     cdef public object _failures
     cdef public list events
     cdef public object _snapshot_receiving
