@@ -62,6 +62,7 @@ cdef enum:
     HDR = 32
     FHDR = 16
     KIND_MAX = 2
+    KIND_CONFIGURATION_C = 1  # KIND_CONFIGURATION as a C constant (the Python one is an object)
     VERSION = 1
     FMAGIC = 0x5246
     FVERSION = 1
@@ -295,13 +296,22 @@ cdef class EntryBatch:
     @property
     def config_positions(self):
         """Positions (not indexes) of configuration entries, as an int64 array."""
-        # asked of every batch appended (nearly always none): a C scan, numpy only on a hit
-        cdef const uint8_t[:] kinds = self.kinds
-        cdef Py_ssize_t i
-        for i in range(kinds.shape[0]):
-            if kinds[i] == KIND_CONFIGURATION:
-                return np.flatnonzero(self.kinds == KIND_CONFIGURATION)
-        return np.empty(0, dtype=np.intp)
+        # asked of every batch appended (nearly always none): a C scan of the array's data,
+        # numpy only on a hit (acquiring a typed memoryview here cost ~0.6 us, the scan ~0.01)
+        cdef cnp.ndarray kinds
+        cdef const char *data
+        cdef Py_ssize_t i, n, stride
+        if isinstance(self.kinds, cnp.ndarray):
+            kinds = <cnp.ndarray>self.kinds
+            if cnp.PyArray_NDIM(kinds) == 1 and cnp.PyArray_TYPE(kinds) == cnp.NPY_UINT8:
+                data = <const char *>cnp.PyArray_DATA(kinds)
+                n = cnp.PyArray_DIM(kinds, 0)
+                stride = cnp.PyArray_STRIDE(kinds, 0)
+                for i in range(n):
+                    if (<const uint8_t *>(data + i * stride))[0] == KIND_CONFIGURATION_C:
+                        return np.flatnonzero(kinds == KIND_CONFIGURATION)
+                return _EMPTY_INTP
+        return np.flatnonzero(np.asarray(self.kinds) == KIND_CONFIGURATION)
 
     def slice(self, lo, hi):
         """The entries with log indexes in ``[lo, hi)`` as a new batch over the same buffer."""
@@ -351,9 +361,11 @@ cdef class EntryBatch:
 cdef object _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 cdef object _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
 cdef object _ZERO_OFFSET = np.zeros(1, dtype=np.uint64)
+cdef object _EMPTY_INTP = np.zeros(0, dtype=np.intp)  # no configuration entry (read-only)
 _EMPTY_U64.flags.writeable = False
 _EMPTY_U8.flags.writeable = False
 _ZERO_OFFSET.flags.writeable = False
+_EMPTY_INTP.flags.writeable = False
 
 
 def empty_batch(uint64_t next_index=1):

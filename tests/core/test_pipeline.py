@@ -4,12 +4,14 @@ reported by number (``RaftNode.on_persist_ready``), applies reported apart
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
 from pyraft.core import (
     Configuration,
+    HardState,
     MemoryLogStorage,
     Message,
     MessageType,
@@ -232,3 +234,23 @@ def test_a_vote_waits_for_its_ready_and_every_earlier_one():
     assert [(m.dst, m.reject) for m in votes] == [(3, False)]
     assert second.hard_state is not None and second.hard_state.vote == 3 and second.must_sync
     assert first.number < second.number and second.messages == []
+
+
+def test_ready_hard_state_is_a_whole_hard_state() -> None:
+    """``RaftNode._hard_state`` builds the frozen HardState field by field (no dataclass
+    __init__): it must set every field, and equal, hash and print as one built normally."""
+    assert [f.name for f in dataclasses.fields(HardState)] == ["term", "vote", "commit"]
+    node, storage = solo(1)
+    rd = node.ready()
+    built = HardState(node.term, node.vote, node.log.committed)
+    assert rd.hard_state == built and rd.hard_state is not built
+    assert hash(rd.hard_state) == hash(built) and repr(rd.hard_state) == repr(built)
+    assert (rd.hard_state.term, rd.hard_state.vote) == (1, 1)
+    persist(storage, rd)
+    node.advance(rd)
+    node.propose([b"x"])
+    rd = node.ready()
+    persist(storage, rd)
+    node.advance(rd)
+    rd = node.ready()  # the commit moved: a new hard state
+    assert rd.hard_state == HardState(1, 1, node.log.committed) and node.log.committed >= 2

@@ -123,5 +123,6 @@ def majority_index(values: list[int]) -> int:
     """The largest value that at least a majority of ``values`` reach (0 for an empty list)."""
     if not values:
         return 0
-    ordered = sorted(values, reverse=True)
-    return ordered[len(ordered) // 2]
+    # the (len // 2)-th largest, read from the ascending order (no keyword call per commit)
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]

@@ -11,6 +11,7 @@ cdef class Inflights:
     cdef public int64_t bytes
 
     cpdef bint full(self)
+    @cython.locals(items=object)
     cpdef add(self, int64_t last_index, int64_t size, int64_t tick=*)
     cpdef free_to(self, int64_t index)
     cpdef reset(self)
@@ -40,3 +41,9 @@ cdef class Progress:
     cpdef bint is_paused(self)
     cpdef bint maybe_update(self, int64_t index)
     cpdef bint maybe_decrease_to(self, int64_t rejected, int64_t match_hint)
+
+
+# ProgressState's members (module constants of progress.py, C globals here)
+cdef object _PROBE
+cdef object _REPLICATE
+cdef object _SNAPSHOT

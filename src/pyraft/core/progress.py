@@ -15,13 +15,20 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-from pyraft.errors import invariant
+from pyraft.errors import InvariantError
 
 
 class ProgressState(enum.Enum):
     PROBE = "probe"
     REPLICATE = "replicate"
     SNAPSHOT = "snapshot"
+
+
+# ProgressState's members as module constants: C globals in the compiled build (progress.pxd),
+# where ``ProgressState.PROBE`` is a lookup on the enum class at every use
+_PROBE = ProgressState.PROBE
+_REPLICATE = ProgressState.REPLICATE
+_SNAPSHOT = ProgressState.SNAPSHOT
 
 
 class Inflights:
@@ -43,8 +50,11 @@ class Inflights:
 
     def add(self, last_index: int, size: int, tick: int = 0) -> None:
         """Record an append ending at ``last_index`` of ``size`` bytes, sent at ``tick``."""
-        invariant(not self.full(), "adding to a full in-flight window")
-        invariant(not self._items or last_index > self._items[-1][0], "in-flight out of order")
+        if self.full():
+            raise InvariantError("adding to a full in-flight window")
+        items = self._items
+        if items and last_index <= items[-1][0]:
+            raise InvariantError("in-flight out of order")
         self._items.append((last_index, size, tick))
         self.bytes += size
 
@@ -86,7 +96,7 @@ class Progress:
         self.match = 0
         #: index of the next entry to send
         self.next = next_index
-        self.state = ProgressState.PROBE
+        self.state = _PROBE
         #: PROBE only: an append is outstanding, wait for its answer or a heartbeat response
         self.probe_sent = False
         #: SNAPSHOT only: the index of the snapshot being sent
@@ -117,23 +127,23 @@ class Progress:
         return f"Progress({self.state.value} match={self.match} next={self.next})"
 
     def become_probe(self) -> None:
-        if self.state is ProgressState.SNAPSHOT:
+        if self.state is _SNAPSHOT:
             self.next = max(self.match + 1, self.pending_snapshot + 1)
         else:
             self.next = self.match + 1
-        self.state = ProgressState.PROBE
+        self.state = _PROBE
         self.probe_sent = False
         self.pending_snapshot = 0
         self.inflights.reset()
 
     def become_replicate(self) -> None:
-        self.state = ProgressState.REPLICATE
+        self.state = _REPLICATE
         self.next = self.match + 1
         self.probe_sent = False
         self.inflights.reset()
 
     def become_snapshot(self, index: int) -> None:
-        self.state = ProgressState.SNAPSHOT
+        self.state = _SNAPSHOT
         self.pending_snapshot = index
         self.snapshot_offset = 0
         self.snapshot_rewind(0)
@@ -147,9 +157,9 @@ class Progress:
         self.snapshot_probing = True
 
     def is_paused(self) -> bool:
-        if self.state is ProgressState.PROBE:
+        if self.state is _PROBE:
             return self.probe_sent
-        if self.state is ProgressState.REPLICATE:
+        if self.state is _REPLICATE:
             return self.inflights.full()
         return True
 
@@ -170,12 +180,12 @@ class Progress:
         ``match`` goes back to what it holds, so the leader sends them again instead of
         waiting forever. (A stale rejection of that shape only costs a resend.)"""
         if (rejected == self.match and match_hint < self.match
-                and self.state is not ProgressState.SNAPSHOT):
+                and self.state is not _SNAPSHOT):
             self.match = max(match_hint, 0)
             self.next = self.match + 1
             self.probe_sent = False
             return True
-        if self.state is ProgressState.REPLICATE:
+        if self.state is _REPLICATE:
             if rejected <= self.match:
                 return False
             self.next = self.match + 1

@@ -4,9 +4,12 @@
 cimport cython
 from libc.stdint cimport int64_t
 
+from pyraft.core.confhistory cimport ConfigurationHistory
 from pyraft.core.log cimport RaftLog
+from pyraft.core.membership cimport majority_index
 from pyraft.core.messages cimport Message, Ready
 from pyraft.core.progress cimport Progress
+from pyraft.core.warmup cimport Warmup
 
 
 @cython.final
@@ -19,7 +22,7 @@ cdef class RaftNode:
     cdef public int64_t vote
     cdef public int64_t lead
     cdef public object role
-    cdef public object _history
+    cdef public ConfigurationHistory _history
     cdef public object configuration
     cdef public dict progress
     cdef public dict votes
@@ -31,7 +34,7 @@ cdef class RaftNode:
     cdef public int64_t pending_conf_index
     cdef public int64_t uncommitted_bytes
     cdef public object _uncommitted_batches
-    cdef public object _warmup
+    cdef public Warmup _warmup
     cdef public object _failures
     cdef public list events
     cdef public object _snapshot_receiving
@@ -44,8 +47,15 @@ cdef class RaftNode:
     cdef public int64_t _ready_number
     cdef public int64_t _persisted_number
     cdef public object _unpersisted
-    cdef public object _previous_soft
-    cdef public object _previous_hard
+    cdef public int64_t _soft_lead
+    cdef public object _soft_role
+    cdef public int64_t _hard_term
+    cdef public int64_t _hard_vote
+    cdef public int64_t _hard_commit
+    cdef public int64_t _ready_pipeline_max
+    cdef public int64_t _append_bytes_max
+    cdef public int64_t _apply_bytes_max
+    cdef public int64_t _term_start
     cdef public bint fresh
     cdef public set _fresh_votes
     cdef public object _own_info
@@ -61,6 +71,8 @@ cdef class RaftNode:
     cpdef tuple propose(self, object payloads, int kind=*)
     cpdef bint has_ready(self) except -1
     cpdef bint _state_changed(self) except -1
+    cpdef bint _hard_changed(self) except -1
+    cpdef bint _soft_changed(self) except -1
     @cython.locals(rd=Ready, m=Message, term=int64_t, last=object)
     cpdef Ready ready(self)
     cpdef list take_leader_traffic(self)
@@ -76,12 +88,13 @@ cdef class RaftNode:
     cpdef _append_as_leader(self, object batch)
     cpdef _after_commit(self)
     cpdef _broadcast_append(self, bint send_if_empty=*)
-    @cython.locals(pr=Progress, prev=int64_t, commit=int64_t)
+    @cython.locals(pr=Progress, prev=int64_t, commit=int64_t, log=RaftLog)
     cpdef bint _send_append(self, int64_t to, bint send_if_empty=*) except -1
     @cython.locals(hint=int64_t)
     cpdef _handle_append_response(self, Message m, Progress pr)
-    @cython.locals(index=int64_t, pr=Progress)
+    @cython.locals(index=int64_t, pr=Progress, progress=dict, matches=list)
     cpdef bint _maybe_commit(self) except -1
+    cpdef bint _in_own_term(self, int64_t index) except -1
     @cython.locals(pr=Progress)
     cpdef _broadcast_heartbeat(self, object context)
     @cython.locals(before=int64_t, hint=int64_t)
@@ -89,3 +102,31 @@ cdef class RaftNode:
     cpdef _after_append(self, int64_t from_index, object entries)
     cpdef _handle_heartbeat(self, Message m)
     cpdef _maybe_end_fresh(self)
+
+
+# the enum members of raft.py's module constants (C globals in the compiled build)
+cdef object _T_APPEND
+cdef object _T_APPEND_RESPONSE
+cdef object _T_CHECK_QUORUM
+cdef object _T_HEARTBEAT
+cdef object _T_HEARTBEAT_RESPONSE
+cdef object _T_HUP
+cdef object _T_MEMBER_INFO
+cdef object _T_PRE_VOTE
+cdef object _T_PRE_VOTE_RESPONSE
+cdef object _T_READ_INDEX
+cdef object _T_READ_INDEX_RESPONSE
+cdef object _T_SNAPSHOT
+cdef object _T_SNAPSHOT_RESPONSE
+cdef object _T_SNAPSHOT_STATUS
+cdef object _T_TIMEOUT_NOW
+cdef object _T_TRANSFER_LEADER
+cdef object _T_VOTE
+cdef object _T_VOTE_RESPONSE
+cdef object _R_CANDIDATE
+cdef object _R_FOLLOWER
+cdef object _R_LEADER
+cdef object _R_PRE_CANDIDATE
+cdef object _P_PROBE
+cdef object _P_REPLICATE
+cdef object _P_SNAPSHOT

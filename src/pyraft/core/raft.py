@@ -76,6 +76,34 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 T = MessageType
+# The enum members the hot paths compare with, as module constants: the compiled build makes
+# them C globals (raft.pxd), where ``T.APPEND`` would be a module lookup and an attribute
+# lookup on the enum class per use.
+_T_APPEND = T.APPEND
+_T_APPEND_RESPONSE = T.APPEND_RESPONSE
+_T_CHECK_QUORUM = T.CHECK_QUORUM
+_T_HEARTBEAT = T.HEARTBEAT
+_T_HEARTBEAT_RESPONSE = T.HEARTBEAT_RESPONSE
+_T_HUP = T.HUP
+_T_MEMBER_INFO = T.MEMBER_INFO
+_T_PRE_VOTE = T.PRE_VOTE
+_T_PRE_VOTE_RESPONSE = T.PRE_VOTE_RESPONSE
+_T_READ_INDEX = T.READ_INDEX
+_T_READ_INDEX_RESPONSE = T.READ_INDEX_RESPONSE
+_T_SNAPSHOT = T.SNAPSHOT
+_T_SNAPSHOT_RESPONSE = T.SNAPSHOT_RESPONSE
+_T_SNAPSHOT_STATUS = T.SNAPSHOT_STATUS
+_T_TIMEOUT_NOW = T.TIMEOUT_NOW
+_T_TRANSFER_LEADER = T.TRANSFER_LEADER
+_T_VOTE = T.VOTE
+_T_VOTE_RESPONSE = T.VOTE_RESPONSE
+_R_CANDIDATE = Role.CANDIDATE
+_R_FOLLOWER = Role.FOLLOWER
+_R_LEADER = Role.LEADER
+_R_PRE_CANDIDATE = Role.PRE_CANDIDATE
+_P_PROBE = ProgressState.PROBE
+_P_REPLICATE = ProgressState.REPLICATE
+_P_SNAPSHOT = ProgressState.SNAPSHOT
 #: the largest MEMBER_INFO body a leader reads (an address and a few labels)
 MEMBER_INFO_BYTES_MAX = 16 * 1024
 
@@ -180,7 +208,7 @@ class RaftNode:
         self.vote = hard_state.vote
         #: leader of ``term`` as far as we know, 0 for unknown
         self.lead = 0
-        self.role = Role.FOLLOWER
+        self.role = _R_FOLLOWER
         #: the snapshot's (or bootstrap's) configuration and the configuration entries after it
         self._history = ConfigurationHistory(configuration)
         #: the configuration in force: ``history.latest()`` (thesis 4.1: entries take effect
@@ -231,8 +259,17 @@ class RaftNode:
         #: first: (number, index of its snapshot or -1, last index and term of its entries,
         #: or 0 and 0 without entries)
         self._unpersisted: deque[tuple[int, int, int, int]] = deque()
-        self._previous_soft = SoftState(0, Role.FOLLOWER)
-        self._previous_hard = hard_state
+        #: the soft state (leader, role) and the hard state (term, vote, commit) the last
+        #: Ready handed out, or the storage's at start: a Ready carries them when they changed
+        self._soft_lead = 0
+        self._soft_role = _R_FOLLOWER
+        self._hard_term = hard_state.term
+        self._hard_vote = hard_state.vote
+        self._hard_commit = hard_state.commit
+        #: options read on every Ready and every append, kept as fields (typed in raft.pxd)
+        self._ready_pipeline_max = options.ready_pipeline_max
+        self._append_bytes_max = options.append_bytes_max
+        self._apply_bytes_max = options.apply_bytes_max
         #: started with empty storage and not caught up yet: this member may have forgotten
         #: entries it acknowledged before (it cannot tell a first start from a restart that
         #: lost its state), so its vote is "fresh": a candidate needs a majority of other
@@ -254,6 +291,9 @@ class RaftNode:
         self._leadership_lost: list[LeadershipLost] = []
         #: the latest step-down of this member, None if it never led
         self.leadership_lost: LeadershipLost | None = None
+        #: leader: index of its no-op, the first entry of its term (entries from there to the
+        #: last index are all of ``term``); ``_NO_TERM_START`` otherwise (set by ``_reset``)
+        self._term_start = _NO_TERM_START
         self.become_follower(self.term, 0)
 
     # ---- public API --------------------------------------------------------------------------
@@ -265,34 +305,34 @@ class RaftNode:
     def step(self, m: Message) -> None:
         """Feed one message (from a peer or a local event)."""
         if m.type in LOCAL_TYPES:
-            if m.type is T.HUP:
+            if m.type is _T_HUP:
                 self._hup(transfer=False)
             else:
                 self._step(m)
             return
         if m.term > self.term:
-            if m.type in (T.VOTE, T.PRE_VOTE) and not m.transfer and self._in_lease():
+            if m.type in (_T_VOTE, _T_PRE_VOTE) and not m.transfer and self._in_lease():
                 # Raft thesis 4.2.3: a member that heard from a leader within the minimum
                 # election timeout ignores vote requests, so a removed or partitioned member
                 # cannot disrupt a healthy cluster.
                 return
-            if m.type is T.PRE_VOTE or (m.type is T.PRE_VOTE_RESPONSE and not m.reject):
+            if m.type is _T_PRE_VOTE or (m.type is _T_PRE_VOTE_RESPONSE and not m.reject):
                 pass  # a pre-vote never changes terms (thesis 9.6)
-            elif m.type in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
+            elif m.type in (_T_APPEND, _T_HEARTBEAT, _T_SNAPSHOT):
                 self.become_follower(m.term, m.src, self._higher_term_loss(m))
             else:
                 self.become_follower(m.term, 0, self._higher_term_loss(m))
         elif m.term < self.term:
-            if m.type in (T.APPEND, T.HEARTBEAT) and (
+            if m.type in (_T_APPEND, _T_HEARTBEAT) and (
                 self.options.check_quorum or self.options.pre_vote
             ):
                 # A stale leader: tell it our term so it steps down (it may otherwise keep a
                 # pre-voting cluster from electing anyone it does not hear from).
-                self._send(T.APPEND_RESPONSE, m.src)
-            elif m.type is T.PRE_VOTE:
-                self._send(T.PRE_VOTE_RESPONSE, m.src, reject=True)
+                self._send(_T_APPEND_RESPONSE, m.src)
+            elif m.type is _T_PRE_VOTE:
+                self._send(_T_PRE_VOTE_RESPONSE, m.src, reject=True)
             return
-        if m.type in (T.VOTE, T.PRE_VOTE):
+        if m.type in (_T_VOTE, _T_PRE_VOTE):
             self._handle_vote_request(m)
             return
         self._step(m)
@@ -305,7 +345,7 @@ class RaftNode:
         (a leadership transfer is under way, or the uncommitted bytes bound is reached) or
         ProposalTooLargeError (a payload over ``append_bytes_max``).
         """
-        if self.role is not Role.LEADER:
+        if self.role is not _R_LEADER:
             raise NotLeaderError(self.lead or None)
         if self.lead_transferee:
             raise ProposalDroppedError(f"leadership is being transferred to {self.lead_transferee}")
@@ -315,7 +355,7 @@ class RaftNode:
         first = self.log.last_index() + 1
         try:
             batch = encode_entries(
-                first, self.term, payloads, kind, payload_bytes_max=self.options.append_bytes_max
+                first, self.term, payloads, kind, payload_bytes_max=self._append_bytes_max
             )
         except ValueError as exc:  # a payload over append_bytes_max
             raise ProposalTooLargeError(str(exc)) from exc
@@ -329,7 +369,7 @@ class RaftNode:
 
     def propose_configuration(self, configuration: Configuration) -> int:
         """Append a configuration entry; returns its index. One change at a time (thesis 4.1)."""
-        if self.role is not Role.LEADER:
+        if self.role is not _R_LEADER:
             raise NotLeaderError(self.lead or None)
         if self.pending_conf_index > self.log.committed:
             raise ProposalDroppedError("a configuration change is already in progress")
@@ -360,17 +400,17 @@ class RaftNode:
 
     def read_index(self, context: bytes) -> None:
         """Ask for a read barrier; a ReadState with ``context`` appears in a later Ready."""
-        self.step(Message(T.READ_INDEX, self.id, self.id, context=context))
+        self.step(Message(_T_READ_INDEX, self.id, self.id, context=context))
 
     def transfer_leadership(self, target: int) -> None:
         """Hand leadership to ``target`` (thesis 3.10): catch it up, then send TIMEOUT_NOW."""
-        self.step(Message(T.TRANSFER_LEADER, self.id, self.id, index=target))
+        self.step(Message(_T_TRANSFER_LEADER, self.id, self.id, index=target))
 
     def resign(self) -> int:
         """Give up leadership without a gap: hand it to the most caught-up other voter
         (leadership transfer, thesis 3.10). Returns that member. Raises NotLeaderError, or
         ProposalDroppedError when no other voter exists."""
-        if self.role is not Role.LEADER:
+        if self.role is not _R_LEADER:
             raise NotLeaderError(self.lead or None)
         candidates = [
             (-self.progress[m].match, m)
@@ -394,7 +434,7 @@ class RaftNode:
         log.applied = log.applying = index
 
     def campaign(self) -> None:
-        self.step(Message(T.HUP, self.id, self.id))
+        self.step(Message(_T_HUP, self.id, self.id))
 
     def set_own_info(self, address: str, metadata: dict[str, str] | None = None) -> None:
         """Where this member is and its metadata: while the configuration in force says
@@ -407,24 +447,24 @@ class RaftNode:
 
     def report_unreachable(self, member: int) -> None:
         """The runtime could not deliver to ``member``: stop pipelining, probe again."""
-        pr = self.progress.get(member) if self.role is Role.LEADER else None
-        if pr is not None and pr.state is ProgressState.REPLICATE:
+        pr = self.progress.get(member) if self.role is _R_LEADER else None
+        if pr is not None and pr.state is _P_REPLICATE:
             pr.become_probe()
 
     def report_snapshot(self, member: int, ok: bool) -> None:
-        self.step(Message(T.SNAPSHOT_STATUS, self.id, self.id, index=member, reject=not ok))
+        self.step(Message(_T_SNAPSHOT_STATUS, self.id, self.id, index=member, reject=not ok))
 
     def lease_valid(self) -> bool:
         """True while this leader holds a lease: no other leader can exist (thesis 6.4.1).
 
         Only under check-quorum: it is what makes followers refuse votes while they hear from
         this leader."""
-        if self.role is not Role.LEADER or not self.options.check_quorum:
+        if self.role is not _R_LEADER or not self.options.check_quorum:
             return False
         return self.ticks < self._quorum_lease_tick() + self.options.lease_ticks
 
     def lease_remaining_ticks(self) -> int:
-        if self.role is not Role.LEADER or not self.options.check_quorum:
+        if self.role is not _R_LEADER or not self.options.check_quorum:
             return 0
         return max(0, self._quorum_lease_tick() + self.options.lease_ticks - self.ticks)
 
@@ -452,7 +492,7 @@ class RaftNode:
     # ---- Ready -------------------------------------------------------------------------------
     def has_ready(self) -> bool:
         """Is there work for a Ready, and room for one more in flight?"""
-        if self._ready_number - self._persisted_number >= self.options.ready_pipeline_max:
+        if self._ready_number - self._persisted_number >= self._ready_pipeline_max:
             return False
         return bool(
             self._messages
@@ -468,32 +508,34 @@ class RaftNode:
         )
 
     def _state_changed(self) -> bool:
-        hard, soft = self._previous_hard, self._previous_soft
+        return self._hard_changed() or self._soft_changed()
+
+    def _hard_changed(self) -> bool:
         return (
-            self.term != hard.term
-            or self.vote != hard.vote
-            or self.log.committed != hard.commit
-            or self.lead != soft.leader
-            or self.role is not soft.role
+            self.term != self._hard_term
+            or self.vote != self._hard_vote
+            or self.log.committed != self._hard_commit
         )
+
+    def _soft_changed(self) -> bool:
+        return self.lead != self._soft_lead or self.role is not self._soft_role
 
     def ready(self) -> Ready:
         """Collect the work for the runtime. At most ``options.ready_pipeline_max`` Readys are
         in flight (handed out and not yet reported durable)."""
-        if self._ready_number - self._persisted_number >= self.options.ready_pipeline_max:
+        if self._ready_number - self._persisted_number >= self._ready_pipeline_max:
             raise InvariantError(f"ready() with {self._ready_number - self._persisted_number} "
                                  "Readys in flight already")
         self._ready_number += 1
         rd = Ready(self._ready_number)
-        if self._state_changed():
-            soft = SoftState(self.lead, self.role)
-            if soft != self._previous_soft:
-                rd.soft_state = self._previous_soft = soft
-            hard = self._hard_state()
-            if hard != self._previous_hard:
-                previous = self._previous_hard
-                rd.hard_state = self._previous_hard = hard
-                rd.must_sync = hard.term != previous.term or hard.vote != previous.vote
+        if self._soft_changed():
+            rd.soft_state = SoftState(self.lead, self.role)
+            self._soft_lead, self._soft_role = self.lead, self.role
+        if self._hard_changed():
+            rd.hard_state = self._hard_state()
+            rd.must_sync = self.term != self._hard_term or self.vote != self._hard_vote
+            self._hard_term, self._hard_vote = self.term, self.vote
+            self._hard_commit = self.log.committed
         if self._snapshot_chunks:
             rd.snapshot_chunks, self._snapshot_chunks = self._snapshot_chunks, []
         if self.log.unstable_snapshot is not None and not self.log.snapshot_in_progress:
@@ -503,20 +545,26 @@ class RaftNode:
         rd.entries = self.log.take_unstable()
         if rd.entries:
             rd.must_sync = True
-        rd.committed = self.log.take_committed(self.options.apply_bytes_max)
-        if self.role is Role.LEADER:
-            term = self.term
-            for m in self._messages:
-                if m.type in _LEADER_TRAFFIC and m.term == term:
-                    rd.messages.append(m)
-                else:
-                    rd.persisted_messages.append(m)
-        else:
-            rd.persisted_messages = self._messages
-        self._messages = []
-        rd.read_states, self.read_states = self.read_states, []
-        rd.events, self.events = self.events, []
-        rd.leadership_lost, self._leadership_lost = self._leadership_lost, []
+        rd.committed = self.log.take_committed(self._apply_bytes_max)
+        # the queues move to the Ready only when they hold something (a new empty list per
+        # queue per Ready was most of the garbage a Ready made)
+        if self._messages:
+            if self.role is _R_LEADER:
+                term = self.term
+                for m in self._messages:
+                    if m.type in _LEADER_TRAFFIC and m.term == term:
+                        rd.messages.append(m)
+                    else:
+                        rd.persisted_messages.append(m)
+            else:
+                rd.persisted_messages = self._messages
+            self._messages = []
+        if self.read_states:
+            rd.read_states, self.read_states = self.read_states, []
+        if self.events:
+            rd.events, self.events = self.events, []
+        if self._leadership_lost:
+            rd.leadership_lost, self._leadership_lost = self._leadership_lost, []
         last = rd.entries[-1] if rd.entries else None
         self._unpersisted.append((
             rd.number,
@@ -533,7 +581,7 @@ class RaftNode:
         runtime sends them while an earlier Ready is still being persisted, so a slow
         fdatasync does not hold the leader's heartbeats back. Empty unless this member leads;
         every other message stays for the next Ready, in order."""
-        if self.role is not Role.LEADER or not self._messages:
+        if self.role is not _R_LEADER or not self._messages:
             return []
         term = self.term
         now: list[Message] = []
@@ -581,7 +629,7 @@ class RaftNode:
                 log.stable_to(last_index, last_term)
 
     def _count_self(self) -> None:
-        if self.role is Role.LEADER and self.id in self.progress:
+        if self.role is _R_LEADER and self.id in self.progress:
             # The leader counts itself only for what it has made durable (thesis 10.2.1).
             if self.progress[self.id].maybe_update(self.log.unstable_offset - 1):
                 if self._maybe_commit():
@@ -601,40 +649,40 @@ class RaftNode:
     def become_follower(self, term: int, lead: int, lost: LeadershipLost | None = None) -> None:
         """Follow ``lead`` (0: unknown) in ``term``. A leader steps down only with the reason
         ``lost``, recorded for the next Ready and in ``leadership_lost``."""
-        if self.role is Role.LEADER:
+        if self.role is _R_LEADER:
             invariant(lost is not None, "a leader steps down without a reason")
             if lost is not None:
                 self.leadership_lost = lost
                 self._leadership_lost.append(lost)
         self._reset(term)
         self.lead = lead
-        self.role = Role.FOLLOWER
+        self.role = _R_FOLLOWER
         self._step = self._step_follower
         self._tick = self._tick_election
 
     def _become_pre_candidate(self) -> None:
-        invariant(self.role is not Role.LEADER, "leader cannot become pre-candidate")
+        invariant(self.role is not _R_LEADER, "leader cannot become pre-candidate")
         # A pre-candidate keeps its term and vote (thesis 9.6).
         self._step = self._step_candidate
         self._tick = self._tick_election
         self.votes = {}
         self._fresh_votes = set()
         self.lead = 0
-        self.role = Role.PRE_CANDIDATE
+        self.role = _R_PRE_CANDIDATE
 
     def _become_candidate(self) -> None:
-        invariant(self.role is not Role.LEADER, "leader cannot become candidate")
+        invariant(self.role is not _R_LEADER, "leader cannot become candidate")
         self._reset(self.term + 1)
         self.vote = self.id
-        self.role = Role.CANDIDATE
+        self.role = _R_CANDIDATE
         self._step = self._step_candidate
         self._tick = self._tick_election
 
     def _become_leader(self) -> None:
-        invariant(self.role is Role.CANDIDATE, "only a candidate becomes leader")
+        invariant(self.role is _R_CANDIDATE, "only a candidate becomes leader")
         self._reset(self.term)
         self.lead = self.id
-        self.role = Role.LEADER
+        self.role = _R_LEADER
         self._step = self._step_leader
         self._tick = self._tick_heartbeat
         last = self.log.last_index()
@@ -650,6 +698,7 @@ class RaftNode:
         # Conservatively treat any configuration entry in the log as pending (thesis 4.1).
         self.pending_conf_index = last
         # Raft 8 / thesis 6.4: a no-op at the start of the term commits earlier entries.
+        self._term_start = last + 1
         self._append_as_leader(encode_entries(last + 1, self.term, [b""], KIND_NOOP))
         self.uncommitted_bytes = 0  # the no-op does not count against the bound
         self._uncommitted_batches.clear()
@@ -677,6 +726,7 @@ class RaftNode:
         self._reads.reset()
         self._commit_sent = {}
         self._commit_unsent = False
+        self._term_start = _NO_TERM_START
 
     def _new_progress(self, next_index: int) -> Progress:
         return Progress(
@@ -690,7 +740,7 @@ class RaftNode:
         self.election_elapsed += 1
         if self.promotable and self.election_elapsed >= self.randomized_election_timeout:
             self.election_elapsed = 0
-            self.step(Message(T.HUP, self.id, self.id))
+            self.step(Message(_T_HUP, self.id, self.id))
 
     def _tick_heartbeat(self) -> None:
         self.heartbeat_elapsed += 1
@@ -698,14 +748,14 @@ class RaftNode:
         if self.election_elapsed >= self.options.election_ticks_lower:
             self.election_elapsed = 0
             if self.options.check_quorum:
-                self.step(Message(T.CHECK_QUORUM, self.id, self.id))
-            if self.role is Role.LEADER and self.lead_transferee:
+                self.step(Message(_T_CHECK_QUORUM, self.id, self.id))
+            if self.role is _R_LEADER and self.lead_transferee:
                 self.lead_transferee = 0  # thesis 3.10: abort a transfer after a timeout
-            if self.role is Role.LEADER and self._warmup:
+            if self.role is _R_LEADER and self._warmup:
                 self._check_catch_ups()
-        if self.role is Role.LEADER and self.options.failure_dead_ticks:
+        if self.role is _R_LEADER and self.options.failure_dead_ticks:
             self._detect_failures()
-        if self.role is not Role.LEADER:
+        if self.role is not _R_LEADER:
             return
         if self._own_info is not None:
             self._announce_info()
@@ -742,11 +792,11 @@ class RaftNode:
             return
         address, pairs = own
         self._info_sent_tick = self.ticks
-        if self.role is Role.LEADER:
+        if self.role is _R_LEADER:
             self._record_info(self.id, address, dict(pairs))
         else:
             context = msgpack.packb([address, dict(pairs)])
-            self._send(T.MEMBER_INFO, self.lead, context=context)
+            self._send(_T_MEMBER_INFO, self.lead, context=context)
 
     def _handle_member_info(self, m: Message) -> None:
         """Leader: a member says where it is; malformed info from a peer is ignored."""
@@ -777,7 +827,7 @@ class RaftNode:
 
     # ---- elections ---------------------------------------------------------------------------
     def _hup(self, transfer: bool) -> None:
-        if self.role is Role.LEADER or not self.promotable:
+        if self.role is _R_LEADER or not self.promotable:
             return
         if self.log.committed > self.log.applied and self._pending_configuration_after_applied():
             return  # etcd: do not campaign with an unapplied configuration change
@@ -792,10 +842,10 @@ class RaftNode:
     def _campaign(self, pre: bool, transfer: bool) -> None:
         if pre:
             self._become_pre_candidate()
-            vote_term, kind = self.term + 1, T.PRE_VOTE
+            vote_term, kind = self.term + 1, _T_PRE_VOTE
         else:
             self._become_candidate()
-            vote_term, kind = self.term, T.VOTE
+            vote_term, kind = self.term, _T_VOTE
         if self._poll(self.id, True, self.fresh):
             return
         last_index, last_term = self.log.last_index(), self.log.last_term()
@@ -823,7 +873,7 @@ class RaftNode:
         no = len(self.votes) - yes
         quorum = self.configuration.quorum()
         if yes - len(self._fresh_votes) >= quorum or (yes >= quorum and yes == len(voters)):
-            if self.role is Role.PRE_CANDIDATE:
+            if self.role is _R_PRE_CANDIDATE:
                 self._campaign(pre=False, transfer=False)
             else:
                 self._become_leader()
@@ -834,16 +884,16 @@ class RaftNode:
         return False
 
     def _handle_vote_request(self, m: Message) -> None:
-        response = T.PRE_VOTE_RESPONSE if m.type is T.PRE_VOTE else T.VOTE_RESPONSE
+        response = _T_PRE_VOTE_RESPONSE if m.type is _T_PRE_VOTE else _T_VOTE_RESPONSE
         can_vote = (
             self.vote == m.src
             or (self.vote == 0 and self.lead == 0)
-            or (m.type is T.PRE_VOTE and m.term > self.term)
+            or (m.type is _T_PRE_VOTE and m.term > self.term)
         )
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # Raft 5.2 / 5.4.1. A pre-vote grant answers in the term asked about.
             self._send(response, m.src, term=m.term, fresh=self.fresh)
-            if m.type is T.VOTE:
+            if m.type is _T_VOTE:
                 self.election_elapsed = 0
                 self.vote = m.src
         else:
@@ -859,60 +909,60 @@ class RaftNode:
     # ---- role step functions -----------------------------------------------------------------
     def _step_follower(self, m: Message) -> None:
         t = m.type
-        if t is T.APPEND:
+        if t is _T_APPEND:
             self.election_elapsed = 0
             self.lead = m.src
             self._handle_append(m)
-        elif t is T.HEARTBEAT:
+        elif t is _T_HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.src
             self._handle_heartbeat(m)
-        elif t is T.SNAPSHOT:
+        elif t is _T_SNAPSHOT:
             self.election_elapsed = 0
             self.lead = m.src
             self._handle_snapshot(m)
-        elif t is T.TIMEOUT_NOW:
+        elif t is _T_TIMEOUT_NOW:
             if self.promotable:
                 self._hup(transfer=True)
-        elif t is T.READ_INDEX:
+        elif t is _T_READ_INDEX:
             if self.lead:
-                self._send(T.READ_INDEX, self.lead, context=m.context, term=0)
-        elif t is T.READ_INDEX_RESPONSE:
+                self._send(_T_READ_INDEX, self.lead, context=m.context, term=0)
+        elif t is _T_READ_INDEX_RESPONSE:
             self.read_states.append(ReadState(m.index, m.context))
-        elif t is T.TRANSFER_LEADER:
+        elif t is _T_TRANSFER_LEADER:
             if self.lead:
-                self._send(T.TRANSFER_LEADER, self.lead, index=m.index, term=0)
+                self._send(_T_TRANSFER_LEADER, self.lead, index=m.index, term=0)
 
     def _step_candidate(self, m: Message) -> None:
         t = m.type
-        if t in (T.APPEND, T.HEARTBEAT, T.SNAPSHOT):
+        if t in (_T_APPEND, _T_HEARTBEAT, _T_SNAPSHOT):
             self.become_follower(m.term, m.src)  # Raft 5.2: a leader of our term exists
             self._step_follower(m)
-        elif (t is T.VOTE_RESPONSE and self.role is Role.CANDIDATE) or (
-            t is T.PRE_VOTE_RESPONSE and self.role is Role.PRE_CANDIDATE
+        elif (t is _T_VOTE_RESPONSE and self.role is _R_CANDIDATE) or (
+            t is _T_PRE_VOTE_RESPONSE and self.role is _R_PRE_CANDIDATE
         ):
             self._poll(m.src, not m.reject, m.fresh)
 
     def _step_leader(self, m: Message) -> None:
         t = m.type
-        if t is T.CHECK_QUORUM:
+        if t is _T_CHECK_QUORUM:
             if not self._quorum_active():
                 self.become_follower(  # thesis 6.2
                     self.term, 0, LeadershipLost(LeadershipLossReason.CHECK_QUORUM, self.term))
             return
-        if t is T.READ_INDEX:
+        if t is _T_READ_INDEX:
             self._leader_read_index(m)
             return
-        if t is T.TRANSFER_LEADER:
+        if t is _T_TRANSFER_LEADER:
             self._leader_transfer(m.index)
             return
-        if t is T.MEMBER_INFO:
+        if t is _T_MEMBER_INFO:
             self._handle_member_info(m)
             return
-        if t is T.SNAPSHOT_STATUS:
+        if t is _T_SNAPSHOT_STATUS:
             # Only failures matter: success is the follower's own APPEND_RESPONSE.
             pr = self.progress.get(m.index)
-            if m.reject and pr is not None and pr.state is ProgressState.SNAPSHOT:
+            if m.reject and pr is not None and pr.state is _P_SNAPSHOT:
                 pr.pending_snapshot = 0
                 pr.become_probe()
                 pr.probe_sent = True  # wait for a heartbeat response before probing again
@@ -921,19 +971,19 @@ class RaftNode:
         if pr is None:
             return
         pr.heard_tick = self.ticks
-        if t is T.APPEND_RESPONSE:
+        if t is _T_APPEND_RESPONSE:
             pr.recent_active = True
             pr.response_tick = self.ticks
             self._handle_append_response(m, pr)
-        elif t is T.SNAPSHOT_RESPONSE:
+        elif t is _T_SNAPSHOT_RESPONSE:
             pr.recent_active = True
             pr.response_tick = self.ticks
-            if pr.state is ProgressState.SNAPSHOT and m.index == pr.pending_snapshot:
+            if pr.state is _P_SNAPSHOT and m.index == pr.pending_snapshot:
                 self._handle_snapshot_response(m, pr)
-        elif t is T.HEARTBEAT_RESPONSE:
+        elif t is _T_HEARTBEAT_RESPONSE:
             pr.recent_active = True
             if (
-                pr.state is ProgressState.SNAPSHOT
+                pr.state is _P_SNAPSHOT
                 and self.ticks - pr.response_tick >= 2 * self.options.heartbeat_ticks
             ):
                 # a chunk or its answer was lost: send again from the confirmed offset
@@ -944,7 +994,7 @@ class RaftNode:
             pr.probe_sent = False
             oldest = pr.inflights.oldest_tick()
             if (
-                pr.state is ProgressState.REPLICATE
+                pr.state is _P_REPLICATE
                 and oldest is not None
                 and m.index - oldest >= 2 * self.options.heartbeat_ticks
             ):
@@ -953,7 +1003,7 @@ class RaftNode:
                 # from the match index.
                 pr.become_probe()
             last = self.log.last_index()
-            if pr.match < last and (pr.state is not ProgressState.REPLICATE or pr.next <= last):
+            if pr.match < last and (pr.state is not _P_REPLICATE or pr.next <= last):
                 # behind, and not merely waiting for answers to appends already in flight
                 self._send_append(m.src)
             if m.context:
@@ -997,30 +1047,35 @@ class RaftNode:
         pr = self.progress[to]
         if pr.is_paused():
             return False
+        log = self.log
+        if not send_if_empty and pr.next == log.last_index() + 1:
+            # nothing new for it (the term at its ``next - 1``, the last index, is always
+            # known, so the snapshot branch below cannot be the answer either)
+            return False
         prev = pr.next - 1
-        prev_term = self.log.term_or_none(prev)
+        prev_term = self.term if self._in_own_term(prev) else log.term_or_none(prev)
         try:
             if prev_term is None:
                 raise LogCompactedError(f"term at {prev} is compacted")
-            entries = self.log.entries(
-                pr.next, self.log.last_index() + 1, self.options.append_bytes_max
-            )
+            entries = log.entries(pr.next, log.last_index() + 1, self._append_bytes_max)
         except LogCompactedError:
             return self._send_snapshot(to, pr)
         except LogUnavailableError:
             return False
         if not len(entries) and not send_if_empty:
             return False
-        commit = self.log.committed
-        self._send(T.APPEND, to, index=prev, log_term=prev_term, commit=commit, entries=entries)
+        commit = log.committed
+        # positional, in Message's field order: the hottest message, built without keywords
+        self._messages.append(Message(_T_APPEND, self.id, to, self.term, prev_term, prev, commit,
+                                      entries))
         self._commit_sent[to] = commit
         if len(entries):
-            if pr.state is ProgressState.REPLICATE:
+            if pr.state is _P_REPLICATE:
                 pr.next = entries.last_index + 1
                 pr.inflights.add(entries.last_index, entries.nbytes, self.ticks)
             else:
                 pr.probe_sent = True
-        elif pr.state is ProgressState.PROBE:
+        elif pr.state is _P_PROBE:
             pr.probe_sent = True
         return True
 
@@ -1070,7 +1125,7 @@ class RaftNode:
             end = min(size, offset + chunk_bytes)
             chunk = Snapshot(meta, bytes(data[offset:end]))
             self._send(
-                T.SNAPSHOT, to, snapshot=chunk, snapshot_offset=offset, snapshot_done=end == size
+                _T_SNAPSHOT, to, snapshot=chunk, snapshot_offset=offset, snapshot_done=end == size
             )
             pr.snapshot_sent = end
             pr.snapshot_done_sent = end == size
@@ -1102,17 +1157,17 @@ class RaftNode:
             if m.hint_term > 0:
                 hint = self.log.find_conflict_by_term(m.reject_hint, m.hint_term)
             if pr.maybe_decrease_to(m.index, hint):
-                if pr.state is ProgressState.REPLICATE:
+                if pr.state is _P_REPLICATE:
                     pr.become_probe()
                 self._send_append(m.src)
             return
         if pr.maybe_update(m.index):
-            if pr.state is ProgressState.PROBE:
+            if pr.state is _P_PROBE:
                 pr.become_replicate()
-            elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+            elif pr.state is _P_SNAPSHOT and pr.match >= pr.pending_snapshot:
                 pr.become_probe()
                 pr.become_replicate()
-            elif pr.state is ProgressState.REPLICATE:
+            elif pr.state is _P_REPLICATE:
                 pr.inflights.free_to(m.index)
             if m.src in self._warmup:  # after the state change: a promotion sends appends
                 self._advance_catch_up(m.src, pr)
@@ -1122,16 +1177,21 @@ class RaftNode:
                 while self._send_append(m.src, send_if_empty=False):
                     pass
             if m.src == self.lead_transferee and pr.match == self.log.last_index():
-                self._send(T.TIMEOUT_NOW, m.src)
-        elif pr.state is ProgressState.REPLICATE:
+                self._send(_T_TIMEOUT_NOW, m.src)
+        elif pr.state is _P_REPLICATE:
             pr.inflights.free_to(m.index)
 
     def _maybe_commit(self) -> bool:
         """Raft 5.3/5.4.2: commit the majority-matched index if it is from the current term."""
-        voters = self.configuration.voters
-        matches = [self.progress[v].match if v in self.progress else 0 for v in voters]
+        progress = self.progress
+        matches = []
+        for v in self.configuration.voters:
+            pr = progress.get(v)
+            matches.append(0 if pr is None else pr.match)
         index = majority_index(matches)
-        if index <= self.log.committed or self.log.term_or_none(index) != self.term:
+        if index <= self.log.committed:
+            return False
+        if not self._in_own_term(index) and self.log.term_or_none(index) != self.term:
             return False
         self.log.commit_to(index)
         self.fresh = False  # a commit of this leader's own term: caught up by definition
@@ -1140,11 +1200,19 @@ class RaftNode:
             self.uncommitted_bytes -= uncommitted.popleft()[1]
         self._release_reads_waiting_for_commit()
         self._maybe_promote()
-        if self.id not in self.configuration.members and self.pending_conf_index <= index:
+        configuration = self.configuration
+        if (self.id not in configuration.voters and self.id not in configuration.learners
+                and self.pending_conf_index <= index):  # not a member (no members union built)
             # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
             self.become_follower(
                 self.term, 0, LeadershipLost(LeadershipLossReason.REMOVED, self.term))
         return True
+
+    def _in_own_term(self, index: int) -> bool:
+        """Leader: the entry at ``index`` is one it appended in its term, so its term is
+        ``self.term`` without reading the log (a leader's log only grows, and from
+        ``_term_start`` on holds only entries of its term)."""
+        return self._term_start <= index <= self.log.last_index()
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
         for member in sorted(self.progress):
@@ -1152,7 +1220,7 @@ class RaftNode:
                 continue
             pr = self.progress[member]
             self._send(
-                T.HEARTBEAT,
+                _T_HEARTBEAT,
                 member,
                 commit=min(pr.match, self.log.committed),
                 index=self.ticks,
@@ -1211,7 +1279,7 @@ class RaftNode:
         if requester == self.id:
             self.read_states.append(ReadState(index, context))
         else:
-            self._send(T.READ_INDEX_RESPONSE, requester, index=index, context=context)
+            self._send(_T_READ_INDEX_RESPONSE, requester, index=index, context=context)
 
     # ---- leadership transfer (thesis 3.10) ---------------------------------------------------
     def _leader_transfer(self, target: int) -> None:
@@ -1224,14 +1292,14 @@ class RaftNode:
         self.election_elapsed = 0
         pr = self.progress[target]
         if pr.match == self.log.last_index():
-            self._send(T.TIMEOUT_NOW, target)
+            self._send(_T_TIMEOUT_NOW, target)
         else:
             self._send_append(target)
 
     def _higher_term_loss(self, m: Message) -> LeadershipLost | None:
         """Why a leader steps down for ``m`` of a higher term: the target of its transfer
         campaigned (or leads), or another member has a newer term."""
-        if self.role is not Role.LEADER:
+        if self.role is not _R_LEADER:
             return None
         if self.lead_transferee and m.src == self.lead_transferee:
             reason = (LeadershipLossReason.RESIGN if self._resigning
@@ -1243,7 +1311,7 @@ class RaftNode:
     # ---- follower handlers -------------------------------------------------------------------
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
-            self._send(T.APPEND_RESPONSE, m.src, index=self.log.committed)
+            self._send(_T_APPEND_RESPONSE, m.src, index=self.log.committed)
             return
         entries = m.entries
         if entries is not None and len(entries) and entries.first_index != m.index + 1:
@@ -1257,12 +1325,14 @@ class RaftNode:
                 self._after_append(min(before, entries.first_index), entries)
             if self.fresh:
                 self._maybe_end_fresh()
-            self._send(T.APPEND_RESPONSE, m.src, index=last_new)
+            # positional (type, src, dst, term, log_term, index): the follower's hottest message
+            self._messages.append(Message(_T_APPEND_RESPONSE, self.id, m.src, self.term, 0,
+                                          last_new))
             return
         hint = min(m.index, self.log.last_index())
         hint = self.log.find_conflict_by_term(hint, m.log_term)
         self._send(
-            T.APPEND_RESPONSE,
+            _T_APPEND_RESPONSE,
             m.src,
             index=m.index,
             reject=True,
@@ -1291,7 +1361,7 @@ class RaftNode:
         self.log.commit_to(min(m.commit, self.log.last_index()))
         if self.fresh:
             self._maybe_end_fresh()
-        self._send(T.HEARTBEAT_RESPONSE, m.src, index=m.index, context=m.context)
+        self._send(_T_HEARTBEAT_RESPONSE, m.src, index=m.index, context=m.context)
 
     def _handle_snapshot(self, m: Message) -> None:
         chunk = m.snapshot
@@ -1300,7 +1370,7 @@ class RaftNode:
         meta = chunk.meta
         if meta.index <= self.log.committed:
             self._snapshot_receiving = None
-            self._send(T.APPEND_RESPONSE, m.src, index=self.log.committed)
+            self._send(_T_APPEND_RESPONSE, m.src, index=self.log.committed)
             return
         receiving = self._snapshot_receiving
         if m.snapshot_offset == 0 and (receiving is None or receiving[0] != meta):
@@ -1312,7 +1382,7 @@ class RaftNode:
             # a duplicate (answered with how far we are), or a chunk of another snapshot or
             # past a gap (a ``reject``: the leader sends again from ``have``). The answer
             # goes out after the chunks handed out before it are written (persisted messages)
-            self._send(T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=have,
+            self._send(_T_SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=have,
                        reject=m.snapshot_offset > have or receiving is None
                        or receiving[0] != meta)
             return
@@ -1323,7 +1393,7 @@ class RaftNode:
         received = have + len(chunk.data)
         if not m.snapshot_done:
             self._snapshot_receiving = (meta, received)
-            self._send(T.SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=received)
+            self._send(_T_SNAPSHOT_RESPONSE, m.src, index=meta.index, snapshot_offset=received)
             return
         self._snapshot_receiving = None
         if self.log.match_term(meta.index, meta.term):
@@ -1332,7 +1402,7 @@ class RaftNode:
             # installed from the chunks written (Ready.snapshot after its chunks); the
             # answer below leaves once it is durable
             self._restore(Snapshot(meta, b""))
-        self._send(T.APPEND_RESPONSE, m.src, index=self.log.last_index())
+        self._send(_T_APPEND_RESPONSE, m.src, index=self.log.last_index())
 
     def _restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.meta
@@ -1359,7 +1429,7 @@ class RaftNode:
         self._history.drop_before(self.log.first_index())
         previous = self.configuration
         self.configuration = self._history.latest()
-        if self.role is Role.LEADER and self.configuration != previous:
+        if self.role is _R_LEADER and self.configuration != previous:
             last = self.log.last_index()
             for member in self.configuration.members:
                 if member not in self.progress:
@@ -1423,6 +1493,8 @@ class RaftNode:
         self.events.append(MembershipEvent(MembershipEventKind.CATCH_UP_FAILED, member, index))
 
     def _maybe_promote(self) -> None:
+        if not self._warmup:
+            return  # no learner warming up (every commit asks)
         for member in self._warmup.to_promote():
             if self.pending_conf_index > self.log.committed:
                 continue
@@ -1454,7 +1526,14 @@ class RaftNode:
         self._messages.append(Message(message_type, self.id, to, **fields))
 
     def _hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.log.committed)
+        # HardState(term, vote, commit) without the frozen dataclass's __init__, a Python
+        # frame of object.__setattr__ calls: every member makes one per Ready that moves its
+        # commit index (tests/core/test_ready.py checks the fields are exactly these three)
+        hard: HardState = _new_object(HardState)
+        _set_field(hard, "term", self.term)
+        _set_field(hard, "vote", self.vote)
+        _set_field(hard, "commit", self.log.committed)
+        return hard
 
 
     def status(self) -> dict[str, Any]:
@@ -1474,5 +1553,10 @@ class RaftNode:
 
 
 _EMPTY = encode_entries(1, 1, [])
+#: ``_term_start`` when this member does not lead: past every index
+_NO_TERM_START = 2**63 - 1
+#: how _hard_state builds a frozen HardState field by field
+_new_object = object.__new__
+_set_field = object.__setattr__
 #: what a leader may send before its Ready is durable: its own replication traffic
-_LEADER_TRAFFIC = frozenset({T.APPEND, T.HEARTBEAT, T.SNAPSHOT, T.TIMEOUT_NOW})
+_LEADER_TRAFFIC = frozenset({_T_APPEND, _T_HEARTBEAT, _T_SNAPSHOT, _T_TIMEOUT_NOW})

@@ -148,8 +148,14 @@ class ExternalSnapshots:
     """
 
     #: called (no arguments) when the core needs an export not prepared yet; set by the runtime
-    snapshot_wanted: Callable[[], None] | None = None
-    _export: Snapshot | None = None
+    snapshot_wanted: Callable[[], None] | None
+    _export: Snapshot | None
+
+    def __init__(self) -> None:
+        # set here, not as class attributes: the compiled build makes this an extension class
+        # (storage.pxd) whose fields are declared there
+        self.snapshot_wanted = None
+        self._export = None
 
     def latest_snapshot_meta(self) -> SnapshotMeta:
         """The recorded snapshot's metadata (index 0 when none), without reading its data."""
@@ -230,6 +236,7 @@ class MemoryLogStorage(ExternalSnapshots):
     snapshot_files: SnapshotFiles | None = None
 
     def __init__(self, configuration: Configuration | None = None) -> None:
+        super().__init__()
         self.hard_state = HardState()
         self._external = False
         fields = configuration.snapshot_fields() if configuration else {"voters": ()}
@@ -262,14 +269,18 @@ class MemoryLogStorage(ExternalSnapshots):
         return self._snapshot.meta.index + 1
 
     def last_index(self) -> int:
-        return self._batches[-1].last_index if self._batches else self._snapshot.meta.index
+        if self._batches:
+            last = self._batches[-1]
+            return last.first_index + len(last) - 1  # its last_index, read in C when compiled
+        return self._snapshot.meta.index
 
     def term(self, index: int) -> int:
         meta = self._snapshot.meta
-        if index == meta.index:
+        snapshot_index = meta.index
+        if index == snapshot_index:
             return meta.term
-        if index < meta.index:
-            raise LogCompactedError(f"index {index} is compacted (snapshot at {meta.index})")
+        if index < snapshot_index:
+            raise LogCompactedError(f"index {index} is compacted (snapshot at {snapshot_index})")
         if index > self.last_index():
             raise LogUnavailableError(f"index {index} is past the last index {self.last_index()}")
         return self._batch_of(index).term_at(index)
@@ -292,17 +303,23 @@ class MemoryLogStorage(ExternalSnapshots):
             raise LogUnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
         if hi <= lo:
             return empty_batch(lo)
-        parts: list[EntryBatch] = []
-        size = 0
-        position = bisect.bisect_right(self._starts, lo) - 1
-        while position < len(self._batches) and self._starts[position] < hi:
-            part = self._batches[position].slice(lo, hi)
-            if max_bytes is not None and parts and size + part.nbytes > max_bytes:
-                break
-            parts.append(part)
-            size += part.nbytes
-            position += 1
-        batch = concat_batches(parts)
+        batches, starts = self._batches, self._starts
+        count = len(batches)
+        if lo >= starts[count - 1]:
+            # all in the newest batch (what a leader or follower reads back most often)
+            batch = batches[count - 1].slice(lo, hi)
+        else:
+            parts: list[EntryBatch] = []
+            size = 0
+            position = bisect.bisect_right(starts, lo) - 1
+            while position < count and starts[position] < hi:
+                part = batches[position].slice(lo, hi)
+                if max_bytes is not None and parts and size + part.nbytes > max_bytes:
+                    break
+                parts.append(part)
+                size += part.nbytes
+                position += 1
+            batch = parts[0] if len(parts) == 1 else concat_batches(parts)
         if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
             batch = limit_bytes(batch, max_bytes)
         return batch
@@ -391,6 +408,8 @@ class MemoryLogStorage(ExternalSnapshots):
             self._batches[-1] = self._batches[-1].slice(self._starts[-1], index)
 
     def _batch_of(self, index: int) -> EntryBatch:
+        if index >= self._starts[-1]:
+            return self._batches[-1]  # the usual case: the newest batch
         return self._batches[bisect.bisect_right(self._starts, index) - 1]
 
 

@@ -154,6 +154,7 @@ class DurableLogStorage(ExternalSnapshots):
         repair: bool = False,
         recent_bytes_max: int = 4 << 20,
     ) -> None:
+        super().__init__()
         self.directory = os.fspath(directory)
         self.commit_hint_interval_entries = commit_hint_interval_entries
         #: the newest appended batches, in index order and contiguous, up to
