@@ -198,7 +198,7 @@ class _Peer:
 
     __slots__ = (
         "owner", "member_id", "address", "host", "port", "state", "pending", "queued",
-        "connection", "task", "failures", "flush_handle", "closed",
+        "connection", "task", "failures", "scheduled", "closed", "bytes_sent",
     )
 
     def __init__(self, owner: TcpTransport, member_id: int, address: str) -> None:
@@ -212,8 +212,10 @@ class _Peer:
         self.connection: _Outbound | None = None
         self.task: asyncio.Task | None = None
         self.failures = 0  # failed attempts since the last successful handshake
-        self.flush_handle: asyncio.Handle | None = None
+        #: listed in the owner's peers to flush at the end of this event-loop turn
+        self.scheduled = False
         self.closed = False
+        self.bytes_sent = 0  # bytes written to this peer's connections (metrics)
 
     def enqueue(self, parts: list) -> None:
         owner = self.owner
@@ -224,25 +226,26 @@ class _Peer:
         self.pending += parts
         self.queued += 1
         if state is _CONNECTED:
-            connection = self.connection  # set while connected (the class invariant)
-            if self.flush_handle is None and connection is not None and not connection.paused:
-                self.flush_handle = connection.loop.call_soon(self.flush)
+            if not self.scheduled:
+                connection = self.connection  # set while connected (the class invariant)
+                if connection is not None and not connection.paused:
+                    self.scheduled = True
+                    owner._schedule_flush(self)
         elif state is _IDLE:
             self.state = _CONNECTING
             self.task = owner._spawn(self._dial(), f"pyraft-dial-{self.member_id}")
 
     def flush(self) -> None:
-        self.flush_handle = None
         connection = self.connection
         if connection is None or connection.paused or not self.queued:
             return
         transport = connection.transport
         if transport is None:  # never: a connection is open only after connection_made
             return
-        transport.writelines(self.pending)
+        pending = self.pending
+        transport.writelines(pending)
         self.owner._counters.sent += self.queued
-        sent = self.owner._peer_bytes_sent
-        sent[self.member_id] = sent.get(self.member_id, 0) + sum(len(p) for p in self.pending)
+        self.bytes_sent += sum(map(len, pending))
         self.pending = []
         self.queued = 0
 
@@ -250,9 +253,6 @@ class _Peer:
         dropped = self.queued
         self.pending = []
         self.queued = 0
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()
-            self.flush_handle = None
         return dropped
 
     async def _dial(self) -> None:
@@ -391,25 +391,25 @@ class _Connection(asyncio.Protocol):
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
         decoder = self.decoder
-        if not decoder.buffered:
-            self.frame_started_at = self.loop.time()
-            self.frame_bytes = 0
-        self.frame_bytes += len(data)
         try:
             frames = decoder.feed(data)
-            if frames and decoder.buffered:
+            left = decoder.buffered
+            if frames and left:
                 decoder.feed(b"")  # a defect after the returned frames surfaces now
         except FramingError as exc:
             self._fail(f"bad frame: {exc}")
             return None
-        if frames:  # the frame in progress (if any) began inside this chunk
-            self.frame_started_at = self.loop.time()
-            self.frame_bytes = decoder.buffered
-        if decoder.buffered and self.timer is None:
-            self.progress_at = self.loop.time()
-            self._arm(self.owner._request_timeout_s)
-        elif decoder.buffered:
-            self.progress_at = self.loop.time()
+        if left:  # a frame in progress: time it (a chunk of whole frames costs no clock read)
+            now = self.loop.time()
+            # without frames, the buffer grew by exactly ``data``: was it empty before?
+            if frames or left == len(data):  # the frame in progress began inside this chunk
+                self.frame_started_at = now
+                self.frame_bytes = left
+            else:
+                self.frame_bytes += len(data)
+            self.progress_at = now
+            if self.timer is None:
+                self._arm(self.owner._request_timeout_s)
         return frames
 
     def _arm(self, delay: float) -> None:
@@ -591,6 +591,8 @@ class _Inbound(_Connection):
         #: gives back this connection's handshake slot (idempotent); called on leaving _HELLO
         self.release = release
         self.user_inflight = 0  # application messages whose handler has not finished
+        #: bytes received once the peer is known (added to the owner's totals on close)
+        self.bytes_received = 0
 
     def _leave_hello(self) -> None:
         release, self.release = self.release, None
@@ -619,9 +621,7 @@ class _Inbound(_Connection):
             super()._on_timer()
 
     def data_received(self, data) -> None:
-        if self.member:
-            by_member = self.owner._peer_bytes_received
-            by_member[self.member] = by_member.get(self.member, 0) + len(data)
+        self.bytes_received += len(data)  # counted from ACCEPT on (``_on_hello`` resets it)
         frames = self._feed(data)
         if not frames:
             return
@@ -710,6 +710,7 @@ class _Inbound(_Connection):
             return
         self.state = _OPEN
         self.member = hello.member_id
+        self.bytes_received = 0
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -730,8 +731,13 @@ class _Inbound(_Connection):
         super().connection_lost(exc)
         self._leave_hello()
         self.state = _DONE
-        if self.member and self.owner._inbound.get(self.member) is self:
-            del self.owner._inbound[self.member]
+        owner = self.owner
+        if self.member:
+            totals = owner._peer_bytes_received
+            totals[self.member] = totals.get(self.member, 0) + self.bytes_received
+            self.bytes_received = 0
+            if owner._inbound.get(self.member) is self:
+                del owner._inbound[self.member]
 
 
 class TcpTransport(Transport):
@@ -870,9 +876,13 @@ class TcpTransport(Transport):
         self._request_timeout_s = self.request_timeout_ms / 1000.0
         self._backoff_s = (self.backoff_ms[0] / 1000.0, self.backoff_ms[1] / 1000.0)
         self._counters = TransportCounters()
-        #: bytes written to / read from each member's connections (metrics)
+        #: bytes written to / read from each member's connections (metrics): the totals of
+        #: peers removed and connections closed; live ones count on their own
         self._peer_bytes_sent: dict[int, int] = {}
         self._peer_bytes_received: dict[int, int] = {}
+        #: peers with frames queued in this event-loop turn, and the call that flushes them
+        self._dirty: list[_Peer] = []
+        self._flush_handle: asyncio.Handle | None = None
         self._rng = rng if rng is not None else random.Random()
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -900,13 +910,22 @@ class TcpTransport(Transport):
 
     @property
     def peer_bytes_sent(self) -> dict[int, int]:
-        """Bytes written to each member's connections."""
-        return self._peer_bytes_sent
+        """Bytes written to each member's connections (a new dict on each read)."""
+        totals = dict(self._peer_bytes_sent)
+        for member, peer in self._peers.items():
+            if peer.bytes_sent:
+                totals[member] = totals.get(member, 0) + peer.bytes_sent
+        return totals
 
     @property
     def peer_bytes_received(self) -> dict[int, int]:
-        """Bytes read from each member's connections."""
-        return self._peer_bytes_received
+        """Bytes read from each member's connections (a new dict on each read)."""
+        totals = dict(self._peer_bytes_received)
+        for connection in self._connections:
+            if isinstance(connection, _Inbound) and connection.member:
+                member = connection.member
+                totals[member] = totals.get(member, 0) + connection.bytes_received
+        return totals
 
     @property
     def handshakes_in_progress(self) -> int:
@@ -987,6 +1006,9 @@ class TcpTransport(Transport):
             if wanted.get(member) != peer.address:
                 peer.close()
                 del self._peers[member]
+                if peer.bytes_sent:
+                    sent = self._peer_bytes_sent
+                    sent[member] = sent.get(member, 0) + peer.bytes_sent
                 if member not in wanted:
                     connection = self._inbound.get(member)
                     if connection is not None and connection.transport is not None:
@@ -1004,11 +1026,24 @@ class TcpTransport(Transport):
         peer.enqueue(parts)
 
     def flush(self) -> None:
-        for peer in self._peers.values():
-            handle = peer.flush_handle
-            if handle is not None:
-                handle.cancel()
-                peer.flush()
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush_dirty()
+
+    def _schedule_flush(self, peer: _Peer) -> None:
+        """Flush ``peer`` at the end of this event-loop turn (one call for every peer)."""
+        self._dirty.append(peer)
+        if self._flush_handle is None:
+            self._flush_handle = self._running().call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_handle = None
+        dirty = self._dirty
+        self._dirty = []
+        for peer in dirty:
+            peer.scheduled = False
+            peer.flush()
 
     def send_user(self, member: int, body: bytes) -> None:
         parts = encode_user(body, frame_bytes_max=self.frame_bytes_max)
