@@ -170,27 +170,32 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     out of range, entries on a type other than APPEND, ...) and :class:`OversizedMessageError`
     when the body would exceed ``frame_bytes_max``.
     """
-    mtype = message.type
+    if not isinstance(message, Message):
+        raise MalformedMessageError(f"cannot encode {type(message).__name__}: not a Message")
+    msg = message  # the compiled build reads its fields directly (codec.pxd)
+    mtype = msg.type
     if mtype not in WIRE_TYPES:
         raise MalformedMessageError(f"message type {mtype!r} may not be sent to another member")
     flags = (
-        (_FLAG_REJECT if message.reject else 0)
-        | (_FLAG_TRANSFER if message.transfer else 0)
-        | (_FLAG_SNAPSHOT_DONE if message.snapshot_done else 0)
-        | (_FLAG_FRESH if message.fresh else 0)
+        (_FLAG_REJECT if msg.reject else 0)
+        | (_FLAG_TRANSFER if msg.transfer else 0)
+        | (_FLAG_SNAPSHOT_DONE if msg.snapshot_done else 0)
+        | (_FLAG_FRESH if msg.fresh else 0)
     )
-    context = message.context
-    entries = message.entries
+    context = msg.context
+    entries = msg.entries
     entry_data = None
     if entries is not None and entries.nbytes:
         if mtype is not MessageType.APPEND:
             raise MalformedMessageError(f"{mtype.name} messages carry no entries")
-        if entries.first_index != message.index + 1:
+        after = msg.index  # a Python integer in both builds (codec.pxd): + 1 cannot overflow
+        after += 1
+        if entries.first_index != after:
             raise MalformedMessageError(
-                f"entries start at {entries.first_index}, not at index + 1 = {message.index + 1}"
+                f"entries start at {entries.first_index}, not at index + 1 = {after}"
             )
         entry_data = entries.data
-    snapshot = message.snapshot
+    snapshot = msg.snapshot
     meta_part = b""
     chunk = None
     if mtype is MessageType.SNAPSHOT:
@@ -211,9 +216,9 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     context_length = len(context)
     entries_length = 0 if entry_data is None else len(entry_data)
     chunk_length = 0 if chunk is None else len(chunk)
-    if (message.src | message.dst | message.term | message.log_term | message.index
-            | message.commit | message.reject_hint | message.hint_term
-            | message.snapshot_offset) >> 63:
+    if (msg.src | msg.dst | msg.term | msg.log_term | msg.index
+            | msg.commit | msg.reject_hint | msg.hint_term
+            | msg.snapshot_offset) >> 63:
         # negative, or past 2**63 - 1: terms, indexes and ids are signed 64-bit in the core
         raise MalformedMessageError("message field out of range: ids, terms, indexes and "
                                     "offsets are 0 .. 2**63 - 1")
@@ -226,15 +231,15 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
             context_length,
             entries_length,
             chunk_length,
-            message.src,
-            message.dst,
-            message.term,
-            message.log_term,
-            message.index,
-            message.commit,
-            message.reject_hint,
-            message.hint_term,
-            message.snapshot_offset,
+            msg.src,
+            msg.dst,
+            msg.term,
+            msg.log_term,
+            msg.index,
+            msg.commit,
+            msg.reject_hint,
+            msg.hint_term,
+            msg.snapshot_offset,
         )
     except struct.error as exc:
         raise MalformedMessageError(f"message field out of range: {exc}") from None
