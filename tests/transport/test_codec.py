@@ -183,6 +183,18 @@ def test_encoding_what_is_not_a_message_is_a_typed_error_in_both_builds(twin):
         module.encode_message(edge)
 
 
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview,
+                                  lambda b: memoryview(b).toreadonly(),
+                                  lambda b: memoryview(b).cast("Q")],
+                         ids=["bytes", "bytearray", "memoryview", "readonly", "u64-view"])
+def test_a_body_decodes_from_any_byte_buffer(wrap):
+    # the decoder reads bytes (what FrameDecoder yields) directly and other buffers as bytes
+    message = Message(T.HEARTBEAT, 1, 2, term=2, commit=3, context=b"8 bytes!")
+    body = body_of(message)
+    assert len(body) % 8 == 0  # so that a view of 8-byte items can hold it
+    assert normalized(decode_body(wrap(body))) == normalized(message)
+
+
 def test_a_message_larger_than_frame_bytes_max_is_refused_when_encoding():
     entries = encode_entries(1, 1, [b"x" * 1000])
     message = Message(T.APPEND, 1, 2, index=0, entries=entries)

@@ -147,6 +147,10 @@ _HEADER_CRC = struct.Struct("<I")
 _U32_MAX = 0xFFFFFFFF
 
 _TYPE_BY_CODE = {int(t): t for t in WIRE_TYPES}
+# the types the codec tests for on every message, as module constants (a lookup in the
+# module's namespace instead of an attribute lookup on the enum class)
+_APPEND = MessageType.APPEND
+_SNAPSHOT = MessageType.SNAPSHOT
 
 # The decoder builds messages positionally (half the cost of keywords on the hot path) while
 # Message's fields start in this order; keywords otherwise. A test checks the fast path is on.
@@ -186,7 +190,7 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     entries = msg.entries
     entry_data = None
     if entries is not None and entries.nbytes:
-        if mtype is not MessageType.APPEND:
+        if mtype is not _APPEND:
             raise MalformedMessageError(f"{mtype.name} messages carry no entries")
         after = msg.index  # a Python integer in both builds (codec.pxd): + 1 cannot overflow
         after += 1
@@ -198,7 +202,7 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     snapshot = msg.snapshot
     meta_part = b""
     chunk = None
-    if mtype is MessageType.SNAPSHOT:
+    if mtype is _SNAPSHOT:
         if snapshot is None:
             raise MalformedMessageError("a SNAPSHOT message needs a snapshot")
         meta = snapshot.meta
@@ -277,8 +281,8 @@ def decode_body(body) -> Message:
     ``EntryBatch`` viewing ``body`` without a copy. Raises :class:`MalformedMessageError`.
     """
     view = memoryview(body)
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
+    if type(body) is not bytes and (view.format != "B" or view.ndim != 1):
+        view = view.cast("B")  # bytes (what FrameDecoder yields) are a flat view of bytes
     size = len(view)
     if size < _BODY.size:
         raise MalformedMessageError(
@@ -321,11 +325,11 @@ def decode_body(body) -> Message:
             | snapshot_offset) >> 63:
         # the core holds ids, terms, indexes and offsets as signed 64-bit integers
         raise MalformedMessageError("a member id, term, index or offset is over 2**63 - 1", 16)
-    if entries_length and mtype is not MessageType.APPEND:
+    if entries_length and mtype is not _APPEND:
         raise MalformedMessageError(f"{mtype.name} message carries entries", 8)
     pos = _BODY.size
     snapshot_meta = None
-    if mtype is MessageType.SNAPSHOT:
+    if mtype is _SNAPSHOT:
         snapshot_meta, pos = _decode_meta(view, pos)
     elif chunk_length:
         raise MalformedMessageError(f"{mtype.name} message carries snapshot data", 12)
@@ -338,7 +342,7 @@ def decode_body(body) -> Message:
     context = bytes(view[pos : pos + context_length]) if context_length else b""
     pos += context_length
     entries = None
-    if mtype is MessageType.APPEND:
+    if mtype is _APPEND:
         if index >= 0x7FFFFFFFFFFFFFFF:
             raise MalformedMessageError("APPEND index leaves no room for entries", 16 + 32)
         if entries_length:
