@@ -165,7 +165,7 @@ POSITIONAL_MESSAGE = MESSAGE_FIELDS[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
 # ---- Raft messages ---------------------------------------------------------------------------
 
 
-def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) -> list:
+def encode_message(message: Message, frame_bytes_max: int = FRAME_BYTES_MAX) -> list:
     """Encode ``message`` as one FRAME_RAFT frame: a list of buffers to pass to ``writelines``.
 
     The first buffer holds the frame header and the fixed part of the body; entry records and

@@ -55,7 +55,7 @@ class Hub:
     def send(self, message: Message) -> int:
         """Encode ``message`` (raising there for one that cannot travel) and queue it for its
         destination: ``QUEUED``, ``WAITING`` or ``DROPPED`` (the caller reports the last)."""
-        parts = encode_message(message, frame_bytes_max=self.frame_bytes_max)
+        parts = encode_message(message, self.frame_bytes_max)  # positional: no keyword dict
         msg = message  # a Message (encode_message checked): typed in the compiled build
         outbox = self.outboxes.get(msg.dst)
         if outbox is None or not self.serving:
