@@ -8,6 +8,10 @@ The transport as a whole, over real sockets, is tests/transport/test_tcp.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from pyraft import _compiled
@@ -29,6 +33,32 @@ def module(request):
 def test_the_default_build_runs_the_compiled_module():
     assert _compiled.is_compiled(stream) != _compiled.PURE
     assert "pyraft.transport.stream" in _compiled.MODULES
+
+
+_MIXED = """
+from pyraft import _compiled
+from pyraft.core.messages import Message, MessageType
+from pyraft.transport import codec, stream
+from pyraft.transport.base import TransportCounters
+hub = stream.Hub(1, TransportCounters(), 1 << 20)
+hub.serving = True
+hub.outboxes[2] = stream.Outbox(hub, 4)
+assert hub.send(Message(MessageType.HEARTBEAT, 1, 2, term=1)) == stream.WAITING
+print(_compiled.is_compiled(codec), _compiled.is_compiled(stream))
+"""
+
+
+@pytest.mark.skipif(_compiled.PURE, reason="mixes compiled and pure modules: compiled build")
+@pytest.mark.parametrize("pure", ["pyraft.transport.codec", "pyraft.transport.stream"])
+def test_either_module_runs_pure_beside_the_other_compiled(pure):
+    # PYRAFT_PURE_MODULES (the bisection switch) works for both: stream calls the codec
+    # through Python, it does not cimport it (a compiled module cannot cimport a pure one)
+    env = dict(os.environ, PYRAFT_PURE_MODULES=pure)
+    done = subprocess.run([sys.executable, "-c", _MIXED], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = "False True" if pure.endswith("codec") else "True False"
+    assert done.stdout.split() == expected.split()
 
 
 class Wire:
