@@ -192,6 +192,7 @@ def test_handshake_target_detects_a_message_delivered_from_the_wrong_member(monk
     def confused(self, hello):  # a transport that binds the connection to the wrong member
         real(self, hello)
         self.member = 4
+        self.inbox.member = 4  # the per-message path (transport.stream) keeps its own copy
 
     monkeypatch.setattr(tcp._Inbound, "_on_hello", confused)
     data = (REGRESSIONS / "handshake/seed-hello-then-message-from-another-member.bin")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pyraft import _compiled
 from pyraft.core.messages import (
     LOCAL_TYPES,
     MESSAGE_FIELDS,
@@ -167,6 +168,31 @@ def test_local_events_a_follower_forwards_to_its_leader_travel(mtype):
 def test_messages_that_cannot_travel_are_refused_when_encoding(message, match):
     with pytest.raises(MalformedMessageError, match=match):
         encode_message(message)
+
+
+@pytest.mark.parametrize("twin", [False, True], ids=["in-use", "py-twin"])
+def test_encoding_what_is_not_a_message_is_a_typed_error_in_both_builds(twin):
+    # the compiled encoder reads a Message's fields directly (codec.pxd): it checks the type
+    module = _compiled.load_twin("pyraft.transport.codec") if twin else codec
+    for thing in (None, object(), "HEARTBEAT", 3):
+        with pytest.raises(MalformedMessageError, match="not a Message"):
+            module.encode_message(thing)
+    # index + 1 at the 64-bit edge is computed without overflow in either build
+    edge = Message(T.APPEND, 1, 2, index=2**63 - 1, entries=encode_entries(1, 1, [b"x"]))
+    with pytest.raises(MalformedMessageError, match=f"index \\+ 1 = {2**63}"):
+        module.encode_message(edge)
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview,
+                                  lambda b: memoryview(b).toreadonly(),
+                                  lambda b: memoryview(b).cast("Q")],
+                         ids=["bytes", "bytearray", "memoryview", "readonly", "u64-view"])
+def test_a_body_decodes_from_any_byte_buffer(wrap):
+    # the decoder reads bytes (what FrameDecoder yields) directly and other buffers as bytes
+    message = Message(T.HEARTBEAT, 1, 2, term=2, commit=3, context=b"8 bytes!")
+    body = body_of(message)
+    assert len(body) % 8 == 0  # so that a view of 8-byte items can hold it
+    assert normalized(decode_body(wrap(body))) == normalized(message)
 
 
 def test_a_message_larger_than_frame_bytes_max_is_refused_when_encoding():

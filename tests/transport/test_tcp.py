@@ -310,6 +310,38 @@ def test_reconnects_after_the_peer_restarts(run, logs):
     run(main)
 
 
+def test_byte_counts_are_exact_across_reconnections_and_peer_removal(run):
+    """Each side counts the frames' bytes: live connections count on their own and their
+    totals carry over when a connection closes or a peer is removed and added back."""
+
+    async def main():
+        a, b = await nodes(1, 2)
+        first, second = mixed_messages(1, 2, 30), mixed_messages(1, 2, 20)
+        for message in first:
+            a.send(message)
+        await eventually(lambda: len(b.inbox) == 30)
+        size = sum(len(raft_frame(m)) for m in first)
+        assert a.transport.peer_bytes_sent == {2: size}
+        assert b.transport.peer_bytes_received == {1: size}
+        for connection in list(b.transport._connections):  # b drops a's connection
+            connection.transport.abort()
+        await eventually(lambda: a.transport.peer_state(2) == "idle")
+        a.transport.set_peers({})  # removed, then added back: the count goes on
+        a.transport.set_peers({2: b.address})
+        for message in second:
+            a.send(message)
+        await eventually(lambda: len(b.inbox) == 50)
+        size += sum(len(raft_frame(m)) for m in second)
+        assert a.transport.peer_bytes_sent == {2: size}
+        assert b.transport.peer_bytes_received == {1: size}
+        await a.stop()
+        await b.stop()
+        assert a.transport.peer_bytes_sent == {2: size}  # closed connections keep their count
+        assert b.transport.peer_bytes_received == {1: size}
+
+    run(main)
+
+
 def test_unknown_member_is_dropped_and_reported(run):
     async def main():
         [a] = await nodes(1)

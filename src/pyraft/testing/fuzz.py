@@ -430,7 +430,7 @@ def _fuzz_inbound(mode: int, rest: bytes) -> None:
     users: list = []
     transport = tcp.TcpTransport(own, "127.0.0.1:0", cluster_id=5, frame_bytes_max=1 << 16)
     transport._loop = _handshake_loop()
-    transport._deliver = delivered.append
+    transport._hub.deliver = delivered.append  # the per-message path (transport.stream)
     transport.on_user_message = lambda member, body: users.append(member)
     connection = tcp._Inbound(transport)
     fake = _FakeSocketTransport()

@@ -147,6 +147,10 @@ _HEADER_CRC = struct.Struct("<I")
 _U32_MAX = 0xFFFFFFFF
 
 _TYPE_BY_CODE = {int(t): t for t in WIRE_TYPES}
+# the types the codec tests for on every message, as module constants (a lookup in the
+# module's namespace instead of an attribute lookup on the enum class)
+_APPEND = MessageType.APPEND
+_SNAPSHOT = MessageType.SNAPSHOT
 
 # The decoder builds messages positionally (half the cost of keywords on the hot path) while
 # Message's fields start in this order; keywords otherwise. A test checks the fast path is on.
@@ -161,7 +165,7 @@ POSITIONAL_MESSAGE = MESSAGE_FIELDS[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
 # ---- Raft messages ---------------------------------------------------------------------------
 
 
-def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) -> list:
+def encode_message(message: Message, frame_bytes_max: int = FRAME_BYTES_MAX) -> list:
     """Encode ``message`` as one FRAME_RAFT frame: a list of buffers to pass to ``writelines``.
 
     The first buffer holds the frame header and the fixed part of the body; entry records and
@@ -170,30 +174,35 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     out of range, entries on a type other than APPEND, ...) and :class:`OversizedMessageError`
     when the body would exceed ``frame_bytes_max``.
     """
-    mtype = message.type
+    if not isinstance(message, Message):
+        raise MalformedMessageError(f"cannot encode {type(message).__name__}: not a Message")
+    msg = message  # the compiled build reads its fields directly (codec.pxd)
+    mtype = msg.type
     if mtype not in WIRE_TYPES:
         raise MalformedMessageError(f"message type {mtype!r} may not be sent to another member")
     flags = (
-        (_FLAG_REJECT if message.reject else 0)
-        | (_FLAG_TRANSFER if message.transfer else 0)
-        | (_FLAG_SNAPSHOT_DONE if message.snapshot_done else 0)
-        | (_FLAG_FRESH if message.fresh else 0)
+        (_FLAG_REJECT if msg.reject else 0)
+        | (_FLAG_TRANSFER if msg.transfer else 0)
+        | (_FLAG_SNAPSHOT_DONE if msg.snapshot_done else 0)
+        | (_FLAG_FRESH if msg.fresh else 0)
     )
-    context = message.context
-    entries = message.entries
+    context = msg.context
+    entries = msg.entries
     entry_data = None
     if entries is not None and entries.nbytes:
-        if mtype is not MessageType.APPEND:
+        if mtype is not _APPEND:
             raise MalformedMessageError(f"{mtype.name} messages carry no entries")
-        if entries.first_index != message.index + 1:
+        after = msg.index  # a Python integer in both builds (codec.pxd): + 1 cannot overflow
+        after += 1
+        if entries.first_index != after:
             raise MalformedMessageError(
-                f"entries start at {entries.first_index}, not at index + 1 = {message.index + 1}"
+                f"entries start at {entries.first_index}, not at index + 1 = {after}"
             )
         entry_data = entries.data
-    snapshot = message.snapshot
+    snapshot = msg.snapshot
     meta_part = b""
     chunk = None
-    if mtype is MessageType.SNAPSHOT:
+    if mtype is _SNAPSHOT:
         if snapshot is None:
             raise MalformedMessageError("a SNAPSHOT message needs a snapshot")
         meta = snapshot.meta
@@ -211,9 +220,9 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
     context_length = len(context)
     entries_length = 0 if entry_data is None else len(entry_data)
     chunk_length = 0 if chunk is None else len(chunk)
-    if (message.src | message.dst | message.term | message.log_term | message.index
-            | message.commit | message.reject_hint | message.hint_term
-            | message.snapshot_offset) >> 63:
+    if (msg.src | msg.dst | msg.term | msg.log_term | msg.index
+            | msg.commit | msg.reject_hint | msg.hint_term
+            | msg.snapshot_offset) >> 63:
         # negative, or past 2**63 - 1: terms, indexes and ids are signed 64-bit in the core
         raise MalformedMessageError("message field out of range: ids, terms, indexes and "
                                     "offsets are 0 .. 2**63 - 1")
@@ -226,15 +235,15 @@ def encode_message(message: Message, *, frame_bytes_max: int = FRAME_BYTES_MAX) 
             context_length,
             entries_length,
             chunk_length,
-            message.src,
-            message.dst,
-            message.term,
-            message.log_term,
-            message.index,
-            message.commit,
-            message.reject_hint,
-            message.hint_term,
-            message.snapshot_offset,
+            msg.src,
+            msg.dst,
+            msg.term,
+            msg.log_term,
+            msg.index,
+            msg.commit,
+            msg.reject_hint,
+            msg.hint_term,
+            msg.snapshot_offset,
         )
     except struct.error as exc:
         raise MalformedMessageError(f"message field out of range: {exc}") from None
@@ -272,8 +281,8 @@ def decode_body(body) -> Message:
     ``EntryBatch`` viewing ``body`` without a copy. Raises :class:`MalformedMessageError`.
     """
     view = memoryview(body)
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
+    if type(body) is not bytes and (view.format != "B" or view.ndim != 1):
+        view = view.cast("B")  # bytes (what FrameDecoder yields) are a flat view of bytes
     size = len(view)
     if size < _BODY.size:
         raise MalformedMessageError(
@@ -316,11 +325,11 @@ def decode_body(body) -> Message:
             | snapshot_offset) >> 63:
         # the core holds ids, terms, indexes and offsets as signed 64-bit integers
         raise MalformedMessageError("a member id, term, index or offset is over 2**63 - 1", 16)
-    if entries_length and mtype is not MessageType.APPEND:
+    if entries_length and mtype is not _APPEND:
         raise MalformedMessageError(f"{mtype.name} message carries entries", 8)
     pos = _BODY.size
     snapshot_meta = None
-    if mtype is MessageType.SNAPSHOT:
+    if mtype is _SNAPSHOT:
         snapshot_meta, pos = _decode_meta(view, pos)
     elif chunk_length:
         raise MalformedMessageError(f"{mtype.name} message carries snapshot data", 12)
@@ -333,7 +342,7 @@ def decode_body(body) -> Message:
     context = bytes(view[pos : pos + context_length]) if context_length else b""
     pos += context_length
     entries = None
-    if mtype is MessageType.APPEND:
+    if mtype is _APPEND:
         if index >= 0x7FFFFFFFFFFFFFFF:
             raise MalformedMessageError("APPEND index leaves no room for entries", 16 + 32)
         if entries_length:

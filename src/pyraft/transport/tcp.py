@@ -99,21 +99,18 @@ from pyraft.transport.base import OnMessage, OnUnreachable, Transport, Transport
 from pyraft.transport.codec import (
     FRAME_ACCEPT,
     FRAME_HELLO,
-    FRAME_RAFT,
     FRAME_REFUSE,
-    FRAME_USER,
     PROTOCOL_VERSION,
     Hello,
     MalformedMessageError,
-    decode_body,
     decode_hello,
     decode_refuse,
     encode_accept,
     encode_hello,
-    encode_message,
     encode_refuse,
     encode_user,
 )
+from pyraft.transport.stream import DROPPED, QUEUED, Hub, Inbox, Outbox
 from pyraft.transport.tls import (
     certificate_names,
     identity_problem,
@@ -191,14 +188,14 @@ _BACKOFF = "backoff"  # the last attempt failed: messages are dropped until the 
 class _Peer:
     """The outbound side towards one member: state, queue, connection, dial task.
 
-    Invariants: ``connection is not None`` iff ``state == _CONNECTED``;
-    ``0 <= queued <= send_queue_messages_max`` and ``pending`` holds exactly the buffers of the
-    ``queued`` messages, in send order.
+    Invariants: ``connection is not None`` iff ``state == _CONNECTED``; ``outbox.wire`` is
+    ``connection.transport`` while connected and not paused, else None; ``outbox.accepting``
+    iff ``state != _BACKOFF`` and the peer is not closed.
     """
 
     __slots__ = (
-        "owner", "member_id", "address", "host", "port", "state", "pending", "queued",
-        "connection", "task", "failures", "flush_handle", "closed",
+        "owner", "member_id", "address", "host", "port", "state", "outbox", "connection",
+        "task", "failures", "closed",
     )
 
     def __init__(self, owner: TcpTransport, member_id: int, address: str) -> None:
@@ -207,53 +204,30 @@ class _Peer:
         self.address = address
         self.host, self.port = parse_address(address, port_zero=True)
         self.state = _IDLE
-        self.pending: list = []
-        self.queued = 0
+        #: the queued frames (``pyraft.transport.stream``): its ``wire`` is the connection's
+        #: transport while connected and not paused, it accepts nothing while in backoff
+        self.outbox = Outbox(owner._hub, owner.send_queue_messages_max)
         self.connection: _Outbound | None = None
         self.task: asyncio.Task | None = None
         self.failures = 0  # failed attempts since the last successful handshake
-        self.flush_handle: asyncio.Handle | None = None
         self.closed = False
 
     def enqueue(self, parts: list) -> None:
-        owner = self.owner
-        state = self.state
-        if state is _BACKOFF or self.queued >= owner.send_queue_messages_max:
-            owner._drop(self.member_id, 1)
-            return
-        self.pending += parts
-        self.queued += 1
-        if state is _CONNECTED:
-            connection = self.connection  # set while connected (the class invariant)
-            if self.flush_handle is None and connection is not None and not connection.paused:
-                self.flush_handle = connection.loop.call_soon(self.flush)
-        elif state is _IDLE:
+        self.after_put(self.outbox.put(parts))
+
+    def after_put(self, result: int) -> None:
+        """What ``Outbox.put`` answered other than QUEUED: count a drop, or open a connection."""
+        if result == DROPPED:
+            self.owner._drop(self.member_id, 1)
+        elif result != QUEUED and self.state is _IDLE:  # WAITING, and nobody dials yet
             self.state = _CONNECTING
-            self.task = owner._spawn(self._dial(), f"pyraft-dial-{self.member_id}")
+            self.task = self.owner._spawn(self._dial(), f"pyraft-dial-{self.member_id}")
 
     def flush(self) -> None:
-        self.flush_handle = None
-        connection = self.connection
-        if connection is None or connection.paused or not self.queued:
-            return
-        transport = connection.transport
-        if transport is None:  # never: a connection is open only after connection_made
-            return
-        transport.writelines(self.pending)
-        self.owner._counters.sent += self.queued
-        sent = self.owner._peer_bytes_sent
-        sent[self.member_id] = sent.get(self.member_id, 0) + sum(len(p) for p in self.pending)
-        self.pending = []
-        self.queued = 0
+        self.outbox.flush()
 
     def _discard_queue(self) -> int:
-        dropped = self.queued
-        self.pending = []
-        self.queued = 0
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()
-            self.flush_handle = None
-        return dropped
+        return self.outbox.discard()
 
     async def _dial(self) -> None:
         owner = self.owner
@@ -273,6 +247,8 @@ class _Peer:
         self.failures = 0
         self.connection = connection
         self.state = _CONNECTED
+        if not connection.paused:
+            self.outbox.wire = connection.transport
         owner._counters.connections += 1
         log.info("connected to member %d at %s", self.member_id, self.address)
         self.flush()
@@ -320,17 +296,20 @@ class _Peer:
                 self.member_id, self.address, what, delay,
             )
         self.state = _BACKOFF
+        self.outbox.accepting = False
         dropped = self._discard_queue()
         if dropped:
             owner._drop(self.member_id, dropped)
         await asyncio.sleep(delay)
         if self.state is _BACKOFF:
             self.state = _IDLE
+            self.outbox.accepting = not self.closed
 
     def connection_lost(self, connection: _Outbound, exc: BaseException | None) -> None:
         if self.connection is not connection:
             return
         self.connection = None
+        self.outbox.wire = None
         if self.state is _CONNECTED:
             self.state = _IDLE
         dropped = self._discard_queue()
@@ -349,6 +328,8 @@ class _Peer:
         self.closed = True
         self.flush()
         self._discard_queue()
+        self.outbox.wire = None
+        self.outbox.accepting = False
         if self.task is not None:
             self.task.cancel()
         if self.connection is not None and self.connection.transport is not None:
@@ -391,26 +372,31 @@ class _Connection(asyncio.Protocol):
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
         decoder = self.decoder
-        if not decoder.buffered:
-            self.frame_started_at = self.loop.time()
-            self.frame_bytes = 0
-        self.frame_bytes += len(data)
         try:
             frames = decoder.feed(data)
-            if frames and decoder.buffered:
+            left = decoder.buffered
+            if frames and left:
                 decoder.feed(b"")  # a defect after the returned frames surfaces now
         except FramingError as exc:
             self._fail(f"bad frame: {exc}")
             return None
-        if frames:  # the frame in progress (if any) began inside this chunk
-            self.frame_started_at = self.loop.time()
-            self.frame_bytes = decoder.buffered
-        if decoder.buffered and self.timer is None:
-            self.progress_at = self.loop.time()
-            self._arm(self.owner._request_timeout_s)
-        elif decoder.buffered:
-            self.progress_at = self.loop.time()
+        if left:
+            self._partial(len(frames), left, len(data))
         return frames
+
+    def _partial(self, frames: int, left: int, size: int) -> None:
+        """A chunk of ``size`` bytes completed ``frames`` frames and left ``left`` bytes of
+        the next one: time that frame (a chunk of whole frames costs no clock read)."""
+        now = self.loop.time()
+        # without frames, the buffer grew by exactly the chunk: was it empty before?
+        if frames or left == size:  # the frame in progress began inside this chunk
+            self.frame_started_at = now
+            self.frame_bytes = left
+        else:
+            self.frame_bytes += size
+        self.progress_at = now
+        if self.timer is None:
+            self._arm(self.owner._request_timeout_s)
 
     def _arm(self, delay: float) -> None:
         if self.timer is not None:
@@ -540,12 +526,16 @@ class _Outbound(_Connection):
 
     def pause_writing(self) -> None:
         self.paused = True
+        if self.target.connection is self:
+            self.target.outbox.wire = None
         self.stall_size = self.wire.get_write_buffer_size()
         if self.timer is None:
             self._arm(self.owner._request_timeout_s)
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.target.connection is self:
+            self.target.outbox.wire = self.transport
         if self.timer is not None and not self.decoder.buffered:
             self.timer.cancel()
             self.timer = None
@@ -591,6 +581,9 @@ class _Inbound(_Connection):
         #: gives back this connection's handshake slot (idempotent); called on leaving _HELLO
         self.release = release
         self.user_inflight = 0  # application messages whose handler has not finished
+        #: the per-message path once HELLO is accepted (``pyraft.transport.stream``); it
+        #: counts the bytes received from then on (added to the owner's totals on close)
+        self.inbox: Inbox | None = None
 
     def _leave_hello(self) -> None:
         release, self.release = self.release, None
@@ -619,58 +612,31 @@ class _Inbound(_Connection):
             super()._on_timer()
 
     def data_received(self, data) -> None:
-        if self.member:
-            by_member = self.owner._peer_bytes_received
-            by_member[self.member] = by_member.get(self.member, 0) + len(data)
-        frames = self._feed(data)
-        if not frames:
+        inbox = self.inbox
+        if inbox is not None:  # accepted: Raft messages flow
+            inbox.receive(data)
             return
-        owner = self.owner
-        received = 0
+        frames = self._feed(data)
+        if not frames or self.state is not _HELLO:
+            return
+        frame_type, body = frames[0]
+        if frame_type != FRAME_HELLO:
+            self._fail(f"frame of type {frame_type} instead of HELLO")
+            return
+        if len(frames) > 1 or self.decoder.buffered:
+            # the connecting side waits for ACCEPT; the handshake decoder (small frame limit)
+            # must not be left holding bytes of the message stream
+            self._fail("bytes after HELLO before the answer")
+            return
         try:
-            for frame_type, body in frames:
-                state = self.state
-                if state is _OPEN:
-                    if frame_type == FRAME_USER:
-                        self._on_user(body)
-                        continue
-                    if frame_type != FRAME_RAFT:
-                        self._fail(f"unexpected frame of type {frame_type}")
-                        return
-                    message = decode_body(body)
-                    if message.src != self.member:
-                        self._fail(
-                            f"message from member {message.src} on member {self.member}'s "
-                            "connection"
-                        )
-                        return
-                    deliver = owner._deliver
-                    if message.dst != owner.member_id or deliver is None:
-                        owner._counters.dropped += 1
-                        continue
-                    received += 1
-                    deliver(message)
-                elif state is _HELLO:
-                    if frame_type != FRAME_HELLO:
-                        self._fail(f"frame of type {frame_type} instead of HELLO")
-                        return
-                    if len(frames) > 1 or self.decoder.buffered:
-                        # the connecting side waits for ACCEPT; the handshake decoder (small
-                        # frame limit) must not be left holding bytes of the message stream
-                        self._fail("bytes after HELLO before the answer")
-                        return
-                    self._on_hello(decode_hello(body))
-                else:
-                    return
+            self._on_hello(decode_hello(body))
         except MalformedMessageError as exc:
             self._fail(f"malformed message: {exc}")
-        finally:
-            owner._counters.received += received
 
     def _on_user(self, body) -> None:
         owner = self.owner
         handler = owner._on_user_message
-        if handler is None or owner._deliver is None:
+        if handler is None or owner._hub.deliver is None:
             owner._counters.dropped += 1
             return
         if self.user_inflight >= owner.user_requests_inflight_max:
@@ -714,6 +680,7 @@ class _Inbound(_Connection):
             self.timer.cancel()
             self.timer = None
         self.decoder = FrameDecoder(owner.frame_bytes_max)
+        self.inbox = Inbox(owner._hub, self, self.decoder, self.member)
         self.wire.write(
             encode_accept(Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.member))
         )
@@ -730,8 +697,14 @@ class _Inbound(_Connection):
         super().connection_lost(exc)
         self._leave_hello()
         self.state = _DONE
-        if self.member and self.owner._inbound.get(self.member) is self:
-            del self.owner._inbound[self.member]
+        owner = self.owner
+        inbox, self.inbox = self.inbox, None
+        if inbox is not None:
+            totals = owner._peer_bytes_received
+            totals[self.member] = totals.get(self.member, 0) + inbox.bytes_received
+        if self.member:
+            if owner._inbound.get(self.member) is self:
+                del owner._inbound[self.member]
 
 
 class TcpTransport(Transport):
@@ -870,14 +843,16 @@ class TcpTransport(Transport):
         self._request_timeout_s = self.request_timeout_ms / 1000.0
         self._backoff_s = (self.backoff_ms[0] / 1000.0, self.backoff_ms[1] / 1000.0)
         self._counters = TransportCounters()
-        #: bytes written to / read from each member's connections (metrics)
+        #: bytes written to / read from each member's connections (metrics): the totals of
+        #: peers removed and connections closed; live ones count on their own
         self._peer_bytes_sent: dict[int, int] = {}
         self._peer_bytes_received: dict[int, int] = {}
+        #: the per-message path (``pyraft.transport.stream``): serving from start to stop
+        self._hub = Hub(member_id, self._counters, frame_bytes_max)
         self._rng = rng if rng is not None else random.Random()
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: socket.socket | None = None
-        self._deliver: OnMessage | None = None
         self._peers: dict[int, _Peer] = {}
         self._inbound: dict[int, _Inbound] = {}
         self._connections: set[_Connection] = set()
@@ -900,13 +875,22 @@ class TcpTransport(Transport):
 
     @property
     def peer_bytes_sent(self) -> dict[int, int]:
-        """Bytes written to each member's connections."""
-        return self._peer_bytes_sent
+        """Bytes written to each member's connections (a new dict on each read)."""
+        totals = dict(self._peer_bytes_sent)
+        for member, peer in self._peers.items():
+            if peer.outbox.bytes_sent:
+                totals[member] = totals.get(member, 0) + peer.outbox.bytes_sent
+        return totals
 
     @property
     def peer_bytes_received(self) -> dict[int, int]:
-        """Bytes read from each member's connections."""
-        return self._peer_bytes_received
+        """Bytes read from each member's connections (a new dict on each read)."""
+        totals = dict(self._peer_bytes_received)
+        for connection in self._connections:
+            if isinstance(connection, _Inbound) and connection.inbox is not None:
+                member = connection.member
+                totals[member] = totals.get(member, 0) + connection.inbox.bytes_received
+        return totals
 
     @property
     def handshakes_in_progress(self) -> int:
@@ -961,7 +945,8 @@ class TcpTransport(Transport):
             raise RuntimeError("transport already started")
         self._bind(on_unreachable)
         self._loop = asyncio.get_running_loop()
-        self._deliver = on_message
+        hub = self._hub
+        hub.loop, hub.deliver, hub.serving = self._loop, on_message, True
         host, port = self._listen
         infos = await self._loop.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -987,33 +972,35 @@ class TcpTransport(Transport):
             if wanted.get(member) != peer.address:
                 peer.close()
                 del self._peers[member]
+                del self._hub.outboxes[member]
+                if peer.outbox.bytes_sent:
+                    sent = self._peer_bytes_sent
+                    sent[member] = sent.get(member, 0) + peer.outbox.bytes_sent
                 if member not in wanted:
                     connection = self._inbound.get(member)
                     if connection is not None and connection.transport is not None:
                         connection.transport.close()
         for member, address in wanted.items():
             if member not in self._peers:
-                self._peers[member] = _Peer(self, member, address)
+                peer = self._peers[member] = _Peer(self, member, address)
+                self._hub.outboxes[member] = peer.outbox
 
     def send(self, message: Message) -> None:
-        parts = encode_message(message, frame_bytes_max=self.frame_bytes_max)
-        peer = self._peers.get(message.dst)
-        if peer is None or self._loop is None or self._closing:
-            self._drop(message.dst, 1)
-            return
-        peer.enqueue(parts)
+        result = self._hub.send(message)  # encodes (raising here) and queues
+        if result != QUEUED:
+            peer = self._peers.get(message.dst)
+            if peer is None or result == DROPPED:
+                self._drop(message.dst, 1)
+            else:
+                peer.after_put(result)
 
     def flush(self) -> None:
-        for peer in self._peers.values():
-            handle = peer.flush_handle
-            if handle is not None:
-                handle.cancel()
-                peer.flush()
+        self._hub.flush()
 
     def send_user(self, member: int, body: bytes) -> None:
         parts = encode_user(body, frame_bytes_max=self.frame_bytes_max)
         peer = self._peers.get(member)
-        if peer is None or self._loop is None or self._closing:
+        if peer is None or not self._hub.serving:
             self._drop(member, 1)
             return
         peer.enqueue(parts)
@@ -1022,7 +1009,8 @@ class TcpTransport(Transport):
         if self._closing:
             return
         self._closing = True
-        self._deliver = None
+        self._hub.serving = False
+        self._hub.deliver = None
         for peer in self._peers.values():
             peer.close()
         tasks = list(self._tasks)
