@@ -175,6 +175,7 @@ def _run(args: argparse.Namespace) -> int:
     do_peers = section in ("all", "peers", "goals") and not args.no_peers
     do_pure = do_cluster and not args.no_pure
     do_builds = section in ("all", "cluster", "goals", "builds") and not args.no_pure
+    do_instructions = do_builds and section != "cluster"  # minutes under valgrind
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or os.path.join("bench-results", stamp)
     os.makedirs(out, exist_ok=True)
@@ -184,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     do_snapshot = section == "snapshot"
     steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps(do_pure) if do_cluster else 0) \
         + (len(compare.PEERS) if do_peers else 0) + (1 if do_snapshot else 0) \
-        + (4 if do_builds else 0)
+        + (3 if do_builds else 0) + (1 if do_instructions else 0)
     progress = Progress(steps)
     errors: list[str] = []
     result: dict = {
@@ -259,10 +260,10 @@ def _run(args: argparse.Namespace) -> int:
                           f"{plan.build_rounds} round(s) per build")
             result["simulator"] = _guarded(errors, "simulator (builds)", lambda: builds.simulator(
                 plan.sim_seeds, plan.build_rounds))
+        if do_instructions:
             progress.tick(f"builds: instructions per write (callgrind), {plan.build_rounds} "
                           f"round(s) per build")
-            why = instructions.available() if section != "cluster" else (
-                "the cluster section counts no instructions (builds, goals and all do)")
+            why = instructions.available()
             result["instructions"] = {"skipped": why} if why else _guarded(
                 errors, "instructions (builds)", lambda: instructions.instructions(
                     INSTRUCTIONS_WRITES, plan.build_rounds))
