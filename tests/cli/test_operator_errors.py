@@ -396,11 +396,19 @@ def test_a_member_joins_with_only_the_url_of_a_member(tmp_path):
 
 def test_join_refuses_an_url_that_does_not_answer():
     dead = f"http://127.0.0.1:{free_port()}"
-    result = pyraft_cli(*node_args("--join", dead), timeout=120)
+    result = pyraft_cli(*node_args("--join", dead, "--join-timeout", "1.5"), timeout=120)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "--join" in lines[0] and dead in lines[0] and "--peers" in lines[0]
+    assert "asked for 1.5 s" in lines[0] and "--join-timeout" in lines[0]
+
+
+def test_join_timeout_must_be_a_positive_number_of_seconds():
+    result = pyraft_cli(*node_args("--join", "http://127.0.0.1:1", "--join-timeout", "0"),
+                        timeout=60)
+    assert result.returncode == 2 and "--join-timeout" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ---- layering: defaults < --config < PYRAFT_* < flags ----------------------------------

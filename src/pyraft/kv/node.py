@@ -55,7 +55,7 @@ import sys
 import urllib.parse
 from typing import Any
 
-from pyraft.argtypes import positive_int
+from pyraft.argtypes import positive_int, positive_seconds
 from pyraft.cluster.runtime import RaftCluster
 from pyraft.config import ClusterConfig, is_wildcard, parse_address
 from pyraft.errors import (
@@ -156,7 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="join a running cluster: announce this member to the HTTP API at "
                              "URL (any member; followers redirect to the leader), which adds "
                              "it (warm-up, then promotion); without --peers the voters are "
-                             f"asked at URL (for up to {JOIN_ASK_TIMEOUT_S:g} s)")
+                             "asked at URL (for up to --join-timeout)")
+    parser.add_argument("--join-timeout", type=positive_seconds, default=JOIN_ASK_TIMEOUT_S,
+                        metavar="SECONDS",
+                        help="--join without --peers: how long to keep asking URL for the "
+                             "voters before giving up with an error (default "
+                             f"{JOIN_ASK_TIMEOUT_S:g} s; a cluster still starting may need "
+                             "more)")
     parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
                         help="serve Prometheus metrics on http://HOST:PORT/metrics")
     parser.add_argument("--snapshot-entries", type=positive_int("a number of entries"),
@@ -516,8 +522,9 @@ async def members_of(url: str, timeout_s: float = JOIN_ASK_TIMEOUT_S, *,
         except (ValueError, KeyError, TypeError):
             problem = "its answer is not the status of a pyraft member"
         if asyncio.get_running_loop().time() >= deadline:
-            raise ConfigError("--join", f"{url}: {problem}; give the URL of a running "
-                                        "member's HTTP API, or --peers")
+            raise ConfigError("--join", f"{url}: {problem} (asked for {timeout_s:g} s); give "
+                                        "the URL of a running member's HTTP API, or --peers "
+                                        "(or more --join-timeout)")
         await asyncio.sleep(0.5)
 
 
@@ -532,13 +539,15 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
                 snapshot_entries: int = SNAPSHOT_ENTRIES_DEFAULT, state: str = "memory",
                 credentials: security.ServerSecurity | None = None,
                 client: str | None = None,
-                client_peers: dict[int, str] | None = None) -> None:
+                client_peers: dict[int, str] | None = None,
+                join_timeout_s: float = JOIN_ASK_TIMEOUT_S) -> None:
     """Run the member until SIGTERM or SIGINT. The HTTP and metrics sockets are bound first
     and the Raft port checked next, so an address in use stops the member before it touches
     its storage or joins its cluster. ``credentials``: HTTPS and the admin credential of the
     HTTP API (and what ``--join`` presents); ``client``: where to serve the binary client
     protocol (:mod:`pyraft.kv.wire`; over TLS too when the HTTP API is HTTPS), and
-    ``client_peers`` the other members' (``--client-peers``)."""
+    ``client_peers`` the other members' (``--client-peers``); ``join_timeout_s``: how long
+    ``--join`` without peers asks ``join_url`` for the voters (``--join-timeout``)."""
     from pyraft.kv import wire
     from pyraft.kv.http import member_status
     from pyraft.kv.http import serve as serve_http
@@ -548,7 +557,7 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
         http_socket = bound.enter_context(bind("--http", http))
         metrics_socket = bound.enter_context(bind("--metrics", metrics)) if metrics else None
         client_socket = bound.enter_context(bind("--client", client)) if client else None
-        config, options = await _membership(config, join_url, credentials)
+        config, options = await _membership(config, join_url, credentials, join_timeout_s)
         bind("--listen", config.listen).close()
         cluster, machine = await _start_member(config, state, snapshot_entries, options)
         runners = []
@@ -602,7 +611,8 @@ async def serve(config: ClusterConfig, http: str, http_peers: dict[int, str],
 
 
 async def _membership(config: ClusterConfig, join_url: str | None,
-                      credentials: security.ServerSecurity) -> tuple[ClusterConfig, dict]:
+                      credentials: security.ServerSecurity,
+                      timeout_s: float = JOIN_ASK_TIMEOUT_S) -> tuple[ClusterConfig, dict]:
     """The configuration a joining member starts from, and the runtime's join options:
     ``--join`` without ``--peers`` asks the member at the URL for the voters, unless the data
     directory already holds a membership (a restart, which uses it, and announces itself
@@ -615,7 +625,8 @@ async def _membership(config: ClusterConfig, join_url: str | None,
         return config, {"announcer": _http_announcer(join_url, credentials)}
     if not config.peers:
         config = dataclasses.replace(
-            config, peers=await members_of(join_url, ssl_context=credentials.client_ssl))
+            config, peers=await members_of(join_url, timeout_s,
+                                           ssl_context=credentials.client_ssl))
     return config, {"announcer": _http_announcer(join_url, credentials)}
 
 
@@ -696,7 +707,8 @@ def run(args: argparse.Namespace) -> int:
     main = serve(config, args.http, parse_members(args.http_peers, "--http-peers"), args.join,
                  args.metrics, getattr(args, "snapshot_entries", SNAPSHOT_ENTRIES_DEFAULT),
                  state, credentials, getattr(args, "client", None),
-                 parse_members(getattr(args, "client_peers", ""), "--client-peers"))
+                 parse_members(getattr(args, "client_peers", ""), "--client-peers"),
+                 getattr(args, "join_timeout", JOIN_ASK_TIMEOUT_S))
     try:
         try:
             import uvloop
