@@ -7,6 +7,10 @@ from libc.stdint cimport int64_t
 from pyraft.core.messages cimport Message
 
 
+@cython.locals(left=Py_ssize_t)
+cpdef list feed_frames(object decoder, object connection, object data)
+
+
 @cython.final
 cdef class Hub:
     cdef public object member_id
@@ -53,6 +57,5 @@ cdef class Inbox:
     cdef public object member
     cdef public int64_t bytes_received
 
-    @cython.locals(frames=list, left=Py_ssize_t, hub=Hub, received=Py_ssize_t, frame=tuple,
-                   message=Message)
+    @cython.locals(frames=list, hub=Hub, received=Py_ssize_t, frame=tuple, message=Message)
     cpdef receive(self, object data)

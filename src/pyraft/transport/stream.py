@@ -34,6 +34,24 @@ QUEUED = 1  # queued: it leaves with the next flush
 WAITING = 2  # queued, but no connection takes frames now (connecting, idle or paused)
 
 
+def feed_frames(decoder: Any, connection: Any, data: Any) -> list | None:
+    """The frames ``data`` completes in ``decoder``; None, and ``connection`` failed, on a
+    framing error. A chunk that leaves part of a frame buffered tells the connection
+    (``connection._partial``: it times that frame). The one reading path of a connection,
+    before HELLO (``tcp``) and after it (:class:`Inbox`)."""
+    try:
+        frames = decoder.feed(data)
+        left = decoder.buffered
+        if frames and left:
+            decoder.feed(b"")  # a defect after the returned frames surfaces now
+    except FramingError as exc:
+        connection._fail(f"bad frame: {exc}")
+        return None
+    if left:
+        connection._partial(len(frames), left, len(data))
+    return frames
+
+
 class Hub:
     """What every message of one transport needs. ``serving`` is True from ``start`` until
     ``stop``; ``loop`` is the loop ``start`` ran on (None before)."""
@@ -163,18 +181,8 @@ class Inbox:
         HELLO, fails it after the messages before it; a message for another member than
         this one is dropped (counted) and the connection kept."""
         self.bytes_received += len(data)
-        decoder = self.decoder
         connection = self.connection
-        try:
-            frames = decoder.feed(data)
-            left = decoder.buffered
-            if frames and left:
-                decoder.feed(b"")  # a defect after the returned frames surfaces now
-        except FramingError as exc:
-            connection._fail(f"bad frame: {exc}")
-            return
-        if left:
-            connection._partial(len(frames), left, len(data))
+        frames = feed_frames(self.decoder, connection, data)
         if not frames:
             return
         hub = self.hub

@@ -110,14 +110,13 @@ from pyraft.transport.codec import (
     encode_refuse,
     encode_user,
 )
-from pyraft.transport.stream import DROPPED, QUEUED, Hub, Inbox, Outbox
+from pyraft.transport.stream import DROPPED, QUEUED, Hub, Inbox, Outbox, feed_frames
 from pyraft.transport.tls import (
     certificate_names,
     identity_problem,
     member_contexts,
     member_identity,
 )
-from raftcore.errors import FramingError
 from raftcore.framing import FrameDecoder
 
 __all__ = [
@@ -371,18 +370,7 @@ class _Connection(asyncio.Protocol):
 
     def _feed(self, data) -> list | None:
         """Frames in ``data``; None (and the connection aborted) on a frame error."""
-        decoder = self.decoder
-        try:
-            frames = decoder.feed(data)
-            left = decoder.buffered
-            if frames and left:
-                decoder.feed(b"")  # a defect after the returned frames surfaces now
-        except FramingError as exc:
-            self._fail(f"bad frame: {exc}")
-            return None
-        if left:
-            self._partial(len(frames), left, len(data))
-        return frames
+        return feed_frames(self.decoder, self, data)
 
     def _partial(self, frames: int, left: int, size: int) -> None:
         """A chunk of ``size`` bytes completed ``frames`` frames and left ``left`` bytes of
