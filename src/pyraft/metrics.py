@@ -83,7 +83,7 @@ class _Instrument:
         self.help = help
         self.labels = labels
         self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
-        self.otel: Any = None  # the mirrored OpenTelemetry instrument, if any
+        self.otel: Any = None  # a histogram's mirrored OpenTelemetry instrument, if any
         self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
         self._attribute_cache: dict[tuple, dict] = {}
 

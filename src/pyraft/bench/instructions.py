@@ -34,11 +34,14 @@ import argparse
 import asyncio
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
 from typing import IO
+
+from pyraft.bench import builds
 
 #: the child's settings under callgrind (module docstring)
 TICK_MS = 500.0
@@ -67,8 +70,6 @@ def parse_totals(text: str) -> int:
 
 def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 600.0) -> float:
     """Instructions per write of one child under callgrind with ``build``'s environment."""
-    from pyraft.bench.builds import child_environment
-
     why = available()
     if why is not None:
         raise InstructionsError(why)
@@ -82,7 +83,7 @@ def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 6
                    "--inflight", str(inflight), "--data", directory]
         with tempfile.TemporaryFile(mode="w+") as log:
             child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=log, text=True, env=child_environment(build))
+                                     stderr=log, text=True, env=builds.child_environment(build))
             try:
                 _expect(child, "READY", timeout_s, log)
                 _control(child.pid, "on")
@@ -103,8 +104,6 @@ def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 6
 
 def instructions(writes: int, rounds: int, inflight: int = 1) -> dict:
     """Instructions per write, compiled and pure, alternating (``builds.alternate``)."""
-    from pyraft.bench import builds
-
     out = builds.alternate(rounds, lambda build: count(build, writes, inflight))
     out["unit"] = f"instructions per write x{inflight} (3 members in one process)"
     out["command"] = (f"valgrind --tool=callgrind python -m pyraft.bench.instructions --child "
@@ -114,8 +113,6 @@ def instructions(writes: int, rounds: int, inflight: int = 1) -> dict:
 
 
 def _expect(child: subprocess.Popen, word: str, timeout_s: float, log: IO[str]) -> None:
-    import select
-
     assert child.stdout is not None
     ready, _, _ = select.select([child.stdout], [], [], timeout_s)
     line = child.stdout.readline() if ready else ""
