@@ -1051,7 +1051,14 @@ class TcpTransport(Transport):
                 sock.close()
                 continue
             self._handshaking += 1
-            self._spawn(self._accept(sock), "pyraft-accept-connection")
+            self._accept_later(sock)
+
+    def _accept_later(self, sock: socket.socket) -> asyncio.Task:
+        """Wrap ``sock`` in a task of its own. A task cancelled by ``stop`` before its first
+        step never runs ``_accept``, whose handler closes the socket: it is closed here."""
+        task = self._spawn(self._accept(sock), "pyraft-accept-connection")
+        task.add_done_callback(lambda done: sock.close() if done.cancelled() else None)
+        return task
 
     async def _accept(self, sock: socket.socket) -> None:
         """Wrap an accepted socket (TLS handshake first, when on); log a failed handshake.
