@@ -729,16 +729,26 @@ def test_raft_config_round_trips(member, lower, threshold):
         ("failure_phi_threshold", 101.0, 100.0),
         ("failure_voters_min", 0, 1),
         ("failure_voters_min", 1025, 1024),
+        ("failure_unheard_ms", -1.0, 0.0),
+        ("failure_unheard_ms", 36_000_001.0, 36_000_000.0),
+        ("failure_unheard_ms", 999.0, 1000.0),  # shorter than the dead window below
     ],
 )
 def test_failure_detection_limits(field, bad, good):
+    base = {"member_id": 1, "failure_dead_ms": 1000.0} if field == "failure_unheard_ms" \
+        else {"member_id": 1}
     with pytest.raises(ConfigError) as info:
-        RaftConfig(**{"member_id": 1, field: bad}).validate()
+        RaftConfig(**{**base, field: bad}).validate()
     assert info.value.field == field
-    RaftConfig(**{"member_id": 1, field: good}).core_options()
+    RaftConfig(**{**base, field: good}).core_options()
 
 
 def test_failure_detection_translates_into_ticks():
     options = RaftConfig(member_id=1, failure_dead_ms=1000, failure_voters_min=5).core_options()
     assert (options.failure_dead_ticks, options.failure_voters_min) == (100, 5)
     assert RaftConfig(member_id=1).core_options().failure_dead_ticks == 0  # off by default
+    # a voter never heard from: ten times the dead window unless set (0 says "derived")
+    assert options.failure_unheard_ticks == 0
+    options = RaftConfig(member_id=1, failure_dead_ms=1000,
+                         failure_unheard_ms=30_000).core_options()
+    assert options.failure_unheard_ticks == 3000

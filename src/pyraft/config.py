@@ -502,6 +502,10 @@ class RaftConfig:
     #: automatic failure detection: remove a voter the leader's phi-accrual detector has
     #: judged dead (phi above ``failure_phi_threshold``) for this long; 0 turns it off
     failure_dead_ms: float = 0.0
+    #: a voter that has not answered the leader once in its term (down before the election,
+    #: or not started yet) is removed after this long instead (phi needs answers to judge
+    #: by); 0: ten times ``failure_dead_ms``
+    failure_unheard_ms: float = 0.0
     failure_phi_threshold: float = _CORE["failure_phi_threshold"]
     #: never remove below this many voters
     failure_voters_min: int = _CORE["failure_voters_min"]
@@ -552,6 +556,15 @@ class RaftConfig:
             0 <= self.failure_dead_ms <= 3_600_000
         ):
             raise ConfigError("failure_dead_ms", "must be in [0, 3600000] ms (0: off)")
+        if not isinstance(self.failure_unheard_ms, (int, float)) or not (
+            0 <= self.failure_unheard_ms <= 36_000_000
+        ):
+            raise ConfigError("failure_unheard_ms",
+                              "must be in [0, 36000000] ms (0: ten times failure_dead_ms)")
+        if self.failure_unheard_ms and self.failure_unheard_ms < self.failure_dead_ms:
+            raise ConfigError("failure_unheard_ms", "must be at least failure_dead_ms: a "
+                              "voter never heard from gets at least the time of one that "
+                              "stopped answering (0: ten times failure_dead_ms)")
         if self.failure_dead_ms and self.failure_dead_ms < self.election_timeout_ms_upper:
             raise ConfigError("failure_dead_ms", "must be at least election_timeout_ms_upper: "
                               "a member is not dead before an election could have happened")
@@ -584,6 +597,7 @@ class RaftConfig:
             heartbeat_ticks=self._heartbeat_ticks(),
             lease_ticks=lease,
             failure_dead_ticks=math.ceil(self.failure_dead_ms / self.tick_ms),
+            failure_unheard_ticks=math.ceil(self.failure_unheard_ms / self.tick_ms),
             **{name: getattr(self, name) for name in sorted(same)},
         ).validate()
 

@@ -213,3 +213,62 @@ def test_a_follower_back_after_compactions_catches_up_from_the_empty_snapshot(tm
             assert longest <= 1000 + 4 * BATCH + 10, longest
 
     run_on_fresh_loop(body, timeout_s=120)
+
+
+# ---- failure detection and members started one by one -----------------------------------------
+def test_failure_detection_spares_a_member_started_late_and_removes_one_never_started(tmp_path):
+    """An operator brings five durable members up one by one with ``failure_dead_ms`` set: three
+    start and elect a leader, the fourth starts seconds later (long after the dead window),
+    the fifth never does. The late one must stay a voter: the leader has never heard from it,
+    and phi has nothing to judge it by. The one that never starts is removed once
+    ``failure_unheard_ms`` has passed since the election (it used to be both of them, at the
+    dead window)."""
+    from pyraft.testing.processes import free_port
+
+    peers = {m: f"127.0.0.1:{free_port()}" for m in range(1, 6)}
+
+    def config(member: int) -> ClusterConfig:
+        return ClusterConfig(member_id=member, peers=peers, listen=peers[member], tick_ms=10,
+                             election_timeout_ms_lower=150, election_timeout_ms_upper=300,
+                             failure_dead_ms=600, failure_unheard_ms=4000,
+                             data_dir=str(tmp_path / f"m{member}")).validate()
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        first = [RaftCluster.from_config(config(m)) for m in (1, 2, 3)]
+        removed: list[int] = []
+        late = None
+        try:
+            for member in first:
+                member.on_event(lambda event: removed.append(event.member)
+                                if event.kind == "member-removed" else None)
+                await member.start()
+            leader = await leader_of(first, timeout=10)
+            await leader.replicate(b"before", timeout=10)
+            elected_at = loop.time()
+            await asyncio.sleep(2.0)  # three dead windows: the late member is not dead
+            late = RaftCluster.from_config(config(4))
+            await late.start()
+
+            def voters():
+                current = next((m for m in first if m.is_leader), None)
+                return None if current is None else {s.id for s in current.members if s.voter}
+
+            deadline = loop.time() + 15
+            while voters() != {1, 2, 3, 4} and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert voters() == {1, 2, 3, 4}, (voters(), removed)
+            assert loop.time() - elected_at >= 4.0  # not before failure_unheard_ms
+            current = await leader_of(first, timeout=10)
+            await current.replicate(b"after", timeout=10)
+            deadline = loop.time() + 10
+            while late.commit_index < current.commit_index and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert late.commit_index >= current.commit_index
+            assert 4 not in removed and 5 in removed
+        finally:
+            for member in [*first, late]:
+                if member is not None:
+                    await member.stop()
+
+    run_on_fresh_loop(body, timeout_s=60)

@@ -422,6 +422,46 @@ def test_failure_detection_keeps_the_floor():
     assert len(s.nodes[leaders(s)[0]].core.configuration.voters) == 3  # never below the floor
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_failure_detection_waits_longer_for_a_member_that_starts_late(seed):
+    """An operator starts five members one by one: the first three elect a leader before the
+    last two run. Their lateness is not a death: a voter the leader has never heard from is
+    judged after ``failure_unheard_ticks``, not after the dead window. One that never starts
+    at all is still removed once that longer window has passed."""
+    s = sim(5, seed=seed, failure_dead_ticks=30, failure_unheard_ticks=400,
+            failure_voters_min=3)
+    for late in (4, 5):
+        s.crash(late)
+    s.restart_at[4] = s.now + 250  # long after the election and the dead window
+    s.restart_at[5] = 10**9  # never
+    assert run(s, 200, lambda: leaders(s))
+    elected_at = s.now  # the leader begins waiting for 4 and 5 at its first tick as leader
+    elect(s)
+    leader = s.nodes[leaders(s)[0]].core
+    assert run(s, 380, lambda: 4 in s.nodes and s.nodes[4] is not None
+               and s.nodes[4].core.log.last_index() == leader.log.last_index())
+    write(s, "k", "v")
+    assert run(s, 600, lambda: leaders(s) and 5 not in
+               s.nodes[leaders(s)[0]].core.configuration.voters)
+    current = s.nodes[leaders(s)[0]].core
+    assert current.configuration.voters == frozenset({1, 2, 3, 4})
+    assert s.now - elected_at >= 400  # not before the unheard window
+
+
+def test_failure_detection_waits_ten_dead_windows_for_a_voter_never_heard_from_by_default():
+    s = sim(5, failure_dead_ticks=20, failure_voters_min=3)
+    s.crash(5)
+    s.restart_at[5] = 10**9
+    assert run(s, 200, lambda: leaders(s))
+    elected_at = s.now
+
+    def removed():
+        return bool(leaders(s)) and 5 not in s.nodes[leaders(s)[0]].core.configuration.voters
+
+    assert run(s, 400, removed)
+    assert 200 <= s.now - elected_at <= 220  # 10 x 20 ticks, and the change's commit
+
+
 def test_a_follower_that_lost_acknowledged_entries_is_sent_them_again():
     """A follower whose log lost entries it had acknowledged (an operator repaired its
     damaged log, or its disk lied) rejects the leader's next append right at its old match:

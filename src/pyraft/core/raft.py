@@ -147,6 +147,10 @@ class RaftOptions:
     #: ``failure_dead_ticks`` is removed by a configuration change, never below
     #: ``failure_voters_min`` voters and never while another change is in flight
     failure_dead_ticks: int = 0
+    #: a voter that has not answered the leader once (down, or not started yet: phi has no
+    #: intervals to judge it by) is removed after this many ticks of the leader's term
+    #: instead; 0: ten times ``failure_dead_ticks``
+    failure_unheard_ticks: int = 0
     failure_phi_threshold: float = 8.0
     failure_voters_min: int = 3
     #: a member that starts with empty storage (no term, no log) may be one that forgot
@@ -174,6 +178,9 @@ class RaftOptions:
             raise ConfigError("election_ticks_upper", "must exceed election_ticks_lower")
         if not 0 <= self.lease_ticks < self.election_ticks_lower:
             raise ConfigError("lease_ticks", "must be in [0, election_ticks_lower)")
+        if self.failure_dead_ticks < 0 or self.failure_unheard_ticks < 0:
+            raise ConfigError("failure_dead_ticks" if self.failure_dead_ticks < 0
+                              else "failure_unheard_ticks", "must be 0 or positive")
         for name in (
             "inflight_messages_max",
             "inflight_bytes_max",
@@ -1450,7 +1457,10 @@ class RaftNode:
             return  # one change at a time
         if len(self.configuration.voters) <= self.options.failure_voters_min:
             return  # never below the floor
-        dead = self._failures.dead(self.ticks, self.options.failure_dead_ticks)
+        options = self.options
+        dead = self._failures.dead(self.ticks, options.failure_dead_ticks,
+                                   options.failure_unheard_ticks
+                                   or 10 * options.failure_dead_ticks)
         if not dead:
             return
         try:

@@ -145,6 +145,8 @@ class SimConfig:
     standby: frozenset[int] = frozenset()
     #: automatic removal of dead voters (0: off; see RaftOptions.failure_dead_ticks)
     failure_dead_ticks: int = 0
+    #: a voter never heard from is removed after this long (0: ten times the dead window)
+    failure_unheard_ticks: int = 0
     failure_voters_min: int = 3
     #: how many of the members start as voters (0: all); the others start outside
     initial_voters: int = 0
@@ -224,6 +226,7 @@ class SimNode:
             lease_ticks=8,
             standby=member in sim.config.standby,
             failure_dead_ticks=sim.config.failure_dead_ticks,
+            failure_unheard_ticks=sim.config.failure_unheard_ticks,
             failure_voters_min=sim.config.failure_voters_min,
             fresh_start_guard=sim.fresh_start_guard,
             # small on some seeds: reads that end inside the stored entries are exercised
