@@ -21,9 +21,10 @@ cdef class IndexTable:
     cdef uint64_t _prev_term        # term of _first - 1 (the snapshot's last entry; 0 for index 0)
 
     # Append n entries starting at log index `first`, with the checks of append().
-    # `segments` may be NULL, in which case every entry gets `segment`.
+    # `segments` may be NULL, in which case every entry gets `segment`. Entry k's offset is
+    # offsets[k] + shift (the WAL passes a batch's record boundaries and where it wrote them).
     cdef int c_append(self, int64_t first, const int32_t *segments, int32_t segment,
-                      const uint64_t *offsets, const uint64_t *terms,
+                      const uint64_t *offsets, uint64_t shift, const uint64_t *terms,
                       Py_ssize_t n) except -1
     # 0 and the term at `index` (first_index - 1 included), or -1 when it is outside the table.
     cdef int c_term_at(self, int64_t index, uint64_t *term) noexcept nogil

@@ -27,7 +27,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyNumber_Index
 from cpython.pyport cimport PY_SSIZE_T_MAX
-from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, UINT64_MAX, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memmove
 
 import operator
@@ -270,7 +270,7 @@ cdef class IndexTable:
     # -- C-level interface --------------------------------------------------------------------
 
     cdef int c_append(self, int64_t first, const int32_t *segments, int32_t segment,
-                      const uint64_t *offsets, const uint64_t *terms,
+                      const uint64_t *offsets, uint64_t shift, const uint64_t *terms,
                       Py_ssize_t n) except -1:
         cdef Py_ssize_t k, at
         cdef int64_t expected = self._first + self._count
@@ -292,9 +292,18 @@ cdef class IndexTable:
             if terms[k] < terms[k - 1]:
                 raise ValueError(
                     f"terms decrease at index {first + k}: {terms[k - 1]} then {terms[k]}")
+        if shift:
+            for k in range(n):
+                if offsets[k] > UINT64_MAX - shift:
+                    raise OverflowError(f"offset {offsets[k]} + {shift} of index {first + k} "
+                                        "does not fit 64 bits")
         self._reserve(n)
         at = self._head + self._count
-        memcpy(self._offsets + at, offsets, <size_t>n * sizeof(uint64_t))
+        if shift:
+            for k in range(n):
+                self._offsets[at + k] = offsets[k] + shift
+        else:
+            memcpy(self._offsets + at, offsets, <size_t>n * sizeof(uint64_t))
         memcpy(self._terms + at, terms, <size_t>n * sizeof(uint64_t))
         if segments != NULL:
             memcpy(self._segments + at, segments, <size_t>n * sizeof(int32_t))
@@ -432,7 +441,7 @@ cdef class IndexTable:
                       <const int32_t *>cnp.PyArray_DATA(seg_array) if seg_array is not None
                       else NULL,
                       seg,
-                      <const uint64_t *>cnp.PyArray_DATA(offs),
+                      <const uint64_t *>cnp.PyArray_DATA(offs), 0,
                       <const uint64_t *>cnp.PyArray_DATA(tms),
                       n)
 

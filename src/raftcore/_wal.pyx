@@ -28,7 +28,8 @@ appends is an attribute (``recovery``, ``segments``, ``directory``).
 """
 
 cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE,
+                             PyBuffer_Release, PyObject_GetBuffer)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
@@ -43,7 +44,7 @@ import numpy as np
 from raftcore._crc cimport crc32c_update
 from raftcore._framing import concat_batches, decode_entries, empty_batch, scan_entries
 from raftcore._framing import RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX
-from raftcore._index import IndexTable
+from raftcore._index cimport IndexTable
 from raftcore.errors import WalClusterMismatchError, WalCorruptionError
 
 
@@ -174,6 +175,47 @@ cdef class _Segment:
         return f"_Segment({self.path!r}, [{self.first_index}, {self.last_index}], end={self.end})"
 
 
+cdef bint _u64_buffer(object values, Py_buffer *view, Py_ssize_t n) except -1:
+    """Take a C-contiguous buffer of ``n`` uint64 values from ``values`` (True), or nothing
+    (False: another type or shape; ``view`` is then not held)."""
+    cdef const char *fmt
+    try:
+        PyObject_GetBuffer(values, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, TypeError, ValueError):
+        return False
+    fmt = view.format
+    if fmt != NULL and (fmt[0] == b"<" or fmt[0] == b"=" or fmt[0] == b"@"):
+        fmt += 1
+    if (view.itemsize == 8 and view.len == n * 8 and fmt != NULL and fmt[1] == 0
+            and (fmt[0] == b"Q" or fmt[0] == b"L")):
+        return True
+    PyBuffer_Release(view)
+    return False
+
+
+cdef int _index_batch(IndexTable index, object batch, int segment, uint64_t offset) except -1:
+    """Record ``batch``'s entries, written at byte ``offset`` of segment ``segment``, in
+    ``index``: each entry at its record boundary (``batch.offsets``, n + 1 of them) plus
+    ``offset``, added in C rather than as a new array per append."""
+    cdef Py_buffer offsets, terms
+    cdef Py_ssize_t n = len(batch)
+    if not _u64_buffer(batch.offsets, &offsets, n + 1):
+        index.append(batch.first_index, segment, batch.offsets[:-1] + offset, batch.terms)
+        return 0
+    try:
+        if not _u64_buffer(batch.terms, &terms, n):
+            index.append(batch.first_index, segment, batch.offsets[:-1] + offset, batch.terms)
+            return 0
+        try:
+            index.c_append(batch.first_index, NULL, segment, <const uint64_t *>offsets.buf,
+                           offset, <const uint64_t *>terms.buf, n)
+        finally:
+            PyBuffer_Release(&terms)
+    finally:
+        PyBuffer_Release(&offsets)
+    return 0
+
+
 cdef class WriteAheadLog:
     """A segmented, checksummed, group-committed log of ``raftcore.framing`` records.
 
@@ -213,7 +255,7 @@ cdef class WriteAheadLog:
     cdef readonly object recovery
     cdef public object deleter
     cdef list _segments
-    cdef object _index
+    cdef IndexTable _index
     cdef uint64_t _next_index       # index the next append must carry
     cdef uint64_t _prev_term        # term of _next_index - 1 when nothing is stored
     cdef uint64_t _written
@@ -319,8 +361,7 @@ cdef class WriteAheadLog:
             # nothing is registered: the bytes written (if any) are past ``end`` and will be
             # overwritten by the next append or cut by recovery
             _check(err, "append", seg.path)
-        self._index.append(batch.first_index, seg.seq, batch.offsets[:-1] + <uint64_t>offset,
-                           batch.terms)
+        _index_batch(self._index, batch, seg.seq, <uint64_t>offset)
         seg.end = offset + size
         if seg.end > seg.allocated:
             seg.allocated = seg.end

@@ -231,6 +231,34 @@ def test_appends_must_follow_and_terms_must_not_decrease(tmp_path):
             log.read(0, 2)
 
 
+def test_an_append_indexes_a_batch_whatever_its_arrays(tmp_path):
+    """The append records each entry at its record's boundary plus where the batch landed in
+    the segment, in C from uint64 arrays; arrays of another kind (int64, not contiguous)
+    take the general path and must index the same offsets."""
+    import numpy as np
+
+    from raftcore.framing import EntryBatch
+
+    def odd(batch):
+        offsets = np.zeros(2 * len(batch.offsets), dtype=np.uint64)
+        offsets[::2] = batch.offsets  # a strided view: not C-contiguous
+        return EntryBatch(batch.buffer, batch.base, batch.nbytes, batch.first_index,
+                          batch.terms.astype(np.int64), batch.kinds, offsets[::2])
+
+    indexed = []
+    for directory, shape in (("plain", lambda b: b), ("odd", odd)):
+        with WriteAheadLog(str(tmp_path / directory)) as log:
+            log.append(encode_entries(1, 1, [b"a" * 10, b"b" * 20]))
+            log.append(shape(encode_entries(3, 2, [b"c" * 5, b"d", b"e" * 300])))
+            log.append(shape(encode_entries(6, 2, [b"f"])))
+            assert [bytes(p) for p in log.read(1, 7).payloads()] == \
+                [b"a" * 10, b"b" * 20, b"c" * 5, b"d", b"e" * 300, b"f"]
+            assert [log.term_at(i) for i in range(1, 7)] == [1, 1, 2, 2, 2, 2]
+            indexed.append([log._index_offset(i) for i in range(1, 7)])
+    assert indexed[0] == indexed[1]
+    assert indexed[0][0] == SEGMENT_HEADER_BYTES and indexed[0] == sorted(set(indexed[0]))
+
+
 def test_reset_after_a_snapshot_beyond_the_log(tmp_path):
     with open_log(tmp_path) as log:
         append(log, 1, 5)

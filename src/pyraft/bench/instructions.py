@@ -68,8 +68,10 @@ def parse_totals(text: str) -> int:
     return int(match.group(1))
 
 
-def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 600.0) -> float:
-    """Instructions per write of one child under callgrind with ``build``'s environment."""
+def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 600.0,
+          keep: str | None = None) -> float:
+    """Instructions per write of one child under callgrind with ``build``'s environment;
+    ``keep``: a path to copy callgrind's output to (for ``callgrind_annotate``)."""
     why = available()
     if why is not None:
         raise InstructionsError(why)
@@ -98,13 +100,24 @@ def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 6
                     child.wait(10)
             if code != 0:
                 raise InstructionsError(f"the child exited {code}: {_tail(log)}")
+        if keep is not None:
+            shutil.copyfile(out, keep)
         with open(out) as f:
             return parse_totals(f.read()) / writes
 
 
-def instructions(writes: int, rounds: int, inflight: int = 1) -> dict:
-    """Instructions per write, compiled and pure, alternating (``builds.alternate``)."""
-    out = builds.alternate(rounds, lambda build: count(build, writes, inflight))
+def instructions(writes: int, rounds: int, inflight: int = 1, keep: str | None = None) -> dict:
+    """Instructions per write, compiled and pure, alternating (``builds.alternate``);
+    ``keep``: a directory where each measurement's callgrind output stays
+    (``callgrind.BUILD.N``)."""
+    runs: dict[str, int] = {}
+
+    def one(build: str) -> float:
+        runs[build] = runs.get(build, 0) + 1
+        path = None if keep is None else os.path.join(keep, f"callgrind.{build}.{runs[build]}")
+        return count(build, writes, inflight, keep=path)
+
+    out = builds.alternate(rounds, one)
     out["unit"] = f"instructions per write x{inflight} (3 members in one process)"
     out["command"] = (f"valgrind --tool=callgrind python -m pyraft.bench.instructions --child "
                       f"--writes {writes} --inflight {inflight} (counted from the first write "
@@ -186,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2, help="measurements per build")
     parser.add_argument("--data", help="--child: where the members' logs go")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep callgrind's output of every measurement in DIR "
+                             "(callgrind.BUILD.N, for callgrind_annotate)")
     args = parser.parse_args(argv)
     if args.child:
         if not args.data:
@@ -198,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         print(f"cannot count instructions: {why}", file=sys.stderr)
         return 2
-    result = instructions(args.writes, args.rounds, args.inflight)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    result = instructions(args.writes, args.rounds, args.inflight, keep=args.keep)
     for build in ("compiled", "pure"):
         values = ", ".join(f"{v:,.0f}" for v in result[build]["values"])
         print(f"{build}: median {result[build]['median']:,.0f} {result['unit']} ({values})")
