@@ -202,9 +202,12 @@ def test_reads_of_recent_entries_match_reads_from_disk(tmp_path, recent_bytes_ma
             durable.close()
             durable = open_storage(tmp_path / "a", recent_bytes_max=recent_bytes_max)
         last = memory.last_index()
+        # the batch just appended, whole (the leader's send, then its apply), then others
+        ranges = [(batch.first_index, batch.last_index + 1)]
         for _ in range(4):
             lo = rng.randint(max(1, last - 20), last)
-            hi = rng.randint(lo, last + 1)
+            ranges.append((lo, rng.randint(lo, last + 1)))
+        for lo, hi in ranges:
             budget = rng.choice([None, 1, 40, 150, 1000])
             whole = memory.entries(lo, hi)
             recent = durable._recent
@@ -248,3 +251,20 @@ def test_a_snapshot_written_apart_is_adopted_unless_a_newer_one_came_meanwhile(t
     again = open_storage(tmp_path)
     assert again.snapshot().meta.index == 90 and bytes(again.snapshot().data) == b"from the leader"
     again.close()
+
+
+def test_the_batch_just_appended_is_not_read_once_a_snapshot_covers_it(tmp_path):
+    """Reads of the newest batch come from memory, but only while the log still holds it:
+    once a snapshot covers it, they are compacted as from disk."""
+    storage = open_storage(tmp_path)
+    batch = encode_entries(1, 1, [b"a", b"b", b"c"])
+    storage.append(batch)
+    assert storage.entries(1, 4) is batch  # from memory, not re-read
+    storage.sync()
+    storage.create_snapshot(3, b"state@3", VOTERS)
+    assert (storage.first_index(), storage.last_index(), storage.term(3)) == (4, 3, 1)
+    with pytest.raises(LogCompactedError):
+        storage.entries(1, 4)
+    with pytest.raises(LogCompactedError):
+        storage.term(1)
+    storage.close()

@@ -266,16 +266,24 @@ class DurableLogStorage(ExternalSnapshots):
     def initial_state(self) -> tuple[HardState, Configuration | None]:
         return self.hard_state, self.membership()
 
+    # first_index, last_index, term and entries run several times per write: each takes the
+    # common case (an index the write-ahead log holds, the batch just appended) first
     def first_index(self) -> int:
+        first = self.wal.first_index()  # >= 1
         meta = self._snapshot_meta
-        return max(self.wal.first_index(), meta.index + 1 if meta else 1)
+        return meta.index + 1 if meta is not None and meta.index >= first else first
 
     def last_index(self) -> int:
+        last = self.wal.last_index()  # >= 0
         meta = self._snapshot_meta
-        return max(self.wal.last_index(), meta.index if meta else 0)
+        return meta.index if meta is not None and meta.index > last else last
 
     def term(self, index: int) -> int:
+        wal = self.wal
         meta = self._snapshot_meta
+        if wal.first_index() <= index <= wal.last_index() and (meta is None
+                                                               or index > meta.index):
+            return wal.term_at(index)
         if meta is not None and index == meta.index:
             return meta.term
         first = self.first_index()
@@ -292,6 +300,13 @@ class DurableLogStorage(ExternalSnapshots):
         return self.wal.terms(lo, hi) if hi > lo else np.zeros(0, dtype=np.uint64)
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch:
+        recent = self._recent
+        if recent:  # the batch just appended, whole: what a leader sends and then applies
+            newest = recent[-1]
+            if lo == newest.first_index and hi == lo + len(newest) and (
+                    max_bytes is None or newest.nbytes <= max_bytes) and \
+                    lo >= self.first_index():
+                return newest
         self._check_range(lo, hi)
         if hi <= lo:
             return empty_batch(lo)
