@@ -558,6 +558,30 @@ def test_member_info_travels_through_the_log():
                                    for n in s.nodes.values()))
 
 
+def test_a_member_without_labels_of_its_own_keeps_the_labels_it_was_given():
+    """An operator labels a member (``add_member(..., metadata)``, or a configuration that
+    says them); the member starts without labels of its own and states only its address:
+    the labels stay. One that has labels of its own states them, and they replace the old."""
+    s = sim(3)
+    assert run(s, 200, lambda: bool(leaders(s)))
+    leader = s.nodes[leaders(s)[0]].core
+    run(s, 50, leader.committed_in_current_term)
+    leader.propose_configuration(leader.configuration.with_info(2, "10.0.0.2:7000",
+                                                                {"zone": "a"}))
+    assert run(s, 200, lambda: all(n.core.configuration.metadata_of(2) == {"zone": "a"}
+                                   for n in s.nodes.values()))
+    s.nodes[2].core.set_own_info("10.0.0.22:7000")  # moved; no labels of its own
+    assert s.nodes[2].core.own_info == ("10.0.0.22:7000", None)
+    assert run(s, 400, lambda: all(n.core.configuration.address_of(2) == "10.0.0.22:7000"
+                                   for n in s.nodes.values()))
+    run(s, 200)  # announced again and again: nothing changes the labels
+    assert all(n.core.configuration.metadata_of(2) == {"zone": "a"} for n in s.nodes.values())
+    assert s.nodes[2].core.info_recorded(2, s.nodes[2].core.own_info)
+    s.nodes[2].core.set_own_info("10.0.0.22:7000", {"zone": "b"})
+    assert run(s, 400, lambda: all(n.core.configuration.metadata_of(2) == {"zone": "b"}
+                                   for n in s.nodes.values()))
+
+
 def test_a_leader_ignores_malformed_member_info():
     from pyraft.core import Message, MessageType
 

@@ -289,8 +289,9 @@ class RaftNode:
         #: the voters whose grant in the running election was fresh
         self._fresh_votes: set[int] = set()
         #: where this member is and its metadata, as it wants the configuration to say:
-        #: (address, sorted (key, value) pairs); None: nothing to announce
-        self._own_info: tuple[str, tuple[tuple[str, str], ...]] | None = None
+        #: (address, sorted (key, value) pairs, or None: only the address); None: nothing
+        #: to announce
+        self._own_info: tuple[str, tuple[tuple[str, str], ...] | None] | None = None
         self._info_sent_tick = -1
         #: leader: the transfer to ``lead_transferee`` was asked for by ``resign()``
         self._resigning = False
@@ -447,8 +448,13 @@ class RaftNode:
         """Where this member is and its metadata: while the configuration in force says
         otherwise, this member tells the leader (MEMBER_INFO, once per election timeout) and
         the leader records it with an info-only configuration entry, so every member learns
-        it through the log (a leader records its own)."""
-        pairs = tuple(sorted((str(k), str(v)) for k, v in (metadata or {}).items()))
+        it through the log (a leader records its own).
+
+        A member with no metadata of its own (None or empty) states only its address: the
+        labels the configuration holds for it (given to ``add_member`` by an operator) stay.
+        ``own_info`` is then ``(address, None)``."""
+        pairs = tuple(sorted((str(k), str(v)) for k, v in metadata.items())) \
+            if metadata else None
         self._own_info = (address, pairs)
         self._info_sent_tick = -1
 
@@ -774,18 +780,21 @@ class RaftNode:
 
     # ---- member info -------------------------------------------------------------------------
     @property
-    def own_info(self) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-        """What ``set_own_info`` was given: (address, sorted metadata pairs), or None."""
+    def own_info(self) -> tuple[str, tuple[tuple[str, str], ...] | None] | None:
+        """What ``set_own_info`` was given: (address, sorted metadata pairs, or None when
+        this member has no metadata of its own), or None."""
         return self._own_info
 
     def info_recorded(self, member: int,
-                      info: tuple[str, tuple[tuple[str, str], ...]] | None) -> bool:
-        """Does the configuration in force say ``info`` of ``member`` (None: nothing to say)?"""
+                      info: tuple[str, tuple[tuple[str, str], ...] | None] | None) -> bool:
+        """Does the configuration in force say ``info`` of ``member`` (None: nothing to say;
+        metadata None: only the address is stated)?"""
         if info is None:
             return True
         configuration = self.configuration
-        return (configuration.address_of(member) == info[0]
-                and tuple(sorted(configuration.metadata_of(member).items())) == info[1])
+        return configuration.address_of(member) == info[0] and (
+            info[1] is None
+            or tuple(sorted(configuration.metadata_of(member).items())) == info[1])
 
     def _announce_info(self) -> None:
         """Tell the leader (or, leading, record) this member's info when the configuration in
@@ -799,10 +808,13 @@ class RaftNode:
             return
         address, pairs = own
         self._info_sent_tick = self.ticks
+        # no metadata of its own: the configuration's labels for it go back unchanged
+        metadata = dict(pairs) if pairs is not None else \
+            dict(self.configuration.metadata_of(self.id))
         if self.role is _R_LEADER:
-            self._record_info(self.id, address, dict(pairs))
+            self._record_info(self.id, address, metadata)
         else:
-            context = msgpack.packb([address, dict(pairs)])
+            context = msgpack.packb([address, metadata])
             self._send(_T_MEMBER_INFO, self.lead, context=context)
 
     def _handle_member_info(self, m: Message) -> None:

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CoreView", "MemberInfo"]
 
-#: what a member announces of itself: (address, sorted metadata pairs)
-MemberInfo = tuple[str, tuple[tuple[str, str], ...]]
+#: what a member announces of itself: (address, sorted metadata pairs, or None when it
+#: has no metadata of its own and states only its address)
+MemberInfo = tuple[str, tuple[tuple[str, str], ...] | None]
 
 
 class CoreView:
