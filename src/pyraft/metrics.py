@@ -157,8 +157,11 @@ class Histogram(_Instrument):
         series[0][bisect.bisect_left(self.buckets, value)] += 1
         series[1] += value
         series[2] += 1
-        if self.otel is not None:
-            self.otel.record(value, self._attributes(labels))
+        otel = self.otel
+        if otel is not None:  # runs several times per write: the cached attributes first
+            attributes = self._attribute_cache.get(labels)
+            otel.record(value, attributes if attributes is not None
+                        else self._attributes(labels))
 
     def count(self, labels: tuple = ()) -> int:
         series = self.series.get(labels)
