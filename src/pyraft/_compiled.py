@@ -41,6 +41,8 @@ MODULES: tuple[str, ...] = (
     "pyraft.core.warmup",
     "pyraft.core.failure",
     "pyraft.transport.codec",
+    # the core's read-only status view: the runtime reads it many times per write
+    "pyraft.core.view",
     # the TCP transport's per-message path (typed classes; tcp.py keeps the rest, uncompiled)
     "pyraft.transport.stream",
     # the deterministic simulator's harness: the same source in both builds, so a seed's
@@ -66,7 +68,8 @@ PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: modules named pure and the others compiled (to find which one a difference comes from).
 #: A compiled module typed with another's classes (``cimport`` in its ``.pxd``) needs that
 #: one compiled: naming ``pyraft.core.raft`` pure needs ``pyraft.testing.sim`` named too
-#: (``sim.pxd`` types the harness with ``RaftNode``, ``Message`` and ``Ready``).
+#: (``sim.pxd`` types the harness with ``RaftNode``, ``Message`` and ``Ready``), and
+#: ``pyraft.core.view`` (``view.pxd`` types the view's node and log).
 PURE_MODULES: frozenset[str] = frozenset(
     name.strip() for name in os.environ.get("PYRAFT_PURE_MODULES", "").split(",") if name.strip())
 
