@@ -80,6 +80,30 @@ def test_a_write_is_queued_then_proposed_as_one_batch() -> None:
     asyncio.run(body())
 
 
+def test_a_write_with_room_is_queued_without_a_coroutine() -> None:
+    """``enqueue_now`` is the path of every write while the queue has room (what
+    ``replicate`` and ``replicate_many`` take first): queued and the processing task woken
+    at once; with no room it queues nothing and says so, and ``enqueue`` waits or refuses."""
+    async def body() -> None:
+        member = Member(queue_max=2)
+        wake = member.bind()
+        one = member.writes.enqueue_now([b"a", b"b"], True)
+        assert one is not None and not one.done()
+        assert wake.is_set() and member.ledger.queued == 2
+        wake.clear()
+        assert member.writes.enqueue_now([b"c"], False) is None  # full: nothing queued
+        assert member.ledger.queued == 2 and not wake.is_set()
+        member.refusal = ClusterStoppedError("member 1 is not running")
+        with pytest.raises(ClusterStoppedError):
+            member.writes.enqueue_now([b"c"], False)
+        member.refusal = None
+        member.writes.propose_queued()
+        assert member.core.proposed == [[b"a", b"b"]]
+        assert member.writes.enqueue_now([b"c"], False) is not None
+
+    asyncio.run(body())
+
+
 def test_a_member_that_takes_no_writes_refuses_before_queueing() -> None:
     async def body() -> None:
         member = Member()

@@ -499,7 +499,9 @@ class RaftCluster:
         after this member lost the lead with the command in flight, CommandLostError when
         another leader's entry was committed at its index, CommandOutcomeUnknownError as soon
         as its entry is replaced in this member's log (another member may still commit it)."""
-        future = await self._writes.enqueue([bytes(command)], False)
+        payloads = [bytes(command)]
+        future = self._writes.enqueue_now(payloads, False) \
+            or await self._writes.enqueue(payloads, False)
         if timeout is None:
             return await future
         return await asyncio.wait_for(future, timeout)
@@ -514,7 +516,8 @@ class RaftCluster:
         payloads = [bytes(command) for command in commands]
         if not payloads:
             return []
-        future = await self._writes.enqueue(payloads, True)
+        future = self._writes.enqueue_now(payloads, True) \
+            or await self._writes.enqueue(payloads, True)
         return await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     def _check_writable(self) -> None:

@@ -65,6 +65,19 @@ class Writes:
         """The member starts: its loop, the processing task's wake-up, its core."""
         self._loop, self._wake, self._core = loop, wake, core
 
+    def enqueue_now(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any] | None:
+        """``enqueue`` when the queue has room, without a coroutine (every write takes this
+        path while the queue is not full): the write's future, or None when there is no
+        room (then ``enqueue`` waits for it, or refuses)."""
+        self._writable()
+        ledger = self.ledger
+        if not ledger.has_room(len(payloads)):
+            return None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        ledger.enqueue(payloads, future, many)
+        self._wake.set()
+        return future
+
     async def enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
         """Queue one write (``many``: a ``replicate_many``, whose future gets the list of
         results); returns its future once it is in the queue."""
