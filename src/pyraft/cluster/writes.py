@@ -27,7 +27,12 @@ from typing import Any, Protocol
 
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.core.messages import Snapshot
-from pyraft.errors import ClusterStoppedError, NotLeaderError, ProposalDroppedError
+from pyraft.errors import (
+    ClusterStoppedError,
+    InvariantError,
+    NotLeaderError,
+    ProposalDroppedError,
+)
 from pyraft.metrics import Metrics
 from raftcore.framing import KIND_COMMAND, EntryBatch
 
@@ -94,9 +99,9 @@ class Writes:
                 ledger.wait_for_room(waiter)
                 await waiter
                 self._writable()
-        future: asyncio.Future[Any] = self._loop.create_future()
-        ledger.enqueue(payloads, future, many)
-        self._wake.set()
+        future = self.enqueue_now(payloads, many)
+        if future is None:  # room was checked on this very turn of the loop
+            raise InvariantError("the proposal queue had no room right after it had")
         return future
 
     async def drain(self, timeout: float) -> None:
