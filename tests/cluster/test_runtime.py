@@ -285,24 +285,25 @@ def test_add_and_remove_members():
             leader = await leader_of(members)
             for i in range(50):
                 await leader.replicate(KV.encode(Put(key="a", value=i)))
-            # the new member has no labels of its own: it announces only its address
-            # (MEMBER_INFO), so the labels the operator gives add_member stay
+            # the new member states a label of its own (as `pyraft node` states its HTTP
+            # address) and the operator gives add_member another: both stay (MEMBER_INFO
+            # carries the member's labels over the configuration's)
             joining = RaftCluster(ClusterConfig(member_id=4, tick_ms=5, peers=peers4,
-                                                cold_start=False),
+                                                cold_start=False, metadata={"rack": "r1"}),
                                   transport=network.transport(4), state_machine=KV())
             await joining.start()
             try:
                 await leader.add_member(4, peers4[4], {"zone": "b"}, timeout=5)
                 assert 4 in {m.id for m in leader.members if m.voter}
                 status = {m.id: m for m in leader.members}
-                assert status[4].metadata == {"zone": "b"} and status[4].address == peers4[4]
+                assert status[4].metadata["zone"] == "b" and status[4].address == peers4[4]
                 await leader.replicate(KV.encode(Put(key="a", value=99)))
                 await joining.apply_read_barrier(timeout=3)
                 assert joining.state_machine.data["a"] == 99
-                await asyncio.sleep(0.7)  # two election timeouts: announcements would be sent
+                await asyncio.sleep(0.7)  # two election timeouts of announcements
                 for member in [*members, joining]:
                     status = {m.id: m for m in member.members}
-                    assert status[4].metadata == {"zone": "b"}, member.id
+                    assert status[4].metadata == {"zone": "b", "rack": "r1"}, member.id
                 await leader.remove_member(4, timeout=5)
                 assert 4 not in {m.id for m in leader.members}
             finally:

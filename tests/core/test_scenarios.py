@@ -561,7 +561,8 @@ def test_member_info_travels_through_the_log():
 def test_a_member_without_labels_of_its_own_keeps_the_labels_it_was_given():
     """An operator labels a member (``add_member(..., metadata)``, or a configuration that
     says them); the member starts without labels of its own and states only its address:
-    the labels stay. One that has labels of its own states them, and they replace the old."""
+    the labels stay. Labels it states go over the recorded ones, key by key; the others
+    stay."""
     s = sim(3)
     assert run(s, 200, lambda: bool(leaders(s)))
     leader = s.nodes[leaders(s)[0]].core
@@ -577,9 +578,17 @@ def test_a_member_without_labels_of_its_own_keeps_the_labels_it_was_given():
     run(s, 200)  # announced again and again: nothing changes the labels
     assert all(n.core.configuration.metadata_of(2) == {"zone": "a"} for n in s.nodes.values())
     assert s.nodes[2].core.info_recorded(2, s.nodes[2].core.own_info)
-    s.nodes[2].core.set_own_info("10.0.0.22:7000", {"zone": "b"})
-    assert run(s, 400, lambda: all(n.core.configuration.metadata_of(2) == {"zone": "b"}
+    s.nodes[2].core.set_own_info("10.0.0.22:7000", {"zone": "b", "http": "10.0.0.22:8000"})
+    merged = {"zone": "b", "http": "10.0.0.22:8000"}
+    assert run(s, 400, lambda: all(n.core.configuration.metadata_of(2) == merged
                                    for n in s.nodes.values()))
+    leader = s.nodes[leaders(s)[0]].core
+    assert run(s, 200, lambda: leader.pending_conf_index <= leader.log.committed)
+    leader.propose_configuration(leader.configuration.with_info(
+        2, "10.0.0.22:7000", {**merged, "rack": "r1"}))  # the operator adds a label
+    run(s, 400)  # the member's own labels are all recorded: it says nothing more
+    assert all(n.core.configuration.metadata_of(2) == {**merged, "rack": "r1"}
+               for n in s.nodes.values())
 
 
 def test_a_leader_ignores_malformed_member_info():

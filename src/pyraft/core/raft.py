@@ -450,9 +450,10 @@ class RaftNode:
         the leader records it with an info-only configuration entry, so every member learns
         it through the log (a leader records its own).
 
-        A member with no metadata of its own (None or empty) states only its address: the
-        labels the configuration holds for it (given to ``add_member`` by an operator) stay.
-        ``own_info`` is then ``(address, None)``."""
+        The member states its own labels and only those: labels the configuration holds for
+        it that it does not state (given to ``add_member`` by an operator) stay, and for a
+        label it states, its value wins. A member with no metadata of its own (None or
+        empty) states only its address; ``own_info`` is then ``(address, None)``."""
         pairs = tuple(sorted((str(k), str(v)) for k, v in metadata.items())) \
             if metadata else None
         self._own_info = (address, pairs)
@@ -787,14 +788,18 @@ class RaftNode:
 
     def info_recorded(self, member: int,
                       info: tuple[str, tuple[tuple[str, str], ...] | None] | None) -> bool:
-        """Does the configuration in force say ``info`` of ``member`` (None: nothing to say;
-        metadata None: only the address is stated)?"""
+        """Does the configuration in force say ``info`` of ``member``: its address, and each
+        label it states with that value (None: nothing to say; metadata None: only the
+        address is stated)?"""
         if info is None:
             return True
         configuration = self.configuration
-        return configuration.address_of(member) == info[0] and (
-            info[1] is None
-            or tuple(sorted(configuration.metadata_of(member).items())) == info[1])
+        if configuration.address_of(member) != info[0]:
+            return False
+        if info[1] is None:
+            return True
+        recorded = configuration.metadata_of(member)
+        return all(recorded.get(key) == value for key, value in info[1])
 
     def _announce_info(self) -> None:
         """Tell the leader (or, leading, record) this member's info when the configuration in
@@ -808,9 +813,10 @@ class RaftNode:
             return
         address, pairs = own
         self._info_sent_tick = self.ticks
-        # no metadata of its own: the configuration's labels for it go back unchanged
-        metadata = dict(pairs) if pairs is not None else \
-            dict(self.configuration.metadata_of(self.id))
+        # the configuration's labels for it, with the ones it states over them
+        metadata = dict(self.configuration.metadata_of(self.id))
+        if pairs is not None:
+            metadata.update(pairs)
         if self.role is _R_LEADER:
             self._record_info(self.id, address, metadata)
         else:
