@@ -296,6 +296,7 @@ def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
         members = {m["id"]: m for m in json.loads(listed.stdout)["members"]}
         assert set(members) == {1, 2, 3, 4}
         assert members[4]["address"] == raft and members[4]["http"] == http
+        assert members[4]["metadata"]["zone"] == "a"
         table = cli("member", "list", "--cluster", urls[leader]).stdout.splitlines()
         assert table[0].split() == ["ID", "RAFT", "ADDRESS", "HTTP", "ADDRESS", "KIND",
                                     "LEADER"]
@@ -309,6 +310,10 @@ def test_member_add_list_and_remove_through_a_follower(cluster, tmp_path):
         rows = {row["id"]: row for row in json.loads(status.stdout)["members"]}
         assert set(rows) == {1, 2, 3, 4} and rows[4]["http"] == http
         assert rows[4]["error"] is None and rows[4]["role"] == "follower"
+        # the new member announced its own label (http) and kept the operator's (zone)
+        listed = cli("member", "list", "--cluster", follower_url, "--json")
+        members = {m["id"]: m for m in json.loads(listed.stdout)["members"]}
+        assert members[4]["metadata"] == {"http": http, "zone": "a"}
         removed = cli("member", "remove", "4", "--cluster", follower_url, "--timeout", "20")
         assert "401" in one_line_error(removed, 1)
         listed = cli("member", "list", "--cluster", urls[leader], "--json")

@@ -442,7 +442,8 @@ async def _member_call(client: KVClient, args: argparse.Namespace, metadata: dic
             return {"id": args.id, **answer}, f"member {args.id} removed"
         status = await client.status()
         members = [{"id": m["id"], "address": m.get("address"), "http": m.get("http"),
-                    "voter": m.get("voter"), "leader": m["id"] == status.get("leader")}
+                    "voter": m.get("voter"), "leader": m["id"] == status.get("leader"),
+                    "metadata": m.get("metadata") or {}}
                    for m in status.get("members", [])]
         table = _table(["ID", "RAFT ADDRESS", "HTTP ADDRESS", "KIND", "LEADER"],
                        [[m["id"], m["address"], m["http"],

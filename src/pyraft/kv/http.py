@@ -470,7 +470,8 @@ def member_status(cluster: RaftCluster, http_addresses: Mapping[int, str] | None
     """``id``, ``role``, ``leader``, ``leader_http``, ``term``, ``commit``, ``applied``,
     ``first_index`` (the first entry the log holds: those before it were compacted into
     a snapshot) and ``members``: ``id``, ``address``, ``voter``, ``http``, ``client`` (the
-    address of its binary client protocol, :mod:`pyraft.kv.wire`, or null) and, on the leader,
+    address of its binary client protocol, :mod:`pyraft.kv.wire`, or null), ``metadata``
+    (every label the configuration records for it: the operator's and its own) and, on the leader,
     ``match`` (the match index) and ``lag`` (the leader's last index minus ``match``);
     ``storage_error`` (the storage failure that refuses writes now, e.g. a full disk) and
     ``fatal_error`` (what stopped this member), null when all is well. The document of
@@ -490,6 +491,7 @@ def member_status(cluster: RaftCluster, http_addresses: Mapping[int, str] | None
             "voter": member.voter,
             "http": member.metadata.get("http") or http_addresses.get(member.id),
             "client": member.metadata.get("client") or client_addresses.get(member.id),
+            "metadata": dict(member.metadata),
         }
         if member.id == cluster.leader:
             leader_http = entry["http"]
