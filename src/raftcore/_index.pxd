@@ -26,6 +26,11 @@ cdef class IndexTable:
     cdef int c_append(self, int64_t first, const int32_t *segments, int32_t segment,
                       const uint64_t *offsets, uint64_t shift, const uint64_t *terms,
                       Py_ssize_t n) except -1
+    # c_append of an EntryBatch's columns, written at byte `shift` of segment `segment`:
+    # `offsets` holds its len(terms) + 1 record boundaries (the last one unused), `terms` one
+    # term each; plain uint64 arrays are read in place, anything else is converted first.
+    cdef int c_append_batch(self, int64_t first, int32_t segment, object offsets,
+                            uint64_t shift, object terms) except -1
     # 0 and the term at `index` (first_index - 1 included), or -1 when it is outside the table.
     cdef int c_term_at(self, int64_t index, uint64_t *term) noexcept nogil
     # 0 and the record of `index`, or -1 when it is outside [first_index, last_index].

@@ -313,6 +313,17 @@ cdef class IndexTable:
         self._count += n
         return 0
 
+    cdef int c_append_batch(self, int64_t first, int32_t segment, object offsets,
+                            uint64_t shift, object terms) except -1:
+        cdef cnp.ndarray offs = _u64_array(offsets, "offsets")
+        cdef cnp.ndarray tms = _u64_array(terms, "terms")
+        cdef Py_ssize_t n = cnp.PyArray_DIM(tms, 0)
+        if cnp.PyArray_DIM(offs, 0) != n + 1:
+            raise ValueError(f"offsets has {cnp.PyArray_DIM(offs, 0)} boundaries, terms has "
+                             f"{n} entries (a batch has one boundary more)")
+        return self.c_append(first, NULL, segment, <const uint64_t *>cnp.PyArray_DATA(offs),
+                             shift, <const uint64_t *>cnp.PyArray_DATA(tms), n)
+
     cdef int c_term_at(self, int64_t index, uint64_t *term) noexcept nogil:
         cdef int64_t p = index - self._first
         if p == -1:

@@ -28,8 +28,7 @@ appends is an attribute (``recovery``, ``segments``, ``directory``).
 """
 
 cimport cython
-from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE,
-                             PyBuffer_Release, PyObject_GetBuffer)
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
@@ -173,47 +172,6 @@ cdef class _Segment:
 
     def __repr__(self):
         return f"_Segment({self.path!r}, [{self.first_index}, {self.last_index}], end={self.end})"
-
-
-cdef bint _u64_buffer(object values, Py_buffer *view, Py_ssize_t n) except -1:
-    """Take a C-contiguous buffer of ``n`` uint64 values from ``values`` (True), or nothing
-    (False: another type or shape; ``view`` is then not held)."""
-    cdef const char *fmt
-    try:
-        PyObject_GetBuffer(values, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except (BufferError, TypeError, ValueError):
-        return False
-    fmt = view.format
-    if fmt != NULL and (fmt[0] == b"<" or fmt[0] == b"=" or fmt[0] == b"@"):
-        fmt += 1
-    if (view.itemsize == 8 and view.len == n * 8 and fmt != NULL and fmt[1] == 0
-            and (fmt[0] == b"Q" or fmt[0] == b"L")):
-        return True
-    PyBuffer_Release(view)
-    return False
-
-
-cdef int _index_batch(IndexTable index, object batch, int segment, uint64_t offset) except -1:
-    """Record ``batch``'s entries, written at byte ``offset`` of segment ``segment``, in
-    ``index``: each entry at its record boundary (``batch.offsets``, n + 1 of them) plus
-    ``offset``, added in C rather than as a new array per append."""
-    cdef Py_buffer offsets, terms
-    cdef Py_ssize_t n = len(batch)
-    if not _u64_buffer(batch.offsets, &offsets, n + 1):
-        index.append(batch.first_index, segment, batch.offsets[:-1] + offset, batch.terms)
-        return 0
-    try:
-        if not _u64_buffer(batch.terms, &terms, n):
-            index.append(batch.first_index, segment, batch.offsets[:-1] + offset, batch.terms)
-            return 0
-        try:
-            index.c_append(batch.first_index, NULL, segment, <const uint64_t *>offsets.buf,
-                           offset, <const uint64_t *>terms.buf, n)
-        finally:
-            PyBuffer_Release(&terms)
-    finally:
-        PyBuffer_Release(&offsets)
-    return 0
 
 
 cdef class WriteAheadLog:
@@ -361,7 +319,9 @@ cdef class WriteAheadLog:
             # nothing is registered: the bytes written (if any) are past ``end`` and will be
             # overwritten by the next append or cut by recovery
             _check(err, "append", seg.path)
-        _index_batch(self._index, batch, seg.seq, <uint64_t>offset)
+        # each entry at its record boundary plus where the batch landed, added in C
+        self._index.c_append_batch(batch.first_index, seg.seq, batch.offsets,
+                                   <uint64_t>offset, batch.terms)
         seg.end = offset + size
         if seg.end > seg.allocated:
             seg.allocated = seg.end
