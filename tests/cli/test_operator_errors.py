@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -423,6 +424,28 @@ def _config(argv, monkeypatch, env):
     return build_config(build_parser().parse_args(["node", "--id", "1", "--listen",
                                                    "127.0.0.1:7001", "--http",
                                                    "127.0.0.1:8001", *argv]))
+
+
+def test_failure_detection_settings_come_from_the_config_file(tmp_path, monkeypatch):
+    """`pyraft node` has no flags for failure detection: an operator sets it in --config
+    (the README's way), including the wait for a voter never heard from; a wait shorter
+    than the dead window is refused with the field's name."""
+    from pyraft.errors import ConfigError
+
+    path = tmp_path / "member.toml"
+    path.write_text("failure_dead_ms = 2000\nfailure_unheard_ms = 30000\n")
+    config = _config(["--config", str(path)], monkeypatch, {})
+    assert (config.failure_dead_ms, config.failure_unheard_ms) == (2000, 30000)
+    options = config.core_options()
+    ticks = config.tick_ms
+    assert options.failure_unheard_ticks == math.ceil(30000 / ticks) > options.failure_dead_ticks
+    path.write_text("failure_dead_ms = 2000\n")  # the default: ten dead windows
+    assert _config(["--config", str(path)], monkeypatch, {}).core_options() \
+        .failure_unheard_ticks == 0
+    path.write_text("failure_dead_ms = 2000\nfailure_unheard_ms = 1000\n")
+    with pytest.raises(ConfigError) as refused:
+        _config(["--config", str(path)], monkeypatch, {})
+    assert refused.value.field.startswith("failure_unheard_ms")  # and the file it came from
 
 
 def test_settings_layer_file_then_environment_then_flags(tmp_path, monkeypatch):
