@@ -14,3 +14,6 @@ cdef class EntryBatch:
 
     cdef object _memoryview(self)
     cdef Py_ssize_t _position(self, index) except -1
+    cpdef term_at(self, index)
+    cpdef slice(self, lo, hi)
+    cdef EntryBatch _positions(self, Py_ssize_t a, Py_ssize_t b)

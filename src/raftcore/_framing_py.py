@@ -149,6 +149,8 @@ class EntryBatch:
 
 
 def empty_batch(next_index=1):
+    if not 0 <= next_index < 1 << 64:  # as the compiled kernel's uint64_t argument
+        raise OverflowError(f"next index {next_index} does not fit in 64 bits")
     return EntryBatch(
         b"",
         0,

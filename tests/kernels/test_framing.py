@@ -267,6 +267,55 @@ def test_slice_concat_and_lookup(fr):
     assert len(fr.empty_batch(5)) == 0 and fr.empty_batch(5).last_index == 4
 
 
+_INDEXES = st.one_of(
+    st.integers(-3, 140),
+    st.integers(2**62, 2**70),
+    st.integers(-(2**70), -(2**62)),
+    st.builds(np.uint64, st.integers(0, 140)),
+    st.builds(np.int64, st.integers(-3, 140)),
+    st.booleans(),
+)
+
+
+def _outcome(call):
+    try:
+        result = call()
+    except (IndexError, TypeError, ValueError, OverflowError) as error:
+        return type(error).__name__
+    if hasattr(result, "tobytes"):
+        return (result.first_index, len(result), result.tobytes(), result.terms.tolist(),
+                result.kinds.tolist(), result.offsets.tolist())
+    return result
+
+
+@given(first=st.integers(1, 120), terms=st.lists(st.integers(1, 3), max_size=12),
+       lo=_INDEXES, hi=_INDEXES, index=_INDEXES, strided=st.booleans())
+def test_lookups_and_slices_agree_with_the_twin(first, terms, lo, hi, index, strided):
+    """term_at, last_term and slice take C fast paths for plain ints and uint64 arrays; any
+    other index (numpy integers, bools, out-of-range and huge ints) or array layout must give
+    the pure twin's answer or the same error type."""
+    if USE_TWINS:
+        pytest.skip("only the pure twin is built (PYRAFT_NO_EXTENSIONS=1)")
+    import raftcore._framing as compiled
+    import raftcore._framing_py as twin
+
+    terms = sorted(terms)
+    payloads = [bytes([i]) * i for i in range(len(terms))]
+    batches = []
+    for fr in (compiled, twin):
+        batch = fr.encode_entries(first, terms, payloads) if terms else fr.empty_batch(first)
+        if strided and terms:  # the same index held in arrays of another layout
+            batch = fr.EntryBatch(batch.buffer, batch.base, batch.nbytes, batch.first_index,
+                                  np.repeat(batch.terms, 2)[::2], batch.kinds,
+                                  np.repeat(batch.offsets, 2)[::2])
+        batches.append(batch)
+    answers = [(_outcome(lambda b=b: b.term_at(index)), _outcome(lambda b=b: b.last_term),
+                _outcome(lambda b=b: b.slice(lo, hi))) for b in batches]
+    assert answers[0] == answers[1]
+    if terms and type(index) is int and first <= index < first + len(terms):
+        assert answers[0][0] == terms[index - first]
+
+
 def test_batches_pickle(fr):
     batch = small_batch(fr)
     copy = pickle.loads(pickle.dumps(batch.slice(8, 10)))
