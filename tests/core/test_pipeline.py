@@ -237,14 +237,19 @@ def test_a_vote_waits_for_its_ready_and_every_earlier_one():
 
 
 def test_ready_hard_state_is_a_whole_hard_state() -> None:
-    """``RaftNode._hard_state`` builds the frozen HardState field by field (no dataclass
-    __init__): it must set every field, and equal, hash and print as one built normally."""
+    """A Ready's HardState (an extension class in the compiled build, a frozen dataclass in
+    the pure one) has every field, equals, hashes and prints as one built by a user, and is
+    immutable in both builds."""
     assert [f.name for f in dataclasses.fields(HardState)] == ["term", "vote", "commit"]
     node, storage = solo(1)
     rd = node.ready()
     built = HardState(node.term, node.vote, node.log.committed)
     assert rd.hard_state == built and rd.hard_state is not built
     assert hash(rd.hard_state) == hash(built) and repr(rd.hard_state) == repr(built)
+    assert dataclasses.replace(built, commit=7) == HardState(built.term, built.vote, 7)
+    with pytest.raises(AttributeError):  # FrozenInstanceError in the pure build, a subclass
+        rd.hard_state.term = 9  # type: ignore[misc]
+    assert rd.hard_state == built
     assert (rd.hard_state.term, rd.hard_state.vote) == (1, 1)
     persist(storage, rd)
     node.advance(rd)

@@ -24,6 +24,16 @@ cdef class Message:
     cdef public bint fresh
 
 
+# a frozen dataclass in messages.py, an extension class here: built once per Ready that moves
+# the commit index. Fields stay objects: HardState is also the storages' record, and their
+# validation must see what they were given (a float, a bool, 2**64) to refuse it
+@cython.final
+cdef class HardState:
+    cdef readonly object term
+    cdef readonly object vote
+    cdef readonly object commit
+
+
 @cython.final
 cdef class Ready:
     cdef public int64_t number

@@ -207,9 +207,13 @@ class Message:
         return " ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HardState:
-    """What must be durable before a message that depends on it leaves (Raft figure 2)."""
+    """What must be durable before a message that depends on it leaves (Raft figure 2).
+
+    Compiled, an extension class (``messages.pxd``); every member makes one per Ready that
+    moves its commit index. Cython's dataclasses take no ``slots``: the pure build's has a
+    ``__dict__``."""
 
     term: int = 0
     vote: int = 0  # 0: voted for nobody in ``term``

@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t
 from pyraft.core.confhistory cimport ConfigurationHistory
 from pyraft.core.log cimport RaftLog
 from pyraft.core.membership cimport majority_index
-from pyraft.core.messages cimport Message, Ready
+from pyraft.core.messages cimport HardState, Message, Ready
 from pyraft.core.progress cimport Progress
 from pyraft.core.warmup cimport Warmup
 
@@ -102,6 +102,7 @@ cdef class RaftNode:
     cpdef _after_append(self, int64_t from_index, object entries)
     cpdef _handle_heartbeat(self, Message m)
     cpdef _maybe_end_fresh(self)
+    cpdef HardState _hard_state(self)
 
 
 # the enum members of raft.py's module constants (C globals in the compiled build)
