@@ -45,13 +45,16 @@ MODULES: tuple[str, ...] = (
     "pyraft.core.view",
     # the TCP transport's per-message path (typed classes; tcp.py keeps the rest, uncompiled)
     "pyraft.transport.stream",
+    # the runtime's per-write bookkeeping: every write is queued and settled here
+    "pyraft.cluster.ledger",
+    "pyraft.cluster.writes",
     # the deterministic simulator's harness: the same source in both builds, so a seed's
     # trace compares across them and the compiled build runs more seeds per minute
     "pyraft.testing.sim",
 )
-#: Not compiled: the runtime (``pyraft.cluster``), the TCP transport's connections and
-#: handshakes (``tcp.py``; its per-message path is ``stream``), the WAL storage, the state
-#: machines, metrics and the key-value service. Compiled untyped, they measured slower than
+#: Not compiled: the rest of the runtime (``pyraft.cluster``), the TCP transport's
+#: connections and handshakes (``tcp.py``; its per-message path is ``stream``), the WAL
+#: storage, the state machines, metrics and the key-value service. Compiled untyped, they measured slower than
 #: CPython 3.11's specializing interpreter in member processes (generic attribute lookups
 #: where the interpreter has inline caches: leader user CPU per write at one write in flight
 #: 190-250 us against 160-200 us pure, three member processes, in memory); they join
@@ -69,7 +72,8 @@ PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: A compiled module typed with another's classes (``cimport`` in its ``.pxd``) needs that
 #: one compiled: naming ``pyraft.core.raft`` pure needs ``pyraft.testing.sim`` named too
 #: (``sim.pxd`` types the harness with ``RaftNode``, ``Message`` and ``Ready``), and
-#: ``pyraft.core.view`` (``view.pxd`` types the view's node and log).
+#: ``pyraft.core.view`` (``view.pxd`` types the view's node and log); naming
+#: ``pyraft.cluster.ledger`` needs ``pyraft.cluster.writes`` (``writes.pxd`` types its ledger).
 PURE_MODULES: frozenset[str] = frozenset(
     name.strip() for name in os.environ.get("PYRAFT_PURE_MODULES", "").split(",") if name.strip())
 

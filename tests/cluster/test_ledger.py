@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyraft import _compiled
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.errors import ClusterStoppedError, CommandLostError, CommandOutcomeUnknownError
 from raftcore.framing import KIND_COMMAND, EntryBatch, encode_entries
@@ -171,8 +172,17 @@ def test_every_write_is_decided_exactly_once(ops: list[tuple[Any, ...]]) -> None
     """Any sequence of queueing, proposing, applying, replacing the log and installing
     snapshots, then a stop: every write has exactly one outcome (FakeFuture refuses a second),
     a result only when all its indexes were applied with its own term, and then the results of
-    its own indexes."""
-    ledger = ProposalLedger(6)
+    its own indexes. The ledger is compiled in the default build: its ``.py`` source, run
+    as well, must decide every write the same way."""
+    outcomes = _decide(ProposalLedger, ops)
+    twin = _compiled.load_twin("pyraft.cluster.ledger").ProposalLedger
+    assert _decide(twin, ops) == outcomes
+
+
+def _decide(ledger_class: Any, ops: list[tuple[Any, ...]]) -> list[tuple[str, Any]]:
+    """Run ``ops`` on a ledger, check the property, and return each write's outcome (the
+    result, or the error's type)."""
+    ledger = ledger_class(6)
     log: list[int] = []  # the term of each index (index = position + 1)
     term, applied = 1, 0
     writes: list[tuple[FakeFuture, int]] = []  # future, number of commands
@@ -242,3 +252,5 @@ def test_every_write_is_decided_exactly_once(ops: list[tuple[Any, ...]]) -> None
         expected = [("r", i) for i in range(first, last + 1)]
         many = isinstance(value, list)
         assert value == (expected if many else expected[0])
+    return [(kind, value if kind == "result" else type(value).__name__)
+            for kind, value in (future.outcomes[0] for future, _ in writes)]

@@ -222,7 +222,7 @@ class ProposalLedger:
                     if not proposal.lost:
                         proposal.results.extend(results[lo:hi] if results is not None
                                                 else [None] * (hi - lo))
-                elif int(terms[lo]) != proposal.term:
+                elif batch.term_at(first + lo) != proposal.term:
                     proposal.lost = True
                 else:
                     proposal.results = results[lo] if results is not None else None

@@ -527,7 +527,8 @@ class RaftCluster:
             raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
         if self._writer.failed is not None:
             raise self._writer.failed
-        if not self.is_leader:
+        view = self.view  # is_leader without its property frame: every write asks
+        if view is None or not view.is_leader:
             raise self._not_leader()
 
     # ---- reads and consistency (``reads``) ---------------------------------------------------

@@ -1,0 +1,45 @@
+# Types for the compiled build of ledger.py (Cython pure-Python mode: the .py is the source).
+# Every write passes through the ledger twice (enqueue, then applied): compiled, a Proposal is
+# a C struct with 64-bit indexes and the per-write loops run on typed locals.
+cimport cython
+from libc.stdint cimport int64_t
+
+from raftcore._framing cimport EntryBatch as CEntryBatch
+
+
+@cython.final
+cdef class Proposal:
+    cdef public int64_t first
+    cdef public int64_t last
+    cdef public int64_t term
+    cdef public object future
+    cdef public bint many
+    cdef public object results
+    cdef public bint lost
+    cdef public int64_t next
+
+
+@cython.final
+cdef class QueuedBatch:
+    cdef public list items
+    cdef public list payloads
+
+
+@cython.final
+cdef class ProposalLedger:
+    cdef public int64_t queue_max
+    cdef public str queue_full
+    cdef public object _queue
+    cdef public int64_t queued
+    cdef public list _space_waiters
+    cdef public object proposals
+
+    cpdef bint has_room(self, Py_ssize_t count)
+    cpdef enqueue(self, list payloads, object future, bint many)
+    cpdef QueuedBatch take_queue(self)
+    cpdef wake_space_waiters(self)
+    @cython.locals(proposals=object, index=int64_t, last=int64_t, items=list, many=bint)
+    cpdef proposed(self, QueuedBatch batch, int64_t first, int64_t term)
+    @cython.locals(proposals=object, first=int64_t, last=int64_t, proposal=Proposal,
+                   lo=Py_ssize_t, hi=Py_ssize_t)
+    cpdef applied(self, CEntryBatch batch, object results)

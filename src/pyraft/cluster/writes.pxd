@@ -1,0 +1,24 @@
+# Types for the compiled build of writes.py (Cython pure-Python mode: the .py is the source).
+# Every write enters through Writes.enqueue_now: compiled, a C method over the typed ledger.
+cimport cython
+from libc.stdint cimport int64_t
+
+from pyraft.cluster.ledger cimport ProposalLedger, QueuedBatch
+
+
+@cython.final
+cdef class Writes:
+    cdef public int64_t id
+    cdef public ProposalLedger ledger
+    cdef public object _metrics
+    cdef public object _writable
+    cdef public object _not_leader
+    cdef public object _term
+    cdef public object _loop
+    cdef public object _wake
+    cdef public object _core
+
+    @cython.locals(ledger=ProposalLedger)
+    cpdef object enqueue_now(self, list payloads, bint many)
+    @cython.locals(ledger=ProposalLedger, batch=QueuedBatch, first=int64_t)
+    cpdef propose_queued(self)
