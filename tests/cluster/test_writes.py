@@ -104,6 +104,30 @@ def test_a_write_with_room_is_queued_without_a_coroutine() -> None:
     asyncio.run(body())
 
 
+def test_only_a_write_into_an_empty_queue_wakes_the_processing_task() -> None:
+    """The processing task clears its wake-up and takes the whole queue on the same turn,
+    so a write that joins a non-empty queue needs no wake-up of its own (one Event.set per
+    write saved): the first write into an empty queue wakes it, the others do not, and once
+    the queue is taken the next write wakes it again."""
+    async def body() -> None:
+        member = Member(queue_max=8)
+        wake = member.bind()
+        calls: list[int] = []
+        setter = wake.set
+        wake.set = lambda: (calls.append(member.ledger.queued), setter())[1]  # type: ignore
+        member.writes.enqueue_now([b"a"], False)
+        member.writes.enqueue_now([b"b", b"c"], True)
+        await member.writes.enqueue([b"d"], False)
+        assert calls == [0] and wake.is_set() and member.ledger.queued == 4
+        wake.clear()  # what _process_loop does, then it takes the queue on the same turn
+        member.writes.propose_queued()
+        assert member.core.proposed == [[b"a", b"b", b"c", b"d"]]
+        member.writes.enqueue_now([b"e"], False)
+        assert calls == [0, 0] and wake.is_set()
+
+    asyncio.run(body())
+
+
 def test_a_member_that_takes_no_writes_refuses_before_queueing() -> None:
     async def body() -> None:
         member = Member()
