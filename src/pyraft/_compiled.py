@@ -54,11 +54,11 @@ MODULES: tuple[str, ...] = (
 )
 #: Not compiled: the rest of the runtime (``pyraft.cluster``), the TCP transport's
 #: connections and handshakes (``tcp.py``; its per-message path is ``stream``), the WAL
-#: storage, the state machines, metrics and the key-value service. Compiled untyped, they measured slower than
-#: CPython 3.11's specializing interpreter in member processes (generic attribute lookups
-#: where the interpreter has inline caches: leader user CPU per write at one write in flight
-#: 190-250 us against 160-200 us pure, three member processes, in memory); they join
-#: MODULES once typed.
+#: storage, the state machines, metrics and the key-value service. Compiled untyped, they
+#: measured slower than CPython 3.11's specializing interpreter in member processes (generic
+#: attribute lookups where the interpreter has inline caches: leader user CPU per write at
+#: one write in flight 190-250 us against 160-200 us pure, three member processes, in
+#: memory); they join MODULES once typed.
 
 
 def _flag(name: str) -> bool:
