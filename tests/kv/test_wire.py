@@ -386,6 +386,48 @@ def test_a_member_that_misbehaves_gives_a_typed_error(misbehaviour):
     run(body)
 
 
+def test_a_connection_times_out_requests_with_one_timer():
+    """Requests carry deadlines and one timer per connection expires them: an unanswered
+    request fails with TimeoutError, an answered one is settled and forgotten, and the
+    timer stops once nothing is pending (no timer per request, none left behind)."""
+    from pyraft.kv import client as client_module
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def close(self) -> None:
+            pass
+
+    async def body():
+        connection = client_module._WireConnection()
+        connection.connection_made(Transport())  # type: ignore[arg-type]
+        answered = connection.request(["status"], 30.0)
+        silent = connection.request(["status"], 0.05)
+        assert connection._sweeper is not None and len(connection.pending) == 2
+        connection.data_received(frame([1, 200, b"ok"]))
+        assert await answered == (200, b"ok") and list(connection.pending) == [2]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(silent, 5.0)
+        assert connection.pending == {}
+        await asyncio.sleep(2 * client_module._SWEEP_S)
+        assert connection._sweeper is None  # nothing pending: no timer runs
+        again = connection.request(["status"], 30.0)
+        assert connection._sweeper is not None
+        connection.close()  # fails what is pending and stops the timer
+        assert connection._sweeper is None
+        with pytest.raises(ConnectionError):
+            await again
+
+    asyncio.run(body())
+
+
 def test_addresses_are_checked_before_any_request():
     with pytest.raises(InvalidURLError):
         KVClient(["pyraft://127.0.0.1"])  # no port

@@ -102,6 +102,8 @@ WIRE_SCHEME = "pyraft"
 SESSIONS_MAX_DEFAULT = 64
 #: the least time left worth an attempt: below it the call gives up
 _ATTEMPT_SECONDS_MIN = 0.005
+#: how often a binary connection looks for requests past their timeout (``_WireConnection``)
+_SWEEP_S = 0.01
 #: ``getaddrinfo`` errors that say the name does not exist (not a passing failure)
 _NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA")
                  if hasattr(socket, name)}
@@ -865,12 +867,18 @@ class _WireConnectionError(ConnectionError):
 
 class _WireConnection(asyncio.Protocol):
     """One connection to a member's binary protocol: requests are numbered, written in one
-    batch per loop turn, and answered in any order (``pending``: id -> future)."""
+    batch per loop turn, and answered in any order (``pending``: id -> future).
+
+    Timeouts: each request has a deadline, and one timer per connection looks for requests
+    past theirs every ``_SWEEP_S`` while any is pending, so a request times out at most that
+    much after its ``timeout_s``. A timer per request (``call_later``, cancelled by the
+    answer) cost ~1.7 us, the largest single cost of a request in the client."""
 
     def __init__(self, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT) -> None:
         self.reader = FrameReader(frame_bytes_max)
-        #: request id -> (its future, its timeout's timer)
-        self.pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
+        #: request id -> (its future, its deadline on the loop's clock)
+        self.pending: dict[int, tuple[asyncio.Future, float]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.failure: str | None = None
         self._next_id = 0
@@ -899,8 +907,10 @@ class _WireConnection(asyncio.Protocol):
         if self.failure is None:
             self.failure = reason
         pending, self.pending = self.pending, {}
-        for future, timer in pending.values():
-            timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for future, _ in pending.values():
             if not future.done():
                 future.set_exception(_WireConnectionError(reason))
 
@@ -932,7 +942,6 @@ class _WireConnection(asyncio.Protocol):
                 return
             waiting = pending.pop(answer[0], None)
             if waiting is not None:
-                waiting[1].cancel()
                 if not waiting[0].done():
                     waiting[0].set_result((answer[1], answer[2]))
 
@@ -946,18 +955,26 @@ class _WireConnection(asyncio.Protocol):
             return future
         self._next_id += 1
         request_id = self._next_id
-        self.pending[request_id] = (future, loop.call_later(timeout_s, self._expire,
-                                                            request_id))
+        self.pending[request_id] = (future, loop.time() + timeout_s)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(_SWEEP_S, self._sweep, loop)
         self._out.append(frame([request_id, *message]))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return future
 
-    def _expire(self, request_id: int) -> None:
-        waiting = self.pending.pop(request_id, None)
-        if waiting is not None and not waiting[0].done():
-            waiting[0].set_exception(asyncio.TimeoutError())
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out the requests past their deadline; look again while any is pending."""
+        self._sweeper = None
+        now = loop.time()
+        pending = self.pending
+        for request_id in [i for i, (_, deadline) in pending.items() if deadline <= now]:
+            future = pending.pop(request_id)[0]
+            if not future.done():
+                future.set_exception(asyncio.TimeoutError())
+        if pending:
+            self._sweeper = loop.call_later(_SWEEP_S, self._sweep, loop)
 
     def _flush(self) -> None:
         self._scheduled = False
