@@ -398,7 +398,12 @@ def _decode_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int]:
             for m, a, md in records
         ))
     except Exception as exc:  # msgpack and the shape checks raise several types
-        raise MalformedMessageError(f"bad snapshot members' addresses ({exc})", pos) from None
+        # the type, not the text: Python and the compiled build word the same failure
+        # differently ("cannot unpack non-iterable int object" / "'int' object is not
+        # iterable"), and both builds must refuse a message with the same error
+        raise MalformedMessageError(
+            "bad snapshot members' addresses (not msgpack [member, address, labels] records: "
+            f"{type(exc).__name__})", pos) from None
     meta = SnapshotMeta(
         index=meta_index,
         term=meta_term,
