@@ -515,15 +515,13 @@ def scan_entries(data, uint64_t expected_first_index=0, *,
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
                    uint64_t payload_bytes_max=RECORD_PAYLOAD_BYTES_MAX):
     """Encode entries ``first_index, first_index + 1, ...`` into one buffer and index it.
 
     ``terms`` and ``kinds`` are an int (the same for every entry) or a sequence with one value
-    per payload; ``payloads`` is a sequence of buffers. Returns an :class:`EntryBatch` whose
-    ``buffer`` is a new ``bytes`` object. Raises ValueError on an index of 0, a term of 0 or a
+    per payload; ``payloads`` is a sequence (or any iterable) of buffers. Returns an
+    :class:`EntryBatch` whose ``buffer`` is a new ``bytes`` object. Raises ValueError on an index of 0, a term of 0 or a
     decreasing term, an unknown kind, or a payload over ``payload_bytes_max``.
     """
     # a tuple: read twice without checks or a generic item lookup, and no exporter's code

@@ -246,6 +246,7 @@ def encode_entries(
     first_index, terms, payloads, kinds=KIND_COMMAND, *, payload_bytes_max=RECORD_PAYLOAD_BYTES_MAX
 ):
     _check_u64("first_index", first_index)
+    payloads = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
     n = len(payloads)
     if first_index == 0:
         raise ValueError("first_index must be >= 1 (Raft log indexes start at 1)")

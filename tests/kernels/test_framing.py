@@ -242,6 +242,19 @@ def test_compiled_batches_cost_the_garbage_collector_nothing():
     assert all(not gc.is_tracked(field) for field in
                (batch.buffer, batch.terms, batch.kinds, batch.offsets))
 
+def test_payloads_may_be_any_iterable(fr):
+    """A list, a tuple and a generator of the same payloads encode to the same batch (the
+    compiled kernel reads them as a tuple, the twin as a list)."""
+    payloads = [b"a", bytearray(b"bb"), memoryview(b"ccc")]
+    expected = fr.encode_entries(7, 2, payloads)
+    for same in (tuple(payloads), (p for p in payloads)):
+        batch = fr.encode_entries(7, 2, same)
+        assert batch.tobytes() == expected.tobytes()
+        assert batch.offsets.tolist() == expected.offsets.tolist()
+    with pytest.raises(TypeError):
+        fr.encode_entries(7, 2, 5)
+
+
 def test_slice_concat_and_lookup(fr):
     payloads = [bytes([i]) * i for i in range(20)]
     batch = fr.encode_entries(100, [1] * 10 + [2] * 10, payloads)
