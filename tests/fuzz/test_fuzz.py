@@ -75,6 +75,34 @@ def test_short_atheris_run_finds_no_crash(target, fuzz_seconds, tmp_path):
     assert "Done" in process.stderr and "runs in" in process.stderr, process.stderr[-2000:]
 
 
+@pytest.mark.skipif(not HAVE_ATHERIS, reason="atheris is not installed: pip install "
+                    "'raftcore[fuzz]' for the coverage-guided runs")
+def test_a_long_run_is_split_into_processes_over_one_corpus(tmp_path):
+    """``--runs`` above ``--runs-per-process`` runs one process per share, each over the
+    corpus the ones before it grew and with the next seed, and counts what libFuzzer ran
+    (atheris leaks memory per instrumented comparison: one process could not run the
+    documented 10 million inputs of ``append`` under libFuzzer's memory limit)."""
+    corpus = tmp_path / "corpus"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [SOURCE, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    process = subprocess.run(
+        [sys.executable, "-m", "pyraft.testing.fuzz", "frame", "--runs", "2500",
+         "--runs-per-process", "1000", "--seed", "3", "--seconds", "300",
+         "--crashes", str(tmp_path / "crashes"), "--corpus", str(corpus)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    log = process.stderr
+    assert [line for line in log.splitlines() if line.startswith("INFO: Seed:")] == [
+        "INFO: Seed: 3", "INFO: Seed: 4", "INFO: Seed: 5"], log[-4000:]
+    assert log.count("Done 1000 runs in") == 2 and log.count("Done 500 runs in") == 1
+    assert "frame: Done 2500 runs in 3 processes" in log, log[-2000:]
+    # the second process started from what the first one kept
+    inited = [line for line in log.splitlines() if "\tINITED " in line]
+    assert len(inited) == 3 and "corp: 1/" not in inited[1], inited
+    assert any(corpus.iterdir())
+
+
 # ---- hypothesis over the same targets --------------------------------------------------------
 
 

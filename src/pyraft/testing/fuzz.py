@@ -100,6 +100,10 @@ class FuzzContractError(AssertionError):
 
 
 def _check(condition: bool, what: str) -> None:
+    """Raise :class:`FuzzContractError` unless ``condition``. ``what`` is built before the
+    call: a costly text (the repr of whole outcomes) belongs in an ``if ... raise`` instead,
+    which builds it only for an input that fails (the append target spent a tenth of its
+    time formatting texts that nothing read)."""
     if not condition:
         raise FuzzContractError(what)
 
@@ -186,7 +190,8 @@ def fuzz_frame(data: bytes) -> None:
             scanned = ("ok", _batch_key(batch), end,
                        None if error is None else (type(error).__name__, error.offset))
         results.append((decoded, scanned))
-    _check(results[0] == results[1], f"compiled and Python framing disagree: {results}")
+    if results[0] != results[1]:
+        raise FuzzContractError(f"compiled and Python framing disagree: {results}")
     _fuzz_frame_stream(data)
 
 
@@ -230,7 +235,8 @@ def _fuzz_frame_stream(data: bytes) -> None:
         for _frame_type, body in frames:
             _check(len(body) <= frame_max, "a frame body over frame_bytes_max was returned")
         outcomes.append((frames, error, None if error else decoder.buffered))
-    _check(outcomes[0] == outcomes[1], f"compiled and Python FrameDecoder disagree: {outcomes}")
+    if outcomes[0] != outcomes[1]:
+        raise FuzzContractError(f"compiled and Python FrameDecoder disagree: {outcomes}")
     # what the decoder returned is what was framed: re-encoding gives a prefix of the stream
     frames = outcomes[0][0]
     encoded = b"".join(_framing.encode_frame(t, b) for t, b in frames)
@@ -633,8 +639,9 @@ def _codec_encode_both(message, codecs, frame_bytes_max: int):
         if outcome[0] == "ok":
             outcome = ("ok", b"".join(bytes(part) for part in outcome[1]))
         outcomes.append(outcome)
-    _check(outcomes[0] == outcomes[1],
-           f"compiled and twin codec encode {message!r} differently: {outcomes}")
+    if outcomes[0] != outcomes[1]:
+        raise FuzzContractError(
+            f"compiled and twin codec encode {message!r} differently: {outcomes}")
     return outcomes[0]
 
 
@@ -646,8 +653,9 @@ def _codec_decode_both(decoder: str, data: bytes, codecs, **kwargs):
             outcome = ("ok", _message_fields(outcome[1]), outcome[1])
         outcomes.append(outcome)
     keys = [o[:2] if o[0] == "ok" else o for o in outcomes]
-    _check(keys[0] == keys[1],
-           f"compiled and twin codec {decoder} disagree on {data[:120]!r}: {keys}")
+    if keys[0] != keys[1]:
+        raise FuzzContractError(
+            f"compiled and twin codec {decoder} disagree on {data[:120]!r}: {keys}")
     return outcomes[0]
 
 
@@ -680,8 +688,8 @@ def fuzz_codec(data: bytes) -> None:
             again = _codec_decode_both("decode_message", encoded[1], codecs,
                                        frame_bytes_max=frame_bytes_max)
             _check(again[0] == "ok", f"an encoded message does not decode: {again[:2]}")
-            _check(_message_fields(again[2])[1:] == _message_fields(_wire_form(message))[1:],
-                   f"{message!r} does not survive encode + decode")
+            if _message_fields(again[2])[1:] != _message_fields(_wire_form(message))[1:]:
+                raise FuzzContractError(f"{message!r} does not survive encode + decode")
     for outcome in decoded:
         if outcome[0] != "ok":
             continue
@@ -715,11 +723,20 @@ def _wire_form(message):
 
 
 def _append_node(raft, reader_bytes: bytes, member: int = 1):
-    """A follower over a MemoryLogStorage built from the input: entries of non-decreasing
-    terms, possibly a snapshot prefix, a hard state. ``raft`` is the module (compiled
+    """A follower over :func:`_append_storage`'s storage. ``raft`` is the module (compiled
     ``pyraft.core.raft`` or its twin)."""
     import random
 
+    storage = _append_storage(reader_bytes)
+    options = raft.RaftOptions(id=member, election_ticks_lower=10, election_ticks_upper=20,
+                               heartbeat_ticks=2, inflight_messages_max=4,
+                               append_bytes_max=64)
+    return raft.RaftNode(options, storage, random.Random(7)), storage
+
+
+def _append_storage(reader_bytes: bytes):
+    """A MemoryLogStorage built from the input: entries of non-decreasing terms, possibly a
+    snapshot prefix, a hard state."""
     from pyraft.core.membership import Configuration
     from pyraft.core.messages import HardState
     from pyraft.core.storage import MemoryLogStorage
@@ -740,10 +757,7 @@ def _append_node(raft, reader_bytes: bytes, member: int = 1):
         storage.create_snapshot(at, b"state", Configuration(frozenset({1, 2, 3})))
         commit = max(commit, at)
     storage.set_hard_state(HardState(term + reader.byte() % 2, 0, commit))
-    options = raft.RaftOptions(id=member, election_ticks_lower=10, election_ticks_upper=20,
-                               heartbeat_ticks=2, inflight_messages_max=4,
-                               append_bytes_max=64)
-    return raft.RaftNode(options, storage, random.Random(7)), storage
+    return storage
 
 
 def _append_message(reader: ByteReader, node):
@@ -853,8 +867,9 @@ def fuzz_append(data: bytes) -> None:
         messages.append(_append_message(ByteReader(data[start:]), ours))
         a = _step_outcome(ours, our_storage, message)
         b = _step_outcome(theirs, their_storage, twin_message)
-        _check(a == b, f"compiled and twin RaftNode differ after {message.describe()}: "
-                       f"{a} != {b}")
+        if a != b:
+            raise FuzzContractError(
+                f"compiled and twin RaftNode differ after {message.describe()}: {a} != {b}")
         if a[0] == "error":
             break
     _fuzz_log(setup, messages)
@@ -864,7 +879,6 @@ def _fuzz_log(setup: bytes, messages: list) -> None:
     """``RaftLog.maybe_append`` / ``find_conflict`` compiled against the ``.py`` twin."""
     from pyraft import _compiled
     from pyraft.core import log as compiled_log
-    from pyraft.core import raft
     from pyraft.core.messages import MessageType
     from pyraft.errors import PyraftError
     from raftcore.framing import empty_batch
@@ -872,7 +886,7 @@ def _fuzz_log(setup: bytes, messages: list) -> None:
     twin = _compiled.load_twin("pyraft.core.log")
     logs = []
     for module in (compiled_log, twin):
-        _node, storage = _append_node(raft, setup)
+        storage = _append_storage(setup)
         logs.append(module.RaftLog(storage, storage.hard_state.commit))
     for message in messages:
         if message.type != MessageType.APPEND or (
@@ -892,8 +906,9 @@ def _fuzz_log(setup: bytes, messages: list) -> None:
                                                             log.last_index() + 1)]))
             except PyraftError as exc:
                 outcomes.append(("error", type(exc).__name__, str(exc)))
-        _check(outcomes[0] == outcomes[1],
-               f"compiled and twin RaftLog differ on {message.describe()}: {outcomes}")
+        if outcomes[0] != outcomes[1]:
+            raise FuzzContractError(
+                f"compiled and twin RaftLog differ on {message.describe()}: {outcomes}")
         if outcomes[0][0] == "error":
             break
 
@@ -1124,19 +1139,75 @@ def _instrument(atheris, prefixes: tuple[str, ...]) -> int:
     return count
 
 
-def _run_child(argv: list[str]) -> int:
-    """Fuzz in a child process (libFuzzer ends its process without cleaning up) with a
-    scratch directory this process removes afterwards; returns the child's exit status."""
+#: inputs one fuzzing process runs at most before the next one takes over (``--runs`` above
+#: it is split): atheris 3.0 leaks the result of every instrumented comparison that is not a
+#: bool (a numpy array from ``a != b``: about 150 bytes each), so one process running the
+#: ``append`` target (whose ``.py`` log compares term arrays) grows by 150-300 MB per
+#: million inputs and would meet libFuzzer's ``-rss_limit_mb`` well before 10 million
+RUNS_PER_PROCESS = 1_000_000
+
+
+def _child_argv(args: argparse.Namespace, runs: int, seed: int, corpus: str | None,
+                seconds: float) -> list[str]:
+    argv = [args.target, "--seconds", repr(seconds), "--crashes", args.crashes,
+            "--runs", str(runs), "--seed", str(seed)]
+    return argv + (["--corpus", corpus] if corpus else [])
+
+
+def _run_children(args: argparse.Namespace) -> int:
+    """Fuzz in child processes (libFuzzer ends its process without cleaning up) with a
+    scratch directory this process removes afterwards. A ``--runs`` larger than
+    ``--runs-per-process`` is split: each process runs its share over the corpus the ones
+    before it grew (a temporary one when ``--corpus`` is not given), with the next seed,
+    until the runs or the seconds are used up or a process fails. Returns the first failing
+    exit status, else 0."""
     import subprocess
+    import time
 
     shm = "/dev/shm"  # tmpfs when there is one: a WAL segment created is a directory fsync
     scratch = tempfile.mkdtemp(prefix="pyraft-fuzz-", dir=shm if os.path.isdir(shm)
                                and os.access(shm, os.W_OK) else None)
+    env = {**os.environ, _TMP_VARIABLE: scratch}
+    corpus = args.corpus
+    if args.runs > args.runs_per_process and corpus is None:
+        corpus = tempfile.mkdtemp(prefix="pyraft-fuzz-corpus-")
+    started = time.monotonic()
+    done, part = 0, 0
     try:
-        return subprocess.call([sys.executable, "-m", "pyraft.testing.fuzz", *argv],
-                               env={**os.environ, _TMP_VARIABLE: scratch})
+        while True:
+            runs = args.runs if args.runs <= args.runs_per_process else min(
+                args.runs_per_process, args.runs - done)
+            seconds = args.seconds - (time.monotonic() - started)
+            if seconds < 1:
+                break
+            seed = args.seed + part if args.seed else 0
+            child = subprocess.Popen(
+                [sys.executable, "-m", "pyraft.testing.fuzz",
+                 *_child_argv(args, runs, seed, corpus, seconds)],
+                env=env, stderr=subprocess.PIPE)
+            ran = None
+            assert child.stderr is not None
+            for raw in child.stderr:  # libFuzzer's log, passed on; its "Done N runs" counted
+                sys.stderr.write(raw.decode("utf-8", "replace"))
+                sys.stderr.flush()
+                if raw.startswith(b"Done ") and b" runs in " in raw:
+                    ran = int(raw.split()[1])
+            status = child.wait()
+            if status != 0:
+                return status
+            done += ran or 0
+            part += 1
+            if args.runs <= args.runs_per_process or ran is None or ran < runs \
+                    or done >= args.runs:
+                break  # one process was asked for; or the time ran out
+        if part > 1:
+            print(f"pyraft.testing.fuzz: {args.target}: Done {done} runs in {part} processes "
+                  f"in {time.monotonic() - started:.0f} seconds", file=sys.stderr)
+        return 0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if corpus is not None and corpus != args.corpus:
+            shutil.rmtree(corpus, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1150,7 +1221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crashes", default=".", help="directory for crashing inputs")
     parser.add_argument("--runs", type=int, default=0,
                         help="stop after this many inputs (0: run for --seconds only)")
-    parser.add_argument("--seed", type=int, default=0, help="libFuzzer seed (0: random)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="libFuzzer seed (0: random); each further process of a split "
+                             "run takes the next one")
+    parser.add_argument("--runs-per-process", type=int, default=RUNS_PER_PROCESS,
+                        help="split a larger --runs into processes of this many inputs "
+                             "over one corpus (default %(default)s: atheris leaks memory "
+                             "per instrumented comparison)")
     parser.add_argument("--replay", nargs="+", metavar="FILE",
                         help="run the target once on each FILE instead of fuzzing")
     args = parser.parse_args(argv)
@@ -1158,6 +1235,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be in (0, 604800]")
     if args.runs < 0:
         parser.error("--runs must be >= 0")
+    if args.runs_per_process < 1:
+        parser.error("--runs-per-process must be >= 1")
     target = TARGETS[args.target]
     if args.replay:
         for path in args.replay:
@@ -1166,7 +1245,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: ok")
         return 0
     if not os.environ.get(_TMP_VARIABLE):
-        return _run_child(argv if argv is not None else sys.argv[1:])
+        return _run_children(args)
     import atheris  # type: ignore[import-untyped]
 
     os.makedirs(args.crashes, exist_ok=True)
