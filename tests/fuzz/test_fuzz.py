@@ -170,14 +170,19 @@ def test_append_target_holds_on_appends_that_match_the_log(setup, steps):
     fuzz.fuzz_append(setup + bytes(body))
 
 
+@given(st.binary(max_size=600))
+def test_stream_target_holds_on_any_input(data):
+    fuzz.fuzz_stream(data)
+
+
 def test_differential_targets_compare_two_modules():
-    """The codec and the core are compared with their ``.py`` twins, never with
-    themselves; in the compiled build the module under test is the extension."""
+    """The codec, the core and the inbound stream are compared with their ``.py`` twins,
+    never with themselves; in the compiled build the module under test is the extension."""
     from pyraft import _compiled
     from pyraft.core import log, raft
-    from pyraft.transport import codec
+    from pyraft.transport import codec, stream
 
-    for module in (codec, raft, log):
+    for module in (codec, raft, log, stream):
         twin = _compiled.load_twin(module.__name__)
         assert twin is not module and twin.__name__ == module.__name__ + "__twin"
         assert not _compiled.is_compiled(twin)
@@ -310,6 +315,47 @@ def test_append_target_detects_a_log_that_appends_otherwise(monkeypatch):
     monkeypatch.setattr(twin.RaftLog, "maybe_append", short)
     with pytest.raises(fuzz.FuzzContractError, match="RaftLog differ"):
         fuzz.fuzz_append(data)
+
+
+def test_stream_target_detects_an_inbox_that_delivers_otherwise(monkeypatch):
+    from pyraft import _compiled
+
+    data = (REGRESSIONS / "stream/seed-delivers-messages-in-pieces.bin").read_bytes()
+    fuzz.fuzz_stream(data)  # the real twins agree, and this input delivers messages
+    twin = _compiled.load_twin("pyraft.transport.stream")
+    real = twin.decode_body
+
+    def off_by_one(body):  # the twin's decoder, as its Inbox calls it
+        message = real(body)
+        message.commit += 1
+        return message
+
+    monkeypatch.setattr(twin, "decode_body", off_by_one)
+    with pytest.raises(fuzz.FuzzContractError, match="Inbox differ"):
+        fuzz.fuzz_stream(data)
+
+
+def test_stream_target_detects_a_failure_told_otherwise(monkeypatch):
+    from pyraft import _compiled
+
+    data = (REGRESSIONS / "stream/seed-message-from-another-member.bin").read_bytes()
+    fuzz.fuzz_stream(data)
+    twin = _compiled.load_twin("pyraft.transport.stream")
+    real = twin.feed_frames
+
+    def quiet(decoder, connection, data):  # the twin forgets to report frames in progress
+        class Silent:
+            def __getattr__(self, name):
+                return getattr(connection, name)
+
+            def _partial(self, *args):
+                pass
+
+        return real(decoder, Silent(), data)
+
+    monkeypatch.setattr(twin, "feed_frames", quiet)
+    with pytest.raises(fuzz.FuzzContractError, match="Inbox differ"):
+        fuzz.fuzz_stream(data)
 
 
 def test_http_builder_makes_valid_requests():

@@ -44,9 +44,16 @@ Targets (``TARGETS``):
   committed entries, every field of every message) and state, or the same typed error
   (``PyraftError``). ``RaftLog.find_conflict`` / ``maybe_append`` compiled against the twin
   of ``pyraft.core.log`` on the same appends.
+- ``stream``: a connection's inbound path, ``pyraft.transport.stream`` compiled against its
+  ``.py`` twin: the same bytes after HELLO (frames of every type with valid checksums, Raft
+  bodies mostly well formed and from the connection's member, application frames, bytes
+  that break the framing), fed in the same chunks to an ``Inbox`` of each over the compiled
+  frame decoder and codec: the same messages delivered (every field), the same reports to
+  the connection (failures with their text, frames in progress, application frames), in the
+  same order, and the same counters.
 
 In the pure build (``PYRAFT_PURE_CORE=1``) the module under test is the ``.py`` itself and
-these two compare it with a second copy; the differential check means something in the
+these compare it with a second copy; the differential check means something in the
 compiled build.
 
 Run one target coverage-guided with atheris (in its own process)::
@@ -90,6 +97,7 @@ __all__ = [
     "fuzz_http",
     "fuzz_codec",
     "fuzz_append",
+    "fuzz_stream",
     "HttpHarness",
     "main",
 ]
@@ -913,6 +921,107 @@ def _fuzz_log(setup: bytes, messages: list) -> None:
             break
 
 
+# ---- compiled module against its .py twin: a connection's inbound messages -----------------
+
+
+class _InboundRecorder:
+    """The connection an ``Inbox`` reports to (tcp's ``_Inbound`` in a member), recording
+    what it is told, in order, with what the hub delivered."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.failed = False
+
+    def _fail(self, why: str) -> None:
+        self.failed = True
+        self.events.append(("fail", why))
+
+    def _partial(self, frames: int, left: int, size: int) -> None:
+        self.events.append(("partial", _typed(frames), _typed(left), _typed(size)))
+
+    def _on_user(self, body) -> None:
+        self.events.append(("user", bytes(body)))
+
+    def deliver(self, message) -> None:
+        self.events.append(("deliver", _message_fields(message)))
+
+
+class _StreamCounters:
+    __slots__ = ("received", "dropped")
+
+    def __init__(self) -> None:
+        self.received = self.dropped = 0
+
+
+def _stream_bytes(reader: ByteReader, own: int, peer: int) -> bytes:
+    """A connection's bytes after HELLO: frames of every type with valid checksums (Raft
+    bodies mostly well formed, mostly from ``peer`` to ``own``, from or to other members
+    sometimes; application frames; other types), now and then raw bytes that break the
+    framing."""
+    import struct
+
+    from pyraft.transport.codec import FRAME_RAFT, FRAME_USER
+    from raftcore.framing import encode_frame
+
+    stream = bytearray()
+    for _ in range(1 + reader.byte() % 6):
+        if not reader.left:
+            break
+        tag = reader.byte()
+        if tag < 144:
+            body = bytearray(_codec_body(reader))
+            if len(body) >= 32 and reader.byte() < 224:  # src and dst: the header's first
+                struct.pack_into("<QQ", body, 16, peer, own)  # fields after the lengths
+            stream += encode_frame(FRAME_RAFT, bytes(body))
+        elif tag < 176:
+            stream += encode_frame(FRAME_RAFT, reader.take(reader.byte() % 64))
+        elif tag < 208:
+            stream += encode_frame(FRAME_USER, reader.take(reader.byte() % 32))
+        elif tag < 232:
+            stream += encode_frame(reader.byte(), reader.take(reader.byte() % 32))
+        else:  # bytes that are not a frame, or a frame cut short
+            stream += reader.take(reader.byte() % 24)
+    return bytes(stream)
+
+
+def fuzz_stream(data: bytes) -> None:
+    """A connection's inbound path: ``pyraft.transport.stream`` compiled against its ``.py``
+    twin. The same bytes, in the same chunks, go to an ``Inbox`` of each, over the same
+    compiled frame decoder and codec: both tell their connection the same things in the same
+    order (a bad frame or malformed message fails it with the same text, a frame in progress
+    is reported alike, application frames are handed on) and deliver the same messages
+    (every field), with the same counters. Nothing else may escape ``receive``."""
+    from pyraft import _compiled
+    from pyraft.transport import stream as compiled_stream
+    from raftcore.framing import FrameDecoder
+
+    twin = _compiled.load_twin("pyraft.transport.stream")
+    reader = ByteReader(data)
+    mode = reader.byte()
+    own, peer = 1 + mode % 3, 1 + (mode >> 2) % 3  # bodies name members 1..5
+    frame_bytes_max = (1 << 16, 48, 200, 1 << 24)[(mode >> 4) % 4]
+    step = 1 + reader.byte() % 64
+    stream = _stream_bytes(reader, own, peer)
+    pieces = [stream[i : i + step] for i in range(0, len(stream), step)]
+    outcomes = []
+    for module in (compiled_stream, twin):
+        counters = _StreamCounters()
+        hub = module.Hub(own, counters, frame_bytes_max)
+        connection = _InboundRecorder()
+        hub.deliver = connection.deliver
+        inbox = module.Inbox(hub, connection, FrameDecoder(frame_bytes_max), peer)
+        for piece in pieces:
+            if connection.failed:
+                break
+            inbox.receive(piece)
+        outcomes.append((connection.events, counters.received, counters.dropped,
+                         _typed(inbox.bytes_received), inbox.decoder.buffered))
+    if outcomes[0] != outcomes[1]:
+        raise FuzzContractError(
+            f"compiled and twin Inbox differ on {stream[:200]!r} in pieces of {step}: "
+            f"{outcomes[0]} != {outcomes[1]}")
+
+
 # ---- HTTP API --------------------------------------------------------------------------------
 
 #: statuses documented by ``pyraft.kv.http`` (405: a known path with another method)
@@ -1111,6 +1220,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "http": fuzz_http,
     "codec": fuzz_codec,
     "append": fuzz_append,
+    "stream": fuzz_stream,
 }
 
 
