@@ -63,10 +63,10 @@ Run one target coverage-guided with atheris (in its own process)::
 
 ``--runs N`` stops after N inputs (the documented long run of the differential targets is
 ``--runs 10000000``); above ``--runs-per-process`` (``RUNS_PER_PROCESS``) the run goes on in
-successive processes over one corpus, as atheris leaks memory in long runs. Crashing inputs land in ``--crashes`` (libFuzzer's ``crash-<sha1>``
-files); replay one with ``python -m pyraft.testing.fuzz frame --replay FILE``. Each crash
-found becomes a file under ``tests/fuzz/regressions/<target>/`` that the default tests
-replay.
+successive processes over one corpus, as atheris leaks memory in long runs. Crashing inputs
+land in ``--crashes`` (libFuzzer's ``crash-<sha1>`` files); replay one with
+``python -m pyraft.testing.fuzz frame --replay FILE``. Each crash found becomes a file under
+``tests/fuzz/regressions/<target>/`` that the default tests replay.
 """
 
 from __future__ import annotations
