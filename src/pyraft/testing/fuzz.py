@@ -111,7 +111,7 @@ class FuzzContractError(AssertionError):
 def _check(condition: bool, what: str) -> None:
     """Raise :class:`FuzzContractError` unless ``condition``. ``what`` is built before the
     call: a costly text (the repr of whole outcomes) belongs in an ``if ... raise`` instead,
-    which builds it only for an input that fails (the append target spent a tenth of its
+    which builds it only for an input that fails (the append target spent a fifth of its
     time formatting texts that nothing read)."""
     if not condition:
         raise FuzzContractError(what)
