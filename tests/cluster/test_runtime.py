@@ -367,6 +367,33 @@ def test_stopped_member_refuses_work():
     run("asyncio", body)
 
 
+def test_a_stopping_member_refuses_new_writes_while_those_in_flight_finish():
+    """``stop`` lets the writes in flight finish (within ``graceful_shutdown_timeout_ms``)
+    and refuses new ones from its first step: a write made during that wait fails at once
+    with ClusterStoppedError, it does not join the queue of a member going away."""
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, graceful_shutdown_timeout_ms=5_000) as members:
+            leader = await leader_of(members)
+            followers = [m for m in members if m is not leader]
+            for follower in followers:
+                network.isolate(follower.id)  # nothing commits until they are back
+            in_flight = asyncio.ensure_future(leader.replicate(KV.encode(Put(key="a", value=1))))
+            await asyncio.sleep(0.05)
+            assert not in_flight.done()
+            stopping = asyncio.ensure_future(leader.stop())
+            await asyncio.sleep(0.05)
+            assert not stopping.done()  # it waits for the write in flight
+            with pytest.raises(ClusterStoppedError, match="stopping"):
+                await leader.replicate(KV.encode(Put(key="b", value=2)))
+            network.heal()
+            assert await asyncio.wait_for(in_flight, 5) is None  # it finished, committed
+            await asyncio.wait_for(stopping, 5)
+            assert all(m.state_machine.data.get("b") is None for m in followers)
+
+    run("asyncio", body)
+
+
 def test_a_joining_member_announces_itself_and_becomes_ready():
     async def body():
         network = MemoryNetwork()

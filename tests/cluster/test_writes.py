@@ -11,12 +11,13 @@ import pytest
 
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.writes import Writes
-from pyraft.core.messages import Snapshot, SnapshotMeta
+from pyraft.core.messages import Role, Snapshot, SnapshotMeta
 from pyraft.errors import (
     ClusterStoppedError,
     CommandOutcomeUnknownError,
     NotLeaderError,
     ProposalDroppedError,
+    StorageFullError,
 )
 from pyraft.metrics import Metrics
 from raftcore.framing import KIND_COMMAND, encode_entries
@@ -25,9 +26,10 @@ from .test_ledger import FakeFuture
 
 
 class Core:
-    """Appends proposals from index ``next_index``, or raises ``refuse``."""
+    """Leads; appends proposals from index ``next_index``, or raises ``refuse``."""
 
     def __init__(self) -> None:
+        self.role = Role.LEADER
         self.next_index = 1
         self.proposed: list[list[bytes]] = []
         self.refuse: Exception | None = None
@@ -46,20 +48,27 @@ class Member:
     def __init__(self, queue_max: int = 4, queue_full: str = "wait") -> None:
         self.ledger = ProposalLedger(queue_max, queue_full)
         self.core = Core()
-        self.refusal: Exception | None = None
         self.term = 2
         self.writes = Writes(1, self.ledger, Metrics(1, opentelemetry=False),
                              writable=self.writable,
                              not_leader=lambda: NotLeaderError(3, "10.0.0.3:7000", None),
                              term=lambda: self.term)
 
+        self.failed: BaseException | None = None  # the log writer's storage failure
+
     def writable(self) -> None:
-        if self.refusal is not None:
-            raise self.refusal
+        """The runtime's check, on this member's state: why it takes no write now."""
+        if not self.writes.open:
+            raise ClusterStoppedError("member 1 is not running")
+        if self.failed is not None:
+            raise self.failed
+        if self.core.role is not Role.LEADER:
+            raise NotLeaderError(3, None, None)
 
     def bind(self) -> asyncio.Event:
         wake = asyncio.Event()
-        self.writes.bind(asyncio.get_running_loop(), wake, self.core)
+        self.writes.bind(asyncio.get_running_loop(), wake, self.core, self)
+        self.writes.open = True
         return wake
 
 
@@ -93,10 +102,10 @@ def test_a_write_with_room_is_queued_without_a_coroutine() -> None:
         wake.clear()
         assert member.writes.enqueue_now([b"c"], False) is None  # full: nothing queued
         assert member.ledger.queued == 2 and not wake.is_set()
-        member.refusal = ClusterStoppedError("member 1 is not running")
+        member.writes.open = False
         with pytest.raises(ClusterStoppedError):
             member.writes.enqueue_now([b"c"], False)
-        member.refusal = None
+        member.writes.open = True
         member.writes.propose_queued()
         assert member.core.proposed == [[b"a", b"b"]]
         assert member.writes.enqueue_now([b"c"], False) is not None
@@ -132,7 +141,7 @@ def test_a_member_that_takes_no_writes_refuses_before_queueing() -> None:
     async def body() -> None:
         member = Member()
         member.bind()
-        member.refusal = ClusterStoppedError("member 1 is not running")
+        member.writes.open = False
         with pytest.raises(ClusterStoppedError):
             await member.writes.enqueue([b"a"], False)
         assert member.ledger.queued == 0
@@ -154,7 +163,7 @@ def test_a_full_queue_refuses_under_raise_and_waits_otherwise() -> None:
         waiting = asyncio.ensure_future(patient.writes.enqueue([b"c"], False))
         await asyncio.sleep(0)
         assert not waiting.done() and patient.ledger.queued == 2
-        patient.refusal = NotLeaderError(3, None, None)  # checked again after the wait
+        patient.core.role = Role.FOLLOWER  # checked again after the wait
         patient.writes.propose_queued()  # the queue empties: the writer wakes up
         with pytest.raises(NotLeaderError):
             await waiting
@@ -229,5 +238,29 @@ def test_a_graceful_stop_lets_writes_in_flight_finish_within_its_timeout() -> No
         member.writes.propose_queued()
         await member.writes.drain(0.02)  # gives up after the timeout
         assert stuck.cancelled()  # as before the move: the timed-out gather cancels it
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("state", ["closed", "follower", "storage failed"])
+def test_each_part_of_the_compiled_check_refuses_with_the_members_reason(state: str) -> None:
+    """``enqueue_now`` reads the writes' ``open``, the core's role and the log writer's
+    failure itself; when one of them says no it asks the member why and raises that, and
+    nothing is queued."""
+    async def body() -> None:
+        member = Member()
+        member.bind()
+        expected: type[Exception]
+        if state == "closed":
+            member.writes.open, expected = False, ClusterStoppedError
+        elif state == "follower":
+            member.core.role, expected = Role.FOLLOWER, NotLeaderError
+        else:
+            member.failed, expected = StorageFullError("the disk is full"), StorageFullError
+        with pytest.raises(expected):
+            member.writes.enqueue_now([b"a"], False)
+        with pytest.raises(expected):
+            await member.writes.enqueue([b"a"], False)
+        assert member.ledger.queued == 0 and not member.writes.ledger.queued_writes
 
     asyncio.run(body())

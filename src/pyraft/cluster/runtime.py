@@ -311,7 +311,7 @@ class RaftCluster:
         self._snapshots.bind(loop, self._executor, core)
         self._writer.bind(loop, self._executor)
         self._reads.bind(loop, status, self._request_read)
-        self._writes.bind(loop, self._wake, core)
+        self._writes.bind(loop, self._wake, core, self._writer)
         self._changes.bind(loop, core, status)
         # peers given: the bootstrap is never None (see membership.bootstrap)
         if stored is not None and self._peers_given is not None and initial is not None:
@@ -325,6 +325,7 @@ class RaftCluster:
         core.set_own_info(self._peers.settle_own(), self._metadata)
         self._peers.update(core.configuration)
         self._running = True
+        self._writes.open = True
         self._tasks = [
             loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
             loop.create_task(self._process_loop(), name=f"pyraft-{self.id}-ready"),
@@ -359,6 +360,7 @@ class RaftCluster:
             self._stopped = True
             return
         self._stopped = True
+        self._writes.open = False  # new writes are refused; those in flight may finish
         await self._writes.drain(self.graceful_shutdown_timeout_ms / 1000.0)
         if self._status.is_leader:
             self._leadership.stopped(self._status.term)
@@ -521,8 +523,13 @@ class RaftCluster:
         return await (future if timeout is None else asyncio.wait_for(future, timeout))
 
     def _check_writable(self) -> None:
+        """Raise why this member takes no write now; ``Writes`` calls it only when its own
+        check (writes open, leading, storage working) does not pass, so this must refuse
+        in each of those cases."""
         if not self._running:
             raise ClusterStoppedError(f"member {self.id} is not running")
+        if self._stopped:
+            raise ClusterStoppedError(f"member {self.id} is stopping")
         if self.fatal_error is not None:
             raise ClusterStoppedError(f"member {self.id} failed: {self.fatal_error!r}")
         if self._writer.failed is not None:
@@ -713,6 +720,7 @@ class RaftCluster:
         log.critical("member %d: processing failed; the member stops serving (restart it "
                      "from its data directory)", self.id, exc_info=error)
         self.fatal_error = error
+        self._writes.open = False
         self._wake.set()  # the processing loop sees it and ends: nothing more is sent
         self._pipeline_empty.set()  # ... also when it waits for the pipeline
         self._pipeline_fed.set()  # and the finishing task ends

@@ -17,7 +17,10 @@ cdef class Writes:
     cdef public object _loop
     cdef public object _wake
     cdef public object _core
+    cdef public object _storage
+    cdef public bint open
 
+    cpdef check_writable(self)
     @cython.locals(ledger=ProposalLedger)
     cpdef object enqueue_now(self, list payloads, bint many)
     @cython.locals(ledger=ProposalLedger, batch=QueuedBatch, first=int64_t)

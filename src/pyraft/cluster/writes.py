@@ -5,6 +5,11 @@
   ``ProposalDroppedError`` under ``proposal_queue_full = "raise"``; the member's
   ``writable()`` check (running, not failed, storage working, leading) is made on entry and
   again after every wait. Returns the future the ledger settles with the write's fate.
+  Every write asks, so the common answer is read here, compiled, from the state itself:
+  the writes are ``open`` (the runtime opens them at start and closes them when it begins
+  to stop or fails), the core's role is leader, and the log writer has no storage failure;
+  only when one of those says no is ``writable()`` called, to raise why (it stays the
+  authority: it must refuse whenever the fast check does not pass).
 - ``propose_queued`` (the processing task, each loop turn and after each Ready): what is
   queued goes to the core as one batch (one append, one sync, one AppendEntries per
   follower); a refusal by the core (not the leader, a transfer under way, a bound reached)
@@ -26,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pyraft.cluster.ledger import ProposalLedger
-from pyraft.core.messages import Snapshot
+from pyraft.core.messages import Role, Snapshot
 from pyraft.errors import (
     ClusterStoppedError,
     InvariantError,
@@ -36,20 +41,33 @@ from pyraft.errors import (
 from pyraft.metrics import Metrics
 from raftcore.framing import KIND_COMMAND, EntryBatch
 
-__all__ = ["Proposer", "Writes"]
+__all__ = ["Proposer", "StorageState", "Writes"]
+
+_LEADER = Role.LEADER
 
 
 class Proposer(Protocol):
-    """What the writes ask of the core (``RaftNode`` is one)."""
+    """What the writes ask of the core (``RaftNode`` is one): its role, and to propose."""
+
+    role: Role
 
     def propose(self, payloads: Sequence[bytes], kind: int = ...) -> tuple[int, int]: ...
 
 
+class StorageState(Protocol):
+    """The log writer's state as the writes see it: the storage failure that refuses
+    writes now, or None (``pyraft.cluster.persist.LogWriter`` is one)."""
+
+    @property
+    def failed(self) -> BaseException | None: ...
+
+
 class Writes:
     """The writes of member ``member_id`` (module docstring). ``writable()`` raises why the
-    member takes no write now; ``not_leader()`` is the ``NotLeaderError`` naming the leader
-    this member knows; ``term()`` the current term (the term a proposed batch was appended
-    in)."""
+    member takes no write now (and must raise whenever ``open`` is False, the core does not
+    lead or the storage failed); ``not_leader()`` is the ``NotLeaderError`` naming the
+    leader this member knows; ``term()`` the current term (the term a proposed batch was
+    appended in)."""
 
     def __init__(self, member_id: int, ledger: ProposalLedger, metrics: Metrics, *,
                  writable: Callable[[], None], not_leader: Callable[[], NotLeaderError],
@@ -60,21 +78,31 @@ class Writes:
         self._writable = writable
         self._not_leader = not_leader
         self._term = term
+        #: the member takes writes (started, not stopping, not failed): set by the runtime
+        self.open = False
         # given by ``bind`` at start
         self._loop: asyncio.AbstractEventLoop
         self._wake: asyncio.Event
         self._core: Proposer
+        self._storage: StorageState
 
     def bind(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event,
-             core: Proposer) -> None:
-        """The member starts: its loop, the processing task's wake-up, its core."""
-        self._loop, self._wake, self._core = loop, wake, core
+             core: Proposer, storage: StorageState) -> None:
+        """The member starts: its loop, the processing task's wake-up, its core, its log
+        writer (``open`` stays False until the runtime opens the writes)."""
+        self._loop, self._wake, self._core, self._storage = loop, wake, core, storage
+
+    def check_writable(self) -> None:
+        """Raise why the member takes no write now (module docstring: the fast check, then
+        ``writable()`` only when it does not pass)."""
+        if not (self.open and self._core.role is _LEADER and self._storage.failed is None):
+            self._writable()
 
     def enqueue_now(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any] | None:
         """``enqueue`` when the queue has room, without a coroutine (every write takes this
         path while the queue is not full): the write's future, or None when there is no
         room (then ``enqueue`` waits for it, or refuses)."""
-        self._writable()
+        self.check_writable()
         ledger = self.ledger
         if not ledger.has_room(len(payloads)):
             return None
@@ -92,7 +120,7 @@ class Writes:
     async def enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
         """Queue one write (``many``: a ``replicate_many``, whose future gets the list of
         results); returns its future once it is in the queue."""
-        self._writable()
+        self.check_writable()
         count = len(payloads)
         ledger = self.ledger
         if not ledger.has_room(count):
@@ -104,7 +132,7 @@ class Writes:
                 waiter: asyncio.Future[None] = self._loop.create_future()
                 ledger.wait_for_room(waiter)
                 await waiter
-                self._writable()
+                self.check_writable()
         future = self.enqueue_now(payloads, many)
         if future is None:  # room was checked on this very turn of the loop
             raise InvariantError("the proposal queue had no room right after it had")
