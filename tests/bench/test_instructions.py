@@ -6,6 +6,7 @@ three-member cluster natively here), the parsing of callgrind's output and the r
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -36,6 +37,42 @@ def test_the_child_writes_between_ready_and_done(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m1", "m2", "m3"]
 
 
+def test_the_floor_child_writes_to_a_member_that_does_no_work():
+    """``--null`` (the floor): the same protocol, no cluster, no data directory."""
+    with subprocess.Popen([sys.executable, "-m", "pyraft.bench.instructions", "--child",
+                           "--null", "--writes", "30", "--inflight", "4"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline() == "READY\n"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "DONE\n"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.wait(60) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+
+
+def test_the_null_member_settles_every_queued_write_on_the_next_turn():
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        member = instructions.NullMember(loop)
+        writes = [asyncio.ensure_future(member.replicate(b"x")) for _ in range(5)]
+        await asyncio.sleep(0)  # the writes are queued, none is settled yet
+        assert not any(w.done() for w in writes)
+        await asyncio.sleep(0)  # the settling turn
+        await asyncio.sleep(0)  # the writers resume
+        assert [w.result() for w in writes] == [None] * 5
+        await asyncio.wait_for(instructions._load(member, 100, 7), 5)
+
+    asyncio.run(body())
+
+
 def test_callgrind_totals_are_read_and_their_absence_is_an_error():
     text = "events: Ir\nsummary: 0\ntotals: 314159265\n"
     assert instructions.parse_totals(text) == 314159265
@@ -64,3 +101,5 @@ def test_instructions_are_counted_per_build():
     for build in ("compiled", "pure"):
         assert 10_000 < result[build]["median"] < 100_000_000
     assert result["ratio"] == result["compiled"]["median"] / result["pure"]["median"]
+    base = instructions.floor(writes=60)
+    assert 1_000 < base < result["compiled"]["median"]  # pyraft's work adds to the load's

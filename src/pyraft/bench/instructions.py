@@ -23,9 +23,20 @@ runtime hands a sync the loop measured above ``inline_sync_max_ms`` to a thread,
 slowed process would always do and a native member, syncing in 0.1-0.3 ms, does not).
 
 ``count(build, writes, inflight)`` measures once; :func:`instructions` alternates the
-builds (:func:`pyraft.bench.builds.alternate`). ``available()`` says whether valgrind is
-installed (``apt install valgrind``); without it the benchmark suite skips the figure and
-says so.
+builds (:func:`pyraft.bench.builds.alternate`).
+
+**The floor** (``--floor``, :func:`floor`): the same load (``inflight`` tasks, each awaiting
+one ``replicate`` after another, on uvloop) against a member that does no work at all: each
+write is queued with its future, and every queued future is settled on the next turn of the
+loop (``NullMember``). What that costs per write is what no build of pyraft can remove
+while a caller awaits each write in its own task: the task's wake-up and step, the
+coroutines, one future created and settled, the loop's handles. The figures above it are
+what pyraft's own code costs in each build. At 256 writes in flight the floor is more than
+half of the compiled build's count (at one in flight a few percent), which bounds how far
+compiling pyraft can move the whole.
+
+``available()`` says whether valgrind is installed (``apt install valgrind``); without it the
+benchmark suite skips the figure and says so.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import IO
+from typing import IO, Any
 
 from pyraft.bench import builds
 
@@ -69,9 +80,10 @@ def parse_totals(text: str) -> int:
 
 
 def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 600.0,
-          keep: str | None = None) -> float:
+          keep: str | None = None, null: bool = False) -> float:
     """Instructions per write of one child under callgrind with ``build``'s environment;
-    ``keep``: a path to copy callgrind's output to (for ``callgrind_annotate``)."""
+    ``keep``: a path to copy callgrind's output to (for ``callgrind_annotate``); ``null``:
+    the child's writes go to a ``NullMember`` (the floor)."""
     why = available()
     if why is not None:
         raise InstructionsError(why)
@@ -82,10 +94,11 @@ def count(build: str, writes: int = 300, inflight: int = 1, timeout_s: float = 6
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                    f"--callgrind-out-file={out}", sys.executable, "-m",
                    "pyraft.bench.instructions", "--child", "--writes", str(writes),
-                   "--inflight", str(inflight), "--data", directory]
-        with tempfile.TemporaryFile(mode="w+") as log:
-            child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=log, text=True, env=builds.child_environment(build))
+                   "--inflight", str(inflight), "--data", directory] + (
+                       ["--null"] if null else [])
+        with tempfile.TemporaryFile(mode="w+") as log, subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                env=builds.child_environment(build)) as child:  # ``with``: its pipes close
             try:
                 _expect(child, "READY", timeout_s, log)
                 _control(child.pid, "on")
@@ -152,7 +165,67 @@ def _tail(log: IO[str]) -> str:
     return log.read()[-1500:].strip()
 
 
+def floor(writes: int, inflight: int = 1, keep: str | None = None) -> float:
+    """Instructions per write of the load alone against ``NullMember`` (module docstring),
+    counted like a build (the compiled build's environment; the null member runs no code
+    of pyraft's)."""
+    return count("compiled", writes, inflight, keep=keep, null=True)
+
+
 # ---- the child ------------------------------------------------------------------------------
+class NullMember:
+    """A member that does no work: ``replicate`` queues the write with its future, as
+    ``RaftCluster.replicate`` does, and every queued write is settled (None) on the next
+    turn of the loop, as one Ready would settle a batch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: list[tuple[list[bytes], asyncio.Future[None]]] = []
+
+    async def replicate(self, command: bytes, timeout: float | None = None) -> None:
+        payloads = [bytes(command)]
+        future: asyncio.Future[None] = self._loop.create_future()
+        if not self._queue:
+            self._loop.call_soon(self._settle)
+        self._queue.append((payloads, future))
+        return await future
+
+    def _settle(self) -> None:
+        queue, self._queue = self._queue, []
+        for _, future in queue:
+            if not future.done():
+                future.set_result(None)
+
+
+async def _load(member: Any, writes: int, inflight: int) -> None:
+    """``writes`` writes of ``PAYLOAD`` by ``inflight`` tasks, one after another in each
+    (``member``: a ``RaftCluster`` or a ``NullMember``)."""
+    replicate = member.replicate
+
+    async def load(n: int) -> None:
+        for _ in range(n):
+            await replicate(PAYLOAD)
+
+    share, extra = divmod(writes, inflight)
+    await asyncio.gather(*[load(share + (1 if i < extra else 0)) for i in range(inflight)])
+
+
+async def _counted(loop: asyncio.AbstractEventLoop, member: Any, writes: int,
+                   inflight: int) -> None:
+    """The protocol with ``count``: warm up, READY, wait, the counted writes, DONE, wait."""
+    await _load(member, 20 * inflight, inflight)  # warm: nothing lazy left
+    print("READY", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    await _load(member, writes, inflight)
+    print("DONE", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+
+
+async def _null_child(writes: int, inflight: int) -> None:
+    loop = asyncio.get_running_loop()
+    await _counted(loop, NullMember(loop), writes, inflight)
+
+
 async def _child(writes: int, inflight: int, data: str) -> None:
     from pyraft.cluster import RaftCluster
     from pyraft.config import ClusterConfig
@@ -171,19 +244,7 @@ async def _child(writes: int, inflight: int, data: str) -> None:
     for member in members:
         await member.start()
     try:
-        leader = await settled_leader(members, 300)
-
-        async def load(n: int) -> None:
-            for _ in range(n):
-                await leader.replicate(PAYLOAD)
-
-        await asyncio.gather(*[load(20) for _ in range(inflight)])  # warm: nothing lazy left
-        print("READY", flush=True)
-        await loop.run_in_executor(None, sys.stdin.readline)
-        share, extra = divmod(writes, inflight)
-        await asyncio.gather(*[load(share + (1 if i < extra else 0)) for i in range(inflight)])
-        print("DONE", flush=True)
-        await loop.run_in_executor(None, sys.stdin.readline)
+        await _counted(loop, await settled_leader(members, 300), writes, inflight)
     finally:
         for member in members:
             await member.stop()
@@ -202,12 +263,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", metavar="DIR",
                         help="keep callgrind's output of every measurement in DIR "
                              "(callgrind.BUILD.N, for callgrind_annotate)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also count the floor: the same load against a member that "
+                             "does no work (module docstring), and each build above it")
+    parser.add_argument("--null", action="store_true",
+                        help="--child: write to a member that does no work (the floor)")
     args = parser.parse_args(argv)
     if args.child:
-        if not args.data:
-            parser.error("--child needs --data")
         import uvloop
 
+        if args.null:
+            uvloop.run(_null_child(args.writes, args.inflight))
+            return 0
+        if not args.data:
+            parser.error("--child needs --data")
         uvloop.run(_child(args.writes, args.inflight, args.data))
         return 0
     why = available()
@@ -221,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         values = ", ".join(f"{v:,.0f}" for v in result[build]["values"])
         print(f"{build}: median {result[build]['median']:,.0f} {result['unit']} ({values})")
     print(f"compiled / pure: {result['ratio']:.3f}")
+    if args.floor:
+        base = floor(args.writes, args.inflight, keep=None if not args.keep else
+                     os.path.join(args.keep, "callgrind.floor.1"))
+        above = {build: result[build]["median"] - base for build in ("compiled", "pure")}
+        print(f"floor (the same load, a member that does no work): {base:,.0f} per write")
+        print(f"above the floor: compiled {above['compiled']:,.0f}, pure {above['pure']:,.0f}"
+              f", compiled / pure {above['compiled'] / above['pure']:.3f}")
     return 0
 
 
