@@ -79,6 +79,8 @@ def test_errors_module_exports_only_pyraft_errors(name):
     ("ClusterTimeoutError", asyncio.TimeoutError),
     ("CommandLostError", RuntimeError),
     ("CommandOutcomeUnknownError", RuntimeError),
+    ("CommandInterruptedError", errors.ClusterStoppedError),
+    ("CommandInterruptedError", errors.CommandOutcomeUnknownError),
     ("MessageTimeoutError", TimeoutError),
     ("MalformedMessageError", ValueError),
     ("HandshakeError", ConnectionError),

@@ -39,6 +39,7 @@ __all__ = [
     "ClusterTimeoutError",
     "CommandLostError",
     "CommandOutcomeUnknownError",
+    "CommandInterruptedError",
     "MessagingError",
     "RemoteHandlerError",
     "MessageTimeoutError",
@@ -228,6 +229,15 @@ class CommandOutcomeUnknownError(PyraftError, RuntimeError):
     the lead while it was in flight, and its log was replaced (by a snapshot covering the
     command, or by a new leader). Retry only if the operation is idempotent or deduplicated
     (client sessions); look at the configuration after a membership change."""
+
+
+class CommandInterruptedError(ClusterStoppedError, CommandOutcomeUnknownError):
+    """The member stopped (or failed) while the command was in flight: it was in this
+    member's log and sent to the others, not yet decided, so a later leader may still commit
+    it. Both a ``ClusterStoppedError`` (this member is gone) and a
+    ``CommandOutcomeUnknownError`` (retry only if idempotent or deduplicated). A command
+    still queued when the member stopped never entered the log: plain
+    ``ClusterStoppedError``."""
 
 
 # ---- messages between members (pyraft.cluster.messaging) ----------------------------------

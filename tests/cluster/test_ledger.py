@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from pyraft import _compiled
 from pyraft.cluster.ledger import ProposalLedger
-from pyraft.errors import ClusterStoppedError, CommandLostError, CommandOutcomeUnknownError
+from pyraft.errors import (
+    ClusterStoppedError,
+    CommandInterruptedError,
+    CommandLostError,
+    CommandOutcomeUnknownError,
+)
 from raftcore.framing import KIND_COMMAND, EntryBatch, encode_entries
 
 
@@ -147,6 +152,22 @@ def test_fail_all_fails_queued_and_in_flight_writes_and_skips_done_ones() -> Non
     assert flying.outcomes == [("error", stop)] and queued.outcomes == [("error", stop)]
     assert abandoned.outcomes == [("result", "the caller gave up")]
     assert ledger.queued == 0 and not ledger.proposals and ledger.pending() == []
+
+
+def test_fail_all_tells_the_writes_in_flight_apart_from_the_queued_ones() -> None:
+    """A write in the log may still be committed by another member: it gets the error
+    for the writes in flight; a write still queued never entered the log."""
+    ledger = ProposalLedger(8)
+    flying, queued = FakeFuture(), FakeFuture()
+    ledger.enqueue([b"a", b"b"], flying, True)
+    ledger.proposed(ledger.take_queue(), 1, 1)  # type: ignore[arg-type]
+    ledger.enqueue([b"c"], queued, False)
+    stop = ClusterStoppedError("stopped")
+    interrupted = CommandInterruptedError("stopped with the command in flight")
+    ledger.fail_all(stop, interrupted)
+    assert flying.outcomes == [("error", interrupted)]
+    assert queued.outcomes == [("error", stop)]
+    assert ledger.queued == 0 and not ledger.proposals
 
 
 def test_invalid_bounds_are_refused() -> None:

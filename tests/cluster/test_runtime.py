@@ -12,7 +12,13 @@ import time
 import msgpack
 import pytest
 
-from pyraft.cluster import ClusterStoppedError, LeaderChange, RaftCluster
+from pyraft.cluster import (
+    ClusterStoppedError,
+    CommandInterruptedError,
+    CommandOutcomeUnknownError,
+    LeaderChange,
+    RaftCluster,
+)
 from pyraft.config import ClusterConfig
 from pyraft.errors import ConfigError, NotLeaderError
 from pyraft.storage.interpreter import Command, CommandInterpreter, handles
@@ -390,6 +396,37 @@ def test_a_stopping_member_refuses_new_writes_while_those_in_flight_finish():
             assert await asyncio.wait_for(in_flight, 5) is None  # it finished, committed
             await asyncio.wait_for(stopping, 5)
             assert all(m.state_machine.data.get("b") is None for m in followers)
+
+    run("asyncio", body)
+
+
+def test_a_write_in_flight_when_its_member_stops_has_an_unknown_outcome():
+    """The write was in the stopping leader's log and sent to the others when the graceful
+    wait ran out: a later leader may commit it. Its writer gets CommandInterruptedError (a
+    ClusterStoppedError and a CommandOutcomeUnknownError), neither a cancellation of its own
+    task nor a plain "stopped" that reads as "not applied"; and a later leader does commit
+    it here."""
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, graceful_shutdown_timeout_ms=100) as members:
+            leader = await leader_of(members)
+            followers = [m for m in members if m is not leader]
+            # the followers get the append and keep it; their answers are lost
+            network.blocked |= {(follower.id, leader.id) for follower in followers}
+            write = asyncio.ensure_future(leader.replicate(KV.encode(Put(key="a", value=1))))
+            await asyncio.sleep(0.05)
+            assert not write.done()
+            await leader.stop()
+            with pytest.raises(CommandInterruptedError) as info:
+                await write
+            assert isinstance(info.value, ClusterStoppedError)
+            assert isinstance(info.value, CommandOutcomeUnknownError)
+            assert not write.cancelled()
+            network.heal()
+            survivor = await leader_of(followers)
+            await survivor.apply_read_barrier(timeout=5)
+            # the entry reached the followers before the stop: the next leader committed it
+            assert survivor.state_machine.data.get("a") == 1
 
     run("asyncio", body)
 

@@ -39,8 +39,9 @@ def run(coroutine_function) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kv_cluster(network, **options):
-    """Three members with their HTTP servers; yields (members, {id: "http://host:port"})."""
+async def kv_cluster(network, cluster_options=None, **options):
+    """Three members with their HTTP servers; yields (members, {id: "http://host:port"});
+    ``cluster_options`` go to each member's ClusterConfig, ``options`` to ``serve``."""
     sockets = {}
     for member in PEERS:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -50,7 +51,7 @@ async def kv_cluster(network, **options):
     http = {m: f"127.0.0.1:{s.getsockname()[1]}" for m, s in sockets.items()}
     members = [
         RaftCluster(ClusterConfig(member_id=m, tick_ms=5, peers=PEERS,
-                                  metadata={"http": http[m]}),
+                                  metadata={"http": http[m]}, **(cluster_options or {})),
                     transport=network.transport(m), state_machine=KVStateMachine())
         for m in PEERS
     ]
@@ -119,6 +120,36 @@ def test_writes_reads_cas_and_status_through_any_member():
                 follower_status = await kv.status(urls[follower.id])
                 assert follower_status["role"] == "follower" and "lag" not in \
                     follower_status["members"][0]
+
+    run(body)
+
+
+def test_a_write_in_flight_when_the_leader_stops_is_answered_as_of_unknown_outcome():
+    """The leader stops with a PUT in flight (its entry sent, the answers lost): the HTTP
+    answer is 504 "may or may not be applied", not 503 "not applied" (a later leader may
+    commit the entry: ``test_a_write_in_flight_when_its_member_stops_has_an_unknown_outcome``
+    shows one doing so)."""
+    async def body():
+        network = MemoryNetwork()
+        async with kv_cluster(network, {"graceful_shutdown_timeout_ms": 100}) as (members,
+                                                                                  urls):
+            leader = await leader_of(members)
+            followers = [m for m in members if m is not leader]
+            network.blocked |= {(f.id, leader.id) for f in followers}  # answers are lost
+            async with aiohttp.ClientSession() as http:
+                async def put():
+                    async with http.put(urls[leader.id] + "/v1/kv/a", data=b"1") as response:
+                        return response.status, await response.json()
+
+                request = asyncio.ensure_future(put())
+                await asyncio.sleep(0.1)
+                assert not request.done()
+                await leader.stop()
+                status, answer = await request
+            assert status == 504, answer
+            assert "may or may not be applied" in answer["message"], answer
+            assert "stopped with the command in flight" in answer["message"], answer
+            network.heal()
 
     run(body)
 

@@ -14,7 +14,8 @@ call. Its life:
    (``applied``); ``CommandLostError`` when another entry was applied at one of its indexes;
    ``CommandOutcomeUnknownError`` as soon as its entries leave this member's log (``replaced``)
    or an installed snapshot covered them; any other error the runtime gives (``fail_queue``,
-   ``fail_batch``, ``fail_all``: not the leader, stopped, a bug).
+   ``fail_batch``, ``fail_all``: not the leader, stopped, a bug; ``fail_all`` gives the writes
+   in flight an error of their own, as they may still be committed by another member).
 
 Each write carries an opaque *future-like* object (``set_result``, ``set_exception``,
 ``done()``: an ``asyncio.Future`` in the runtime, a plain object in tests). The ledger decides
@@ -248,10 +249,12 @@ class ProposalLedger:
         """Whether the oldest write in flight was appended in ``term`` (or none is)."""
         return not self.proposals or self.proposals[0].term == term
 
-    def fail_all(self, error: BaseException) -> None:
-        """Fail every write, queued or in flight, and wake the writers waiting for room."""
+    def fail_all(self, error: BaseException, in_flight: BaseException | None = None) -> None:
+        """Fail every write and wake the writers waiting for room: those in flight (in the
+        log, undecided) with ``in_flight`` (``error`` if None), the queued ones with
+        ``error``."""
         for proposal in self.proposals:
-            _settle_error(proposal.future, error)
+            _settle_error(proposal.future, error if in_flight is None else in_flight)
         self.proposals.clear()
         for _, future, _ in self._queue:
             _settle_error(future, error)

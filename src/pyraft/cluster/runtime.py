@@ -97,6 +97,7 @@ from pyraft.core.view import CoreView
 from pyraft.errors import (
     ClusterStoppedError,
     ClusterTimeoutError,
+    CommandInterruptedError,
     CommandLostError,
     CommandOutcomeUnknownError,
     ConfigError,
@@ -115,8 +116,8 @@ log = logging.getLogger("pyraft.cluster")
 
 __all__ = ["RaftCluster", "ClusterEvent", "LeadershipToken", "LeaderChange", "LeaseStatus",
            "MemberStatus",
-           "ClusterStoppedError", "ClusterTimeoutError", "CommandLostError",
-           "CommandOutcomeUnknownError"]
+           "ClusterStoppedError", "ClusterTimeoutError", "CommandInterruptedError",
+           "CommandLostError", "CommandOutcomeUnknownError"]
 
 
 class RaftCluster:
@@ -373,7 +374,9 @@ class RaftCluster:
         error = ClusterStoppedError(f"member {self.id} stopped")
         if self.readiness is not None and not self.readiness.done():
             self.readiness.cancel()  # nobody may be waiting: cancel rather than fail
-        self._fail_all(error)
+        self._fail_all(error, CommandInterruptedError(
+            f"member {self.id} stopped with the command in flight: a later leader may still "
+            "commit it"))
         self._bus.cancel_token()
         self.state_machine.close()
         self.storage.drop_export()  # an export's spool file, in memory storage too
@@ -724,7 +727,10 @@ class RaftCluster:
         self._wake.set()  # the processing loop sees it and ends: nothing more is sent
         self._pipeline_empty.set()  # ... also when it waits for the pipeline
         self._pipeline_fed.set()  # and the finishing task ends
-        self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"))
+        self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"),
+                       CommandInterruptedError(
+                           f"member {self.id} failed with the command in flight: a later "
+                           f"leader may still commit it ({error!r})"))
 
     async def _handle_ready(self, rd: Ready) -> None:
         started = time.perf_counter()
@@ -788,8 +794,11 @@ class RaftCluster:
         status = self._status
         self._waiters.resolve(status.committed, status.applied)
 
-    def _fail_all(self, error: Exception) -> None:
-        self._ledger.fail_all(error)
+    def _fail_all(self, error: Exception, in_flight: Exception) -> None:
+        """The member stopped or failed: the writes in its log and undecided get
+        ``in_flight`` (a ``CommandInterruptedError``: another member may commit them), the
+        queued writes and every other waiter ``error``."""
+        self._ledger.fail_all(error, in_flight)
         self._waiters.fail_all(error)
 
     def _untrack(self, task: asyncio.Task[Any]) -> None:

@@ -15,7 +15,9 @@
   follower); a refusal by the core (not the leader, a transfer under way, a bound reached)
   fails that batch; anything else is a bug: the batch fails with ``ClusterStoppedError``
   and the error goes up to stop the member.
-- ``drain`` (a graceful stop): the writes in flight may finish within a timeout.
+- ``drain`` (a graceful stop): the writes in flight may finish within a timeout; those
+  still undecided then are left to the runtime, which fails them with
+  ``CommandInterruptedError`` (their outcome is unknown: never a cancellation).
 - ``settle_replaced`` (each Ready): writes proposed during an earlier lead of this member
   whose entries a Ready replaces (or a snapshot covers) get ``CommandOutcomeUnknownError``.
 
@@ -26,7 +28,6 @@ start. Applying committed entries stays in the runtime's Ready loop (``ledger.ap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -140,13 +141,12 @@ class Writes:
 
     async def drain(self, timeout: float) -> None:
         """Let the writes in flight finish, for at most ``timeout`` seconds (a graceful
-        stop). The futures still pending then are cancelled (the timed-out ``gather``
-        cancels its children), so their writers see ``CancelledError``."""
+        stop). The futures still pending then stay pending: the runtime fails them with
+        ``CommandInterruptedError``. Cancelling them would tell their writers that their own
+        task was cancelled, and an asyncio caller (a ``TaskGroup``) would take it so."""
         pending = [f for f in self.ledger.pending() if isinstance(f, asyncio.Future)]
         if pending:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True),
-                                       timeout)
+            await asyncio.wait(pending, timeout=timeout)
 
     def propose_queued(self) -> None:
         """Hand everything queued to the core as one batch (module docstring)."""

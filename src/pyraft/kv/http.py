@@ -232,10 +232,13 @@ class _Api:
             return await self.cluster.replicate(payload, timeout=self.timeout)
         except NotLeaderError:
             raise self._not_leader(request) from None
-        except (asyncio.TimeoutError, CommandOutcomeUnknownError):
+        except asyncio.TimeoutError:
             raise _Abort(_error(504, "timeout", "no answer within the timeout: the write may or "
                                 "may not be applied; retry it with the same X-Request-Seq")) \
                 from None
+        except CommandOutcomeUnknownError as exc:  # the lead lost, the member stopped
+            raise _Abort(_error(504, "timeout", f"the write may or may not be applied ({exc}); "
+                                "retry it with the same X-Request-Seq")) from None
         except (ClusterStoppedError, CommandLostError, ProposalDroppedError,
                 StorageError) as exc:
             raise _unavailable(type(exc).__name__, f"not applied: {exc}") from None

@@ -379,8 +379,9 @@ class WireServer:
                                        "not be applied; retry it with the same sequence"]
         except (ClusterStoppedError, ProposalDroppedError, StorageError) as error:
             failure = 503, [type(error).__name__, f"not applied: {error}"]
-        except asyncio.CancelledError:
-            failure = 503, ["stopped", "the member is stopping: not applied"]
+        except asyncio.CancelledError:  # the service stops with the batch in flight
+            failure = 504, ["stopped", "the member stopped with the write in flight: it may or "
+                                       "may not be applied; retry it with the same sequence"]
             for connection, request_id, _, _ in batch:
                 connection.finished(request_id, *failure)
             raise
