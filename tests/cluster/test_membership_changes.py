@@ -14,7 +14,12 @@ import pytest
 from pyraft.cluster.membership import MembershipChanges, Peers
 from pyraft.cluster.waiters import Waiters
 from pyraft.core.membership import Configuration
-from pyraft.errors import CommandOutcomeUnknownError, ProposalDroppedError
+from pyraft.errors import (
+    ClusterStoppedError,
+    CommandInterruptedError,
+    CommandOutcomeUnknownError,
+    ProposalDroppedError,
+)
 from pyraft.transport.memory import MemoryNetwork, MemoryTransport
 
 
@@ -53,12 +58,15 @@ class Harness:
         self.conditions: list[Callable[[], bool]] = []
         self.catching_up: list[set[int]] = []  # failed_catch_up's members during each wait
         self.wakes = 0
+        self.stopped = False  # the member stops during the next wait
         self.changes = MembershipChanges(1, self.peers, self.waiters, {"http": "h1:80"},
                                          until=self.until, wake=self.wake)
 
     async def until(self, condition: Callable[[], bool], timeout: float | None) -> None:
         self.conditions.append(condition)  # the test plays the Readies afterwards
         self.catching_up.append(set(self.waiters.failed_catch_up))
+        if self.stopped:  # what the runtime's waiters get when the member stops
+            raise ClusterStoppedError("member 1 stopped")
 
     def wake(self) -> None:
         self.wakes += 1
@@ -90,6 +98,28 @@ def test_adding_proposes_a_learner_with_its_address_and_waits_until_it_votes() -
         h.status.term = 3  # leadership changed meanwhile: unknown
         with pytest.raises(CommandOutcomeUnknownError):
             done()
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_change_in_flight_when_the_member_stops_has_an_unknown_outcome(change: str) -> None:
+    """The configuration entry was proposed (and sent) before the member stopped: a later
+    leader may commit it, so the caller gets CommandInterruptedError (a ClusterStoppedError
+    and a CommandOutcomeUnknownError), not a plain "stopped"."""
+    async def body() -> None:
+        h = Harness(THREE)
+        h.bind()
+        h.stopped = True
+        with pytest.raises(CommandInterruptedError, match=f"member {7 if change == 'add' else 3}"
+                           ) as info:
+            if change == "add":
+                await h.changes.add(7, "10.0.0.7:7000", None, timeout=None)
+            else:
+                await h.changes.remove(3, timeout=None)
+        assert len(h.core.proposed) == 1  # proposed before the wait
+        assert isinstance(info.value, CommandOutcomeUnknownError)
+        assert isinstance(info.value.__cause__, ClusterStoppedError)
 
     asyncio.run(body())
 

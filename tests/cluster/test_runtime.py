@@ -431,6 +431,24 @@ def test_a_write_in_flight_when_its_member_stops_has_an_unknown_outcome():
     run("asyncio", body)
 
 
+def test_a_membership_change_in_flight_when_its_member_stops_has_an_unknown_outcome():
+    async def body():
+        network = MemoryNetwork()
+        async with cluster(network, graceful_shutdown_timeout_ms=100) as members:
+            leader = await leader_of(members)
+            followers = [m for m in members if m is not leader]
+            network.blocked |= {(follower.id, leader.id) for follower in followers}
+            removal = asyncio.ensure_future(leader.remove_member(followers[0].id))
+            await asyncio.sleep(0.05)
+            assert not removal.done()
+            await leader.stop()
+            with pytest.raises(CommandInterruptedError, match="removal of member"):
+                await removal
+            network.heal()
+
+    run("asyncio", body)
+
+
 def test_a_joining_member_announces_itself_and_becomes_ready():
     async def body():
         network = MemoryNetwork()

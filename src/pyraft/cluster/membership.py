@@ -30,6 +30,8 @@ from pyraft.config import parse_address
 from pyraft.core.membership import Configuration
 from pyraft.core.view import CoreView
 from pyraft.errors import (
+    ClusterStoppedError,
+    CommandInterruptedError,
     CommandLostError,
     CommandOutcomeUnknownError,
     ConfigError,
@@ -253,6 +255,19 @@ class ConfigurationCore(Protocol):
     def remove_member(self, member: int) -> object: ...
 
 
+async def _proposed(waiting: Awaitable[None], change: str) -> None:
+    """Wait for a configuration change already proposed: if this member stops or fails
+    meanwhile, its outcome is unknown (the entry was sent; a later leader may commit it)."""
+    try:
+        await waiting
+    except CommandInterruptedError:
+        raise
+    except ClusterStoppedError as error:
+        raise CommandInterruptedError(
+            f"{change} was in flight when the member stopped: a later leader may still commit "
+            f"it ({error})") from error
+
+
 class MembershipChanges:
     """The membership changes of member ``member_id`` as leader (module docstring).
 
@@ -304,7 +319,7 @@ class MembershipChanges:
         term = status.term
         done = functools.partial(added, status, member, term, failed)
         try:
-            await self._until(done, timeout)
+            await _proposed(self._until(done, timeout), f"the addition of member {member}")
         finally:
             self._waiters.failed_catch_up.pop(member, None)
 
@@ -315,7 +330,8 @@ class MembershipChanges:
         self._core.remove_member(member)
         index = status.pending_conf_index  # the entry that removes it
         self._wake()
-        await self._until(functools.partial(removed, status, member, term, index), timeout)
+        await _proposed(self._until(functools.partial(removed, status, member, term, index),
+                                    timeout), f"the removal of member {member}")
 
     def is_active_voter(self) -> bool:
         """Whether a committed configuration makes this member a voter."""
