@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-#: seconds of atheris per target in the default run: 6 targets x (this + ~2 s start-up)
-FUZZ_SECONDS_DEFAULT = 2.0
+#: seconds of atheris per target in the default run: 8 targets x (this + ~2 s start-up); the
+#: long runs are separate (``python -m pyraft.testing.fuzz TARGET --runs N``, README)
+FUZZ_SECONDS_DEFAULT = 1.0
 
 
 @pytest.fixture

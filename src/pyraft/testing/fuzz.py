@@ -1289,8 +1289,10 @@ def _run_children(args: argparse.Namespace) -> int:
             runs = args.runs if args.runs <= args.runs_per_process else min(
                 args.runs_per_process, args.runs - done)
             seconds = args.seconds - (time.monotonic() - started)
-            if seconds < 1:
-                break
+            if seconds < 1:  # libFuzzer's least is one second: the first process gets it
+                if part:
+                    break
+                seconds = 1.0
             seed = args.seed + part if args.seed else 0
             child = subprocess.Popen(
                 [sys.executable, "-m", "pyraft.testing.fuzz",
