@@ -16,8 +16,10 @@ from pyraft.bench import instructions
 
 
 def test_the_child_writes_between_ready_and_done(tmp_path):
+    # natively, a short tick and election (callgrind's settings take 5-10 s to elect)
     with subprocess.Popen([sys.executable, "-m", "pyraft.bench.instructions", "--child",
-                           "--writes", "30", "--inflight", "4", "--data", str(tmp_path)],
+                           "--writes", "30", "--inflight", "4", "--data", str(tmp_path),
+                           "--tick-ms", "20", "--election-ms", "200"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as child:
         try:
@@ -94,12 +96,15 @@ def test_the_child_needs_a_directory():
 
 
 @pytest.mark.soak
-def test_instructions_are_counted_per_build():
+def test_instructions_are_counted_per_build(tmp_path):
     if instructions.available() is not None:
         pytest.skip(instructions.available())
-    result = instructions.instructions(writes=60, rounds=1)
+    result = instructions.instructions(writes=60, rounds=1, keep=str(tmp_path))
     for build in ("compiled", "pure"):
         assert 10_000 < result[build]["median"] < 100_000_000
+        # --keep: callgrind's own output of that measurement, whose total is the figure's
+        kept = (tmp_path / f"callgrind.{build}.1").read_text()
+        assert instructions.parse_totals(kept) / 60 == result[build]["median"]
     assert result["ratio"] == result["compiled"]["median"] / result["pure"]["median"]
     base = instructions.floor(writes=60)
     assert 1_000 < base < result["compiled"]["median"]  # pyraft's work adds to the load's

@@ -226,7 +226,8 @@ async def _null_child(writes: int, inflight: int) -> None:
     await _counted(loop, NullMember(loop), writes, inflight)
 
 
-async def _child(writes: int, inflight: int, data: str) -> None:
+async def _child(writes: int, inflight: int, data: str, tick_ms: float = TICK_MS,
+                 election_ms: float = ELECTION_MS) -> None:
     from pyraft.cluster import RaftCluster
     from pyraft.config import ClusterConfig
     from pyraft.testing.cluster import settled_leader
@@ -236,9 +237,9 @@ async def _child(writes: int, inflight: int, data: str) -> None:
     loop = asyncio.get_running_loop()
     peers = {m: f"127.0.0.1:{free_port()}" for m in (1, 2, 3)}
     members = [RaftCluster.from_config(
-        ClusterConfig(member_id=m, peers=peers, listen=peers[m], tick_ms=TICK_MS,
-                      election_timeout_ms_lower=ELECTION_MS,
-                      election_timeout_ms_upper=2 * ELECTION_MS,
+        ClusterConfig(member_id=m, peers=peers, listen=peers[m], tick_ms=tick_ms,
+                      election_timeout_ms_lower=election_ms,
+                      election_timeout_ms_upper=2 * election_ms,
                       data_dir=os.path.join(data, f"m{m}"), inline_sync_max_ms=1000.0),
         state_machine=CountLog()) for m in peers]
     for member in members:
@@ -268,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                              "does no work (module docstring), and each build above it")
     parser.add_argument("--null", action="store_true",
                         help="--child: write to a member that does no work (the floor)")
+    parser.add_argument("--tick-ms", type=float, default=TICK_MS,
+                        help="--child: the members' tick (the default suits callgrind)")
+    parser.add_argument("--election-ms", type=float, default=ELECTION_MS,
+                        help="--child: the lower election timeout (the default suits "
+                             "callgrind; a native run elects sooner with less)")
     args = parser.parse_args(argv)
     if args.child:
         import uvloop
@@ -277,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.data:
             parser.error("--child needs --data")
-        uvloop.run(_child(args.writes, args.inflight, args.data))
+        uvloop.run(_child(args.writes, args.inflight, args.data, args.tick_ms,
+                          args.election_ms))
         return 0
     why = available()
     if why is not None:
