@@ -120,8 +120,11 @@ or install a prebuilt wheel for your platform.
 """
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False)
-    + cythonize(pyraft_extensions, compiler_directives=pyraft_directives, annotate=False),
+    # translated side by side too (Cython's own pool; the C compiler runs per build_ext)
+    ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False,
+                          nthreads=os.cpu_count() or 1)
+    + cythonize(pyraft_extensions, compiler_directives=pyraft_directives, annotate=False,
+                nthreads=os.cpu_count() or 1),
     cmdclass={"build_ext": RequiredBuildExt},
     zip_safe=False,
 )
