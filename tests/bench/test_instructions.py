@@ -15,49 +15,36 @@ import pytest
 from pyraft.bench import instructions
 
 
-def test_the_child_writes_between_ready_and_done(tmp_path):
-    # natively, a short tick and election (callgrind's settings take 5-10 s to elect)
+def _converse(*argv: str) -> None:
+    """Run the counted child natively with ``argv`` through the protocol ``count`` speaks
+    with it: READY, go (counting starts), DONE, go (it ends), exit status 0."""
     with subprocess.Popen([sys.executable, "-m", "pyraft.bench.instructions", "--child",
-                           "--writes", "30", "--inflight", "4", "--data", str(tmp_path),
-                           "--tick-ms", "20", "--election-ms", "200"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as child:
         try:
             assert child.stdout is not None and child.stdin is not None
-            assert child.stdout.readline() == "READY\n"
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.stdout.readline() == "DONE\n"
-            child.stdin.write("go\n")
-            child.stdin.flush()
+            for word in ("READY", "DONE"):
+                assert child.stdout.readline() == word + "\n"
+                child.stdin.write("go\n")
+                child.stdin.flush()
             assert child.wait(60) == 0
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait(10)
+
+
+def test_the_child_writes_between_ready_and_done(tmp_path):
+    # natively, a short tick and election (callgrind's settings take 5-10 s to elect)
+    _converse("--writes", "30", "--inflight", "4", "--data", str(tmp_path), "--tick-ms", "20",
+              "--election-ms", "200")
     # three durable members wrote there: the warm-up and the 30 counted writes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m1", "m2", "m3"]
 
 
 def test_the_floor_child_writes_to_a_member_that_does_no_work():
     """``--null`` (the floor): the same protocol, no cluster, no data directory."""
-    with subprocess.Popen([sys.executable, "-m", "pyraft.bench.instructions", "--child",
-                           "--null", "--writes", "30", "--inflight", "4"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as child:
-        try:
-            assert child.stdout is not None and child.stdin is not None
-            assert child.stdout.readline() == "READY\n"
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.stdout.readline() == "DONE\n"
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            assert child.wait(60) == 0
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(10)
+    _converse("--null", "--writes", "30", "--inflight", "4")
 
 
 def test_the_null_member_settles_every_queued_write_on_the_next_turn():

@@ -400,6 +400,20 @@ def test_a_stopping_member_refuses_new_writes_while_those_in_flight_finish():
     run("asyncio", body)
 
 
+async def _stopped_with_in_flight(network, members, start):
+    """Stop the leader of ``members`` with ``start(leader)`` (a write, a membership change)
+    in flight: the followers get its entry and keep it, their answers are lost, so it waits
+    until the stop (graceful wait 100 ms). Returns (the awaitable, the followers)."""
+    leader = await leader_of(members)
+    followers = [m for m in members if m is not leader]
+    network.blocked |= {(follower.id, leader.id) for follower in followers}
+    waiting = asyncio.ensure_future(start(leader))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await leader.stop()
+    return waiting, followers
+
+
 def test_a_write_in_flight_when_its_member_stops_has_an_unknown_outcome():
     """The write was in the stopping leader's log and sent to the others when the graceful
     wait ran out: a later leader may commit it. Its writer gets CommandInterruptedError (a
@@ -409,14 +423,9 @@ def test_a_write_in_flight_when_its_member_stops_has_an_unknown_outcome():
     async def body():
         network = MemoryNetwork()
         async with cluster(network, graceful_shutdown_timeout_ms=100) as members:
-            leader = await leader_of(members)
-            followers = [m for m in members if m is not leader]
-            # the followers get the append and keep it; their answers are lost
-            network.blocked |= {(follower.id, leader.id) for follower in followers}
-            write = asyncio.ensure_future(leader.replicate(KV.encode(Put(key="a", value=1))))
-            await asyncio.sleep(0.05)
-            assert not write.done()
-            await leader.stop()
+            write, followers = await _stopped_with_in_flight(
+                network, members, lambda leader: leader.replicate(KV.encode(Put(key="a",
+                                                                                value=1))))
             with pytest.raises(CommandInterruptedError) as info:
                 await write
             assert isinstance(info.value, ClusterStoppedError)
@@ -435,13 +444,10 @@ def test_a_membership_change_in_flight_when_its_member_stops_has_an_unknown_outc
     async def body():
         network = MemoryNetwork()
         async with cluster(network, graceful_shutdown_timeout_ms=100) as members:
-            leader = await leader_of(members)
-            followers = [m for m in members if m is not leader]
-            network.blocked |= {(follower.id, leader.id) for follower in followers}
-            removal = asyncio.ensure_future(leader.remove_member(followers[0].id))
-            await asyncio.sleep(0.05)
-            assert not removal.done()
-            await leader.stop()
+            removal, _ = await _stopped_with_in_flight(
+                network, members,
+                lambda leader: leader.remove_member(next(m.id for m in members
+                                                         if m is not leader)))
             with pytest.raises(CommandInterruptedError, match="removal of member"):
                 await removal
             network.heal()
