@@ -9,7 +9,7 @@ import pytest
 FUZZ_SECONDS_DEFAULT = 1.0
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fuzz_seconds(request: pytest.FixtureRequest) -> float:
     value = request.config.getoption("--fuzz-seconds")
     return FUZZ_SECONDS_DEFAULT if value is None else float(value)

@@ -14,6 +14,7 @@ The long run (not part of the default tests)::
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import os
 import pathlib
@@ -58,19 +59,37 @@ def test_regression_inputs_replay(target, path, http_harness):
         fuzz.TARGETS[target](data)
 
 
+@pytest.fixture(scope="module")
+def short_runs(request, fuzz_seconds, tmp_path_factory):
+    """The short atheris run of every target this session selected, each in its own
+    process, as many at a time as there are cores (they are CPU-bound and independent):
+    target -> (the finished process, the crash files it left)."""
+    targets = sorted({item.callspec.params["target"] for item in request.session.items
+                      if getattr(item, "originalname", None)
+                      == "test_short_atheris_run_finds_no_crash"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [SOURCE, *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+    def one(target: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+        base = tmp_path_factory.mktemp(f"fuzz-{target}")
+        crashes = base / "crashes"
+        process = subprocess.run(
+            [sys.executable, "-m", "pyraft.testing.fuzz", target, "--seconds",
+             str(fuzz_seconds), "--crashes", str(crashes), "--corpus", str(base / "corpus"),
+             "--seed", "1"],
+            capture_output=True, text=True, timeout=fuzz_seconds * 6 + 120, env=env,
+        )
+        return process, sorted(p.name for p in crashes.iterdir()) if crashes.exists() else []
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(targets, pool.map(one, targets)))
+
+
 @pytest.mark.skipif(not HAVE_ATHERIS, reason="atheris is not installed: pip install "
                     "'raftcore[fuzz]' for the coverage-guided runs")
 @pytest.mark.parametrize("target", sorted(fuzz.TARGETS))
-def test_short_atheris_run_finds_no_crash(target, fuzz_seconds, tmp_path):
-    crashes = tmp_path / "crashes"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [SOURCE, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    process = subprocess.run(
-        [sys.executable, "-m", "pyraft.testing.fuzz", target, "--seconds", str(fuzz_seconds),
-         "--crashes", str(crashes), "--corpus", str(tmp_path / "corpus"), "--seed", "1"],
-        capture_output=True, text=True, timeout=fuzz_seconds * 6 + 120, env=env,
-    )
-    found = sorted(p.name for p in crashes.iterdir()) if crashes.exists() else []
+def test_short_atheris_run_finds_no_crash(target, short_runs):
+    process, found = short_runs[target]
     assert process.returncode == 0 and not found, (found, process.stderr[-4000:])
     assert "Done" in process.stderr and "runs in" in process.stderr, process.stderr[-2000:]
 

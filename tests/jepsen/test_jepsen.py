@@ -196,7 +196,7 @@ def _assert_operator_faults_checked(result: RunResult) -> None:
 
 @pytest.mark.jepsen
 def test_a_short_run_with_every_fault_is_linearizable(tmp_path):
-    config = RunConfig(minutes=0.5, seed=SEED, quiet_s=(0.5, 1.0), workdir=str(tmp_path / "run"))
+    config = RunConfig(minutes=0.5, seed=SEED, quiet_s=(0.3, 0.6), workdir=str(tmp_path / "run"))
     result = asyncio.run(run(config))
     print(result.summary())
     _assert_sound(result, min_ok=300)
@@ -212,7 +212,7 @@ def test_a_short_sqlite_run_with_the_operators_faults_is_linearizable(tmp_path):
     """The same with ``--state sqlite`` (the key-value state in each member's database),
     shorter: the operator's faults only (each one restarts a member), with less quiet time."""
     config = RunConfig(minutes=0.25, seed=SEED + 1, state="sqlite", faults=OPERATOR_FAULTS,
-                       quiet_s=(0.5, 1.0), workdir=str(tmp_path / "run"))
+                       quiet_s=(0.3, 0.6), workdir=str(tmp_path / "run"))
     result = asyncio.run(run(config))
     print(result.summary())
     _assert_sound(result, min_ok=100)
