@@ -36,7 +36,6 @@ pattern, method and status (recorded by ``http_metrics_middleware``).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
 import math
@@ -45,8 +44,10 @@ import platform
 import sys
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from pyraft.instruments import Counter, Gauge, Histogram, _Instrument
 
 if TYPE_CHECKING:
     from pyraft.cluster.runtime import RaftCluster
@@ -72,104 +73,6 @@ LEADERSHIP_LOSS_REASONS = ("higher-term", "check-quorum", "transfer", "resign", 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 HTTP_LABELS = ("route", "method", "status")
 BUILD_INFO_LABELS = ("version", "python", "python_implementation", "kernels", "crc32c")
-
-
-class _Instrument:
-    kind = ""
-
-    def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
-                 pulled: bool = False) -> None:
-        self.name = name
-        self.help = help
-        self.labels = labels
-        self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
-        self.otel: Any = None  # a histogram's mirrored OpenTelemetry instrument, if any
-        self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
-        self._attribute_cache: dict[tuple, dict] = {}
-
-    def _attributes(self, values: tuple) -> dict:
-        """The OpenTelemetry attributes of a label-value tuple (built once per tuple: this
-        runs on every write's path)."""
-        cache = self._attribute_cache
-        attributes = cache.get(values)
-        if attributes is None:
-            attributes = dict(self.otel_attributes)
-            attributes.update((label, str(value)) for label, value in zip(self.labels, values))
-            if len(cache) < 4096:  # bounded: label values are members, operations, kinds
-                cache[values] = attributes
-        return attributes
-
-
-class Counter(_Instrument):
-    """A monotonic total per label-value tuple (``pulled``: copied from a total kept
-    elsewhere with ``set``)."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
-                 pulled: bool = False) -> None:
-        super().__init__(name, help, labels, pulled=pulled)
-        self.values: dict[tuple, float] = {} if labels else {(): 0}
-
-    def inc(self, amount: float = 1, labels: tuple = ()) -> None:
-        values = self.values
-        values[labels] = values.get(labels, 0) + amount
-
-    def set(self, value: float, labels: tuple = ()) -> None:
-        self.values[labels] = value
-
-    def value(self, labels: tuple = ()) -> float:
-        return self.values.get(labels, 0)
-
-
-class Gauge(_Instrument):
-    """The latest value per label-value tuple (mirrored as an observable gauge)."""
-
-    kind = "gauge"
-
-    def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
-        super().__init__(name, help, labels, pulled=True)
-        self.values: dict[tuple, float] = {} if labels else {(): 0}
-
-    def set(self, value: float, labels: tuple = ()) -> None:
-        self.values[labels] = value
-
-    def value(self, labels: tuple = ()) -> float:
-        return self.values.get(labels, 0)
-
-
-class Histogram(_Instrument):
-    """Observations counted in fixed cumulative buckets, with their sum and count."""
-
-    kind = "histogram"
-
-    def __init__(self, name: str, help: str, buckets: Iterable[float],
-                 labels: tuple[str, ...] = ()) -> None:
-        super().__init__(name, help, labels)
-        self.buckets = tuple(sorted(buckets))
-        # per label-value tuple: [per-bucket counts (non-cumulative, +Inf last), sum, count]
-        self.series: dict[tuple, list] = {}
-
-    def observe(self, value: float, labels: tuple = ()) -> None:
-        series = self.series.get(labels)
-        if series is None:
-            series = self.series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
-        series[0][bisect.bisect_left(self.buckets, value)] += 1
-        series[1] += value
-        series[2] += 1
-        otel = self.otel
-        if otel is not None:  # runs several times per write: the cached attributes first
-            attributes = self._attribute_cache.get(labels)
-            otel.record(value, attributes if attributes is not None
-                        else self._attributes(labels))
-
-    def count(self, labels: tuple = ()) -> int:
-        series = self.series.get(labels)
-        return series[2] if series is not None else 0
-
-    def total(self, labels: tuple = ()) -> float:
-        series = self.series.get(labels)
-        return series[1] if series is not None else 0.0
 
 
 # observable instruments already created, per meter and name: an SDK meter keeps the first

@@ -1,0 +1,45 @@
+# Types for the compiled build of instruments.py (Cython pure-Python mode: the .py is the
+# source). Every field stays a Python object (the registry, the Prometheus text and the
+# OpenTelemetry mirror read them as before); what is compiled is the recording itself.
+cimport cython
+from libc.stdint cimport int64_t
+
+
+cdef class _Instrument:
+    cdef public object name
+    cdef public object help
+    cdef public object labels
+    cdef public bint pulled
+    cdef public object otel
+    cdef public dict otel_attributes
+    cdef public dict _attribute_cache
+    cdef object __weakref__  # the OpenTelemetry mirror keeps live instruments in a WeakSet
+
+
+@cython.final
+cdef class Counter(_Instrument):
+    cdef public dict values
+
+    cpdef inc(self, object amount=*, object labels=*)
+    cpdef set(self, object value, object labels=*)
+    cpdef value(self, object labels=*)
+
+
+@cython.final
+cdef class Gauge(_Instrument):
+    cdef public dict values
+
+    cpdef set(self, object value, object labels=*)
+    cpdef value(self, object labels=*)
+
+
+@cython.final
+cdef class Histogram(_Instrument):
+    cdef public tuple buckets
+    cdef public dict series
+
+    @cython.locals(series=list, counts=list, x=double, bound=double, slot=Py_ssize_t,
+                   attributes=object)
+    cpdef observe(self, object value, object labels=*)
+    cpdef count(self, object labels=*)
+    cpdef total(self, object labels=*)

@@ -1,0 +1,126 @@
+"""The instruments a ``Metrics`` registry holds: ``Counter``, ``Gauge`` and ``Histogram``.
+
+A member records into them several times per write (each handled Ready observes its
+duration, its append's duration and size and its sync's duration; each message sent or
+received counts once), so this module is compiled from this very file, as the core is
+(``pyraft._compiled``; typed by ``instruments.pxd``): a recording is one C method call
+instead of an interpreted frame. ``pyraft.metrics`` builds the registries, the Prometheus
+text and the OpenTelemetry mirror on top, and exports these classes under its own name.
+
+A recording never raises for a value of the right kind and never allocates once its label
+values have been seen: a series is created at the first recording of its label values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Counter", "Gauge", "Histogram"]
+
+
+class _Instrument:
+    kind = ""
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
+                 pulled: bool = False) -> None:
+        self.name = name
+        self.help = help
+        self.labels = labels
+        self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
+        self.otel: Any = None  # a histogram's mirrored OpenTelemetry instrument, if any
+        self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
+        self._attribute_cache: dict[tuple, dict] = {}
+
+    def _attributes(self, values: tuple) -> dict:
+        """The OpenTelemetry attributes of a label-value tuple (built once per tuple: this
+        runs on every write's path)."""
+        cache = self._attribute_cache
+        attributes = cache.get(values)
+        if attributes is None:
+            attributes = dict(self.otel_attributes)
+            attributes.update((label, str(value)) for label, value in zip(self.labels, values))
+            if len(cache) < 4096:  # bounded: label values are members, operations, kinds
+                cache[values] = attributes
+        return attributes
+
+
+class Counter(_Instrument):
+    """A monotonic total per label-value tuple (``pulled``: copied from a total kept
+    elsewhere with ``set``)."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
+                 pulled: bool = False) -> None:
+        super().__init__(name, help, labels, pulled=pulled)
+        self.values: dict[tuple, float] = {} if labels else {(): 0}
+
+    def inc(self, amount: float = 1, labels: tuple = ()) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
+
+    def set(self, value: float, labels: tuple = ()) -> None:
+        self.values[labels] = value
+
+    def value(self, labels: tuple = ()) -> float:
+        return self.values.get(labels, 0)
+
+
+class Gauge(_Instrument):
+    """The latest value per label-value tuple (mirrored as an observable gauge)."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
+        super().__init__(name, help, labels, pulled=True)
+        self.values: dict[tuple, float] = {} if labels else {(): 0}
+
+    def set(self, value: float, labels: tuple = ()) -> None:
+        self.values[labels] = value
+
+    def value(self, labels: tuple = ()) -> float:
+        return self.values.get(labels, 0)
+
+
+class Histogram(_Instrument):
+    """Observations counted in fixed cumulative buckets, with their sum and count."""
+
+    kind = "histogram"
+
+    def __init__(self, name: str, help: str, buckets: Iterable[float],
+                 labels: tuple[str, ...] = ()) -> None:
+        super().__init__(name, help, labels)
+        self.buckets = tuple(sorted(buckets))
+        # per label-value tuple: [per-bucket counts (non-cumulative, +Inf last), sum, count]
+        self.series: dict[tuple, list] = {}
+
+    def observe(self, value: float, labels: tuple = ()) -> None:
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
+        # the first bucket whose bound is not below the value (bisect_left's answer, NaN
+        # included): a dozen bounds, scanned in C in the compiled build
+        x = value
+        slot = 0
+        for bound in self.buckets:
+            if not bound < x:
+                break
+            slot += 1
+        counts = series[0]
+        counts[slot] += 1
+        series[1] += value
+        series[2] += 1
+        otel = self.otel
+        if otel is not None:  # runs several times per write: the cached attributes first
+            attributes = self._attribute_cache.get(labels)
+            otel.record(value, attributes if attributes is not None
+                        else self._attributes(labels))
+
+    def count(self, labels: tuple = ()) -> int:
+        series = self.series.get(labels)
+        return series[2] if series is not None else 0
+
+    def total(self, labels: tuple = ()) -> float:
+        series = self.series.get(labels)
+        return series[1] if series is not None else 0.0
