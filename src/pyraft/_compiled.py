@@ -48,6 +48,8 @@ MODULES: tuple[str, ...] = (
     # the runtime's per-write bookkeeping: every write is queued and settled here
     "pyraft.cluster.ledger",
     "pyraft.cluster.writes",
+    # persisting each Ready: its entries written, its sync inline or on the I/O thread
+    "pyraft.cluster.persist",
     # the metrics' instruments: each handled Ready records into several of them
     "pyraft.instruments",
     # the deterministic simulator's harness: the same source in both builds, so a seed's

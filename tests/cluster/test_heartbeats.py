@@ -42,7 +42,7 @@ def test_a_leader_stalled_in_fdatasync_keeps_its_followers(tmp_path):
                 return real_sync()
 
             storage[leader.id].sync = slow_sync
-            leader._writer.sync_inline = lambda rd: False  # as for a disk known to be slow
+            leader._writer.inline_sync_max_ms = 0.0  # syncs on the I/O thread, as for a slow disk
             ticks = [f.core.ticks for f in followers]
             await leader.replicate(b"written through a stalled disk", timeout=30)
             assert stalled.is_set()

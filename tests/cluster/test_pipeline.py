@@ -54,7 +54,7 @@ class Watched:
 def watch(members, watched, violations, deepest):
     """Check every message each member sends against its durable index."""
     for member in members:
-        member._writer.sync_inline = lambda rd: False  # as for a disk known to be slow
+        member._writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread, as for a slow disk
         transport = member.transport
         send = transport.send
 

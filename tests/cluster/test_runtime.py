@@ -659,4 +659,9 @@ def test_syncs_run_inline_only_while_they_are_fast_and_small(tmp_path):
     assert not durable._writer.sync_inline(Rd(1 << 20))  # a big batch: the executor
     durable._writer.sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
     assert not durable._writer.sync_inline(Rd(100))
+    durable._writer.sync_seconds = 0.0
+    assert durable._writer.sync_inline(Rd(100))
+    durable._writer.inline_sync_max_ms = 0.0  # 0: always on the I/O thread (ClusterConfig)
+    assert not durable._writer.sync_inline(Rd(100))
+    assert memory._writer.sync_inline(Rd(100))  # ... unless there is nothing to sync
     durable.storage.close()

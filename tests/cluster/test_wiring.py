@@ -210,7 +210,9 @@ def test_syncs_run_inline_in_memory_and_while_fast_and_small(tmp_path) -> None:
 
 # ---- persist: pipelined Readys --------------------------------------------------------------
 class SyncFailsOnce(MemoryLogStorage):
-    """Appends work; the first ``sync`` fails with a full disk."""
+    """Appends work; the first ``sync`` fails with a full disk (a log that syncs: durable)."""
+
+    durable = True
 
     def __init__(self) -> None:
         super().__init__(Configuration(frozenset({1})))
@@ -249,7 +251,7 @@ def test_a_failed_sync_rewrites_its_ready_and_every_later_one(monkeypatch) -> No
         storage = SyncFailsOnce()
         metrics = Metrics(1)
         writer = writer_for(storage, metrics)
-        writer.sync_inline = lambda rd: False  # type: ignore[method-assign]
+        writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             first = Rd([encode_entries(1, 1, [b"a", b"b"])], HardState(1, 1, 0))
@@ -291,7 +293,10 @@ def test_an_append_that_fails_stops_the_pipeline_until_it_is_written(monkeypatch
 
 
 class CountedSyncs(MemoryLogStorage):
-    """Counts syncs and the hard states saved; the first sync waits for ``release``."""
+    """Counts syncs and the hard states saved; the first sync waits for ``release``
+    (a log that syncs: durable)."""
+
+    durable = True
 
     def __init__(self) -> None:
         super().__init__(Configuration(frozenset({1})))
@@ -316,7 +321,7 @@ def test_readys_written_while_a_sync_waits_share_it() -> None:
     async def body() -> CountedSyncs:
         storage = CountedSyncs()
         writer = writer_for(storage, Metrics(1))
-        writer.sync_inline = lambda rd: False  # type: ignore[method-assign]
+        writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             readys = [Rd([encode_entries(1, 1, [b"a"])], HardState(1, 1, 0)),

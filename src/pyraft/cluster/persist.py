@@ -37,11 +37,11 @@ import time
 from collections.abc import Callable
 
 from pyraft.cluster.snapshots import Snapshotting
-from pyraft.core import Ready
-from pyraft.core.messages import HardState
+from pyraft.core.messages import HardState, Ready
 from pyraft.core.storage import LogStore
 from pyraft.errors import StorageError
 from pyraft.metrics import Metrics
+from raftcore.framing import EntryBatch
 
 __all__ = ["LogWriter", "SyncJob", "Written"]
 
@@ -128,7 +128,6 @@ class LogWriter:
         self._loop, self._executor = loop, executor
 
     async def persist(self, rd: Ready) -> None:
-        storage = self.storage
         metrics = self.metrics
         snapshots = self._snapshots
         while True:
@@ -146,11 +145,7 @@ class LogWriter:
                     metrics.snapshot_bytes.observe(size, ("installed",))
                 snapshots.discard_unused_receive()
                 if rd.entries:
-                    started = time.perf_counter()
-                    for batch in rd.entries:
-                        storage.append(batch)
-                    metrics.append_seconds.observe(time.perf_counter() - started)
-                    metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
+                    self._append(rd.entries)
                 if rd.hard_state is not None or rd.must_sync:
                     started = time.perf_counter()
                     if self.sync_inline(rd):
@@ -191,11 +186,7 @@ class LogWriter:
         try:
             self._snapshots.discard_unused_receive()
             if rd.entries:
-                started = time.perf_counter()
-                for batch in rd.entries:
-                    self.storage.append(batch)
-                self.metrics.append_seconds.observe(time.perf_counter() - started)
-                self.metrics.append_entries.observe(sum(len(batch) for batch in rd.entries))
+                self._append(rd.entries)
             if rd.hard_state is not None or rd.must_sync:
                 entries = bool(rd.entries)
                 if self._syncs_running == 0 and self.sync_inline(rd):
@@ -240,6 +231,18 @@ class LogWriter:
         if self._rewriting:
             await self.persist(rd)
 
+    def _append(self, entries: list[EntryBatch]) -> None:
+        """Write a Ready's entries (into the page cache: the sync follows)."""
+        storage = self.storage
+        started = time.perf_counter()
+        count = 0
+        for batch in entries:
+            storage.append(batch)
+            count += len(batch)
+        metrics = self.metrics
+        metrics.append_seconds.observe(time.perf_counter() - started)
+        metrics.append_entries.observe(count)
+
     def _failed(self, error: StorageError) -> None:
         if self.failed is None:
             log.error("member %d: cannot persist (%s); refusing writes and retrying",
@@ -271,9 +274,12 @@ class LogWriter:
         """Sync on the loop's thread rather than in the executor? (module docstring)"""
         if not self.storage.durable:
             return True
-        if self.sync_seconds * 1e3 > self.inline_sync_max_ms:
+        if self.inline_sync_max_ms <= 0 or self.sync_seconds * 1e3 > self.inline_sync_max_ms:
             return False
-        return sum(batch.nbytes for batch in rd.entries) <= self.inline_sync_bytes_max
+        size = 0
+        for batch in rd.entries:
+            size += batch.nbytes
+        return size <= self.inline_sync_bytes_max
 
     def sync(self, hard_state: HardState | None, entries: bool) -> None:
         if entries:

@@ -1,0 +1,55 @@
+# Types for the compiled build of persist.py (Cython pure-Python mode: the .py is the source).
+# Every handled Ready passes through LogWriter.begin (pipelined) or persist: compiled, its
+# steps are C calls. A Ready stays an object here: what the writer reads of it is a few
+# fields, and the tests hand it stand-ins.
+cimport cython
+from libc.stdint cimport int64_t
+
+
+@cython.final
+cdef class Written:
+    cdef public object job
+    cdef public object error
+
+
+@cython.final
+cdef class SyncJob:
+    cdef public object hard_state
+    cdef public bint entries
+    cdef public bint started
+    cdef public object future
+    cdef public bint observed
+    cdef public object lock
+
+    cpdef bint join(self, object hard_state, bint entries) except -1
+
+
+@cython.final
+cdef class LogWriter:
+    cdef public int64_t id
+    cdef public object storage
+    cdef public object metrics
+    cdef public object _snapshots
+    cdef public double inline_sync_max_ms
+    cdef public int64_t inline_sync_bytes_max
+    cdef public object _installed
+    cdef public object failed
+    cdef public double sync_seconds
+    cdef public int64_t _syncs_running
+    cdef public SyncJob _last_job
+    cdef public bint _rewriting
+    cdef public object _loop
+    cdef public object _executor
+
+    cpdef bint can_pipeline(self, object rd) except -1
+    @cython.locals(written=Written, job=SyncJob, entries=bint)
+    cpdef Written begin(self, object rd)
+    cpdef _append(self, list entries)
+    cpdef _failed(self, object error)
+    cpdef pipeline_empty(self)
+    cpdef double _run_job(self, SyncJob job) except? -1.0
+    cpdef double _timed_sync(self, object hard_state, bint entries) except? -1.0
+    cpdef _synced(self, double elapsed, bint entries)
+    @cython.locals(size=int64_t)
+    cpdef bint sync_inline(self, object rd) except -1
+    cpdef sync(self, object hard_state, bint entries)
