@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from pyraft import _compiled
 from pyraft.cluster.ledger import ProposalLedger
-from pyraft.cluster.writes import Writes
+from pyraft.cluster.writes import Wake, Writes
 from pyraft.core.messages import Role, Snapshot, SnapshotMeta
 from pyraft.errors import (
     ClusterStoppedError,
@@ -264,5 +265,43 @@ def test_each_part_of_the_compiled_check_refuses_with_the_members_reason(state: 
         with pytest.raises(expected):
             await member.writes.enqueue([b"a"], False)
         assert member.ledger.queued == 0 and not member.writes.ledger.queued_writes
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("twin", [False, True], ids=["build", "source"])
+def test_the_wake_up_is_an_event_for_one_waiting_task(twin: bool) -> None:
+    """``Wake`` (compiled in the default build; its ``.py`` source as well): set before the
+    wait, the wait is done at once; set during it, the waiter resumes; a cancelled wait
+    leaves a wake-up that later sets and waits still work with; clear undoes set."""
+    wake_class = _compiled.load_twin("pyraft.cluster.writes").Wake if twin else Wake
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        wake = wake_class(loop)
+        assert not wake.is_set()
+        wake.set()
+        wake.set()  # idempotent
+        assert wake.is_set() and wake.wait().done()
+        wake.clear()
+        assert not wake.is_set()
+        waiter = wake.wait()
+        assert not waiter.done()
+        loop.call_soon(wake.set)
+        await asyncio.wait_for(waiter, 1)
+        assert wake.is_set()
+        wake.clear()
+        task = asyncio.ensure_future(wake.wait())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        wake.set()  # the cancelled waiter is skipped
+        assert wake.is_set() and wake.wait().done()
+        wake.clear()
+        resumed = asyncio.ensure_future(wake.wait())
+        await asyncio.sleep(0)
+        wake.set()
+        await asyncio.wait_for(resumed, 1)
 
     asyncio.run(body())

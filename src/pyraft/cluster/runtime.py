@@ -82,7 +82,7 @@ from pyraft.cluster.persist import LogWriter, Written
 from pyraft.cluster.reads import Reads
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.cluster.waiters import Waiters
-from pyraft.cluster.writes import Writes
+from pyraft.cluster.writes import Wake, Writes
 from pyraft.config import ClusterConfig
 from pyraft.core import (
     MemoryLogStorage,
@@ -208,7 +208,7 @@ class RaftCluster:
         # the loop, the I/O thread and the processing task's wake-up, from ``start()`` on
         self._loop: asyncio.AbstractEventLoop
         self._executor: concurrent.futures.ThreadPoolExecutor
-        self._wake: asyncio.Event
+        self._wake: Wake
         self._tasks: list[asyncio.Task[None]] = []
         # the processing task waits for this member's storage (a Ready being persisted):
         # the tick task sends the leader's heartbeats itself meanwhile
@@ -291,7 +291,7 @@ class RaftCluster:
                                        "members on its first start (its storage holds no "
                                        "membership)")
         loop = self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._wake = Wake(loop)
         self._pipeline_fed = asyncio.Event()
         self._pipeline_empty = asyncio.Event()
         self._pipeline_empty.set()
@@ -660,10 +660,12 @@ class RaftCluster:
     async def _process_loop(self) -> None:
         core = self._node
         propose_queued = self._writes.propose_queued
+        wake = self._wake
         try:
             while self.fatal_error is None:
-                await self._wake.wait()
-                self._wake.clear()
+                if not wake.is_set():
+                    await wake.wait()
+                wake.clear()
                 if self.fatal_error is not None:
                     break
                 propose_queued()

@@ -7,6 +7,18 @@ from pyraft.cluster.ledger cimport ProposalLedger, QueuedBatch
 
 
 @cython.final
+cdef class Wake:
+    cdef object _loop
+    cdef bint _set
+    cdef object _waiter
+
+    cpdef set(self)
+    cpdef clear(self)
+    cpdef bint is_set(self)
+    cpdef object wait(self)
+
+
+@cython.final
 cdef class Writes:
     cdef public int64_t id
     cdef public ProposalLedger ledger
