@@ -285,6 +285,10 @@ class StateMachine(ABC):
             self._cv.notify_all()
 
     def _raise_failure(self) -> None:
+        if self._failure is None:
+            # the common case, read without the lock (this runs per applied batch): a
+            # failure a worker stores meanwhile, under the lock, is raised by the next call
+            return
         with self._cv:
             failure, self._failure = self._failure, None
         if failure is not None:
