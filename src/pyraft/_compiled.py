@@ -50,6 +50,9 @@ MODULES: tuple[str, ...] = (
     "pyraft.cluster.writes",
     # persisting each Ready: its entries written, its sync inline or on the I/O thread
     "pyraft.cluster.persist",
+    # the per-Ready path: each message into the core, each Ready handled (typed by the
+    # parts above: naming one of those or pyraft.instruments pure needs this one named too)
+    "pyraft.cluster.engine",
     # the metrics' instruments: each handled Ready records into several of them
     "pyraft.instruments",
     # the deterministic simulator's harness: the same source in both builds, so a seed's

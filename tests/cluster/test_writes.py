@@ -129,7 +129,7 @@ def test_only_a_write_into_an_empty_queue_wakes_the_processing_task() -> None:
         member.writes.enqueue_now([b"b", b"c"], True)
         await member.writes.enqueue([b"d"], False)
         assert calls == [0] and wake.is_set() and member.ledger.queued == 4
-        wake.clear()  # what _process_loop does, then it takes the queue on the same turn
+        wake.clear()  # what the processing task does, then it takes the queue on the same turn
         member.writes.propose_queued()
         assert member.core.proposed == [[b"a", b"b", b"c", b"d"]]
         member.writes.enqueue_now([b"e"], False)

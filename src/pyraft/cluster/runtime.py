@@ -23,9 +23,11 @@ The runtime is the only layer that owns time and I/O. It drives the pure core
   through ``advance``). Readys that install a snapshot or replace stored entries wait until
   the pipeline is empty and are persisted as with a pipeline of one.
 
-This module keeps the lifecycle, the tick and Ready loops and the public API; the rest of
-the write path lives in parts, each tested on its own:
+This module keeps the lifecycle, the tick task and the public API; the rest of the write
+path lives in parts, each tested on its own:
 
+- ``engine``: the per-Ready path above (messages into the core, the processing and
+  finishing tasks, each Ready's steps in order); compiled, typed by the parts it calls;
 - ``ledger``: the queue of writes, its bound, the writes in flight and the fate of each
   (result, ``CommandLostError``, ``CommandOutcomeUnknownError``); pure;
 - ``writes``: a write's admission into the ledger's queue (back-pressure), the queued
@@ -50,17 +52,16 @@ The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import logging
 import os
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from pyraft.cluster.engine import Engine
 from pyraft.cluster.events import (
     ClusterEvent,
     EventBus,
@@ -78,7 +79,7 @@ from pyraft.cluster.membership import (
     bootstrap,
     check_peers,
 )
-from pyraft.cluster.persist import LogWriter, Written
+from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.reads import Reads
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.cluster.waiters import Waiters
@@ -86,12 +87,9 @@ from pyraft.cluster.writes import Wake, Writes
 from pyraft.config import ClusterConfig
 from pyraft.core import (
     MemoryLogStorage,
-    Message,
     RaftNode,
-    Ready,
     Role,
 )
-from pyraft.core.messages import MembershipEventKind
 from pyraft.core.storage import LogStore
 from pyraft.core.view import CoreView
 from pyraft.errors import (
@@ -210,17 +208,8 @@ class RaftCluster:
         self._executor: concurrent.futures.ThreadPoolExecutor
         self._wake: Wake
         self._tasks: list[asyncio.Task[None]] = []
-        # the processing task waits for this member's storage (a Ready being persisted):
-        # the tick task sends the leader's heartbeats itself meanwhile
-        self._persisting = False
-        #: pipelined Readys written and not yet finished (durable, answered, applied),
-        #: oldest first, each with its sync and when it was taken; at most
-        #: ``ready_pipeline_max``
-        self._pipeline: collections.deque[tuple[Ready, Written, float]] = collections.deque()
-        # set when the pipeline gets a Ready (the finishing task waits for one) and when it
-        # empties (the processing task waits for that before a Ready it does not pipeline)
-        self._pipeline_fed: asyncio.Event
-        self._pipeline_empty: asyncio.Event
+        #: the per-Ready path (messages in, Readys handled): built at start with the core
+        self._engine: Engine | None = None
         #: the writes: queued for the core, in flight, and what happened to each
         self._ledger = ProposalLedger(config.proposal_queue_max, config.proposal_queue_full)
         #: callers waiting for a commit, an apply, a read index or a membership state
@@ -240,7 +229,6 @@ class RaftCluster:
         self.fatal_error: Exception | None = None
         self._running = False
         self._stopped = False
-        self.applied_index = 0
         # the loop time of the last ticks (newest last), for leases in real time
         self._clock = TickClock()
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
@@ -292,9 +280,6 @@ class RaftCluster:
                                        "membership)")
         loop = self._loop = asyncio.get_running_loop()
         self._wake = Wake(loop)
-        self._pipeline_fed = asyncio.Event()
-        self._pipeline_empty = asyncio.Event()
-        self._pipeline_empty.set()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
         )
@@ -321,25 +306,30 @@ class RaftCluster:
         applied = self._snapshots.recover()
         if applied > status.first_index - 1:
             core.restore_applied(applied)
-        self.applied_index = status.applied
-        await self.transport.start(self._on_message, self._on_unreachable)
+        engine = self._engine = Engine(
+            self.id, core, status, writes=self._writes, ledger=self._ledger,
+            writer=self._writer, wake=self._wake, transport=self.transport,
+            metrics=self.metrics, state_machine=self.state_machine, waiters=self._waiters,
+            leadership=self._leadership, peers=self._peers, loop=loop, fatal=self._fatal,
+            applied_index=status.applied)
+        await self.transport.start(engine.on_message, self._on_unreachable)
         core.set_own_info(self._peers.settle_own(), self._metadata)
         self._peers.update(core.configuration)
-        self._running = True
+        self._running = engine.running = True
         self._writes.open = True
         self._tasks = [
             loop.create_task(self._tick_loop(), name=f"pyraft-{self.id}-tick"),
-            loop.create_task(self._process_loop(), name=f"pyraft-{self.id}-ready"),
+            loop.create_task(engine.run(), name=f"pyraft-{self.id}-ready"),
         ]
         if options.ready_pipeline_max > 1:
             self._tasks.append(
-                loop.create_task(self._finish_loop(), name=f"pyraft-{self.id}-finish"))
+                loop.create_task(engine.finish(), name=f"pyraft-{self.id}-finish"))
         self.state_machine.start()
         # ``readiness`` resolves once a committed configuration makes this member a voter
         # (at once for a member of the starting configuration)
         self.readiness = loop.create_future()
         self._waiters.until(self._changes.is_active_voter, self.readiness)
-        self._resolve_waiters()
+        engine.resolve_waiters()
         if self._join and self._announcer is not None:
             self._tasks.append(loop.create_task(
                 announce(self.id, self._peers.static[self.id], self._metadata, self._announcer,
@@ -366,6 +356,8 @@ class RaftCluster:
         if self._status.is_leader:
             self._leadership.stopped(self._status.term)
         self._running = False
+        if self._engine is not None:
+            self._engine.running = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -456,6 +448,12 @@ class RaftCluster:
     @property
     def commit_index(self) -> int:
         return self._status.committed
+
+    @property
+    def applied_index(self) -> int:
+        """The last entry the state machine applied (0 before the member starts)."""
+        engine = self._engine
+        return engine.applied_index if engine is not None else 0
 
     @property
     def leadership_token(self) -> LeadershipToken | None:
@@ -621,17 +619,6 @@ class RaftCluster:
         await self._changes.remove(member, timeout)
 
     # ---- the engine --------------------------------------------------------------------------
-    def _on_message(self, message: Message) -> None:
-        if not self._running or message.dst != self.id or self.fatal_error is not None:
-            return
-        self.metrics.messages_received.inc(1, (message.src,))
-        try:
-            self._node.step(message)
-        except Exception as error:  # a bug: stop serving rather than go on half-broken
-            self._fatal(error)
-            return
-        self._wake.set()
-
     def _on_unreachable(self, member: int) -> None:
         if self._running:
             self._node.report_unreachable(member)
@@ -648,74 +635,15 @@ class RaftCluster:
                 next_at = loop.time() + interval
             self._node.tick()
             clock.ticked(loop.time())
-            if self._persisting or self._pipeline:
+            engine = self._engine
+            if engine is not None and (engine.persisting or engine.pipeline):
                 # the processing task waits for a sync: the heartbeats (and appends) of
                 # this leader leave now instead of after it (a slow disk must not look
                 # like a dead leader to the followers)
                 messages = self._node.take_leader_traffic()
                 if messages:
-                    self._send_now(messages)
+                    engine.send_now(messages)
             self._wake.set()
-
-    async def _process_loop(self) -> None:
-        core = self._node
-        propose_queued = self._writes.propose_queued
-        wake = self._wake
-        try:
-            while self.fatal_error is None:
-                if not wake.is_set():
-                    await wake.wait()
-                wake.clear()
-                if self.fatal_error is not None:
-                    break
-                propose_queued()
-                pipelined = core.options.ready_pipeline_max > 1
-                while core.has_ready():
-                    rd = core.ready()
-                    if pipelined and self._writer.can_pipeline(rd):
-                        self._begin_ready(rd)
-                    else:
-                        if self._pipeline:
-                            await self._pipeline_empty.wait()
-                            if self.fatal_error is not None:
-                                break
-                        await self._handle_ready(rd)
-                    propose_queued()
-        except Exception as error:  # a bug or a broken state machine: never die silently
-            self._fatal(error)
-
-    def _begin_ready(self, rd: Ready) -> None:
-        """Pipelined: send ``rd``'s leader traffic, write its entries and start its sync;
-        the finishing task does the rest, in Ready order (module docstring)."""
-        started = time.perf_counter()
-        self._ready_sent(rd)
-        written = self._writer.begin(rd)
-        if not self._pipeline and written.job is None and written.error is None:
-            self._ready_done(rd, started)  # synced inline, nothing before it: done now
-            return
-        self._pipeline.append((rd, written, started))
-        self._pipeline_empty.clear()
-        self._pipeline_fed.set()
-
-    async def _finish_loop(self) -> None:
-        """Pipelined: wait for each Ready's sync in order, then answer, apply and report it
-        durable; a member that waits for a pipeline to empty is woken when it does."""
-        pipeline = self._pipeline
-        try:
-            while self.fatal_error is None:
-                if not pipeline:
-                    self._writer.pipeline_empty()
-                    self._pipeline_empty.set()
-                    await self._pipeline_fed.wait()
-                    self._pipeline_fed.clear()
-                    continue
-                rd, written, started = pipeline[0]
-                await self._writer.finish(rd, written)
-                pipeline.popleft()
-                self._ready_done(rd, started)
-                self._wake.set()  # the core may hand out more: commits, a free slot
-        except Exception as error:  # a bug or a broken state machine: never die silently
-            self._fatal(error)
 
     def _fatal(self, error: Exception) -> None:
         """A bug or a broken state machine: log it, refuse everything from now on, and fail
@@ -726,75 +654,14 @@ class RaftCluster:
                      "from its data directory)", self.id, exc_info=error)
         self.fatal_error = error
         self._writes.open = False
-        self._wake.set()  # the processing loop sees it and ends: nothing more is sent
-        self._pipeline_empty.set()  # ... also when it waits for the pipeline
-        self._pipeline_fed.set()  # and the finishing task ends
+        engine = self._engine
+        if engine is not None:  # its tasks see it and end: nothing more is sent
+            engine.failed = True
+            engine.stop_waiting()
         self._fail_all(ClusterStoppedError(f"member {self.id} failed: {error!r}"),
                        CommandInterruptedError(
                            f"member {self.id} failed with the command in flight: a later "
                            f"leader may still commit it ({error!r})"))
-
-    async def _handle_ready(self, rd: Ready) -> None:
-        started = time.perf_counter()
-        self._ready_sent(rd)
-        self._persisting = True
-        try:
-            await self._writer.persist(rd)
-        finally:
-            self._persisting = False
-        self._ready_done(rd, started)
-
-    def _ready_sent(self, rd: Ready) -> None:
-        """Steps 1 of ``rd``: what may leave before anything is persisted."""
-        status = self._status
-        # proposals from an earlier lead: this Ready may replace their entries
-        self._writes.settle_replaced(rd.entries, rd.snapshot, status.is_leader, status.term)
-        if rd.messages:  # on the wire before this member syncs: the network works meanwhile
-            self._send_now(rd.messages)
-
-    def _ready_done(self, rd: Ready, started: float) -> None:
-        """Steps 3 to 5 of ``rd``, once it and every Ready before it are durable."""
-        if rd.persisted_messages:  # answers go out before this member applies
-            self._send_now(rd.persisted_messages)
-        if rd.committed:
-            self._apply(rd)
-        for state in rd.read_states:
-            self._waiters.read_state(state.context, state.index)
-        for event in rd.events:
-            if event.kind is MembershipEventKind.CATCH_UP_FAILED:
-                self._waiters.catch_up_failed(event.member)
-            log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
-                     event.index)
-        self._node.advance(rd)
-        for lost in rd.leadership_lost:
-            self._leadership.lost(lost)
-        if rd.soft_state is not None:
-            self._leadership.changed(rd.soft_state, self._status, self._loop,
-                                     rd.leadership_lost)
-        self._peers.update(self._status.configuration)
-        self._resolve_waiters()
-        self.metrics.after_ready(self._status, self.applied_index,
-                                 time.perf_counter() - started)
-
-    def _send_now(self, messages: list[Message]) -> None:
-        sent = self.metrics.messages_sent
-        transport = self.transport
-        for message in messages:
-            sent.inc(1, (message.dst,))
-            transport.send(message)
-        transport.flush()
-
-    def _apply(self, rd: Ready) -> None:
-        machine = self.state_machine
-        ledger = self._ledger
-        for batch in rd.committed:
-            results = machine.apply_batch(batch)
-            self.applied_index = batch.last_index
-            ledger.applied(batch, results)
-
-    def _resolve_waiters(self) -> None:
-        status = self._status
-        self._waiters.resolve(status.committed, status.applied)
 
     def _fail_all(self, error: Exception, in_flight: Exception) -> None:
         """The member stopped or failed: the writes in its log and undecided get
@@ -812,7 +679,8 @@ class RaftCluster:
 
     def _snapshot_installed(self, index: int) -> None:
         """A snapshot from the leader was installed: the state machine is at ``index``."""
-        self.applied_index = index
+        if self._engine is not None:
+            self._engine.applied_index = index
 
 
 def _default_transport(config: ClusterConfig) -> Transport:

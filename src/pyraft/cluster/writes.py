@@ -149,7 +149,7 @@ class Writes:
         if not ledger.queued:
             # Only a write into an empty queue wakes the processing task: it clears the
             # wake-up and then takes the whole queue on the same turn of the loop
-            # (``_process_loop``: every ``propose_queued`` ends a step, and the queue is
+            # (``Engine.run``: every ``propose_queued`` ends a step, and the queue is
             # empty whenever it waits), so a non-empty queue always has a wake-up pending.
             # This saves an ``Event.set`` call (a Python frame) per write.
             self._wake.set()

@@ -330,7 +330,7 @@ class Ready:
        durable (a leader counts itself in the quorum only for those, thesis 10.2.1) and
        applied. A crash loses every Ready not reported durable.
 
-    ``pyraft.cluster.runtime`` (``_handle_ready``, or its pipeline with several Readys in
+    ``pyraft.cluster.engine`` (``Engine.handle_ready``, or its pipeline with several Readys in
     flight) and the simulator (``SimNode``) follow this order; the simulator checks step 3
     on every message sent, with several Readys in flight that complete at seeded times.
     """

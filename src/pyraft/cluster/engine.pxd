@@ -1,0 +1,56 @@
+# Types for the compiled build of engine.py (Cython pure-Python mode: the .py is the source).
+# The parts a Ready passes through are extension classes: each step is a C call on a typed
+# field, and a Ready's and a message's fields are read directly.
+cimport cython
+from libc.stdint cimport int64_t
+
+from pyraft.cluster.ledger cimport ProposalLedger
+from pyraft.cluster.persist cimport LogWriter, Written
+from pyraft.cluster.writes cimport Wake, Writes
+from pyraft.core.messages cimport Message, Ready
+from pyraft.core.raft cimport RaftNode
+from pyraft.core.view cimport CoreView
+from pyraft.instruments cimport Counter
+
+
+@cython.final
+cdef class Engine:
+    cdef public int64_t id
+    cdef public RaftNode core
+    cdef public CoreView view
+    cdef public Writes writes
+    cdef public ProposalLedger ledger
+    cdef public LogWriter writer
+    cdef public Wake wake
+    cdef public object transport
+    cdef public object metrics
+    cdef public object state_machine
+    cdef public object waiters
+    cdef public object leadership
+    cdef public object peers
+    cdef public object loop
+    cdef public object _fatal
+    cdef public Counter _sent
+    cdef public Counter _received
+    cdef public int64_t applied_index
+    cdef public bint running
+    cdef public bint failed
+    cdef public bint persisting
+    cdef public object pipeline
+    cdef public object pipeline_fed
+    cdef public object pipeline_empty
+
+    cpdef on_message(self, Message message)
+    cpdef stop_waiting(self)
+    @cython.locals(started=double, written=Written)
+    cpdef begin_ready(self, Ready rd)
+    @cython.locals(view=CoreView)
+    cpdef ready_sent(self, Ready rd)
+    @cython.locals(view=CoreView)
+    cpdef ready_done(self, Ready rd, double started)
+    @cython.locals(sent=Counter, message=Message)
+    cpdef send_now(self, list messages)
+    @cython.locals(ledger=ProposalLedger)
+    cpdef apply(self, Ready rd)
+    @cython.locals(view=CoreView)
+    cpdef resolve_waiters(self)

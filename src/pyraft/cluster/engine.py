@@ -1,0 +1,244 @@
+"""The member's per-Ready path: messages into the core, each Ready handled in order.
+
+``RaftCluster`` (``runtime.py``) keeps the lifecycle, the tick task and the public API; what
+runs for every message and every Ready is here, compiled from this very file as the core is
+(``pyraft._compiled``; typed by ``engine.pxd``: the core, its Readys, the writes, the ledger,
+the log writer and the wake-up are extension classes, so each step is a C call):
+
+- ``on_message``: a message from the transport goes to ``core.step``, and the processing
+  task is woken;
+- ``run`` (the processing task): hands the queued writes to the core, then takes each Ready.
+  Pipelined (``ready_pipeline_max`` above 1, and a Ready the log writer may write while
+  earlier ones sync), ``begin_ready`` sends its leader traffic, writes its entries and starts
+  its sync, and ``finish`` (the finishing task) completes it once durable, in Ready order.
+  Otherwise ``handle_ready`` persists it first (after the pipeline empties);
+- completing a Ready (``ready_done``): its answers leave, its committed entries are applied
+  and their writes settled, read states, membership events and lost leaderships are
+  reported, the core is told it is done (``advance``), the waiters resolve, the metrics
+  record it.
+
+Any exception out of the core, the log writer or the state machine is a bug or a broken
+state machine: it goes to the runtime's ``fatal`` (the member stops serving) and the tasks
+end. ``failed`` is the runtime's word for that; ``running`` is False before start and from
+stop on (messages are then dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+
+from pyraft.cluster.events import Leadership
+from pyraft.cluster.ledger import ProposalLedger
+from pyraft.cluster.membership import Peers
+from pyraft.cluster.persist import LogWriter, Written
+from pyraft.cluster.waiters import Waiters
+from pyraft.cluster.writes import Wake, Writes
+from pyraft.core.messages import MembershipEventKind, Message, Ready
+from pyraft.core.raft import RaftNode
+from pyraft.core.view import CoreView
+from pyraft.metrics import Metrics
+from pyraft.storage.state_machine import StateMachine
+from pyraft.transport.base import Transport
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("pyraft.cluster")
+
+_CATCH_UP_FAILED = MembershipEventKind.CATCH_UP_FAILED
+
+
+class Engine:
+    """The per-Ready path of member ``member_id`` (module docstring), built by the runtime at
+    start once the core exists. ``applied_index``: the last entry the state machine applied
+    (the runtime's ``applied_index`` reads it)."""
+
+    def __init__(self, member_id: int, core: RaftNode, view: CoreView, *, writes: Writes,
+                 ledger: ProposalLedger, writer: LogWriter, wake: Wake, transport: Transport,
+                 metrics: Metrics, state_machine: StateMachine, waiters: Waiters,
+                 leadership: Leadership, peers: Peers, loop: asyncio.AbstractEventLoop,
+                 fatal: Callable[[Exception], None], applied_index: int) -> None:
+        self.id = member_id
+        self.core = core
+        self.view = view
+        self.writes = writes
+        self.ledger = ledger
+        self.writer = writer
+        self.wake = wake
+        self.transport = transport
+        self.metrics = metrics
+        self.state_machine = state_machine
+        self.waiters = waiters
+        self.leadership = leadership
+        self.peers = peers
+        self.loop = loop
+        self._fatal = fatal
+        self._sent = metrics.messages_sent
+        self._received = metrics.messages_received
+        self.applied_index = applied_index
+        #: set by the runtime: it runs (messages are taken), it failed (the tasks end)
+        self.running = False
+        self.failed = False
+        #: the processing task waits for this member's storage (a Ready being persisted):
+        #: the tick task sends the leader's heartbeats itself meanwhile
+        self.persisting = False
+        #: pipelined Readys written and not yet finished (durable, answered, applied),
+        #: oldest first, each with its sync and when it was taken; at most
+        #: ``ready_pipeline_max``
+        self.pipeline: collections.deque[tuple[Ready, Written, float]] = collections.deque()
+        # set when the pipeline gets a Ready (the finishing task waits for one) and when it
+        # empties (the processing task waits for that before a Ready it does not pipeline)
+        self.pipeline_fed = asyncio.Event()
+        self.pipeline_empty = asyncio.Event()
+        self.pipeline_empty.set()
+
+    def on_message(self, message: Message) -> None:
+        """A message from the transport (its ``deliver`` callback)."""
+        if not self.running or message.dst != self.id or self.failed:
+            return
+        self._received.inc(1, (message.src,))
+        try:
+            self.core.step(message)
+        except Exception as error:  # a bug: stop serving rather than go on half-broken
+            self._fatal(error)
+            return
+        self.wake.set()
+
+    def stop_waiting(self) -> None:
+        """The member failed: wake every task of the engine, which then ends."""
+        self.wake.set()
+        self.pipeline_empty.set()
+        self.pipeline_fed.set()
+
+    async def run(self) -> None:
+        """The processing task (module docstring)."""
+        core = self.core
+        writes = self.writes
+        writer = self.writer
+        wake = self.wake
+        pipelined = core.options.ready_pipeline_max > 1
+        try:
+            while not self.failed:
+                if not wake.is_set():
+                    await wake.wait()
+                wake.clear()
+                if self.failed:
+                    break
+                writes.propose_queued()
+                while core.has_ready():
+                    rd = core.ready()
+                    if pipelined and writer.can_pipeline(rd):
+                        self.begin_ready(rd)
+                    else:
+                        if self.pipeline:
+                            await self.pipeline_empty.wait()
+                            if self.failed:
+                                break
+                        await self.handle_ready(rd)
+                    writes.propose_queued()
+        except Exception as error:  # a bug or a broken state machine: never die silently
+            self._fatal(error)
+
+    def begin_ready(self, rd: Ready) -> None:
+        """Pipelined: send ``rd``'s leader traffic, write its entries and start its sync;
+        the finishing task does the rest, in Ready order (module docstring)."""
+        started = time.perf_counter()
+        self.ready_sent(rd)
+        written = self.writer.begin(rd)
+        if not self.pipeline and written.job is None and written.error is None:
+            self.ready_done(rd, started)  # synced inline, nothing before it: done now
+            return
+        self.pipeline.append((rd, written, started))
+        self.pipeline_empty.clear()
+        self.pipeline_fed.set()
+
+    async def finish(self) -> None:
+        """The finishing task (pipelined): wait for each Ready's sync in order, then answer,
+        apply and report it durable; a member that waits for a pipeline to empty is woken
+        when it does."""
+        pipeline = self.pipeline
+        writer = self.writer
+        try:
+            while not self.failed:
+                if not pipeline:
+                    writer.pipeline_empty()
+                    self.pipeline_empty.set()
+                    await self.pipeline_fed.wait()
+                    self.pipeline_fed.clear()
+                    continue
+                rd, written, started = pipeline[0]
+                await writer.finish(rd, written)
+                pipeline.popleft()
+                self.ready_done(rd, started)
+                self.wake.set()  # the core may hand out more: commits, a free slot
+        except Exception as error:  # a bug or a broken state machine: never die silently
+            self._fatal(error)
+
+    async def handle_ready(self, rd: Ready) -> None:
+        """Persist ``rd`` (nothing pipelined before it), then complete it."""
+        started = time.perf_counter()
+        self.ready_sent(rd)
+        self.persisting = True
+        try:
+            await self.writer.persist(rd)
+        finally:
+            self.persisting = False
+        self.ready_done(rd, started)
+
+    def ready_sent(self, rd: Ready) -> None:
+        """Steps 1 of ``rd``: what may leave before anything is persisted."""
+        view = self.view
+        # proposals from an earlier lead: this Ready may replace their entries
+        self.writes.settle_replaced(rd.entries, rd.snapshot, view.is_leader, view.term)
+        if rd.messages:  # on the wire before this member syncs: the network works meanwhile
+            self.send_now(rd.messages)
+
+    def ready_done(self, rd: Ready, started: float) -> None:
+        """Steps 3 to 5 of ``rd``, once it and every Ready before it are durable."""
+        if rd.persisted_messages:  # answers go out before this member applies
+            self.send_now(rd.persisted_messages)
+        if rd.committed:
+            self.apply(rd)
+        if rd.read_states:
+            waiters = self.waiters
+            for state in rd.read_states:
+                waiters.read_state(state.context, state.index)
+        for event in rd.events:
+            if event.kind is _CATCH_UP_FAILED:
+                self.waiters.catch_up_failed(event.member)
+            log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
+                     event.index)
+        self.core.advance(rd)
+        for lost in rd.leadership_lost:
+            self.leadership.lost(lost)
+        view = self.view
+        if rd.soft_state is not None:
+            self.leadership.changed(rd.soft_state, view, self.loop, rd.leadership_lost)
+        self.peers.update(view.configuration)
+        self.resolve_waiters()
+        self.metrics.after_ready(view, self.applied_index, time.perf_counter() - started)
+
+    def send_now(self, messages: list[Message]) -> None:
+        """Send ``messages`` and flush them to the wire."""
+        sent = self._sent
+        transport = self.transport
+        for message in messages:
+            sent.inc(1, (message.dst,))
+            transport.send(message)
+        transport.flush()
+
+    def apply(self, rd: Ready) -> None:
+        """Apply ``rd``'s committed entries and settle their writes."""
+        machine = self.state_machine
+        ledger = self.ledger
+        for batch in rd.committed:
+            results = machine.apply_batch(batch)
+            self.applied_index = batch.last_index
+            ledger.applied(batch, results)
+
+    def resolve_waiters(self) -> None:
+        view = self.view
+        self.waiters.resolve(view.committed, view.applied)
