@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyraft import _compiled
+from pyraft.core import messages as messages_module
 from pyraft.core.messages import (
     LOCAL_TYPES,
     MESSAGE_FIELDS,
@@ -362,16 +363,21 @@ def test_the_retired_propose_code_names_no_type_and_the_others_keep_their_number
     assert not {"payloads", "kind"} & set(MESSAGE_FIELDS)
 
 
-def test_messages_are_built_positionally_while_the_field_order_allows_it():
-    assert codec.POSITIONAL_MESSAGE, "Message fields were reordered: update codec._MESSAGE_FIELDS"
-
-
-def test_the_keyword_fallback_builds_the_same_messages(monkeypatch):
+@pytest.mark.parametrize("twin", [False, True], ids=["build", "source"])
+def test_the_decoder_builds_the_message_the_constructor_builds(twin):
+    """``wire_message`` (the decoder's factory: every field set directly) gives what
+    ``Message(...)`` gives for the same fields, in the build and from the ``.py`` source."""
+    module = _compiled.load_twin("pyraft.core.messages") if twin else messages_module
+    snapshot = Snapshot(SnapshotMeta(9, 3, (1, 2), (4,)), b"chunk")
+    fields = dict(type=T.SNAPSHOT, src=2, dst=1, term=3, log_term=2, index=9, commit=8,
+                  entries=None, reject=True, reject_hint=4, hint_term=2, context=b"r",
+                  snapshot=snapshot, transfer=True, snapshot_offset=5, snapshot_done=False,
+                  fresh=True)
+    built = module.wire_message(*(fields[name] for name in MESSAGE_FIELDS))
+    assert normalized(built) == normalized(module.Message(**fields))
     message = Message(T.APPEND_RESPONSE, 2, 1, term=3, index=9, reject=True, reject_hint=4,
                       hint_term=2, context=b"r")
-    fast = decode_body(body_of(message))
-    monkeypatch.setattr(codec, "POSITIONAL_MESSAGE", False)
-    assert normalized(decode_body(body_of(message))) == normalized(fast) == normalized(message)
+    assert normalized(decode_body(body_of(message))) == normalized(message)
 
 
 def test_snapshot_meta_carries_member_addresses():

@@ -24,6 +24,13 @@ cdef class Message:
     cdef public bint fresh
 
 
+cpdef Message wire_message(object type, int64_t src, int64_t dst, int64_t term,
+                           int64_t log_term, int64_t index, int64_t commit, object entries,
+                           bint reject, int64_t reject_hint, int64_t hint_term, object context,
+                           object snapshot, bint transfer, int64_t snapshot_offset,
+                           bint snapshot_done, bint fresh)
+
+
 # a frozen dataclass in messages.py, an extension class here: built once per Ready that moves
 # the commit index. Fields stay objects: HardState is also the storages' record, and their
 # validation must see what they were given (a float, a bool, 2**64) to refuse it

@@ -207,6 +207,33 @@ class Message:
         return " ".join(parts)
 
 
+def wire_message(type: MessageType, src: int, dst: int, term: int, log_term: int, index: int,
+                 commit: int, entries: EntryBatch | None, reject: bool, reject_hint: int,
+                 hint_term: int, context: bytes, snapshot: Snapshot | None, transfer: bool,
+                 snapshot_offset: int, snapshot_done: bool, fresh: bool) -> Message:
+    """A ``Message`` with every field given, set directly: what the wire codec's decoder
+    builds for each message received (compiled, a C call with no argument parsing)."""
+    message = Message.__new__(Message)
+    message.type = type
+    message.src = src
+    message.dst = dst
+    message.term = term
+    message.log_term = log_term
+    message.index = index
+    message.commit = commit
+    message.entries = entries
+    message.reject = reject
+    message.reject_hint = reject_hint
+    message.hint_term = hint_term
+    message.context = context
+    message.snapshot = snapshot
+    message.transfer = transfer
+    message.snapshot_offset = snapshot_offset
+    message.snapshot_done = snapshot_done
+    message.fresh = fresh
+    return message
+
+
 @dataclass(frozen=True)
 class HardState:
     """What must be durable before a message that depends on it leaves (Raft figure 2).

@@ -61,11 +61,11 @@ import msgpack
 
 from pyraft.core.messages import (
     LOCAL_TYPES,
-    MESSAGE_FIELDS,
     Message,
     MessageType,
     Snapshot,
     SnapshotMeta,
+    wire_message,
 )
 from pyraft.errors import MalformedMessageError, OversizedMessageError
 from raftcore.crc import crc32c
@@ -138,6 +138,8 @@ _FLAGS_KNOWN = _FLAG_REJECT | _FLAG_TRANSFER | _FLAG_SNAPSHOT_DONE | _FLAG_FRESH
 # version, type, flags, reserved, context length, entries length, snapshot chunk length,
 # src, dst, term, log_term, index, commit, reject_hint, hint_term, snapshot_offset
 _BODY = struct.Struct("<BBBBIII9Q")
+_BODY_SIZE = _BODY.size
+_unpack_body = _BODY.unpack_from
 _META = struct.Struct("<QQII")  # snapshot index, term, voter count, learner count
 _ID = struct.Struct("<Q")
 _HELLO = struct.Struct("<IQQQ")
@@ -152,14 +154,6 @@ _TYPE_BY_CODE = {int(t): t for t in WIRE_TYPES}
 _APPEND = MessageType.APPEND
 _SNAPSHOT = MessageType.SNAPSHOT
 
-# The decoder builds messages positionally (half the cost of keywords on the hot path) while
-# Message's fields start in this order; keywords otherwise. A test checks the fast path is on.
-_MESSAGE_FIELDS = (
-    "type", "src", "dst", "term", "log_term", "index", "commit", "entries", "reject",
-    "reject_hint", "hint_term", "context", "snapshot", "transfer",
-    "snapshot_offset", "snapshot_done", "fresh",
-)
-POSITIONAL_MESSAGE = MESSAGE_FIELDS[: len(_MESSAGE_FIELDS)] == _MESSAGE_FIELDS
 
 
 # ---- Raft messages ---------------------------------------------------------------------------
@@ -284,9 +278,9 @@ def decode_body(body) -> Message:
     if type(body) is not bytes and (view.format != "B" or view.ndim != 1):
         view = view.cast("B")  # bytes (what FrameDecoder yields) are a flat view of bytes
     size = len(view)
-    if size < _BODY.size:
+    if size < _BODY_SIZE:
         raise MalformedMessageError(
-            f"message body of {size} bytes is shorter than its {_BODY.size}-byte header", 0
+            f"message body of {size} bytes is shorter than its {_BODY_SIZE}-byte header", 0
         )
     (
         version,
@@ -305,7 +299,7 @@ def decode_body(body) -> Message:
         reject_hint,
         hint_term,
         snapshot_offset,
-    ) = _BODY.unpack_from(view)
+    ) = _unpack_body(view)
     if version != BODY_VERSION:
         raise MalformedMessageError(f"unknown message body version {version}", 0)
     mtype = _TYPE_BY_CODE.get(code)
@@ -327,7 +321,7 @@ def decode_body(body) -> Message:
         raise MalformedMessageError("a member id, term, index or offset is over 2**63 - 1", 16)
     if entries_length and mtype is not _APPEND:
         raise MalformedMessageError(f"{mtype.name} message carries entries", 8)
-    pos = _BODY.size
+    pos = _BODY_SIZE
     snapshot_meta = None
     if mtype is _SNAPSHOT:
         snapshot_meta, pos = _decode_meta(view, pos)
@@ -356,14 +350,10 @@ def decode_body(body) -> Message:
     snapshot = None
     if snapshot_meta is not None:
         snapshot = Snapshot(snapshot_meta, bytes(view[pos : pos + chunk_length]))
-    values = (
+    return wire_message(
         mtype, src, dst, term, log_term, index, commit, entries, bool(flags & _FLAG_REJECT),
         reject_hint, hint_term, context, snapshot, bool(flags & _FLAG_TRANSFER),
-        snapshot_offset, bool(flags & _FLAG_SNAPSHOT_DONE), bool(flags & _FLAG_FRESH),
-    )
-    if POSITIONAL_MESSAGE:
-        return Message(*values)
-    return Message(**dict(zip(_MESSAGE_FIELDS, values)))
+        snapshot_offset, bool(flags & _FLAG_SNAPSHOT_DONE), bool(flags & _FLAG_FRESH))
 
 
 def _decode_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int]:
