@@ -268,3 +268,24 @@ def test_the_batch_just_appended_is_not_read_once_a_snapshot_covers_it(tmp_path)
     with pytest.raises(LogCompactedError):
         storage.term(1)
     storage.close()
+
+
+def test_appends_below_the_first_index_are_refused_with_or_without_a_snapshot(tmp_path):
+    """An append must start after what the log keeps: after the first index of the log, and
+    after a snapshot's last index (the log may still hold entries a snapshot covers). After
+    a snapshot, the batch just appended is read from memory again."""
+    from pyraft.errors import InvariantError
+
+    storage = open_storage(tmp_path)
+    storage.append(encode_entries(1, 1, [b"a", b"b", b"c", b"d"]))
+    storage.sync()
+    storage.create_snapshot(3, b"state@3", VOTERS)
+    assert storage.first_index() == 4
+    for first in (1, 3):  # under the snapshot (the log may hold them until released)
+        with pytest.raises(InvariantError, match="below the first index"):
+            storage.append(encode_entries(first, 2, [b"x"]))
+    batch = encode_entries(4, 2, [b"e", b"f"])  # replaces entry 4, the first kept
+    storage.append(batch)
+    assert storage.entries(4, 6) is batch and storage.last_index() == 5
+    assert storage.term(4) == 2 and storage.term(3) == 1
+    storage.close()

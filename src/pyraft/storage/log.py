@@ -305,8 +305,9 @@ class DurableLogStorage(ExternalSnapshots):
             newest = recent[-1]
             if lo == newest.first_index and hi == lo + len(newest) and (
                     max_bytes is None or newest.nbytes <= max_bytes) and \
-                    lo >= self.first_index():
-                return newest
+                    lo >= self.wal.first_index() and (
+                    self._snapshot_meta is None or lo > self._snapshot_meta.index):
+                return newest  # (lo >= self.first_index(), without its call)
         self._check_range(lo, hi)
         if hi <= lo:
             return empty_batch(lo)
@@ -412,7 +413,8 @@ class DurableLogStorage(ExternalSnapshots):
         if not len(batch):
             return
         first = batch.first_index
-        if first < self.first_index():
+        meta = self._snapshot_meta  # first < self.first_index(), without its call:
+        if first < self.wal.first_index() or (meta is not None and first <= meta.index):
             raise InvariantError(f"append at {first} below the first index")
         try:
             if first <= self.wal.last_index():

@@ -179,8 +179,9 @@ class StateMachine(ABC):
         if not len(batch):
             return []
         with self._lock:
-            invariant(not self._closed, "apply_batch() after close()")
             # (checks that format their message only when they fail: this runs per batch)
+            if self._closed:
+                raise InvariantError("apply_batch() after close()")
             if self._broken is not None:
                 raise InvariantError(f"the state machine is unusable: {self._broken}")
             first = batch.first_index
