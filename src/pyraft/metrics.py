@@ -51,7 +51,6 @@ from pyraft.instruments import Counter, Gauge, Histogram, _Instrument
 
 if TYPE_CHECKING:
     from pyraft.cluster.runtime import RaftCluster
-    from pyraft.core.view import CoreView
 
 log = logging.getLogger("pyraft.metrics")
 
@@ -318,14 +317,6 @@ class Metrics(_Registry):
             self.elections_won.inc()
         for name in ROLES:
             self.role.set(1 if name == role else 0, (name,))
-
-    def after_ready(self, status: CoreView, applied_index: int, seconds: float) -> None:
-        """Record one handled Ready: its duration and the state it left (``status``: the
-        core's read-only view; ``applied_index``: the member's)."""
-        self.ready_seconds.observe(seconds)
-        self.term.set(status.term)
-        self.commit_index.set(status.committed)
-        self.applied_index.set(applied_index)
 
     def refresh(self, cluster: RaftCluster) -> None:
         """Read the values that are pulled rather than recorded from ``cluster``."""

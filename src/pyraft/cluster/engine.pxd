@@ -10,7 +10,7 @@ from pyraft.cluster.writes cimport Wake, Writes
 from pyraft.core.messages cimport Message, Ready
 from pyraft.core.raft cimport RaftNode
 from pyraft.core.view cimport CoreView
-from pyraft.instruments cimport Counter
+from pyraft.instruments cimport Counter, Gauge, Histogram
 
 
 @cython.final
@@ -32,6 +32,10 @@ cdef class Engine:
     cdef public object _fatal
     cdef public Counter _sent
     cdef public Counter _received
+    cdef public Histogram _ready_seconds
+    cdef public Gauge _term
+    cdef public Gauge _commit_index
+    cdef public Gauge _applied_index
     cdef public int64_t applied_index
     cdef public bint running
     cdef public bint failed

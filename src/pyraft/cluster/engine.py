@@ -15,7 +15,7 @@ the log writer and the wake-up are extension classes, so each step is a C call):
 - completing a Ready (``ready_done``): its answers leave, its committed entries are applied
   and their writes settled, read states, membership events and lost leaderships are
   reported, the core is told it is done (``advance``), the waiters resolve, the metrics
-  record it.
+  record it (its duration; the term, commit and applied index it left).
 
 Any exception out of the core, the log writer or the state machine is a bug or a broken
 state machine: it goes to the runtime's ``fatal`` (the member stops serving) and the tasks
@@ -78,6 +78,11 @@ class Engine:
         self._fatal = fatal
         self._sent = metrics.messages_sent
         self._received = metrics.messages_received
+        # what each handled Ready records: its duration and the state it left
+        self._ready_seconds = metrics.ready_seconds
+        self._term = metrics.term
+        self._commit_index = metrics.commit_index
+        self._applied_index = metrics.applied_index
         self.applied_index = applied_index
         #: set by the runtime: it runs (messages are taken), it failed (the tasks end)
         self.running = False
@@ -219,7 +224,10 @@ class Engine:
             self.leadership.changed(rd.soft_state, view, self.loop, rd.leadership_lost)
         self.peers.update(view.configuration)
         self.resolve_waiters()
-        self.metrics.after_ready(view, self.applied_index, time.perf_counter() - started)
+        self._ready_seconds.observe(time.perf_counter() - started)
+        self._term.set(view.term)
+        self._commit_index.set(view.committed)
+        self._applied_index.set(self.applied_index)
 
     def send_now(self, messages: list[Message]) -> None:
         """Send ``messages`` and flush them to the wire."""
