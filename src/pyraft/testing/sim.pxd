@@ -76,6 +76,7 @@ cdef class Simulation:
     cdef public int64_t next_value
     cdef public object applied_log
     cdef public object recorder
+    cdef public dict matching_cache
 
     cpdef SimNode live(self, int64_t member)
     @cython.locals(delay=int64_t, copies=int)

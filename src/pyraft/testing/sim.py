@@ -419,6 +419,9 @@ class Simulation:
         self.blocked: set[tuple[int, int]] = set()  # (src, dst) links that drop everything
         self.heal_at = 0
         self.trace: deque[str] = deque(maxlen=200)
+        #: per member, the log the last log-matching check read and what it made of it:
+        #: (what the log was made of, (first index, terms, their bytes))
+        self.matching_cache: dict[int, tuple[tuple, tuple]] = {}
         #: (member, LeadershipLost) from every Ready handled, oldest first
         self.leadership_lost: list = []
         # checkers' state
@@ -860,20 +863,35 @@ class Simulation:
 
         The usual case, a common range that agrees, is one comparison of the two ranges'
         raw bytes (the terms are 64-bit integers); only a range that differs somewhere is
-        looked at index by index."""
+        looked at index by index. A log held in memory whose parts are the very objects of
+        the last check (the same bounds, the same stored and unstable batches: they never
+        change once made) is not read again."""
         logs = {}
+        cache = self.matching_cache
         for member, node in self.nodes.items():
             if node is None:
                 continue
             log = node.core.log
             lo = log.first_index()
+            hi = log.last_index() + 1
+            stored = getattr(log.storage, "_batches", None)  # a MemoryLogStorage's batches
+            made_of = None
+            if stored is not None:
+                made_of = (lo, hi, log.unstable_offset, log.unstable_snapshot, tuple(stored),
+                           tuple(log.unstable))
+                cached = cache.get(member)
+                if cached is not None and cached[0] == made_of:
+                    logs[member] = cached[1]
+                    continue
             try:
-                terms = log.terms(lo, log.last_index() + 1)
+                terms = log.terms(lo, hi)
             except LogCompactedError:
                 continue
             if terms.dtype is not _TERM:  # (the core hands out uint64 terms)
                 terms = terms.astype(_TERM)
-            logs[member] = (lo, terms, terms.tobytes())
+            read = logs[member] = (lo, terms, terms.tobytes())
+            if made_of is not None:
+                cache[member] = (made_of, read)
         members = sorted(logs)
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
