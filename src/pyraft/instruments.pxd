@@ -16,21 +16,21 @@ cdef class _Instrument:
     cdef object __weakref__  # the OpenTelemetry mirror keeps live instruments in a WeakSet
 
 
-@cython.final
-cdef class Counter(_Instrument):
+cdef class _Values(_Instrument):
     cdef public dict values
 
+    cpdef set(self, object value, object labels=*)
+    cpdef value(self, object labels=*)
+
+
+@cython.final
+cdef class Counter(_Values):
     cpdef inc(self, object amount=*, object labels=*)
-    cpdef set(self, object value, object labels=*)
-    cpdef value(self, object labels=*)
 
 
 @cython.final
-cdef class Gauge(_Instrument):
-    cdef public dict values
-
-    cpdef set(self, object value, object labels=*)
-    cpdef value(self, object labels=*)
+cdef class Gauge(_Values):
+    pass
 
 
 @cython.final

@@ -45,21 +45,14 @@ class _Instrument:
         return attributes
 
 
-class Counter(_Instrument):
-    """A monotonic total per label-value tuple (``pulled``: copied from a total kept
-    elsewhere with ``set``)."""
-
-    kind = "counter"
+class _Values(_Instrument):
+    """A value per label-value tuple (``values``), set from elsewhere or counted here."""
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
                  pulled: bool = False) -> None:
         super().__init__(name, help, labels, pulled=pulled)
         self.values: dict[tuple, float] = {} if labels else {(): 0}
 
-    def inc(self, amount: float = 1, labels: tuple = ()) -> None:
-        values = self.values
-        values[labels] = values.get(labels, 0) + amount
-
     def set(self, value: float, labels: tuple = ()) -> None:
         self.values[labels] = value
 
@@ -67,20 +60,24 @@ class Counter(_Instrument):
         return self.values.get(labels, 0)
 
 
-class Gauge(_Instrument):
+class Counter(_Values):
+    """A monotonic total per label-value tuple (``pulled``: copied from a total kept
+    elsewhere with ``set``)."""
+
+    kind = "counter"
+
+    def inc(self, amount: float = 1, labels: tuple = ()) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0) + amount
+
+
+class Gauge(_Values):
     """The latest value per label-value tuple (mirrored as an observable gauge)."""
 
     kind = "gauge"
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
         super().__init__(name, help, labels, pulled=True)
-        self.values: dict[tuple, float] = {} if labels else {(): 0}
-
-    def set(self, value: float, labels: tuple = ()) -> None:
-        self.values[labels] = value
-
-    def value(self, labels: tuple = ()) -> float:
-        return self.values.get(labels, 0)
 
 
 class Histogram(_Instrument):
