@@ -162,7 +162,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("errors and argument types", frozenset({"pyraft.errors", "pyraft.argtypes"})),
     ("pure core", frozenset({"pyraft.core"})),
     ("configuration", frozenset({"pyraft.config"})),
-    ("storage and metrics", frozenset({"pyraft.storage", "pyraft.metrics"})),
+    ("storage and metrics", frozenset({"pyraft.storage", "pyraft.metrics", "pyraft.instruments"})),
     ("transports", frozenset({"pyraft.transport"})),
     ("runtime", frozenset({"pyraft.cluster"})),
     ("public API and key-value service", frozenset({"pyraft", "pyraft.kv", "pyraft.client"})),
