@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 
 import msgpack
@@ -661,7 +662,12 @@ def test_syncs_run_inline_only_while_they_are_fast_and_small(tmp_path):
     assert not durable._writer.sync_inline(Rd(100))
     durable._writer.sync_seconds = 0.0
     assert durable._writer.sync_inline(Rd(100))
-    durable._writer.inline_sync_max_ms = 0.0  # 0: always on the I/O thread (ClusterConfig)
+    durable.storage.close()
+    # ClusterConfig's 0: always on the I/O thread (the first sync too), unless there is
+    # nothing to sync
+    never = dataclasses.replace(config, inline_sync_max_ms=0)
+    durable = RaftCluster(never, transport=MemoryNetwork().transport(1),
+                          storage=DurableLogStorage(str(tmp_path / "never"), sync="always"))
     assert not durable._writer.sync_inline(Rd(100))
-    assert memory._writer.sync_inline(Rd(100))  # ... unless there is nothing to sync
+    assert RaftCluster(never, transport=MemoryNetwork().transport(1))._writer.sync_inline(Rd(100))
     durable.storage.close()
