@@ -3,7 +3,8 @@
 is the very code the README shows; the public names are typed, not ``Any``, to mypy.
 
 mypy checks the installed packages through their ``py.typed`` markers and ``.pyi`` stubs, as
-a user's type checker would; it runs as a subprocess with its cache in a temporary directory.
+a user's type checker would; it runs as a subprocess with its cache in a temporary directory
+(one for the module's runs).
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ RUN_TIMEOUT_S = 180
 README_MARKER = "<!-- the code of examples/embed.py, checked by tests/api/test_typed_example.py -->"
 
 
-def mypy(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for this module's mypy runs: the installed packages and the standard library
+    are analysed once, not once per test."""
+    return tmp_path_factory.mktemp("mypy_cache")
+
+
+def mypy(arguments: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     pytest.importorskip("mypy", reason="mypy is in the test extra: pip install '.[test]'")
     env = {k: v for k, v in os.environ.items() if k not in ("MYPYPATH", "PYTHONPATH")}
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(cwd / ".mypy_cache"),
+        [sys.executable, "-m", "mypy", "--cache-dir", str(cache),
          "--no-error-summary", "--hide-error-context", *arguments],
         capture_output=True, text=True, timeout=MYPY_TIMEOUT_S, cwd=cwd, env=env, check=False)
 
@@ -49,12 +57,12 @@ def test_readme_quotes_the_example_verbatim():
         "the README block")
 
 
-def test_example_passes_mypy_strict(tmp_path):
-    done = mypy(["--strict", str(EXAMPLE)], tmp_path)
+def test_example_passes_mypy_strict(tmp_path, mypy_cache):
+    done = mypy(["--strict", str(EXAMPLE)], tmp_path, mypy_cache)
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
 
 
-def test_mypy_strict_does_catch_a_mistake_against_the_api(tmp_path):
+def test_mypy_strict_does_catch_a_mistake_against_the_api(tmp_path, mypy_cache):
     # the check above can fail: a wrong use of the typed API is an error
     wrong = tmp_path / "wrong.py"
     wrong.write_text(
@@ -63,7 +71,7 @@ def test_mypy_strict_does_catch_a_mistake_against_the_api(tmp_path):
         "    return await member.wait_for_leader(timeout=1.0)\n"
         "def g(member: RaftCluster) -> int:\n"
         "    return member.has_quorum + member.no_such_method()\n")
-    done = mypy(["--strict", str(wrong)], tmp_path)
+    done = mypy(["--strict", str(wrong)], tmp_path, mypy_cache)
     assert done.returncode == 1, done.stdout + done.stderr
     assert 'Incompatible return value type (got "int", expected "str")' in done.stdout
     assert '"RaftCluster" has no attribute "no_such_method"' in done.stdout
@@ -87,7 +95,7 @@ REVEAL = {
 }
 
 
-def test_public_names_are_typed_not_any(tmp_path):
+def test_public_names_are_typed_not_any(tmp_path, mypy_cache):
     probe = tmp_path / "probe.py"
     lines = ["import raftcore", "import raftcore.crc", "import raftcore.framing",
              "import raftcore.index", "import raftcore.phi", "import raftcore.wal",
@@ -95,7 +103,7 @@ def test_public_names_are_typed_not_any(tmp_path):
     first = len(lines) + 1
     lines += [f"reveal_type({expression})" for expression in REVEAL]
     probe.write_text("\n".join(lines) + "\n")
-    done = mypy(["--strict", str(probe)], tmp_path)
+    done = mypy(["--strict", str(probe)], tmp_path, mypy_cache)
     revealed = {}
     for line in done.stdout.splitlines():
         match = re.match(r".*probe\.py:(\d+): note: Revealed type is \"(.*)\"$", line)

@@ -196,7 +196,8 @@ def _assert_operator_faults_checked(result: RunResult) -> None:
 
 @pytest.mark.jepsen
 def test_a_short_run_with_every_fault_is_linearizable(tmp_path):
-    config = RunConfig(minutes=0.5, seed=SEED, quiet_s=(0.3, 0.6), workdir=str(tmp_path / "run"))
+    config = RunConfig(minutes=0.5, seed=SEED, quiet_s=(0.3, 0.6), hold_s=(1.5, 2.5),
+                       workdir=str(tmp_path / "run"))
     result = asyncio.run(run(config))
     print(result.summary())
     _assert_sound(result, min_ok=300)
