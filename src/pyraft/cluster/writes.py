@@ -22,7 +22,7 @@
   whose entries a Ready replaces (or a snapshot covers) get ``CommandOutcomeUnknownError``.
 
 The part owns no task; the runtime binds it to its loop, its wake-up and its core at start.
-Applying committed entries stays in the runtime's Ready loop (``ledger.applied``).
+Applying committed entries is the engine's (``Engine.apply`` calls ``ledger.applied``).
 
 ``Wake`` is that wake-up: what ``asyncio.Event`` does for the one task that waits on it (the
 processing task), compiled, so that setting it (on every message received, every write
