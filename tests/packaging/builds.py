@@ -4,19 +4,41 @@ answers and that the smoke tests run from outside the checkout."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "tests" / "smoke" / "test_smoke.py"
+TOOL = ROOT / "tools" / "build_wheel.py"
 BUILD_TIMEOUT_S = 900
 INSTALL_TIMEOUT_S = 900
 SMOKE_TIMEOUT_S = 600
 PROBE_TIMEOUT_S = 120
+
+
+def load_tool():
+    """``tools/build_wheel.py`` as a module."""
+    spec = importlib.util.spec_from_file_location("build_wheel", TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@cache
+def builds_here() -> bool:
+    """This interpreter has ``pyproject.toml``'s build requirements (the test extra names
+    them), so the sdist and the wheel build without an isolated build environment: the same
+    setuptools, Cython and numpy, installed once instead of twice per run (about 20 s).
+    CI's ``pip install ".[test]"`` still proves the isolated build on every run."""
+    return not load_tool().missing_build_requirements(sys.executable, ROOT)
 
 
 def clean_environ() -> dict[str, str]:
