@@ -9,7 +9,6 @@ recorded (its digest is in ``testdata/commit_digests.json``, see ``test_commit_d
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from pyraft.core import RaftNode, Role
 from pyraft.core.log import RaftLog
 from pyraft.testing import sim
-from pyraft.testing.sim import FAULTS, SimConfig, Simulation, digest_of, run_seed
+from pyraft.testing.sim import FAULTS, SimConfig, Simulation, Trace, digest_of, run_seed
 
 #: what each seed of 0..999 (3 members) and 0..499 (5 members) committed when recorded
 RECORDED = json.loads((Path(__file__).parent / "testdata" / "commit_digests.json").read_text())
@@ -67,7 +66,7 @@ def test_five_members_with_automatic_failure_detection():
     removals = 0
     for seed in range(20_000, 20_100):
         simulation = Simulation(seed, config)
-        simulation.trace = collections.deque(maxlen=100_000)
+        simulation.trace = Trace(maxlen=100_000)
         result = simulation.run()
         assert result.ok, f"{result.line()}: {result.detail}"
         removals += sum("removed-dead" in line for line in simulation.trace)
