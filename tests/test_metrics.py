@@ -242,6 +242,46 @@ def test_mirrored_to_opentelemetry_when_importable(monkeypatch):
     assert "pyraft_transport_sent_total" in observables
 
 
+_SDK_SET_LATER = """
+import json
+from opentelemetry import metrics as api
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from pyraft.metrics import Metrics
+
+metrics = Metrics(3)  # the global meter: no SDK yet, so the API's proxies
+histogram = metrics.fsync_seconds
+before = (histogram.otel_proxied, histogram.otel._real_instrument)
+histogram.observe(0.25)  # before any SDK: counted here, nothing to forward it to
+reader = InMemoryMetricReader()
+api.set_meter_provider(MeterProvider(metric_readers=[reader]))
+histogram.observe(0.5)
+histogram.observe(0.75)
+points = [point for resource in reader.get_metrics_data().resource_metrics
+          for scope in resource.scope_metrics for metric in scope.metrics
+          if metric.name == "pyraft_fsync_seconds" for point in metric.data.data_points]
+print(json.dumps({"proxied": before[0], "real_before": before[1] is not None,
+                  "count": histogram.count(), "points": [
+                      [point.count, point.sum, dict(point.attributes)] for point in points]}))
+"""
+
+
+def test_a_histogram_made_before_the_sdk_reaches_it_once_set():
+    # the usual order in a service: pyraft's instruments exist before (or without) an SDK;
+    # recordings then go nowhere, and reach the SDK from the moment one is set
+    pytest.importorskip("opentelemetry.sdk.metrics")  # the test extra installs it
+    import json
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", _SDK_SET_LATER], capture_output=True,
+                           text=True, timeout=60, check=True)
+    seen = json.loads(child.stdout)
+    assert seen["proxied"] is True and seen["real_before"] is False, seen
+    assert seen["count"] == 3  # pyraft's own histogram has every recording
+    assert seen["points"] == [[2, 1.25, {"member": "3"}]], seen
+
+
 def test_bytes_per_peer_are_read_from_the_transport():
     class Transport:
         counters = None

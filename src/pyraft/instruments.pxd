@@ -11,6 +11,7 @@ cdef class _Instrument:
     cdef public object labels
     cdef public bint pulled
     cdef public object otel
+    cdef public bint otel_proxied
     cdef public dict otel_attributes
     cdef public dict _attribute_cache
     cdef object __weakref__  # the OpenTelemetry mirror keeps live instruments in a WeakSet

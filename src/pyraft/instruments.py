@@ -29,6 +29,9 @@ class _Instrument:
         self.labels = labels
         self.pulled = pulled  # set from elsewhere (mirrored as an observable instrument)
         self.otel: Any = None  # a histogram's mirrored OpenTelemetry instrument, if any
+        #: ``otel`` is the OpenTelemetry API's proxy (``pyraft.metrics``): it forwards to its
+        #: ``_real_instrument`` once an SDK is set, and does nothing before
+        self.otel_proxied = False
         self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
         self._attribute_cache: dict[tuple, dict] = {}
 
@@ -110,6 +113,10 @@ class Histogram(_Instrument):
         series[2] += 1
         otel = self.otel
         if otel is not None:  # runs several times per write: the cached attributes first
+            if self.otel_proxied:  # what the proxy would forward to: nothing, or the SDK's
+                otel = otel._real_instrument  # instrument (an attribute read, not a frame)
+                if not otel:
+                    return
             attributes = self._attribute_cache.get(labels)
             otel.record(value, attributes if attributes is not None
                         else self._attributes(labels))

@@ -110,10 +110,12 @@ class _Registry:
                 elif isinstance(instrument, Histogram):
                     instrument.otel = meter.create_histogram(
                         instrument.name, unit=unit, description=instrument.help)
+                    instrument.otel_proxied = _api_proxy(instrument.otel)
         except Exception:  # an unusable SDK must never stop the member or the client
             log.exception("cannot mirror metrics to OpenTelemetry")
             for instrument in self.instruments:
                 instrument.otel = None
+                instrument.otel_proxied = False
 
     @staticmethod
     def _observe(meter, instrument, unit: str, otel_metrics) -> None:
@@ -135,6 +137,20 @@ class _Registry:
             create(instrument.name, callbacks=[observe], unit=unit,
                    description=instrument.help)
         live.add(instrument)
+
+
+def _api_proxy(instrument: Any) -> bool:
+    """Is ``instrument`` the OpenTelemetry API's proxy? ``get_meter`` before any SDK is set
+    (``set_meter_provider``) makes proxies: each does nothing until an SDK is set, then
+    forwards every recording to the SDK's instrument it keeps in ``_real_instrument``. A
+    histogram records into that attribute directly (``Histogram.observe``): several times per
+    write, a frame of the proxy's ``record`` cost more than the rest of the recording, and
+    did nothing when no SDK was set. An API without that attribute gets ordinary calls."""
+    try:
+        from opentelemetry.metrics._internal.instrument import _ProxyInstrument
+    except ImportError:
+        return False
+    return isinstance(instrument, _ProxyInstrument) and hasattr(instrument, "_real_instrument")
 
 
 def _unit(name: str) -> str:
