@@ -43,6 +43,7 @@ import numpy as np
 from raftcore._crc cimport crc32c_update
 from raftcore._framing import concat_batches, decode_entries, empty_batch, scan_entries
 from raftcore._framing import RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX
+from raftcore._framing cimport EntryBatch
 from raftcore._index cimport IndexTable
 from raftcore.errors import WalClusterMismatchError, WalCorruptionError
 
@@ -255,7 +256,7 @@ cdef class WriteAheadLog:
     # ---- positions ---------------------------------------------------------------------------
     def first_index(self):
         """Index of the oldest stored entry (the next index when the log is empty)."""
-        return self._index.first_index if len(self._index) else self._next_index
+        return self._index._first if self._index._count else self._next_index
 
     def last_index(self):
         """Index of the newest written entry (``first_index - 1`` when empty)."""
@@ -277,7 +278,13 @@ cdef class WriteAheadLog:
         return self._index.term_at(index)
 
     def last_term(self):
-        return self._index.last_term if len(self._index) else self._prev_term
+        return self._last_term()
+
+    cdef uint64_t _last_term(self) noexcept:
+        cdef IndexTable index = self._index
+        if index._count:
+            return index._terms[index._head + index._count - 1]
+        return self._prev_term
 
     def terms(self, lo, hi):
         return self._index.terms(lo, hi)
@@ -292,26 +299,53 @@ cdef class WriteAheadLog:
         cdef Py_buffer view
         cdef _Segment seg
         cdef int err
-        cdef int64_t offset
+        cdef int64_t offset, size
+        cdef Py_ssize_t n, skip
+        cdef uint64_t first, last
+        cdef EntryBatch typed
         self._require_open()
-        n = len(batch)
-        if n == 0:
-            return self._next_index - 1
-        if batch.first_index != self._next_index:
-            raise ValueError(f"append at {batch.first_index}, expected {self._next_index} "
+        # the batch's columns: read in C from the compiled EntryBatch (every append), through
+        # its Python attributes from another (the framing twin's, under NO_EXTENSIONS)
+        if type(batch) is EntryBatch:
+            typed = <EntryBatch>batch
+            n = typed._n
+            if n == 0:
+                return self._next_index - 1
+            first = typed.first_index
+            first_term = typed.term_at(first)
+            size = typed.nbytes
+            data = typed._memoryview()
+            skip = typed.base
+            offsets = typed.offsets
+            terms = typed.terms
+        else:
+            n = len(batch)
+            if n == 0:
+                return self._next_index - 1
+            first = batch.first_index
+            first_term = batch.terms[0]
+            size = batch.nbytes
+            data = batch.data
+            skip = 0
+            offsets = batch.offsets
+            terms = batch.terms
+        last = first + <uint64_t>n - 1
+        if first != self._next_index:
+            raise ValueError(f"append at {first}, expected {self._next_index} "
                              "(truncate_suffix first to replace entries)")
-        if batch.terms[0] < self.last_term():
+        if first_term < self._last_term():
             raise ValueError("appended term is lower than the last term")
-        size = batch.nbytes
         seg = self._segments[-1] if self._segments else None
         if seg is None or (seg.end + size > self.segment_bytes_max and
                            seg.last_index >= seg.first_index):
             seg = self._roll()
         offset = seg.end
-        PyObject_GetBuffer(batch.data, &view, PyBUF_SIMPLE)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
+            if skip + size > view.len:  # never for a valid batch: its records fit its buffer
+                raise ValueError(f"a batch of {size} bytes at {skip} of a {view.len}-byte buffer")
             with nogil:
-                err = rc_pwrite_all(seg.fd, <const unsigned char *>view.buf, <size_t>view.len,
+                err = rc_pwrite_all(seg.fd, <const unsigned char *>view.buf + skip, <size_t>size,
                                     offset)
         finally:
             PyBuffer_Release(&view)
@@ -320,18 +354,17 @@ cdef class WriteAheadLog:
             # overwritten by the next append or cut by recovery
             _check(err, "append", seg.path)
         # each entry at its record boundary plus where the batch landed, added in C
-        self._index.c_append_batch(batch.first_index, seg.seq, batch.offsets,
-                                   <uint64_t>offset, batch.terms)
+        self._index.c_append_batch(first, seg.seq, offsets, <uint64_t>offset, terms)
         seg.end = offset + size
         if seg.end > seg.allocated:
             seg.allocated = seg.end
-        seg.last_index = batch.last_index
-        self._next_index = batch.last_index + 1
-        self._written = batch.last_index
+        seg.last_index = last
+        self._next_index = last + 1
+        self._written = last
         self._dirty = True
         if self.sync_policy != "always":
             self._durable = self._written
-        return batch.last_index
+        return last
 
     def sync(self):
         """Make what was written durable (per the policy); returns the durable index."""

@@ -259,6 +259,26 @@ def test_an_append_indexes_a_batch_whatever_its_arrays(tmp_path):
     assert indexed[0][0] == SEGMENT_HEADER_BYTES and indexed[0] == sorted(set(indexed[0]))
 
 
+def test_an_append_writes_a_slice_of_a_larger_buffer_and_only_it(tmp_path):
+    """A batch cut out of a larger one (a leader's read of its log, a follower's slice of a
+    received run) starts inside its buffer: the append writes its records, not the buffer
+    around them, and the log reads them back after a reopen."""
+    from raftcore.framing import concat_batches
+
+    whole = encode_entries(1, 3, [payload_for(i, 3) for i in range(1, 9)])
+    head, middle, tail = whole.slice(1, 3), whole.slice(3, 7), whole.slice(7, 9)
+    assert middle.base > 0 and middle.nbytes < len(bytes(middle.buffer))
+    for log_dir, parts in (("sliced", [head, middle, tail]),
+                           ("joined", [concat_batches([head, middle]), tail])):
+        with open_log(tmp_path / log_dir) as log:
+            for part in parts:
+                assert log.append(part) == part.last_index
+            log.sync()
+        with open_log(tmp_path / log_dir) as log:
+            check_against(log, dict.fromkeys(range(1, 9), 3))
+            assert log.read(1, 9).tobytes() == whole.tobytes()
+
+
 def test_reset_after_a_snapshot_beyond_the_log(tmp_path):
     with open_log(tmp_path) as log:
         append(log, 1, 5)
