@@ -135,20 +135,21 @@ def unpack_sdist(sdist: Path, destination: Path) -> Path:
 
 # run by the target interpreter: prints each build requirement (argv) it lacks, one a line
 _MISSING_SCRIPT = """
-import sys
+import re, sys
 from importlib import metadata
 try:
     from packaging.requirements import Requirement
-except ImportError:
+except ImportError:  # then only presence is checked
     Requirement = None
 for text in sys.argv[1:]:
-    name = Requirement(text).name if Requirement else text.split(">")[0].split("<")[0]
+    wanted = Requirement(text) if Requirement else None
+    name = wanted.name if wanted else re.split(r"[\\s<>=!~;\\[]", text, maxsplit=1)[0]
     try:
         version = metadata.version(name)
     except metadata.PackageNotFoundError:
         print(text)
         continue
-    if Requirement is not None and not Requirement(text).specifier.contains(version, True):
+    if wanted is not None and not wanted.specifier.contains(version, True):
         print(text + " (installed: " + version + ")")
 """
 

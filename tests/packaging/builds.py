@@ -33,12 +33,15 @@ def load_tool():
 
 
 @cache
-def builds_here() -> bool:
-    """This interpreter has ``pyproject.toml``'s build requirements (the test extra names
-    them), so the sdist and the wheel build without an isolated build environment: the same
-    setuptools, Cython and numpy, installed once instead of twice per run (about 20 s).
-    CI's ``pip install ".[test]"`` still proves the isolated build on every run."""
-    return not load_tool().missing_build_requirements(sys.executable, ROOT)
+def isolation_options() -> tuple[str, ...]:
+    """``("--no-isolation",)`` (the option of ``python -m build`` and of the build tool alike)
+    when this interpreter has ``pyproject.toml``'s build requirements (the test extra names
+    them): the sdist and the wheel then build with the same setuptools, Cython and numpy,
+    installed once instead of twice per run (about 20 s); else ``()``. CI's
+    ``pip install ".[test]"`` still proves the isolated build on every run."""
+    if load_tool().missing_build_requirements(sys.executable, ROOT):
+        return ()
+    return ("--no-isolation",)
 
 
 def clean_environ() -> dict[str, str]:

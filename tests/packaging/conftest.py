@@ -11,8 +11,8 @@ import pytest
 from tests.packaging.builds import (
     BUILD_TIMEOUT_S,
     ROOT,
-    builds_here,
     clean_environ,
+    isolation_options,
     require,
     run,
     skip_unless_an_index_answers,
@@ -23,7 +23,7 @@ from tests.packaging.builds import (
 def sdist(tmp_path_factory) -> Path:
     """The ``.tar.gz`` that ``python -m build --sdist`` makes of a copy of the checkout
     (skips, saying why, when pip reaches no package index); ``--no-isolation`` when this
-    interpreter has the build requirements (``builds_here``)."""
+    interpreter has the build requirements (``isolation_options``)."""
     base = tmp_path_factory.mktemp("sdist")
     env = clean_environ()
     skip_unless_an_index_answers(sys.executable, env, base / "probe")
@@ -38,9 +38,8 @@ def sdist(tmp_path_factory) -> Path:
     for name in ("src", "examples", "tests/smoke"):
         shutil.copytree(ROOT / name, tree / name, ignore=ignore)
     shutil.copy2(ROOT / "tests" / "__init__.py", tree / "tests" / "__init__.py")
-    isolation = ["--no-isolation"] if builds_here() else []
-    require(run([sys.executable, "-m", "build", "--sdist", *isolation, "--outdir", base / "dist",
-                 tree], BUILD_TIMEOUT_S, env), "python -m build --sdist")
+    require(run([sys.executable, "-m", "build", "--sdist", *isolation_options(), "--outdir",
+                 base / "dist", tree], BUILD_TIMEOUT_S, env), "python -m build --sdist")
     built = sorted((base / "dist").glob("raftcore-*.tar.gz"))
     assert len(built) == 1, built
     return built[0]

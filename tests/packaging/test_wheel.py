@@ -31,8 +31,8 @@ from tests.packaging.builds import (
     INSTALL_TIMEOUT_S,
     ROOT,
     TOOL,
-    builds_here,
     clean_environ,
+    isolation_options,
     load_tool,
     require,
     run,
@@ -57,9 +57,8 @@ def installed(sdist, tmp_path_factory):
         env = clean_environ()
         skip_unless_an_index_answers(sys.executable, env, base / "probe")
 
-        isolation = ["--no-isolation"] if builds_here() else []
         built = require(run([sys.executable, TOOL, "--out", base / "wheelhouse", "--sdist", sdist,
-                             *isolation], BUILD_TIMEOUT_S,
+                             *isolation_options()], BUILD_TIMEOUT_S,
                             dict(env, RAFTCORE_OPT="-O0", CFLAGS="-g0")),
                         "tools/build_wheel.py")
         match = re.search(r"^wheel: (.+\.whl)$", built, re.MULTILINE)
