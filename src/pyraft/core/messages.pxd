@@ -24,6 +24,8 @@ cdef class Message:
     cdef public bint fresh
 
 
+# the new message typed: its fields are set as C fields, not through their descriptors
+@cython.locals(message=Message)
 cpdef Message wire_message(object type, int64_t src, int64_t dst, int64_t term,
                            int64_t log_term, int64_t index, int64_t commit, object entries,
                            bint reject, int64_t reject_hint, int64_t hint_term, object context,
