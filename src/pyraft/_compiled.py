@@ -56,8 +56,8 @@ MODULES: tuple[str, ...] = (
     # the metrics' instruments: each handled Ready records into several of them
     "pyraft.instruments",
     # the durable log the core reads and the log writer appends through, several calls per
-    # write (typed by log.pxd over pyraft.core.storage's class: naming that one pure needs
-    # this one named too)
+    # write (typed by log.pxd over pyraft.core.storage's class and messages' HardState: naming
+    # either pure needs this one named too)
     "pyraft.storage.log",
     # the deterministic simulator's harness: the same source in both builds, so a seed's
     # trace compares across them and the compiled build runs more seeds per minute
@@ -86,7 +86,9 @@ PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: (``sim.pxd`` types the harness with ``RaftNode``, ``Message`` and ``Ready``), and
 #: ``pyraft.core.view`` (``view.pxd`` types the view's node and log); naming
 #: ``pyraft.cluster.ledger`` needs ``pyraft.cluster.writes`` (``writes.pxd`` types its ledger);
-#: naming ``pyraft.core.storage`` needs ``pyraft.storage.log`` (its class extends the core's).
+#: naming ``pyraft.instruments`` needs ``pyraft.cluster.persist`` (its histograms are typed);
+#: naming ``pyraft.core.storage`` or ``pyraft.core.messages`` needs ``pyraft.storage.log`` (its
+#: class extends the core's and stores ``HardState``s).
 PURE_MODULES: frozenset[str] = frozenset(
     name.strip() for name in os.environ.get("PYRAFT_PURE_MODULES", "").split(",") if name.strip())
 

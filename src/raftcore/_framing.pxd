@@ -7,6 +7,7 @@ cdef class EntryBatch:
     cdef readonly Py_ssize_t base
     cdef readonly Py_ssize_t nbytes
     cdef readonly uint64_t first_index
+    cdef readonly uint64_t last_index  # first_index + len - 1 (first_index - 1 when empty)
     cdef readonly object terms
     cdef readonly object kinds
     cdef readonly object offsets

@@ -202,6 +202,7 @@ cdef class EntryBatch:
       base         byte offset of the first record inside ``buffer``.
       nbytes       size in bytes of the records (``data`` is ``buffer[base:base + nbytes]``).
       first_index  index of the first entry; for an empty batch, the index the next one would have.
+      last_index   index of the last entry; ``first_index - 1`` when empty.
       terms        uint64 array, one term per entry (non-decreasing).
       kinds        uint8 array, one kind per entry (KIND_COMMAND / KIND_CONFIGURATION / KIND_NOOP).
       offsets      uint64 array of ``len + 1`` record boundaries relative to ``base``:
@@ -218,6 +219,8 @@ cdef class EntryBatch:
         self.kinds = kinds
         self.offsets = offsets
         self._n = len(terms)
+        # a field, not a property: compiled callers (the core, the WAL) read it in C
+        self.last_index = first_index + <uint64_t>self._n - 1
 
     def __len__(self):
         return self._n
@@ -225,11 +228,6 @@ cdef class EntryBatch:
     def __repr__(self):
         return (f"EntryBatch(first_index={self.first_index}, last_index={self.last_index}, "
                 f"entries={self._n}, nbytes={self.nbytes})")
-
-    @property
-    def last_index(self):
-        """Index of the last entry; ``first_index - 1`` when empty."""
-        return self.first_index + <uint64_t>self._n - 1
 
     @property
     def last_term(self):

@@ -21,6 +21,7 @@ from pyraft.cluster import (
     RaftCluster,
 )
 from pyraft.config import ClusterConfig
+from pyraft.core.messages import Ready
 from pyraft.errors import ConfigError, NotLeaderError
 from pyraft.storage.interpreter import Command, CommandInterpreter, handles
 from pyraft.storage.log import DurableLogStorage
@@ -651,23 +652,25 @@ def test_syncs_run_inline_only_while_they_are_fast_and_small(tmp_path):
     durable = RaftCluster(config, transport=MemoryNetwork().transport(1),
                           storage=DurableLogStorage(str(tmp_path), sync="always"))
 
-    class Rd:
-        def __init__(self, size):
-            self.entries = [encode_entries(1, 1, [b"x" * size])]
+    def ready_of(size: int) -> Ready:
+        rd = Ready(1)
+        rd.entries = [encode_entries(1, 1, [b"x" * size])]
+        return rd
 
-    assert memory._writer.sync_inline(Rd(10 << 20))  # nothing to sync: always inline
-    assert durable._writer.sync_inline(Rd(100))
-    assert not durable._writer.sync_inline(Rd(1 << 20))  # a big batch: the executor
+    assert memory._writer.sync_inline(ready_of(10 << 20))  # nothing to sync: always inline
+    assert durable._writer.sync_inline(ready_of(100))
+    assert not durable._writer.sync_inline(ready_of(1 << 20))  # a big batch: the executor
     durable._writer.sync_seconds = 0.005  # syncs have been taking 5 ms: a slow disk
-    assert not durable._writer.sync_inline(Rd(100))
+    assert not durable._writer.sync_inline(ready_of(100))
     durable._writer.sync_seconds = 0.0
-    assert durable._writer.sync_inline(Rd(100))
+    assert durable._writer.sync_inline(ready_of(100))
     durable.storage.close()
     # ClusterConfig's 0: always on the I/O thread (the first sync too), unless there is
     # nothing to sync
     never = dataclasses.replace(config, inline_sync_max_ms=0)
     durable = RaftCluster(never, transport=MemoryNetwork().transport(1),
                           storage=DurableLogStorage(str(tmp_path / "never"), sync="always"))
-    assert not durable._writer.sync_inline(Rd(100))
-    assert RaftCluster(never, transport=MemoryNetwork().transport(1))._writer.sync_inline(Rd(100))
+    assert not durable._writer.sync_inline(ready_of(100))
+    in_memory = RaftCluster(never, transport=MemoryNetwork().transport(1))
+    assert in_memory._writer.sync_inline(ready_of(100))
     durable.storage.close()

@@ -19,7 +19,7 @@ from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.config import RaftConfig
 from pyraft.core import Configuration, MemoryLogStorage, RaftNode
-from pyraft.core.messages import HardState, Message
+from pyraft.core.messages import HardState, Message, Ready
 from pyraft.core.view import CoreView
 from pyraft.errors import ConfigError, MembershipMismatchError, StorageFullError
 from pyraft.metrics import Metrics
@@ -149,15 +149,13 @@ class FullDisk(MemoryLogStorage):
         super().append(batch)
 
 
-class Rd:
-    """The fields of a Ready that persisting reads."""
-
-    def __init__(self, entries: list[Any], hard_state: HardState | None = None) -> None:
-        self.entries = entries
-        self.hard_state = hard_state
-        self.must_sync = bool(entries)
-        self.snapshot = None
-        self.snapshot_chunks: list[Any] = []
+def ready_with(entries: list[Any], hard_state: HardState | None = None) -> Ready:
+    """A Ready with what persisting reads: entries, a hard state, a sync when entries."""
+    rd = Ready(1)
+    rd.entries = entries
+    rd.hard_state = hard_state
+    rd.must_sync = bool(entries)
+    return rd
 
 
 def writer_for(storage: Any, metrics: Metrics) -> LogWriter:
@@ -178,7 +176,7 @@ def test_a_ready_is_persisted_and_a_storage_failure_retried(monkeypatch) -> None
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             entries = encode_entries(1, 1, [b"a", b"b"], KIND_COMMAND)
-            task = asyncio.ensure_future(writer.persist(Rd([entries], HardState(1, 1, 0))))
+            task = asyncio.ensure_future(writer.persist(ready_with([entries], HardState(1, 1, 0))))
             for _ in range(100):
                 if writer.failed is not None:
                     break
@@ -199,8 +197,8 @@ def test_syncs_run_inline_in_memory_and_while_fast_and_small(tmp_path) -> None:
     memory = writer_for(MemoryLogStorage(), metrics)
     durable_storage = DurableLogStorage(str(tmp_path), sync="never")
     durable = writer_for(durable_storage, metrics)
-    small = Rd([encode_entries(1, 1, [b"x" * 10])])
-    big = Rd([encode_entries(1, 1, [b"x" * 2000])])
+    small = ready_with([encode_entries(1, 1, [b"x" * 10])])
+    big = ready_with([encode_entries(1, 1, [b"x" * 2000])])
     assert memory.sync_inline(big)
     assert durable.sync_inline(small) and not durable.sync_inline(big)
     durable.sync_seconds = 0.005
@@ -228,17 +226,17 @@ def test_what_the_writer_pipelines() -> None:
     storage = MemoryLogStorage(Configuration(frozenset({1})))
     writer = writer_for(storage, Metrics(1))
     storage.append(encode_entries(1, 1, [b"a", b"b"]))
-    assert writer.can_pipeline(Rd([encode_entries(3, 1, [b"c"])]))
-    assert writer.can_pipeline(Rd([], HardState(2, 1, 0)))
-    assert not writer.can_pipeline(Rd([encode_entries(2, 2, [b"c"])]))  # replaces entry 2
-    with_snapshot = Rd([])
+    assert writer.can_pipeline(ready_with([encode_entries(3, 1, [b"c"])]))
+    assert writer.can_pipeline(ready_with([], HardState(2, 1, 0)))
+    assert not writer.can_pipeline(ready_with([encode_entries(2, 2, [b"c"])]))  # replaces entry 2
+    with_snapshot = ready_with([])
     with_snapshot.snapshot = object()  # type: ignore[assignment]
     assert not writer.can_pipeline(with_snapshot)
-    with_chunks = Rd([])
+    with_chunks = ready_with([])
     with_chunks.snapshot_chunks = [object()]
     assert not writer.can_pipeline(with_chunks)
     writer.failed = StorageFullError("no space left", path="/tmp")
-    assert not writer.can_pipeline(Rd([encode_entries(3, 1, [b"c"])]))
+    assert not writer.can_pipeline(ready_with([encode_entries(3, 1, [b"c"])]))
 
 
 def test_a_failed_sync_rewrites_its_ready_and_every_later_one(monkeypatch) -> None:
@@ -254,19 +252,19 @@ def test_a_failed_sync_rewrites_its_ready_and_every_later_one(monkeypatch) -> No
         writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
             writer.bind(asyncio.get_running_loop(), executor)
-            first = Rd([encode_entries(1, 1, [b"a", b"b"])], HardState(1, 1, 0))
-            second = Rd([encode_entries(3, 1, [b"c", b"d"])])
+            first = ready_with([encode_entries(1, 1, [b"a", b"b"])], HardState(1, 1, 0))
+            second = ready_with([encode_entries(3, 1, [b"c", b"d"])])
             written = [writer.begin(first), writer.begin(second)]
             assert all(w.job is not None for w in written) and storage.last_index() == 4
             await writer.finish(first, written[0])
             assert storage.last_index() == 2  # the rewrite of the first cut the second
-            assert not writer.can_pipeline(Rd([encode_entries(5, 1, [b"e"])]))
+            assert not writer.can_pipeline(ready_with([encode_entries(5, 1, [b"e"])]))
             await writer.finish(second, written[1])
             writer.pipeline_empty()
         assert storage.last_index() == 4 and list(storage.entries(1, 5).terms) == [1] * 4
         assert writer.failed is None and metrics.storage_failures.value() == 1
         assert storage.hard_state == HardState(1, 1, 0)
-        assert writer.can_pipeline(Rd([encode_entries(5, 1, [b"e"])]))
+        assert writer.can_pipeline(ready_with([encode_entries(5, 1, [b"e"])]))
 
     asyncio.run(body())
 
@@ -279,15 +277,15 @@ def test_an_append_that_fails_stops_the_pipeline_until_it_is_written(monkeypatch
         writer = writer_for(storage, Metrics(1))
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
             writer.bind(asyncio.get_running_loop(), executor)
-            rd = Rd([encode_entries(1, 1, [b"a"])])
+            rd = ready_with([encode_entries(1, 1, [b"a"])])
             written = writer.begin(rd)
             assert isinstance(written.error, StorageFullError) and written.job is None
             # the next Ready is not written behind the failed one
-            assert not writer.can_pipeline(Rd([encode_entries(2, 1, [b"b"])]))
+            assert not writer.can_pipeline(ready_with([encode_entries(2, 1, [b"b"])]))
             await writer.finish(rd, written)
             writer.pipeline_empty()
         assert storage.last_index() == 1 and writer.failed is None
-        assert writer.can_pipeline(Rd([encode_entries(2, 1, [b"b"])]))
+        assert writer.can_pipeline(ready_with([encode_entries(2, 1, [b"b"])]))
 
     asyncio.run(body())
 
@@ -324,9 +322,9 @@ def test_readys_written_while_a_sync_waits_share_it() -> None:
         writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
             writer.bind(asyncio.get_running_loop(), executor)
-            readys = [Rd([encode_entries(1, 1, [b"a"])], HardState(1, 1, 0)),
-                      Rd([encode_entries(2, 1, [b"b"])], HardState(1, 1, 1)),
-                      Rd([encode_entries(3, 1, [b"c"])], HardState(1, 1, 2))]
+            readys = [ready_with([encode_entries(1, 1, [b"a"])], HardState(1, 1, 0)),
+                      ready_with([encode_entries(2, 1, [b"b"])], HardState(1, 1, 1)),
+                      ready_with([encode_entries(3, 1, [b"c"])], HardState(1, 1, 2))]
             first = writer.begin(readys[0])
             for _ in range(500):  # until the I/O thread holds the first sync
                 if storage.syncs:

@@ -7,6 +7,7 @@ from libc.stdint cimport int64_t
 from pyraft.cluster.ledger cimport ProposalLedger
 from pyraft.cluster.persist cimport LogWriter, Written
 from pyraft.cluster.writes cimport Wake, Writes
+from pyraft.core.log cimport RaftLog
 from pyraft.core.messages cimport Message, Ready
 from pyraft.core.raft cimport RaftNode
 from pyraft.core.view cimport CoreView
@@ -48,13 +49,13 @@ cdef class Engine:
     cpdef stop_waiting(self)
     @cython.locals(started=double, written=Written)
     cpdef begin_ready(self, Ready rd)
-    @cython.locals(view=CoreView)
+    @cython.locals(core=RaftNode)
     cpdef ready_sent(self, Ready rd)
-    @cython.locals(view=CoreView)
+    @cython.locals(core=RaftNode)
     cpdef ready_done(self, Ready rd, double started)
     @cython.locals(sent=Counter, message=Message)
     cpdef send_now(self, list messages)
     @cython.locals(ledger=ProposalLedger)
     cpdef apply(self, Ready rd)
-    @cython.locals(view=CoreView)
+    @cython.locals(raft_log=RaftLog)
     cpdef resolve_waiters(self)

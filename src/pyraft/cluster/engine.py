@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from collections.abc import Callable
+from time import perf_counter
 
 from pyraft.cluster.events import Leadership
 from pyraft.cluster.ledger import ProposalLedger
@@ -37,7 +37,7 @@ from pyraft.cluster.membership import Peers
 from pyraft.cluster.persist import LogWriter, Written
 from pyraft.cluster.waiters import Waiters
 from pyraft.cluster.writes import Wake, Writes
-from pyraft.core.messages import MembershipEventKind, Message, Ready
+from pyraft.core.messages import MembershipEventKind, Message, Ready, Role
 from pyraft.core.raft import RaftNode
 from pyraft.core.view import CoreView
 from pyraft.metrics import Metrics
@@ -49,6 +49,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("pyraft.cluster")
 
 _CATCH_UP_FAILED = MembershipEventKind.CATCH_UP_FAILED
+_LEADER = Role.LEADER
 
 
 class Engine:
@@ -150,7 +151,7 @@ class Engine:
     def begin_ready(self, rd: Ready) -> None:
         """Pipelined: send ``rd``'s leader traffic, write its entries and start its sync;
         the finishing task does the rest, in Ready order (module docstring)."""
-        started = time.perf_counter()
+        started = perf_counter()
         self.ready_sent(rd)
         written = self.writer.begin(rd)
         if not self.pipeline and written.job is None and written.error is None:
@@ -184,7 +185,7 @@ class Engine:
 
     async def handle_ready(self, rd: Ready) -> None:
         """Persist ``rd`` (nothing pipelined before it), then complete it."""
-        started = time.perf_counter()
+        started = perf_counter()
         self.ready_sent(rd)
         self.persisting = True
         try:
@@ -195,9 +196,9 @@ class Engine:
 
     def ready_sent(self, rd: Ready) -> None:
         """Steps 1 of ``rd``: what may leave before anything is persisted."""
-        view = self.view
+        core = self.core  # its fields, not the view's properties: C reads when compiled
         # proposals from an earlier lead: this Ready may replace their entries
-        self.writes.settle_replaced(rd.entries, rd.snapshot, view.is_leader, view.term)
+        self.writes.settle_replaced(rd.entries, rd.snapshot, core.role is _LEADER, core.term)
         if rd.messages:  # on the wire before this member syncs: the network works meanwhile
             self.send_now(rd.messages)
 
@@ -216,17 +217,17 @@ class Engine:
                 self.waiters.catch_up_failed(event.member)
             log.info("member %d: %s %d (entry %d)", self.id, event.kind.value, event.member,
                      event.index)
-        self.core.advance(rd)
+        core = self.core  # its fields, not the view's properties: C reads when compiled
+        core.advance(rd)
         for lost in rd.leadership_lost:
             self.leadership.lost(lost)
-        view = self.view
         if rd.soft_state is not None:
-            self.leadership.changed(rd.soft_state, view, self.loop, rd.leadership_lost)
-        self.peers.update(view.configuration)
+            self.leadership.changed(rd.soft_state, self.view, self.loop, rd.leadership_lost)
+        self.peers.update(core.configuration)
         self.resolve_waiters()
-        self._ready_seconds.observe(time.perf_counter() - started)
-        self._term.set(view.term)
-        self._commit_index.set(view.committed)
+        self._ready_seconds.observe(perf_counter() - started)
+        self._term.set(core.term)
+        self._commit_index.set(core.log.committed)
         self._applied_index.set(self.applied_index)
 
     def send_now(self, messages: list[Message]) -> None:
@@ -248,5 +249,5 @@ class Engine:
             ledger.applied(batch, results)
 
     def resolve_waiters(self) -> None:
-        view = self.view
-        self.waiters.resolve(view.committed, view.applied)
+        raft_log = self.core.log
+        self.waiters.resolve(raft_log.committed, raft_log.applied)

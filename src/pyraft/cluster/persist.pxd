@@ -1,9 +1,12 @@
 # Types for the compiled build of persist.py (Cython pure-Python mode: the .py is the source).
 # Every handled Ready passes through LogWriter.begin (pipelined) or persist: compiled, its
-# steps are C calls. A Ready stays an object here: what the writer reads of it is a few
-# fields, and the tests hand it stand-ins.
+# steps are C calls, and what they read of the Ready and its batches are C fields.
 cimport cython
 from libc.stdint cimport int64_t
+
+from pyraft.core.messages cimport Ready
+from pyraft.instruments cimport Histogram
+from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
 @cython.final
@@ -29,6 +32,9 @@ cdef class LogWriter:
     cdef public int64_t id
     cdef public object storage
     cdef public object metrics
+    cdef public Histogram _append_seconds
+    cdef public Histogram _append_entries
+    cdef public Histogram _fsync_seconds
     cdef public object _snapshots
     cdef public double inline_sync_max_ms
     cdef public int64_t inline_sync_bytes_max
@@ -41,15 +47,18 @@ cdef class LogWriter:
     cdef public object _loop
     cdef public object _executor
 
-    cpdef bint can_pipeline(self, object rd) except -1
+    @cython.locals(first=CEntryBatch)
+    cpdef bint can_pipeline(self, Ready rd) except -1
     @cython.locals(written=Written, job=SyncJob, entries=bint)
-    cpdef Written begin(self, object rd)
+    cpdef Written begin(self, Ready rd)
+    @cython.locals(started=double, count=int64_t, batch=CEntryBatch)
     cpdef _append(self, list entries)
     cpdef _failed(self, object error)
     cpdef pipeline_empty(self)
     cpdef double _run_job(self, SyncJob job) except? -1.0
+    @cython.locals(started=double)
     cpdef double _timed_sync(self, object hard_state, bint entries) except? -1.0
     cpdef _synced(self, double elapsed, bint entries)
-    @cython.locals(size=int64_t)
-    cpdef bint sync_inline(self, object rd) except -1
+    @cython.locals(size=int64_t, batch=CEntryBatch)
+    cpdef bint sync_inline(self, Ready rd) except -1
     cpdef sync(self, object hard_state, bint entries)

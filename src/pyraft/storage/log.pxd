@@ -1,13 +1,18 @@
 # Types for the compiled build of log.py (Cython pure-Python mode: the .py is the source).
 # DurableLogStorage is an extension class over the core's ExternalSnapshots, its fields in C:
 # the core reads the log through it several times per write (first_index, last_index, term,
-# entries) and the log writer appends and syncs through it. Its methods stay ``def``: a
-# Python subclass (a test's faulty disk) overrides them as before, and ``__dict__`` keeps any
-# attribute a caller adds. It extends pyraft.core.storage's class: naming that module in
-# PYRAFT_PURE_MODULES needs this one named too.
+# entries) and the log writer appends and syncs through it. Most methods stay ``def``; the
+# few a write passes through with batches and hard states are ``cpdef`` to read those in C
+# (a Python subclass, a test's faulty disk, still overrides them), and ``__dict__`` keeps any
+# attribute a caller adds. It extends pyraft.core.storage's class and reads
+# pyraft.core.messages' HardState: naming either module in PYRAFT_PURE_MODULES needs this one
+# named too.
+cimport cython
 from libc.stdint cimport int64_t
 
+from pyraft.core.messages cimport HardState
 from pyraft.core.storage cimport ExternalSnapshots
+from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
 cdef class DurableLogStorage(ExternalSnapshots):
@@ -28,3 +33,12 @@ cdef class DurableLogStorage(ExternalSnapshots):
     cdef public object _snapshot_cache
     cdef public object _membership_path
     cdef public object _membership
+
+    @cython.locals(newest=CEntryBatch)
+    cpdef object entries(self, object lo, object hi, object max_bytes=*)
+    @cython.locals(first=int64_t, newest=CEntryBatch, cut=CEntryBatch, kept=CEntryBatch)
+    cpdef _remember(self, CEntryBatch batch)
+    @cython.locals(saved=HardState)
+    cpdef set_hard_state(self, HardState hard_state)
+    @cython.locals(first=int64_t)
+    cpdef append(self, CEntryBatch batch)

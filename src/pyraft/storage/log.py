@@ -344,16 +344,21 @@ class DurableLogStorage(ExternalSnapshots):
     def _remember(self, batch: EntryBatch) -> None:
         recent = self._recent
         first = batch.first_index
-        while recent and recent[-1].last_index >= first:  # replaced by this batch
-            cut = recent.pop()
+        while recent:
+            newest = recent[-1]
+            if newest.last_index < first:
+                break
+            cut = recent.pop()  # replaced by this batch
             self._recent_bytes -= cut.nbytes
             if cut.first_index < first:
                 kept = cut.slice(cut.first_index, first)
                 recent.append(kept)
                 self._recent_bytes += kept.nbytes
                 break
-        if recent and recent[-1].last_index + 1 != first:
-            self._forget()
+        if recent:
+            newest = recent[-1]
+            if newest.last_index + 1 != first:
+                self._forget()
         if batch.nbytes > self.recent_bytes_max:
             self._forget()
             return
