@@ -34,12 +34,13 @@ cdef class RaftLog:
                    batch=CEntryBatch)
     cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
     cpdef object terms(self, int64_t lo, int64_t hi)
-    @cython.locals(first=int64_t, last=int64_t)
-    cpdef append(self, object batch)
+    @cython.locals(first=int64_t, last=int64_t, part=CEntryBatch)
+    cpdef append(self, CEntryBatch batch)
     @cython.locals(lo=int64_t, hi=int64_t)
-    cpdef int64_t find_conflict(self, object batch) except? -1
+    cpdef int64_t find_conflict(self, CEntryBatch batch) except? -1
     @cython.locals(last_new=int64_t, conflict=int64_t)
-    cpdef object maybe_append(self, int64_t index, int64_t log_term, int64_t commit, object batch)
+    cpdef object maybe_append(self, int64_t index, int64_t log_term, int64_t commit,
+                              CEntryBatch batch)
     @cython.locals(lo=int64_t, hi=int64_t, middle=int64_t)
     cpdef int64_t find_conflict_by_term(self, int64_t index, int64_t term) except? -1
     cpdef bint commit_to(self, int64_t index) except -1
@@ -49,6 +50,6 @@ cdef class RaftLog:
     cpdef stable_to(self, int64_t index, int64_t term)
     cpdef restore(self, object snapshot)
     cpdef stable_snapshot_to(self, int64_t index)
-    @cython.locals(lo=int64_t, hi=int64_t)
+    @cython.locals(lo=int64_t, hi=int64_t, batch=CEntryBatch)
     cpdef list take_committed(self, int64_t max_bytes)
     cpdef applied_to(self, int64_t index)

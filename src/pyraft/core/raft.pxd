@@ -9,6 +9,7 @@ from pyraft.core.log cimport RaftLog
 from pyraft.core.membership cimport majority_index
 from pyraft.core.messages cimport HardState, Message, Ready
 from pyraft.core.progress cimport Progress
+from raftcore._framing cimport EntryBatch as CEntryBatch
 from pyraft.core.warmup cimport Warmup
 
 
@@ -67,13 +68,13 @@ cdef class RaftNode:
     cdef public object _tick
 
     cpdef step(self, Message m)
-    @cython.locals(last=int64_t, first=int64_t, bound=int64_t)
+    @cython.locals(last=int64_t, first=int64_t, bound=int64_t, batch=CEntryBatch)
     cpdef tuple propose(self, object payloads, int kind=*)
     cpdef bint has_ready(self) except -1
     cpdef bint _state_changed(self) except -1
     cpdef bint _hard_changed(self) except -1
     cpdef bint _soft_changed(self) except -1
-    @cython.locals(rd=Ready, m=Message, term=int64_t, last=object)
+    @cython.locals(rd=Ready, m=Message, term=int64_t, last=CEntryBatch)
     cpdef Ready ready(self)
     cpdef list take_leader_traffic(self)
     cpdef advance(self, Ready rd)
@@ -81,11 +82,12 @@ cdef class RaftNode:
     @cython.locals(log=RaftLog, snapshot_index=int64_t, last_index=int64_t, last_term=int64_t)
     cpdef _stable_to(self, int64_t number)
     cpdef _count_self(self)
+    @cython.locals(last=CEntryBatch)
     cpdef advance_apply(self, Ready rd)
     @cython.locals(pr=Progress, oldest=object, last=int64_t)
     cpdef _step_leader(self, Message m)
     cpdef _step_follower(self, Message m)
-    cpdef _append_as_leader(self, object batch)
+    cpdef _append_as_leader(self, CEntryBatch batch)
     cpdef _after_commit(self)
     cpdef _broadcast_append(self, bint send_if_empty=*)
     @cython.locals(pr=Progress, prev=int64_t, commit=int64_t, log=RaftLog)
@@ -97,9 +99,9 @@ cdef class RaftNode:
     cpdef bint _in_own_term(self, int64_t index) except -1
     @cython.locals(pr=Progress)
     cpdef _broadcast_heartbeat(self, object context)
-    @cython.locals(before=int64_t, hint=int64_t)
+    @cython.locals(before=int64_t, hint=int64_t, entries=CEntryBatch)
     cpdef _handle_append(self, Message m)
-    cpdef _after_append(self, int64_t from_index, object entries)
+    cpdef _after_append(self, int64_t from_index, CEntryBatch entries)
     cpdef _handle_heartbeat(self, Message m)
     cpdef _maybe_end_fresh(self)
     cpdef HardState _hard_state(self)

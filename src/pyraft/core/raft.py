@@ -652,7 +652,8 @@ class RaftNode:
     def advance_apply(self, rd: Ready) -> None:
         """The state machine applied ``rd.committed``."""
         if rd.committed:
-            self.log.applied_to(rd.committed[-1].last_index)
+            last = rd.committed[-1]
+            self.log.applied_to(last.last_index)
 
     @property
     def readys_in_flight(self) -> int:

@@ -6,10 +6,11 @@ cimport cython
 from libc.stdint cimport uint64_t
 
 from pyraft.core.messages cimport Message, wire_message
+from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
-@cython.locals(msg=Message, after=object, context_length=Py_ssize_t, entries_length=Py_ssize_t,
-               chunk_length=Py_ssize_t, size=Py_ssize_t)
+@cython.locals(msg=Message, after=object, entries=CEntryBatch, context_length=Py_ssize_t,
+               entries_length=Py_ssize_t, chunk_length=Py_ssize_t, size=Py_ssize_t)
 cpdef list encode_message(object message, object frame_bytes_max=*)
 
 
