@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from pyraft.core.messages import Message
+from pyraft.core.messages import Message, MessageType
 from pyraft.metrics import Metrics, render_prometheus
 from pyraft.transport import tcp
 from pyraft.transport.base import OnMessage, OnUnreachable, Transport, TransportCounters
@@ -58,19 +58,8 @@ def test_serve_user_messages_sets_reads_back_and_clears_the_handler() -> None:
     assert asyncio.run(body()) == [(1, b"one"), (1, b"three")]
 
 
-class Counting(Transport):
-    """A transport of the application's own that keeps counters."""
-
-    def __init__(self) -> None:
-        self._counters = TransportCounters(sent=3, dropped=2, errors=1)
-
-    @property
-    def counters(self) -> TransportCounters:
-        return self._counters
-
-    @property
-    def peer_bytes_sent(self) -> dict[int, int]:
-        return {2: 40}
+class Minimal(Transport):
+    """A transport of the application's own: only what the interface requires."""
 
     async def start(self, on_message: OnMessage,
                     on_unreachable: OnUnreachable | None = None) -> None:
@@ -86,6 +75,21 @@ class Counting(Transport):
         return
 
 
+class Counting(Minimal):
+    """One that keeps counters."""
+
+    def __init__(self) -> None:
+        self._counters = TransportCounters(sent=3, dropped=2, errors=1)
+
+    @property
+    def counters(self) -> TransportCounters:
+        return self._counters
+
+    @property
+    def peer_bytes_sent(self) -> dict[int, int]:
+        return {2: 40}
+
+
 def test_metrics_read_a_transport_through_its_declared_properties() -> None:
     class Cluster:  # what Metrics.refresh reads of a RaftCluster
         transport = Counting()
@@ -99,3 +103,23 @@ def test_metrics_read_a_transport_through_its_declared_properties() -> None:
     assert "pyraft_transport_dropped_total 2" in text
     assert 'pyraft_peer_bytes_sent_total{peer="2"} 40' in text
     assert "pyraft_peer_bytes_received_total{" not in text  # the default: none
+
+
+class Recording(Minimal):
+    """One with its own ``send`` and ``flush``, and nothing more."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def send(self, message: Message) -> None:
+        self.calls.append(message.dst)
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+
+def test_send_all_is_each_send_then_one_flush_by_default() -> None:
+    transport = Recording()
+    transport.send_all([Message(MessageType.HEARTBEAT, 1, dst, term=1) for dst in (2, 3, 2)])
+    transport.send_all([])
+    assert transport.calls == [2, 3, 2, "flush", "flush"]

@@ -286,6 +286,27 @@ def test_messages_queued_while_connecting_leave_once_accepted(run):
     run(main)
 
 
+
+def test_send_all_queues_each_message_dials_for_the_waiting_and_drops_the_unknown(run):
+    """What the runtime calls with each Ready's messages: one compiled call that queues
+    every message, has a peer not yet connected dial, counts one for an unknown member as
+    dropped (reported unreachable) and flushes."""
+    async def main():
+        a, b = await nodes(1, 2)
+        assert a.transport.peer_state(2) == "idle"
+        a.transport.send_all([heartbeat(1, 2, 0), heartbeat(1, 9, 1), heartbeat(1, 2, 2)])
+        assert a.transport.peer_state(2) == "connecting"  # WAITING: its peer dials
+        assert a.unreachable == [9] and a.transport.counters.dropped == 1
+        await eventually(lambda: len(b.inbox) == 2)
+        a.transport.send_all([heartbeat(1, 2, 3)])  # connected: on the wire at once
+        await eventually(lambda: len(b.inbox) == 3)
+        assert [m.commit for m in b.inbox] == [0, 2, 3]
+        assert a.transport.counters.sent == 3 and a.transport.counters.dropped == 1
+        await a.stop()
+        await b.stop()
+
+    run(main)
+
 def test_reconnects_after_the_peer_restarts(run, logs):
     async def main():
         a, b = await nodes(1, 2)

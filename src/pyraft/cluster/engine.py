@@ -233,11 +233,9 @@ class Engine:
     def send_now(self, messages: list[Message]) -> None:
         """Send ``messages`` and flush them to the wire."""
         sent = self._sent
-        transport = self.transport
         for message in messages:
             sent.inc(1, (message.dst,))
-            transport.send(message)
-        transport.flush()
+        self.transport.send_all(messages)
 
     def apply(self, rd: Ready) -> None:
         """Apply ``rd``'s committed entries and settle their writes."""

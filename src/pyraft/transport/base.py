@@ -16,6 +16,9 @@ its event loop:
   message (a full queue, a peer down); it then reports the member through ``on_unreachable``
   so that the leader stops pipelining to that member.
 - ``flush()``: put what ``send`` queued on the wire now.
+- ``send_all(messages)``: ``send`` each, then ``flush``: how the runtime hands over each
+  Ready's messages. The default does just that; the TCP transport does it in one compiled
+  call.
 - ``address``: where the transport serves (``"host:port"``), or None.
 - ``await stop()``: close every connection and the listener; pending messages may be lost.
 - ``send_user(member, body)`` and ``serve_user_messages(handler)``: application messages
@@ -36,7 +39,7 @@ connection (it is logged); the node keeps serving.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -139,6 +142,14 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def send(self, message: Message) -> None: ...
+
+    def send_all(self, messages: Sequence[Message]) -> None:
+        """``send`` each of ``messages``, then ``flush``: the runtime hands each Ready's
+        messages over in one call. A transport may do both in one step without calling its
+        ``send`` (the TCP one does); one that wraps ``send`` wraps this too."""
+        for message in messages:
+            self.send(message)
+        self.flush()
 
     def send_user(self, member: int, body: bytes) -> None:
         """Queue an application message for ``member`` (best effort, like ``send``)."""

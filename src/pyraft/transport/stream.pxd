@@ -22,9 +22,12 @@ cdef class Hub:
     cdef public dict outboxes
     cdef public list dirty
     cdef public object handle
+    cdef public object missed
 
     @cython.locals(msg=Message, outbox=Outbox, parts=list)
     cpdef int send(self, object message) except -1
+    @cython.locals(result=int)
+    cpdef send_all(self, list messages)
     cpdef flush(self)
     @cython.locals(outbox=Outbox, dirty=list)
     cpdef run(self)

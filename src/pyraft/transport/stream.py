@@ -52,6 +52,10 @@ def feed_frames(decoder: Any, connection: Any, data: Any) -> list | None:
     return frames
 
 
+def _nobody_told(message: Message, result: int) -> None:
+    """A hub's ``missed`` until its transport sets its own."""
+
+
 class Hub:
     """What every message of one transport needs. ``serving`` is True from ``start`` until
     ``stop``; ``loop`` is the loop ``start`` ran on (None before)."""
@@ -69,6 +73,9 @@ class Hub:
         #: outboxes with frames queued since the last flush, and the call that flushes them
         self.dirty: list[Outbox] = []
         self.handle: Any = None
+        #: told of each message ``send_all`` did not queue for the next write, with what
+        #: ``send`` answered (``WAITING`` or ``DROPPED``); the transport counts or dials
+        self.missed: Callable[[Message, int], None] = _nobody_told
 
     def send(self, message: Message) -> int:
         """Encode ``message`` (raising there for one that cannot travel) and queue it for its
@@ -79,6 +86,17 @@ class Hub:
         if outbox is None or not self.serving:
             return DROPPED
         return outbox.put(parts)
+
+    def send_all(self, messages: list) -> None:
+        """``send`` each of ``messages`` (telling ``missed`` of those not ``QUEUED``), then
+        ``flush``: a Ready's messages in one call. An encoding error raises at its message,
+        the ones before it queued."""
+        missed = self.missed
+        for message in messages:
+            result = self.send(message)
+            if result != QUEUED:
+                missed(message, result)
+        self.flush()
 
     def flush(self) -> None:
         """Write now what every outbox queued (instead of at the end of this turn)."""

@@ -89,7 +89,7 @@ import random
 import socket
 import ssl
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 from pyraft.config import ClusterConfig, TlsConfig, format_address, parse_address
@@ -837,6 +837,7 @@ class TcpTransport(Transport):
         self._peer_bytes_received: dict[int, int] = {}
         #: the per-message path (``pyraft.transport.stream``): serving from start to stop
         self._hub = Hub(member_id, self._counters, frame_bytes_max)
+        self._hub.missed = self._missed
         self._rng = rng if rng is not None else random.Random()
         self._address = format_address(*self._listen)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -976,11 +977,20 @@ class TcpTransport(Transport):
     def send(self, message: Message) -> None:
         result = self._hub.send(message)  # encodes (raising here) and queues
         if result != QUEUED:
-            peer = self._peers.get(message.dst)
-            if peer is None or result == DROPPED:
-                self._drop(message.dst, 1)
-            else:
-                peer.after_put(result)
+            self._missed(message, result)
+
+    def send_all(self, messages: Sequence[Message]) -> None:
+        # the loop and the flush in the compiled hub (which takes a list)
+        self._hub.send_all(messages if type(messages) is list else list(messages))
+
+    def _missed(self, message: Message, result: int) -> None:
+        """``message`` was not queued for the next write (``result``: ``WAITING`` or
+        ``DROPPED``): count the drop, or have its peer dial."""
+        peer = self._peers.get(message.dst)
+        if peer is None or result == DROPPED:
+            self._drop(message.dst, 1)
+        else:
+            peer.after_put(result)
 
     def flush(self) -> None:
         self._hub.flush()
