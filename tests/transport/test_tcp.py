@@ -307,6 +307,27 @@ def test_send_all_queues_each_message_dials_for_the_waiting_and_drops_the_unknow
 
     run(main)
 
+
+def test_an_accepted_connection_hands_its_bytes_to_its_inbox(run):
+    """Once HELLO is accepted, the inbox is the connection's protocol (each chunk reaches
+    the compiled receive directly); closing still reaches the connection, which counts the
+    inbox's bytes into the transport's totals and forgets the member."""
+    async def main():
+        a, b = await nodes(1, 2)
+        a.send(heartbeat(1, 2, 0))
+        await eventually(lambda: len(b.inbox) == 1)
+        connection = b.transport._inbound[1]
+        assert connection.transport.get_protocol() is connection.inbox
+        received = connection.inbox.bytes_received
+        assert received > 0
+        await a.stop()  # the peer hangs up: connection_lost through the inbox
+        await eventually(lambda: 1 not in b.transport._inbound)
+        assert connection.inbox is None
+        assert b.transport.peer_bytes_received == {1: received}
+        await b.stop()
+
+    run(main)
+
 def test_reconnects_after_the_peer_restarts(run, logs):
     async def main():
         a, b = await nodes(1, 2)

@@ -81,7 +81,7 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -356,6 +356,14 @@ class _FakeSocketTransport(asyncio.Transport):
         super().__init__()
         self.written = bytearray()
         self.closing = False
+        #: where received bytes go: the connection, then what it hands over to (its inbox)
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self):
+        return self.protocol
 
     def get_extra_info(self, name, default=None):
         return ("127.0.0.1", 9) if name == "peername" else default
@@ -449,6 +457,7 @@ def _fuzz_inbound(mode: int, rest: bytes) -> None:
     transport.on_user_message = lambda member, body: users.append(member)
     connection = tcp._Inbound(transport)
     fake = _FakeSocketTransport()
+    fake.set_protocol(connection)
     connection.connection_made(fake)
     try:
         step = 1 + (mode >> 4)
@@ -457,14 +466,14 @@ def _fuzz_inbound(mode: int, rest: bytes) -> None:
             size = len(codec.encode_hello(codec.Hello(1, 0, 0)))
             pieces = [bytes(stream[:size])] + [
                 bytes(stream[i : i + step]) for i in range(size, len(stream), step)]
-        for piece in pieces:
+        for piece in pieces:  # to the protocol of the moment, as asyncio does
             if fake.closing:
                 break
-            connection.data_received(piece)
+            fake.protocol.data_received(piece)
         if not fake.closing:
-            connection.eof_received()
+            fake.protocol.eof_received()
     finally:
-        connection.connection_lost(None)
+        fake.protocol.connection_lost(None)
     for message in delivered:
         _check(message.dst == own, f"delivered a message for member {message.dst}")
         _check(message.src == connection.member == peer,

@@ -10,7 +10,8 @@ classes that the compiled build types through ``stream.pxd`` (one source, two bu
   ``call_soon`` flushes them all, unless the runtime's ``flush`` comes first).
 - :class:`Outbox`, one per peer: its queued frames, bounded, and the connection they go to.
 - :class:`Inbox`, one per accepted connection once its HELLO is accepted: bytes in, frames
-  checked, Raft messages delivered.
+  checked, Raft messages delivered. It is that connection's protocol from then on (the
+  transport calls its ``data_received``), forwarding the rest to the connection.
 """
 
 from __future__ import annotations
@@ -231,3 +232,22 @@ class Inbox:
         finally:
             if received:
                 hub.counters.received += received
+
+    # ---- the connection's protocol once its HELLO is accepted ------------------------------
+    # tcp hands the accepted connection over to its inbox (``set_protocol``): the transport
+    # calls these directly, so each chunk reaches ``receive`` without an interpreted frame;
+    # everything else goes back to the connection
+    def data_received(self, data: Any) -> None:
+        self.receive(data)
+
+    def eof_received(self) -> bool | None:
+        return self.connection.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.connection.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.connection.resume_writing()

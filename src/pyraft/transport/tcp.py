@@ -669,6 +669,9 @@ class _Inbound(_Connection):
             self.timer = None
         self.decoder = FrameDecoder(owner.frame_bytes_max)
         self.inbox = Inbox(owner._hub, self, self.decoder, self.member)
+        # the inbox is the protocol from now on: each chunk goes straight to its compiled
+        # receive (it hands end of file, loss and flow control back to this connection)
+        self.wire.set_protocol(cast(asyncio.BaseProtocol, self.inbox))
         self.wire.write(
             encode_accept(Hello(PROTOCOL_VERSION, owner.cluster_id, owner.member_id, self.member))
         )
