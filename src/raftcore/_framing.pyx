@@ -638,20 +638,45 @@ def concat_batches(batches):
 
 # ---- transport frames ------------------------------------------------------------------------
 
-def frame_header(unsigned int message_type, body):
-    """The 16-byte header that precedes ``body`` on the wire (write both with writelines)."""
+# a tail at least this large is checksummed with the GIL released (as raftcore.crc does)
+cdef Py_ssize_t _NOGIL_BYTES_MIN = 65536
+
+
+def frame_header(unsigned int message_type, body, tail=None):
+    """The 16-byte header that precedes ``body`` on the wire (write both with writelines).
+
+    With ``tail``, the header of one frame whose body is ``body`` then ``tail``, never joined
+    (a message's fixed part and its entries): the checksum runs across both, the length is
+    their sum; write the header, ``body`` and ``tail``."""
     cdef Py_buffer view
     cdef unsigned char h[FHDR]
+    cdef uint32_t crc
+    cdef Py_ssize_t size
     if message_type > 255:
         raise ValueError(f"message type {message_type} does not fit in a byte")
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
-        if view.len > 0xFFFFFFFF:
-            raise ValueError("frame body over 4 GiB")
-        rc_put32(h + 4, crc32c_update(0, <const unsigned char *>view.buf, <size_t>view.len))
-        rc_put32(h + 8, <uint32_t>view.len)
+        size = view.len
+        crc = crc32c_update(0, <const unsigned char *>view.buf, <size_t>view.len)
     finally:
         PyBuffer_Release(&view)
+    if tail is not None:
+        PyObject_GetBuffer(tail, &view, PyBUF_SIMPLE)
+        try:
+            size += view.len
+            if size <= 0xFFFFFFFF:
+                if view.len >= _NOGIL_BYTES_MIN:
+                    with nogil:
+                        crc = crc32c_update(crc, <const unsigned char *>view.buf,
+                                            <size_t>view.len)
+                else:
+                    crc = crc32c_update(crc, <const unsigned char *>view.buf, <size_t>view.len)
+        finally:
+            PyBuffer_Release(&view)
+    if size > 0xFFFFFFFF:
+        raise ValueError("frame body over 4 GiB")
+    rc_put32(h + 4, crc)
+    rc_put32(h + 8, <uint32_t>size)
     rc_put16(h + 12, FMAGIC)
     h[14] = FVERSION
     h[15] = <unsigned char>message_type

@@ -326,11 +326,19 @@ def concat_batches(batches):
     )
 
 
-def frame_header(message_type, body):
+def frame_header(message_type, body, tail=None):
     if not 0 <= message_type <= 255:
         raise ValueError(f"message type {message_type} does not fit in a byte")
     body = memoryview(body).cast("B")
-    rest = _FRAME.pack(0, crc32c(body), len(body), FRAME_MAGIC, FRAME_VERSION, message_type)[4:]
+    crc, size = crc32c(body), len(body)
+    if tail is not None:
+        tail = memoryview(tail).cast("B")
+        size += len(tail)
+        if size <= 0xFFFFFFFF:
+            crc = crc32c(tail, crc)
+    if size > 0xFFFFFFFF:
+        raise ValueError("frame body over 4 GiB")
+    rest = _FRAME.pack(0, crc, size, FRAME_MAGIC, FRAME_VERSION, message_type)[4:]
     return struct.pack("<I", crc32c(rest)) + rest
 
 

@@ -112,12 +112,12 @@ def test_every_wire_message_survives_a_round_trip(message):
 def test_entries_and_snapshot_chunk_are_sent_without_a_copy():
     entries = encode_entries(8, 3, [b"a" * 100, b"b" * 200])
     message = Message(T.APPEND, 1, 2, term=3, index=7, log_term=3, entries=entries)
-    parts = encode_message(message)
-    assert len(parts) == 2 and parts[1].obj is entries.buffer
+    parts = encode_message(message)  # the frame header, the fixed part, the records
+    assert len(parts) == 3 and parts[2].obj is entries.buffer
     chunk = b"s" * 1000
     meta = SnapshotMeta(10, 2, (1, 2, 3))
     parts = encode_message(Message(T.SNAPSHOT, 1, 2, snapshot=Snapshot(meta, chunk)))
-    assert len(parts) == 2 and parts[1].obj is chunk
+    assert len(parts) == 3 and parts[2].obj is chunk
 
 
 def test_received_entries_view_the_frame_body_and_keep_their_checks():

@@ -31,9 +31,10 @@ Raft message body, version 1 (all integers little-endian)::
     ...    D    the snapshot chunk
 
 The entry records and the snapshot chunk are never copied into a larger buffer when sending:
-:func:`encode_message` returns the frame as a list of buffers for ``writelines``. The frame's
-body checksum covers all the parts (CRC32C chained across them), so the result is byte for
-byte what ``raftcore.framing.encode_frame`` would produce for the joined body.
+:func:`encode_message` returns the frame as a list of buffers for ``writelines`` (the frame
+header, the body's fixed part, then the records or the chunk). The frame's body checksum
+covers all the parts (``frame_header``'s ``tail``: CRC32C chained across them), so the result
+is byte for byte what ``raftcore.framing.encode_frame`` would produce for the joined body.
 
 Handshake body (HELLO and ACCEPT), version 1::
 
@@ -68,13 +69,10 @@ from pyraft.core.messages import (
     wire_message,
 )
 from pyraft.errors import MalformedMessageError, OversizedMessageError
-from raftcore.crc import crc32c
 from raftcore.errors import FramingError
 from raftcore.framing import (
     FRAME_BYTES_MAX,
     FRAME_HEADER_BYTES,
-    FRAME_MAGIC,
-    FRAME_VERSION,
     FrameDecoder,
     decode_entries,
     empty_batch,
@@ -139,13 +137,12 @@ _FLAGS_KNOWN = _FLAG_REJECT | _FLAG_TRANSFER | _FLAG_SNAPSHOT_DONE | _FLAG_FRESH
 # src, dst, term, log_term, index, commit, reject_hint, hint_term, snapshot_offset
 _BODY = struct.Struct("<BBBBIII9Q")
 _BODY_SIZE = _BODY.size
+_pack_body = _BODY.pack  # bound once: a method lookup per message otherwise
 _unpack_body = _BODY.unpack_from
 _META = struct.Struct("<QQII")  # snapshot index, term, voter count, learner count
 _ID = struct.Struct("<Q")
 _HELLO = struct.Struct("<IQQQ")
 _VERSION = struct.Struct("<I")
-_FRAME_REST = struct.Struct("<IIHBB")  # header bytes 4..15: body crc, length, magic, version, type
-_HEADER_CRC = struct.Struct("<I")
 _U32_MAX = 0xFFFFFFFF
 
 _TYPE_BY_CODE = {int(t): t for t in WIRE_TYPES}
@@ -221,7 +218,7 @@ def encode_message(message: Message, frame_bytes_max: int = FRAME_BYTES_MAX) -> 
         raise MalformedMessageError("message field out of range: ids, terms, indexes and "
                                     "offsets are 0 .. 2**63 - 1")
     try:
-        head = _BODY.pack(
+        head = _pack_body(
             BODY_VERSION,
             mtype,
             flags,
@@ -255,17 +252,8 @@ def encode_message(message: Message, frame_bytes_max: int = FRAME_BYTES_MAX) -> 
         )
     if entry_data is None and chunk is None:
         return [frame_header(FRAME_RAFT, head), head]
-    parts: list[bytes | memoryview] = [head]
-    body_crc = crc32c(head)
-    if entry_data is not None:
-        parts.append(entry_data)
-        body_crc = crc32c(entry_data, body_crc)
-    if chunk is not None:
-        parts.append(chunk)
-        body_crc = crc32c(chunk, body_crc)
-    rest = _FRAME_REST.pack(body_crc, size, FRAME_MAGIC, FRAME_VERSION, FRAME_RAFT)
-    parts[0] = _HEADER_CRC.pack(crc32c(rest)) + rest + head
-    return parts
+    tail = entry_data if entry_data is not None else chunk  # never both (checked above)
+    return [frame_header(FRAME_RAFT, head, tail), head, tail]
 
 
 def decode_body(body) -> Message:
