@@ -298,10 +298,23 @@ def test_send_all_queues_each_message_dials_for_the_waiting_and_drops_the_unknow
         assert a.transport.peer_state(2) == "connecting"  # WAITING: its peer dials
         assert a.unreachable == [9] and a.transport.counters.dropped == 1
         await eventually(lambda: len(b.inbox) == 2)
-        a.transport.send_all([heartbeat(1, 2, 3)])  # connected: on the wire at once
-        await eventually(lambda: len(b.inbox) == 3)
-        assert [m.commit for m in b.inbox] == [0, 2, 3]
-        assert a.transport.counters.sent == 3 and a.transport.counters.dropped == 1
+        hub = a.transport._hub
+        loop, scheduled = hub.loop, []
+
+        class Watched:  # the hub's loop, counting the flushes it schedules
+            def call_soon(self, *args):
+                scheduled.append(args)
+                return loop.call_soon(*args)
+
+        hub.loop = Watched()
+        a.transport.send_all([heartbeat(1, 2, 3)])  # connected: on the wire at once, and no
+        assert scheduled == [] and not hub.dirty  # flush scheduled (a loop turn for nothing)
+        a.send(heartbeat(1, 2, 4))  # a lone send leaves at the end of this turn
+        assert len(scheduled) == 1 and hub.dirty
+        hub.loop = loop
+        await eventually(lambda: len(b.inbox) == 4)
+        assert [m.commit for m in b.inbox] == [0, 2, 3, 4]
+        assert a.transport.counters.sent == 4 and a.transport.counters.dropped == 1
         await a.stop()
         await b.stop()
 

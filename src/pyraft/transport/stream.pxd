@@ -22,6 +22,7 @@ cdef class Hub:
     cdef public dict outboxes
     cdef public list dirty
     cdef public object handle
+    cdef public bint sending
     cdef public object missed
 
     @cython.locals(msg=Message, outbox=Outbox, parts=list)

@@ -72,8 +72,11 @@ class Hub:
         #: member id -> that peer's outbox (the transport's peers)
         self.outboxes: dict[int, Outbox] = {}
         #: outboxes with frames queued since the last flush, and the call that flushes them
+        #: (scheduled when the first one is queued, unless ``send_all`` is queueing: it
+        #: flushes itself, and a scheduled call it cancels would still cost the loop a turn)
         self.dirty: list[Outbox] = []
         self.handle: Any = None
+        self.sending = False
         #: told of each message ``send_all`` did not queue for the next write, with what
         #: ``send`` answered (``WAITING`` or ``DROPPED``); the transport counts or dials
         self.missed: Callable[[Message, int], None] = _nobody_told
@@ -93,17 +96,23 @@ class Hub:
         ``flush``: a Ready's messages in one call. An encoding error raises at its message,
         the ones before it queued."""
         missed = self.missed
-        for message in messages:
-            result = self.send(message)
-            if result != QUEUED:
-                missed(message, result)
-        self.flush()
+        self.sending = True
+        try:
+            for message in messages:
+                result = self.send(message)
+                if result != QUEUED:
+                    missed(message, result)
+        finally:
+            self.sending = False
+            self.flush()
 
     def flush(self) -> None:
         """Write now what every outbox queued (instead of at the end of this turn)."""
         handle = self.handle
         if handle is not None:
+            self.handle = None
             handle.cancel()
+        if self.dirty:
             self.run()
 
     def run(self) -> None:
@@ -149,7 +158,7 @@ class Outbox:
             self.scheduled = True
             hub = self.hub
             hub.dirty.append(self)
-            if hub.handle is None:
+            if hub.handle is None and not hub.sending:
                 hub.handle = hub.loop.call_soon(hub.run)
         return QUEUED
 
