@@ -123,3 +123,4 @@ def test_send_all_is_each_send_then_one_flush_by_default() -> None:
     transport.send_all([Message(MessageType.HEARTBEAT, 1, dst, term=1) for dst in (2, 3, 2)])
     transport.send_all([])
     assert transport.calls == [2, 3, 2, "flush", "flush"]
+    assert transport.report_deliveries(lambda: None) is False  # each message stands alone

@@ -226,3 +226,28 @@ def test_a_transport_must_implement_the_interface(run):
             transport.send_user(4, b"x")
 
     run(main)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_contract_deliveries_are_reported_after_each_reads_messages(run, kind):
+    """``report_deliveries(callback)``: the callback runs after the messages of each read
+    (TCP) or of each turn's sends (memory), once per read and never before its messages."""
+    async def main():
+        members = await Members(kind).start(1, 2)
+        events = members.inbox[2]  # messages and reports, in the order they happened
+        assert members.transports[2].report_deliveries(lambda: events.append("read"))
+        members.transports[1].send_all([heartbeat(1, 2, n) for n in range(5)])
+        await eventually(lambda: len([e for e in events if e != "read"]) == 5
+                         and events[-1] == "read")
+        assert events[0] != "read"
+        assert all(not (a == b == "read") for a, b in zip(events, events[1:]))
+        assert [e.commit for e in events if e != "read"] == [0, 1, 2, 3, 4]
+        if kind != "tcp":  # one turn's sends arrive together
+            assert events.count("read") == 1
+        members.transports[2].report_deliveries(None)  # no more reports
+        members.transports[1].send(heartbeat(1, 2, 5))
+        await eventually(lambda: len(events) > 0 and events[-1] != "read"
+                         and events[-1].commit == 5)
+        await members.stop()
+
+    run(main)

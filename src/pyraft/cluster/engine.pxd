@@ -44,8 +44,16 @@ cdef class Engine:
     cdef public object pipeline
     cdef public object pipeline_fed
     cdef public object pipeline_empty
+    cdef public bint pipelined
+    cdef public bint batched
+    cdef public bint stepped
+    cdef public bint parked
+    cdef public object handoff
 
     cpdef on_message(self, Message message)
+    cpdef delivered(self)
+    @cython.locals(core=RaftNode, writer=LogWriter, rd=Ready)
+    cpdef drain(self)
     cpdef stop_waiting(self)
     @cython.locals(started=double, written=Written)
     cpdef begin_ready(self, Ready rd)

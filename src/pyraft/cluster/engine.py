@@ -6,7 +6,11 @@ runs for every message and every Ready is here, compiled from this very file as 
 the log writer and the wake-up are extension classes, so each step is a C call):
 
 - ``on_message``: a message from the transport goes to ``core.step``, and the processing
-  task is woken;
+  task is woken; over a transport that reports the end of each read's messages
+  (``report_deliveries``: TCP, memory), ``delivered`` then handles what they produced in
+  that same turn of the loop (``drain``) when the task is parked, instead of waking it: a
+  follower answers an append inside the read that brought it. A Ready that must not be
+  pipelined goes to the task (``handoff``), which may have to wait for the pipeline;
 - ``run`` (the processing task): hands the queued writes to the core, then takes each Ready.
   Pipelined (``ready_pipeline_max`` above 1, and a Ready the log writer may write while
   earlier ones sync), ``begin_ready`` sends its leader traffic, writes its entries and starts
@@ -100,6 +104,15 @@ class Engine:
         self.pipeline_fed = asyncio.Event()
         self.pipeline_empty = asyncio.Event()
         self.pipeline_empty.set()
+        self.pipelined = core.options.ready_pipeline_max > 1
+        #: the transport reports the end of each read's messages (``delivered``): they are
+        #: stepped as they come, and handled together at the end, without the task's turn
+        self.batched = False
+        self.stepped = False  # a message was stepped since the last ``delivered``
+        #: the processing task waits for its wake-up (nothing of it in progress)
+        self.parked = False
+        #: a Ready taken by ``delivered`` that only the task can handle (not pipelined)
+        self.handoff: Ready | None = None
 
     def on_message(self, message: Message) -> None:
         """A message from the transport (its ``deliver`` callback)."""
@@ -111,7 +124,42 @@ class Engine:
         except Exception as error:  # a bug: stop serving rather than go on half-broken
             self._fatal(error)
             return
-        self.wake.set()
+        if self.batched:
+            self.stepped = True  # handled at the end of the read (``delivered``)
+        else:
+            self.wake.set()
+
+    def delivered(self) -> None:
+        """The transport delivered the messages of one read: handle what they produced now,
+        in this turn of the loop, when the processing task is parked (it would otherwise
+        take a turn of its own to do the same); else wake it."""
+        if not self.stepped:
+            return
+        self.stepped = False
+        if not self.parked or self.failed or not self.running:
+            self.wake.set()
+            return
+        try:
+            self.drain()
+        except Exception as error:  # as in the task: never die silently
+            self._fatal(error)
+
+    def drain(self) -> None:
+        """The processing task's loop body for ``delivered``, but for the writes queued:
+        those wait for the task's turn, at the end of this one, to be proposed together
+        with the writes the rest of the turn queues (proposing them at each read would cut
+        a leader's batches small). A Ready that cannot be pipelined goes to the task (it
+        may have to wait)."""
+        core = self.core
+        writer = self.writer
+        while core.has_ready():
+            rd = core.ready()
+            if self.pipelined and writer.can_pipeline(rd):
+                self.begin_ready(rd)
+            else:
+                self.handoff = rd
+                self.wake.set()
+                return
 
     def stop_waiting(self) -> None:
         """The member failed: wake every task of the engine, which then ends."""
@@ -125,14 +173,26 @@ class Engine:
         writes = self.writes
         writer = self.writer
         wake = self.wake
-        pipelined = core.options.ready_pipeline_max > 1
+        pipelined = self.pipelined
         try:
             while not self.failed:
                 if not wake.is_set():
-                    await wake.wait()
+                    self.parked = True
+                    try:
+                        await wake.wait()
+                    finally:
+                        self.parked = False
                 wake.clear()
                 if self.failed:
                     break
+                rd = self.handoff
+                if rd is not None:  # taken by ``delivered``, not pipelined
+                    self.handoff = None
+                    if self.pipeline:
+                        await self.pipeline_empty.wait()
+                        if self.failed:
+                            break
+                    await self.handle_ready(rd)
                 writes.propose_queued()
                 while core.has_ready():
                     rd = core.ready()

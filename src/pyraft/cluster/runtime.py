@@ -313,6 +313,7 @@ class RaftCluster:
             leadership=self._leadership, peers=self._peers, loop=loop, fatal=self._fatal,
             applied_index=status.applied)
         await self.transport.start(engine.on_message, self._on_unreachable)
+        engine.batched = self.transport.report_deliveries(engine.delivered)
         core.set_own_info(self._peers.settle_own(), self._metadata)
         self._peers.update(core.configuration)
         self._running = engine.running = True

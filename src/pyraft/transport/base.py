@@ -19,6 +19,9 @@ its event loop:
 - ``send_all(messages)``: ``send`` each, then ``flush``: how the runtime hands over each
   Ready's messages. The default does just that; the TCP transport does it in one compiled
   call.
+- ``report_deliveries(callback)``: call ``callback()`` after the messages of each read are
+  delivered; returns whether the transport does (the default does not). The runtime then
+  handles a read's messages together, in the turn of the loop they arrived in.
 - ``address``: where the transport serves (``"host:port"``), or None.
 - ``await stop()``: close every connection and the listener; pending messages may be lost.
 - ``send_user(member, body)`` and ``serve_user_messages(handler)``: application messages
@@ -150,6 +153,12 @@ class Transport(abc.ABC):
         for message in messages:
             self.send(message)
         self.flush()
+
+    def report_deliveries(self, callback: Callable[[], None] | None) -> bool:
+        """Call ``callback()`` after the messages of each read are delivered to
+        ``on_message`` (None: stop). Returns whether this transport does; the default does
+        not (each message then stands alone)."""
+        return False
 
     def send_user(self, member: int, body: bytes) -> None:
         """Queue an application message for ``member`` (best effort, like ``send``)."""

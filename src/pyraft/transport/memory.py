@@ -9,7 +9,8 @@ again, so tests exercise the same validation as TCP). ``partition`` / ``heal`` c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 
 from pyraft.core.messages import Message
 from pyraft.transport.base import OnMessage, OnUnreachable, Transport
@@ -46,7 +47,7 @@ class MemoryNetwork:
             frame = b"".join(bytes(part) for part in encode_message(message))
             message = decode_message(frame)
         self.delivered += 1
-        loop.call_soon(target.receive, message)
+        target.arrive(message)
         return True
 
 
@@ -57,6 +58,9 @@ class MemoryTransport(Transport):
         self.deliver: OnMessage | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peers: dict[int, str] = {}
+        #: messages arrived in this turn of the loop, delivered together at the next
+        self._arrived: list[Message] = []
+        self._report: Callable[[], None] | None = None
 
     async def start(self, on_message: OnMessage,
                     on_unreachable: OnUnreachable | None = None) -> None:
@@ -84,6 +88,30 @@ class MemoryTransport(Transport):
         handler = self._on_user_message
         if handler is not None and self.deliver is not None:
             handler(sender, body)
+
+    def report_deliveries(self, callback: Callable[[], None] | None) -> bool:
+        self._report = callback
+        return True
+
+    def arrive(self, message: Message) -> None:
+        """Queue ``message``: the messages sent to this member in one turn of the loop are
+        delivered together at the next, as those of one read of a TCP connection are."""
+        if not self._arrived:
+            cast(asyncio.AbstractEventLoop, self.loop).call_soon(self._deliver_arrived)
+        self._arrived.append(message)
+
+    def _deliver_arrived(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        delivered = False
+        for message in arrived:
+            deliver = self.deliver
+            if deliver is None:  # stopped meanwhile
+                return
+            deliver(message)
+            delivered = True
+        report = self._report
+        if delivered and report is not None:
+            report()
 
     def receive(self, message: Message) -> None:
         if self.deliver is not None:

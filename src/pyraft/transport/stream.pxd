@@ -24,6 +24,7 @@ cdef class Hub:
     cdef public object handle
     cdef public bint sending
     cdef public object missed
+    cdef public object delivered
 
     @cython.locals(msg=Message, outbox=Outbox, parts=list)
     cpdef int send(self, object message) except -1

@@ -80,6 +80,8 @@ class Hub:
         #: told of each message ``send_all`` did not queue for the next write, with what
         #: ``send`` answered (``WAITING`` or ``DROPPED``); the transport counts or dials
         self.missed: Callable[[Message, int], None] = _nobody_told
+        #: called after the messages of one read are delivered (None: nobody is told)
+        self.delivered: Callable[[], None] | None = None
 
     def send(self, message: Message) -> int:
         """Encode ``message`` (raising there for one that cannot travel) and queue it for its
@@ -241,6 +243,9 @@ class Inbox:
         finally:
             if received:
                 hub.counters.received += received
+                delivered = hub.delivered
+                if delivered is not None:
+                    delivered()
 
     # ---- the connection's protocol once its HELLO is accepted ------------------------------
     # tcp hands the accepted connection over to its inbox (``set_protocol``): the transport

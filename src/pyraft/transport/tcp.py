@@ -982,6 +982,10 @@ class TcpTransport(Transport):
         if result != QUEUED:
             self._missed(message, result)
 
+    def report_deliveries(self, callback: Callable[[], None] | None) -> bool:
+        self._hub.delivered = callback  # the inboxes call it after each read's messages
+        return True
+
     def send_all(self, messages: Sequence[Message]) -> None:
         # the loop and the flush in the compiled hub (which takes a list)
         self._hub.send_all(messages if type(messages) is list else list(messages))
