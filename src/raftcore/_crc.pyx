@@ -27,6 +27,16 @@ cdef uint32_t crc32c_update(uint32_t crc, const unsigned char *data, size_t size
     return rc_crc32c_update(crc, data, size)
 
 
+cdef uint32_t crc32c_span(uint32_t crc, const unsigned char *data, size_t size) noexcept:
+    """``crc32c_update`` for a caller holding the GIL: released for spans of
+    ``NOGIL_BYTES_MIN`` or more, so that other threads run meanwhile."""
+    if size >= <size_t>NOGIL_BYTES_MIN:
+        with nogil:
+            crc = rc_crc32c_update(crc, data, size)
+        return crc
+    return rc_crc32c_update(crc, data, size)
+
+
 def crc32c(data, uint32_t value=0):
     """Return the CRC32C of ``data`` (any contiguous buffer), continuing from ``value``.
 
@@ -39,11 +49,7 @@ def crc32c(data, uint32_t value=0):
                                 <size_t>PyBytes_GET_SIZE(data))
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        if view.len >= NOGIL_BYTES_MIN:
-            with nogil:
-                crc = rc_crc32c_update(value, <const unsigned char *>view.buf, <size_t>view.len)
-        else:
-            crc = rc_crc32c_update(value, <const unsigned char *>view.buf, <size_t>view.len)
+        crc = crc32c_span(value, <const unsigned char *>view.buf, <size_t>view.len)
     finally:
         PyBuffer_Release(&view)
     return crc

@@ -22,7 +22,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from raftcore._crc cimport crc32c_update
+from raftcore._crc cimport crc32c_span, crc32c_update
 from raftcore.errors import (
     CorruptFrameError,
     CorruptRecordError,
@@ -638,10 +638,6 @@ def concat_batches(batches):
 
 # ---- transport frames ------------------------------------------------------------------------
 
-# a tail at least this large is checksummed with the GIL released (as raftcore.crc does)
-cdef Py_ssize_t _NOGIL_BYTES_MIN = 65536
-
-
 def frame_header(unsigned int message_type, body, tail=None):
     """The 16-byte header that precedes ``body`` on the wire (write both with writelines).
 
@@ -657,20 +653,15 @@ def frame_header(unsigned int message_type, body, tail=None):
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
         size = view.len
-        crc = crc32c_update(0, <const unsigned char *>view.buf, <size_t>view.len)
+        crc = crc32c_span(0, <const unsigned char *>view.buf, <size_t>view.len)
     finally:
         PyBuffer_Release(&view)
-    if tail is not None:
+    if tail is not None:  # a large tail (a snapshot chunk) is summed without the GIL
         PyObject_GetBuffer(tail, &view, PyBUF_SIMPLE)
         try:
             size += view.len
             if size <= 0xFFFFFFFF:
-                if view.len >= _NOGIL_BYTES_MIN:
-                    with nogil:
-                        crc = crc32c_update(crc, <const unsigned char *>view.buf,
-                                            <size_t>view.len)
-                else:
-                    crc = crc32c_update(crc, <const unsigned char *>view.buf, <size_t>view.len)
+                crc = crc32c_span(crc, <const unsigned char *>view.buf, <size_t>view.len)
         finally:
             PyBuffer_Release(&view)
     if size > 0xFFFFFFFF:

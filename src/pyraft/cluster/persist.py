@@ -157,10 +157,7 @@ class LogWriter:
                     else:
                         await self._loop.run_in_executor(self._executor, self.sync,
                                                          rd.hard_state, bool(rd.entries))
-                    elapsed = perf_counter() - started
-                    metrics.fsync_seconds.observe(elapsed)
-                    if rd.entries:
-                        self.sync_seconds += (elapsed - self.sync_seconds) / 8
+                    self._synced(perf_counter() - started, bool(rd.entries))
                 if self.failed is not None:
                     log.warning("member %d: storage works again", self.id)
                     self.failed = None

@@ -9,8 +9,8 @@ from pyraft.core.log cimport RaftLog
 from pyraft.core.membership cimport majority_index
 from pyraft.core.messages cimport HardState, Message, Ready
 from pyraft.core.progress cimport Progress
-from raftcore._framing cimport EntryBatch as CEntryBatch
 from pyraft.core.warmup cimport Warmup
+from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
 @cython.final

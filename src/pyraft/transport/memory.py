@@ -113,10 +113,6 @@ class MemoryTransport(Transport):
         if delivered and report is not None:
             report()
 
-    def receive(self, message: Message) -> None:
-        if self.deliver is not None:
-            self.deliver(message)
-
     async def stop(self) -> None:
         self.deliver = None
         self.network.members.pop(self.member, None)
