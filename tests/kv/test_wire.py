@@ -10,6 +10,7 @@ unhandled loop error and on tasks left running.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import ssl
@@ -20,6 +21,8 @@ import time
 import msgpack
 import pytest
 import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyraft.cluster import RaftCluster
 from pyraft.config import ClusterConfig
@@ -57,6 +60,38 @@ def test_the_frame_reader_splits_a_stream_cut_anywhere():
             bodies += reader.feed(stream[start:start + cut])
         assert [msgpack.unpackb(b) for b in bodies] == messages, cut
         assert reader.pending_bytes == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=12), st.lists(st.integers(0, 60), max_size=20),
+       st.lists(st.sampled_from([bytes, bytearray, memoryview]), min_size=1, max_size=3))
+def test_the_frame_reader_gives_the_bodies_of_any_stream_in_any_chunks(bodies, cuts, kinds):
+    """Frames cut anywhere (empty chunks too), each chunk bytes, a bytearray or a view:
+    every body once, in order, as bytes, and nothing left over."""
+    stream = b"".join(len(b).to_bytes(4, "big") + b for b in bodies)
+    reader = FrameReader(64)
+    got: list[bytes] = []
+    start = 0
+    for n, cut in enumerate([*cuts, len(stream)]):
+        end = min(len(stream), start + cut) if n < len(cuts) else len(stream)
+        got += reader.feed(kinds[n % len(kinds)](stream[start:end]))
+        start = end
+    assert got == bodies and all(type(b) is bytes for b in got)
+    assert reader.pending_bytes == 0
+
+
+def test_frames_pack_as_msgpack_does_in_every_thread():
+    """``pack`` reuses one packer per thread: frames built in several threads at once are
+    each ``msgpack.packb``'s."""
+    messages = [[n, 2, b"k%d" % n, b"v" * (n % 50), n + 1, 2**63 + n] for n in range(2000)]
+    expected = [len(b).to_bytes(4, "big") + b for b in map(msgpack.packb, messages)]
+
+    def build() -> list[bytes]:
+        return [frame(m) for m in messages]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: build(), range(8)))
+    assert all(result == expected for result in results)
 
 
 def test_the_frame_reader_refuses_a_frame_over_its_limit_at_once():
