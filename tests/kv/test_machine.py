@@ -130,6 +130,88 @@ def test_replicas_agree_through_a_snapshot(entries, data):
     assert len(straight.sessions) <= straight.sessions_max
 
 
+# ---- the batch's own loop --------------------------------------------------------------------
+class EntryByEntry(KVStateMachine):
+    """The same store with a step of ``apply`` overridden (to itself): its batches go through
+    ``apply`` entry by entry, the reference for ``apply_commands``' own loop."""
+
+    def _session_changed(self, client: int) -> None:
+        super()._session_changed(client)
+
+
+#: payloads a ``Put`` almost is: each must be answered as ``apply`` answers it
+NEAR_PUTS = st.sampled_from([
+    msgpack.packb([Put.command_id, True, 1, b"k", b"v"]),  # a bool client
+    msgpack.packb([Put.command_id, 1, 1.0, b"k", b"v"]),  # a float sequence
+    msgpack.packb([float(Put.command_id), 1, 1, b"k", b"v"]),  # a float id
+    msgpack.packb([Put.command_id, 1, 1, "k", b"v"]),  # a str key
+    msgpack.packb([Put.command_id, 1, 1, b"k", None]),  # no value
+    msgpack.packb([Put.command_id, 1, 1, b"k"]),  # a field missing
+    msgpack.packb([Put.command_id, 1, 1, b"k", b"v", b"w"]),  # one too many
+    msgpack.packb([Put.command_id, 1, 1, b"k", b"v"]) + b"\x00",  # trailing bytes
+    msgpack.packb([Put.command_id, 1, 1, b"k", b"v"])[:-1],  # cut short
+    msgpack.packb({Put.command_id: [1, 1, b"k", b"v"]}),  # a map with an int key
+    msgpack.packb([Put.command_id, -1, 1, b"k", b"v"]),  # a client no session has
+    msgpack.packb([Put.command_id, 2, 0, b"k", b"v"]),  # sequence 0
+])
+
+
+@SETTINGS
+@given(log_entries(), st.lists(st.tuples(st.integers(0, 60), NEAR_PUTS), max_size=6), st.data())
+def test_a_batch_applies_as_entry_by_entry(entries, near, data):
+    """``apply_commands`` runs a Put itself: for any entries (writes of live, expired, evicted
+    and unknown sessions; next, repeated and old sequences; malformed payloads and payloads a
+    Put almost is), cut into any batches, its results and its state after each batch are
+    those of ``apply`` entry by entry."""
+    for position, payload in sorted(near, reverse=True):
+        entries.insert(min(position, len(entries)), (KIND_COMMAND, payload))
+    limits = {
+        "session_ttl_entries": data.draw(st.sampled_from([2, 5, 1000])),
+        "sessions_max": data.draw(st.sampled_from([1, 3, 100])),
+    }
+    inline, reference = machine(**limits), EntryByEntry(compaction=None, **limits)
+    assert inline._puts_inline and not reference._puts_inline
+    start = 0
+    while start < len(entries):
+        end = start + data.draw(st.integers(1, 20))
+        assert apply_entries(inline, entries[start:end]) == \
+            apply_entries(reference, entries[start:end])
+        assert inline.build_snapshot() == reference.build_snapshot()
+        assert list(inline.sessions.items()) == list(reference.sessions.items())
+        start = end
+
+
+@pytest.mark.parametrize("sequences", [[0], [1, 1], [2, 1], [1, 0], [1, 2, 2, 3], [-1, 1]])
+def test_a_batch_answers_each_sequence_as_entry_by_entry(sequences):
+    """The session rules at their edges (a first sequence of 0, a retry, an old sequence, a
+    negative one), in one batch after the session's opening."""
+    opened = [(KIND_COMMAND, KVClientSession.open_payload())]
+    writes = [(KIND_COMMAND, encode(Put(1, sequence, b"k", b"%d" % n)))
+              for n, sequence in enumerate(sequences)]
+    inline, reference = machine(), EntryByEntry(compaction=None, session_ttl_entries=6,
+                                                sessions_max=3)
+    assert apply_entries(inline, opened + writes) == apply_entries(reference, opened + writes)
+    assert inline.build_snapshot() == reference.build_snapshot()
+
+
+def test_a_subclass_that_changes_a_step_keeps_it():
+    """A subclass overriding a step of ``apply`` (here ``_mutate``) sees every Put of a
+    batch."""
+
+    class Upper(KVStateMachine):
+        def _mutate(self, command):
+            if type(command) is Put:
+                command = Put(command.client, command.sequence, command.key,
+                              command.value.upper())
+            return super()._mutate(command)
+
+    kv = Upper(compaction=None)
+    [opened] = apply_entries(kv, [(KIND_COMMAND, KVClientSession.open_payload())])
+    apply_entries(kv, [(KIND_COMMAND, encode(Put(opened.client, 1, b"k", b"v"))),
+                       (KIND_COMMAND, encode(Put(opened.client, 2, b"j", b"w")))])
+    assert dict(kv.data) == {b"k": b"V", b"j": b"W"}
+
+
 # ---- exactly once ----------------------------------------------------------------------------
 # a request: (client slot, operation, key, value, expected, deliveries)
 REQUESTS = st.lists(
