@@ -290,6 +290,10 @@ def test_bad_input_gets_typed_answers_and_the_server_goes_on_serving():
                                       ([7, 99], "bad_op"), ([7, 2, b"", b"v", 1, 1], "bad_key"),
                                       ([7, 2, b"k", "text", 1, 1], "bad_value"),
                                       ([7, 2, b"k", b"v", 0, 1], "bad_session"),
+                                      ([7, 2, b"k", b"v", 1, 0], "bad_session"),
+                                      ([7, 2, b"k", b"v", True, 1], "bad_session"),
+                                      ([7, 2, "k", b"v", 1, 1], "bad_key"),
+                                      ([7, 2, b"", b"v", 0, 1], "bad_session"),  # the first
                                       ([7, 2, b"k", b"v", 1], "bad_request"),
                                       ([7, 1, b"k", "sometimes"], "bad_request")]:
                     answer = await raw.call(message)

@@ -70,6 +70,7 @@ from pyraft.kv.frames import (
     FrameError,
     FrameReader,
     frame,
+    pack,
 )
 from pyraft.kv.http import member_status
 from pyraft.kv.machine import (
@@ -113,7 +114,7 @@ def _session_number(value: object) -> int:
 def _put_payload(client: int, sequence: int, key: bytes, value: bytes) -> bytes:
     """``KVStateMachine.encode(Put(client, sequence, key, value))``, without its per-field
     checks (done here by the request's validation): the hot path's one encoding."""
-    return msgpack.packb([_PUT_ID, client, sequence, key, value])
+    return pack([_PUT_ID, client, sequence, key, value])
 
 
 _PUT_ID = Put.command_id
@@ -280,15 +281,20 @@ class WireServer:
                 if len(request) != 6:
                     raise _BadRequest("bad_request", "PUT is [id, 2, key, value, client, "
                                                      "sequence]")
-                value = request[3]
+                _, _, key, value, client, sequence = request
                 if type(value) is not bytes:
                     raise _BadRequest("bad_value", "a value is msgpack bin")
                 if len(value) > self.value_bytes_max:
                     raise _BadRequest("too_large", f"the value exceeds {self.value_bytes_max} "
                                                    "bytes", 413)
-                self._propose(connection, request_id, PUT, _put_payload(
-                    _session_number(request[4]), _session_number(request[5]),
-                    _key(request[2]), value))
+                if not (type(client) is int and 1 <= client <= _ID_MAX
+                        and type(sequence) is int and 1 <= sequence <= _ID_MAX
+                        and type(key) is bytes and 0 < len(key) <= KEY_BYTES_MAX):
+                    # the checks above, inline; these raise the first one's error
+                    client, sequence, key = \
+                        _session_number(client), _session_number(sequence), _key(key)
+                self._propose(connection, request_id, PUT,
+                              _put_payload(client, sequence, key, value))
             elif op == DELETE:
                 if len(request) != 5:
                     raise _BadRequest("bad_request", "DELETE is [id, 3, key, client, sequence]")
@@ -390,7 +396,10 @@ class WireServer:
                 connection.finished(request_id, *failure)
             return
         for (connection, request_id, op, _), result in zip(batch, results):
-            connection.finished(request_id, *_answer(op, result))
+            if (op == PUT or op == DELETE) and (result is None or type(result) is bytes):
+                connection.finished(request_id, 200, result)  # ``_answer``'s, for most
+            else:
+                connection.finished(request_id, *_answer(op, result))
 
     async def _get(self, connection: _Connection, request_id: int, key: bytes,
                    consistency: str) -> None:
