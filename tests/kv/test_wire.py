@@ -212,8 +212,11 @@ def test_writes_reads_cas_redirects_and_status_over_the_binary_protocol():
                 with pytest.raises(RequestError) as caught:
                     await kv.get("k", consistency="sometimes")
                 assert caught.value.status == 400
-                with pytest.raises(ValueError):
-                    await kv.put("a/b", b"x")  # the HTTP API's key rule, both ways
+                for bad in ("a/b", "", b"a/b", b"\xff"):  # the HTTP API's key rules, both ways
+                    with pytest.raises(ValueError):
+                        await kv.put(bad, b"x")
+                assert await kv.put(b"caf\xc3\xa9", b"x") is None  # UTF-8 bytes: a key
+                assert await kv.get("café") == b"x"
                 with pytest.raises(KVClientError):
                     await kv.add_member(4, "127.0.0.1:1")  # administrative: HTTP only
                 # a value over the member's limit: refused, nothing proposed

@@ -321,12 +321,15 @@ class KVClient:
         """Set ``key`` to ``value`` (``str`` is sent as UTF-8); returns the previous value
         (``None`` when the key was absent)."""
         if self.binary:  # the hot path: _measured's bookkeeping inline
-            key_bytes, data = _key_bytes(key), _value(value)
+            head = [PUT, _key_bytes(key), _value(value)]
             started = time.perf_counter()
             try:
-                _, body = await self._wire_write(
-                    lambda client, sequence: [PUT, key_bytes, data, client, sequence], "put",
-                    self._until(deadline_s))
+                until = None if deadline_s is None and self.deadline_s is None \
+                    else self._until(deadline_s)
+                free = self._free_sessions  # ``_wire_write``'s, without its coroutine
+                session = free.pop() if free else await self._take_session(until)
+                _, body = await self._wire_request(head, operation="put", leader=True,
+                                                   until=until, session=session)
             except BaseException as error:
                 self.metrics.request_finished("put", _outcome(error),
                                               time.perf_counter() - started)
@@ -344,8 +347,8 @@ class KVClient:
         if self.binary:
             key_bytes = _key_bytes(key)
             _, body = await self._measured("delete", self._wire_write(
-                lambda client, sequence: [DELETE, key_bytes, client, sequence], "delete",
-                self._until(deadline_s)), lambda answer: answer[1] is None)
+                [DELETE, key_bytes], "delete", self._until(deadline_s)),
+                lambda answer: answer[1] is None)
             return body
         path, until = _key_path(key), self._until(deadline_s)
         status, body = await self._measured("delete", self._write("DELETE", path, "delete",
@@ -363,8 +366,8 @@ class KVClient:
             old = None if expected is None else _value(expected)
             new_bytes = _value(new)
             return await self._measured("cas", self._wire_cas(
-                lambda client, sequence: [CAS, key_bytes, old, new_bytes, client, sequence],
-                self._until(deadline_s)), lambda answer: not answer[0])
+                [CAS, key_bytes, old, new_bytes], self._until(deadline_s)),
+                lambda answer: not answer[0])
         path, until = _key_path(key) + "/cas", self._until(deadline_s)
         document = {
             "encoding": "base64",
@@ -568,30 +571,17 @@ class KVClient:
             raise KVClientError(f"{operation} is an administrative request of the HTTP API: "
                                 "use a client with the members' http:// URLs")
 
-    async def _wire_write(self, build: Callable[[int, int], list], operation: str,
+    async def _wire_write(self, head: list, operation: str,
                           until: float | None) -> tuple[int, Any]:
-        """A session write: on a session of the pool (one write at a time per session),
-        retried with the same sequence, so it is applied at most once."""
+        """A session write ``head`` (``[op, args...]``) on a session of the pool (one write
+        at a time per session): see ``_wire_request``."""
         free = self._free_sessions
         session = free.pop() if free else await self._take_session(until)
-        session[1] += 1
-        self.client_id, self.sequence = session
-        kept = True
-        try:
-            return await self._wire_request(build(session[0], session[1]),
-                                            operation=operation, leader=True, until=until)
-        except SessionExpiredError:
-            kept = False
-            raise
-        finally:
-            if kept:
-                self._give_back(session)
-            else:
-                self._session_gone()
+        return await self._wire_request(head, operation=operation, leader=True, until=until,
+                                        session=session)
 
-    async def _wire_cas(self, build: Callable[[int, int], list],
-                        until: float | None) -> tuple[bool, bytes | None]:
-        _, body = await self._wire_write(build, "cas", until)
+    async def _wire_cas(self, head: list, until: float | None) -> tuple[bool, bytes | None]:
+        _, body = await self._wire_write(head, "cas", until)
         if type(body) is not list or len(body) != 2:
             raise KVClientError(f"a member answered a CAS with {body!r}")
         return bool(body[0]), body[1]
@@ -681,76 +671,104 @@ class KVClient:
 
     async def _wire_request(self, message: list, *, operation: str, url: str | None = None,
                             leader: bool = False, follow: bool = True,
-                            until: float | None = None) -> tuple[int, Any]:
+                            until: float | None = None,
+                            session: list[int] | None = None) -> tuple[int, Any]:
         """``message`` (``[op, args...]``) until a final answer, the deadline or the last
-        retry, as :meth:`_request` does over HTTP: the same redirects, retries and errors."""
-        if not self._open:
-            raise KVClientError("use the client as 'async with KVClient(...)'")
-        metrics, clock = self.metrics, self._clock
-        started = clock()
-        backoff: Backoff | None = None
-        tried: dict[str, str] = {}
-        unknown_names: set[str] = set()
-        redirected: str | None = None
-        attempts, gave_up = 0, "retries"
-        while True:
-            base, exchange_s, gave_up = self._next_target(url, redirected, leader,
-                                                          unknown_names, until)
-            redirected = None
-            if base is None:
-                break
-            attempts += 1
-            try:
-                connection = self._connections.get(base)
-                if connection is None or not connection.usable:
-                    connection = await self._wire_connection(base, exchange_s)
-                status, body = await connection.request(message, exchange_s)
-            except _ssl.SSLError as exc:
-                raise TlsError(f"{base}: the TLS handshake failed ({exc}); check the address "
-                               "and the CA") from None
-            except (OSError, asyncio.TimeoutError) as exc:
-                reason, tried[base], permanent = _describe_wire(exc, exchange_s)
-                self._failed(base)
-                if reason == "timeout":
-                    metrics.timeouts.inc(1, (operation, "client"))
-                if permanent:
-                    unknown_names.add(base)
-                reason = "connection" if reason == "dns" else reason
-            else:
-                if status == 200 or status == 404:
-                    if leader and url is None and base != self.leader_url:
-                        self._learned_leader(base)  # only the leader answers these
-                    return status, body
-                kind, text, location = _wire_error(body)
-                if status == 307 and follow and location:
-                    try:
-                        redirected = _base(location, location=True, scheme=WIRE_SCHEME)
-                    except InvalidURLError:
-                        tried[base] = f"redirected to a bad location {location}"
-                        raise UnavailableError(self._gave_up_message(
-                            operation, "", "a bad redirect", tried, attempts,
-                            clock() - started), tried, attempts, clock() - started) from None
-                    self._learned_leader(redirected)
-                    metrics.redirects.inc()
-                    tried[base] = f"redirected to {redirected}"
-                    if attempts > self.retries:
-                        break
-                    continue
-                if status not in _RETRIED:
-                    if status == 410:
-                        raise SessionExpiredError(text)
-                    raise RequestError(status, kind, text)
-                tried[base] = f"{status} {kind}: {text}".rstrip(": ")
-                reason = self._retried_answer(base, status, operation)
-            if backoff is None:
-                backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
-            gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
-                                                     until, reason)
-            if gave_up:
-                break
-        elapsed = clock() - started
-        raise UnavailableError(self._gave_up_message(operation, "", gave_up, tried, attempts,
-                                                     elapsed), tried, attempts, elapsed)
+        retry, as :meth:`_request` does over HTTP: the same redirects, retries and errors.
+
+        ``session`` (``[client, last sequence]``, taken from the pool): a session write,
+        ``message`` followed by the session and its next sequence, retried with that
+        sequence, so it is applied at most once; the session goes back to the pool after
+        it, or is gone when the member says it expired. (Here, not in a coroutine around
+        this one: a write's coroutines cost as much as its frame.)"""
+        if session is not None:
+            session[1] += 1
+            self.client_id, self.sequence = session
+            message = [*message, session[0], session[1]]
+        kept = True
+        try:
+            if not self._open:
+                raise KVClientError("use the client as 'async with KVClient(...)'")
+            metrics, clock = self.metrics, self._clock
+            started = clock()
+            backoff: Backoff | None = None
+            tried: dict[str, str] = {}
+            unknown_names: set[str] = set()
+            redirected: str | None = None
+            attempts, gave_up = 0, "retries"
+            base: str | None
+            while True:
+                if leader and url is None and redirected is None and until is None \
+                        and self.leader_url is not None and not unknown_names:
+                    # what ``_next_target`` answers then, without its call
+                    base, exchange_s, gave_up = self.leader_url, self.timeout_s, "retries"
+                else:
+                    base, exchange_s, gave_up = self._next_target(url, redirected, leader,
+                                                                  unknown_names, until)
+                redirected = None
+                if base is None:
+                    break
+                attempts += 1
+                try:
+                    connection = self._connections.get(base)
+                    if connection is None or not connection.usable:
+                        connection = await self._wire_connection(base, exchange_s)
+                    status, body = await connection.request(message, exchange_s)
+                except _ssl.SSLError as exc:
+                    raise TlsError(f"{base}: the TLS handshake failed ({exc}); check the address "
+                                   "and the CA") from None
+                except (OSError, asyncio.TimeoutError) as exc:
+                    reason, tried[base], permanent = _describe_wire(exc, exchange_s)
+                    self._failed(base)
+                    if reason == "timeout":
+                        metrics.timeouts.inc(1, (operation, "client"))
+                    if permanent:
+                        unknown_names.add(base)
+                    reason = "connection" if reason == "dns" else reason
+                else:
+                    if status == 200 or status == 404:
+                        if leader and url is None and base != self.leader_url:
+                            self._learned_leader(base)  # only the leader answers these
+                        return status, body
+                    kind, text, location = _wire_error(body)
+                    if status == 307 and follow and location:
+                        try:
+                            redirected = _base(location, location=True, scheme=WIRE_SCHEME)
+                        except InvalidURLError:
+                            tried[base] = f"redirected to a bad location {location}"
+                            raise UnavailableError(self._gave_up_message(
+                                operation, "", "a bad redirect", tried, attempts,
+                                clock() - started), tried, attempts, clock() - started) from None
+                        self._learned_leader(redirected)
+                        metrics.redirects.inc()
+                        tried[base] = f"redirected to {redirected}"
+                        if attempts > self.retries:
+                            break
+                        continue
+                    if status not in _RETRIED:
+                        if status == 410:
+                            raise SessionExpiredError(text)
+                        raise RequestError(status, kind, text)
+                    tried[base] = f"{status} {kind}: {text}".rstrip(": ")
+                    reason = self._retried_answer(base, status, operation)
+                if backoff is None:
+                    backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
+                gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
+                                                         until, reason)
+                if gave_up:
+                    break
+            elapsed = clock() - started
+            raise UnavailableError(self._gave_up_message(operation, "", gave_up, tried, attempts,
+                                                         elapsed), tried, attempts, elapsed)
+        except SessionExpiredError:
+            kept = False
+            raise
+        finally:
+            if session is not None:
+                if kept:
+                    self._give_back(session)
+                else:
+                    self._session_gone()
 
     def _next_target(self, url: str | None, redirected: str | None, leader: bool,
                      unknown_names: set[str], until: float | None
@@ -885,6 +903,7 @@ class _WireConnection(asyncio.Protocol):
         self._next_id = 0
         self._out: list[bytes] = []
         self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the connection's, once made
 
     @property
     def usable(self) -> bool:
@@ -893,6 +912,7 @@ class _WireConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(self.failure or ("the server closed the connection" if exc is None
@@ -949,9 +969,10 @@ class _WireConnection(asyncio.Protocol):
     def request(self, message: list, timeout_s: float) -> asyncio.Future:
         """Send ``message`` (``[op, args...]``); the future gives ``(status, body)``, or
         raises ``_WireConnectionError`` / ``asyncio.TimeoutError`` after ``timeout_s``."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future = loop.create_future()
-        if not self.usable:
+        transport = self.transport  # ``usable``, inline: this runs per request
+        if self.failure is not None or transport is None or transport.is_closing():
             future.set_exception(_WireConnectionError(self.failure or "not connected"))
             return future
         self._next_id += 1
@@ -1008,10 +1029,13 @@ def _describe_wire(error: BaseException, timeout_s: float) -> tuple[str, str, bo
 
 def _key_bytes(key: str | bytes) -> bytes:
     """A key as the binary protocol sends it, held to the HTTP API's rules."""
-    data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if isinstance(key, str):
+        data = key.encode("utf-8")
+    else:
+        data = bytes(key)
+        data.decode("utf-8")  # the HTTP API's keys are UTF-8: the same keys both ways
     if not data or b"/" in data:
         raise ValueError(f"a key is a non-empty string without '/', not {key!r}")
-    data.decode("utf-8")  # the HTTP API's keys are UTF-8: the same keys both ways
     return data
 
 
