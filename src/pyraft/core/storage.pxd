@@ -17,9 +17,12 @@ cdef class MemoryLogStorage(ExternalSnapshots):
     cdef public object hard_state
     cdef public bint _external
     cdef public object _snapshot
+    cdef public int64_t _snapshot_index
+    cdef public int64_t _snapshot_term
     cdef public list _batches
     cdef public list _starts
 
+    cpdef _keep_snapshot(self, object snapshot)
     cpdef int64_t first_index(self) except? -1
     @cython.locals(last=CEntryBatch)
     cpdef int64_t last_index(self) except? -1

@@ -240,7 +240,7 @@ class MemoryLogStorage(ExternalSnapshots):
         self.hard_state = HardState()
         self._external = False
         fields = configuration.snapshot_fields() if configuration else {"voters": ()}
-        self._snapshot = Snapshot(SnapshotMeta(0, 0, **fields), b"")
+        self._keep_snapshot(Snapshot(SnapshotMeta(0, 0, **fields), b""))
         self._batches: list[EntryBatch] = []
         self._starts: list[int] = []
 
@@ -259,26 +259,33 @@ class MemoryLogStorage(ExternalSnapshots):
     def record_membership(self, configuration: Configuration) -> None:
         """Record the bootstrap membership of a store that holds none (the first start)."""
         invariant(self.membership() is None, "the store already holds a membership")
-        self._snapshot = Snapshot(SnapshotMeta(0, 0, **configuration.snapshot_fields()), b"")
+        self._keep_snapshot(Snapshot(SnapshotMeta(0, 0, **configuration.snapshot_fields()), b""))
 
     @property
     def bootstrap_configuration(self) -> Configuration | None:
         return self.membership()
 
+    def _keep_snapshot(self, snapshot: Snapshot) -> None:
+        """Hold ``snapshot``, its index and term as fields of their own: the core asks the
+        first index, the last and terms several times per message, and reading them through
+        the snapshot's metadata cost two attribute lookups each when compiled."""
+        self._snapshot = snapshot
+        self._snapshot_index = snapshot.meta.index
+        self._snapshot_term = snapshot.meta.term
+
     def first_index(self) -> int:
-        return self._snapshot.meta.index + 1
+        return self._snapshot_index + 1
 
     def last_index(self) -> int:
         if self._batches:
             last = self._batches[-1]
             return last.first_index + len(last) - 1  # its last_index, read in C when compiled
-        return self._snapshot.meta.index
+        return self._snapshot_index
 
     def term(self, index: int) -> int:
-        meta = self._snapshot.meta
-        snapshot_index = meta.index
+        snapshot_index = self._snapshot_index
         if index == snapshot_index:
-            return meta.term
+            return self._snapshot_term
         if index < snapshot_index:
             raise LogCompactedError(f"index {index} is compacted (snapshot at {snapshot_index})")
         if index > self.last_index():
@@ -362,7 +369,7 @@ class MemoryLogStorage(ExternalSnapshots):
         """Replace the whole log by ``snapshot`` (a follower installing the leader's);
         ``external``: its data went into a disk state machine's store, only the metadata is
         recorded."""
-        self._snapshot = Snapshot(snapshot.meta, b"") if external else snapshot
+        self._keep_snapshot(Snapshot(snapshot.meta, b"") if external else snapshot)
         self._external = external
         self.drop_export()
         self._batches, self._starts = [], []
@@ -374,7 +381,7 @@ class MemoryLogStorage(ExternalSnapshots):
         ``data`` None records an external snapshot (a disk state machine's store)."""
         invariant(index >= self._snapshot.meta.index, "snapshot older than the current one")
         meta = SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
-        self._snapshot = Snapshot(meta, b"" if data is None else data)
+        self._keep_snapshot(Snapshot(meta, b"" if data is None else data))
         self._external = data is None
         if self._export is not None and self._export.meta.index < index:
             self.drop_export()
