@@ -339,7 +339,7 @@ def test_the_builds_section_runs_both_comparisons_and_judges_them(monkeypatch, t
     cli = _fake_builds(monkeypatch, calls)
     out = tmp_path / "out"
     assert cli.main(["builds", "--quick", "--sim-seeds", "3:9", "--out", str(out)]) == 0
-    assert ("simulator", "3:9", 1) in calls and ("core", 500, 3, 1) in calls
+    assert ("simulator", "3:9", 1) in calls and ("core", 3000, 3, 1) in calls
     assert ("instructions", cli.INSTRUCTIONS_WRITES, 1) in calls
     assert {c[1] for c in calls if c[0] == "info"} == {"compiled", "pure"}
     result = __import__("json").loads((out / "report.json").read_text())
