@@ -204,25 +204,7 @@ cdef class WriteAheadLog:
     and renamed ones, which recovery removes. ``reset`` and ``close`` wait for the deleter.
     """
 
-    cdef readonly str directory
-    cdef readonly uint64_t cluster_id
-    cdef readonly int64_t segment_bytes_max
-    cdef readonly str sync_policy
-    cdef readonly double sync_interval_ms
-    cdef readonly bint zero_fill
-    cdef readonly uint64_t payload_bytes_max
-    cdef readonly object recovery
-    cdef public object deleter
-    cdef list _segments
-    cdef IndexTable _index
-    cdef uint64_t _next_index       # index the next append must carry
-    cdef uint64_t _prev_term        # term of _next_index - 1 when nothing is stored
-    cdef uint64_t _written
-    cdef uint64_t _durable
-    cdef int _next_seq
-    cdef double _last_sync
-    cdef bint _closed
-    cdef bint _dirty
+    # fields: _wal.pxd
 
     def __init__(self, directory, *, uint64_t cluster_id=0, int64_t segment_bytes_max=64 << 20,
                  str sync="always", double sync_interval_ms=10.0, bint zero_fill=False,
@@ -254,13 +236,13 @@ cdef class WriteAheadLog:
         self._last_sync = time.monotonic()
 
     # ---- positions ---------------------------------------------------------------------------
-    def first_index(self):
+    cpdef int64_t first_index(self) except? -1:
         """Index of the oldest stored entry (the next index when the log is empty)."""
-        return self._index._first if self._index._count else self._next_index
+        return self._index._first if self._index._count else <int64_t>self._next_index
 
-    def last_index(self):
+    cpdef int64_t last_index(self) except? -1:
         """Index of the newest written entry (``first_index - 1`` when empty)."""
-        return self._next_index - 1
+        return <int64_t>self._next_index - 1
 
     def durable_index(self):
         """Highest index known durable under the sync policy."""
@@ -273,7 +255,7 @@ cdef class WriteAheadLog:
     def __len__(self):
         return len(self._index)
 
-    def term_at(self, index):
+    cpdef object term_at(self, object index):
         """Term of the entry at ``index`` (or of ``first_index - 1`` after a release)."""
         return self._index.term_at(index)
 

@@ -15,6 +15,7 @@ from pyraft.errors import LogCompactedError, LogUnavailableError, StorageError, 
 from pyraft.storage.log import DurableLogStorage
 from pyraft.testing.sim import SimConfig, run_seed
 from raftcore.framing import encode_entries
+from raftcore.wal import WriteAheadLog
 
 VOTERS = Configuration(frozenset({1, 2, 3}))
 
@@ -130,14 +131,8 @@ def test_segments_a_snapshot_released_are_deleted_off_the_caller_and_again_after
     assert not any(pathlib.Path(p).exists() for p in held)
     assert again._deleter.deleted == len(held)
 
-class FullDisk:
-    """Stands in for the WAL: every write fails with ENOSPC, reads still work."""
-
-    def __init__(self, wal):
-        self._wal = wal
-
-    def __getattr__(self, name):
-        return getattr(self._wal, name)
+class FullDisk(WriteAheadLog):
+    """The write-ahead log on a full disk: every write fails with ENOSPC, reads still work."""
 
     def append(self, batch):
         raise OSError(errno.ENOSPC, "No space left on device", "segment.wal")
@@ -146,19 +141,26 @@ class FullDisk:
         raise OSError(errno.EIO, "Input/output error", "segment.wal")
 
 
+def reopen_wal(storage, kind):
+    """Close ``storage``'s WAL and open it again as a ``kind`` (what it holds stays)."""
+    wal = storage.wal
+    wal.close()
+    storage.wal = kind(wal.directory, cluster_id=wal.cluster_id,
+                       segment_bytes_max=wal.segment_bytes_max)
+
+
 def test_a_full_disk_is_a_typed_error_and_loses_nothing(tmp_path):
     storage = open_storage(tmp_path)
     storage.append(encode_entries(1, 1, [b"kept"]))
     storage.sync()
-    real = storage.wal
-    storage.wal = FullDisk(real)
+    reopen_wal(storage, FullDisk)
     with pytest.raises(StorageFullError) as info:
         storage.append(encode_entries(2, 1, [b"lost"]))
     assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
     with pytest.raises(StorageError):
         storage.sync()
     assert storage.last_index() == 1
-    storage.wal = real  # space returned: writing resumes
+    reopen_wal(storage, WriteAheadLog)  # space returned: writing resumes
     storage.append(encode_entries(2, 1, [b"after"]))
     storage.sync()
     storage.close()

@@ -13,6 +13,7 @@ from libc.stdint cimport int64_t
 from pyraft.core.messages cimport HardState
 from pyraft.core.storage cimport ExternalSnapshots
 from raftcore._framing cimport EntryBatch as CEntryBatch
+from raftcore._wal cimport WriteAheadLog as CWriteAheadLog
 
 
 cdef class DurableLogStorage(ExternalSnapshots):
@@ -22,7 +23,7 @@ cdef class DurableLogStorage(ExternalSnapshots):
     cdef public int64_t recent_bytes_max
     cdef public object _recent
     cdef public int64_t _recent_bytes
-    cdef public object wal
+    cdef public CWriteAheadLog wal  # its positions are C calls (raftcore/_wal.pxd)
     cdef public object _deleter
     cdef public object snapshots
     cdef public object state
