@@ -501,7 +501,7 @@ class KVClient:
         retry; the same request (same sequence) on every attempt."""
         if self._http is None:
             raise KVClientError("use the client as 'async with KVClient(...)'")
-        metrics, clock = self.metrics, self._clock
+        clock = self._clock
         started = clock()
         backoff: Backoff | None = None
         tried: dict[str, str] = {}
@@ -525,25 +525,12 @@ class KVClient:
                 raise TlsError(f"{method} {base}{path}: the TLS handshake failed ({exc}); "
                                "check the URL's scheme and the CA") from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                reason, tried[base], permanent = _describe(exc, exchange_s)
-                self._failed(base)
-                if reason == "timeout":
-                    metrics.timeouts.inc(1, (operation, "client"))
-                if permanent:
-                    unknown_names.add(base)
-                reason = "connection" if reason == "dns" else reason
+                reason = self._attempt_failed(base, _describe(exc, exchange_s), operation, tried,
+                                              unknown_names)
             else:
                 if status == 307 and location and follow:
-                    try:
-                        redirected = _base(location, location=True)
-                    except InvalidURLError:
-                        tried[base] = f"redirected to a bad location {location}"
-                        raise UnavailableError(self._gave_up_message(
-                            method, path, "a bad redirect", tried, attempts, clock() - started),
-                            tried, attempts, clock() - started) from None
-                    self._learned_leader(redirected)
-                    metrics.redirects.inc()
-                    tried[base] = f"redirected to {redirected}"
+                    redirected = self._redirected(base, location, "http", (method, path), tried,
+                                                  attempts, started)
                     if attempts > self.retries:
                         break
                     continue
@@ -555,10 +542,8 @@ class KVClient:
                 tried[base] = (f"HTTP {status} {answer.get('error', '')}: "
                                f"{answer.get('message', '')}").rstrip(": ")
                 reason = self._retried_answer(base, status, operation)
-            if backoff is None:
-                backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
-            gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
-                                                     until, reason)
+            backoff, gave_up = await self._pause_before_retry(backoff, attempts, url,
+                                                              unknown_names, until, reason)
             if gave_up:
                 break
         elapsed = clock() - started
@@ -689,7 +674,7 @@ class KVClient:
         try:
             if not self._open:
                 raise KVClientError("use the client as 'async with KVClient(...)'")
-            metrics, clock = self.metrics, self._clock
+            clock = self._clock
             started = clock()
             backoff: Backoff | None = None
             tried: dict[str, str] = {}
@@ -718,13 +703,8 @@ class KVClient:
                     raise TlsError(f"{base}: the TLS handshake failed ({exc}); check the address "
                                    "and the CA") from None
                 except (OSError, asyncio.TimeoutError) as exc:
-                    reason, tried[base], permanent = _describe_wire(exc, exchange_s)
-                    self._failed(base)
-                    if reason == "timeout":
-                        metrics.timeouts.inc(1, (operation, "client"))
-                    if permanent:
-                        unknown_names.add(base)
-                    reason = "connection" if reason == "dns" else reason
+                    reason = self._attempt_failed(base, _describe_wire(exc, exchange_s),
+                                                  operation, tried, unknown_names)
                 else:
                     if status == 200 or status == 404:
                         if leader and url is None and base != self.leader_url:
@@ -732,16 +712,8 @@ class KVClient:
                         return status, body
                     kind, text, location = _wire_error(body)
                     if status == 307 and follow and location:
-                        try:
-                            redirected = _base(location, location=True, scheme=WIRE_SCHEME)
-                        except InvalidURLError:
-                            tried[base] = f"redirected to a bad location {location}"
-                            raise UnavailableError(self._gave_up_message(
-                                operation, "", "a bad redirect", tried, attempts,
-                                clock() - started), tried, attempts, clock() - started) from None
-                        self._learned_leader(redirected)
-                        metrics.redirects.inc()
-                        tried[base] = f"redirected to {redirected}"
+                        redirected = self._redirected(base, location, WIRE_SCHEME,
+                                                      (operation, ""), tried, attempts, started)
                         if attempts > self.retries:
                             break
                         continue
@@ -751,10 +723,8 @@ class KVClient:
                         raise RequestError(status, kind, text)
                     tried[base] = f"{status} {kind}: {text}".rstrip(": ")
                     reason = self._retried_answer(base, status, operation)
-                if backoff is None:
-                    backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
-                gave_up = await self._pause_before_retry(backoff, attempts, url, unknown_names,
-                                                         until, reason)
+                backoff, gave_up = await self._pause_before_retry(backoff, attempts, url,
+                                                                  unknown_names, until, reason)
                 if gave_up:
                     break
             elapsed = clock() - started
@@ -800,22 +770,56 @@ class KVClient:
         self.metrics.timeouts.inc(1, (operation, "server"))
         return "server_timeout"
 
-    async def _pause_before_retry(self, backoff: Backoff, attempts: int, url: str | None,
-                                  unknown_names: set[str], until: float | None,
-                                  reason: str) -> str:
-        """After a failed attempt: wait the backoff's delay and return ``""`` (try again), or
-        return why no attempt is left: ``"retries"``, ``"names"`` (nothing left to try) or
-        ``"deadline"`` (no time left for an attempt after the delay)."""
+    def _attempt_failed(self, base: str, described: tuple[str, str, bool], operation: str,
+                        tried: dict[str, str], unknown_names: set[str]) -> str:
+        """An attempt at ``base`` that got no answer (``described``: ``_describe`` or
+        ``_describe_wire`` of its error): noted in ``tried``, counted, ``base`` forgotten as
+        the leader (and as a name, when it does not resolve); the retry reason."""
+        reason, tried[base], permanent = described
+        self._failed(base)
+        if reason == "timeout":
+            self.metrics.timeouts.inc(1, (operation, "client"))
+        if permanent:
+            unknown_names.add(base)
+        return "connection" if reason == "dns" else reason
+
+    def _redirected(self, base: str, location: str, scheme: str, call: tuple[str, str],
+                    tried: dict[str, str], attempts: int, started: float) -> str:
+        """The member at ``base`` redirected to ``location``: its base URL, learned as the
+        leader; UnavailableError when it is not a URL (``call``: the method or operation and
+        the path, for the message)."""
+        try:
+            redirected = _base(location, location=True, scheme=scheme)
+        except InvalidURLError:
+            tried[base] = f"redirected to a bad location {location}"
+            elapsed = self._clock() - started
+            raise UnavailableError(self._gave_up_message(
+                *call, "a bad redirect", tried, attempts, elapsed), tried, attempts,
+                elapsed) from None
+        self._learned_leader(redirected)
+        self.metrics.redirects.inc()
+        tried[base] = f"redirected to {redirected}"
+        return redirected
+
+    async def _pause_before_retry(self, backoff: Backoff | None, attempts: int,
+                                  url: str | None, unknown_names: set[str],
+                                  until: float | None, reason: str) -> tuple[Backoff, str]:
+        """After a failed attempt: wait the backoff's delay (``backoff`` made at the first
+        retry) and return ``""`` (try again), or return why no attempt is left:
+        ``"retries"``, ``"names"`` (nothing left to try) or ``"deadline"`` (no time left for
+        an attempt after the delay); with the backoff."""
+        if backoff is None:
+            backoff = Backoff(self.backoff.base_s, self.backoff.cap_s, self.backoff.rng)
         if attempts > self.retries:
-            return "retries"
+            return backoff, "retries"
         if unknown_names and (url in unknown_names or unknown_names.issuperset(self.urls)):
-            return "names"
+            return backoff, "names"
         delay = backoff.next_delay()
         if until is not None and until - self._clock() - delay < _ATTEMPT_SECONDS_MIN:
-            return "deadline"
+            return backoff, "deadline"
         self.metrics.retries.inc(1, (reason,))
         await self._sleep(delay)
-        return ""
+        return backoff, ""
 
     def _gave_up_message(self, method: str, path: str, why: str, tried: dict[str, str],
                          attempts: int, elapsed_s: float) -> str:
