@@ -290,7 +290,8 @@ class WireServer:
                 if not (type(client) is int and 1 <= client <= _ID_MAX
                         and type(sequence) is int and 1 <= sequence <= _ID_MAX
                         and type(key) is bytes and 0 < len(key) <= KEY_BYTES_MAX):
-                    # the checks above, inline; these raise the first one's error
+                    # _session_number's and _key's checks, inline: on a failure the
+                    # helpers raise the first bad field's error
                     client, sequence, key = \
                         _session_number(client), _session_number(sequence), _key(key)
                 self._propose(connection, request_id, PUT,
