@@ -379,7 +379,7 @@ class MemoryLogStorage(ExternalSnapshots):
     ) -> Snapshot:
         """Record a state-machine snapshot at ``index`` (<= last index) and drop the prefix;
         ``data`` None records an external snapshot (a disk state machine's store)."""
-        invariant(index >= self._snapshot.meta.index, "snapshot older than the current one")
+        invariant(index >= self._snapshot_index, "snapshot older than the current one")
         meta = SnapshotMeta(index, self.term(index), **configuration.snapshot_fields())
         self._keep_snapshot(Snapshot(meta, b"" if data is None else data))
         self._external = data is None
@@ -391,9 +391,9 @@ class MemoryLogStorage(ExternalSnapshots):
     def compact(self, index: int) -> None:
         """Release entries up to ``index``, which the snapshot must cover."""
         invariant(
-            index <= self._snapshot.meta.index,
+            index <= self._snapshot_index,
             f"releasing the log up to {index}: the snapshot covers only up to "
-            f"{self._snapshot.meta.index}",
+            f"{self._snapshot_index}",
         )
         # batches are contiguous: those starting at or before ``index`` all end at or before
         # it but the last, which may straddle it; one cut, not one pop(0) per batch (that
