@@ -11,6 +11,14 @@ of the simulator's classes, to show the simulator's checkers catch it); the comp
 build's classes cannot be patched, so
 in a compiled test run such a test runs in a child ``pytest`` with ``PYRAFT_PURE_CORE=1``,
 and passes only if it passed there.
+
+The default run is spread over one pytest-xdist worker per available CPU (``-n auto`` in
+``pyproject.toml``, at most :data:`MAX_WORKERS`); ``-n 0`` runs everything in this process.
+The packaging tests share one build, so they run on one worker (``xdist_group``), and the
+longest groups (the packaging builds, the Jepsen-style runs) are handed out first, so no
+worker is left with one of them at the end while the other idles. A pytest a test starts
+(the pure-build children below) is a session of its own, not a worker: the variables xdist
+sets in a worker are not passed on to it.
 """
 
 from __future__ import annotations
@@ -46,7 +54,15 @@ def soak_minutes(request: pytest.FixtureRequest) -> float | None:
     return request.config.getoption("--soak")
 
 
+#: what xdist tells a worker's code; a child pytest that inherited them would take itself for
+#: a worker (pytest-benchmark turns itself off and warns, which this suite makes an error)
+WORKER_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
+                    "PYTEST_XDIST_TESTRUNUID")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name in WORKER_VARIABLES:  # children of a test are sessions of their own
+        os.environ.pop(name, None)
     profile = os.environ.get("HYPOTHESIS_PROFILE") or (
         "soak" if config.getoption("--soak") is not None else "default"
     )
@@ -54,6 +70,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 PURE_CORE_CHILD_TIMEOUT_S = 300
+#: the most workers ``-n auto`` starts: each test may start several member processes
+MAX_WORKERS = 8
+#: tests of these markers take tens of seconds each: scheduled first
+LONG_MARKERS = ("packaging", "jepsen")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        available = os.cpu_count() or 1
+    return max(1, min(available, MAX_WORKERS))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -62,7 +92,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     env = dict(os.environ, PYRAFT_PURE_CORE="1")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+         pyfuncitem.nodeid],
         cwd=str(pyfuncitem.config.rootpath), env=env, capture_output=True, text=True,
         timeout=PURE_CORE_CHILD_TIMEOUT_S, check=False)
     assert done.returncode == 0 and " passed" in done.stdout, (
@@ -72,6 +103,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("packaging") is not None:
+            item.add_marker(pytest.mark.xdist_group("packaging"))
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in LONG_MARKERS))
     if config.getoption("--soak") is not None:
         return
     skip = pytest.mark.skip(reason="soak test: run with --soak")

@@ -47,7 +47,7 @@ def test_core_tests_pass_in_the_other_build():
     assert any(f.endswith("test_interaction.py") for f in files)
     env, build = _other_build()
     process = subprocess.run(
-        [sys.executable, "-c", CHILD, "-q", "-p", "no:cacheprovider", *files],
+        [sys.executable, "-c", CHILD, "-q", "-p", "no:cacheprovider", "-n", "0", *files],
         capture_output=True, text=True, timeout=600, env=env,
         cwd=HERE.parent.parent,
     )

@@ -36,6 +36,10 @@ import pyraft
 from pyraft.bench.load import run_load
 from pyraft.bench.stats import make_result
 
+#: how long a load's end waits for a leader to count the leader changes: a cluster that lost
+#: its leader near the end, on a loaded host, may take seconds to elect the next one
+FINAL_LEADER_WAIT_S = 20.0
+
 
 class HttpStatusError(RuntimeError):
     """The member answered a status other than 200/204 to a write."""
@@ -105,7 +109,7 @@ async def run_kvclient(args: argparse.Namespace) -> dict:
                               duration_s=args.duration_s, outstanding_max=args.inflight)
         leader_changes: int | None
         try:
-            last = await _kv_status(clients[0], timeout_s=5.0)
+            last = await _kv_status(clients[0], timeout_s=FINAL_LEADER_WAIT_S)
             leader_changes = int(last["term"]) - int(first["term"])
         except TimeoutError:
             leader_changes = None
@@ -197,7 +201,7 @@ async def run(args: argparse.Namespace) -> dict:
                               outstanding_max=args.inflight)
         leader_changes: int | None
         try:
-            _, last = await find_leader_status(session, urls, timeout_s=5.0)
+            _, last = await find_leader_status(session, urls, timeout_s=FINAL_LEADER_WAIT_S)
             leader_changes = int(last["term"]) - int(first["term"])
         except TimeoutError:
             leader_changes = None  # no leader at the end: not known

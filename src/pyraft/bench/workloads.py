@@ -592,9 +592,12 @@ def kernels(quick: bool, timeout_s: float = 900.0) -> dict:
 
 
 def kernels_command(where: Path, json_path: str, quick: bool) -> list[str]:
-    """The pytest command line of the kernel benchmarks (``quick``: short, no core run)."""
+    """The pytest command line of the kernel benchmarks (``quick``: short, no core run).
+
+    Without the test suite's ``addopts``: they spread the tests over xdist workers, where
+    pytest-benchmark measures nothing, and turn the benchmarks off."""
     command = [sys.executable, "-m", "pytest", str(where), "-q", "-p", "no:cacheprovider",
-               "--benchmark-enable", f"--benchmark-json={json_path}"]
+               "-o", "addopts=", "--benchmark-enable", f"--benchmark-json={json_path}"]
     if quick:
         command += ["-k", "not core_commit", "--benchmark-max-time=0.05",
                     "--benchmark-min-rounds=3", "--benchmark-warmup=off"]
