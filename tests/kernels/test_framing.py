@@ -329,6 +329,49 @@ def test_lookups_and_slices_agree_with_the_twin(first, terms, lo, hi, index, str
         assert answers[0][0] == terms[index - first]
 
 
+@given(first=st.integers(1, 2**40), terms=st.lists(st.integers(1, 3), max_size=30),
+       cuts=st.lists(st.integers(0, 30), max_size=6), layout=st.sampled_from(
+           ["plain", "strided", "view", "int64"]), bump=st.booleans())
+def test_concat_of_any_split_is_the_batch_and_agrees_with_the_twin(first, terms, cuts, layout,
+                                                                   bump):
+    """Joining the pieces of a batch cut anywhere (empty pieces included) gives the batch
+    back; its pieces over a view of a larger buffer, in arrays of another layout or type, or
+    with a later piece's terms lowered, give the twin's batch or the twin's error."""
+    if USE_TWINS:
+        pytest.skip("only the pure twin is built (PYRAFT_NO_EXTENSIONS=1)")
+    import raftcore._framing as compiled
+    import raftcore._framing_py as twin
+
+    terms = sorted(terms)
+    payloads = [bytes([i % 256]) * (i % 7) for i in range(len(terms))]
+    bounds = sorted({first, first + len(terms), *(first + min(c, len(terms)) for c in cuts)})
+    outcomes = []
+    for fr in (compiled, twin):
+        whole = fr.encode_entries(first, terms, payloads) if terms else fr.empty_batch(first)
+        if layout == "view" and terms:  # records inside a larger bytearray, decoded in place
+            owner = bytearray(b"head" + whole.tobytes() + b"tail")
+            whole = fr.decode_entries(memoryview(owner)[4:4 + whole.nbytes], first)
+        pieces = [whole.slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+        pieces.insert(len(pieces) // 2, fr.empty_batch(first))  # empty pieces are skipped
+        if layout in ("strided", "int64"):
+            pieces = [fr.EntryBatch(p.buffer, p.base, p.nbytes, p.first_index,
+                                    np.repeat(p.terms, 2)[::2] if layout == "strided"
+                                    else p.terms.astype(np.int64), p.kinds,
+                                    np.repeat(p.offsets, 2)[::2] if layout == "strided"
+                                    else p.offsets.astype(np.int64)) for p in pieces]
+        if bump and len(pieces) > 2 and len(pieces[-1]) and pieces[-1].terms[0] > 1:
+            last = pieces[-1]  # a later piece whose terms start below its neighbour's
+            pieces[-1] = fr.EntryBatch(last.buffer, last.base, last.nbytes, last.first_index,
+                                       np.zeros(len(last), dtype=np.uint64), last.kinds,
+                                       last.offsets)
+        outcome = _outcome(lambda fr=fr, pieces=pieces: fr.concat_batches(pieces))
+        outcomes.append(outcome)
+        if not bump and terms:
+            assert outcome == (first, len(terms), bytes(whole.tobytes()), terms,
+                               whole.kinds.tolist(), whole.offsets.tolist())
+    assert outcomes[0] == outcomes[1]
+
+
 def test_batches_pickle(fr):
     batch = small_batch(fr)
     copy = pickle.loads(pickle.dumps(batch.slice(8, 10)))
