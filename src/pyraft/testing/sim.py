@@ -73,6 +73,7 @@ from pyraft.errors import (
     NotLeaderError,
     ProposalDroppedError,
 )
+from pyraft.kv.frames import pack
 from pyraft.testing.linearizability import KVModel, Operation, check_history
 from raftcore.framing import KIND_COMMAND
 
@@ -213,7 +214,7 @@ class StateMachine:
         return result
 
     def snapshot(self) -> bytes:
-        return msgpack.packb([self.applied, sorted(self.data.items())])
+        return pack([self.applied, sorted(self.data.items())])
 
     def restore(self, data: bytes) -> None:
         if not data:
@@ -707,18 +708,18 @@ class Simulation:
             # Lease read (thesis 6.4.1): no message at all; the read point is the commit index
             # now. Any member that believes it leads and holds a lease is asked, stale ones
             # included: the lease must make that safe.
-            context = msgpack.packb([client, op_id])
+            context = pack([client, op_id])
             self.ops.append(Operation(client, op, self.now, None, None, target))
             node.reads[context] = op_id
             node.ready_reads.append(ReadState(core.log.committed, context))
             node.serve_reads()
         elif via_read_index:
-            context = msgpack.packb([client, op_id])
+            context = pack([client, op_id])
             self.ops.append(Operation(client, op, self.now, None, None, target))
             node.reads[context] = op_id
             node.core.read_index(context)
         else:
-            payload = msgpack.packb([client, op_id, list(op)])
+            payload = pack([client, op_id, list(op)])
             try:
                 first, _ = node.core.propose([payload])
             except (NotLeaderError, ProposalDroppedError):
