@@ -522,6 +522,26 @@ def test_the_kernel_benchmark_command_is_one_pytest_accepts(quick, tmp_path):
     assert ("test_core_commit_throughput" in done.stdout) is not quick
 
 
+def test_the_kernel_benchmarks_measure_under_the_suites_own_configuration(tmp_path):
+    """``pyraft bench``'s kernel run starts pytest in this checkout, whose configuration
+    spreads tests over xdist workers, where pytest-benchmark measures nothing: the run must
+    measure all the same (two CRC benchmarks here, to keep it short)."""
+    where = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+    json_path = tmp_path / "k.json"
+    command = kernels_command(where, str(json_path), True)
+    command[command.index("-k") + 1] = "test_crc32c and 64B and (raftcore or zlib)"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          cwd=where.parent)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json_path.exists(), f"no benchmark measured:\n{done.stdout[-2000:]}"
+    raw = json.loads(json_path.read_text())
+    assert len(raw["benchmarks"]) == 2, done.stdout[-2000:]
+    assert all(b["stats"]["rounds"] >= 3 and b["stats"]["median"] > 0
+               for b in raw["benchmarks"])
+    [group] = fold_kernels(raw)["groups"].values()
+    assert len(group["median_s"]) == 2
+
+
 def test_plot_panels_compare_one_load_shape_each():
     from pyraft.bench.plots import panels
 
