@@ -120,6 +120,14 @@ def test_members_release_their_logs_as_they_apply():
     assert all(storage.first_index() == 1 for _, storage in kept._members)
 
 
+def test_the_command_line_says_which_workload_ran(capsys):
+    for flags, snapshot_entries in (([], SNAPSHOT_ENTRIES_DEFAULT), (["--no-compact"], None)):
+        main(["--json", "--batches", "100", "--runs", "1", *flags])
+        figure = json.loads(capsys.readouterr().out)
+        assert figure["snapshot_entries"] == snapshot_entries
+        assert figure["median_entries_per_cpu_s"] > 0 and figure["batches"] == 100
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="committed entries per CPU second")
     parser.add_argument("--profile", action="store_true", help="cProfile one run")
