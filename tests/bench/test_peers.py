@@ -65,8 +65,15 @@ etcd_missing = etcd_peer.available()
 
 @pytest.mark.skipif(pysyncobj_missing is not None, reason=str(pysyncobj_missing))
 def test_pysyncobj_closed_loop_in_memory(tmp_path):
+    """A run with a steady leader has no errors. PySyncObj discards the writes in flight
+    when its leader changes (FAIL_REASON.DISCARDED), which its default timeouts let happen on
+    a host this loaded (the test suite runs a worker per CPU): such a run is run once more,
+    and the second must have no errors."""
     result = pysyncobj_peer.run(str(tmp_path), size=16, inflight=16, rate=None, duration_s=1.0,
                                 journal=False)
+    if result["errors"] and "first error: RuntimeError: FAIL_REASON.DISCARDED" in result["notes"]:
+        result = pysyncobj_peer.run(str(tmp_path), size=16, inflight=16, rate=None,
+                                    duration_s=1.0, journal=False)
     check_measured(result, "pysyncobj", "closed")
     assert result["mode"] == "memory"
     assert result["workload"]["inflight"] == 16 and result["workload"]["api"] == "engine"
