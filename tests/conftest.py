@@ -18,7 +18,10 @@ The packaging tests share one build, so they run on one worker (``xdist_group``)
 longest groups (the packaging builds, the Jepsen-style runs) are handed out first, so no
 worker is left with one of them at the end while the other idles. A pytest a test starts
 (the pure-build children below) is a session of its own, not a worker: the variables xdist
-sets in a worker are not passed on to it.
+sets in a worker are not passed on to it. Each worker hands out TCP ports from its own share
+of the range (``RAFTCORE_TEST_PORTS``, :mod:`pyraft.testing.processes`), it and the processes
+its tests start: a port one worker found free, or one a member freed for a moment while it
+restarted, is never the other worker's pick.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from pyraft import _compiled
+from pyraft.testing import processes
 
 settings.register_profile(
     "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -63,6 +67,10 @@ WORKER_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
 def pytest_configure(config: pytest.Config) -> None:
     for name in WORKER_VARIABLES:  # children of a test are sessions of their own
         os.environ.pop(name, None)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:  # its own ports, for it and the processes its tests start
+        os.environ[processes.PORTS_VARIABLE] = processes.worker_ports(
+            int(worker["workerid"].removeprefix("gw")), int(worker["workercount"]))
     profile = os.environ.get("HYPOTHESIS_PROFILE") or (
         "soak" if config.getoption("--soak") is not None else "default"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from pyraft.testing import processes
 from pyraft.testing.processes import free_port
 
@@ -21,6 +23,7 @@ def test_ports_are_free_distinct_and_outside_the_outgoing_range():
 
 
 def test_a_port_in_use_is_passed_over(monkeypatch):
+    monkeypatch.delenv(processes.PORTS_VARIABLE, raising=False)  # a test worker's share
     monkeypatch.setattr(processes, "_ephemeral_range", lambda: (32768, 60999))
     candidates = [port for port in range(20000, 32768, 97)
                   if port not in processes._GIVEN and processes._bound_port(port)]
@@ -37,3 +40,20 @@ def test_a_port_in_use_is_passed_over(monkeypatch):
 
         monkeypatch.setattr(processes, "_RANDOM", Picks())
         assert free_port() == free
+
+
+def test_the_workers_shares_are_disjoint_and_free_port_keeps_to_its_own(monkeypatch):
+    shares = [processes.worker_ports(worker, 3) for worker in range(3)]
+    bounds = [tuple(int(part) for part in share.split("-")) for share in shares]
+    assert all(low < high for low, high in bounds)
+    assert all(a[1] <= b[0] for a, b in zip(bounds, bounds[1:]))
+    monkeypatch.setenv(processes.PORTS_VARIABLE, shares[1])
+    low, high = bounds[1]
+    assert all(low <= processes.free_port() < high for _ in range(50))
+
+
+@pytest.mark.parametrize("value", ["20000", "30000-20000", "80-90", "a-b"])
+def test_a_malformed_range_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv(processes.PORTS_VARIABLE, value)
+    with pytest.raises(ValueError, match="RAFTCORE_TEST_PORTS"):
+        processes.free_port()

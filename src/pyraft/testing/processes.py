@@ -12,6 +12,7 @@ it, retrying across elections. Only processes started here are signalled, by the
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import socket
@@ -45,20 +46,54 @@ def _ephemeral_range() -> tuple[int, int]:
         return 49152, 65535
 
 
+#: ``LOW-HIGH``: the ports :func:`free_port` hands out in this process and the processes it
+#: starts. Two pytest-xdist workers each get their own share (``tests/conftest.py``): a port
+#: one of them checked free could otherwise be taken by the other before its member binds it,
+#: or while a member restarts on its old port.
+#: (not PYRAFT_: a member refuses a PYRAFT_ variable that names no setting)
+PORTS_VARIABLE = "RAFTCORE_TEST_PORTS"
+
+
+def _port_range() -> tuple[int, int] | None:
+    """The ``[low, high)`` range :data:`PORTS_VARIABLE` sets, or None."""
+    text = os.environ.get(PORTS_VARIABLE, "")
+    if not text:
+        return None
+    try:
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"{PORTS_VARIABLE} must be LOW-HIGH, not {text!r}") from None
+    if not 1024 <= low < high <= 65536:
+        raise ValueError(f"{PORTS_VARIABLE}: {text!r} is not a range of ports above 1023")
+    return low, high
+
+
+def worker_ports(worker: int, workers: int) -> str:
+    """Worker ``worker``'s share (of ``workers``) of the ports below the kernel's ephemeral
+    range, as :data:`PORTS_VARIABLE` says it."""
+    low, _high = _ephemeral_range()
+    lowest = 20000 if low > 24000 else 1024
+    span = (low - lowest) // workers
+    return f"{lowest + worker * span}-{lowest + (worker + 1) * span}"
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nobody listens on, for a process about to start.
 
     Chosen below the kernel's ephemeral range when that leaves room: a port the kernel
     handed out (binding port 0) is one it also gives to outgoing connections, so under load
-    a client's connection could take it before the member binds it. Never the same port
-    twice in this process; bound once to check it is free."""
-    low, _high = _ephemeral_range()
-    lowest = 20000 if low > 24000 else None
+    a client's connection could take it before the member binds it. Within
+    :data:`PORTS_VARIABLE`'s range when it is set. Never the same port twice in this
+    process; bound once to check it is free."""
+    chosen = _port_range()
+    if chosen is None:
+        low, _high = _ephemeral_range()
+        chosen = (20000, low) if low > 24000 else None
     for _ in range(256):
-        if lowest is None:
+        if chosen is None:
             port = _bound_port(0)
         else:
-            candidate = _RANDOM.randrange(lowest, low)
+            candidate = _RANDOM.randrange(*chosen)
             port = _bound_port(candidate) if candidate not in _GIVEN else None
         if port is not None and port not in _GIVEN:
             _GIVEN.add(port)
