@@ -92,11 +92,11 @@ class InstantCluster:
         """Each member whose applied index is ``snapshot_entries`` past its last snapshot
         takes one there, releasing its log up to it (a consensus-only member's snapshot holds
         no data)."""
-        for member, (node, storage) in zip(sorted(self.nodes), self._members):
+        for node, storage in self._members:
             applied = node.log.applied
-            if applied - self.snapshot_index[member] >= self.snapshot_entries:
+            if applied - self.snapshot_index[node.id] >= self.snapshot_entries:
                 storage.create_snapshot(applied, b"", self.configuration)
-                self.snapshot_index[member] = applied
+                self.snapshot_index[node.id] = applied
 
 
 def test_core_commit_throughput(benchmark):

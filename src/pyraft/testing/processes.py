@@ -68,12 +68,17 @@ def _port_range() -> tuple[int, int] | None:
     return low, high
 
 
+def _below_ephemeral() -> tuple[int, int] | None:
+    """``[20000, first ephemeral port)`` when that leaves room, else None."""
+    low, _high = _ephemeral_range()
+    return (20000, low) if low > 24000 else None
+
+
 def worker_ports(worker: int, workers: int) -> str:
     """Worker ``worker``'s share (of ``workers``) of the ports below the kernel's ephemeral
     range, as :data:`PORTS_VARIABLE` says it."""
-    low, _high = _ephemeral_range()
-    lowest = 20000 if low > 24000 else 1024
-    span = (low - lowest) // workers
+    lowest, highest = _below_ephemeral() or (1024, _ephemeral_range()[0])
+    span = (highest - lowest) // workers
     return f"{lowest + worker * span}-{lowest + (worker + 1) * span}"
 
 
@@ -85,10 +90,7 @@ def free_port() -> int:
     a client's connection could take it before the member binds it. Within
     :data:`PORTS_VARIABLE`'s range when it is set. Never the same port twice in this
     process; bound once to check it is free."""
-    chosen = _port_range()
-    if chosen is None:
-        low, _high = _ephemeral_range()
-        chosen = (20000, low) if low > 24000 else None
+    chosen = _port_range() or _below_ephemeral()
     for _ in range(256):
         if chosen is None:
             port = _bound_port(0)
