@@ -274,3 +274,56 @@ def test_failure_detection_spares_a_member_started_late_and_removes_one_never_st
                     await member.stop()
 
     run_on_fresh_loop(body, timeout_s=60)
+
+
+# ---- what a write takes: bytes-like commands, copied at the call ----------------------------
+def test_writes_copy_bytes_like_commands_at_the_call_and_refuse_anything_else(tmp_path):
+    """``replicate`` and ``replicate_many`` take bytes or any bytes-like object and copy it
+    when called: a caller reusing its buffer right after the call (its write still queued)
+    does not change what is replicated. An ``int`` is a ``TypeError``, not that many zero
+    bytes (``bytes(5)``), and nothing of a refused batch enters the log."""
+    from pyraft.storage.state_machine import MemoryStateMachine
+
+    class Recorder(MemoryStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.commands: list[bytes] = []
+
+        def apply(self, index, command):
+            self.commands.append(bytes(command))
+            return len(self.commands)
+
+        def build_snapshot(self) -> bytes:
+            return b""
+
+        def restore_snapshot(self, data: bytes) -> None:
+            self.commands = []
+
+    async def body():
+        config = ClusterConfig(member_id=1, listen="127.0.0.1:0",
+                               data_dir=str(tmp_path / "d")).validate()
+        machine = Recorder()
+        async with RaftCluster.from_config(config, state_machine=machine) as member:
+            await leader_of([member])
+            buffer = bytearray(b"first")
+            view = memoryview(bytearray(b"second"))
+            pending = asyncio.ensure_future(member.replicate_many([buffer, view, b"third"]))
+            await asyncio.sleep(0)  # the write is queued: the call has returned to the loop
+            buffer[:] = b"FIRST"
+            view[:] = b"SECOND"
+            assert await asyncio.wait_for(pending, 30) == [1, 2, 3]
+            one = bytearray(b"fourth")
+            pending = asyncio.ensure_future(member.replicate(one))
+            await asyncio.sleep(0)
+            one[:] = b"FOURTH"
+            assert await asyncio.wait_for(pending, 30) == 4
+            with pytest.raises(TypeError):
+                await member.replicate(5)
+            with pytest.raises(TypeError):
+                await member.replicate_many([b"fine", 5])
+            with pytest.raises(TypeError):
+                await member.replicate_many(["text"])
+            assert await member.replicate(b"fifth", timeout=30) == 5
+            assert machine.commands == [b"first", b"second", b"third", b"fourth", b"fifth"]
+
+    run_on_fresh_loop(body)

@@ -83,7 +83,7 @@ from pyraft.cluster.persist import LogWriter
 from pyraft.cluster.reads import Reads
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.cluster.waiters import Waiters
-from pyraft.cluster.writes import Wake, Writes
+from pyraft.cluster.writes import Wake, Writes, payloads_of
 from pyraft.config import ClusterConfig
 from pyraft.core import (
     MemoryLogStorage,
@@ -502,8 +502,10 @@ class RaftCluster:
         applied. Raises NotLeaderError (with the leader's id and address) on a follower;
         after this member lost the lead with the command in flight, CommandLostError when
         another leader's entry was committed at its index, CommandOutcomeUnknownError as soon
-        as its entry is replaced in this member's log (another member may still commit it)."""
-        payloads = [bytes(command)]
+        as its entry is replaced in this member's log (another member may still commit it).
+        ``command`` is bytes or any bytes-like object (copied at the call); anything else is a
+        ``TypeError``."""
+        payloads = payloads_of((command,))
         future = self._writes.enqueue_now(payloads, False) \
             or await self._writes.enqueue(payloads, False)
         if timeout is None:
@@ -516,8 +518,10 @@ class RaftCluster:
         and the call returns their results in order once the last is applied. One waiter
         serves the whole batch, so this is the fast path for many small commands. If some
         of them were lost to a leader change, it raises CommandLostError (the others may
-        have been applied; a caller that must know resends with its own deduplication)."""
-        payloads = [bytes(command) for command in commands]
+        have been applied; a caller that must know resends with its own deduplication).
+        Each command is bytes or any bytes-like object (copied at the call); anything else
+        is a ``TypeError``."""
+        payloads = payloads_of(commands)
         if not payloads:
             return []
         future = self._writes.enqueue_now(payloads, True) \

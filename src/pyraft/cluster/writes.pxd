@@ -6,6 +6,10 @@ from libc.stdint cimport int64_t
 from pyraft.cluster.ledger cimport ProposalLedger, QueuedBatch
 
 
+@cython.locals(payloads=list, i=Py_ssize_t)
+cpdef list payloads_of(object commands)
+
+
 @cython.final
 cdef class Wake:
     cdef object _loop

@@ -32,7 +32,7 @@ into an empty queue) is a C call rather than an interpreted frame.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from pyraft.cluster.ledger import ProposalLedger
@@ -46,9 +46,25 @@ from pyraft.errors import (
 from pyraft.metrics import Metrics
 from raftcore.framing import KIND_COMMAND, EntryBatch
 
-__all__ = ["Proposer", "StorageState", "Wake", "Writes"]
+__all__ = ["Proposer", "StorageState", "Wake", "Writes", "payloads_of"]
 
 _LEADER = Role.LEADER
+
+
+def payloads_of(commands: Iterable[Any]) -> list[bytes]:
+    """The commands of one write as a list of its own: a ``bytes`` as it is (it cannot
+    change), any other bytes-like object (``bytearray``, ``memoryview``, an array) copied
+    now, so that changing it after the call does not change what is replicated. Anything
+    else is a ``TypeError``: an ``int`` is not taken for a length as ``bytes(5)`` would.
+
+    ``replicate_many`` calls this with every batch; compiled, it is a C loop (interpreted,
+    the comprehension it replaces cost about a fifth of a leader's time at peak)."""
+    payloads = list(commands)
+    for i in range(len(payloads)):
+        command = payloads[i]
+        if type(command) is not bytes:
+            payloads[i] = bytes(memoryview(command))
+    return payloads
 
 
 class Proposer(Protocol):
