@@ -363,3 +363,20 @@ def test_no_pure_leaves_the_builds_out_and_bad_seeds_are_refused(monkeypatch, tm
         with pytest.raises(SystemExit, match="--sim-seeds must be A:B"):
             cli.main(["builds", f"--sim-seeds={bad}", "--out", str(out)])
     assert calls == []
+
+
+def test_quick_and_full_plans_judge_the_same_peak():
+    """The peak goal compares pyraft's best batched load with PySyncObj's peak, which its
+    driver searches up to 20,000 writes in flight in every plan; the quick plan must run
+    pyraft's largest batched shape too (it ran 8 x 128, a quarter of the full plan's peak),
+    and that shape must fit the members' proposal queue."""
+    from pyraft.bench.peers import pysyncobj_peer
+    from pyraft.bench.workloads import PEAK_SHAPE, PROPOSAL_QUEUE_MAX
+
+    def commands(shape):
+        return shape["inflight"] * shape["batch"]
+
+    quick, full = Plan.build(quick=True), Plan.build(quick=False)
+    assert max(map(commands, quick.peak)) == max(map(commands, full.peak)) == commands(PEAK_SHAPE)
+    assert commands(PEAK_SHAPE) >= max(pysyncobj_peer.PEAK_INFLIGHTS)
+    assert commands(PEAK_SHAPE) <= PROPOSAL_QUEUE_MAX
