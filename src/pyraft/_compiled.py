@@ -48,6 +48,8 @@ MODULES: tuple[str, ...] = (
     # the runtime's per-write bookkeeping: every write is queued and settled here
     "pyraft.cluster.ledger",
     "pyraft.cluster.writes",
+    # the callers waiting on the log, resolved after every Ready (at once when none waits)
+    "pyraft.cluster.waiters",
     # persisting each Ready: its entries written, its sync inline or on the I/O thread
     "pyraft.cluster.persist",
     # the per-Ready path: each message into the core, each Ready handled (typed by the
@@ -87,6 +89,7 @@ PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: ``pyraft.core.view`` (``view.pxd`` types the view's node and log); naming
 #: ``pyraft.cluster.ledger`` needs ``pyraft.cluster.writes`` (``writes.pxd`` types its ledger);
 #: naming ``pyraft.instruments`` needs ``pyraft.cluster.persist`` (its histograms are typed);
+#: naming ``pyraft.cluster.waiters`` needs ``pyraft.cluster.engine`` (``engine.pxd`` types it);
 #: naming ``pyraft.core.storage`` or ``pyraft.core.messages`` needs ``pyraft.storage.log`` (its
 #: class extends the core's and stores ``HardState``s).
 PURE_MODULES: frozenset[str] = frozenset(

@@ -27,10 +27,11 @@ from .test_ledger import FakeFuture
 
 
 class Core:
-    """Leads; appends proposals from index ``next_index``, or raises ``refuse``."""
+    """Leads in ``term``; appends proposals from index ``next_index``, or raises ``refuse``."""
 
     def __init__(self) -> None:
         self.role = Role.LEADER
+        self.term = 2
         self.next_index = 1
         self.proposed: list[list[bytes]] = []
         self.refuse: Exception | None = None
@@ -49,11 +50,9 @@ class Member:
     def __init__(self, queue_max: int = 4, queue_full: str = "wait") -> None:
         self.ledger = ProposalLedger(queue_max, queue_full)
         self.core = Core()
-        self.term = 2
         self.writes = Writes(1, self.ledger, Metrics(1, opentelemetry=False),
                              writable=self.writable,
-                             not_leader=lambda: NotLeaderError(3, "10.0.0.3:7000", None),
-                             term=lambda: self.term)
+                             not_leader=lambda: NotLeaderError(3, "10.0.0.3:7000", None))
 
         self.failed: BaseException | None = None  # the log writer's storage failure
 

@@ -287,6 +287,38 @@ def test_messages_queued_while_connecting_leave_once_accepted(run):
 
 
 
+def test_the_runtimes_sender_is_the_hubs_unless_send_all_is_overridden(run):
+    """``sender()`` is what the runtime hands each Ready's messages to: a plain TCP
+    transport gives its compiled hub's ``send_all`` (no interpreted frame per Ready), and
+    the messages arrive; a subclass that overrides ``send_all`` (to drop or record, as
+    fault injection does) gets its override, so the runtime cannot bypass it."""
+    seen: list[Message] = []
+
+    class Recording(TcpTransport):
+        def send_all(self, messages):
+            seen.extend(messages)
+            super().send_all(messages)
+
+    async def main():
+        a, b = await nodes(1, 2)
+        send = a.transport.sender()
+        assert send == a.transport._hub.send_all
+        send([heartbeat(1, 2, 0), heartbeat(1, 2, 1)])
+        await eventually(lambda: len(b.inbox) == 2)
+        recording = Recording(3, "127.0.0.1:0", **FAST, cluster_id=CLUSTER)
+        await recording.start(lambda message: None)
+        recording.set_peers({2: b.address})
+        recording.sender()([heartbeat(3, 2, 7)])
+        assert [m.commit for m in seen] == [7]
+        await eventually(lambda: len(b.inbox) == 3)
+        assert [m.commit for m in b.inbox] == [0, 1, 7]
+        await recording.stop()
+        await a.stop()
+        await b.stop()
+
+    run(main)
+
+
 def test_send_all_queues_each_message_dials_for_the_waiting_and_drops_the_unknown(run):
     """What the runtime calls with each Ready's messages: one compiled call that queues
     every message, has a peer not yet connected dial, counts one for an unknown member as

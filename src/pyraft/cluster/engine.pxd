@@ -6,6 +6,7 @@ from libc.stdint cimport int64_t
 
 from pyraft.cluster.ledger cimport ProposalLedger
 from pyraft.cluster.persist cimport LogWriter, Written
+from pyraft.cluster.waiters cimport Waiters
 from pyraft.cluster.writes cimport Wake, Writes
 from pyraft.core.log cimport RaftLog
 from pyraft.core.messages cimport Message, Ready
@@ -24,11 +25,13 @@ cdef class Engine:
     cdef public LogWriter writer
     cdef public Wake wake
     cdef public object transport
+    cdef public object send_messages
     cdef public object metrics
     cdef public object state_machine
-    cdef public object waiters
+    cdef public Waiters waiters
     cdef public object leadership
     cdef public object peers
+    cdef public object configuration_seen
     cdef public object loop
     cdef public object _fatal
     cdef public Counter _sent

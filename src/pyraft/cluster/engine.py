@@ -74,11 +74,14 @@ class Engine:
         self.writer = writer
         self.wake = wake
         self.transport = transport
+        self.send_messages = transport.sender()  # each Ready's messages, a list
         self.metrics = metrics
         self.state_machine = state_machine
         self.waiters = waiters
         self.leadership = leadership
         self.peers = peers
+        #: the configuration last handed to ``peers`` (the core's object: a change replaces it)
+        self.configuration_seen: object = None
         self.loop = loop
         self._fatal = fatal
         self._sent = metrics.messages_sent
@@ -283,7 +286,10 @@ class Engine:
             self.leadership.lost(lost)
         if rd.soft_state is not None:
             self.leadership.changed(rd.soft_state, self.view, self.loop, rd.leadership_lost)
-        self.peers.update(core.configuration)
+        configuration = core.configuration
+        if configuration is not self.configuration_seen:  # a change: the transport's peers
+            self.configuration_seen = configuration
+            self.peers.update(configuration)
         self.resolve_waiters()
         self._ready_seconds.observe(perf_counter() - started)
         self._term.set(core.term)
@@ -295,7 +301,7 @@ class Engine:
         sent = self._sent
         for message in messages:
             sent.inc(1, (message.dst,))
-        self.transport.send_all(messages)
+        self.send_messages(messages)
 
     def apply(self, rd: Ready) -> None:
         """Apply ``rd``'s committed entries and settle their writes."""

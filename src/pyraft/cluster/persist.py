@@ -147,7 +147,8 @@ class LogWriter:
                     metrics.snapshot_seconds.observe(perf_counter() - started,
                                                      ("installed",))
                     metrics.snapshot_bytes.observe(size, ("installed",))
-                snapshots.discard_unused_receive()
+                if snapshots.received_whole:  # and not installed: the file goes
+                    snapshots.discard_unused_receive()
                 if rd.entries:
                     self._append(rd.entries)
                 if rd.hard_state is not None or rd.must_sync:
@@ -188,7 +189,9 @@ class LogWriter:
         """Write ``rd``'s entries now and start its sync (module docstring)."""
         written = Written()
         try:
-            self._snapshots.discard_unused_receive()
+            snapshots = self._snapshots
+            if snapshots.received_whole:  # received and not installed: the file goes
+                snapshots.discard_unused_receive()
             if rd.entries:
                 self._append(rd.entries)
             if rd.hard_state is not None or rd.must_sync:

@@ -234,8 +234,7 @@ class RaftCluster:
         self.metrics = Metrics(self.id, meter_provider=meter_provider)
         #: the queue's admission (back-pressure) and the batches handed to the core
         self._writes = Writes(self.id, self._ledger, self.metrics,
-                              writable=self._check_writable, not_leader=self._not_leader,
-                              term=lambda: self._status.term)
+                              writable=self._check_writable, not_leader=self._not_leader)
         #: this member's leader changes, as events, log lines and metrics
         self._leadership = Leadership(
             self.id, self._bus, self.metrics, self._address_of,

@@ -30,8 +30,10 @@ The runtime owns the loop; this part owns every snapshot path and the thread hop
 State: ``_snapshot_writing``: a file is being written on the I/O thread, ``_snapshot_waiting``
 the newest snapshot asked for meanwhile (meta, data, started); ``_receiving``: the writer of
 the snapshot being received (``write_at``, ``size``, ``meta``, ``abort``) and
-``_receiving_done`` whether its last chunk is written; ``_export_task``: the export running,
-``_export_retry_at`` the loop time before which a failed export is not retried.
+``received_whole`` whether its last chunk is written (the log writer reads it before each
+Ready and calls ``discard_unused_receive`` only when it is set); ``_export_task``: the
+export running, ``_export_retry_at`` the loop time before which a failed export is not
+retried.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class Snapshotting:
         self._snapshot_writing = False
         self._snapshot_waiting: tuple[SnapshotMeta, bytes | None, float] | None = None
         self._receiving: SnapshotReceiver | None = None
-        self._receiving_done = False
+        self.received_whole = False
         self._export_task: asyncio.Task[None] | None = None
         self._export_retry_at = 0.0
 
@@ -142,8 +144,8 @@ class Snapshotting:
     def discard_unused_receive(self) -> None:
         """A snapshot received whole but not installed (the log had the entries already): its
         file goes."""
-        if self._receiving_done:
-            self._receiving_done = False
+        if self.received_whole:
+            self.received_whole = False
             receiving, self._receiving = self._receiving, None
             if receiving is not None:
                 receiving.abort()
@@ -289,12 +291,12 @@ class Snapshotting:
                 if receiving is not None:
                     receiving.abort()
                 receiving = self._receiving = self._begin_receive(chunk.meta)
-                self._receiving_done = False
+                self.received_whole = False
             if receiving is None or receiving.meta != chunk.meta:
                 raise InvariantError(f"a chunk at {chunk.offset} of a snapshot not being "
                                      "received")
             receiving.write_at(chunk.offset, chunk.data)
-            self._receiving_done = chunk.done
+            self.received_whole = chunk.done
 
     def _begin_receive(self, meta: SnapshotMeta) -> SnapshotReceiver:
         files = self.storage.snapshot_files
@@ -305,7 +307,7 @@ class Snapshotting:
     async def install_received(self, meta: SnapshotMeta) -> int:
         """Install the snapshot whose chunks were written; returns its size in bytes."""
         receiving = self._receiving
-        if receiving is None or receiving.meta != meta or not self._receiving_done:
+        if receiving is None or receiving.meta != meta or not self.received_whole:
             raise InvariantError(f"installing the snapshot at {meta.index} before it was "
                                  "received whole")
         loop, executor, storage = self._loop, self._executor, self.storage
@@ -331,7 +333,7 @@ class Snapshotting:
             # a memory state machine restores from bytes: the file is read once, here
             whole = await loop.run_in_executor(executor, read_whole, stored.data)
             self.state_machine.install_snapshot(Snapshot(meta, whole))
-        self._receiving, self._receiving_done = None, False
+        self._receiving, self.received_whole = None, False
         return size
 
     async def _install_into_store(self, machine: DiskStateMachine, meta: SnapshotMeta,

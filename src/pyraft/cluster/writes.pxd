@@ -29,7 +29,6 @@ cdef class Writes:
     cdef public object _metrics
     cdef public object _writable
     cdef public object _not_leader
-    cdef public object _term
     cdef public object _loop
     cdef public object _wake
     cdef public object _core

@@ -68,9 +68,11 @@ def payloads_of(commands: Iterable[Any]) -> list[bytes]:
 
 
 class Proposer(Protocol):
-    """What the writes ask of the core (``RaftNode`` is one): its role, and to propose."""
+    """What the writes ask of the core (``RaftNode`` is one): its role and term, and to
+    propose."""
 
     role: Role
+    term: int
 
     def propose(self, payloads: Sequence[bytes], kind: int = ...) -> tuple[int, int]: ...
 
@@ -121,18 +123,16 @@ class Writes:
     """The writes of member ``member_id`` (module docstring). ``writable()`` raises why the
     member takes no write now (and must raise whenever ``open`` is False, the core does not
     lead or the storage failed); ``not_leader()`` is the ``NotLeaderError`` naming the
-    leader this member knows; ``term()`` the current term (the term a proposed batch was
-    appended in)."""
+    leader this member knows. A proposed batch was appended in the core's ``term``, read
+    right after ``propose``."""
 
     def __init__(self, member_id: int, ledger: ProposalLedger, metrics: Metrics, *,
-                 writable: Callable[[], None], not_leader: Callable[[], NotLeaderError],
-                 term: Callable[[], int]) -> None:
+                 writable: Callable[[], None], not_leader: Callable[[], NotLeaderError]) -> None:
         self.id = member_id
         self.ledger = ledger
         self._metrics = metrics
         self._writable = writable
         self._not_leader = not_leader
-        self._term = term
         #: the member takes writes (started, not stopping, not failed): set by the runtime
         self.open = False
         # given by ``bind`` at start
@@ -210,7 +210,8 @@ class Writes:
             return
         self._metrics.proposal_batch.observe(len(batch.payloads))
         try:
-            first, _last = self._core.propose(batch.payloads, KIND_COMMAND)
+            core = self._core
+            first, _last = core.propose(batch.payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
                 error = self._not_leader()
@@ -225,7 +226,7 @@ class Writes:
             ledger.fail_batch(batch, failure)
             raise
         else:
-            ledger.proposed(batch, first, self._term())
+            ledger.proposed(batch, first, core.term)
 
     def settle_replaced(self, entries: Sequence[EntryBatch], snapshot: Snapshot | None,
                         leading: bool, term: int) -> None:

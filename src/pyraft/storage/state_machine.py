@@ -175,7 +175,8 @@ class StateMachine(ABC):
 
     def apply_batch(self, batch: EntryBatch) -> list[object]:
         """Apply a committed batch; one result per entry (``None`` for no-op/configuration)."""
-        self._raise_failure()
+        if self._failure is not None:  # read without the lock, as ``_raise_failure`` does
+            self._raise_failure()
         if not len(batch):
             return []
         with self._lock:

@@ -154,6 +154,14 @@ class Transport(abc.ABC):
             self.send(message)
         self.flush()
 
+    def sender(self) -> Callable[[list[Message]], None]:
+        """What the runtime calls with each Ready's messages (a list), taken once at start:
+        ``send_all`` by default. A transport whose ``send_all`` only wraps another callable
+        returns that one (the TCP transport: its compiled hub's), so that a Ready's messages
+        reach the wire without an interpreted frame; a subclass overriding ``send_all`` gets
+        its override."""
+        return self.send_all
+
     def report_deliveries(self, callback: Callable[[], None] | None) -> bool:
         """Call ``callback()`` after the messages of each read are delivered to
         ``on_message`` (None: stop). Returns whether this transport does; the default does

@@ -990,6 +990,11 @@ class TcpTransport(Transport):
         # the loop and the flush in the compiled hub (which takes a list)
         self._hub.send_all(messages if type(messages) is list else list(messages))
 
+    def sender(self) -> Callable[[list[Message]], None]:
+        if type(self).send_all is TcpTransport.send_all:  # not overridden: the hub's own
+            return self._hub.send_all
+        return self.send_all
+
     def _missed(self, message: Message, result: int) -> None:
         """``message`` was not queued for the next write (``result``: ``WAITING`` or
         ``DROPPED``): count the drop, or have its peer dial."""
