@@ -35,12 +35,24 @@ cdef class Gauge(_Values):
 
 
 @cython.final
+cdef class _Series:
+    cdef int64_t[::1] counts
+    cdef public double total
+    cdef public int64_t count
+
+    cpdef list as_list(self)
+
+
+@cython.final
 cdef class Histogram(_Instrument):
     cdef public tuple buckets
-    cdef public dict series
+    cdef double[::1] _bounds
+    cdef dict _series
 
-    @cython.locals(series=list, counts=list, x=double, bound=double, slot=Py_ssize_t,
-                   attributes=object)
+    @cython.locals(series=_Series, x=double, bounds="double[::1]", size=Py_ssize_t,
+                   slot=Py_ssize_t, attributes=object)
     cpdef observe(self, object value, object labels=*)
+    @cython.locals(series=_Series)
     cpdef count(self, object labels=*)
+    @cython.locals(series=_Series)
     cpdef total(self, object labels=*)

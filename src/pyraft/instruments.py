@@ -13,6 +13,7 @@ values have been seen: a series is created at the first recording of its label v
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,6 +84,21 @@ class Gauge(_Values):
         super().__init__(name, help, labels, pulled=True)
 
 
+class _Series:
+    """The observations of one label-value tuple: per-bucket counts (non-cumulative, +Inf
+    last), their sum and their count. Compiled, three C fields and an int64 array: a
+    recording changes them in place and allocates nothing."""
+
+    def __init__(self, slots: int) -> None:
+        self.counts = array("q", bytes(8 * slots))
+        self.total = 0.0
+        self.count = 0
+
+    def as_list(self) -> list:
+        """``[counts, sum, count]``, as ``Histogram.series`` gives it (a copy)."""
+        return [list(self.counts), self.total, self.count]
+
+
 class Histogram(_Instrument):
     """Observations counted in fixed cumulative buckets, with their sum and count."""
 
@@ -92,25 +108,30 @@ class Histogram(_Instrument):
                  labels: tuple[str, ...] = ()) -> None:
         super().__init__(name, help, labels)
         self.buckets = tuple(sorted(buckets))
-        # per label-value tuple: [per-bucket counts (non-cumulative, +Inf last), sum, count]
-        self.series: dict[tuple, list] = {}
+        self._bounds = array("d", self.buckets)
+        self._series: dict[tuple, _Series] = {}
+
+    @property
+    def series(self) -> dict[tuple, list]:
+        """Per label-value tuple: ``[per-bucket counts (non-cumulative, +Inf last), sum,
+        count]``, a copy taken now (the exports read it)."""
+        return {labels: series.as_list() for labels, series in self._series.items()}
 
     def observe(self, value: float, labels: tuple = ()) -> None:
-        series = self.series.get(labels)
+        series = self._series.get(labels)
         if series is None:
-            series = self.series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
+            series = self._series[labels] = _Series(len(self.buckets) + 1)
         # the first bucket whose bound is not below the value (bisect_left's answer, NaN
         # included): a dozen bounds, scanned in C in the compiled build
         x = value
+        bounds = self._bounds
+        size = len(bounds)
         slot = 0
-        for bound in self.buckets:
-            if not bound < x:
-                break
+        while slot < size and bounds[slot] < x:
             slot += 1
-        counts = series[0]
-        counts[slot] += 1
-        series[1] += value
-        series[2] += 1
+        series.counts[slot] += 1
+        series.total += x
+        series.count += 1
         otel = self.otel
         if otel is not None:  # runs several times per write: the cached attributes first
             if self.otel_proxied:  # what the proxy would forward to: nothing, or the SDK's
@@ -122,9 +143,9 @@ class Histogram(_Instrument):
                         else self._attributes(labels))
 
     def count(self, labels: tuple = ()) -> int:
-        series = self.series.get(labels)
-        return series[2] if series is not None else 0
+        series = self._series.get(labels)
+        return series.count if series is not None else 0
 
     def total(self, labels: tuple = ()) -> float:
-        series = self.series.get(labels)
-        return series[1] if series is not None else 0.0
+        series = self._series.get(labels)
+        return series.total if series is not None else 0.0
