@@ -291,7 +291,8 @@ def test_the_runtimes_sender_is_the_hubs_unless_send_all_is_overridden(run):
     """``sender()`` is what the runtime hands each Ready's messages to: a plain TCP
     transport gives its compiled hub's ``send_all`` (no interpreted frame per Ready), and
     the messages arrive; a subclass that overrides ``send_all`` (to drop or record, as
-    fault injection does) gets its override, so the runtime cannot bypass it."""
+    fault injection does) gets its override, as does an instance whose ``send_all`` was
+    replaced before the runtime took its sender, so the runtime cannot bypass either."""
     seen: list[Message] = []
 
     class Recording(TcpTransport):
@@ -310,6 +311,10 @@ def test_the_runtimes_sender_is_the_hubs_unless_send_all_is_overridden(run):
         recording.set_peers({2: b.address})
         recording.sender()([heartbeat(3, 2, 7)])
         assert [m.commit for m in seen] == [7]
+        a.transport.send_all = lambda messages: seen.extend(messages)  # an instance's own
+        a.transport.sender()([heartbeat(1, 2, 8)])
+        assert [m.commit for m in seen] == [7, 8]
+        del a.transport.send_all
         await eventually(lambda: len(b.inbox) == 3)
         assert [m.commit for m in b.inbox] == [0, 1, 7]
         await recording.stop()

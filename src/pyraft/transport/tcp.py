@@ -991,8 +991,8 @@ class TcpTransport(Transport):
         self._hub.send_all(messages if type(messages) is list else list(messages))
 
     def sender(self) -> Callable[[list[Message]], None]:
-        if type(self).send_all is TcpTransport.send_all:  # not overridden: the hub's own
-            return self._hub.send_all
+        if type(self).send_all is TcpTransport.send_all and "send_all" not in vars(self):
+            return self._hub.send_all  # not overridden, nor replaced on this instance
         return self.send_all
 
     def _missed(self, message: Message, result: int) -> None:
