@@ -17,6 +17,7 @@ cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -192,8 +193,9 @@ cdef inline void _write_header(unsigned char *h, uint32_t length, uint8_t kind, 
     rc_put32(h, crc32c_update(0, h + 4, HDR - 4))
 
 
-@cython.no_gc  # holds bytes, numpy arrays and views of them: it can close no reference cycle,
-# and a log of millions of batches must not make every full collection walk them all
+@cython.no_gc  # holds bytes and views of them: it can close no reference cycle, and a log of
+# millions of batches must not make every full collection walk them all
+@cython.freelist(64)
 cdef class EntryBatch:
     """A validated, contiguous run of log entries stored as one buffer of records.
 
@@ -207,20 +209,51 @@ cdef class EntryBatch:
       kinds        uint8 array, one kind per entry (KIND_COMMAND / KIND_CONFIGURATION / KIND_NOOP).
       offsets      uint64 array of ``len + 1`` record boundaries relative to ``base``:
                    record ``i`` spans ``offsets[i]:offsets[i + 1]``, ``offsets[0] == 0``.
+
+    The batch keeps its terms, kinds and offsets in C (inside the object for a few entries):
+    ``terms``, ``kinds`` and ``offsets`` are read-only numpy arrays made when asked, and the
+    methods below read the columns without making them. Built by ``encode_entries``,
+    ``decode_entries``, ``scan_entries``, ``concat_batches`` and ``slice``; the constructor
+    copies the columns it is given and checks their lengths.
     """
 
-    def __cinit__(self, buffer, Py_ssize_t base, Py_ssize_t nbytes, uint64_t first_index,
-                  terms, kinds, offsets):
-        self.buffer = buffer
-        self.base = base
-        self.nbytes = nbytes
-        self.first_index = first_index
-        self.terms = terms
-        self.kinds = kinds
-        self.offsets = offsets
-        self._n = len(terms)
-        # a field, not a property: compiled callers (the core, the WAL) read it in C
-        self.last_index = first_index + <uint64_t>self._n - 1
+    def __init__(self, buffer, Py_ssize_t base, Py_ssize_t nbytes, uint64_t first_index,
+                 terms, kinds, offsets):
+        cdef cnp.ndarray t = np.ascontiguousarray(terms, dtype=np.uint64)
+        cdef cnp.ndarray k = np.ascontiguousarray(kinds, dtype=np.uint8)
+        cdef cnp.ndarray o = np.ascontiguousarray(offsets, dtype=np.uint64)
+        cdef Py_ssize_t n
+        if cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_NDIM(k) != 1 or cnp.PyArray_NDIM(o) != 1:
+            raise ValueError("terms, kinds and offsets must be one-dimensional")
+        n = cnp.PyArray_DIM(t, 0)
+        if cnp.PyArray_DIM(k, 0) != n or cnp.PyArray_DIM(o, 0) != n + 1:
+            raise ValueError(f"a batch of {n} terms needs {n} kinds and {n + 1} offsets, got "
+                             f"{cnp.PyArray_DIM(k, 0)} and {cnp.PyArray_DIM(o, 0)}")
+        if self._terms != NULL:
+            raise TypeError("EntryBatch is immutable: __init__ ran already")
+        _init_batch(self, buffer, base, nbytes, first_index, n)
+        memcpy(<void *>self._terms, cnp.PyArray_DATA(t), n * sizeof(uint64_t))
+        memcpy(<void *>self._kinds, cnp.PyArray_DATA(k), n * sizeof(uint8_t))
+        memcpy(<void *>self._offsets, cnp.PyArray_DATA(o), (n + 1) * sizeof(uint64_t))
+
+    def __dealloc__(self):
+        PyMem_Free(self._heap)
+
+    cdef int _allocate(self, Py_ssize_t n) except -1:
+        """Room for ``n`` entries' columns (inline when they fit), uninitialized."""
+        cdef Py_ssize_t words = 2 * n + 1 + (n + 7) // 8
+        cdef uint64_t *mem
+        if n <= INLINE_ENTRIES:
+            mem = self._inline
+        else:
+            mem = <uint64_t *>PyMem_Malloc(words * sizeof(uint64_t))
+            if mem == NULL:
+                raise MemoryError()
+            self._heap = mem
+        self._offsets = mem
+        self._terms = mem + n + 1
+        self._kinds = <const uint8_t *>(mem + 2 * n + 1)
+        return 0
 
     def __len__(self):
         return self._n
@@ -230,14 +263,34 @@ cdef class EntryBatch:
                 f"entries={self._n}, nbytes={self.nbytes})")
 
     @property
+    def terms(self):
+        """The terms, one per entry: a read-only uint64 array over the batch's own column."""
+        return _column(self, <const void *>self._terms, self._n, cnp.NPY_UINT64)
+
+    @property
+    def kinds(self):
+        """The kinds, one per entry: a read-only uint8 array over the batch's own column."""
+        return _column(self, <const void *>self._kinds, self._n, cnp.NPY_UINT8)
+
+    @property
+    def offsets(self):
+        """The ``len + 1`` record boundaries relative to ``base`` (read-only uint64 array)."""
+        cdef cnp.ndarray shifted
+        cdef uint64_t *out
+        cdef Py_ssize_t i
+        if self._offsets[0] == 0:
+            return _column(self, <const void *>self._offsets, self._n + 1, cnp.NPY_UINT64)
+        shifted = _new_array(self._n + 1, cnp.NPY_UINT64)  # a slice's: shifted to 0
+        out = <uint64_t *>cnp.PyArray_DATA(shifted)
+        for i in range(self._n + 1):
+            out[i] = self._offset(i)
+        cnp.PyArray_CLEARFLAGS(shifted, cnp.NPY_ARRAY_WRITEABLE)
+        return shifted
+
+    @property
     def last_term(self):
         """Term of the last entry; 0 when empty."""
-        cdef uint64_t term
-        if self._n == 0:
-            return 0
-        if _u64_at(self.terms, self._n - 1, &term):
-            return term
-        return int(self.terms[self._n - 1])
+        return self._terms[self._n - 1] if self._n else 0
 
     cdef object _memoryview(self):
         # made on demand, never kept: a view is an object the garbage collector tracks, and a
@@ -261,7 +314,6 @@ cdef class EntryBatch:
         return bytes(self.data)
 
     cdef Py_ssize_t _position(self, index) except -1:
-        cdef Py_ssize_t i
         cdef long long value
         cdef int overflow = 0
         if type(index) is int:
@@ -274,28 +326,51 @@ cdef class EntryBatch:
         if index < self.first_index or index >= self.first_index + <uint64_t>self._n:
             raise IndexError(f"log index {index} is not in this batch "
                              f"[{self.first_index}, {self.first_index + self._n - 1}]")
-        i = <Py_ssize_t>(index - self.first_index)
-        return i
+        return <Py_ssize_t>(index - self.first_index)
 
     cpdef term_at(self, index):
         """Term of the entry at log ``index``."""
-        cdef Py_ssize_t i = self._position(index)
-        cdef uint64_t term
-        if _u64_at(self.terms, i, &term):
-            return term
-        return int(self.terms[i])
+        return self._terms[self._position(index)]
 
     def kind_at(self, index):
         """Kind of the entry at log ``index``."""
-        return int(self.kinds[self._position(index)])
+        return self._kinds[self._position(index)]
+
+    def count_kind(self, int kind):
+        """How many entries have ``kind`` (a state machine asks whether all are commands)."""
+        cdef Py_ssize_t i, count = 0
+        for i in range(self._n):
+            if self._kinds[i] == kind:
+                count += 1
+        return count
+
+    def all_of_term(self, lo, hi, uint64_t term):
+        """True when every entry with a log index in ``[lo, hi)`` (clamped to the batch) has
+        ``term``: a write learns whether its entries survived, without an array per check."""
+        cdef Py_ssize_t a, b, i
+        self._clamp(lo, hi, &a, &b)
+        for i in range(a, b):
+            if self._terms[i] != term:
+                return False
+        return True
+
+    cdef int _clamp(self, lo, hi, Py_ssize_t *a, Py_ssize_t *b) except -1:
+        """The positions of log indexes ``[lo, hi)`` clamped to the batch (``a >= b``: none)."""
+        first = self.first_index
+        start = max(lo, first) - first
+        end = min(hi, first + self._n) - first
+        if end <= start:
+            a[0] = b[0] = 0
+        else:
+            a[0], b[0] = start, end
+        return 0
 
     def payload(self, Py_ssize_t i):
         """Payload of the ``i``-th entry of the batch (position, not log index), zero-copy."""
         if i < 0 or i >= self._n:
             raise IndexError(f"entry position {i} out of range for a batch of {self._n}")
-        start = self.base + <Py_ssize_t>self.offsets[i] + HDR
-        end = self.base + <Py_ssize_t>self.offsets[i + 1]
-        return self._memoryview()[start:end]
+        return self._memoryview()[self.base + <Py_ssize_t>self._offset(i) + HDR:
+                                  self.base + <Py_ssize_t>self._offset(i + 1)]
 
     def payload_at(self, index):
         """Payload of the entry at log ``index``, zero-copy."""
@@ -303,30 +378,34 @@ cdef class EntryBatch:
 
     def payloads(self):
         """Every payload, as a list of zero-copy memoryviews."""
+        cdef Py_ssize_t i, start = self.base - <Py_ssize_t>self._offsets[0]
+        cdef list out = []
         view = self._memoryview()
-        base = self.base
-        offs = self.offsets.tolist()
-        return [view[base + offs[i] + HDR:base + offs[i + 1]] for i in range(self._n)]
+        for i in range(self._n):
+            out.append(view[start + <Py_ssize_t>self._offsets[i] + HDR:
+                            start + <Py_ssize_t>self._offsets[i + 1]])
+        return out
 
     @property
     def config_positions(self):
         """Positions (not indexes) of configuration entries, as an int64 array."""
-        # asked of every batch appended (nearly always none): a C scan of the array's data,
-        # numpy only on a hit (acquiring a typed memoryview here cost ~0.6 us, the scan ~0.01)
-        cdef cnp.ndarray kinds
-        cdef const char *data
-        cdef Py_ssize_t i, n, stride
-        if isinstance(self.kinds, cnp.ndarray):
-            kinds = <cnp.ndarray>self.kinds
-            if cnp.PyArray_NDIM(kinds) == 1 and cnp.PyArray_TYPE(kinds) == cnp.NPY_UINT8:
-                data = <const char *>cnp.PyArray_DATA(kinds)
-                n = cnp.PyArray_DIM(kinds, 0)
-                stride = cnp.PyArray_STRIDE(kinds, 0)
-                for i in range(n):
-                    if (<const uint8_t *>(data + i * stride))[0] == KIND_CONFIGURATION_C:
-                        return np.flatnonzero(kinds == KIND_CONFIGURATION)
-                return _EMPTY_INTP
-        return np.flatnonzero(np.asarray(self.kinds) == KIND_CONFIGURATION)
+        # asked of every batch appended (nearly always none): a C scan, an array on a hit
+        cdef Py_ssize_t i, count = 0
+        cdef cnp.ndarray found
+        cdef cnp.npy_intp *out
+        for i in range(self._n):
+            if self._kinds[i] == KIND_CONFIGURATION_C:
+                count += 1
+        if count == 0:
+            return _EMPTY_INTP
+        found = _new_array(count, cnp.NPY_INTP)
+        out = <cnp.npy_intp *>cnp.PyArray_DATA(found)
+        count = 0
+        for i in range(self._n):
+            if self._kinds[i] == KIND_CONFIGURATION_C:
+                out[count] = i
+                count += 1
+        return found
 
     cpdef slice(self, lo, hi):
         """The entries with log indexes in ``[lo, hi)`` as a new batch over the same buffer."""
@@ -342,7 +421,7 @@ cdef class EntryBatch:
                 start_at = max(<uint64_t>l, self.first_index)
                 end_at = min(<uint64_t>h, self.first_index + <uint64_t>self._n)
                 if end_at <= start_at:
-                    return EntryBatch(b"", 0, 0, start_at, _EMPTY_U64, _EMPTY_U8, _ZERO_OFFSET)
+                    return _empty(start_at)
                 return self._positions(<Py_ssize_t>(start_at - self.first_index),
                                        <Py_ssize_t>(end_at - self.first_index))
         first = self.first_index
@@ -351,108 +430,112 @@ cdef class EntryBatch:
         if hi > first + self._n:
             hi = first + self._n
         if hi <= lo:
-            return EntryBatch(b"", 0, 0, lo if lo >= first else first,
-                              _EMPTY_U64, _EMPTY_U8, _ZERO_OFFSET)
+            return _empty(lo if lo >= first else first)
         a = lo - first
         b = hi - first
         return self._positions(a, b)
 
     cdef EntryBatch _positions(self, Py_ssize_t a, Py_ssize_t b):
-        """The entries at positions ``[a, b)`` (``0 <= a < b <= len``) over the same buffer."""
-        cdef uint64_t start, end
-        cdef cnp.ndarray source, shifted
-        cdef const char *src
-        cdef uint64_t *dst
-        cdef Py_ssize_t i, stride
+        """The entries at positions ``[a, b)`` (``0 <= a < b <= len``) over the same buffer and
+        the same columns: nothing is copied."""
+        cdef EntryBatch part
         if a == 0 and b == self._n:
             return self
-        if _u64_at(self.offsets, a, &start) and _u64_at(self.offsets, b, &end):
-            # the new offsets in a C loop: numpy's slice-and-subtract costs thousands
-            # of instructions for a scalar operand
-            source = <cnp.ndarray>self.offsets
-            src = cnp.PyArray_BYTES(source)
-            stride = cnp.PyArray_STRIDE(source, 0)
-            shifted = _new_array(b - a + 1, cnp.NPY_UINT64)
-            dst = <uint64_t *>cnp.PyArray_DATA(shifted)
-            for i in range(b - a + 1):
-                memcpy(&dst[i], src + (a + i) * stride, sizeof(uint64_t))
-                dst[i] -= start
-            offsets = shifted
-        else:
-            start = self.offsets[a]
-            end = self.offsets[b]
-            offsets = self.offsets[a:b + 1] - start
-        return EntryBatch(self.buffer, self.base + <Py_ssize_t>start, <Py_ssize_t>(end - start),
-                          self.first_index + <uint64_t>a,
-                          self.terms[a:b], self.kinds[a:b], offsets)
+        part = EntryBatch.__new__(EntryBatch)
+        part.buffer = self.buffer
+        part.base = self.base + <Py_ssize_t>self._offset(a)
+        part.nbytes = <Py_ssize_t>(self._offsets[b] - self._offsets[a])
+        part.first_index = self.first_index + <uint64_t>a
+        part._n = b - a
+        part.last_index = part.first_index + <uint64_t>part._n - 1
+        part._owner = self if self._owner is None else self._owner
+        part._terms = self._terms + a
+        part._kinds = self._kinds + a
+        part._offsets = self._offsets + a
+        return part
 
     def byte_size(self, lo, hi):
         """Bytes the records of log indexes ``[lo, hi)`` occupy (clamped to the batch)."""
-        first = self.first_index
-        a = max(lo, first) - first
-        b = min(hi, first + self._n) - first
+        cdef Py_ssize_t a, b
+        self._clamp(lo, hi, &a, &b)
         if b <= a:
             return 0
-        return int(self.offsets[b] - self.offsets[a])
+        return self._offsets[b] - self._offsets[a]
 
     def __iter__(self):
         """Yield ``(index, term, kind, payload)`` per entry; payloads are zero-copy memoryviews."""
+        cdef Py_ssize_t i, start = self.base - <Py_ssize_t>self._offsets[0]
         view = self._memoryview()
-        base = self.base
-        offs = self.offsets.tolist()
-        terms = self.terms.tolist()
-        kinds = self.kinds.tolist()
-        first = self.first_index
         for i in range(self._n):
-            yield first + i, terms[i], kinds[i], view[base + offs[i] + HDR:base + offs[i + 1]]
+            yield (self.first_index + <uint64_t>i, self._terms[i], self._kinds[i],
+                   view[start + <Py_ssize_t>self._offsets[i] + HDR:
+                        start + <Py_ssize_t>self._offsets[i + 1]])
 
     def __reduce__(self):
         return (decode_entries, (self.tobytes(),))
 
 
-cdef object _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
-cdef object _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
-cdef object _ZERO_OFFSET = np.zeros(1, dtype=np.uint64)
 cdef object _EMPTY_INTP = np.zeros(0, dtype=np.intp)  # no configuration entry (read-only)
+_EMPTY_INTP.flags.writeable = False
 
 
-cdef inline bint _u64_at(object array, Py_ssize_t i, uint64_t *out) noexcept:
-    """``array[i]`` into ``out`` when ``array`` is a 1-D uint64 ndarray (what every batch
-    holds; ``i`` already checked): a numpy scalar and its ``int()`` cost ~1,400 instructions.
-    False for anything else, which then takes numpy's path."""
-    cdef cnp.ndarray a
-    if type(array) is not cnp.ndarray:
-        return False
-    a = <cnp.ndarray>array
-    if cnp.PyArray_NDIM(a) != 1 or cnp.PyArray_TYPE(a) != cnp.NPY_UINT64:
-        return False
-    memcpy(out, cnp.PyArray_BYTES(a) + i * cnp.PyArray_STRIDE(a, 0), sizeof(uint64_t))
-    return True
+cdef EntryBatch _new_batch(object buffer, Py_ssize_t base, Py_ssize_t nbytes,
+                           uint64_t first_index, Py_ssize_t n):
+    """A batch of ``n`` entries whose columns the caller fills (their memory is the batch's)."""
+    cdef EntryBatch batch = EntryBatch.__new__(EntryBatch)
+    _init_batch(batch, buffer, base, nbytes, first_index, n)
+    return batch
+
+
+cdef int _init_batch(EntryBatch batch, object buffer, Py_ssize_t base, Py_ssize_t nbytes,
+                     uint64_t first_index, Py_ssize_t n) except -1:
+    batch._allocate(n)
+    batch.buffer = buffer
+    batch.base = base
+    batch.nbytes = nbytes
+    batch.first_index = first_index
+    batch._n = n
+    # a field, not a property: compiled callers (the core, the WAL) read it in C
+    batch.last_index = first_index + <uint64_t>n - 1
+    return 0
+
+
+cdef inline EntryBatch _empty(uint64_t next_index):
+    cdef EntryBatch batch = _new_batch(b"", 0, 0, next_index, 0)
+    (<uint64_t *>batch._offsets)[0] = 0
+    return batch
+
+
+cdef object _column(EntryBatch batch, const void *data, Py_ssize_t n, int typenum):
+    """A read-only numpy array over ``n`` items of a batch's column; it keeps the batch (and
+    so the column's memory) alive."""
+    cdef cnp.npy_intp dims[1]
+    cdef cnp.ndarray array
+    dims[0] = n
+    array = cnp.PyArray_SimpleNewFromData(1, dims, typenum, <void *>data)
+    cnp.PyArray_CLEARFLAGS(array, cnp.NPY_ARRAY_WRITEABLE)
+    cnp.set_array_base(array, batch)
+    return array
 
 
 cdef inline cnp.ndarray _new_array(Py_ssize_t n, int typenum):
-    """A new uninitialized 1-D array of ``n`` items, through numpy's C API: a Python-level
-    ``np.empty(n, dtype=...)`` costs a few thousand instructions, and a one-entry batch
-    makes three arrays."""
+    """A new uninitialized 1-D array of ``n`` items, through numpy's C API (a Python-level
+    ``np.empty(n, dtype=...)`` costs a few thousand instructions)."""
     cdef cnp.npy_intp dims[1]
     dims[0] = n
     return cnp.PyArray_EMPTY(1, dims, typenum, 0)
-_EMPTY_U64.flags.writeable = False
-_EMPTY_U8.flags.writeable = False
-_ZERO_OFFSET.flags.writeable = False
-_EMPTY_INTP.flags.writeable = False
 
 
 def empty_batch(uint64_t next_index=1):
     """An empty batch positioned at ``next_index``."""
-    return EntryBatch(b"", 0, 0, next_index, _EMPTY_U64, _EMPTY_U8, _ZERO_OFFSET)
+    return _empty(next_index)
 
 
 cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_bytes_max,
                          uint64_t prev_term, bint strict):
     cdef Py_buffer view
     cdef Scan s
-    cdef cnp.ndarray terms, kinds, offsets
+    cdef EntryBatch batch
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         with nogil:
@@ -464,13 +547,6 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
             error = cls(message, s.end)
             if strict:
                 raise error
-        terms = _new_array(s.count, cnp.NPY_UINT64)
-        kinds = _new_array(s.count, cnp.NPY_UINT8)
-        offsets = _new_array(s.count + 1, cnp.NPY_UINT64)
-        with nogil:
-            _fill_index(<const unsigned char *>view.buf, s.count,
-                        <uint64_t *>cnp.PyArray_DATA(terms), <uint8_t *>cnp.PyArray_DATA(kinds),
-                        <uint64_t *>cnp.PyArray_DATA(offsets))
         first = s.first_index if s.count or expected_first_index else 1
         buffer, base = data, 0
         if type(data) is memoryview and type((<memoryview>data).obj) is bytes:
@@ -481,7 +557,10 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
                 buffer = owner
             else:  # cannot happen for a contiguous view of bytes; keep the view then
                 base = 0
-        batch = EntryBatch(buffer, base, s.end, first, terms, kinds, offsets)
+        batch = _new_batch(buffer, base, s.end, first, s.count)
+        with nogil:
+            _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>batch._terms,
+                        <uint8_t *>batch._kinds, <uint64_t *>batch._offsets)
         return batch, s.end, error
     finally:
         PyBuffer_Release(&view)
@@ -519,8 +598,9 @@ def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
 
     ``terms`` and ``kinds`` are an int (the same for every entry) or a sequence with one value
     per payload; ``payloads`` is a sequence (or any iterable) of buffers. Returns an
-    :class:`EntryBatch` whose ``buffer`` is a new ``bytes`` object. Raises ValueError on an index of 0, a term of 0 or a
-    decreasing term, an unknown kind, or a payload over ``payload_bytes_max``.
+    :class:`EntryBatch` whose ``buffer`` is a new ``bytes`` object. Raises ValueError on an
+    index of 0, a term of 0 or a decreasing term, an unknown kind, or a payload over
+    ``payload_bytes_max``.
     """
     # a tuple: read twice without checks or a generic item lookup, and no exporter's code
     # (PyObject_GetBuffer) can change it between the passes
@@ -531,7 +611,6 @@ def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
     cdef Py_buffer view
     cdef cnp.ndarray t_arr
     cdef cnp.ndarray k_arr
-    cdef cnp.ndarray o_arr
     cdef uint64_t term_value
     cdef uint8_t kind_value
     cdef uint64_t *tp
@@ -541,26 +620,29 @@ def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
     cdef unsigned char *h
     cdef uint64_t prev = 0
     cdef bytes result
+    cdef EntryBatch batch
     if first_index == 0:
         raise ValueError("first_index must be >= 1 (Raft log indexes start at 1)")
+    # the columns are the batch's: filled here, the buffer set once it is written
+    batch = _new_batch(None, 0, 0, first_index, n)
+    tp = <uint64_t *>batch._terms
+    kp = <uint8_t *>batch._kinds
+    op = <uint64_t *>batch._offsets
     if isinstance(terms, int):
         if terms <= 0:
             raise ValueError("terms must be >= 1")
         term_value = terms
-        t_arr = _new_array(n, cnp.NPY_UINT64)
-        tp = <uint64_t *>cnp.PyArray_DATA(t_arr)
         for i in range(n):
             tp[i] = term_value
     else:
-        t_arr = np.array(terms, dtype=np.uint64)  # a new array: C-contiguous
+        t_arr = np.ascontiguousarray(terms, dtype=np.uint64)
         if cnp.PyArray_NDIM(t_arr) != 1 or cnp.PyArray_DIM(t_arr, 0) != n:
             raise ValueError(f"terms has {t_arr.size} values for {n} payloads")
+        memcpy(tp, cnp.PyArray_DATA(t_arr), n * sizeof(uint64_t))
     if isinstance(kinds, int):
         if kinds < 0 or kinds > KIND_MAX:
             raise ValueError(f"unknown entry kind {kinds}")
         kind_value = kinds
-        k_arr = _new_array(n, cnp.NPY_UINT8)
-        kp = <uint8_t *>cnp.PyArray_DATA(k_arr)
         for i in range(n):
             kp[i] = kind_value
     else:
@@ -570,14 +652,11 @@ def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
             raise ValueError(f"kinds has {k_arr.size} values for {n} payloads")
         if n and (np.asarray(kinds).min() < 0 or np.asarray(kinds).max() > KIND_MAX):
             raise ValueError("unknown entry kind in kinds")
-    tp = <uint64_t *>cnp.PyArray_DATA(t_arr)
-    kp = <uint8_t *>cnp.PyArray_DATA(k_arr)
+        memcpy(kp, cnp.PyArray_DATA(k_arr), n * sizeof(uint8_t))
     for i in range(n):
         if tp[i] == 0 or tp[i] < prev:
             raise ValueError(f"term of entry {i} is zero or lower than the previous one")
         prev = tp[i]
-    o_arr = _new_array(n + 1, cnp.NPY_UINT64)
-    op = <uint64_t *>cnp.PyArray_DATA(o_arr)
     # Pass 1: sizes.
     for i in range(n):
         p = items[i]
@@ -611,18 +690,17 @@ def encode_entries(uint64_t first_index, terms, payloads, kinds=KIND_COMMAND, *,
             finally:
                 PyBuffer_Release(&view)
         _write_header(h, <uint32_t>plen, kp[i], tp[i], first_index + <uint64_t>i)
-    return EntryBatch(result, 0, total, first_index, t_arr, k_arr, o_arr)
+    batch.buffer = result
+    batch.nbytes = total
+    return batch
 
 
 def concat_batches(batches):
     """Join contiguous batches into one (one copy of the bytes). An empty list gives an empty batch."""
     cdef list kept = []
-    cdef EntryBatch b, left = None
-    cdef Py_ssize_t total = 0, count = 0, at = 0, pos = 0, i, stride
-    cdef uint64_t left_term, right_term, first_offset
-    cdef cnp.ndarray terms, kinds, offsets, source
+    cdef EntryBatch b, left = None, joined
+    cdef Py_ssize_t total = 0, count = 0, at = 0, pos = 0, i
     cdef uint64_t *off
-    cdef const char *src
     cdef char *out
     cdef Py_buffer view
     for item in batches:
@@ -633,11 +711,7 @@ def concat_batches(batches):
             if b.first_index != left.last_index + 1:
                 raise ValueError(f"batches are not contiguous: {left.last_index} then "
                                  f"{b.first_index}")
-            if (_u64_at(b.terms, 0, &right_term)
-                    and _u64_at(left.terms, left._n - 1, &left_term)):
-                if right_term < left_term:
-                    raise ValueError("terms decrease between batches")
-            elif b.terms[0] < left.terms[-1]:
+            if b._terms[0] < left._terms[left._n - 1]:
                 raise ValueError("terms decrease between batches")
         kept.append(b)
         total += b.nbytes
@@ -647,15 +721,12 @@ def concat_batches(batches):
         return empty_batch()
     if len(kept) == 1:
         return kept[0]
-    # one pass in C over each part: its bytes, terms, kinds and shifted offsets (numpy's
-    # concatenate and a cumulative sum over a list cost microseconds a call, and the core
+    # one pass in C over each part: its bytes, terms, kinds and shifted offsets (the core
     # joins the stored batches of every send and read that spans several)
     data = PyBytes_FromStringAndSize(NULL, total)
     out = PyBytes_AS_STRING(data)
-    terms = _new_array(count, cnp.NPY_UINT64)
-    kinds = _new_array(count, cnp.NPY_UINT8)
-    offsets = _new_array(count + 1, cnp.NPY_UINT64)
-    off = <uint64_t *>cnp.PyArray_DATA(offsets)
+    joined = _new_batch(data, 0, total, (<EntryBatch>kept[0]).first_index, count)
+    off = <uint64_t *>joined._offsets
     for item in kept:
         b = <EntryBatch>item
         PyObject_GetBuffer(b.buffer, &view, PyBUF_SIMPLE)
@@ -665,52 +736,14 @@ def concat_batches(batches):
             memcpy(out + at, <char *>view.buf + b.base, b.nbytes)
         finally:
             PyBuffer_Release(&view)
-        if not (_copy_items(b.terms, terms, pos, b._n, cnp.NPY_UINT64)
-                and _copy_items(b.kinds, kinds, pos, b._n, cnp.NPY_UINT8)):
-            terms[pos:pos + b._n] = b.terms
-            kinds[pos:pos + b._n] = b.kinds
-        if _u64_at(b.offsets, 0, &first_offset):
-            source = <cnp.ndarray>b.offsets
-            src = cnp.PyArray_BYTES(source)
-            stride = cnp.PyArray_STRIDE(source, 0)
-            for i in range(b._n):
-                memcpy(&off[pos + i], src + i * stride, sizeof(uint64_t))
-                off[pos + i] += <uint64_t>at - first_offset
-        else:
-            first_offset = b.offsets[0]
-            for i in range(b._n):
-                off[pos + i] = <uint64_t>b.offsets[i] - first_offset + <uint64_t>at
+        memcpy(<uint64_t *>joined._terms + pos, b._terms, b._n * sizeof(uint64_t))
+        memcpy(<uint8_t *>joined._kinds + pos, b._kinds, b._n * sizeof(uint8_t))
+        for i in range(b._n):
+            off[pos + i] = b._offset(i) + <uint64_t>at
         at += b.nbytes
         pos += b._n
     off[count] = <uint64_t>total
-    return EntryBatch(data, 0, total, (<EntryBatch>kept[0]).first_index, terms, kinds,
-                      offsets)
-
-
-cdef bint _copy_items(object source, cnp.ndarray target, Py_ssize_t at, Py_ssize_t n,
-                      int typenum) noexcept:
-    """``target[at:at + n] = source[:n]`` in C when ``source`` is a 1-D array of ``typenum``
-    (each item copied by its stride); False, having copied nothing, for anything else."""
-    cdef cnp.ndarray a
-    cdef Py_ssize_t i, stride, size
-    cdef char *dst
-    cdef const char *src
-    if type(source) is not cnp.ndarray:
-        return False
-    a = <cnp.ndarray>source
-    if (cnp.PyArray_NDIM(a) != 1 or cnp.PyArray_TYPE(a) != typenum
-            or cnp.PyArray_DIM(a, 0) < n):
-        return False
-    size = cnp.PyArray_ITEMSIZE(a)
-    stride = cnp.PyArray_STRIDE(a, 0)
-    src = cnp.PyArray_BYTES(a)
-    dst = cnp.PyArray_BYTES(target) + at * size
-    if stride == size:
-        memcpy(dst, src, n * size)
-    else:
-        for i in range(n):
-            memcpy(dst + i * size, src + i * stride, size)
-    return True
+    return joined
 
 
 # ---- transport frames ------------------------------------------------------------------------

@@ -43,6 +43,9 @@ class EntryBatch:
     __slots__ = ("buffer", "base", "nbytes", "first_index", "terms", "kinds", "offsets", "_view")
 
     def __init__(self, buffer, base, nbytes, first_index, terms, kinds, offsets):
+        if len(kinds) != len(terms) or len(offsets) != len(terms) + 1:
+            raise ValueError(f"a batch of {len(terms)} terms needs {len(terms)} kinds and "
+                             f"{len(terms) + 1} offsets, got {len(kinds)} and {len(offsets)}")
         self.buffer = buffer
         self.base = base
         self.nbytes = nbytes
@@ -99,6 +102,14 @@ class EntryBatch:
 
     def kind_at(self, index):
         return int(self.kinds[self._position(index)])
+
+    def count_kind(self, kind):
+        return int(np.count_nonzero(self.kinds == kind))
+
+    def all_of_term(self, lo, hi, term):
+        first = self.first_index
+        a, b = max(lo, first) - first, min(hi, first + len(self)) - first
+        return b <= a or bool((self.terms[a:b] == term).all())
 
     def payload(self, i):
         if not 0 <= i < len(self):

@@ -30,7 +30,8 @@ appends is an attribute (``recovery``, ``segments``, ``directory``).
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 import mmap
@@ -131,6 +132,29 @@ cdef Py_ssize_t _find_record(const unsigned char *p, Py_ssize_t size, Py_ssize_t
         if rc_le64(p + pos + 24) >= min_index:
             return pos
     return -1
+
+
+cdef int _index_columns(IndexTable index, EntryBatch batch, int32_t segment,
+                        uint64_t offset) except -1:
+    """Index a compiled batch written at byte ``offset`` of ``segment``, from its columns in
+    C. A slice's boundaries are its parent's (its first need not be 0): each is shifted by
+    ``offset - first``, through a copy when that is negative."""
+    cdef uint64_t start = batch._offsets[0]
+    cdef uint64_t *shifted
+    cdef Py_ssize_t k
+    if start <= offset:
+        return index.c_append(<int64_t>batch.first_index, NULL, segment, batch._offsets,
+                              offset - start, batch._terms, batch._n)
+    shifted = <uint64_t *>PyMem_Malloc((batch._n + 1) * sizeof(uint64_t))
+    if shifted == NULL:
+        raise MemoryError()
+    try:
+        for k in range(batch._n + 1):
+            shifted[k] = batch._offsets[k] - start
+        return index.c_append(<int64_t>batch.first_index, NULL, segment, shifted, offset,
+                              batch._terms, batch._n)
+    finally:
+        PyMem_Free(shifted)
 
 
 cdef int _check(int err, str what, str path) except -1:
@@ -284,7 +308,7 @@ cdef class WriteAheadLog:
         cdef int64_t offset, size
         cdef Py_ssize_t n, skip
         cdef uint64_t first, last
-        cdef EntryBatch typed
+        cdef EntryBatch typed = None
         self._require_open()
         # the batch's columns: read in C from the compiled EntryBatch (every append), through
         # its Python attributes from another (the framing twin's, under NO_EXTENSIONS)
@@ -294,12 +318,10 @@ cdef class WriteAheadLog:
             if n == 0:
                 return self._next_index - 1
             first = typed.first_index
-            first_term = typed.term_at(first)
+            first_term = typed._terms[0]
             size = typed.nbytes
             data = typed._memoryview()
             skip = typed.base
-            offsets = typed.offsets
-            terms = typed.terms
         else:
             n = len(batch)
             if n == 0:
@@ -336,7 +358,10 @@ cdef class WriteAheadLog:
             # overwritten by the next append or cut by recovery
             _check(err, "append", seg.path)
         # each entry at its record boundary plus where the batch landed, added in C
-        self._index.c_append_batch(first, seg.seq, offsets, <uint64_t>offset, terms)
+        if typed is not None:
+            _index_columns(self._index, typed, seg.seq, <uint64_t>offset)
+        else:
+            self._index.c_append_batch(first, seg.seq, offsets, <uint64_t>offset, terms)
         seg.end = offset + size
         if seg.end > seg.allocated:
             seg.allocated = seg.end
@@ -718,7 +743,7 @@ cdef class WriteAheadLog:
                                     + ("with valid records after it" if newest else
                                        "in a sealed segment"), path, at)
                     offsets = batch.offsets[:-1] + HDR
-                    terms = batch.terms
+                    terms = batch.terms.copy()  # a view would hold the mapping open
                     nbytes = batch.nbytes
                 finally:
                     # drop every view of the mapping before it is closed

@@ -329,6 +329,88 @@ def test_lookups_and_slices_agree_with_the_twin(first, terms, lo, hi, index, str
         assert answers[0][0] == terms[index - first]
 
 
+def _reading(batch, lo, hi, term):
+    """Everything a reader asks of a batch, as plain values."""
+    return (batch.first_index, batch.last_index, len(batch), batch.nbytes, batch.tobytes(),
+            batch.terms.tolist(), batch.kinds.tolist(), batch.offsets.tolist(),
+            batch.last_term, [bytes(p) for p in batch.payloads()],
+            [(i, t, k, bytes(p)) for i, t, k, p in batch],
+            [bytes(batch.payload(i)) for i in range(len(batch))],
+            batch.config_positions.tolist(), _outcome(lambda: batch.byte_size(lo, hi)),
+            _outcome(lambda: batch.all_of_term(lo, hi, term)),
+            [batch.count_kind(kind) for kind in (0, 1, 2)])
+
+
+@given(first=st.integers(1, 2**40), terms=st.lists(st.integers(1, 4), max_size=20),
+       kinds=st.lists(st.integers(0, 2), min_size=20, max_size=20),
+       cuts=st.lists(st.tuples(st.integers(0, 21), st.integers(0, 21)), max_size=4),
+       lo=st.integers(0, 25), hi=st.integers(0, 25), term=st.integers(1, 4))
+def test_slices_of_slices_read_as_the_twin_reads_them(first, terms, kinds, cuts, lo, hi, term):
+    """A slice shares its parent's columns in the compiled kernel (its boundaries do not start
+    at 0 there): at any depth, inline (a few entries) or not, every reading of it is the
+    twin's, and ``offsets`` starts at 0."""
+    if USE_TWINS:
+        pytest.skip("only the pure twin is built (PYRAFT_NO_EXTENSIONS=1)")
+    import raftcore._framing as compiled
+    import raftcore._framing_py as twin
+
+    terms = sorted(terms)
+    kinds = kinds[:len(terms)]
+    payloads = [bytes([i]) * (i % 5) for i in range(len(terms))]
+    readings = []
+    for fr in (compiled, twin):
+        batch = fr.encode_entries(first, terms, payloads, kinds) if terms else \
+            fr.empty_batch(first)
+        chain = [_reading(batch, first + lo, first + hi, term)]
+        for a, b in cuts:
+            batch = batch.slice(first + a, first + b)
+            chain.append(_reading(batch, first + lo, first + hi, term))
+        readings.append(chain)
+    assert readings[0] == readings[1]
+    for reading in readings[0]:
+        assert reading[7][0] == 0 and reading[7][-1] == reading[3]
+
+
+def test_a_batchs_columns_are_read_only_and_outlive_it(fr):
+    """``terms``, ``kinds`` and ``offsets`` are views of the batch's own columns in the
+    compiled kernel: writing them is refused, and a view kept after its batch (and the
+    slice it came from) is dropped still reads the entries, however many batches are made
+    and freed since."""
+    import gc
+
+    def terms_of_a_slice():
+        batch = fr.encode_entries(10, [1, 2, 3, 3, 4, 5, 6], [b"x"] * 7)
+        part = batch.slice(12, 16)
+        return part.terms, part.kinds, part.offsets
+
+    terms, kinds, offsets = terms_of_a_slice()
+    for i in range(2_000):  # reuse of freed batch objects and their memory
+        fr.encode_entries(1, 9, [b"y" * (i % 50)] * (1 + i % 9))
+    gc.collect()
+    assert terms.tolist() == [3, 3, 4, 5]
+    assert kinds.tolist() == [0, 0, 0, 0]
+    assert offsets.tolist() == [0, 33, 66, 99, 132]
+    if fr.IMPLEMENTATION == "compiled":
+        batch = fr.encode_entries(1, 1, [b"a", b"b"])
+        for column in (batch.terms, batch.kinds, batch.offsets, batch.slice(2, 3).offsets):
+            with pytest.raises(ValueError, match="read-only"):
+                column[0] = 7
+        assert batch.terms.tolist() == [1, 1] and batch.offsets.tolist() == [0, 33, 66]
+
+
+def test_the_constructor_checks_the_columns_lengths(fr):
+    """A batch built from columns that disagree on its length is refused: the compiled
+    kernel reads them in C."""
+    batch = fr.encode_entries(1, 1, [b"a", b"b"])
+    for terms, kinds, offsets in (([1], [0, 0], [0, 33, 66]), ([1, 1], [0], [0, 33, 66]),
+                                  ([1, 1], [0, 0], [0, 33]), ([1, 1], [0, 0], [0, 33, 66, 99])):
+        with pytest.raises(ValueError, match="needs"):
+            fr.EntryBatch(batch.buffer, 0, batch.nbytes, 1, np.array(terms, dtype=np.uint64),
+                          np.array(kinds, dtype=np.uint8), np.array(offsets, dtype=np.uint64))
+    rebuilt = fr.EntryBatch(batch.buffer, 0, batch.nbytes, 1, [1, 1], [0, 0], [0, 33, 66])
+    assert [bytes(p) for p in rebuilt.payloads()] == [b"a", b"b"]
+
+
 @given(first=st.integers(1, 2**40), terms=st.lists(st.integers(1, 3), max_size=30),
        cuts=st.lists(st.integers(0, 30), max_size=6), layout=st.sampled_from(
            ["plain", "strided", "view", "int64"]), bump=st.booleans())

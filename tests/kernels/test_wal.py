@@ -259,6 +259,25 @@ def test_an_append_indexes_a_batch_whatever_its_arrays(tmp_path):
     assert indexed[0][0] == SEGMENT_HEADER_BYTES and indexed[0] == sorted(set(indexed[0]))
 
 
+def test_slices_of_one_batch_across_segments_are_indexed_where_they_landed(tmp_path):
+    """Slices of one large batch appended one by one, each rolling a new segment: a slice's
+    first record boundary (far into its parent) lies past where it lands (just after a
+    segment header). The index must hold where each record landed: what a reopened log
+    finds by scanning its segments."""
+    whole = encode_entries(1, [1] * 30 + [2] * 30, [bytes([i]) * 90 for i in range(60)])
+    path = str(tmp_path / "log")
+    with open_log(path, segment_bytes_max=1 << 12) as log:
+        for lo in range(1, 61, 20):
+            log.append(whole.slice(lo, lo + 20))
+        written = [log._index_offset(i) for i in range(1, 61)]
+        assert [bytes(p) for p in log.read(1, 61).payloads()] == \
+            [bytes([i]) * 90 for i in range(60)]
+    assert written[20] == written[40] == SEGMENT_HEADER_BYTES
+    with open_log(path, segment_bytes_max=1 << 12) as log:
+        assert [log._index_offset(i) for i in range(1, 61)] == written
+        assert [log.term_at(i) for i in range(1, 61)] == [1] * 30 + [2] * 30
+
+
 def test_an_append_writes_a_slice_of_a_larger_buffer_and_only_it(tmp_path):
     """A batch cut out of a larger one (a leader's read of its log, a follower's slice of a
     received run) starts inside its buffer: the append writes its records, not the buffer

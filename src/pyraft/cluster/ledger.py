@@ -201,7 +201,6 @@ class ProposalLedger:
         first, last = batch.first_index, batch.last_index
         if not proposals or proposals[0].first > last:
             return
-        terms = batch.terms
         while proposals and proposals[0].first <= last:
             proposal = proposals[0]
             if proposal.next < first and proposal.next <= proposal.last:
@@ -218,7 +217,8 @@ class ProposalLedger:
             proposal.next = min(proposal.last, last) + 1
             if hi > lo:
                 if proposal.many:
-                    if not proposal.lost and not (terms[lo:hi] == proposal.term).all():
+                    if not proposal.lost and not batch.all_of_term(first + lo, first + hi,
+                                                                   proposal.term):
                         proposal.lost = True
                     if not proposal.lost:
                         proposal.results.extend(results[lo:hi] if results is not None

@@ -67,8 +67,6 @@ from pyraft.core.storage import LogStorage
 from pyraft.errors import ConfigError, InvariantError, LogCompactedError, invariant
 from raftcore.framing import KIND_COMMAND, EntryBatch
 
-_COMMAND_BYTE = bytes([KIND_COMMAND])
-
 _SM = TypeVar("_SM", bound="StateMachine")
 
 __all__ = [
@@ -250,16 +248,15 @@ class StateMachine(ABC):
     # ---- for subclasses --------------------------------------------------------------------
     def _apply_entries(self, batch: EntryBatch) -> list[object]:
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
-        # one byte per entry: a C count, no array built (this runs per committed batch)
-        kinds = batch.kinds.tobytes()
-        count = len(kinds)
-        if kinds.count(_COMMAND_BYTE) == count:
+        # counted in C, no array built (this runs per committed batch)
+        count = len(batch)
+        if batch.count_kind(KIND_COMMAND) == count:
             applied = self.apply_commands(batch)
             return applied if isinstance(applied, list) else list(applied)
         first = batch.first_index
         results: list[object] = [None] * count
         start = 0
-        others = [i for i, kind in enumerate(kinds) if kind != KIND_COMMAND]
+        others = [i for i, kind in enumerate(batch.kinds.tolist()) if kind != KIND_COMMAND]
         for position in [*others, count]:
             if position > start:
                 part = self.apply_commands(batch.slice(first + start, first + position))
