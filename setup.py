@@ -9,11 +9,19 @@ Environment:
   RAFTCORE_OPT=-O0   the optimization level of a release build (default -O2; one of -O0,
                      -O1, -O2, -O3, -Os). Only the packaging tests lower it: they check what
                      a wheel holds and that it installs, and -O0 compiles about 4x faster.
+  RAFTCORE_PGO=1     a profile-guided build (GCC only; the Linux wheels are built so): the
+                     extensions are compiled instrumented, ``python -m pyraft.bench.pgo``
+                     runs a training load over them, and they are compiled again with its
+                     profile (see that module for what it runs and what it gains).
 """
 
 import os
+import re
 import runpy
+import subprocess
 import sys
+import sysconfig
+import tempfile
 
 import numpy
 from Cython.Build import cythonize
@@ -22,6 +30,7 @@ from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("RAFTCORE_DEBUG", "") not in ("", "0")
 OPT = os.environ.get("RAFTCORE_OPT", "") or "-O2"
+PGO = os.environ.get("RAFTCORE_PGO", "") not in ("", "0")
 if OPT not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
     sys.exit(f"raftcore: RAFTCORE_OPT must be one of -O0, -O1, -O2, -O3, -Os, not {OPT!r}")
 
@@ -94,16 +103,84 @@ class RequiredBuildExt(build_ext):
         if self.parallel is None:  # the compiled modules build side by side
             self.parallel = os.cpu_count() or 1
 
+    #: the profile-guided pass being built: None (a plain build), "generate" or "use"
+    pgo_pass = None
+    pgo_partial = False
+
     def run(self):
         # translated here, not when setup.py is read: the sdist and the metadata steps need
         # no generated C (translating everything takes 7 s of a 2-core machine)
+        pgo = PGO and not DEBUG
+        if pgo:
+            self._require_gcc()  # before the 30 s of translation
         _cythonize(self.extensions)
+        if pgo:
+            self._run_pgo()
+            return
+        self._build()
+
+    def _build(self):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - re-raised with context
             raise SystemExit(_NO_COMPILER.format(exc=exc)) from exc
 
+    def _run_pgo(self):
+        """Instrumented build, training run, build with its profile (RAFTCORE_PGO)."""
+        self.force = True  # both passes compile every module, whatever is built already
+        chosen = self.compiler  # run() replaces it by the compiler object it makes
+        self.pgo_pass = "generate"
+        self._build()
+        if not self.inplace:  # the training imports the packages from the build directory
+            self.run_command("build_py")
+        where = os.path.abspath("src" if self.inplace else self.build_lib)
+        env = dict(os.environ, PYTHONPATH=where)
+        for name in ("PYRAFT_NO_EXTENSIONS", "PYRAFT_PURE_CORE", "PYRAFT_PURE_MODULES"):
+            env.pop(name, None)
+        print(f"raftcore: PGO: training the instrumented build ({where})", flush=True)
+        done = subprocess.run([sys.executable, "-m", "pyraft.bench.pgo"], env=env,
+                              cwd=tempfile.gettempdir(), check=False, timeout=1800)
+        if done.returncode != 0:
+            raise SystemExit(f"raftcore: PGO: the training run failed (exit {done.returncode});"
+                             " its output is above. Build without RAFTCORE_PGO to skip it.")
+        self.pgo_pass = "use"
+        self.compiler = chosen
+        self._build()
+        profiles = sum(1 for root, _, files in os.walk(self.build_temp)
+                       for name in files if name.endswith(".gcda"))
+        print(f"raftcore: PGO: {len(self.extensions)} extensions built with the profile "
+              f"({profiles} modules have counts)", flush=True)
+
+    def _require_gcc(self):
+        # the compiler distutils will use: $CC, else the one Python was built with
+        command = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[:1]
+        try:
+            banner = subprocess.run(command + ["--version"], capture_output=True, text=True,
+                                    check=False, timeout=60).stdout
+        except OSError as exc:
+            raise SystemExit(f"raftcore: RAFTCORE_PGO=1: cannot run the compiler: {exc}") \
+                from exc
+        if "Free Software Foundation" not in banner or "clang" in banner.lower():
+            raise SystemExit("raftcore: RAFTCORE_PGO=1 needs GCC (the compiler here is "
+                             f"{banner.splitlines()[0] if banner else command[0]!r}); "
+                             "build without it")
+        # GCC 10 added -fprofile-partial-training: code the training did not run keeps its
+        # normal optimization instead of being treated as never run (optimized for size)
+        found = re.search(r"\) (\d+)\.", banner.splitlines()[0])
+        self.pgo_partial = found is not None and int(found.group(1)) >= 10
+
     def build_extension(self, ext):
+        flags = {"generate": (["-fprofile-generate"], ["-fprofile-generate"]),
+                 "use": (["-fprofile-use", "-Wno-missing-profile"]
+                         + (["-fprofile-partial-training"] if self.pgo_partial else []), [])
+                 }.get(self.pgo_pass, ([], []))
+        # extension objects persist between the passes: each pass sets its own flags
+        base_compile = getattr(ext, "_plain_compile_args", None)
+        if base_compile is None:
+            ext._plain_compile_args = base_compile = list(ext.extra_compile_args)
+            ext._plain_link_args = list(ext.extra_link_args)
+        ext.extra_compile_args = base_compile + flags[0]
+        ext.extra_link_args = ext._plain_link_args + flags[1]
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001 - re-raised with context

@@ -1,0 +1,71 @@
+"""The profile-guided build (``RAFTCORE_PGO=1``, what the x86_64 Linux wheels are): setup.py
+compiles every extension instrumented, runs ``python -m pyraft.bench.pgo`` over them, and
+compiles them again with the counts it left. Built here at -O0 without debugging information
+(about 4x faster to compile; the flags under test are the profile's)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from .builds import BUILD_TIMEOUT_S, clean_environ, load_tool, require, run
+
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("pgo")]
+
+
+def _gcc() -> str | None:
+    found = shutil.which("gcc")
+    if not found:
+        return None
+    done = run([found, "--version"], 60, clean_environ())
+    return found if "Free Software Foundation" in done.stdout else None
+
+
+@pytest.mark.skipif(_gcc() is None, reason="GCC is not installed")
+def test_a_profile_guided_build_trains_then_compiles_every_extension_with_its_profile(tmp_path):
+    tree = load_tool().copy_source_tree(tmp_path)
+    env = dict(clean_environ(), RAFTCORE_PGO="1", RAFTCORE_OPT="-O0", CFLAGS="-g0", CC=_gcc())
+    done = run([sys.executable, "setup.py", "build_ext", "--inplace"], BUILD_TIMEOUT_S, env,
+               cwd=tree)
+    require(done, "RAFTCORE_PGO=1 setup.py build_ext")
+    log = done.stdout + done.stderr  # the compiler's command lines go to either
+    extensions = len(load_tool().compiled_modules(tree / "src")) + len(load_tool().KERNELS)
+    # each extension compiled twice: instrumented, then with the profile the training left
+    assert len(re.findall(r"\s-fprofile-generate(\s|$)", log)) >= 2 * extensions, log[-3000:]
+    assert len(re.findall(r"\s-fprofile-use\s", log)) == extensions, log[-3000:]
+    trained = re.search(r"pyraft PGO training: (\d+) writes on 3 durable members, "
+                        r"(\d+) simulator seeds", log)
+    assert trained and int(trained.group(1)) > 10_000 and int(trained.group(2)) >= 100, log
+    assert log.index("pyraft PGO training:") < log.index(" -fprofile-use ")
+    assert f"{extensions} extensions built with the profile ({extensions} modules have " \
+           "counts)" in log, log[-3000:]
+    # what was built is the compiled build, and it works: a cluster commits on it
+    check = ("import raftcore._framing as f, pyraft._compiled as c, pyraft.core.raft as r;"
+             "print(f.IMPLEMENTATION, r.__file__.endswith('.so'))")
+    used = dict(clean_environ(), PYTHONPATH=str(tree / "src"))
+    assert require(run([sys.executable, "-c", check], 120, used, cwd=tmp_path),
+                   "import").split() == ["compiled", "True"]
+    again = require(run([sys.executable, "-m", "pyraft.bench.pgo", "--writes", "30",
+                         "--seeds", "0:3"], 300, used, cwd=tmp_path), "a run of the build")
+    assert re.search(r"\d+ writes on 3 durable members, 3 simulator seeds", again), again
+
+
+def test_a_profile_guided_build_refuses_a_compiler_that_is_not_gcc(tmp_path):
+    """clang writes its counts in another format (llvm-profdata merges them): asked for a
+    profile-guided build, the build stops with what to do instead of a build without one."""
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\necho 'clang version 17.0.6'\necho 'Target: x86_64'\n")
+    fake.chmod(0o755)
+    tree = load_tool().copy_source_tree(tmp_path)
+    env = dict(clean_environ(), RAFTCORE_PGO="1", CC=str(fake))
+    done = run([sys.executable, "setup.py", "build_ext", "--inplace"], 300, env, cwd=tree)
+    assert done.returncode != 0
+    assert "RAFTCORE_PGO=1 needs GCC (the compiler here is 'clang version 17.0.6')" \
+        in done.stderr + done.stdout, done.stderr[-2000:]
+    assert not list(Path(tree, "src").rglob("*.so")), "it built something"
+    assert not os.path.exists(tree / "build")
