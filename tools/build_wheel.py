@@ -143,6 +143,8 @@ except ImportError:  # then only presence is checked
     Requirement = None
 for text in sys.argv[1:]:
     wanted = Requirement(text) if Requirement else None
+    if wanted is not None and wanted.marker is not None and not wanted.marker.evaluate():
+        continue  # not for this platform
     name = wanted.name if wanted else re.split(r"[\\s<>=!~;\\[]", text, maxsplit=1)[0]
     try:
         version = metadata.version(name)

@@ -179,5 +179,21 @@ def test_build_tool_without_isolation_names_the_build_requirements_missing(tmp_p
 
 
 def test_build_requirements_are_read_from_pyproject():
-    assert load_tool().build_requirements(ROOT) == ["setuptools>=77", "Cython>=3,<4",
-                                                    "numpy>=1.25"]
+    """msgpack and uvloop are the profile-guided build's training run's (its members)."""
+    assert load_tool().build_requirements(ROOT) == [
+        "setuptools>=77", "Cython>=3,<4", "numpy>=1.25", "msgpack>=1.0",
+        "uvloop>=0.19; sys_platform == 'linux' or sys_platform == 'darwin'"]
+
+
+def test_a_build_requirement_for_another_platform_is_not_missing(tmp_path):
+    """A requirement whose marker excludes this platform is not reported missing; one for
+    this platform that is not installed is."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools", '
+        '"no-such-package-anywhere; sys_platform == \'no-such-platform\'", '
+        '"another-missing-package>=1"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "x"\n')
+    assert load_tool().missing_build_requirements(sys.executable, tree) == \
+        ["another-missing-package>=1"]
