@@ -171,7 +171,8 @@ class RequiredBuildExt(build_ext):
 
     def build_extension(self, ext):
         flags = {"generate": (["-fprofile-generate"], ["-fprofile-generate"]),
-                 "use": (["-fprofile-use", "-Wno-missing-profile"]
+                 "use": (["-fprofile-use", "-Wno-missing-profile",
+                          "-DRAFTCORE_PROFILE_GUIDED=1"]
                          + (["-fprofile-partial-training"] if self.pgo_partial else []), [])
                  }.get(self.pgo_pass, ([], []))
         # extension objects persist between the passes: each pass sets its own flags

@@ -19,6 +19,7 @@ import counts wherever it is written (module level, inside a function, under
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
 import shutil
 import subprocess
@@ -302,3 +303,10 @@ def test_cli_info_runs():
     )
     assert result.returncode == 0, result.stderr
     assert '"crc32c"' in result.stdout
+    facts = json.loads(result.stdout)
+    import raftcore.crc
+
+    # a plain build (what the tests install) says so; a RAFTCORE_PGO=1 build says it is one
+    # (tests/packaging/test_pgo.py builds one)
+    assert facts["profile_guided"] is raftcore.crc.PROFILE_GUIDED
+    assert ("profile-guided" in facts["build"]) is raftcore.crc.PROFILE_GUIDED

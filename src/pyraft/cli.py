@@ -50,6 +50,8 @@ def _info() -> dict[str, object]:
         build = "pure core over compiled kernels (PYRAFT_PURE_CORE=1)"
     else:
         build = "compiled"
+    if raftcore.crc.PROFILE_GUIDED:
+        build += ", profile-guided (RAFTCORE_PGO)"
     return {
         "pyraft": pyraft.__version__,
         "raftcore": raftcore.__version__,
@@ -58,6 +60,7 @@ def _info() -> dict[str, object]:
         "crc32c": raftcore.crc32c_implementation(),
         "kernels": kernels,
         "build": build,
+        "profile_guided": raftcore.crc.PROFILE_GUIDED,
         # pyraft's own modules compiled from their .py source (see pyraft._compiled)
         "compiled": _compiled.status(),
     }

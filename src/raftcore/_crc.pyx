@@ -73,3 +73,9 @@ def crc32c_implementation():
 
 
 IMPLEMENTATION = "compiled"
+
+cdef extern from "rc_build.h":
+    int RAFTCORE_PROFILE_GUIDED
+
+#: True when the extensions were compiled with a training run's profile (RAFTCORE_PGO=1)
+PROFILE_GUIDED = bool(RAFTCORE_PROFILE_GUIDED)

@@ -12,5 +12,8 @@ crc32c = _impl.crc32c
 crc32c_portable = _impl.crc32c_portable
 crc32c_implementation = _impl.crc32c_implementation
 IMPLEMENTATION: str = _impl.IMPLEMENTATION
+#: the extensions were compiled with a training run's profile (setup.py's RAFTCORE_PGO)
+PROFILE_GUIDED: bool = _impl.PROFILE_GUIDED
 
-__all__ = ["crc32c", "crc32c_portable", "crc32c_implementation", "IMPLEMENTATION"]
+__all__ = ["crc32c", "crc32c_portable", "crc32c_implementation", "IMPLEMENTATION",
+           "PROFILE_GUIDED"]

@@ -5,6 +5,7 @@ compiles them again with the counts it left. Built here at -O0 without debugging
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -50,6 +51,10 @@ def test_a_profile_guided_build_trains_then_compiles_every_extension_with_its_pr
     used = dict(clean_environ(), PYTHONPATH=str(tree / "src"))
     assert require(run([sys.executable, "-c", check], 120, used, cwd=tmp_path),
                    "import").split() == ["compiled", "True"]
+    facts = json.loads(require(run([sys.executable, "-m", "pyraft", "info", "--json"], 120,
+                                   used, cwd=tmp_path), "pyraft info"))
+    assert facts["profile_guided"] is True
+    assert facts["build"] == "compiled, profile-guided (RAFTCORE_PGO)"
     again = require(run([sys.executable, "-m", "pyraft.bench.pgo", "--writes", "30",
                          "--seeds", "0:3"], 300, used, cwd=tmp_path), "a run of the build")
     assert re.search(r"\d+ writes on 3 durable members, 3 simulator seeds", again), again

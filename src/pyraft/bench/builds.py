@@ -91,7 +91,8 @@ def environment(build: str) -> Iterator[None]:
 
 
 def info(build: str, timeout_s: float = 120.0) -> dict:
-    """``pyraft info --json`` run under ``build``'s environment: ``{"build", "compiled"}``,
+    """``pyraft info --json`` run under ``build``'s environment: ``{"build", "compiled",
+    "profile_guided"}``,
     with ``"as_expected"`` False when the process did not get the build asked for (a build
     not installed, or PYRAFT_NO_EXTENSIONS set)."""
     done = subprocess.run([sys.executable, "-m", "pyraft", "info", "--json"],
@@ -103,6 +104,7 @@ def info(build: str, timeout_s: float = 120.0) -> dict:
     answer = json.loads(done.stdout)
     modules = answer.get("compiled", {})
     return {"build": answer.get("build"),
+            "profile_guided": bool(answer.get("profile_guided", False)),
             "modules_compiled": sum(1 for v in modules.values() if v == "compiled"),
             "modules": len(modules),
             "as_expected": str(answer.get("build", "")).startswith(INFO_BUILD[build])}
