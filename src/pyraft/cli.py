@@ -276,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(_refusal(args, error), file=sys.stderr, flush=True)
         return 2
+    except BrokenPipeError:
+        # the reader of our output went away (`pyraft info | head -3`): nothing is wrong and
+        # nothing is left to say; stdout goes to /dev/null so the exit's flush is quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -207,6 +207,20 @@ def test_info_shows_no_python_reprs():
         assert repr_mark not in result.stdout, result.stdout
 
 
+def test_output_nobody_reads_ends_quietly():
+    """`pyraft info | head -1` and the like: the reader is gone before the command writes
+    (here it closes the pipe at once, while the command still imports); the command stops
+    with exit status 1 and without a traceback (it printed one for BrokenPipeError)."""
+    with subprocess.Popen([sys.executable, "-m", "pyraft", "info"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=clean_env()) as child:
+        assert child.stdout is not None and child.stderr is not None
+        child.stdout.close()
+        errors = child.stderr.read().decode()
+        code = child.wait(REFUSAL_TIMEOUT_S)
+    assert errors == "", errors
+    assert code == 1
+
+
 def _walk(parser: argparse.ArgumentParser, path: str):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
