@@ -57,7 +57,7 @@ def test_the_null_member_settles_every_queued_write_on_the_next_turn():
         await asyncio.sleep(0)  # the settling turn
         await asyncio.sleep(0)  # the writers resume
         assert [w.result() for w in writes] == [None] * 5
-        await asyncio.wait_for(instructions._load(member, 100, 7), 5)
+        await asyncio.wait_for(instructions.write_load(member, 100, 7), 5)
 
     asyncio.run(body())
 

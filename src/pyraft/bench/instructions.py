@@ -197,7 +197,7 @@ class NullMember:
                 future.set_result(None)
 
 
-async def _load(member: Any, writes: int, inflight: int) -> None:
+async def write_load(member: Any, writes: int, inflight: int) -> None:
     """``writes`` writes of ``PAYLOAD`` by ``inflight`` tasks, one after another in each
     (``member``: a ``RaftCluster`` or a ``NullMember``)."""
     replicate = member.replicate
@@ -213,10 +213,10 @@ async def _load(member: Any, writes: int, inflight: int) -> None:
 async def _counted(loop: asyncio.AbstractEventLoop, member: Any, writes: int,
                    inflight: int) -> None:
     """The protocol with ``count``: warm up, READY, wait, the counted writes, DONE, wait."""
-    await _load(member, 20 * inflight, inflight)  # warm: nothing lazy left
+    await write_load(member, 20 * inflight, inflight)  # warm: nothing lazy left
     print("READY", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
-    await _load(member, writes, inflight)
+    await write_load(member, writes, inflight)
     print("DONE", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
 

@@ -38,24 +38,14 @@ import sys
 import tempfile
 import time
 
+from pyraft.bench.instructions import PAYLOAD, write_load
+
 #: writes of the first phase (the 1-in-flight share; 4x as many at 32 in flight)
 WRITES = 3000
 #: the simulator's seeds
 SEEDS = "0:150"
 #: the most any phase may take, in seconds (an instrumented build runs ~1.5x slower)
 PHASE_TIMEOUT_S = 300.0
-PAYLOAD = b"x" * 16
-
-
-async def _writes(leader, writes: int, inflight: int) -> None:
-    replicate = leader.replicate
-
-    async def one_task(n: int) -> None:
-        for _ in range(n):
-            await replicate(PAYLOAD)
-
-    share, extra = divmod(writes, inflight)
-    await asyncio.gather(*[one_task(share + (1 if i < extra else 0)) for i in range(inflight)])
 
 
 async def _cluster(data: str, writes: int) -> int:
@@ -82,11 +72,11 @@ async def _cluster(data: str, writes: int) -> int:
         try:
             leader = await settled_leader(cluster, 30)
             if restart:
-                await _writes(leader, writes // 10, 4)
+                await write_load(leader, writes // 10, 4)
                 made += writes // 10
                 continue
-            await _writes(leader, writes, 1)
-            await _writes(leader, 4 * writes, 32)
+            await write_load(leader, writes, 1)
+            await write_load(leader, 4 * writes, 32)
             for _ in range(max(1, writes // 100)):
                 await leader.replicate_many([PAYLOAD] * 512)
             made += 5 * writes + 512 * max(1, writes // 100)
