@@ -9,10 +9,11 @@ Environment:
   RAFTCORE_OPT=-O0   the optimization level of a release build (default -O2; one of -O0,
                      -O1, -O2, -O3, -Os). Only the packaging tests lower it: they check what
                      a wheel holds and that it installs, and -O0 compiles about 4x faster.
-  RAFTCORE_PGO=1     a profile-guided build (GCC only; the Linux wheels are built so): the
-                     extensions are compiled instrumented, ``python -m pyraft.bench.pgo``
-                     runs a training load over them, and they are compiled again with its
-                     profile (see that module for what it runs and what it gains).
+  RAFTCORE_PGO=1     a profile-guided build (GCC only; the x86_64 Linux wheels are built
+                     so): the extensions are compiled instrumented, ``python -m
+                     pyraft.bench.pgo`` runs a training load over them, and they are
+                     compiled again with its profile (see that module for what it runs and
+                     what it gains).
 """
 
 import os
@@ -129,6 +130,11 @@ class RequiredBuildExt(build_ext):
         """Instrumented build, training run, build with its profile (RAFTCORE_PGO)."""
         self.force = True  # both passes compile every module, whatever is built already
         chosen = self.compiler  # run() replaces it by the compiler object it makes
+        # counts of an earlier training would merge into (or mismatch) this one's
+        for root, _, files in os.walk(self.build_temp):
+            for name in files:
+                if name.endswith(".gcda"):
+                    os.remove(os.path.join(root, name))
         self.pgo_pass = "generate"
         self._build()
         if not self.inplace:  # the training imports the packages from the build directory
@@ -153,7 +159,10 @@ class RequiredBuildExt(build_ext):
 
     def _require_gcc(self):
         # the compiler distutils will use: $CC, else the one Python was built with
-        command = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[:1]
+        words = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+        if len(words) > 1 and os.path.basename(words[0]) == "ccache":
+            words = words[1:]  # the compiler ccache runs
+        command = words[:1]
         try:
             banner = subprocess.run(command + ["--version"], capture_output=True, text=True,
                                     check=False, timeout=60).stdout

@@ -74,3 +74,4 @@ def test_a_profile_guided_build_refuses_a_compiler_that_is_not_gcc(tmp_path):
         in done.stderr + done.stdout, done.stderr[-2000:]
     assert not list(Path(tree, "src").rglob("*.so")), "it built something"
     assert not os.path.exists(tree / "build")
+
