@@ -7,8 +7,8 @@ hot, so GCC lays a write's code out together and moves the error paths away.
 
 Why it pays on a member: a write wakes a member a few times, and after each system call and
 context switch (a virtual machine's disk kick and timer exits among them) the CPU's caches
-and branch predictors are cold again. The compiled modules' code is large (about 30 modules,
-1-3 MB each at -O2), so their user time per write follows the code a write touches more than
+and branch predictors are cold again. The compiled code is large (26 extensions, 1-3 MB each
+at -O2), so the members' user time per write follows the code a write touches more than
 its instruction count: on the development machine the compiled members ran 3.0x fewer
 instructions per write than the pure build but spent only 1.3-1.5x less user time. Measured
 there (2026-12-06, three durable members on 127.0.0.1, one write in flight, alternating
