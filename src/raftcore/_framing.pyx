@@ -217,6 +217,14 @@ cdef class EntryBatch:
     copies the columns it is given and checks their lengths.
     """
 
+    def __cinit__(self, *args, **kwargs):
+        # the columns of an empty batch until any are given: a batch made by __new__ alone
+        # reads as empty at index 0, never through a NULL pointer
+        self._inline[0] = 0
+        self._offsets = self._inline
+        self._terms = self._inline
+        self._kinds = <const uint8_t *>self._inline
+
     def __init__(self, buffer, Py_ssize_t base, Py_ssize_t nbytes, uint64_t first_index,
                  terms, kinds, offsets):
         cdef cnp.ndarray t = np.ascontiguousarray(terms, dtype=np.uint64)
@@ -229,7 +237,7 @@ cdef class EntryBatch:
         if cnp.PyArray_DIM(k, 0) != n or cnp.PyArray_DIM(o, 0) != n + 1:
             raise ValueError(f"a batch of {n} terms needs {n} kinds and {n + 1} offsets, got "
                              f"{cnp.PyArray_DIM(k, 0)} and {cnp.PyArray_DIM(o, 0)}")
-        if self._terms != NULL:
+        if self.buffer is not None:
             raise TypeError("EntryBatch is immutable: __init__ ran already")
         _init_batch(self, buffer, base, nbytes, first_index, n)
         memcpy(<void *>self._terms, cnp.PyArray_DATA(t), n * sizeof(uint64_t))

@@ -398,6 +398,29 @@ def test_a_batchs_columns_are_read_only_and_outlive_it(fr):
         assert batch.terms.tolist() == [1, 1] and batch.offsets.tolist() == [0, 33, 66]
 
 
+def test_a_batch_made_without_its_constructor_is_empty_and_one_is_made_once():
+    """The compiled batch reads its columns through C pointers: ``EntryBatch.__new__``
+    alone (what a careless subclass or copy might do) gives an empty batch without a buffer,
+    whose readers answer or raise TypeError, never crash; a built batch refuses ``__init__``
+    again (its columns are its own)."""
+    if USE_TWINS:
+        pytest.skip("only the pure twin is built (PYRAFT_NO_EXTENSIONS=1)")
+    import raftcore._framing as fr
+
+    bare = fr.EntryBatch.__new__(fr.EntryBatch)
+    assert len(bare) == 0 and bare.terms.tolist() == [] and bare.kinds.tolist() == []
+    assert bare.offsets.tolist() == [0] and bare.config_positions.tolist() == []
+    assert bare.byte_size(0, 10) == 0
+    for reading in (bare.payloads, bare.tobytes, lambda: list(bare)):
+        with pytest.raises(TypeError):  # it holds no buffer: a typed error, not a crash
+            reading()
+    assert bare.last_term == 0 and bare.count_kind(0) == 0 and bare.all_of_term(0, 5, 1)
+    batch = fr.encode_entries(1, 1, [b"a"])
+    with pytest.raises(TypeError, match="immutable"):
+        batch.__init__(b"", 0, 0, 1, [], [], [0])
+    assert batch.terms.tolist() == [1] and bytes(batch.payload(0)) == b"a"
+
+
 def test_the_constructor_checks_the_columns_lengths(fr):
     """A batch built from columns that disagree on its length is refused: the compiled
     kernel reads them in C."""
