@@ -10,11 +10,20 @@ import os
 import re
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from .builds import BUILD_TIMEOUT_S, clean_environ, load_tool, require, run
+from .builds import (
+    BUILD_TIMEOUT_S,
+    clean_environ,
+    isolation_options,
+    load_tool,
+    require,
+    run,
+    skip_unless_an_index_answers,
+)
 
 pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("pgo")]
 
@@ -29,12 +38,24 @@ def _gcc() -> str | None:
 
 @pytest.mark.skipif(_gcc() is None, reason="GCC is not installed")
 def test_a_profile_guided_build_trains_then_compiles_every_extension_with_its_profile(tmp_path):
+    """Built as the README says (``RAFTCORE_PGO=1 python3 -m pip install ...``): pip builds
+    the wheel, through setup.py's non-in-place build (the packages copied to ``build/``, the
+    training importing them from there); the wheel's contents are then run as installed."""
     tree = load_tool().copy_source_tree(tmp_path)
     env = dict(clean_environ(), RAFTCORE_PGO="1", RAFTCORE_OPT="-O0", CFLAGS="-g0", CC=_gcc())
-    done = run([sys.executable, "setup.py", "build_ext", "--inplace"], BUILD_TIMEOUT_S, env,
-               cwd=tree)
-    require(done, "RAFTCORE_PGO=1 setup.py build_ext")
+    if isolation_options():  # the build requirements are here: no index needed
+        isolation = ["--no-build-isolation"]
+    else:
+        skip_unless_an_index_answers(sys.executable, env, tmp_path / "probe")
+        isolation = []
+    done = run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", *isolation,
+                "--wheel-dir", tmp_path / "dist", tree], BUILD_TIMEOUT_S, env, cwd=tmp_path)
+    require(done, "RAFTCORE_PGO=1 pip wheel")
     log = done.stdout + done.stderr  # the compiler's command lines go to either
+    (wheel,) = (tmp_path / "dist").glob("raftcore-*.whl")
+    installed = tmp_path / "installed"
+    with zipfile.ZipFile(wheel) as archive:  # what pip install puts in site-packages
+        archive.extractall(installed)
     extensions = len(load_tool().compiled_modules(tree / "src")) + len(load_tool().KERNELS)
     # each extension compiled twice: instrumented, then with the profile the training left
     assert len(re.findall(r"\s-fprofile-generate(\s|$)", log)) >= 2 * extensions, log[-3000:]
@@ -48,7 +69,7 @@ def test_a_profile_guided_build_trains_then_compiles_every_extension_with_its_pr
     # what was built is the compiled build, and it works: a cluster commits on it
     check = ("import raftcore._framing as f, pyraft._compiled as c, pyraft.core.raft as r;"
              "print(f.IMPLEMENTATION, r.__file__.endswith('.so'))")
-    used = dict(clean_environ(), PYTHONPATH=str(tree / "src"))
+    used = dict(clean_environ(), PYTHONPATH=str(installed))
     assert require(run([sys.executable, "-c", check], 120, used, cwd=tmp_path),
                    "import").split() == ["compiled", "True"]
     facts = json.loads(require(run([sys.executable, "-m", "pyraft", "info", "--json"], 120,
