@@ -176,11 +176,21 @@ class RequiredBuildExt(build_ext):
         # GCC 10 added -fprofile-partial-training: code the training did not run keeps its
         # normal optimization instead of being treated as never run (optimized for size)
         found = re.search(r"\) (\d+)\.", banner.splitlines()[0])
-        self.pgo_partial = found is not None and int(found.group(1)) >= 10
+        major = int(found.group(1)) if found else None
+        if major is not None and major < 7:  # -fprofile-update=prefer-atomic came in GCC 7
+            raise SystemExit(f"raftcore: RAFTCORE_PGO=1 needs GCC 7 or later (this is GCC "
+                             f"{major}); build without it")
+        self.pgo_partial = major is not None and major >= 10
 
     def build_extension(self, ext):
-        flags = {"generate": (["-fprofile-generate"], ["-fprofile-generate"]),
-                 "use": (["-fprofile-use", "-Wno-missing-profile",
+        # The training runs the kernels on several threads at once (each member's log is
+        # written and synced on its own I/O thread, the GIL released): counters incremented
+        # there without atomics can lose counts, and GCC refuses a profile whose counts do
+        # not add up ("corrupted profile info") unless told to repair it. Atomic updates
+        # where the target has them, repair of whatever is left.
+        flags = {"generate": (["-fprofile-generate", "-fprofile-update=prefer-atomic"],
+                              ["-fprofile-generate"]),
+                 "use": (["-fprofile-use", "-fprofile-correction", "-Wno-missing-profile",
                           "-DRAFTCORE_PROFILE_GUIDED=1"]
                          + (["-fprofile-partial-training"] if self.pgo_partial else []), [])
                  }.get(self.pgo_pass, ([], []))
