@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,10 +63,20 @@ def run(command: list, timeout: float, env: dict[str, str], cwd: Path | None = N
 
 
 def require(done: subprocess.CompletedProcess, what: str) -> str:
-    assert done.returncode == 0, (
-        f"{what} failed (exit {done.returncode}): {done.args}\n"
-        f"--- stdout ---\n{done.stdout[-6000:]}\n--- stderr ---\n{done.stderr[-6000:]}")
+    if done.returncode != 0:
+        # a parallel build prints a compiler's error long before the build gives up: the
+        # lines that say what went wrong come first, wherever they were in the output
+        said = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+                if _WHAT_WENT_WRONG.search(line)]
+        pytest.fail(f"{what} failed (exit {done.returncode}): {done.args}\n"
+                    f"--- errors ---\n" + "\n".join(said[:40]) + "\n"
+                    f"--- stdout ---\n{done.stdout[-6000:]}\n--- stderr ---\n"
+                    f"{done.stderr[-6000:]}")
     return done.stdout
+
+
+_WHAT_WENT_WRONG = re.compile(r"\berror\b|\bfatal\b|Traceback|No space left|Killed",
+                              re.IGNORECASE)
 
 
 def skip_unless_an_index_answers(python: str, env: dict[str, str], dest: Path) -> None:
