@@ -5,7 +5,6 @@ its inline-sync decision and retry after a storage failure (persist)."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import random
 import threading
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pyraft.cluster.iothread import IOThread
 from pyraft.cluster.lease import TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.membership import Peers, announce, bootstrap, check_peers
 from pyraft.cluster.persist import LogWriter
@@ -173,7 +173,7 @@ def test_a_ready_is_persisted_and_a_storage_failure_retried(monkeypatch) -> None
         storage = FullDisk(failures=2)
         metrics = Metrics(1)
         writer = writer_for(storage, metrics)
-        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        with IOThread(asyncio.get_running_loop(), "test-io") as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             entries = encode_entries(1, 1, [b"a", b"b"], KIND_COMMAND)
             task = asyncio.ensure_future(writer.persist(ready_with([entries], HardState(1, 1, 0))))
@@ -250,7 +250,7 @@ def test_a_failed_sync_rewrites_its_ready_and_every_later_one(monkeypatch) -> No
         metrics = Metrics(1)
         writer = writer_for(storage, metrics)
         writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread
-        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        with IOThread(asyncio.get_running_loop(), "test-io") as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             first = ready_with([encode_entries(1, 1, [b"a", b"b"])], HardState(1, 1, 0))
             second = ready_with([encode_entries(3, 1, [b"c", b"d"])])
@@ -275,7 +275,7 @@ def test_an_append_that_fails_stops_the_pipeline_until_it_is_written(monkeypatch
     async def body() -> None:
         storage = FullDisk(failures=1)
         writer = writer_for(storage, Metrics(1))
-        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        with IOThread(asyncio.get_running_loop(), "test-io") as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             rd = ready_with([encode_entries(1, 1, [b"a"])])
             written = writer.begin(rd)
@@ -320,7 +320,7 @@ def test_readys_written_while_a_sync_waits_share_it() -> None:
         storage = CountedSyncs()
         writer = writer_for(storage, Metrics(1))
         writer.inline_sync_max_ms = 0.0  # every sync on the I/O thread
-        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        with IOThread(asyncio.get_running_loop(), "test-io") as executor:
             writer.bind(asyncio.get_running_loop(), executor)
             readys = [ready_with([encode_entries(1, 1, [b"a"])], HardState(1, 1, 0)),
                       ready_with([encode_entries(2, 1, [b"b"])], HardState(1, 1, 1)),

@@ -30,12 +30,12 @@ pipeline is empty.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
 from time import perf_counter
 
+from pyraft.cluster.iothread import IOThread
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.core.messages import HardState, Ready
 from pyraft.core.storage import LogStore
@@ -109,7 +109,7 @@ class LogWriter:
         self._fsync_seconds = metrics.fsync_seconds
         self._snapshots = snapshots
         #: sync on the loop's thread while syncs take less than this on average (and the
-        #: batch is under ``inline_sync_bytes_max``); 0 always uses the executor
+        #: batch is under ``inline_sync_bytes_max``); 0 always uses the I/O thread
         self.inline_sync_max_ms = inline_sync_max_ms
         self.inline_sync_bytes_max = inline_sync_bytes_max
         self._installed = installed
@@ -125,10 +125,9 @@ class LogWriter:
         self._rewriting = False
         # given by ``bind`` at start
         self._loop: asyncio.AbstractEventLoop
-        self._executor: concurrent.futures.ThreadPoolExecutor
+        self._executor: IOThread
 
-    def bind(self, loop: asyncio.AbstractEventLoop,
-             executor: concurrent.futures.ThreadPoolExecutor) -> None:
+    def bind(self, loop: asyncio.AbstractEventLoop, executor: IOThread) -> None:
         self._loop, self._executor = loop, executor
 
     async def persist(self, rd: Ready) -> None:
@@ -202,8 +201,7 @@ class LogWriter:
                     job = self._last_job
                     if job is None or not job.join(rd.hard_state, entries):
                         job = self._last_job = SyncJob(rd.hard_state, entries)
-                        job.future = self._loop.run_in_executor(self._executor, self._run_job,
-                                                                job)
+                        job.future = self._executor.run(self._run_job, job)
                     self._syncs_running += 1
                     written.job = job
         except StorageError as error:
@@ -277,7 +275,7 @@ class LogWriter:
             self.sync_seconds += (elapsed - self.sync_seconds) / 8
 
     def sync_inline(self, rd: Ready) -> bool:
-        """Sync on the loop's thread rather than in the executor? (module docstring)"""
+        """Sync on the loop's thread rather than on the I/O thread? (module docstring)"""
         if not self.storage.durable:
             return True
         if self.inline_sync_max_ms <= 0 or self.sync_seconds * 1e3 > self.inline_sync_max_ms:

@@ -52,7 +52,6 @@ The core is read through ``pyraft.core.view.CoreView`` (``self.view``), storage 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -69,6 +68,7 @@ from pyraft.cluster.events import (
     Leadership,
     LeadershipToken,
 )
+from pyraft.cluster.iothread import IOThread
 from pyraft.cluster.lease import LeaseStatus, TickClock, in_touch_with_quorum, lease_status
 from pyraft.cluster.ledger import ProposalLedger
 from pyraft.cluster.membership import (
@@ -205,7 +205,7 @@ class RaftCluster:
         self._status: CoreView
         # the loop, the I/O thread and the processing task's wake-up, from ``start()`` on
         self._loop: asyncio.AbstractEventLoop
-        self._executor: concurrent.futures.ThreadPoolExecutor
+        self._executor: IOThread
         self._wake: Wake
         self._tasks: list[asyncio.Task[None]] = []
         #: the per-Ready path (messages in, Readys handled): built at start with the core
@@ -279,9 +279,7 @@ class RaftCluster:
                                        "membership)")
         loop = self._loop = asyncio.get_running_loop()
         self._wake = Wake(loop)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"pyraft-{self.id}-io"
-        )
+        self._executor = IOThread(loop, f"pyraft-{self.id}-io")
         if stored is None and initial is not None:  # the first start: durable first
             self.storage.record_membership(initial)
         self._snapshots.finish_interrupted_install()

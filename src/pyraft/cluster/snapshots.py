@@ -96,7 +96,7 @@ class Snapshotting:
         # given by ``bind`` at start
         self.core: SnapshotCore
         self._loop: asyncio.AbstractEventLoop
-        self._executor: concurrent.futures.ThreadPoolExecutor
+        self._executor: concurrent.futures.Executor
         self._loop_thread: int | None = None  # the thread the member runs on, once bound
         self._snapshot_writing = False
         self._snapshot_waiting: tuple[SnapshotMeta, bytes | None, float] | None = None
@@ -106,7 +106,7 @@ class Snapshotting:
         self._export_retry_at = 0.0
 
     def bind(self, loop: asyncio.AbstractEventLoop,
-             executor: concurrent.futures.ThreadPoolExecutor, core: SnapshotCore) -> None:
+             executor: concurrent.futures.Executor, core: SnapshotCore) -> None:
         """The member starts: the sink hops to ``loop`` from other threads from now on."""
         self._loop, self._executor, self.core = loop, executor, core
         self._loop_thread = threading.get_ident()
