@@ -16,6 +16,8 @@ cdef class IndexTable:
     cdef Py_ssize_t _count
     cdef Py_ssize_t _capacity
     cdef Py_ssize_t _capacity_min   # the capacity given to __init__; shrinking stops there
+    cdef Py_ssize_t _high           # the most live entries since the last _reclaim
+    cdef Py_ssize_t _high_before    # ... and between the two reclaims before it
     cdef int64_t _first             # first_index: the index of slot _head (the next append's
                                     # index when the table is empty)
     cdef uint64_t _prev_term        # term of _first - 1 (the snapshot's last entry; 0 for index 0)

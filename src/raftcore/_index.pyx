@@ -160,6 +160,8 @@ cdef class IndexTable:
         self._count = 0
         self._capacity = 0
         self._capacity_min = 1
+        self._high = 0
+        self._high_before = 0
         self._first = 1
         self._prev_term = 0
 
@@ -258,9 +260,24 @@ cdef class IndexTable:
         Halving only while the entries fill at most an eighth leaves the shrunk columns at most
         a quarter full: growing again needs more appends than the shrink copied, and a table
         that swings between a few and a few more batches does not reallocate on every swing.
+
+        Nor does one that fills and empties in cycles (a log compacted every N entries): the
+        columns keep room for twice the most entries held in both of the last two cycles
+        (between reclaims), so a burst after a quiet cycle is given back at once, and a
+        cycle as large as the one before it keeps its columns. Before, every compaction gave
+        the memory back and the next N appends doubled the columns from small again, a fresh
+        allocation (and its page faults) each time: 7% of a leader's time at 2.7 million
+        writes/s (three members on a 2-vCPU VM, 32 x 1,024 writes in flight).
         """
         cdef Py_ssize_t capacity = self._capacity
-        while capacity // 2 >= self._capacity_min and self._count <= capacity // 8:
+        cdef Py_ssize_t keep = self._capacity_min
+        cdef Py_ssize_t steady = self._high if self._high < self._high_before \
+            else self._high_before
+        if steady > keep // 2:
+            keep = steady * 2 if steady <= _SLOTS_MAX // 2 else _SLOTS_MAX
+        self._high_before = self._high
+        self._high = self._count
+        while capacity // 2 >= keep and self._count <= capacity // 8:
             capacity //= 2
         if capacity != self._capacity and self._reallocate(capacity):
             return
@@ -311,6 +328,8 @@ cdef class IndexTable:
             for k in range(n):
                 self._segments[at + k] = segment
         self._count += n
+        if self._count > self._high:
+            self._high = self._count
         return 0
 
     cdef int c_append_batch(self, int64_t first, int32_t segment, object offsets,
