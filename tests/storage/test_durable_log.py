@@ -291,3 +291,46 @@ def test_appends_below_the_first_index_are_refused_with_or_without_a_snapshot(tm
     assert storage.entries(4, 6) is batch and storage.last_index() == 5
     assert storage.term(4) == 2 and storage.term(3) == 1
     storage.close()
+
+
+def test_commit_hints_are_saved_at_most_every_n_entries_and_every_interval(tmp_path,
+                                                                           monkeypatch):
+    """Term and vote are durable at once; the commit index, a hint, is written when it has
+    moved ``commit_hint_interval_entries`` since the last save and, unless the interval is
+    0, ``commit_hint_interval_ms`` have passed (a save is a file replaced and fsynced)."""
+    clock = [1_000.0]
+    monkeypatch.setattr("pyraft.storage.log.monotonic", lambda: clock[0])
+
+    def stored(path):
+        storage = DurableLogStorage(str(path))
+        try:
+            return storage.hard_state
+        finally:
+            storage.wal.close()  # not close(): that saves the newest hard state
+            storage._deleter.close()
+
+    storage = open_storage(tmp_path / "a", commit_hint_interval_entries=10,
+                           commit_hint_interval_ms=500)
+    storage.set_hard_state(HardState(1, 1, 10))
+    assert stored(tmp_path / "a") == HardState(1, 1, 10)  # 10 entries, none saved before
+    clock[0] += 0.1
+    storage.set_hard_state(HardState(1, 1, 50))
+    assert stored(tmp_path / "a") == HardState(1, 1, 10)  # 40 entries, only 0.1 s
+    storage.set_hard_state(HardState(2, 0, 51))
+    assert stored(tmp_path / "a") == HardState(2, 0, 51)  # a new term: at once, with its hint
+    clock[0] += 0.5
+    storage.set_hard_state(HardState(2, 0, 55))
+    assert stored(tmp_path / "a") == HardState(2, 0, 51)  # 0.5 s, but only 4 entries
+    storage.set_hard_state(HardState(2, 0, 61))
+    assert stored(tmp_path / "a") == HardState(2, 0, 61)  # 10 entries and 0.5 s since
+    storage.set_hard_state(HardState(2, 0, 90))
+    storage.close()
+    assert stored(tmp_path / "a") == HardState(2, 0, 90)  # close() saves the newest
+
+    # 0: the entry bound alone, whatever the clock says (the simulator's setting)
+    storage = open_storage(tmp_path / "b", commit_hint_interval_entries=10,
+                           commit_hint_interval_ms=0)
+    for commit in range(10, 60, 10):
+        storage.set_hard_state(HardState(1, 1, commit))
+        assert stored(tmp_path / "b") == HardState(1, 1, commit)
+    storage.close()

@@ -20,6 +20,8 @@ cdef class DurableLogStorage(ExternalSnapshots):
     cdef dict __dict__
     cdef public object directory
     cdef public int64_t commit_hint_interval_entries
+    cdef public double commit_hint_interval_ms
+    cdef public double _saved_at
     cdef public int64_t recent_bytes_max
     cdef public object _recent
     cdef public int64_t _recent_bytes
@@ -39,7 +41,7 @@ cdef class DurableLogStorage(ExternalSnapshots):
     cpdef object entries(self, object lo, object hi, object max_bytes=*)
     @cython.locals(first=int64_t, newest=CEntryBatch, cut=CEntryBatch, kept=CEntryBatch)
     cpdef _remember(self, CEntryBatch batch)
-    @cython.locals(saved=HardState)
+    @cython.locals(saved=HardState, now=double)
     cpdef set_hard_state(self, HardState hard_state)
     @cython.locals(first=int64_t)
     cpdef append(self, CEntryBatch batch)
