@@ -48,8 +48,9 @@ def test_known_answers(crc, data, expected):
     assert crc.crc32c_portable(data) == expected
 
 
-# Sizes around the kernel's block boundaries (256 and 8192 bytes, three streams each).
-BOUNDARY_SIZES = [0, 1, 7, 8, 9, 255, 256, 767, 768, 769, 8191, 8192, 24575, 24576, 24577,
+# Sizes around the kernel's block boundaries (256 and 8192 bytes, three streams each), and
+# every size up to 40: the tails of 4, 2 and 1 bytes in each combination, after 0-4 words.
+BOUNDARY_SIZES = [*range(41), 255, 256, 767, 768, 769, 8191, 8192, 24575, 24576, 24577,
                   3 * 8192 + 3 * 256 + 7, 1 << 20]
 
 

@@ -102,9 +102,15 @@ __attribute__((target("sse4.2"))) static uint32_t rc_crc_raw_sse42(uint32_t reg,
                                                                      const unsigned char *p,
                                                                      size_t n) {
     uint64_t c0 = reg;
-    while (n && ((uintptr_t)p & 7)) {
-        c0 = __builtin_ia32_crc32qi((uint32_t)c0, *p++);
-        n--;
+    /* Aligning the loads pays only over the long streams below; a record's header and a
+     * small payload (most of what is checked) go straight to 8-byte loads, unaligned ones
+     * being as fast on x86-64, and a tail of 4, 2 and 1 bytes: at most three steps there
+     * where one byte at a time took up to 14. */
+    if (n >= 3 * RC_CRC_SHORT) {
+        while ((uintptr_t)p & 7) {
+            c0 = __builtin_ia32_crc32qi((uint32_t)c0, *p++);
+            n--;
+        }
     }
     /* Three streams over consecutive blocks of LONG bytes, then of SHORT bytes. */
     while (n >= 3 * RC_CRC_LONG) {
@@ -140,7 +146,19 @@ __attribute__((target("sse4.2"))) static uint32_t rc_crc_raw_sse42(uint32_t reg,
         p += 8;
         n -= 8;
     }
-    while (n--) c0 = __builtin_ia32_crc32qi((uint32_t)c0, *p++);
+    if (n & 4) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        c0 = __builtin_ia32_crc32si((uint32_t)c0, w);
+        p += 4;
+    }
+    if (n & 2) {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        c0 = __builtin_ia32_crc32hi((uint32_t)c0, h);
+        p += 2;
+    }
+    if (n & 1) c0 = __builtin_ia32_crc32qi((uint32_t)c0, *p);
     return (uint32_t)c0;
 }
 
