@@ -154,6 +154,14 @@ def test_members_whose_every_sync_is_handed_over_commit_and_recover(tmp_path) ->
                           data_dir=str(tmp_path / f"m{m}")),
             state_machine=CountLog()) for m in peers]
 
+    async def applied(cluster: list[RaftCluster]) -> list[int]:
+        """Each member's count of applied writes, once all reach 400 (or after 5 s)."""
+        for _ in range(500):
+            if all(member.state_machine.count >= 400 for member in cluster):
+                break
+            await asyncio.sleep(0.01)
+        return [member.state_machine.count for member in cluster]
+
     async def first_run() -> list[int]:
         cluster = members()
         for member in cluster:
@@ -169,11 +177,7 @@ def test_members_whose_every_sync_is_handed_over_commit_and_recover(tmp_path) ->
                        for r in part]
             assert sorted(results) == list(range(len(results))) and len(results) == 400
             assert {f"pyraft-{m}-io" for m in peers} <= {t.name for t in threading.enumerate()}
-            for _ in range(500):  # the followers apply what the leader committed
-                if all(member.state_machine.count == 400 for member in cluster):
-                    break
-                await asyncio.sleep(0.01)
-            return [member.state_machine.count for member in cluster]
+            return await applied(cluster)  # the followers apply what the leader committed
         finally:
             for member in cluster:
                 await member.stop()
@@ -187,11 +191,7 @@ def test_members_whose_every_sync_is_handed_over_commit_and_recover(tmp_path) ->
             await member.start()
         try:
             await settled_leader(cluster, 30)
-            for _ in range(500):
-                if all(member.state_machine.count >= 400 for member in cluster):
-                    break
-                await asyncio.sleep(0.01)
-            return [member.state_machine.count for member in cluster]
+            return await applied(cluster)
         finally:
             for member in cluster:
                 await member.stop()
