@@ -106,6 +106,7 @@ def _serve(items: queue.SimpleQueue) -> None:
                 except BaseException as exc:  # noqa: BLE001 - the caller's to see
                     future.set_exception(exc)
         else:
+            settle: Callable[[asyncio.Future, Any], None]
             try:
                 result = fn(arg)
             except BaseException as exc:  # noqa: BLE001 - the caller's to see
