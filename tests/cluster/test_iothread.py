@@ -113,6 +113,36 @@ def test_shutdown_runs_what_was_queued_then_refuses_work() -> None:
     asyncio.run(body())
 
 
+def test_work_handed_over_from_other_threads_during_shutdown_is_run_or_refused() -> None:
+    """An executor may be given work from any thread: an item either runs (its future
+    settles) or is refused at once, never queued behind the shutdown and forgotten."""
+    loop = asyncio.new_event_loop()
+    io = IOThread(loop, "test-race-io")
+    taken: list = []
+    refused = [0]
+    go = threading.Event()
+
+    def hand_over() -> None:
+        go.wait(5)
+        for _ in range(300):
+            try:
+                taken.append(io.submit(len, b"abc"))
+            except RuntimeError:
+                refused[0] += 1
+
+    threads = [threading.Thread(target=hand_over) for _ in range(4)]
+    for t in threads:
+        t.start()
+    go.set()
+    time.sleep(0.002)
+    io.shutdown(wait=True)
+    for t in threads:
+        t.join(5)
+    loop.close()
+    assert len(taken) + refused[0] == 1200
+    assert all(f.done() and f.result() == 3 for f in taken)
+
+
 def test_an_answer_for_a_closed_loop_does_not_end_the_thread() -> None:
     """A loop closed while its item runs: the answer has nowhere to go, and the thread
     still serves the next loop's items."""

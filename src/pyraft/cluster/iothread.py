@@ -42,7 +42,7 @@ class IOThread(concurrent.futures.Executor):
         self._loop = loop
         self._name = name
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()  # the thread's start and the shutdown
+        self._lock = threading.Lock()  # the thread's start, each put and the shutdown
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -75,15 +75,15 @@ class IOThread(concurrent.futures.Executor):
             thread.join()
 
     def _put(self, item: tuple) -> None:
-        if self._thread is None or self._closed:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError(f"{self._name}: cannot take work after shutdown")
-                if self._thread is None:
-                    self._thread = threading.Thread(target=_serve, args=(self._queue,),
-                                                    name=self._name, daemon=True)
-                    self._thread.start()
-        self._queue.put(item)
+        # under the lock, so that no item can land behind the shutdown's None from any thread
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._name}: cannot take work after shutdown")
+            if self._thread is None:
+                self._thread = threading.Thread(target=_serve, args=(self._queue,),
+                                                name=self._name, daemon=True)
+                self._thread.start()
+            self._queue.put(item)
 
 
 def _call(work: tuple) -> Any:
