@@ -58,6 +58,8 @@ def test_an_exception_reaches_the_caller_as_raised() -> None:
             with pytest.raises(StorageError, match="still gone"):
                 await loop.run_in_executor(io, fail, "still gone")
             assert await io.run(len, b"abc") == 3  # the thread goes on after a failure
+            assert await io.run(divmod, 7, 2) == (3, 1)  # several arguments
+            assert await asyncio.wrap_future(io.submit(int, "ff", base=16)) == 255  # keywords
 
     asyncio.run(body())
 

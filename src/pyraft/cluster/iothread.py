@@ -6,7 +6,8 @@ order of syncs is what makes the Readys durable in order (``persist``).
 
 Two ways in, one queue:
 
-- ``run(fn, arg)``, the per-Ready path (a sync the loop hands over): the item goes onto a
+- ``run(fn, *args)``, the member's own path (a Ready's sync, a snapshot chunk's write, the
+  storage's close): the item goes onto a
   ``queue.SimpleQueue`` and an asyncio future of the loop comes back; the thread settles it
   with one ``call_soon_threadsafe``. Through ``loop.run_in_executor`` and a
   ``ThreadPoolExecutor``, the same handover took about 25 interpreted calls on the two
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -46,18 +48,18 @@ class IOThread(concurrent.futures.Executor):
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def run(self, fn: Callable[[Any], Any], arg: Any) -> asyncio.Future:
-        """``fn(arg)`` on the thread, after everything handed over before; its result (or
+    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """``fn(*args)`` on the thread, after everything handed over before; its result (or
         exception) in the returned future of the loop. Cancelling the future does not stop
         ``fn``: an item once handed over runs (a sync must not be skipped)."""
         future = self._loop.create_future()
-        self._put((fn, arg, future, self._loop))
+        self._put((fn, args, future, self._loop))
         return future
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
                ) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._put((_call, (fn, args, kwargs), future, None))
+        self._put((functools.partial(fn, **kwargs) if kwargs else fn, args, future, None))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -86,29 +88,24 @@ class IOThread(concurrent.futures.Executor):
             self._queue.put(item)
 
 
-def _call(work: tuple) -> Any:
-    fn, args, kwargs = work
-    return fn(*args, **kwargs)
-
-
 def _serve(items: queue.SimpleQueue) -> None:
     """The thread: each item in turn until the shutdown's ``None``."""
     while True:
         item = items.get()
         if item is None:
             return
-        fn, arg, future, loop = item
+        fn, args, future, loop = item
         item = None
         if loop is None:  # submit's: a concurrent future, settled here
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(fn(arg))
+                    future.set_result(fn(*args))
                 except BaseException as exc:  # noqa: BLE001 - the caller's to see
                     future.set_exception(exc)
         else:
             settle: Callable[[asyncio.Future, Any], None]
             try:
-                result = fn(arg)
+                result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - the caller's to see
                 settle, result = _fail, exc
             else:
@@ -118,7 +115,7 @@ def _serve(items: queue.SimpleQueue) -> None:
             except RuntimeError:  # the loop is closed: nobody waits for the answer
                 pass
             result = None
-        fn = arg = future = None  # nothing of a finished item kept alive while waiting
+        fn = args = future = None  # nothing of a finished item kept alive while waiting
 
 
 def _succeed(future: asyncio.Future, result: Any) -> None:

@@ -136,8 +136,7 @@ class LogWriter:
         while True:
             try:
                 if rd.snapshot_chunks:  # written before their acknowledgements leave
-                    await self._loop.run_in_executor(self._executor, snapshots.write_chunks,
-                                                     rd.snapshot_chunks)
+                    await self._executor.run(snapshots.write_chunks, rd.snapshot_chunks)
                 if rd.snapshot is not None:
                     started = perf_counter()
                     size = await snapshots.install_received(rd.snapshot.meta)
@@ -155,8 +154,7 @@ class LogWriter:
                     if self.sync_inline(rd):
                         self.sync(rd.hard_state, bool(rd.entries))
                     else:
-                        await self._loop.run_in_executor(self._executor, self.sync,
-                                                         rd.hard_state, bool(rd.entries))
+                        await self._executor.run(self.sync, rd.hard_state, bool(rd.entries))
                     self._synced(perf_counter() - started, bool(rd.entries))
                 if self.failed is not None:
                     log.warning("member %d: storage works again", self.id)

@@ -370,7 +370,7 @@ class RaftCluster:
         self._bus.cancel_token()
         self.state_machine.close()
         self.storage.drop_export()  # an export's spool file, in memory storage too
-        await self._loop.run_in_executor(self._executor, self.storage.close)
+        await self._executor.run(self.storage.close)
         self._executor.shutdown(wait=True)
         self._snapshots.abort_receive()  # after the I/O thread's last write
         log.info("member %d stopped", self.id)
