@@ -14,8 +14,9 @@ Two ways in, one queue:
   threads (``inspect``'s checks of the function, the executor's work item and its future
   with the ``Condition`` that future holds, asyncio's chaining of the two futures), each
   taking the GIL on the I/O thread after its fdatasync: a few per write at 16 in flight;
-- ``submit`` (this is a ``concurrent.futures.Executor``): ``loop.run_in_executor`` and
-  whatever else takes an executor keep working, behind and ahead of ``run``'s items.
+- ``submit`` (this is a ``concurrent.futures.Executor``): the snapshot writer
+  (``loop.run_in_executor``) and whatever else takes an executor, behind and ahead of
+  ``run``'s items.
 
 The thread starts with the first item and ends at ``shutdown`` once the items before it are
 done (``shutdown(wait=True)`` waits for that). It is a daemon thread: a process that exits
