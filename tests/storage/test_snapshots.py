@@ -19,6 +19,7 @@ from pyraft.errors import (
     StorageError,
     StorageFullError,
 )
+from pyraft.storage import snapshots as snapshots_module
 from pyraft.storage.snapshots import (
     MemorySnapshotStore,
     SnapshotStore,
@@ -447,6 +448,27 @@ def test_crash_leftovers_are_removed_on_open(tmp_path):
     assert reopened.latest() == meta(1)
     assert reopened.load(meta(1)) == b"committed"
     crashed.abort()  # close the descriptor the "crashed" process held
+
+
+def test_a_released_snapshot_a_crash_brings_back_is_ignored_then_released(tmp_path,
+                                                                           monkeypatch):
+    # Releasing old snapshots is not fsynced (the commit before it was): a crash may undo
+    # the unlink. The store must then read the newest and release the old one again.
+    synced = []
+    monkeypatch.setattr(snapshots_module, "fsync_directory", synced.append)
+    store = SnapshotStore(tmp_path, keep=1)
+    store_snapshot(store, meta(1), b"one")
+    kept = (tmp_path / snapshot_file_name(1, 1)).read_bytes()
+    synced.clear()
+    store_snapshot(store, meta(2), b"two")
+    assert synced == [str(tmp_path)]  # the commit's rename, not the release after it
+    assert snap_files(tmp_path) == [snapshot_file_name(2, 1)]
+    (tmp_path / snapshot_file_name(1, 1)).write_bytes(kept)  # the unlink undone by a crash
+    reopened = SnapshotStore(tmp_path, keep=1)
+    assert reopened.latest() == meta(2)
+    assert reopened.load(meta(2)) == b"two"
+    store_snapshot(reopened, meta(3), b"three")
+    assert snap_files(tmp_path) == [snapshot_file_name(3, 1)]
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])

@@ -17,7 +17,8 @@ Writing (``begin`` -> ``SnapshotWriter``): the header goes to a temporary file i
 directory with a placeholder data length, chunks are appended as they come (from a
 state-machine snapshot builder, or from InstallSnapshot messages) without holding the data in
 memory, and ``commit`` patches the length, appends the trailer, fsyncs, renames the file into
-place, fsyncs the directory and then releases the snapshots beyond the ``keep`` newest. The
+place, fsyncs the directory and then releases the snapshots beyond the ``keep`` newest (a
+release is not fsynced: a file a crash brings back is older and goes at the next commit). The
 trailer checksum is computed while streaming: the header's checksum (known only once the
 length is) is combined with the data's (``crc32c_combine``), so nothing is read back.
 
@@ -720,7 +721,12 @@ class SnapshotStore:
 
     def _release(self) -> None:
         """Remove the snapshots older than the ``keep`` newest sound ones (newer damaged
-        files are left alone)."""
+        files are left alone).
+
+        The removals are not made durable (no directory fsync): the commit before made the
+        new snapshot durable, and a crash that brings an older file back loses nothing,
+        since ``latest`` reads the newest and the next commit removes it again. One fsync
+        fewer per snapshot on the I/O thread, where every sync of the log waits behind it."""
         entries = self._entries()
         sound = [(i, t) for i, t, path in entries if path not in self._corrupt]
         if len(sound) <= self.keep:
@@ -735,8 +741,6 @@ class SnapshotStore:
                     pass
             self._verified.pop(path, None)
             self._corrupt.pop(path, None)
-        if released:
-            fsync_directory(self.directory)
 
     def list_snapshots(self) -> list[tuple[int, int]]:
         """(index, term) of every stored snapshot file, oldest first, as named (unverified)."""
