@@ -96,6 +96,18 @@ directives = {
 pyraft_directives = dict(directives, cdivision=False, annotation_typing=False)
 
 
+def training_environ(where, environ):
+    """The environment of a profile-guided build's training run: the packages just built
+    first on PYTHONPATH, then whatever the build's own environment has there (pip's isolated
+    build puts its build requirements there, uvloop and msgpack among them, which the
+    training imports), and neither switch to a pure build set."""
+    inherited = [path for path in environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    env = dict(environ, PYTHONPATH=os.pathsep.join([where, *inherited]))
+    for name in ("PYRAFT_NO_EXTENSIONS", "PYRAFT_PURE_CORE", "PYRAFT_PURE_MODULES"):
+        env.pop(name, None)
+    return env
+
+
 class RequiredBuildExt(build_ext):
     """Turn a compiler failure into an instruction rather than a stack of distutils output."""
 
@@ -140,9 +152,7 @@ class RequiredBuildExt(build_ext):
         if not self.inplace:  # the training imports the packages from the build directory
             self.run_command("build_py")
         where = os.path.abspath("src" if self.inplace else self.build_lib)
-        env = dict(os.environ, PYTHONPATH=where)
-        for name in ("PYRAFT_NO_EXTENSIONS", "PYRAFT_PURE_CORE", "PYRAFT_PURE_MODULES"):
-            env.pop(name, None)
+        env = training_environ(where, os.environ)
         print(f"raftcore: PGO: training the instrumented build ({where})", flush=True)
         done = subprocess.run([sys.executable, "-m", "pyraft.bench.pgo"], env=env,
                               cwd=tempfile.gettempdir(), check=False, timeout=1800)

@@ -79,15 +79,23 @@ _WHAT_WENT_WRONG = re.compile(r"\berror\b|\bfatal\b|Traceback|No space left|Kill
                               re.IGNORECASE)
 
 
-def skip_unless_an_index_answers(python: str, env: dict[str, str], dest: Path) -> None:
-    """Skip (saying why) when pip reaches no index: builds and installs take their
-    dependencies (setuptools, Cython, numpy, msgpack, pytest) from one."""
+def why_no_index_answers(python: str, env: dict[str, str], dest: Path) -> str | None:
+    """None when pip reaches a package index, else why not (pip's own words)."""
     probe = run([python, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
                  "--retries", "1", "--timeout", "20", "--quiet", "--dest", dest, "msgpack"],
                 PROBE_TIMEOUT_S, env)
-    if probe.returncode != 0:
-        pytest.skip("pip cannot reach a package index (builds and installs take their "
-                    f"dependencies from one): {probe.stderr.strip()[-600:]}")
+    if probe.returncode == 0:
+        return None
+    return ("pip cannot reach a package index (builds and installs take their dependencies "
+            f"from one): {probe.stderr.strip()[-600:]}")
+
+
+def skip_unless_an_index_answers(python: str, env: dict[str, str], dest: Path) -> None:
+    """Skip (saying why) when pip reaches no index: builds and installs take their
+    dependencies (setuptools, Cython, numpy, msgpack, pytest) from one."""
+    why = why_no_index_answers(python, env, dest)
+    if why is not None:
+        pytest.skip(why)
 
 
 def smoke_directory(base: Path) -> Path:

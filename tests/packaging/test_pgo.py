@@ -22,7 +22,7 @@ from .builds import (
     load_tool,
     require,
     run,
-    skip_unless_an_index_answers,
+    why_no_index_answers,
 )
 
 pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("pgo")]
@@ -38,17 +38,27 @@ def _gcc() -> str | None:
 
 @pytest.mark.skipif(_gcc() is None, reason="GCC is not installed")
 def test_a_profile_guided_build_trains_then_compiles_every_extension_with_its_profile(tmp_path):
-    """Built as the README says (``RAFTCORE_PGO=1 python3 -m pip install ...``): pip builds
-    the wheel, through setup.py's non-in-place build (the packages copied to ``build/``, the
-    training importing them from there); the wheel's contents are then run as installed."""
+    """Built as the README says (``RAFTCORE_PGO=1 python3 -m pip install ...`` in a fresh
+    virtual environment): pip builds the wheel in its isolated build environment, where the
+    training finds its imports (uvloop, msgpack) only through the PYTHONPATH pip sets (a
+    training run that replaced it failed with ModuleNotFoundError in a fresh environment,
+    which has none of them yet), through setup.py's non-in-place build (the packages copied
+    to ``build/``, the training importing them from there); the wheel's contents are then
+    run as installed. Without an index, with this interpreter's build requirements
+    (``--no-build-isolation``), if it has them."""
     tree = load_tool().copy_source_tree(tmp_path)
     env = dict(clean_environ(), RAFTCORE_PGO="1", RAFTCORE_OPT="-O0", CFLAGS="-g0", CC=_gcc())
-    if isolation_options():  # the build requirements are here: no index needed
-        isolation = ["--no-build-isolation"]
+    offline = why_no_index_answers(sys.executable, env, tmp_path / "probe")
+    if offline is None:  # a user's install: a fresh environment, pip's isolated build
+        fresh = tmp_path / "fresh"
+        require(run([sys.executable, "-m", "venv", fresh], 300, env), "python -m venv")
+        python, isolation = str(fresh / "bin" / "python"), []
+        assert run([python, "-c", "import uvloop"], 60, env).returncode != 0  # none of it yet
+    elif isolation_options():  # the build requirements are here
+        python, isolation = sys.executable, ["--no-build-isolation"]
     else:
-        skip_unless_an_index_answers(sys.executable, env, tmp_path / "probe")
-        isolation = []
-    done = run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", *isolation,
+        pytest.skip(offline)
+    done = run([python, "-m", "pip", "wheel", "-v", "--no-deps", *isolation,
                 "--wheel-dir", tmp_path / "dist", tree], BUILD_TIMEOUT_S, env, cwd=tmp_path)
     require(done, "RAFTCORE_PGO=1 pip wheel")
     log = done.stdout + done.stderr  # the compiler's command lines go to either
