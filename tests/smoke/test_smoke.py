@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -183,6 +184,21 @@ def _check_info(output: str) -> None:
 
 def test_python_dash_m_pyraft_info_reports_compiled_kernels():
     _check_info(_run([sys.executable, "-m", "pyraft", "info", "--json"]))
+
+
+def test_the_core_alone_benchmark_runs_from_the_package():
+    # the suite's core-alone figure (issue 18) comes from the package, not from the
+    # checkout's benchmarks/: an installed wheel measures it too, in both builds
+    for pure in (False, True):
+        env = {name: value for name, value in os.environ.items() if name != "PYRAFT_PURE_CORE"}
+        if pure:
+            env["PYRAFT_PURE_CORE"] = "1"
+        done = subprocess.run([sys.executable, "-m", "pyraft.bench.core", "--json", "--batches",
+                               "20", "--runs", "1"], capture_output=True, text=True, env=env,
+                              timeout=COMMAND_TIMEOUT_S, check=False, cwd=tempfile.gettempdir())
+        assert done.returncode == 0, done.stderr[-2000:]
+        figure = json.loads(done.stdout.strip().splitlines()[-1])
+        assert figure["median_entries_per_cpu_s"] > 0 and figure["batches"] == 20
 
 
 @pytest.mark.skipif(not INSTALLED and _console_script() is None,

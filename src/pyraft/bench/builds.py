@@ -10,8 +10,8 @@ This module also runs the two build comparisons that need no cluster, each as on
 subprocess per build and round, alternating builds so a change of the host's speed during
 the run touches both:
 
-- :func:`core`: ``benchmarks/test_bench_core.py --json``, committed entries per CPU second
-  through 3 cores with an instant network (no I/O);
+- :func:`core`: ``python -m pyraft.bench.core --json`` (what ``benchmarks/test_bench_core.py``
+  runs), committed entries per CPU second through 3 cores with an instant network (no I/O);
 - :func:`simulator`: the simulator's ``main`` as ``python -m pyraft.testing.sim --seeds A:B``
   runs it, seeds per CPU minute (the CPU time of ``main`` measured around it in the child,
   to the microsecond: the simulator's own summary rounds it to 0.1 s, too coarse for a quick
@@ -31,8 +31,8 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 COMPILED = "compiled"
 PURE = "pure"
@@ -133,24 +133,14 @@ def alternate(rounds: int, measure: Callable[[str], float]) -> dict:
 
 
 # ---- the core alone -------------------------------------------------------------------------
-def core_script() -> Path | None:
-    """``benchmarks/test_bench_core.py`` of the source checkout (None: not found)."""
-    from pyraft.bench.workloads import benchmarks_directory
-
-    where = benchmarks_directory()
-    return None if where is None else where / "test_bench_core.py"
-
-
 def core_once(build: str, batches: int, runs: int, timeout_s: float = 300.0) -> float:
-    """The median committed entries per CPU second of one ``test_bench_core.py --json``
-    process under ``build``."""
-    script = core_script()
-    if script is None:
-        raise BuildError("benchmarks/test_bench_core.py not found: run from a source checkout")
-    done = subprocess.run([sys.executable, str(script), "--json", "--batches", str(batches),
-                           "--runs", str(runs)], capture_output=True, text=True,
+    """The median committed entries per CPU second of one ``python -m pyraft.bench.core
+    --json`` process under ``build`` (from the temporary directory: the package imported is
+    the one installed, or the checkout's in an editable install)."""
+    done = subprocess.run([sys.executable, "-m", "pyraft.bench.core", "--json", "--batches",
+                           str(batches), "--runs", str(runs)], capture_output=True, text=True,
                           timeout=timeout_s, env=child_environment(build),
-                          cwd=script.parent.parent)
+                          cwd=tempfile.gettempdir())
     if done.returncode != 0:
         raise BuildError(f"core benchmark ({build}) exited {done.returncode}: "
                          f"{done.stderr.strip()[-1000:]}")
@@ -163,7 +153,7 @@ def core(batches: int, runs: int, rounds: int) -> dict:
     :func:`alternate`), with the command."""
     out = alternate(rounds, lambda build: core_once(build, batches, runs))
     out["unit"] = "committed entries per CPU second"
-    out["command"] = (f"python benchmarks/test_bench_core.py --json --batches {batches} "
+    out["command"] = (f"python -m pyraft.bench.core --json --batches {batches} "
                       f"--runs {runs} (each member snapshots every 8,192 applied entries, "
                       f"as by default; PYRAFT_PURE_CORE=1 for the pure build)")
     return out
