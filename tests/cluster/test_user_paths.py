@@ -44,7 +44,10 @@ def test_writes_taken_off_the_queue_fail_when_the_core_refuses_them_with_a_bug()
     async def body():
         async with memory_cluster(MemoryNetwork()) as members:
             leader = await leader_of(members)
-            await leader.replicate(b"before")
+            # concurrent writers: the last batch held several writes, so the next ones wait
+            # in the queue for the task's turn (a lone writer's write is proposed at once)
+            await asyncio.gather(*(leader.replicate(b"before-%d" % i) for i in range(3)))
+            assert leader._ledger.last_batch_writes > 1
             bug = InvariantError("the log lost an entry")
 
             def propose(payloads, kind):
@@ -61,6 +64,38 @@ def test_writes_taken_off_the_queue_fail_when_the_core_refuses_them_with_a_bug()
                     write.result()
                 assert info.value.__cause__ is bug
             assert leader.fatal_error is bug
+            with pytest.raises(ClusterStoppedError):
+                await leader.replicate(b"after")
+
+    run_on_fresh_loop(body)
+
+
+@pytest.mark.pure_core  # patches RaftNode.propose: an extension class in the compiled build
+def test_a_lone_write_the_core_refuses_with_a_bug_fails_within_its_call():
+    """A lone writer's write is proposed inside ``replicate``'s call (``Engine.propose_now``):
+    a bug raised there stops the member and fails that write with the reason, as on the
+    processing task's turn; the next write is refused as the member failed."""
+    from pyraft.cluster import ClusterStoppedError
+    from pyraft.errors import InvariantError
+    from pyraft.testing.cluster import memory_cluster
+    from pyraft.transport.memory import MemoryNetwork
+
+    async def body():
+        async with memory_cluster(MemoryNetwork()) as members:
+            leader = await leader_of(members)
+            await leader.replicate(b"before")  # a batch of one write: the next is lone
+            bug = InvariantError("the log lost an entry")
+
+            def propose(payloads, kind):
+                raise bug
+
+            leader.core.propose = propose
+            write = asyncio.ensure_future(leader.replicate(b"one"))
+            await asyncio.sleep(0)  # its call ran: proposed in it, and refused
+            assert leader.fatal_error is bug
+            with pytest.raises(ClusterStoppedError, match="the log lost an entry") as info:
+                await asyncio.wait_for(write, 3)
+            assert info.value.__cause__ is bug
             with pytest.raises(ClusterStoppedError):
                 await leader.replicate(b"after")
 

@@ -52,18 +52,22 @@ cdef class Engine:
     cdef public bint stepped
     cdef public bint parked
     cdef public object handoff
+    cdef public bint busy
 
     cpdef on_message(self, Message message)
     cpdef delivered(self)
-    @cython.locals(core=RaftNode, writer=LogWriter, rd=Ready)
+    @cython.locals(core=RaftNode, writer=LogWriter, rd=Ready, busy=bint)
     cpdef drain(self)
+    cpdef bint propose_now(self)
     cpdef stop_waiting(self)
     @cython.locals(started=double, written=Written)
     cpdef begin_ready(self, Ready rd)
     @cython.locals(core=RaftNode)
     cpdef ready_sent(self, Ready rd)
-    @cython.locals(core=RaftNode)
+    @cython.locals(busy=bint)
     cpdef ready_done(self, Ready rd, double started)
+    @cython.locals(core=RaftNode)
+    cdef _ready_done(self, Ready rd, double started)
     @cython.locals(sent=Counter, message=Message)
     cpdef send_now(self, list messages)
     @cython.locals(ledger=ProposalLedger)

@@ -11,6 +11,9 @@ the log writer and the wake-up are extension classes, so each step is a C call):
   that same turn of the loop (``drain``) when the task is parked, instead of waking it: a
   follower answers an append inside the read that brought it. A Ready that must not be
   pipelined goes to the task (``handoff``), which may have to wait for the pipeline;
+- ``propose_now``: a lone writer's write (``Writes.enqueue_now``) is proposed and its Ready
+  handled within the writer's call, as the task would on its next turn, when the engine is
+  idle (nothing pipelined, handed off or on the stack: ``busy``);
 - ``run`` (the processing task): hands the queued writes to the core, then takes each Ready.
   Pipelined (``ready_pipeline_max`` above 1, and a Ready the log writer may write while
   earlier ones sync), ``begin_ready`` sends its leader traffic, writes its entries and starts
@@ -116,6 +119,8 @@ class Engine:
         self.parked = False
         #: a Ready taken by ``delivered`` that only the task can handle (not pipelined)
         self.handoff: Ready | None = None
+        #: ``drain`` or ``ready_done`` is on the stack (``propose_now`` must not start one)
+        self.busy = False
 
     def on_message(self, message: Message) -> None:
         """A message from the transport (its ``deliver`` callback)."""
@@ -155,14 +160,38 @@ class Engine:
         may have to wait)."""
         core = self.core
         writer = self.writer
-        while core.has_ready():
-            rd = core.ready()
-            if self.pipelined and writer.can_pipeline(rd):
-                self.begin_ready(rd)
-            else:
-                self.handoff = rd
-                self.wake.set()
-                return
+        busy = self.busy
+        self.busy = True
+        try:
+            while core.has_ready():
+                rd = core.ready()
+                if self.pipelined and writer.can_pipeline(rd):
+                    self.begin_ready(rd)
+                else:
+                    self.handoff = rd
+                    self.wake.set()
+                    return
+        finally:
+            self.busy = busy
+
+    def propose_now(self) -> bool:
+        """A lone write was queued (``Writes.enqueue_now``): propose it and handle its Ready
+        now, as the processing task would on its next turn, when nothing of the engine is in
+        progress (the task parked with nothing handed to it, no Ready pipelined, none being
+        handled on the stack) and Readys are pipelined, and when another voter must answer
+        before it commits (a single voter would commit it inside the call, and a writer
+        awaiting ``replicate`` in a loop would then never give the loop a turn). Returns
+        whether it did; otherwise the caller wakes the task."""
+        if not self.parked or self.busy or self.pipeline or self.handoff is not None \
+                or not self.pipelined or self.failed or not self.running \
+                or len(self.core.configuration.voters) < 2:
+            return False
+        try:
+            self.writes.propose_queued()
+            self.drain()
+        except Exception as error:  # as in the task: never die silently
+            self._fatal(error)
+        return True
 
     def stop_waiting(self) -> None:
         """The member failed: wake every task of the engine, which then ends."""
@@ -266,7 +295,16 @@ class Engine:
             self.send_now(rd.messages)
 
     def ready_done(self, rd: Ready, started: float) -> None:
-        """Steps 3 to 5 of ``rd``, once it and every Ready before it are durable."""
+        """Steps 3 to 5 of ``rd``, once it and every Ready before it are durable (``busy``
+        meanwhile: the state machine and the callbacks run here)."""
+        busy = self.busy
+        self.busy = True
+        try:
+            self._ready_done(rd, started)
+        finally:
+            self.busy = busy
+
+    def _ready_done(self, rd: Ready, started: float) -> None:
         if rd.persisted_messages:  # answers go out before this member applies
             self.send_now(rd.persisted_messages)
         if rd.committed:

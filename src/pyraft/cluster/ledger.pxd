@@ -33,6 +33,7 @@ cdef class ProposalLedger:
     cdef public int64_t queued
     cdef public list _space_waiters
     cdef public object proposals
+    cdef public Py_ssize_t last_batch_writes
 
     cpdef bint has_room(self, Py_ssize_t count)
     cpdef enqueue(self, list payloads, object future, bint many)

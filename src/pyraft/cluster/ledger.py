@@ -92,7 +92,8 @@ class ProposalLedger:
     State: ``_queue`` (payloads, future, many) in arrival order, ``queued`` the number of
     commands in it (``0 <= queued``; ``queued <= queue_max`` unless one write alone exceeds
     the bound); ``_space_waiters``: writers waiting for room; ``proposals``: the writes in
-    the log, by index (``proposals[i].last < proposals[i + 1].first``).
+    the log, by index (``proposals[i].last < proposals[i + 1].first``); ``last_batch_writes``:
+    how many writes the last batch proposed held (0 before the first).
     """
 
     def __init__(self, queue_max: int, queue_full: str = "wait") -> None:
@@ -108,6 +109,7 @@ class ProposalLedger:
         self.queued = 0
         self._space_waiters: list[FutureLike] = []
         self.proposals: collections.deque[Proposal] = collections.deque()
+        self.last_batch_writes = 0
 
     # ---- the queue -----------------------------------------------------------------------
     @property
@@ -168,6 +170,7 @@ class ProposalLedger:
             last = index + len(items) - 1
             proposals.append(Proposal(index, last, term, future, many))
             index = last + 1
+        self.last_batch_writes = len(batch.items)
         if self._space_waiters:
             self.wake_space_waiters()
 

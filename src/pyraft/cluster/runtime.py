@@ -309,6 +309,7 @@ class RaftCluster:
             metrics=self.metrics, state_machine=self.state_machine, waiters=self._waiters,
             leadership=self._leadership, peers=self._peers, loop=loop, fatal=self._fatal,
             applied_index=status.applied)
+        self._writes.propose_now = engine.propose_now  # a lone write, at once
         await self.transport.start(engine.on_message, self._on_unreachable)
         engine.batched = self.transport.report_deliveries(engine.delivered)
         core.set_own_info(self._peers.settle_own(), self._metadata)

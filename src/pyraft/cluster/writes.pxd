@@ -34,6 +34,7 @@ cdef class Writes:
     cdef public object _core
     cdef public object _storage
     cdef public bint open
+    cdef public object propose_now
 
     cpdef check_writable(self)
     @cython.locals(ledger=ProposalLedger)
