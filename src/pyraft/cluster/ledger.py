@@ -164,7 +164,8 @@ class ProposalLedger:
         ``first`` were cut from the log (a later leader's entries replaced them while this
         member followed, before the Ready saying so was handled): they fail first."""
         proposals = self.proposals
-        self.replaced(first)
+        if proposals and proposals[-1].last >= first:  # (ours all below it: the common case)
+            self.replaced(first)
         index = first
         for items, future, many in batch.items:
             last = index + len(items) - 1
@@ -184,6 +185,8 @@ class ProposalLedger:
         caller waited until the log grew past them, forever in an idle cluster. A write whose
         entries come back with its own term (the same entries, resent) stays."""
         proposals = self.proposals
+        if not proposals or (proposals[-1].last < start and proposals[-1].first > covered):
+            return  # none affected
         end = entries[-1].last_index if entries else start - 1
         kept: collections.deque[Proposal] = collections.deque()
         while proposals and (proposals[-1].last >= start or proposals[-1].first <= covered):
