@@ -1,5 +1,6 @@
 # C-level interface of the framing kernel, for other kernels (the WAL) to cimport.
-from libc.stdint cimport uint8_t, uint64_t
+cimport cython
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 # The columns of a batch of at most INLINE_ENTRIES entries live inside the batch object.
 cdef enum:
@@ -34,3 +35,26 @@ cdef class EntryBatch:
     cpdef term_at(self, index)
     cpdef slice(self, lo, hi)
     cdef EntryBatch _positions(self, Py_ssize_t a, Py_ssize_t b)
+
+
+# The fixed head of a Raft message body (pyraft's codec cimports these: C calls, C fields).
+cdef enum:
+    MHEAD = 88
+
+cpdef bytes pack_message_head(uint8_t version, uint8_t code, uint8_t flags,
+                              uint32_t context_length, uint32_t entries_length,
+                              uint32_t chunk_length, uint64_t src, uint64_t dst, uint64_t term,
+                              uint64_t log_term, uint64_t index, uint64_t commit,
+                              uint64_t reject_hint, uint64_t hint_term,
+                              uint64_t snapshot_offset)
+
+
+@cython.final
+cdef class MessageHead:
+    cdef readonly uint8_t version, code, flags, reserved
+    cdef readonly uint32_t context_length, entries_length, chunk_length
+    cdef readonly uint64_t src, dst, term, log_term, index, commit, reject_hint, hint_term
+    cdef readonly uint64_t snapshot_offset
+
+
+cpdef MessageHead read_message_head(data)

@@ -16,6 +16,7 @@ FRAME_HEADER_BYTES: int
 FRAME_MAGIC: int
 FRAME_VERSION: int
 FRAME_BYTES_MAX: int
+MESSAGE_HEAD_BYTES: int
 
 class EntryBatch:
     buffer: Buffer
@@ -64,6 +65,43 @@ def scan_entries(
 def concat_batches(batches: Sequence[EntryBatch]) -> EntryBatch: ...
 def frame_header(message_type: int, body: Buffer, tail: Buffer | None = None) -> bytes: ...
 def encode_frame(message_type: int, body: Buffer) -> bytes: ...
+def pack_message_head(
+    version: int,
+    code: int,
+    flags: int,
+    context_length: int,
+    entries_length: int,
+    chunk_length: int,
+    src: int,
+    dst: int,
+    term: int,
+    log_term: int,
+    index: int,
+    commit: int,
+    reject_hint: int,
+    hint_term: int,
+    snapshot_offset: int,
+) -> bytes: ...
+
+class MessageHead:
+    version: int
+    code: int
+    flags: int
+    reserved: int
+    context_length: int
+    entries_length: int
+    chunk_length: int
+    src: int
+    dst: int
+    term: int
+    log_term: int
+    index: int
+    commit: int
+    reject_hint: int
+    hint_term: int
+    snapshot_offset: int
+
+def read_message_head(data: Buffer) -> MessageHead: ...
 
 class FrameDecoder:
     frame_bytes_max: int

@@ -793,6 +793,98 @@ def frame_header(unsigned int message_type, body, tail=None):
     return PyBytes_FromStringAndSize(<char *>h, FHDR)
 
 
+# ---- the fixed head of a Raft message body ---------------------------------------------------
+# 88 bytes: version, type code, flags and a reserved byte, three 32-bit lengths (context, entries,
+# snapshot chunk) and nine 64-bit fields (src, dst, term, log_term, index, commit,
+# reject_hint, hint_term, snapshot_offset), little-endian: the layout of pyraft's codec
+# (docs/format.md), packed and read here in C so that a message's fields go from and to its
+# extension object without a Python integer each.
+
+MESSAGE_HEAD_BYTES = MHEAD
+
+
+cpdef bytes pack_message_head(uint8_t version, uint8_t code, uint8_t flags,
+                              uint32_t context_length, uint32_t entries_length,
+                              uint32_t chunk_length, uint64_t src, uint64_t dst, uint64_t term,
+                              uint64_t log_term, uint64_t index, uint64_t commit,
+                              uint64_t reject_hint, uint64_t hint_term,
+                              uint64_t snapshot_offset):
+    """The 88-byte head of a Raft message body (its reserved byte 0). A value that does not
+    fit its field raises OverflowError, one that is not an integer TypeError."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, MHEAD)
+    cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(out)
+    p[0] = version
+    p[1] = code
+    p[2] = flags
+    p[3] = 0
+    rc_put32(p + 4, context_length)
+    rc_put32(p + 8, entries_length)
+    rc_put32(p + 12, chunk_length)
+    rc_put64(p + 16, src)
+    rc_put64(p + 24, dst)
+    rc_put64(p + 32, term)
+    rc_put64(p + 40, log_term)
+    rc_put64(p + 48, index)
+    rc_put64(p + 56, commit)
+    rc_put64(p + 64, reject_hint)
+    rc_put64(p + 72, hint_term)
+    rc_put64(p + 80, snapshot_offset)
+    return out
+
+
+cdef class MessageHead:
+    """The fields of a message body's head, as :func:`read_message_head` found them (no check
+    of their values: the codec makes those)."""
+
+    def __repr__(self):
+        return (f"MessageHead(version={self.version}, code={self.code}, flags={self.flags}, "
+                f"reserved={self.reserved}, context_length={self.context_length}, "
+                f"entries_length={self.entries_length}, chunk_length={self.chunk_length}, "
+                f"src={self.src}, dst={self.dst}, term={self.term}, log_term={self.log_term}, "
+                f"index={self.index}, commit={self.commit}, reject_hint={self.reject_hint}, "
+                f"hint_term={self.hint_term}, snapshot_offset={self.snapshot_offset})")
+
+
+cpdef MessageHead read_message_head(data):
+    """The head at the start of ``data`` (a buffer of at least 88 bytes; ValueError when
+    shorter)."""
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef MessageHead head = MessageHead.__new__(MessageHead)
+    if type(data) is bytes:  # what FrameDecoder yields: no buffer request
+        if PyBytes_GET_SIZE(data) < MHEAD:
+            raise ValueError(f"a message head is {MHEAD} bytes, not {PyBytes_GET_SIZE(data)}")
+        _read_head(head, <const unsigned char *>PyBytes_AS_STRING(data))
+        return head
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if view.len < MHEAD:
+            raise ValueError(f"a message head is {MHEAD} bytes, not {view.len}")
+        _read_head(head, <const unsigned char *>view.buf)
+    finally:
+        PyBuffer_Release(&view)
+    return head
+
+
+cdef inline void _read_head(MessageHead head, const unsigned char *p) noexcept:
+    head.version = p[0]
+    head.code = p[1]
+    head.flags = p[2]
+    head.reserved = p[3]
+    head.context_length = rc_le32(p + 4)
+    head.entries_length = rc_le32(p + 8)
+    head.chunk_length = rc_le32(p + 12)
+    head.src = rc_le64(p + 16)
+    head.dst = rc_le64(p + 24)
+    head.term = rc_le64(p + 32)
+    head.log_term = rc_le64(p + 40)
+    head.index = rc_le64(p + 48)
+    head.commit = rc_le64(p + 56)
+    head.reject_hint = rc_le64(p + 64)
+    head.hint_term = rc_le64(p + 72)
+    head.snapshot_offset = rc_le64(p + 80)
+
+
 def encode_frame(unsigned int message_type, body):
     """Header and body as one ``bytes`` (copies the body; prefer frame_header for large bodies)."""
     return frame_header(message_type, body) + bytes(body)

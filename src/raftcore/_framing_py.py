@@ -5,6 +5,7 @@ Written for clarity with ``struct``; the compiled kernel is the one that runs in
 
 from __future__ import annotations
 
+import operator
 import struct
 
 import numpy as np
@@ -351,6 +352,49 @@ def frame_header(message_type, body, tail=None):
         raise ValueError("frame body over 4 GiB")
     rest = _FRAME.pack(0, crc, size, FRAME_MAGIC, FRAME_VERSION, message_type)[4:]
     return struct.pack("<I", crc32c(rest)) + rest
+
+
+# ---- the fixed head of a Raft message body -------------------------------------------------
+MESSAGE_HEAD_BYTES = 88
+# version, code, flags, reserved; context, entries and chunk lengths; src, dst, term,
+# log_term, index, commit, reject_hint, hint_term, snapshot_offset
+_MESSAGE_HEAD = struct.Struct("<BBBBIII9Q")
+_HEAD_FIELDS = ("version", "code", "flags", "reserved", "context_length", "entries_length",
+                "chunk_length", "src", "dst", "term", "log_term", "index", "commit",
+                "reject_hint", "hint_term", "snapshot_offset")
+_HEAD_BITS = (8, 8, 8, 8, 32, 32, 32) + (64,) * 9
+
+
+def pack_message_head(version, code, flags, context_length, entries_length, chunk_length,
+                      src, dst, term, log_term, index, commit, reject_hint, hint_term,
+                      snapshot_offset):
+    values = (version, code, flags, 0, context_length, entries_length, chunk_length, src,
+              dst, term, log_term, index, commit, reject_hint, hint_term, snapshot_offset)
+    for name, value, bits in zip(_HEAD_FIELDS, values, _HEAD_BITS):
+        value = operator.index(value)  # TypeError for what is not an integer
+        if value < 0 or value >> bits:
+            raise OverflowError(f"{name} {value} does not fit in {bits} bits")
+    return _MESSAGE_HEAD.pack(*values)
+
+
+class MessageHead:
+    """The fields of a message body's head (see the kernel's ``MessageHead``)."""
+
+    __slots__ = _HEAD_FIELDS
+
+    def __repr__(self):
+        fields = ", ".join(f"{name}={getattr(self, name)}" for name in _HEAD_FIELDS)
+        return f"MessageHead({fields})"
+
+
+def read_message_head(data):
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    if len(view) < MESSAGE_HEAD_BYTES:
+        raise ValueError(f"a message head is {MESSAGE_HEAD_BYTES} bytes, not {len(view)}")
+    head = MessageHead()
+    for name, value in zip(_HEAD_FIELDS, _MESSAGE_HEAD.unpack_from(view)):
+        setattr(head, name, value)
+    return head
 
 
 def encode_frame(message_type, body):

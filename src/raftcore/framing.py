@@ -16,6 +16,9 @@ empty_batch = _impl.empty_batch
 frame_header = _impl.frame_header
 encode_frame = _impl.encode_frame
 FrameDecoder = _impl.FrameDecoder
+MessageHead = _impl.MessageHead
+pack_message_head = _impl.pack_message_head
+read_message_head = _impl.read_message_head
 
 IMPLEMENTATION: str = _impl.IMPLEMENTATION
 RECORD_HEADER_BYTES: int = _impl.RECORD_HEADER_BYTES
@@ -28,6 +31,7 @@ FRAME_HEADER_BYTES: int = _impl.FRAME_HEADER_BYTES
 FRAME_MAGIC: int = _impl.FRAME_MAGIC
 FRAME_VERSION: int = _impl.FRAME_VERSION
 FRAME_BYTES_MAX: int = _impl.FRAME_BYTES_MAX
+MESSAGE_HEAD_BYTES: int = _impl.MESSAGE_HEAD_BYTES
 
 __all__ = [
     "EntryBatch",
@@ -39,6 +43,9 @@ __all__ = [
     "frame_header",
     "encode_frame",
     "FrameDecoder",
+    "MessageHead",
+    "pack_message_head",
+    "read_message_head",
     "IMPLEMENTATION",
     "RECORD_HEADER_BYTES",
     "RECORD_VERSION",
@@ -50,4 +57,5 @@ __all__ = [
     "FRAME_MAGIC",
     "FRAME_VERSION",
     "FRAME_BYTES_MAX",
+    "MESSAGE_HEAD_BYTES",
 ]

@@ -567,3 +567,57 @@ def test_oversized_frame_is_refused_before_its_body_arrives(fr):
 
 def test_compiled_kernel_is_loaded():
     assert raftcore.framing.IMPLEMENTATION == ("python" if USE_TWINS else "compiled")
+
+
+# ---- the fixed head of a Raft message body ---------------------------------------------------
+_HEAD_FIELDS = ("version", "code", "flags", "context_length", "entries_length",
+                "chunk_length", "src", "dst", "term", "log_term", "index", "commit",
+                "reject_hint", "hint_term", "snapshot_offset")
+_HEAD_BITS = (8, 8, 8, 32, 32, 32) + (64,) * 9
+heads = st.tuples(*(st.integers(0, (1 << bits) - 1) for bits in _HEAD_BITS))
+
+
+@given(heads)
+def test_a_message_head_is_its_layout_and_reads_back(values):
+    """``pack_message_head`` writes the codec's layout (docs/format.md: ``<BBBBIII9Q``, the
+    reserved byte 0), ``read_message_head`` reads every field back, from bytes or a view
+    into a larger buffer; both implementations agree byte for byte."""
+    spec = struct.pack("<BBBBIII9Q", *values[:3], 0, *values[3:])
+    for fr in implementations("framing"):
+        head = fr.pack_message_head(*values)
+        assert type(head) is bytes and head == spec and len(head) == fr.MESSAGE_HEAD_BYTES
+        for data in (head, memoryview(b"\x07" + head + b"tail")[1:], bytearray(head + b"x")):
+            read = fr.read_message_head(data)
+            assert tuple(getattr(read, name) for name in _HEAD_FIELDS) == values
+            assert read.reserved == 0
+
+
+@given(st.binary(min_size=88, max_size=100))
+def test_any_88_bytes_read_as_a_head_alike(data):
+    """Whatever the bytes (the codec checks the values afterwards), both implementations read
+    the same fields, the reserved byte included."""
+    fields = ("reserved", *_HEAD_FIELDS)
+    read = [tuple(getattr(fr.read_message_head(data), name) for name in fields)
+            for fr in implementations("framing")]
+    assert all(r == read[0] for r in read)
+    assert read[0][0] == data[3]
+
+
+@pytest.mark.parametrize("position", range(15))
+def test_a_head_field_out_of_range_is_an_overflow_error(fr, position):
+    for bad in (-1, 1 << _HEAD_BITS[position]):
+        values = [1] * 15
+        values[position] = bad
+        with pytest.raises(OverflowError):
+            fr.pack_message_head(*values)
+    values = [1] * 15
+    values[position] = "1"
+    with pytest.raises(TypeError):
+        fr.pack_message_head(*values)
+
+
+def test_a_short_head_is_a_value_error(fr):
+    head = fr.pack_message_head(*([1] * 15))
+    for short in (b"", head[:87], memoryview(head)[:50]):
+        with pytest.raises(ValueError, match="88 bytes"):
+            fr.read_message_head(short)

@@ -7,6 +7,7 @@ from libc.stdint cimport uint64_t
 
 from pyraft.core.messages cimport Message, wire_message
 from raftcore._framing cimport EntryBatch as CEntryBatch
+from raftcore._framing cimport MessageHead, pack_message_head, read_message_head
 
 
 @cython.locals(msg=Message, after=object, entries=CEntryBatch, context_length=Py_ssize_t,
@@ -19,10 +20,9 @@ cpdef list encode_message(object message, object frame_bytes_max=*)
 cdef int _FLAG_REJECT, _FLAG_TRANSFER, _FLAG_SNAPSHOT_DONE, _FLAG_FRESH, _FLAGS_KNOWN
 cdef Py_ssize_t _BODY_SIZE
 cdef dict _TYPE_BY_CODE
-cdef object _unpack_body
 @cython.locals(size=Py_ssize_t, version=int, code=int, flags=int, reserved=int,
                context_length=Py_ssize_t, entries_length=Py_ssize_t, chunk_length=Py_ssize_t,
                src=uint64_t, dst=uint64_t, term=uint64_t, log_term=uint64_t, index=uint64_t,
                commit=uint64_t, reject_hint=uint64_t, hint_term=uint64_t,
-               snapshot_offset=uint64_t, pos=Py_ssize_t)
+               snapshot_offset=uint64_t, pos=Py_ssize_t, head=MessageHead)
 cpdef object decode_body(object body)

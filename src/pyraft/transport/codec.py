@@ -30,6 +30,10 @@ Raft message body, version 1 (all integers little-endian)::
     ...    E    log-entry records, exactly as the WAL stores them (docs/format.md)
     ...    D    the snapshot chunk
 
+The first 88 bytes (the fixed head) are packed and read by the framing kernel
+(``raftcore.framing.pack_message_head`` / ``read_message_head``, docs/format.md); this module
+checks every value.
+
 The entry records and the snapshot chunk are never copied into a larger buffer when sending:
 :func:`encode_message` returns the frame as a list of buffers for ``writelines`` (the frame
 header, the body's fixed part, then the records or the chunk). The frame's body checksum
@@ -73,10 +77,13 @@ from raftcore.errors import FramingError
 from raftcore.framing import (
     FRAME_BYTES_MAX,
     FRAME_HEADER_BYTES,
+    MESSAGE_HEAD_BYTES,
     FrameDecoder,
     decode_entries,
     empty_batch,
     frame_header,
+    pack_message_head,
+    read_message_head,
 )
 
 __all__ = [
@@ -133,12 +140,12 @@ _FLAG_SNAPSHOT_DONE = 4
 _FLAG_FRESH = 8
 _FLAGS_KNOWN = _FLAG_REJECT | _FLAG_TRANSFER | _FLAG_SNAPSHOT_DONE | _FLAG_FRESH
 
-# version, type, flags, reserved, context length, entries length, snapshot chunk length,
-# src, dst, term, log_term, index, commit, reject_hint, hint_term, snapshot_offset
-_BODY = struct.Struct("<BBBBIII9Q")
-_BODY_SIZE = _BODY.size
-_pack_body = _BODY.pack  # bound once: a method lookup per message otherwise
-_unpack_body = _BODY.unpack_from
+# The body's fixed head (version, type, flags, reserved, context length, entries length,
+# snapshot chunk length, src, dst, term, log_term, index, commit, reject_hint, hint_term,
+# snapshot_offset) is packed and read by the framing kernel (pack_message_head,
+# read_message_head): in the compiled build a message's C fields go to and from the wire
+# without a Python integer each.
+_BODY_SIZE = MESSAGE_HEAD_BYTES
 _META = struct.Struct("<QQII")  # snapshot index, term, voter count, learner count
 _ID = struct.Struct("<Q")
 _HELLO = struct.Struct("<IQQQ")
@@ -217,12 +224,13 @@ def encode_message(message: Message, frame_bytes_max: int = FRAME_BYTES_MAX) -> 
         # negative, or past 2**63 - 1: terms, indexes and ids are signed 64-bit in the core
         raise MalformedMessageError("message field out of range: ids, terms, indexes and "
                                     "offsets are 0 .. 2**63 - 1")
+    if (context_length | entries_length | chunk_length) >> 32:
+        raise MalformedMessageError("message field out of range: a length over 2**32 - 1")
     try:
-        head = _pack_body(
+        head = pack_message_head(
             BODY_VERSION,
             mtype,
             flags,
-            0,  # reserved
             context_length,
             entries_length,
             chunk_length,
@@ -236,7 +244,7 @@ def encode_message(message: Message, frame_bytes_max: int = FRAME_BYTES_MAX) -> 
             msg.hint_term,
             msg.snapshot_offset,
         )
-    except struct.error as exc:
+    except OverflowError as exc:
         raise MalformedMessageError(f"message field out of range: {exc}") from None
     if meta_part:
         head += meta_part
@@ -270,24 +278,23 @@ def decode_body(body) -> Message:
         raise MalformedMessageError(
             f"message body of {size} bytes is shorter than its {_BODY_SIZE}-byte header", 0
         )
-    (
-        version,
-        code,
-        flags,
-        reserved,
-        context_length,
-        entries_length,
-        chunk_length,
-        src,
-        dst,
-        term,
-        log_term,
-        index,
-        commit,
-        reject_hint,
-        hint_term,
-        snapshot_offset,
-    ) = _unpack_body(view)
+    head = read_message_head(body if type(body) is bytes else view)
+    version = head.version
+    code = head.code
+    flags = head.flags
+    reserved = head.reserved
+    context_length = head.context_length
+    entries_length = head.entries_length
+    chunk_length = head.chunk_length
+    src = head.src
+    dst = head.dst
+    term = head.term
+    log_term = head.log_term
+    index = head.index
+    commit = head.commit
+    reject_hint = head.reject_hint
+    hint_term = head.hint_term
+    snapshot_offset = head.snapshot_offset
     if version != BODY_VERSION:
         raise MalformedMessageError(f"unknown message body version {version}", 0)
     mtype = _TYPE_BY_CODE.get(code)
