@@ -56,7 +56,7 @@ cdef class Engine:
 
     cpdef on_message(self, Message message)
     cpdef delivered(self)
-    @cython.locals(core=RaftNode, writer=LogWriter, rd=Ready, busy=bint)
+    @cython.locals(core=RaftNode, writer=LogWriter, rd=Ready)
     cpdef drain(self)
     cpdef bint propose_now(self)
     cpdef stop_waiting(self)

@@ -13,7 +13,7 @@ the log writer and the wake-up are extension classes, so each step is a C call):
   pipelined goes to the task (``handoff``), which may have to wait for the pipeline;
 - ``propose_now``: a lone writer's write (``Writes.enqueue_now``) is proposed and its Ready
   handled within the writer's call, as the task would on its next turn, when the engine is
-  idle (nothing pipelined, handed off or on the stack: ``busy``);
+  idle (nothing pipelined or handed off, no ``ready_done`` on the stack: ``busy``);
 - ``run`` (the processing task): hands the queued writes to the core, then takes each Ready.
   Pipelined (``ready_pipeline_max`` above 1, and a Ready the log writer may write while
   earlier ones sync), ``begin_ready`` sends its leader traffic, writes its entries and starts
@@ -119,7 +119,9 @@ class Engine:
         self.parked = False
         #: a Ready taken by ``delivered`` that only the task can handle (not pipelined)
         self.handoff: Ready | None = None
-        #: ``drain`` or ``ready_done`` is on the stack (``propose_now`` must not start one)
+        #: ``ready_done`` is on the stack: the one step of a Ready that runs user code (the
+        #: state machine, the callbacks), so a write started there eagerly must not begin
+        #: another Ready inside it (``propose_now``)
         self.busy = False
 
     def on_message(self, message: Message) -> None:
@@ -160,25 +162,20 @@ class Engine:
         may have to wait)."""
         core = self.core
         writer = self.writer
-        busy = self.busy
-        self.busy = True
-        try:
-            while core.has_ready():
-                rd = core.ready()
-                if self.pipelined and writer.can_pipeline(rd):
-                    self.begin_ready(rd)
-                else:
-                    self.handoff = rd
-                    self.wake.set()
-                    return
-        finally:
-            self.busy = busy
+        while core.has_ready():
+            rd = core.ready()
+            if self.pipelined and writer.can_pipeline(rd):
+                self.begin_ready(rd)
+            else:
+                self.handoff = rd
+                self.wake.set()
+                return
 
     def propose_now(self) -> bool:
         """A lone write was queued (``Writes.enqueue_now``): propose it and handle its Ready
         now, as the processing task would on its next turn, when nothing of the engine is in
-        progress (the task parked with nothing handed to it, no Ready pipelined, none being
-        handled on the stack) and Readys are pipelined, and when another voter must answer
+        progress (the task parked with nothing handed to it, no Ready pipelined, no
+        ``ready_done`` on the stack) and Readys are pipelined, and when another voter must answer
         before it commits (a single voter would commit it inside the call, and a writer
         awaiting ``replicate`` in a loop would then never give the loop a turn). Returns
         whether it did; otherwise the caller wakes the task."""

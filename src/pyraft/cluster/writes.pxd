@@ -37,7 +37,7 @@ cdef class Writes:
     cdef public object propose_now
 
     cpdef check_writable(self)
-    @cython.locals(ledger=ProposalLedger)
+    @cython.locals(ledger=ProposalLedger, propose_now=object)
     cpdef object enqueue_now(self, list payloads, bint many)
     @cython.locals(ledger=ProposalLedger, batch=QueuedBatch, first=int64_t)
     cpdef propose_queued(self)

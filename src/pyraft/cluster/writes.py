@@ -169,26 +169,24 @@ class Writes:
         if not ledger.has_room(len(payloads)):
             return None
         future: asyncio.Future[Any] = self._loop.create_future()
-        if ledger.queued:
-            ledger.enqueue(payloads, future, many)
-            return future
-        if not ledger.proposals and ledger.last_batch_writes == 1 \
-                and self.propose_now is not None:
-            # A lone writer: nothing of ours in flight, and the last batch held one write
-            # (concurrent writers settle together and come back together: theirs held
-            # several, and they wait for the task's turn to go in one append). Its write is
-            # proposed, written and sent in this call, a turn of the loop sooner.
-            ledger.enqueue(payloads, future, many)
-            if not self.propose_now():  # not now: the task takes it on its turn
+        propose_now: Callable[[], bool] | None = None  # set for a lone writer's write
+        if not ledger.queued:
+            # Only a write into an empty queue wakes the processing task: it clears the
+            # wake-up and then takes the whole queue on the same turn of the loop
+            # (``Engine.run``: every ``propose_queued`` ends a step, and the queue is empty
+            # whenever it waits), so a non-empty queue always has a wake-up pending. This
+            # saves an ``Event.set`` call (a Python frame) per write. A lone writer's write
+            # (nothing of ours in flight, and the last batch held one write: concurrent
+            # writers settle together and come back together, and theirs wait for the
+            # task's turn to go in one append) is proposed, written and sent in this call
+            # instead, a turn of the loop sooner, when the engine can (``propose_now``).
+            if not ledger.proposals and ledger.last_batch_writes == 1:
+                propose_now = self.propose_now  # None until the runtime binds its engine
+            if propose_now is None:
                 self._wake.set()
-            return future
-        # Only a write into an empty queue wakes the processing task: it clears the wake-up
-        # and then takes the whole queue on the same turn of the loop (``Engine.run``: every
-        # ``propose_queued`` ends a step, and the queue is empty whenever it waits), so a
-        # non-empty queue always has a wake-up pending. This saves an ``Event.set`` call (a
-        # Python frame) per write.
-        self._wake.set()
         ledger.enqueue(payloads, future, many)
+        if propose_now is not None and not propose_now():  # not now: the task's turn
+            self._wake.set()
         return future
 
     async def enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
