@@ -26,6 +26,7 @@ cdef class RaftNode:
     cdef public ConfigurationHistory _history
     cdef public object configuration
     cdef public dict progress
+    cdef list _others
     cdef public dict votes
     cdef public int64_t ticks
     cdef public int64_t election_elapsed
@@ -89,7 +90,9 @@ cdef class RaftNode:
     cpdef _step_follower(self, Message m)
     cpdef _append_as_leader(self, CEntryBatch batch)
     cpdef _after_commit(self)
+    @cython.locals(member=int64_t)
     cpdef _broadcast_append(self, bint send_if_empty=*)
+    cpdef _progress_changed(self)
     @cython.locals(pr=Progress, prev=int64_t, commit=int64_t, log=RaftLog)
     cpdef bint _send_append(self, int64_t to, bint send_if_empty=*) except -1
     @cython.locals(hint=int64_t)
@@ -97,7 +100,7 @@ cdef class RaftNode:
     @cython.locals(index=int64_t, pr=Progress, progress=dict, matches=list)
     cpdef bint _maybe_commit(self) except -1
     cpdef bint _in_own_term(self, int64_t index) except -1
-    @cython.locals(pr=Progress)
+    @cython.locals(pr=Progress, member=int64_t)
     cpdef _broadcast_heartbeat(self, object context)
     @cython.locals(before=int64_t, hint=int64_t, entries=CEntryBatch)
     cpdef _handle_append(self, Message m)

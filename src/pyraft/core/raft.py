@@ -224,6 +224,8 @@ class RaftNode:
         self._scan_configurations(self.log.first_index(), self.log.last_index() + 1)
         #: leader: progress of every member; empty otherwise
         self.progress: dict[int, Progress] = {}
+        #: leader: the other members of ``progress``, by id (``_progress_changed``)
+        self._others: list[int] = []
         self.votes: dict[int, bool] = {}
         self.ticks = 0
         self.election_elapsed = 0
@@ -704,6 +706,7 @@ class RaftNode:
         for member in self.configuration.members | {self.id}:
             if member in self.configuration.members or member == self.id:
                 self.progress[member] = self._new_progress(last + 1)
+        self._progress_changed()
         me = self.progress[self.id]
         me.become_replicate()
         me.match = self.log.unstable_offset - 1
@@ -731,6 +734,7 @@ class RaftNode:
         self.votes = {}
         self._fresh_votes = set()
         self.progress = {}
+        self._others = []
         self.lead_transferee = 0
         self._resigning = False
         self.pending_conf_index = 0
@@ -1060,14 +1064,20 @@ class RaftNode:
         self._commit_unsent = False
         committed = self.log.committed
         sent = self._commit_sent
-        for member in sorted(self.progress):
-            if member != self.id and sent.get(member, 0) < committed:
+        for member in self._others:
+            if sent.get(member, 0) < committed:
                 self._send_append(member)
 
     def _broadcast_append(self, send_if_empty: bool = True) -> None:
-        for member in sorted(self.progress):
-            if member != self.id:
-                self._send_append(member, send_if_empty)
+        for member in self._others:
+            self._send_append(member, send_if_empty)
+
+    def _progress_changed(self) -> None:
+        """The leader tracks other members now: ``_others``, the order it sends to them in
+        (by id: the same on every run, so the simulator's traces are)."""
+        others = [member for member in self.progress if member != self.id]
+        others.sort()
+        self._others = others
 
     def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]
@@ -1241,9 +1251,7 @@ class RaftNode:
         return self._term_start <= index <= self.log.last_index()
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
-        for member in sorted(self.progress):
-            if member == self.id:
-                continue
+        for member in self._others:
             pr = self.progress[member]
             self._send(
                 _T_HEARTBEAT,
@@ -1464,6 +1472,7 @@ class RaftNode:
             for member in list(self.progress):
                 if member not in self.configuration.members and member != self.id:
                     del self.progress[member]
+            self._progress_changed()
             self._sync_catch_ups()
 
     # ---- automatic failure detection (phi accrual, Hayashibara et al.) -------------------------
