@@ -75,6 +75,64 @@ def test_counters_and_gauges_keep_what_their_source_keeps(ops) -> None:
             assert _same(compiled.value(key), twin.value(key))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["inc", "set", "cell inc", "cell set", "clear"]),
+                          st.integers(min_value=-(2**40), max_value=2**40), labels),
+                max_size=50))
+def test_a_series_held_as_a_cell_reads_as_one_kept_in_the_instrument(ops) -> None:
+    """What the engine records through cells (``cell(labels)``, then ``cell.value``) is what
+    ``values``, ``value`` and the Prometheus text read, in both builds, mixed with ``inc``
+    and ``set``; a cell's series stays when the registry clears ``values``."""
+    from pyraft.metrics import render_prometheus
+
+    for module in (None, TWIN):
+        counter = (TWIN.Counter if module else Counter)("c_total", "help", ("l",))
+        gauge = (TWIN.Gauge if module else Gauge)("g", "help", ("l",))
+        model: dict[tuple, dict[tuple, int]] = {id(counter): {}, id(gauge): {}}
+        celled: set[tuple] = set()
+        for op, value, label in ops:
+            for instrument in (counter, gauge):
+                kept = model[id(instrument)]
+                if op == "clear":
+                    instrument.values.clear()
+                    for key in list(kept):
+                        if (id(instrument), key) not in celled:
+                            del kept[key]
+                elif op.startswith("cell"):
+                    cell = instrument.cell(label)
+                    assert instrument.cell(label) is cell  # made once
+                    celled.add((id(instrument), label))
+                    if op == "cell inc":
+                        cell.value += value
+                        kept[label] = kept.get(label, 0) + value
+                    else:
+                        cell.value = value
+                        kept[label] = value
+                elif op == "inc" and instrument is counter:
+                    instrument.inc(value, label)
+                    kept[label] = kept.get(label, 0) + value
+                else:
+                    instrument.set(value, label)
+                    kept[label] = value
+        for instrument in (counter, gauge):
+            kept = model[id(instrument)]
+            assert instrument.values == kept
+            for key in [*kept, ("absent",)]:
+                assert instrument.value(key) == kept.get(key, 0)
+
+        if module is TWIN:
+            continue  # the exports know the classes pyraft.metrics imports
+
+        class Registry:
+            instruments = [counter, gauge]
+
+        text = render_prometheus(Registry())  # type: ignore[arg-type]
+        for instrument in (counter, gauge):
+            for key, value in model[id(instrument)].items():
+                series = f'{{l="{key[0]}"}}' if key else ""
+                assert f"{instrument.name}{series} {value}\n" in text
+
+
 def test_instruments_are_compiled_in_the_default_build_and_weakly_referenced() -> None:
     import pyraft.instruments
 

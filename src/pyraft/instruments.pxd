@@ -17,15 +17,26 @@ cdef class _Instrument:
     cdef object __weakref__  # the OpenTelemetry mirror keeps live instruments in a WeakSet
 
 
-cdef class _Values(_Instrument):
-    cdef public dict values
+@cython.final
+cdef class Cell:
+    cdef public object value
 
+
+cdef class _Values(_Instrument):
+    cdef dict _values
+    cdef dict _cells
+
+    @cython.locals(cell=Cell)
+    cpdef Cell cell(self, object labels=*)
+    @cython.locals(cell=Cell)
     cpdef set(self, object value, object labels=*)
+    @cython.locals(cell=Cell)
     cpdef value(self, object labels=*)
 
 
 @cython.final
 cdef class Counter(_Values):
+    @cython.locals(cell=Cell, values=dict)
     cpdef inc(self, object amount=*, object labels=*)
 
 
@@ -48,6 +59,7 @@ cdef class Histogram(_Instrument):
     cdef public tuple buckets
     cdef double[::1] _bounds
     cdef dict _series
+    cdef _Series _unlabelled
 
     @cython.locals(series=_Series, x=double, bounds="double[::1]", size=Py_ssize_t,
                    slot=Py_ssize_t, attributes=object)

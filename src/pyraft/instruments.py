@@ -9,6 +9,12 @@ text and the OpenTelemetry mirror on top, and exports these classes under its ow
 
 A recording never raises for a value of the right kind and never allocates once its label
 values have been seen: a series is created at the first recording of its label values.
+
+A counter's or gauge's series can also be held as a ``Cell`` (``cell(labels)``): what records
+into it several times per write keeps the cell and stores into its ``value``, a C field,
+without building a label tuple or looking it up (the engine counts each message sent and
+received per peer, and sets the term and the commit and applied indexes per Ready, so).
+Reading the instrument (``values``, ``value``) sees the cells' values.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Counter", "Gauge", "Histogram"]
+__all__ = ["Cell", "Counter", "Gauge", "Histogram"]
 
 
 class _Instrument:
@@ -49,19 +55,52 @@ class _Instrument:
         return attributes
 
 
+class Cell:
+    """One series of a counter or gauge, held by what records into it (``_Values.cell``):
+    ``value`` is the series' value; reading the instrument sees it."""
+
+    def __init__(self, value: float = 0) -> None:
+        self.value = value
+
+
 class _Values(_Instrument):
     """A value per label-value tuple (``values``), set from elsewhere or counted here."""
 
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = (), *,
                  pulled: bool = False) -> None:
         super().__init__(name, help, labels, pulled=pulled)
-        self.values: dict[tuple, float] = {} if labels else {(): 0}
+        self._values: dict[tuple, float] = {} if labels else {(): 0}
+        self._cells: dict[tuple, Cell] = {}
+
+    @property
+    def values(self) -> dict[tuple, float]:
+        """The value per label-value tuple (the series held as cells included): a dict the
+        exports read and the registry's refresh may clear or fill; a series held as a cell
+        stays in it."""
+        values = self._values
+        for labels, cell in self._cells.items():
+            values[labels] = cell.value
+        return values
+
+    def cell(self, labels: tuple = ()) -> Cell:
+        """The series of ``labels`` as a ``Cell`` (made once, at its current value)."""
+        cell = self._cells.get(labels)
+        if cell is None:
+            cell = self._cells[labels] = Cell(self._values.get(labels, 0))
+        return cell
 
     def set(self, value: float, labels: tuple = ()) -> None:
-        self.values[labels] = value
+        cell = self._cells.get(labels)
+        if cell is not None:
+            cell.value = value
+        else:
+            self._values[labels] = value
 
     def value(self, labels: tuple = ()) -> float:
-        return self.values.get(labels, 0)
+        cell = self._cells.get(labels)
+        if cell is not None:
+            return cell.value
+        return self._values.get(labels, 0)
 
 
 class Counter(_Values):
@@ -71,8 +110,12 @@ class Counter(_Values):
     kind = "counter"
 
     def inc(self, amount: float = 1, labels: tuple = ()) -> None:
-        values = self.values
-        values[labels] = values.get(labels, 0) + amount
+        cell = self._cells.get(labels)
+        if cell is not None:
+            cell.value += amount
+        else:
+            values = self._values
+            values[labels] = values.get(labels, 0) + amount
 
 
 class Gauge(_Values):
@@ -110,6 +153,7 @@ class Histogram(_Instrument):
         self.buckets = tuple(sorted(buckets))
         self._bounds = array("d", self.buckets)
         self._series: dict[tuple, _Series] = {}
+        self._unlabelled: _Series | None = None  # ``_series[()]``, read without a lookup
 
     @property
     def series(self) -> dict[tuple, list]:
@@ -118,9 +162,11 @@ class Histogram(_Instrument):
         return {labels: series.as_list() for labels, series in self._series.items()}
 
     def observe(self, value: float, labels: tuple = ()) -> None:
-        series = self._series.get(labels)
+        series = self._series.get(labels) if labels else self._unlabelled
         if series is None:
             series = self._series[labels] = _Series(len(self.buckets) + 1)
+            if not labels:
+                self._unlabelled = series
         # the first bucket whose bound is not below the value (bisect_left's answer, NaN
         # included): a dozen bounds, scanned in C in the compiled build
         x = value

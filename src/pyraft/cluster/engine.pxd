@@ -12,7 +12,10 @@ from pyraft.core.log cimport RaftLog
 from pyraft.core.messages cimport Message, Ready
 from pyraft.core.raft cimport RaftNode
 from pyraft.core.view cimport CoreView
-from pyraft.instruments cimport Counter, Gauge, Histogram
+from pyraft.instruments cimport Cell, Counter, Histogram
+
+
+cpdef Cell peer_cell(dict cells, Counter counter, int64_t peer)
 
 
 @cython.final
@@ -36,10 +39,12 @@ cdef class Engine:
     cdef public object _fatal
     cdef public Counter _sent
     cdef public Counter _received
+    cdef dict _sent_cells
+    cdef dict _received_cells
     cdef public Histogram _ready_seconds
-    cdef public Gauge _term
-    cdef public Gauge _commit_index
-    cdef public Gauge _applied_index
+    cdef public Cell _term
+    cdef public Cell _commit_index
+    cdef public Cell _applied_index
     cdef public int64_t applied_index
     cdef public bint running
     cdef public bint failed
@@ -54,6 +59,7 @@ cdef class Engine:
     cdef public object handoff
     cdef public bint busy
 
+    @cython.locals(cell=Cell)
     cpdef on_message(self, Message message)
     cpdef delivered(self)
     @cython.locals(core=RaftNode, writer=LogWriter, rd=Ready)
@@ -68,7 +74,7 @@ cdef class Engine:
     cpdef ready_done(self, Ready rd, double started)
     @cython.locals(core=RaftNode)
     cdef _ready_done(self, Ready rd, double started)
-    @cython.locals(sent=Counter, message=Message)
+    @cython.locals(cells=dict, cell=Cell, message=Message)
     cpdef send_now(self, list messages)
     @cython.locals(ledger=ProposalLedger)
     cpdef apply(self, Ready rd)

@@ -47,6 +47,7 @@ from pyraft.cluster.writes import Wake, Writes
 from pyraft.core.messages import MembershipEventKind, Message, Ready, Role
 from pyraft.core.raft import RaftNode
 from pyraft.core.view import CoreView
+from pyraft.instruments import Cell, Counter
 from pyraft.metrics import Metrics
 from pyraft.storage.state_machine import StateMachine
 from pyraft.transport.base import Transport
@@ -57,6 +58,13 @@ log = logging.getLogger("pyraft.cluster")
 
 _CATCH_UP_FAILED = MembershipEventKind.CATCH_UP_FAILED
 _LEADER = Role.LEADER
+
+
+def peer_cell(cells: dict[int, Cell], counter: Counter, peer: int) -> Cell:
+    """``counter``'s series for ``peer`` as a cell, kept in ``cells`` by peer (the first
+    message to or from that peer)."""
+    cell = cells[peer] = counter.cell((peer,))
+    return cell
 
 
 class Engine:
@@ -87,13 +95,16 @@ class Engine:
         self.configuration_seen: object = None
         self.loop = loop
         self._fatal = fatal
+        # messages counted per peer, each peer's series held as a cell (``peer_cell``)
         self._sent = metrics.messages_sent
         self._received = metrics.messages_received
+        self._sent_cells: dict[int, Cell] = {}
+        self._received_cells: dict[int, Cell] = {}
         # what each handled Ready records: its duration and the state it left
         self._ready_seconds = metrics.ready_seconds
-        self._term = metrics.term
-        self._commit_index = metrics.commit_index
-        self._applied_index = metrics.applied_index
+        self._term = metrics.term.cell()
+        self._commit_index = metrics.commit_index.cell()
+        self._applied_index = metrics.applied_index.cell()
         self.applied_index = applied_index
         #: set by the runtime: it runs (messages are taken), it failed (the tasks end)
         self.running = False
@@ -128,7 +139,10 @@ class Engine:
         """A message from the transport (its ``deliver`` callback)."""
         if not self.running or message.dst != self.id or self.failed:
             return
-        self._received.inc(1, (message.src,))
+        cell = self._received_cells.get(message.src)
+        if cell is None:
+            cell = peer_cell(self._received_cells, self._received, message.src)
+        cell.value += 1
         try:
             self.core.step(message)
         except Exception as error:  # a bug: stop serving rather than go on half-broken
@@ -327,15 +341,18 @@ class Engine:
             self.peers.update(configuration)
         self.resolve_waiters()
         self._ready_seconds.observe(perf_counter() - started)
-        self._term.set(core.term)
-        self._commit_index.set(core.log.committed)
-        self._applied_index.set(self.applied_index)
+        self._term.value = core.term
+        self._commit_index.value = core.log.committed
+        self._applied_index.value = self.applied_index
 
     def send_now(self, messages: list[Message]) -> None:
         """Send ``messages`` and flush them to the wire."""
-        sent = self._sent
+        cells = self._sent_cells
         for message in messages:
-            sent.inc(1, (message.dst,))
+            cell = cells.get(message.dst)
+            if cell is None:
+                cell = peer_cell(cells, self._sent, message.dst)
+            cell.value += 1
         self.send_messages(messages)
 
     def apply(self, rd: Ready) -> None:
