@@ -57,6 +57,9 @@ MODULES: tuple[str, ...] = (
     "pyraft.cluster.engine",
     # the metrics' instruments: each handled Ready records into several of them
     "pyraft.instruments",
+    # what every state machine does per committed batch (checks, the apply lock), below the
+    # user's code: every member applies every batch
+    "pyraft.storage.applier",
     # the durable log the core reads and the log writer appends through, several calls per
     # write (typed by log.pxd over pyraft.core.storage's class and messages' HardState: naming
     # either pure needs this one named too)
@@ -67,7 +70,8 @@ MODULES: tuple[str, ...] = (
 )
 #: Not compiled: the rest of the runtime (``pyraft.cluster``), the TCP transport's
 #: connections and handshakes (``tcp.py``; its per-message path is ``stream``), the storage
-#: around the log (files, hard state, snapshots), the state machines, the metrics'
+#: around the log (files, hard state, snapshots), the state machines (but their per-batch
+#: part, ``applier``), the metrics'
 #: registries and exports (their instruments are) and the key-value service. Compiled
 #: untyped, they measured slower than CPython 3.11's specializing interpreter in member
 #: processes (generic attribute lookups where the interpreter has inline caches: leader user

@@ -64,8 +64,9 @@ from pyraft.config import SNAPSHOT_ENTRIES_DEFAULT
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import Snapshot
 from pyraft.core.storage import LogStorage
-from pyraft.errors import ConfigError, InvariantError, LogCompactedError, invariant
-from raftcore.framing import KIND_COMMAND, EntryBatch
+from pyraft.errors import ConfigError, LogCompactedError, invariant
+from pyraft.storage.applier import Applier
+from raftcore.framing import EntryBatch
 
 _SM = TypeVar("_SM", bound="StateMachine")
 
@@ -98,17 +99,13 @@ def _checked_snapshot_entries(value: object) -> int:
     return value
 
 
-class StateMachine(ABC):
+class StateMachine(Applier, ABC):
     """What the runtime drives; see the module docstring for the contract.
 
-    State (guarded by ``_lock``, the apply lock):
-    - ``_applied_index``: the last entry whose effects are in the state; batches must start at
-      ``_applied_index + 1``;
-    - ``_snapshot_index``: the last entry covered by a snapshot handed to the sink, restored
-      or installed (``<= _applied_index``);
-    - ``_broken``: why the state can no longer be trusted (the user's ``apply`` raised), or
-      ``None``.
-    ``_failure`` (guarded by ``_cv``) is a compaction exception not yet reported.
+    ``apply_batch`` and the state it guards (``_applied_index``, ``_snapshot_index``,
+    ``_broken``, ``_failure``, ``_closed``, the apply lock ``_lock``) are ``Applier``'s, the
+    compiled part every committed batch passes through (``pyraft.storage.applier``); a
+    subclass hooks into it through ``_apply_entries`` and ``_after_apply``.
     """
 
     def __init__(self, *, snapshot_sink: SnapshotSink | None = None) -> None:
@@ -119,9 +116,10 @@ class StateMachine(ABC):
         self._cv = threading.Condition()
         self._applied_index = 0
         self._snapshot_index = 0
-        self._broken: str | None = None
-        self._failure: BaseException | None = None
+        self._broken = None
+        self._failure = None
         self._closed = False
+        self.snapshot_entries = 0  # ``_after_apply`` after every batch (``Applier``)
 
     # ---- what the user implements --------------------------------------------------------
     @abstractmethod
@@ -171,33 +169,6 @@ class StateMachine(ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def apply_batch(self, batch: EntryBatch) -> list[object]:
-        """Apply a committed batch; one result per entry (``None`` for no-op/configuration)."""
-        if self._failure is not None:  # read without the lock, as ``_raise_failure`` does
-            self._raise_failure()
-        if not len(batch):
-            return []
-        with self._lock:
-            # (checks that format their message only when they fail: this runs per batch)
-            if self._closed:
-                raise InvariantError("apply_batch() after close()")
-            if self._broken is not None:
-                raise InvariantError(f"the state machine is unusable: {self._broken}")
-            first = batch.first_index
-            if first != self._applied_index + 1:
-                raise InvariantError(
-                    f"batch starts at {first} but the applied index is {self._applied_index}")
-            try:
-                results = self._apply_entries(batch)
-            except BaseException:
-                self._broken = f"applying entries {first}..{batch.last_index} raised"
-                raise
-            if len(results) != len(batch):
-                raise InvariantError(f"{len(results)} results for a batch of {len(batch)} entries")
-            self._applied_index = batch.last_index
-            self._after_apply()
-        return results
-
     def recover(
         self,
         log: LogStorage,
@@ -245,53 +216,16 @@ class StateMachine(ABC):
     def force_compaction(self) -> int:
         """Take a snapshot now at the applied index; return the index it covers."""
 
-    # ---- for subclasses --------------------------------------------------------------------
-    def _apply_entries(self, batch: EntryBatch) -> list[object]:
-        """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
-        # counted in C, no array built (this runs per committed batch)
-        count = len(batch)
-        if batch.count_kind(KIND_COMMAND) == count:
-            applied = self.apply_commands(batch)
-            return applied if isinstance(applied, list) else list(applied)
-        first = batch.first_index
-        results: list[object] = [None] * count
-        start = 0
-        others = [i for i, kind in enumerate(batch.kinds.tolist()) if kind != KIND_COMMAND]
-        for position in [*others, count]:
-            if position > start:
-                part = self.apply_commands(batch.slice(first + start, first + position))
-                part = part if isinstance(part, list) else list(part)
-                invariant(
-                    len(part) == position - start,
-                    f"apply_commands returned {len(part)} results for {position - start} entries",
-                )
-                results[start:position] = part
-            start = position + 1
-        return results
-
+    # ---- for subclasses ----------------------------------------------------------------
     @abstractmethod
     def _recover_base(self, log: LogStorage, commit_index: int, snapshot: Snapshot | None) -> None:
         """Restore the durable base of the state (under the apply lock); set the indexes."""
-
-    def _after_apply(self) -> None:
-        """Called under the apply lock after every batch: compaction policies hook in here."""
-        return
 
     def _report_failure(self, exc: BaseException) -> None:
         with self._cv:
             if self._failure is None:
                 self._failure = exc
             self._cv.notify_all()
-
-    def _raise_failure(self) -> None:
-        if self._failure is None:
-            # the common case, read without the lock (this runs per applied batch): a
-            # failure a worker stores meanwhile, under the lock, is raised by the next call
-            return
-        with self._cv:
-            failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
 
     def _sink(self, index: int, data: SnapshotData) -> None:
         sink = self.snapshot_sink
