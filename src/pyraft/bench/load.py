@@ -20,6 +20,12 @@ lost its lead) ends the run early: no call starts after it, the calls in flight 
 ``Observations.stopped_by`` says why; the caller follows the new leader and goes on there
 instead of counting a flood of errors against a member that no longer leads.
 
+Every measured load is preceded by a discarded warm-up of the same shape (``warmup_s``: a
+quarter of its length, at most ``WARMUP_S_MAX``), pyraft's loads and the peers' alike: the
+first second of a new cluster pays for what every process does once (memory arenas grown,
+code and data touched for the first time, connections' buffers sized), which is not a write's
+cost.
+
 Latencies and completion times are kept in ``array('d')`` (8 bytes each, no object per
 call), so a run of millions of calls can be summarised (``pyraft.bench.stats``) in a worker
 thread with numpy without holding the event loop.
@@ -34,6 +40,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pyraft.bench.stats import open_loop_count, open_loop_offset
+
+#: the longest discarded warm-up before a measured load (module docstring)
+WARMUP_S_MAX = 1.0
+
+
+def warmup_s(duration_s: float) -> float:
+    """How long the discarded warm-up before a measured load of ``duration_s`` runs."""
+    return min(WARMUP_S_MAX, 0.25 * duration_s)
 
 
 @dataclass

@@ -30,10 +30,11 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyraft
-from pyraft.bench.load import run_load
+from pyraft.bench.load import Observations, run_load, warmup_s
 from pyraft.bench.stats import make_result
 
 #: how long a load's end waits for a leader to count the leader changes: a cluster that lost
@@ -43,6 +44,16 @@ FINAL_LEADER_WAIT_S = 20.0
 
 class HttpStatusError(RuntimeError):
     """The member answered a status other than 200/204 to a write."""
+
+
+async def measured_load(unit: Callable[[], Awaitable[object]],
+                        args: argparse.Namespace) -> Observations:
+    """``unit`` run as ``args`` say, after a discarded warm-up of the same shape
+    (``pyraft.bench.load.warmup_s``, as before the engine's loads and the peers')."""
+    await run_load(unit, inflight=args.inflight, rate=args.rate,
+                   duration_s=warmup_s(args.duration_s), outstanding_max=args.inflight)
+    return await run_load(unit, inflight=args.inflight, rate=args.rate,
+                          duration_s=args.duration_s, outstanding_max=args.inflight)
 
 
 async def find_leader(session, urls: list[str], timeout_s: float = 20.0) -> str:
@@ -105,8 +116,7 @@ async def run_kvclient(args: argparse.Namespace) -> dict:
             finally:
                 free.append(slot)
 
-        seen = await run_load(unit, inflight=args.inflight, rate=args.rate,
-                              duration_s=args.duration_s, outstanding_max=args.inflight)
+        seen = await measured_load(unit, args)
         leader_changes: int | None
         try:
             last = await _kv_status(clients[0], timeout_s=FINAL_LEADER_WAIT_S)
@@ -196,9 +206,7 @@ async def run(args: argparse.Namespace) -> dict:
             finally:
                 free.append(slot)
 
-        seen = await run_load(unit, inflight=args.inflight, rate=args.rate,
-                              duration_s=args.duration_s,
-                              outstanding_max=args.inflight)
+        seen = await measured_load(unit, args)
         leader_changes: int | None
         try:
             _, last = await find_leader_status(session, urls, timeout_s=FINAL_LEADER_WAIT_S)

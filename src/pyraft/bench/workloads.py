@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyraft.bench import builds, machine
+from pyraft.bench.load import warmup_s
 from pyraft.bench.stats import PERCENTILES, SAMPLE_POINTS_MAX, check_result
 from pyraft.config import RaftConfig
 from pyraft.testing.processes import KVNode, Member, free_port, leader, start_cluster, wait_for
@@ -183,21 +184,30 @@ def call_leader(members: list[Member], op: str, timeout_s: float, attempts: int 
     raise WorkloadError(f"{op} {fields}: {answer.get('error')}: {answer.get('message')}")
 
 
-def _load(members: list[Member], duration_s: float, segments_max: int = 5, **fields) -> dict:
+def _load(members: list[Member], duration_s: float, segments_max: int = 5,
+          warmup: bool = True, **fields) -> dict:
     """One load on the leader (the load generator runs in its process), with the CPU each
     member spent per write during it: ``cpu_us_per_write`` = ``{"leader": {"user",
     "system"}, "followers": [...]}`` (None where the CPU time cannot be read).
+
+    ``warmup``: a discarded load of the same shape runs first (``warmup_s`` of its length,
+    as before every peer's load: ``pyraft.bench.load``), outside what is measured, CPU
+    included; ``result["warmup_s"]`` says how long (0: none; a load of ``count`` calls has
+    none).
 
     A load follows the leader: when the member running it loses its lead, its load stops
     (``stopped_by``) and the rest of the duration runs on the new leader, up to
     ``segments_max`` leaders; the result merges the segments (``merge_segments``).
     ``leader_changes``: the elections during the load (the highest term among the members
     after it, minus before it); ``segments``: who ran each part and how it ended."""
+    count = fields.pop("count", None)
+    warm_s = warmup_s(duration_s) if warmup and count is None else 0.0
+    if warm_s:
+        call_leader(members, "load", timeout_s=warm_s + 90, duration_s=warm_s, **fields)
     before = {m.id: machine.process_cpu_s(m.pid) for m in members}
     leader(members)  # a new cluster's first election is not a change during the load
     term_before = _highest_term(members)
     started = time.perf_counter()
-    count = fields.pop("count", None)
     per_call = int(fields.get("batch", 1))
     parts: list[dict] = []
     segments: list[dict] = []
@@ -224,6 +234,7 @@ def _load(members: list[Member], duration_s: float, segments_max: int = 5, **fie
     result["leader_changes"] = _highest_term(members) - term_before
     result["segments"] = segments
     result["cpu_us_per_write"] = _cpu_per_write(members, before, ran_on[-1], result["writes"])
+    result["warmup_s"] = warm_s
     return result
 
 

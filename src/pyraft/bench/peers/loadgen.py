@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyraft.bench.load import Observations
+from pyraft.bench.load import Observations, warmup_s
 from pyraft.bench.stats import open_loop_count, open_loop_offset
 from pyraft.errors import ConfigError
 
@@ -36,8 +36,6 @@ LATE_THRESHOLD_MS = 1.0
 SIZE_BYTES_MAX = 1 << 20
 #: Longest run accepted by the drivers (one hour).
 DURATION_S_MAX = 3600.0
-#: Warm-up before every measured run: a quarter of its length, at most this long.
-WARMUP_S_MAX = 1.0
 
 #: ``done(ok, error_text)`` is called exactly once per submitted call, from any thread.
 Done = Callable[[bool, str | None], None]
@@ -58,8 +56,9 @@ class Workload:
 
     @property
     def warmup_s(self) -> float:
-        """Length of the discarded warm-up run with the same shape before the measured one."""
-        return min(WARMUP_S_MAX, 0.25 * self.duration_s)
+        """Length of the discarded warm-up run with the same shape before the measured one
+        (``pyraft.bench.load.warmup_s``: pyraft's loads have the same)."""
+        return warmup_s(self.duration_s)
 
     def warmup(self) -> Workload:
         return Workload(self.size, self.inflight, self.rate, self.warmup_s)
