@@ -19,6 +19,7 @@ from pyraft.config import ClusterConfig
 from pyraft.kv import KVStateMachine
 from pyraft.kv.client import KVClient, RequestError, SessionExpiredError, UnavailableError
 from pyraft.kv.http import bound_port, serve
+from pyraft.testing.cluster import settled_leader
 from pyraft.transport.memory import MemoryNetwork
 
 PEERS = {m: f"127.0.0.1:{7200 + m}" for m in (1, 2, 3)}
@@ -157,7 +158,9 @@ def test_a_write_in_flight_when_the_leader_stops_is_answered_as_of_unknown_outco
 def test_raw_http_errors_redirects_and_exactly_once():
     async def body():
         async with kv_cluster(MemoryNetwork(), value_bytes_max=16) as (members, urls):
-            leader = await leader_of(members)
+            # settled: every member's info recorded, so no info-only configuration entry
+            # commits while the bad requests below must leave the commit index alone
+            leader = await settled_leader(members)
             follower = next(m for m in members if m is not leader)
             lead, other = urls[leader.id], urls[follower.id]
             async with aiohttp.ClientSession() as http:
