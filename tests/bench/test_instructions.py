@@ -77,6 +77,21 @@ def test_without_valgrind_the_count_says_why(monkeypatch):
     assert instructions.main(["--writes", "10"]) == 2
 
 
+def test_a_follower_is_run_under_callgrind_counting_only_when_told(monkeypatch):
+    member = instructions._CountedMember(2, "127.0.0.1:1", {1: "127.0.0.1:2", 2: "127.0.0.1:1"},
+                                         None, extra_args=["--standby"])
+    member.out = "/tmp/out"
+    args = member.arguments()
+    assert args[:4] == ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                        "--callgrind-out-file=/tmp/out"]
+    assert args[4:7] == [sys.executable, "-m", "pyraft.testing.member"]
+    assert args[-1] == "--standby"
+    monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
+    with pytest.raises(instructions.InstructionsError, match="apt install valgrind"):
+        instructions.follower_count("compiled", writes=10)
+    assert instructions.main(["--follower", "--writes", "10"]) == 2
+
+
 def test_the_child_needs_a_directory():
     with pytest.raises(SystemExit):
         instructions.main(["--child"])
@@ -95,3 +110,16 @@ def test_instructions_are_counted_per_build(tmp_path):
     assert result["ratio"] == result["compiled"]["median"] / result["pure"]["median"]
     base = instructions.floor(writes=60)
     assert 1_000 < base < result["compiled"]["median"]  # pyraft's work adds to the load's
+
+
+@pytest.mark.soak
+def test_one_follower_is_counted_per_build(tmp_path):
+    if instructions.available() is not None:
+        pytest.skip(instructions.available())
+    result = instructions.followers(writes=200, rounds=1, keep=str(tmp_path))
+    for build in ("compiled", "pure"):
+        # a follower's share: well below the three members' and the load's together
+        assert 10_000 < result[build]["median"] < 1_000_000
+        kept = (tmp_path / f"callgrind.follower.{build}.1").read_text()
+        assert instructions.parse_totals(kept) / 200 == result[build]["median"]
+    assert result["compiled"]["median"] < result["pure"]["median"]

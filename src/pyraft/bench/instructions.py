@@ -35,6 +35,16 @@ what pyraft's own code costs in each build. At 256 writes in flight the floor is
 half of the compiled build's count (at one in flight a few percent), which bounds how far
 compiling pyraft can move the whole.
 
+**One follower process** (``--follower``, :func:`follower_count`): the count above adds
+the three members and the load, so it cannot say what one member costs, and the goal of
+issue 18 is per member. Here two ``pyraft.testing.member`` processes form a durable
+cluster: the leader runs natively (compiled, the load inside it: 16-byte writes at one in
+flight) and the follower runs under callgrind in the build measured, with the same settings
+as the child above (a long tick, every sync inline); its instructions are counted from the
+first measured write to the last (after a warm-up), divided by the writes. With two members
+every write waits for that follower, so each append it handles carries one entry, as a
+follower's does at one write in flight in three.
+
 ``available()`` says whether valgrind is installed (``apt install valgrind``); without it the
 benchmark suite skips the figure and says so.
 """
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import select
@@ -53,6 +64,7 @@ import tempfile
 from typing import IO, Any
 
 from pyraft.bench import builds
+from pyraft.testing import processes
 
 #: the child's settings under callgrind (module docstring)
 TICK_MS = 500.0
@@ -135,6 +147,81 @@ def instructions(writes: int, rounds: int, inflight: int = 1, keep: str | None =
     out["command"] = (f"valgrind --tool=callgrind python -m pyraft.bench.instructions --child "
                       f"--writes {writes} --inflight {inflight} (counted from the first write "
                       f"to the last; PYRAFT_PURE_CORE=1 for the pure build)")
+    return out
+
+
+class _CountedMember(processes.Member):
+    """A member process run under callgrind, counting only once told to (``_control``)."""
+
+    out = ""
+
+    def arguments(self) -> list[str]:
+        return ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                f"--callgrind-out-file={self.out}", *super().arguments()]
+
+
+def follower_count(build: str, writes: int = 1000, timeout_s: float = 600.0,
+                   keep: str | None = None) -> float:
+    """Instructions per write of one follower process in ``build`` (module docstring);
+    ``keep``: a path to copy callgrind's output to."""
+    from pyraft.bench.workloads import MEMBER_ARGS
+
+    why = available()
+    if why is not None:
+        raise InstructionsError(why)
+    if writes < 1:
+        raise ValueError(f"need writes >= 1, not {writes}")
+    members: list[processes.Member] = []
+    with tempfile.TemporaryDirectory(prefix="pyraft-instructions-") as directory:
+        config = os.path.join(directory, "member.json")
+        with open(config, "w") as f:
+            json.dump({"inline_sync_max_ms": 1000.0}, f)  # every sync inline (above)
+        peers = {m: f"127.0.0.1:{processes.free_port()}" for m in (1, 2)}
+        settings = [*MEMBER_ARGS, "--tick-ms", str(TICK_MS), "--election-ms", str(ELECTION_MS),
+                    "--config", config]
+        try:
+            leader = processes.Member(1, peers[1], peers, os.path.join(directory, "m1"),
+                                      extra_args=settings)
+            members.append(leader.start(timeout_s))
+            follower = _CountedMember(2, peers[2], peers, os.path.join(directory, "m2"),
+                                      extra_args=[*settings, "--standby"])  # a voter that
+            # never campaigns: every write waits for it, and member 1 leads
+            follower.out = os.path.join(directory, "callgrind.out")
+            with builds.environment(build):
+                members.append(follower.start(timeout_s))
+            processes.wait_for(lambda: leader.call("status").get("role") == "leader",
+                               timeout=timeout_s)
+            leader.set_timeout(timeout_s)
+            load = {"size": len(PAYLOAD), "inflight": 1, "duration_s": timeout_s}
+            leader.call("load", count=50, **load)  # warm: nothing lazy left
+            _control(follower.pid, "on")
+            answer = leader.call("load", count=writes, **load)
+            _control(follower.pid, "off")
+            if not answer.get("ok") or answer["result"]["errors"]:
+                raise InstructionsError(f"the load failed: {answer}")
+            counted = answer["result"]["writes"]
+            follower.stop()  # callgrind writes its output as the process exits
+            if keep is not None:
+                shutil.copyfile(follower.out, keep)
+            with open(follower.out) as f:
+                return parse_totals(f.read()) / counted
+        finally:
+            for member in members:
+                member.stop()
+
+
+def followers(writes: int, rounds: int, keep: str | None = None) -> dict:
+    """One follower's instructions per write, compiled and pure, alternating."""
+    runs: dict[str, int] = {}
+
+    def one(build: str) -> float:
+        runs[build] = runs.get(build, 0) + 1
+        path = None if keep is None else os.path.join(keep, f"callgrind.follower.{build}."
+                                                             f"{runs[build]}")
+        return follower_count(build, writes, keep=path)
+
+    out = builds.alternate(rounds, one)
+    out["unit"] = "instructions per write x1 (one follower process of two members)"
     return out
 
 
@@ -267,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", action="store_true",
                         help="also count the floor: the same load against a member that "
                              "does no work (module docstring), and each build above it")
+    parser.add_argument("--follower", action="store_true",
+                        help="count one follower process of a two-member cluster instead "
+                             "(module docstring)")
     parser.add_argument("--null", action="store_true",
                         help="--child: write to a member that does no work (the floor)")
     parser.add_argument("--tick-ms", type=float, default=TICK_MS,
@@ -292,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
-    result = instructions(args.writes, args.rounds, args.inflight, keep=args.keep)
+    if args.follower:
+        result = followers(args.writes, args.rounds, keep=args.keep)
+    else:
+        result = instructions(args.writes, args.rounds, args.inflight, keep=args.keep)
     for build in ("compiled", "pure"):
         values = ", ".join(f"{v:,.0f}" for v in result[build]["values"])
         print(f"{build}: median {result[build]['median']:,.0f} {result['unit']} ({values})")
