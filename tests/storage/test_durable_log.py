@@ -179,6 +179,30 @@ def test_the_simulator_on_durable_storage(tmp_path, nodes, seeds):
         shutil.rmtree(tmp_path / f"seed{seed}", ignore_errors=True)
 
 
+@pytest.mark.parametrize("recent_bytes_max", [300, 4 << 20])
+def test_the_recent_batches_stay_bounded_contiguous_and_newest(tmp_path, recent_bytes_max):
+    """Past ``RECENT_BATCHES_MAX`` batches (or ``recent_bytes_max`` bytes) the oldest go: the
+    batches kept are always the newest, contiguous up to the last index, within both bounds,
+    and what they hold reads as the disk does."""
+    from pyraft.storage.log import RECENT_BATCHES_MAX
+
+    durable = open_storage(tmp_path / "a", recent_bytes_max=recent_bytes_max)
+    longest = 0
+    for index in range(1, 3 * RECENT_BATCHES_MAX + 2):
+        durable.append(encode_entries(index, 1, [b"%d" % index]))
+        recent = durable._recent
+        longest = max(longest, len(recent))
+        assert 1 <= len(recent) <= RECENT_BATCHES_MAX
+        assert recent[-1].last_index == index
+        assert all(a.last_index + 1 == b.first_index for a, b in zip(recent, recent[1:]))
+        assert durable._recent_bytes == sum(b.nbytes for b in recent) <= recent_bytes_max
+    lo = recent[0].first_index
+    assert durable.entries(lo, index + 1).tobytes() == durable.wal.read(lo, index + 1).tobytes()
+    if recent_bytes_max > 1 << 20:
+        assert longest == RECENT_BATCHES_MAX  # the count bound, not the bytes, held it
+    durable.close()
+
+
 @pytest.mark.parametrize("recent_bytes_max", [0, 200, 4 << 20])
 def test_reads_of_recent_entries_match_reads_from_disk(tmp_path, recent_bytes_max):
     """The newest batches are read from memory (``recent_bytes_max``): every range, with

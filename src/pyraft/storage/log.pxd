@@ -23,7 +23,7 @@ cdef class DurableLogStorage(ExternalSnapshots):
     cdef public double commit_hint_interval_ms
     cdef public double _saved_at
     cdef public int64_t recent_bytes_max
-    cdef public object _recent
+    cdef public list _recent
     cdef public int64_t _recent_bytes
     cdef public CWriteAheadLog wal  # its positions are C calls (raftcore/_wal.pxd)
     cdef public object _deleter
@@ -39,7 +39,8 @@ cdef class DurableLogStorage(ExternalSnapshots):
 
     @cython.locals(newest=CEntryBatch)
     cpdef object entries(self, object lo, object hi, object max_bytes=*)
-    @cython.locals(first=int64_t, newest=CEntryBatch, cut=CEntryBatch, kept=CEntryBatch)
+    @cython.locals(first=int64_t, newest=CEntryBatch, cut=CEntryBatch, kept=CEntryBatch,
+                   old=CEntryBatch, recent=list, drop=Py_ssize_t)
     cpdef _remember(self, CEntryBatch batch)
     @cython.locals(saved=HardState, now=double)
     cpdef set_hard_state(self, HardState hard_state)

@@ -44,7 +44,6 @@ The log is released only up to the newest durably recorded snapshot, never past 
 
 from __future__ import annotations
 
-import collections
 import os
 import struct
 from time import monotonic
@@ -82,8 +81,11 @@ from raftcore.wal import RELEASED_SUFFIX, RecoveryReport, WriteAheadLog
 if TYPE_CHECKING:
     from pyraft.config import ClusterConfig
 
-#: at most this many recent batches are kept (a read looks through them newest first)
+#: at most this many recent batches are kept (a read looks through them newest first); past
+#: it, the oldest ``RECENT_BATCHES_DROP`` go at once (one move of the list's items, not one
+#: per append)
 RECENT_BATCHES_MAX = 256
+RECENT_BATCHES_DROP = 64
 #: the bootstrap membership's file in ``state/``, a checked file replaced atomically
 MEMBERSHIP_FILE = "membership"
 _MEMBERSHIP_KIND = b"MEMB"
@@ -169,9 +171,10 @@ class DurableLogStorage(ExternalSnapshots):
         self._saved_at = 0.0  # time.monotonic() of the last commit hint saved
         #: the newest appended batches, in index order and contiguous, up to
         #: ``recent_bytes_max`` bytes: reading what was just appended (to apply it, or to send
-        #: it to a follower one batch behind) needs no read from disk
+        #: it to a follower one batch behind) needs no read from disk (a list, oldest first:
+        #: its items are read and appended in C when compiled)
         self.recent_bytes_max = recent_bytes_max
-        self._recent: collections.deque[EntryBatch] = collections.deque()
+        self._recent: list[EntryBatch] = []
         self._recent_bytes = 0
         recorded = _recorded_cluster_id(self.directory)
         if recorded is not None and recorded != cluster_id:
@@ -374,8 +377,16 @@ class DurableLogStorage(ExternalSnapshots):
             return
         recent.append(batch)
         self._recent_bytes += batch.nbytes
-        while self._recent_bytes > self.recent_bytes_max or len(recent) > RECENT_BATCHES_MAX:
-            self._recent_bytes -= recent.popleft().nbytes
+        if self._recent_bytes > self.recent_bytes_max or len(recent) > RECENT_BATCHES_MAX:
+            drop = 0
+            if len(recent) > RECENT_BATCHES_MAX:
+                drop = len(recent) - RECENT_BATCHES_MAX + RECENT_BATCHES_DROP
+                for old in recent[:drop]:
+                    self._recent_bytes -= old.nbytes
+            while self._recent_bytes > self.recent_bytes_max:
+                self._recent_bytes -= recent[drop].nbytes
+                drop += 1
+            del recent[:drop]
 
     def _forget(self) -> None:
         self._recent.clear()
