@@ -20,6 +20,36 @@ def log_with(stored_batches: int, unstable: int, size: int = 100) -> RaftLog:
     return log
 
 
+class ForeignStorage:
+    """A ``LogStorage`` that is not one of pyraft's (it extends nothing): ``RaftLog`` reads
+    it through Python calls, where pyraft's own storages are read through their shared
+    extension class."""
+
+    def __init__(self, inner: MemoryLogStorage) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+@given(st.integers(1, 6), st.integers(0, 12), st.integers(1, 80), st.integers(0, 4000))
+def test_a_storage_of_the_users_reads_as_pyrafts_own(stored, unstable, lo, max_bytes):
+    own = log_with(stored, unstable)
+    storage = MemoryLogStorage()
+    for first in range(1, stored * 10 + 1, 10):
+        storage.append(encode_entries(first, 1, [b"x" * 100] * 10))
+    foreign = RaftLog(ForeignStorage(storage))  # type: ignore[arg-type]
+    if unstable:
+        foreign.append(encode_entries(stored * 10 + 1, 1, [b"y" * 100] * unstable))
+    last = own.last_index()
+    lo = min(lo, last)
+    assert foreign.first_index() == own.first_index() and foreign.last_index() == last
+    assert [foreign.term(i) for i in range(lo, last + 1)] == [own.term(i)
+                                                              for i in range(lo, last + 1)]
+    assert foreign.entries(lo, last + 1, max_bytes).tobytes() == \
+        own.entries(lo, last + 1, max_bytes).tobytes()
+
+
 def test_a_byte_budget_that_ends_inside_the_stored_entries_stops_there():
     """The read stops where the budget ends, before the entries not yet persisted; it used to
     glue the stored part to the unstored one across a gap (ValueError)."""

@@ -2,14 +2,14 @@
 cimport cython
 from libc.stdint cimport int64_t
 
-from pyraft.core.storage cimport MemoryLogStorage
+from pyraft.core.storage cimport ExternalSnapshots
 from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
 @cython.final
 cdef class RaftLog:
     cdef public object storage
-    cdef MemoryLogStorage _memory
+    cdef ExternalSnapshots _stored
     cdef public list unstable
     cdef public int64_t unstable_offset
     cdef public object unstable_snapshot
@@ -20,17 +20,17 @@ cdef class RaftLog:
     cdef public int64_t applying
     cdef public int64_t _last
 
-    @cython.locals(memory=MemoryLogStorage)
+    @cython.locals(stored=ExternalSnapshots)
     cpdef int64_t first_index(self) except? -1
     cpdef int64_t last_index(self)
     cpdef int64_t last_term(self) except? -1
-    @cython.locals(batch=CEntryBatch, memory=MemoryLogStorage)
+    @cython.locals(batch=CEntryBatch, stored=ExternalSnapshots)
     cpdef int64_t term(self, int64_t index) except? -1
     cpdef object term_or_none(self, int64_t index)
     cpdef bint match_term(self, int64_t index, int64_t term) except -1
     @cython.locals(mine=int64_t)
     cpdef bint is_up_to_date(self, int64_t last_index, int64_t term) except -1
-    @cython.locals(stable_hi=int64_t, memory=MemoryLogStorage, parts=list, stored=CEntryBatch,
+    @cython.locals(stable_hi=int64_t, typed=ExternalSnapshots, parts=list, stored=CEntryBatch,
                    batch=CEntryBatch)
     cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
     cpdef object terms(self, int64_t lo, int64_t hi)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from pyraft.core.messages import Snapshot
-from pyraft.core.storage import LogStorage, MemoryLogStorage, limit_bytes
+from pyraft.core.storage import ExternalSnapshots, LogStorage, limit_bytes
 from pyraft.errors import InvariantError, LogCompactedError, LogUnavailableError
 from raftcore.framing import EntryBatch, concat_batches, empty_batch
 
@@ -25,10 +25,11 @@ from raftcore.framing import EntryBatch, concat_batches, empty_batch
 class RaftLog:
     def __init__(self, storage: LogStorage, commit_hint: int = 0) -> None:
         self.storage = storage
-        #: ``storage`` again when it is a MemoryLogStorage (or a subclass): the compiled build
-        #: reads it through this typed reference, C calls instead of Python ones (log.pxd);
-        #: None for other storages, read through ``storage``
-        self._memory = storage if isinstance(storage, MemoryLogStorage) else None
+        #: ``storage`` again when it is one of pyraft's (the memory or the durable storage, or
+        #: a subclass): the compiled build reads it through this typed reference, C calls
+        #: instead of Python ones (log.pxd); None for other ``LogStorage``s, read through
+        #: ``storage``
+        self._stored = storage if isinstance(storage, ExternalSnapshots) else None
         last = storage.last_index()
         #: batches appended but not yet persisted, contiguous from unstable_offset
         self.unstable: list[EntryBatch] = []
@@ -53,9 +54,9 @@ class RaftLog:
     def first_index(self) -> int:
         if self.unstable_snapshot is not None:
             return self.unstable_snapshot.meta.index + 1
-        memory = self._memory
-        if memory is not None:
-            return memory.first_index()
+        stored = self._stored
+        if stored is not None:
+            return stored.first_index()
         return self.storage.first_index()
 
     def last_index(self) -> int:
@@ -77,9 +78,9 @@ class RaftLog:
                     return batch.term_at(index)
         if snap is not None and index < snap.meta.index:
             raise LogCompactedError(f"index {index} is compacted")
-        memory = self._memory
-        if memory is not None:
-            return memory.term(index)
+        stored = self._stored
+        if stored is not None:
+            return stored.term(index)
         return self.storage.term(index)
 
     def term_or_none(self, index: int) -> int | None:
@@ -108,9 +109,9 @@ class RaftLog:
         parts = []
         if lo < self.unstable_offset:
             stable_hi = min(hi, self.unstable_offset)
-            memory = self._memory
-            if memory is not None:
-                stored = memory.entries(lo, stable_hi, max_bytes)
+            typed = self._stored
+            if typed is not None:
+                stored = typed.entries(lo, stable_hi, max_bytes)
             else:
                 stored = self.storage.entries(lo, stable_hi, max_bytes)
             if len(stored) < stable_hi - lo:

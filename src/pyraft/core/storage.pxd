@@ -12,6 +12,11 @@ cdef class ExternalSnapshots:
     cdef public object snapshot_wanted
     cdef public object _export
 
+    cpdef int64_t first_index(self) except? -1
+    cpdef int64_t last_index(self) except? -1
+    cpdef int64_t term(self, int64_t index) except? -1
+    cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
+
 
 cdef class MemoryLogStorage(ExternalSnapshots):
     cdef public object hard_state

@@ -165,7 +165,18 @@ class ExternalSnapshots:
         """Whether the recorded snapshot is a disk state machine's store (metadata only)."""
         raise NotImplementedError
 
+    # the reads the core makes several times per write (``RaftLog`` calls them through this
+    # class: C calls on the memory and the durable storage, which implement them)
+    def first_index(self) -> int:
+        raise NotImplementedError
+
     def last_index(self) -> int:
+        raise NotImplementedError
+
+    def term(self, index: int) -> int:
+        raise NotImplementedError
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch:
         raise NotImplementedError
 
     def prepare_install(self, meta: SnapshotMeta) -> None:

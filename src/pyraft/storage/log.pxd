@@ -37,8 +37,11 @@ cdef class DurableLogStorage(ExternalSnapshots):
     cdef public object _membership_path
     cdef public object _membership
 
+    cpdef int64_t first_index(self) except? -1
+    cpdef int64_t last_index(self) except? -1
+    cpdef int64_t term(self, int64_t index) except? -1
     @cython.locals(newest=CEntryBatch)
-    cpdef object entries(self, object lo, object hi, object max_bytes=*)
+    cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
     @cython.locals(first=int64_t, newest=CEntryBatch, cut=CEntryBatch, kept=CEntryBatch,
                    old=CEntryBatch, recent=list, drop=Py_ssize_t)
     cpdef _remember(self, CEntryBatch batch)
