@@ -666,8 +666,7 @@ class DiskStateMachine(StateMachine):
         self._applied_index = self._snapshot_index = persisted
 
     def _after_apply(self) -> None:
-        if self._applied_index - self._snapshot_index < self.snapshot_entries:
-            return
+        # called once ``snapshot_entries`` are applied past the snapshot (``Applier``)
         try:
             self._flush_and_report()
         except Exception as exc:
@@ -749,10 +748,8 @@ class ConsensusOnlyState(StateMachine):
         return [None] * len(batch)
 
     def _after_apply(self) -> None:
-        if (
-            self.snapshot_sink is None
-            or self._applied_index - self._snapshot_index < self.snapshot_entries
-        ):
+        # called once ``snapshot_entries`` are applied past the snapshot (``Applier``)
+        if self.snapshot_sink is None:
             return
         try:
             self._take_snapshot()
