@@ -19,10 +19,6 @@ cdef extern from "rc_crc32c.h":
 
 rc_crc32c_init(0)
 
-# Buffers at least this large are checksummed with the GIL released.
-cdef Py_ssize_t NOGIL_BYTES_MIN = 65536
-
-
 cdef uint32_t crc32c_update(uint32_t crc, const unsigned char *data, size_t size) noexcept nogil:
     return rc_crc32c_update(crc, data, size)
 

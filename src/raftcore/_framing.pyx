@@ -23,7 +23,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from raftcore._crc cimport crc32c_span, crc32c_update
+from raftcore._crc cimport NOGIL_BYTES_MIN, crc32c_span, crc32c_update
 from raftcore.errors import (
     CorruptFrameError,
     CorruptRecordError,
@@ -544,9 +544,16 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
     cdef Py_buffer view
     cdef Scan s
     cdef EntryBatch batch
+    cdef bint release
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        with nogil:
+        # the GIL is released only for a long scan: the usual batch is a few hundred bytes
+        release = view.len >= NOGIL_BYTES_MIN
+        if release:
+            with nogil:
+                s = _scan(<const unsigned char *>view.buf, view.len, expected_first_index,
+                          payload_bytes_max, prev_term)
+        else:
             s = _scan(<const unsigned char *>view.buf, view.len, expected_first_index,
                       payload_bytes_max, prev_term)
         error = None
@@ -566,7 +573,11 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
             else:  # cannot happen for a contiguous view of bytes; keep the view then
                 base = 0
         batch = _new_batch(buffer, base, s.end, first, s.count)
-        with nogil:
+        if release:
+            with nogil:
+                _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>batch._terms,
+                            <uint8_t *>batch._kinds, <uint64_t *>batch._offsets)
+        else:
             _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>batch._terms,
                         <uint8_t *>batch._kinds, <uint64_t *>batch._offsets)
         return batch, s.end, error

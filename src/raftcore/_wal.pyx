@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from raftcore._crc cimport crc32c_update
+from raftcore._crc cimport NOGIL_BYTES_MIN, crc32c_update
 from raftcore._framing import concat_batches, decode_entries, empty_batch, scan_entries
 from raftcore._framing import RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX
 from raftcore._framing cimport EntryBatch
@@ -348,7 +348,11 @@ cdef class WriteAheadLog:
         try:
             if skip + size > view.len:  # never for a valid batch: its records fit its buffer
                 raise ValueError(f"a batch of {size} bytes at {skip} of a {view.len}-byte buffer")
-            with nogil:
+            if size >= NOGIL_BYTES_MIN:  # a small write lands in the page cache in a few us
+                with nogil:
+                    err = rc_pwrite_all(seg.fd, <const unsigned char *>view.buf + skip,
+                                        <size_t>size, offset)
+            else:
                 err = rc_pwrite_all(seg.fd, <const unsigned char *>view.buf + skip, <size_t>size,
                                     offset)
         finally:

@@ -121,6 +121,26 @@ def test_every_truncation_is_typed_at_the_right_offset(fr):
         assert isinstance(error, TruncatedRecordError) and error.offset == record_start
 
 
+
+@pytest.mark.parametrize("size", [65536 - 64, 65536, 65536 + 64, 4 * 65536])
+def test_scans_on_both_sides_of_the_gil_threshold_read_the_spec(fr, size):
+    """A buffer of 64 KiB or more is scanned with the GIL released, a smaller one without
+    (the release costs more than a short scan): both read the records the spec writes, and
+    a damaged record is the same typed error at the same offset on either side."""
+    payloads = [bytes([i % 251]) * 100 for i in range(size // 132 + 1)]
+    data = b"".join(spec_record(7 + i, 3, 0, p) for i, p in enumerate(payloads))[:size]
+    whole = size // 132  # 32-byte header + 100-byte payload each
+    valid, end, error = fr.scan_entries(data, 7)
+    assert len(valid) == whole and end == whole * 132
+    assert valid.first_index == 7 and valid.terms.tolist() == [3] * whole
+    assert [bytes(p) for p in valid.payloads()] == payloads[:whole]
+    assert (error is None) == (size % 132 == 0)
+    damaged = bytearray(data)
+    damaged[whole // 2 * 132 + 40] ^= 0x10  # a payload byte of the middle record
+    with pytest.raises(CorruptRecordError) as info:
+        fr.decode_entries(bytes(damaged), 7)
+    assert info.value.offset == whole // 2 * 132
+
 @given(st.binary(max_size=400))
 def test_garbage_is_a_typed_error_or_a_valid_batch(garbage):
     for fr in implementations("framing"):

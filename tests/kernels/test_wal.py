@@ -298,6 +298,23 @@ def test_an_append_writes_a_slice_of_a_larger_buffer_and_only_it(tmp_path):
             assert log.read(1, 9).tobytes() == whole.tobytes()
 
 
+
+def test_appends_on_both_sides_of_the_gil_threshold_read_back(tmp_path):
+    """An append of 64 KiB or more is written with the GIL released, a smaller one with it
+    held (a short write lands in the page cache sooner than the GIL goes and comes back):
+    the log reads both back, across a reopen, as it was given them."""
+    sizes = [40, 65536 - 32, 65536, 3 * 65536]  # one record each: 32-byte header + payload
+    with open_log(tmp_path, segment_bytes_max=1 << 20) as log:
+        for i, size in enumerate(sizes, start=1):
+            batch = encode_entries(i, 2, [bytes([i]) * (size - 32)])
+            assert batch.nbytes == size
+            assert log.append(batch) == i
+        log.sync()
+    with open_log(tmp_path, segment_bytes_max=1 << 20) as log:
+        read = log.read(1, len(sizes) + 1)
+        assert [bytes(p) for p in read.payloads()] == [bytes([i]) * (size - 32)
+                                                       for i, size in enumerate(sizes, 1)]
+
 def test_reset_after_a_snapshot_beyond_the_log(tmp_path):
     with open_log(tmp_path) as log:
         append(log, 1, 5)
