@@ -95,7 +95,8 @@ PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: naming ``pyraft.instruments`` needs ``pyraft.cluster.persist`` (its histograms are typed);
 #: naming ``pyraft.cluster.waiters`` needs ``pyraft.cluster.engine`` (``engine.pxd`` types it);
 #: naming ``pyraft.core.storage`` or ``pyraft.core.messages`` needs ``pyraft.storage.log`` (its
-#: class extends the core's and stores ``HardState``s).
+#: class extends the core's and stores ``HardState``s), and ``pyraft.core.storage`` needs
+#: ``pyraft.cluster.persist`` (the log writer calls pyraft's storages through their class).
 PURE_MODULES: frozenset[str] = frozenset(
     name.strip() for name in os.environ.get("PYRAFT_PURE_MODULES", "").split(",") if name.strip())
 

@@ -29,6 +29,8 @@ cdef class WriteAheadLog:
     cpdef int64_t first_index(self) except? -1
     cpdef int64_t last_index(self) except? -1
     cpdef object term_at(self, object index)
+    cpdef append(self, batch)
+    cpdef object sync(self)
     cdef uint64_t _last_term(self) noexcept
     cdef int _require_open(self) except -1
     cdef int _zero_tail(self, int fd, int64_t offset, int64_t length) noexcept nogil

@@ -300,7 +300,7 @@ cdef class WriteAheadLog:
         return self._index.lookup(index)[1]
 
     # ---- writing -----------------------------------------------------------------------------
-    def append(self, batch):
+    cpdef append(self, batch):
         """Write ``batch`` (an EntryBatch starting at ``last_index + 1``) with one write."""
         cdef Py_buffer view
         cdef _Segment seg
@@ -377,7 +377,7 @@ cdef class WriteAheadLog:
             self._durable = self._written
         return last
 
-    def sync(self):
+    cpdef object sync(self):
         """Make what was written durable (per the policy); returns the durable index."""
         cdef int err, fd
         self._require_open()

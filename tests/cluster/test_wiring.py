@@ -222,6 +222,73 @@ class SyncFailsOnce(MemoryLogStorage):
             raise StorageFullError("no space left", path="/tmp")
 
 
+
+class Delegating:
+    """A ``LogStore`` that extends none of pyraft's classes (a user's own): every call goes
+    to a memory log, counted, and it says it is durable (so its syncs are real calls)."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        self.inner = MemoryLogStorage(Configuration(frozenset({1})))
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def append(self, batch) -> None:
+        self.calls.append("append")
+        self.inner.append(batch)
+
+    def sync(self) -> None:
+        self.calls.append("sync")
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        self.calls.append("hard_state")
+        self.inner.set_hard_state(hard_state)
+
+    def last_index(self) -> int:
+        return self.inner.last_index()
+
+
+class Overriding(MemoryLogStorage):
+    """pyraft's memory log with its writes overridden in Python (the compiled writer calls
+    pyraft's storages through their class: an override must still be the one called)."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        super().__init__(Configuration(frozenset({1})))
+        self.calls: list[str] = []
+
+    def append(self, batch) -> None:
+        self.calls.append("append")
+        super().append(batch)
+
+    def sync(self) -> None:
+        self.calls.append("sync")
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        self.calls.append("hard_state")
+        super().set_hard_state(hard_state)
+
+
+@pytest.mark.parametrize("kind", [Delegating, Overriding])
+def test_the_writer_writes_any_log_store_through_its_own_methods(kind) -> None:
+    """The writer appends, syncs and saves the hard state through the storage's methods,
+    whether it is one of pyraft's classes overridden in Python or a class of its own."""
+    storage = kind()
+    writer = writer_for(storage, Metrics(1))
+    first = ready_with([encode_entries(1, 1, [b"a", b"b"])], HardState(1, 1, 0))
+    second = ready_with([encode_entries(3, 1, [b"c"])], HardState(1, 1, 2))
+    for rd in (first, second):
+        assert writer.can_pipeline(rd)
+        written = writer.begin(rd)  # small and fast: synced inline
+        assert written.job is None and written.error is None
+    assert storage.calls == ["append", "sync", "hard_state"] * 2
+    assert storage.last_index() == 3 and storage.hard_state == HardState(1, 1, 2)
+    assert not writer.can_pipeline(ready_with([encode_entries(2, 2, [b"x"])]))
+
 def test_what_the_writer_pipelines() -> None:
     storage = MemoryLogStorage(Configuration(frozenset({1})))
     writer = writer_for(storage, Metrics(1))

@@ -1,10 +1,13 @@
 # Types for the compiled build of persist.py (Cython pure-Python mode: the .py is the source).
 # Every handled Ready passes through LogWriter.begin (pipelined) or persist: compiled, its
-# steps are C calls, and what they read of the Ready and its batches are C fields.
+# steps are C calls, and what they read of the Ready and its batches are C fields; pyraft's
+# storages (pyraft.core.storage's class) are appended to and synced through C calls too, so
+# naming pyraft.core.storage in PYRAFT_PURE_MODULES needs this module named as well.
 cimport cython
 from libc.stdint cimport int64_t
 
 from pyraft.core.messages cimport Ready
+from pyraft.core.storage cimport ExternalSnapshots
 from pyraft.instruments cimport Histogram
 from raftcore._framing cimport EntryBatch as CEntryBatch
 
@@ -31,6 +34,8 @@ cdef class SyncJob:
 cdef class LogWriter:
     cdef public int64_t id
     cdef public object storage
+    cdef public ExternalSnapshots _stored
+    cdef public bint _durable
     cdef public object metrics
     cdef public Histogram _append_seconds
     cdef public Histogram _append_entries
@@ -47,11 +52,11 @@ cdef class LogWriter:
     cdef public object _loop
     cdef public object _executor
 
-    @cython.locals(first=CEntryBatch)
+    @cython.locals(first=CEntryBatch, stored=ExternalSnapshots)
     cpdef bint can_pipeline(self, Ready rd) except -1
     @cython.locals(written=Written, job=SyncJob, entries=bint)
     cpdef Written begin(self, Ready rd)
-    @cython.locals(started=double, count=int64_t, batch=CEntryBatch)
+    @cython.locals(started=double, count=int64_t, batch=CEntryBatch, stored=ExternalSnapshots)
     cpdef _append(self, list entries)
     cpdef _failed(self, object error)
     cpdef pipeline_empty(self)
@@ -61,4 +66,5 @@ cdef class LogWriter:
     cpdef _synced(self, double elapsed, bint entries)
     @cython.locals(size=int64_t, batch=CEntryBatch)
     cpdef bint sync_inline(self, Ready rd) except -1
+    @cython.locals(stored=ExternalSnapshots)
     cpdef sync(self, object hard_state, bint entries)

@@ -38,7 +38,7 @@ from time import perf_counter
 from pyraft.cluster.iothread import IOThread
 from pyraft.cluster.snapshots import Snapshotting
 from pyraft.core.messages import HardState, Ready
-from pyraft.core.storage import LogStore
+from pyraft.core.storage import ExternalSnapshots, LogStore
 from pyraft.errors import StorageError
 from pyraft.metrics import Metrics
 from raftcore.framing import EntryBatch
@@ -102,6 +102,12 @@ class LogWriter:
                  inline_sync_bytes_max: int, installed: Callable[[int], None]) -> None:
         self.id = member_id
         self.storage = storage
+        #: ``storage`` again when it is one of pyraft's (the memory or the durable storage, or
+        #: a subclass): the compiled build appends and syncs through this typed reference, C
+        #: calls instead of Python ones (persist.pxd); None for other ``LogStore``s
+        self._stored = storage if isinstance(storage, ExternalSnapshots) else None
+        #: whether syncing takes a disk's time (a storage's durability does not change)
+        self._durable = bool(storage.durable)
         self.metrics = metrics
         # the instruments every Ready records into, held directly (typed: C calls)
         self._append_seconds = metrics.append_seconds
@@ -180,7 +186,9 @@ class LogWriter:
         if not rd.entries:
             return True
         first = rd.entries[0]
-        return first.first_index > self.storage.last_index()
+        stored = self._stored
+        return first.first_index > (stored.last_index() if stored is not None
+                                    else self.storage.last_index())
 
     def begin(self, rd: Ready) -> Written:
         """Write ``rd``'s entries now and start its sync (module docstring)."""
@@ -236,11 +244,14 @@ class LogWriter:
 
     def _append(self, entries: list[EntryBatch]) -> None:
         """Write a Ready's entries (into the page cache: the sync follows)."""
-        storage = self.storage
+        stored = self._stored
         started = perf_counter()
         count = 0
         for batch in entries:
-            storage.append(batch)
+            if stored is not None:
+                stored.append(batch)
+            else:
+                self.storage.append(batch)
             count += len(batch)
         self._append_seconds.observe(perf_counter() - started)
         self._append_entries.observe(count)
@@ -274,7 +285,7 @@ class LogWriter:
 
     def sync_inline(self, rd: Ready) -> bool:
         """Sync on the loop's thread rather than on the I/O thread? (module docstring)"""
-        if not self.storage.durable:
+        if not self._durable:
             return True
         if self.inline_sync_max_ms <= 0 or self.sync_seconds * 1e3 > self.inline_sync_max_ms:
             return False
@@ -284,7 +295,14 @@ class LogWriter:
         return size <= self.inline_sync_bytes_max
 
     def sync(self, hard_state: HardState | None, entries: bool) -> None:
+        stored = self._stored
+        if stored is None:
+            if entries:
+                self.storage.sync()
+            if hard_state is not None:
+                self.storage.set_hard_state(hard_state)
+            return
         if entries:
-            self.storage.sync()
+            stored.sync()
         if hard_state is not None:
-            self.storage.set_hard_state(hard_state)
+            stored.set_hard_state(hard_state)

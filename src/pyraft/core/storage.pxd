@@ -16,6 +16,9 @@ cdef class ExternalSnapshots:
     cpdef int64_t last_index(self) except? -1
     cpdef int64_t term(self, int64_t index) except? -1
     cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
+    cpdef append(self, object batch)
+    cpdef object sync(self)
+    cpdef set_hard_state(self, object hard_state)
 
 
 cdef class MemoryLogStorage(ExternalSnapshots):
@@ -38,6 +41,8 @@ cdef class MemoryLogStorage(ExternalSnapshots):
     cpdef object entries(self, int64_t lo, int64_t hi, object max_bytes=*)
     @cython.locals(first=int64_t)
     cpdef append(self, object batch)
+    cpdef object sync(self)
+    cpdef set_hard_state(self, object hard_state)
     cpdef _truncate_from(self, int64_t index)
     cpdef object _batch_of(self, int64_t index)
 

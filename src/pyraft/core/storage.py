@@ -179,6 +179,17 @@ class ExternalSnapshots:
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> EntryBatch:
         raise NotImplementedError
 
+    # the writes the log writer makes per Ready (``LogWriter`` calls them through this class
+    # too: C calls in the compiled build)
+    def append(self, batch: EntryBatch) -> None:
+        raise NotImplementedError
+
+    def sync(self) -> object:
+        raise NotImplementedError
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        raise NotImplementedError
+
     def prepare_install(self, meta: SnapshotMeta) -> None:
         """A follower is about to import the external snapshot ``meta`` into its store; a
         durable storage notes it, so a crash before ``apply_snapshot`` can be resolved at the

@@ -45,7 +45,8 @@ cdef class DurableLogStorage(ExternalSnapshots):
     @cython.locals(first=int64_t, newest=CEntryBatch, cut=CEntryBatch, kept=CEntryBatch,
                    old=CEntryBatch, recent=list, drop=Py_ssize_t)
     cpdef _remember(self, CEntryBatch batch)
-    @cython.locals(saved=HardState, now=double)
-    cpdef set_hard_state(self, HardState hard_state)
-    @cython.locals(first=int64_t)
-    cpdef append(self, CEntryBatch batch)
+    @cython.locals(new=HardState, saved=HardState, now=double)
+    cpdef set_hard_state(self, object hard_state)
+    @cython.locals(entries=CEntryBatch, first=int64_t)
+    cpdef append(self, object batch)
+    cpdef object sync(self)

@@ -424,35 +424,37 @@ class DurableLogStorage(ExternalSnapshots):
 
     # ---- writes (the runtime's side) ---------------------------------------------------------
     def set_hard_state(self, hard_state: HardState) -> None:
+        new = hard_state  # typed in the compiled build (log.pxd): its fields are C reads
         saved = self._saved
-        self.hard_state = hard_state
-        if hard_state.term != saved.term or hard_state.vote != saved.vote:
-            self.state.save(hard_state)  # the commit index with it: a hint saved now
-            self._saved = hard_state
+        self.hard_state = new
+        if new.term != saved.term or new.vote != saved.vote:
+            self.state.save(new)  # the commit index with it: a hint saved now
+            self._saved = new
             self._saved_at = monotonic()
-        elif hard_state.commit - saved.commit >= self.commit_hint_interval_entries:
+        elif new.commit - saved.commit >= self.commit_hint_interval_entries:
             now = monotonic()
             if now - self._saved_at >= self.commit_hint_interval_ms * 1e-3:
-                self.state.save(hard_state)
-                self._saved = hard_state
+                self.state.save(new)
+                self._saved = new
                 self._saved_at = now
 
     def append(self, batch: EntryBatch) -> None:
         """Store ``batch``, replacing every entry with an index >= its first index."""
-        if not len(batch):
+        entries = batch  # typed in the compiled build (log.pxd), as the WAL reads it
+        if not len(entries):
             return
-        first = batch.first_index
+        first = entries.first_index
         meta = self._snapshot_meta  # first < self.first_index(), without its call:
         if first < self.wal.first_index() or (meta is not None and first <= meta.index):
             raise InvariantError(f"append at {first} below the first index")
         try:
             if first <= self.wal.last_index():
                 self.wal.truncate_suffix(first)
-            self.wal.append(batch)
+            self.wal.append(entries)
         except OSError as exc:
             self._forget()  # what the log holds is for the log to say
             raise _storage_error(exc, "cannot append to the log") from exc
-        self._remember(batch)
+        self._remember(entries)
 
     def sync(self) -> int:
         """Make every append durable; returns the durable index."""
