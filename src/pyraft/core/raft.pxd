@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t
 from pyraft.core.confhistory cimport ConfigurationHistory
 from pyraft.core.log cimport RaftLog
 from pyraft.core.membership cimport majority_index
-from pyraft.core.messages cimport HardState, Message, Ready
+from pyraft.core.messages cimport HardState, Message, Ready, wire_message
 from pyraft.core.progress cimport Progress
 from pyraft.core.warmup cimport Warmup
 from raftcore._framing cimport EntryBatch as CEntryBatch
@@ -93,7 +93,7 @@ cdef class RaftNode:
     @cython.locals(member=int64_t)
     cpdef _broadcast_append(self, bint send_if_empty=*)
     cpdef _progress_changed(self)
-    @cython.locals(pr=Progress, prev=int64_t, commit=int64_t, log=RaftLog)
+    @cython.locals(pr=Progress, prev=int64_t, commit=int64_t, log=RaftLog, entries=CEntryBatch)
     cpdef bint _send_append(self, int64_t to, bint send_if_empty=*) except -1
     @cython.locals(hint=int64_t)
     cpdef _handle_append_response(self, Message m, Progress pr)

@@ -48,6 +48,7 @@ from pyraft.core.messages import (
     SnapshotChunk,
     SnapshotMeta,
     SoftState,
+    wire_message,
 )
 from pyraft.core.progress import Progress, ProgressState
 from pyraft.core.readonly import ReadOnly
@@ -1101,9 +1102,10 @@ class RaftNode:
         if not len(entries) and not send_if_empty:
             return False
         commit = log.committed
-        # positional, in Message's field order: the hottest message, built without keywords
-        self._messages.append(Message(_T_APPEND, self.id, to, self.term, prev_term, prev, commit,
-                                      entries))
+        # the hottest message: every field given, set directly (a C call when compiled)
+        self._messages.append(wire_message(_T_APPEND, self.id, to, self.term, prev_term, prev,
+                                           commit, entries, False, 0, 0, b"", None, False, 0,
+                                           True, False))
         self._commit_sent[to] = commit
         if len(entries):
             if pr.state is _P_REPLICATE:
@@ -1359,9 +1361,10 @@ class RaftNode:
                 self._after_append(min(before, entries.first_index), entries)
             if self.fresh:
                 self._maybe_end_fresh()
-            # positional (type, src, dst, term, log_term, index): the follower's hottest message
-            self._messages.append(Message(_T_APPEND_RESPONSE, self.id, m.src, self.term, 0,
-                                          last_new))
+            # the follower's hottest message: every field given, set directly (a C call)
+            self._messages.append(wire_message(_T_APPEND_RESPONSE, self.id, m.src, self.term, 0,
+                                               last_new, 0, None, False, 0, 0, b"", None, False,
+                                               0, True, False))
             return
         hint = min(m.index, self.log.last_index())
         hint = self.log.find_conflict_by_term(hint, m.log_term)
