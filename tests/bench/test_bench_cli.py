@@ -150,6 +150,28 @@ def test_closed_loop_counts_batches_errors_and_stops():
     assert stats.check_result(result) is result
 
 
+
+def test_a_closed_loop_call_is_timed_from_its_start_after_the_previous_one():
+    """One worker: each call starts once the previous returned, so its latency (>= the 2 ms
+    it sleeps) fits between the two completions, and a pause after an error is not counted
+    in the next call's latency."""
+    calls = 0
+
+    async def unit():
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.002)
+        if calls == 3:
+            raise RuntimeError("once")
+
+    seen = asyncio.run(run_load(unit, inflight=1, duration_s=5, count=8, error_pause_s=0.5))
+    assert calls == 8 and seen.writes == 7 and seen.errors == 1
+    latencies, done = list(seen.latencies_s), list(seen.done_at_s)
+    assert len(latencies) == len(done) == 7
+    assert all(0.002 <= latency < 0.5 for latency in latencies)  # the pause is not in any
+    assert all(later - earlier >= latency - 1e-9
+               for earlier, later, latency in zip(done, done[1:], latencies[1:]))
+
 def test_run_load_rejects_bad_arguments():
     async def unit():
         return None
