@@ -33,6 +33,7 @@ cdef class EntryBatch:
     cdef Py_ssize_t _position(self, index) except -1
     cdef int _clamp(self, lo, hi, Py_ssize_t *a, Py_ssize_t *b) except -1
     cpdef term_at(self, index)
+    cpdef Py_ssize_t count_kind(self, int kind) except -1
     cpdef slice(self, lo, hi)
     cdef EntryBatch _positions(self, Py_ssize_t a, Py_ssize_t b)
 

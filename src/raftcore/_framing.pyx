@@ -18,6 +18,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -33,6 +34,16 @@ from raftcore.errors import (
 )
 
 cnp.import_array()
+
+
+cdef extern from *:
+    """
+    /* what a memoryview views (NULL for one made over raw memory): memoryview.obj in C */
+    static CYTHON_INLINE PyObject *rc_exporter(PyObject *view) {
+        return PyMemoryView_GET_BUFFER(view)->obj;
+    }
+    """
+    PyObject *_exporter "rc_exporter" (object view)
 
 
 cdef extern from "rc_endian.h":
@@ -344,7 +355,7 @@ cdef class EntryBatch:
         """Kind of the entry at log ``index``."""
         return self._kinds[self._position(index)]
 
-    def count_kind(self, int kind):
+    cpdef Py_ssize_t count_kind(self, int kind) except -1:
         """How many entries have ``kind`` (a state machine asks whether all are commands)."""
         cdef Py_ssize_t i, count = 0
         for i in range(self._n):
@@ -542,6 +553,7 @@ def empty_batch(uint64_t next_index=1):
 cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_bytes_max,
                          uint64_t prev_term, bint strict):
     cdef Py_buffer view
+    cdef PyObject *exporter
     cdef Scan s
     cdef EntryBatch batch
     cdef bint release
@@ -564,9 +576,11 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
                 raise error
         first = s.first_index if s.count or expected_first_index else 1
         buffer, base = data, 0
-        if type(data) is memoryview and type((<memoryview>data).obj) is bytes:
-            # keep the bytes, not the view: a view is a tracked object (see EntryBatch)
-            owner = (<memoryview>data).obj
+        exporter = _exporter(data) if type(data) is memoryview else NULL
+        if exporter != NULL and type(<object>exporter) is bytes:
+            # keep the bytes, not the view: a view is a tracked object (see EntryBatch); its
+            # exporter read in C (``memoryview.obj`` is an attribute lookup)
+            owner = <object>exporter
             base = <const char *>view.buf - PyBytes_AS_STRING(owner)
             if 0 <= base and base + view.len <= PyBytes_GET_SIZE(owner):
                 buffer = owner

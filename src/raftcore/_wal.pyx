@@ -31,6 +31,7 @@ cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.time cimport monotonic
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
@@ -386,7 +387,7 @@ cdef class WriteAheadLog:
         if self.sync_policy == "never":
             self._dirty = False
             return self._durable
-        now = time.monotonic()
+        now = monotonic()  # C (cpython.time): every sync asks
         if self.sync_policy == "interval" and (now - self._last_sync) * 1000.0 < self.sync_interval_ms:
             return self._durable
         written = self._written
