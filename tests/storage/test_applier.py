@@ -112,6 +112,22 @@ def test_apply_entries_overrides_are_called_and_mixed_batches_split() -> None:
     assert only.apply_batch(mixed) == [None] * 5
     assert machine.total == 6 and machine.applied_index == 5
     assert only.applied_index == 5 and only.configuration == configuration
+    # the default is called without the override lookup; any override through it
+    assert machine._plain_entries and not only._plain_entries
+
+    class Traced(Counting):  # a user's subclass of a subclass, overriding the hook
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[tuple[int, int]] = []
+
+        def _apply_entries(self, batch):
+            self.batches.append((batch.first_index, batch.last_index))
+            return super()._apply_entries(batch)
+
+    traced = Traced()
+    assert not traced._plain_entries
+    assert traced.apply_batch(mixed) == [1, 2, None, None, 5]
+    assert traced.batches == [(1, 5)] and traced.total == 6
 
 
 def test_refusals_are_typed_and_leave_the_state() -> None:

@@ -17,6 +17,10 @@ The fields (set by ``StateMachine.__init__``), guarded by ``_lock``, the apply l
 - ``_broken``: why the state can no longer be trusted (the user's ``apply`` raised), or
   ``None``;
 - ``_closed``: ``close()`` was called;
+- ``_plain_entries``: the class keeps ``Applier._apply_entries`` (a subclass overriding it
+  is called through the lookup an override needs; the compiled build skips it otherwise:
+  with a Python subclass's instance dictionary changing every batch, that lookup is made
+  anew each time);
 - ``snapshot_entries``: how many entries applied since ``_snapshot_index`` make the hook
   ``_after_apply`` worth calling (0, the default: after every batch). Every compaction
   policy waits for at least that many, counted from ``_snapshot_index`` or from a later
@@ -49,6 +53,7 @@ class Applier:
     _failure: BaseException | None
     _closed: bool
     snapshot_entries: int
+    _plain_entries: bool
 
     def apply_batch(self, batch: EntryBatch) -> list[object]:
         """Apply a committed batch; one result per entry (``None`` for no-op/configuration)."""
@@ -64,7 +69,10 @@ class Applier:
             if self._closed or self._broken is not None or first != self._applied_index + 1:
                 self._refuse(batch)  # raises (its message formatted only then)
             try:
-                results = self._apply_entries(batch)
+                if self._plain_entries:  # not overridden: a C call, no lookup (compiled)
+                    results = Applier._apply_entries(self, batch)
+                else:
+                    results = self._apply_entries(batch)
             except BaseException:
                 self._broken = f"applying entries {first}..{batch.last_index} raised"
                 raise
@@ -94,7 +102,7 @@ class Applier:
     def _apply_entries(self, batch: EntryBatch) -> list[object]:
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
         count = len(batch)
-        if batch.count_kind(KIND_COMMAND) == count:  # counted in C, no array built
+        if batch.count_kind(KIND_COMMAND) == count:  # counted in C (a C call), no array built
             applied = self.apply_commands(batch)
             return applied if isinstance(applied, list) else list(applied)
         first = batch.first_index

@@ -120,6 +120,7 @@ class StateMachine(Applier, ABC):
         self._failure = None
         self._closed = False
         self.snapshot_entries = 0  # ``_after_apply`` after every batch (``Applier``)
+        self._plain_entries = type(self)._apply_entries is Applier._apply_entries
 
     # ---- what the user implements --------------------------------------------------------
     @abstractmethod
