@@ -12,6 +12,8 @@ cdef class _Instrument:
     cdef public bint pulled
     cdef public object otel
     cdef public bint otel_proxied
+    cdef public object _proxy
+    cdef public dict _proxy_fields
     cdef public dict otel_attributes
     cdef public dict _attribute_cache
     cdef object __weakref__  # the OpenTelemetry mirror keeps live instruments in a WeakSet

@@ -39,6 +39,10 @@ class _Instrument:
         #: ``otel`` is the OpenTelemetry API's proxy (``pyraft.metrics``): it forwards to its
         #: ``_real_instrument`` once an SDK is set, and does nothing before
         self.otel_proxied = False
+        #: the proxy whose attribute dictionary ``_proxy_fields`` is (a histogram reads its
+        #: ``_real_instrument`` there, a dict lookup per recording)
+        self._proxy: Any = None
+        self._proxy_fields: dict[str, Any] = {}
         self.otel_attributes: dict[str, str] = {}  # added to every OpenTelemetry attribute set
         self._attribute_cache: dict[tuple, dict] = {}
 
@@ -181,7 +185,9 @@ class Histogram(_Instrument):
         otel = self.otel
         if otel is not None:  # runs several times per write: the cached attributes first
             if self.otel_proxied:  # what the proxy would forward to: nothing, or the SDK's
-                otel = otel._real_instrument  # instrument (an attribute read, not a frame)
+                if otel is not self._proxy:  # instrument (read in its dict, not by a frame)
+                    self._proxy, self._proxy_fields = otel, vars(otel)
+                otel = self._proxy_fields.get("_real_instrument")
                 if not otel:
                     return
             attributes = self._attribute_cache.get(labels)

@@ -145,12 +145,15 @@ def _api_proxy(instrument: Any) -> bool:
     forwards every recording to the SDK's instrument it keeps in ``_real_instrument``. A
     histogram records into that attribute directly (``Histogram.observe``): several times per
     write, a frame of the proxy's ``record`` cost more than the rest of the recording, and
-    did nothing when no SDK was set. An API without that attribute gets ordinary calls."""
+    did nothing when no SDK was set. An API without that attribute (in the instance's
+    dictionary) gets ordinary calls."""
     try:
         from opentelemetry.metrics._internal.instrument import _ProxyInstrument
     except ImportError:
         return False
-    return isinstance(instrument, _ProxyInstrument) and hasattr(instrument, "_real_instrument")
+    # ``Histogram.observe`` reads that attribute in the instance's dictionary
+    return isinstance(instrument, _ProxyInstrument) and \
+        "_real_instrument" in getattr(instrument, "__dict__", ())
 
 
 def _unit(name: str) -> str:
