@@ -59,3 +59,14 @@ cdef class MessageHead:
 
 
 cpdef MessageHead read_message_head(data)
+
+
+# One connection's incremental frame decoder (pyraft's transport cimports it: feed is a C call
+# for every chunk a connection reads).
+cdef class FrameDecoder:
+    cdef bytearray _buffer
+    cdef Py_ssize_t _consumed  # stream offset of _buffer[0]
+    cdef readonly Py_ssize_t frame_bytes_max
+    cdef object _error
+
+    cpdef list feed(self, data)

@@ -923,10 +923,7 @@ cdef class FrameDecoder:
     an error the decoder stays failed (the connection must be closed).
     """
 
-    cdef bytearray _buffer
-    cdef Py_ssize_t _consumed  # stream offset of _buffer[0]
-    cdef readonly Py_ssize_t frame_bytes_max
-    cdef object _error
+    # fields: _framing.pxd
 
     def __init__(self, Py_ssize_t frame_bytes_max=FRAME_BYTES_MAX):
         if frame_bytes_max <= 0 or frame_bytes_max > 0xFFFFFFFF:
@@ -948,7 +945,7 @@ cdef class FrameDecoder:
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    def feed(self, data):
+    cpdef list feed(self, data):
         cdef list frames = []
         cdef Py_ssize_t pos = 0, size
         cdef const unsigned char *p

@@ -25,6 +25,9 @@ cdef class IndexTable:
     # Append n entries starting at log index `first`, with the checks of append().
     # `segments` may be NULL, in which case every entry gets `segment`. Entry k's offset is
     # offsets[k] + shift (the WAL passes a batch's record boundaries and where it wrote them).
+    # the WAL asks it per sync and per read (a C call from there)
+    cpdef term_at(self, index)
+
     cdef int c_append(self, int64_t first, const int32_t *segments, int32_t segment,
                       const uint64_t *offsets, uint64_t shift, const uint64_t *terms,
                       Py_ssize_t n) except -1

@@ -538,7 +538,7 @@ cdef class IndexTable:
         p += self._head
         return (self._segments[p], self._offsets[p], self._terms[p])
 
-    def term_at(self, index):
+    cpdef term_at(self, index):
         """The term of index; for first_index - 1, the prev term (the snapshot's)."""
         cdef int64_t i = _index_arg(index, "index")
         cdef int64_t p = i - self._first

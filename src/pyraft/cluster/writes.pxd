@@ -41,3 +41,5 @@ cdef class Writes:
     cpdef object enqueue_now(self, list payloads, bint many)
     @cython.locals(ledger=ProposalLedger, batch=QueuedBatch, first=int64_t)
     cpdef propose_queued(self)
+    @cython.locals(ledger=ProposalLedger)
+    cpdef settle_replaced(self, object entries, object snapshot, bint leading, int64_t term)

@@ -5,10 +5,11 @@ cimport cython
 from libc.stdint cimport int64_t
 
 from pyraft.core.messages cimport Message
+from raftcore._framing cimport FrameDecoder
 
 
 @cython.locals(left=Py_ssize_t)
-cpdef list feed_frames(object decoder, object connection, object data)
+cpdef list feed_frames(FrameDecoder decoder, object connection, object data)
 
 
 @cython.final
