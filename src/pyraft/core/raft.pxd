@@ -65,7 +65,6 @@ cdef class RaftNode:
     cdef public bint _resigning
     cdef public list _leadership_lost
     cdef public object leadership_lost
-    cdef public object _step
     cdef public object _tick
 
     cpdef step(self, Message m)
@@ -86,8 +85,10 @@ cdef class RaftNode:
     @cython.locals(last=CEntryBatch)
     cpdef advance_apply(self, Ready rd)
     @cython.locals(pr=Progress, oldest=object, last=int64_t)
+    cpdef _step_as_role(self, Message m)
     cpdef _step_leader(self, Message m)
     cpdef _step_follower(self, Message m)
+    cpdef _step_candidate(self, Message m)
     cpdef _append_as_leader(self, CEntryBatch batch)
     cpdef _after_commit(self)
     @cython.locals(member=int64_t)

@@ -319,7 +319,7 @@ class RaftNode:
             if m.type is _T_HUP:
                 self._hup(transfer=False)
             else:
-                self._step(m)
+                self._step_as_role(m)
             return
         if m.term > self.term:
             if m.type in (_T_VOTE, _T_PRE_VOTE) and not m.transfer and self._in_lease():
@@ -346,7 +346,18 @@ class RaftNode:
         if m.type in (_T_VOTE, _T_PRE_VOTE):
             self._handle_vote_request(m)
             return
-        self._step(m)
+        self._step_as_role(m)
+
+    def _step_as_role(self, m: Message) -> None:
+        """The role's handler (C calls when compiled, where a handler kept in an attribute
+        was a Python call per message)."""
+        role = self.role
+        if role is _R_LEADER:
+            self._step_leader(m)
+        elif role is _R_FOLLOWER:
+            self._step_follower(m)
+        else:  # a candidate, or a pre-candidate
+            self._step_candidate(m)
 
     def propose(self, payloads: Sequence[Buffer],
                 kind: int = KIND_COMMAND) -> tuple[int, int]:
@@ -675,13 +686,11 @@ class RaftNode:
         self._reset(term)
         self.lead = lead
         self.role = _R_FOLLOWER
-        self._step = self._step_follower
         self._tick = self._tick_election
 
     def _become_pre_candidate(self) -> None:
         invariant(self.role is not _R_LEADER, "leader cannot become pre-candidate")
         # A pre-candidate keeps its term and vote (thesis 9.6).
-        self._step = self._step_candidate
         self._tick = self._tick_election
         self.votes = {}
         self._fresh_votes = set()
@@ -693,7 +702,6 @@ class RaftNode:
         self._reset(self.term + 1)
         self.vote = self.id
         self.role = _R_CANDIDATE
-        self._step = self._step_candidate
         self._tick = self._tick_election
 
     def _become_leader(self) -> None:
@@ -701,7 +709,6 @@ class RaftNode:
         self._reset(self.term)
         self.lead = self.id
         self.role = _R_LEADER
-        self._step = self._step_leader
         self._tick = self._tick_heartbeat
         last = self.log.last_index()
         for member in self.configuration.members | {self.id}:
