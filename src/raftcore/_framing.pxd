@@ -38,6 +38,11 @@ cdef class EntryBatch:
     cdef EntryBatch _positions(self, Py_ssize_t a, Py_ssize_t b)
 
 
+# The records inside a message body, without slicing it (pyraft's codec cimports it).
+cpdef EntryBatch decode_entries_at(data, Py_ssize_t start, Py_ssize_t length,
+                                   uint64_t expected_first_index=*)
+
+
 # The fixed head of a Raft message body (pyraft's codec cimports these: C calls, C fields).
 cdef enum:
     MHEAD = 88

@@ -59,6 +59,9 @@ def encode_entries(
 def decode_entries(
     data: Buffer, expected_first_index: int = 0, *, payload_bytes_max: int = ..., prev_term: int = 0
 ) -> EntryBatch: ...
+def decode_entries_at(
+    data: Buffer, start: int, length: int, expected_first_index: int = 0
+) -> EntryBatch: ...
 def scan_entries(
     data: Buffer, expected_first_index: int = 0, *, payload_bytes_max: int = ..., prev_term: int = 0
 ) -> tuple[EntryBatch, int, Exception | None]: ...

@@ -551,23 +551,30 @@ def empty_batch(uint64_t next_index=1):
 
 
 cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_bytes_max,
-                         uint64_t prev_term, bint strict):
+                         uint64_t prev_term, bint strict, Py_ssize_t start=0,
+                         Py_ssize_t length=-1):
+    """Scan the records ``length`` bytes from byte ``start`` of ``data`` (-1: to its end);
+    the offsets in errors and ``end`` count from ``start``."""
     cdef Py_buffer view
     cdef PyObject *exporter
     cdef Scan s
     cdef EntryBatch batch
     cdef bint release
+    cdef const unsigned char *p
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
+        if length < 0:
+            length = view.len - start
+        if start < 0 or length < 0 or start > view.len - length:
+            raise ValueError(f"{length} bytes at {start} of a {view.len}-byte buffer")
+        p = <const unsigned char *>view.buf + start
         # the GIL is released only for a long scan: the usual batch is a few hundred bytes
-        release = view.len >= NOGIL_BYTES_MIN
+        release = length >= NOGIL_BYTES_MIN
         if release:
             with nogil:
-                s = _scan(<const unsigned char *>view.buf, view.len, expected_first_index,
-                          payload_bytes_max, prev_term)
+                s = _scan(p, length, expected_first_index, payload_bytes_max, prev_term)
         else:
-            s = _scan(<const unsigned char *>view.buf, view.len, expected_first_index,
-                      payload_bytes_max, prev_term)
+            s = _scan(p, length, expected_first_index, payload_bytes_max, prev_term)
         error = None
         if s.error != SCAN_OK:
             cls, message = _SCAN_MESSAGES[s.error]
@@ -575,25 +582,25 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
             if strict:
                 raise error
         first = s.first_index if s.count or expected_first_index else 1
-        buffer, base = data, 0
+        buffer, base = data, start
         exporter = _exporter(data) if type(data) is memoryview else NULL
         if exporter != NULL and type(<object>exporter) is bytes:
             # keep the bytes, not the view: a view is a tracked object (see EntryBatch); its
             # exporter read in C (``memoryview.obj`` is an attribute lookup)
             owner = <object>exporter
-            base = <const char *>view.buf - PyBytes_AS_STRING(owner)
-            if 0 <= base and base + view.len <= PyBytes_GET_SIZE(owner):
+            base = <const char *>p - PyBytes_AS_STRING(owner)
+            if 0 <= base and base + length <= PyBytes_GET_SIZE(owner):
                 buffer = owner
             else:  # cannot happen for a contiguous view of bytes; keep the view then
-                base = 0
+                base = start
         batch = _new_batch(buffer, base, s.end, first, s.count)
         if release:
             with nogil:
-                _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>batch._terms,
-                            <uint8_t *>batch._kinds, <uint64_t *>batch._offsets)
+                _fill_index(p, s.count, <uint64_t *>batch._terms, <uint8_t *>batch._kinds,
+                            <uint64_t *>batch._offsets)
         else:
-            _fill_index(<const unsigned char *>view.buf, s.count, <uint64_t *>batch._terms,
-                        <uint8_t *>batch._kinds, <uint64_t *>batch._offsets)
+            _fill_index(p, s.count, <uint64_t *>batch._terms, <uint8_t *>batch._kinds,
+                        <uint64_t *>batch._offsets)
         return batch, s.end, error
     finally:
         PyBuffer_Release(&view)
@@ -610,6 +617,16 @@ def decode_entries(data, uint64_t expected_first_index=0, *,
     while the batch is alive: its payloads are views into it.
     """
     return _scan_buffer(data, expected_first_index, payload_bytes_max, prev_term, True)[0]
+
+
+cpdef EntryBatch decode_entries_at(data, Py_ssize_t start, Py_ssize_t length,
+                                   uint64_t expected_first_index=0):
+    """``decode_entries(memoryview(data)[start:start + length], expected_first_index)``
+    without making the slice: the records ``length`` bytes from byte ``start`` of ``data``
+    (what a message body carries after its header). The batch views ``data``; offsets in
+    errors count from ``start``; a region outside ``data`` is a ValueError."""
+    return _scan_buffer(data, expected_first_index, RECORD_PAYLOAD_BYTES_MAX, 0, True, start,
+                        length)[0]
 
 
 def scan_entries(data, uint64_t expected_first_index=0, *,

@@ -247,6 +247,13 @@ def decode_entries(
     return batch
 
 
+def decode_entries_at(data, start, length, expected_first_index=0):
+    view = memoryview(data).cast("B")
+    if start < 0 or length < 0 or start > len(view) - length:
+        raise ValueError(f"{length} bytes at {start} of a {len(view)}-byte buffer")
+    return decode_entries(view[start : start + length], expected_first_index)
+
+
 def scan_entries(
     data, expected_first_index=0, *, payload_bytes_max=RECORD_PAYLOAD_BYTES_MAX, prev_term=0
 ):

@@ -10,6 +10,7 @@ _impl = load("framing")
 EntryBatch = _impl.EntryBatch
 encode_entries = _impl.encode_entries
 decode_entries = _impl.decode_entries
+decode_entries_at = _impl.decode_entries_at
 scan_entries = _impl.scan_entries
 concat_batches = _impl.concat_batches
 empty_batch = _impl.empty_batch
@@ -37,6 +38,7 @@ __all__ = [
     "EntryBatch",
     "encode_entries",
     "decode_entries",
+    "decode_entries_at",
     "scan_entries",
     "concat_batches",
     "empty_batch",

@@ -17,6 +17,7 @@ from raftcore._framing import FrameDecoder as FrameDecoder
 from raftcore._framing import MessageHead as MessageHead
 from raftcore._framing import concat_batches as concat_batches
 from raftcore._framing import decode_entries as decode_entries
+from raftcore._framing import decode_entries_at as decode_entries_at
 from raftcore._framing import empty_batch as empty_batch
 from raftcore._framing import encode_entries as encode_entries
 from raftcore._framing import encode_frame as encode_frame
@@ -29,6 +30,7 @@ __all__ = [
     "EntryBatch",
     "encode_entries",
     "decode_entries",
+    "decode_entries_at",
     "scan_entries",
     "concat_batches",
     "empty_batch",

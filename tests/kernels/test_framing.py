@@ -141,6 +141,40 @@ def test_scans_on_both_sides_of_the_gil_threshold_read_the_spec(fr, size):
         fr.decode_entries(bytes(damaged), 7)
     assert info.value.offset == whole // 2 * 132
 
+
+@given(batches(max_entries=8), st.binary(max_size=40), st.binary(max_size=40),
+       st.integers(0, 3), st.sampled_from(["bytes", "bytearray", "view"]))
+def test_decode_entries_at_is_decode_entries_of_the_slice(case, head, tail, damage, kind):
+    """A message body's records, read in place: the same batch as decoding the slice, or the
+    same typed error at the same offset (counted from the region's start), in both builds."""
+    first, terms, kinds, payloads = case
+    records = b"".join(spec_record(first + i, t, k, p)
+                       for i, (t, k, p) in enumerate(zip(terms, kinds, payloads)))
+    if damage and records:
+        damaged = bytearray(records)
+        damaged[(damage * 37) % len(records)] ^= 0x40
+        records = bytes(damaged)
+    whole = head + records + tail
+    data = {"bytes": whole, "bytearray": bytearray(whole), "view": memoryview(whole)}[kind]
+    start, length = len(head), len(records)
+    expected_first = first if terms else 0
+    for fr in implementations("framing"):
+        try:
+            want = fr.decode_entries(memoryview(whole)[start:start + length], expected_first)
+        except FramingError as error:
+            with pytest.raises(type(error)) as info:
+                fr.decode_entries_at(data, start, length, expected_first)
+            assert info.value.offset == error.offset
+            continue
+        got = fr.decode_entries_at(data, start, length, expected_first)
+        assert got.tobytes() == want.tobytes() == records
+        assert (got.first_index, len(got)) == (want.first_index, len(want))
+        assert [bytes(p) for p in got.payloads()] == [bytes(p) for p in want.payloads()]
+        assert got.terms.tolist() == want.terms.tolist()
+        for start_, length_ in ((-1, 1), (0, len(whole) + 1), (len(whole), 1), (1, -1)):
+            with pytest.raises(ValueError):
+                fr.decode_entries_at(data, start_, length_, expected_first)
+
 @given(st.binary(max_size=400))
 def test_garbage_is_a_typed_error_or_a_valid_batch(garbage):
     for fr in implementations("framing"):

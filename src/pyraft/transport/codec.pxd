@@ -7,7 +7,12 @@ from libc.stdint cimport uint64_t
 
 from pyraft.core.messages cimport Message, wire_message
 from raftcore._framing cimport EntryBatch as CEntryBatch
-from raftcore._framing cimport MessageHead, pack_message_head, read_message_head
+from raftcore._framing cimport (
+    MessageHead,
+    decode_entries_at,
+    pack_message_head,
+    read_message_head,
+)
 
 
 @cython.locals(msg=Message, after=object, entries=CEntryBatch, context_length=Py_ssize_t,

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
@@ -79,7 +80,7 @@ from raftcore.framing import (
     FRAME_HEADER_BYTES,
     MESSAGE_HEAD_BYTES,
     FrameDecoder,
-    decode_entries,
+    decode_entries_at,
     empty_batch,
     frame_header,
     pack_message_head,
@@ -270,15 +271,15 @@ def decode_body(body) -> Message:
     Entry records are checked (checksums, sequence from ``index + 1``) and returned as an
     ``EntryBatch`` viewing ``body`` without a copy. Raises :class:`MalformedMessageError`.
     """
-    view = memoryview(body)
-    if type(body) is not bytes and (view.format != "B" or view.ndim != 1):
-        view = view.cast("B")  # bytes (what FrameDecoder yields) are a flat view of bytes
-    size = len(view)
+    # bytes (what FrameDecoder yields) are read as they are: a view is made only for another
+    # buffer, or for a snapshot's metadata
+    flat = body if type(body) is bytes else _flat_view(body)
+    size = len(flat)
     if size < _BODY_SIZE:
         raise MalformedMessageError(
             f"message body of {size} bytes is shorter than its {_BODY_SIZE}-byte header", 0
         )
-    head = read_message_head(body if type(body) is bytes else view)
+    head = read_message_head(flat)
     version = head.version
     code = head.code
     flags = head.flags
@@ -319,7 +320,7 @@ def decode_body(body) -> Message:
     pos = _BODY_SIZE
     snapshot_meta = None
     if mtype is _SNAPSHOT:
-        snapshot_meta, pos = _decode_meta(view, pos)
+        snapshot_meta, pos = _decode_meta(memoryview(flat), pos)
     elif chunk_length:
         raise MalformedMessageError(f"{mtype.name} message carries snapshot data", 12)
     if size - pos != context_length + entries_length + chunk_length:
@@ -328,7 +329,7 @@ def decode_body(body) -> Message:
             f"{context_length} + {entries_length} + {chunk_length}",
             pos,
         )
-    context = bytes(view[pos : pos + context_length]) if context_length else b""
+    context = bytes(flat[pos : pos + context_length]) if context_length else b""
     pos += context_length
     entries = None
     if mtype is _APPEND:
@@ -336,7 +337,7 @@ def decode_body(body) -> Message:
             raise MalformedMessageError("APPEND index leaves no room for entries", 16 + 32)
         if entries_length:
             try:
-                entries = decode_entries(view[pos : pos + entries_length], index + 1)
+                entries = decode_entries_at(flat, pos, entries_length, index + 1)
             except (ValueError, OverflowError) as exc:
                 raise MalformedMessageError(f"bad entries: {exc}", pos) from None
         else:
@@ -344,11 +345,17 @@ def decode_body(body) -> Message:
         pos += entries_length
     snapshot = None
     if snapshot_meta is not None:
-        snapshot = Snapshot(snapshot_meta, bytes(view[pos : pos + chunk_length]))
+        snapshot = Snapshot(snapshot_meta, bytes(flat[pos : pos + chunk_length]))
     return wire_message(
         mtype, src, dst, term, log_term, index, commit, entries, bool(flags & _FLAG_REJECT),
         reject_hint, hint_term, context, snapshot, bool(flags & _FLAG_TRANSFER),
         snapshot_offset, bool(flags & _FLAG_SNAPSHOT_DONE), bool(flags & _FLAG_FRESH))
+
+
+def _flat_view(body: Any) -> memoryview:
+    """``body`` (any buffer) as a flat view of bytes."""
+    view = memoryview(body)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 def _decode_meta(view: memoryview, pos: int) -> tuple[SnapshotMeta, int]:
