@@ -38,6 +38,10 @@ cdef class EntryBatch:
     cdef EntryBatch _positions(self, Py_ssize_t a, Py_ssize_t b)
 
 
+# A frame's header over its body (and tail): the codec frames every message it encodes with it.
+cpdef bytes frame_header(unsigned int message_type, body, tail=*)
+
+
 # The records inside a message body, without slicing it (pyraft's codec cimports it).
 cpdef EntryBatch decode_entries_at(data, Py_ssize_t start, Py_ssize_t length,
                                    uint64_t expected_first_index=*)

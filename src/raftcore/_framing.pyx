@@ -798,7 +798,7 @@ def concat_batches(batches):
 
 # ---- transport frames ------------------------------------------------------------------------
 
-def frame_header(unsigned int message_type, body, tail=None):
+cpdef bytes frame_header(unsigned int message_type, body, tail=None):
     """The 16-byte header that precedes ``body`` on the wire (write both with writelines).
 
     With ``tail``, the header of one frame whose body is ``body`` then ``tail``, never joined

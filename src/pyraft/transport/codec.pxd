@@ -10,6 +10,7 @@ from raftcore._framing cimport EntryBatch as CEntryBatch
 from raftcore._framing cimport (
     MessageHead,
     decode_entries_at,
+    frame_header,
     pack_message_head,
     read_message_head,
 )
