@@ -54,15 +54,15 @@ cdef class LogWriter:
 
     @cython.locals(first=CEntryBatch, stored=ExternalSnapshots)
     cpdef bint can_pipeline(self, Ready rd) except -1
-    @cython.locals(written=Written, job=SyncJob, entries=bint)
+    @cython.locals(written=Written, job=SyncJob, entries=bint, started=double)
     cpdef Written begin(self, Ready rd)
-    @cython.locals(started=double, count=int64_t, batch=CEntryBatch, stored=ExternalSnapshots)
-    cpdef _append(self, list entries)
+    @cython.locals(ended=double, count=int64_t, batch=CEntryBatch, stored=ExternalSnapshots)
+    cpdef double _append(self, list entries, double started=*) except? -1.0
     cpdef _failed(self, object error)
     cpdef pipeline_empty(self)
     cpdef double _run_job(self, SyncJob job) except? -1.0
-    @cython.locals(started=double)
-    cpdef double _timed_sync(self, object hard_state, bint entries) except? -1.0
+    cpdef double _timed_sync(self, object hard_state, bint entries,
+                             double started=*) except? -1.0
     cpdef _synced(self, double elapsed, bint entries)
     @cython.locals(size=int64_t, batch=CEntryBatch)
     cpdef bint sync_inline(self, Ready rd) except -1
