@@ -395,7 +395,7 @@ cdef class WriteAheadLog:
         fd = (<_Segment>seg).fd
         with nogil:
             err = rc_datasync(fd)
-        _check(err, "fdatasync", seg.path)
+        _check(err, "fdatasync", (<_Segment>seg).path)
         self._last_sync = now
         self._dirty = written != self._written
         if written > self._durable:

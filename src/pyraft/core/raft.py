@@ -1388,7 +1388,7 @@ class RaftNode:
         """Configuration entries take effect when appended; truncation reverts them."""
         if (self._history.latest_index() < from_index
                 and self.log.last_index() == entries.last_index
-                and not len(entries.config_positions)):
+                and not entries.count_kind(KIND_CONFIGURATION)):
             return  # the usual case: nothing reverted, nothing new
         self._drop_configurations_from(from_index)
         self._scan_configurations(from_index, self.log.last_index() + 1)
