@@ -36,7 +36,6 @@ pattern, method and status (recorded by ``http_metrics_middleware``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -361,7 +360,7 @@ class Metrics(_Registry):
         transport = cluster.transport
         counters = transport.counters
         if counters is not None:
-            totals = dataclasses.asdict(counters)
+            totals = counters.totals()
             for field, gauge in self.transport.items():
                 gauge.set(totals[field])
         for metric, counts in ((self.bytes_sent, transport.peer_bytes_sent),

@@ -43,10 +43,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from pyraft.core.messages import Message
+
+# defined beside the per-message path that counts into it (compiled there: C fields)
+from pyraft.transport.stream import TransportCounters
 
 __all__ = ["Deliver", "OnMessage", "OnUnreachable", "OnUserMessage", "Transport",
            "TransportCounters"]
@@ -65,18 +67,6 @@ OnUserMessage = Callable[[int, bytes], object]
 _NO_BYTES: Mapping[int, int] = MappingProxyType({})
 
 
-@dataclass(slots=True)
-class TransportCounters:
-    """Totals since the transport was created (for metrics)."""
-
-    sent: int = 0  # messages handed to a connection
-    received: int = 0  # messages delivered to the runtime
-    dropped: int = 0  # messages dropped: queue full, peer unreachable or unknown, wrong dst
-    connections: int = 0  # handshakes completed, outbound and inbound
-    refused: int = 0  # handshakes refused (TLS included), by us or by the peer
-    errors: int = 0  # connections closed for a frame or protocol error, a stall or a timeout
-    shed: int = 0  # accepted sockets closed at once: too many handshakes in progress
-    user_dropped: int = 0  # application messages dropped: too many in flight on a connection
 
 
 class Transport(abc.ABC):

@@ -13,9 +13,21 @@ cpdef list feed_frames(FrameDecoder decoder, object connection, object data)
 
 
 @cython.final
+cdef class TransportCounters:
+    cdef public int64_t sent
+    cdef public int64_t received
+    cdef public int64_t dropped
+    cdef public int64_t connections
+    cdef public int64_t refused
+    cdef public int64_t errors
+    cdef public int64_t shed
+    cdef public int64_t user_dropped
+
+
+@cython.final
 cdef class Hub:
     cdef public object member_id
-    cdef public object counters
+    cdef public TransportCounters counters
     cdef public object frame_bytes_max
     cdef public object deliver
     cdef public object loop

@@ -29,6 +29,50 @@ from pyraft.transport.codec import (
 )
 from raftcore.errors import FramingError
 
+
+class TransportCounters:
+    """Totals since the transport was created (for metrics): ``sent`` messages handed to a
+    connection, ``received`` delivered to the runtime, ``dropped`` (queue full, peer
+    unreachable or unknown, wrong destination), ``connections`` (handshakes completed,
+    outbound and inbound), ``refused`` handshakes (TLS included, by either side), ``errors``
+    (connections closed for a frame or protocol error, a stall or a timeout), ``shed``
+    (accepted sockets closed at once: too many handshakes in progress), ``user_dropped``
+    (application messages dropped: too many in flight on a connection).
+
+    Kept here, beside the per-message path that counts into it: compiled, its totals are C
+    fields (``stream.pxd``) the hub adds to without attribute lookups."""
+
+    FIELDS = ("sent", "received", "dropped", "connections", "refused", "errors", "shed",
+              "user_dropped")
+
+    def __init__(self, sent: int = 0, received: int = 0, dropped: int = 0,
+                 connections: int = 0, refused: int = 0, errors: int = 0, shed: int = 0,
+                 user_dropped: int = 0) -> None:
+        self.sent = sent
+        self.received = received
+        self.dropped = dropped
+        self.connections = connections
+        self.refused = refused
+        self.errors = errors
+        self.shed = shed
+        self.user_dropped = user_dropped
+
+    def totals(self) -> dict[str, int]:
+        """Every total by its name, in ``FIELDS`` order."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TransportCounters):
+            return NotImplemented
+        return self.totals() == other.totals()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value}" for name, value in self.totals().items())
+        return f"TransportCounters({fields})"
+
+
 #: what :meth:`Outbox.put` and :meth:`Hub.send` answer
 DROPPED = 0  # refused: the queue is full, the peer is in backoff or unknown, or not serving
 QUEUED = 1  # queued: it leaves with the next flush
