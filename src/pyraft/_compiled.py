@@ -91,7 +91,9 @@ PURE: bool = _flag("PYRAFT_PURE_CORE") or _flag("PYRAFT_NO_EXTENSIONS")
 #: one compiled: naming ``pyraft.core.raft`` pure needs ``pyraft.testing.sim`` named too
 #: (``sim.pxd`` types the harness with ``RaftNode``, ``Message`` and ``Ready``), and
 #: ``pyraft.core.view`` (``view.pxd`` types the view's node and log); naming
-#: ``pyraft.cluster.ledger`` needs ``pyraft.cluster.writes`` (``writes.pxd`` types its ledger);
+#: ``pyraft.cluster.ledger``, ``pyraft.core.raft``, ``pyraft.cluster.persist`` or
+#: ``pyraft.instruments`` needs ``pyraft.cluster.writes`` (``writes.pxd`` types its ledger,
+#: and the core, log writer and histogram it calls);
 #: naming ``pyraft.instruments`` needs ``pyraft.cluster.persist`` (its histograms are typed);
 #: naming ``pyraft.cluster.waiters`` needs ``pyraft.cluster.engine`` (``engine.pxd`` types it);
 #: naming ``pyraft.core.storage`` or ``pyraft.core.messages`` needs ``pyraft.storage.log`` (its

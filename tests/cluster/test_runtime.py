@@ -92,6 +92,9 @@ def test_replicate_returns_results_and_followers_catch_up(loop_kind):
         network = MemoryNetwork(through_codec=True)
         async with cluster(network) as members:
             leader = await leader_of(members)
+            # a member's writes reach its own core and log writer directly (writes.pxd)
+            assert all(m._writes._node is m.core and m._writes._writer is m._writer
+                       for m in members)
             results = await asyncio.gather(
                 *[leader.replicate(KV.encode(Put(key=f"k{i % 5}", value=i))) for i in range(200)]
             )

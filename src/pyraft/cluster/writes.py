@@ -40,7 +40,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from pyraft.cluster.ledger import ProposalLedger
+from pyraft.cluster.persist import LogWriter
 from pyraft.core.messages import Role, Snapshot
+from pyraft.core.raft import RaftNode
 from pyraft.errors import (
     ClusterStoppedError,
     InvariantError,
@@ -135,6 +137,8 @@ class Writes:
         self.id = member_id
         self.ledger = ledger
         self._metrics = metrics
+        #: held directly: each proposed batch records its size (a C call, compiled)
+        self._proposal_batch = metrics.proposal_batch
         self._writable = writable
         self._not_leader = not_leader
         #: the member takes writes (started, not stopping, not failed): set by the runtime
@@ -147,18 +151,30 @@ class Writes:
         self._wake: Wake | asyncio.Event
         self._core: Proposer
         self._storage: StorageState
+        #: ``core`` again when it is pyraft's ``RaftNode``, and ``storage`` when it is pyraft's
+        #: ``LogWriter``: the compiled build reads and calls them through these typed
+        #: references (writes.pxd); None for others (a test's), reached through the above
+        self._node: RaftNode | None = None
+        self._writer: LogWriter | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop, wake: Wake | asyncio.Event,
              core: Proposer, storage: StorageState) -> None:
         """The member starts: its loop, the processing task's wake-up, its core, its log
         writer (``open`` stays False until the runtime opens the writes)."""
         self._loop, self._wake, self._core, self._storage = loop, wake, core, storage
+        self._node = core if isinstance(core, RaftNode) else None
+        self._writer = storage if isinstance(storage, LogWriter) else None
 
     def check_writable(self) -> None:
         """Raise why the member takes no write now (module docstring: the fast check, then
         ``writable()`` only when it does not pass)."""
-        if not (self.open and self._core.role is _LEADER and self._storage.failed is None):
-            self._writable()
+        node, writer = self._node, self._writer
+        if node is not None and writer is not None:  # pyraft's own: C reads when compiled
+            if self.open and node.role is _LEADER and writer.failed is None:
+                return
+        elif self.open and self._core.role is _LEADER and self._storage.failed is None:
+            return
+        self._writable()
 
     def enqueue_now(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any] | None:
         """``enqueue`` when the queue has room, without a coroutine (every write takes this
@@ -225,10 +241,13 @@ class Writes:
         batch = ledger.take_queue()
         if batch is None:
             return
-        self._metrics.proposal_batch.observe(len(batch.payloads))
+        self._proposal_batch.observe(len(batch.payloads))
+        node = self._node
         try:
-            core = self._core
-            first, _last = core.propose(batch.payloads, KIND_COMMAND)
+            if node is not None:  # a C call when compiled
+                first, _last = node.propose(batch.payloads, KIND_COMMAND)
+            else:
+                first, _last = self._core.propose(batch.payloads, KIND_COMMAND)
         except (NotLeaderError, ProposalDroppedError) as error:
             if isinstance(error, NotLeaderError):
                 error = self._not_leader()
@@ -243,7 +262,7 @@ class Writes:
             ledger.fail_batch(batch, failure)
             raise
         else:
-            ledger.proposed(batch, first, core.term)
+            ledger.proposed(batch, first, node.term if node is not None else self._core.term)
 
     def settle_replaced(self, entries: Sequence[EntryBatch], snapshot: Snapshot | None,
                         leading: bool, term: int) -> None:
