@@ -29,7 +29,7 @@ cdef class QueuedBatch:
 cdef class ProposalLedger:
     cdef public int64_t queue_max
     cdef public str queue_full
-    cdef public object _queue
+    cdef public list _queue
     cdef public int64_t queued
     cdef public list _space_waiters
     cdef public object proposals
@@ -37,8 +37,11 @@ cdef class ProposalLedger:
 
     cpdef bint has_room(self, Py_ssize_t count)
     cpdef enqueue(self, list payloads, object future, bint many)
+    @cython.locals(items=list)
     cpdef QueuedBatch take_queue(self)
     cpdef wake_space_waiters(self)
+    @cython.locals(oldest=Proposal)
+    cpdef bint leads_term(self, int64_t term) except -1
     @cython.locals(proposals=object, index=int64_t, last=int64_t, items=list, many=bint)
     cpdef proposed(self, QueuedBatch batch, int64_t first, int64_t term)
     @cython.locals(proposals=object, first=int64_t, last=int64_t, proposal=Proposal,

@@ -104,8 +104,7 @@ class ProposalLedger:
             raise ValueError(f"proposal_queue_max must be at least 1, not {queue_max}")
         self.queue_max = queue_max
         self.queue_full = queue_full
-        self._queue: collections.deque[tuple[list[bytes], FutureLike, bool]] = \
-            collections.deque()
+        self._queue: list[tuple[list[bytes], FutureLike, bool]] = []
         self.queued = 0
         self._space_waiters: list[FutureLike] = []
         self.proposals: collections.deque[Proposal] = collections.deque()
@@ -132,10 +131,10 @@ class ProposalLedger:
 
     def take_queue(self) -> QueuedBatch | None:
         """Everything queued, as one batch for the core (None: nothing queued)."""
-        if not self._queue:
+        items = self._queue
+        if not items:
             return None
-        items = list(self._queue)
-        self._queue.clear()
+        self._queue = []
         self.queued = 0
         return QueuedBatch(items)
 
@@ -253,7 +252,11 @@ class ProposalLedger:
 
     def leads_term(self, term: int) -> bool:
         """Whether the oldest write in flight was appended in ``term`` (or none is)."""
-        return not self.proposals or self.proposals[0].term == term
+        proposals = self.proposals
+        if not proposals:
+            return True
+        oldest = proposals[0]
+        return oldest.term == term
 
     def fail_all(self, error: BaseException, in_flight: BaseException | None = None) -> None:
         """Fail every write and wake the writers waiting for room: those in flight (in the

@@ -659,7 +659,8 @@ class RaftNode:
     def _count_self(self) -> None:
         if self.role is _R_LEADER and self.id in self.progress:
             # The leader counts itself only for what it has made durable (thesis 10.2.1).
-            if self.progress[self.id].maybe_update(self.log.unstable_offset - 1):
+            pr = self.progress[self.id]
+            if pr.maybe_update(self.log.unstable_offset - 1):
                 if self._maybe_commit():
                     self._after_commit()
 
