@@ -19,6 +19,10 @@ cdef class Proposal:
     cdef public int64_t next
 
 
+@cython.locals(proposal=Proposal)
+cpdef Proposal _proposal(int64_t first, int64_t last, int64_t term, object future, bint many)
+
+
 @cython.final
 cdef class QueuedBatch:
     cdef public list items
@@ -42,8 +46,9 @@ cdef class ProposalLedger:
     cpdef wake_space_waiters(self)
     @cython.locals(oldest=Proposal)
     cpdef bint leads_term(self, int64_t term) except -1
-    @cython.locals(proposals=object, index=int64_t, last=int64_t, items=list, many=bint)
+    @cython.locals(proposals=object, index=int64_t, last=int64_t, items=list, many=bint,
+                   append=object)
     cpdef proposed(self, QueuedBatch batch, int64_t first, int64_t term)
     @cython.locals(proposals=object, first=int64_t, last=int64_t, proposal=Proposal,
-                   lo=Py_ssize_t, hi=Py_ssize_t)
+                   lo=Py_ssize_t, hi=Py_ssize_t, popleft=object)
     cpdef applied(self, CEntryBatch batch, object results)
