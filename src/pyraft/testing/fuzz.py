@@ -956,13 +956,6 @@ class _InboundRecorder:
         self.events.append(("deliver", _message_fields(message)))
 
 
-class _StreamCounters:
-    __slots__ = ("received", "dropped")
-
-    def __init__(self) -> None:
-        self.received = self.dropped = 0
-
-
 def _stream_bytes(reader: ByteReader, own: int, peer: int) -> bytes:
     """A connection's bytes after HELLO: frames of every type with valid checksums (Raft
     bodies mostly well formed, mostly from ``peer`` to ``own``, from or to other members
@@ -1015,7 +1008,7 @@ def fuzz_stream(data: bytes) -> None:
     pieces = [stream[i : i + step] for i in range(0, len(stream), step)]
     outcomes = []
     for module in (compiled_stream, twin):
-        counters = _StreamCounters()
+        counters = module.TransportCounters()  # each build's own (typed where compiled)
         hub = module.Hub(own, counters, frame_bytes_max)
         connection = _InboundRecorder()
         hub.deliver = connection.deliver
