@@ -65,7 +65,7 @@ cdef class Histogram(_Instrument):
 
     @cython.locals(series=_Series, x=double, bounds="double[::1]", size=Py_ssize_t,
                    slot=Py_ssize_t, attributes=object)
-    cpdef observe(self, object value, object labels=*)
+    cpdef observe(self, double value, object labels=*)
     @cython.locals(series=_Series)
     cpdef count(self, object labels=*)
     @cython.locals(series=_Series)
