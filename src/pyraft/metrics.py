@@ -253,7 +253,9 @@ class Metrics(_Registry):
             "pyraft_append_entries", "Entries written to the log per Ready (the sync batch).",
             SIZE_BUCKETS))
         self.fsync_seconds = add(Histogram(
-            "pyraft_fsync_seconds", "Time of the sync and hard-state save per Ready.",
+            "pyraft_fsync_seconds", "Time of the sync and hard-state save per Ready that must "
+            "be durable (entries, term or vote; one that only moves the commit index is not "
+            "timed).",
             SECONDS_BUCKETS))
         self.storage_failures = add(Counter(
             "pyraft_storage_failures_total", "Failed attempts to persist a Ready."))

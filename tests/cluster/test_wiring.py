@@ -289,6 +289,31 @@ def test_the_writer_writes_any_log_store_through_its_own_methods(kind) -> None:
     assert storage.last_index() == 3 and storage.hard_state == HardState(1, 1, 2)
     assert not writer.can_pipeline(ready_with([encode_entries(2, 2, [b"x"])]))
 
+
+def test_a_ready_that_only_moves_the_commit_index_is_stored_untimed() -> None:
+    """A Ready whose hard state changed only in its commit index has nothing to make durable:
+    the writer stores the hard state (a hint) without a sync and without timing it as one;
+    a Ready with entries, or a new term or vote, is synced and timed."""
+    async def body() -> None:
+        storage = Overriding()
+        metrics = Metrics(1)
+        writer = writer_for(storage, metrics)
+        with IOThread(asyncio.get_running_loop(), "test-io") as executor:
+            writer.bind(asyncio.get_running_loop(), executor)
+            writer.begin(ready_with([encode_entries(1, 1, [b"a"])], HardState(1, 1, 0)))
+            assert metrics.fsync_seconds.count() == 1
+            commit = ready_with([], HardState(1, 1, 1))  # must_sync stays False
+            assert writer.begin(commit).job is None
+            await writer.persist(ready_with([], HardState(1, 1, 1)))
+            assert metrics.fsync_seconds.count() == 1  # neither path timed a sync
+            assert storage.calls == ["append", "sync", "hard_state", "hard_state", "hard_state"]
+            vote = ready_with([], HardState(2, 3, 1))
+            vote.must_sync = True  # a new term and vote must be durable before answering
+            writer.begin(vote)
+            assert metrics.fsync_seconds.count() == 2 and storage.hard_state == HardState(2, 3, 1)
+
+    asyncio.run(body())
+
 def test_what_the_writer_pipelines() -> None:
     storage = MemoryLogStorage(Configuration(frozenset({1})))
     writer = writer_for(storage, Metrics(1))

@@ -155,7 +155,9 @@ class LogWriter:
                     snapshots.discard_unused_receive()
                 if rd.entries:
                     self._append(rd.entries)
-                if rd.hard_state is not None or rd.must_sync:
+                if rd.hard_state is not None and not rd.must_sync and self.sync_inline(rd):
+                    self.sync(rd.hard_state, False)  # the commit index alone: untimed (begin)
+                elif rd.hard_state is not None or rd.must_sync:
                     started = perf_counter()
                     if self.sync_inline(rd):
                         self.sync(rd.hard_state, bool(rd.entries))
@@ -204,7 +206,10 @@ class LogWriter:
             if rd.hard_state is not None or rd.must_sync:
                 entries = bool(rd.entries)
                 if self._syncs_running == 0 and self.sync_inline(rd):
-                    self._synced(self._timed_sync(rd.hard_state, entries, started), entries)
+                    if rd.must_sync:
+                        self._synced(self._timed_sync(rd.hard_state, entries, started), entries)
+                    else:  # the commit index alone: stored as a hint, nothing to make durable
+                        self.sync(rd.hard_state, False)  # (nothing synced: nothing timed)
                 else:
                     job = self._last_job
                     if job is None or not job.join(rd.hard_state, entries):
