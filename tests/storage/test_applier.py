@@ -112,8 +112,10 @@ def test_apply_entries_overrides_are_called_and_mixed_batches_split() -> None:
     assert only.apply_batch(mixed) == [None] * 5
     assert machine.total == 6 and machine.applied_index == 5
     assert only.applied_index == 5 and only.configuration == configuration
-    # the default is called without the override lookup; any override through it
+    # the default is called without the override lookup; any override through it; the
+    # class's apply_commands is held as a function and called with the machine
     assert machine._plain_entries and not only._plain_entries
+    assert machine._commands is Counting.apply_commands
 
     class Traced(Counting):  # a user's subclass of a subclass, overriding the hook
         def __init__(self) -> None:

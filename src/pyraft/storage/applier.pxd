@@ -17,6 +17,7 @@ cdef class Applier:
     cdef public bint _closed
     cdef public int64_t snapshot_entries
     cdef public bint _plain_entries
+    cdef public object _commands
 
     @cython.locals(count=Py_ssize_t, first=int64_t, lock=object, results=object)
     cpdef apply_batch(self, CEntryBatch batch)

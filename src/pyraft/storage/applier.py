@@ -21,6 +21,9 @@ The fields (set by ``StateMachine.__init__``), guarded by ``_lock``, the apply l
   is called through the lookup an override needs; the compiled build skips it otherwise:
   with a Python subclass's instance dictionary changing every batch, that lookup is made
   anew each time);
+- ``_commands``: the class's ``apply_commands`` as a plain function, called with the state
+  machine (no bound method made and no lookup per batch: a Python subclass's method, found
+  through the instance on every batch otherwise); None: looked up per call;
 - ``snapshot_entries``: how many entries applied since ``_snapshot_index`` make the hook
   ``_after_apply`` worth calling (0, the default: after every batch). Every compaction
   policy waits for at least that many, counted from ``_snapshot_index`` or from a later
@@ -54,6 +57,7 @@ class Applier:
     _closed: bool
     snapshot_entries: int
     _plain_entries: bool
+    _commands: Any
 
     def apply_batch(self, batch: EntryBatch) -> list[object]:
         """Apply a committed batch; one result per entry (``None`` for no-op/configuration)."""
@@ -102,8 +106,10 @@ class Applier:
     def _apply_entries(self, batch: EntryBatch) -> list[object]:
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
         count = len(batch)
+        commands = self._commands
         if batch.count_kind(KIND_COMMAND) == count:  # counted in C (a C call), no array built
-            applied = self.apply_commands(batch)
+            applied = commands(self, batch) if commands is not None \
+                else self.apply_commands(batch)
             return applied if isinstance(applied, list) else list(applied)
         first = batch.first_index
         results: list[object] = [None] * count
@@ -111,7 +117,8 @@ class Applier:
         others = [i for i, kind in enumerate(batch.kinds.tolist()) if kind != KIND_COMMAND]
         for position in [*others, count]:
             if position > start:
-                part = self.apply_commands(batch.slice(first + start, first + position))
+                run = batch.slice(first + start, first + position)
+                part = commands(self, run) if commands is not None else self.apply_commands(run)
                 part = part if isinstance(part, list) else list(part)
                 invariant(
                     len(part) == position - start,

@@ -121,6 +121,7 @@ class StateMachine(Applier, ABC):
         self._closed = False
         self.snapshot_entries = 0  # ``_after_apply`` after every batch (``Applier``)
         self._plain_entries = type(self)._apply_entries is Applier._apply_entries
+        self._commands = type(self).apply_commands  # a function of the class (Applier)
 
     # ---- what the user implements --------------------------------------------------------
     @abstractmethod
