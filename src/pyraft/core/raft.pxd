@@ -48,7 +48,7 @@ cdef class RaftNode:
     cdef public list _messages
     cdef public int64_t _ready_number
     cdef public int64_t _persisted_number
-    cdef public object _unpersisted
+    cdef public list _unpersisted
     cdef public int64_t _soft_lead
     cdef public object _soft_role
     cdef public int64_t _hard_term
@@ -79,7 +79,8 @@ cdef class RaftNode:
     cpdef list take_leader_traffic(self)
     cpdef advance(self, Ready rd)
     cpdef on_persist_ready(self, int64_t number)
-    @cython.locals(log=RaftLog, snapshot_index=int64_t, last_index=int64_t, last_term=int64_t)
+    @cython.locals(log=RaftLog, snapshot_index=int64_t, last_index=int64_t, last_term=int64_t,
+                   pending=list, done=Py_ssize_t, ready_number=int64_t)
     cpdef _stable_to(self, int64_t number)
     @cython.locals(pr=Progress)
     cpdef _count_self(self)

@@ -268,7 +268,7 @@ class RaftNode:
         #: what each Ready handed out and not yet reported durable asked to persist, oldest
         #: first: (number, index of its snapshot or -1, last index and term of its entries,
         #: or 0 and 0 without entries)
-        self._unpersisted: deque[tuple[int, int, int, int]] = deque()
+        self._unpersisted: list[tuple[int, int, int, int]] = []
         #: the soft state (leader, role) and the hard state (term, vote, commit) the last
         #: Ready handed out, or the storage's at start: a Ready carries them when they changed
         self._soft_lead = 0
@@ -648,13 +648,18 @@ class RaftNode:
     def _stable_to(self, number: int) -> None:
         self._persisted_number = number
         log = self.log
-        pending = self._unpersisted
-        while pending and pending[0][0] <= number:
-            _, snapshot_index, last_index, last_term = pending.popleft()
+        pending = self._unpersisted  # at most ready_pipeline_max: a list, oldest first
+        done = 0
+        for entry in pending:
+            ready_number, snapshot_index, last_index, last_term = entry
+            if ready_number > number:
+                break
+            done += 1
             if snapshot_index >= 0:
                 log.stable_snapshot_to(snapshot_index)
             if last_index:
                 log.stable_to(last_index, last_term)
+        del pending[:done]
 
     def _count_self(self) -> None:
         if self.role is _R_LEADER and self.id in self.progress:
