@@ -23,7 +23,7 @@ The fields (set by ``StateMachine.__init__``), guarded by ``_lock``, the apply l
   anew each time);
 - ``_commands``: the class's ``apply_commands`` as a plain function, called with the state
   machine (no bound method made and no lookup per batch: a Python subclass's method, found
-  through the instance on every batch otherwise); None: looked up per call;
+  through the instance on every batch otherwise); None: the class's, looked up per batch;
 - ``snapshot_entries``: how many entries applied since ``_snapshot_index`` make the hook
   ``_after_apply`` worth calling (0, the default: after every batch). Every compaction
   policy waits for at least that many, counted from ``_snapshot_index`` or from a later
@@ -107,9 +107,10 @@ class Applier:
         """Hand the runs of command entries to ``apply_commands``; ``None`` for the rest."""
         count = len(batch)
         commands = self._commands
+        if commands is None:  # not noted at start: the class's, looked up now
+            commands = type(self).apply_commands
         if batch.count_kind(KIND_COMMAND) == count:  # counted in C (a C call), no array built
-            applied = commands(self, batch) if commands is not None \
-                else self.apply_commands(batch)
+            applied = commands(self, batch)
             return applied if isinstance(applied, list) else list(applied)
         first = batch.first_index
         results: list[object] = [None] * count
@@ -117,8 +118,7 @@ class Applier:
         others = [i for i, kind in enumerate(batch.kinds.tolist()) if kind != KIND_COMMAND]
         for position in [*others, count]:
             if position > start:
-                run = batch.slice(first + start, first + position)
-                part = commands(self, run) if commands is not None else self.apply_commands(run)
+                part = commands(self, batch.slice(first + start, first + position))
                 part = part if isinstance(part, list) else list(part)
                 invariant(
                     len(part) == position - start,
