@@ -5,6 +5,7 @@ build too (run here in a child process)."""
 
 from __future__ import annotations
 
+import dis
 import os
 import subprocess
 import sys
@@ -152,6 +153,70 @@ def test_refusals_are_typed_and_leave_the_state() -> None:
     machine.close()
     with pytest.raises(InvariantError, match="after close"):
         machine.apply_batch(encode_entries(2, 1, [b"b"]))
+
+
+class _Tagged:
+    """A mixin after StateMachine in the MRO: its attributes are set inside
+    ``StateMachine.__init__``'s ``super().__init__()``, before the dictionary is replaced."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.tag = "mixin"
+
+
+class Reading(MemoryStateMachine, _Tagged):
+    """Reads and writes its own attributes per command, as users' machines do; counts the
+    attribute assignments its ``__setattr__`` sees."""
+
+    def __init__(self, **options) -> None:
+        self.assigned: list[str] = []
+        super().__init__(**options)
+        self.total = 0
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name != "assigned":
+            self.assigned.append(name)
+        super().__setattr__(name, value)
+
+    def apply(self, index: int, command: memoryview) -> object:
+        self.total = self.total + len(command)
+        return self.total
+
+    def build_snapshot(self) -> bytes:
+        return b""
+
+    def restore_snapshot(self, data: bytes) -> None:
+        self.total = 0
+
+
+def _first_read(code, name: str) -> int:
+    return next(i.offset for i in dis.get_instructions(code)
+                if i.opname == "LOAD_ATTR" and i.argval == name)
+
+
+def test_a_users_state_machine_keeps_its_own_attribute_reads_fast() -> None:
+    """A Python subclass of the compiled ``Applier`` starts without the inline attribute
+    storage; the dictionary it got shared its keys with the class, and CPython 3.11's
+    specialized ``self.total`` read missed on every such dictionary, fell back to the generic
+    lookup and was specialized again in a cycle (``OWN_DICTIONARY``). With a dictionary of its
+    own keys, once specialized the read stays so, and nothing set before is lost."""
+    machine = Reading()
+    assert machine.tag == "mixin" and machine.total == 0 and machine.snapshot_sink is None
+    assert "__dict__" not in machine.assigned and "total" in machine.assigned
+    code = Reading.apply.__code__
+    if not hasattr(code, "_co_code_adaptive"):
+        pytest.skip("this interpreter does not specialize attribute reads (CPython < 3.11)")
+    offset = _first_read(code, "total")
+    forms = []
+    for index in range(1, 401):
+        assert machine.apply_batch(encode_entries(index, 1, [b"ab"])) == [2 * index]
+        form = dis._all_opname[code._co_code_adaptive[offset]]
+        if not forms or forms[-1] != form:
+            forms.append(form)
+    specialized = [f for f in forms if f != "LOAD_ATTR" and not f.endswith("_ADAPTIVE")]
+    assert specialized, forms
+    assert forms.index(specialized[0]) == len(forms) - 1, forms  # never generic again
+    assert machine.total == 800 and machine.applied_index == 400
 
 
 def test_the_state_machine_tests_pass_in_the_other_build() -> None:
