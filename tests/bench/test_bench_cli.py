@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyraft.bench import compare, machine, report, stats, workloads
+from pyraft.bench import load as load_module
 from pyraft.bench.cli import Progress
 from pyraft.bench.load import run_load
 from pyraft.bench.workloads import (
@@ -171,6 +172,32 @@ def test_a_closed_loop_call_is_timed_from_its_start_after_the_previous_one():
     assert all(0.002 <= latency < 0.5 for latency in latencies)  # the pause is not in any
     assert all(later - earlier >= latency - 1e-9
                for earlier, later, latency in zip(done, done[1:], latencies[1:]))
+
+def test_a_closed_loop_worker_records_its_calls_across_chunks(monkeypatch):
+    """A worker notes completion times and turns them into latencies per ``RECORD_CALLS``
+    calls (3 here): with a clock that reads 0, 1, 2, ... each call and each pause takes
+    exactly one reading, so every latency is 1, at chunk boundaries and after errors too
+    (errors at calls 3, 6, 7 and 13: a pause inside a chunk, two in a row across one, and one
+    after the last call), and the completion times are the readings of the successes."""
+    readings = iter(range(10_000))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(readings)))
+    monkeypatch.setattr(load_module, "RECORD_CALLS", 3)
+    calls = 0
+
+    async def unit():
+        nonlocal calls
+        calls += 1
+        if calls in (3, 6, 7, 13):
+            raise RuntimeError("lost")
+
+    seen = asyncio.run(run_load(unit, inflight=1, duration_s=1e6, count=13, per_unit=2,
+                                error_pause_s=0))
+    assert calls == 13 and seen.errors == 4 and seen.writes == 9 * 2
+    assert list(seen.latencies_s) == [1.0] * 9
+    done = list(seen.done_at_s)  # since the load's start, its first reading: the loop may
+    assert done[0] >= 2.0  # read the clock before it does
+    assert [t - done[0] for t in done] == [0.0, 1.0, 3.0, 4.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+
 
 def test_run_load_rejects_bad_arguments():
     async def unit():
