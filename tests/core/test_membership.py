@@ -46,3 +46,51 @@ def test_majority_index_against_a_naive_oracle(values):
     """The largest value that a majority reaches, checked by counting."""
     best = max(v for v in values if sum(x >= v for x in values) > len(values) // 2)
     assert majority_index(values) == best
+
+
+def _leader_of(voters: frozenset[int], tracked: frozenset[int], matches: dict[int, int]):
+    """A leader (member 1, alone at first) given ``voters`` as its configuration and the
+    progress of ``tracked`` (their ``matches``), as a configuration change leaves them."""
+    import random
+
+    from pyraft.core import MemoryLogStorage, RaftNode, RaftOptions
+    from pyraft.core.progress import Progress
+
+    node = RaftNode(RaftOptions(id=1), MemoryLogStorage(Configuration(frozenset({1}))),
+                    random.Random(1))
+    node.campaign()
+    node.configuration = Configuration(voters)
+    progress = {member: Progress(1, 8, 1 << 20) for member in tracked | {1}}
+    for member, pr in progress.items():
+        pr.match = matches.get(member, 0)
+    node.progress = progress
+    node._progress_changed()
+    return node
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=7), st.data())
+def test_the_leaders_quorum_match_is_the_majority_index(values, data):
+    """``_quorum_match`` (the commit rule's index: one to three voters read without a list,
+    the voters' progress kept between calls) is ``majority_index`` of the voters' matches, a
+    voter the leader tracks no progress of counting 0; a match that moved, a configuration
+    replaced and a progress changed are all seen."""
+    voters = frozenset(range(1, len(values) + 1))
+    untracked = data.draw(st.frozensets(st.sampled_from(sorted(voters - {1}) or [2])))
+    matches = dict(zip(sorted(voters), values))
+    node = _leader_of(voters, voters - untracked, matches)
+
+    def expected() -> int:
+        return majority_index([node.progress[v].match if v in node.progress else 0
+                               for v in sorted(node.configuration.voters)])
+
+    assert node._quorum_match() == expected()
+    node.progress[1].match += data.draw(st.integers(0, 20))  # the same Progress, moved
+    assert node._quorum_match() == expected()
+    fewer = frozenset(sorted(voters)[: data.draw(st.integers(1, len(voters)))])
+    node.configuration = Configuration(fewer)  # a new configuration object: read anew
+    assert node._quorum_match() == expected()
+    if len(fewer) > 1:
+        member = max(fewer)
+        node.progress.pop(member, None)
+        node._progress_changed()  # as a configuration change does after it
+        assert node._quorum_match() == expected()

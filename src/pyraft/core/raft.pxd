@@ -27,6 +27,10 @@ cdef class RaftNode:
     cdef public object configuration
     cdef public dict progress
     cdef list _others
+    cdef list _voter_progress
+    cdef object _voters_of
+    cdef bint _voter_self
+    cdef Progress _own_progress
     cdef public dict votes
     cdef public int64_t ticks
     cdef public int64_t election_elapsed
@@ -91,6 +95,7 @@ cdef class RaftNode:
     cpdef _step_leader(self, Message m)
     cpdef _step_follower(self, Message m)
     cpdef _step_candidate(self, Message m)
+    @cython.locals(me=Progress)
     cpdef _append_as_leader(self, CEntryBatch batch)
     cpdef _after_commit(self)
     cpdef _maybe_promote(self)
@@ -102,8 +107,13 @@ cdef class RaftNode:
     cpdef bint _send_append(self, int64_t to, bint send_if_empty=*) except -1
     @cython.locals(hint=int64_t)
     cpdef _handle_append_response(self, Message m, Progress pr)
-    @cython.locals(index=int64_t, pr=Progress, progress=dict, matches=list)
+    @cython.locals(index=int64_t)
     cpdef bint _maybe_commit(self) except -1
+    @cython.locals(voters=list, count=Py_ssize_t, first=Progress, second=Progress,
+                   third=Progress, a=int64_t, b=int64_t, c=int64_t)
+    cpdef int64_t _quorum_match(self) except? -1
+    @cython.locals(progress=dict)
+    cpdef _track_voters(self)
     cpdef bint _in_own_term(self, int64_t index) except -1
     @cython.locals(pr=Progress, member=int64_t)
     cpdef _broadcast_heartbeat(self, object context)
@@ -138,6 +148,7 @@ cdef object _R_CANDIDATE
 cdef object _R_FOLLOWER
 cdef object _R_LEADER
 cdef object _R_PRE_CANDIDATE
+cdef Progress _NO_PROGRESS
 cdef object _P_PROBE
 cdef object _P_REPLICATE
 cdef object _P_SNAPSHOT

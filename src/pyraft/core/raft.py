@@ -105,6 +105,8 @@ _R_PRE_CANDIDATE = Role.PRE_CANDIDATE
 _P_PROBE = ProgressState.PROBE
 _P_REPLICATE = ProgressState.REPLICATE
 _P_SNAPSHOT = ProgressState.SNAPSHOT
+#: the progress the commit rule reads for a voter the leader tracks none of (it never changes)
+_NO_PROGRESS = Progress(1, 1, 1)
 #: the largest MEMBER_INFO body a leader reads (an address and a few labels)
 MEMBER_INFO_BYTES_MAX = 16 * 1024
 
@@ -227,6 +229,15 @@ class RaftNode:
         self.progress: dict[int, Progress] = {}
         #: leader: the other members of ``progress``, by id (``_progress_changed``)
         self._others: list[int] = []
+        #: leader: the voters' progress, by id (``_NO_PROGRESS`` for a voter without one), for
+        #: the commit rule; valid while ``_voters_of`` is the configuration in force and the
+        #: progress unchanged since (``_track_voters``); ``_voter_self``: this member is a
+        #: voter or a learner of that configuration
+        self._voter_progress: list[Progress] = []
+        self._voters_of: Configuration | None = None
+        self._voter_self = False
+        #: leader: its own entry of ``progress`` (None when it has none: ``_progress_changed``)
+        self._own_progress: Progress | None = None
         self.votes: dict[int, bool] = {}
         self.ticks = 0
         self.election_elapsed = 0
@@ -659,12 +670,13 @@ class RaftNode:
                 log.stable_snapshot_to(snapshot_index)
             if last_index:
                 log.stable_to(last_index, last_term)
-        del pending[:done]
+        if done:  # a new list of the rest (compiled, a C slice: no slice object, no call)
+            self._unpersisted = pending[done:]
 
     def _count_self(self) -> None:
-        if self.role is _R_LEADER and self.id in self.progress:
+        pr = self._own_progress
+        if self.role is _R_LEADER and pr is not None:
             # The leader counts itself only for what it has made durable (thesis 10.2.1).
-            pr = self.progress[self.id]
             if pr.maybe_update(self.log.unstable_offset - 1):
                 if self._maybe_commit():
                     self._after_commit()
@@ -749,6 +761,8 @@ class RaftNode:
         self._fresh_votes = set()
         self.progress = {}
         self._others = []
+        self._voters_of = None
+        self._own_progress = None
         self.lead_transferee = 0
         self._resigning = False
         self.pending_conf_index = 0
@@ -1062,7 +1076,10 @@ class RaftNode:
         if len(configs):
             self._scan_configurations(batch.first_index, batch.last_index + 1)
             self.pending_conf_index = batch.last_index
-        self.progress[self.id].next = batch.last_index + 1
+        me = self._own_progress
+        if me is None:
+            raise InvariantError("a leader without its own progress appended")
+        me.next = batch.last_index + 1
         self._broadcast_append()
 
     def _after_commit(self) -> None:
@@ -1092,6 +1109,8 @@ class RaftNode:
         others = [member for member in self.progress if member != self.id]
         others.sort()
         self._others = others
+        self._voters_of = None  # the voters' progress is read anew (``_track_voters``)
+        self._own_progress = self.progress.get(self.id)
 
     def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]
@@ -1234,12 +1253,7 @@ class RaftNode:
 
     def _maybe_commit(self) -> bool:
         """Raft 5.3/5.4.2: commit the majority-matched index if it is from the current term."""
-        progress = self.progress
-        matches = []
-        for v in self.configuration.voters:
-            pr = progress.get(v)
-            matches.append(0 if pr is None else pr.match)
-        index = majority_index(matches)
+        index = self._quorum_match()
         if index <= self.log.committed:
             return False
         if not self._in_own_term(index) and self.log.term_or_none(index) != self.term:
@@ -1251,13 +1265,43 @@ class RaftNode:
             self.uncommitted_bytes -= uncommitted.popleft()[1]
         self._release_reads_waiting_for_commit()
         self._maybe_promote()
-        configuration = self.configuration
-        if (self.id not in configuration.voters and self.id not in configuration.learners
-                and self.pending_conf_index <= index):  # not a member (no members union built)
-            # Thesis 4.2.2: a leader that is not part of the committed configuration steps down.
+        if self._voters_of is not self.configuration:  # changed by a promotion just now
+            self._track_voters()
+        if not self._voter_self and self.pending_conf_index <= index:
+            # Thesis 4.2.2: a leader that is not part of the committed configuration steps
+            # down (not a voter nor a learner of it: ``_voter_self``).
             self.become_follower(
                 self.term, 0, LeadershipLost(LeadershipLossReason.REMOVED, self.term))
         return True
+
+    def _quorum_match(self) -> int:
+        """The largest index a majority of the voters have matched (``majority_index`` of
+        their matches, 0 for a voter without progress). One to three voters, most clusters,
+        are read without a list (compiled: C comparisons on the voters' ``Progress``)."""
+        if self._voters_of is not self.configuration:
+            self._track_voters()
+        voters = self._voter_progress
+        count = len(voters)
+        if count == 3:
+            first, second, third = voters[0], voters[1], voters[2]
+            a, b, c = first.match, second.match, third.match
+            return max(min(a, b), min(max(a, b), c))  # the median
+        if count == 1:
+            first = voters[0]
+            return first.match
+        if count == 2:
+            first, second = voters[0], voters[1]
+            return min(first.match, second.match)
+        return majority_index([pr.match for pr in voters])
+
+    def _track_voters(self) -> None:
+        """Note the voters' progress for ``_quorum_match``, and whether this member is in the
+        configuration, for the configuration in force and the progress as it is."""
+        configuration = self.configuration
+        progress = self.progress
+        self._voter_progress = [progress.get(v, _NO_PROGRESS) for v in sorted(configuration.voters)]
+        self._voter_self = self.id in configuration.voters or self.id in configuration.learners
+        self._voters_of = configuration
 
     def _in_own_term(self, index: int) -> bool:
         """Leader: the entry at ``index`` is one it appended in its term, so its term is
