@@ -380,3 +380,40 @@ def test_quick_and_full_plans_judge_the_same_peak():
     assert max(map(commands, quick.peak)) == max(map(commands, full.peak)) == commands(PEAK_SHAPE)
     assert commands(PEAK_SHAPE) >= max(pysyncobj_peer.PEAK_INFLIGHTS)
     assert commands(PEAK_SHAPE) <= PROPOSAL_QUEUE_MAX
+
+
+def test_the_one_write_loads_run_long_enough_to_read_user_cpu(monkeypatch, tmp_path):
+    """The CPU goal reads user CPU from the one-write durable loads, which the kernel splits
+    from system time by sampling at its tick: the quick plan runs those loads (both builds)
+    3 s rather than 1, every other load its duration; a longer duration is kept."""
+    import contextlib
+
+    from pyraft.bench import workloads
+    from pyraft.bench.workloads import MEMORY
+
+    quick, full = Plan.build(quick=True), Plan.build(quick=False)
+    assert quick.load_s(DURABLE, 1) == 3.0 and quick.duration_s == 1.0
+    assert quick.load_s(DURABLE, 16) == quick.load_s(MEMORY, 1) == 1.0
+    assert all(full.load_s(mode, n) == 10.0 for mode in (DURABLE, MEMORY) for n in (1, 256))
+    assert Plan.build(quick=True, duration_s=5.0).load_s(DURABLE, 1) == 5.0
+
+    ran = []
+
+    def load(members, duration_s, **fields):
+        ran.append((members[0], fields.get("inflight"), fields.get("rate"), duration_s))
+        return {"writes": 1}
+
+    @contextlib.contextmanager
+    def cluster(directory, extra_args=None):
+        pure = os.environ.get("PYRAFT_PURE_CORE") == "1"  # set by builds.environment
+        yield {}, [builds.PURE if pure else builds.COMPILED]
+
+    monkeypatch.setattr(workloads, "_load", load)
+    monkeypatch.setattr(workloads, "member_cluster", cluster)
+    monkeypatch.setattr(workloads, "call_leader", lambda *a, **k: {"result": {"writes": 1}})
+    monkeypatch.setattr(workloads, "check_result", lambda result: result)
+    workloads.engine_workloads(quick, DURABLE, str(tmp_path), lambda label: None, pure=True)
+    closed = [(build, n, s) for build, n, rate, s in ran if rate is None and n is not None]
+    assert (builds.COMPILED, 1, 3.0) in closed and (builds.PURE, 1, 3.0) in closed
+    assert all(s == 1.0 for _, n, s in closed if n != 1)
+    assert all(s == 1.0 for _, n, rate, s in ran if rate is not None)  # the open-loop ones

@@ -197,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
                  "rates": plan.rates, "peak": plan.peak,
                  "throughput": plan.throughput,
                  "pure_throughput": plan.pure_throughput if do_pure else [],
+                 "one_write_s": plan.load_s(workloads.DURABLE, 1),
                  "sim_seeds": plan.sim_seeds, "core_batches": plan.core_batches,
                  "build_rounds": plan.build_rounds},
     }
