@@ -36,7 +36,7 @@ if OPT not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
     sys.exit(f"raftcore: RAFTCORE_OPT must be one of -O0, -O1, -O2, -O3, -Os, not {OPT!r}")
 
 # compiled modules are private (raftcore._crc, ...); raftcore.crc etc. are the public facades
-KERNELS = ["_crc", "_framing", "_index", "_phi", "_wal"]
+KERNELS = ["_clock", "_crc", "_framing", "_index", "_phi", "_wal"]
 # RAFTCORE_ONLY=_phi,_index builds a subset (a developer's shortcut; releases build all)
 if os.environ.get("RAFTCORE_ONLY"):
     KERNELS = [k for k in KERNELS if k in os.environ["RAFTCORE_ONLY"].split(",")]

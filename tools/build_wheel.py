@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNELS = ("_crc", "_framing", "_index", "_phi", "_wal")
+KERNELS = ("_clock", "_crc", "_framing", "_index", "_phi", "_wal")
 CONSOLE_SCRIPT = "pyraft = pyraft.cli:main"
 TOP_LEVEL_FILES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "MANIFEST.in")
 TAIL_LINES = 40

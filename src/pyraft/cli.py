@@ -35,7 +35,7 @@ def _info() -> dict[str, object]:
 
     kernels: dict[str, str] = {"crc": raftcore.crc.IMPLEMENTATION,
                                "framing": raftcore.framing.IMPLEMENTATION}
-    for name in ("index", "phi", "wal"):
+    for name in ("clock", "index", "phi", "wal"):
         try:
             module = __import__(f"raftcore.{name}", fromlist=["IMPLEMENTATION"])
         except ImportError as exc:  # surfaced, never hidden

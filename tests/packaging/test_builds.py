@@ -48,8 +48,8 @@ def test_pyraft_no_extensions_runs_everything_pure():
     assert facts["build"].startswith("pure (")
     assert facts["compiled"] == {name: "pure" for name in _compiled.MODULES}
     # every kernel with a pure twin runs it (the WAL's segment I/O has none: it stays compiled)
-    assert {name: facts["kernels"][name] for name in ("crc", "framing", "index", "phi")} == {
-        name: "python" for name in ("crc", "framing", "index", "phi")}
+    twins = ("clock", "crc", "framing", "index", "phi")
+    assert {name: facts["kernels"][name] for name in twins} == {name: "python" for name in twins}
 
 
 def test_a_missing_compiled_module_is_a_loud_import_error(tmp_path):

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.packaging
 def test_sdist_carries_the_sources_the_build_needs(sdist):
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    for kernel in ("_crc", "_framing", "_index", "_phi", "_wal"):
+    for kernel in ("_clock", "_crc", "_framing", "_index", "_phi", "_wal"):
         assert f"src/raftcore/{kernel}.pyx" in names, kernel
         assert f"src/raftcore/{kernel}.pyi" in names, kernel
-    for pxd in ("_crc", "_framing", "_index", "_phi"):
+    for pxd in ("_clock", "_crc", "_framing", "_index", "_phi"):
         assert f"src/raftcore/{pxd}.pxd" in names, pxd
     headers = sorted(p.name for p in (ROOT / "src" / "raftcore" / "include").glob("*.h"))
     assert headers and all(f"src/raftcore/include/{h}" in names for h in headers), headers

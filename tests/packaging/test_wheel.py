@@ -137,7 +137,7 @@ def test_check_wheel_reports_sources_missing_kernels_and_a_pure_tag(tmp_path):
         archive.writestr("raftcore/_framing.c", b"")
         archive.writestr("raftcore-0.1.0.dist-info/WHEEL", "Root-Is-Purelib: true\n")
     problems = "\n".join(tool.check_wheel(wheel, ROOT / "src"))
-    for kernel in ("_framing", "_index", "_phi", "_wal"):
+    for kernel in ("_clock", "_framing", "_index", "_phi", "_wal"):
         assert f"raftcore.{kernel}" in problems
     assert "raftcore._crc" not in problems
     # pyraft's modules compiled from their .py files are checked the same way

@@ -13,6 +13,7 @@ from pyraft.core.messages cimport Message, Ready
 from pyraft.core.raft cimport RaftNode
 from pyraft.core.view cimport CoreView
 from pyraft.instruments cimport Cell, Counter, Histogram
+from raftcore._clock cimport perf_counter
 
 
 cpdef Cell peer_cell(dict cells, Counter counter, int64_t peer)

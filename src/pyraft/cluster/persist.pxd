@@ -9,6 +9,7 @@ from libc.stdint cimport int64_t
 from pyraft.core.messages cimport Ready
 from pyraft.core.storage cimport ExternalSnapshots
 from pyraft.instruments cimport Histogram
+from raftcore._clock cimport perf_counter
 from raftcore._framing cimport EntryBatch as CEntryBatch
 
 

@@ -33,7 +33,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from time import perf_counter
 
 from pyraft.cluster.iothread import IOThread
 from pyraft.cluster.snapshots import Snapshotting
@@ -41,6 +40,7 @@ from pyraft.core.messages import HardState, Ready
 from pyraft.core.storage import ExternalSnapshots, LogStore
 from pyraft.errors import StorageError
 from pyraft.metrics import Metrics
+from raftcore.clock import perf_counter  # a C call when compiled (the .pxd cimports it)
 from raftcore.framing import EntryBatch
 
 __all__ = ["LogWriter", "SyncJob", "Written"]

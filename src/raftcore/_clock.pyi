@@ -1,0 +1,5 @@
+from typing import Literal
+
+IMPLEMENTATION: Literal["compiled"]
+
+def perf_counter() -> float: ...
