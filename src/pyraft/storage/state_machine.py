@@ -52,6 +52,7 @@ Threads. Applies, ``recover`` and ``install_snapshot`` hold the state machine's 
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -62,7 +63,6 @@ from typing import Any, TypeVar
 import msgpack
 
 import pyraft.storage.applier
-from pyraft import _compiled
 from pyraft.config import SNAPSHOT_ENTRIES_DEFAULT
 from pyraft.core.membership import Configuration
 from pyraft.core.messages import Snapshot
@@ -98,7 +98,9 @@ COMPACTION_MODES = ("sequential", "background", "incremental")
 #: too), so each ``self.x`` in the user's ``apply``, several per write, took the generic
 #: lookup (3.11: a method reading one attribute, 36 ns against 23 ns). 3.13 keeps both fast;
 #: the pure build's instances have the inline storage.
-OWN_DICTIONARY = _compiled.is_compiled(pyraft.storage.applier) and sys.version_info < (3, 13)
+OWN_DICTIONARY = isinstance(getattr(pyraft.storage.applier, "__loader__", None),
+                            importlib.machinery.ExtensionFileLoader) \
+    and sys.version_info < (3, 13)  # the loader test of pyraft._compiled.is_compiled
 #: byte budget of one batch read from the log while ``recover`` replays it
 REPLAY_BYTES_MAX = 4 * 1024 * 1024
 
