@@ -240,8 +240,11 @@ class ProposalLedger:
                                                                    proposal.term):
                         proposal.lost = True
                     if not proposal.lost:
-                        proposal.results.extend(results[lo:hi] if results is not None
-                                                else [None] * (hi - lo))
+                        part = results[lo:hi] if results is not None else [None] * (hi - lo)
+                        if proposal.results:
+                            proposal.results.extend(part)
+                        else:  # its first part (most often all of it): no second copy
+                            proposal.results = part
                 elif batch.term_at(first + lo) != proposal.term:
                     proposal.lost = True
                 else:
