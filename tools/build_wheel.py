@@ -25,7 +25,7 @@ Steps, each of which stops the run with a non-zero exit and a one-line reason on
    macOS: ``delocate-wheel`` when it is on PATH, otherwise the wheel is copied as built.
    Elsewhere the wheel is copied as built.
 3. The wheel is checked before it reaches ``--out``: one compiled extension for each of the
-   five kernels and for each of pyraft's compiled modules (``pyraft/_compiled.py``), every
+   six kernels and for each of pyraft's compiled modules (``pyraft/_compiled.py``), every
    ``.pyi`` / ``.pxd`` / ``py.typed`` and every ``.py`` of ``src/``, the
    ``pyraft`` console script, a platform (not pure) wheel, and no ``.c`` / ``.pyx`` source.
 

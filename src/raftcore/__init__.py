@@ -1,7 +1,8 @@
 """raftcore: the compiled kernels of pyraft.
 
 Byte-level work of the Raft data path: CRC32C, log-entry and transport framing, index tables,
-phi-accrual statistics. Nothing here knows about Raft roles or asyncio.
+phi-accrual statistics, and the clock the runtime times its work with. Nothing here knows about
+Raft roles or asyncio.
 """
 
 from raftcore._select import USE_TWINS
