@@ -401,7 +401,7 @@ def test_the_one_write_loads_run_long_enough_to_read_user_cpu(monkeypatch, tmp_p
 
     def load(members, duration_s, **fields):
         ran.append((members[0], fields.get("inflight"), fields.get("rate"), duration_s))
-        return {"writes": 1}
+        return _round(float(len(ran)), 1.0, 1.0, [1.0, 1.0])
 
     @contextlib.contextmanager
     def cluster(directory, extra_args=None):
@@ -417,3 +417,68 @@ def test_the_one_write_loads_run_long_enough_to_read_user_cpu(monkeypatch, tmp_p
     assert (builds.COMPILED, 1, 3.0) in closed and (builds.PURE, 1, 3.0) in closed
     assert all(s == 1.0 for _, n, s in closed if n != 1)
     assert all(s == 1.0 for _, n, rate, s in ran if rate is not None)  # the open-loop ones
+
+
+def _round(writes_per_s, p50, leader, followers, notes=""):
+    return {"writes_per_s": writes_per_s, "latency_ms": {"p50": p50}, "notes": notes,
+            "cpu_us_per_write": {"leader": {"user": leader, "system": leader / 10},
+                                 "followers": [{"user": f, "system": f / 10}
+                                               for f in followers]}}
+
+
+def test_both_builds_run_their_shared_loads_in_alternating_rounds(monkeypatch, tmp_path):
+    """Each load both builds run goes ``pure_rounds`` times per build, the builds taking turns
+    at going first (the host moves between samples), and each build gets one result: its
+    rounds merged; a load only the compiled build runs goes once."""
+    import contextlib
+
+    from pyraft.bench import workloads
+
+    ran = []
+
+    def load(members, duration_s, **fields):
+        ran.append((members[0], fields.get("size"), fields.get("inflight"), fields.get("rate")))
+        return _round(float(len(ran)), 1.0, 1.0, [1.0, 1.0])
+
+    @contextlib.contextmanager
+    def cluster(directory, extra_args=None):
+        pure = os.environ.get("PYRAFT_PURE_CORE") == "1"
+        yield {}, [builds.PURE if pure else builds.COMPILED]
+
+    monkeypatch.setattr(workloads, "_load", load)
+    monkeypatch.setattr(workloads, "member_cluster", cluster)
+    monkeypatch.setattr(workloads, "call_leader", lambda *a, **k: {"result": {"writes": 1}})
+    monkeypatch.setattr(workloads, "check_result", lambda result: result)
+    plan = Plan.build(quick=True)
+    assert plan.pure_rounds == 3
+    out = workloads.engine_workloads(plan, DURABLE, str(tmp_path), lambda label: None,
+                                     pure=True)
+    compiled, pure = builds.COMPILED, builds.PURE
+    for n in (1, 16, 256):
+        assert [b for b, size, inflight, rate in ran
+                if size == 16 and inflight == n and rate is None] == \
+            [compiled, pure, pure, compiled, compiled, pure]
+    merged = [r for r in out["throughput"] if len(r.get("rounds", [])) == 3]
+    assert [r["build"] for r in merged] == [compiled] * 3
+    assert len(out["pure"]) == 3
+    assert all(r["build"] == pure and len(r["rounds"]) == 3 for r in out["pure"])
+    assert [b for b, size, inflight, rate in ran if size == 1024] == [compiled]  # once
+    assert not any("rounds" in r for r in out["throughput"] if r not in merged)
+
+
+def test_merged_rounds_take_the_median_round_and_each_members_median_cpu():
+    from pyraft.bench.workloads import merge_rounds
+
+    rounds = [_round(900.0, 1.3, 30.0, [16.0, 19.0], notes="a"),
+              _round(1000.0, 1.1, 28.0, [20.0, 15.0]),
+              _round(1100.0, 1.0, 35.0, [17.0, 30.0])]
+    merged = merge_rounds(rounds)
+    assert merged["writes_per_s"] == 1000.0 and merged["latency_ms"]["p50"] == 1.1
+    cpu = merged["cpu_us_per_write"]
+    assert cpu["leader"] == {"user": 30.0, "system": 3.0}
+    # followers ranked by user CPU within each round: (16, 19), (15, 20), (17, 30)
+    assert cpu["followers"] == [{"user": 16.0, "system": 1.6}, {"user": 20.0, "system": 2.0}]
+    assert [r["writes_per_s"] for r in merged["rounds"]] == [900.0, 1000.0, 1100.0]
+    assert "median" in merged["notes"]
+    assert merge_rounds(rounds[:1]) is rounds[0]
+    assert rounds[1]["cpu_us_per_write"]["leader"]["user"] == 28.0  # the inputs are kept
