@@ -103,9 +103,8 @@ class Plan:
     core_batches: int = 5000
     build_rounds: int = 3
     #: rounds of each load both builds run (``pure_throughput``), alternating which goes
-    #: first; each build's result merges them (``merge_rounds``): one sample per build read
-    #: the CPU goal's worst member at 2.95-3.43x in six runs where eight alternating rounds
-    #: read every member at 3.35-3.74x (2026-12-07), the host moving between samples
+    #: first; each build's result merges them (``merge_rounds``): the host moves between
+    #: samples, and one sample per build read 256 in flight at 1.20-1.73x in six runs
     pure_rounds: int = 3
     #: how long the durable loads of one write in flight run, both builds (None:
     #: ``duration_s``): the CPU goal reads each member's user CPU from them, which the kernel
