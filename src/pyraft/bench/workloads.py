@@ -328,12 +328,9 @@ def merge_rounds(results: list[dict]) -> dict:
 def _median_cpu(cpus: list[dict]) -> dict:
     """Each member's median user and system CPU per write over rounds (``cpu_us_per_write``
     of each); followers by their rank in user CPU within each round."""
-    def median(values: list[float]) -> float:
-        return statistics.median(values)
-
     def of(parts: list[dict]) -> dict:
-        return {"user": median([p["user"] for p in parts]),
-                "system": median([p["system"] for p in parts])}
+        return {"user": statistics.median(p["user"] for p in parts),
+                "system": statistics.median(p["system"] for p in parts)}
 
     ranked = [sorted(c["followers"], key=lambda f: f["user"]) for c in cpus]
     return {"leader": of([c["leader"] for c in cpus]),
