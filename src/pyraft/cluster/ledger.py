@@ -220,8 +220,10 @@ class ProposalLedger:
         if not proposals or proposals[0].first > last:
             return
         popleft = proposals.popleft  # one lookup for the batch's writes
-        while proposals and proposals[0].first <= last:
-            proposal = proposals[0]
+        while proposals:
+            proposal = proposals[0]  # typed when compiled: its fields are C reads
+            if proposal.first > last:
+                return
             if proposal.next < first and proposal.next <= proposal.last:
                 # Applied without passing through here (a snapshot from the leader covered
                 # them, after this member lost the lead): nobody knows whether they took
