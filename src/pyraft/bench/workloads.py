@@ -221,6 +221,7 @@ def _load(members: list[Member], duration_s: float, segments_max: int = 5,
     if warm_s:
         call_leader(members, "load", timeout_s=warm_s + 90, duration_s=warm_s, **fields)
     before = {m.id: machine.process_cpu_s(m.pid) for m in members}
+    batching = {m.id: _pipeline(m) for m in members}
     leader(members)  # a new cluster's first election is not a change during the load
     term_before = _highest_term(members)
     started = time.perf_counter()
@@ -250,6 +251,7 @@ def _load(members: list[Member], duration_s: float, segments_max: int = 5,
     result["leader_changes"] = _highest_term(members) - term_before
     result["segments"] = segments
     result["cpu_us_per_write"] = _cpu_per_write(members, before, ran_on[-1], result["writes"])
+    result["batching"] = _batching(members, batching, ran_on[-1])
     result["warmup_s"] = warm_s
     return result
 
@@ -348,6 +350,39 @@ def _cpu_per_write(members: list[Member], before: dict, leader_id: int, writes: 
                             "system": (end[1] - start[1]) / writes * 1e6}
     return {"leader": spent[leader_id],
             "followers": [cpu for member, cpu in spent.items() if member != leader_id]}
+
+
+def _pipeline(member: Member) -> dict | None:
+    """A member's ``pipeline`` counters (None: it did not answer)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, AttributeError):
+        answer = member.call("pipeline")
+        if answer.get("ok"):
+            return answer
+    return None
+
+
+def _batching(members: list[Member], before: dict, leader_id: int) -> dict | None:
+    """How each member batched a load's writes: per member ``appends`` (Readys whose entries
+    it wrote during the load), ``entries_per_append``, ``syncs`` (timed syncs) and
+    ``sync_ms`` (their mean duration), as ``{"leader": {...}, "followers": [...]}``; None
+    when a member's counters could not be read before or after. At one batch per round trip
+    (a closed loop's writes all come back together) every write in flight goes into one
+    append and waits for one sync on each member: the syncs then bound the round trip,
+    however little CPU a write costs."""
+    seen: dict[int, dict] = {}
+    for member in members:
+        start, end = before.get(member.id), _pipeline(member)
+        if start is None or end is None:
+            return None
+        syncs = end["syncs"] - start["syncs"]
+        appends = end["appends"] - start["appends"]
+        seen[member.id] = {
+            "appends": appends, "syncs": syncs,
+            "sync_ms": (end["sync_s"] - start["sync_s"]) / syncs * 1e3 if syncs else None,
+            "entries_per_append": (end["entries"] - start["entries"]) / appends
+            if appends else None}
+    return {"leader": seen[leader_id],
+            "followers": [value for member, value in seen.items() if member != leader_id]}
 
 
 def engine_workloads(plan: Plan, mode: str, base: str | None, tick: Callable[[str], None],

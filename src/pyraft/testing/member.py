@@ -37,6 +37,11 @@ JSON control protocol on ``--control HOST:PORT`` (one request per line, one answ
     {"op": "reads", "mode": "lease" | "barrier", "inflight": 16, "duration_s": 2}
                                             -> {"ok": true, "result": <result>}: local reads
         under a valid lease, or each after ``apply_read_barrier``, counted as "writes"
+    {"op": "pipeline"}                     -> {"ok": true, "syncs": n, "sync_s": seconds,
+                                                "appends": n, "entries": n}: the syncs of
+        entries, hard state or both this member timed and their total time, the Readys
+        whose entries it wrote and their entries, since it started (``pyraft_fsync_seconds``,
+        ``pyraft_append_entries``); a load's difference says how its writes were batched
 
 The ``load`` and ``reads`` ops drive the benchmark's load driver and answer its result
 schema (``pyraft.bench.load``, ``pyraft.bench.stats``): those stay in ``pyraft.bench``, beside
@@ -280,6 +285,12 @@ async def handle(cluster: RaftCluster, request: dict, mode: str = "memory") -> d
         return await load(cluster, request, mode)
     if op == "reads":
         return await reads(cluster, request, mode)
+    if op == "pipeline":
+        metrics = cluster.metrics
+        return {"ok": True, "syncs": metrics.fsync_seconds.count(),
+                "sync_s": metrics.fsync_seconds.total(),
+                "appends": metrics.append_entries.count(),
+                "entries": metrics.append_entries.total()}
     return {"ok": False, "error": "BadRequest", "message": f"unknown op {op!r}"}
 
 
