@@ -29,6 +29,10 @@ cdef class QueuedBatch:
     cdef public list payloads
 
 
+@cython.locals(batch=QueuedBatch, payloads=list, item=tuple)
+cpdef QueuedBatch _queued_batch(list items)
+
+
 @cython.final
 cdef class ProposalLedger:
     cdef public int64_t queue_max

@@ -39,6 +39,7 @@ cdef class Writes:
     cdef public object _writable
     cdef public object _not_leader
     cdef public object _loop
+    cdef object _new_future
     cdef public object _wake
     cdef public object _core
     cdef public object _storage

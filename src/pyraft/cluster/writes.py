@@ -148,6 +148,7 @@ class Writes:
         self.propose_now: Callable[[], bool] | None = None
         # given by ``bind`` at start
         self._loop: asyncio.AbstractEventLoop
+        self._new_future: Callable[[], asyncio.Future[Any]]
         self._wake: Wake | asyncio.Event
         self._core: Proposer
         self._storage: StorageState
@@ -162,6 +163,8 @@ class Writes:
         """The member starts: its loop, the processing task's wake-up, its core, its log
         writer (``open`` stays False until the runtime opens the writes)."""
         self._loop, self._wake, self._core, self._storage = loop, wake, core, storage
+        #: the loop's ``create_future``, looked up once: every write makes a future
+        self._new_future = loop.create_future
         self._node = core if isinstance(core, RaftNode) else None
         self._writer = storage if isinstance(storage, LogWriter) else None
 
@@ -184,7 +187,7 @@ class Writes:
         ledger = self.ledger
         if not ledger.has_room(len(payloads)):
             return None
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._new_future()
         propose_now: Callable[[], bool] | None = None  # set for a lone writer's write
         if not ledger.queued:
             # Only a write into an empty queue wakes the processing task: it clears the
