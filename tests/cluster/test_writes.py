@@ -113,6 +113,32 @@ def test_a_write_with_room_is_queued_without_a_coroutine() -> None:
     asyncio.run(body())
 
 
+def test_one_command_is_taken_as_payloads_of_takes_it() -> None:
+    """``enqueue_command`` (``replicate``'s path): a ``bytes`` queued as it is, another
+    bytes-like object copied at the call, anything else a ``TypeError`` that comes before
+    the writability check; no room: nothing queued (None)."""
+    async def body() -> None:
+        member = Member(queue_max=2)
+        member.bind()
+        command = b"a"
+        mutable = bytearray(b"b")
+        assert member.writes.enqueue_command(command) is not None
+        assert member.writes.enqueue_command(mutable) is not None
+        mutable[0] = ord("z")  # after the call: what is replicated does not change
+        assert member.writes.enqueue_command(b"c") is None  # full
+        member.writes.propose_queued()
+        assert member.core.proposed == [[b"a", b"b"]]
+        assert member.core.proposed[0][0] is command
+        assert all(type(p) is bytes for p in member.core.proposed[0])
+        member.writes.open = False
+        with pytest.raises(TypeError):
+            member.writes.enqueue_command(5)
+        with pytest.raises(ClusterStoppedError):
+            member.writes.enqueue_command(b"d")
+
+    asyncio.run(body())
+
+
 def test_only_a_write_into_an_empty_queue_wakes_the_processing_task() -> None:
     """The processing task clears its wake-up and takes the whole queue on the same turn,
     so a write that joins a non-empty queue needs no wake-up of its own (one Event.set per

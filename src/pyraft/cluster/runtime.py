@@ -503,9 +503,8 @@ class RaftCluster:
         as its entry is replaced in this member's log (another member may still commit it).
         ``command`` is bytes or any bytes-like object (copied at the call); anything else is a
         ``TypeError``."""
-        payloads = payloads_of((command,))
-        future = self._writes.enqueue_now(payloads, False) \
-            or await self._writes.enqueue(payloads, False)
+        future = self._writes.enqueue_command(command) \
+            or await self._writes.enqueue(payloads_of((command,)), False)
         if timeout is None:
             return await future
         return await asyncio.wait_for(future, timeout)

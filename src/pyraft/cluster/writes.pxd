@@ -50,6 +50,7 @@ cdef class Writes:
     cpdef check_writable(self)
     @cython.locals(ledger=ProposalLedger, propose_now=object)
     cpdef object enqueue_now(self, list payloads, bint many)
+    cpdef object enqueue_command(self, object command)
     @cython.locals(ledger=ProposalLedger, batch=QueuedBatch, first=int64_t, node=RaftNode)
     cpdef propose_queued(self)
     @cython.locals(ledger=ProposalLedger)

@@ -208,6 +208,14 @@ class Writes:
             self._wake.set()
         return future
 
+    def enqueue_command(self, command: Any) -> asyncio.Future[Any] | None:
+        """``enqueue_now`` of one ``replicate``'s command, taken as ``payloads_of`` takes it
+        (a ``bytes`` as it is, another bytes-like object copied, anything else a
+        ``TypeError``, before the writability check): the path of every single write, one
+        call from the runtime instead of a tuple, ``payloads_of`` and ``enqueue_now``."""
+        return self.enqueue_now(
+            [command] if type(command) is bytes else payloads_of((command,)), False)
+
     async def enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
         """Queue one write (``many``: a ``replicate_many``, whose future gets the list of
         results); returns its future once it is in the queue."""
