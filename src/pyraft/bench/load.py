@@ -110,7 +110,7 @@ async def run_load(unit: Callable[[], Awaitable[object]], *, inflight: int = 1,
 
     tasks: set[asyncio.Task] = set()
     if rate is None:
-        budget = [count if count is not None else -1]
+        budget = [count if count is not None else 0]  # calls left to start (count given)
 
         async def worker() -> None:
             # ``call``'s steps inline (a coroutine less per call), and of each call only its
@@ -124,9 +124,13 @@ async def run_load(unit: Callable[[], Awaitable[object]], *, inflight: int = 1,
             noted = times.append
             restarts: list[tuple[int, float]] = []  # (position in times, due after a pause)
             left = RECORD_CALLS
+            counted = count is not None  # else no budget to keep: the deadline ends the load
             try:
-                while due < deadline and budget[0] != 0 and seen.stopped_by is None:
-                    budget[0] -= 1
+                while due < deadline and seen.stopped_by is None:
+                    if counted:
+                        if budget[0] == 0:
+                            break
+                        budget[0] -= 1
                     try:
                         await unit()
                     except Exception as error:  # counted; the run goes on after a pause
