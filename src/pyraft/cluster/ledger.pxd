@@ -54,5 +54,6 @@ cdef class ProposalLedger:
                    append=object)
     cpdef proposed(self, QueuedBatch batch, int64_t first, int64_t term)
     @cython.locals(proposals=object, first=int64_t, last=int64_t, proposal=Proposal,
-                   lo=Py_ssize_t, hi=Py_ssize_t, popleft=object)
+                   lo=Py_ssize_t, hi=Py_ssize_t, popleft=object, shared_term=int64_t,
+                   term=int64_t)
     cpdef applied(self, CEntryBatch batch, object results)
