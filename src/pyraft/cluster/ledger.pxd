@@ -29,7 +29,7 @@ cdef class QueuedBatch:
     cdef public list payloads
 
 
-@cython.locals(batch=QueuedBatch, payloads=list, item=tuple)
+@cython.locals(batch=QueuedBatch, payloads=list, item=tuple, commands=list)
 cpdef QueuedBatch _queued_batch(list items)
 
 
@@ -51,7 +51,7 @@ cdef class ProposalLedger:
     @cython.locals(oldest=Proposal)
     cpdef bint leads_term(self, int64_t term) except -1
     @cython.locals(proposals=object, index=int64_t, last=int64_t, items=list, many=bint,
-                   append=object)
+                   added=list)
     cpdef proposed(self, QueuedBatch batch, int64_t first, int64_t term)
     @cython.locals(proposals=object, first=int64_t, last=int64_t, proposal=Proposal,
                    lo=Py_ssize_t, hi=Py_ssize_t, popleft=object, shared_term=int64_t,

@@ -104,7 +104,11 @@ def _queued_batch(items: list[tuple[list[bytes], FutureLike, bool]]) -> QueuedBa
     else:
         payloads: list[bytes] = []
         for item in items:
-            payloads.extend(item[0])
+            commands = item[0]
+            if len(commands) == 1:  # a replicate's: one C append, no list walked
+                payloads.append(commands[0])
+            else:
+                payloads.extend(commands)
         batch.payloads = payloads
     return batch
 
@@ -189,11 +193,12 @@ class ProposalLedger:
         if proposals and proposals[-1].last >= first:  # (ours all below it: the common case)
             self.replaced(first)
         index = first
-        append = proposals.append  # one lookup for the batch's writes
+        added: list[Proposal] = []  # C appends, then one call to the deque
         for items, future, many in batch.items:
             last = index + len(items) - 1
-            append(_proposal(index, last, term, future, many))
+            added.append(_proposal(index, last, term, future, many))
             index = last + 1
+        proposals.extend(added)
         self.last_batch_writes = len(batch.items)
         if self._space_waiters:
             self.wake_space_waiters()
