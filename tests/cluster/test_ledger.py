@@ -4,6 +4,7 @@ enqueue / propose / apply / replace / snapshot / stop decides every write exactl
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -66,6 +67,32 @@ def test_a_write_resolves_with_its_result_once_applied() -> None:
     ledger.applied(rest, results_of(rest))
     assert many.outcomes == [("result", [("r", 6), ("r", 7)])]
     assert not ledger.proposals
+
+
+@pytest.mark.parametrize("twin", [False, True])
+def test_the_runtimes_asyncio_futures_are_settled_alike(twin: bool) -> None:
+    """The runtime's futures (asyncio's type, whose methods the ledger calls directly): a
+    result, a write lost to another term, and a write whose caller gave up (cancelled: left
+    as it is), in the compiled ledger and in its ``.py`` twin."""
+    ledger_class = _compiled.load_twin("pyraft.cluster.ledger").ProposalLedger if twin \
+        else ProposalLedger
+    loop = asyncio.new_event_loop()
+    try:
+        ledger = ledger_class(8)
+        kept, lost, gone = (loop.create_future() for _ in range(3))
+        ledger.enqueue([b"a"], kept, False)
+        ledger.enqueue([b"b"], gone, False)
+        ledger.enqueue([b"c", b"d"], lost, True)
+        ledger.proposed(ledger.take_queue(), 1, 1)
+        gone.cancel()
+        applied = batch(1, [1, 1, 2, 2])  # 3 and 4: a later leader's entries
+        ledger.applied(applied, results_of(applied))
+        assert kept.result() == ("r", 1)
+        assert gone.cancelled()
+        assert isinstance(lost.exception(), CommandLostError)
+        assert not ledger.proposals
+    finally:
+        loop.close()
 
 
 def test_a_write_applied_with_another_term_is_lost() -> None:

@@ -7,6 +7,9 @@ from libc.stdint cimport int64_t
 from raftcore._framing cimport EntryBatch as CEntryBatch
 
 
+cdef object _Future, _future_done, _future_set_result
+
+
 @cython.final
 cdef class Proposal:
     cdef public int64_t first
