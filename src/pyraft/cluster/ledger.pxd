@@ -32,7 +32,9 @@ cdef class QueuedBatch:
     cdef public list payloads
 
 
-@cython.locals(batch=QueuedBatch, payloads=list, item=tuple, commands=list)
+@cython.locals(payloads=list, item=tuple, commands=list)
+cpdef list _joined(list items)
+@cython.locals(batch=QueuedBatch)
 cpdef QueuedBatch _queued_batch(list items)
 
 

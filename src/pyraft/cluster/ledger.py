@@ -97,29 +97,32 @@ class QueuedBatch:
     __slots__ = ("items", "payloads")
 
     def __init__(self, items: list[tuple[list[bytes], FutureLike, bool]]) -> None:
-        built = _queued_batch(items)
         #: (payloads, future, many) per write, in queue order
-        self.items: list[tuple[list[bytes], FutureLike, bool]] = items
+        self.items = items
         #: their commands, in order
-        self.payloads: list[bytes] = built.payloads
+        self.payloads = _joined(items)
+
+
+def _joined(items: list[tuple[list[bytes], FutureLike, bool]]) -> list[bytes]:
+    """The commands of queued writes, in order (compiled: a C loop over typed items)."""
+    if len(items) == 1:
+        return items[0][0]
+    payloads: list[bytes] = []
+    for item in items:
+        commands = item[0]
+        if len(commands) == 1:  # a replicate's: one C append, no list walked
+            payloads.append(commands[0])
+        else:
+            payloads.extend(commands)
+    return payloads
 
 
 def _queued_batch(items: list[tuple[list[bytes], FutureLike, bool]]) -> QueuedBatch:
-    """``QueuedBatch(items)`` with its fields set directly (compiled: a C loop over typed
-    items, once per batch the core takes, instead of ``__init__``'s interpreted one)."""
+    """``QueuedBatch(items)`` with its fields set directly (compiled: no ``__init__`` call
+    with its argument parsing, once per batch the core takes)."""
     batch = QueuedBatch.__new__(QueuedBatch)
     batch.items = items
-    if len(items) == 1:
-        batch.payloads = items[0][0]
-    else:
-        payloads: list[bytes] = []
-        for item in items:
-            commands = item[0]
-            if len(commands) == 1:  # a replicate's: one C append, no list walked
-                payloads.append(commands[0])
-            else:
-                payloads.extend(commands)
-        batch.payloads = payloads
+    batch.payloads = _joined(items)
     return batch
 
 
