@@ -1,5 +1,6 @@
 """The proposal ledger: every write from the moment ``replicate`` queues it until its fate is
-known. Pure bookkeeping: no asyncio, no clock, no I/O.
+known. Pure bookkeeping: no event loop, no clock, no I/O (asyncio's ``Future`` is named only
+to call its methods, below).
 
 A write is one ``replicate`` (one command) or one ``replicate_many`` (several, in order)
 call. Its life:
