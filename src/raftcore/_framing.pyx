@@ -552,9 +552,10 @@ def empty_batch(uint64_t next_index=1):
 
 cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_bytes_max,
                          uint64_t prev_term, bint strict, Py_ssize_t start=0,
-                         Py_ssize_t length=-1):
-    """Scan the records ``length`` bytes from byte ``start`` of ``data`` (-1: to its end);
-    the offsets in errors and ``end`` count from ``start``."""
+                         Py_ssize_t length=0, bint to_end=True):
+    """Scan the records of ``data`` from byte ``start`` to its end (``to_end``), or the
+    ``length`` bytes from there (a negative ``length`` is then a ValueError, as any region
+    outside ``data``); the offsets in errors and ``end`` count from ``start``."""
     cdef Py_buffer view
     cdef PyObject *exporter
     cdef Scan s
@@ -563,7 +564,7 @@ cdef object _scan_buffer(data, uint64_t expected_first_index, uint64_t payload_b
     cdef const unsigned char *p
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        if length < 0:
+        if to_end:
             length = view.len - start
         if start < 0 or length < 0 or start > view.len - length:
             raise ValueError(f"{length} bytes at {start} of a {view.len}-byte buffer")
@@ -626,7 +627,7 @@ cpdef EntryBatch decode_entries_at(data, Py_ssize_t start, Py_ssize_t length,
     (what a message body carries after its header). The batch views ``data``; offsets in
     errors count from ``start``; a region outside ``data`` is a ValueError."""
     return _scan_buffer(data, expected_first_index, RECORD_PAYLOAD_BYTES_MAX, 0, True, start,
-                        length)[0]
+                        length, False)[0]
 
 
 def scan_entries(data, uint64_t expected_first_index=0, *,

@@ -175,6 +175,16 @@ def test_decode_entries_at_is_decode_entries_of_the_slice(case, head, tail, dama
             with pytest.raises(ValueError):
                 fr.decode_entries_at(data, start_, length_, expected_first)
 
+def test_decode_entries_at_refuses_a_negative_length(fr):
+    """A negative ``length`` is a region outside ``data`` (the compiled kernel took -1 for
+    "to the end", its internal default, and read ``b"\\x00"[1:]`` as an empty batch; found
+    by the property test above)."""
+    for data, start in ((b"\x00", 1), (b"", 0), (spec_record(1, 1, 0, b"x"), 0)):
+        for length in (-1, -2):
+            with pytest.raises(ValueError, match=f"{length} bytes at {start}"):
+                fr.decode_entries_at(data, start, length)
+
+
 @given(st.binary(max_size=400))
 def test_garbage_is_a_typed_error_or_a_valid_batch(garbage):
     for fr in implementations("framing"):
