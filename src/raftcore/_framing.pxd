@@ -1,6 +1,7 @@
 # C-level interface of the framing kernel, for other kernels (the WAL) to cimport.
 cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from cpython.object cimport PyObject
 
 # The columns of a batch of at most INLINE_ENTRIES entries live inside the batch object.
 cdef enum:
@@ -73,9 +74,17 @@ cpdef MessageHead read_message_head(data)
 # One connection's incremental frame decoder (pyraft's transport cimports it: feed is a C call
 # for every chunk a connection reads).
 cdef class FrameDecoder:
-    cdef bytearray _buffer
-    cdef Py_ssize_t _consumed  # stream offset of _buffer[0]
+    cdef bytearray _buffer  # a partial frame header (under 16 bytes)
+    cdef Py_ssize_t _consumed  # stream offset of the frame being received
+    cdef Py_ssize_t _received  # bytes of the stream fed so far
     cdef readonly Py_ssize_t frame_bytes_max
     cdef object _error
+    # the body of a frame whose header came and whose body runs past the last call: a bytes
+    # object owned here alone (grown in place), its first _filled bytes received so far
+    cdef PyObject *_body
+    cdef Py_ssize_t _body_length, _filled
+    cdef uint32_t _body_crc, _crc  # the header's body checksum; the sum of what came
+    cdef uint8_t _body_type
 
+    cdef void _drop_body(self) noexcept
     cpdef list feed(self, data)

@@ -15,10 +15,17 @@ the buffer: each read is preceded by a bounds check against the remaining size.
 cimport cython
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+    _PyBytes_Resize,
+)
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -79,6 +86,8 @@ cdef enum:
     VERSION = 1
     FMAGIC = 0x5246
     FVERSION = 1
+    #: the least room a frame's body gets when its header comes before it (``FrameDecoder``)
+    BODY_BYTES_MIN = 65536
 
 # Error codes of the scanner, in the order the checks run.
 cdef enum ScanError:
@@ -939,22 +948,45 @@ cdef class FrameDecoder:
     ``feed(data)`` returns the complete frames now available as ``(type, body)`` pairs, bodies
     as ``bytes``. Errors are typed and carry the offset from the start of the stream; after
     an error the decoder stays failed (the connection must be closed).
+
+    Each received byte of a body is copied once, into the body returned: a frame whole in one
+    ``data`` is sliced out of it; a frame whose body runs past ``data`` gets its body object
+    as soon as its header is read and checked, filled by this and the next calls (with room
+    for at most twice the bytes of it that came, 64 KiB at least, grown in place as more
+    come: a header alone cannot make the decoder allocate its frame's length), and summed
+    as it fills. Only a partial header (under 16
+    bytes) waits in a buffer. The pure twin keeps the whole stream in one buffer; both return
+    the same frames and raise the same errors at the same offsets for any chunking.
     """
 
     # fields: _framing.pxd
+
+    def __cinit__(self, *args, **kwargs):
+        self._body = NULL
 
     def __init__(self, Py_ssize_t frame_bytes_max=FRAME_BYTES_MAX):
         if frame_bytes_max <= 0 or frame_bytes_max > 0xFFFFFFFF:
             raise ValueError("frame_bytes_max must be in [1, 2**32 - 1]")
         self._buffer = bytearray()
-        self._consumed = 0
+        self._consumed = self._received = 0
         self.frame_bytes_max = frame_bytes_max
         self._error = None
+        self._drop_body()
+
+    def __dealloc__(self):
+        Py_XDECREF(self._body)
+
+    cdef void _drop_body(self) noexcept:
+        Py_XDECREF(self._body)
+        self._body = NULL
+        self._body_length = self._filled = 0
+        self._body_crc = self._crc = 0
+        self._body_type = 0
 
     @property
     def buffered(self):
         """Bytes received but not yet returned as frames."""
-        return len(self._buffer)
+        return self._received - self._consumed
 
     @property
     def stream_offset(self):
@@ -965,39 +997,87 @@ cdef class FrameDecoder:
     @cython.wraparound(False)
     cpdef list feed(self, data):
         cdef list frames = []
-        cdef Py_ssize_t pos = 0, size
+        cdef Py_buffer view
         cdef const unsigned char *p
+        cdef const unsigned char *head
+        cdef unsigned char header[FHDR]
+        cdef Py_ssize_t n, off = 0, have, take, room
         cdef uint32_t length
+        cdef object body
         if self._error is not None:
             raise self._error
-        self._buffer += data
-        size = len(self._buffer)
-        p = <const unsigned char *>(<char *>self._buffer)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
-            while size - pos >= FHDR:
-                if crc32c_update(0, p + pos + 4, FHDR - 4) != rc_le32(p + pos):
-                    raise CorruptFrameError("frame header checksum mismatch", self._consumed + pos)
-                if rc_le16(p + pos + 12) != FMAGIC or p[pos + 14] != FVERSION:
-                    raise CorruptFrameError("bad frame magic or version", self._consumed + pos)
-                length = rc_le32(p + pos + 8)
+            p = <const unsigned char *>view.buf
+            n = view.len
+            self._received += n
+            while True:
+                if self._body != NULL:  # a body that runs past the last call: fill it
+                    take = min(n - off, self._body_length - self._filled)
+                    room = PyBytes_GET_SIZE(<object>self._body)
+                    if self._filled + take > room:
+                        _PyBytes_Resize(&self._body, min(self._body_length,
+                                                         max(self._filled + take, 2 * room)))
+                    memcpy(PyBytes_AS_STRING(<object>self._body) + self._filled, p + off, take)
+                    self._crc = crc32c_span(self._crc, p + off, take)
+                    self._filled += take
+                    off += take
+                    if self._filled < self._body_length:
+                        break  # everything given is in the body
+                    if self._crc != self._body_crc:
+                        raise CorruptFrameError("frame body checksum mismatch", self._consumed)
+                    body = <object>self._body
+                    frames.append((self._body_type, body))
+                    self._consumed += FHDR + self._body_length
+                    self._drop_body()
+                    continue
+                have = len(self._buffer)  # a partial header from the last call
+                if have + n - off < FHDR:
+                    if off < n:
+                        self._buffer += p[off:n]
+                    break
+                if have:
+                    memcpy(header, PyByteArray_AS_STRING(self._buffer), have)
+                    memcpy(header + have, p + off, FHDR - have)
+                    head = header
+                    off += FHDR - have
+                else:
+                    head = p + off
+                    off += FHDR
+                if crc32c_update(0, head + 4, FHDR - 4) != rc_le32(head):
+                    raise CorruptFrameError("frame header checksum mismatch", self._consumed)
+                if rc_le16(head + 12) != FMAGIC or head[14] != FVERSION:
+                    raise CorruptFrameError("bad frame magic or version", self._consumed)
+                length = rc_le32(head + 8)
                 if length > <uint64_t>self.frame_bytes_max:
                     raise OversizedFrameError(
                         f"frame body of {length} bytes exceeds frame_bytes_max "
-                        f"{self.frame_bytes_max}", self._consumed + pos)
-                if size - pos - FHDR < length:
-                    break
-                if crc32c_update(0, p + pos + FHDR, length) != rc_le32(p + pos + 4):
-                    raise CorruptFrameError("frame body checksum mismatch", self._consumed + pos)
-                frames.append((p[pos + 15],
-                               PyBytes_FromStringAndSize(<char *>p + pos + FHDR, length)))
-                pos += FHDR + length
+                        f"{self.frame_bytes_max}", self._consumed)
+                if have:
+                    del self._buffer[:]
+                if n - off >= length:  # the whole body is here
+                    if crc32c_span(0, p + off, length) != rc_le32(head + 4):
+                        raise CorruptFrameError("frame body checksum mismatch", self._consumed)
+                    frames.append((head[15], PyBytes_FromStringAndSize(<char *>p + off, length)))
+                    off += length
+                    self._consumed += FHDR + length
+                    continue
+                # the body runs past this call: its object now, sized for what has come
+                self._body_type = head[15]
+                self._body_crc = rc_le32(head + 4)
+                self._body_length = length
+                self._filled = 0
+                self._crc = 0
+                body = PyBytes_FromStringAndSize(NULL, min(<Py_ssize_t>length,
+                                                           max(2 * (n - off), BODY_BYTES_MIN)))
+                Py_INCREF(body)
+                self._body = <PyObject *>body
+                body = None
         except Exception as exc:
             # Frames decoded before the defect are delivered; the error comes on the next call.
             self._error = exc
             if not frames:
                 raise
         finally:
-            if pos:
-                del self._buffer[:pos]
-                self._consumed += pos
+            PyBuffer_Release(&view)
         return frames

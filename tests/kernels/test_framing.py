@@ -591,6 +591,79 @@ def test_a_frame_header_over_a_body_in_two_parts_is_that_of_the_joined_body(t, b
         assert fr.FrameDecoder(1 << 20).feed(header + body + tail) == [(t, body + tail)]
         assert fr.frame_header(t, body, None) == spec_frame(t, body)[:16]
 
+def _decode_in_pieces(fr, stream, cuts, frame_bytes_max):
+    """What a decoder makes of ``stream`` fed in the pieces between ``cuts``: the frames,
+    the error (type and offset) and where the decoder stood after each piece."""
+    decoder = fr.FrameDecoder(frame_bytes_max)
+    frames, error, states = [], None, []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)]):
+        try:
+            frames += decoder.feed(stream[a:b])
+        except CorruptFrameError as exc:
+            error = (type(exc).__name__, exc.offset)
+            break
+        states.append((decoder.buffered, decoder.stream_offset))
+    return frames, error, states
+
+
+#: frame bodies of up to 200 KiB, built from a short pattern (drawn byte by byte they would
+#: cost hypothesis seconds): larger than a connection's reads, so they span several calls
+#: (20 KB with the twins alone: their checksum is a Python loop)
+LARGE_BODIES = st.builds(lambda n, pattern: (pattern * (n // len(pattern) + 1))[:n],
+                         st.integers(0, 20_000 if USE_TWINS else 200_000),
+                         st.binary(min_size=1, max_size=16))
+
+
+@given(st.lists(st.tuples(st.integers(0, 255), st.one_of(st.binary(max_size=64), LARGE_BODIES)),
+                min_size=1, max_size=5),
+       st.lists(st.integers(0, 1_100_000), max_size=12),
+       st.one_of(st.none(), st.tuples(st.integers(0, 1_100_000), st.integers(0, 7))),
+       st.sampled_from([100_000, 1 << 20]))
+def test_large_frames_decode_alike_in_any_pieces(messages, cuts, flip, frame_bytes_max):
+    """Frames whose bodies span many calls (each body filled in place as it comes, compiled)
+    decode as the twin decodes them: the same frames, the same error at the same offset for
+    a flipped bit or a body over ``frame_bytes_max``, and after each call the same bytes
+    buffered and consumed."""
+    stream = bytearray(b"".join(spec_frame(t, b) for t, b in messages))
+    if flip is not None:
+        stream[flip[0] % len(stream)] ^= 1 << flip[1]
+    stream = bytes(stream)
+    cuts = sorted({c % (len(stream) + 1) for c in cuts})
+    outcomes = [_decode_in_pieces(fr, stream, cuts, frame_bytes_max)
+                for fr in implementations("framing")]
+    assert all(outcome == outcomes[0] for outcome in outcomes)
+    frames, error, states = outcomes[0]
+    if flip is None and all(len(b) <= frame_bytes_max for _, b in messages):
+        assert frames == messages and error is None
+        assert states[-1] == (0, len(stream))
+
+
+def test_a_header_alone_does_not_allocate_its_frames_body(fr):
+    """A frame header announcing 8 MiB (within ``frame_bytes_max``; 2 MiB with the twins
+    alone, whose checksum is a Python loop) and a few bytes of its body allocate no more than
+    about what came (the compiled decoder gives a body room for at most twice what came, at
+    least 64 KiB, and grows it as bytes arrive); the body, once all of it came, is the one
+    sent."""
+    import tracemalloc
+
+    body = bytes(range(256)) * ((2 if USE_TWINS else 8) * 4096)
+    frame = spec_frame(7, body)
+    decoder = fr.FrameDecoder(64 << 20)
+    tracemalloc.start()
+    try:
+        assert decoder.feed(frame[:16 + 100]) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert decoder.buffered == 16 + 100
+    got = []
+    for at in range(16 + 100, len(frame), 300_000):
+        got += decoder.feed(frame[at : at + 300_000])
+    assert got == [(7, body)] and decoder.buffered == 0
+    assert decoder.stream_offset == len(frame)
+
+
 def test_frame_defects_are_typed_with_stream_offsets(fr):
     good = spec_frame(1, b"hello")
     for byte in range(len(good)):
