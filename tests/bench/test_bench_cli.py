@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -490,7 +491,9 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
                        "--sim-seeds", "0:2", "--dir", str(data), "--out", str(out)])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "failover" in done.stdout and "report:" in done.stdout
-    assert "22/22" in done.stderr  # the progress bar reached its end
+    steps = re.findall(r"\] (\d+)/(\d+) ", done.stderr)
+    assert steps and steps[-1][0] == steps[-1][1]  # the progress bar reached its end
+    assert {total for _, total in steps} == {steps[-1][1]}  # whose length it knew at the start
     assert os.listdir(data) == []  # data directories removed
     result = json.loads((out / "report.json").read_text())
     facts = result["machine"]
@@ -506,7 +509,9 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     cluster = result["cluster"]
     loads = [*cluster["throughput"], *cluster["latency"], *cluster["peak"], *cluster["reads"]]
     assert len(cluster["throughput"]) == 7 and len(cluster["latency"]) == 2
-    assert len(cluster["peak"]) == 1 and len(cluster["reads"]) == 2
+    assert len(cluster["reads"]) == 2
+    assert [(r["workload"]["inflight"], r["workload"]["batch"]) for r in cluster["peak"]] == [
+        (shape["inflight"], shape["batch"]) for shape in workloads.PEAK_SHAPES]
     apis = {r["workload"]["api"] for r in cluster["throughput"]}
     assert apis == {"engine", "http", "kvclient"}
     for load in loads:
