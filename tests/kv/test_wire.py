@@ -231,17 +231,21 @@ def test_writes_reads_cas_redirects_and_status_over_the_binary_protocol():
 
 
 def test_concurrent_writes_of_one_client_use_a_pool_of_sessions_exactly_once():
+    """300 writes at once over one connection (several ``FLUSH_REQUESTS`` bursts, written
+    before the loop turn ends): each applied once, through at most ``sessions_max``."""
+    writes = 300
+
     async def body():
         async with wire_cluster(MemoryNetwork()) as (members, urls):
             leader = await leader_of(members)
             async with KVClient(list(urls.values()), timeout_s=2, sessions_max=8) as kv:
-                await asyncio.gather(*(kv.put(f"key-{i}", str(i)) for i in range(64)))
+                await asyncio.gather(*(kv.put(f"key-{i}", str(i)) for i in range(writes)))
                 assert kv._sessions_count == 8  # no more sessions than allowed
                 sessions = leader.state_machine.sessions
                 assert len(sessions) == 8
                 # every write applied once: each session's last sequence counts its writes
-                assert sum(info.last_sequence for info in sessions.values()) == 64
-                for i in range(64):
+                assert sum(info.last_sequence for info in sessions.values()) == writes
+                for i in range(writes):
                     assert leader.state_machine.data[f"key-{i}".encode()] == str(i).encode()
 
     run(body)
@@ -466,6 +470,53 @@ def test_a_connection_times_out_requests_with_one_timer():
         assert connection._sweeper is None
         with pytest.raises(ConnectionError):
             await again
+
+    asyncio.run(body())
+
+
+def test_a_burst_of_requests_is_written_in_pieces_of_flush_requests():
+    """A connection writes its requests at the end of the loop turn, or as soon as
+    ``FLUSH_REQUESTS`` wait: 150 requests made in one turn leave in writes of 64 and 64
+    before the turn ends and 22 at its end, each request once and in order; fewer than 64
+    leave in one write."""
+    from pyraft.kv import client as client_module
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def close(self) -> None:
+            pass
+
+    def requests_in(data: bytes) -> list[int]:
+        return [msgpack.unpackb(body)[0] for body in FrameReader(1 << 20).feed(data)]
+
+    async def body():
+        connection = client_module._WireConnection()
+        transport = Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        limit = client_module.FLUSH_REQUESTS
+        assert limit == 64
+        for _ in range(150):
+            connection.request(["status"], 30.0)
+        assert [len(requests_in(data)) for data in transport.written] == [64, 64]
+        await asyncio.sleep(0)  # the turn ends: the rest leaves in one write
+        assert [len(requests_in(data)) for data in transport.written] == [64, 64, 22]
+        sent = [i for data in transport.written for i in requests_in(data)]
+        assert sent == list(range(1, 151))
+        transport.written.clear()
+        for _ in range(limit - 1):
+            connection.request(["status"], 30.0)
+        assert transport.written == []
+        await asyncio.sleep(0)
+        assert [len(requests_in(data)) for data in transport.written] == [limit - 1]
+        connection.close()
 
     asyncio.run(body())
 
