@@ -432,28 +432,31 @@ def test_a_member_that_misbehaves_gives_a_typed_error(misbehaviour):
     run(body)
 
 
+class RecordingTransport:
+    """A connection's transport that keeps what is written (a client connection's tests)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        pass
+
+
 def test_a_connection_times_out_requests_with_one_timer():
     """Requests carry deadlines and one timer per connection expires them: an unanswered
     request fails with TimeoutError, an answered one is settled and forgotten, and the
     timer stops once nothing is pending (no timer per request, none left behind)."""
     from pyraft.kv import client as client_module
 
-    class Transport:
-        def __init__(self) -> None:
-            self.written: list[bytes] = []
-
-        def is_closing(self) -> bool:
-            return False
-
-        def write(self, data: bytes) -> None:
-            self.written.append(data)
-
-        def close(self) -> None:
-            pass
-
     async def body():
         connection = client_module._WireConnection()
-        connection.connection_made(Transport())  # type: ignore[arg-type]
+        connection.connection_made(RecordingTransport())  # type: ignore[arg-type]
         answered = connection.request(["status"], 30.0)
         silent = connection.request(["status"], 0.05)
         assert connection._sweeper is not None and len(connection.pending) == 2
@@ -481,25 +484,12 @@ def test_a_burst_of_requests_is_written_in_pieces_of_flush_requests():
     leave in one write."""
     from pyraft.kv import client as client_module
 
-    class Transport:
-        def __init__(self) -> None:
-            self.written: list[bytes] = []
-
-        def is_closing(self) -> bool:
-            return False
-
-        def write(self, data: bytes) -> None:
-            self.written.append(data)
-
-        def close(self) -> None:
-            pass
-
     def requests_in(data: bytes) -> list[int]:
         return [msgpack.unpackb(body)[0] for body in FrameReader(1 << 20).feed(data)]
 
     async def body():
         connection = client_module._WireConnection()
-        transport = Transport()
+        transport = RecordingTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         limit = client_module.FLUSH_REQUESTS
         assert limit == 64
