@@ -53,8 +53,9 @@ PROPOSAL_QUEUE_MAX = 65_536
 #: in-flight count PySyncObj's peak is searched at (``pysyncobj_peer.PEAK_INFLIGHTS``), so both
 #: peaks are searched up to the same load. Both plans run it. A member's throughput still rose
 #: from 32 x 1024 to 64 x 1024 on 2026-12-07 (5.0-5.2M to 5.6-5.9M writes/s, durable, 3 members
-#: on the 2-vCPU VM) while PySyncObj's stayed flat from 20,000 to 65,536 in flight (54.5k and
-#: 54.9k); ``PEAK_SHAPES`` keeps 32 x 1024, the shape judged until then
+#: on the 2-vCPU VM) while PySyncObj's rose no further from 20,000 to 65,536 in flight
+#: (``pysyncobj_peer.PEAK_INFLIGHTS``); ``PEAK_SHAPES`` keeps 32 x 1024, the shape judged
+#: until then
 PEAK_SHAPE = {"inflight": 64, "batch": 1024}
 #: the batched loads of the quick plan: the shape judged until 2026-12-07, then ``PEAK_SHAPE``
 PEAK_SHAPES = [{"inflight": 32, "batch": 1024}, PEAK_SHAPE]

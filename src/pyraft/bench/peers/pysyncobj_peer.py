@@ -62,7 +62,8 @@ DRAIN_S = 10.0
 START_TIMEOUT_S = 30.0
 LEADER_TIMEOUT_S = 20.0
 #: In-flight counts tried by :func:`peak` (MEASURED.md: the peak was near 20,000 in flight;
-#: flat from there to 65,536 on 2026-12-07, 54.5k and 54.9k writes/s). The largest is
+#: at 65,536 on 2026-12-07 the same within noise in one 3 s run, 54.9k against 54.5k, and
+#: lower in nine goal runs, 42.0k-49.8k against 49.5k-55.8k). The largest is
 #: pyraft's largest batched load (``workloads.PEAK_SHAPE``): both peaks are searched up to
 #: the same number of writes in flight.
 PEAK_INFLIGHTS = (256, 2048, 20_000, 65_536)
