@@ -494,6 +494,8 @@ def test_quick_cluster_run_writes_a_complete_report(tmp_path):
     steps = re.findall(r"\] (\d+)/(\d+) ", done.stderr)
     assert steps and steps[-1][0] == steps[-1][1]  # the progress bar reached its end
     assert {total for _, total in steps} == {steps[-1][1]}  # whose length it knew at the start
+    # one step per line, none past the end (a bar that counts too few steps stays full)
+    assert [int(done) for done, _ in steps] == list(range(1, int(steps[-1][1]) + 1))
     assert os.listdir(data) == []  # data directories removed
     result = json.loads((out / "report.json").read_text())
     facts = result["machine"]

@@ -167,9 +167,12 @@ class Plan:
     def cluster_steps(self, pure: bool = True) -> int:
         """How many times the cluster workloads call ``tick`` (for the progress bar);
         ``pure``: the pure build's loads included (they run on engine clusters only)."""
-        return (len(self.throughput) + len(self.rates) + len(self.peak) + 2
-                + (len([s for s in self.pure_throughput if s["api"] == "engine"])
-                   if pure else 0)
+        rounds = max(1, self.pure_rounds)
+        both = [s for s in self.pure_throughput if s["api"] == "engine"] if pure else []
+        # a load both builds run: once per build and round (``engine_workloads``)
+        loads = (sum(2 * rounds if s in both else 1 for s in self.throughput)
+                 + rounds * len([s for s in both if s not in self.throughput]))
+        return (loads + len(self.rates) + len(self.peak) + 2
                 + (1 if self.failovers else 0)
                 + (len(self.catchup_snapshot_entries) if self.catchup_bytes else 0)
                 + (1 if self.snapshot_bytes else 0))
