@@ -147,6 +147,36 @@ def test_summary_shows_the_builds_side_by_side_and_every_goal():
     assert "pyraft-pure engine durable 16 B x1" in text  # in the table of every load
 
 
+def _bounded(compiled=14_000.0, pure=30_000.0, floor=11_000.0) -> dict:
+    """``instructions.bounded``'s result for these counts per write."""
+    return {"compiled": {"values": [compiled], "median": compiled},
+            "pure": {"values": [pure], "median": pure}, "ratio": compiled / pure,
+            "unit": "instructions per write x256 (3 members in one process)", "command": "c",
+            "floor": floor,
+            "above_floor": {"compiled": compiled - floor, "pure": pure - floor,
+                            "ratio": (compiled - floor) / (pure - floor)},
+            "ceiling": pure / floor}
+
+
+def test_the_256_goal_carries_its_count_of_instructions_and_their_floor():
+    """The count at 256 in flight says how far compiling can move that ratio: the floor (the
+    load alone) is the same in both builds, so the pure count over it bounds the ratio."""
+    data = _synthetic()
+    assert "instructions_per_write" not in _by_start(report.goals(data))["x256"]["figures"]
+    data["instructions_256"] = _bounded()
+    goals = _by_start(report.goals(data))
+    counted = goals["x256"]["figures"]["instructions_per_write"]
+    assert counted["ratio"] == pytest.approx(30_000 / 14_000)
+    assert counted["above_floor_ratio"] == pytest.approx(19_000 / 3_000)
+    assert counted["ceiling"] == pytest.approx(30_000 / 11_000) and counted["floor"] == 11_000
+    assert "instructions_per_write" not in goals["x16"]["figures"]  # counted at 256 only
+    assert goals["x256"]["ratio"] == pytest.approx(2.5)  # the goal is still writes/s
+    data["goals"] = report.goals(data)
+    text = report.summary(data)
+    assert "instructions_256: above the floor of 11,000" in text
+    assert "instructions_256: ceiling (pure / floor)" in text and "2.73" in text
+
+
 # ---- peers at their best ----------------------------------------------------------------------
 def test_the_better_configuration_depends_on_the_load_shape():
     closed = {"kind": "closed", "size": 16, "inflight": 1, "rate": None, "journal": True}
@@ -327,8 +357,13 @@ def _fake_builds(monkeypatch, calls: list):
                 "pure": {"values": [1.25e6], "median": 1.25e6}, "ratio": 0.8,
                 "unit": "instructions per write", "command": "c"}
 
+    def bounded(writes, rounds, inflight):
+        calls.append(("bounded", writes, rounds, inflight))
+        return _bounded()
+
     monkeypatch.setattr(cli.builds, "simulator", simulator)
     monkeypatch.setattr(cli.instructions, "instructions", counted)
+    monkeypatch.setattr(cli.instructions, "bounded", bounded)
     monkeypatch.setattr(cli.instructions, "available", lambda: None)
     return cli
 
@@ -341,6 +376,7 @@ def test_the_builds_section_runs_both_comparisons_and_judges_them(monkeypatch, t
     assert cli.main(["builds", "--quick", "--sim-seeds", "3:9", "--out", str(out)]) == 0
     assert ("simulator", "3:9", 1) in calls and ("core", 3000, 3, 1) in calls
     assert ("instructions", cli.INSTRUCTIONS_WRITES, 1) in calls
+    assert ("bounded", 5120, 1, 256) in calls
     assert {c[1] for c in calls if c[0] == "info"} == {"compiled", "pure"}
     result = __import__("json").loads((out / "report.json").read_text())
     goals = _by_start(result["goals"])
@@ -351,6 +387,8 @@ def test_the_builds_section_runs_both_comparisons_and_judges_them(monkeypatch, t
     assert "goals of issue 18" in printed
     assert result["instructions"]["ratio"] == 0.8
     assert "instructions: instructions per write" in printed
+    assert result["instructions_256"]["ceiling"] == pytest.approx(30_000 / 11_000)
+    assert "instructions_256: ceiling (pure / floor)" in printed
 
 
 def test_no_pure_leaves_the_builds_out_and_bad_seeds_are_refused(monkeypatch, tmp_path):

@@ -97,6 +97,40 @@ def test_the_child_needs_a_directory():
         instructions.main(["--child"])
 
 
+def test_a_count_with_its_floor_says_what_each_build_adds_and_the_ceiling(monkeypatch,
+                                                                          capsys):
+    """``bounded``: both builds and the floor of the same load, counted as ``count`` does;
+    what each build adds above the floor, and the pure count over the floor (``ceiling``)."""
+    counts = {("compiled", False): [14_000.0, 14_200.0], ("pure", False): [30_000.0, 30_400.0],
+              ("compiled", True): [11_000.0]}
+    seen = []
+
+    def count(build, writes, inflight, keep=None, null=False):
+        seen.append((build, writes, inflight, null))
+        return counts[build, null].pop(0)
+
+    monkeypatch.setattr(instructions, "count", count)
+    monkeypatch.setattr(instructions, "available", lambda: None)
+    result = instructions.bounded(writes=512, rounds=2, inflight=256)
+    assert seen == [("compiled", 512, 256, False), ("pure", 512, 256, False)] * 2 + [
+        ("compiled", 512, 256, True)]
+    assert result["compiled"]["median"] == 14_100 and result["pure"]["median"] == 30_200
+    assert result["floor"] == 11_000
+    assert result["above_floor"] == {"compiled": 3_100, "pure": 19_200,
+                                     "ratio": pytest.approx(3_100 / 19_200)}
+    assert result["ceiling"] == pytest.approx(30_200 / 11_000)
+    counts.update({("compiled", False): [14_000.0], ("pure", False): [30_000.0],
+                   ("compiled", True): [11_000.0]})
+    assert instructions.main(["--writes", "512", "--inflight", "256", "--rounds", "1",
+                              "--floor"]) == 0
+    printed = capsys.readouterr().out
+    assert "floor (the same load, a member that does no work): 11,000 per write" in printed
+    assert "above the floor: compiled 3,000, pure 19,000" in printed
+    assert "ceiling" in printed and "2.73" in printed
+    with pytest.raises(SystemExit):  # the floor is of the three members' load, not one's
+        instructions.main(["--follower", "--floor"])
+
+
 @pytest.mark.soak
 @pytest.mark.parametrize("follower", [False, True], ids=["three members", "one follower"])
 def test_instructions_are_counted_per_build(tmp_path, follower):

@@ -10,7 +10,9 @@ the benchmark suite.
   build (``PYRAFT_PURE_CORE=1``, system ``pyraft-pure``) with the same durable engine loads
   (16 B, 1/16/256 in flight), and ``builds``;
 - ``builds``: the core alone (``benchmarks/test_bench_core.py``) and the simulator
-  (``python -m pyraft.testing.sim``), each once per build and round in a subprocess;
+  (``python -m pyraft.testing.sim``), each once per build and round in a subprocess; with
+  valgrind installed, instructions per write (:mod:`pyraft.bench.instructions`) at one
+  write in flight, and at 256 with the floor of that load (what no build can remove);
 - ``peers``: the peers (PySyncObj in its default and its latency configuration, etcd) with
   the same load shapes, when installed;
 - ``goals``: cluster + builds + peers, then the goals of issues 18 and 7; ``all``:
@@ -185,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     do_snapshot = section == "snapshot"
     steps = (1 if do_kernels else 0) + (1 + plan.cluster_steps(do_pure) if do_cluster else 0) \
         + (len(compare.PEERS) if do_peers else 0) + (1 if do_snapshot else 0) \
-        + (3 if do_builds else 0) + (1 if do_instructions else 0)
+        + (3 if do_builds else 0) + (2 if do_instructions else 0)
     progress = Progress(steps)
     errors: list[str] = []
     result: dict = {
@@ -268,6 +270,11 @@ def _run(args: argparse.Namespace) -> int:
             result["instructions"] = {"skipped": why} if why else _guarded(
                 errors, "instructions (builds)", lambda: instructions.instructions(
                     INSTRUCTIONS_WRITES, plan.build_rounds))
+            progress.tick(f"builds: instructions per write x{instructions.BOUND_INFLIGHT} "
+                          f"and their floor (callgrind)")
+            result["instructions_256"] = {"skipped": why} if why else _guarded(
+                errors, "instructions x256 (builds)", lambda: instructions.bounded(
+                    instructions.BOUND_WRITES, plan.build_rounds, instructions.BOUND_INFLIGHT))
         if do_snapshot:
             result["cluster"] = {"snapshot_install": _guarded(
                 errors, "snapshot install",
