@@ -251,14 +251,18 @@ def _decide(ledger_class: Any, ops: list[tuple[Any, ...]]) -> list[tuple[str, An
             count = op[1] if op[2] else 1  # replicate_many, or replicate (one command)
             if ledger.has_room(count):
                 future = FakeFuture()
-                ledger.enqueue([b"c"] * count, future, op[2])
+                if not op[2] and op[1] % 2:  # a replicate's path: the command without a list
+                    ledger.enqueue_command(b"c", future)
+                else:
+                    ledger.enqueue([b"c"] * count, future, op[2])
                 writes.append((future, count))
         elif op[0] == "propose":
             queued = ledger.take_queue()
             if queued is not None:
                 first = len(log) + 1
                 log.extend([term] * len(queued.payloads))
-                for _, future, _ in queued.items:
+                for proposal in queued.items:
+                    future = proposal.future
                     count = sum(n for f, n in writes if f is future)
                     placed[id(future)] = (first, first + count - 1, term)
                     first += count

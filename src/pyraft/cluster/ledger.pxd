@@ -32,10 +32,8 @@ cdef class QueuedBatch:
     cdef public list payloads
 
 
-@cython.locals(payloads=list, item=tuple, commands=list)
-cpdef list _joined(list items)
 @cython.locals(batch=QueuedBatch)
-cpdef QueuedBatch _queued_batch(list items)
+cpdef QueuedBatch _queued_batch(list items, list payloads)
 
 
 @cython.final
@@ -43,20 +41,22 @@ cdef class ProposalLedger:
     cdef public int64_t queue_max
     cdef public str queue_full
     cdef public list _queue
+    cdef public list _payloads
     cdef public int64_t queued
     cdef public list _space_waiters
     cdef public object proposals
     cdef public Py_ssize_t last_batch_writes
 
     cpdef bint has_room(self, Py_ssize_t count)
+    @cython.locals(count=Py_ssize_t)
     cpdef enqueue(self, list payloads, object future, bint many)
-    @cython.locals(items=list)
+    cpdef enqueue_command(self, bytes command, object future)
+    @cython.locals(items=list, batch=QueuedBatch)
     cpdef QueuedBatch take_queue(self)
     cpdef wake_space_waiters(self)
     @cython.locals(oldest=Proposal)
     cpdef bint leads_term(self, int64_t term) except -1
-    @cython.locals(proposals=object, index=int64_t, last=int64_t, items=list, many=bint,
-                   added=list)
+    @cython.locals(proposals=object, index=int64_t, items=list, proposal=Proposal)
     cpdef proposed(self, QueuedBatch batch, int64_t first, int64_t term)
     @cython.locals(proposals=object, first=int64_t, last=int64_t, proposal=Proposal,
                    lo=Py_ssize_t, hi=Py_ssize_t, popleft=object, shared_term=int64_t,

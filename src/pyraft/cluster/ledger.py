@@ -67,7 +67,9 @@ class Proposal:
 
     Invariants: ``first <= next <= last + 1`` (``next``: the next index whose result is due);
     ``results`` is a list (``many``) of the results of ``first..next-1``, or the one result;
-    ``lost``: an index of it was applied with another term."""
+    ``lost``: an index of it was applied with another term. While the write waits in the
+    ledger's queue, ``first..last`` is ``0..count-1`` and ``term`` 0: ``proposed`` places
+    it in the log."""
 
     __slots__ = ("first", "last", "term", "future", "many", "results", "lost", "next")
 
@@ -97,42 +99,30 @@ class QueuedBatch:
 
     __slots__ = ("items", "payloads")
 
-    def __init__(self, items: list[tuple[list[bytes], FutureLike, bool]]) -> None:
-        #: (payloads, future, many) per write, in queue order
+    def __init__(self, items: list[Proposal], payloads: list[bytes]) -> None:
+        #: one ``Proposal`` per write, in queue order, not yet placed in the log
         self.items = items
         #: their commands, in order
-        self.payloads = _joined(items)
+        self.payloads = payloads
 
 
-def _joined(items: list[tuple[list[bytes], FutureLike, bool]]) -> list[bytes]:
-    """The commands of queued writes, in order (compiled: a C loop over typed items)."""
-    if len(items) == 1:
-        return items[0][0]
-    payloads: list[bytes] = []
-    for item in items:
-        commands = item[0]
-        if len(commands) == 1:  # a replicate's: one C append, no list walked
-            payloads.append(commands[0])
-        else:
-            payloads.extend(commands)
-    return payloads
-
-
-def _queued_batch(items: list[tuple[list[bytes], FutureLike, bool]]) -> QueuedBatch:
-    """``QueuedBatch(items)`` with its fields set directly (compiled: no ``__init__`` call
-    with its argument parsing, once per batch the core takes)."""
+def _queued_batch(items: list[Proposal], payloads: list[bytes]) -> QueuedBatch:
+    """``QueuedBatch(items, payloads)`` with its fields set directly (compiled: no
+    ``__init__`` call with its argument parsing, once per batch the core takes)."""
     batch = QueuedBatch.__new__(QueuedBatch)
     batch.items = items
-    batch.payloads = _joined(items)
+    batch.payloads = payloads
     return batch
 
 
 class ProposalLedger:
     """The queue of writes waiting to enter the core, the writes in flight, and their fate.
 
-    State: ``_queue`` (payloads, future, many) in arrival order, ``queued`` the number of
-    commands in it (``0 <= queued``; ``queued <= queue_max`` unless one write alone exceeds
-    the bound); ``_space_waiters``: writers waiting for room; ``proposals``: the writes in
+    State: ``_queue`` the queued writes' ``Proposal``s in arrival order and ``_payloads``
+    their commands, in the same order (a write's record is made once, when it is queued:
+    no tuple and list per write to take apart later), ``queued`` the number of commands in
+    it (``0 <= queued == len(_payloads)``; ``queued <= queue_max`` unless one write alone
+    exceeds the bound); ``_space_waiters``: writers waiting for room; ``proposals``: the writes in
     the log, by index (``proposals[i].last < proposals[i + 1].first``); ``last_batch_writes``:
     how many writes the last batch proposed held (0 before the first).
     """
@@ -145,7 +135,8 @@ class ProposalLedger:
             raise ValueError(f"proposal_queue_max must be at least 1, not {queue_max}")
         self.queue_max = queue_max
         self.queue_full = queue_full
-        self._queue: list[tuple[list[bytes], FutureLike, bool]] = []
+        self._queue: list[Proposal] = []
+        self._payloads: list[bytes] = []
         self.queued = 0
         self._space_waiters: list[FutureLike] = []
         self.proposals: collections.deque[Proposal] = collections.deque()
@@ -167,17 +158,29 @@ class ProposalLedger:
         self._space_waiters.append(waiter)
 
     def enqueue(self, payloads: list[bytes], future: FutureLike, many: bool) -> None:
-        self._queue.append((payloads, future, many))
-        self.queued += len(payloads)
+        count = len(payloads)
+        self._queue.append(_proposal(0, count - 1, 0, future, many))
+        if count == 1:
+            self._payloads.append(payloads[0])
+        else:
+            self._payloads.extend(payloads)
+        self.queued += count
+
+    def enqueue_command(self, command: bytes, future: FutureLike) -> None:
+        """``enqueue([command], future, False)``, without the list: one ``replicate``."""
+        self._queue.append(_proposal(0, 0, 0, future, False))
+        self._payloads.append(command)
+        self.queued += 1
 
     def take_queue(self) -> QueuedBatch | None:
         """Everything queued, as one batch for the core (None: nothing queued)."""
         items = self._queue
         if not items:
             return None
-        self._queue = []
+        batch = _queued_batch(items, self._payloads)
+        self._queue, self._payloads = [], []
         self.queued = 0
-        return _queued_batch(items)
+        return batch
 
     def fail_queue(self, error: BaseException) -> None:
         """The queued writes can no longer enter the core (this member stopped leading)."""
@@ -195,8 +198,8 @@ class ProposalLedger:
     # ---- in flight -----------------------------------------------------------------------
     def fail_batch(self, batch: QueuedBatch, error: BaseException) -> None:
         """The core refused ``batch`` (or proposing it failed): every write of it fails."""
-        for _, future, _ in batch.items:
-            _settle_error(future, error)
+        for proposal in batch.items:
+            _settle_error(proposal.future, error)
         self.wake_space_waiters()
 
     def proposed(self, batch: QueuedBatch, first: int, term: int) -> None:
@@ -207,13 +210,14 @@ class ProposalLedger:
         if proposals and proposals[-1].last >= first:  # (ours all below it: the common case)
             self.replaced(first)
         index = first
-        added: list[Proposal] = []  # C appends, then one call to the deque
-        for items, future, many in batch.items:
-            last = index + len(items) - 1
-            added.append(_proposal(index, last, term, future, many))
-            index = last + 1
-        proposals.extend(added)
-        self.last_batch_writes = len(batch.items)
+        items = batch.items
+        for proposal in items:  # queued at 0..count-1: placed at index..
+            proposal.last += index
+            proposal.first = proposal.next = index
+            proposal.term = term
+            index = proposal.last + 1
+        proposals.extend(items)
+        self.last_batch_writes = len(items)
         if self._space_waiters:
             self.wake_space_waiters()
 
@@ -330,9 +334,10 @@ class ProposalLedger:
         for proposal in self.proposals:
             _settle_error(proposal.future, error if in_flight is None else in_flight)
         self.proposals.clear()
-        for _, future, _ in self._queue:
-            _settle_error(future, error)
+        for proposal in self._queue:
+            _settle_error(proposal.future, error)
         self._queue.clear()
+        self._payloads.clear()
         self.queued = 0
         self.wake_space_waiters()
 

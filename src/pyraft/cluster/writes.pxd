@@ -48,8 +48,9 @@ cdef class Writes:
 
     @cython.locals(node=RaftNode, writer=LogWriter)
     cpdef check_writable(self)
-    @cython.locals(ledger=ProposalLedger, propose_now=object)
     cpdef object enqueue_now(self, list payloads, bint many)
+    @cython.locals(ledger=ProposalLedger, propose_now=object)
+    cdef object _enqueue_now(self, list payloads, bytes command, bint many)
     cpdef object enqueue_command(self, object command)
     @cython.locals(ledger=ProposalLedger, batch=QueuedBatch, first=int64_t, node=RaftNode)
     cpdef propose_queued(self)

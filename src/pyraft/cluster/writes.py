@@ -183,9 +183,15 @@ class Writes:
         """``enqueue`` when the queue has room, without a coroutine (every write takes this
         path while the queue is not full): the write's future, or None when there is no
         room (then ``enqueue`` waits for it, or refuses)."""
+        return self._enqueue_now(payloads, b"", many)
+
+    def _enqueue_now(self, payloads: list[bytes] | None, command: bytes,
+                     many: bool) -> asyncio.Future[Any] | None:
+        """``enqueue_now`` of ``payloads``, or (None) of the one ``command`` of a
+        ``replicate``, queued without a list of it."""
         self.check_writable()
         ledger = self.ledger
-        if not ledger.has_room(len(payloads)):
+        if not ledger.has_room(1 if payloads is None else len(payloads)):
             return None
         future: asyncio.Future[Any] = self._new_future()
         propose_now: Callable[[], bool] | None = None  # set for a lone writer's write
@@ -203,7 +209,10 @@ class Writes:
                 propose_now = self.propose_now  # None until the runtime binds its engine
             if propose_now is None:
                 self._wake.set()
-        ledger.enqueue(payloads, future, many)
+        if payloads is None:
+            ledger.enqueue_command(command, future)
+        else:
+            ledger.enqueue(payloads, future, many)
         if propose_now is not None and not propose_now():  # not now: the task's turn
             self._wake.set()
         return future
@@ -213,8 +222,9 @@ class Writes:
         (a ``bytes`` as it is, another bytes-like object copied, anything else a
         ``TypeError``, before the writability check): the path of every single write, one
         call from the runtime instead of a tuple, ``payloads_of`` and ``enqueue_now``."""
-        return self.enqueue_now(
-            [command] if type(command) is bytes else payloads_of((command,)), False)
+        if type(command) is bytes:
+            return self._enqueue_now(None, command, False)
+        return self._enqueue_now(payloads_of((command,)), b"", False)
 
     async def enqueue(self, payloads: list[bytes], many: bool) -> asyncio.Future[Any]:
         """Queue one write (``many``: a ``replicate_many``, whose future gets the list of
